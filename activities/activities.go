@@ -1,0 +1,195 @@
+// Package activities holds the Temporal activities: every call to
+// ThingSpace, Rev.io and PostgreSQL made on behalf of a workflow. Each
+// activity is idempotent: a retry, or a worker restarted mid-way, never sends
+// a second state change for the same device change nor creates a second
+// Rev.io service.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/revio"
+	"github.com/iot-ops/tsbulk/thingspace"
+)
+
+// Activities carries the dependencies of every activity; its methods are the
+// activities.
+type Activities struct {
+	Store      *db.Store
+	ThingSpace *thingspace.Client
+	// Revio is nil when billing is switched off.
+	Revio    *revio.Client
+	Temporal client.Client
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	// Limits checked when device changes are claimed for a request.
+	Limits db.ClaimLimits
+	// PollBatchThreshold: above this many devices due for a status check in
+	// one account, the poller lists the account's devices page by page
+	// instead of looking each device up (one request per device).
+	PollBatchThreshold int
+	// PollMaxRequests caps the ThingSpace requests of one polling cycle.
+	PollMaxRequests int
+}
+
+// Error types of the application errors activities return. Workflows branch
+// on these, never on message text.
+const (
+	ErrTypeInvalidCredentials = "ThingSpaceInvalidCredentials"
+	ErrTypeThingSpace         = "ThingSpaceError"
+	ErrTypeNotRunnable        = "BulkChangeNotRunnable"
+	ErrTypeRevio              = "RevioError"
+	ErrTypeInvalidData        = "InvalidData"
+)
+
+// thingSpaceError turns a ThingSpace client error into an activity error
+// whose retry behaviour follows the client's classification: permanent
+// refusals are non-retryable, a 429 waits for its Retry-After.
+func thingSpaceError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e, ok := thingspace.AsError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	typ := ErrTypeThingSpace
+	if e.Kind == thingspace.KindInvalidCredentials {
+		typ = ErrTypeInvalidCredentials
+	}
+	opts := temporal.ApplicationErrorOptions{NonRetryable: !e.Retryable()}
+	if e.Kind == thingspace.KindRateLimited && e.RetryAfter > 0 {
+		opts.NextRetryDelay = e.RetryAfter
+	}
+	return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s: %s", op, e.Error()), typ, opts)
+}
+
+// revioError does the same for Rev.io.
+func revioError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *revio.Error
+	if !errors.As(err, &e) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	opts := temporal.ApplicationErrorOptions{NonRetryable: !e.Retryable()}
+	if e.RetryAfter > 0 {
+		opts.NextRetryDelay = e.RetryAfter
+	}
+	return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s: %s", op, e.Error()), ErrTypeRevio, opts)
+}
+
+func permanent(typ, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
+}
+
+// auditScope tells the audit hooks which bulk change and device change an
+// HTTP exchange belongs to.
+type auditScope struct {
+	BulkChangeID   string
+	DeviceChangeID int64
+}
+
+type auditScopeKey struct{}
+
+func withScope(ctx context.Context, bulkID string, deviceChangeID int64) context.Context {
+	return context.WithValue(ctx, auditScopeKey{}, auditScope{BulkChangeID: bulkID, DeviceChangeID: deviceChangeID})
+}
+
+func scopeOf(ctx context.Context) auditScope {
+	s, _ := ctx.Value(auditScopeKey{}).(auditScope)
+	return s
+}
+
+// ObserveThingSpace is the ThingSpace client's Observer: every HTTP attempt
+// goes to the audit log (bodies arrive redacted) and to the metrics.
+func (a *Activities) ObserveThingSpace(ctx context.Context, x thingspace.Exchange) {
+	status := "error"
+	if x.StatusCode != 0 {
+		status = strconv.Itoa(x.StatusCode)
+	}
+	outcome := "ok"
+	if x.Err != "" || x.StatusCode >= 400 {
+		outcome = "error"
+	}
+	if a.Metrics != nil {
+		a.Metrics.ThingSpaceRequests.WithLabelValues(x.Op, status).Inc()
+		if outcome == "error" {
+			code := x.Code
+			if code == "" {
+				code = status
+			}
+			a.Metrics.ThingSpaceErrors.WithLabelValues(x.Op, thingspace.ShortCode(code)).Inc()
+		}
+	}
+	a.audit(ctx, db.AuditEntry{
+		Service: "thingspace", Operation: x.Op, Method: x.Method, Path: x.Path,
+		RequestBody: string(x.RequestBody), ResponseBody: string(x.ResponseBody), HTTPStatus: x.StatusCode,
+		Outcome: outcome, ErrorCode: x.Code, ErrorMessage: x.Err, RequestID: requestIDOf(x.ResponseBody),
+		Attempt: x.Attempt, Duration: x.Duration, At: x.Started,
+	})
+}
+
+// ObserveRevio is the Rev.io client's Observer.
+func (a *Activities) ObserveRevio(ctx context.Context, x revio.Exchange) {
+	status := "error"
+	if x.StatusCode != 0 {
+		status = strconv.Itoa(x.StatusCode)
+	}
+	outcome := "ok"
+	if x.Err != "" || x.StatusCode >= 400 {
+		outcome = "error"
+	}
+	if a.Metrics != nil {
+		a.Metrics.RevioRequests.WithLabelValues(x.Op, status).Inc()
+	}
+	a.audit(ctx, db.AuditEntry{
+		Service: "revio", Operation: x.Op, Method: x.Method, Path: x.Path,
+		RequestBody: string(x.RequestBody), ResponseBody: string(x.ResponseBody), HTTPStatus: x.StatusCode,
+		Outcome: outcome, ErrorMessage: x.Err, Attempt: x.Attempt, Duration: x.Duration, At: x.Started,
+	})
+}
+
+func (a *Activities) audit(ctx context.Context, e db.AuditEntry) {
+	s := scopeOf(ctx)
+	e.BulkChangeID, e.DeviceChangeID = s.BulkChangeID, s.DeviceChangeID
+	// The exchange has happened; record it even if the activity's context
+	// is being cancelled.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.Store.WriteAudit(wctx, e); err != nil {
+		a.log().Warn("audit log write failed", "service", e.Service, "operation", e.Operation, "error", err)
+	}
+}
+
+func (a *Activities) log() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+// requestIDOf extracts ThingSpace's requestId from an answer, for the audit
+// log.
+func requestIDOf(body []byte) string {
+	if len(body) == 0 || body[0] != '{' {
+		return ""
+	}
+	var v struct {
+		RequestID string `json:"requestId"`
+	}
+	_ = json.Unmarshal(body, &v)
+	return v.RequestID
+}

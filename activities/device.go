@@ -1,0 +1,243 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// DeviceState is what a device's workflow needs to know about its change
+// when it starts (and again after a restart).
+type DeviceState struct {
+	ID            int64              `json:"id"`
+	BulkChangeID  string             `json:"bulkChangeId"`
+	ICCID         string             `json:"iccid"`
+	Operation     string             `json:"operation"`
+	AccountName   string             `json:"accountName"`
+	Status        string             `json:"status"`
+	Final         bool               `json:"final"`
+	RequestID     string             `json:"requestId,omitempty"`
+	HasPPU        bool               `json:"hasPpu"`
+	HasBilling    bool               `json:"hasBilling"`
+	Sync          *api.Confirmation  `json:"sync,omitempty"`
+	Stored        []api.Confirmation `json:"stored,omitempty"`
+	Outcome       string             `json:"outcome,omitempty"`
+	ErrorCode     string             `json:"errorCode,omitempty"`
+	BillingStatus string             `json:"billingStatus"`
+	SubmittedAt   *time.Time         `json:"submittedAt,omitempty"`
+}
+
+// LoadDeviceChange reads a device change with any outcome already known: a
+// synchronous answer recorded at submission, or callbacks stored before the
+// workflow existed.
+func (a *Activities) LoadDeviceChange(ctx context.Context, id int64) (*DeviceState, error) {
+	dc, err := a.Store.GetDeviceChange(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, permanent(ErrTypeInvalidData, "device change %d does not exist", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read device change %d: %w", id, err)
+	}
+	st := &DeviceState{
+		ID: dc.ID, BulkChangeID: dc.BulkChangeID, ICCID: dc.ICCID, Operation: dc.Operation, AccountName: dc.AccountName,
+		Status: dc.Status, Final: dc.Final(), RequestID: dc.RequestID, HasPPU: dc.HasPPU,
+		HasBilling: len(dc.Billing) > 0 && string(dc.Billing) != "null", Outcome: dc.Outcome, ErrorCode: dc.ErrorCode,
+		BillingStatus: dc.BillingStatus, SubmittedAt: dc.SubmittedAt,
+	}
+	if dc.SyncResult != nil {
+		st.Sync = &api.Confirmation{
+			Source: api.SourceSync, RequestID: dc.RequestID, Success: dc.SyncResult.Success,
+			FaultCode: dc.SyncResult.FaultCode, FaultMessage: dc.SyncResult.FaultMessage,
+			State: dc.SyncResult.State, MSISDN: dc.SyncResult.MSISDN,
+		}
+	}
+	if st.Stored, err = a.StoredConfirmations(ctx, id); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// StoredConfirmations returns the callbacks stored for a device change,
+// oldest first. A device's workflow reads them when it starts and when its
+// callback timer fires, so a callback whose signal was lost still counts.
+func (a *Activities) StoredConfirmations(ctx context.Context, id int64) ([]api.Confirmation, error) {
+	cbs, err := a.Store.StoredCallbacks(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Confirmation, len(cbs))
+	for i, c := range cbs {
+		out[i] = CallbackConfirmation(c)
+	}
+	return out, nil
+}
+
+// CallbackConfirmation turns a stored callback into a Confirmation.
+func CallbackConfirmation(c db.Callback) api.Confirmation {
+	return api.Confirmation{
+		Source: api.SourceCallback, RequestID: c.RequestID, Success: c.FaultCode == "" && strings.EqualFold(c.Status, "Success"),
+		FaultCode: thingspace.ShortCode(c.FaultCode), FaultMessage: c.FaultString, MSISDN: c.MSISDN,
+		CallbackID: c.ID, At: c.ReceivedAt,
+	}
+}
+
+// CompleteInput is the outcome of a device change.
+type CompleteInput struct {
+	DeviceChangeID int64
+	Operation      string
+	Status         string // PROCESSED | ERROR
+	Outcome        string
+	FinalState     string
+	MSISDN         string
+	ErrorCode      string
+	ErrorMessage   string
+	ConfirmedBy    string
+	ConfirmedAt    time.Time
+	BillingPending bool
+	RequestID      string
+	ReleaseMSISDN  bool
+}
+
+// CompleteResult is the outcome as stored (the first one recorded wins).
+type CompleteResult struct {
+	Status       string `json:"status"`
+	Outcome      string `json:"outcome,omitempty"`
+	ErrorCode    string `json:"errorCode,omitempty"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+	MSISDN       string `json:"msisdn,omitempty"`
+}
+
+// CompleteDeviceChange records the outcome of a device change, the device's
+// new status and MSISDN, and the audit entry, in one transaction.
+func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput) (*CompleteResult, error) {
+	c := db.Completion{
+		DeviceChangeID: in.DeviceChangeID, Status: in.Status, Outcome: in.Outcome, FinalState: in.FinalState,
+		MSISDN: in.MSISDN, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage, ConfirmedBy: in.ConfirmedBy,
+		BillingPending: in.BillingPending, RequestID: in.RequestID, ReleaseMSISDN: in.ReleaseMSISDN,
+	}
+	if !in.ConfirmedAt.IsZero() {
+		c.ConfirmedAt = &in.ConfirmedAt
+	}
+	dc, changed, err := a.Store.Complete(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if changed && a.Metrics != nil {
+		reason := dc.Outcome
+		if dc.Status == db.ChangeError {
+			reason = dc.ErrorCode
+		}
+		a.Metrics.DeviceChanges.WithLabelValues(dc.Operation, dc.Status, reason).Inc()
+		if dc.SubmittedAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
+			a.Metrics.ConfirmationSeconds.WithLabelValues(dc.Operation, in.ConfirmedBy).
+				Observe(c.ConfirmedAt.Sub(*dc.SubmittedAt).Seconds())
+		}
+	}
+	return &CompleteResult{Status: dc.Status, Outcome: dc.Outcome, ErrorCode: dc.ErrorCode, ErrorMessage: dc.ErrorMessage,
+		MSISDN: dc.MSISDN}, nil
+}
+
+// LookupInput names a device to look up at ThingSpace.
+type LookupInput struct {
+	BulkChangeID   string
+	DeviceChangeID int64
+	ICCID          string
+}
+
+// DeviceLookup is a device as ThingSpace lists it.
+type DeviceLookup struct {
+	Found  bool   `json:"found"`
+	State  string `json:"state"`
+	MSISDN string `json:"msisdn,omitempty"`
+}
+
+// LookupDevice reads one device's state and MSISDN from ThingSpace's device
+// list.
+func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceLookup, error) {
+	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
+	d, err := a.ThingSpace.GetDevice(ctx, thingspace.DeviceID{ID: in.ICCID, Kind: thingspace.KindICCID})
+	if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
+		return &DeviceLookup{}, nil
+	}
+	if err != nil {
+		return nil, thingSpaceError("look up "+in.ICCID, err)
+	}
+	return &DeviceLookup{Found: true, State: string(d.State()), MSISDN: d.MSISDN()}, nil
+}
+
+// PPUUpdateInput names the device change whose PPU is to be sent.
+type PPUUpdateInput struct {
+	BulkChangeID   string
+	DeviceChangeID int64
+}
+
+// PPUUpdateResult is ThingSpace's answer to a PPU update.
+type PPUUpdateResult struct {
+	RequestID string            `json:"requestId,omitempty"`
+	Refusal   *api.Confirmation `json:"refusal,omitempty"`
+}
+
+// UpdatePlaceOfUse sends the stored PPU of an already-active device to
+// ThingSpace (contactInfo). The request is recorded before it is sent; a
+// retry after a lost answer sends it again, which is harmless: a PPU update
+// sets an address, it does not change the line's state.
+func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*PPUUpdateResult, error) {
+	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
+	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), "contactInfo")
+	if err != nil {
+		return nil, fmt.Errorf("record PPU update: %w", err)
+	}
+	switch req.State {
+	case db.RequestAccepted:
+		return &PPUUpdateResult{RequestID: req.RequestID}, nil
+	case db.RequestRejected:
+		return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: req.ErrorCode, FaultMessage: req.ErrorMessage}}, nil
+	}
+	if !fresh {
+		if err := a.Store.StartAttempt(ctx, req.PK); err != nil {
+			return nil, err
+		}
+	}
+	dc, err := a.Store.GetDeviceChange(ctx, in.DeviceChangeID)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := a.Store.DeviceChangePPU(ctx, in.DeviceChangeID)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 {
+		return nil, permanent(ErrTypeInvalidData, "device change %d has no PPU", in.DeviceChangeID)
+	}
+	var ppu thingspace.PlaceOfUse
+	if err := json.Unmarshal(raw, &ppu); err != nil {
+		return nil, permanent(ErrTypeInvalidData, "device change %d: stored PPU is unreadable", in.DeviceChangeID)
+	}
+	requestID, err := a.ThingSpace.UpdateContactInfo(ctx, thingspace.ContactInfoRequest{
+		Devices: []thingspace.DeviceRef{thingspace.ICCIDRef(dc.ICCID, dc.IMEI)}, AccountName: dc.AccountName, PrimaryPlaceOfUse: ppu,
+	})
+	if err == nil {
+		if err := a.Store.MarkSingleAccepted(ctx, req.PK, requestID); err != nil {
+			return nil, err
+		}
+		return &PPUUpdateResult{RequestID: requestID}, nil
+	}
+	e, ok := thingspace.AsError(err)
+	if !ok || e.Retryable() || e.Kind == thingspace.KindInvalidCredentials {
+		if ok {
+			_ = a.Store.MarkRequestRetry(ctx, req.PK, e.Code, e.Message)
+		}
+		return nil, thingSpaceError("update PPU", err)
+	}
+	if err := a.Store.MarkSingleRejected(ctx, req.PK, e.ShortCode(), e.Message); err != nil {
+		return nil, err
+	}
+	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: e.ShortCode(), FaultMessage: e.Message}}, nil
+}

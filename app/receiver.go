@@ -1,0 +1,57 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iot-ops/tsbulk/callbacks"
+	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/metrics"
+)
+
+// NewReceiver builds the callback receiver.
+func NewReceiver(cfg *config.Config, store *db.Store, tc client.Client, m *metrics.Metrics, logger *slog.Logger) *callbacks.Receiver {
+	return &callbacks.Receiver{
+		Store: store, Temporal: tc, Username: cfg.Callbacks.Username, Password: cfg.Callbacks.Password.Reveal(),
+		MaxBodyBytes: cfg.Callbacks.MaxBodyBytes, Metrics: m, Logger: logger,
+	}
+}
+
+// RunReceiver runs the callback receiver process until ctx ends.
+func RunReceiver(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	m := metrics.New()
+	store, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tc, err := DialTemporal(ctx, cfg, m, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	return runReceiver(ctx, cfg, store, tc, m, logger, true)
+}
+
+// runReceiver serves the callback endpoint, and its own admin endpoints when
+// it runs as its own process (embedded in the worker, the worker's serve).
+func runReceiver(ctx context.Context, cfg *config.Config, store *db.Store, tc client.Client, m *metrics.Metrics, logger *slog.Logger, admin bool) error {
+	mux := http.NewServeMux()
+	mux.Handle(cfg.Callbacks.Path, NewReceiver(cfg, store, tc, m, logger).Handler())
+	srv := &http.Server{Addr: cfg.Callbacks.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serve(gctx, srv, logger, "callback receiver") })
+	if admin {
+		g.Go(func() error {
+			return serve(gctx, adminServer(cfg.Callbacks.AdminListen, m, readiness(store, tc)), logger, "callback receiver admin endpoints")
+		})
+	}
+	return g.Wait()
+}

@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/revio"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// NewActivities builds the activities with their ThingSpace and Rev.io
+// clients. Every HTTP exchange of both clients goes to the audit log.
+func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *metrics.Metrics, logger *slog.Logger) (*activities.Activities, error) {
+	acts := &activities.Activities{
+		Store: store, Temporal: tc, Metrics: m, Logger: logger,
+		Limits:             db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
+		PollBatchThreshold: cfg.Worker.PollBatchThreshold,
+	}
+	ts, err := thingspace.New(thingspace.Config{
+		BaseURL:      cfg.ThingSpace.BaseURL,
+		ClientID:     cfg.ThingSpace.ClientID,
+		ClientSecret: cfg.ThingSpace.ClientSecret.Reveal(),
+		Username:     cfg.ThingSpace.Username,
+		Password:     cfg.ThingSpace.Password.Reveal(),
+		AccountName:  cfg.ThingSpace.Account,
+		HTTPTimeout:  cfg.ThingSpace.HTTPTimeout,
+		MaxRetries:   cfg.ThingSpace.MaxRetries,
+		Observer:     acts.ObserveThingSpace,
+		Logger:       logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("thingspace client: %w", err)
+	}
+	acts.ThingSpace = ts
+	if cfg.Revio.Enabled {
+		rv, err := revio.New(revio.Config{
+			BaseURL:         cfg.Revio.BaseURL,
+			Login:           cfg.Revio.Login,
+			ClientCode:      cfg.Revio.ClientCode,
+			Password:        cfg.Revio.Password.Reveal(),
+			SubscriptionKey: cfg.Revio.SubscriptionKey.Reveal(),
+			CallsPerMinute:  cfg.Revio.CallsPerMinute,
+			Observer:        acts.ObserveRevio,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rev.io client: %w", err)
+		}
+		acts.Revio = rv
+	}
+	return acts, nil
+}
+
+// NewWorker creates the worker of the product's task queue with every
+// workflow and activity registered.
+func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config) worker.Worker {
+	w := worker.New(tc, api.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.Worker.MaxConcurrentActivities,
+	})
+	Register(w, acts)
+	return w
+}
+
+// Register registers the workflows and activities on a worker (or a
+// replayer's registry).
+func Register(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}, acts *activities.Activities) {
+	RegisterWorkflows(r)
+	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+}
+
+// RegisterWorkflows registers the workflows under their public names.
+func RegisterWorkflows(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+}) {
+	r.RegisterWorkflowWithOptions(workflows.BulkChange, workflow.RegisterOptions{Name: api.BulkChangeWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.DeviceChange, workflow.RegisterOptions{Name: api.DeviceChangeWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.AccountPoller, workflow.RegisterOptions{Name: api.AccountPollerWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.BillingRetry, workflow.RegisterOptions{Name: api.BillingRetryWorkflowType})
+}
+
+// RunWorker runs the worker process until ctx ends: the Temporal worker,
+// its admin endpoints, and the callback receiver when configured to embed
+// it.
+func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	m := metrics.New()
+	store, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tc, err := DialTemporal(ctx, cfg, m, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	acts, err := NewActivities(cfg, store, tc, m, logger)
+	if err != nil {
+		return err
+	}
+	w := NewWorker(tc, acts, cfg)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+	logger.Info("worker started", "taskQueue", api.TaskQueue, "temporal", cfg.Temporal.Address)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return serve(gctx, adminServer(cfg.Worker.Listen, m, readiness(store, tc)), logger, "worker admin endpoints")
+	})
+	if cfg.Worker.EmbedCallbackReceiver {
+		g.Go(func() error { return runReceiver(gctx, cfg, store, tc, m, logger, false) })
+	}
+	return g.Wait()
+}

@@ -1,0 +1,207 @@
+// Package callbacks is the HTTP endpoint ThingSpace calls with the outcome
+// of each device's state change (CarrierService callbacks). It stores every
+// callback before acknowledging it and signals the device's workflow.
+package callbacks
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// Signaler is the part of the Temporal client the receiver uses.
+type Signaler interface {
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
+}
+
+var _ Signaler = client.Client(nil)
+
+// Receiver handles ThingSpace's callback POSTs.
+type Receiver struct {
+	Store    *db.Store
+	Temporal Signaler
+	// Username and Password are the credentials registered with the
+	// listener; ThingSpace echoes them in every callback body.
+	Username     string
+	Password     string
+	MaxBodyBytes int64
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
+}
+
+// Handler returns the endpoint, to mount at the registered path.
+func (r *Receiver) Handler() http.Handler {
+	return http.HandlerFunc(r.serve)
+}
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	limit := r.MaxBodyBytes
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			r.count("too_large")
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.count("invalid")
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+	var msg thingspace.CallbackMessage
+	if err := json.Unmarshal(body, &msg); err != nil {
+		r.count("invalid")
+		http.Error(w, "body is not a ThingSpace callback", http.StatusBadRequest)
+		return
+	}
+	if !r.authorized(msg) {
+		r.count("unauthorized")
+		r.log().Warn("callback refused: wrong listener credentials", "remote", req.RemoteAddr)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	iccid := msg.ICCID()
+	if msg.RequestID == "" || iccid == "" {
+		r.count("invalid")
+		http.Error(w, "callback needs a requestId and an ICCID", http.StatusBadRequest)
+		return
+	}
+	payload, err := redactedPayload(body)
+	if err != nil {
+		r.count("invalid")
+		http.Error(w, "body is not a JSON object", http.StatusBadRequest)
+		return
+	}
+	ctx := req.Context()
+	cb, first, err := r.Store.StoreCallback(ctx, db.NewCallback{
+		RequestID: msg.RequestID, ICCID: iccid, Status: msg.Status, FaultCode: faultCode(msg),
+		FaultString: faultString(msg), MSISDN: msg.MSISDN(), CallbackCount: msg.CallbackCount, Payload: payload,
+	})
+	if err != nil {
+		// Not stored: ThingSpace must try again.
+		r.count("store_failed")
+		r.log().Error("callback not stored", "requestId", msg.RequestID, "iccid", iccid, "error", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if first {
+		r.count("stored")
+	} else {
+		r.count("duplicate")
+	}
+	// Signal before answering: if this process dies now, ThingSpace has no
+	// 2xx and delivers again, and the copy is signalled then. A duplicate is
+	// signalled too (the first signal may have been lost); the workflow
+	// takes only the first confirmation.
+	if err := r.signal(ctx, cb); err != nil {
+		r.log().Error("callback stored but its workflow could not be signalled", "requestId", msg.RequestID, "iccid", iccid, "error", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// authorized compares the body's credentials with the registered ones in
+// constant time, both always compared.
+func (r *Receiver) authorized(msg thingspace.CallbackMessage) bool {
+	u := subtle.ConstantTimeCompare([]byte(msg.Username), []byte(r.Username))
+	p := subtle.ConstantTimeCompare([]byte(msg.Password), []byte(r.Password))
+	return u&p == 1
+}
+
+// signal delivers the callback to its device's workflow. A callback that
+// matches no device change, or whose workflow does not exist (not started
+// yet, or finished), stays stored: the workflow reads stored callbacks when
+// it starts waiting.
+func (r *Receiver) signal(ctx context.Context, cb *db.Callback) error {
+	if cb.DeviceChangeID == nil || cb.BulkChangeID == "" {
+		r.signalResult(ctx, cb, "unmatched")
+		return nil
+	}
+	conf := activities.CallbackConfirmation(*cb)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := r.Temporal.SignalWorkflow(sctx, api.DeviceChangeWorkflowID(cb.BulkChangeID, cb.ICCID), "", api.ConfirmationSignal, conf)
+	var nf *serviceerror.NotFound
+	switch {
+	case err == nil:
+		r.signalResult(ctx, cb, "signalled")
+	case errors.As(err, &nf):
+		r.signalResult(ctx, cb, "workflow_not_running")
+	default:
+		r.signalResult(ctx, cb, "signal_failed")
+		return fmt.Errorf("signal device workflow: %w", err)
+	}
+	return nil
+}
+
+func (r *Receiver) signalResult(ctx context.Context, cb *db.Callback, result string) {
+	if r.Metrics != nil {
+		r.Metrics.CallbackSignals.WithLabelValues(result).Inc()
+	}
+	if err := r.Store.SetCallbackSignalResult(context.WithoutCancel(ctx), cb.ID, result); err != nil {
+		r.log().Warn("could not record signal result", "callback", cb.ID, "error", err)
+	}
+}
+
+func (r *Receiver) count(result string) {
+	if r.Metrics != nil {
+		r.Metrics.Callbacks.WithLabelValues(result).Inc()
+	}
+}
+
+func (r *Receiver) log() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+// redactedPayload is the raw callback without the listener credentials
+// ThingSpace echoes in it.
+func redactedPayload(body []byte) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "username")
+	delete(m, "password")
+	return json.Marshal(m)
+}
+
+func faultCode(m thingspace.CallbackMessage) string {
+	if m.FaultResponse == nil {
+		return ""
+	}
+	return m.FaultResponse.FaultCode
+}
+
+func faultString(m thingspace.CallbackMessage) string {
+	if m.FaultResponse == nil {
+		return ""
+	}
+	return m.FaultResponse.FaultString
+}

@@ -1,0 +1,385 @@
+// Package config loads the product's settings: one YAML file, overridden by
+// environment variables named TSBULK_<SECTION>_<KEY> (for example
+// TSBULK_THINGSPACE_CLIENT_ID). Secrets are never read from the YAML file:
+// they come from the environment, or from a file named by a *_file setting.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes every environment variable the product reads.
+const EnvPrefix = "TSBULK"
+
+// Secret is a setting that must never be printed: it formats as
+// [REDACTED]. Call Reveal to use it.
+type Secret string
+
+func (s Secret) String() string { return "[REDACTED]" }
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return "[REDACTED]" }
+
+// LogValue keeps slog from printing the value.
+func (s Secret) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+// MarshalText keeps encoders from printing the value.
+func (s Secret) MarshalText() ([]byte, error) { return []byte("[REDACTED]"), nil }
+
+// Reveal returns the secret's value, to hand to the client that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is every setting of the product.
+type Config struct {
+	Temporal   Temporal   `mapstructure:"temporal"`
+	Database   Database   `mapstructure:"database"`
+	ThingSpace ThingSpace `mapstructure:"thingspace"`
+	Callbacks  Callbacks  `mapstructure:"callbacks"`
+	Revio      Revio      `mapstructure:"revio"`
+	Bulk       Bulk       `mapstructure:"bulk"`
+	Limits     Limits     `mapstructure:"limits"`
+	Worker     Worker     `mapstructure:"worker"`
+	Log        Log        `mapstructure:"log"`
+}
+
+// Temporal says where the Temporal server is.
+type Temporal struct {
+	Address   string `mapstructure:"address"`
+	Namespace string `mapstructure:"namespace"`
+}
+
+// Database says where PostgreSQL is. The URL may hold a password, so it is
+// treated as a secret when shown.
+type Database struct {
+	URL      Secret `mapstructure:"-"`
+	MaxConns int32  `mapstructure:"max_conns"`
+}
+
+// ThingSpace holds the ThingSpace M2M API settings.
+type ThingSpace struct {
+	BaseURL      string        `mapstructure:"base_url"`
+	ClientID     string        `mapstructure:"client_id"`
+	ClientSecret Secret        `mapstructure:"-"`
+	Username     string        `mapstructure:"username"`
+	Password     Secret        `mapstructure:"-"`
+	Account      string        `mapstructure:"account"`
+	HTTPTimeout  time.Duration `mapstructure:"http_timeout"`
+	MaxRetries   int           `mapstructure:"max_retries"`
+}
+
+// Callbacks holds the callback receiver's settings.
+type Callbacks struct {
+	// Enabled false means device changes are confirmed by polling only.
+	Enabled bool `mapstructure:"enabled"`
+	// Listen is where ThingSpace's callbacks are received.
+	Listen string `mapstructure:"listen"`
+	Path   string `mapstructure:"path"`
+	// AdminListen serves /healthz, /readyz and /metrics (not exposed to
+	// ThingSpace).
+	AdminListen string `mapstructure:"admin_listen"`
+	// PublicURL is the URL registered with ThingSpace.
+	PublicURL    string `mapstructure:"public_url"`
+	Username     string `mapstructure:"username"`
+	Password     Secret `mapstructure:"-"`
+	MaxBodyBytes int64  `mapstructure:"max_body_bytes"`
+}
+
+// Revio holds the Rev.io billing API settings.
+type Revio struct {
+	Enabled                bool   `mapstructure:"enabled"`
+	BaseURL                string `mapstructure:"base_url"`
+	Login                  string `mapstructure:"login"`
+	ClientCode             string `mapstructure:"client_code"`
+	Password               Secret `mapstructure:"-"`
+	SubscriptionKey        Secret `mapstructure:"-"`
+	CallsPerMinute         int    `mapstructure:"calls_per_minute"`
+	DisconnectOnDeactivate bool   `mapstructure:"disconnect_on_deactivate"`
+}
+
+// Bulk holds the defaults a bulk change is submitted with.
+type Bulk struct {
+	BatchSize       int           `mapstructure:"batch_size"`
+	Window          int           `mapstructure:"window"`
+	StartsPerRun    int           `mapstructure:"starts_per_run"`
+	CallbackTimeout time.Duration `mapstructure:"callback_timeout"`
+	ConfirmDeadline time.Duration `mapstructure:"confirm_deadline"`
+	PollInterval    time.Duration `mapstructure:"poll_interval"`
+	PollMaxInterval time.Duration `mapstructure:"poll_max_interval"`
+	DefaultSite     string        `mapstructure:"default_site"`
+}
+
+// Limits are ThingSpace's limits for the account.
+type Limits struct {
+	RequestsPerHour      int `mapstructure:"requests_per_hour"`
+	ActivatesPerMinute   int `mapstructure:"activates_per_minute"`
+	ActionsPerLinePerDay int `mapstructure:"actions_per_line_per_day"`
+}
+
+// Worker holds the worker process's settings.
+type Worker struct {
+	// Listen serves /healthz, /readyz and /metrics.
+	Listen string `mapstructure:"listen"`
+	// EmbedCallbackReceiver runs the callback receiver inside the worker
+	// process (the demo does; production runs it on its own).
+	EmbedCallbackReceiver   bool `mapstructure:"embed_callback_receiver"`
+	MaxConcurrentActivities int  `mapstructure:"max_concurrent_activities"`
+	PollBatchThreshold      int  `mapstructure:"poll_batch_threshold"`
+}
+
+// Log holds logging settings.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// secretSettings maps each secret to its key; the value comes from
+// TSBULK_<KEY> or from the file named by <key>_file.
+var secretSettings = []string{
+	"database.url",
+	"thingspace.client_secret",
+	"thingspace.password",
+	"callbacks.password",
+	"revio.password",
+	"revio.subscription_key",
+}
+
+func defaults(v *viper.Viper) {
+	v.SetDefault("temporal.address", "127.0.0.1:7233")
+	v.SetDefault("temporal.namespace", "default")
+	v.SetDefault("database.max_conns", 20)
+	v.SetDefault("thingspace.base_url", "https://thingspace.verizon.com")
+	v.SetDefault("thingspace.client_id", "")
+	v.SetDefault("thingspace.username", "")
+	v.SetDefault("thingspace.account", "")
+	v.SetDefault("thingspace.http_timeout", 30*time.Second)
+	v.SetDefault("thingspace.max_retries", 2)
+	v.SetDefault("callbacks.enabled", true)
+	v.SetDefault("callbacks.listen", "127.0.0.1:9001")
+	v.SetDefault("callbacks.path", "/thingspace/callbacks")
+	v.SetDefault("callbacks.admin_listen", "127.0.0.1:9092")
+	v.SetDefault("callbacks.public_url", "")
+	v.SetDefault("callbacks.username", "")
+	v.SetDefault("callbacks.max_body_bytes", 1<<20)
+	v.SetDefault("revio.enabled", false)
+	v.SetDefault("revio.base_url", "https://api.revioapi.com")
+	v.SetDefault("revio.login", "")
+	v.SetDefault("revio.client_code", "")
+	v.SetDefault("revio.calls_per_minute", 500)
+	v.SetDefault("revio.disconnect_on_deactivate", false)
+	v.SetDefault("bulk.batch_size", 100)
+	v.SetDefault("bulk.window", 500)
+	v.SetDefault("bulk.starts_per_run", 500)
+	v.SetDefault("bulk.callback_timeout", 30*time.Minute)
+	v.SetDefault("bulk.confirm_deadline", 24*time.Hour)
+	v.SetDefault("bulk.poll_interval", 5*time.Minute)
+	v.SetDefault("bulk.poll_max_interval", 30*time.Minute)
+	v.SetDefault("bulk.default_site", "")
+	v.SetDefault("limits.requests_per_hour", 1000)
+	v.SetDefault("limits.activates_per_minute", 100)
+	v.SetDefault("limits.actions_per_line_per_day", 5)
+	v.SetDefault("worker.listen", "127.0.0.1:9090")
+	v.SetDefault("worker.embed_callback_receiver", false)
+	v.SetDefault("worker.max_concurrent_activities", 100)
+	v.SetDefault("worker.poll_batch_threshold", 20)
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "text")
+}
+
+// Load reads the YAML file at path ("" = none: defaults and environment
+// only) and the environment.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	defaults(v)
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config file %s: %w", path, err)
+		}
+		for _, key := range secretSettings {
+			if v.InConfig(key) && key != "database.url" {
+				return nil, fmt.Errorf("%s must not be in the config file %s: set %s or %s_file instead", key, path, EnvName(key), key)
+			}
+		}
+	}
+	var cfg Config
+	if err := v.Unmarshal(&cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	secrets := map[string]*Secret{
+		"database.url":             &cfg.Database.URL,
+		"thingspace.client_secret": &cfg.ThingSpace.ClientSecret,
+		"thingspace.password":      &cfg.ThingSpace.Password,
+		"callbacks.password":       &cfg.Callbacks.Password,
+		"revio.password":           &cfg.Revio.Password,
+		"revio.subscription_key":   &cfg.Revio.SubscriptionKey,
+	}
+	for _, key := range secretSettings {
+		val, err := readSecret(v, key)
+		if err != nil {
+			return nil, err
+		}
+		*secrets[key] = Secret(val)
+	}
+	return &cfg, nil
+}
+
+// EnvName is the environment variable of a setting.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func readSecret(v *viper.Viper, key string) (string, error) {
+	if val := os.Getenv(EnvName(key)); val != "" {
+		return val, nil
+	}
+	fileKey := key + "_file"
+	path := os.Getenv(EnvName(fileKey))
+	if path == "" {
+		path = v.GetString(fileKey)
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("%s: read secret file: %w", fileKey, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if key == "database.url" {
+		// The database URL is also allowed in the file when it carries no
+		// password (trust or peer authentication).
+		return v.GetString(key), nil
+	}
+	return "", nil
+}
+
+// problems collects validation errors, each naming its setting.
+type problems []string
+
+func (p *problems) need(ok bool, key, format string, args ...any) {
+	if !ok {
+		*p = append(*p, fmt.Sprintf("%s (%s): %s", key, EnvName(key), fmt.Sprintf(format, args...)))
+	}
+}
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
+}
+
+func (c *Config) checkCommon(p *problems) {
+	p.need(c.Database.URL != "", "database.url", "is required")
+	p.need(c.Temporal.Address != "", "temporal.address", "is required")
+	p.need(c.Temporal.Namespace != "", "temporal.namespace", "is required")
+}
+
+func (c *Config) checkThingSpace(p *problems) {
+	p.need(strings.HasPrefix(c.ThingSpace.BaseURL, "http"), "thingspace.base_url", "must be an http(s) URL, got %q", c.ThingSpace.BaseURL)
+	p.need(c.ThingSpace.ClientID != "", "thingspace.client_id", "is required")
+	p.need(c.ThingSpace.ClientSecret != "", "thingspace.client_secret", "is required (environment or thingspace.client_secret_file)")
+	p.need(c.ThingSpace.Username != "", "thingspace.username", "is required")
+	p.need(c.ThingSpace.Password != "", "thingspace.password", "is required (environment or thingspace.password_file)")
+	p.need(c.ThingSpace.Account != "", "thingspace.account", "is required")
+	p.need(c.ThingSpace.HTTPTimeout > 0, "thingspace.http_timeout", "must be positive")
+	p.need(c.ThingSpace.MaxRetries >= 0 && c.ThingSpace.MaxRetries <= 5, "thingspace.max_retries", "must be 0..5 (longer waits belong to the workflow retry policies)")
+}
+
+func (c *Config) checkCallbacks(p *problems) {
+	p.need(c.Callbacks.Listen != "", "callbacks.listen", "is required")
+	p.need(strings.HasPrefix(c.Callbacks.Path, "/"), "callbacks.path", "must start with /")
+	p.need(c.Callbacks.Username != "", "callbacks.username", "is required: ThingSpace echoes it in every callback, and callbacks without it are refused")
+	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
+	p.need(c.Callbacks.MaxBodyBytes >= 1024, "callbacks.max_body_bytes", "must be at least 1024")
+}
+
+func (c *Config) checkRevio(p *problems) {
+	if !c.Revio.Enabled {
+		return
+	}
+	p.need(strings.HasPrefix(c.Revio.BaseURL, "http"), "revio.base_url", "must be an http(s) URL")
+	p.need(c.Revio.Login != "" && !strings.Contains(c.Revio.Login, "@"), "revio.login", "is required and must not be an e-mail address")
+	p.need(c.Revio.ClientCode != "", "revio.client_code", "is required")
+	p.need(c.Revio.Password != "", "revio.password", "is required (environment or revio.password_file)")
+	p.need(c.Revio.SubscriptionKey != "", "revio.subscription_key", "is required (environment or revio.subscription_key_file)")
+	p.need(c.Revio.CallsPerMinute > 0 && c.Revio.CallsPerMinute <= 500, "revio.calls_per_minute", "must be 1..500 (Rev.io's limit)")
+}
+
+func (c *Config) checkBulk(p *problems) {
+	b := c.Bulk
+	p.need(b.BatchSize >= 1 && b.BatchSize <= 10000, "bulk.batch_size", "must be 1..10000 (ThingSpace's maximum per request)")
+	p.need(b.Window >= 1 && b.Window <= 1500, "bulk.window", "must be 1..1500 (Temporal allows 2000 pending children)")
+	p.need(b.StartsPerRun >= 1 && b.StartsPerRun <= 2000, "bulk.starts_per_run", "must be 1..2000")
+	p.need(b.CallbackTimeout > 0, "bulk.callback_timeout", "must be positive")
+	p.need(b.ConfirmDeadline > b.CallbackTimeout, "bulk.confirm_deadline", "must be longer than bulk.callback_timeout")
+	p.need(b.PollInterval > 0, "bulk.poll_interval", "must be positive")
+	p.need(b.PollMaxInterval >= b.PollInterval, "bulk.poll_max_interval", "must be at least bulk.poll_interval")
+	l := c.Limits
+	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
+	p.need(l.ActivatesPerMinute >= 0, "limits.activates_per_minute", "must not be negative (0 = no limit)")
+	p.need(l.ActionsPerLinePerDay >= 0, "limits.actions_per_line_per_day", "must not be negative (0 = no limit)")
+}
+
+// ValidateWorker checks what the worker needs.
+func (c *Config) ValidateWorker() error {
+	var p problems
+	c.checkCommon(&p)
+	c.checkThingSpace(&p)
+	c.checkRevio(&p)
+	c.checkBulk(&p)
+	p.need(c.Worker.Listen != "", "worker.listen", "is required")
+	p.need(c.Worker.MaxConcurrentActivities > 0, "worker.max_concurrent_activities", "must be positive")
+	if c.Worker.EmbedCallbackReceiver {
+		c.checkCallbacks(&p)
+	}
+	return p.err()
+}
+
+// ValidateReceiver checks what the callback receiver needs.
+func (c *Config) ValidateReceiver() error {
+	var p problems
+	c.checkCommon(&p)
+	c.checkCallbacks(&p)
+	return p.err()
+}
+
+// ValidateStarter checks what the starter needs.
+func (c *Config) ValidateStarter() error {
+	var p problems
+	c.checkCommon(&p)
+	c.checkBulk(&p)
+	return p.err()
+}
+
+// ValidateRegistration checks what registering the callback listener needs.
+func (c *Config) ValidateRegistration() error {
+	var p problems
+	c.checkThingSpace(&p)
+	p.need(strings.HasPrefix(c.Callbacks.PublicURL, "http"), "callbacks.public_url", "must be the http(s) URL ThingSpace will call")
+	p.need(c.Callbacks.Username != "", "callbacks.username", "is required")
+	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
+	return p.err()
+}
+
+// Logger builds the process logger from the log settings.
+func (c *Config) Logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

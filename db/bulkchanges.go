@@ -1,0 +1,260 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Bulk change states.
+const (
+	BulkPending  = "PENDING"
+	BulkRunning  = "RUNNING"
+	BulkFinished = "FINISHED"
+	BulkFailed   = "FAILED"
+)
+
+// Device change states. SUBMITTING and SUBMITTED are "in flight": a state
+// change may be under way at ThingSpace.
+const (
+	ChangePending    = "PENDING"
+	ChangeSubmitting = "SUBMITTING"
+	ChangeSubmitted  = "SUBMITTED"
+	ChangeProcessed  = "PROCESSED"
+	ChangeError      = "ERROR"
+)
+
+// BulkChange is one row of bulk_changes.
+type BulkChange struct {
+	ID             string
+	AccountName    string
+	IdempotencyKey string
+	SourceName     string
+	SubmittedBy    string
+	Status         string
+	Total          int
+	Batches        int
+	Processed      int
+	Errors         int
+	ErrorMessage   string
+	Options        json.RawMessage
+	WorkflowID     string
+	CreatedAt      time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+}
+
+// NewDeviceChange is one device row of a new bulk change.
+type NewDeviceChange struct {
+	Seq       int
+	RowNumber int
+	ICCID     string
+	IMEI      string
+	Operation string
+	BatchNo   int
+	Params    json.RawMessage
+	PPU       json.RawMessage // nil when none
+	Billing   json.RawMessage // nil when none
+}
+
+// NewBulkChange is everything written when a file is submitted.
+type NewBulkChange struct {
+	ID             string
+	AccountName    string
+	IdempotencyKey string // "" for none
+	SourceName     string
+	SubmittedBy    string
+	Batches        int
+	Options        json.RawMessage
+	WorkflowID     string
+	Devices        []NewDeviceChange
+}
+
+const bulkColumns = `id, account_name, coalesce(idempotency_key, ''), source_name, submitted_by, status,
+	total, batches, processed, errors, coalesce(error_message, ''), options, workflow_id,
+	created_at, started_at, finished_at`
+
+func scanBulk(row pgx.Row) (*BulkChange, error) {
+	var b BulkChange
+	err := row.Scan(&b.ID, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
+		&b.Total, &b.Batches, &b.Processed, &b.Errors, &b.ErrorMessage, &b.Options, &b.WorkflowID,
+		&b.CreatedAt, &b.StartedAt, &b.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &b, err
+}
+
+// CreateBulkChange writes the bulk change and all its device changes in one
+// transaction. When the idempotency key was used before, nothing is written
+// and the existing bulk change is returned with created=false.
+func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkChange, created bool, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		var key any
+		if n.IdempotencyKey != "" {
+			key = n.IdempotencyKey
+		}
+		options := n.Options
+		if options == nil {
+			options = json.RawMessage(`{}`)
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO bulk_changes (id, account_name, idempotency_key, source_name, submitted_by, total, batches, options, workflow_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (idempotency_key) DO NOTHING`,
+			n.ID, n.AccountName, key, n.SourceName, n.SubmittedBy, len(n.Devices), n.Batches, options, n.WorkflowID)
+		if err != nil {
+			return fmt.Errorf("insert bulk change: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			b, err = scanBulk(tx.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE idempotency_key = $1`, n.IdempotencyKey))
+			return err
+		}
+		created = true
+		rows := make([][]any, len(n.Devices))
+		for i, d := range n.Devices {
+			params := d.Params
+			if params == nil {
+				params = json.RawMessage(`{}`)
+			}
+			rows[i] = []any{n.ID, d.Seq, d.RowNumber, d.ICCID, nullable(d.IMEI), d.Operation, d.BatchNo,
+				params, nullJSON(d.PPU), nullJSON(d.Billing)}
+		}
+		// COPY: a 100,000-device file is written in one round trip.
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"device_changes"},
+			[]string{"bulk_change_id", "seq", "row_number", "iccid", "imei", "operation", "batch_no", "params", "ppu", "billing"},
+			pgx.CopyFromRows(rows))
+		if err != nil {
+			return fmt.Errorf("insert device changes: %w", err)
+		}
+		b, err = scanBulk(tx.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE id = $1`, n.ID))
+		return err
+	})
+	return b, created, err
+}
+
+// GetBulkChange reads one bulk change.
+func (s *Store) GetBulkChange(ctx context.Context, id string) (*BulkChange, error) {
+	return scanBulk(s.Pool.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE id = $1`, id))
+}
+
+// MarkBulkRunning moves a bulk change to RUNNING (idempotent).
+func (s *Store) MarkBulkRunning(ctx context.Context, id string) error {
+	_, err := s.Pool.Exec(ctx, `
+		UPDATE bulk_changes SET status = 'RUNNING', started_at = coalesce(started_at, now())
+		WHERE id = $1 AND status IN ('PENDING', 'RUNNING')`, id)
+	return err
+}
+
+// FailBulkChange ends a bulk change that could not run (for example bad
+// ThingSpace credentials): every device change not yet sent becomes ERROR
+// with the reason, so the results still list every device.
+func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			UPDATE device_changes SET status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()
+			WHERE bulk_change_id = $1 AND status = 'PENDING'`, id, code, message); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			UPDATE bulk_changes b SET status = 'FAILED', error_message = $2, finished_at = coalesce(finished_at, now()),
+				processed = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'PROCESSED'),
+				errors = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'ERROR')
+			WHERE id = $1`, id, message)
+		return err
+	})
+}
+
+// FinishBulkChange marks the bulk change FINISHED with its counts taken from
+// the device changes themselves.
+func (s *Store) FinishBulkChange(ctx context.Context, id string) (*BulkChange, error) {
+	_, err := s.Pool.Exec(ctx, `
+		UPDATE bulk_changes b SET status = 'FINISHED', finished_at = coalesce(finished_at, now()),
+			processed = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'PROCESSED'),
+			errors = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'ERROR')
+		WHERE id = $1 AND status IN ('RUNNING', 'PENDING', 'FINISHED')`, id)
+	if err != nil {
+		return nil, fmt.Errorf("finish bulk change: %w", err)
+	}
+	return s.GetBulkChange(ctx, id)
+}
+
+// ListBulkChanges returns the newest bulk changes first.
+func (s *Store) ListBulkChanges(ctx context.Context, limit int) ([]BulkChange, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+bulkColumns+` FROM bulk_changes ORDER BY created_at DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []BulkChange
+	for rows.Next() {
+		b, err := scanBulk(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *b)
+	}
+	return out, rows.Err()
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// BulkChangeByKey finds a bulk change by its idempotency key.
+func (s *Store) BulkChangeByKey(ctx context.Context, key string) (*BulkChange, error) {
+	return scanBulk(s.Pool.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE idempotency_key = $1`, key))
+}
+
+// LineUse is what a line (ICCID) already has going on.
+type LineUse struct {
+	// Last24h counts state changes ThingSpace accepted in the last 24 hours.
+	Last24h int
+	// Queued counts state changes waiting in unfinished bulk changes.
+	Queued int
+	// OpenBulkChanges lists unfinished bulk changes that will change the line.
+	OpenBulkChanges []string
+}
+
+// LineUsage reports, for the given ICCIDs, their recent and queued state
+// changes. ICCIDs with nothing going on are absent.
+func (s *Store) LineUsage(ctx context.Context, iccids []string) (map[string]LineUse, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT dc.iccid,
+			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.submitted_at > now() - interval '24 hours'),
+			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.status = 'PENDING'),
+			coalesce(array_agg(DISTINCT dc.bulk_change_id::text) FILTER (WHERE dc.status IN ('PENDING', 'SUBMITTING', 'SUBMITTED')), '{}')
+		FROM device_changes dc
+		WHERE dc.iccid = ANY($1)
+		GROUP BY dc.iccid`, iccids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]LineUse{}
+	for rows.Next() {
+		var iccid string
+		var u LineUse
+		if err := rows.Scan(&iccid, &u.Last24h, &u.Queued, &u.OpenBulkChanges); err != nil {
+			return nil, err
+		}
+		if u.Last24h > 0 || u.Queued > 0 || len(u.OpenBulkChanges) > 0 {
+			out[iccid] = u
+		}
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,124 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Callback is a stored ThingSpace callback.
+type Callback struct {
+	ID             int64
+	ReceivedAt     time.Time
+	RequestID      string
+	ICCID          string
+	Status         string
+	FaultCode      string
+	FaultString    string
+	MSISDN         string
+	CallbackCount  int
+	Copies         int
+	Payload        json.RawMessage
+	DeviceChangeID *int64
+	BulkChangeID   string // of the matched device change
+	SignalResult   string
+}
+
+// NewCallback is a callback as received, listener credentials already
+// removed from Payload.
+type NewCallback struct {
+	RequestID     string
+	ICCID         string
+	Status        string
+	FaultCode     string
+	FaultString   string
+	MSISDN        string
+	CallbackCount int
+	Payload       json.RawMessage
+}
+
+const callbackColumns = `c.id, c.received_at, c.request_id, c.iccid, c.status, coalesce(c.fault_code, ''), coalesce(c.fault_string, ''),
+	coalesce(c.msisdn, ''), coalesce(c.callback_count, 0), c.copies, c.payload, c.device_change_id,
+	coalesce(dc.bulk_change_id::text, ''), coalesce(c.signal_result, '')`
+
+func scanCallback(row pgx.Row) (*Callback, error) {
+	var c Callback
+	err := row.Scan(&c.ID, &c.ReceivedAt, &c.RequestID, &c.ICCID, &c.Status, &c.FaultCode, &c.FaultString,
+		&c.MSISDN, &c.CallbackCount, &c.Copies, &c.Payload, &c.DeviceChangeID, &c.BulkChangeID, &c.SignalResult)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &c, err
+}
+
+// StoreCallback stores a callback and matches it to its device change: the
+// change of that ICCID in flight (at most one exists), else the change that
+// sent this requestId. A copy of a callback already stored (ThingSpace
+// redelivers until it sees a 2xx) only bumps the copy counter; first
+// reports whether this was the first copy.
+func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback, first bool, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		var id int64
+		var inserted bool
+		err := tx.QueryRow(ctx, `
+			INSERT INTO callbacks (request_id, iccid, status, fault_code, fault_string, msisdn, callback_count, payload, device_change_id)
+			VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8,
+				coalesce(
+					(SELECT id FROM device_changes WHERE iccid = $2 AND status IN ('SUBMITTING', 'SUBMITTED')),
+					(SELECT dc.id FROM device_changes dc JOIN thingspace_requests r ON r.id = dc.request_pk
+					 WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1),
+					(SELECT dc.id FROM device_changes dc JOIN thingspace_requests r ON r.bulk_change_id = dc.bulk_change_id
+					 AND r.request_key = 'ppu:' || dc.id WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1)))
+			ON CONFLICT (request_id, iccid) DO UPDATE SET copies = callbacks.copies + 1, last_received_at = now()
+			RETURNING id, (xmax = 0)`,
+			n.RequestID, n.ICCID, n.Status, n.FaultCode, n.FaultString, n.MSISDN, n.CallbackCount, n.Payload).Scan(&id, &inserted)
+		if err != nil {
+			return fmt.Errorf("store callback: %w", err)
+		}
+		first = inserted
+		cb, err = scanCallback(tx.QueryRow(ctx, `SELECT `+callbackColumns+` FROM callbacks c
+			LEFT JOIN device_changes dc ON dc.id = c.device_change_id WHERE c.id = $1`, id))
+		return err
+	})
+	return cb, first, err
+}
+
+// SetCallbackSignalResult records what happened when the device's workflow
+// was signalled.
+func (s *Store) SetCallbackSignalResult(ctx context.Context, id int64, result string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE callbacks SET signal_result = $2 WHERE id = $1`, id, result)
+	return err
+}
+
+// StoredCallbacks returns the callbacks matched to a device change, oldest
+// first. A child workflow reads them when it starts waiting, so a callback
+// that arrived before the workflow existed is not lost.
+func (s *Store) StoredCallbacks(ctx context.Context, deviceChangeID int64) ([]Callback, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+callbackColumns+` FROM callbacks c
+		LEFT JOIN device_changes dc ON dc.id = c.device_change_id
+		WHERE c.device_change_id = $1 ORDER BY c.received_at, c.id`, deviceChangeID)
+	if err != nil {
+		return nil, fmt.Errorf("stored callbacks: %w", err)
+	}
+	defer rows.Close()
+	var out []Callback
+	for rows.Next() {
+		c, err := scanCallback(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
+}
+
+// CallbackStats counts stored callbacks for a bulk change.
+func (s *Store) CallbackStats(ctx context.Context, bulkID string) (stored, copies int, err error) {
+	err = s.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(c.copies), 0) FROM callbacks c
+		JOIN device_changes dc ON dc.id = c.device_change_id WHERE dc.bulk_change_id = $1`, bulkID).Scan(&stored, &copies)
+	return stored, copies, err
+}

@@ -1,0 +1,319 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DeviceChange is one row of device_changes (PPU excluded: it is read only
+// where a ThingSpace request is built).
+type DeviceChange struct {
+	ID            int64
+	BulkChangeID  string
+	Seq           int
+	RowNumber     int
+	ICCID         string
+	IMEI          string
+	Operation     string
+	BatchNo       int
+	Params        json.RawMessage
+	HasPPU        bool
+	Billing       json.RawMessage
+	Status        string
+	RequestID     string
+	SyncResult    *SyncResult
+	Outcome       string
+	FinalState    string
+	MSISDN        string
+	ErrorCode     string
+	ErrorMessage  string
+	ConfirmedBy   string
+	BillingStatus string
+	BillingError  string
+	AccountName   string
+	SubmittedAt   *time.Time
+	CompletedAt   *time.Time
+}
+
+const changeColumns = `dc.id, dc.bulk_change_id, dc.seq, dc.row_number, dc.iccid, coalesce(dc.imei, ''), dc.operation, dc.batch_no,
+	dc.params, dc.ppu IS NOT NULL, dc.billing, dc.status, coalesce(dc.request_id, ''), dc.sync_result,
+	coalesce(dc.outcome, ''), coalesce(dc.final_state, ''), coalesce(dc.msisdn, ''), coalesce(dc.error_code, ''),
+	coalesce(dc.error_message, ''), coalesce(dc.confirmed_by, ''), dc.billing_status, coalesce(dc.billing_error, ''),
+	b.account_name, dc.submitted_at, dc.completed_at`
+
+func scanChange(row pgx.Row) (*DeviceChange, error) {
+	var d DeviceChange
+	var sync []byte
+	err := row.Scan(&d.ID, &d.BulkChangeID, &d.Seq, &d.RowNumber, &d.ICCID, &d.IMEI, &d.Operation, &d.BatchNo,
+		&d.Params, &d.HasPPU, &d.Billing, &d.Status, &d.RequestID, &sync,
+		&d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
+		&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingError,
+		&d.AccountName, &d.SubmittedAt, &d.CompletedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(sync) > 0 {
+		d.SyncResult = &SyncResult{}
+		if err := json.Unmarshal(sync, d.SyncResult); err != nil {
+			return nil, fmt.Errorf("device change %d: sync result: %w", d.ID, err)
+		}
+	}
+	return &d, nil
+}
+
+// Final reports whether the device change has its outcome.
+func (d *DeviceChange) Final() bool { return d.Status == ChangeProcessed || d.Status == ChangeError }
+
+// GetDeviceChange reads one device change.
+func (s *Store) GetDeviceChange(ctx context.Context, id int64) (*DeviceChange, error) {
+	return scanChange(s.Pool.QueryRow(ctx, `SELECT `+changeColumns+` FROM device_changes dc
+		JOIN bulk_changes b ON b.id = dc.bulk_change_id WHERE dc.id = $1`, id))
+}
+
+// DeviceChangePPU returns the stored PPU JSON of a device change (nil when
+// none). Personal data: callers put it in the ThingSpace request only.
+func (s *Store) DeviceChangePPU(ctx context.Context, id int64) (json.RawMessage, error) {
+	var ppu json.RawMessage
+	err := s.Pool.QueryRow(ctx, `SELECT ppu FROM device_changes WHERE id = $1`, id).Scan(&ppu)
+	return ppu, err
+}
+
+// StartCursor is a position in the order children are started: batch, then
+// file order.
+type StartCursor struct {
+	BatchNo int `json:"batchNo"`
+	Seq     int `json:"seq"`
+}
+
+// DeviceToStart is what the parent workflow needs to start one child.
+type DeviceToStart struct {
+	ID        int64
+	Seq       int
+	BatchNo   int
+	ICCID     string
+	Operation string
+}
+
+// ListDevicesToStart pages the device changes of submitted batches
+// (batch_no <= maxBatch) after the cursor.
+func (s *Store) ListDevicesToStart(ctx context.Context, bulkID string, after StartCursor, maxBatch, limit int) ([]DeviceToStart, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT id, seq, batch_no, iccid, operation FROM device_changes
+		WHERE bulk_change_id = $1 AND batch_no <= $4 AND (batch_no, seq) > ($2, $3)
+		ORDER BY batch_no, seq LIMIT $5`, bulkID, after.BatchNo, after.Seq, maxBatch, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list devices to start: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeviceToStart, error) {
+		var d DeviceToStart
+		err := r.Scan(&d.ID, &d.Seq, &d.BatchNo, &d.ICCID, &d.Operation)
+		return d, err
+	})
+}
+
+// CountBatchDevices counts the device changes of a batch.
+func (s *Store) CountBatchDevices(ctx context.Context, bulkID string, batchNo int) (int, error) {
+	var n int
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND batch_no = $2`,
+		bulkID, batchNo).Scan(&n)
+	return n, err
+}
+
+// Completion is the outcome of one device change.
+type Completion struct {
+	DeviceChangeID int64
+	Status         string // PROCESSED | ERROR
+	Outcome        string
+	FinalState     string // our device status afterwards ("" leaves devices alone)
+	MSISDN         string
+	ErrorCode      string
+	ErrorMessage   string
+	ConfirmedBy    string
+	ConfirmedAt    *time.Time
+	BillingPending bool // a Rev.io step follows
+	RequestID      string
+	// ReleaseMSISDN clears the device's MSISDN (deactivation releases it).
+	ReleaseMSISDN bool
+}
+
+// Complete records the outcome of a device change, updates the device and
+// writes the result to the audit log, in one transaction. It is idempotent:
+// a device change already final keeps its first outcome, the stored change
+// is returned and changed is false.
+func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, changed bool, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		billing := "NONE"
+		if c.BillingPending {
+			billing = "PENDING"
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE device_changes SET status = $2, outcome = nullif($3, ''), final_state = nullif($4, ''),
+				msisdn = coalesce(nullif($5, ''), msisdn), error_code = nullif($6, ''), error_message = nullif($7, ''),
+				confirmed_by = nullif($8, ''), confirmed_at = $9, completed_at = now(), billing_status = $10
+			WHERE id = $1 AND status NOT IN ('PROCESSED', 'ERROR')`,
+			c.DeviceChangeID, c.Status, c.Outcome, c.FinalState, c.MSISDN, c.ErrorCode, c.ErrorMessage,
+			c.ConfirmedBy, c.ConfirmedAt, billing)
+		if err != nil {
+			return fmt.Errorf("complete device change %d: %w", c.DeviceChangeID, err)
+		}
+		changed = tag.RowsAffected() == 1
+		if changed && c.FinalState != "" {
+			if err := upsertDevice(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		// The result entry is written whether this call or an earlier one
+		// completed the change, so the audit log has exactly one per device
+		// change.
+		_, err = tx.Exec(ctx, `
+			INSERT INTO m2m_log (bulk_change_id, device_change_id, service, operation, outcome, error_code, error_message, request_id, dedupe_key)
+			SELECT dc.bulk_change_id, dc.id, 'workflow', dc.operation, dc.status, dc.error_code,
+				coalesce(dc.error_message, dc.outcome), coalesce(dc.request_id, nullif($2, '')), 'result:' || dc.id
+			FROM device_changes dc WHERE dc.id = $1
+			ON CONFLICT (dedupe_key) DO NOTHING`, c.DeviceChangeID, c.RequestID)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	dc, err = s.GetDeviceChange(ctx, c.DeviceChangeID)
+	return dc, changed, err
+}
+
+func upsertDevice(ctx context.Context, tx pgx.Tx, c Completion) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO devices (iccid, imei, account_name, status, msisdn, activated_at, status_changed_at, last_device_change, updated_at)
+		SELECT dc.iccid, dc.imei, b.account_name, $2, nullif($3, ''),
+			CASE WHEN $2 = 'active' AND dc.operation = 'activate' THEN now() END, now(), dc.id, now()
+		FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id WHERE dc.id = $1
+		ON CONFLICT (iccid) DO UPDATE SET
+			imei = coalesce(EXCLUDED.imei, devices.imei),
+			account_name = EXCLUDED.account_name,
+			status = EXCLUDED.status,
+			msisdn = CASE WHEN $4 THEN NULL ELSE coalesce(EXCLUDED.msisdn, devices.msisdn) END,
+			activated_at = coalesce(EXCLUDED.activated_at, devices.activated_at),
+			status_changed_at = CASE WHEN devices.status <> EXCLUDED.status THEN now() ELSE devices.status_changed_at END,
+			last_device_change = EXCLUDED.last_device_change,
+			updated_at = now()`,
+		c.DeviceChangeID, c.FinalState, c.MSISDN, c.ReleaseMSISDN)
+	if err != nil {
+		return fmt.Errorf("update device of change %d: %w", c.DeviceChangeID, err)
+	}
+	return nil
+}
+
+// SetBillingStatus records the result of the Rev.io step.
+func (s *Store) SetBillingStatus(ctx context.Context, id int64, status, message string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE device_changes SET billing_status = $2, billing_error = nullif($3, '') WHERE id = $1`,
+		id, status, message)
+	return err
+}
+
+// ResultRow is one line of a bulk change's results.
+type ResultRow struct {
+	Seq           int
+	ICCID         string
+	Operation     string
+	Status        string
+	Outcome       string
+	FinalState    string
+	MSISDN        string
+	RequestID     string
+	ErrorCode     string
+	ErrorMessage  string
+	BillingStatus string
+	BillingError  string
+}
+
+// Results lists every device change of a bulk change in file order.
+func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT seq, iccid, operation, status, coalesce(outcome, ''), coalesce(final_state, ''), coalesce(msisdn, ''),
+			coalesce(request_id, ''), coalesce(error_code, ''), coalesce(error_message, ''), billing_status, coalesce(billing_error, '')
+		FROM device_changes WHERE bulk_change_id = $1 ORDER BY seq`, bulkID)
+	if err != nil {
+		return nil, fmt.Errorf("results: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ResultRow, error) {
+		var x ResultRow
+		err := r.Scan(&x.Seq, &x.ICCID, &x.Operation, &x.Status, &x.Outcome, &x.FinalState, &x.MSISDN,
+			&x.RequestID, &x.ErrorCode, &x.ErrorMessage, &x.BillingStatus, &x.BillingError)
+		return x, err
+	})
+}
+
+// StatusCounts counts device changes by status, and errors by code.
+type StatusCounts struct {
+	ByStatus      map[string]int
+	ErrorsByCode  map[string]int
+	BillingErrors int
+}
+
+// CountStatuses summarises a bulk change from the database.
+func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts, error) {
+	out := StatusCounts{ByStatus: map[string]int{}, ErrorsByCode: map[string]int{}}
+	rows, err := s.Pool.Query(ctx, `SELECT status, coalesce(error_code, ''), billing_status, count(*) FROM device_changes
+		WHERE bulk_change_id = $1 GROUP BY 1, 2, 3`, bulkID)
+	if err != nil {
+		return out, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status, code, billing string
+		var n int
+		if err := rows.Scan(&status, &code, &billing, &n); err != nil {
+			return out, err
+		}
+		out.ByStatus[status] += n
+		if status == ChangeError {
+			out.ErrorsByCode[code] += n
+		}
+		if billing == "ERROR" {
+			out.BillingErrors += n
+		}
+	}
+	return out, rows.Err()
+}
+
+// AssignDefaultSite gives the site to the bulk change's devices left in
+// inventory or pending state that have none yet.
+func (s *Store) AssignDefaultSite(ctx context.Context, bulkID, site string) (int, error) {
+	if site == "" {
+		return 0, nil
+	}
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE devices d SET site = $2, updated_at = now()
+		FROM device_changes dc
+		WHERE dc.bulk_change_id = $1 AND d.iccid = dc.iccid AND d.site IS NULL
+		  AND (d.status = 'preactive' OR d.status LIKE 'pending%')`, bulkID, site)
+	if err != nil {
+		return 0, fmt.Errorf("assign default site: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// InFlightChange finds the device change in flight for an ICCID, if any.
+func (s *Store) InFlightChange(ctx context.Context, iccid string) (*DeviceChange, error) {
+	return scanChange(s.Pool.QueryRow(ctx, `SELECT `+changeColumns+` FROM device_changes dc
+		JOIN bulk_changes b ON b.id = dc.bulk_change_id
+		WHERE dc.iccid = $1 AND dc.status IN ('SUBMITTING', 'SUBMITTED')`, iccid))
+}
+
+// ChangesForBilling lists the device changes of a bulk change whose Rev.io
+// step failed, for a later retry.
+func (s *Store) ChangesForBilling(ctx context.Context, bulkID string, afterID int64, limit int) ([]int64, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id FROM device_changes WHERE bulk_change_id = $1 AND billing_status = 'ERROR'
+		AND id > $2 ORDER BY id LIMIT $3`, bulkID, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}

@@ -1,0 +1,107 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RevioService is the Rev.io service line of an activated device change.
+type RevioService struct {
+	DeviceChangeID int64
+	ICCID          string
+	Number         string
+	CustomerID     int64
+	ServiceID      int64
+	FoundBy        string
+}
+
+// RevioProduct is one service product of a service line.
+type RevioProduct struct {
+	DeviceChangeID   int64
+	Idx              int
+	ProductID        int64
+	Rate             string
+	ServiceProductID int64
+	FoundBy          string
+}
+
+// RevioServiceOf returns the stored service of a device change.
+func (s *Store) RevioServiceOf(ctx context.Context, deviceChangeID int64) (*RevioService, error) {
+	var r RevioService
+	err := s.Pool.QueryRow(ctx, `SELECT device_change_id, iccid, number, customer_id, service_id, found_by
+		FROM revio_services WHERE device_change_id = $1`, deviceChangeID).
+		Scan(&r.DeviceChangeID, &r.ICCID, &r.Number, &r.CustomerID, &r.ServiceID, &r.FoundBy)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &r, err
+}
+
+// SaveRevioService stores a service id the moment Rev.io returned it. A
+// service already stored for the device change wins (and is returned).
+func (s *Store) SaveRevioService(ctx context.Context, r RevioService) (*RevioService, error) {
+	_, err := s.Pool.Exec(ctx, `
+		INSERT INTO revio_services (device_change_id, iccid, number, customer_id, service_id, found_by)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_change_id) DO NOTHING`,
+		r.DeviceChangeID, r.ICCID, r.Number, r.CustomerID, r.ServiceID, r.FoundBy)
+	if err != nil {
+		return nil, fmt.Errorf("save Rev.io service: %w", err)
+	}
+	return s.RevioServiceOf(ctx, r.DeviceChangeID)
+}
+
+// RevioProducts lists the stored service products of a device change.
+func (s *Store) RevioProducts(ctx context.Context, deviceChangeID int64) ([]RevioProduct, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT device_change_id, idx, product_id, rate, service_product_id, found_by
+		FROM revio_service_products WHERE device_change_id = $1 ORDER BY idx`, deviceChangeID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (RevioProduct, error) {
+		var p RevioProduct
+		err := r.Scan(&p.DeviceChangeID, &p.Idx, &p.ProductID, &p.Rate, &p.ServiceProductID, &p.FoundBy)
+		return p, err
+	})
+}
+
+// SaveRevioProduct stores a service product id (first one wins).
+func (s *Store) SaveRevioProduct(ctx context.Context, p RevioProduct) error {
+	_, err := s.Pool.Exec(ctx, `
+		INSERT INTO revio_service_products (device_change_id, idx, product_id, rate, service_product_id, found_by)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_change_id, idx) DO NOTHING`,
+		p.DeviceChangeID, p.Idx, p.ProductID, p.Rate, p.ServiceProductID, p.FoundBy)
+	if err != nil {
+		return fmt.Errorf("save Rev.io service product: %w", err)
+	}
+	return nil
+}
+
+// ActiveRevioServiceByICCID finds the newest Rev.io service of a device not
+// yet disconnected (used when the device is deactivated).
+func (s *Store) ActiveRevioServiceByICCID(ctx context.Context, iccid string) (*RevioService, error) {
+	var r RevioService
+	err := s.Pool.QueryRow(ctx, `SELECT device_change_id, iccid, number, customer_id, service_id, found_by
+		FROM revio_services WHERE iccid = $1 AND disconnected_at IS NULL ORDER BY created_at DESC LIMIT 1`, iccid).
+		Scan(&r.DeviceChangeID, &r.ICCID, &r.Number, &r.CustomerID, &r.ServiceID, &r.FoundBy)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &r, err
+}
+
+// MarkRevioDisconnected records the disconnection of a service and its
+// products.
+func (s *Store) MarkRevioDisconnected(ctx context.Context, deviceChangeID int64) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE revio_service_products SET disconnected_at = coalesce(disconnected_at, now())
+			WHERE device_change_id = $1`, deviceChangeID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE revio_services SET disconnected_at = coalesce(disconnected_at, now())
+			WHERE device_change_id = $1`, deviceChangeID)
+		return err
+	})
+}

@@ -1,0 +1,209 @@
+// Package integration runs the product end to end: the Temporal CLI's dev
+// server, a fresh PostgreSQL database, the ThingSpace and Rev.io simulators
+// over HTTP, the callback receiver and real workers.
+package integration
+
+import (
+	"context"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/submission"
+	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "tsbulk-integration-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	// The worker runs as its own process in the tests that kill it.
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "worker"), "../worker")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		panic(fmt.Sprintf("build worker: %v", err))
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newStack(t *testing.T, opts stack.Options) *stack.Stack {
+	t.Helper()
+	opts.DatabaseURL = dbtest.NewURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := stack.Start(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// row is one line of a bulk change file.
+type row map[string]string
+
+// writeCSV writes rows with the given columns to a file in the test's
+// temporary directory.
+func writeCSV(t *testing.T, columns []string, rows []row) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bulk.csv")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	w := csv.NewWriter(f)
+	require.NoError(t, w.Write(columns))
+	for _, r := range rows {
+		rec := make([]string, len(columns))
+		for i, c := range columns {
+			rec[i] = r[c]
+		}
+		require.NoError(t, w.Write(rec))
+	}
+	w.Flush()
+	require.NoError(t, w.Error())
+	require.NoError(t, f.Close())
+	return path
+}
+
+func options(s *stack.Stack) api.Options {
+	c := s.Config
+	return api.Options{
+		Timing: api.Timing{CallbackTimeout: c.Bulk.CallbackTimeout, ConfirmDeadline: c.Bulk.ConfirmDeadline,
+			PollInterval: c.Bulk.PollInterval, PollMaxInterval: c.Bulk.PollMaxInterval},
+		CallbacksEnabled: c.Callbacks.Enabled, Window: c.Bulk.Window, StartsPerRun: c.Bulk.StartsPerRun,
+		DefaultSite: c.Bulk.DefaultSite, BillingEnabled: c.Revio.Enabled, DisconnectBillingOnDeactivate: c.Revio.DisconnectOnDeactivate,
+	}
+}
+
+// submit submits a file through the same code path as `starter submit`.
+func submit(t *testing.T, s *stack.Stack, file string) *submission.Result {
+	t.Helper()
+	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
+	res, err := sub.Submit(context.Background(), submission.Request{
+		File: file, Account: s.Config.ThingSpace.Account, BatchSize: s.Config.Bulk.BatchSize, Options: options(s),
+		ActionsPerLinePerDay: s.Config.Limits.ActionsPerLinePerDay,
+	})
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	return res
+}
+
+// waitBulk waits for the bulk change's workflow to end.
+func waitBulk(t *testing.T, s *stack.Stack, res *submission.Result, timeout time.Duration) api.BulkChangeResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out api.BulkChangeResult
+	err := s.Client.GetWorkflow(ctx, res.WorkflowID, "").Get(ctx, &out)
+	require.NoError(t, err, "bulk change %s did not finish: %s", res.ID, progressOf(s, res.WorkflowID))
+	return out
+}
+
+func progressOf(s *stack.Stack, workflowID string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := s.Client.QueryWorkflow(ctx, workflowID, "", api.ProgressQuery)
+	if err != nil {
+		return err.Error()
+	}
+	var p api.Progress
+	if err := v.Get(&p); err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%+v", p)
+}
+
+// results reads the bulk change's device changes, by ICCID.
+func results(t *testing.T, s *stack.Stack, bulkID string) map[string]db.ResultRow {
+	t.Helper()
+	rows, err := s.Store.Results(context.Background(), bulkID)
+	require.NoError(t, err)
+	out := make(map[string]db.ResultRow, len(rows))
+	for _, r := range rows {
+		out[r.ICCID] = r
+	}
+	return out
+}
+
+// expectFinal asserts every device change ended with an outcome and a
+// reason for each error.
+func expectFinal(t *testing.T, rows map[string]db.ResultRow) {
+	t.Helper()
+	for iccid, r := range rows {
+		require.Contains(t, []string{db.ChangeProcessed, db.ChangeError}, r.Status, "device change of %s", iccid)
+		if r.Status == db.ChangeError {
+			require.NotEmpty(t, r.ErrorCode, "error of %s has a reason", iccid)
+		}
+	}
+}
+
+// simState is the simulator's state of a device.
+func simState(t *testing.T, s *stack.Stack, iccid string) tssim.DeviceSnapshot {
+	t.Helper()
+	d, ok := s.TS.Device(iccid)
+	require.True(t, ok, "simulator knows %s", iccid)
+	return d
+}
+
+// stateChangeActions are the simulator's action names of state changes.
+var stateChangeActions = []string{"activate", "suspend", "restore", "deactivate", "add"}
+
+// changesSent counts the state-change requests ThingSpace accepted for a
+// device.
+func changesSent(st tssim.Stats, iccid string) int {
+	n := 0
+	for _, a := range stateChangeActions {
+		n += st.AcceptedChanges[iccid][a]
+	}
+	return n
+}
+
+// workerProcess runs the worker binary against the stack.
+type workerProcess struct {
+	cmd *exec.Cmd
+	log *strings.Builder
+}
+
+func startWorkerProcess(t *testing.T, s *stack.Stack) *workerProcess {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "worker"))
+	cmd.Env = s.Env()
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	require.NoError(t, cmd.Start())
+	p := &workerProcess{cmd: cmd, log: &log}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// kill ends the worker at once, as a crash or an OOM kill would.
+func (p *workerProcess) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+func deviceWorkflowID(bulkID, iccid string) string { return api.DeviceChangeWorkflowID(bulkID, iccid) }
+
+var _ = client.Client(nil)

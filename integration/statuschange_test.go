@@ -1,0 +1,166 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/stack"
+	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+)
+
+// mixedFile builds a bulk change of the four non-activation operations:
+// per operation n devices seeded in the state the operation needs, plus a
+// few that must fail (ThingSpace refuses them, or they are in the wrong
+// state). It returns the file and the expected outcome per ICCID.
+type expectation struct {
+	operation string
+	state     string // simulator state afterwards
+	errCode   string // "" = PROCESSED
+}
+
+func mixedFile(t *testing.T, s *stack.Stack, n int) (string, map[string]expectation) {
+	t.Helper()
+	want := map[string]expectation{}
+	var rows []row
+	add := func(seeds []tssim.DeviceSeed, op, state, code string, seed bool) {
+		if seed {
+			require.NoError(t, s.TS.Seed(seeds...))
+		}
+		for _, d := range seeds {
+			rows = append(rows, row{"iccid": d.ICCID, "imei": d.IMEI, "operation": op})
+			want[d.ICCID] = expectation{operation: op, state: state, errCode: code}
+		}
+	}
+	add(tssim.GenerateDevices(n, "8914800001", "active"), "suspend", "suspend", "", true)
+	add(tssim.GenerateDevices(n, "8914800002", "suspend"), "restore", "active", "", true)
+	add(tssim.GenerateDevices(n, "8914800003", "active"), "deactivate", "deactive", "", true)
+	add(tssim.GenerateDevices(n, "8914800004", ""), "inventory", "pre-active", "", false)
+	// Must fail: restore of active devices (wrong state), and devices
+	// ThingSpace refuses.
+	add(tssim.GenerateDevices(10, "8914800005", "active"), "restore", "active", "INPUT_INVALID.DeviceState.Invalid", true)
+	refused := tssim.GenerateDevices(10, "8914800006", "active")
+	for i := range refused {
+		refused[i].FailWith = "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"
+	}
+	add(refused, "suspend", "active", "REQUEST_FAILED.DeviceNotFound", true)
+	// Interleave operations, as an operator's spreadsheet would.
+	shuffled := make([]row, 0, len(rows))
+	for i := 0; i < len(rows); i++ {
+		j := (i * 7919) % len(rows)
+		shuffled = append(shuffled, rows[j])
+	}
+	return writeCSV(t, []string{"iccid", "imei", "operation"}, shuffled), want
+}
+
+func assertOutcome(t *testing.T, s *stack.Stack, bulkID string, want map[string]expectation) {
+	t.Helper()
+	rows := results(t, s, bulkID)
+	require.Len(t, rows, len(want), "one device change per device")
+	expectFinal(t, rows)
+	st := s.TS.Stats(time.Hour)
+	for iccid, w := range want {
+		r := rows[iccid]
+		if w.errCode == "" {
+			require.Equal(t, db.ChangeProcessed, r.Status, "%s %s: %s %s", w.operation, iccid, r.ErrorCode, r.ErrorMessage)
+		} else {
+			require.Equal(t, db.ChangeError, r.Status, "%s %s should fail", w.operation, iccid)
+			require.Equal(t, w.errCode, r.ErrorCode, "%s %s", w.operation, iccid)
+		}
+		require.Equal(t, w.state, simState(t, s, iccid).State, "ThingSpace state of %s after %s", iccid, w.operation)
+		// Exactly one state-change request per device change reached
+		// ThingSpace (requests it answered with an error change nothing
+		// and are not counted).
+		require.Equal(t, 1, changesSent(st, iccid), "state-change requests accepted for %s (%s)", iccid, w.operation)
+	}
+}
+
+// TestMixedBulkChangeWithFaults runs 1,220 devices through suspend,
+// restore, deactivate and inventory while ThingSpace answers 5% of requests
+// with 5xx and drops or duplicates 5% of callbacks each.
+func TestMixedBulkChangeWithFaults(t *testing.T) {
+	s := newStack(t, stack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay: 300 * time.Millisecond, CompletionJitter: time.Second, CallbackRetryInterval: 500 * time.Millisecond,
+			Faults: tssim.Faults{ErrorRate: 0.05, DropCallbackRate: 0.05, DuplicateCallbackRate: 0.05},
+			Seed:   42,
+		},
+		Config: func(c *config.Config) {
+			c.Bulk.CallbackTimeout = 8 * time.Second
+			c.Bulk.DefaultSite = "WAREHOUSE-1"
+		},
+	})
+	_, err := s.StartWorker()
+	require.NoError(t, err)
+	file, want := mixedFile(t, s, 300)
+
+	start := time.Now()
+	res := submit(t, s, file)
+	out := waitBulk(t, s, res, 15*time.Minute)
+	elapsed := time.Since(start)
+
+	require.Equal(t, len(want), out.Total)
+	assertOutcome(t, s, res.ID, want)
+	require.Equal(t, 20, out.Errors, "the 20 devices meant to fail, and only them")
+	require.Equal(t, len(want)-20, out.Processed)
+
+	ctx := context.Background()
+	b, err := s.Store.GetBulkChange(ctx, res.ID)
+	require.NoError(t, err)
+	require.Equal(t, db.BulkFinished, b.Status)
+	require.Equal(t, out.Processed, b.Processed)
+
+	// Duplicated callbacks were stored once, their copies counted.
+	stored, copies, err := s.Store.CallbackStats(ctx, res.ID)
+	require.NoError(t, err)
+	require.Greater(t, copies, stored, "duplicate callbacks arrived and were absorbed")
+
+	// Devices left in inventory got the default site; others did not.
+	var sited, inventory int
+	require.NoError(t, s.Store.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE site = 'WAREHOUSE-1'),
+		count(*) FILTER (WHERE status = 'preactive') FROM devices`).Scan(&sited, &inventory))
+	require.Equal(t, 300, inventory)
+	require.Equal(t, inventory, sited)
+
+	// Every ThingSpace exchange is in the audit log, without secrets.
+	assertAuditClean(t, s, res.ID)
+
+	st := s.TS.Stats(time.Hour)
+	total := 0
+	for _, n := range st.Requests {
+		total += n
+	}
+	t.Logf("FIGURES mixed: %d devices, wall time %s, %d ThingSpace API requests (%.3f per device), batches %d, callbacks stored %d (+%d duplicate copies)",
+		len(want), elapsed.Round(time.Second), total, float64(total)/float64(len(want)), b.Batches, stored, copies-stored)
+}
+
+// assertAuditClean checks that the audit log holds the bulk change's
+// exchanges and that no secret of the stack appears in it.
+func assertAuditClean(t *testing.T, s *stack.Stack, bulkID string) {
+	t.Helper()
+	ctx := context.Background()
+	counts, err := s.Store.AuditCount(ctx, bulkID)
+	require.NoError(t, err)
+	require.Greater(t, counts["thingspace"], 0)
+	rows, err := s.Store.Pool.Query(ctx, `SELECT coalesce(request_body, '') || coalesce(response_body, '') || coalesce(error_message, '') FROM m2m_log`)
+	require.NoError(t, err)
+	defer rows.Close()
+	secrets := []string{s.Config.ThingSpace.ClientSecret.Reveal(), s.Config.ThingSpace.Password.Reveal(), stack.CallbackPassword,
+		stack.RevioPassword, stack.RevioKey}
+	for rows.Next() {
+		var text string
+		require.NoError(t, rows.Scan(&text))
+		for _, secret := range secrets {
+			require.False(t, strings.Contains(text, secret), "a secret leaked into the audit log: %.200s", text)
+		}
+	}
+	require.NoError(t, rows.Err())
+	var payloads string
+	require.NoError(t, s.Store.Pool.QueryRow(ctx, `SELECT coalesce(string_agg(payload::text, ''), '') FROM callbacks`).Scan(&payloads))
+	require.NotContains(t, payloads, stack.CallbackPassword, "stored callbacks keep no listener password")
+}

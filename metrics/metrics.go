@@ -1,0 +1,111 @@
+// Package metrics holds the product's Prometheus metrics and bridges the
+// Temporal SDK's own metrics into the same registry.
+package metrics
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+)
+
+// Metrics are the product's own metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// DeviceChanges counts finished device changes by operation and status
+	// (PROCESSED | ERROR) and outcome or error code.
+	DeviceChanges *prometheus.CounterVec
+	// ConfirmationSeconds is the time from submission to ThingSpace's
+	// confirmation, by operation and source (callback | poll | sync).
+	ConfirmationSeconds *prometheus.HistogramVec
+	// ThingSpaceRequests counts HTTP attempts to ThingSpace by operation and
+	// HTTP status ("error" when no answer came).
+	ThingSpaceRequests *prometheus.CounterVec
+	// ThingSpaceErrors counts ThingSpace errors by operation and code.
+	ThingSpaceErrors *prometheus.CounterVec
+	// RevioRequests counts HTTP attempts to Rev.io by operation and status.
+	RevioRequests *prometheus.CounterVec
+	// Callbacks counts callbacks received by the callback receiver, by
+	// result (stored, duplicate, unauthorized, invalid, store_failed).
+	Callbacks *prometheus.CounterVec
+	// CallbackSignals counts signals sent for callbacks, by result.
+	CallbackSignals *prometheus.CounterVec
+}
+
+// New creates the metrics in a fresh registry, with Go and process
+// collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &Metrics{
+		Registry: reg,
+		DeviceChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tsbulk_device_changes_total",
+			Help: "Device changes finished, by operation, status and outcome or error code.",
+		}, []string{"operation", "status", "reason"}),
+		ConfirmationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tsbulk_confirmation_seconds",
+			Help:    "Time from submission to ThingSpace's confirmation of a device change.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400},
+		}, []string{"operation", "source"}),
+		ThingSpaceRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tsbulk_thingspace_requests_total",
+			Help: "HTTP attempts to ThingSpace, by operation and HTTP status.",
+		}, []string{"operation", "status"}),
+		ThingSpaceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tsbulk_thingspace_errors_total",
+			Help: "ThingSpace errors, by operation and error code.",
+		}, []string{"operation", "code"}),
+		RevioRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tsbulk_revio_requests_total",
+			Help: "HTTP attempts to Rev.io, by operation and HTTP status.",
+		}, []string{"operation", "status"}),
+		Callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tsbulk_callbacks_received_total",
+			Help: "ThingSpace callbacks received, by result.",
+		}, []string{"result"}),
+		CallbackSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tsbulk_callback_signals_total",
+			Help: "Signals sent to device workflows for callbacks, by result.",
+		}, []string{"result"}),
+	}
+	f(m.DeviceChanges)
+	f(m.ConfirmationSeconds)
+	f(m.ThingSpaceRequests)
+	f(m.ThingSpaceErrors)
+	f(m.RevioRequests)
+	f(m.Callbacks)
+	f(m.CallbackSignals)
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// TemporalHandler returns a Temporal SDK metrics handler that exports into
+// the same registry. Errors from the meter are logged: the SDK's default is
+// to panic, which must never take a worker down.
+func (m *Metrics) TemporalHandler(logger *slog.Logger) (client.MetricsHandler, error) {
+	exporter, err := otelprom.New(otelprom.WithRegisterer(m.Registry), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, err
+	}
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	return temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{
+		Meter:                provider.Meter("temporal-sdk-go"),
+		UseMonotonicCounters: true,
+		OnError: func(err error) {
+			logger.Warn("temporal metrics error", "error", err)
+		},
+	}), nil
+}

@@ -1,0 +1,275 @@
+// Package submission turns an operator's file into a bulk change: it
+// validates every row (the file itself, then against what PostgreSQL knows:
+// per-line daily limits, changes already in flight), groups compatible
+// changes into ThingSpace batches, writes the bulk change in one
+// transaction and starts its workflow.
+package submission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-ops/tsbulk/bulkchange"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// Request is one submission.
+type Request struct {
+	File             string
+	DefaultOperation string
+	Account          string
+	IdempotencyKey   string
+	SubmittedBy      string
+	BatchSize        int
+	Options          api.Options
+	// ActionsPerLinePerDay is ThingSpace's per-line daily limit of state
+	// changes; 0 disables the check.
+	ActionsPerLinePerDay int
+}
+
+// Batch summarises one planned ThingSpace request.
+type Batch struct {
+	No        int    `json:"no"`
+	Operation string `json:"operation"`
+	Devices   int    `json:"devices"`
+}
+
+// Plan is what a submission would do.
+type Plan struct {
+	Devices     []bulkchange.DeviceRequest `json:"-"`
+	BatchOf     []int                      `json:"-"` // batch number of each device, same order
+	Batches     []Batch                    `json:"batches"`
+	ByOperation map[string]int             `json:"byOperation"`
+	Warnings    []string                   `json:"warnings,omitempty"`
+}
+
+// Submitter validates and submits bulk changes.
+type Submitter struct {
+	Store    *db.Store
+	Temporal client.Client
+}
+
+// MaxBatchSize is ThingSpace's maximum devices per request for an
+// operation.
+func MaxBatchSize(op bulkchange.Operation) int {
+	if op == bulkchange.OpInventory {
+		return thingspace.MaxDevicesPerAdd
+	}
+	return thingspace.MaxDevicesPerRequest
+}
+
+// Plan reads and validates the file and plans its batches. Every problem is
+// reported at once, each with its row and field; nothing is written.
+func (s *Submitter) Plan(ctx context.Context, req Request) (*Plan, error) {
+	def := bulkchange.Operation("")
+	if req.DefaultOperation != "" {
+		op, err := bulkchange.ParseOperation(req.DefaultOperation)
+		if err != nil {
+			return nil, fmt.Errorf("--operation: %w", err)
+		}
+		def = op
+	}
+	devs, err := bulkchange.ParseFile(req.File, bulkchange.Options{DefaultOperation: def})
+	if err != nil {
+		return nil, err
+	}
+	problems, warnings, err := s.checkAgainstDatabase(ctx, devs, req.ActionsPerLinePerDay)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, &bulkchange.ValidationError{Errors: problems}
+	}
+	p := &Plan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
+	p.BatchOf, p.Batches = assignBatches(devs, req.BatchSize)
+	for _, d := range devs {
+		p.ByOperation[string(d.Operation)]++
+	}
+	return p, nil
+}
+
+// assignBatches groups devices with the same batch key, in file order, into
+// batches of at most size devices (capped by ThingSpace's maximum for the
+// operation). Batches are numbered in the order their first device appears.
+func assignBatches(devs []bulkchange.DeviceRequest, size int) ([]int, []Batch) {
+	type open struct{ no, count int }
+	current := map[string]*open{}
+	batchOf := make([]int, len(devs))
+	var batches []Batch
+	for i, d := range devs {
+		limit := min(max(size, 1), MaxBatchSize(d.Operation))
+		key := d.BatchKey()
+		o := current[key]
+		if o == nil || o.count >= limit {
+			batches = append(batches, Batch{No: len(batches) + 1, Operation: string(d.Operation)})
+			o = &open{no: len(batches)}
+			current[key] = o
+		}
+		o.count++
+		batches[o.no-1].Devices++
+		batchOf[i] = o.no
+	}
+	return batchOf, batches
+}
+
+// checkAgainstDatabase refuses changes that would exceed a line's daily
+// limit (so they are not discovered as ThingSpace failures later) and warns
+// about ICCIDs another unfinished bulk change will also change.
+func (s *Submitter) checkAgainstDatabase(ctx context.Context, devs []bulkchange.DeviceRequest, perDay int) ([]bulkchange.FieldError, []string, error) {
+	ids := make([]string, len(devs))
+	for i, d := range devs {
+		ids[i] = d.ICCID
+	}
+	usage, err := s.Store.LineUsage(ctx, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("check daily limits: %w", err)
+	}
+	var problems []bulkchange.FieldError
+	var warnings []string
+	for _, d := range devs {
+		u, ok := usage[d.ICCID]
+		if !ok {
+			continue
+		}
+		if perDay > 0 && d.Operation != bulkchange.OpInventory && u.Last24h+u.Queued >= perDay {
+			problems = append(problems, bulkchange.FieldError{Row: d.Row, Field: "iccid", Message: fmt.Sprintf(
+				"%s: the line already has %d state changes in the last 24 hours and %d waiting in other bulk changes; ThingSpace allows %d a day",
+				d.ICCID, u.Last24h, u.Queued, perDay)})
+			continue
+		}
+		if len(u.OpenBulkChanges) > 0 {
+			warnings = append(warnings, fmt.Sprintf("row %d: %s is also in unfinished bulk change %s; whichever reaches ThingSpace second ends as %s",
+				d.Row, d.ICCID, strings.Join(u.OpenBulkChanges, ", "), db.CodeDeviceBusy))
+		}
+	}
+	return problems, warnings, nil
+}
+
+// Result is a submitted bulk change.
+type Result struct {
+	BulkChange *db.BulkChange `json:"-"`
+	ID         string         `json:"bulkChangeId"`
+	Created    bool           `json:"created"`
+	WorkflowID string         `json:"workflowId"`
+	RunID      string         `json:"runId,omitempty"`
+	Plan       *Plan          `json:"plan,omitempty"`
+}
+
+// Submit validates the file, writes the bulk change and its device changes
+// in one transaction, and starts its workflow. With an idempotency key used
+// before, it returns the existing bulk change (and makes sure its workflow
+// was started) instead of creating a second one.
+func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
+	if req.IdempotencyKey != "" {
+		if b, err := s.Store.BulkChangeByKey(ctx, req.IdempotencyKey); err == nil {
+			return s.start(ctx, b, false, nil)
+		} else if !errors.Is(err, db.ErrNotFound) {
+			return nil, err
+		}
+	}
+	plan, err := s.Plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Account == "" {
+		return nil, errors.New("the ThingSpace account is required (--account or thingspace.account)")
+	}
+	id := uuid.NewString()
+	opts, err := json.Marshal(req.Options)
+	if err != nil {
+		return nil, err
+	}
+	nb := db.NewBulkChange{
+		ID: id, AccountName: req.Account, IdempotencyKey: req.IdempotencyKey, SourceName: req.File,
+		SubmittedBy: req.SubmittedBy, Batches: len(plan.Batches), Options: opts, WorkflowID: api.BulkChangeWorkflowID(id),
+	}
+	nb.Devices = make([]db.NewDeviceChange, len(plan.Devices))
+	for i, d := range plan.Devices {
+		nd, err := deviceRow(i+1, d, plan.BatchOf[i])
+		if err != nil {
+			return nil, err
+		}
+		nb.Devices[i] = nd
+	}
+	b, created, err := s.Store.CreateBulkChange(ctx, nb)
+	if err != nil {
+		return nil, err
+	}
+	return s.start(ctx, b, created, plan)
+}
+
+func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, plan *Plan) (*Result, error) {
+	res := &Result{BulkChange: b, ID: b.ID, Created: created, WorkflowID: b.WorkflowID, Plan: plan}
+	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        b.WorkflowID,
+		TaskQueue: api.TaskQueue,
+		// One workflow per bulk change, ever: a second submission finds
+		// the running one, and a finished one is never run again.
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: b.ID})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case err == nil:
+		res.RunID = run.GetRunID()
+	case errors.As(err, &already):
+		// It ran to its end already.
+	default:
+		return res, fmt.Errorf("bulk change %s is recorded but its workflow did not start (submit again with the same --idempotency-key to retry): %w", b.ID, err)
+	}
+	return res, nil
+}
+
+// deviceRow converts a validated row into its database row.
+func deviceRow(seq int, d bulkchange.DeviceRequest, batch int) (db.NewDeviceChange, error) {
+	params, err := json.Marshal(db.ChangeParams{ServicePlan: d.ServicePlan, MdnZipCode: d.MdnZipCode,
+		ReasonCode: d.ReasonCode, EtfWaiver: d.EtfWaiver})
+	if err != nil {
+		return db.NewDeviceChange{}, err
+	}
+	n := db.NewDeviceChange{Seq: seq, RowNumber: d.Row, ICCID: d.ICCID, IMEI: d.IMEI, Operation: string(d.Operation),
+		BatchNo: batch, Params: params}
+	if d.PPU != nil {
+		if n.PPU, err = json.Marshal(placeOfUse(*d.PPU)); err != nil {
+			return n, err
+		}
+	}
+	if d.Billing != nil {
+		if n.Billing, err = json.Marshal(db.BillingData{CustomerID: d.Billing.CustomerID, ServiceTypeID: d.Billing.ServiceTypeID,
+			ProviderID: d.Billing.ProviderID, ProductIDs: d.Billing.ProductIDs, Rates: d.Billing.Rates}); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// placeOfUse is the PPU as ThingSpace wants it (ZIP+4 split in two).
+func placeOfUse(p bulkchange.PPU) thingspace.PlaceOfUse {
+	zip, zip4, _ := strings.Cut(p.Zip, "-")
+	return thingspace.PlaceOfUse{
+		CustomerName: thingspace.CustomerName{FirstName: p.FirstName, LastName: p.LastName},
+		Address: thingspace.Address{AddressLine1: p.AddressLine1, AddressLine2: p.AddressLine2, City: p.City,
+			State: p.State, Zip: zip, Zip4: zip4, Country: p.Country},
+	}
+}
+
+// SortedOperations lists the plan's operations in a stable order.
+func (p *Plan) SortedOperations() []string {
+	ops := make([]string, 0, len(p.ByOperation))
+	for op := range p.ByOperation {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	return ops
+}

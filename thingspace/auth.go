@@ -1,0 +1,364 @@
+package thingspace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	pathOAuthToken = "/api/ts/v1/oauth2/token"
+	pathLogin      = "/api/m2m/v1/session/login"
+	pathLogout     = "/api/m2m/v1/session/logout"
+)
+
+// authState holds the two tokens shared by every goroutine using a Client.
+//
+// Acquisition is single-flight: whoever first finds a token missing starts
+// one flight (OAuth and/or login) and every concurrent caller waits for that
+// same flight and gets its result, errors included. Fifty goroutines
+// starting together therefore make one token request and one login, and a
+// failing login is not repeated by each waiter.
+type authState struct {
+	mu        sync.Mutex
+	access    string
+	expiry    time.Time // when the OAuth token stops working
+	refreshAt time.Time // when to stop using it and fetch another
+	session   string
+	latched   *Error // credentials refused: every later call returns this
+	flight    *authFlight
+}
+
+type authFlight struct {
+	done        chan struct{}
+	needSession bool
+	tok         tokens
+	err         error
+}
+
+type tokens struct {
+	access  string
+	session string
+}
+
+// tokens returns usable tokens, fetching them if needed. needSession=false
+// is for calls that only need the OAuth token (logout).
+func (c *Client) tokens(ctx context.Context, needSession bool) (tokens, error) {
+	a := &c.auth
+	for round := 0; ; round++ {
+		a.mu.Lock()
+		if a.latched != nil {
+			err := a.latched
+			a.mu.Unlock()
+			return tokens{}, err
+		}
+		if a.access != "" && c.now().Before(a.refreshAt) && (!needSession || a.session != "") {
+			t := tokens{access: a.access, session: a.session}
+			a.mu.Unlock()
+			return t, nil
+		}
+		f := a.flight
+		if f == nil {
+			f = &authFlight{done: make(chan struct{}), needSession: needSession}
+			a.flight = f
+			// The flight must outlive the caller that happened to start it:
+			// other goroutines are waiting for its result.
+			go c.runAuthFlight(context.WithoutCancel(ctx), f)
+		}
+		a.mu.Unlock()
+
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return tokens{}, fmt.Errorf("thingspace: waiting for authentication: %w", ctx.Err())
+		}
+		if f.err != nil {
+			return tokens{}, f.err
+		}
+		if !needSession || f.tok.session != "" {
+			return f.tok, nil
+		}
+		// We joined a flight that only fetched the OAuth token; start one
+		// that logs in. Two rounds always suffice.
+		if round >= 2 {
+			return tokens{}, &Error{Op: OpLogin, Kind: KindTemporary, Message: "authentication yielded no session"}
+		}
+	}
+}
+
+// authFlightTimeout bounds a flight that no caller can cancel: up to two
+// token requests and two logins, each with its transport retries.
+func (c *Client) authFlightTimeout() time.Duration {
+	perCall := time.Duration(c.cfg.MaxRetries+1) * (c.cfg.HTTPTimeout + c.retryWaitMax)
+	return 4*perCall + time.Minute
+}
+
+func (c *Client) runAuthFlight(ctx context.Context, f *authFlight) {
+	ctx, cancel := context.WithTimeout(ctx, c.authFlightTimeout())
+	defer cancel()
+	tok, err := c.acquire(ctx, f.needSession)
+	c.auth.mu.Lock()
+	f.tok, f.err = tok, err
+	c.auth.flight = nil
+	c.auth.mu.Unlock()
+	close(f.done)
+}
+
+// acquire runs inside a flight.
+func (c *Client) acquire(ctx context.Context, needSession bool) (tokens, error) {
+	a := &c.auth
+	a.mu.Lock()
+	if a.latched != nil {
+		err := a.latched
+		a.mu.Unlock()
+		return tokens{}, err
+	}
+	t := tokens{session: a.session}
+	if a.access != "" && c.now().Before(a.refreshAt) {
+		t.access = a.access
+	}
+	a.mu.Unlock()
+
+	var err error
+	if t.access == "" {
+		if t.access, err = c.fetchOAuth(ctx); err != nil {
+			return tokens{}, err
+		}
+	}
+	if needSession && t.session == "" {
+		t.session, err = c.login(ctx, t.access)
+		if e, ok := AsError(err); ok && isGatewayAuthCode(e.Code) {
+			// The Bearer we just used was refused: get another once.
+			c.invalidateAccess(t.access)
+			if t.access, err = c.fetchOAuth(ctx); err != nil {
+				return tokens{}, err
+			}
+			t.session, err = c.login(ctx, t.access)
+		}
+		if err != nil {
+			return tokens{}, err
+		}
+	}
+	return t, nil
+}
+
+// flexInt64 accepts a JSON number or a numeric string; anything else
+// leaves it unset. Used where the wire type is unconfirmed.
+type flexInt64 struct {
+	v   int64
+	set bool
+}
+
+func (f *flexInt64) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(strings.TrimSpace(string(b)), `"`)
+	if s == "" || s == "null" {
+		return nil
+	}
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		f.v, f.set = v, true
+		return nil
+	}
+	if v, err := strconv.ParseFloat(s, 64); err == nil {
+		f.v, f.set = int64(v), true
+	}
+	return nil
+}
+
+func (c *Client) fetchOAuth(ctx context.Context) (string, error) {
+	attempt := 0
+	res, err := c.send(ctx, &httpCall{
+		op:          OpOAuth,
+		method:      http.MethodPost,
+		path:        pathOAuthToken,
+		body:        []byte("grant_type=client_credentials"),
+		contentType: "application/x-www-form-urlencoded",
+		header:      http.Header{"Authorization": {c.basicAuth}, "Accept": {"application/json"}},
+	}, &attempt)
+	if err != nil {
+		return "", err
+	}
+	if !res.ok() {
+		eb := parseErrorBody(res.body)
+		e := c.httpError(OpOAuth, res, eb)
+		if (res.status == http.StatusBadRequest || res.status == http.StatusUnauthorized) && e.Kind != KindRateLimited {
+			e.Kind = KindInvalidCredentials
+			c.latch(e)
+		}
+		return "", e
+	}
+	var tr struct {
+		AccessToken string    `json:"access_token"`
+		ExpiresIn   flexInt64 `json:"expires_in"`
+	}
+	if err := json.Unmarshal(res.body, &tr); err != nil || tr.AccessToken == "" {
+		if err == nil {
+			err = errors.New("no access_token in answer")
+		}
+		return "", &Error{Op: OpOAuth, HTTPStatus: res.status, Kind: KindTemporary, Sent: true,
+			Message: "unreadable token answer", Err: err}
+	}
+	ttl := DefaultOAuthTTL
+	if tr.ExpiresIn.set && tr.ExpiresIn.v > 0 {
+		ttl = time.Duration(tr.ExpiresIn.v) * time.Second
+	}
+	c.setAccess(tr.AccessToken, ttl)
+	return tr.AccessToken, nil
+}
+
+func (c *Client) setAccess(tok string, ttl time.Duration) {
+	c.sec.remember(tok)
+	a := &c.auth
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := c.now()
+	exp := now.Add(ttl)
+	if tok == a.access && a.expiry.After(now) {
+		// ThingSpace hands back the same token until one hour after its
+		// first issue, so asking early bought nothing: keep the original
+		// expiry and use the token until then (a 900901 right at the end
+		// is handled by the re-auth path).
+		if a.expiry.Before(exp) {
+			exp = a.expiry
+		}
+		a.refreshAt = exp
+	} else {
+		a.refreshAt = exp.Add(-min(c.cfg.RefreshBefore, ttl/2))
+	}
+	a.access, a.expiry = tok, exp
+}
+
+func (c *Client) invalidateAccess(old string) {
+	a := &c.auth
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.access == old {
+		a.access, a.refreshAt = "", time.Time{}
+	}
+}
+
+func (c *Client) invalidateSession(old string) {
+	a := &c.auth
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.session == old {
+		a.session = ""
+	}
+}
+
+func (c *Client) latch(e *Error) {
+	a := &c.auth
+	a.mu.Lock()
+	if a.latched == nil {
+		a.latched = e
+		a.access, a.session = "", ""
+	}
+	a.mu.Unlock()
+	c.log.Error("thingspace credentials refused; this client will make no further requests",
+		slog.String("op", e.Op), slog.Int("status", e.HTTPStatus), slog.String("code", e.Code))
+}
+
+func (c *Client) login(ctx context.Context, access string) (string, error) {
+	body, err := json.Marshal(struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}{c.cfg.Username, c.cfg.Password})
+	if err != nil {
+		return "", &Error{Op: OpLogin, Kind: KindInvalidInput, Err: err}
+	}
+	attempt := 0
+	res, err := c.send(ctx, &httpCall{
+		op:          OpLogin,
+		method:      http.MethodPost,
+		path:        pathLogin,
+		body:        body,
+		contentType: "application/json",
+		header:      http.Header{"Authorization": {"Bearer " + access}, "Accept": {"application/json"}},
+	}, &attempt)
+	if err != nil {
+		return "", err
+	}
+	if !res.ok() {
+		eb := parseErrorBody(res.body)
+		e := c.httpError(OpLogin, res, eb)
+		switch {
+		case isGatewayAuthCode(eb.Code), isSessionCode(eb.Code):
+		case e.Kind == KindRateLimited, e.Kind == KindTemporary:
+		case res.status >= 400 && res.status < 500:
+			// The live code for a wrong password is unconfirmed
+			// (InvalidCredentials, AccountLocked, ...): any other 4xx is a
+			// refusal, and repeating it counts towards the 5-failure lock.
+			e.Kind = KindInvalidCredentials
+			c.latch(e)
+		}
+		return "", e
+	}
+	var lr struct {
+		SessionToken string `json:"sessionToken"`
+	}
+	if err := json.Unmarshal(res.body, &lr); err != nil || lr.SessionToken == "" {
+		if err == nil {
+			err = errors.New("no sessionToken in answer")
+		}
+		return "", &Error{Op: OpLogin, HTTPStatus: res.status, Kind: KindTemporary, Sent: true,
+			Message: "unreadable login answer", Err: err}
+	}
+	c.sec.remember(lr.SessionToken)
+	c.auth.mu.Lock()
+	c.auth.session = lr.SessionToken
+	c.auth.mu.Unlock()
+	return lr.SessionToken, nil
+}
+
+// CheckAuth makes sure both tokens are held, fetching them if needed. It
+// returns the latched error when credentials were refused earlier.
+func (c *Client) CheckAuth(ctx context.Context) error {
+	_, err := c.tokens(ctx, true)
+	return err
+}
+
+// Logout ends the M2M session, if one is held. The OAuth token is kept. A
+// session that ThingSpace already considers expired counts as ended.
+func (c *Client) Logout(ctx context.Context) error {
+	a := &c.auth
+	a.mu.Lock()
+	session := a.session
+	a.session = ""
+	a.mu.Unlock()
+	if session == "" {
+		return nil
+	}
+	attempt := 0
+	for reauthed := false; ; reauthed = true {
+		tok, err := c.tokens(ctx, false)
+		if err != nil {
+			return err
+		}
+		res, err := c.send(ctx, &httpCall{
+			op: OpLogout, method: http.MethodPost, path: pathLogout,
+			contentType: "application/json",
+			header:      c.m2mHeader(tokens{access: tok.access, session: session}),
+		}, &attempt)
+		if err != nil {
+			return err
+		}
+		if res.ok() {
+			return nil
+		}
+		eb := parseErrorBody(res.body)
+		switch {
+		case isSessionCode(eb.Code):
+			return nil
+		case !reauthed && (isGatewayAuthCode(eb.Code) || (res.status == http.StatusUnauthorized && eb.Code == "")):
+			c.invalidateAccess(tok.access)
+			continue
+		}
+		return c.httpError(OpLogout, res, eb)
+	}
+}

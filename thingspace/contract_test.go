@@ -1,0 +1,560 @@
+package thingspace
+
+// Contract tests: the client against the simulator over real HTTP. The
+// simulator defines its own wire types, so these catch mistakes on either
+// side. Only the simulator's exported API is used.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/thingspace/simulator"
+)
+
+const (
+	keyOAuth    = "POST /api/ts/v1/oauth2/token"
+	keyLogin    = "POST /api/m2m/v1/session/login"
+	keyActivate = "POST /api/m2m/v1/devices/actions/activate"
+	keySuspend  = "POST /api/m2m/v1/devices/actions/suspend"
+	keyAdd      = "POST /api/m2m/v1/devices/actions/add"
+	keyList     = "POST /api/m2m/v1/devices/actions/list"
+)
+
+func newSim(t *testing.T, cfg simulator.Config) (*simulator.Simulator, string) {
+	t.Helper()
+	if cfg.CompletionDelay == 0 {
+		cfg.CompletionDelay = 20 * time.Millisecond
+	}
+	if cfg.CallbackRetryInterval == 0 {
+		cfg.CallbackRetryInterval = 20 * time.Millisecond
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = 42
+	}
+	sim := simulator.New(cfg)
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() {
+		sim.Close()
+		srv.Close()
+	})
+	return sim, srv.URL
+}
+
+func simClient(t *testing.T, baseURL string, rec *recorder, mods ...func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{
+		BaseURL:      baseURL,
+		ClientID:     simulator.DefaultClientID,
+		ClientSecret: simulator.DefaultClientSecret,
+		Username:     simulator.DefaultUsername,
+		Password:     simulator.DefaultPassword,
+		AccountName:  simulator.DefaultAccount,
+		HTTPTimeout:  5 * time.Second,
+	}
+	if rec != nil {
+		cfg.Observer = rec.observe
+		cfg.Limiter = rec
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c, err := New(cfg)
+	require.NoError(t, err)
+	fastRetries(c)
+	return c
+}
+
+// listener is a callback listener that parses what ThingSpace posts.
+type listener struct {
+	url  string
+	mu   sync.Mutex
+	msgs []*CallbackMessage
+	errs []error
+}
+
+func newListener(t *testing.T) *listener {
+	l := &listener{}
+	l.url = newPlainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		m, err := ParseCallbackMessage(body)
+		l.mu.Lock()
+		if err != nil {
+			l.errs = append(l.errs, err)
+		} else {
+			l.msgs = append(l.msgs, m)
+		}
+		l.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})) + "/thingspace/callbacks"
+	return l
+}
+
+// await returns the callbacks of requestID once n have arrived.
+func (l *listener) await(t *testing.T, requestID string, n int) []*CallbackMessage {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		var got []*CallbackMessage
+		for _, m := range l.msgs {
+			if m.RequestID == requestID {
+				got = append(got, m)
+			}
+		}
+		require.Empty(t, l.errs)
+		l.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited for %d callbacks of request %s, got %d", n, requestID, len(got))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func refOf(d simulator.DeviceSeed) DeviceRef { return ICCIDRef(d.ICCID, d.IMEI) }
+
+func contractPPU() PlaceOfUse {
+	return PlaceOfUse{
+		CustomerName: CustomerName{FirstName: "Wilhelmina", LastName: "Contractson"},
+		Address: Address{AddressLine1: "1600 Testing Parkway", City: "Mountainview",
+			State: "CA", Zip: "94043", Country: "USA"},
+	}
+}
+
+func TestContractDeviceLifecycle(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{Limits: simulator.Limits{ActionsPerLinePerDay: -1}})
+	devs := simulator.GenerateDevices(3, "891480000100", "preactive")
+	require.NoError(t, sim.Seed(devs...))
+	l := newListener(t)
+	rec := &recorder{}
+	c := simClient(t, url, rec)
+	ctx := context.Background()
+
+	// Callback listener registration.
+	require.NoError(t, c.RegisterCallback(ctx, "", CallbackRegistration{Name: CarrierServiceCallback, URL: l.url,
+		Username: "cb-user", Password: "cb-listener-secret"}))
+	ls, err := c.ListCallbacks(ctx, "")
+	require.NoError(t, err)
+	require.Len(t, ls, 1)
+	assert.Equal(t, CallbackListener{AccountName: simulator.DefaultAccount, ServiceName: CarrierServiceCallback,
+		URL: l.url, Username: "cb-user"}, ls[0])
+
+	d0 := devs[0]
+	waitState := func(want State) *Device {
+		t.Helper()
+		dev, err := c.GetDevice(ctx, DeviceID{ID: d0.ICCID, Kind: KindICCID})
+		require.NoError(t, err)
+		assert.Equal(t, want, dev.State(), "%+v", dev.CarrierInformations)
+		return dev
+	}
+	waitState(StatePreActive)
+
+	// Activate one device: requestId, status polling, callback with MSISDN.
+	reqID, err := c.Activate(ctx, ActivateRequest{Devices: []DeviceRef{refOf(d0)}, ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+	require.NoError(t, err)
+	require.NotEmpty(t, reqID)
+	st, err := c.RequestStatus(ctx, "", reqID)
+	require.NoError(t, err)
+	assert.Contains(t, []string{RequestPending, RequestSuccess}, st.Status)
+	cb := l.await(t, reqID, 1)[0]
+	assert.True(t, cb.Succeeded())
+	assert.Equal(t, d0.ICCID, cb.ICCID())
+	assert.Equal(t, "cb-user", cb.Username)
+	assert.Equal(t, "cb-listener-secret", cb.Password, "listener credentials are echoed in the body")
+	require.NotEmpty(t, cb.MSISDN(), "activateResponse carries the new number")
+	assert.Contains(t, cb.DeviceResponse, "activateResponse")
+	st, err = c.RequestStatus(ctx, simulator.DefaultAccount, reqID)
+	require.NoError(t, err)
+	assert.Equal(t, RequestSuccess, st.Status)
+	dev := waitState(StateActive)
+	assert.Equal(t, cb.MSISDN(), dev.MSISDN())
+	snap, ok := sim.Device(d0.ICCID)
+	require.True(t, ok)
+	assert.Equal(t, cb.MSISDN(), snap.MSISDN)
+
+	// PPU update of the active device.
+	reqID, err = c.UpdateContactInfo(ctx, ContactInfoRequest{Devices: []DeviceRef{refOf(d0)}, PrimaryPlaceOfUse: contractPPU()})
+	require.NoError(t, err)
+	assert.True(t, l.await(t, reqID, 1)[0].Succeeded())
+	dev = waitState(StateActive)
+	assert.NotEmpty(t, dev.ExtendedAttributes, "single-device lookups carry the PPU")
+
+	// Suspend, restore, deactivate.
+	for _, step := range []struct {
+		do   func() (string, error)
+		want State
+	}{
+		{func() (string, error) { return c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(d0)}}) }, StateSuspended},
+		{func() (string, error) { return c.Restore(ctx, ActionRequest{Devices: []DeviceRef{refOf(d0)}}) }, StateActive},
+		{func() (string, error) {
+			return c.Deactivate(ctx, DeactivateRequest{Devices: []DeviceRef{refOf(d0)}, ReasonCode: DeactivateReasonGeneral})
+		}, StateDeactive},
+	} {
+		id, err := step.do()
+		require.NoError(t, err)
+		m := l.await(t, id, 1)[0]
+		require.True(t, m.Succeeded(), "%+v", m.FaultResponse)
+		waitState(step.want)
+	}
+
+	// Multi-device activation: one requestId, one callback per device;
+	// request status is not available for it.
+	reqID, err = c.Activate(ctx, ActivateRequest{Devices: []DeviceRef{refOf(devs[1]), refOf(devs[2])},
+		ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+	require.NoError(t, err)
+	msgs := l.await(t, reqID, 2)
+	got := map[string]bool{}
+	for _, m := range msgs {
+		assert.True(t, m.Succeeded())
+		assert.NotEmpty(t, m.MSISDN())
+		got[m.ICCID()] = true
+	}
+	assert.Equal(t, map[string]bool{devs[1].ICCID: true, devs[2].ICCID: true}, got)
+	_, err = c.RequestStatus(ctx, "", reqID)
+	assert.Equal(t, KindPermanent, KindOf(err))
+	assert.Equal(t, "REQUEST_FAILED.RequestStatusNotSupported", err.(*Error).ShortCode())
+
+	// Deregistration.
+	require.NoError(t, c.DeleteCallback(ctx, "", CarrierServiceCallback))
+	ls, err = c.ListCallbacks(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, ls)
+	err = c.DeleteCallback(ctx, "", CarrierServiceCallback)
+	assert.Equal(t, KindNotFound, KindOf(err))
+
+	// Nothing was submitted twice.
+	stats := sim.Stats(0)
+	for _, d := range devs {
+		for action, n := range stats.AcceptedChanges[d.ICCID] {
+			assert.Equal(t, 1, n, "%s %s", d.ICCID, action)
+		}
+	}
+	assert.Equal(t, 1, stats.OAuthTokensIssued)
+	assert.Equal(t, 1, stats.Logins)
+
+	// Logout ends the session; the next call logs in again.
+	require.NoError(t, c.Logout(ctx))
+	_, err = c.ListCallbacks(ctx, "")
+	require.NoError(t, err)
+	assert.Equal(t, 2, sim.Stats(0).Logins)
+
+	// The audit trail holds no secret and no PPU.
+	var all strings.Builder
+	for _, x := range rec.all() {
+		fmt.Fprintf(&all, "%s %s %s %s\n", x.RequestBody, x.ResponseBody, x.Code, x.Err)
+	}
+	for _, s := range []string{simulator.DefaultClientSecret, simulator.DefaultPassword, "cb-listener-secret",
+		"Wilhelmina", "Contractson", "1600 Testing Parkway", "Mountainview"} {
+		assert.NotContains(t, all.String(), s)
+	}
+	assert.Contains(t, all.String(), `"access_token":"[REDACTED]"`)
+	assert.Contains(t, all.String(), `"sessionToken":"[REDACTED]"`)
+}
+
+func TestContractAddAndList(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{})
+	require.NoError(t, sim.Seed(simulator.GenerateDevices(25, "891480000200", "active")...))
+	c := simClient(t, url, nil)
+	ctx := context.Background()
+
+	// Add to inventory.
+	fresh := simulator.GenerateDevices(3, "891480000300", "")
+	refs := []DeviceRef{refOf(fresh[0]), refOf(fresh[1]), refOf(fresh[2])}
+	res, err := c.AddDevices(ctx, AddRequest{DevicesToAdd: refs})
+	require.NoError(t, err)
+	require.Len(t, res, 3)
+	for _, r := range res {
+		assert.True(t, r.Succeeded(), r.Response)
+	}
+	dev, err := c.GetDevice(ctx, DeviceID{ID: fresh[1].ICCID, Kind: KindICCID})
+	require.NoError(t, err)
+	assert.Equal(t, StatePreActive, dev.State())
+	res, err = c.AddDevices(ctx, AddRequest{DevicesToAdd: refs[:1]})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	assert.False(t, res[0].Succeeded(), "already in the account")
+
+	// More than 200 is refused before reaching ThingSpace.
+	many := simulator.GenerateDevices(MaxDevicesPerAdd+1, "891480000400", "")
+	manyRefs := make([]DeviceRef, len(many))
+	for i, d := range many {
+		manyRefs[i] = refOf(d)
+	}
+	before := sim.Stats(0).Requests[keyAdd]
+	_, err = c.AddDevices(ctx, AddRequest{DevicesToAdd: manyRefs})
+	assert.Equal(t, KindInvalidInput, KindOf(err))
+	assert.Equal(t, before, sim.Stats(0).Requests[keyAdd])
+
+	// The simulator's own limit gives the documented code.
+	sim.SetLimits(simulator.Limits{MaxDevicesPerAdd: 2})
+	_, err = c.AddDevices(ctx, AddRequest{DevicesToAdd: manyRefs[:3]})
+	assert.Equal(t, KindInvalidInput, KindOf(err))
+	assert.Equal(t, CodeNumberOfDevices, err.(*Error).ShortCode())
+	sim.SetLimits(simulator.Limits{})
+
+	// Listing: a single short page answers 202 with hasMoreData.
+	page, err := c.ListDevices(ctx, ListRequest{MaxNumberOfDevices: 10})
+	require.NoError(t, err)
+	assert.True(t, page.HasMoreData)
+	assert.Len(t, page.Devices, 10)
+	assert.Positive(t, sim.Stats(0).Responses[keyList][http.StatusAccepted])
+
+	want := map[string]bool{}
+	for _, d := range sim.Devices() {
+		want[d.ICCID] = true
+	}
+	require.Len(t, want, 28)
+	for name, start := range map[string]*int64{"cursor": ptr(int64(0)), "earliest": nil} {
+		t.Run(name, func(t *testing.T) {
+			seen := map[string]int{}
+			before := sim.Stats(0).Requests[keyList]
+			err := c.ForEachDevice(ctx, ListRequest{MaxNumberOfDevices: 10, LargestDeviceIDSeen: start}, func(d Device) error {
+				seen[d.ID(KindICCID)]++
+				return nil
+			})
+			require.NoError(t, err)
+			assert.Len(t, seen, len(want))
+			for iccid, n := range seen {
+				assert.True(t, want[iccid], iccid)
+				assert.Equal(t, 1, n, "delivered once: %s", iccid)
+			}
+			pages := sim.Stats(0).Requests[keyList] - before
+			assert.GreaterOrEqual(t, pages, 3)
+			assert.LessOrEqual(t, pages, 4)
+		})
+	}
+
+	// Filtered listing.
+	n := 0
+	require.NoError(t, c.ForEachDevice(ctx, ListRequest{CurrentState: "pre-active"}, func(d Device) error {
+		n++
+		assert.Equal(t, StatePreActive, d.State())
+		return nil
+	}))
+	assert.Equal(t, 3, n)
+}
+
+func TestContractErrors(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{})
+	pre := simulator.GenerateDevices(4, "891480000500", "preactive")
+	act := simulator.GenerateDevices(3, "891480000600", "active")
+	require.NoError(t, sim.Seed(append(pre, act...)...))
+	unknown := simulator.GenerateDevices(1, "891480000999", "")[0]
+	rec := &recorder{}
+	c := simClient(t, url, rec)
+	ctx := context.Background()
+	activate := func(d ...simulator.DeviceSeed) (string, error) {
+		refs := make([]DeviceRef, len(d))
+		for i := range d {
+			refs[i] = refOf(d[i])
+		}
+		return c.Activate(ctx, ActivateRequest{Devices: refs, ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+	}
+	expectKind := func(err error, kind ErrorKind, short string) {
+		t.Helper()
+		e, ok := AsError(err)
+		require.True(t, ok, "%v", err)
+		assert.Equal(t, kind, e.Kind, "%v", e)
+		if short != "" {
+			assert.Equal(t, short, e.ShortCode())
+		}
+	}
+
+	// 429 with Retry-After: reported to the Limiter, not retried. First,
+	// because the window counts every admitted activate request.
+	sim.SetLimits(simulator.Limits{ActivateRequestsPerMinute: 1})
+	_, err := activate(pre[1])
+	require.NoError(t, err)
+	before := sim.Stats(0).Requests[keyActivate]
+	_, err = activate(pre[2])
+	expectKind(err, KindRateLimited, CodeGatewayThrottled)
+	assert.GreaterOrEqual(t, err.(*Error).RetryAfter, time.Second)
+	assert.LessOrEqual(t, err.(*Error).RetryAfter, time.Minute)
+	assert.Equal(t, before+1, sim.Stats(0).Requests[keyActivate])
+	rec.mu.Lock()
+	assert.Equal(t, []time.Duration{err.(*Error).RetryAfter}, rec.throttled)
+	rec.mu.Unlock()
+	sim.SetLimits(simulator.Limits{})
+
+	_, err = c.GetDevice(ctx, DeviceID{ID: unknown.ICCID, Kind: KindICCID})
+	expectKind(err, KindDeviceNotFound, CodeDeviceNotFound)
+	_, err = activate(unknown)
+	expectKind(err, KindDeviceNotFound, CodeDeviceNotFound)
+	_, err = activate(act[0])
+	expectKind(err, KindDeviceAlreadyActive, CodeDeviceAlreadyActive)
+	_, err = c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(pre[0])}})
+	expectKind(err, KindInvalidState, CodeDeviceStateInvalid)
+	_, err = c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{ICCIDRef("1234", "")}})
+	expectKind(err, KindInvalidInput, CodeDeviceIDInvalid)
+	_, err = c.RequestStatus(ctx, "", "7d4f3c1e-0000-4000-8000-000000000000")
+	expectKind(err, KindNotFound, "REQUEST_FAILED.RequestNotFound")
+	_, err = c.ListDevices(ctx, ListRequest{AccountName: "9999999999-00001"})
+	expectKind(err, KindNotFound, CodeAccountNotFound)
+
+	// Too many devices for the account's limit.
+	sim.SetLimits(simulator.Limits{MaxDevicesPerRequest: 2})
+	_, err = c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[0]), refOf(act[1]), refOf(act[2])}})
+	expectKind(err, KindInvalidInput, CodeMaxRequestsExceeded)
+	sim.SetLimits(simulator.Limits{})
+
+	// Gateway 900901 (expired Bearer): one new token, call succeeds.
+	sim.ResetStats()
+	sim.ExpireOAuthToken()
+	_, err = c.ListDevices(ctx, ListRequest{MaxNumberOfDevices: 1})
+	require.NoError(t, err)
+	s := sim.Stats(0)
+	assert.Equal(t, 1, s.OAuthTokensIssued)
+	assert.Equal(t, 1, s.Responses[keyList][http.StatusUnauthorized])
+	assert.Equal(t, 0, s.Logins, "the session survives a new OAuth token")
+
+	// Session expired: one new login, call succeeds.
+	sim.ResetStats()
+	sim.ExpireSessions()
+	_, err = c.ListDevices(ctx, ListRequest{MaxNumberOfDevices: 1})
+	require.NoError(t, err)
+	s = sim.Stats(0)
+	assert.Equal(t, 1, s.Logins)
+	assert.Equal(t, 1, s.Responses[keyList][http.StatusBadRequest])
+
+	// Server errors: a list is retried, an activation is not.
+	sim.ResetStats()
+	sim.SetFaults(simulator.Faults{ErrorRate: 1})
+	_, err = c.ListDevices(ctx, ListRequest{})
+	expectKind(err, KindTemporary, "")
+	assert.Equal(t, 3, sim.Stats(0).Requests[keyList])
+	_, err = activate(pre[3])
+	expectKind(err, KindTemporary, "")
+	assert.False(t, err.(*Error).Ambiguous())
+	assert.Equal(t, 1, sim.Stats(0).Requests[keyActivate])
+	sim.SetFaults(simulator.Faults{})
+
+	// A stalled answer to a state change: applied once, reported as
+	// ambiguous, not resent.
+	sim.ResetStats()
+	sim.SetFaults(simulator.Faults{TimeoutRate: 1, StallFor: 3 * time.Second})
+	short := simClient(t, url, nil, func(cfg *Config) { cfg.HTTPTimeout = 300 * time.Millisecond })
+	_, err = short.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[1])}})
+	expectKind(err, KindTemporary, "")
+	assert.True(t, err.(*Error).Ambiguous())
+	sim.SetFaults(simulator.Faults{})
+	s = sim.Stats(0)
+	assert.Equal(t, 1, s.Requests[keySuspend])
+	assert.Equal(t, 1, s.AcceptedChanges[act[1].ICCID][simulator.ActionSuspend])
+	// Reconcile instead of resending: the device is (becoming) suspended.
+	dev, err := c.GetDevice(ctx, DeviceID{ID: act[1].ICCID, Kind: KindICCID})
+	require.NoError(t, err)
+	assert.Contains(t, []State{StatePendingSuspend, StateSuspended}, dev.State())
+}
+
+func TestContractAuthExpiryMidRun(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{OAuthTokenTTL: 2 * time.Second, SessionIdleTimeout: 600 * time.Millisecond})
+	c := simClient(t, url, nil)
+	ctx := context.Background()
+	call := func() {
+		t.Helper()
+		_, err := c.ListDevices(ctx, ListRequest{})
+		require.NoError(t, err)
+	}
+	call()
+	call()
+	time.Sleep(900 * time.Millisecond) // session idles out
+	call()
+	s := sim.Stats(0)
+	assert.Equal(t, 2, s.Logins, "re-login exactly once")
+	assert.Equal(t, 1, s.Responses[keyList][http.StatusBadRequest])
+	assert.Equal(t, 1, s.OAuthTokensIssued)
+
+	time.Sleep(1400 * time.Millisecond) // OAuth token (2s) expired, session idle again
+	call()
+	call()
+	s = sim.Stats(0)
+	assert.Equal(t, 3, s.Logins)
+	assert.Equal(t, 2, s.Responses[keyList][http.StatusBadRequest])
+	assert.GreaterOrEqual(t, s.OAuthTokensIssued, 2)
+	assert.LessOrEqual(t, s.Responses[keyList][http.StatusUnauthorized], 1, "at most one 900901 per expiry")
+	assert.Equal(t, 0, s.FailedLogins)
+}
+
+func TestContractBadCredentials(t *testing.T) {
+	t.Run("wrong password: one attempt, latched", func(t *testing.T) {
+		sim, url := newSim(t, simulator.Config{})
+		bad := simClient(t, url, nil, func(cfg *Config) { cfg.Password = "not-the-password" })
+		ctx := context.Background()
+		err := bad.CheckAuth(ctx)
+		assert.True(t, IsInvalidCredentials(err))
+		assert.Equal(t, simulator.CodeInvalidCredentials, err.(*Error).Code)
+		for range 6 {
+			_, err := bad.ListDevices(ctx, ListRequest{})
+			assert.True(t, IsInvalidCredentials(err))
+		}
+		s := sim.Stats(0)
+		assert.Equal(t, 1, s.FailedLogins, "exactly one failed login reached ThingSpace")
+		assert.Equal(t, 1, s.Requests[keyLogin])
+		assert.Equal(t, 0, s.Requests[keyList])
+
+		good := simClient(t, url, nil)
+		require.NoError(t, good.CheckAuth(ctx), "the account is not locked")
+	})
+	t.Run("account locked is a credential refusal too", func(t *testing.T) {
+		sim, url := newSim(t, simulator.Config{MaxFailedLogins: 1})
+		ctx := context.Background()
+		bad := simClient(t, url, nil, func(cfg *Config) { cfg.Password = "not-the-password" })
+		require.True(t, IsInvalidCredentials(bad.CheckAuth(ctx)))
+		good := simClient(t, url, nil)
+		err := good.CheckAuth(ctx)
+		assert.True(t, IsInvalidCredentials(err))
+		assert.Equal(t, simulator.CodeAccountLocked, err.(*Error).Code)
+		require.Error(t, good.CheckAuth(ctx))
+		assert.Equal(t, 2, sim.Stats(0).Requests[keyLogin])
+	})
+	t.Run("wrong client secret: one token request, latched", func(t *testing.T) {
+		sim, url := newSim(t, simulator.Config{})
+		bad := simClient(t, url, nil, func(cfg *Config) { cfg.ClientSecret = "not-the-secret" })
+		ctx := context.Background()
+		for range 4 {
+			err := bad.CheckAuth(ctx)
+			assert.True(t, IsInvalidCredentials(err))
+			assert.Equal(t, "invalid_client", err.(*Error).Code)
+		}
+		s := sim.Stats(0)
+		assert.Equal(t, 1, s.Requests[keyOAuth])
+		assert.Equal(t, 0, s.Requests[keyLogin])
+	})
+}
+
+func TestContractConcurrentFirstCallsShareOneLogin(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{Faults: simulator.Faults{Latency: 30 * time.Millisecond}})
+	require.NoError(t, sim.Seed(simulator.GenerateDevices(5, "891480000700", "active")...))
+	c := simClient(t, url, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			_, err := c.ListDevices(context.Background(), ListRequest{MaxNumberOfDevices: 2})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	s := sim.Stats(0)
+	assert.Equal(t, 1, s.Requests[keyOAuth])
+	assert.Equal(t, 1, s.OAuthTokensIssued)
+	assert.Equal(t, 1, s.Requests[keyLogin])
+	assert.Equal(t, 1, s.Logins)
+	assert.Equal(t, 50, s.Requests[keyList])
+}

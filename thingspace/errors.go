@@ -1,0 +1,170 @@
+package thingspace
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Short error codes (ShortCode form) that callers branch on.
+const (
+	CodeDeviceNotFound       = "REQUEST_FAILED.DeviceNotFound"
+	CodeDeviceAlreadyActive  = "REQUEST_FAILED.DeviceAlreadyActive"
+	CodeDeviceStateInvalid   = "INPUT_INVALID.DeviceState.Invalid"
+	CodeDeviceKindInvalid    = "INPUT_INVALID.Device.Kind.Invalid"
+	CodeDeviceIDInvalid      = "INPUT_INVALID.Device.Identifier.Invalid"
+	CodeMaxRequestsExceeded  = "INPUT_INVALID.MaxRequestsExceeded"
+	CodeNumberOfDevices      = "INPUT_INVALID.NumberofDevices"
+	CodeAccountNotFound      = "REQUEST_FAILED.AccountNotFound"
+	CodeSessionExpired       = "REQUEST_FAILED.SessionToken.Expired"
+	CodeSessionFormat        = "REQUEST_FAILED.SessionToken.Format"
+	CodeSessionInvalid       = "INPUT_INVALID.SessionToken.Invalid"
+	CodeCustomFieldName      = "INPUT_INVALID.CustomField.InvalidName"
+	CodeCustomFieldTooLong   = "INPUT_INVALID.CustomField.TooLong"
+	CodeDailyActionsExceeded = "REQUEST_FAILED.MaxActionsPerDay" // simulator's choice: the live code is unconfirmed
+	CodeGatewayInvalidCreds  = "900901"                          // wrong or expired Bearer token
+	CodeGatewayMissingCreds  = "900902"
+	CodeGatewayUnknownPath   = "900906"
+	CodeGatewayThrottled     = "900800" // WSO2 "Message throttled out"
+)
+
+// ErrorKind classifies a ThingSpace failure by what the caller should do.
+type ErrorKind int
+
+const (
+	// KindTemporary: timeouts, connection failures, 5xx. Retry with back-off.
+	KindTemporary ErrorKind = iota + 1
+	// KindRateLimited: 429 or throttling fault. Retry after RetryAfter.
+	KindRateLimited
+	// KindSessionExpired: the OAuth or session token is no longer valid. The
+	// client re-authenticates once by itself; callers see it only when that
+	// also failed.
+	KindSessionExpired
+	// KindInvalidCredentials: the OAuth client or the M2M username/password
+	// were refused. Never retry: five failed logins lock the account.
+	KindInvalidCredentials
+	// KindInvalidInput: the request itself is wrong (bad field, too many
+	// devices, bad identifier).
+	KindInvalidInput
+	// KindDeviceNotFound: ThingSpace does not know the device.
+	KindDeviceNotFound
+	// KindDeviceAlreadyActive: activation of a device that is already active.
+	KindDeviceAlreadyActive
+	// KindInvalidState: the device's state does not allow the change.
+	KindInvalidState
+	// KindNotFound: the resource (request id, callback listener, account) does
+	// not exist.
+	KindNotFound
+	// KindPermanent: any other refusal that retrying will not change.
+	KindPermanent
+)
+
+func (k ErrorKind) String() string {
+	switch k {
+	case KindTemporary:
+		return "temporary"
+	case KindRateLimited:
+		return "rate_limited"
+	case KindSessionExpired:
+		return "session_expired"
+	case KindInvalidCredentials:
+		return "invalid_credentials"
+	case KindInvalidInput:
+		return "invalid_input"
+	case KindDeviceNotFound:
+		return "device_not_found"
+	case KindDeviceAlreadyActive:
+		return "device_already_active"
+	case KindInvalidState:
+		return "invalid_state"
+	case KindNotFound:
+		return "not_found"
+	case KindPermanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// Error is a failed ThingSpace call. Its text never contains secrets: only the
+// operation, HTTP status, ThingSpace's code and message.
+type Error struct {
+	Op         string // "oauth", "login", "activate", "list", ...
+	HTTPStatus int    // 0 when no answer was received
+	Code       string // ThingSpace errorCode / gateway fault code, as sent
+	Message    string // ThingSpace's message text (for humans only)
+	Kind       ErrorKind
+	RetryAfter time.Duration // from Retry-After on 429/503, else 0
+	// Sent is true when the request may have reached ThingSpace (an answer
+	// was received, or the connection failed after the request was written).
+	// A state change whose outcome is unknown must be reconciled, not resent.
+	Sent bool
+	Err  error // underlying transport error, if any
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("thingspace %s", e.Op)
+	if e.HTTPStatus != 0 {
+		msg += fmt.Sprintf(": HTTP %d", e.HTTPStatus)
+	}
+	if e.Code != "" {
+		msg += ": " + e.Code
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Ambiguous reports whether the outcome is unknown: the request may have
+// reached ThingSpace but no definitive answer came back (timeout or reset
+// after the connection was obtained, or a 2xx answer that could not be
+// read). A state change that fails this way must be reconciled (list the
+// device, poll the request, wait for the callback), not resent blindly. A
+// 5xx answer is not ambiguous.
+func (e *Error) Ambiguous() bool {
+	return e.Sent && (e.HTTPStatus == 0 || (e.HTTPStatus >= 200 && e.HTTPStatus < 300))
+}
+
+// ShortCode is Code without its service-name prefix.
+func (e *Error) ShortCode() string { return ShortCode(e.Code) }
+
+// Retryable reports whether the same call may succeed later.
+func (e *Error) Retryable() bool {
+	switch e.Kind {
+	case KindTemporary, KindRateLimited, KindSessionExpired:
+		return true
+	}
+	return false
+}
+
+// AsError extracts a *Error from err.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// KindOf returns the ErrorKind of err, or 0 when err is not a ThingSpace error.
+func KindOf(err error) ErrorKind {
+	if e, ok := AsError(err); ok {
+		return e.Kind
+	}
+	return 0
+}
+
+// IsRetryable reports whether err is a ThingSpace error worth retrying.
+// Errors that are not ThingSpace errors (context cancelled, ...) are not.
+func IsRetryable(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Retryable()
+}
+
+// IsInvalidCredentials reports whether ThingSpace refused our credentials.
+func IsInvalidCredentials(err error) bool { return KindOf(err) == KindInvalidCredentials }

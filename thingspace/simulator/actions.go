@@ -1,0 +1,337 @@
+package simulator
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// autoResumeAfter is how far ahead a suspension's auto-resume date lies.
+// The contract maximum is account-specific and unpublished; the simulator
+// reports the date but never auto-resumes.
+const autoResumeAfter = 180 * 24 * time.Hour
+
+// request is one accepted asynchronous action.
+type request struct {
+	id           string
+	account      string // where callbacks for unknown devices go
+	action       string
+	devices      int
+	completed    int
+	failed       int
+	servicePlan  string
+	groupName    string
+	customFields []customField
+	ppu          *placeOfUse
+}
+
+// status is the GET .../requests/{id}/status value.
+func (r *request) status() string {
+	switch {
+	case r.completed < r.devices:
+		return "Pending"
+	case r.failed > 0:
+		return "Failure"
+	}
+	return "Success"
+}
+
+// devicePlan is the decision for one device of a request.
+type devicePlan struct {
+	ref   deviceRef
+	dev   *device
+	fault *faultResponse
+}
+
+func (s *Simulator) actionHandler(action string) apiHandler {
+	return func(c *call) reply { return s.handleAction(c, action) }
+}
+
+// handleAction serves activate, suspend, restore, deactivate and
+// contactInfo: validate, decide per device, answer {requestId} at once and
+// schedule each device's completion and callback.
+func (s *Simulator) handleAction(c *call, action string) reply {
+	var req actionRequest
+	if rep := decodeStrict(c.body, &req); rep != nil {
+		return *rep
+	}
+	if rep := s.validateAction(action, &req); rep != nil {
+		return *rep
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := newUUID()
+	plans := make([]devicePlan, len(req.Devices))
+	for i, ref := range req.Devices {
+		d := s.store.resolveLocked(ref, req.AccountName)
+		t, fault := s.checkLocked(d, action, c.now)
+		if fault != nil && len(req.Devices) == 1 {
+			// A lone device's refusal is known before answering, so it is
+			// answered synchronously (400) and no callback follows.
+			return uwsError(fault.FaultCode, "%s", fault.FaultString)
+		}
+		plans[i] = devicePlan{ref: ref, dev: d, fault: fault}
+		if fault == nil {
+			// Applied now, so a second mention of the device in this
+			// request (or any later request) sees it pending.
+			if t.pending != d.state {
+				d.state = t.pending
+				d.pendingReq = id
+			}
+			if countsTowardDailyLimit(action) {
+				d.actions = append(d.actions, c.now)
+			}
+			d.updatedAt = c.now
+		}
+	}
+	account := req.AccountName
+	if account == "" {
+		account = s.defaultAccount()
+	}
+	r := &request{id: id, account: account, action: action, devices: len(plans),
+		servicePlan: req.ServicePlan, groupName: req.GroupName, customFields: req.CustomFields, ppu: req.PrimaryPlaceOfUse}
+	s.requests[id] = r
+	for _, p := range plans {
+		s.stats.acceptLocked(planKey(p), action)
+	}
+	order := make([]int, len(plans))
+	for i := range order {
+		order[i] = i
+	}
+	if s.faults.ReorderCallbacks {
+		s.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	for _, i := range order {
+		p := plans[i]
+		due := c.now.Add(s.cfg.CompletionDelay + s.jitterLocked(s.cfg.CompletionJitter))
+		s.scheduleLocked(due, func(now time.Time) { s.completeLocked(r, p, now) })
+	}
+	s.log.Info("action accepted", "action", action, "requestId", id, "devices", len(plans))
+	rep := okReply(requestIDResponse{RequestID: id})
+	rep.stall = s.stallLocked()
+	return rep
+}
+
+// planKey names a device in Stats.AcceptedChanges: its ICCID, or the first
+// identifier of the request entry when the device is unknown.
+func planKey(p devicePlan) string {
+	if p.dev != nil {
+		return p.dev.iccid
+	}
+	return p.ref.DeviceIDs[0].ID
+}
+
+// completeLocked applies an accepted device change (or reports its refusal)
+// and dispatches the device's callback.
+func (s *Simulator) completeLocked(r *request, p devicePlan, now time.Time) {
+	r.completed++
+	msg := callbackMessage{RequestID: r.id}
+	account := r.account
+	iccid := planKey(p)
+	if p.dev != nil {
+		account = p.dev.account
+		msg.DeviceIDs = p.dev.envelopeIDs()
+	} else {
+		msg.DeviceIDs = lowercaseKinds(p.ref.DeviceIDs)
+	}
+	if p.fault != nil {
+		r.failed++
+		msg.FaultResponse = p.fault
+		msg.Status = "Failed"
+		s.dispatchLocked(account, iccid, msg, now)
+		return
+	}
+	d := p.dev
+	resp := actionResponse{}
+	switch r.action {
+	case ActionActivate:
+		d.state = StateActive
+		s.store.assignMSISDNLocked(d)
+		d.servicePlan = r.servicePlan
+		d.activatedAt = now
+		d.activatedBy = s.cfg.Username
+		if r.groupName != "" {
+			d.groupName = r.groupName
+		}
+		if len(r.customFields) > 0 {
+			d.customFields = r.customFields
+		}
+		if r.ppu != nil {
+			d.ppu = r.ppu
+		}
+		resp.ServicePlan = d.servicePlan
+	case ActionSuspend:
+		d.state = StateSuspend
+		resp.AutoResumeDate = s.formatTime(now.Add(autoResumeAfter))
+	case ActionRestore:
+		d.state = StateActive
+	case ActionDeactivate:
+		d.state = StateDeactive
+		s.store.releaseMSISDNLocked(d)
+		d.servicePlan = ""
+	case ActionContactInfo:
+		d.ppu = r.ppu
+	}
+	if d.pendingReq == r.id {
+		d.pendingReq = ""
+	}
+	d.updatedAt = now
+	resp.DeviceIDs = d.wireIDs()
+	msg.DeviceResponse = map[string]actionResponse{r.action + "Response": resp}
+	msg.Status = "Success"
+	s.dispatchLocked(account, iccid, msg, now)
+}
+
+func lowercaseKinds(ids []deviceID) []deviceID {
+	out := make([]deviceID, len(ids))
+	for i, id := range ids {
+		out[i] = deviceID{ID: id.ID, Kind: strings.ToLower(id.Kind)}
+	}
+	return out
+}
+
+var (
+	zip5          = regexp.MustCompile(`^[0-9]{5}$`)
+	customFieldRe = regexp.MustCompile(`^CustomField[1-5]$`)
+	poBoxRe       = regexp.MustCompile(`(?i)\bp\.?\s*o\.?\s*box\b`)
+)
+
+// actionFields lists the body members each action accepts (S-activate,
+// S-suspend, S-restore, S-deact, SDK-js); others are refused so that a
+// client sending, say, reasonCode on a suspend learns about it.
+var actionFields = map[string][]string{
+	ActionActivate: {"devices", "accountName", "groupName", "servicePlan", "customFields", "primaryPlaceOfUse",
+		"mdnZipCode", "carrierName", "carrierIpPoolName", "costCenterCode", "leadId", "publicIpRestriction", "skuNumber"},
+	ActionSuspend:     {"devices", "accountName", "groupName", "servicePlan", "customFields", "withBilling"},
+	ActionRestore:     {"devices", "accountName", "groupName", "servicePlan", "customFields", "withBilling"},
+	ActionDeactivate:  {"devices", "accountName", "groupName", "servicePlan", "customFields", "reasonCode", "etfWaiver", "deleteAfterDeactivation"},
+	ActionContactInfo: {"devices", "accountName", "primaryPlaceOfUse"},
+}
+
+// present names the members of req that were sent with a value.
+func (req *actionRequest) present() map[string]bool {
+	return map[string]bool{
+		"devices": len(req.Devices) > 0, "accountName": req.AccountName != "", "groupName": req.GroupName != "",
+		"servicePlan": req.ServicePlan != "", "customFields": len(req.CustomFields) > 0,
+		"primaryPlaceOfUse": req.PrimaryPlaceOfUse != nil, "mdnZipCode": req.MdnZipCode != "",
+		"carrierName": req.CarrierName != "", "carrierIpPoolName": req.CarrierIPPoolName != "",
+		"costCenterCode": req.CostCenterCode != "", "leadId": req.LeadID != "",
+		"publicIpRestriction": req.PublicIPRestriction != "", "skuNumber": req.SkuNumber != "",
+		"withBilling": req.WithBilling != nil, "reasonCode": req.ReasonCode != "", "etfWaiver": req.EtfWaiver != nil,
+		"deleteAfterDeactivation": req.DeleteAfterDeactivation != nil,
+	}
+}
+
+// validateAction checks the request as a whole; device-level problems are
+// decided per device later.
+func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
+	fail := func(code, format string, args ...any) *reply {
+		r := uwsError(code, format, args...)
+		return &r
+	}
+	present := req.present()
+	allowed := map[string]bool{}
+	for _, f := range actionFields[action] {
+		allowed[f] = true
+	}
+	for f, sent := range present {
+		if sent && !allowed[f] {
+			return fail(CodeUnexpectedError, "REQUEST_FAILED. Field %s is not valid for %s", f, action)
+		}
+	}
+	if req.AccountName != "" && !s.accountExists(req.AccountName) {
+		return fail(CodeAccountNotFound, "REQUEST_FAILED. Account %s not found", req.AccountName)
+	}
+	if action == ActionDeactivate && req.AccountName == "" {
+		return fail(CodeAccountNotDefined, "INPUT_INVALID. accountName is required")
+	}
+	// For suspend/restore/deactivate, groupName, servicePlan and
+	// customFields select devices; the docs forbid combining them with an
+	// explicit list, and the simulator supports only explicit lists.
+	selecting := action != ActionActivate && (req.GroupName != "" || req.ServicePlan != "" || len(req.CustomFields) > 0)
+	switch {
+	case len(req.Devices) == 0 && selecting:
+		return fail(CodeUnexpectedError, "REQUEST_FAILED. Selecting devices by group, service plan or custom fields is not supported by the simulator; list the devices")
+	case len(req.Devices) == 0:
+		return fail(CodeUnexpectedError, "REQUEST_FAILED. devices is required")
+	case selecting:
+		return fail(CodeUnexpectedError, "REQUEST_FAILED. Do not combine devices with group, service plan or custom-field selection")
+	}
+	if limit := s.currentLimits().MaxDevicesPerRequest; len(req.Devices) > limit {
+		return fail(CodeMaxRequestsExceeded, "INPUT_INVALID. More than %d devices in one request", limit)
+	}
+	if rep := validateDeviceRefs(req.Devices); rep != nil {
+		return rep
+	}
+	switch action {
+	case ActionActivate:
+		if strings.TrimSpace(req.ServicePlan) == "" {
+			return fail(CodeUnexpectedError, "REQUEST_FAILED. servicePlan is required")
+		}
+		if !zip5.MatchString(req.MdnZipCode) {
+			return fail(CodeUnexpectedError, "REQUEST_FAILED. mdnZipCode must be a 5-digit ZIP code")
+		}
+		if rep := validateCustomFields(req.CustomFields); rep != nil {
+			return rep
+		}
+		if req.PrimaryPlaceOfUse != nil {
+			if msg := validatePPU(req.PrimaryPlaceOfUse); msg != "" {
+				return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse: %s", msg)
+			}
+		}
+	case ActionDeactivate:
+		if strings.TrimSpace(req.ReasonCode) == "" {
+			return fail(CodeUnexpectedError, "REQUEST_FAILED. reasonCode is required")
+		}
+	case ActionContactInfo:
+		if req.PrimaryPlaceOfUse == nil {
+			return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse is required")
+		}
+		if msg := validatePPU(req.PrimaryPlaceOfUse); msg != "" {
+			return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse: %s", msg)
+		}
+	}
+	return nil
+}
+
+func validateCustomFields(fields []customField) *reply {
+	for _, f := range fields {
+		if !customFieldRe.MatchString(f.Key) {
+			r := uwsError(CodeCustomFieldName, "INPUT_INVALID. Custom field name %q is not CustomField1..CustomField5", f.Key)
+			return &r
+		}
+		if len([]rune(f.Value)) > 50 {
+			r := uwsError(CodeCustomFieldTooLong, "INPUT_INVALID. Custom field %s is longer than 50 characters", f.Key)
+			return &r
+		}
+	}
+	return nil
+}
+
+// validatePPU checks the members SDK-js marks required; it returns "" when
+// the place of use is acceptable.
+func validatePPU(p *placeOfUse) string {
+	required := []struct{ name, value string }{
+		{"customerName.firstName", p.CustomerName.FirstName},
+		{"customerName.lastName", p.CustomerName.LastName},
+		{"address.addressLine1", p.Address.AddressLine1},
+		{"address.city", p.Address.City},
+		{"address.state", p.Address.State},
+		{"address.zip", p.Address.Zip},
+		{"address.country", p.Address.Country},
+	}
+	for _, f := range required {
+		if strings.TrimSpace(f.value) == "" {
+			return f.name + " is required"
+		}
+	}
+	if poBoxRe.MatchString(p.Address.AddressLine1) {
+		return "address.addressLine1 must not be a PO box"
+	}
+	if c := strings.ToUpper(strings.TrimSpace(p.Address.Country)); c != "US" && c != "USA" {
+		return fmt.Sprintf("address.country must be US or USA, not %q", p.Address.Country)
+	}
+	return ""
+}

@@ -1,0 +1,333 @@
+package simulator
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// cell is one entry of the state × action table.
+type cell struct {
+	from, action     string
+	pending, final   string // allowed: states seen after acceptance and after completion
+	refusal          string // disallowed: the fault code
+	keepsMSISDN      bool
+	wantsMSISDNAfter bool
+}
+
+var table = []cell{
+	{from: "preactive", action: ActionActivate, pending: StatePendingActivation, final: StateActive, wantsMSISDNAfter: true},
+	{from: "preactive", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
+	{from: "preactive", action: ActionRestore, refusal: CodeDeviceStateInvalid},
+	{from: "preactive", action: ActionDeactivate, refusal: CodeDeviceStateInvalid},
+	{from: "preactive", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
+
+	{from: "active", action: ActionActivate, refusal: CodeDeviceAlreadyActive},
+	{from: "active", action: ActionSuspend, pending: StatePendingSuspend, final: StateSuspend, keepsMSISDN: true, wantsMSISDNAfter: true},
+	{from: "active", action: ActionRestore, refusal: CodeDeviceStateInvalid},
+	{from: "active", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
+	{from: "active", action: ActionContactInfo, pending: StateActive, final: StateActive, keepsMSISDN: true, wantsMSISDNAfter: true},
+
+	{from: "suspend", action: ActionActivate, refusal: CodeDeviceStateInvalid},
+	{from: "suspend", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
+	{from: "suspend", action: ActionRestore, pending: StatePendingResume, final: StateActive, keepsMSISDN: true, wantsMSISDNAfter: true},
+	{from: "suspend", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
+	{from: "suspend", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
+
+	{from: "deactive", action: ActionActivate, pending: StatePendingActivation, final: StateActive, wantsMSISDNAfter: true},
+	{from: "deactive", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
+	{from: "deactive", action: ActionRestore, refusal: CodeDeviceStateInvalid},
+	{from: "deactive", action: ActionDeactivate, refusal: CodeDeviceStateInvalid},
+	{from: "deactive", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
+}
+
+// TestTransitionTable runs every state × action, once with a single device
+// (refusals answered synchronously) and once with two devices (refusals
+// reported by callback).
+func TestTransitionTable(t *testing.T) {
+	for _, c := range table {
+		t.Run(c.from+"/"+c.action, func(t *testing.T) {
+			t.Parallel()
+			cfg := fastConfig()
+			cfg.CompletionDelay = 150 * time.Millisecond // long enough to observe the pending state
+			h := newHarness(t, cfg)
+			l := newListener(t)
+			h.register(l, DefaultAccount)
+			devs := h.seed(3, c.from)
+			before, _ := h.sim.Device(devs[0])
+
+			status, body := h.action(c.action, nil, devs[0])
+			if c.refusal != "" {
+				wantError(t, status, body, c.refusal)
+				status, body = h.action(c.action, nil, devs[1], devs[2])
+				reqID := h.accepted(status, body)
+				msgs := l.wait(t, 2)
+				for _, m := range msgs {
+					if m.Status != "Failed" || m.FaultResponse == nil || m.FaultResponse.FaultCode != c.refusal || m.DeviceResponse != nil {
+						t.Fatalf("want Failed callback %s, got %+v", c.refusal, m)
+					}
+					if m.RequestID != reqID {
+						t.Fatalf("callback requestId %s, want %s", m.RequestID, reqID)
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+				if n := len(l.messages()); n != 2 {
+					t.Fatalf("want exactly 2 callbacks (none for the synchronous refusal), got %d", n)
+				}
+				for _, id := range devs {
+					if d, _ := h.sim.Device(id); d.State != before.State || d.PendingRequestID != "" {
+						t.Fatalf("refused device changed: %+v", d)
+					}
+				}
+				return
+			}
+
+			reqID := h.accepted(status, body)
+			if d, _ := h.sim.Device(devs[0]); d.State != c.pending {
+				t.Fatalf("right after acceptance: state %q, want %q", d.State, c.pending)
+			}
+			msgs := l.wait(t, 1)
+			m := msgs[0]
+			if m.Status != "Success" || m.FaultResponse != nil || m.RequestID != reqID {
+				t.Fatalf("want Success callback for %s, got %+v", reqID, m)
+			}
+			resp, ok := m.DeviceResponse[c.action+"Response"]
+			if !ok || len(m.DeviceResponse) != 1 {
+				t.Fatalf("deviceResponse keys %v, want only %sResponse", m.DeviceResponse, c.action)
+			}
+			after := h.waitState(devs[0], c.final)
+			if after.PendingRequestID != "" {
+				t.Fatalf("pending request id left after completion: %+v", after)
+			}
+			if c.wantsMSISDNAfter != (after.MSISDN != "") {
+				t.Fatalf("MSISDN after %s: %q", c.action, after.MSISDN)
+			}
+			if c.keepsMSISDN && after.MSISDN != before.MSISDN {
+				t.Fatalf("MSISDN changed from %q to %q", before.MSISDN, after.MSISDN)
+			}
+			switch c.action {
+			case ActionActivate:
+				if resp.ServicePlan != "m2m_4G" {
+					t.Fatalf("activateResponse servicePlan %q", resp.ServicePlan)
+				}
+			case ActionSuspend:
+				if _, ok := parseWireTime(resp.AutoResumeDate); !ok {
+					t.Fatalf("suspendResponse autoResumeDate %q", resp.AutoResumeDate)
+				}
+			}
+			// The two-device request succeeds for both.
+			status, body = h.action(c.action, nil, devs[1], devs[2])
+			h.accepted(status, body)
+			msgs = l.wait(t, 3)
+			for _, m := range msgs[1:] {
+				if m.Status != "Success" {
+					t.Fatalf("multi-device callback: %+v", m)
+				}
+			}
+			h.waitState(devs[2], c.final)
+		})
+	}
+}
+
+func TestCallbackEnvelope(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	l := newListener(t)
+	h.register(l, DefaultAccount)
+	dev := h.seed(1, "preactive")[0]
+	snap, _ := h.sim.Device(dev)
+	// Name the device by IMEI only: the callback still carries the ICCID.
+	status, body := h.m2m(http.MethodPost, "/devices/actions/activate", map[string]any{
+		"devices":     []deviceRef{{DeviceIDs: []deviceID{{ID: snap.IMEI, Kind: "IMEI"}}}},
+		"servicePlan": "m2m_4G", "mdnZipCode": "98801", "accountName": DefaultAccount,
+	})
+	reqID := h.accepted(status, body)
+	m := l.wait(t, 1)[0]
+	if m.Username != cbUser || m.Password != cbSecret {
+		t.Fatalf("credentials not echoed: %q/%q", m.Username, m.Password)
+	}
+	if m.RequestID != reqID || m.CallbackCount != 1 || m.MaxCallbackThreshold != 4 || m.Status != "Success" {
+		t.Fatalf("envelope: %+v", m)
+	}
+	if got := ids(m, "iccid"); len(got) != 1 || got[0] != dev {
+		t.Fatalf("envelope iccid %v, want %s", got, dev)
+	}
+	if got := ids(m, "imei"); len(got) != 1 || got[0] != snap.IMEI {
+		t.Fatalf("envelope imei %v", got)
+	}
+}
+
+func TestMSISDNAssignedAndReleased(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	l := newListener(t)
+	h.register(l, DefaultAccount)
+	dev := h.seed(1, "preactive")[0]
+
+	h.accepted(h.action(ActionActivate, nil, dev))
+	m := l.wait(t, 1)[0]
+	d := h.waitState(dev, StateActive)
+	if len(d.MSISDN) != 10 || !allDigits(d.MSISDN) {
+		t.Fatalf("MSISDN %q is not 10 digits", d.MSISDN)
+	}
+	resp := m.DeviceResponse["activateResponse"]
+	kinds := map[string]string{}
+	for _, id := range resp.DeviceIDs {
+		kinds[id.Kind] = id.ID
+	}
+	for _, k := range []string{"mdn", "msisdn", "min"} {
+		if kinds[k] != d.MSISDN {
+			t.Fatalf("activateResponse %s = %q, want %q (%+v)", k, kinds[k], d.MSISDN, resp.DeviceIDs)
+		}
+	}
+	if kinds["iccid"] != dev || kinds["imei"] == "" {
+		t.Fatalf("activateResponse ids %+v", resp.DeviceIDs)
+	}
+	first := d.MSISDN
+
+	// The number is visible in the device list and can name the device.
+	status, body := h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: first, Kind: "msisdn"}})
+	if status != http.StatusOK {
+		t.Fatalf("lookup by msisdn: %d %s", status, body)
+	}
+	if got := decodeAs[listResponse](t, body).Devices[0].DeviceIDs[0].ID; got != dev {
+		t.Fatalf("lookup by msisdn found %s", got)
+	}
+
+	h.accepted(h.action(ActionDeactivate, nil, dev))
+	l.wait(t, 2)
+	d = h.waitState(dev, StateDeactive)
+	if d.MSISDN != "" {
+		t.Fatalf("MSISDN kept after deactivation: %q", d.MSISDN)
+	}
+	status, body = h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}})
+	if status != http.StatusOK {
+		t.Fatalf("list: %d %s", status, body)
+	}
+	for _, id := range decodeAs[listResponse](t, body).Devices[0].DeviceIDs {
+		if id.Kind != "iccid" && id.Kind != "imei" {
+			t.Fatalf("deactive device still lists %s", id.Kind)
+		}
+	}
+	status, body = h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: first, Kind: "mdn"}})
+	wantError(t, status, body, CodeDeviceNotFound)
+
+	h.accepted(h.action(ActionActivate, nil, dev))
+	l.wait(t, 3)
+	d = h.waitState(dev, StateActive)
+	if d.MSISDN == "" || d.MSISDN == first {
+		t.Fatalf("re-activation MSISDN %q, want a new number (first was %q)", d.MSISDN, first)
+	}
+}
+
+func TestChangesWhilePendingFail(t *testing.T) {
+	cfg := fastConfig()
+	cfg.CompletionDelay = 600 * time.Millisecond
+	h := newHarness(t, cfg)
+	l := newListener(t)
+	h.register(l, DefaultAccount)
+	devs := h.seed(2, "active")
+	h.accepted(h.action(ActionSuspend, nil, devs[0]))
+
+	for _, a := range []string{ActionActivate, ActionSuspend, ActionRestore, ActionDeactivate, ActionContactInfo} {
+		status, body := h.action(a, nil, devs[0])
+		wantError(t, status, body, CodeDeviceStateInvalid)
+	}
+	// In a multi-device request the pending device fails by callback; a
+	// device named twice fails the second time.
+	h.accepted(h.action(ActionDeactivate, nil, devs[0], devs[1], devs[1]))
+	msgs := l.wait(t, 4) // 3 from this request + the suspend
+	var failed, ok int
+	for _, m := range msgs {
+		switch {
+		case m.Status == "Success":
+			ok++
+		case m.FaultResponse != nil && m.FaultResponse.FaultCode == CodeDeviceStateInvalid:
+			failed++
+		}
+	}
+	if ok != 2 || failed != 2 {
+		t.Fatalf("want 2 successes and 2 DeviceState.Invalid failures, got %d/%d: %+v", ok, failed, msgs)
+	}
+	h.waitState(devs[0], StateSuspend)
+	h.waitState(devs[1], StateDeactive)
+}
+
+func TestDisallowSuspendToDeactivate(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DisallowSuspendToDeactivate = true
+	h := newHarness(t, cfg)
+	dev := h.seed(1, "suspend")[0]
+	status, body := h.action(ActionDeactivate, nil, dev)
+	wantError(t, status, body, CodeDeviceStateInvalid)
+}
+
+func TestUnknownDeviceAndFailWith(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	l := newListener(t)
+	h.register(l, DefaultAccount)
+	unknown := GenerateDevices(1, "8901999999", "")[0].ICCID
+	status, body := h.action(ActionSuspend, nil, unknown)
+	wantError(t, status, body, CodeDeviceNotFound)
+
+	if err := h.sim.Seed(DeviceSeed{ICCID: "89148000000000000019", State: "active", FailWith: "REQUEST_FAILED.SimulatedOutage"}); err != nil {
+		t.Fatal(err)
+	}
+	status, body = h.action(ActionSuspend, nil, "89148000000000000019")
+	wantError(t, status, body, "UnifiedWebService.REQUEST_FAILED.SimulatedOutage")
+
+	good := h.seed(1, "active")[0]
+	h.accepted(h.action(ActionSuspend, nil, unknown, good))
+	msgs := l.wait(t, 2)
+	for _, m := range msgs {
+		switch iccidOf(m) {
+		case unknown:
+			if m.FaultResponse == nil || m.FaultResponse.FaultCode != CodeDeviceNotFound {
+				t.Fatalf("unknown device callback: %+v", m)
+			}
+		case good:
+			if m.Status != "Success" {
+				t.Fatalf("good device callback: %+v", m)
+			}
+		default:
+			t.Fatalf("unexpected callback %+v", m)
+		}
+	}
+}
+
+func TestDeviceOfAnotherAccountIsNotFound(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Accounts = []string{DefaultAccount, "0000999999-00001"}
+	h := newHarness(t, cfg)
+	if err := h.sim.Seed(DeviceSeed{ICCID: "89148000000000000027", Account: "0000999999-00001", State: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := h.action(ActionSuspend, map[string]any{"accountName": DefaultAccount}, "89148000000000000027")
+	wantError(t, status, body, CodeDeviceNotFound)
+	// Without accountName any of the user's accounts matches.
+	h.accepted(h.action(ActionSuspend, nil, "89148000000000000027"))
+}
+
+func TestContactInfoStoresPPU(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	l := newListener(t)
+	h.register(l, DefaultAccount)
+	dev := h.seed(1, "active")[0]
+	h.accepted(h.action(ActionContactInfo, map[string]any{"accountName": DefaultAccount}, dev))
+	m := l.wait(t, 1)[0]
+	if _, ok := m.DeviceResponse["contactInfoResponse"]; !ok || m.Status != "Success" {
+		t.Fatalf("contactInfo callback %+v", m)
+	}
+	status, body := h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}})
+	if status != http.StatusOK {
+		t.Fatalf("list: %d %s", status, body)
+	}
+	attrs := map[string]string{}
+	for _, kv := range decodeAs[listResponse](t, body).Devices[0].ExtendedAttributes {
+		attrs[kv.Key] = kv.Value
+	}
+	if attrs["PrimaryPlaceOfUseLastName"] != "Lovelace" || attrs["PrimaryPlaceOfUseZip"] != "98801" {
+		t.Fatalf("extendedAttributes %v", attrs)
+	}
+	if d, _ := h.sim.Device(dev); d.ActionsLast24h != 0 {
+		t.Fatalf("contactInfo counted toward the daily limit: %+v", d)
+	}
+}

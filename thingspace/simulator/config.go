@@ -1,0 +1,203 @@
+package simulator
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Credentials and account used when Config leaves them empty, so that a
+// zero Config gives a usable simulator for demos and tests. They are not
+// secrets: anyone can read them here.
+const (
+	DefaultClientID     = "sim-client-id"
+	DefaultClientSecret = "sim-client-secret"
+	DefaultUsername     = "sim-user"
+	DefaultPassword     = "sim-password"
+	DefaultAccount      = "0000123456-00001"
+)
+
+// Config configures a Simulator. Zero values take the documented defaults.
+type Config struct {
+	ClientID, ClientSecret string        // OAuth client credentials accepted
+	Username, Password     string        // M2M (UWS) login accepted
+	Accounts               []string      // account names; first is the default; default {DefaultAccount}
+	OAuthTokenTTL          time.Duration // default 1h; same token returned until it expires
+	SessionIdleTimeout     time.Duration // default 20m sliding
+	MaxFailedLogins        int           // default 5 consecutive → locked (login refused even with good creds)
+	CompletionDelay        time.Duration // accepted action → device state applied + callback sent; default 2s; negative → immediate
+	CompletionJitter       time.Duration // random extra 0..jitter per device
+	CallbackRetryInterval  time.Duration // default 5m (docs); tests use ms; negative → immediate
+	CallbackMaxAttempts    int           // default 4
+	CallbackHTTPTimeout    time.Duration // default 10s
+	// CallbackConcurrency is how many callback POSTs may be in flight at
+	// once (default 8). With 1, callbacks reach the listener in dispatch
+	// order, which tests of ReorderCallbacks rely on.
+	CallbackConcurrency int
+	Limits              Limits
+	Faults              Faults
+	// DisallowSuspendToDeactivate settles a reference conflict: S-states
+	// lists only ACTIVE after SUSPEND, the older L-cds matrix allows
+	// suspend→deactivate. Default (false) follows L-cds.
+	DisallowSuspendToDeactivate bool
+	Seed                        int64        // randomness seed (fault decisions, jitter); 0 → time-based
+	Logger                      *slog.Logger // optional; never receives secrets
+}
+
+// Limits are the documented (and one undocumented) ThingSpace limits.
+type Limits struct {
+	ActivateRequestsPerMinute int `json:"activate_requests_per_minute"` // default 100 (doc); negative = off
+	RequestsPerHour           int `json:"requests_per_hour"`            // per account, all M2M+auth endpoints; 0 = off (not documented)
+	MaxDevicesPerRequest      int `json:"max_devices_per_request"`      // default 10000 (activate/suspend/restore/deactivate/contactInfo)
+	MaxDevicesPerAdd          int `json:"max_devices_per_add"`          // default 200
+	ActionsPerLinePerDay      int `json:"actions_per_line_per_day"`     // default 5; negative = off; rolling 24h per device
+}
+
+// Faults inject failures. All rates are fractions in [0,1].
+type Faults struct {
+	ErrorRate             float64       // fraction of API requests (not /admin) answered 500/502/503 before any processing
+	Latency               time.Duration // added before every API answer
+	LatencyJitter         time.Duration // random extra 0..jitter
+	TimeoutRate           float64       // fraction of state-change requests that are applied but answered only after StallFor
+	StallFor              time.Duration
+	DropCallbackRate      float64 // fraction of device callbacks never delivered (no attempt at all)
+	DuplicateCallbackRate float64 // fraction of device callbacks delivered twice
+	LateCallbackRate      float64 // fraction delayed by LateCallbackDelay extra
+	LateCallbackDelay     time.Duration
+	ReorderCallbacks      bool // deliver one request's device callbacks in random order
+}
+
+const (
+	defaultOAuthTTL          = time.Hour
+	defaultSessionIdle       = 20 * time.Minute
+	defaultMaxFailedLogins   = 5
+	defaultCompletionDelay   = 2 * time.Second
+	defaultRetryInterval     = 5 * time.Minute
+	defaultMaxAttempts       = 4
+	defaultCallbackTimeout   = 10 * time.Second
+	defaultCallbackWorkers   = 8
+	defaultActivatePerMinute = 100
+	defaultMaxDevicesPerReq  = 10000
+	defaultMaxDevicesPerAdd  = 200
+	defaultActionsPerDay     = 5
+)
+
+// withDefaults returns cfg with every zero value replaced by its default.
+func (cfg Config) withDefaults() Config {
+	if cfg.ClientID == "" {
+		cfg.ClientID = DefaultClientID
+	}
+	if cfg.ClientSecret == "" {
+		cfg.ClientSecret = DefaultClientSecret
+	}
+	if cfg.Username == "" {
+		cfg.Username = DefaultUsername
+	}
+	if cfg.Password == "" {
+		cfg.Password = DefaultPassword
+	}
+	var accounts []string
+	seen := map[string]bool{}
+	for _, a := range cfg.Accounts {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			accounts = append(accounts, a)
+		}
+	}
+	if len(accounts) == 0 {
+		accounts = []string{DefaultAccount}
+	}
+	cfg.Accounts = accounts
+	if cfg.OAuthTokenTTL <= 0 {
+		cfg.OAuthTokenTTL = defaultOAuthTTL
+	}
+	if cfg.SessionIdleTimeout <= 0 {
+		cfg.SessionIdleTimeout = defaultSessionIdle
+	}
+	if cfg.MaxFailedLogins <= 0 {
+		cfg.MaxFailedLogins = defaultMaxFailedLogins
+	}
+	cfg.CompletionDelay = defaultOrImmediate(cfg.CompletionDelay, defaultCompletionDelay)
+	cfg.CallbackRetryInterval = defaultOrImmediate(cfg.CallbackRetryInterval, defaultRetryInterval)
+	if cfg.CompletionJitter < 0 {
+		cfg.CompletionJitter = 0
+	}
+	if cfg.CallbackMaxAttempts <= 0 {
+		cfg.CallbackMaxAttempts = defaultMaxAttempts
+	}
+	if cfg.CallbackHTTPTimeout <= 0 {
+		cfg.CallbackHTTPTimeout = defaultCallbackTimeout
+	}
+	if cfg.CallbackConcurrency <= 0 {
+		cfg.CallbackConcurrency = defaultCallbackWorkers
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	cfg.Faults = cfg.Faults.sanitized()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// defaultOrImmediate maps 0 to def and a negative duration to 0, so that
+// callers can ask for "no delay" explicitly.
+func defaultOrImmediate(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// withDefaults fills zero limits. The result is what GET /admin/limits
+// shows: a disabled limit is shown as -1 (or 0 for RequestsPerHour), so
+// that PUTting it back keeps it disabled.
+func (l Limits) withDefaults() Limits {
+	if l.ActivateRequestsPerMinute == 0 {
+		l.ActivateRequestsPerMinute = defaultActivatePerMinute
+	} else if l.ActivateRequestsPerMinute < 0 {
+		l.ActivateRequestsPerMinute = -1
+	}
+	if l.RequestsPerHour < 0 {
+		l.RequestsPerHour = 0
+	}
+	if l.MaxDevicesPerRequest <= 0 {
+		l.MaxDevicesPerRequest = defaultMaxDevicesPerReq
+	}
+	if l.MaxDevicesPerAdd <= 0 {
+		l.MaxDevicesPerAdd = defaultMaxDevicesPerAdd
+	}
+	if l.ActionsPerLinePerDay == 0 {
+		l.ActionsPerLinePerDay = defaultActionsPerDay
+	} else if l.ActionsPerLinePerDay < 0 {
+		l.ActionsPerLinePerDay = -1
+	}
+	return l
+}
+
+// sanitized clamps rates to [0,1] and negative durations to 0, so that a
+// bad admin PUT cannot make the fault logic misbehave.
+func (f Faults) sanitized() Faults {
+	f.ErrorRate = clampRate(f.ErrorRate)
+	f.TimeoutRate = clampRate(f.TimeoutRate)
+	f.DropCallbackRate = clampRate(f.DropCallbackRate)
+	f.DuplicateCallbackRate = clampRate(f.DuplicateCallbackRate)
+	f.LateCallbackRate = clampRate(f.LateCallbackRate)
+	for _, d := range []*time.Duration{&f.Latency, &f.LatencyJitter, &f.StallFor, &f.LateCallbackDelay} {
+		if *d < 0 {
+			*d = 0
+		}
+	}
+	return f
+}
+
+func clampRate(r float64) float64 {
+	if r != r || r < 0 { // NaN or negative
+		return 0
+	}
+	if r > 1 {
+		return 1
+	}
+	return r
+}

@@ -1,0 +1,161 @@
+// Package simulator is a ThingSpace Connectivity Management (M2M) API
+// simulator: a real HTTP server (Simulator.Handler) for the product's
+// tests, demo and benchmark. It is built from the reference digest
+// (shared/reference/thingspace-api.md): facts tagged [doc] or [sdk] there
+// are followed; it defines its own wire types and does not import the
+// client package, so contract tests between the two catch mistakes on
+// either side.
+//
+// Served: OAuth token/revoke, session login/logout, the four device
+// actions plus contactInfo (PPU update), add, list, request status,
+// callback listener registration, CarrierService callbacks with retries,
+// the documented limits, injectable faults, and /admin/ endpoints.
+//
+// # Choices where the reference is unconfirmed
+//
+// Authentication:
+//   - OAuth token: scope is "am_application_scope default" (WSO2 default);
+//     the token is a UUID; expires_in is the remaining lifetime rounded up
+//     (never 0 while valid). Stats.OAuthTokensIssued counts every 200
+//     answer, also when the same token is returned again.
+//   - OAuth errors: missing Basic auth or a wrong client → 401
+//     invalid_client; missing grant_type → 400 invalid_request; another
+//     grant_type → 400 unsupported_grant_type. Revoke of an unknown token
+//     answers 200 without the RevokedAccessToken header.
+//   - Wrong login credentials → 400 UnifiedWebService.REQUEST_FAILED.InvalidCredentials;
+//     failures are counted per username. The attempt that reaches
+//     MaxFailedLogins still answers InvalidCredentials; afterwards every
+//     login of that username answers
+//     UnifiedWebService.REQUEST_FAILED.AccountLocked, even with the right
+//     password, until UnlockLogins (POST /admin/unlock). A success before
+//     the lock resets the count. Missing username/password → 400
+//     REQUEST_FAILED.UnexpectedError, not counted.
+//   - Session errors are HTTP 400. A well-formed GUID that was never
+//     issued or was logged out answers SessionToken.Expired (the client's
+//     remedy, logging in again, is the same). Every request that passes the
+//     session check slides the idle timeout, whatever its outcome.
+//   - Gateway order: Bearer check (401 900901/900902), then throttling
+//     (429), then the session check. Login needs only the Bearer.
+//
+// Requests and errors:
+//   - Unknown JSON members are refused (400 REQUEST_FAILED.UnexpectedError),
+//     as are members that do not belong to the action (e.g. reasonCode on
+//     suspend). An empty body → 400 INPUT_INVALID.RequestUndefined. Missing
+//     or malformed required fields (servicePlan, 5-digit mdnZipCode,
+//     reasonCode, devices, PPU members) → 400 REQUEST_FAILED.UnexpectedError
+//     ("missing required elements" in the AE capture). Deactivate without
+//     accountName → 400 INPUT_INVALID.Account.NotDefined.
+//   - Devices must be listed explicitly: selection by groupName,
+//     servicePlan or customFields (suspend/restore/deactivate) is refused
+//     with REQUEST_FAILED.UnexpectedError.
+//   - Identifier formats: iccid 18–20 digits, imei 14–16, mdn/msisdn/min
+//     10–15, esn 11 digits or 8 hex, meid 14 hex, eid 32 digits, imsi
+//     14–15; else INPUT_INVALID.Device.Identifier.Invalid. Any other kind
+//     → INPUT_INVALID.Device.Kind.Invalid. Kinds compare case-insensitively.
+//   - A device named by an identifier that belongs to another account than
+//     the request's accountName is DeviceNotFound. Without accountName any
+//     configured account matches.
+//   - reasonCode accepts any non-empty value (only "FF" is documented).
+//   - The PPU is checked for the members SDK-js marks required, no PO box
+//     in addressLine1, country US or USA.
+//   - Unknown path or wrong method → 400 gateway fault 900906.
+//   - 5xx fault bodies: 500 → {errorCode: REQUEST_FAILED.UnexpectedError},
+//     502 → an HTML page, 503 → gateway fault 101503.
+//
+// Device actions and callbacks:
+//   - Per-device refusal codes: seeded FailWith, then a pending change
+//     (DeviceState.Invalid), then activate on active (DeviceAlreadyActive),
+//     then the action matrix (DeviceState.Invalid), then the per-line daily
+//     limit (REQUEST_FAILED.MaxActionsPerDay). Unknown device →
+//     DeviceNotFound.
+//   - A request with exactly one device answers such a refusal
+//     synchronously: HTTP 400 {errorCode, errorMessage}, no requestId, no
+//     callback, nothing changed. Multi-device requests always answer 200
+//     {requestId}; refused devices get a "Failed" callback after the same
+//     delay as successful ones.
+//   - Suspend→deactivate is allowed (L-cds) unless
+//     Config.DisallowSuspendToDeactivate (S-states).
+//   - contactInfo is allowed only on active devices, has no pending state
+//     and does not count toward the per-line daily limit; the daily limit
+//     counts accepted state changes (activate, suspend, restore,
+//     deactivate) in a rolling 24 h.
+//   - The MSISDN is assigned when activation completes (not while
+//     pending), from a counter starting at 3125550000, and reported as
+//     kinds mdn, msisdn and min with the same value. Released numbers are
+//     never handed out again. Seeded active/suspended devices get plan
+//     "m2m_4G".
+//   - Callback envelope deviceIds are the device's ICCID and IMEI (lower-
+//     case kinds) whatever identifier the request used; for an unknown
+//     device, the request's identifiers. deviceResponse is
+//     {"<action>Response": {"deviceIds": [...], "servicePlan"?,
+//     "autoResumeDate"?}}: activate carries iccid, imei, mdn, msisdn, min
+//     and servicePlan; suspend carries autoResumeDate = completion + 180
+//     days (no auto-resume is simulated); deactivate carries iccid and imei.
+//   - Callbacks go to the CarrierService listener of the device's account
+//     (for unknown devices: the request's account, else the default),
+//     looked up at each attempt; none registered → not sent, counted as
+//     dropped. Callback listener ports are not restricted.
+//   - With ReorderCallbacks off and CallbackConcurrency 1, a request's
+//     callbacks arrive in request order when their completion times are
+//     equal; more workers may interleave them slightly.
+//   - A duplicated callback is a second, independent delivery (own
+//     retries); a late one has its first attempt delayed; drop, duplicate
+//     and late are decided once per device callback.
+//
+// Listing:
+//   - Page size is 2000, or maxNumberOfDevices when smaller (it caps the
+//     page, not the total). 202 + hasMoreData:true when more remain.
+//   - Cursor paging: send "largestDeviceIdSeen" (0 to start); the answer
+//     holds devices with a greater internal id, in id order, and a
+//     top-level "largestDeviceIdSeen" with the last id of the page (the
+//     request's value when the page is empty).
+//   - Without it: date-added order; page by sending "earliest" = the last
+//     createdAt received; earliest and latest are inclusive, so the
+//     boundary device is repeated and the client must de-duplicate. Every
+//     device has a distinct createdAt, 1 ms apart.
+//   - Timestamps are RFC 3339 with milliseconds in US Eastern time, e.g.
+//     "2024-05-01T10:42:15.123-04:00".
+//   - currentState accepts any casing/spelling of the state names; an
+//     unknown one → 400 REQUEST_FAILED.UnexpectedError. State strings:
+//     "pre-active", "active", "suspend", "deactive", "pending activation",
+//     "pending suspend", "pending resume", "pending deactivation".
+//   - Single-device lookups include extendedAttributes with the stored
+//     Primary Place of Use under keys PrimaryPlaceOfUseFirstName, ...LastName,
+//     ...AddressLine1, ...AddressLine2, ...City, ...State, ...Zip, ...Country.
+//
+// Other endpoints:
+//   - Request status: unknown id, or an id of another account → 400
+//     REQUEST_FAILED.RequestNotFound; a multi-device request or a
+//     contactInfo request → 400 REQUEST_FAILED.RequestStatusNotSupported.
+//     Since single-device refusals are synchronous, status is Pending or
+//     Success in practice.
+//   - Callback registration accepts the 23 service names of SDK-rs; a new
+//     registration of the same service replaces the old one. Deleting an
+//     unregistered service → 400 REQUEST_FAILED.CallbackNotFound.
+//   - Add: state must be exactly "preactive"; a device already in the
+//     account gets "Device already exists in the account", one in another
+//     account "Device belongs to another account"; a device without an
+//     ICCID "Device must be identified by an ICCID".
+//
+// Limits:
+//   - Throttling answers 429 with Retry-After (whole seconds until a slot
+//     frees, at least 1) and {"fault":{"code":"900800","message":"Message
+//     throttled out",...}}. Windows are rolling, per attributed account,
+//     and count admitted requests only. ActivateRequestsPerMinute is per
+//     account. RequestsPerHour counts every API request that passed the
+//     Bearer check (OAuth and login included).
+//   - A request is attributed to the {account} in its path, else its body's
+//     accountName, else the default account (OAuth and login).
+//   - Stats count every request that reached the simulator, throttled or
+//     not, so MaxRequestsInWindow shows how hard a client pushed.
+//
+// Faults:
+//   - Latency is spent before processing; a client that gives up during it
+//     changes nothing. TimeoutRate applies to accepted activate, suspend,
+//     restore, deactivate, contactInfo and add requests: applied, then the
+//     200 is held for StallFor.
+//
+// Stats.AcceptedChanges counts, per ICCID and action, the 2xx-answered
+// requests that included the device, whatever the device's own outcome, so
+// that duplicate submissions show up.
+package simulator

@@ -1,0 +1,268 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// DeviceSeed describes a device to put in the simulator's inventory.
+type DeviceSeed struct {
+	ICCID   string `json:"iccid"`
+	IMEI    string `json:"imei,omitempty"`
+	Account string `json:"account,omitempty"` // "" → default account
+	State   string `json:"state,omitempty"`   // preactive|active|suspend|deactive ("pre-active" too); default preactive
+	MSISDN  string `json:"msisdn,omitempty"`  // active/suspend only; generated when empty
+	// FailWith makes every state change of this device fail with this
+	// fault code (a bare "REQUEST_FAILED.X" gets the UnifiedWebService
+	// prefix).
+	FailWith string `json:"fail_with,omitempty"`
+}
+
+// Seed adds devices. It checks the whole batch first and adds nothing when
+// any seed is invalid: unknown account or state, a duplicate ICCID, IMEI or
+// MSISDN, or an MSISDN on a device that cannot have one.
+func (s *Simulator) Seed(devs ...DeviceSeed) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{} // "iccid:", "imei:", "msisdn:" + value, within this batch
+	devices := make([]*device, 0, len(devs))
+	for i, sd := range devs {
+		d, err := s.seedDeviceLocked(sd, seen)
+		if err != nil {
+			return fmt.Errorf("seed %d (iccid %q): %w", i, sd.ICCID, err)
+		}
+		devices = append(devices, d)
+	}
+	now := time.Now()
+	// Back-date the batch so that its createdAt values (1 ms apart) end
+	// around now rather than in the future.
+	start := now.Add(-time.Duration(len(devices)) * time.Millisecond)
+	for i, d := range devices {
+		hasNumber := d.state == StateActive || d.state == StateSuspend
+		if hasNumber && d.msisdn == "" {
+			d.msisdn = s.store.allocMSISDNLocked()
+		}
+		s.store.insertLocked(d, start.Add(time.Duration(i)*time.Millisecond))
+		if hasNumber {
+			d.activatedAt = d.createdAt
+		}
+	}
+	return nil
+}
+
+func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*device, error) {
+	iccid := strings.TrimSpace(sd.ICCID)
+	if !allDigits(iccid) || len(iccid) > 22 {
+		return nil, errors.New("iccid must be digits (at most 22)")
+	}
+	if s.store.byICCID[iccid] != nil || seen["iccid:"+iccid] {
+		return nil, errors.New("duplicate iccid")
+	}
+	seen["iccid:"+iccid] = true
+	imei := strings.TrimSpace(sd.IMEI)
+	if imei != "" {
+		if !allDigits(imei) || len(imei) > 16 {
+			return nil, errors.New("imei must be digits (at most 16)")
+		}
+		if s.store.byIMEI[imei] != nil || seen["imei:"+imei] {
+			return nil, fmt.Errorf("duplicate imei %q", imei)
+		}
+		seen["imei:"+imei] = true
+	}
+	account := strings.TrimSpace(sd.Account)
+	if account == "" {
+		account = s.defaultAccount()
+	} else if !s.accountExists(account) {
+		return nil, fmt.Errorf("unknown account %q", account)
+	}
+	state := StatePreActive
+	if strings.TrimSpace(sd.State) != "" {
+		st, ok := normalizeState(sd.State)
+		if !ok || strings.HasPrefix(st, "pending") {
+			return nil, fmt.Errorf("unknown state %q (want preactive, active, suspend or deactive)", sd.State)
+		}
+		state = st
+	}
+	msisdn := strings.TrimSpace(sd.MSISDN)
+	if msisdn != "" {
+		if state != StateActive && state != StateSuspend {
+			return nil, fmt.Errorf("msisdn given for a %s device; only active and suspended devices have one", state)
+		}
+		if !allDigits(msisdn) || len(msisdn) != 10 {
+			return nil, errors.New("msisdn must be 10 digits")
+		}
+		if s.store.byMSISDN[msisdn] != nil || seen["msisdn:"+msisdn] {
+			return nil, fmt.Errorf("duplicate msisdn %q", msisdn)
+		}
+		seen["msisdn:"+msisdn] = true
+	}
+	d := &device{iccid: iccid, imei: imei, account: account, state: state, msisdn: msisdn, failWith: normalizeFaultCode(sd.FailWith)}
+	if state == StateActive || state == StateSuspend {
+		d.servicePlan = defaultServicePlan
+	}
+	return d, nil
+}
+
+// normalizeFaultCode gives a bare code the UnifiedWebService prefix.
+func normalizeFaultCode(code string) string {
+	code = strings.TrimSpace(code)
+	if strings.HasPrefix(code, "REQUEST_FAILED.") || strings.HasPrefix(code, "INPUT_INVALID.") {
+		return "UnifiedWebService." + code
+	}
+	return code
+}
+
+// seedColumns are the columns of a CSV seed file (lowercase header).
+var seedColumns = []string{"iccid", "imei", "state", "msisdn", "account", "fail_with"}
+
+// LoadSeedFile reads device seeds from a CSV file (header row with some of
+// iccid,imei,state,msisdn,account,fail_with; iccid required) or a JSON file
+// (an array of objects with the same keys). A file whose first non-blank
+// character is '[' is read as JSON.
+func LoadSeedFile(path string) ([]DeviceSeed, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '[' {
+		return parseSeedJSON(t)
+	}
+	return parseSeedCSV(data)
+}
+
+func parseSeedJSON(data []byte) ([]DeviceSeed, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var seeds []DeviceSeed
+	if err := dec.Decode(&seeds); err != nil {
+		return nil, fmt.Errorf("seed JSON: %w", err)
+	}
+	for i, sd := range seeds {
+		if strings.TrimSpace(sd.ICCID) == "" {
+			return nil, fmt.Errorf("seed JSON: entry %d has no iccid", i)
+		}
+	}
+	return seeds, nil
+}
+
+func parseSeedCSV(data []byte) ([]DeviceSeed, error) {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.TrimLeadingSpace = true
+	header, err := r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("seed CSV header: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		name := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		known := false
+		for _, c := range seedColumns {
+			known = known || c == name
+		}
+		if !known {
+			return nil, fmt.Errorf("seed CSV: unknown column %q (known: %s)", h, strings.Join(seedColumns, ","))
+		}
+		col[name] = i
+	}
+	if _, ok := col["iccid"]; !ok {
+		return nil, errors.New("seed CSV: header has no iccid column")
+	}
+	var seeds []DeviceSeed
+	for line := 2; ; line++ {
+		rec, err := r.Read()
+		if err == io.EOF {
+			return seeds, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("seed CSV: %w", err)
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		sd := DeviceSeed{ICCID: get("iccid"), IMEI: get("imei"), State: get("state"),
+			MSISDN: get("msisdn"), Account: get("account"), FailWith: get("fail_with")}
+		if sd.ICCID == "" {
+			return nil, fmt.Errorf("seed CSV line %d: empty iccid", line)
+		}
+		seeds = append(seeds, sd)
+	}
+}
+
+// GenerateDevices makes n device seeds in the given state ("" → preactive).
+// ICCIDs are 20 digits: the prefix's digits (at most 18 kept), a counter
+// from 1, and a Luhn check digit. IMEIs are 15 digits: "35", three digits
+// derived from the prefix, the counter's last nine digits, and a Luhn check
+// digit. When n exceeds what the counter width can hold, fewer seeds are
+// returned.
+func GenerateDevices(n int, prefix string, state string) []DeviceSeed {
+	var digits strings.Builder
+	for _, r := range prefix {
+		if r >= '0' && r <= '9' && digits.Len() < 18 {
+			digits.WriteRune(r)
+		}
+	}
+	p := digits.String()
+	width := 19 - len(p)
+	capacity := 1
+	for range width {
+		if capacity > 1e12 {
+			break
+		}
+		capacity *= 10
+	}
+	if n > capacity-1 {
+		n = capacity - 1
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(p))
+	tag := fmt.Sprintf("%03d", h.Sum32()%1000)
+	seeds := make([]DeviceSeed, 0, max(n, 0))
+	for i := 1; i <= n; i++ {
+		body := p + fmt.Sprintf("%0*d", width, i)
+		imeiBody := "35" + tag + fmt.Sprintf("%09d", i%1_000_000_000)
+		seeds = append(seeds, DeviceSeed{
+			ICCID: body + string(luhnDigit(body)),
+			IMEI:  imeiBody + string(luhnDigit(imeiBody)),
+			State: state,
+		})
+	}
+	return seeds
+}
+
+// luhnDigit returns the check digit that makes body+digit pass the Luhn
+// test.
+func luhnDigit(body string) byte {
+	sum := 0
+	double := true // the rightmost body digit is doubled once the check digit is appended
+	for i := len(body) - 1; i >= 0; i-- {
+		d := int(body[i] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return byte('0' + (10-sum%10)%10)
+}
+
+// luhnValid reports whether s (digits) passes the Luhn test.
+func luhnValid(s string) bool {
+	if len(s) < 2 || !allDigits(s) {
+		return false
+	}
+	return luhnDigit(s[:len(s)-1]) == s[len(s)-1]
+}

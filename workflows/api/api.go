@@ -1,0 +1,270 @@
+// Package api is the public face of the workflows: task queue, workflow and
+// signal names, deterministic workflow IDs, workflow inputs and the payloads
+// of signals and queries. The starter, the callback receiver and the
+// activities use it without importing the workflow code.
+package api
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// TaskQueue is the task queue of the product's workflows and activities.
+const TaskQueue = "thingspace-bulk"
+
+// Workflow type names (registered under these names).
+const (
+	BulkChangeWorkflowType   = "BulkChange"
+	DeviceChangeWorkflowType = "DeviceChange"
+	AccountPollerWorkflowType = "AccountPoller"
+	BillingRetryWorkflowType = "BillingRetry"
+)
+
+// Signal and query names.
+const (
+	// ConfirmationSignal carries ThingSpace's answer for one device to its
+	// DeviceChange workflow, from the callback receiver or the poller.
+	ConfirmationSignal = "thingspace-confirmation"
+	// DeviceResultSignal carries a device change's outcome to its parent.
+	DeviceResultSignal = "device-result"
+	// PollRequestedSignal wakes the account poller.
+	PollRequestedSignal = "poll-requested"
+	// ProgressQuery returns a Progress from the BulkChange workflow.
+	ProgressQuery = "progress"
+	// DeviceStatusQuery returns a DeviceStatus from a DeviceChange workflow.
+	DeviceStatusQuery = "device-status"
+)
+
+// BulkChangeWorkflowID is the deterministic ID of a bulk change's parent
+// workflow: submitting twice can never start two.
+func BulkChangeWorkflowID(bulkChangeID string) string { return "bulk-change/" + bulkChangeID }
+
+// DeviceChangeWorkflowID is the deterministic ID of one device's child
+// workflow. The callback receiver derives it from the stored device change.
+func DeviceChangeWorkflowID(bulkChangeID, iccid string) string {
+	return "bulk-change/" + bulkChangeID + "/device/" + iccid
+}
+
+// AccountPollerWorkflowID is the ID of the one poller per ThingSpace account.
+func AccountPollerWorkflowID(account string) string {
+	return "thingspace-poller/" + url.PathEscape(account)
+}
+
+// BillingRetryWorkflowID names a retry of the Rev.io step of a bulk change.
+func BillingRetryWorkflowID(bulkChangeID string, at time.Time) string {
+	return fmt.Sprintf("billing-retry/%s/%d", bulkChangeID, at.Unix())
+}
+
+// BulkChangeIDFromWorkflowID extracts the bulk change id from a parent or
+// child workflow ID.
+func BulkChangeIDFromWorkflowID(id string) string {
+	rest, ok := strings.CutPrefix(id, "bulk-change/")
+	if !ok {
+		return ""
+	}
+	bulk, _, _ := strings.Cut(rest, "/")
+	return bulk
+}
+
+// Timing holds the waits of one bulk change. They are per bulk change (not
+// process settings) so a test can use seconds where production waits 30
+// minutes, and so a running bulk change keeps the timings it started with.
+type Timing struct {
+	// CallbackTimeout is how long a device waits for ThingSpace's callback
+	// before its confirmation is sought by polling (default 30 minutes).
+	CallbackTimeout time.Duration `json:"callbackTimeout"`
+	// ConfirmDeadline bounds the whole wait for a confirmation, polling
+	// included; after it the device change is ERROR NOT_CONFIRMED
+	// (default 24 hours, ThingSpace's longest pending activation).
+	ConfirmDeadline time.Duration `json:"confirmDeadline"`
+	// PollInterval is the first wait between two status checks of a
+	// device; it doubles up to PollMaxInterval.
+	PollInterval    time.Duration `json:"pollInterval"`
+	PollMaxInterval time.Duration `json:"pollMaxInterval"`
+}
+
+// Options are the settings a bulk change runs with, fixed at submission.
+type Options struct {
+	Timing Timing `json:"timing"`
+	// CallbacksEnabled false skips waiting for callbacks: confirmations come
+	// from polling only (the predecessor's CallbackEnabled setting).
+	CallbacksEnabled bool `json:"callbacksEnabled"`
+	// Window is how many device children may run at once.
+	Window int `json:"window"`
+	// StartsPerRun is how many children one run of the parent starts before
+	// it continues as new, keeping its history small.
+	StartsPerRun int `json:"startsPerRun"`
+	// DefaultSite is given at the end to devices left in inventory or
+	// pending state ("" = none).
+	DefaultSite string `json:"defaultSite"`
+	// BillingEnabled runs the Rev.io step after successful activations.
+	BillingEnabled bool `json:"billingEnabled"`
+	// DisconnectBillingOnDeactivate disconnects the device's Rev.io service
+	// when it is deactivated.
+	DisconnectBillingOnDeactivate bool `json:"disconnectBillingOnDeactivate"`
+}
+
+// BulkChangeInput starts (or continues) the parent workflow. Only ids and
+// counters: the device list stays in PostgreSQL.
+type BulkChangeInput struct {
+	BulkChangeID string `json:"bulkChangeId"`
+	// Resume is set when the workflow continues as new.
+	Resume *BulkState `json:"resume,omitempty"`
+}
+
+// BulkState is what a run of the parent carries into the next one.
+type BulkState struct {
+	Plan           Plan          `json:"plan"`
+	NextBatch      int           `json:"nextBatch"`
+	Queued         int           `json:"queued"`
+	Cursor         Cursor        `json:"cursor"`
+	InFlight       []InFlight    `json:"inFlight"`
+	Progress       Progress      `json:"progress"`
+	Runs           int           `json:"runs"`
+	StopSubmitting string        `json:"stopSubmitting,omitempty"`
+}
+
+// Plan is what the parent learns about its bulk change when it starts.
+type Plan struct {
+	BulkChangeID string  `json:"bulkChangeId"`
+	AccountName  string  `json:"accountName"`
+	Total        int     `json:"total"`
+	Batches      int     `json:"batches"`
+	Options      Options `json:"options"`
+}
+
+// Cursor is the position of the next child to start.
+type Cursor struct {
+	BatchNo int `json:"batchNo"`
+	Seq     int `json:"seq"`
+}
+
+// InFlight is a running child.
+type InFlight struct {
+	DeviceChangeID int64  `json:"id"`
+	ICCID          string `json:"iccid"`
+}
+
+// Progress is the answer of ProgressQuery.
+type Progress struct {
+	BulkChangeID   string         `json:"bulkChangeId"`
+	Phase          string         `json:"phase"` // starting | running | finishing | finished | failed
+	Total          int            `json:"total"`
+	Batches        int            `json:"batches"`
+	BatchesSent    int            `json:"batchesSent"`
+	Submitted      int            `json:"submitted"` // device changes taken into a ThingSpace request
+	Started        int            `json:"started"`   // children started
+	InFlight       int            `json:"inFlight"`
+	Processed      int            `json:"processed"`
+	Errors         int            `json:"errors"`
+	ByOutcome      map[string]int `json:"byOutcome"`
+	ErrorsByCode   map[string]int `json:"errorsByCode"`
+	BillingErrors  int            `json:"billingErrors"`
+	Runs           int            `json:"runs"`
+	Error          string         `json:"error,omitempty"`
+	Limit          *LimitStatus   `json:"limit,omitempty"`
+	UpdatedAt      time.Time      `json:"updatedAt"`
+}
+
+// Done is the number of device changes with their outcome.
+func (p Progress) Done() int { return p.Processed + p.Errors }
+
+// LimitStatus describes the account's ThingSpace request budget as last
+// seen by the parent.
+type LimitStatus struct {
+	RequestsPerHour     int       `json:"requestsPerHour"`
+	UsedLastHour        int       `json:"usedLastHour"`
+	ActivatesPerMinute  int       `json:"activatesPerMinute"`
+	ThrottledUntil      time.Time `json:"throttledUntil,omitempty"`
+	BatchesWaiting      int       `json:"batchesWaiting"`
+	DevicesWaiting      int       `json:"devicesWaiting"`
+}
+
+// BulkChangeResult is the parent's result.
+type BulkChangeResult struct {
+	BulkChangeID string   `json:"bulkChangeId"`
+	Status       string   `json:"status"`
+	Total        int      `json:"total"`
+	Processed    int      `json:"processed"`
+	Errors       int      `json:"errors"`
+	SitesSet     int      `json:"sitesSet"`
+	Error        string   `json:"error,omitempty"`
+	Progress     Progress `json:"progress"`
+}
+
+// DeviceChangeInput starts one device's child workflow.
+type DeviceChangeInput struct {
+	BulkChangeID     string  `json:"bulkChangeId"`
+	DeviceChangeID   int64   `json:"deviceChangeId"`
+	ICCID            string  `json:"iccid"`
+	Operation        string  `json:"operation"`
+	AccountName      string  `json:"accountName"`
+	ParentWorkflowID string  `json:"parentWorkflowId"`
+	Options          Options `json:"options"`
+}
+
+// Confirmation is ThingSpace's answer for one device, whatever brought it:
+// a callback, a status poll, or a synchronous answer.
+type Confirmation struct {
+	Source       string    `json:"source"` // callback | poll | sync
+	RequestID    string    `json:"requestId,omitempty"`
+	Success      bool      `json:"success"`
+	FaultCode    string    `json:"faultCode,omitempty"` // short form, e.g. REQUEST_FAILED.DeviceAlreadyActive
+	FaultMessage string    `json:"faultMessage,omitempty"`
+	State        string    `json:"state,omitempty"` // device state seen by a poll
+	MSISDN       string    `json:"msisdn,omitempty"`
+	CallbackID   int64     `json:"callbackId,omitempty"`
+	At           time.Time `json:"at"`
+}
+
+// Confirmation sources.
+const (
+	SourceCallback = "callback"
+	SourcePoll     = "poll"
+	SourceSync     = "sync"
+)
+
+// DeviceResult is a child's outcome, signalled to its parent.
+type DeviceResult struct {
+	DeviceChangeID int64  `json:"deviceChangeId"`
+	ICCID          string `json:"iccid"`
+	Operation      string `json:"operation"`
+	Status         string `json:"status"` // PROCESSED | ERROR
+	Outcome        string `json:"outcome,omitempty"`
+	ErrorCode      string `json:"errorCode,omitempty"`
+	BillingError   bool   `json:"billingError,omitempty"`
+}
+
+// DeviceStatus is the answer of DeviceStatusQuery: where one device's
+// change stands.
+type DeviceStatus struct {
+	Step         string    `json:"step"`
+	RequestID    string    `json:"requestId,omitempty"`
+	WaitingSince time.Time `json:"waitingSince,omitempty"`
+	Outcome      string    `json:"outcome,omitempty"`
+}
+
+// AccountPollerInput starts an account's poller.
+type AccountPollerInput struct {
+	AccountName string `json:"accountName"`
+	// Interval between two polling cycles.
+	Interval time.Duration `json:"interval"`
+}
+
+// BillingRetryInput retries the Rev.io step of a bulk change's device
+// changes whose billing failed.
+type BillingRetryInput struct {
+	BulkChangeID string `json:"bulkChangeId"`
+	// AfterID and SoFar carry the position and counts into a continued run.
+	AfterID int64               `json:"afterId,omitempty"`
+	SoFar   *BillingRetryResult `json:"soFar,omitempty"`
+}
+
+// BillingRetryResult counts what a billing retry achieved.
+type BillingRetryResult struct {
+	Attempted int `json:"attempted"`
+	Created   int `json:"created"`
+	Failed    int `json:"failed"`
+}

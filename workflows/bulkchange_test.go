@@ -1,0 +1,306 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// fakeBulk is an in-memory bulk change behind the parent's mocked
+// activities: batches of devices, and the outcome each child reports.
+type fakeBulk struct {
+	id          string
+	batches     [][]activities.DeviceToStart
+	outcome     map[string]api.DeviceResult // by ICCID; default PROCESSED
+	submitted   []int
+	started     []string
+	refuseBatch int // SubmitBatch of this batch fails with refused credentials
+	maxInFlight int
+	inFlight    int
+	finished    bool
+}
+
+func newFakeBulk(id string, sizes ...int) *fakeBulk {
+	f := &fakeBulk{id: id, outcome: map[string]api.DeviceResult{}}
+	seq := 0
+	for b, n := range sizes {
+		var batch []activities.DeviceToStart
+		for i := 0; i < n; i++ {
+			seq++
+			batch = append(batch, activities.DeviceToStart{ID: int64(seq), Seq: seq, BatchNo: b + 1,
+				ICCID: fmt.Sprintf("8914800000000%07d", seq), Operation: "suspend"})
+		}
+		f.batches = append(f.batches, batch)
+	}
+	return f
+}
+
+func (f *fakeBulk) total() int {
+	n := 0
+	for _, b := range f.batches {
+		n += len(b)
+	}
+	return n
+}
+
+func (f *fakeBulk) plan(opts api.Options) *api.Plan {
+	return &api.Plan{BulkChangeID: f.id, AccountName: "acct", Total: f.total(), Batches: len(f.batches), Options: opts}
+}
+
+// listAfter mimics the database query: devices of submitted batches after
+// the cursor, in (batch, seq) order.
+func (f *fakeBulk) listAfter(in activities.ListDevicesInput) []activities.DeviceToStart {
+	var out []activities.DeviceToStart
+	for _, b := range f.batches {
+		for _, d := range b {
+			if d.BatchNo > in.MaxBatch {
+				continue
+			}
+			if d.BatchNo < in.After.BatchNo || (d.BatchNo == in.After.BatchNo && d.Seq <= in.After.Seq) {
+				continue
+			}
+			if len(out) < in.Limit {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+func newBulkEnv(t *testing.T, f *fakeBulk, opts api.Options) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.OnActivity(a.StartBulkChange, mock.Anything, f.id).Return(f.plan(opts), nil).Maybe()
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(a.SubmitBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SubmitBatchInput) (*activities.SubmitBatchResult, error) {
+			if in.BatchNo == f.refuseBatch {
+				return nil, temporal.NewNonRetryableApplicationError("refused", activities.ErrTypeInvalidCredentials, nil)
+			}
+			f.submitted = append(f.submitted, in.BatchNo)
+			return &activities.SubmitBatchResult{Devices: len(f.batches[in.BatchNo-1]), State: db.RequestAccepted}, nil
+		}).Maybe()
+	env.OnActivity(a.ListDevicesToStart, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ListDevicesInput) ([]activities.DeviceToStart, error) {
+			return f.listAfter(in), nil
+		}).Maybe()
+	env.OnActivity(a.FinishBulkChange, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.FinishInput) (*activities.FinishResult, error) {
+			f.finished = true
+			res := &activities.FinishResult{}
+			for _, b := range f.batches {
+				for _, d := range b {
+					if r, ok := f.outcome[d.ICCID]; ok && r.Status == db.ChangeError {
+						res.Errors++
+					} else {
+						res.Processed++
+					}
+				}
+			}
+			return res, nil
+		}).Maybe()
+	// A stand-in for the device workflow, registered under its name: it
+	// reports its result to the parent by signal after a while, as the real
+	// one does once ThingSpace has confirmed.
+	env.RegisterWorkflowWithOptions(
+		func(ctx workflow.Context, in api.DeviceChangeInput) (*api.DeviceResult, error) {
+			f.started = append(f.started, in.ICCID)
+			f.inFlight++
+			f.maxInFlight = max(f.maxInFlight, f.inFlight)
+			if err := workflow.Sleep(ctx, time.Duration(1+int(in.DeviceChangeID)%5)*time.Minute); err != nil {
+				return nil, err
+			}
+			res, ok := f.outcome[in.ICCID]
+			if !ok {
+				res = api.DeviceResult{Status: db.ChangeProcessed, Outcome: OutcomeSuspended}
+			}
+			res.DeviceChangeID, res.ICCID, res.Operation = in.DeviceChangeID, in.ICCID, in.Operation
+			f.inFlight--
+			err := workflow.SignalExternalWorkflow(ctx, in.ParentWorkflowID, "", api.DeviceResultSignal, res).Get(ctx, nil)
+			return &res, err
+		}, workflow.RegisterOptions{Name: api.DeviceChangeWorkflowType})
+	return env
+}
+
+func bulkOptions(window, startsPerRun int) api.Options {
+	return api.Options{Window: window, StartsPerRun: startsPerRun, CallbacksEnabled: true,
+		Timing: api.Timing{CallbackTimeout: 30 * time.Minute, ConfirmDeadline: 24 * time.Hour, PollInterval: 5 * time.Minute, PollMaxInterval: 30 * time.Minute}}
+}
+
+func TestBulkChangeHappyPath(t *testing.T) {
+	f := newFakeBulk("b1", 3, 3, 2)
+	env := newBulkEnv(t, f, bulkOptions(4, 100))
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b1"})
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 8, res.Total)
+	require.Equal(t, 8, res.Processed)
+	require.Equal(t, 0, res.Errors)
+	require.Equal(t, []int{1, 2, 3}, f.submitted, "each batch is sent once, in order")
+	require.Len(t, f.started, 8, "one child per device")
+	require.LessOrEqual(t, f.maxInFlight, 4, "the window bounds the children in flight")
+	require.True(t, f.finished)
+	require.Equal(t, "finished", res.Progress.Phase)
+	require.Equal(t, 8, res.Progress.ByOutcome[OutcomeSuspended])
+	require.Equal(t, 8, res.Progress.Submitted)
+}
+
+func TestBulkChangePermanentFailureNextToSuccesses(t *testing.T) {
+	f := newFakeBulk("b2", 5)
+	bad := f.batches[0][2].ICCID
+	f.outcome[bad] = api.DeviceResult{Status: db.ChangeError, ErrorCode: "INPUT_INVALID.DeviceState.Invalid"}
+	env := newBulkEnv(t, f, bulkOptions(10, 100))
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b2"})
+
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 4, res.Processed)
+	require.Equal(t, 1, res.Errors)
+	require.Equal(t, 1, res.Progress.ErrorsByCode["INPUT_INVALID.DeviceState.Invalid"])
+	require.Equal(t, 4, res.Progress.Processed)
+}
+
+func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
+	f := newFakeBulk("b3", 4)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.OnActivity(a.StartBulkChange, mock.Anything, "b3").Return(f.plan(bulkOptions(10, 100)), nil)
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything).Return(temporal.NewNonRetryableApplicationError(
+		"thingspace authentication: thingspace login: HTTP 400: UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
+		activities.ErrTypeInvalidCredentials, nil)).Once()
+	var failed activities.FailBulkInput
+	env.OnActivity(a.FailBulkChange, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FailBulkInput) error {
+		failed = in
+		return nil
+	}).Once()
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b3"})
+
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "ThingSpace authentication failed")
+	require.Equal(t, db.CodeAuthFailed, failed.Code)
+	require.Contains(t, failed.Message, "InvalidCredentials")
+	env.AssertNotCalled(t, "SubmitBatch", mock.Anything, mock.Anything)
+	env.AssertExpectations(t)
+	// The credentials are checked once: the refusal is not retried.
+	env.AssertNumberOfCalls(t, "CheckThingSpaceAuth", 1)
+}
+
+func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) {
+	f := newFakeBulk("b4", 2, 2, 2)
+	f.refuseBatch = 2
+	env := newBulkEnv(t, f, bulkOptions(10, 100))
+	var failed activities.FailUnsentInput
+	env.OnActivity(a.FailUnsent, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FailUnsentInput) (int, error) {
+		failed = in
+		return 4, nil
+	}).Once()
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b4"})
+
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 2, failed.FromBatch)
+	require.Equal(t, db.CodeAuthFailed, failed.Code)
+	require.Len(t, f.started, 2, "only the first batch's devices got a child")
+	require.Equal(t, 4, res.Progress.ErrorsByCode[db.CodeAuthFailed])
+	require.Contains(t, res.Progress.Error, "batch 2 could not be sent")
+}
+
+// The parent continues as new every StartsPerRun children; the counters,
+// the cursor and the children still in flight ride along, and the next runs
+// finish the bulk change with nothing counted twice or lost.
+func TestBulkChangeContinueAsNewKeepsCounters(t *testing.T) {
+	f := newFakeBulk("b5", 4, 4, 3)
+	f.outcome[f.batches[1][1].ICCID] = api.DeviceResult{Status: db.ChangeError, ErrorCode: "REQUEST_FAILED.DeviceNotFound"}
+	opts := bulkOptions(3, 4)
+	in := api.BulkChangeInput{BulkChangeID: "b5"}
+	runs := 0
+	for {
+		runs++
+		require.Less(t, runs, 10, "the bulk change should finish in a few runs")
+		env := newBulkEnv(t, f, opts)
+		if in.Resume != nil {
+			// Children started by the previous run outlive it and report to
+			// this one (each test environment runs one run only).
+			for i, c := range in.Resume.InFlight {
+				res, ok := f.outcome[c.ICCID]
+				if !ok {
+					res = api.DeviceResult{Status: db.ChangeProcessed, Outcome: OutcomeSuspended}
+				}
+				res.DeviceChangeID, res.ICCID, res.Operation = c.DeviceChangeID, c.ICCID, "suspend"
+				f.inFlight--
+				env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.DeviceResultSignal, res) }, time.Duration(i+1)*time.Second)
+			}
+		}
+		env.ExecuteWorkflow(BulkChange, in)
+		require.True(t, env.IsWorkflowCompleted())
+		err := env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if errors.As(err, &can) {
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &in))
+			require.NotNil(t, in.Resume)
+			require.LessOrEqual(t, len(in.Resume.InFlight), 3, "in-flight children carried over")
+			require.Equal(t, runs, in.Resume.Runs, "the run count rides along")
+			continue
+		}
+		require.NoError(t, err)
+		var res api.BulkChangeResult
+		require.NoError(t, env.GetWorkflowResult(&res))
+		require.Greater(t, runs, 2, "11 devices at 4 starts per run need several runs")
+		require.Equal(t, 11, res.Progress.Started)
+		require.Equal(t, 10, res.Progress.Processed)
+		require.Equal(t, 1, res.Progress.Errors)
+		require.Equal(t, 1, res.Progress.ErrorsByCode["REQUEST_FAILED.DeviceNotFound"])
+		require.Equal(t, 11, res.Progress.Submitted)
+		require.Equal(t, runs, res.Progress.Runs)
+		break
+	}
+	require.Equal(t, []int{1, 2, 3}, f.submitted, "no batch sent twice across runs")
+	require.Len(t, f.started, 11, "no child started twice across runs")
+}
+
+func TestBulkChangeProgressQuery(t *testing.T) {
+	f := newFakeBulk("b6", 5)
+	env := newBulkEnv(t, f, bulkOptions(5, 100))
+	var mid api.Progress
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(api.ProgressQuery)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&mid))
+	}, 150*time.Second)
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b6"})
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, "running", mid.Phase)
+	require.Equal(t, 5, mid.Total)
+	require.Equal(t, 5, mid.Started)
+	require.Greater(t, mid.InFlight, 0, "some children are still running at 2.5 minutes")
+	require.Greater(t, mid.Done(), 0, "some have finished")
+	require.Equal(t, 5, mid.InFlight+mid.Done())
+}

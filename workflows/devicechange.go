@@ -1,0 +1,309 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// Outcomes of successful device changes.
+const (
+	OutcomeActivated          = "activated"
+	OutcomeAlreadyActive      = "already_active"
+	OutcomeAlreadyActivePPU   = "already_active_ppu_updated"
+	OutcomeSuspended          = "suspended"
+	OutcomeRestored           = "restored"
+	OutcomeDeactivated        = "deactivated"
+	OutcomeAddedToInventory   = "added_to_inventory"
+)
+
+// DeviceChange follows one device's change to its end: it waits for
+// ThingSpace's confirmation (a callback signal, with a timer that falls back
+// to polling), records the outcome, runs the follow-up steps (PPU update of
+// an already-active device, the Rev.io service after an activation) and
+// reports to its parent.
+func DeviceChange(ctx workflow.Context, in api.DeviceChangeInput) (*api.DeviceResult, error) {
+	d := newDeviceRun(ctx, in)
+	if err := d.setup(); err != nil {
+		return nil, err
+	}
+	st, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	var res api.DeviceResult
+	if st.Final {
+		// Ended before its workflow ran (refused at submission): record
+		// the result entry and report.
+		res, err = d.complete(activities.CompleteInput{Status: st.Status})
+	} else {
+		conf := d.confirmation(st)
+		res, err = d.conclude(st, conf)
+		if err == nil && res.Status == db.ChangeProcessed {
+			d.followUp(st, &res)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.report(res)
+	return &res, nil
+}
+
+type deviceRun struct {
+	ctx     workflow.Context
+	in      api.DeviceChangeInput
+	logger  log.Logger
+	signals workflow.ReceiveChannel
+	status  api.DeviceStatus
+	start   time.Time
+}
+
+func newDeviceRun(ctx workflow.Context, in api.DeviceChangeInput) *deviceRun {
+	return &deviceRun{
+		ctx:     ctx,
+		in:      in,
+		logger:  log.With(workflow.GetLogger(ctx), "bulkChangeId", in.BulkChangeID, "iccid", in.ICCID, "operation", in.Operation),
+		signals: workflow.GetSignalChannel(ctx, api.ConfirmationSignal),
+		start:   workflow.Now(ctx),
+	}
+}
+
+func (d *deviceRun) setup() error {
+	return workflow.SetQueryHandler(d.ctx, api.DeviceStatusQuery, func() (api.DeviceStatus, error) { return d.status, nil })
+}
+
+func (d *deviceRun) step(name string) {
+	d.status.Step = name
+	d.status.WaitingSince = workflow.Now(d.ctx)
+}
+
+func (d *deviceRun) load() (*activities.DeviceState, error) {
+	d.step("loading")
+	var st activities.DeviceState
+	err := workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.LoadDeviceChange, d.in.DeviceChangeID).Get(d.ctx, &st)
+	if err != nil {
+		return nil, fmt.Errorf("load device change %d: %w", d.in.DeviceChangeID, err)
+	}
+	d.status.RequestID = st.RequestID
+	return &st, nil
+}
+
+// confirmation returns ThingSpace's answer for the device: already known
+// (a synchronous answer, or a callback stored before this workflow started)
+// or awaited.
+func (d *deviceRun) confirmation(st *activities.DeviceState) api.Confirmation {
+	if st.Sync != nil {
+		return *st.Sync
+	}
+	if c, ok := matching(st.Stored, st.RequestID); ok {
+		return c
+	}
+	return d.await(st.RequestID, st.Operation)
+}
+
+// await waits for the confirmation of requestID: first for the callback
+// (CallbackTimeout, 30 minutes by default), then, when the timer fires first,
+// through the account's poller until ConfirmDeadline. A callback arriving
+// while polling still wins: both come through the same signal.
+func (d *deviceRun) await(requestID, operation string) api.Confirmation {
+	t := d.in.Options.Timing
+	deadline := d.start.Add(t.ConfirmDeadline)
+	if d.in.Options.CallbacksEnabled {
+		d.step("waiting_for_callback")
+		if c, ok := d.receive(requestID, workflow.Now(d.ctx).Add(t.CallbackTimeout)); ok {
+			return c
+		}
+		// The callback may be stored with its signal lost (receiver crash):
+		// check before spending ThingSpace requests.
+		var stored []api.Confirmation
+		if err := workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.StoredConfirmations, d.in.DeviceChangeID).Get(d.ctx, &stored); err == nil {
+			if c, ok := matching(stored, requestID); ok {
+				return c
+			}
+		}
+	}
+	d.step("polling")
+	poll := activities.RequestPollInput{
+		DeviceChangeID: d.in.DeviceChangeID, AccountName: d.in.AccountName, ICCID: d.in.ICCID, Operation: operation,
+		RequestID: requestID, WorkflowID: workflow.GetInfo(d.ctx).WorkflowExecution.ID,
+		Interval: t.PollInterval, MaxInterval: t.PollMaxInterval,
+	}
+	if err := workflow.ExecuteActivity(withDB(d.ctx), a.RequestPoll, poll).Get(d.ctx, nil); err != nil {
+		d.logger.Error("could not register for polling", "error", err)
+	}
+	c, ok := d.receive(requestID, deadline)
+	_ = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CancelPoll, d.in.DeviceChangeID).Get(d.ctx, nil)
+	if !ok {
+		return api.Confirmation{Source: api.SourcePoll, RequestID: requestID, FaultCode: db.CodeNotConfirmed,
+			FaultMessage: fmt.Sprintf("ThingSpace did not confirm the change within %s", t.ConfirmDeadline), At: workflow.Now(d.ctx)}
+	}
+	return c
+}
+
+// receive waits until the deadline for a confirmation of requestID.
+// Confirmations of another request (a late duplicate of an earlier one) are
+// skipped. With no requestID (its answer was lost and the request
+// reconciled), any confirmation for the device counts.
+func (d *deviceRun) receive(requestID string, until time.Time) (api.Confirmation, bool) {
+	for {
+		left := until.Sub(workflow.Now(d.ctx))
+		if left <= 0 {
+			return api.Confirmation{}, false
+		}
+		var c api.Confirmation
+		if ok, _ := d.signals.ReceiveWithTimeout(d.ctx, left, &c); !ok {
+			return api.Confirmation{}, false
+		}
+		if requestID == "" || c.RequestID == "" || c.RequestID == requestID {
+			return c, true
+		}
+		d.logger.Info("ignoring a confirmation of another request", "requestId", c.RequestID)
+	}
+}
+
+func matching(cs []api.Confirmation, requestID string) (api.Confirmation, bool) {
+	for _, c := range cs {
+		if requestID == "" || c.RequestID == requestID {
+			return c, true
+		}
+	}
+	return api.Confirmation{}, false
+}
+
+// conclude turns ThingSpace's answer into the device change's outcome.
+func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (api.DeviceResult, error) {
+	in := activities.CompleteInput{ConfirmedBy: c.Source, ConfirmedAt: c.At, RequestID: c.RequestID}
+	if !c.Success {
+		if st.Operation == "activate" && c.FaultCode == thingspace.CodeDeviceAlreadyActive {
+			return d.alreadyActive(st)
+		}
+		in.Status, in.ErrorCode, in.ErrorMessage = db.ChangeError, c.FaultCode, c.FaultMessage
+		if in.ErrorCode == "" {
+			in.ErrorCode = "FAILED"
+		}
+		return d.complete(in)
+	}
+	in.Status = db.ChangeProcessed
+	switch st.Operation {
+	case "activate":
+		in.Outcome, in.FinalState, in.MSISDN = OutcomeActivated, string(thingspace.StateActive), c.MSISDN
+		if in.MSISDN == "" {
+			// The callback did not carry the MSISDN: read it from the device list.
+			in.MSISDN = d.lookupMSISDN(st)
+		}
+		in.BillingPending = st.HasBilling && d.in.Options.BillingEnabled
+	case "suspend":
+		in.Outcome, in.FinalState = OutcomeSuspended, string(thingspace.StateSuspended)
+	case "restore":
+		in.Outcome, in.FinalState = OutcomeRestored, string(thingspace.StateActive)
+	case "deactivate":
+		in.Outcome, in.FinalState, in.ReleaseMSISDN = OutcomeDeactivated, string(thingspace.StateDeactive), true
+	case "inventory":
+		in.Outcome, in.FinalState = OutcomeAddedToInventory, string(thingspace.StatePreActive)
+	}
+	return d.complete(in)
+}
+
+// alreadyActive handles an activation of a device that is already active:
+// it is not activated again; its PPU is updated when the change carries one.
+func (d *deviceRun) alreadyActive(st *activities.DeviceState) (api.DeviceResult, error) {
+	in := activities.CompleteInput{Status: db.ChangeProcessed, Outcome: OutcomeAlreadyActive,
+		FinalState: string(thingspace.StateActive), ConfirmedBy: api.SourceSync, ConfirmedAt: workflow.Now(d.ctx)}
+	if st.HasPPU {
+		d.step("updating_ppu")
+		var upd activities.PPUUpdateResult
+		err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.UpdatePlaceOfUse,
+			activities.PPUUpdateInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}).Get(d.ctx, &upd)
+		var c api.Confirmation
+		switch {
+		case err != nil:
+			c = api.Confirmation{FaultCode: "PPU_UPDATE_FAILED", FaultMessage: rootMessage(err)}
+		case upd.Refusal != nil:
+			c = *upd.Refusal
+		default:
+			d.status.RequestID = upd.RequestID
+			c = d.await(upd.RequestID, "contactInfo")
+		}
+		if !c.Success {
+			in.Status, in.Outcome, in.FinalState = db.ChangeError, "", ""
+			in.ErrorCode, in.ErrorMessage = c.FaultCode, "device is already active; its PPU update failed: "+c.FaultMessage
+			return d.complete(in)
+		}
+		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = OutcomeAlreadyActivePPU, c.Source, c.At, c.RequestID
+	}
+	in.MSISDN = d.lookupMSISDN(st)
+	in.BillingPending = st.HasBilling && d.in.Options.BillingEnabled
+	return d.complete(in)
+}
+
+// lookupMSISDN reads the device's MSISDN from ThingSpace's device list; ""
+// when it cannot.
+func (d *deviceRun) lookupMSISDN(st *activities.DeviceState) string {
+	var got activities.DeviceLookup
+	in := activities.LookupInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: st.ID, ICCID: st.ICCID}
+	if err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.LookupDevice, in).Get(d.ctx, &got); err != nil {
+		d.logger.Warn("could not read the device's MSISDN", "error", err)
+		return ""
+	}
+	return got.MSISDN
+}
+
+func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, error) {
+	d.step("recording")
+	in.DeviceChangeID, in.Operation = d.in.DeviceChangeID, d.in.Operation
+	var res activities.CompleteResult
+	if err := workflow.ExecuteActivity(withDB(d.ctx), a.CompleteDeviceChange, in).Get(d.ctx, &res); err != nil {
+		return api.DeviceResult{}, fmt.Errorf("record outcome of %s: %w", d.in.ICCID, err)
+	}
+	d.status.Outcome = res.Outcome
+	return api.DeviceResult{DeviceChangeID: d.in.DeviceChangeID, ICCID: d.in.ICCID, Operation: d.in.Operation,
+		Status: res.Status, Outcome: res.Outcome, ErrorCode: res.ErrorCode}, nil
+}
+
+// followUp runs the billing steps after a successful change. A Rev.io
+// failure does not undo the change: it is recorded on the device change and
+// can be retried later on its own.
+func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) {
+	in := activities.BillingInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}
+	var err error
+	switch {
+	case st.Operation == "activate" && st.HasBilling && d.in.Options.BillingEnabled:
+		d.step("creating_billing_service")
+		err = workflow.ExecuteActivity(withRevio(d.ctx), a.CreateBillingService, in).Get(d.ctx, nil)
+	case st.Operation == "deactivate" && d.in.Options.DisconnectBillingOnDeactivate:
+		d.step("disconnecting_billing_service")
+		err = workflow.ExecuteActivity(withRevio(d.ctx), a.DisconnectBilling, in).Get(d.ctx, nil)
+	default:
+		return
+	}
+	if err == nil {
+		return
+	}
+	res.BillingError = true
+	d.logger.Error("Rev.io step failed", "error", err)
+	rec := activities.RecordBillingFailureInput{DeviceChangeID: d.in.DeviceChangeID, Message: rootMessage(err)}
+	if rerr := workflow.ExecuteActivity(withDB(d.ctx), a.RecordBillingFailure, rec).Get(d.ctx, nil); rerr != nil {
+		d.logger.Error("could not record the Rev.io failure", "error", rerr)
+	}
+}
+
+// report signals the result to the parent. A parent that no longer runs
+// (terminated by an operator) is not an error for the device.
+func (d *deviceRun) report(res api.DeviceResult) {
+	d.step("done")
+	if d.in.ParentWorkflowID == "" {
+		return
+	}
+	err := workflow.SignalExternalWorkflow(d.ctx, d.in.ParentWorkflowID, "", api.DeviceResultSignal, res).Get(d.ctx, nil)
+	if err != nil {
+		d.logger.Warn("could not report to the bulk change", "error", err)
+	}
+}

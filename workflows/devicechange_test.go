@@ -1,0 +1,313 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+const parentID = "bulk-change/b1"
+
+func deviceInput(op string) api.DeviceChangeInput {
+	return api.DeviceChangeInput{
+		BulkChangeID: "b1", DeviceChangeID: 7, ICCID: "89148000000000000011", Operation: op, AccountName: "acct",
+		ParentWorkflowID: parentID,
+		Options: api.Options{
+			Timing:           api.Timing{CallbackTimeout: 30 * time.Minute, ConfirmDeadline: 24 * time.Hour, PollInterval: 5 * time.Minute, PollMaxInterval: 30 * time.Minute},
+			CallbacksEnabled: true, BillingEnabled: true,
+		},
+	}
+}
+
+// deviceEnv is a test environment for one DeviceChange workflow with the
+// activities every path uses mocked, recording what was completed and
+// reported.
+type deviceEnv struct {
+	*testsuite.TestWorkflowEnvironment
+	completed []activities.CompleteInput
+	reported  []api.DeviceResult
+	polled    []time.Time
+	start     time.Time
+	// stored, when set, is what the database already holds: a change that
+	// is already final keeps its first outcome.
+	stored *activities.CompleteResult
+}
+
+func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
+	var s testsuite.WorkflowTestSuite
+	env := &deviceEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment()}
+	env.start = env.Now()
+	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(&st, nil)
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CompleteInput) (*activities.CompleteResult, error) {
+			env.completed = append(env.completed, in)
+			if env.stored != nil {
+				return env.stored, nil
+			}
+			return &activities.CompleteResult{Status: in.Status, Outcome: in.Outcome, ErrorCode: in.ErrorCode, MSISDN: in.MSISDN}, nil
+		}).Maybe()
+	env.OnActivity(a.RequestPoll, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RequestPollInput) error {
+		env.polled = append(env.polled, env.Now())
+		return nil
+	}).Maybe()
+	env.OnActivity(a.CancelPoll, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(a.StoredConfirmations, mock.Anything, mock.Anything).Return([]api.Confirmation(nil), nil).Maybe()
+	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			env.reported = append(env.reported, arg.(api.DeviceResult))
+			return nil
+		}).Maybe()
+	t.Cleanup(func() { env.AssertExpectations(t) })
+	return env
+}
+
+func (e *deviceEnv) signalAt(d time.Duration, c api.Confirmation) {
+	e.RegisterDelayedCallback(func() {
+		c.At = e.Now()
+		e.SignalWorkflow(api.ConfirmationSignal, c)
+	}, d)
+}
+
+func (e *deviceEnv) result(t *testing.T) api.DeviceResult {
+	t.Helper()
+	require.True(t, e.IsWorkflowCompleted())
+	require.NoError(t, e.GetWorkflowError())
+	var res api.DeviceResult
+	require.NoError(t, e.GetWorkflowResult(&res))
+	require.Len(t, e.reported, 1, "the result is reported to the parent once")
+	require.Equal(t, res, e.reported[0])
+	require.Len(t, e.completed, 1, "the outcome is recorded once")
+	return res
+}
+
+func submitted(op string) activities.DeviceState {
+	return activities.DeviceState{ID: 7, BulkChangeID: "b1", ICCID: "89148000000000000011", Operation: op, AccountName: "acct",
+		Status: db.ChangeSubmitted, RequestID: "req-1", BillingStatus: "NONE"}
+}
+
+func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
+	st := submitted("activate")
+	st.HasBilling = true
+	env := newDeviceEnv(t, st)
+	env.signalAt(3*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230001"})
+	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b1", DeviceChangeID: 7}).
+		Return(&activities.BillingResult{ServiceID: 100001, Created: true}, nil).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.Equal(t, OutcomeActivated, res.Outcome)
+	require.False(t, res.BillingError)
+	c := env.completed[0]
+	require.Equal(t, "5551230001", c.MSISDN, "the MSISDN comes from the callback")
+	require.Equal(t, api.SourceCallback, c.ConfirmedBy)
+	require.True(t, c.BillingPending)
+	require.Empty(t, env.polled, "no polling when the callback came in time")
+	require.Less(t, env.Now().Sub(env.start), 30*time.Minute)
+}
+
+func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
+	env := newDeviceEnv(t, submitted("activate"))
+	// The poller answers 10 minutes after the callback timer fired; the
+	// MSISDN is not in its confirmation, so it is read from the device list.
+	env.signalAt(40*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true, State: "active"})
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
+		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230002"}, nil).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.Len(t, env.polled, 1)
+	require.Equal(t, 30*time.Minute, env.polled[0].Sub(env.start), "polling starts when the 30-minute timer fires")
+	require.Equal(t, api.SourcePoll, env.completed[0].ConfirmedBy)
+	require.Equal(t, "5551230002", env.completed[0].MSISDN)
+}
+
+func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
+	env := newDeviceEnv(t, submitted("suspend"))
+	env.signalAt(45*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", FaultCode: db.CodePollStateInvalid,
+		FaultMessage: "device is active at ThingSpace after the suspend request (expected suspended)"})
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeError, res.Status)
+	require.Equal(t, db.CodePollStateInvalid, res.ErrorCode)
+	require.Contains(t, env.completed[0].ErrorMessage, "expected suspended")
+	require.Len(t, env.polled, 1)
+}
+
+func TestDeviceChangeCallbackDuringPollingWins(t *testing.T) {
+	env := newDeviceEnv(t, submitted("restore"))
+	env.signalAt(50*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true})
+	env.signalAt(55*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true})
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("restore"))
+
+	res := env.result(t)
+	require.Equal(t, OutcomeRestored, res.Outcome)
+	require.Len(t, env.polled, 1, "the device was handed to the poller after the timer")
+	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy, "the late callback won")
+	require.Equal(t, string(thingspace.StateActive), env.completed[0].FinalState)
+}
+
+func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
+	st := submitted("deactivate")
+	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", Success: true, CallbackID: 3}}
+	env := newDeviceEnv(t, st)
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("deactivate"))
+
+	res := env.result(t)
+	require.Equal(t, OutcomeDeactivated, res.Outcome)
+	require.True(t, env.completed[0].ReleaseMSISDN)
+	require.Equal(t, time.Duration(0), env.Now().Sub(env.start), "nothing was awaited")
+}
+
+func TestDeviceChangeIgnoresConfirmationOfAnotherRequest(t *testing.T) {
+	env := newDeviceEnv(t, submitted("suspend"))
+	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-old", FaultCode: "X"})
+	env.signalAt(2*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true})
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeProcessed, res.Status)
+}
+
+func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
+	env := newDeviceEnv(t, submitted("suspend"))
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeError, res.Status)
+	require.Equal(t, db.CodeNotConfirmed, res.ErrorCode)
+	require.Equal(t, 24*time.Hour, env.Now().Sub(env.start))
+}
+
+func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
+	env := newDeviceEnv(t, submitted("suspend"))
+	env.signalAt(6*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true})
+	in := deviceInput("suspend")
+	in.Options.CallbacksEnabled = false
+
+	env.ExecuteWorkflow(DeviceChange, in)
+
+	env.result(t)
+	require.Len(t, env.polled, 1)
+	require.Equal(t, env.start, env.polled[0], "with callbacks off, polling starts at once")
+}
+
+func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
+	st := submitted("activate")
+	st.HasPPU, st.HasBilling = true, true
+	st.Sync = &api.Confirmation{Source: api.SourceSync, FaultCode: thingspace.CodeDeviceAlreadyActive, FaultMessage: "Device is already active"}
+	env := newDeviceEnv(t, st)
+	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
+		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
+	env.signalAt(2*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "ppu-1", Success: true})
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
+		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
+	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).Return(&activities.BillingResult{ServiceID: 1}, nil).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.Equal(t, OutcomeAlreadyActivePPU, res.Outcome)
+	require.Equal(t, "5551230003", env.completed[0].MSISDN)
+	require.Equal(t, "ppu-1", env.completed[0].RequestID)
+}
+
+func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
+	st := submitted("activate")
+	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", FaultCode: thingspace.CodeDeviceAlreadyActive}}
+	env := newDeviceEnv(t, st)
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230004"}, nil).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, OutcomeAlreadyActive, res.Outcome)
+	env.AssertNotCalled(t, "UpdatePlaceOfUse", mock.Anything, mock.Anything)
+}
+
+func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
+	st := submitted("activate")
+	st.HasBilling = true
+	env := newDeviceEnv(t, st)
+	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230005"})
+	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("create Rev.io service: HTTP 400: customer 9 does not exist", activities.ErrTypeRevio, nil)).Once()
+	var recorded activities.RecordBillingFailureInput
+	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
+		recorded = in
+		return nil
+	}).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeProcessed, res.Status, "the activation stands")
+	require.Equal(t, OutcomeActivated, res.Outcome)
+	require.True(t, res.BillingError)
+	require.Equal(t, int64(7), recorded.DeviceChangeID)
+	require.Contains(t, recorded.Message, "customer 9 does not exist")
+}
+
+func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
+	st := submitted("suspend")
+	st.Status, st.Final, st.ErrorCode = db.ChangeError, true, db.CodeDeviceBusy
+	env := newDeviceEnv(t, st)
+	env.stored = &activities.CompleteResult{Status: db.ChangeError, ErrorCode: db.CodeDeviceBusy}
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeError, res.Status)
+	require.Equal(t, db.CodeDeviceBusy, res.ErrorCode)
+}
+
+func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
+	st := submitted("inventory")
+	st.RequestID = ""
+	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true, State: "preactive"}
+	env := newDeviceEnv(t, st)
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("inventory"))
+
+	res := env.result(t)
+	require.Equal(t, OutcomeAddedToInventory, res.Outcome)
+	require.Equal(t, string(thingspace.StatePreActive), env.completed[0].FinalState)
+}
+
+func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	st := submitted("suspend")
+	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	env.OnActivity(a.LoadDeviceChange, mock.Anything, mock.Anything).Return(&st, nil)
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: db.ChangeProcessed}, nil)
+	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(errors.New("workflow not found"))
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
+
+	require.NoError(t, env.GetWorkflowError())
+}

@@ -1,0 +1,108 @@
+// Package workflows holds the workflow code: BulkChange (one per bulk
+// change), DeviceChange (one child per device), AccountPoller (one per
+// ThingSpace account) and BillingRetry. Workflow code is deterministic: no
+// I/O, clocks, randomness or map iteration; all of that is in activities.
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iot-ops/tsbulk/activities"
+)
+
+// a is used to name activities: its methods are never called with it.
+var a *activities.Activities
+
+// Retry policies are declared here, per kind of dependency, so the waits of
+// every call are visible in one place. Activities mark the errors that
+// retrying cannot fix as non-retryable themselves (refused credentials,
+// ThingSpace refusals, bad data), and a 429 carries its Retry-After as the
+// next retry delay.
+var (
+	// PostgreSQL: keep trying through a database restart.
+	dbRetry = &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidData, activities.ErrTypeNotRunnable},
+	}
+	// ThingSpace: back off to five minutes between attempts and keep
+	// going: an outage delays a bulk change, it does not fail it.
+	thingSpaceRetry = &temporal.RetryPolicy{
+		InitialInterval:        2 * time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        5 * time.Minute,
+		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidCredentials, activities.ErrTypeInvalidData},
+	}
+	// The authentication check is bounded: an outage at the very start is
+	// reported rather than waited out silently.
+	authRetry = &temporal.RetryPolicy{
+		InitialInterval:        2 * time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		MaximumAttempts:        8,
+		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidCredentials},
+	}
+	// Rev.io: bounded; a billing failure is recorded and can be retried
+	// later without touching the activation.
+	revioRetry = &temporal.RetryPolicy{
+		InitialInterval:        2 * time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        2 * time.Minute,
+		MaximumAttempts:        8,
+		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidData},
+	}
+)
+
+func withDB(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         dbRetry,
+	})
+}
+
+// withLocalDB runs short reads and writes as local activities: no task
+// queue round trip and one marker event instead of three.
+func withLocalDB(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:            dbRetry,
+	})
+}
+
+// withThingSpace sets the options of calls to ThingSpace. There is no
+// schedule-to-start or schedule-to-close timeout: under the account's rate
+// limit a call may wait a long time for its turn, and that is not a failure.
+func withThingSpace(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 3 * time.Minute,
+		RetryPolicy:         thingSpaceRetry,
+	})
+}
+
+func withAuthCheck(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         authRetry,
+	})
+}
+
+// withPolling sets the options of a polling cycle, which may page through
+// a large account's device list.
+func withPolling(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		RetryPolicy:         thingSpaceRetry,
+	})
+}
+
+func withRevio(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         revioRetry,
+	})
+}
