@@ -41,6 +41,10 @@ type Activities struct {
 	PollBatchThreshold int
 	// PollMaxRequests caps the ThingSpace requests of one polling cycle.
 	PollMaxRequests int
+	// ReconcileSettle is how long after a request whose answer was lost a
+	// device showing no trace of it is sent again (default 2 minutes):
+	// callbacks of devices ThingSpace refused need time to arrive.
+	ReconcileSettle time.Duration
 }
 
 // Error types of the application errors activities return. Workflows branch

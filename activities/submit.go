@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -211,27 +213,51 @@ func addResults(devs []db.ClaimedDevice, answers []thingspace.AddResult) map[int
 	return out
 }
 
-// reconcile checks at ThingSpace the devices of a request whose earlier
-// attempt may have been applied, records those it was applied to, and
-// returns those still to send.
+// reconcile checks the devices of a request whose earlier attempt may have
+// reached ThingSpace, records those it reached, and returns those still to
+// send.
+//
+// A device reached by the lost attempt shows it one of two ways: its state
+// at ThingSpace moved (pending or done), or a callback for it arrived (a
+// device ThingSpace refused keeps its state but gets a fault callback).
+// Callbacks take a while, so a device showing neither is sent again only
+// once ReconcileSettle has passed since the lost attempt; until then the
+// activity retries later.
 func (a *Activities) reconcile(ctx context.Context, req *db.Request, devs []db.ClaimedDevice) ([]db.ClaimedDevice, error) {
 	activity.GetLogger(ctx).Info("reconciling a request whose answer was lost", "operation", req.Operation, "devices", len(devs))
-	found := make([]db.Reconciled, 0, len(devs))
+	ids := make([]int64, len(devs))
+	for i, d := range devs {
+		ids[i] = d.ID
+	}
+	called, err := a.Store.DeviceChangesWithCallbacks(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
 	states, err := a.deviceStates(ctx, req.AccountName, iccids(devs))
 	if err != nil {
 		return nil, thingSpaceError("reconcile "+req.Operation, err)
 	}
+	found := make([]db.Reconciled, 0, len(devs))
+	untouched := 0
 	for _, d := range devs {
-		dev, ok := states[d.ICCID]
-		r := db.Reconciled{DeviceChangeID: d.ID}
-		if ok {
+		r := db.Reconciled{DeviceChangeID: d.ID, Applied: called[d.ID]}
+		if dev, ok := states[d.ICCID]; ok && !r.Applied {
 			st := dev.State()
 			r.Applied = st == targetState(req.Operation) || st == pendingState(req.Operation)
 			if r.Applied && req.Operation == "inventory" {
 				r.Result = &db.SyncResult{Success: true, State: string(st)}
 			}
 		}
+		if !r.Applied {
+			untouched++
+		}
 		found = append(found, r)
+	}
+	if wait := time.Until(req.SentAt.Add(a.reconcileSettle())); untouched > 0 && wait > 0 {
+		// Too early to tell "never arrived" from "refused, callback on its way".
+		return nil, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("%d of %d devices show no trace of the lost %s request yet; checking again in %s", untouched, len(devs), req.Operation, wait.Round(time.Second)),
+			ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
 	}
 	remaining, err := a.Store.ApplyReconciliation(ctx, req.PK, found)
 	if err != nil {
@@ -241,6 +267,13 @@ func (a *Activities) reconcile(ctx context.Context, req *db.Request, devs []db.C
 		return nil, nil
 	}
 	return a.Store.RequestDevices(ctx, req.PK)
+}
+
+func (a *Activities) reconcileSettle() time.Duration {
+	if a.ReconcileSettle > 0 {
+		return a.ReconcileSettle
+	}
+	return 2 * time.Minute
 }
 
 // deviceStates looks the devices up at ThingSpace: one request per device

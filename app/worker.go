@@ -28,6 +28,7 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 		Store: store, Temporal: tc, Metrics: m, Logger: logger,
 		Limits:             db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
 		PollBatchThreshold: cfg.Worker.PollBatchThreshold,
+		ReconcileSettle:    cfg.Worker.ReconcileSettle,
 	}
 	ts, err := thingspace.New(thingspace.Config{
 		BaseURL:      cfg.ThingSpace.BaseURL,

@@ -131,6 +131,10 @@ type Worker struct {
 	EmbedCallbackReceiver   bool `mapstructure:"embed_callback_receiver"`
 	MaxConcurrentActivities int  `mapstructure:"max_concurrent_activities"`
 	PollBatchThreshold      int  `mapstructure:"poll_batch_threshold"`
+	// ReconcileSettle: after a request whose answer was lost, a device
+	// showing no trace of it at ThingSpace is sent again only this long
+	// after the lost attempt (callbacks of refused devices need time).
+	ReconcileSettle time.Duration `mapstructure:"reconcile_settle"`
 }
 
 // Log holds logging settings.
@@ -188,6 +192,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.embed_callback_receiver", false)
 	v.SetDefault("worker.max_concurrent_activities", 100)
 	v.SetDefault("worker.poll_batch_threshold", 20)
+	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 }
@@ -339,6 +344,7 @@ func (c *Config) ValidateWorker() error {
 	c.checkBulk(&p)
 	p.need(c.Worker.Listen != "", "worker.listen", "is required")
 	p.need(c.Worker.MaxConcurrentActivities > 0, "worker.max_concurrent_activities", "must be positive")
+	p.need(c.Worker.ReconcileSettle > 0, "worker.reconcile_settle", "must be positive")
 	if c.Worker.EmbedCallbackReceiver {
 		c.checkCallbacks(&p)
 	}

@@ -33,6 +33,8 @@ type Request struct {
 	Attempts     int
 	ErrorCode    string
 	ErrorMessage string
+	// SentAt is when the last attempt went out.
+	SentAt time.Time
 }
 
 // ClaimedDevice is a device change taken into a ThingSpace request, with
@@ -53,12 +55,12 @@ func BatchKey(n int) string { return fmt.Sprintf("batch:%d", n) }
 func PPUKey(deviceChangeID int64) string { return fmt.Sprintf("ppu:%d", deviceChangeID) }
 
 const requestColumns = `id, bulk_change_id, request_key, operation, account_name, state, coalesce(request_id, ''),
-	devices, attempts, coalesce(error_code, ''), coalesce(error_message, '')`
+	devices, attempts, coalesce(error_code, ''), coalesce(error_message, ''), coalesce(sent_at, created_at)`
 
 func scanRequest(row pgx.Row) (*Request, error) {
 	var r Request
 	err := row.Scan(&r.PK, &r.BulkChangeID, &r.Key, &r.Operation, &r.AccountName, &r.State, &r.RequestID,
-		&r.Devices, &r.Attempts, &r.ErrorCode, &r.ErrorMessage)
+		&r.Devices, &r.Attempts, &r.ErrorCode, &r.ErrorMessage, &r.SentAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -415,4 +417,22 @@ func (s *Store) FailUnsent(ctx context.Context, bulkID string, fromBatch int, co
 		return err
 	})
 	return n, err
+}
+
+// DeviceChangesWithCallbacks reports which of the device changes have a
+// stored callback: proof that a request for them reached ThingSpace.
+func (s *Store) DeviceChangesWithCallbacks(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT DISTINCT device_change_id FROM callbacks WHERE device_change_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]bool, len(got))
+	for _, id := range got {
+		out[id] = true
+	}
+	return out, nil
 }

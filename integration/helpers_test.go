@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
@@ -203,7 +202,3 @@ func (p *workerProcess) kill() {
 		_ = p.cmd.Wait()
 	}
 }
-
-func deviceWorkflowID(bulkID, iccid string) string { return api.DeviceChangeWorkflowID(bulkID, iccid) }
-
-var _ = client.Client(nil)

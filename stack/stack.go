@@ -189,7 +189,7 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 		Bulk: config.Bulk{BatchSize: 100, Window: 500, StartsPerRun: 500, CallbackTimeout: 10 * time.Second,
 			ConfirmDeadline: 5 * time.Minute, PollInterval: time.Second, PollMaxInterval: 4 * time.Second},
 		Limits: config.Limits{RequestsPerHour: 0, ActivatesPerMinute: 0, ActionsPerLinePerDay: 5},
-		Worker: config.Worker{Listen: "127.0.0.1:0", MaxConcurrentActivities: 100, PollBatchThreshold: 20},
+		Worker: config.Worker{Listen: "127.0.0.1:0", MaxConcurrentActivities: 100, PollBatchThreshold: 20, ReconcileSettle: 3 * time.Second},
 		Log:    config.Log{Level: "warn", Format: "text"},
 	}
 }
@@ -260,18 +260,19 @@ func (s *Stack) Env() []string {
 		"thingspace.http_timeout": c.ThingSpace.HTTPTimeout.String(),
 		"callbacks.enabled":       fmt.Sprint(c.Callbacks.Enabled), "callbacks.username": c.Callbacks.Username,
 		"callbacks.password": c.Callbacks.Password.Reveal(),
-		"revio.enabled": fmt.Sprint(c.Revio.Enabled), "revio.base_url": c.Revio.BaseURL, "revio.login": c.Revio.Login,
+		"revio.enabled":      fmt.Sprint(c.Revio.Enabled), "revio.base_url": c.Revio.BaseURL, "revio.login": c.Revio.Login,
 		"revio.client_code": c.Revio.ClientCode, "revio.password": c.Revio.Password.Reveal(),
-		"revio.subscription_key": c.Revio.SubscriptionKey.Reveal(),
+		"revio.subscription_key":         c.Revio.SubscriptionKey.Reveal(),
 		"revio.disconnect_on_deactivate": fmt.Sprint(c.Revio.DisconnectOnDeactivate),
-		"bulk.batch_size": fmt.Sprint(c.Bulk.BatchSize), "bulk.window": fmt.Sprint(c.Bulk.Window),
+		"bulk.batch_size":                fmt.Sprint(c.Bulk.BatchSize), "bulk.window": fmt.Sprint(c.Bulk.Window),
 		"bulk.starts_per_run": fmt.Sprint(c.Bulk.StartsPerRun), "bulk.callback_timeout": c.Bulk.CallbackTimeout.String(),
 		"bulk.confirm_deadline": c.Bulk.ConfirmDeadline.String(), "bulk.poll_interval": c.Bulk.PollInterval.String(),
 		"bulk.poll_max_interval": c.Bulk.PollMaxInterval.String(), "bulk.default_site": c.Bulk.DefaultSite,
 		"limits.requests_per_hour": fmt.Sprint(c.Limits.RequestsPerHour), "limits.activates_per_minute": fmt.Sprint(c.Limits.ActivatesPerMinute),
 		"limits.actions_per_line_per_day": fmt.Sprint(c.Limits.ActionsPerLinePerDay),
-		"worker.listen": "127.0.0.1:0", "worker.max_concurrent_activities": fmt.Sprint(c.Worker.MaxConcurrentActivities),
+		"worker.listen":                   "127.0.0.1:0", "worker.max_concurrent_activities": fmt.Sprint(c.Worker.MaxConcurrentActivities),
 		"worker.poll_batch_threshold": fmt.Sprint(c.Worker.PollBatchThreshold), "log.level": "warn",
+		"worker.reconcile_settle": c.Worker.ReconcileSettle.String(),
 	}
 	env := os.Environ()
 	for k, v := range kv {

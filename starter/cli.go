@@ -184,11 +184,11 @@ func (c *cli) wait(ctx context.Context, bulkID, workflowID string, asJSON bool) 
 	defer tick.Stop()
 	last := ""
 	for {
-		desc, err := tc.DescribeWorkflowExecution(ctx, workflowID, "")
+		desc, err := tc.DescribeWorkflow(ctx, workflowID, "")
 		if err != nil {
 			return fmt.Errorf("describe %s: %w", workflowID, err)
 		}
-		status := desc.GetWorkflowExecutionInfo().GetStatus()
+		status := desc.RawResponse.GetWorkflowExecutionInfo().GetStatus()
 		if p, err := queryProgress(ctx, tc, workflowID); err == nil && !asJSON {
 			line := progressLine(p)
 			if line != last {

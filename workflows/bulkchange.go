@@ -42,8 +42,12 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 			return nil, err
 		}
 	}
-	for !b.allDone() {
+	for {
+		// Results first: the last one may be what completes the bulk change.
 		b.drainResults()
+		if b.allDone() {
+			break
+		}
 		if b.shouldContinueAsNew() {
 			return nil, b.continueAsNew()
 		}
@@ -73,7 +77,7 @@ type bulkRun struct {
 	// (lazily pruned), so that nothing depends on map iteration order.
 	order   []int64
 	results workflow.ReceiveChannel
-	started  int // children started by this run
+	started int // children started by this run
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {

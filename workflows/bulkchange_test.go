@@ -28,7 +28,8 @@ type fakeBulk struct {
 	outcome     map[string]api.DeviceResult // by ICCID; default PROCESSED
 	submitted   []int
 	started     []string
-	refuseBatch int // SubmitBatch of this batch fails with refused credentials
+	refuseBatch int  // SubmitBatch of this batch fails with refused credentials
+	together    bool // every child finishes at the same moment
 	maxInFlight int
 	inFlight    int
 	finished    bool
@@ -122,7 +123,11 @@ func newBulkEnv(t *testing.T, f *fakeBulk, opts api.Options) *testsuite.TestWork
 			f.started = append(f.started, in.ICCID)
 			f.inFlight++
 			f.maxInFlight = max(f.maxInFlight, f.inFlight)
-			if err := workflow.Sleep(ctx, time.Duration(1+int(in.DeviceChangeID)%5)*time.Minute); err != nil {
+			delay := time.Duration(1+int(in.DeviceChangeID)%5) * time.Minute
+			if f.together {
+				delay = time.Minute
+			}
+			if err := workflow.Sleep(ctx, delay); err != nil {
 				return nil, err
 			}
 			res, ok := f.outcome[in.ICCID]
@@ -303,4 +308,23 @@ func TestBulkChangeProgressQuery(t *testing.T) {
 	require.Greater(t, mid.InFlight, 0, "some children are still running at 2.5 minutes")
 	require.Greater(t, mid.Done(), 0, "some have finished")
 	require.Equal(t, 5, mid.InFlight+mid.Done())
+}
+
+// When the last results arrive together, the one that completes the bulk
+// change is taken while draining; the workflow must notice and finish
+// rather than wait for a result that will never come.
+func TestBulkChangeFinishesWhenLastResultsArriveTogether(t *testing.T) {
+	f := newFakeBulk("b7", 6)
+	f.together = true
+	env := newBulkEnv(t, f, bulkOptions(10, 100))
+	start := env.Now()
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b7"})
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 6, res.Processed)
+	require.Less(t, env.Now().Sub(start), time.Hour, "finished as soon as the children did")
 }

@@ -15,13 +15,13 @@ import (
 
 // Outcomes of successful device changes.
 const (
-	OutcomeActivated          = "activated"
-	OutcomeAlreadyActive      = "already_active"
-	OutcomeAlreadyActivePPU   = "already_active_ppu_updated"
-	OutcomeSuspended          = "suspended"
-	OutcomeRestored           = "restored"
-	OutcomeDeactivated        = "deactivated"
-	OutcomeAddedToInventory   = "added_to_inventory"
+	OutcomeActivated        = "activated"
+	OutcomeAlreadyActive    = "already_active"
+	OutcomeAlreadyActivePPU = "already_active_ppu_updated"
+	OutcomeSuspended        = "suspended"
+	OutcomeRestored         = "restored"
+	OutcomeDeactivated      = "deactivated"
+	OutcomeAddedToInventory = "added_to_inventory"
 )
 
 // DeviceChange follows one device's change to its end: it waits for

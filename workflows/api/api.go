@@ -16,10 +16,10 @@ const TaskQueue = "thingspace-bulk"
 
 // Workflow type names (registered under these names).
 const (
-	BulkChangeWorkflowType   = "BulkChange"
-	DeviceChangeWorkflowType = "DeviceChange"
+	BulkChangeWorkflowType    = "BulkChange"
+	DeviceChangeWorkflowType  = "DeviceChange"
 	AccountPollerWorkflowType = "AccountPoller"
-	BillingRetryWorkflowType = "BillingRetry"
+	BillingRetryWorkflowType  = "BillingRetry"
 )
 
 // Signal and query names.
@@ -116,14 +116,14 @@ type BulkChangeInput struct {
 
 // BulkState is what a run of the parent carries into the next one.
 type BulkState struct {
-	Plan           Plan          `json:"plan"`
-	NextBatch      int           `json:"nextBatch"`
-	Queued         int           `json:"queued"`
-	Cursor         Cursor        `json:"cursor"`
-	InFlight       []InFlight    `json:"inFlight"`
-	Progress       Progress      `json:"progress"`
-	Runs           int           `json:"runs"`
-	StopSubmitting string        `json:"stopSubmitting,omitempty"`
+	Plan           Plan       `json:"plan"`
+	NextBatch      int        `json:"nextBatch"`
+	Queued         int        `json:"queued"`
+	Cursor         Cursor     `json:"cursor"`
+	InFlight       []InFlight `json:"inFlight"`
+	Progress       Progress   `json:"progress"`
+	Runs           int        `json:"runs"`
+	StopSubmitting string     `json:"stopSubmitting,omitempty"`
 }
 
 // Plan is what the parent learns about its bulk change when it starts.
@@ -149,23 +149,23 @@ type InFlight struct {
 
 // Progress is the answer of ProgressQuery.
 type Progress struct {
-	BulkChangeID   string         `json:"bulkChangeId"`
-	Phase          string         `json:"phase"` // starting | running | finishing | finished | failed
-	Total          int            `json:"total"`
-	Batches        int            `json:"batches"`
-	BatchesSent    int            `json:"batchesSent"`
-	Submitted      int            `json:"submitted"` // device changes taken into a ThingSpace request
-	Started        int            `json:"started"`   // children started
-	InFlight       int            `json:"inFlight"`
-	Processed      int            `json:"processed"`
-	Errors         int            `json:"errors"`
-	ByOutcome      map[string]int `json:"byOutcome"`
-	ErrorsByCode   map[string]int `json:"errorsByCode"`
-	BillingErrors  int            `json:"billingErrors"`
-	Runs           int            `json:"runs"`
-	Error          string         `json:"error,omitempty"`
-	Limit          *LimitStatus   `json:"limit,omitempty"`
-	UpdatedAt      time.Time      `json:"updatedAt"`
+	BulkChangeID  string         `json:"bulkChangeId"`
+	Phase         string         `json:"phase"` // starting | running | finishing | finished | failed
+	Total         int            `json:"total"`
+	Batches       int            `json:"batches"`
+	BatchesSent   int            `json:"batchesSent"`
+	Submitted     int            `json:"submitted"` // device changes taken into a ThingSpace request
+	Started       int            `json:"started"`   // children started
+	InFlight      int            `json:"inFlight"`
+	Processed     int            `json:"processed"`
+	Errors        int            `json:"errors"`
+	ByOutcome     map[string]int `json:"byOutcome"`
+	ErrorsByCode  map[string]int `json:"errorsByCode"`
+	BillingErrors int            `json:"billingErrors"`
+	Runs          int            `json:"runs"`
+	Error         string         `json:"error,omitempty"`
+	Limit         *LimitStatus   `json:"limit,omitempty"`
+	UpdatedAt     time.Time      `json:"updatedAt"`
 }
 
 // Done is the number of device changes with their outcome.
@@ -174,12 +174,12 @@ func (p Progress) Done() int { return p.Processed + p.Errors }
 // LimitStatus describes the account's ThingSpace request budget as last
 // seen by the parent.
 type LimitStatus struct {
-	RequestsPerHour     int       `json:"requestsPerHour"`
-	UsedLastHour        int       `json:"usedLastHour"`
-	ActivatesPerMinute  int       `json:"activatesPerMinute"`
-	ThrottledUntil      time.Time `json:"throttledUntil,omitempty"`
-	BatchesWaiting      int       `json:"batchesWaiting"`
-	DevicesWaiting      int       `json:"devicesWaiting"`
+	RequestsPerHour    int       `json:"requestsPerHour"`
+	UsedLastHour       int       `json:"usedLastHour"`
+	ActivatesPerMinute int       `json:"activatesPerMinute"`
+	ThrottledUntil     time.Time `json:"throttledUntil,omitempty"`
+	BatchesWaiting     int       `json:"batchesWaiting"`
+	DevicesWaiting     int       `json:"devicesWaiting"`
 }
 
 // BulkChangeResult is the parent's result.

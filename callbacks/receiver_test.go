@@ -1,0 +1,198 @@
+package callbacks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// recordingSignaler stands in for Temporal: it records signals and answers
+// with a chosen error.
+type recordingSignaler struct {
+	mu      sync.Mutex
+	signals []signal
+	err     error
+}
+
+type signal struct {
+	WorkflowID string
+	Conf       api.Confirmation
+}
+
+func (r *recordingSignaler) SignalWorkflow(_ context.Context, workflowID, _, name string, arg any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name != api.ConfirmationSignal {
+		return fmt.Errorf("unexpected signal %s", name)
+	}
+	r.signals = append(r.signals, signal{workflowID, arg.(api.Confirmation)})
+	return r.err
+}
+
+const iccid = "89148000001234567895"
+
+// inFlight creates a bulk change with one device change sent to ThingSpace
+// as request req-1.
+func inFlight(t *testing.T, st *db.Store) (bulkID string) {
+	t.Helper()
+	ctx := context.Background()
+	bulkID = uuid.NewString()
+	_, _, err := st.CreateBulkChange(ctx, db.NewBulkChange{ID: bulkID, AccountName: "acct", Batches: 1,
+		WorkflowID: api.BulkChangeWorkflowID(bulkID),
+		Devices:    []db.NewDeviceChange{{Seq: 1, RowNumber: 2, ICCID: iccid, Operation: "suspend", BatchNo: 1}}})
+	require.NoError(t, err)
+	req, _, _, err := st.ClaimBatch(ctx, bulkID, 1, db.ClaimLimits{})
+	require.NoError(t, err)
+	require.NoError(t, st.MarkRequestAccepted(ctx, req.PK, "req-1", nil))
+	return bulkID
+}
+
+func newReceiver(t *testing.T) (*Receiver, *recordingSignaler, *db.Store) {
+	st := dbtest.New(t)
+	sig := &recordingSignaler{}
+	return &Receiver{Store: st, Temporal: sig, Username: "listener", Password: "s3cret-listener", MaxBodyBytes: 4096}, sig, st
+}
+
+func post(r *Receiver, body string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	r.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/thingspace/callbacks", strings.NewReader(body)))
+	return w
+}
+
+func callback(user, pass, requestID, status, fault string) string {
+	m := map[string]any{
+		"username": user, "password": pass, "requestId": requestID, "status": status,
+		"deviceIds":     []map[string]string{{"id": iccid, "kind": "Iccid"}, {"id": "990000862471854", "kind": "imei"}},
+		"callbackCount": 1, "maxCallbackThreshold": 4,
+	}
+	if fault != "" {
+		m["faultResponse"] = map[string]string{"faultcode": fault, "faultstring": "no"}
+	} else {
+		m["deviceResponse"] = map[string]any{"suspendResponse": map[string]any{"deviceIds": []map[string]string{{"id": iccid, "kind": "iccid"}}}}
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func TestCallbackStoredThenSignalled(t *testing.T) {
+	r, sig, st := newReceiver(t)
+	bulkID := inFlight(t, st)
+
+	w := post(r, callback("listener", "s3cret-listener", "req-1", "Success", ""))
+
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Len(t, sig.signals, 1)
+	require.Equal(t, api.DeviceChangeWorkflowID(bulkID, iccid), sig.signals[0].WorkflowID)
+	c := sig.signals[0].Conf
+	require.True(t, c.Success)
+	require.Equal(t, "req-1", c.RequestID)
+	require.Equal(t, api.SourceCallback, c.Source)
+	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Len(t, cbs, 1)
+	require.Equal(t, "signalled", cbs[0].SignalResult)
+	require.NotContains(t, string(cbs[0].Payload), "s3cret-listener", "listener credentials are not stored")
+	require.NotContains(t, string(cbs[0].Payload), `"username"`)
+}
+
+func TestDuplicateCallbackChangesNothing(t *testing.T) {
+	r, sig, st := newReceiver(t)
+	bulkID := inFlight(t, st)
+	body := callback("listener", "s3cret-listener", "req-1", "Failed", "UnifiedWebService.REQUEST_FAILED.DeviceNotFound")
+
+	require.Equal(t, http.StatusOK, post(r, body).Code)
+	require.Equal(t, http.StatusOK, post(r, body).Code)
+
+	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Len(t, cbs, 1, "one stored callback")
+	require.Equal(t, 2, cbs[0].Copies)
+	require.Equal(t, "REQUEST_FAILED.DeviceNotFound", sig.signals[1].Conf.FaultCode)
+	require.Equal(t, sig.signals[0].Conf, sig.signals[1].Conf, "the copy carries the same confirmation")
+}
+
+func TestCallbackWithWrongCredentialsIsRefused(t *testing.T) {
+	r, sig, st := newReceiver(t)
+	inFlight(t, st)
+
+	for _, body := range []string{
+		callback("listener", "wrong", "req-1", "Success", ""),
+		callback("someone", "s3cret-listener", "req-1", "Success", ""),
+		callback("", "", "req-1", "Success", ""),
+	} {
+		require.Equal(t, http.StatusUnauthorized, post(r, body).Code)
+	}
+	require.Empty(t, sig.signals)
+	var n int
+	require.NoError(t, st.Pool.QueryRow(context.Background(), `SELECT count(*) FROM callbacks`).Scan(&n))
+	require.Zero(t, n, "nothing stored")
+}
+
+func TestCallbackBodyLimits(t *testing.T) {
+	r, _, _ := newReceiver(t)
+	big := `{"username":"listener","password":"s3cret-listener","comment":"` + strings.Repeat("x", 5000) + `"}`
+	require.Equal(t, http.StatusRequestEntityTooLarge, post(r, big).Code)
+	require.Equal(t, http.StatusBadRequest, post(r, "not json").Code)
+	require.Equal(t, http.StatusBadRequest, post(r, `{"username":"listener","password":"s3cret-listener"}`).Code, "no requestId or ICCID")
+	w := httptest.NewRecorder()
+	r.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/thingspace/callbacks", nil))
+	require.Equal(t, http.StatusMethodNotAllowed, w.Code)
+}
+
+func TestCallbackBeforeWorkflowExistsIsKept(t *testing.T) {
+	r, sig, st := newReceiver(t)
+	bulkID := inFlight(t, st)
+	sig.err = serviceerror.NewNotFound("workflow not found")
+
+	require.Equal(t, http.StatusOK, post(r, callback("listener", "s3cret-listener", "req-1", "Success", "")).Code)
+
+	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Len(t, cbs, 1, "kept for the workflow to find when it starts waiting")
+	require.Equal(t, "workflow_not_running", cbs[0].SignalResult)
+}
+
+func TestCallbackForUnknownRequestIsKept(t *testing.T) {
+	r, sig, st := newReceiver(t)
+
+	require.Equal(t, http.StatusOK, post(r, callback("listener", "s3cret-listener", "req-unknown", "Success", "")).Code)
+
+	require.Empty(t, sig.signals, "no device change to signal")
+	var result string
+	require.NoError(t, st.Pool.QueryRow(context.Background(), `SELECT signal_result FROM callbacks WHERE request_id = 'req-unknown'`).Scan(&result))
+	require.Equal(t, "unmatched", result)
+}
+
+func TestSignalFailureAsksThingSpaceToRetry(t *testing.T) {
+	r, sig, st := newReceiver(t)
+	bulkID := inFlight(t, st)
+	sig.err = errors.New("temporal unavailable")
+
+	require.Equal(t, http.StatusServiceUnavailable, post(r, callback("listener", "s3cret-listener", "req-1", "Success", "")).Code)
+
+	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Len(t, cbs, 1, "stored even though the signal failed")
+	require.Equal(t, "signal_failed", cbs[0].SignalResult)
+}
+
+func mustChange(t *testing.T, st *db.Store, bulkID string) int64 {
+	t.Helper()
+	var id int64
+	require.NoError(t, st.Pool.QueryRow(context.Background(), `SELECT id FROM device_changes WHERE bulk_change_id = $1`, bulkID).Scan(&id))
+	return id
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/stack"
+	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+)
+
+// One product stack for the package: the starter is exercised as an
+// operator uses it, against the dev server, PostgreSQL and the simulator.
+var st *stack.Stack
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(0)
+	}
+	os.Exit(withStack(m))
+}
+
+func withStack(m *testing.M) int {
+	url, drop, err := scratchDatabase()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer drop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err = stack.Start(ctx, stack.Options{DatabaseURL: url,
+		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 200 * time.Millisecond}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer st.Close()
+	if _, err := st.StartWorker(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, kv := range st.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "TSBULK_") {
+			os.Setenv(k, v)
+		}
+	}
+	return m.Run()
+}
+
+// scratchDatabase creates a database for the package's tests.
+func scratchDatabase() (string, func(), error) {
+	var url string
+	var cleanup []func()
+	tb := &cleanupTB{cleanups: &cleanup}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				url = ""
+			}
+		}()
+		url = dbtest.NewURL(tb)
+	}()
+	if url == "" {
+		return "", nil, fmt.Errorf("could not create a test database: %s", tb.msg)
+	}
+	return url, func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}, nil
+}
+
+// cleanupTB lets dbtest run outside a test.
+type cleanupTB struct {
+	testing.TB
+	cleanups *[]func()
+	msg      string
+}
+
+func (c *cleanupTB) Helper()          {}
+func (c *cleanupTB) Cleanup(f func()) { *c.cleanups = append(*c.cleanups, f) }
+func (c *cleanupTB) Fatalf(f string, a ...any) {
+	c.msg = fmt.Sprintf(f, a...)
+	panic(c.msg)
+}
+
+// starter runs the command as an operator would and returns its exit
+// status, standard output and standard error.
+func starter(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	code := run(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func file(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+func countBulkChanges(t *testing.T) int {
+	var n int
+	require.NoError(t, st.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM bulk_changes`).Scan(&n))
+	return n
+}
+
+// devices seeds n devices in the simulator in the given state.
+func devices(t *testing.T, prefix, state string, n int) []tssim.DeviceSeed {
+	t.Helper()
+	ds := tssim.GenerateDevices(n, prefix, state)
+	if state != "" {
+		require.NoError(t, st.TS.Seed(ds...))
+	}
+	return ds
+}
+
+func TestSubmitReportsEveryProblemAndWritesNothing(t *testing.T) {
+	before := countBulkChanges(t)
+	good := devices(t, "8914811001", "active", 1)[0]
+	f := file(t, "bad.csv", strings.Join([]string{
+		"iccid,operation,imei,service_plan,mdn_zip_code,ppu_first_name,ppu_last_name,ppu_address_line1,ppu_city,ppu_state,ppu_zip,ppu_country",
+		good.ICCID + ",suspend,,,,,,,,,,",
+		"89148000001234567890,suspend,,,,,,,,,,", // wrong check digit
+		"1234,activate,,m2m_4G,98801,,,,,,,",     // too short
+		good.ICCID + ",restore,,,,,,,,,,",        // the same ICCID twice
+		"89148000001234567895,fly,,,,,,,,,,",     // unknown operation
+		"89148000001234567895,activate,990000862471854,m2m_4G,98801,Ann,Lee,PO Box 12,Reno,NV,89501,US", // PO box
+		"89148000001234567895,activate,,,9880,,,,,,,",                                                   // no plan, bad ZIP
+	}, "\n"))
+
+	code, _, errOut := starter(t, "submit", "--file", f)
+
+	require.Equal(t, 2, code)
+	for _, want := range []string{
+		"row 3, field iccid", "row 4, field iccid", "row 5, field iccid", "row 6, field operation",
+		"row 7, field ppu_address_line1", "row 8, field service_plan", "row 8, field mdn_zip_code",
+	} {
+		require.Contains(t, errOut, want)
+	}
+	require.NotContains(t, errOut, "PO Box 12", "PPU values are personal data and stay out of messages")
+	require.Contains(t, errOut, "nothing was submitted")
+	require.Equal(t, before, countBulkChanges(t), "nothing written")
+}
+
+func TestSubmitRejectsUnknownColumn(t *testing.T) {
+	f := file(t, "cols.csv", "iccid,operation,colour\n89148000001234567895,suspend,blue\n")
+	code, _, errOut := starter(t, "submit", "--file", f)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "colour")
+}
+
+func TestDryRunPlansAndWritesNothing(t *testing.T) {
+	before := countBulkChanges(t)
+	ds := devices(t, "8914811002", "active", 5)
+	var b strings.Builder
+	b.WriteString("iccid\n")
+	for _, d := range ds {
+		b.WriteString(d.ICCID + "\n")
+	}
+	code, out, errOut := starter(t, "submit", "--file", file(t, "dry.csv", b.String()), "--operation", "suspend", "--dry-run", "--batch-size", "2")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "valid: 5 devices, suspend 5")
+	require.Contains(t, out, "would send 3 ThingSpace requests")
+	require.Contains(t, out, "nothing was written or started")
+	require.Equal(t, before, countBulkChanges(t))
+}
+
+func TestSubmitWaitThenStatusAndResults(t *testing.T) {
+	ok := devices(t, "8914811003", "active", 4)
+	bad := devices(t, "8914811004", "active", 1) // restore of an active device fails
+	csv := "iccid,operation\n"
+	for _, d := range ok {
+		csv += d.ICCID + ",suspend\n"
+	}
+	csv += bad[0].ICCID + ",restore\n"
+	f := file(t, "wait.csv", csv)
+
+	code, out, errOut := starter(t, "submit", "--file", f, "--wait", "--callback-timeout", "5s")
+
+	require.Equal(t, 1, code, "a device failed: %s", errOut)
+	require.Contains(t, out, "submitted: 5 devices")
+	require.Contains(t, out, "FINISHED: 5 devices, 4 processed, 1 errors")
+	require.Contains(t, out, "suspended")
+	require.Contains(t, out, "INPUT_INVALID.DeviceState.Invalid")
+	require.Contains(t, errOut, "1 of 5 device changes failed")
+	id := strings.Fields(strings.SplitN(out, "bulk change ", 2)[1])[0]
+
+	code, out, errOut = starter(t, "status", id)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "finished  5/5 done (processed 4, errors 1)")
+	require.Contains(t, out, "INPUT_INVALID.DeviceState.Invalid")
+
+	code, out, errOut = starter(t, "results", id, "--csv")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 6, "header and one line per device")
+	require.True(t, strings.HasPrefix(lines[0], "iccid,operation,status"))
+	for _, d := range ok {
+		require.Contains(t, out, d.ICCID+",suspend,PROCESSED,suspended,suspended")
+	}
+	require.Contains(t, out, bad[0].ICCID+",restore,ERROR")
+}
+
+func TestSubmitSameIdempotencyKeyReturnsExistingBulkChange(t *testing.T) {
+	ds := devices(t, "8914811005", "active", 2)
+	f := file(t, "idem.csv", "iccid,operation\n"+ds[0].ICCID+",suspend\n"+ds[1].ICCID+",suspend\n")
+	before := countBulkChanges(t)
+
+	code, first, errOut := starter(t, "submit", "--file", f, "--idempotency-key", "ticket-4711")
+	require.Equal(t, 0, code, errOut)
+	code, second, errOut := starter(t, "submit", "--file", f, "--idempotency-key", "ticket-4711")
+	require.Equal(t, 0, code, errOut)
+
+	id := strings.Fields(strings.SplitN(first, "bulk change ", 2)[1])[0]
+	require.Contains(t, second, "bulk change "+id+" already exists for this idempotency key")
+	require.Equal(t, before+1, countBulkChanges(t), "one bulk change, not two")
+}
+
+func TestStatusOfUnknownBulkChange(t *testing.T) {
+	code, _, errOut := starter(t, "status", "00000000-0000-0000-0000-000000000000")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "no bulk change")
+}
