@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/revio"
 )
@@ -49,13 +51,18 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 	if dc.MSISDN == "" {
 		return nil, permanent(ErrTypeInvalidData, "device change %d has no MSISDN: the Rev.io service needs one", in.DeviceChangeID)
 	}
-	svc, err := a.ensureService(ctx, dc, bill)
+	// A first attempt of the step in the device's own workflow cannot have
+	// created anything yet; every later attempt, and every billing retry,
+	// searches Rev.io before creating.
+	first := dc.BillingStatus == "PENDING" && activity.GetInfo(ctx).Attempt == 1
+	svc, err := a.ensureService(ctx, dc, bill, first)
 	if err != nil {
 		return nil, err
 	}
 	res := &BillingResult{ServiceID: svc.ServiceID, Created: svc.FoundBy == "created"}
 	if len(bill.ProductIDs) > 0 {
-		ids, err := a.ensureProducts(ctx, dc, bill, svc)
+		// Products of a service created by this very attempt cannot exist.
+		ids, err := a.ensureProducts(ctx, dc, bill, svc, first && svc.FoundBy == "created")
 		if err != nil {
 			return nil, err
 		}
@@ -67,7 +74,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 	return res, nil
 }
 
-func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bill db.BillingData) (*db.RevioService, error) {
+func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bill db.BillingData, first bool) (*db.RevioService, error) {
 	svc, err := a.Store.RevioServiceOf(ctx, dc.ID)
 	if err == nil {
 		return svc, nil
@@ -75,14 +82,16 @@ func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bil
 	if !errors.Is(err, db.ErrNotFound) {
 		return nil, err
 	}
-	found, err := a.Revio.FindServices(ctx, revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID})
-	if err != nil {
-		return nil, revioError("find Rev.io service of "+dc.ICCID, err)
-	}
-	for _, s := range found {
-		if s.Number == dc.MSISDN && s.Number2 == dc.ICCID && s.DisconnectedDate == "" {
-			return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
-				CustomerID: bill.CustomerID, ServiceID: s.ServiceID, FoundBy: "search"})
+	if !first {
+		found, err := a.Revio.FindServices(ctx, revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID})
+		if err != nil {
+			return nil, revioError("find Rev.io service of "+dc.ICCID, err)
+		}
+		for _, s := range found {
+			if s.Number == dc.MSISDN && s.Number2 == dc.ICCID && s.DisconnectedDate == "" {
+				return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
+					CustomerID: bill.CustomerID, ServiceID: s.ServiceID, FoundBy: "search"})
+			}
 		}
 	}
 	id, err := a.Revio.CreateService(ctx, revio.CreateServiceRequest{
@@ -96,7 +105,7 @@ func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bil
 		CustomerID: bill.CustomerID, ServiceID: id, FoundBy: "created"})
 }
 
-func (a *Activities) ensureProducts(ctx context.Context, dc *db.DeviceChange, bill db.BillingData, svc *db.RevioService) ([]int64, error) {
+func (a *Activities) ensureProducts(ctx context.Context, dc *db.DeviceChange, bill db.BillingData, svc *db.RevioService, fresh bool) ([]int64, error) {
 	stored, err := a.Store.RevioProducts(ctx, dc.ID)
 	if err != nil {
 		return nil, err
@@ -106,7 +115,7 @@ func (a *Activities) ensureProducts(ctx context.Context, dc *db.DeviceChange, bi
 		have[p.Idx] = p.ServiceProductID
 	}
 	var existing []revio.ServiceProduct
-	listed := false
+	listed := fresh
 	ids := make([]int64, len(bill.ProductIDs))
 	for i, productID := range bill.ProductIDs {
 		if id, ok := have[i]; ok {

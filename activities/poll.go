@@ -130,8 +130,22 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 	}
 	st := d.State()
 	conf.State = string(st)
+	target := targetState(p.Operation)
+	if p.Operation == "contactInfo" {
+		// A PPU update leaves the state alone and the device list does not
+		// show the PPU (extendedAttributes are unconfirmed): an active,
+		// settled device is the best evidence there is.
+		target = thingspace.StateActive
+	}
 	switch {
-	case st == targetState(p.Operation):
+	case st == target && p.Operation == "activate" && activatedBefore(d, p.SubmittedAt):
+		// Active since before our request: the DeviceAlreadyActive fault
+		// that would have said so was lost with its callback.
+		conf.FaultCode = thingspace.CodeDeviceAlreadyActive
+		conf.FaultMessage = "device was already active before the activation request (seen by polling)"
+		conf.MSISDN = d.MSISDN()
+		return conf, true
+	case st == target:
 		conf.Success = true
 		conf.MSISDN = d.MSISDN()
 		return conf, true
@@ -142,7 +156,17 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 		// change; after the callback timeout, a device neither pending nor in
 		// the target state means the change failed.
 		conf.FaultCode = db.CodePollStateInvalid
-		conf.FaultMessage = fmt.Sprintf("device is %s at ThingSpace after the %s request (expected %s)", st, p.Operation, targetState(p.Operation))
+		conf.FaultMessage = fmt.Sprintf("device is %s at ThingSpace after the %s request (expected %s)", st, p.Operation, target)
 		return conf, true
 	}
+}
+
+// activatedBefore reports whether the device's last activation predates the
+// request.
+func activatedBefore(d thingspace.Device, submitted *time.Time) bool {
+	if submitted == nil || d.LastActivationDate == "" {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339, d.LastActivationDate)
+	return err == nil && at.Before(*submitted)
 }

@@ -21,6 +21,8 @@ type PollRequest struct {
 	MaxInterval    time.Duration
 	Attempts       int
 	RegisteredAt   time.Time
+	// SubmittedAt is when ThingSpace accepted the device change's request.
+	SubmittedAt *time.Time
 }
 
 // NextWait is how long to wait before checking this device again: the
@@ -61,10 +63,11 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 		return nil, 0, err
 	}
 	rows, err := s.Pool.Query(ctx, `
-		SELECT device_change_id, account_name, iccid, operation, coalesce(request_id, ''), workflow_id,
-			interval_ms, max_interval_ms, attempts, registered_at
-		FROM poll_requests WHERE account_name = $1 AND next_poll_at <= now()
-		ORDER BY next_poll_at, device_change_id LIMIT $2`, account, limit)
+		SELECT p.device_change_id, p.account_name, p.iccid, p.operation, coalesce(p.request_id, ''), p.workflow_id,
+			p.interval_ms, p.max_interval_ms, p.attempts, p.registered_at, dc.submitted_at
+		FROM poll_requests p JOIN device_changes dc ON dc.id = p.device_change_id
+		WHERE p.account_name = $1 AND p.next_poll_at <= now()
+		ORDER BY p.next_poll_at, p.device_change_id LIMIT $2`, account, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("due polls: %w", err)
 	}
@@ -72,7 +75,7 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 		var p PollRequest
 		var interval, maxInterval int64
 		err := r.Scan(&p.DeviceChangeID, &p.AccountName, &p.ICCID, &p.Operation, &p.RequestID, &p.WorkflowID,
-			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt)
+			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SubmittedAt)
 		p.Interval, p.MaxInterval = time.Duration(interval)*time.Millisecond, time.Duration(maxInterval)*time.Millisecond
 		return p, err
 	})

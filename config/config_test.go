@@ -1,0 +1,106 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func writeYAML(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+const workerYAML = `
+database:
+  url: postgres://postgres@127.0.0.1:5432/tsbulk?sslmode=disable
+thingspace:
+  base_url: http://127.0.0.1:8090
+  client_id: app-key
+  username: uws-user
+  account: "0000123456-00001"
+  # EXTRA
+bulk:
+  callback_timeout: 45m
+  batch_size: 250
+`
+
+func TestFileThenEnvironmentOverrides(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "from-env-secret")
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "from-env-password")
+	t.Setenv("TSBULK_BULK_BATCH_SIZE", "500")
+	cfg, err := Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	require.NoError(t, cfg.ValidateWorker())
+	require.Equal(t, "app-key", cfg.ThingSpace.ClientID, "from the file")
+	require.Equal(t, 500, cfg.Bulk.BatchSize, "the environment overrides the file")
+	require.Equal(t, 45*time.Minute, cfg.Bulk.CallbackTimeout)
+	require.Equal(t, 24*time.Hour, cfg.Bulk.ConfirmDeadline, "default")
+	require.Equal(t, "from-env-secret", cfg.ThingSpace.ClientSecret.Reveal())
+	require.Equal(t, "0000123456-00001", cfg.ThingSpace.Account, "leading zeros kept")
+}
+
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("file-secret\n"), 0o600))
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "pw")
+	cfg, err := Load(writeYAML(t, strings.Replace(workerYAML, "# EXTRA", "client_secret_file: "+secret, 1)))
+	require.NoError(t, err)
+	require.Equal(t, "file-secret", cfg.ThingSpace.ClientSecret.Reveal())
+}
+
+func TestSecretsInTheFileAreRefused(t *testing.T) {
+	_, err := Load(writeYAML(t, strings.Replace(workerYAML, "# EXTRA", "password: hunter2", 1)))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "thingspace.password must not be in the config file")
+	require.Contains(t, err.Error(), "TSBULK_THINGSPACE_PASSWORD")
+	require.NotContains(t, err.Error(), "hunter2")
+}
+
+func TestValidationNamesEverySetting(t *testing.T) {
+	t.Setenv("TSBULK_BULK_WINDOW", "5000")
+	t.Setenv("TSBULK_BULK_POLL_INTERVAL", "0s")
+	cfg, err := Load("")
+	require.NoError(t, err)
+	err = cfg.ValidateWorker()
+	require.Error(t, err)
+	for _, key := range []string{"database.url", "thingspace.client_id", "thingspace.client_secret", "thingspace.password",
+		"thingspace.account", "bulk.window", "bulk.poll_interval", "TSBULK_THINGSPACE_CLIENT_ID"} {
+		require.Contains(t, err.Error(), key)
+	}
+}
+
+func TestRevioSettingsCheckedOnlyWhenEnabled(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
+	cfg, err := Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	require.NoError(t, cfg.ValidateWorker())
+	cfg.Revio.Enabled = true
+	cfg.Revio.Login = "someone@example.com"
+	err = cfg.ValidateWorker()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "revio.login")
+	require.Contains(t, err.Error(), "revio.subscription_key")
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "very-secret-value")
+	cfg, err := Load("")
+	require.NoError(t, err)
+	var b strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&b, nil))
+	logger.Info("config", "thingspace", cfg.ThingSpace, "secret", cfg.ThingSpace.ClientSecret)
+	fmt.Fprintf(&b, "%v %+v %#v %s", cfg.ThingSpace, cfg.ThingSpace, cfg.ThingSpace, cfg.ThingSpace.ClientSecret)
+	require.NotContains(t, b.String(), "very-secret-value")
+	require.Contains(t, b.String(), "[REDACTED]")
+}
