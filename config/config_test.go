@@ -104,3 +104,13 @@ func TestSecretsNeverPrint(t *testing.T) {
 	require.NotContains(t, b.String(), "very-secret-value")
 	require.Contains(t, b.String(), "[REDACTED]")
 }
+
+// The documented example must load and hold every setting's default.
+func TestExampleFileMatchesDefaults(t *testing.T) {
+	fromFile, err := Load("example.yaml")
+	require.NoError(t, err)
+	defaults, err := Load("")
+	require.NoError(t, err)
+	fromFile.Database.URL, defaults.Database.URL = "", ""
+	require.Equal(t, defaults, fromFile)
+}

@@ -231,13 +231,15 @@ type ResultRow struct {
 	ErrorMessage  string
 	BillingStatus string
 	BillingError  string
+	ConfirmedBy   string
 }
 
 // Results lists every device change of a bulk change in file order.
 func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT seq, iccid, operation, status, coalesce(outcome, ''), coalesce(final_state, ''), coalesce(msisdn, ''),
-			coalesce(request_id, ''), coalesce(error_code, ''), coalesce(error_message, ''), billing_status, coalesce(billing_error, '')
+			coalesce(request_id, ''), coalesce(error_code, ''), coalesce(error_message, ''), billing_status, coalesce(billing_error, ''),
+			coalesce(confirmed_by, '')
 		FROM device_changes WHERE bulk_change_id = $1 ORDER BY seq`, bulkID)
 	if err != nil {
 		return nil, fmt.Errorf("results: %w", err)
@@ -245,7 +247,7 @@ func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error)
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ResultRow, error) {
 		var x ResultRow
 		err := r.Scan(&x.Seq, &x.ICCID, &x.Operation, &x.Status, &x.Outcome, &x.FinalState, &x.MSISDN,
-			&x.RequestID, &x.ErrorCode, &x.ErrorMessage, &x.BillingStatus, &x.BillingError)
+			&x.RequestID, &x.ErrorCode, &x.ErrorMessage, &x.BillingStatus, &x.BillingError, &x.ConfirmedBy)
 		return x, err
 	})
 }

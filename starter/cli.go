@@ -261,10 +261,13 @@ func (c *cli) summary(ctx context.Context, bulkID string, asJSON bool) error {
 
 func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 	fmt.Fprintf(w, "\nbulk change %s %s: %d devices, %d processed, %d errors\n", b.ID, b.Status, b.Total, b.Processed, b.Errors)
-	outcomes, codes := map[string]int{}, map[string]int{}
+	outcomes, codes, confirmed := map[string]int{}, map[string]int{}, map[string]int{}
 	var failures []db.ResultRow
 	billing := 0
 	for _, r := range rows {
+		if r.ConfirmedBy != "" {
+			confirmed[r.ConfirmedBy]++
+		}
 		if r.Status == db.ChangeProcessed {
 			outcomes[r.Outcome]++
 		} else {
@@ -277,6 +280,10 @@ func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 	}
 	for _, k := range sortedKeys(outcomes) {
 		fmt.Fprintf(w, "  %-30s %d\n", k, outcomes[k])
+	}
+	if len(confirmed) > 0 {
+		fmt.Fprintf(w, "confirmed by ThingSpace callback %d, by polling %d, by its synchronous answer %d\n",
+			confirmed["callback"], confirmed["poll"], confirmed["sync"])
 	}
 	if len(codes) > 0 {
 		fmt.Fprintln(w, "failures by reason:")
