@@ -19,6 +19,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/revio"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
@@ -29,7 +30,10 @@ type Activities struct {
 	Store      *db.Store
 	ThingSpace *thingspace.Client
 	// Revio is nil when billing is switched off.
-	Revio    *revio.Client
+	Revio *revio.Client
+	// Limiter keeps ThingSpace requests within the account's limits across
+	// all workers (nil: no limits configured).
+	Limiter  *ratelimit.Limiter
 	Temporal client.Client
 	Metrics  *metrics.Metrics
 	Logger   *slog.Logger
@@ -110,6 +114,11 @@ type auditScopeKey struct{}
 
 func withScope(ctx context.Context, bulkID string, deviceChangeID int64) context.Context {
 	return context.WithValue(ctx, auditScopeKey{}, auditScope{BulkChangeID: bulkID, DeviceChangeID: deviceChangeID})
+}
+
+// forAccount charges the ThingSpace requests made with ctx to the account.
+func forAccount(ctx context.Context, account string) context.Context {
+	return ratelimit.WithAccount(ctx, account)
 }
 
 func scopeOf(ctx context.Context) auditScope {

@@ -149,6 +149,7 @@ type LookupInput struct {
 	BulkChangeID   string
 	DeviceChangeID int64
 	ICCID          string
+	AccountName    string
 }
 
 // DeviceLookup is a device as ThingSpace lists it.
@@ -162,7 +163,19 @@ type DeviceLookup struct {
 // list.
 func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceLookup, error) {
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
-	d, err := a.ThingSpace.GetDevice(ctx, thingspace.DeviceID{ID: in.ICCID, Kind: thingspace.KindICCID})
+	// Look in the bulk change's account, which need not be the client's
+	// default one.
+	account := in.AccountName
+	if account == "" && in.DeviceChangeID != 0 {
+		dc, err := a.Store.GetDeviceChange(ctx, in.DeviceChangeID)
+		if err != nil && !errors.Is(err, db.ErrNotFound) {
+			return nil, fmt.Errorf("read device change %d: %w", in.DeviceChangeID, err)
+		}
+		if err == nil {
+			account = dc.AccountName
+		}
+	}
+	d, err := a.getDevice(ctx, account, in.ICCID)
 	if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
 		return &DeviceLookup{}, nil
 	}
@@ -209,6 +222,7 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	if err != nil {
 		return nil, err
 	}
+	ctx = forAccount(ctx, dc.AccountName)
 	raw, err := a.Store.DeviceChangePPU(ctx, in.DeviceChangeID)
 	if err != nil {
 		return nil, err

@@ -73,6 +73,7 @@ type PollAccountResult struct {
 // workflow, through the same signal as a callback. A device still pending
 // is checked again later, with a doubling wait.
 func (a *Activities) PollAccount(ctx context.Context, in PollAccountInput) (*PollAccountResult, error) {
+	ctx = forAccount(ctx, in.AccountName)
 	limit := a.PollMaxRequests * 2000
 	if limit <= 0 {
 		limit = 10000

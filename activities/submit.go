@@ -11,7 +11,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // SubmitBatchInput names one batch of a bulk change.
@@ -29,6 +31,8 @@ type SubmitBatchResult struct {
 	RequestID string `json:"requestId,omitempty"`
 	State     string `json:"state"`
 	ErrorCode string `json:"errorCode,omitempty"`
+	// Limit is the account's request budget after this batch.
+	Limit *api.LimitStatus `json:"limit,omitempty"`
 }
 
 // SubmitBatch sends one batch of compatible device changes to ThingSpace as
@@ -50,6 +54,7 @@ func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*Sub
 	if err != nil {
 		return nil, err
 	}
+	ctx = forAccount(ctx, req.AccountName)
 	if !fresh {
 		switch req.State {
 		case db.RequestAccepted, db.RequestRejected:
@@ -83,7 +88,34 @@ func (a *Activities) batchResult(ctx context.Context, requestPK int64, total int
 		return nil, fmt.Errorf("read request: %w", err)
 	}
 	r.Devices = total
+	r.Limit = a.limitStatus(ctx)
 	return &r, nil
+}
+
+// limitStatus reports the budget of the account the context charges, for
+// the bulk change's progress; nil when no limit is configured or it cannot
+// be read.
+func (a *Activities) limitStatus(ctx context.Context) *api.LimitStatus {
+	if a.Limiter == nil {
+		return nil
+	}
+	sts, err := a.Limiter.Status(ctx, ratelimit.AccountOf(ctx))
+	if err != nil {
+		return nil
+	}
+	out := &api.LimitStatus{}
+	for _, s := range sts {
+		switch s.Bucket {
+		case "requests":
+			out.RequestsPerHour, out.UsedLastHour = s.Limit, s.Used
+		case "activate":
+			out.ActivatesPerMinute = s.Limit
+		}
+		if s.ThrottledUntil != nil && s.ThrottledUntil.After(out.ThrottledUntil) {
+			out.ThrottledUntil = *s.ThrottledUntil
+		}
+	}
+	return out
 }
 
 // send makes one attempt and records its answer.
@@ -287,7 +319,7 @@ func (a *Activities) deviceStates(ctx context.Context, account string, ids []str
 	}
 	if len(ids) <= threshold {
 		for _, id := range ids {
-			d, err := a.ThingSpace.GetDevice(ctx, thingspace.DeviceID{ID: id, Kind: thingspace.KindICCID})
+			d, err := a.getDevice(ctx, account, id)
 			if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
 				continue
 			}
@@ -309,6 +341,25 @@ func (a *Activities) deviceStates(ctx context.Context, account string, ids []str
 		return nil
 	})
 	return out, err
+}
+
+// getDevice looks one device up in the given account. The client's
+// GetDevice searches the client's default account only, where a device of
+// another account is not found: a device that a lost request did change
+// would look untouched and be sent again.
+func (a *Activities) getDevice(ctx context.Context, account, iccid string) (*thingspace.Device, error) {
+	id := thingspace.DeviceID{ID: iccid, Kind: thingspace.KindICCID}
+	resp, err := a.ThingSpace.ListDevices(ctx, thingspace.ListRequest{AccountName: account, DeviceID: &id})
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range resp.Devices {
+		if strings.EqualFold(d.ID(thingspace.KindICCID), iccid) {
+			return &resp.Devices[i], nil
+		}
+	}
+	return nil, &thingspace.Error{Op: thingspace.OpList, HTTPStatus: 200, Kind: thingspace.KindDeviceNotFound,
+		Message: "no device with iccid " + iccid}
 }
 
 func iccids(devs []db.ClaimedDevice) []string {

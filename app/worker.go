@@ -15,6 +15,7 @@ import (
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/revio"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows"
@@ -30,7 +31,10 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 		PollBatchThreshold: cfg.Worker.PollBatchThreshold,
 		ReconcileSettle:    cfg.Worker.ReconcileSettle,
 	}
-	ts, err := thingspace.New(thingspace.Config{
+	if rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute); len(rules) > 0 {
+		acts.Limiter = &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: cfg.ThingSpace.Account}
+	}
+	tsCfg := thingspace.Config{
 		BaseURL:      cfg.ThingSpace.BaseURL,
 		ClientID:     cfg.ThingSpace.ClientID,
 		ClientSecret: cfg.ThingSpace.ClientSecret.Reveal(),
@@ -41,7 +45,11 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 		MaxRetries:   cfg.ThingSpace.MaxRetries,
 		Observer:     acts.ObserveThingSpace,
 		Logger:       logger,
-	})
+	}
+	if acts.Limiter != nil {
+		tsCfg.Limiter = acts.Limiter
+	}
+	ts, err := thingspace.New(tsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("thingspace client: %w", err)
 	}
@@ -69,6 +77,8 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config) worker.Worker {
 	w := worker.New(tc, api.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Worker.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskPollers:   cfg.Worker.WorkflowTaskPollers,
+		MaxConcurrentActivityTaskPollers:   cfg.Worker.ActivityTaskPollers,
 	})
 	Register(w, acts)
 	return w

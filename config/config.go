@@ -117,9 +117,15 @@ type Bulk struct {
 
 // Limits are ThingSpace's limits for the account.
 type Limits struct {
-	RequestsPerHour      int `mapstructure:"requests_per_hour"`
-	ActivatesPerMinute   int `mapstructure:"activates_per_minute"`
-	ActionsPerLinePerDay int `mapstructure:"actions_per_line_per_day"`
+	// RequestsPerHour is the account's budget of requests of every kind
+	// (authentication, state changes, lists, polls) in any rolling
+	// RequestsWindow, enforced across all workers; 0 = no limit.
+	RequestsPerHour int `mapstructure:"requests_per_hour"`
+	// RequestsWindow is the window RequestsPerHour applies to: an hour;
+	// tests shorten it.
+	RequestsWindow       time.Duration `mapstructure:"requests_window"`
+	ActivatesPerMinute   int           `mapstructure:"activates_per_minute"`
+	ActionsPerLinePerDay int           `mapstructure:"actions_per_line_per_day"`
 }
 
 // Worker holds the worker process's settings.
@@ -130,7 +136,12 @@ type Worker struct {
 	// process (the demo does; production runs it on its own).
 	EmbedCallbackReceiver   bool `mapstructure:"embed_callback_receiver"`
 	MaxConcurrentActivities int  `mapstructure:"max_concurrent_activities"`
-	PollBatchThreshold      int  `mapstructure:"poll_batch_threshold"`
+	// WorkflowTaskPollers and ActivityTaskPollers: more pollers pick up
+	// tasks sooner; the SDK's default of 2 halves the throughput of bulk
+	// changes on a busy server (measured in docs/benchmarks.md).
+	WorkflowTaskPollers int `mapstructure:"workflow_task_pollers"`
+	ActivityTaskPollers int `mapstructure:"activity_task_pollers"`
+	PollBatchThreshold  int `mapstructure:"poll_batch_threshold"`
 	// ReconcileSettle: after a request whose answer was lost, a device
 	// showing no trace of it at ThingSpace is sent again only this long
 	// after the lost attempt (callbacks of refused devices need time).
@@ -186,11 +197,14 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("bulk.poll_max_interval", 30*time.Minute)
 	v.SetDefault("bulk.default_site", "")
 	v.SetDefault("limits.requests_per_hour", 1000)
+	v.SetDefault("limits.requests_window", time.Hour)
 	v.SetDefault("limits.activates_per_minute", 100)
 	v.SetDefault("limits.actions_per_line_per_day", 5)
 	v.SetDefault("worker.listen", "127.0.0.1:9090")
 	v.SetDefault("worker.embed_callback_receiver", false)
 	v.SetDefault("worker.max_concurrent_activities", 100)
+	v.SetDefault("worker.workflow_task_pollers", 8)
+	v.SetDefault("worker.activity_task_pollers", 8)
 	v.SetDefault("worker.poll_batch_threshold", 20)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("log.level", "info")
@@ -331,6 +345,7 @@ func (c *Config) checkBulk(p *problems) {
 	p.need(b.PollMaxInterval >= b.PollInterval, "bulk.poll_max_interval", "must be at least bulk.poll_interval")
 	l := c.Limits
 	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
+	p.need(l.RequestsWindow > 0, "limits.requests_window", "must be positive")
 	p.need(l.ActivatesPerMinute >= 0, "limits.activates_per_minute", "must not be negative (0 = no limit)")
 	p.need(l.ActionsPerLinePerDay >= 0, "limits.actions_per_line_per_day", "must not be negative (0 = no limit)")
 }
@@ -344,6 +359,8 @@ func (c *Config) ValidateWorker() error {
 	c.checkBulk(&p)
 	p.need(c.Worker.Listen != "", "worker.listen", "is required")
 	p.need(c.Worker.MaxConcurrentActivities > 0, "worker.max_concurrent_activities", "must be positive")
+	p.need(c.Worker.WorkflowTaskPollers >= 2, "worker.workflow_task_pollers", "must be at least 2")
+	p.need(c.Worker.ActivityTaskPollers >= 1, "worker.activity_task_pollers", "must be at least 1")
 	p.need(c.Worker.ReconcileSettle > 0, "worker.reconcile_settle", "must be positive")
 	if c.Worker.EmbedCallbackReceiver {
 		c.checkCallbacks(&p)

@@ -335,8 +335,13 @@ func (s *Store) ApplyReconciliation(ctx context.Context, requestPK int64, found 
 			if f.Result != nil {
 				results[f.DeviceChangeID] = *f.Result
 			}
-			if _, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now()
-				WHERE id = $1 AND status = 'SUBMITTING'`, f.DeviceChangeID); err != nil {
+			// The change reached ThingSpace with the lost attempt, which may
+			// have completed long before now: its submission time is when
+			// that attempt was sent (polling compares it with the device's
+			// activation date).
+			if _, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED',
+				submitted_at = (SELECT coalesce(sent_at, now()) FROM thingspace_requests WHERE id = $2)
+				WHERE id = $1 AND status = 'SUBMITTING'`, f.DeviceChangeID, requestPK); err != nil {
 				return err
 			}
 		}

@@ -188,9 +188,10 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 			Password: RevioPassword, SubscriptionKey: RevioKey, CallsPerMinute: 500},
 		Bulk: config.Bulk{BatchSize: 100, Window: 500, StartsPerRun: 500, CallbackTimeout: 10 * time.Second,
 			ConfirmDeadline: 5 * time.Minute, PollInterval: time.Second, PollMaxInterval: 4 * time.Second},
-		Limits: config.Limits{RequestsPerHour: 0, ActivatesPerMinute: 0, ActionsPerLinePerDay: 5},
-		Worker: config.Worker{Listen: "127.0.0.1:0", MaxConcurrentActivities: 100, PollBatchThreshold: 20, ReconcileSettle: 3 * time.Second},
-		Log:    config.Log{Level: "warn", Format: "text"},
+		Limits: config.Limits{RequestsPerHour: 0, RequestsWindow: time.Hour, ActivatesPerMinute: 0, ActionsPerLinePerDay: 5},
+		Worker: config.Worker{Listen: "127.0.0.1:0", MaxConcurrentActivities: 100, PollBatchThreshold: 20, ReconcileSettle: 3 * time.Second,
+			WorkflowTaskPollers: 8, ActivityTaskPollers: 8},
+		Log: config.Log{Level: "warn", Format: "text"},
 	}
 }
 
@@ -269,10 +270,12 @@ func (s *Stack) Env() []string {
 		"bulk.confirm_deadline": c.Bulk.ConfirmDeadline.String(), "bulk.poll_interval": c.Bulk.PollInterval.String(),
 		"bulk.poll_max_interval": c.Bulk.PollMaxInterval.String(), "bulk.default_site": c.Bulk.DefaultSite,
 		"limits.requests_per_hour": fmt.Sprint(c.Limits.RequestsPerHour), "limits.activates_per_minute": fmt.Sprint(c.Limits.ActivatesPerMinute),
+		"limits.requests_window":          c.Limits.RequestsWindow.String(),
 		"limits.actions_per_line_per_day": fmt.Sprint(c.Limits.ActionsPerLinePerDay),
 		"worker.listen":                   "127.0.0.1:0", "worker.max_concurrent_activities": fmt.Sprint(c.Worker.MaxConcurrentActivities),
 		"worker.poll_batch_threshold": fmt.Sprint(c.Worker.PollBatchThreshold), "log.level": "warn",
-		"worker.reconcile_settle": c.Worker.ReconcileSettle.String(),
+		"worker.reconcile_settle":      c.Worker.ReconcileSettle.String(),
+		"worker.workflow_task_pollers": fmt.Sprint(c.Worker.WorkflowTaskPollers), "worker.activity_task_pollers": fmt.Sprint(c.Worker.ActivityTaskPollers),
 	}
 	env := os.Environ()
 	for k, v := range kv {

@@ -237,3 +237,34 @@ func TestStatusOfUnknownBulkChange(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "no bulk change")
 }
+
+// A line that already had its daily number of state changes is refused at
+// submission, --dry-run included, rather than discovered as a failure.
+func TestDailyLineLimitReportedBeforeSubmission(t *testing.T) {
+	busy := devices(t, "8914811006", "active", 1)[0]
+	free := devices(t, "8914811007", "active", 1)[0]
+	ctx := context.Background()
+	// Five state changes of the line accepted by ThingSpace in the last
+	// hours, by earlier bulk changes.
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("11111111-1111-1111-1111-00000000000%d", i)
+		_, err := st.Store.Pool.Exec(ctx, `INSERT INTO bulk_changes (id, account_name, total, batches, workflow_id, status)
+			VALUES ($1::uuid, 'acct', 1, 1, 'bulk-change/' || $1::text, 'FINISHED')`, id)
+		require.NoError(t, err)
+		_, err = st.Store.Pool.Exec(ctx, `INSERT INTO device_changes (bulk_change_id, seq, row_number, iccid, operation, batch_no, status, submitted_at)
+			VALUES ($1, 1, 2, $2, 'suspend', 1, 'PROCESSED', now() - interval '2 hours')`, id, busy.ICCID)
+		require.NoError(t, err)
+	}
+	before := countBulkChanges(t)
+	f := file(t, "daily.csv", "iccid,operation\n"+free.ICCID+",suspend\n"+busy.ICCID+",restore\n")
+
+	for _, args := range [][]string{{"submit", "--file", f, "--dry-run"}, {"submit", "--file", f}} {
+		code, _, errOut := starter(t, args...)
+		require.Equal(t, 2, code, errOut)
+		require.Contains(t, errOut, "row 3, field iccid")
+		require.Contains(t, errOut, "5 state changes in the last 24 hours")
+		require.Contains(t, errOut, "ThingSpace allows 5 a day")
+		require.NotContains(t, errOut, "row 2")
+	}
+	require.Equal(t, before, countBulkChanges(t), "nothing written")
+}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
@@ -78,6 +79,9 @@ type bulkRun struct {
 	order   []int64
 	results workflow.ReceiveChannel
 	started int // children started by this run
+	// coalesce: results are gathered in batches (a change made after the
+	// first runs were recorded, hence versioned).
+	coalesce bool
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
@@ -107,6 +111,7 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 }
 
 func (b *bulkRun) setup() error {
+	b.coalesce = workflow.GetVersion(b.ctx, "coalesce-results", workflow.DefaultVersion, 1) >= 1
 	return workflow.SetQueryHandler(b.ctx, api.ProgressQuery, func() (api.Progress, error) {
 		p := b.st.Progress
 		p.InFlight = len(b.inFlight)
@@ -190,6 +195,12 @@ func (b *bulkRun) submitNextBatch() error {
 	b.st.Queued += res.Devices
 	b.st.Progress.BatchesSent++
 	b.st.Progress.Submitted += res.Devices
+	if res.Limit != nil {
+		lim := *res.Limit
+		lim.BatchesWaiting = b.st.Plan.Batches - b.st.Progress.BatchesSent
+		lim.DevicesWaiting = b.st.Plan.Total - b.st.Progress.Submitted
+		b.st.Progress.Limit = &lim
+	}
 	b.touch()
 	return nil
 }
@@ -279,10 +290,22 @@ func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowF
 	})
 }
 
+// coalesceAbove and coalesceFor: with this many children in flight,
+// results arrive close together; after the first one the workflow waits a
+// moment and takes the others in the same workflow task, instead of one
+// workflow task per result. That is most of the server's work per device.
+const (
+	coalesceAbove = 50
+	coalesceFor   = 500 * time.Millisecond
+)
+
 func (b *bulkRun) awaitResult() {
 	var r api.DeviceResult
 	b.results.Receive(b.ctx, &r)
 	b.record(r)
+	if b.coalesce && len(b.inFlight) >= coalesceAbove {
+		_ = workflow.Sleep(b.ctx, coalesceFor)
+	}
 }
 
 func (b *bulkRun) drainResults() {

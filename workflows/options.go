@@ -100,9 +100,11 @@ func withPolling(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// withRevio: one Rev.io step makes a few calls of at most 30 s each; a
+// worker that dies in the middle is noticed after a minute.
 func withRevio(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
+		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         revioRetry,
 	})
 }

@@ -1,6 +1,7 @@
 package workflows_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,5 +27,34 @@ func TestReplayRecordedHistories(t *testing.T) {
 			app.RegisterWorkflows(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
+	}
+}
+
+// TestHistoriesCarryNoSecretsOrPPU checks the recorded histories (from the
+// demo, whose file has PPU data and whose processes had secrets) for any of
+// them: workflow inputs, results and signals carry ids, states and MSISDNs.
+func TestHistoriesCarryNoSecretsOrPPU(t *testing.T) {
+	files, err := filepath.Glob("testdata/histories/*.json")
+	require.NoError(t, err)
+	demo, err := os.ReadFile("../demo/bulk-change.csv")
+	require.NoError(t, err)
+	forbidden := []string{"sim-password", "sim-client-secret", "demo-listener-password", "demo-revio-password", "demo-revio-key"}
+	lines := strings.Split(string(demo), "\n")
+	header := strings.Split(lines[0], ",")
+	for _, line := range lines[1:] {
+		cells := strings.Split(line, ",")
+		for i, col := range header {
+			if strings.HasPrefix(col, "ppu_") && i < len(cells) && len(cells[i]) > 3 && col != "ppu_country" && col != "ppu_state" {
+				forbidden = append(forbidden, cells[i])
+			}
+		}
+	}
+	require.Greater(t, len(forbidden), 10)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, s := range forbidden {
+			require.NotContains(t, string(b), s, "%s carries %q", f, s)
+		}
 	}
 }

@@ -1,0 +1,281 @@
+package activities_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/revio"
+	revsim "github.com/iot-ops/tsbulk/revio/simulator"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/thingspace/simulator"
+)
+
+var billingData = db.BillingData{CustomerID: 5001, ServiceTypeID: 17, ProviderID: 3,
+	ProductIDs: []int64{901, 902, 901}, Rates: []string{"10.00", "2.50", "10.00"}}
+
+// activated creates an activation with billing data and completes it the
+// way the device's workflow does (PROCESSED, MSISDN, billing pending). It
+// returns the bulk change and device change ids and the device.
+func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed) {
+	h.t.Helper()
+	dev := devices(1, "89148002"+msisdn[len(msisdn)-4:], "active")[0]
+	c := change{seed: dev, op: "activate", batch: 1, billing: &billingData,
+		params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}}
+	bulk, ids := h.newBulk(account, c)
+	id := ids[dev.ICCID]
+	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-activate', submitted_at = now() WHERE id = $1`, id)
+	var res activities.CompleteResult
+	require.NoError(h.t, h.run(&res, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: id, Operation: "activate",
+		Status: db.ChangeProcessed, Outcome: "ACTIVATED", FinalState: string(thingspace.StateActive), MSISDN: msisdn,
+		ConfirmedBy: "callback", ConfirmedAt: time.Now(), BillingPending: true, RequestID: "req-activate"}))
+	require.Equal(h.t, "PENDING", h.change(id).BillingStatus)
+	return bulk, id, dev
+}
+
+func (h *harness) createBilling(bulk string, id int64) (*activities.BillingResult, error) {
+	h.t.Helper()
+	var res activities.BillingResult
+	if err := h.run(&res, h.acts.CreateBillingService, activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// foundBy returns how the stored service and products were obtained.
+func (h *harness) foundBy(id int64) (service string, products []string) {
+	h.t.Helper()
+	require.NoError(h.t, h.store.Pool.QueryRow(ctx(h.t), `SELECT found_by FROM revio_services WHERE device_change_id = $1`, id).Scan(&service))
+	ps, err := h.store.RevioProducts(ctx(h.t), id)
+	require.NoError(h.t, err)
+	for _, p := range ps {
+		products = append(products, p.FoundBy)
+	}
+	return service, products
+}
+
+// revioCalls counts the Rev.io simulator's calls of one route.
+func (h *harness) revioCalls(route string) int { return h.rsim.Stats().Calls[route] }
+
+// The Rev.io service of an activation is created once, with one service
+// product per product; a second run finds the stored ids and calls
+// nothing.
+func TestCreateBillingServiceCreatesOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, dev := h.activated("3125550101")
+
+	res, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	require.Len(t, res.ServiceProductIDs, 3)
+
+	svcs := h.rsim.Services()
+	require.Len(t, svcs, 1)
+	s := svcs[0]
+	require.Equal(t, res.ServiceID, s.ServiceID)
+	require.Equal(t, "3125550101", s.Number, "number is the MSISDN")
+	require.Equal(t, dev.ICCID, s.Number2, "number2 is the ICCID")
+	require.Equal(t, billingData.CustomerID, s.CustomerID)
+	require.Equal(t, billingData.ProviderID, s.ProviderID)
+	require.Equal(t, billingData.ServiceTypeID, s.ServiceTypeID)
+	require.Equal(t, h.change(id).CompletedAt.UTC().Format("2006-01-02"), s.ActivatedDate)
+
+	prods := h.rsim.ServiceProducts()
+	require.Len(t, prods, 3)
+	for i, p := range prods {
+		require.Equal(t, res.ServiceProductIDs[i], p.ServiceProductID)
+		require.Equal(t, s.ServiceID, p.ServiceID)
+		require.Equal(t, billingData.ProductIDs[i], p.ProductID)
+		require.Equal(t, billingData.Rates[i], p.Rate)
+		require.Equal(t, billingData.CustomerID, p.CustomerID)
+		require.Equal(t, "ACTIVE", p.Status)
+	}
+	svc, products := h.foundBy(id)
+	require.Equal(t, "created", svc)
+	require.Equal(t, []string{"created", "created", "created"}, products)
+	dc := h.change(id)
+	require.Equal(t, "CREATED", dc.BillingStatus)
+	// A first attempt searches nothing: nothing can exist yet.
+	require.Zero(t, h.revioCalls("GET /v1/Services"))
+	require.Equal(t, 1, h.revioCalls("POST /v1/Services"))
+	require.Equal(t, 3, h.revioCalls("POST /v1/ServiceProduct"))
+
+	calls := h.rsim.Stats().Total
+	again, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.Equal(t, res, again)
+	require.Equal(t, calls, h.rsim.Stats().Total, "stored ids: no call to Rev.io")
+	require.Len(t, h.rsim.Services(), 1)
+	require.Len(t, h.rsim.ServiceProducts(), 3)
+
+	// Every Rev.io exchange is audited under its device change, without
+	// the credentials.
+	revioRows := 0
+	for _, r := range h.audit(bulk) {
+		if r.Service != "revio" {
+			continue
+		}
+		revioRows++
+		require.Equal(t, id, r.DeviceChangeID)
+		text := r.Path + r.RequestBody + r.ResponseBody + r.ErrorMessage
+		require.NotContains(t, text, revioPass)
+		require.NotContains(t, text, revioSubKey)
+	}
+	require.Equal(t, 4, revioRows)
+}
+
+// Rev.io created the service and its products but the ids were never
+// stored (worker killed in between): the retry finds them by search and
+// creates nothing.
+func TestCreateBillingServiceFindsWhatWasNeverStored(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, _ := h.activated("3125550102")
+	first, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+
+	h.exec(`DELETE FROM revio_service_products WHERE device_change_id = $1`, id)
+	h.exec(`DELETE FROM revio_services WHERE device_change_id = $1`, id)
+	require.NoError(t, h.run(nil, h.acts.RecordBillingFailure, activities.RecordBillingFailureInput{DeviceChangeID: id, Message: "worker lost"}))
+	var failed []int64
+	require.NoError(t, h.run(&failed, h.acts.ListBillingFailures, activities.ListBillingFailuresInput{BulkChangeID: bulk, Limit: 10}))
+	require.Equal(t, []int64{id}, failed)
+
+	posts := h.revioCalls("POST /v1/Services") + h.revioCalls("POST /v1/ServiceProduct")
+	res, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.False(t, res.Created)
+	require.Equal(t, first.ServiceID, res.ServiceID)
+	require.Equal(t, first.ServiceProductIDs, res.ServiceProductIDs, "each product matched once, none duplicated")
+	require.Equal(t, posts, h.revioCalls("POST /v1/Services")+h.revioCalls("POST /v1/ServiceProduct"), "nothing created")
+	require.Len(t, h.rsim.Services(), 1)
+	require.Len(t, h.rsim.ServiceProducts(), 3)
+
+	svc, products := h.foundBy(id)
+	require.Equal(t, "search", svc)
+	require.Equal(t, []string{"search", "search", "search"}, products)
+	require.Equal(t, "CREATED", h.change(id).BillingStatus)
+}
+
+// The service was created at Rev.io (its answer lost) before anything was
+// stored: a later attempt finds it and adds only the products.
+func TestCreateBillingServiceFindsServiceCreatedWithoutAnswer(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, dev := h.activated("3125550103")
+	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
+		ProviderID: billingData.ProviderID, ServiceTypeID: billingData.ServiceTypeID, Number: "3125550103", Number2: dev.ICCID})
+	require.NoError(t, err)
+	// An unrelated service of the same customer is not taken for it.
+	_, err = h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
+		Number: "3125559999", Number2: "89148009999999999999"})
+	require.NoError(t, err)
+	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, "ERROR", "timeout"))
+
+	res, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.False(t, res.Created)
+	require.Equal(t, serviceID, res.ServiceID)
+	require.Len(t, h.rsim.Services(), 2, "no new service")
+	prods := h.rsim.ServiceProducts()
+	require.Len(t, prods, 3)
+	for _, p := range prods {
+		require.Equal(t, serviceID, p.ServiceID)
+	}
+	svc, products := h.foundBy(id)
+	require.Equal(t, "search", svc)
+	require.Equal(t, []string{"created", "created", "created"}, products)
+}
+
+// Rev.io failures: 5xx and 429 are retried (429 after its Retry-After),
+// a refusal (401) is not. Nothing is created by a failed call.
+func TestCreateBillingServiceRevioErrors(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, _ := h.activated("3125550104")
+
+	h.rsim.SetFaults(revsim.Faults{FailCreateServiceRate: 1})
+	_, err := h.createBilling(bulk, id)
+	ae := appError(t, err)
+	require.False(t, ae.NonRetryable())
+	require.Equal(t, activities.ErrTypeRevio, ae.Type())
+	require.Contains(t, ae.Error(), "500")
+	require.Empty(t, h.rsim.Services())
+
+	h.rsim.SetFaults(revsim.Faults{RateLimitRate: 1})
+	_, err = h.createBilling(bulk, id)
+	ae = appError(t, err)
+	require.False(t, ae.NonRetryable())
+	require.Equal(t, activities.ErrTypeRevio, ae.Type())
+	require.Equal(t, time.Second, ae.NextRetryDelay())
+
+	h.rsim.SetFaults(revsim.Faults{ErrorRate: 1})
+	_, err = h.createBilling(bulk, id)
+	ae = appError(t, err)
+	require.False(t, ae.NonRetryable())
+	require.Empty(t, h.rsim.Services())
+	require.Equal(t, "PENDING", h.change(id).BillingStatus)
+
+	h.rsim.SetFaults(revsim.Faults{})
+	good := h.acts.Revio
+	bad, err := revio.New(revio.Config{BaseURL: h.revioURL, Login: revioLogin, ClientCode: revioCode,
+		Password: "wrong-password", SubscriptionKey: revioSubKey, CallsPerMinute: -1, MaxRetries: -1})
+	require.NoError(t, err)
+	h.acts.Revio = bad
+	_, err = h.createBilling(bulk, id)
+	ae = appError(t, err)
+	require.True(t, ae.NonRetryable(), "a refusal is not retried")
+	require.Equal(t, activities.ErrTypeRevio, ae.Type())
+	require.Contains(t, ae.Error(), "401")
+	require.NotContains(t, ae.Error(), "wrong-password")
+	h.acts.Revio = good
+
+	// Once Rev.io is back, the service is created exactly once.
+	res, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	require.Len(t, h.rsim.Services(), 1)
+	require.Len(t, h.rsim.ServiceProducts(), 3)
+}
+
+// A deactivated device's Rev.io products and service are disconnected
+// with one date; a second run has nothing left to do.
+func TestDisconnectBilling(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, dev := h.activated("3125550105")
+	created, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+
+	off, ids := h.newBulk(account, changes("deactivate", 1, dev)...)
+	offID := ids[dev.ICCID]
+	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, offID)
+	require.NoError(t, h.run(nil, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: offID, Operation: "deactivate",
+		Status: db.ChangeProcessed, Outcome: "DEACTIVATED", FinalState: string(thingspace.StateDeactive), ReleaseMSISDN: true,
+		ConfirmedBy: "callback", ConfirmedAt: time.Now()}))
+
+	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}))
+	date := h.change(offID).CompletedAt.UTC().Format("2006-01-02")
+	svcs := h.rsim.Services()
+	require.Len(t, svcs, 1)
+	require.Equal(t, created.ServiceID, svcs[0].ServiceID)
+	require.Equal(t, date, svcs[0].DisconnectedDate)
+	prods := h.rsim.ServiceProducts()
+	require.Len(t, prods, 3)
+	for _, p := range prods {
+		require.Equal(t, "DISCONNECTED", p.Status)
+		require.Equal(t, date, p.CanceledDate, "same date as the service")
+	}
+	var open int
+	require.NoError(t, h.store.Pool.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM revio_services WHERE disconnected_at IS NULL)
+		+ (SELECT count(*) FROM revio_service_products WHERE disconnected_at IS NULL)`).Scan(&open))
+	require.Zero(t, open)
+
+	calls := h.rsim.Stats().Total
+	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}))
+	require.Equal(t, calls, h.rsim.Stats().Total, "already disconnected: nothing to do")
+}

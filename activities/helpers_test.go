@@ -1,0 +1,382 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/revio"
+	revsim "github.com/iot-ops/tsbulk/revio/simulator"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/thingspace/simulator"
+)
+
+// Rev.io simulator credentials shared by the simulator and the client.
+const (
+	revioLogin  = "tsbulk-api"
+	revioCode   = "SANDBOX1"
+	revioPass   = "revio-test-password"
+	revioSubKey = "revio-test-subscription-key"
+)
+
+// Endpoint keys of the ThingSpace simulator's Stats.Requests.
+const (
+	epSuspend  = "POST /api/m2m/v1/devices/actions/suspend"
+	epRestore  = "POST /api/m2m/v1/devices/actions/restore"
+	epActivate = "POST /api/m2m/v1/devices/actions/activate"
+	epAdd      = "POST /api/m2m/v1/devices/actions/add"
+	epList     = "POST /api/m2m/v1/devices/actions/list"
+)
+
+// setup tunes a harness before it is built.
+type setup struct {
+	sim simulator.Config
+	// clientTimeout is the ThingSpace client's HTTPTimeout (default 5s).
+	clientTimeout time.Duration
+	// clientSecret overrides the ThingSpace client secret (refused
+	// credentials).
+	clientSecret string
+	// clientAccount is the ThingSpace client's default account (default
+	// simulator.DefaultAccount).
+	clientAccount string
+	revio         revsim.Config
+	// revioPassword overrides the Rev.io client's password.
+	revioPassword string
+}
+
+// harness is one test's world: its own database, a ThingSpace simulator and
+// a Rev.io simulator behind real HTTP servers, the activities wired to them,
+// and a Temporal test activity environment to run them in.
+type harness struct {
+	t        *testing.T
+	store    *db.Store
+	sim      *simulator.Simulator
+	rsim     *revsim.Simulator
+	acts     *activities.Activities
+	temporal *fakeTemporal
+	env      *testsuite.TestActivityEnvironment
+	revioURL string
+}
+
+func newHarness(t *testing.T, opts ...func(*setup)) *harness {
+	t.Helper()
+	s := setup{clientTimeout: 5 * time.Second, clientAccount: simulator.DefaultAccount,
+		revio: revsim.Config{Login: revioLogin, ClientCode: revioCode, Password: revioPass, SubscriptionKey: revioSubKey, CallsPerMinute: -1}}
+	s.sim.Seed = 1
+	s.sim.CallbackRetryInterval = -1
+	for _, o := range opts {
+		o(&s)
+	}
+
+	store := dbtest.New(t)
+
+	sim := simulator.New(s.sim)
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(sim.Close) // runs first: releases stalled answers
+
+	rsim := revsim.New(s.revio)
+	rsrv := httptest.NewServer(rsim.Handler())
+	t.Cleanup(rsrv.Close)
+	t.Cleanup(rsim.Close)
+
+	fake := &fakeTemporal{finished: map[string]bool{}}
+	acts := &activities.Activities{
+		Store:    store,
+		Temporal: fake,
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	secret := simulator.DefaultClientSecret
+	if s.clientSecret != "" {
+		secret = s.clientSecret
+	}
+	ts, err := thingspace.New(thingspace.Config{
+		BaseURL: srv.URL, ClientID: simulator.DefaultClientID, ClientSecret: secret,
+		Username: simulator.DefaultUsername, Password: simulator.DefaultPassword, AccountName: s.clientAccount,
+		HTTPTimeout: s.clientTimeout, Observer: acts.ObserveThingSpace,
+	})
+	require.NoError(t, err)
+	acts.ThingSpace = ts
+
+	password := revioPass
+	if s.revioPassword != "" {
+		password = s.revioPassword
+	}
+	rv, err := revio.New(revio.Config{BaseURL: rsrv.URL, Login: revioLogin, ClientCode: revioCode, Password: password,
+		SubscriptionKey: revioSubKey, CallsPerMinute: -1, MaxRetries: -1, HTTPTimeout: 5 * time.Second, Observer: acts.ObserveRevio})
+	require.NoError(t, err)
+	acts.Revio = rv
+
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivityWithOptions(acts, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+
+	return &harness{t: t, store: store, sim: sim, rsim: rsim, acts: acts, temporal: fake, env: env, revioURL: rsrv.URL}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// run executes an activity in the test environment and decodes its result
+// into out (when not nil).
+func (h *harness) run(out any, fn any, args ...any) error {
+	h.t.Helper()
+	v, err := h.env.ExecuteActivity(fn, args...)
+	if err != nil {
+		return err
+	}
+	if out != nil && v != nil && v.HasValue() {
+		require.NoError(h.t, v.Get(out))
+	}
+	return nil
+}
+
+func (h *harness) submit(bulkID string, batch int) (*activities.SubmitBatchResult, error) {
+	h.t.Helper()
+	var res activities.SubmitBatchResult
+	if err := h.run(&res, h.acts.SubmitBatch, activities.SubmitBatchInput{BulkChangeID: bulkID, BatchNo: batch}); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (h *harness) mustSubmit(bulkID string, batch int) *activities.SubmitBatchResult {
+	h.t.Helper()
+	res, err := h.submit(bulkID, batch)
+	require.NoError(h.t, err)
+	return res
+}
+
+// seed adds devices to the ThingSpace simulator.
+func (h *harness) seed(devs ...simulator.DeviceSeed) {
+	h.t.Helper()
+	require.NoError(h.t, h.sim.Seed(devs...))
+}
+
+// devices makes n device seeds in a state, with ICCIDs unique to prefix.
+func devices(n int, prefix, state string) []simulator.DeviceSeed {
+	return simulator.GenerateDevices(n, prefix, state)
+}
+
+// change is one device change of a bulk change made by newBulk.
+type change struct {
+	seed    simulator.DeviceSeed
+	op      string
+	batch   int
+	params  db.ChangeParams
+	ppu     *thingspace.PlaceOfUse
+	billing *db.BillingData
+}
+
+func changes(op string, batch int, seeds ...simulator.DeviceSeed) []change {
+	out := make([]change, len(seeds))
+	for i, s := range seeds {
+		out[i] = change{seed: s, op: op, batch: batch}
+	}
+	return out
+}
+
+// newBulk writes a bulk change of the account with the device changes,
+// and returns its id and the device change ids by ICCID.
+func (h *harness) newBulk(account string, cs ...change) (string, map[string]int64) {
+	h.t.Helper()
+	id := uuid.NewString()
+	n := db.NewBulkChange{ID: id, AccountName: account, SourceName: "test.csv", SubmittedBy: "test", WorkflowID: "bulk-change/" + id}
+	for i, c := range cs {
+		params, err := json.Marshal(c.params)
+		require.NoError(h.t, err)
+		d := db.NewDeviceChange{Seq: i + 1, RowNumber: i + 2, ICCID: c.seed.ICCID, IMEI: c.seed.IMEI, Operation: c.op,
+			BatchNo: c.batch, Params: params}
+		if c.ppu != nil {
+			d.PPU, err = json.Marshal(c.ppu)
+			require.NoError(h.t, err)
+		}
+		if c.billing != nil {
+			d.Billing, err = json.Marshal(c.billing)
+			require.NoError(h.t, err)
+		}
+		n.Devices = append(n.Devices, d)
+		n.Batches = max(n.Batches, c.batch)
+	}
+	b, created, err := h.store.CreateBulkChange(ctx(h.t), n)
+	require.NoError(h.t, err)
+	require.True(h.t, created)
+	rows, err := h.store.Pool.Query(ctx(h.t), `SELECT iccid, id FROM device_changes WHERE bulk_change_id = $1`, b.ID)
+	require.NoError(h.t, err)
+	defer rows.Close()
+	ids := map[string]int64{}
+	for rows.Next() {
+		var iccid string
+		var dcID int64
+		require.NoError(h.t, rows.Scan(&iccid, &dcID))
+		ids[iccid] = dcID
+	}
+	require.NoError(h.t, rows.Err())
+	return b.ID, ids
+}
+
+func (h *harness) change(id int64) *db.DeviceChange {
+	h.t.Helper()
+	dc, err := h.store.GetDeviceChange(ctx(h.t), id)
+	require.NoError(h.t, err)
+	return dc
+}
+
+// requestRow is a thingspace_requests row.
+type requestRow struct {
+	State, RequestID, ErrorCode, ErrorMessage string
+	Devices, Attempts                         int
+}
+
+func (h *harness) request(bulkID string, batch int) requestRow {
+	h.t.Helper()
+	var r requestRow
+	err := h.store.Pool.QueryRow(ctx(h.t), `SELECT state, coalesce(request_id, ''), coalesce(error_code, ''),
+		coalesce(error_message, ''), devices, attempts FROM thingspace_requests WHERE bulk_change_id = $1 AND request_key = $2`,
+		bulkID, db.BatchKey(batch)).Scan(&r.State, &r.RequestID, &r.ErrorCode, &r.ErrorMessage, &r.Devices, &r.Attempts)
+	require.NoError(h.t, err)
+	return r
+}
+
+func (h *harness) exec(sql string, args ...any) {
+	h.t.Helper()
+	_, err := h.store.Pool.Exec(ctx(h.t), sql, args...)
+	require.NoError(h.t, err)
+}
+
+// stats returns the ThingSpace simulator's counters.
+func (h *harness) stats() simulator.Stats { return h.sim.Stats(time.Hour) }
+
+// accepted counts the requests ThingSpace answered 2xx that carried the
+// device for the action.
+func (h *harness) accepted(iccid, action string) int {
+	return h.stats().AcceptedChanges[iccid][action]
+}
+
+// auditRow is an m2m_log row.
+type auditRow struct {
+	BulkChangeID   string
+	DeviceChangeID int64
+	Service        string
+	Operation      string
+	Path           string
+	RequestBody    string
+	ResponseBody   string
+	HTTPStatus     int
+	Outcome        string
+	ErrorCode      string
+	ErrorMessage   string
+	RequestID      string
+	Attempt        int
+	DedupeKey      string
+}
+
+// audit lists the audit log, oldest first; bulkID "" lists every row.
+func (h *harness) audit(bulkID string) []auditRow {
+	h.t.Helper()
+	rows, err := h.store.Pool.Query(ctx(h.t), `SELECT coalesce(bulk_change_id::text, ''), coalesce(device_change_id, 0), service,
+		operation, coalesce(path, ''), coalesce(request_body, ''), coalesce(response_body, ''), coalesce(http_status, 0), outcome,
+		coalesce(error_code, ''), coalesce(error_message, ''), coalesce(request_id, ''), coalesce(attempt, 0), coalesce(dedupe_key, '')
+		FROM m2m_log WHERE $1 = '' OR bulk_change_id::text = $1 ORDER BY id`, bulkID)
+	require.NoError(h.t, err)
+	defer rows.Close()
+	var out []auditRow
+	for rows.Next() {
+		var r auditRow
+		require.NoError(h.t, rows.Scan(&r.BulkChangeID, &r.DeviceChangeID, &r.Service, &r.Operation, &r.Path, &r.RequestBody,
+			&r.ResponseBody, &r.HTTPStatus, &r.Outcome, &r.ErrorCode, &r.ErrorMessage, &r.RequestID, &r.Attempt, &r.DedupeKey))
+		out = append(out, r)
+	}
+	require.NoError(h.t, rows.Err())
+	return out
+}
+
+// appError extracts the ApplicationError an activity failed with.
+func appError(t *testing.T, err error) *temporal.ApplicationError {
+	t.Helper()
+	require.Error(t, err)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "want an ApplicationError, got %T: %v", err, err)
+	return ae
+}
+
+// fakeTemporal records the calls activities make to Temporal. Only the
+// methods activities use are implemented; any other call panics on the nil
+// embedded client.
+type fakeTemporal struct {
+	client.Client
+
+	mu       sync.Mutex
+	starts   []signalWithStart
+	signals  []signal
+	finished map[string]bool // workflow ids answered NotFound (already closed)
+}
+
+type signalWithStart struct {
+	WorkflowID, Signal string
+	Options            client.StartWorkflowOptions
+	Workflow           any
+	Args               []any
+}
+
+type signal struct {
+	WorkflowID, Signal string
+	Arg                any
+}
+
+func (f *fakeTemporal) SignalWithStartWorkflow(_ context.Context, workflowID, signalName string, _ any,
+	options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.starts = append(f.starts, signalWithStart{WorkflowID: workflowID, Signal: signalName, Options: options, Workflow: workflow, Args: workflowArgs})
+	return nil, nil
+}
+
+func (f *fakeTemporal) SignalWorkflow(_ context.Context, workflowID, _, signalName string, arg any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.signals = append(f.signals, signal{WorkflowID: workflowID, Signal: signalName, Arg: arg})
+	if f.finished[workflowID] {
+		return serviceerror.NewNotFound("workflow execution already completed")
+	}
+	return nil
+}
+
+func (f *fakeTemporal) started() []signalWithStart {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]signalWithStart(nil), f.starts...)
+}
+
+func (f *fakeTemporal) finish(workflowID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.finished[workflowID] = true
+}
+
+func (f *fakeTemporal) signalled() []signal {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]signal(nil), f.signals...)
+}

@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/stack"
+	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+)
+
+// Lowered server limits: the history size at which the server suggests
+// continue-as-new, the size at which it terminates a run, and the pending
+// children per workflow. A bulk change of any size must stay far inside
+// them; with these values a run that grew with the number of devices
+// (instead of continuing as new) would be terminated here.
+const (
+	suggestCANAt      = 300
+	historyErrorAt    = 2000
+	pendingChildLimit = 40
+)
+
+// TestHistoryAndChildrenStayBounded runs 800 devices with the server's
+// limits lowered as docs/architecture.md describes. The parent continues as
+// new when the server suggests it (StartsPerRun is set out of the way), the
+// window stays under the pending-children limit, and no run of any
+// workflow comes near the lowered history limit: the cost per run does not
+// grow with the bulk change, so 100,000 devices are as safe as 800.
+func TestHistoryAndChildrenStayBounded(t *testing.T) {
+	s := newStack(t, stack.Options{
+		DevServerArgs: []string{
+			"--dynamic-config-value", fmt.Sprintf("limit.historyCount.suggestContinueAsNew=%d", suggestCANAt),
+			"--dynamic-config-value", fmt.Sprintf("limit.historyCount.error=%d", historyErrorAt),
+			"--dynamic-config-value", fmt.Sprintf("limit.numPendingChildExecutions.error=%d", pendingChildLimit),
+		},
+		ThingSpace: tssim.Config{CompletionDelay: 100 * time.Millisecond, CompletionJitter: 400 * time.Millisecond,
+			CallbackRetryInterval: 300 * time.Millisecond},
+		Config: func(c *config.Config) {
+			c.Bulk.Window = pendingChildLimit - 10
+			c.Bulk.StartsPerRun = 100000 // only the server's suggestion triggers continue-as-new
+			c.Bulk.BatchSize = 200
+		},
+	})
+	_, err := s.StartWorker()
+	require.NoError(t, err)
+	devs := tssim.GenerateDevices(800, "8914800030", "active")
+	require.NoError(t, s.TS.Seed(devs...))
+	var rows []row
+	for _, d := range devs {
+		rows = append(rows, row{"iccid": d.ICCID, "operation": "suspend"})
+	}
+	res := submit(t, s, writeCSV(t, []string{"iccid", "operation"}, rows))
+
+	out := waitBulk(t, s, res, 15*time.Minute)
+
+	require.Equal(t, 800, out.Processed)
+	require.Greater(t, out.Progress.Runs, 2, "the parent continued as new when the server suggested it")
+	parentMax, childMax, runs := historyLengths(t, s)
+	require.Less(t, parentMax, int64(historyErrorAt/2), "longest parent run")
+	require.Less(t, childMax, int64(100), "longest device workflow")
+	t.Logf("FIGURES scale: 800 devices, %d parent runs, longest parent run %d events, longest device workflow %d events (%d runs listed)",
+		out.Progress.Runs, parentMax, childMax, runs)
+}
+
+// historyLengths returns the longest history of a BulkChange run and of a
+// DeviceChange run, from the server's visibility records.
+func historyLengths(t *testing.T, s *stack.Stack) (parentMax, childMax int64, runs int) {
+	t.Helper()
+	ctx := context.Background()
+	var token []byte
+	for {
+		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
+		require.NoError(t, err)
+		for _, w := range resp.GetExecutions() {
+			runs++
+			n := w.GetHistoryLength()
+			switch w.GetType().GetName() {
+			case "BulkChange":
+				parentMax = max(parentMax, n)
+			case "DeviceChange":
+				childMax = max(childMax, n)
+			}
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			return parentMax, childMax, runs
+		}
+	}
+}
