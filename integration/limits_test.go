@@ -106,15 +106,6 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 	}
 	res := submit(t, s, writeCSV(t, []string{"iccid", "operation", "service_plan", "mdn_zip_code"}, rows))
 
-	var throttledSeen bool
-	go func() {
-		for i := 0; i < 600 && !throttledSeen; i++ {
-			if p, ok := progress(s, res.WorkflowID); ok && p.Limit != nil && !p.Limit.ThrottledUntil.IsZero() {
-				throttledSeen = true
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
 	out := waitBulk(t, s, res, 5*time.Minute)
 
 	require.Equal(t, 4, out.Processed)

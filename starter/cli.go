@@ -22,6 +22,7 @@ import (
 	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -380,9 +381,10 @@ func (c *cli) status(ctx context.Context, args []string) error {
 		}
 	}
 	if p.Limit != nil {
-		fmt.Fprintf(c.out, "ThingSpace budget: %d of %d requests in the last hour; %d batches (%d devices) waiting\n",
+		fmt.Fprintf(c.out, "at the last batch sent: %d of %d requests used in the window; %d batches (%d devices) still to send\n",
 			p.Limit.UsedLastHour, p.Limit.RequestsPerHour, p.Limit.BatchesWaiting, p.Limit.DevicesWaiting)
 	}
+	c.printBudget(ctx, store, b.AccountName)
 	if p.Error != "" {
 		fmt.Fprintln(c.out, "error:", p.Error)
 	}
@@ -507,4 +509,28 @@ func parseID(fs *flag.FlagSet, args []string) (string, error) {
 		return "", &exitError{2, fmt.Errorf("%s: the bulk change id is required", fs.Name())}
 	}
 	return id, nil
+}
+
+// printBudget shows the account's ThingSpace request budget as it stands
+// now, shared by every worker.
+func (c *cli) printBudget(ctx context.Context, store *db.Store, account string) {
+	l := c.cfg.Limits
+	rules := ratelimit.Rules(l.RequestsPerHour, l.RequestsWindow, l.ActivatesPerMinute)
+	if len(rules) == 0 {
+		return
+	}
+	lim := &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: account}
+	sts, err := lim.Status(ctx, account)
+	if err != nil {
+		return
+	}
+	for _, s := range sts {
+		line := fmt.Sprintf("ThingSpace budget now (%s): %d of %d in the last %s", s.Bucket, s.Used, s.Limit, s.Window)
+		if s.ThrottledUntil != nil {
+			line += fmt.Sprintf("; throttled by ThingSpace until %s", s.ThrottledUntil.Format("15:04:05"))
+		} else if s.PacedUntil != nil {
+			line += fmt.Sprintf("; pacing below the limit until %s", s.PacedUntil.Format("15:04:05"))
+		}
+		fmt.Fprintln(c.out, line)
+	}
 }
