@@ -202,3 +202,15 @@ func (p *workerProcess) kill() {
 		_ = p.cmd.Wait()
 	}
 }
+
+// suspendFile seeds n active devices and writes a file suspending them.
+func suspendFile(t *testing.T, s *stack.Stack, prefix string, n int) ([]tssim.DeviceSeed, string) {
+	t.Helper()
+	devs := tssim.GenerateDevices(n, prefix, "active")
+	require.NoError(t, s.TS.Seed(devs...))
+	rows := make([]row, len(devs))
+	for i, d := range devs {
+		rows[i] = row{"iccid": d.ICCID, "operation": "suspend"}
+	}
+	return devs, writeCSV(t, []string{"iccid", "operation"}, rows)
+}

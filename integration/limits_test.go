@@ -36,13 +36,8 @@ func TestRequestLimitHoldsAcrossTwoWorkers(t *testing.T) {
 
 	var subs []*submission.Result
 	for i := 0; i < 4; i++ {
-		devs := tssim.GenerateDevices(12, fmt.Sprintf("891480002%d", i), "active")
-		require.NoError(t, s.TS.Seed(devs...))
-		var rows []row
-		for _, d := range devs {
-			rows = append(rows, row{"iccid": d.ICCID, "operation": "suspend"})
-		}
-		subs = append(subs, submit(t, s, writeCSV(t, []string{"iccid", "operation"}, rows)))
+		_, file := suspendFile(t, s, fmt.Sprintf("891480002%d", i), 12)
+		subs = append(subs, submit(t, s, file))
 	}
 	start := time.Now()
 	for _, res := range subs {
@@ -169,14 +164,9 @@ func TestCallbackOutageIsPolledInBatches(t *testing.T) {
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
-	devs := tssim.GenerateDevices(300, "8914800060", "active")
-	require.NoError(t, s.TS.Seed(devs...))
-	var rows []row
-	for _, d := range devs {
-		rows = append(rows, row{"iccid": d.ICCID, "operation": "suspend"})
-	}
+	_, file := suspendFile(t, s, "8914800060", 300)
 	s.TS.ResetStats()
-	res := submit(t, s, writeCSV(t, []string{"iccid", "operation"}, rows))
+	res := submit(t, s, file)
 	out := waitBulk(t, s, res, 5*time.Minute)
 
 	require.Equal(t, 300, out.Processed)

@@ -48,13 +48,8 @@ func TestHistoryAndChildrenStayBounded(t *testing.T) {
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
-	devs := tssim.GenerateDevices(800, "8914800030", "active")
-	require.NoError(t, s.TS.Seed(devs...))
-	var rows []row
-	for _, d := range devs {
-		rows = append(rows, row{"iccid": d.ICCID, "operation": "suspend"})
-	}
-	res := submit(t, s, writeCSV(t, []string{"iccid", "operation"}, rows))
+	_, file := suspendFile(t, s, "8914800030", 800)
+	res := submit(t, s, file)
 
 	out := waitBulk(t, s, res, 15*time.Minute)
 
