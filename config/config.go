@@ -188,7 +188,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("revio.client_code", "")
 	v.SetDefault("revio.calls_per_minute", 500)
 	v.SetDefault("revio.disconnect_on_deactivate", false)
-	v.SetDefault("bulk.batch_size", 100)
+	v.SetDefault("bulk.batch_size", 10000)
 	v.SetDefault("bulk.window", 500)
 	v.SetDefault("bulk.starts_per_run", 500)
 	v.SetDefault("bulk.callback_timeout", 30*time.Minute)
