@@ -119,18 +119,14 @@ func withoutDeliveredCallback(s *stack.Stack) map[string]bool {
 	return out
 }
 
-// targetOf is the simulator state an operation leads to.
+// targetOf is the simulator state an operation of mixedFile leads to.
 func targetOf(op string) string {
-	switch op {
-	case "suspend":
-		return "suspend"
-	case "restore":
-		return "active"
-	case "deactivate":
-		return "deactive"
-	default:
-		return "pre-active"
-	}
+	return map[string]string{
+		"suspend":    tssim.StateSuspend,
+		"restore":    tssim.StateActive,
+		"deactivate": tssim.StateDeactive,
+		"inventory":  tssim.StatePreActive,
+	}[op]
 }
 
 // TestMixedBulkChangeWithFaults runs 1,220 devices through suspend,
