@@ -7,11 +7,9 @@ package activities
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -124,85 +122,4 @@ func forAccount(ctx context.Context, account string) context.Context {
 func scopeOf(ctx context.Context) auditScope {
 	s, _ := ctx.Value(auditScopeKey{}).(auditScope)
 	return s
-}
-
-// ObserveThingSpace is the ThingSpace client's Observer: every HTTP attempt
-// goes to the audit log (bodies arrive redacted) and to the metrics.
-func (a *Activities) ObserveThingSpace(ctx context.Context, x thingspace.Exchange) {
-	status := "error"
-	if x.StatusCode != 0 {
-		status = strconv.Itoa(x.StatusCode)
-	}
-	outcome := "ok"
-	if x.Err != "" || x.StatusCode >= 400 {
-		outcome = "error"
-	}
-	if a.Metrics != nil {
-		a.Metrics.ThingSpaceRequests.WithLabelValues(x.Op, status).Inc()
-		if outcome == "error" {
-			code := x.Code
-			if code == "" {
-				code = status
-			}
-			a.Metrics.ThingSpaceErrors.WithLabelValues(x.Op, thingspace.ShortCode(code)).Inc()
-		}
-	}
-	a.audit(ctx, db.AuditEntry{
-		Service: "thingspace", Operation: x.Op, Method: x.Method, Path: x.Path,
-		RequestBody: string(x.RequestBody), ResponseBody: string(x.ResponseBody), HTTPStatus: x.StatusCode,
-		Outcome: outcome, ErrorCode: x.Code, ErrorMessage: x.Err, RequestID: requestIDOf(x.ResponseBody),
-		Attempt: x.Attempt, Duration: x.Duration, At: x.Started,
-	})
-}
-
-// ObserveRevio is the Rev.io client's Observer.
-func (a *Activities) ObserveRevio(ctx context.Context, x revio.Exchange) {
-	status := "error"
-	if x.StatusCode != 0 {
-		status = strconv.Itoa(x.StatusCode)
-	}
-	outcome := "ok"
-	if x.Err != "" || x.StatusCode >= 400 {
-		outcome = "error"
-	}
-	if a.Metrics != nil {
-		a.Metrics.RevioRequests.WithLabelValues(x.Op, status).Inc()
-	}
-	a.audit(ctx, db.AuditEntry{
-		Service: "revio", Operation: x.Op, Method: x.Method, Path: x.Path,
-		RequestBody: string(x.RequestBody), ResponseBody: string(x.ResponseBody), HTTPStatus: x.StatusCode,
-		Outcome: outcome, ErrorMessage: x.Err, Attempt: x.Attempt, Duration: x.Duration, At: x.Started,
-	})
-}
-
-func (a *Activities) audit(ctx context.Context, e db.AuditEntry) {
-	s := scopeOf(ctx)
-	e.BulkChangeID, e.DeviceChangeID = s.BulkChangeID, s.DeviceChangeID
-	// The exchange has happened; record it even if the activity's context
-	// is being cancelled.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := a.Store.WriteAudit(wctx, e); err != nil {
-		a.log().Warn("audit log write failed", "service", e.Service, "operation", e.Operation, "error", err)
-	}
-}
-
-func (a *Activities) log() *slog.Logger {
-	if a.Logger != nil {
-		return a.Logger
-	}
-	return slog.Default()
-}
-
-// requestIDOf extracts ThingSpace's requestId from an answer, for the audit
-// log.
-func requestIDOf(body []byte) string {
-	if len(body) == 0 || body[0] != '{' {
-		return ""
-	}
-	var v struct {
-		RequestID string `json:"requestId"`
-	}
-	_ = json.Unmarshal(body, &v)
-	return v.RequestID
 }

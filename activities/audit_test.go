@@ -15,7 +15,7 @@ import (
 // Every HTTP attempt made for a bulk change, failed ones and transport
 // retries included, lands in the audit log under the bulk change, with its
 // HTTP status and ThingSpace's requestId.
-func TestObserveThingSpaceRecordsEveryAttempt(t *testing.T) {
+func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
 	devs := devices(2, "8914800501", "active")

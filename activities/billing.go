@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/revio"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // BillingInput names the device change whose Rev.io service is to be
@@ -27,6 +31,14 @@ type BillingResult struct {
 	Created           bool    `json:"created"` // false when an existing service was found
 }
 
+// Error types of the Rev.io step, recorded as its billing error code so
+// that operators and billing retries can tell them apart.
+const (
+	// ErrTypeMSISDNUnknown: ThingSpace has not told the device's MSISDN, and
+	// the Rev.io service is keyed by it.
+	ErrTypeMSISDNUnknown = "MSISDN_UNKNOWN"
+)
+
 // CreateBillingService creates the Rev.io service line of an activated
 // device, and its service products, exactly once.
 //
@@ -35,6 +47,10 @@ type BillingResult struct {
 // search of Rev.io by number (MSISDN) and ICCID, which finds a service whose
 // creation succeeded but whose id was never stored (worker killed between
 // the two). Every id is stored the moment Rev.io returns it.
+//
+// A device that was already active most likely has its service already:
+// for it the search comes first, whatever the attempt, and a service found
+// is recorded as EXISTING instead of creating a second line.
 func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) (*BillingResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
 	if a.Revio == nil {
@@ -49,12 +65,26 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 		return nil, permanent(ErrTypeInvalidData, "device change %d has no usable Rev.io data", in.DeviceChangeID)
 	}
 	if dc.MSISDN == "" {
-		return nil, permanent(ErrTypeInvalidData, "device change %d has no MSISDN: the Rev.io service needs one", in.DeviceChangeID)
+		if err := a.readMSISDN(ctx, dc); err != nil {
+			return nil, err
+		}
+	}
+	alreadyActive := dc.Outcome == OutcomeAlreadyActive || dc.Outcome == OutcomeAlreadyActivePPU
+	if alreadyActive {
+		if svc, err := a.existingService(ctx, dc); err != nil || svc != nil {
+			if err != nil {
+				return nil, err
+			}
+			if err := a.Store.SetBillingStatus(ctx, dc.ID, db.BillingExisting, "", ""); err != nil {
+				return nil, err
+			}
+			return &BillingResult{ServiceID: svc.ServiceID}, nil
+		}
 	}
 	// A first attempt of the step in the device's own workflow cannot have
 	// created anything yet; every later attempt, and every billing retry,
 	// searches Rev.io before creating.
-	first := dc.BillingStatus == "PENDING" && activity.GetInfo(ctx).Attempt == 1
+	first := dc.BillingStatus == db.BillingPending && activity.GetInfo(ctx).Attempt == 1 && !alreadyActive
 	svc, err := a.ensureService(ctx, dc, bill, first)
 	if err != nil {
 		return nil, err
@@ -68,10 +98,59 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 		}
 		res.ServiceProductIDs = ids
 	}
-	if err := a.Store.SetBillingStatus(ctx, dc.ID, "CREATED", ""); err != nil {
+	if err := a.Store.SetBillingStatus(ctx, dc.ID, db.BillingCreated, "", ""); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// Outcomes of an activation of a device that was already active (the
+// workflow's outcome names, as stored).
+const (
+	OutcomeAlreadyActive    = "already_active"
+	OutcomeAlreadyActivePPU = "already_active_ppu_updated"
+)
+
+// readMSISDN reads the MSISDN of an activated device from ThingSpace when
+// the change recorded none (callback without it, lookup failed), and
+// records it. Without one the service cannot be created: that is a
+// non-retryable MSISDN_UNKNOWN, which a later billing retry reads again.
+func (a *Activities) readMSISDN(ctx context.Context, dc *db.DeviceChange) error {
+	d, err := a.getDevice(forAccount(ctx, dc.AccountName), dc.AccountName, dc.ICCID)
+	if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
+		return permanent(ErrTypeMSISDNUnknown, "device %s is not listed at ThingSpace: its MSISDN is unknown and the Rev.io service needs it", dc.ICCID)
+	}
+	if err != nil {
+		return thingSpaceError("read the MSISDN of "+dc.ICCID, err)
+	}
+	if d.MSISDN() == "" {
+		return permanent(ErrTypeMSISDNUnknown, "ThingSpace lists device %s without an MSISDN: the Rev.io service needs one", dc.ICCID)
+	}
+	dc.MSISDN = d.MSISDN()
+	return a.Store.SetMSISDN(ctx, dc.ID, dc.MSISDN)
+}
+
+// existingService looks Rev.io up for an active service of the device's
+// number or ICCID, under any customer, and records the one found.
+func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (*db.RevioService, error) {
+	if svc, err := a.Store.RevioServiceOf(ctx, dc.ID); err == nil {
+		return svc, nil
+	} else if !errors.Is(err, db.ErrNotFound) {
+		return nil, err
+	}
+	for _, q := range []revio.ServiceSearch{{Number: dc.MSISDN}, {Number2: dc.ICCID}} {
+		found, err := a.Revio.FindServices(ctx, q)
+		if err != nil {
+			return nil, revioError("find Rev.io service of "+dc.ICCID, err)
+		}
+		for _, s := range found {
+			if s.DisconnectedDate == "" {
+				return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: s.Number,
+					CustomerID: s.CustomerID, ServiceID: s.ServiceID, FoundBy: "existing"})
+			}
+		}
+	}
+	return nil, nil
 }
 
 func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bill db.BillingData, first bool) (*db.RevioService, error) {
@@ -187,12 +266,98 @@ func activatedDate(dc *db.DeviceChange) string {
 type RecordBillingFailureInput struct {
 	DeviceChangeID int64
 	Message        string
+	// Code is the failure's error type (MSISDN_UNKNOWN, RevioError, ...).
+	Code string `json:",omitempty"`
 }
 
-// RecordBillingFailure marks the Rev.io step failed; the activation stays
+// RecordBillingFailure marks the Rev.io step failed; the change stays
 // recorded, and `starter billing-retry` can run the step again later.
 func (a *Activities) RecordBillingFailure(ctx context.Context, in RecordBillingFailureInput) error {
-	return a.Store.SetBillingStatus(ctx, in.DeviceChangeID, "ERROR", in.Message)
+	return a.Store.SetBillingStatus(ctx, in.DeviceChangeID, db.BillingError, in.Code, in.Message)
+}
+
+// ListOwedBillingInput pages the device changes whose Rev.io step is owed.
+type ListOwedBillingInput struct {
+	BulkChangeID string
+	AfterID      int64
+	Limit        int
+	// StrandedOnly skips failed steps.
+	StrandedOnly bool `json:",omitempty"`
+}
+
+// OwedBilling is a device change whose Rev.io step a billing retry runs.
+type OwedBilling struct {
+	DeviceChangeID int64  `json:"deviceChangeId"`
+	Operation      string `json:"operation"`
+	// Stranded: the step was pending and the device's workflow, which owns
+	// it while it runs, has closed without ending it.
+	Stranded bool `json:"stranded,omitempty"`
+}
+
+// OwedBillingPage is one page of owed Rev.io steps. Next is where the next
+// page starts; Busy counts pending steps skipped because their device's
+// workflow still runs (it will run the step itself).
+type OwedBillingPage struct {
+	Owed []OwedBilling `json:"owed"`
+	Next int64         `json:"next"`
+	Done bool          `json:"done"`
+	Busy int           `json:"busy"`
+}
+
+// ListOwedBilling returns the next device changes whose Rev.io step a
+// billing retry may run: those whose step failed, and those stranded in
+// PENDING. A pending step belongs to the device's workflow while that
+// workflow runs; it is stranded only once the workflow has closed (or never
+// existed), so a running step is never taken twice.
+func (a *Activities) ListOwedBilling(ctx context.Context, in ListOwedBillingInput) (*OwedBillingPage, error) {
+	rows, err := a.Store.OwedBillings(ctx, in.BulkChangeID, in.AfterID, in.Limit)
+	if err != nil {
+		return nil, err
+	}
+	page := &OwedBillingPage{Next: in.AfterID, Done: len(rows) < in.Limit}
+	for _, r := range rows {
+		page.Next = r.ID
+		o := OwedBilling{DeviceChangeID: r.ID, Operation: r.Operation}
+		if r.Status != db.BillingPending && in.StrandedOnly {
+			continue
+		}
+		if r.Status == db.BillingPending {
+			running, err := a.deviceWorkflowRunning(ctx, in.BulkChangeID, r.ICCID)
+			if err != nil {
+				return nil, err
+			}
+			if running {
+				page.Busy++
+				continue
+			}
+			o.Stranded = true
+		}
+		page.Owed = append(page.Owed, o)
+	}
+	return page, nil
+}
+
+// deviceWorkflowRunning asks Temporal whether a device's workflow is open.
+func (a *Activities) deviceWorkflowRunning(ctx context.Context, bulkID, iccid string) (bool, error) {
+	st, err := a.workflowStatus(ctx, api.DeviceChangeWorkflowID(bulkID, iccid))
+	return st == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, err
+}
+
+// workflowStatus is a workflow's status as Temporal tells it; UNSPECIFIED
+// when no workflow has that ID.
+func (a *Activities) workflowStatus(ctx context.Context, workflowID string) (enumspb.WorkflowExecutionStatus, error) {
+	if a.Temporal == nil {
+		return 0, errors.New("no Temporal client: cannot tell whether a workflow runs")
+	}
+	d, err := a.Temporal.DescribeWorkflow(ctx, workflowID, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return enumspb.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	return d.RawResponse.GetWorkflowExecutionInfo().GetStatus(), nil
 }
 
 // ListBillingFailuresInput pages device changes whose billing failed.
@@ -203,14 +368,31 @@ type ListBillingFailuresInput struct {
 }
 
 // ListBillingFailures returns the next device change ids whose Rev.io step
-// failed.
+// failed. Billing retries started before ListOwedBilling replay it.
 func (a *Activities) ListBillingFailures(ctx context.Context, in ListBillingFailuresInput) ([]int64, error) {
-	return a.Store.ChangesForBilling(ctx, in.BulkChangeID, in.AfterID, in.Limit)
+	var ids []int64
+	for after := in.AfterID; len(ids) < in.Limit; {
+		rows, err := a.Store.OwedBillings(ctx, in.BulkChangeID, after, in.Limit)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			after = r.ID
+			if r.Status == db.BillingError && len(ids) < in.Limit {
+				ids = append(ids, r.ID)
+			}
+		}
+		if len(rows) < in.Limit {
+			break
+		}
+	}
+	return ids, nil
 }
 
 // DisconnectBilling disconnects the Rev.io service of a deactivated device:
 // every active service product, then the service, with the same date (Rev.io
-// requires the products' dates to match the service's).
+// requires the products' dates to match the service's). A device never
+// billed through this product has nothing to disconnect (billing NONE).
 func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) error {
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
 	if a.Revio == nil {
@@ -222,7 +404,7 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	}
 	svc, err := a.Store.ActiveRevioServiceByICCID(ctx, dc.ICCID)
 	if errors.Is(err, db.ErrNotFound) {
-		return nil // never billed through this product: nothing to disconnect
+		return a.Store.SetBillingStatus(ctx, dc.ID, db.BillingNone, "", "")
 	}
 	if err != nil {
 		return err
@@ -240,5 +422,8 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	if err := a.Revio.UpdateService(ctx, svc.ServiceID, []revio.PatchOp{{Op: "replace", Path: "/disconnected_date", Value: date}}); err != nil {
 		return revioError("disconnect Rev.io service", err)
 	}
-	return a.Store.MarkRevioDisconnected(ctx, svc.DeviceChangeID)
+	if err := a.Store.MarkRevioDisconnected(ctx, svc.DeviceChangeID); err != nil {
+		return err
+	}
+	return a.Store.SetBillingStatus(ctx, dc.ID, db.BillingDisconnected, "", "")
 }

@@ -174,7 +174,7 @@ func TestCreateBillingServiceFindsServiceCreatedWithoutAnswer(t *testing.T) {
 	_, err = h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
 		Number: "3125559999", Number2: "89148009999999999999"})
 	require.NoError(t, err)
-	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, "ERROR", "timeout"))
+	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, db.BillingError, "", "timeout"))
 
 	res, err := h.createBilling(bulk, id)
 	require.NoError(t, err)

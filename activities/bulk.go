@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -13,6 +17,19 @@ import (
 // StartBulkChange checks that the bulk change exists and has not finished,
 // marks it running and returns its plan.
 func (a *Activities) StartBulkChange(ctx context.Context, bulkID string) (*api.Plan, error) {
+	b, err := a.runnableBulkChange(ctx, bulkID)
+	if err != nil {
+		return nil, err
+	}
+	return a.planOf(ctx, b)
+}
+
+// runnableBulkChange reads a bulk change that a parent run may run: it
+// exists, has not ended, and the calling workflow is the one recorded for it.
+// A second parent started by hand under another workflow ID would take the
+// children for its own, while they report to the recorded one, and wait
+// forever.
+func (a *Activities) runnableBulkChange(ctx context.Context, bulkID string) (*db.BulkChange, error) {
 	b, err := a.Store.GetBulkChange(ctx, bulkID)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, permanent(ErrTypeNotRunnable, "bulk change %s does not exist", bulkID)
@@ -23,20 +40,62 @@ func (a *Activities) StartBulkChange(ctx context.Context, bulkID string) (*api.P
 	if b.Status == db.BulkFinished || b.Status == db.BulkFailed {
 		return nil, permanent(ErrTypeNotRunnable, "bulk change %s has already ended (%s)", bulkID, b.Status)
 	}
+	if wid := activity.GetInfo(ctx).WorkflowExecution.ID; wid != b.WorkflowID {
+		return nil, permanent(ErrTypeNotRunnable, "bulk change %s runs as workflow %s, not %s: start or resume that one",
+			bulkID, b.WorkflowID, wid)
+	}
+	return b, nil
+}
+
+func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, error) {
 	var opts api.Options
 	if err := json.Unmarshal(b.Options, &opts); err != nil {
-		return nil, permanent(ErrTypeInvalidData, "bulk change %s: options: %v", bulkID, err)
+		return nil, permanent(ErrTypeInvalidData, "bulk change %s: options: %v", b.ID, err)
 	}
-	if err := a.Store.MarkBulkRunning(ctx, bulkID); err != nil {
-		return nil, fmt.Errorf("mark bulk change %s running: %w", bulkID, err)
+	if err := a.Store.MarkBulkRunning(ctx, b.ID); err != nil {
+		return nil, fmt.Errorf("mark bulk change %s running: %w", b.ID, err)
 	}
 	return &api.Plan{BulkChangeID: b.ID, AccountName: b.AccountName, Total: b.Total, Batches: b.Batches, Options: opts}, nil
 }
 
+// RecoveredBulk is where a bulk change stands, for a parent run that takes
+// it over after the previous one ended without finishing it.
+type RecoveredBulk struct {
+	Plan         api.Plan       `json:"plan"`
+	NextBatch    int            `json:"nextBatch"`
+	Submitted    int            `json:"submitted"`
+	Unfinished   int            `json:"unfinished"`
+	Processed    int            `json:"processed"`
+	Errors       int            `json:"errors"`
+	ByOutcome    map[string]int `json:"byOutcome"`
+	ErrorsByCode map[string]int `json:"errorsByCode"`
+}
+
+// RecoverBulkChange reads where a bulk change stands from its device
+// changes, for `starter resume-failed`.
+func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*RecoveredBulk, error) {
+	b, err := a.runnableBulkChange(ctx, bulkID)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := a.planOf(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.Store.RecoveryState(ctx, bulkID, b.Batches)
+	if err != nil {
+		return nil, err
+	}
+	return &RecoveredBulk{Plan: *plan, NextBatch: st.NextBatch, Submitted: st.Submitted, Unfinished: st.Unfinished,
+		Processed: st.Processed, Errors: st.Errors, ByOutcome: st.ByOutcome, ErrorsByCode: st.ErrorsByCode}, nil
+}
+
 // CheckThingSpaceAuth makes sure both ThingSpace tokens can be obtained.
 // Refused credentials come back as a non-retryable error: retrying them
-// would lock the Verizon account.
-func (a *Activities) CheckThingSpaceAuth(ctx context.Context) error {
+// would lock the Verizon account. The exchanges are logged under the bulk
+// change that caused them.
+func (a *Activities) CheckThingSpaceAuth(ctx context.Context, bulkID string) error {
+	ctx = withScope(ctx, bulkID, 0)
 	return thingSpaceError("thingspace authentication", a.ThingSpace.CheckAuth(ctx))
 }
 
@@ -82,6 +141,9 @@ type ListDevicesInput struct {
 	After        api.Cursor
 	MaxBatch     int
 	Limit        int
+	// UnfinishedBelowBatch: below this batch only device changes without an
+	// outcome are listed (a recovered bulk change); 0 for none.
+	UnfinishedBelowBatch int `json:",omitempty"`
 }
 
 // DeviceToStart is one child to start.
@@ -97,7 +159,7 @@ type DeviceToStart struct {
 // Pages are small: the device list never travels as one payload.
 func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput) ([]DeviceToStart, error) {
 	rows, err := a.Store.ListDevicesToStart(ctx, in.BulkChangeID, db.StartCursor{BatchNo: in.After.BatchNo, Seq: in.After.Seq},
-		in.MaxBatch, in.Limit)
+		in.MaxBatch, in.Limit, in.UnfinishedBelowBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -119,19 +181,81 @@ type FinishResult struct {
 	Processed int `json:"processed"`
 	Errors    int `json:"errors"`
 	SitesSet  int `json:"sitesSet"`
+	// BillingOwed counts device changes whose Rev.io step has not ended:
+	// the bulk change was not marked FINISHED.
+	BillingOwed int `json:"billingOwed,omitempty"`
 }
 
 // FinishBulkChange gives the default site to devices left in inventory or
 // pending state and marks the bulk change FINISHED with its counts, taken
-// from the device changes themselves.
+// from the device changes themselves; not while a Rev.io step is owed.
 func (a *Activities) FinishBulkChange(ctx context.Context, in FinishInput) (*FinishResult, error) {
 	sites, err := a.Store.AssignDefaultSite(ctx, in.BulkChangeID, in.DefaultSite)
 	if err != nil {
 		return nil, err
 	}
-	b, err := a.Store.FinishBulkChange(ctx, in.BulkChangeID)
+	b, owed, err := a.Store.FinishBulkChange(ctx, in.BulkChangeID)
 	if err != nil {
 		return nil, err
 	}
-	return &FinishResult{Processed: b.Processed, Errors: b.Errors, SitesSet: sites}, nil
+	return &FinishResult{Processed: b.Processed, Errors: b.Errors, SitesSet: sites, BillingOwed: owed}, nil
+}
+
+// EndDeviceChangeInput ends a device change whose workflow could not record
+// an outcome.
+type EndDeviceChangeInput struct {
+	DeviceChangeID int64
+	Code           string
+	Message        string
+}
+
+// EndDeviceChange records a device change ERROR with the code, unless it
+// already has an outcome, and returns its result as stored.
+func (a *Activities) EndDeviceChange(ctx context.Context, in EndDeviceChangeInput) (*api.DeviceResult, error) {
+	dc, _, err := a.Store.Complete(ctx, db.Completion{DeviceChangeID: in.DeviceChangeID, Status: db.ChangeError,
+		ErrorCode: in.Code, ErrorMessage: in.Message})
+	if err != nil {
+		return nil, fmt.Errorf("end device change %d: %w", in.DeviceChangeID, err)
+	}
+	return resultOf(dc), nil
+}
+
+func resultOf(dc *db.DeviceChange) *api.DeviceResult {
+	return &api.DeviceResult{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Operation: dc.Operation, Status: dc.Status,
+		Outcome: dc.Outcome, ErrorCode: dc.ErrorCode, BillingError: dc.BillingStatus == db.BillingError}
+}
+
+// CheckDeviceWorkflowsInput lists the device workflows a parent waits for.
+type CheckDeviceWorkflowsInput struct {
+	BulkChangeID string
+	InFlight     []api.InFlight
+}
+
+// CheckDeviceWorkflows asks Temporal about the device workflows a parent
+// has waited on for a long time, and returns the results of those that have
+// closed without reporting: their device change keeps the outcome it has,
+// or is recorded ERROR DEVICE_WORKFLOW_ENDED with how the workflow ended.
+func (a *Activities) CheckDeviceWorkflows(ctx context.Context, in CheckDeviceWorkflowsInput) ([]api.DeviceResult, error) {
+	var out []api.DeviceResult
+	for _, f := range in.InFlight {
+		st, err := a.workflowStatus(ctx, api.DeviceChangeWorkflowID(in.BulkChangeID, f.ICCID))
+		how := "it was never found"
+		switch st {
+		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+			continue
+		case enumspb.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED:
+		default:
+			how = "it was " + strings.ToLower(st.String())
+		}
+		if err != nil {
+			return nil, err
+		}
+		r, err := a.EndDeviceChange(ctx, EndDeviceChangeInput{DeviceChangeID: f.DeviceChangeID, Code: db.CodeDeviceWorkflowEnded,
+			Message: fmt.Sprintf("its device workflow ended without recording an outcome (%s)", how)})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, nil
 }

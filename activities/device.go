@@ -103,6 +103,8 @@ type CompleteInput struct {
 	BillingPending bool
 	RequestID      string
 	ReleaseMSISDN  bool
+	// ObservedState is the device's state as a poll saw it, for an error.
+	ObservedState string `json:",omitempty"`
 }
 
 // CompleteResult is the outcome as stored (the first one recorded wins).
@@ -112,6 +114,9 @@ type CompleteResult struct {
 	ErrorCode    string `json:"errorCode,omitempty"`
 	ErrorMessage string `json:"errorMessage,omitempty"`
 	MSISDN       string `json:"msisdn,omitempty"`
+	// BillingStatus is PENDING when the record owes a Rev.io step: the
+	// workflow decides its follow-up from this, never from how it got here.
+	BillingStatus string `json:"billingStatus,omitempty"`
 }
 
 // CompleteDeviceChange records the outcome of a device change, the device's
@@ -121,6 +126,7 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 		DeviceChangeID: in.DeviceChangeID, Status: in.Status, Outcome: in.Outcome, FinalState: in.FinalState,
 		MSISDN: in.MSISDN, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage, ConfirmedBy: in.ConfirmedBy,
 		BillingPending: in.BillingPending, RequestID: in.RequestID, ReleaseMSISDN: in.ReleaseMSISDN,
+		ObservedState: in.ObservedState,
 	}
 	if !in.ConfirmedAt.IsZero() {
 		c.ConfirmedAt = &in.ConfirmedAt
@@ -140,8 +146,14 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 				Observe(c.ConfirmedAt.Sub(*dc.SubmittedAt).Seconds())
 		}
 	}
-	return &CompleteResult{Status: dc.Status, Outcome: dc.Outcome, ErrorCode: dc.ErrorCode, ErrorMessage: dc.ErrorMessage,
-		MSISDN: dc.MSISDN}, nil
+	return &CompleteResult{
+		Status:        dc.Status,
+		Outcome:       dc.Outcome,
+		ErrorCode:     dc.ErrorCode,
+		ErrorMessage:  dc.ErrorMessage,
+		MSISDN:        dc.MSISDN,
+		BillingStatus: dc.BillingStatus,
+	}, nil
 }
 
 // LookupInput names a device to look up at ThingSpace.

@@ -50,7 +50,8 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	first := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: db.ChangeProcessed,
 		Outcome: "ACTIVATED", FinalState: string(thingspace.StateActive), MSISDN: "3125550301", ConfirmedBy: api.SourceCallback,
 		ConfirmedAt: at, RequestID: "req-301"})
-	require.Equal(t, &activities.CompleteResult{Status: db.ChangeProcessed, Outcome: "ACTIVATED", MSISDN: "3125550301"}, first)
+	require.Equal(t, &activities.CompleteResult{Status: db.ChangeProcessed, Outcome: "ACTIVATED", MSISDN: "3125550301",
+		BillingStatus: db.BillingNone}, first)
 
 	second := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: db.ChangeError,
 		ErrorCode: "NOT_CONFIRMED", ErrorMessage: "late", ConfirmedBy: api.SourcePoll, ConfirmedAt: time.Now()})
@@ -138,6 +139,7 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 	cs := append(changes("inventory", 1, devs[0:3]...), changes("inventory", 2, devs[3:5]...)...)
 	cs = append(cs, changes("activate", 3, devs[5])...)
 	bulk, ids := h.newBulk(account, cs...)
+	h.runsAsTestWorkflow(bulk)
 
 	var plan api.Plan
 	require.NoError(t, h.run(&plan, h.acts.StartBulkChange, bulk))
@@ -190,10 +192,11 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 
 	var fin activities.FinishResult
 	require.NoError(t, h.run(&fin, h.acts.FinishBulkChange, activities.FinishInput{BulkChangeID: bulk, DefaultSite: "DEFAULT-SITE"}))
-	require.Equal(t, activities.FinishResult{Processed: 4, Errors: 2, SitesSet: 3}, fin)
+	require.Equal(t, activities.FinishResult{Processed: 4, Errors: 2, SitesSet: 4}, fin)
 	require.Equal(t, "DEFAULT-SITE", h.device(devs[0].ICCID).Site)
 	require.Equal(t, "DEFAULT-SITE", h.device(devs[1].ICCID).Site)
 	require.Equal(t, "DEFAULT-SITE", h.device(devs[2].ICCID).Site, "pending devices get it too")
+	require.Equal(t, "DEFAULT-SITE", h.device(devs[4].ICCID).Site, "and inventory devices whose add failed")
 	require.Equal(t, "WAREHOUSE-7", h.device(devs[3].ICCID).Site, "an existing site is kept")
 	require.Equal(t, "", h.device(devs[5].ICCID).Site, "active devices do not get it")
 	require.Equal(t, "", h.device(stranger.ICCID).Site)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -97,12 +97,13 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 	t.Cleanup(rsrv.Close)
 	t.Cleanup(rsim.Close)
 
-	fake := &fakeTemporal{finished: map[string]bool{}}
+	fake := &fakeTemporal{finished: map[string]bool{}, described: map[string]enumspb.WorkflowExecutionStatus{}}
 	acts := &activities.Activities{
 		Store:    store,
 		Temporal: fake,
 		Logger:   slog.New(slog.DiscardHandler),
 	}
+	auditor := &activities.Auditor{Store: store, Logger: acts.Logger}
 	secret := simulator.DefaultClientSecret
 	if s.clientSecret != "" {
 		secret = s.clientSecret
@@ -110,7 +111,7 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 	ts, err := thingspace.New(thingspace.Config{
 		BaseURL: srv.URL, ClientID: simulator.DefaultClientID, ClientSecret: secret,
 		Username: simulator.DefaultUsername, Password: simulator.DefaultPassword, AccountName: s.clientAccount,
-		HTTPTimeout: s.clientTimeout, Observer: acts.ObserveThingSpace,
+		HTTPTimeout: s.clientTimeout, Observer: auditor.ThingSpace,
 	})
 	require.NoError(t, err)
 	acts.ThingSpace = ts
@@ -120,14 +121,14 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 		password = s.revioPassword
 	}
 	rv, err := revio.New(revio.Config{BaseURL: rsrv.URL, Login: revioLogin, ClientCode: revioCode, Password: password,
-		SubscriptionKey: revioSubKey, CallsPerMinute: -1, MaxRetries: -1, HTTPTimeout: 5 * time.Second, Observer: acts.ObserveRevio})
+		SubscriptionKey: revioSubKey, CallsPerMinute: -1, MaxRetries: -1, HTTPTimeout: 5 * time.Second, Observer: auditor.Revio})
 	require.NoError(t, err)
 	acts.Revio = rv
 
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(acts, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.RegisterActivity(acts)
 
 	return &harness{t: t, store: store, sim: sim, rsim: rsim, acts: acts, temporal: fake, env: env, revioURL: rsrv.URL}
 }
@@ -331,6 +332,8 @@ type fakeTemporal struct {
 	starts   []signalWithStart
 	signals  []signal
 	finished map[string]bool // workflow ids answered NotFound (already closed)
+	// described answers DescribeWorkflowExecution (absent: NotFound).
+	described map[string]enumspb.WorkflowExecutionStatus
 }
 
 type signalWithStart struct {

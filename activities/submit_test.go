@@ -338,7 +338,7 @@ func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
 	h.seed(devs...)
 	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
 	// Tokens first, so that the fault hits the state change itself.
-	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth))
+	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
 	h.sim.SetFaults(simulator.Faults{ErrorRate: 1})
 	_, err := h.submit(bulk, 1)
@@ -432,7 +432,7 @@ func TestSubmitBatchInvalidCredentials(t *testing.T) {
 	// The credential check says the same, without asking ThingSpace again
 	// (five refusals would lock the account).
 	oauthCalls := sumRequests(h.stats())
-	err = h.run(nil, h.acts.CheckThingSpaceAuth)
+	err = h.run(nil, h.acts.CheckThingSpaceAuth, "")
 	ae = appError(t, err)
 	require.True(t, ae.NonRetryable())
 	require.Equal(t, activities.ErrTypeInvalidCredentials, ae.Type())

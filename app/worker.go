@@ -34,6 +34,8 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 	if rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute); len(rules) > 0 {
 		acts.Limiter = &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: cfg.ThingSpace.Account}
 	}
+	// Every HTTP exchange of both clients goes to the audit log.
+	auditor := &activities.Auditor{Store: store, Metrics: m, Logger: logger}
 	tsCfg := thingspace.Config{
 		BaseURL:      cfg.ThingSpace.BaseURL,
 		ClientID:     cfg.ThingSpace.ClientID,
@@ -42,8 +44,8 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 		Password:     cfg.ThingSpace.Password.Reveal(),
 		AccountName:  cfg.ThingSpace.Account,
 		HTTPTimeout:  cfg.ThingSpace.HTTPTimeout,
-		MaxRetries:   cfg.ThingSpace.MaxRetries,
-		Observer:     acts.ObserveThingSpace,
+		MaxRetries:   transportRetries(cfg.ThingSpace.MaxRetries),
+		Observer:     auditor.ThingSpace,
 		Logger:       logger,
 	}
 	if acts.Limiter != nil {
@@ -62,7 +64,7 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 			Password:        cfg.Revio.Password.Reveal(),
 			SubscriptionKey: cfg.Revio.SubscriptionKey.Reveal(),
 			CallsPerMinute:  cfg.Revio.CallsPerMinute,
-			Observer:        acts.ObserveRevio,
+			Observer:        auditor.Revio,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("rev.io client: %w", err)
@@ -72,14 +74,28 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 	return acts, nil
 }
 
+// transportRetries maps thingspace.max_retries to the client's setting: the
+// client reads 0 as "its default", the setting means "none".
+func transportRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // NewWorker creates the worker of the product's task queue with every
-// workflow and activity registered.
-func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config) worker.Worker {
-	w := worker.New(tc, api.TaskQueue, worker.Options{
+// workflow and activity registered. tune adjusts the options (tests add
+// interceptors).
+func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config, tune ...func(*worker.Options)) worker.Worker {
+	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Worker.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskPollers:   cfg.Worker.WorkflowTaskPollers,
 		MaxConcurrentActivityTaskPollers:   cfg.Worker.ActivityTaskPollers,
-	})
+	}
+	for _, t := range tune {
+		t(&opts)
+	}
+	w := worker.New(tc, api.TaskQueue, opts)
 	Register(w, acts)
 	return w
 }
@@ -91,7 +107,7 @@ func Register(r interface {
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }, acts *activities.Activities) {
 	RegisterWorkflows(r)
-	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 }
 
 // RegisterWorkflows registers the workflows under their public names.

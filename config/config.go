@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+
+	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // EnvPrefix prefixes every environment variable the product reads.
@@ -113,6 +115,13 @@ type Bulk struct {
 	PollInterval    time.Duration `mapstructure:"poll_interval"`
 	PollMaxInterval time.Duration `mapstructure:"poll_max_interval"`
 	DefaultSite     string        `mapstructure:"default_site"`
+	// DefaultSiteAssignment gives DefaultSite at the end to the devices
+	// left in inventory or pending state (the predecessor's
+	// DefaultSiteAssignment, on by default).
+	DefaultSiteAssignment bool `mapstructure:"default_site_assignment"`
+	// StallCheck: a bulk change that hears from none of its devices for
+	// this long asks Temporal whether their workflows still run.
+	StallCheck time.Duration `mapstructure:"stall_check"`
 }
 
 // Limits are ThingSpace's limits for the account.
@@ -196,6 +205,8 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("bulk.poll_interval", 5*time.Minute)
 	v.SetDefault("bulk.poll_max_interval", 30*time.Minute)
 	v.SetDefault("bulk.default_site", "")
+	v.SetDefault("bulk.default_site_assignment", true)
+	v.SetDefault("bulk.stall_check", 10*time.Minute)
 	v.SetDefault("limits.requests_per_hour", 1000)
 	v.SetDefault("limits.requests_window", time.Hour)
 	v.SetDefault("limits.activates_per_minute", 100)
@@ -323,6 +334,8 @@ func (c *Config) checkCallbacks(p *problems) {
 }
 
 func (c *Config) checkRevio(p *problems) {
+	p.need(c.Revio.Enabled || !c.Revio.DisconnectOnDeactivate, "revio.disconnect_on_deactivate",
+		"needs revio.enabled: with Rev.io off every deactivation's disconnection would fail")
 	if !c.Revio.Enabled {
 		return
 	}
@@ -343,6 +356,9 @@ func (c *Config) checkBulk(p *problems) {
 	p.need(b.ConfirmDeadline > b.CallbackTimeout, "bulk.confirm_deadline", "must be longer than bulk.callback_timeout")
 	p.need(b.PollInterval > 0, "bulk.poll_interval", "must be positive")
 	p.need(b.PollMaxInterval >= b.PollInterval, "bulk.poll_max_interval", "must be at least bulk.poll_interval")
+	p.need(b.StallCheck > 0, "bulk.stall_check", "must be positive")
+	p.need(!b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "", "bulk.default_site",
+		"is required while bulk.default_site_assignment is on (the default): name the site given to inventory and pending devices, or turn assignment off")
 	l := c.Limits
 	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
 	p.need(l.RequestsWindow > 0, "limits.requests_window", "must be positive")
@@ -376,12 +392,45 @@ func (c *Config) ValidateReceiver() error {
 	return p.err()
 }
 
-// ValidateStarter checks what the starter needs.
+// ValidateStarter checks what the starter needs: it fixes a bulk change's
+// settings (billing, disconnection, default site) when it submits it.
 func (c *Config) ValidateStarter() error {
 	var p problems
 	c.checkCommon(&p)
 	c.checkBulk(&p)
+	p.need(c.Revio.Enabled || !c.Revio.DisconnectOnDeactivate, "revio.disconnect_on_deactivate",
+		"needs revio.enabled: with Rev.io off every deactivation's disconnection would fail")
 	return p.err()
+}
+
+// BulkChangeOptions are the settings a bulk change submitted now runs with
+// (fixed at submission, so a running bulk change keeps them).
+func (c *Config) BulkChangeOptions() api.Options {
+	b := c.Bulk
+	return api.Options{
+		Timing: api.Timing{
+			CallbackTimeout: b.CallbackTimeout,
+			ConfirmDeadline: b.ConfirmDeadline,
+			PollInterval:    b.PollInterval,
+			PollMaxInterval: b.PollMaxInterval,
+			StallCheck:      b.StallCheck,
+		},
+		CallbacksEnabled:              c.Callbacks.Enabled,
+		Window:                        b.Window,
+		StartsPerRun:                  b.StartsPerRun,
+		DefaultSite:                   c.SiteForBulkChanges(),
+		BillingEnabled:                c.Revio.Enabled,
+		DisconnectBillingOnDeactivate: c.Revio.DisconnectOnDeactivate,
+	}
+}
+
+// SiteForBulkChanges is the default site a new bulk change gives its
+// inventory and pending devices: "" when assignment is off.
+func (c *Config) SiteForBulkChanges() string {
+	if !c.Bulk.DefaultSiteAssignment {
+		return ""
+	}
+	return c.Bulk.DefaultSite
 }
 
 // ValidateRegistration checks what registering the callback listener needs.

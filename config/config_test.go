@@ -31,6 +31,7 @@ thingspace:
 bulk:
   callback_timeout: 45m
   batch_size: 250
+  default_site: WAREHOUSE-1
 `
 
 func TestFileThenEnvironmentOverrides(t *testing.T) {
@@ -113,4 +114,39 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	require.NoError(t, err)
 	fromFile.Database.URL, defaults.Database.URL = "", ""
 	require.Equal(t, defaults, fromFile)
+}
+
+// Default-site assignment is on by default, as in the predecessor; it then
+// needs a site name, checked at start.
+func TestDefaultSiteAssignmentNeedsASite(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
+	cfg, err := Load(writeYAML(t, strings.Replace(workerYAML, "default_site: WAREHOUSE-1", "default_site: \"\"", 1)))
+	require.NoError(t, err)
+	require.True(t, cfg.Bulk.DefaultSiteAssignment)
+	for _, validate := range []func() error{cfg.ValidateWorker, cfg.ValidateStarter} {
+		err := validate()
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "bulk.default_site")
+	}
+	t.Setenv("TSBULK_BULK_DEFAULT_SITE_ASSIGNMENT", "false")
+	cfg, err = Load(writeYAML(t, strings.Replace(workerYAML, "default_site: WAREHOUSE-1", "default_site: \"\"", 1)))
+	require.NoError(t, err)
+	require.NoError(t, cfg.ValidateWorker())
+	require.Equal(t, "", cfg.SiteForBulkChanges())
+}
+
+// Disconnecting Rev.io services needs Rev.io: the combination that cannot
+// work is refused at start instead of failing every deactivation's billing.
+func TestDisconnectOnDeactivateNeedsRevio(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
+	t.Setenv("TSBULK_REVIO_DISCONNECT_ON_DEACTIVATE", "true")
+	cfg, err := Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	for _, validate := range []func() error{cfg.ValidateWorker, cfg.ValidateStarter} {
+		err := validate()
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "revio.disconnect_on_deactivate")
+	}
 }

@@ -160,6 +160,9 @@ func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) er
 			WHERE bulk_change_id = $1 AND status = 'PENDING'`, id, code, message); err != nil {
 			return err
 		}
+		if err := writeResultEntries(ctx, tx, id); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `
 			UPDATE bulk_changes b SET status = 'FAILED', error_message = $2, finished_at = coalesce(finished_at, now()),
 				processed = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'PROCESSED'),
@@ -170,17 +173,30 @@ func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) er
 }
 
 // FinishBulkChange marks the bulk change FINISHED with its counts taken from
-// the device changes themselves.
-func (s *Store) FinishBulkChange(ctx context.Context, id string) (*BulkChange, error) {
-	_, err := s.Pool.Exec(ctx, `
-		UPDATE bulk_changes b SET status = 'FINISHED', finished_at = coalesce(finished_at, now()),
-			processed = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'PROCESSED'),
-			errors = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'ERROR')
-		WHERE id = $1 AND status IN ('RUNNING', 'PENDING', 'FINISHED')`, id)
+// the device changes themselves, unless some of its device changes still
+// owe a Rev.io step (billing PENDING): then it changes nothing and returns
+// how many do.
+func (s *Store) FinishBulkChange(ctx context.Context, id string) (b *BulkChange, billingOwed int, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND billing_status = 'PENDING'`,
+			id).Scan(&billingOwed); err != nil {
+			return err
+		}
+		if billingOwed > 0 {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `
+			UPDATE bulk_changes b SET status = 'FINISHED', finished_at = coalesce(finished_at, now()),
+				processed = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'PROCESSED'),
+				errors = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'ERROR')
+			WHERE id = $1 AND status IN ('RUNNING', 'PENDING', 'FINISHED')`, id)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("finish bulk change: %w", err)
+		return nil, 0, fmt.Errorf("finish bulk change: %w", err)
 	}
-	return s.GetBulkChange(ctx, id)
+	b, err = s.GetBulkChange(ctx, id)
+	return b, billingOwed, err
 }
 
 // ListBulkChanges returns the newest bulk changes first.

@@ -35,16 +35,31 @@ type DeviceChange struct {
 	ConfirmedBy   string
 	BillingStatus string
 	BillingError  string
-	AccountName   string
-	SubmittedAt   *time.Time
-	CompletedAt   *time.Time
+	// BillingErrorCode says why the Rev.io step failed (see Billing*).
+	BillingErrorCode string
+	AccountName      string
+	SubmittedAt      *time.Time
+	CompletedAt      *time.Time
 }
+
+// Billing statuses of a device change: the Rev.io step that follows a
+// successful change. PENDING means a step is owed and has not ended: the
+// device's workflow runs it, or, once that workflow has closed, the step is
+// stranded and a billing retry takes it.
+const (
+	BillingNone         = "NONE"
+	BillingPending      = "PENDING"
+	BillingCreated      = "CREATED"
+	BillingExisting     = "EXISTING"
+	BillingDisconnected = "DISCONNECTED"
+	BillingError        = "ERROR"
+)
 
 const changeColumns = `dc.id, dc.bulk_change_id, dc.seq, dc.row_number, dc.iccid, coalesce(dc.imei, ''), dc.operation, dc.batch_no,
 	dc.params, dc.ppu IS NOT NULL, dc.billing, dc.status, coalesce(dc.request_id, ''), dc.sync_result,
 	coalesce(dc.outcome, ''), coalesce(dc.final_state, ''), coalesce(dc.msisdn, ''), coalesce(dc.error_code, ''),
 	coalesce(dc.error_message, ''), coalesce(dc.confirmed_by, ''), dc.billing_status, coalesce(dc.billing_error, ''),
-	b.account_name, dc.submitted_at, dc.completed_at`
+	coalesce(dc.billing_error_code, ''), b.account_name, dc.submitted_at, dc.completed_at`
 
 func scanChange(row pgx.Row) (*DeviceChange, error) {
 	var d DeviceChange
@@ -53,7 +68,7 @@ func scanChange(row pgx.Row) (*DeviceChange, error) {
 		&d.Params, &d.HasPPU, &d.Billing, &d.Status, &d.RequestID, &sync,
 		&d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
 		&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingError,
-		&d.AccountName, &d.SubmittedAt, &d.CompletedAt)
+		&d.BillingErrorCode, &d.AccountName, &d.SubmittedAt, &d.CompletedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -103,12 +118,15 @@ type DeviceToStart struct {
 }
 
 // ListDevicesToStart pages the device changes of submitted batches
-// (batch_no <= maxBatch) after the cursor.
-func (s *Store) ListDevicesToStart(ctx context.Context, bulkID string, after StartCursor, maxBatch, limit int) ([]DeviceToStart, error) {
+// (batch_no <= maxBatch) after the cursor. Below unfinishedBelow (a batch
+// number; 0 for none) only device changes without an outcome are listed:
+// those batches were sent before a recovery, which counted the others.
+func (s *Store) ListDevicesToStart(ctx context.Context, bulkID string, after StartCursor, maxBatch, limit, unfinishedBelow int) ([]DeviceToStart, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT id, seq, batch_no, iccid, operation FROM device_changes
 		WHERE bulk_change_id = $1 AND batch_no <= $4 AND (batch_no, seq) > ($2, $3)
-		ORDER BY batch_no, seq LIMIT $5`, bulkID, after.BatchNo, after.Seq, maxBatch, limit)
+		  AND (batch_no >= $6 OR status NOT IN ('PROCESSED', 'ERROR'))
+		ORDER BY batch_no, seq LIMIT $5`, bulkID, after.BatchNo, after.Seq, maxBatch, limit, unfinishedBelow)
 	if err != nil {
 		return nil, fmt.Errorf("list devices to start: %w", err)
 	}
@@ -142,6 +160,9 @@ type Completion struct {
 	RequestID      string
 	// ReleaseMSISDN clears the device's MSISDN (deactivation releases it).
 	ReleaseMSISDN bool
+	// ObservedState is the device's state as ThingSpace last showed it,
+	// for a change that ended in error ("" when unknown).
+	ObservedState string
 }
 
 // Complete records the outcome of a device change, updates the device and
@@ -150,9 +171,9 @@ type Completion struct {
 // is returned and changed is false.
 func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, changed bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		billing := "NONE"
+		billing := BillingNone
 		if c.BillingPending {
-			billing = "PENDING"
+			billing = BillingPending
 		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE device_changes SET status = $2, outcome = nullif($3, ''), final_state = nullif($4, ''),
@@ -179,7 +200,16 @@ func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, c
 				coalesce(dc.error_message, dc.outcome), coalesce(dc.request_id, nullif($2, '')), 'result:' || dc.id
 			FROM device_changes dc WHERE dc.id = $1
 			ON CONFLICT (dedupe_key) DO NOTHING`, c.DeviceChangeID, c.RequestID)
-		return err
+		if err != nil {
+			return err
+		}
+		if changed && c.FinalState == "" {
+			// An error: our view of the device keeps what it knew, or
+			// learns the state ThingSpace showed, so that the device is
+			// known (and can get the default site) whatever ended it.
+			return noteDevice(ctx, tx, c.DeviceChangeID, c.ObservedState)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -210,11 +240,75 @@ func upsertDevice(ctx context.Context, tx pgx.Tx, c Completion) error {
 	return nil
 }
 
-// SetBillingStatus records the result of the Rev.io step.
-func (s *Store) SetBillingStatus(ctx context.Context, id int64, status, message string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE device_changes SET billing_status = $2, billing_error = nullif($3, '') WHERE id = $1`,
-		id, status, message)
-	return err
+// Error codes of device changes ended by the product when their workflow
+// could not run.
+const (
+	// CodeWorkflowStartFailed: the device's workflow could not be started.
+	CodeWorkflowStartFailed = "WORKFLOW_START_FAILED"
+	// CodeDeviceWorkflowEnded: the device's workflow ended (failed,
+	// terminated, timed out) without recording an outcome.
+	CodeDeviceWorkflowEnded = "DEVICE_WORKFLOW_ENDED"
+)
+
+// noteDevice makes sure our view of a device whose change failed exists: a
+// device seen for the first time is recorded with the state ThingSpace
+// showed ("unknown" when none); a known device learns that state, if any,
+// and otherwise stays as it was.
+func noteDevice(ctx context.Context, tx pgx.Tx, deviceChangeID int64, observed string) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO devices (iccid, imei, account_name, status, last_device_change, updated_at)
+		SELECT dc.iccid, dc.imei, b.account_name, coalesce(nullif($2, ''), 'unknown'), dc.id, now()
+		FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id WHERE dc.id = $1
+		ON CONFLICT (iccid) DO UPDATE SET
+			status = coalesce(nullif($2, ''), devices.status),
+			status_changed_at = CASE WHEN $2 <> '' AND devices.status <> $2 THEN now() ELSE devices.status_changed_at END,
+			updated_at = now()`, deviceChangeID, observed)
+	if err != nil {
+		return fmt.Errorf("note device of change %d: %w", deviceChangeID, err)
+	}
+	return nil
+}
+
+// writeResultEntries writes the audit log's result entry of every device
+// change of the bulk change that the current transaction ended
+// (completed_at is the transaction's time), so that every device change has
+// one whatever ended it.
+func writeResultEntries(ctx context.Context, tx pgx.Tx, bulkID string) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO m2m_log (bulk_change_id, device_change_id, service, operation, outcome, error_code, error_message, request_id, dedupe_key)
+		SELECT dc.bulk_change_id, dc.id, 'workflow', dc.operation, dc.status, dc.error_code,
+			coalesce(dc.error_message, dc.outcome), dc.request_id, 'result:' || dc.id
+		FROM device_changes dc
+		WHERE dc.bulk_change_id = $1 AND dc.status IN ('PROCESSED', 'ERROR') AND dc.completed_at = now()
+		ON CONFLICT (dedupe_key) DO NOTHING`, bulkID)
+	if err != nil {
+		return fmt.Errorf("write result entries of %s: %w", bulkID, err)
+	}
+	return nil
+}
+
+// SetBillingStatus records the result of the Rev.io step: its status, and
+// for a failure its code and message.
+func (s *Store) SetBillingStatus(ctx context.Context, id int64, status, code, message string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE device_changes SET billing_status = $2, billing_error_code = nullif($3, ''),
+		billing_error = nullif($4, '') WHERE id = $1`, id, status, code, message)
+	if err != nil {
+		return fmt.Errorf("record billing status of device change %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetMSISDN records the MSISDN of a device change read after its outcome
+// (an activation whose callback and device lookup did not carry it).
+func (s *Store) SetMSISDN(ctx context.Context, id int64, msisdn string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE device_changes SET msisdn = $2 WHERE id = $1`, id, msisdn); err != nil {
+			return fmt.Errorf("record MSISDN of device change %d: %w", id, err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE devices d SET msisdn = $2, updated_at = now()
+			FROM device_changes dc WHERE dc.id = $1 AND d.iccid = dc.iccid AND d.last_device_change = dc.id`, id, msisdn)
+		return err
+	})
 }
 
 // ResultRow is one line of a bulk change's results.
@@ -257,6 +351,8 @@ type StatusCounts struct {
 	ByStatus      map[string]int
 	ErrorsByCode  map[string]int
 	BillingErrors int
+	// BillingPending counts Rev.io steps owed and not ended.
+	BillingPending int
 }
 
 // CountStatuses summarises a bulk change from the database.
@@ -278,28 +374,100 @@ func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts,
 		if status == ChangeError {
 			out.ErrorsByCode[code] += n
 		}
-		if billing == "ERROR" {
+		switch billing {
+		case BillingError:
 			out.BillingErrors += n
+		case BillingPending:
+			out.BillingPending += n
 		}
 	}
 	return out, rows.Err()
 }
 
-// AssignDefaultSite gives the site to the bulk change's devices left in
-// inventory or pending state that have none yet.
+// AssignDefaultSite gives the site to the bulk change's devices that have
+// none yet and are in inventory or pending state, or whose change was an
+// inventory add, whatever its outcome (the predecessor's SetDefaultSite for
+// inventory and pending devices). A device of the bulk change that our view
+// does not know yet (its change ended before any outcome was recorded for
+// it) is recorded first.
 func (s *Store) AssignDefaultSite(ctx context.Context, bulkID, site string) (int, error) {
 	if site == "" {
 		return 0, nil
 	}
-	tag, err := s.Pool.Exec(ctx, `
-		UPDATE devices d SET site = $2, updated_at = now()
-		FROM device_changes dc
-		WHERE dc.bulk_change_id = $1 AND d.iccid = dc.iccid AND d.site IS NULL
-		  AND (d.status = 'preactive' OR d.status LIKE 'pending%')`, bulkID, site)
+	var n int
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO devices (iccid, imei, account_name, status, last_device_change, updated_at)
+			SELECT dc.iccid, dc.imei, b.account_name, 'unknown', dc.id, now()
+			FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id
+			WHERE dc.bulk_change_id = $1 AND dc.operation = 'inventory'
+			ON CONFLICT (iccid) DO NOTHING`, bulkID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE devices d SET site = $2, updated_at = now()
+			FROM device_changes dc
+			WHERE dc.bulk_change_id = $1 AND d.iccid = dc.iccid AND d.site IS NULL
+			  AND (dc.operation = 'inventory' OR d.status = 'preactive' OR d.status LIKE 'pending%')`, bulkID, site)
+		n = int(tag.RowsAffected())
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("assign default site: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
+}
+
+// RecoveryCounts describe where a bulk change stands, read from its device
+// changes, for a parent run that takes it over.
+type RecoveryCounts struct {
+	// NextBatch is the first batch with a device change not yet sent
+	// (PENDING or SUBMITTING); Batches+1 when every batch was sent.
+	NextBatch int
+	// Submitted, Unfinished: device changes of the batches before
+	// NextBatch, and those of them without an outcome.
+	Submitted    int
+	Unfinished   int
+	Processed    int
+	Errors       int
+	ByOutcome    map[string]int
+	ErrorsByCode map[string]int
+}
+
+// RecoveryState reads where a bulk change of the given number of batches
+// stands.
+func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (*RecoveryCounts, error) {
+	out := &RecoveryCounts{ByOutcome: map[string]int{}, ErrorsByCode: map[string]int{}}
+	err := s.Pool.QueryRow(ctx, `SELECT coalesce(min(batch_no), $2 + 1) FROM device_changes
+		WHERE bulk_change_id = $1 AND status IN ('PENDING', 'SUBMITTING')`, bulkID, batches).Scan(&out.NextBatch)
+	if err != nil {
+		return nil, fmt.Errorf("recovery state of %s: %w", bulkID, err)
+	}
+	rows, err := s.Pool.Query(ctx, `SELECT status, coalesce(outcome, ''), coalesce(error_code, ''), count(*) FROM device_changes
+		WHERE bulk_change_id = $1 AND batch_no < $2 GROUP BY 1, 2, 3`, bulkID, out.NextBatch)
+	if err != nil {
+		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status, outcome, code string
+		var n int
+		if err := rows.Scan(&status, &outcome, &code, &n); err != nil {
+			return nil, err
+		}
+		out.Submitted += n
+		switch status {
+		case ChangeProcessed:
+			out.Processed += n
+			out.ByOutcome[outcome] += n
+		case ChangeError:
+			out.Errors += n
+			out.ErrorsByCode[code] += n
+		default:
+			out.Unfinished += n
+		}
+	}
+	return out, rows.Err()
 }
 
 // InFlightChange finds the device change in flight for an ICCID, if any.
@@ -309,13 +477,27 @@ func (s *Store) InFlightChange(ctx context.Context, iccid string) (*DeviceChange
 		WHERE dc.iccid = $1 AND dc.status IN ('SUBMITTING', 'SUBMITTED')`, iccid))
 }
 
-// ChangesForBilling lists the device changes of a bulk change whose Rev.io
-// step failed, for a later retry.
-func (s *Store) ChangesForBilling(ctx context.Context, bulkID string, afterID int64, limit int) ([]int64, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id FROM device_changes WHERE bulk_change_id = $1 AND billing_status = 'ERROR'
-		AND id > $2 ORDER BY id LIMIT $3`, bulkID, afterID, limit)
+// OwedBilling is a device change whose Rev.io step is owed: failed, or
+// pending.
+type OwedBilling struct {
+	ID        int64
+	ICCID     string
+	Operation string
+	Status    string // PENDING | ERROR
+}
+
+// OwedBillings pages the device changes of a bulk change whose Rev.io step
+// failed or is pending, in id order.
+func (s *Store) OwedBillings(ctx context.Context, bulkID string, afterID int64, limit int) ([]OwedBilling, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id, iccid, operation, billing_status FROM device_changes
+		WHERE bulk_change_id = $1 AND billing_status IN ('PENDING', 'ERROR') AND id > $2 ORDER BY id LIMIT $3`,
+		bulkID, afterID, limit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list owed billing steps: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OwedBilling, error) {
+		var o OwedBilling
+		err := r.Scan(&o.ID, &o.ICCID, &o.Operation, &o.Status)
+		return o, err
+	})
 }

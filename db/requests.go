@@ -417,6 +417,9 @@ func (s *Store) FailUnsent(ctx context.Context, bulkID string, fromBatch int, co
 			return err
 		}
 		n = int(tag.RowsAffected())
+		if err := writeResultEntries(ctx, tx, bulkID); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3, answered_at = now()
 			WHERE bulk_change_id = $1 AND state IN ('SENDING', 'RETRY') AND request_key LIKE 'batch:%'`, bulkID, code, message)
 		return err

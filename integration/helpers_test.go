@@ -50,6 +50,16 @@ func TestMain(m *testing.M) {
 
 func newStack(t *testing.T, opts stack.Options) *stack.Stack {
 	t.Helper()
+	// TSBULK_TEST_TEMPORAL_ADDRESS: run on that Temporal server (namespace
+	// default), e.g. the PostgreSQL-backed one of scripts/temporal-postgres.sh,
+	// instead of a dev server per test. The tests then share it, one at a
+	// time: workflows and activities all use the one task queue.
+	if addr := os.Getenv("TSBULK_TEST_TEMPORAL_ADDRESS"); addr != "" {
+		if len(opts.DevServerArgs) > 0 {
+			t.Skip("needs a dev server of its own with lowered limits (DevServerArgs); TSBULK_TEST_TEMPORAL_ADDRESS is set")
+		}
+		opts.TemporalAddress = addr
+	}
 	opts.DatabaseURL = dbtest.NewURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -85,13 +95,7 @@ func writeCSV(t *testing.T, columns []string, rows []row) string {
 }
 
 func options(s *stack.Stack) api.Options {
-	c := s.Config
-	return api.Options{
-		Timing: api.Timing{CallbackTimeout: c.Bulk.CallbackTimeout, ConfirmDeadline: c.Bulk.ConfirmDeadline,
-			PollInterval: c.Bulk.PollInterval, PollMaxInterval: c.Bulk.PollMaxInterval},
-		CallbacksEnabled: c.Callbacks.Enabled, Window: c.Bulk.Window, StartsPerRun: c.Bulk.StartsPerRun,
-		DefaultSite: c.Bulk.DefaultSite, BillingEnabled: c.Revio.Enabled, DisconnectBillingOnDeactivate: c.Revio.DisconnectOnDeactivate,
-	}
+	return s.Config.BulkChangeOptions()
 }
 
 // submit submits a file through the same code path as `starter submit`.
@@ -213,4 +217,23 @@ func suspendFile(t *testing.T, s *stack.Stack, prefix string, n int) ([]tssim.De
 		rows[i] = row{"iccid": d.ICCID, "operation": "suspend"}
 	}
 	return devs, writeCSV(t, []string{"iccid", "operation"}, rows)
+}
+
+// recordHistory exports a workflow's history with the Temporal CLI into
+// workflows/testdata/histories/<name>.json, where the replay tests read it,
+// when TSBULK_RECORD_HISTORIES is set (to record a new path; see
+// docs/architecture.md, "Changing workflow code").
+func recordHistory(t *testing.T, s *stack.Stack, workflowID, name string) {
+	t.Helper()
+	if os.Getenv("TSBULK_RECORD_HISTORIES") == "" {
+		return
+	}
+	cli, err := stack.TemporalCLI()
+	require.NoError(t, err)
+	out, err := exec.Command(cli, "workflow", "show", "--address", s.Config.Temporal.Address,
+		"--namespace", s.Config.Temporal.Namespace, "--workflow-id", workflowID, "--output", "json").Output()
+	require.NoError(t, err)
+	path := filepath.Join("..", "workflows", "testdata", "histories", name+".json")
+	require.NoError(t, os.WriteFile(path, out, 0o644))
+	t.Logf("recorded the history of %s in %s", workflowID, path)
 }

@@ -175,6 +175,12 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 		count(*) FILTER (WHERE status = 'preactive') FROM devices`).Scan(&sited, &inventory))
 	require.Equal(t, 300, inventory)
 	require.Equal(t, inventory, sited)
+	// Every device of the bulk change is known, those whose change failed
+	// included.
+	var known int
+	require.NoError(t, s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid
+		WHERE dc.bulk_change_id = $1`, res.ID).Scan(&known))
+	require.Equal(t, len(want), known)
 
 	// Every ThingSpace exchange is in the audit log, without secrets.
 	assertAuditClean(t, s, res.ID)

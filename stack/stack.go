@@ -72,6 +72,10 @@ type Options struct {
 	// Config adjusts the product configuration the stack builds.
 	Config func(*config.Config)
 	Logger *slog.Logger
+	// TemporalAddress, when set, is a running Temporal server to use
+	// (namespace default) instead of a dev server of the stack's own:
+	// Dev stays nil and DevServerArgs are not used.
+	TemporalAddress string
 }
 
 // Stack is a running product.
@@ -102,27 +106,36 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Close()
 		}
 	}()
-	cli, err := TemporalCLI()
-	if err != nil {
-		return nil, err
+	if opts.TemporalAddress != "" {
+		s.Client, err = client.DialContext(ctx, client.Options{HostPort: opts.TemporalAddress, Namespace: "default",
+			Logger: quietTemporalLogger()})
+		if err != nil {
+			return nil, fmt.Errorf("connect to the Temporal server at %s: %w", opts.TemporalAddress, err)
+		}
+		s.closers = append(s.closers, s.Client.Close)
+	} else {
+		cli, err := TemporalCLI()
+		if err != nil {
+			return nil, err
+		}
+		args := append([]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"}, opts.DevServerArgs...)
+		s.Dev, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+			ExistingPath: cli,
+			ClientOptions: &client.Options{
+				Namespace: "default",
+				Logger:    quietTemporalLogger(),
+			},
+			LogLevel:  "error",
+			ExtraArgs: args,
+			Stdout:    io.Discard,
+			Stderr:    io.Discard,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start the Temporal dev server: %w", err)
+		}
+		s.closers = append(s.closers, func() { _ = s.Dev.Stop() })
+		s.Client = s.Dev.Client()
 	}
-	args := append([]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"}, opts.DevServerArgs...)
-	s.Dev, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath: cli,
-		ClientOptions: &client.Options{
-			Namespace: "default",
-			Logger:    quietTemporalLogger(),
-		},
-		LogLevel:  "error",
-		ExtraArgs: args,
-		Stdout:    io.Discard,
-		Stderr:    io.Discard,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start the Temporal dev server: %w", err)
-	}
-	s.closers = append(s.closers, func() { _ = s.Dev.Stop() })
-	s.Client = s.Dev.Client()
 
 	if s.Store, err = db.Open(ctx, opts.DatabaseURL, 20); err != nil {
 		return nil, err
@@ -173,8 +186,12 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 	if len(ts.Accounts) > 0 {
 		account = ts.Accounts[0]
 	}
+	temporalAddress := opts.TemporalAddress
+	if s.Dev != nil {
+		temporalAddress = s.Dev.FrontendHostPort()
+	}
 	return &config.Config{
-		Temporal: config.Temporal{Address: s.Dev.FrontendHostPort(), Namespace: "default"},
+		Temporal: config.Temporal{Address: temporalAddress, Namespace: "default"},
 		Database: config.Database{URL: config.Secret(opts.DatabaseURL), MaxConns: 20},
 		ThingSpace: config.ThingSpace{
 			BaseURL: s.tsURL, ClientID: pick(ts.ClientID, tssim.DefaultClientID),
@@ -187,7 +204,8 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 		Revio: config.Revio{Enabled: true, BaseURL: s.revioURL, Login: RevioLogin, ClientCode: RevioClientCode,
 			Password: RevioPassword, SubscriptionKey: RevioKey, CallsPerMinute: 500},
 		Bulk: config.Bulk{BatchSize: 100, Window: 500, StartsPerRun: 500, CallbackTimeout: 10 * time.Second,
-			ConfirmDeadline: 5 * time.Minute, PollInterval: time.Second, PollMaxInterval: 4 * time.Second},
+			ConfirmDeadline: 5 * time.Minute, PollInterval: time.Second, PollMaxInterval: 4 * time.Second,
+			DefaultSite: "INTEGRATION-SITE", DefaultSiteAssignment: true, StallCheck: 10 * time.Second},
 		Limits: config.Limits{RequestsPerHour: 0, RequestsWindow: time.Hour, ActivatesPerMinute: 0, ActionsPerLinePerDay: 5},
 		Worker: config.Worker{Listen: "127.0.0.1:0", MaxConcurrentActivities: 100, PollBatchThreshold: 20, ReconcileSettle: 3 * time.Second,
 			WorkflowTaskPollers: 8, ActivityTaskPollers: 8},
@@ -233,13 +251,14 @@ type Worker struct {
 // Stop stops the worker.
 func (w *Worker) Stop() { w.w.Stop() }
 
-// StartWorker starts a worker in this process.
-func (s *Stack) StartWorker() (*Worker, error) {
+// StartWorker starts a worker in this process; tune adjusts its options
+// (a test's interceptors).
+func (s *Stack) StartWorker(tune ...func(*worker.Options)) (*Worker, error) {
 	acts, err := app.NewActivities(s.Config, s.Store, s.Client, s.Metrics, s.Logger)
 	if err != nil {
 		return nil, err
 	}
-	w := app.NewWorker(s.Client, acts, s.Config)
+	w := app.NewWorker(s.Client, acts, s.Config, tune...)
 	if err := w.Start(); err != nil {
 		return nil, err
 	}
@@ -269,7 +288,9 @@ func (s *Stack) Env() []string {
 		"bulk.starts_per_run": fmt.Sprint(c.Bulk.StartsPerRun), "bulk.callback_timeout": c.Bulk.CallbackTimeout.String(),
 		"bulk.confirm_deadline": c.Bulk.ConfirmDeadline.String(), "bulk.poll_interval": c.Bulk.PollInterval.String(),
 		"bulk.poll_max_interval": c.Bulk.PollMaxInterval.String(), "bulk.default_site": c.Bulk.DefaultSite,
-		"limits.requests_per_hour": fmt.Sprint(c.Limits.RequestsPerHour), "limits.activates_per_minute": fmt.Sprint(c.Limits.ActivatesPerMinute),
+		"bulk.default_site_assignment": fmt.Sprint(c.Bulk.DefaultSiteAssignment),
+		"bulk.stall_check":             c.Bulk.StallCheck.String(),
+		"limits.requests_per_hour":     fmt.Sprint(c.Limits.RequestsPerHour), "limits.activates_per_minute": fmt.Sprint(c.Limits.ActivatesPerMinute),
 		"limits.requests_window":          c.Limits.RequestsWindow.String(),
 		"limits.actions_per_line_per_day": fmt.Sprint(c.Limits.ActionsPerLinePerDay),
 		"worker.listen":                   "127.0.0.1:0", "worker.max_concurrent_activities": fmt.Sprint(c.Worker.MaxConcurrentActivities),

@@ -6,6 +6,7 @@
 //	starter [--config FILE] results ID [--csv|--json]
 //	starter [--config FILE] list
 //	starter [--config FILE] billing-retry ID [--wait]
+//	starter [--config FILE] resume-failed ID [--wait]
 //
 // Exit status: 0 success; 1 a device or the bulk change failed, or an
 // operational error; 2 invalid input (every problem is listed with its row
@@ -46,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	global.SetOutput(stderr)
 	path := global.String("config", os.Getenv("TSBULK_CONFIG"), "YAML configuration file (environment variables TSBULK_* override it)")
 	global.Usage = func() {
-		fmt.Fprintln(stderr, "usage: starter [--config FILE] submit|status|results|list|billing-retry ...")
+		fmt.Fprintln(stderr, "usage: starter [--config FILE] submit|status|results|list|billing-retry|resume-failed ...")
 		global.PrintDefaults()
 	}
 	if err := global.Parse(args); err != nil {
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.list(ctx, rest)
 	case "billing-retry":
 		err = c.billingRetry(ctx, rest)
+	case "resume-failed":
+		err = c.resumeFailed(ctx, rest)
 	default:
 		err = &exitError{2, fmt.Errorf("unknown command %q", cmd)}
 	}

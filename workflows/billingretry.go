@@ -12,15 +12,81 @@ const (
 	billingRetryPerRun = 300
 )
 
-// BillingRetry runs the Rev.io step again for the device changes of a bulk
-// change whose billing failed. The activations themselves are not touched;
-// the step looks for an existing service before it creates one, so a retry
-// never makes a second service line.
+// BillingRetry runs the owed Rev.io step again for the device changes of a
+// bulk change: those whose step failed, and those stranded in PENDING (their
+// device's workflow closed without ending the step). The step is the one
+// the change owes: the service line after an activation, its disconnection
+// after a deactivation. The changes themselves are not touched; the service
+// step looks for an existing service before it creates one, so a retry never
+// makes a second service line.
 func BillingRetry(ctx workflow.Context, in api.BillingRetryInput) (*api.BillingRetryResult, error) {
 	res := &api.BillingRetryResult{}
 	if in.SoFar != nil {
 		res = in.SoFar
 	}
+	// Version 1 lists failed and stranded steps with a regular activity
+	// (it asks Temporal whether each pending step's workflow still runs)
+	// and runs the step each change owes; before, only failed creations
+	// were listed, locally.
+	if workflow.GetVersion(ctx, "owed-billing-steps", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return legacyBillingRetry(ctx, in, res)
+	}
+	after := in.AfterID
+	for done := 0; ; {
+		if done >= billingRetryPerRun {
+			return nil, workflow.NewContinueAsNewError(ctx, BillingRetry, api.BillingRetryInput{
+				BulkChangeID: in.BulkChangeID, StrandedOnly: in.StrandedOnly, AfterID: after, SoFar: res})
+		}
+		var page activities.OwedBillingPage
+		list := activities.ListOwedBillingInput{BulkChangeID: in.BulkChangeID, AfterID: after, Limit: billingRetryPage,
+			StrandedOnly: in.StrandedOnly}
+		if err := workflow.ExecuteActivity(withDB(ctx), a.ListOwedBilling, list).Get(ctx, &page); err != nil {
+			return nil, err
+		}
+		res.StillRunning += page.Busy
+		for _, o := range page.Owed {
+			done++
+			runOwedStep(ctx, in.BulkChangeID, o, res)
+		}
+		after = page.Next
+		if page.Done {
+			return res, nil
+		}
+	}
+}
+
+// runOwedStep runs one change's Rev.io step and records a failure on it.
+func runOwedStep(ctx workflow.Context, bulkID string, o activities.OwedBilling, res *api.BillingRetryResult) {
+	res.Attempted++
+	if o.Stranded {
+		res.Stranded++
+	}
+	in := activities.BillingInput{BulkChangeID: bulkID, DeviceChangeID: o.DeviceChangeID}
+	var step workflow.Future
+	if o.Operation == "deactivate" {
+		step = workflow.ExecuteActivity(withRevio(ctx), a.DisconnectBilling, in)
+	} else {
+		step = workflow.ExecuteActivity(withRevio(ctx), a.CreateBillingService, in)
+	}
+	err := step.Get(ctx, nil)
+	if err == nil {
+		if o.Operation == "deactivate" {
+			res.Disconnected++
+		} else {
+			res.Created++
+		}
+		return
+	}
+	res.Failed++
+	rec := activities.RecordBillingFailureInput{DeviceChangeID: o.DeviceChangeID, Message: rootMessage(err), Code: errorType(err)}
+	// A failure to record the failure leaves the step ERROR or PENDING as
+	// it was: a later retry takes it again.
+	_ = workflow.ExecuteActivity(withDB(ctx), a.RecordBillingFailure, rec).Get(ctx, nil)
+}
+
+// legacyBillingRetry is the code of version 0, kept for the billing
+// retries that were running when version 1 was deployed.
+func legacyBillingRetry(ctx workflow.Context, in api.BillingRetryInput, res *api.BillingRetryResult) (*api.BillingRetryResult, error) {
 	after := in.AfterID
 	for done := 0; ; {
 		if done >= billingRetryPerRun {

@@ -38,7 +38,12 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 	if err := b.setup(); err != nil {
 		return nil, err
 	}
-	if in.Resume == nil {
+	switch {
+	case in.Recover:
+		if err := b.recover(); err != nil {
+			return nil, err
+		}
+	case in.Resume == nil:
 		if err := b.start(); err != nil {
 			return nil, err
 		}
@@ -82,6 +87,11 @@ type bulkRun struct {
 	// coalesce: results are gathered in batches (a change made after the
 	// first runs were recorded, hence versioned).
 	coalesce bool
+	// watch: a parent that hears nothing for Timing.StallCheck asks Temporal
+	// about its children (versioned like coalesce).
+	watch        bool
+	watchTimer   workflow.Future
+	lastResultAt time.Time
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
@@ -112,6 +122,8 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 
 func (b *bulkRun) setup() error {
 	b.coalesce = workflow.GetVersion(b.ctx, "coalesce-results", workflow.DefaultVersion, 1) >= 1
+	b.watch = workflow.GetVersion(b.ctx, "watch-children", workflow.DefaultVersion, 1) >= 1
+	b.lastResultAt = workflow.Now(b.ctx)
 	return workflow.SetQueryHandler(b.ctx, api.ProgressQuery, func() (api.Progress, error) {
 		p := b.st.Progress
 		p.InFlight = len(b.inFlight)
@@ -120,19 +132,21 @@ func (b *bulkRun) setup() error {
 }
 
 // start validates the bulk change and checks ThingSpace authentication once:
-// with refused credentials no device is touched.
+// with refused credentials no device is touched. A ThingSpace outage is not a
+// refusal: the check waits it out, as every ThingSpace call does (the
+// attempts and the last error show in `starter status`).
 func (b *bulkRun) start() error {
 	var plan api.Plan
 	if err := workflow.ExecuteActivity(withDB(b.ctx), a.StartBulkChange, b.in.BulkChangeID).Get(b.ctx, &plan); err != nil {
 		return fmt.Errorf("start bulk change %s: %w", b.in.BulkChangeID, err)
 	}
-	b.st.Plan = withDefaults(plan)
-	b.st.Progress.Total = plan.Total
-	b.st.Progress.Batches = plan.Batches
-	b.st.Progress.Phase = "running"
+	b.usePlan(plan)
+	b.st.Progress.Phase = "checking_thingspace"
 	b.touch()
 
-	err := workflow.ExecuteActivity(withAuthCheck(b.ctx), a.CheckThingSpaceAuth).Get(b.ctx, nil)
+	err := workflow.ExecuteActivity(withAuthCheck(b.ctx), a.CheckThingSpaceAuth, b.in.BulkChangeID).Get(b.ctx, nil)
+	b.st.Progress.Phase = "running"
+	b.touch()
 	if err == nil {
 		return nil
 	}
@@ -147,6 +161,47 @@ func (b *bulkRun) start() error {
 	b.st.Progress.Errors = plan.Total
 	b.st.Progress.ErrorsByCode[db.CodeAuthFailed] = plan.Total
 	return temporal.NewNonRetryableApplicationError(msg, "BulkChangeFailed", err)
+}
+
+func (b *bulkRun) usePlan(plan api.Plan) {
+	b.st.Plan = withDefaults(plan)
+	b.st.Progress.Total = plan.Total
+	b.st.Progress.Batches = plan.Batches
+	b.st.Progress.Phase = "running"
+}
+
+// recover takes over a bulk change whose previous parent run ended without
+// finishing it (failed, terminated, timed out): an operator started this run
+// with Recover (`starter resume-failed`). Where that run stood is read from
+// PostgreSQL, not from its history: batches whose devices all left PENDING
+// were sent (SubmitBatch is idempotent, so a batch sent half-way is taken up
+// where it stood, never sent twice); device changes of those batches that
+// have their outcome are counted; the others get their child again, and a
+// child still running from the failed run is adopted (it reports to this
+// workflow ID).
+func (b *bulkRun) recover() error {
+	var rec activities.RecoveredBulk
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.RecoverBulkChange, b.in.BulkChangeID).Get(b.ctx, &rec); err != nil {
+		return fmt.Errorf("recover bulk change %s: %w", b.in.BulkChangeID, err)
+	}
+	b.usePlan(rec.Plan)
+	b.st.NextBatch = rec.NextBatch
+	b.st.RecoveredBelow = rec.NextBatch
+	b.st.Queued = rec.Unfinished
+	p := &b.st.Progress
+	p.BatchesSent = rec.NextBatch - 1
+	p.Submitted = rec.Submitted
+	p.Processed, p.Errors = rec.Processed, rec.Errors
+	for k, v := range rec.ByOutcome {
+		p.ByOutcome[k] = v
+	}
+	for k, v := range rec.ErrorsByCode {
+		p.ErrorsByCode[k] = v
+	}
+	p.Recovered++
+	b.touch()
+	b.logger.Info("recovered bulk change", "nextBatch", rec.NextBatch, "unfinished", rec.Unfinished)
+	return nil
 }
 
 func withDefaults(p api.Plan) api.Plan {
@@ -232,7 +287,8 @@ func (b *bulkRun) stopSubmitting(fromBatch int, cause error) error {
 func (b *bulkRun) startChildren() error {
 	limit := min(b.st.Plan.Options.Window-len(b.inFlight), b.st.Queued, startPage)
 	var page []activities.DeviceToStart
-	in := activities.ListDevicesInput{BulkChangeID: b.in.BulkChangeID, After: b.st.Cursor, MaxBatch: b.st.NextBatch - 1, Limit: limit}
+	in := activities.ListDevicesInput{BulkChangeID: b.in.BulkChangeID, After: b.st.Cursor, MaxBatch: b.st.NextBatch - 1, Limit: limit,
+		UnfinishedBelowBatch: b.st.RecoveredBelow}
 	if err := workflow.ExecuteLocalActivity(withLocalDB(b.ctx), a.ListDevicesToStart, in).Get(b.ctx, &page); err != nil {
 		return err
 	}
@@ -264,12 +320,26 @@ func (b *bulkRun) startChildren() error {
 			// Already running (the parent was reset): it reports to us too.
 		default:
 			b.logger.Error("device workflow did not start", "iccid", c.dev.ICCID, "error", err)
-			b.record(api.DeviceResult{DeviceChangeID: c.dev.ID, ICCID: c.dev.ICCID, Operation: c.dev.Operation,
-				Status: db.ChangeError, ErrorCode: "WORKFLOW_START_FAILED"})
+			b.childNotStarted(c.dev, err)
 		}
 	}
 	b.touch()
 	return nil
+}
+
+// childNotStarted ends the device change whose workflow could not start:
+// nothing else would ever record it.
+func (b *bulkRun) childNotStarted(d activities.DeviceToStart, cause error) {
+	res := api.DeviceResult{DeviceChangeID: d.ID, ICCID: d.ICCID, Operation: d.Operation,
+		Status: db.ChangeError, ErrorCode: db.CodeWorkflowStartFailed}
+	if workflow.GetVersion(b.ctx, "record-start-failure", workflow.DefaultVersion, 1) >= 1 {
+		in := activities.EndDeviceChangeInput{DeviceChangeID: d.ID, Code: db.CodeWorkflowStartFailed,
+			Message: "its device workflow could not start: " + rootMessage(cause)}
+		if err := workflow.ExecuteActivity(withDB(b.ctx), a.EndDeviceChange, in).Get(b.ctx, &res); err != nil {
+			b.logger.Error("could not record the device change", "iccid", d.ICCID, "error", err)
+		}
+	}
+	b.record(res)
 }
 
 func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowFuture {
@@ -300,12 +370,77 @@ const (
 )
 
 func (b *bulkRun) awaitResult() {
-	var r api.DeviceResult
-	b.results.Receive(b.ctx, &r)
-	b.record(r)
+	if !b.watch {
+		var r api.DeviceResult
+		b.results.Receive(b.ctx, &r)
+		b.record(r)
+		b.pauseToCoalesce()
+		return
+	}
+	// One timer at a time, re-armed only when it fires: results arriving
+	// cost no timer events.
+	if b.watchTimer == nil {
+		b.watchTimer = workflow.NewTimer(b.ctx, b.stallCheck())
+	}
+	got, fired := false, false
+	sel := workflow.NewSelector(b.ctx)
+	sel.AddReceive(b.results, func(ch workflow.ReceiveChannel, _ bool) {
+		var r api.DeviceResult
+		ch.Receive(b.ctx, &r)
+		b.record(r)
+		got = true
+	})
+	sel.AddFuture(b.watchTimer, func(workflow.Future) {
+		b.watchTimer = nil
+		fired = true
+	})
+	sel.Select(b.ctx)
+	if got {
+		b.pauseToCoalesce()
+	}
+	if fired && workflow.Now(b.ctx).Sub(b.lastResultAt) >= b.stallCheck() {
+		b.checkChildren()
+	}
+}
+
+func (b *bulkRun) pauseToCoalesce() {
 	if b.coalesce && len(b.inFlight) >= coalesceAbove {
 		_ = workflow.Sleep(b.ctx, coalesceFor)
 	}
+}
+
+// defaultStallCheck is how long a parent waits without any result before it
+// asks Temporal whether its children still run.
+const defaultStallCheck = 10 * time.Minute
+
+func (b *bulkRun) stallCheck() time.Duration {
+	if d := b.st.Plan.Options.Timing.StallCheck; d > 0 {
+		return d
+	}
+	return defaultStallCheck
+}
+
+// checkChildren notices device workflows that ended without reporting
+// (failed, terminated by an operator, timed out): their device change is
+// recorded ERROR with DEVICE_WORKFLOW_ENDED (or keeps the outcome it had),
+// and counted, so the bulk change never waits forever for them.
+func (b *bulkRun) checkChildren() {
+	in := activities.CheckDeviceWorkflowsInput{BulkChangeID: b.in.BulkChangeID}
+	for _, id := range b.order {
+		if iccid, ok := b.inFlight[id]; ok {
+			in.InFlight = append(in.InFlight, api.InFlight{DeviceChangeID: id, ICCID: iccid})
+		}
+	}
+	var ended []api.DeviceResult
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.CheckDeviceWorkflows, in).Get(b.ctx, &ended); err != nil {
+		b.logger.Error("could not check the device workflows", "error", err)
+		return
+	}
+	for _, r := range ended {
+		b.logger.Warn("device workflow ended without reporting", "iccid", r.ICCID, "errorCode", r.ErrorCode)
+		b.record(r)
+	}
+	b.lastResultAt = workflow.Now(b.ctx)
 }
 
 func (b *bulkRun) drainResults() {
@@ -325,6 +460,7 @@ func (b *bulkRun) record(r api.DeviceResult) {
 		return
 	}
 	delete(b.inFlight, r.DeviceChangeID)
+	b.lastResultAt = workflow.Now(b.ctx)
 	p := &b.st.Progress
 	if r.Status == db.ChangeProcessed {
 		p.Processed++
@@ -359,13 +495,29 @@ func (b *bulkRun) continueAsNew() error {
 	return workflow.NewContinueAsNewError(b.ctx, BulkChange, api.BulkChangeInput{BulkChangeID: b.in.BulkChangeID, Resume: &st})
 }
 
+// finish gives the default site and marks the bulk change FINISHED. A bulk
+// change is never FINISHED while one of its device changes owes a Rev.io
+// step that has not ended (billing PENDING): such a step can only be
+// stranded here, since every child ends its step before it reports, so a
+// billing retry of the stranded steps runs first.
 func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 	b.st.Progress.Phase = "finishing"
 	b.touch()
 	var fin activities.FinishResult
-	in := activities.FinishInput{BulkChangeID: b.in.BulkChangeID, DefaultSite: b.st.Plan.Options.DefaultSite}
-	if err := workflow.ExecuteActivity(withDB(b.ctx), a.FinishBulkChange, in).Get(b.ctx, &fin); err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		in := activities.FinishInput{BulkChangeID: b.in.BulkChangeID, DefaultSite: b.st.Plan.Options.DefaultSite}
+		// A fresh value each time: a result without billingOwed must not
+		// keep the previous attempt's.
+		fin = activities.FinishResult{}
+		if err := workflow.ExecuteActivity(withDB(b.ctx), a.FinishBulkChange, in).Get(b.ctx, &fin); err != nil {
+			return nil, err
+		}
+		if fin.BillingOwed == 0 {
+			break
+		}
+		if err := b.settleStrandedBilling(attempt, fin.BillingOwed); err != nil {
+			return nil, err
+		}
 	}
 	b.st.Progress.Phase = "finished"
 	b.touch()
@@ -374,6 +526,29 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 		Processed: fin.Processed, Errors: fin.Errors, SitesSet: fin.SitesSet, Error: b.st.Progress.Error,
 		Progress: b.st.Progress,
 	}, nil
+}
+
+// settleStrandedBilling runs the stranded Rev.io steps as a billing retry
+// child; a step whose device workflow still runs is left to it, and checked
+// again a minute later.
+func (b *bulkRun) settleStrandedBilling(attempt, owed int) error {
+	b.st.Progress.Phase = "settling_billing"
+	b.st.Progress.BillingPending = owed
+	b.touch()
+	b.logger.Warn("Rev.io steps owed at the end of the bulk change", "owed", owed, "attempt", attempt)
+	ctx := workflow.WithChildOptions(b.ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: api.BillingSettleWorkflowID(b.in.BulkChangeID, b.st.Runs, attempt),
+	})
+	var res api.BillingRetryResult
+	in := api.BillingRetryInput{BulkChangeID: b.in.BulkChangeID, StrandedOnly: true}
+	if err := workflow.ExecuteChildWorkflow(ctx, BillingRetry, in).Get(b.ctx, &res); err != nil {
+		return fmt.Errorf("settle stranded Rev.io steps: %w", err)
+	}
+	b.st.Progress.BillingErrors += res.Failed
+	if res.Attempted == 0 {
+		return workflow.Sleep(b.ctx, time.Minute)
+	}
+	return nil
 }
 
 func (b *bulkRun) touch() { b.st.Progress.UpdatedAt = workflow.Now(b.ctx) }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -33,10 +32,18 @@ type fakeBulk struct {
 	maxInFlight int
 	inFlight    int
 	finished    bool
+	// silent children never report (terminated by an operator, say).
+	silent map[string]bool
+	// billingOwed counts Rev.io steps owed: FinishBulkChange refuses to
+	// finish while it is above zero.
+	billingOwed int
+	// done lists device changes that already have an outcome (a recovered
+	// bulk change).
+	done map[int64]bool
 }
 
 func newFakeBulk(id string, sizes ...int) *fakeBulk {
-	f := &fakeBulk{id: id, outcome: map[string]api.DeviceResult{}}
+	f := &fakeBulk{id: id, outcome: map[string]api.DeviceResult{}, silent: map[string]bool{}, done: map[int64]bool{}}
 	seq := 0
 	for b, n := range sizes {
 		var batch []activities.DeviceToStart
@@ -74,6 +81,9 @@ func (f *fakeBulk) listAfter(in activities.ListDevicesInput) []activities.Device
 			if d.BatchNo < in.After.BatchNo || (d.BatchNo == in.After.BatchNo && d.Seq <= in.After.Seq) {
 				continue
 			}
+			if d.BatchNo < in.UnfinishedBelowBatch && f.done[d.ID] {
+				continue
+			}
 			if len(out) < in.Limit {
 				out = append(out, d)
 			}
@@ -83,11 +93,24 @@ func (f *fakeBulk) listAfter(in activities.ListDevicesInput) []activities.Device
 }
 
 func newBulkEnv(t *testing.T, f *fakeBulk, opts api.Options) *testsuite.TestWorkflowEnvironment {
+	env := newActivityEnv()
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(nil).Maybe()
+	return withBulkMocks(t, env, f, opts)
+}
+
+// newActivityEnv is a workflow test environment with the activities
+// registered, to be mocked.
+func newActivityEnv() *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
+
+// withBulkMocks mocks the parent's activities (but the authentication
+// check) on the fake bulk change, and registers a stand-in child.
+func withBulkMocks(_ *testing.T, env *testsuite.TestWorkflowEnvironment, f *fakeBulk, opts api.Options) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(a.StartBulkChange, mock.Anything, f.id).Return(f.plan(opts), nil).Maybe()
-	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything).Return(nil).Maybe()
 	env.OnActivity(a.SubmitBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SubmitBatchInput) (*activities.SubmitBatchResult, error) {
 			if in.BatchNo == f.refuseBatch {
@@ -102,6 +125,9 @@ func newBulkEnv(t *testing.T, f *fakeBulk, opts api.Options) *testsuite.TestWork
 		}).Maybe()
 	env.OnActivity(a.FinishBulkChange, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.FinishInput) (*activities.FinishResult, error) {
+			if f.billingOwed > 0 {
+				return &activities.FinishResult{BillingOwed: f.billingOwed}, nil
+			}
 			f.finished = true
 			res := &activities.FinishResult{}
 			for _, b := range f.batches {
@@ -129,6 +155,9 @@ func newBulkEnv(t *testing.T, f *fakeBulk, opts api.Options) *testsuite.TestWork
 			}
 			if err := workflow.Sleep(ctx, delay); err != nil {
 				return nil, err
+			}
+			if f.silent[in.ICCID] {
+				return nil, errors.New("terminated")
 			}
 			res, ok := f.outcome[in.ICCID]
 			if !ok {
@@ -190,9 +219,9 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	f := newFakeBulk("b3", 4)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(a.StartBulkChange, mock.Anything, "b3").Return(f.plan(bulkOptions(10, 100)), nil)
-	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything).Return(temporal.NewNonRetryableApplicationError(
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError(
 		"thingspace authentication: thingspace login: HTTP 400: UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
 		activities.ErrTypeInvalidCredentials, nil)).Once()
 	var failed activities.FailBulkInput
@@ -327,4 +356,134 @@ func TestBulkChangeFinishesWhenLastResultsArriveTogether(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, 6, res.Processed)
 	require.Less(t, env.Now().Sub(start), time.Hour, "finished as soon as the children did")
+}
+
+// A child that ends without reporting (terminated from the Web UI, failed)
+// is noticed once the parent has heard nothing for StallCheck: its device
+// change is ended ERROR and the bulk change finishes.
+func TestBulkChangeNoticesAChildThatEndedWithoutReporting(t *testing.T) {
+	f := newFakeBulk("b8", 4)
+	lost := f.batches[0][1]
+	f.silent[lost.ICCID] = true
+	opts := bulkOptions(10, 100)
+	opts.Timing.StallCheck = 20 * time.Minute
+	env := newBulkEnv(t, f, opts)
+	var checked []api.InFlight
+	env.OnActivity(a.CheckDeviceWorkflows, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CheckDeviceWorkflowsInput) ([]api.DeviceResult, error) {
+			checked = append(checked, in.InFlight...)
+			var out []api.DeviceResult
+			for _, c := range in.InFlight {
+				if f.silent[c.ICCID] {
+					out = append(out, api.DeviceResult{DeviceChangeID: c.DeviceChangeID, ICCID: c.ICCID, Operation: "suspend",
+						Status: db.ChangeError, ErrorCode: db.CodeDeviceWorkflowEnded})
+				}
+			}
+			return out, nil
+		})
+	start := env.Now()
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b8"})
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 3, res.Progress.Processed)
+	require.Equal(t, 1, res.Progress.ErrorsByCode[db.CodeDeviceWorkflowEnded])
+	require.Equal(t, []api.InFlight{{DeviceChangeID: lost.ID, ICCID: lost.ICCID}}, checked,
+		"only the child still awaited was checked, once")
+	require.Less(t, env.Now().Sub(start), time.Hour, "noticed after the stall check, not never")
+}
+
+// A bulk change is not FINISHED while a Rev.io step is owed: the stranded
+// steps are settled by a billing retry child first.
+func TestBulkChangeSettlesStrandedBillingBeforeFinishing(t *testing.T) {
+	f := newFakeBulk("b9", 3)
+	f.billingOwed = 2
+	env := newBulkEnv(t, f, bulkOptions(10, 100))
+	env.RegisterWorkflowWithOptions(BillingRetry, workflow.RegisterOptions{Name: api.BillingRetryWorkflowType})
+	var listed []activities.ListOwedBillingInput
+	env.OnActivity(a.ListOwedBilling, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ListOwedBillingInput) (*activities.OwedBillingPage, error) {
+			listed = append(listed, in)
+			return &activities.OwedBillingPage{Done: true, Next: 2, Owed: []activities.OwedBilling{
+				{DeviceChangeID: 1, Operation: "activate", Stranded: true},
+				{DeviceChangeID: 2, Operation: "deactivate", Stranded: true},
+			}}, nil
+		}).Once()
+	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b9", DeviceChangeID: 1}).
+		Return(func(context.Context, activities.BillingInput) (*activities.BillingResult, error) {
+			f.billingOwed--
+			return &activities.BillingResult{ServiceID: 9, Created: true}, nil
+		}).Once()
+	env.OnActivity(a.DisconnectBilling, mock.Anything, activities.BillingInput{BulkChangeID: "b9", DeviceChangeID: 2}).
+		Return(func(context.Context, activities.BillingInput) error {
+			f.billingOwed--
+			return nil
+		}).Once()
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b9"})
+
+	require.NoError(t, env.GetWorkflowError())
+	require.True(t, f.finished, "finished once nothing was owed")
+	require.Len(t, listed, 1)
+	require.True(t, listed[0].StrandedOnly, "the bulk change settles stranded steps only, not failed ones")
+	env.AssertExpectations(t)
+}
+
+// An operator resumes a bulk change whose parent failed: where it stood is
+// read from the database; nothing already sent is sent again, finished
+// device changes get no child, the others do.
+func TestBulkChangeRecoverFromDatabase(t *testing.T) {
+	f := newFakeBulk("b10", 3, 3, 2)
+	// Batch 1 was sent and two of its devices have their outcome; batch 2
+	// is next.
+	f.done[1], f.done[2] = true, true
+	env := newBulkEnv(t, f, bulkOptions(10, 100))
+	env.OnActivity(a.RecoverBulkChange, mock.Anything, "b10").Return(&activities.RecoveredBulk{
+		Plan: *f.plan(bulkOptions(10, 100)), NextBatch: 2, Submitted: 3, Unfinished: 1, Processed: 1, Errors: 1,
+		ByOutcome: map[string]int{OutcomeSuspended: 1}, ErrorsByCode: map[string]int{"X": 1},
+	}, nil).Once()
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b10", Recover: true})
+
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, []int{2, 3}, f.submitted, "batch 1 was sent before the failure and is not sent again")
+	require.Len(t, f.started, 6, "one child for the unfinished device of batch 1, and one per device of batches 2 and 3")
+	require.NotContains(t, f.started, f.batches[0][0].ICCID)
+	require.Equal(t, 8, res.Progress.Done())
+	require.Equal(t, 1, res.Progress.Recovered)
+	env.AssertNotCalled(t, "StartBulkChange", mock.Anything, mock.Anything)
+}
+
+// ThingSpace is down when the bulk change starts, for longer than the eight
+// attempts (about three minutes) the authentication check used to get: the
+// check waits it out, only a refusal of the credentials would fail the
+// bulk change. (The test environment caps unlimited retries at ten
+// attempts, about five minutes, hence a four-minute outage.)
+func TestBulkChangeWaitsOutAThingSpaceOutageAtStart(t *testing.T) {
+	f := newFakeBulk("b11", 2)
+	env := newActivityEnv()
+	start := env.Now()
+	attempts := 0
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(func(context.Context, string) error {
+		attempts++
+		if env.Now().Sub(start) < 4*time.Minute {
+			return temporal.NewApplicationError("thingspace oauth: HTTP 503", activities.ErrTypeThingSpace)
+		}
+		return nil
+	})
+	env = withBulkMocks(t, env, f, bulkOptions(10, 100))
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b11"})
+
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 2, res.Processed)
+	require.Greater(t, attempts, 8)
+	require.GreaterOrEqual(t, env.Now().Sub(start), 4*time.Minute)
 }

@@ -26,9 +26,10 @@ const (
 
 // DeviceChange follows one device's change to its end: it waits for
 // ThingSpace's confirmation (a callback signal, with a timer that falls back
-// to polling), records the outcome, runs the follow-up steps (PPU update of
-// an already-active device, the Rev.io service after an activation) and
-// reports to its parent.
+// to polling), records the outcome, runs the follow-up step the record owes
+// (PPU update of an already-active device, the Rev.io service after an
+// activation, its disconnection after a deactivation) and reports to its
+// parent.
 func DeviceChange(ctx workflow.Context, in api.DeviceChangeInput) (*api.DeviceResult, error) {
 	d := newDeviceRun(ctx, in)
 	if err := d.setup(); err != nil {
@@ -38,21 +39,11 @@ func DeviceChange(ctx workflow.Context, in api.DeviceChangeInput) (*api.DeviceRe
 	if err != nil {
 		return nil, err
 	}
-	var res api.DeviceResult
-	if st.Final {
-		// Ended before its workflow ran (refused at submission): record
-		// the result entry and report.
-		res, err = d.complete(activities.CompleteInput{Status: st.Status})
-	} else {
-		conf := d.confirmation(st)
-		res, err = d.conclude(st, conf)
-		if err == nil && res.Status == db.ChangeProcessed {
-			d.followUp(st, &res)
-		}
-	}
+	res, err := d.outcome(st)
 	if err != nil {
 		return nil, err
 	}
+	d.followUp(st, &res)
 	d.report(res)
 	return &res, nil
 }
@@ -64,6 +55,12 @@ type deviceRun struct {
 	signals workflow.ReceiveChannel
 	status  api.DeviceStatus
 	start   time.Time
+	// recorded is the outcome as PostgreSQL holds it (the first one
+	// written wins); the follow-up is decided from it.
+	recorded *activities.CompleteResult
+	// endedBeforeRun: the change already had its outcome when this run
+	// loaded it.
+	endedBeforeRun bool
 }
 
 func newDeviceRun(ctx workflow.Context, in api.DeviceChangeInput) *deviceRun {
@@ -94,6 +91,24 @@ func (d *deviceRun) load() (*activities.DeviceState, error) {
 	}
 	d.status.RequestID = st.RequestID
 	return &st, nil
+}
+
+// outcome records how the change ended. A change that already has its
+// outcome when the workflow loads it was ended either before the workflow
+// ran (refused when its batch was claimed) or by an earlier attempt of this
+// very workflow task: local activities run inside the task, and their
+// results reach the history only when the task completes, so a worker that
+// died after CompleteDeviceChange wrote left the write in PostgreSQL and no
+// trace in the history. Either way the stored record is returned as it is,
+// and what follows is decided from that record, never from which of the two
+// branches ran (docs/architecture.md, "Decisions never depend on an earlier
+// attempt").
+func (d *deviceRun) outcome(st *activities.DeviceState) (api.DeviceResult, error) {
+	if st.Final {
+		d.endedBeforeRun = true
+		return d.complete(activities.CompleteInput{Status: st.Status})
+	}
+	return d.conclude(st, d.confirmation(st))
 }
 
 // confirmation returns ThingSpace's answer for the device: already known
@@ -183,15 +198,17 @@ func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (ap
 	in := activities.CompleteInput{ConfirmedBy: c.Source, ConfirmedAt: c.At, RequestID: c.RequestID}
 	if !c.Success {
 		if st.Operation == "activate" && c.FaultCode == thingspace.CodeDeviceAlreadyActive {
-			return d.alreadyActive(st)
+			return d.alreadyActive(st, c)
 		}
 		in.Status, in.ErrorCode, in.ErrorMessage = db.ChangeError, c.FaultCode, c.FaultMessage
+		in.ObservedState = c.State
 		if in.ErrorCode == "" {
 			in.ErrorCode = "FAILED"
 		}
 		return d.complete(in)
 	}
 	in.Status = db.ChangeProcessed
+	in.BillingPending = d.owesBilling(st)
 	switch st.Operation {
 	case "activate":
 		in.Outcome, in.FinalState, in.MSISDN = OutcomeActivated, string(thingspace.StateActive), c.MSISDN
@@ -199,7 +216,6 @@ func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (ap
 			// The callback did not carry the MSISDN: read it from the device list.
 			in.MSISDN = d.lookupMSISDN(st)
 		}
-		in.BillingPending = st.HasBilling && d.in.Options.BillingEnabled
 	case "suspend":
 		in.Outcome, in.FinalState = OutcomeSuspended, string(thingspace.StateSuspended)
 	case "restore":
@@ -212,36 +228,66 @@ func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (ap
 	return d.complete(in)
 }
 
+// owesBilling says whether a successful change of this device owes a Rev.io
+// step: the service line after an activation with billing data, its
+// disconnection after a deactivation when configured. The record written
+// by CompleteDeviceChange carries the answer (billing PENDING).
+func (d *deviceRun) owesBilling(st *activities.DeviceState) bool {
+	switch st.Operation {
+	case "activate":
+		return st.HasBilling && d.in.Options.BillingEnabled
+	case "deactivate":
+		return d.in.Options.DisconnectBillingOnDeactivate
+	}
+	return false
+}
+
 // alreadyActive handles an activation of a device that is already active:
 // it is not activated again; its PPU is updated when the change carries one.
-func (d *deviceRun) alreadyActive(st *activities.DeviceState) (api.DeviceResult, error) {
-	in := activities.CompleteInput{Status: db.ChangeProcessed, Outcome: OutcomeAlreadyActive,
-		FinalState: string(thingspace.StateActive), ConfirmedBy: api.SourceSync, ConfirmedAt: workflow.Now(d.ctx)}
+// fault is ThingSpace's DeviceAlreadyActive answer, whose source (sync,
+// callback or poll) is how the outcome was confirmed.
+func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirmation) (api.DeviceResult, error) {
+	in := activities.CompleteInput{
+		Status:      db.ChangeProcessed,
+		Outcome:     OutcomeAlreadyActive,
+		FinalState:  string(thingspace.StateActive),
+		ConfirmedBy: fault.Source,
+		ConfirmedAt: fault.At,
+		RequestID:   fault.RequestID,
+	}
+	if in.ConfirmedAt.IsZero() {
+		in.ConfirmedAt = workflow.Now(d.ctx)
+	}
 	if st.HasPPU {
-		d.step("updating_ppu")
-		var upd activities.PPUUpdateResult
-		err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.UpdatePlaceOfUse,
-			activities.PPUUpdateInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}).Get(d.ctx, &upd)
-		var c api.Confirmation
-		switch {
-		case err != nil:
-			c = api.Confirmation{FaultCode: "PPU_UPDATE_FAILED", FaultMessage: rootMessage(err)}
-		case upd.Refusal != nil:
-			c = *upd.Refusal
-		default:
-			d.status.RequestID = upd.RequestID
-			c = d.await(upd.RequestID, "contactInfo")
-		}
+		c := d.updatePlaceOfUse()
 		if !c.Success {
 			in.Status, in.Outcome, in.FinalState = db.ChangeError, "", ""
-			in.ErrorCode, in.ErrorMessage = c.FaultCode, "device is already active; its PPU update failed: "+c.FaultMessage
+			in.ErrorCode = c.FaultCode
+			in.ErrorMessage = "device is already active; its PPU update failed: " + c.FaultMessage
 			return d.complete(in)
 		}
 		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = OutcomeAlreadyActivePPU, c.Source, c.At, c.RequestID
 	}
 	in.MSISDN = d.lookupMSISDN(st)
-	in.BillingPending = st.HasBilling && d.in.Options.BillingEnabled
+	in.BillingPending = d.owesBilling(st)
 	return d.complete(in)
+}
+
+// updatePlaceOfUse sends the change's PPU to an already-active device and
+// waits for ThingSpace's confirmation of that request.
+func (d *deviceRun) updatePlaceOfUse() api.Confirmation {
+	d.step("updating_ppu")
+	var upd activities.PPUUpdateResult
+	err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.UpdatePlaceOfUse,
+		activities.PPUUpdateInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}).Get(d.ctx, &upd)
+	switch {
+	case err != nil:
+		return api.Confirmation{FaultCode: "PPU_UPDATE_FAILED", FaultMessage: rootMessage(err)}
+	case upd.Refusal != nil:
+		return *upd.Refusal
+	}
+	d.status.RequestID = upd.RequestID
+	return d.await(upd.RequestID, "contactInfo")
 }
 
 // lookupMSISDN reads the device's MSISDN from ThingSpace's device list; ""
@@ -273,36 +319,66 @@ func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, err
 	if err := f.Get(d.ctx, &res); err != nil {
 		return api.DeviceResult{}, fmt.Errorf("record outcome of %s: %w", d.in.ICCID, err)
 	}
+	d.recorded = &res
 	d.status.Outcome = res.Outcome
-	return api.DeviceResult{DeviceChangeID: d.in.DeviceChangeID, ICCID: d.in.ICCID, Operation: d.in.Operation,
-		Status: res.Status, Outcome: res.Outcome, ErrorCode: res.ErrorCode}, nil
+	return api.DeviceResult{
+		DeviceChangeID: d.in.DeviceChangeID,
+		ICCID:          d.in.ICCID,
+		Operation:      d.in.Operation,
+		Status:         res.Status,
+		Outcome:        res.Outcome,
+		ErrorCode:      res.ErrorCode,
+	}, nil
 }
 
-// followUp runs the billing steps after a successful change. A Rev.io
-// failure does not undo the change: it is recorded on the device change and
-// can be retried later on its own.
+// followUp runs the Rev.io step the recorded outcome owes. A Rev.io failure
+// does not undo the change: it is recorded on the device change and can be
+// retried later on its own (`starter billing-retry`).
 func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) {
+	if !d.billingOwed(st) {
+		return
+	}
 	in := activities.BillingInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}
 	var err error
-	switch {
-	case st.Operation == "activate" && st.HasBilling && d.in.Options.BillingEnabled:
-		d.step("creating_billing_service")
-		err = workflow.ExecuteActivity(withRevio(d.ctx), a.CreateBillingService, in).Get(d.ctx, nil)
-	case st.Operation == "deactivate" && d.in.Options.DisconnectBillingOnDeactivate:
+	if st.Operation == "deactivate" {
 		d.step("disconnecting_billing_service")
 		err = workflow.ExecuteActivity(withRevio(d.ctx), a.DisconnectBilling, in).Get(d.ctx, nil)
-	default:
-		return
+	} else {
+		d.step("creating_billing_service")
+		err = workflow.ExecuteActivity(withRevio(d.ctx), a.CreateBillingService, in).Get(d.ctx, nil)
 	}
 	if err == nil {
 		return
 	}
 	res.BillingError = true
 	d.logger.Error("Rev.io step failed", "error", err)
-	rec := activities.RecordBillingFailureInput{DeviceChangeID: d.in.DeviceChangeID, Message: rootMessage(err)}
+	rec := activities.RecordBillingFailureInput{DeviceChangeID: d.in.DeviceChangeID, Message: rootMessage(err), Code: errorType(err)}
 	if rerr := workflow.ExecuteActivity(withDB(d.ctx), a.RecordBillingFailure, rec).Get(d.ctx, nil); rerr != nil {
 		d.logger.Error("could not record the Rev.io failure", "error", rerr)
 	}
+}
+
+// billingOwed reads the recorded outcome: a Rev.io step is owed when the
+// record says billing PENDING. Records returned by code older than that
+// field carry no billing status; for them the rule that wrote PENDING is
+// applied to the change itself, which gives the same answer.
+//
+// A change that had its outcome when this run loaded it took no follow-up
+// before this fix, even when its record owed one (the defect of a worker
+// dying between recording and scheduling the Rev.io step); the version
+// keeps those histories replaying, and is recorded only on that path.
+func (d *deviceRun) billingOwed(st *activities.DeviceState) bool {
+	if d.recorded == nil || d.recorded.Status != db.ChangeProcessed {
+		return false
+	}
+	owed := d.owesBilling(st)
+	if d.recorded.BillingStatus != "" {
+		owed = d.recorded.BillingStatus == db.BillingPending
+	}
+	if !owed || !d.endedBeforeRun {
+		return owed
+	}
+	return workflow.GetVersion(d.ctx, "follow-up-of-recorded-outcome", workflow.DefaultVersion, 1) >= 1
 }
 
 // report signals the result to the parent. A parent that no longer runs

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -49,7 +48,7 @@ func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
 	var s testsuite.WorkflowTestSuite
 	env := &deviceEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment()}
 	env.start = env.Now()
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(&st, nil)
 	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CompleteInput) (*activities.CompleteResult, error) {
@@ -300,7 +299,7 @@ func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
 func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env.RegisterActivity(&activities.Activities{})
 	st := submitted("suspend")
 	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, mock.Anything).Return(&st, nil)
@@ -310,4 +309,92 @@ func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
 	require.NoError(t, env.GetWorkflowError())
+}
+
+// The change already had its outcome when the workflow loaded it because an
+// earlier attempt of this very workflow task recorded it (the worker died
+// before the task completed): the record owes the Rev.io step, so it runs.
+func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
+	st := submitted("activate")
+	st.HasBilling = true
+	st.Status, st.Final = db.ChangeProcessed, true
+	env := newDeviceEnv(t, st)
+	env.stored = &activities.CompleteResult{Status: db.ChangeProcessed, Outcome: OutcomeActivated, MSISDN: "5551230009",
+		BillingStatus: db.BillingPending}
+	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b1", DeviceChangeID: 7}).
+		Return(&activities.BillingResult{ServiceID: 100009, Created: true}, nil).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.False(t, res.BillingError)
+}
+
+// A deactivation owes the disconnection of its Rev.io service when
+// configured; its failure is recorded with its code for a billing retry.
+func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
+	st := submitted("deactivate")
+	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	env := newDeviceEnv(t, st)
+	in := deviceInput("deactivate")
+	in.Options.DisconnectBillingOnDeactivate = true
+	env.OnActivity(a.DisconnectBilling, mock.Anything, mock.Anything).Return(
+		temporal.NewNonRetryableApplicationError("disconnect Rev.io service: HTTP 400", activities.ErrTypeRevio, nil)).Once()
+	var recorded activities.RecordBillingFailureInput
+	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
+		recorded = in
+		return nil
+	}).Once()
+
+	env.ExecuteWorkflow(DeviceChange, in)
+
+	res := env.result(t)
+	require.True(t, env.completed[0].BillingPending, "the record owes the disconnection")
+	require.True(t, res.BillingError)
+	require.Equal(t, activities.ErrTypeRevio, recorded.Code)
+}
+
+// An already-active device whose fault came by callback is recorded as
+// confirmed by callback, not as a synchronous answer.
+func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
+	st := submitted("activate")
+	env := newDeviceEnv(t, st)
+	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", FaultCode: thingspace.CodeDeviceAlreadyActive})
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230010"}, nil).Once()
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
+
+	res := env.result(t)
+	require.Equal(t, OutcomeAlreadyActive, res.Outcome)
+	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy)
+	require.Equal(t, "req-1", env.completed[0].RequestID)
+}
+
+// A database outage longer than any schedule-to-close of old (10 minutes)
+// delays the device workflow; it does not fail it.
+func TestDeviceChangeWaitsOutALongDatabaseOutage(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	st := submitted("suspend")
+	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	start := env.Now()
+	attempts := 0
+	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(func(context.Context, int64) (*activities.DeviceState, error) {
+		attempts++
+		if env.Now().Sub(start) < 40*time.Minute {
+			return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+		}
+		return &st, nil
+	})
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: db.ChangeProcessed, Outcome: OutcomeSuspended}, nil)
+	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(nil)
+
+	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.GreaterOrEqual(t, env.Now().Sub(start), 40*time.Minute)
+	require.Greater(t, attempts, 20)
 }

@@ -22,3 +22,13 @@ func rootMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// errorType is the type of the innermost application error ("" for
+// others): the code recorded with a failed step.
+func errorType(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Type()
+	}
+	return ""
+}

@@ -37,13 +37,13 @@ var (
 		MaximumInterval:        5 * time.Minute,
 		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidCredentials, activities.ErrTypeInvalidData},
 	}
-	// The authentication check is bounded: an outage at the very start is
-	// reported rather than waited out silently.
+	// The authentication check at the start waits out an outage like every
+	// other ThingSpace call (its attempts and last error show in `starter
+	// status`); only a refusal of the credentials ends it, at once.
 	authRetry = &temporal.RetryPolicy{
 		InitialInterval:        2 * time.Second,
 		BackoffCoefficient:     2,
 		MaximumInterval:        time.Minute,
-		MaximumAttempts:        8,
 		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidCredentials},
 	}
 	// Rev.io: bounded; a billing failure is recorded and can be retried
@@ -65,14 +65,21 @@ func withDB(ctx workflow.Context) workflow.Context {
 }
 
 // withLocalDB runs short reads and writes as local activities: no task
-// queue round trip and one marker event instead of three.
+// queue round trip and one marker event instead of three. A database outage
+// of any length delays them, never fails them: once the wait between
+// attempts outgrows a workflow task, the SDK waits on a timer and tries
+// again, for as long as the schedule-to-close timeout allows.
 func withLocalDB(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
-		ScheduleToCloseTimeout: 10 * time.Minute,
+		ScheduleToCloseTimeout: localDBPatience,
 		RetryPolicy:            dbRetry,
 	})
 }
+
+// localDBPatience bounds the retries of a local database activity: far
+// beyond any outage, so in effect never.
+const localDBPatience = 365 * 24 * time.Hour
 
 // withThingSpace sets the options of calls to ThingSpace. There is no
 // schedule-to-start or schedule-to-close timeout: under the account's rate

@@ -203,9 +203,7 @@ func run(o options) error {
 	start := time.Now()
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
 	res, err := sub.Submit(ctx, submission.Request{File: file, Account: productAccount, BatchSize: o.batch,
-		Options: api.Options{Timing: api.Timing{CallbackTimeout: s.Config.Bulk.CallbackTimeout, ConfirmDeadline: s.Config.Bulk.ConfirmDeadline,
-			PollInterval: s.Config.Bulk.PollInterval, PollMaxInterval: s.Config.Bulk.PollMaxInterval},
-			CallbacksEnabled: true, Window: o.window, StartsPerRun: s.Config.Bulk.StartsPerRun}})
+		Options: benchOptions(s, o)})
 	if err != nil {
 		return err
 	}
@@ -461,4 +459,17 @@ func scratchDatabase(ctx context.Context, adminURL string) (string, func(), erro
 			_ = c.Close(context.Background())
 		}
 	}, nil
+}
+
+// benchOptions are the bulk change's settings: the stack's, with the
+// benchmark's window, callbacks on and no billing or default site (the
+// benchmark measures the state changes).
+func benchOptions(s *stack.Stack, o options) api.Options {
+	opts := s.Config.BulkChangeOptions()
+	opts.CallbacksEnabled = true
+	opts.Window = o.window
+	opts.DefaultSite = ""
+	opts.BillingEnabled = false
+	opts.DisconnectBillingOnDeactivate = false
+	return opts
 }

@@ -57,6 +57,12 @@ func BillingRetryWorkflowID(bulkChangeID string, at time.Time) string {
 	return fmt.Sprintf("billing-retry/%s/%d", bulkChangeID, at.Unix())
 }
 
+// BillingSettleWorkflowID names the billing retry a bulk change runs at its
+// end for stranded Rev.io steps (run and attempt keep it unique).
+func BillingSettleWorkflowID(bulkChangeID string, run, attempt int) string {
+	return fmt.Sprintf("billing-retry/%s/settle-%d-%d", bulkChangeID, run, attempt)
+}
+
 // BulkChangeIDFromWorkflowID extracts the bulk change id from a parent or
 // child workflow ID.
 func BulkChangeIDFromWorkflowID(id string) string {
@@ -83,6 +89,10 @@ type Timing struct {
 	// device; it doubles up to PollMaxInterval.
 	PollInterval    time.Duration `json:"pollInterval"`
 	PollMaxInterval time.Duration `json:"pollMaxInterval"`
+	// StallCheck is how long the parent waits without any device result
+	// before it asks Temporal whether its children still run (default 10
+	// minutes).
+	StallCheck time.Duration `json:"stallCheck,omitempty"`
 }
 
 // Options are the settings a bulk change runs with, fixed at submission.
@@ -112,6 +122,10 @@ type BulkChangeInput struct {
 	BulkChangeID string `json:"bulkChangeId"`
 	// Resume is set when the workflow continues as new.
 	Resume *BulkState `json:"resume,omitempty"`
+	// Recover takes over a bulk change whose previous parent run ended
+	// without finishing it: the state is read from PostgreSQL
+	// (`starter resume-failed`).
+	Recover bool `json:"recover,omitempty"`
 }
 
 // BulkState is what a run of the parent carries into the next one.
@@ -124,6 +138,9 @@ type BulkState struct {
 	Progress       Progress   `json:"progress"`
 	Runs           int        `json:"runs"`
 	StopSubmitting string     `json:"stopSubmitting,omitempty"`
+	// RecoveredBelow: batches before this one were sent before a recovery;
+	// only their device changes without an outcome get a child.
+	RecoveredBelow int `json:"recoveredBelow,omitempty"`
 }
 
 // Plan is what the parent learns about its bulk change when it starts.
@@ -150,7 +167,9 @@ type InFlight struct {
 // Progress is the answer of ProgressQuery.
 type Progress struct {
 	BulkChangeID  string         `json:"bulkChangeId"`
-	Phase         string         `json:"phase"` // starting | running | finishing | finished | failed
+	// Phase: starting | checking_thingspace | running | finishing |
+	// settling_billing | finished | failed
+	Phase         string         `json:"phase"`
 	Total         int            `json:"total"`
 	Batches       int            `json:"batches"`
 	BatchesSent   int            `json:"batchesSent"`
@@ -162,7 +181,13 @@ type Progress struct {
 	ByOutcome     map[string]int `json:"byOutcome"`
 	ErrorsByCode  map[string]int `json:"errorsByCode"`
 	BillingErrors int            `json:"billingErrors"`
-	Runs          int            `json:"runs"`
+	// BillingPending counts Rev.io steps owed when the bulk change reached
+	// its end (stranded steps being settled).
+	BillingPending int `json:"billingPending,omitempty"`
+	Runs           int `json:"runs"`
+	// Recovered counts the times an operator resumed the bulk change after
+	// its parent run failed.
+	Recovered int `json:"recovered,omitempty"`
 	Error         string         `json:"error,omitempty"`
 	Limit         *LimitStatus   `json:"limit,omitempty"`
 	UpdatedAt     time.Time      `json:"updatedAt"`
@@ -257,6 +282,9 @@ type AccountPollerInput struct {
 // changes whose billing failed.
 type BillingRetryInput struct {
 	BulkChangeID string `json:"bulkChangeId"`
+	// StrandedOnly takes only steps stranded in PENDING, not failed ones
+	// (the bulk change's own settling at its end).
+	StrandedOnly bool `json:"strandedOnly,omitempty"`
 	// AfterID and SoFar carry the position and counts into a continued run.
 	AfterID int64               `json:"afterId,omitempty"`
 	SoFar   *BillingRetryResult `json:"soFar,omitempty"`
@@ -264,7 +292,14 @@ type BillingRetryInput struct {
 
 // BillingRetryResult counts what a billing retry achieved.
 type BillingRetryResult struct {
-	Attempted int `json:"attempted"`
-	Created   int `json:"created"`
-	Failed    int `json:"failed"`
+	Attempted    int `json:"attempted"`
+	Created      int `json:"created"`
+	Disconnected int `json:"disconnected,omitempty"`
+	Failed       int `json:"failed"`
+	// Stranded counts steps taken from PENDING: their device's workflow had
+	// closed without ending them.
+	Stranded int `json:"stranded,omitempty"`
+	// StillRunning counts pending steps left to their device's workflow,
+	// which was still running.
+	StillRunning int `json:"stillRunning,omitempty"`
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/iot-ops/tsbulk/db"
+)
+
+// results prints one line per device change of a bulk change, in file
+// order: as a table, CSV or JSON.
+func (c *cli) results(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("results", flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	asCSV := fs.Bool("csv", false, "print CSV")
+	asJSON := fs.Bool("json", false, "print JSON")
+	id, err := parseID(fs, args)
+	if err != nil {
+		return err
+	}
+	store, err := c.db(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := store.GetBulkChange(ctx, id); errors.Is(err, db.ErrNotFound) {
+		return &exitError{1, fmt.Errorf("no bulk change %s", id)}
+	}
+	rows, err := store.Results(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *asJSON:
+		return json.NewEncoder(c.out).Encode(rows)
+	case *asCSV:
+		w := csv.NewWriter(c.out)
+		_ = w.Write([]string{"iccid", "operation", "status", "outcome", "final_state", "msisdn", "request_id", "error_code", "error_message", "billing_status", "billing_error"})
+		for _, r := range rows {
+			_ = w.Write([]string{r.ICCID, r.Operation, r.Status, r.Outcome, r.FinalState, r.MSISDN, r.RequestID, r.ErrorCode,
+				r.ErrorMessage, r.BillingStatus, r.BillingError})
+		}
+		w.Flush()
+		return w.Error()
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ICCID\tOPERATION\tSTATUS\tFINAL STATE\tMSISDN\tREQUEST ID\tERROR")
+	for _, r := range rows {
+		errText := r.ErrorCode
+		if r.ErrorMessage != "" {
+			errText += ": " + r.ErrorMessage
+		}
+		if r.BillingStatus == db.BillingError {
+			errText += " [Rev.io: " + r.BillingError + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ICCID, r.Operation, r.Status, r.FinalState, r.MSISDN, r.RequestID, errText)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/iot-ops/tsbulk/submission"
+)
+
+func (c *cli) submit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	file := fs.String("file", "", "CSV or JSON file of device changes (required)")
+	op := fs.String("operation", "", "operation for rows without one: activate|suspend|restore|deactivate|inventory")
+	account := fs.String("account", c.cfg.ThingSpace.Account, "ThingSpace account name")
+	key := fs.String("idempotency-key", "", "submitting again with the same key returns the existing bulk change")
+	dry := fs.Bool("dry-run", false, "validate and show what would happen; write and start nothing")
+	wait := fs.Bool("wait", false, "show live progress until the bulk change ends, then its results; exit 1 if any device failed")
+	asJSON := fs.Bool("json", false, "print JSON")
+	batch := fs.Int("batch-size", c.cfg.Bulk.BatchSize, "devices per ThingSpace request (capped at ThingSpace's maximum per operation)")
+	cbTimeout := fs.Duration("callback-timeout", c.cfg.Bulk.CallbackTimeout, "wait for a callback this long before polling")
+	noCallbacks := fs.Bool("no-callbacks", !c.cfg.Callbacks.Enabled, "confirm by polling only")
+	site := fs.String("default-site", c.cfg.SiteForBulkChanges(), "site given at the end to devices left in inventory or pending (\"\" for none)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, errors.New("")}
+	}
+	if *file == "" {
+		return &exitError{2, errors.New("submit: --file is required")}
+	}
+	if *batch < 1 || *batch > 10000 {
+		return &exitError{2, errors.New("submit: --batch-size must be 1..10000")}
+	}
+	store, err := c.db(ctx)
+	if err != nil {
+		return err
+	}
+	opts := c.cfg.BulkChangeOptions()
+	opts.Timing.CallbackTimeout = *cbTimeout
+	opts.CallbacksEnabled = !*noCallbacks
+	opts.DefaultSite = *site
+	if opts.Timing.ConfirmDeadline <= opts.Timing.CallbackTimeout {
+		opts.Timing.ConfirmDeadline = opts.Timing.CallbackTimeout + c.cfg.Bulk.PollMaxInterval
+	}
+	req := submission.Request{File: *file, DefaultOperation: *op, Account: *account, IdempotencyKey: *key,
+		SubmittedBy: os.Getenv("USER"), BatchSize: *batch, Options: opts, ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay}
+	sub := &submission.Submitter{Store: store}
+	if *dry {
+		plan, err := sub.Plan(ctx, req)
+		if err != nil {
+			return err
+		}
+		return c.printPlan(plan, *asJSON)
+	}
+	tc, err := c.temporal(ctx)
+	if err != nil {
+		return err
+	}
+	sub.Temporal = tc
+	res, err := sub.Submit(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *asJSON && !*wait {
+		return json.NewEncoder(c.out).Encode(res)
+	}
+	c.printSubmitted(res)
+	if !*wait {
+		return nil
+	}
+	return c.wait(ctx, res.ID, res.WorkflowID, *asJSON)
+}
+
+func (c *cli) printPlan(p *submission.Plan, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(c.out).Encode(p)
+	}
+	fmt.Fprintf(c.out, "valid: %d devices", len(p.Devices))
+	for _, op := range p.SortedOperations() {
+		fmt.Fprintf(c.out, ", %s %d", op, p.ByOperation[op])
+	}
+	fmt.Fprintf(c.out, "\nwould send %d ThingSpace requests:\n", len(p.Batches))
+	for _, b := range p.Batches {
+		fmt.Fprintf(c.out, "  batch %d: %s of %d devices\n", b.No, b.Operation, b.Devices)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(c.out, "warning:", w)
+	}
+	fmt.Fprintln(c.out, "dry run: nothing was written or started")
+	return nil
+}
+
+func (c *cli) printSubmitted(r *submission.Result) {
+	if r.Created {
+		fmt.Fprintf(c.out, "bulk change %s submitted: %d devices in %d ThingSpace requests\n", r.ID, r.BulkChange.Total, r.BulkChange.Batches)
+	} else {
+		fmt.Fprintf(c.out, "bulk change %s already exists for this idempotency key (%s, %d devices); nothing new was created\n",
+			r.ID, r.BulkChange.Status, r.BulkChange.Total)
+	}
+	if r.Plan != nil {
+		for _, w := range r.Plan.Warnings {
+			fmt.Fprintln(c.out, "warning:", w)
+		}
+	}
+	fmt.Fprintf(c.out, "workflow %s\n", r.WorkflowID)
+	fmt.Fprintf(c.out, "Web UI   %s\n", c.uiLink(r.WorkflowID))
+}
+
+func (c *cli) uiLink(workflowID string) string {
+	base := os.Getenv("TSBULK_UI_URL")
+	if base == "" {
+		base = "http://localhost:8233"
+	}
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimRight(base, "/"), c.cfg.Temporal.Namespace, url.PathEscape(workflowID))
+}
