@@ -91,6 +91,7 @@ func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config
 		MaxConcurrentActivityExecutionSize: cfg.Worker.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskPollers:   cfg.Worker.WorkflowTaskPollers,
 		MaxConcurrentActivityTaskPollers:   cfg.Worker.ActivityTaskPollers,
+		DeadlockDetectionTimeout:           cfg.Worker.DeadlockDetectionTimeout,
 	}
 	for _, t := range tune {
 		t(&opts)

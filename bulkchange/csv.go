@@ -33,6 +33,12 @@ func ParseCSV(r io.Reader, opt Options) ([]DeviceRequest, error) {
 	if errors.Is(err, io.EOF) {
 		return nil, &ValidationError{Errors: []FieldError{{Message: "file is empty; the first line must be a header naming the columns (at least iccid)"}}}
 	}
+	var syntax *csv.ParseError
+	if errors.As(err, &syntax) {
+		// Without a readable header no column can be named, so this is the
+		// only problem reported.
+		return nil, &ValidationError{Errors: []FieldError{{Row: syntax.StartLine, Message: "header line: " + syntaxProblem(syntax, len(cells))}}}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bulkchange: read CSV header: %w", err)
 	}
@@ -44,6 +50,14 @@ func ParseCSV(r io.Reader, opt Options) ([]DeviceRequest, error) {
 		cells, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if errors.As(err, &syntax) {
+			// A quoting mistake is a problem of its row like any other; the
+			// reader carries on at the next line, so later rows are still checked.
+			if v.accept() {
+				v.add(h.syntaxRecord(syntax, len(cells)))
+			}
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("bulkchange: read CSV: %w", err)
@@ -72,6 +86,17 @@ type csvHeader struct {
 
 func parseHeader(cells []string, line int) *csvHeader {
 	h := &csvHeader{cols: make([]column, len(cells)), pos: map[string]int{}}
+	for _, cell := range cells {
+		if strings.Contains(cell, "\r") {
+			// Lines ending in a carriage return alone (Excel's "CSV (Macintosh)")
+			// make the whole file one line: its values would be quoted back as
+			// unknown column names, and they may be PPU data. (encoding/csv
+			// already turns \r\n into \n, so any \r left is one of these.)
+			h.errs = append(h.errs, FieldError{Row: line, Message: "lines end with a carriage return only (classic Mac line endings), " +
+				"so the whole file reads as one line; save it again as \"CSV UTF-8\" or with Windows or Unix line endings"})
+			return h
+		}
+	}
 	var unknown []FieldError
 	known := 0
 	for i, cell := range cells {
@@ -151,6 +176,34 @@ func (h *csvHeader) record(line int, cells []string) *record {
 		}
 	}
 	return rec
+}
+
+// syntaxRecord reports a row that encoding/csv could not read: a stray or
+// missing double quote. fields is how many of its fields were read before
+// the error, so the next one is where the mistake is.
+func (h *csvHeader) syntaxRecord(pe *csv.ParseError, fields int) *record {
+	fe := FieldError{Row: pe.StartLine, Message: syntaxProblem(pe, fields)}
+	if fields < len(h.cols) && h.cols[fields] >= 0 {
+		fe.Field = h.cols[fields].String()
+	}
+	return &record{row: pe.StartLine, broken: true, errs: []FieldError{fe}}
+}
+
+// syntaxProblem explains a CSV quoting error to an operator, naming the
+// column by position and the line where the reader gave up (a quoted value
+// may span lines). The text of the value is not quoted: it may be a PPU.
+func syntaxProblem(pe *csv.ParseError, fields int) string {
+	where := fmt.Sprintf("column %d", fields+1)
+	if pe.Line != pe.StartLine {
+		where += fmt.Sprintf(" (line %d)", pe.Line)
+	}
+	if errors.Is(pe.Err, csv.ErrBareQuote) {
+		return where + ` has a double quote inside a value that does not start with one; ` +
+			`put the whole value in double quotes and write the quote inside as two ("")`
+	}
+	return where + ` has a value in double quotes that is not closed properly: the closing quote must be followed ` +
+		`by a comma or the end of the line, and a quote inside the value must be written as two (""); ` +
+		`an unclosed quote makes the rest of the file part of the value`
 }
 
 // splitList splits a ";"-separated cell. Empty items are kept (and then

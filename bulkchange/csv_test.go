@@ -217,16 +217,29 @@ func TestParseCSVRowLimit(t *testing.T) {
 	requireProblems(t, err, want{0, "", "file has 2 device rows; at most 1"})
 }
 
-func TestParseCSVSyntaxErrorIsPlain(t *testing.T) {
-	_, err := parseCSV(t, "iccid,operation\n"+iccidA+",\"suspend\n", Options{})
-	require.Error(t, err)
-	var ve *ValidationError
-	assert.False(t, errors.As(err, &ve))
-	assert.Contains(t, err.Error(), "read CSV")
+func TestParseCSVSyntaxErrorIsReportedOnItsRow(t *testing.T) {
+	// A stray quote is a problem of its row and column like any other, in
+	// the report (exit status 2), without encoding/csv's wording; later rows
+	// are still checked.
+	_, err := parseCSV(t, "iccid,operation,ppu_first_name\n"+iccidA+",suspend,Dana \"DJ\" Reyes\nbad,suspend,\n", Options{})
+	ve := requireProblems(t, err,
+		want{2, "ppu_first_name", "column 3 has a double quote inside a value"},
+		want{3, "iccid", "must contain only digits"})
+	assert.NotContains(t, ve.Error(), "bare")
+	assert.NotContains(t, ve.Error(), "Reyes", "the value may be a PPU and is not quoted")
+
+	// An unclosed quote runs to the end of the file.
+	_, err = parseCSV(t, "iccid,operation\n"+iccidA+",\"suspend\n"+iccidB+",suspend\n", Options{})
+	requireProblems(t, err, want{2, "operation", "column 2 (line 3) has a value in double quotes that is not closed"})
 
 	_, err = parseCSV(t, "iccid,\"oper\"ation\n", Options{})
-	require.Error(t, err)
-	assert.False(t, errors.As(err, &ve))
+	requireProblems(t, err, want{1, "", "header line: column 2 has a value in double quotes that is not closed"})
+
+	// Classic Mac line endings make one long header line: reported once,
+	// without quoting the values as unknown column names.
+	_, err = parseCSV(t, "iccid,operation,ppu_first_name\r"+iccidA+",activate,Zebulon\r", Options{})
+	ve = requireProblems(t, err, want{0, "", "no device rows"}, want{1, "", "carriage return only"})
+	assert.NotContains(t, ve.Error(), "Zebulon")
 }
 
 func TestParseCSVOperationRules(t *testing.T) {

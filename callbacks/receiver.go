@@ -4,6 +4,7 @@
 package callbacks
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -11,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -71,39 +75,21 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
-	var msg thingspace.CallbackMessage
-	if err := json.Unmarshal(body, &msg); err != nil {
-		r.count("invalid")
-		http.Error(w, "body is not a ThingSpace callback", http.StatusBadRequest)
-		return
-	}
-	if !r.authorized(msg) {
-		r.count("unauthorized")
-		r.log().Warn("callback refused: wrong listener credentials", "remote", req.RemoteAddr)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
-	iccid := msg.ICCID()
-	if msg.RequestID == "" || iccid == "" {
-		r.count("invalid")
-		http.Error(w, "callback needs a requestId and an ICCID", http.StatusBadRequest)
-		return
-	}
-	payload, err := redactedPayload(body)
-	if err != nil {
-		r.count("invalid")
-		http.Error(w, "body is not a JSON object", http.StatusBadRequest)
+	n, refused := r.parseCallback(body)
+	if refused != nil {
+		r.count(refused.result)
+		if refused.status == http.StatusUnauthorized {
+			r.log().Warn("callback refused: wrong listener credentials", "remote", req.RemoteAddr)
+		}
+		http.Error(w, refused.text, refused.status)
 		return
 	}
 	ctx := req.Context()
-	cb, first, err := r.Store.StoreCallback(ctx, db.NewCallback{
-		RequestID: msg.RequestID, ICCID: iccid, Status: msg.Status, FaultCode: faultCode(msg),
-		FaultString: faultString(msg), MSISDN: msg.MSISDN(), CallbackCount: msg.CallbackCount, Payload: payload,
-	})
+	cb, first, err := r.Store.StoreCallback(ctx, *n)
 	if err != nil {
 		// Not stored: ThingSpace must try again.
 		r.count("store_failed")
-		r.log().Error("callback not stored", "requestId", msg.RequestID, "iccid", iccid, "error", err)
+		r.log().Error("callback not stored", "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -117,11 +103,62 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	// signalled too (the first signal may have been lost); the workflow
 	// takes only the first confirmation.
 	if err := r.signal(ctx, cb); err != nil {
-		r.log().Error("callback stored but its workflow could not be signalled", "requestId", msg.RequestID, "iccid", iccid, "error", err)
+		r.log().Error("callback stored but its workflow could not be signalled", "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// refusal is why a callback is answered without being stored.
+type refusal struct {
+	status int    // HTTP status of the answer
+	result string // label of the callbacks metric
+	text   string // body of the answer
+}
+
+// parseCallback checks a callback body: a ThingSpace callback carrying the
+// registered listener credentials, a request id and an ICCID. It returns
+// the callback to store, listener credentials removed, or why it is
+// refused. It needs neither the database nor Temporal.
+//
+// The body is read by thingspace.ParseCallbackMessage, which tolerates the
+// shapes ThingSpace has not confirmed (counts as strings, a deviceResponse
+// or faultResponse that is not an object): refusing such a callback would
+// make ThingSpace retry it in vain and leave the device to polling.
+func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
+	parsed, err := thingspace.ParseCallbackMessage(body)
+	if err != nil {
+		return nil, &refusal{http.StatusBadRequest, "invalid", "body is not a ThingSpace callback"}
+	}
+	msg := *parsed
+	if !r.authorized(msg) {
+		return nil, &refusal{http.StatusUnauthorized, "unauthorized", "unauthorized"}
+	}
+	iccid := msg.ICCID()
+	if msg.RequestID == "" || iccid == "" {
+		return nil, &refusal{http.StatusBadRequest, "invalid", "callback needs a requestId and an ICCID"}
+	}
+	if !storable(body, msg.CallbackCount) {
+		// PostgreSQL would refuse it: answering 503 would have ThingSpace
+		// send it again and again for nothing.
+		return nil, &refusal{http.StatusBadRequest, "invalid", "callback cannot be stored: NUL character, invalid UTF-8 or callbackCount out of range"}
+	}
+	payload, err := redactedPayload(body)
+	if err != nil {
+		return nil, &refusal{http.StatusBadRequest, "invalid", "body is not a JSON object"}
+	}
+	return &db.NewCallback{
+		RequestID: msg.RequestID, ICCID: iccid, Status: msg.Status, FaultCode: faultCode(msg),
+		FaultString: faultString(msg), MSISDN: msg.MSISDN(), CallbackCount: msg.CallbackCount, Payload: payload,
+	}, nil
+}
+
+// storable says whether PostgreSQL can store the callback: jsonb and text
+// refuse NUL characters and invalid UTF-8, and the count is an int.
+func storable(body []byte, count int) bool {
+	return utf8.Valid(body) && !bytes.Contains(bytes.ToLower(body), []byte(`\u0000`)) &&
+		count >= 0 && count <= math.MaxInt32
 }
 
 // authorized compares the body's credentials with the registered ones in
@@ -181,14 +218,20 @@ func (r *Receiver) log() *slog.Logger {
 }
 
 // redactedPayload is the raw callback without the listener credentials
-// ThingSpace echoes in it.
+// ThingSpace echoes in it. Members are dropped in any spelling that
+// encoding/json matches to the credential fields (it compares names with
+// Unicode case folding, as strings.EqualFold does), so "Password" or a
+// second "PASSWORD" cannot carry them into storage.
 func redactedPayload(body []byte) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, err
 	}
-	delete(m, "username")
-	delete(m, "password")
+	for k := range m {
+		if strings.EqualFold(k, "username") || strings.EqualFold(k, "password") {
+			delete(m, k)
+		}
+	}
 	return json.Marshal(m)
 }
 

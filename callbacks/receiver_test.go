@@ -196,3 +196,21 @@ func mustChange(t *testing.T, st *db.Store, bulkID string) int64 {
 	require.NoError(t, st.Pool.QueryRow(context.Background(), `SELECT id FROM device_changes WHERE bulk_change_id = $1`, bulkID).Scan(&id))
 	return id
 }
+
+// A callback PostgreSQL cannot store (a NUL character, invalid UTF-8) is
+// refused with 400: a 503 would have ThingSpace send it again in vain.
+func TestUnstorableCallbackIsRefused(t *testing.T) {
+	r, sig, st := newReceiver(t)
+	bulkID := inFlight(t, st)
+	good := callback("listener", "s3cret-listener", "req-1", "Success", "")
+	for _, body := range []string{
+		strings.Replace(good, `"Success"`, `"Succ\u0000ess"`, 1),
+		strings.Replace(good, `"Success"`, "\"Succ\xffess\"", 1),
+	} {
+		require.Equal(t, http.StatusBadRequest, post(r, body).Code)
+	}
+	require.Empty(t, sig.signals)
+	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Empty(t, cbs)
+}

@@ -155,6 +155,10 @@ type Worker struct {
 	// showing no trace of it at ThingSpace is sent again only this long
 	// after the lost attempt (callbacks of refused devices need time).
 	ReconcileSettle time.Duration `mapstructure:"reconcile_settle"`
+	// DeadlockDetectionTimeout: a workflow task whose code runs this long
+	// without yielding is failed as a potential deadlock (the SDK's 1 s).
+	// A CPU-starved host (the tests, under the race detector) needs more.
+	DeadlockDetectionTimeout time.Duration `mapstructure:"deadlock_detection_timeout"`
 }
 
 // Log holds logging settings.
@@ -218,6 +222,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.activity_task_pollers", 8)
 	v.SetDefault("worker.poll_batch_threshold", 20)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
+	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 }

@@ -208,7 +208,11 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 			DefaultSite: "INTEGRATION-SITE", DefaultSiteAssignment: true, StallCheck: 10 * time.Second},
 		Limits: config.Limits{RequestsPerHour: 0, RequestsWindow: time.Hour, ActivatesPerMinute: 0, ActionsPerLinePerDay: 5},
 		Worker: config.Worker{Listen: "127.0.0.1:0", MaxConcurrentActivities: 100, PollBatchThreshold: 20, ReconcileSettle: 3 * time.Second,
-			WorkflowTaskPollers: 8, ActivityTaskPollers: 8},
+			WorkflowTaskPollers: 8, ActivityTaskPollers: 8,
+			// Tests run under the race detector, often beside other heavy
+			// tests: the SDK's 1 s deadlock detector would fail workflow
+			// tasks of a starved CPU (and the SDK then races with itself).
+			DeadlockDetectionTimeout: 30 * time.Second},
 		Log: config.Log{Level: "warn", Format: "text"},
 	}
 }
@@ -295,8 +299,9 @@ func (s *Stack) Env() []string {
 		"limits.actions_per_line_per_day": fmt.Sprint(c.Limits.ActionsPerLinePerDay),
 		"worker.listen":                   "127.0.0.1:0", "worker.max_concurrent_activities": fmt.Sprint(c.Worker.MaxConcurrentActivities),
 		"worker.poll_batch_threshold": fmt.Sprint(c.Worker.PollBatchThreshold), "log.level": "warn",
-		"worker.reconcile_settle":      c.Worker.ReconcileSettle.String(),
-		"worker.workflow_task_pollers": fmt.Sprint(c.Worker.WorkflowTaskPollers), "worker.activity_task_pollers": fmt.Sprint(c.Worker.ActivityTaskPollers),
+		"worker.reconcile_settle":           c.Worker.ReconcileSettle.String(),
+		"worker.deadlock_detection_timeout": c.Worker.DeadlockDetectionTimeout.String(),
+		"worker.workflow_task_pollers":      fmt.Sprint(c.Worker.WorkflowTaskPollers), "worker.activity_task_pollers": fmt.Sprint(c.Worker.ActivityTaskPollers),
 	}
 	env := os.Environ()
 	for k, v := range kv {

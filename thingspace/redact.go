@@ -41,6 +41,21 @@ var personalAttrHints = []string{
 	"address", "email", "phone", "city", "zip",
 }
 
+// sensitiveKey matches a member name the way encoding/json matches field
+// names (Unicode case folding: "paſſword" is "password"), so no spelling
+// that a decoder would read as a credential escapes redaction.
+func sensitiveKey(key string) bool {
+	if sensitiveKeys[strings.ToLower(key)] {
+		return true
+	}
+	for k := range sensitiveKeys {
+		if strings.EqualFold(k, key) {
+			return true
+		}
+	}
+	return false
+}
+
 func personalAttr(key string) bool {
 	k := strings.ToLower(key)
 	for _, h := range personalAttrHints {
@@ -141,7 +156,7 @@ func redactObject(out *bytes.Buffer, raw []byte) error {
 		kb, _ := json.Marshal(m.key)
 		out.Write(kb)
 		out.WriteByte(':')
-		if sensitiveKeys[strings.ToLower(m.key)] || (hideValue && strings.EqualFold(m.key, "value")) {
+		if sensitiveKey(m.key) || (hideValue && strings.EqualFold(m.key, "value")) {
 			out.WriteString(`"` + Redacted + `"`)
 			continue
 		}
@@ -161,7 +176,7 @@ func redactForm(body []byte) []byte {
 	}
 	changed := false
 	for k := range vals {
-		if sensitiveKeys[strings.ToLower(k)] {
+		if sensitiveKey(k) {
 			vals[k] = []string{Redacted}
 			changed = true
 		}

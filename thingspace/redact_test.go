@@ -130,6 +130,9 @@ func TestRedactJSON(t *testing.T) {
 	assert.Equal(t, `{"z":1,"access_token":"[REDACTED]","nested":{"Password":"[REDACTED]","list":[{"sessionToken":"[REDACTED]"},2,"str"]},`+
 		`"extendedAttributes":[{"key":"PrimaryPlaceOfUseFirstName","value":"[REDACTED]"},{"key":"SkuNumber","value":"SKU1"}],`+
 		`"primaryPlaceOfUse":"[REDACTED]","a":null}`, out, "member order kept")
+	// encoding/json reads "paſſword" (long s) as password: so does the
+	// redaction.
+	assert.Equal(t, `{"paſſword":"[REDACTED]"}`, string(RedactJSON([]byte(`{"paſſword":"s3cret"}`))))
 	assert.Equal(t, "not json", string(RedactJSON([]byte("not json"))))
 	assert.Equal(t, `{"broken":`, string(RedactJSON([]byte(`{"broken":`))))
 	red, err := url.QueryUnescape(string(redactForm([]byte("grant_type=client_credentials&token=tok123"))))
