@@ -55,6 +55,9 @@ type Config struct {
 type Temporal struct {
 	Address   string `mapstructure:"address"`
 	Namespace string `mapstructure:"namespace"`
+	// UIURL is the Temporal Web UI's address, for the links the starter
+	// prints ("" prints none: the UI's address is not known).
+	UIURL string `mapstructure:"ui_url"`
 }
 
 // Database says where PostgreSQL is. The URL may hold a password, so it is
@@ -151,6 +154,10 @@ type Worker struct {
 	WorkflowTaskPollers int `mapstructure:"workflow_task_pollers"`
 	ActivityTaskPollers int `mapstructure:"activity_task_pollers"`
 	PollBatchThreshold  int `mapstructure:"poll_batch_threshold"`
+	// PollMaxRequests caps the ThingSpace requests of one polling cycle of
+	// an account (device-list pages and lookups, retries of the cycle
+	// included); devices not reached wait for the next cycle.
+	PollMaxRequests int `mapstructure:"poll_max_requests"`
 	// ReconcileSettle: after a request whose answer was lost, a device
 	// showing no trace of it at ThingSpace is sent again only this long
 	// after the lost attempt (callbacks of refused devices need time).
@@ -181,6 +188,7 @@ var secretSettings = []string{
 func defaults(v *viper.Viper) {
 	v.SetDefault("temporal.address", "127.0.0.1:7233")
 	v.SetDefault("temporal.namespace", "default")
+	v.SetDefault("temporal.ui_url", "")
 	v.SetDefault("database.max_conns", 20)
 	v.SetDefault("thingspace.base_url", "https://thingspace.verizon.com")
 	v.SetDefault("thingspace.client_id", "")
@@ -221,6 +229,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.workflow_task_pollers", 8)
 	v.SetDefault("worker.activity_task_pollers", 8)
 	v.SetDefault("worker.poll_batch_threshold", 20)
+	v.SetDefault("worker.poll_max_requests", 20)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
 	v.SetDefault("log.level", "info")
@@ -382,6 +391,7 @@ func (c *Config) ValidateWorker() error {
 	p.need(c.Worker.MaxConcurrentActivities > 0, "worker.max_concurrent_activities", "must be positive")
 	p.need(c.Worker.WorkflowTaskPollers >= 2, "worker.workflow_task_pollers", "must be at least 2")
 	p.need(c.Worker.ActivityTaskPollers >= 1, "worker.activity_task_pollers", "must be at least 1")
+	p.need(c.Worker.PollMaxRequests >= 1, "worker.poll_max_requests", "must be at least 1")
 	p.need(c.Worker.ReconcileSettle > 0, "worker.reconcile_settle", "must be positive")
 	if c.Worker.EmbedCallbackReceiver {
 		c.checkCallbacks(&p)

@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -131,4 +133,11 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	}
 	require.Equal(t, 1, services, "exactly one Rev.io service for the device")
 	recordHistory(t, s, api.DeviceChangeWorkflowID(bulkID, iccid), "activate-lost-task-billing")
+
+	// The live history replays against this build (`worker replay`).
+	replay := exec.Command(filepath.Join(binDir, "worker"), "replay", "--workflow-id", api.DeviceChangeWorkflowID(bulkID, iccid))
+	replay.Env = s.Env()
+	out, err := replay.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "OK: workflow "+api.DeviceChangeWorkflowID(bulkID, iccid))
 }

@@ -61,7 +61,7 @@ func parseID(fs *flag.FlagSet, args []string) (string, error) {
 	var id string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
-			return "", &exitError{2, errors.New("")}
+			return "", flagError(err)
 		}
 		args = fs.Args()
 		if len(args) > 0 {
@@ -89,4 +89,25 @@ func sortedKeys(m map[string]int) []string {
 func bulkView(b *db.BulkChange) map[string]any {
 	return map[string]any{"id": b.ID, "status": b.Status, "account": b.AccountName, "total": b.Total, "processed": b.Processed,
 		"errors": b.Errors, "error": b.ErrorMessage, "createdAt": b.CreatedAt, "finishedAt": b.FinishedAt, "workflowId": b.WorkflowID}
+}
+
+// flagError is the exit of a subcommand whose flags did not parse (the flag
+// package has said why): 0 after --help, 2 otherwise.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return &exitError{0, errors.New("")}
+	}
+	return &exitError{2, errors.New("")}
+}
+
+// wantsHelp reports whether the arguments ask for help: then the command
+// prints its usage without needing a valid configuration.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			return true
+		}
+	}
+	return false
 }

@@ -46,26 +46,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("starter", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	path := global.String("config", os.Getenv("TSBULK_CONFIG"), "YAML configuration file (environment variables TSBULK_* override it)")
-	global.Usage = func() {
-		fmt.Fprintln(stderr, "usage: starter [--config FILE] submit|status|results|list|billing-retry|resume-failed ...")
-		global.PrintDefaults()
-	}
+	global.Usage = func() { usage(stderr, global) }
 	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
-	if global.NArg() == 0 {
+	if global.NArg() == 0 || global.Arg(0) == "help" {
 		global.Usage()
-		return 2
+		if global.NArg() == 0 {
+			return 2
+		}
+		return 0
 	}
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	// Help needs no valid configuration (no database URL, say): the flags'
+	// defaults come from whatever configuration there is.
 	cfg, err := config.Load(*path)
-	if err == nil {
+	if err == nil && !wantsHelp(rest) {
 		err = cfg.ValidateStarter()
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "starter:", err)
 		return 2
 	}
-	cmd, rest := global.Arg(0), global.Args()[1:]
 	c := &cli{cfg: cfg, out: stdout, errOut: stderr}
 	defer c.close()
 	switch cmd {
@@ -85,6 +90,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = &exitError{2, fmt.Errorf("unknown command %q", cmd)}
 	}
 	return exitCode(err, stderr)
+}
+
+// commands lists the subcommands for the usage text.
+var commands = [][2]string{
+	{"submit --file FILE [...]", "validate a file, write the bulk change and start it (--dry-run: validate only)"},
+	{"status ID", "live progress, waits and failures of a bulk change"},
+	{"results ID [--csv|--json]", "one line per device change"},
+	{"list", "recent bulk changes"},
+	{"billing-retry ID", "run the owed Rev.io steps again (failed, or stranded)"},
+	{"resume-failed ID", "continue a bulk change whose workflow failed or was terminated"},
+}
+
+func usage(w io.Writer, global *flag.FlagSet) {
+	fmt.Fprintln(w, "usage: starter [--config FILE] COMMAND [flags]   (starter COMMAND --help for its flags)")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-28s %s\n", c[0], c[1])
+	}
+	fmt.Fprintln(w, "\nglobal flags:")
+	global.PrintDefaults()
 }
 
 func exitCode(err error, stderr io.Writer) int {

@@ -268,3 +268,18 @@ func TestDailyLineLimitReportedBeforeSubmission(t *testing.T) {
 	}
 	require.Equal(t, before, countBulkChanges(t), "nothing written")
 }
+
+// Help needs no configuration: `starter --help` and `starter submit --help`
+// print their usage and exit 0 even without a database URL.
+func TestHelpNeedsNoConfiguration(t *testing.T) {
+	t.Setenv("TSBULK_DATABASE_URL", "")
+	for _, args := range [][]string{{"--help"}, {"help"}, {"submit", "--help"}, {"status", "-h"}, {"resume-failed", "--help"}} {
+		var out, errOut bytes.Buffer
+		require.Equal(t, 0, run(context.Background(), args, &out, &errOut), "%v: %s", args, errOut.String())
+		require.NotContains(t, errOut.String(), "database.url", "%v", args)
+		require.Contains(t, strings.ToLower(errOut.String()), "usage", "%v", args)
+	}
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, run(context.Background(), []string{"status", "x"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "database.url", "without help, the configuration is checked")
+}

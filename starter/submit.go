@@ -28,7 +28,7 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	noCallbacks := fs.Bool("no-callbacks", !c.cfg.Callbacks.Enabled, "confirm by polling only")
 	site := fs.String("default-site", c.cfg.SiteForBulkChanges(), "site given at the end to devices left in inventory or pending (\"\" for none)")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{2, errors.New("")}
+		return flagError(err)
 	}
 	if *file == "" {
 		return &exitError{2, errors.New("submit: --file is required")}
@@ -108,13 +108,17 @@ func (c *cli) printSubmitted(r *submission.Result) {
 		}
 	}
 	fmt.Fprintf(c.out, "workflow %s\n", r.WorkflowID)
-	fmt.Fprintf(c.out, "Web UI   %s\n", c.uiLink(r.WorkflowID))
+	if link := c.uiLink(r.WorkflowID); link != "" {
+		fmt.Fprintf(c.out, "Web UI   %s\n", link)
+	}
 }
 
+// uiLink is the Web UI page of a workflow, "" when temporal.ui_url is not
+// set (a guessed address would mislead).
 func (c *cli) uiLink(workflowID string) string {
-	base := os.Getenv("TSBULK_UI_URL")
+	base := c.cfg.Temporal.UIURL
 	if base == "" {
-		base = "http://localhost:8233"
+		return ""
 	}
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimRight(base, "/"), c.cfg.Temporal.Namespace, url.PathEscape(workflowID))
 }

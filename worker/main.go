@@ -4,6 +4,11 @@
 // worker.embed_callback_receiver it also serves ThingSpace's callbacks.
 //
 //	worker [--config FILE]
+//	worker replay --workflow-id ID [--run-id RUN] [--config FILE]
+//	worker replay --file history.json
+//
+// replay checks that a history replays against this build's workflow code
+// (exit 3 on nondeterminism).
 package main
 
 import (
@@ -19,6 +24,11 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "replay" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		os.Exit(replay(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
 	path := flag.String("config", os.Getenv("TSBULK_CONFIG"), "YAML configuration file (environment variables TSBULK_* override it)")
 	flag.Parse()
 	cfg, err := config.Load(*path)
