@@ -246,5 +246,5 @@ func faultString(m thingspace.CallbackMessage) string {
 	if m.FaultResponse == nil {
 		return ""
 	}
-	return m.FaultResponse.FaultString
+	return thingspace.FaultText(m.FaultResponse.FaultString)
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -139,6 +140,6 @@ func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 			fmt.Fprintf(w, "  ... %d more: starter results %s\n", len(failures)-10, b.ID)
 			break
 		}
-		fmt.Fprintf(w, "  %s %s: %s %s\n", r.ICCID, r.Operation, r.ErrorCode, r.ErrorMessage)
+		fmt.Fprintf(w, "  %s %s: %s: %s\n", r.ICCID, r.Operation, r.ErrorCode, thingspace.FaultText(r.ErrorMessage))
 	}
 }

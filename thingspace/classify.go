@@ -39,6 +39,7 @@ func parseErrorBody(body []byte) errorBody {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(trimmed, &m) == nil {
 			if eb, ok := parseErrorObject(m); ok {
+				eb.Message = FaultText(eb.Message)
 				return eb
 			}
 		}

@@ -2,6 +2,7 @@ package thingspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -41,72 +42,148 @@ func (c *Client) ListDevices(ctx context.Context, r ListRequest) (*ListResponse,
 	return out, nil
 }
 
-// ForEachDevice pages through every device matching r and calls fn for each
-// (stopping at fn's first error, which is returned as is). It follows the
-// answer's largestDeviceIdSeen when present; otherwise it advances
-// `earliest` to the newest createdAt of the page and skips devices already
-// seen at that boundary. Paging that makes no progress is an error rather
-// than an endless loop.
-func (c *Client) ForEachDevice(ctx context.Context, r ListRequest, fn func(Device) error) error {
-	req := r
-	var lastCursor *int64
-	var boundary string                 // createdAt that the current `earliest` was set to
-	seenAtBoundary := map[string]bool{} // devices already delivered with createdAt == boundary
-	for page := 1; ; page++ {
-		resp, err := c.ListDevices(ctx, req)
-		if err != nil {
-			return fmt.Errorf("thingspace: listing devices, page %d: %w", page, err)
+// ErrStopListing, returned by ForEachDevice's callback, ends the listing
+// early without error: a caller that has seen every device it wanted stops
+// paying for the pages that follow.
+var ErrStopListing = errors.New("thingspace: stop listing")
+
+// ListCursor is where paging through a device list stands; the zero value
+// is the start of the list (the answer's order). It is plain JSON so that a
+// caller can store it and resume after a restart: ThingSpace's own cursor
+// when its answers carry one, else the `earliest` position with the devices
+// already delivered at that instant (`earliest` is inclusive).
+type ListCursor struct {
+	LargestDeviceIDSeen *int64   `json:"largestDeviceIdSeen,omitempty"`
+	Earliest            string   `json:"earliest,omitempty"`
+	SeenAtEarliest      []string `json:"seenAtEarliest,omitempty"`
+}
+
+// IsStart reports whether the cursor is at the start of the list.
+func (c ListCursor) IsStart() bool {
+	return (c.LargestDeviceIDSeen == nil || *c.LargestDeviceIDSeen == 0) && c.Earliest == ""
+}
+
+// Reached reports whether paging has got to or past position o (both
+// cursors of the same kind); cursors of different kinds never compare.
+func (c ListCursor) Reached(o ListCursor) bool {
+	switch {
+	case o.IsStart():
+		return true
+	case c.LargestDeviceIDSeen != nil && o.LargestDeviceIDSeen != nil:
+		return *c.LargestDeviceIDSeen >= *o.LargestDeviceIDSeen
+	case c.Earliest != "" && o.Earliest != "":
+		tc, okc := parseTimestamp(c.Earliest)
+		to, oko := parseTimestamp(o.Earliest)
+		if okc && oko {
+			return !tc.Before(to)
 		}
-		delivered := 0
-		for _, d := range resp.Devices {
-			if boundary != "" && sameInstant(d.CreatedAt, boundary) {
-				k := deviceKey(d)
-				if seenAtBoundary[k] {
-					continue
-				}
-				seenAtBoundary[k] = true
+		return c.Earliest >= o.Earliest
+	}
+	return false
+}
+
+// DevicePage is one page of a device list read by ListDevicePage.
+type DevicePage struct {
+	// Devices are the page's devices not delivered before (the boundary
+	// device that `earliest` paging repeats is left out).
+	Devices []Device
+	// Next is where the following page starts; the zero cursor when More
+	// is false.
+	Next ListCursor
+	More bool
+}
+
+// ListDevicePage reads the page of the devices matching r that starts at
+// cur (r's own paging fields are ignored). It follows the answer's
+// largestDeviceIdSeen when present; otherwise it advances `earliest` to the
+// newest createdAt of the page. Paging that makes no progress is an error
+// rather than an endless loop.
+func (c *Client) ListDevicePage(ctx context.Context, r ListRequest, cur ListCursor) (*DevicePage, error) {
+	req := r
+	req.LargestDeviceIDSeen, req.Earliest = cur.LargestDeviceIDSeen, cur.Earliest
+	resp, err := c.ListDevices(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(cur.SeenAtEarliest))
+	for _, k := range cur.SeenAtEarliest {
+		seen[k] = true
+	}
+	page := &DevicePage{Devices: make([]Device, 0, len(resp.Devices)), More: resp.HasMoreData}
+	for _, d := range resp.Devices {
+		if cur.Earliest != "" && sameInstant(d.CreatedAt, cur.Earliest) {
+			k := deviceKey(d)
+			if seen[k] {
+				continue
 			}
-			delivered++
+			seen[k] = true
+		}
+		page.Devices = append(page.Devices, d)
+	}
+	if !resp.HasMoreData {
+		return page, nil
+	}
+
+	if next := resp.LargestDeviceIDSeen; next != nil {
+		if cur.LargestDeviceIDSeen != nil && *next <= *cur.LargestDeviceIDSeen {
+			return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
+				Message: fmt.Sprintf("device list cursor did not advance (largestDeviceIdSeen %d)", *next)}
+		}
+		v := *next
+		page.Next = ListCursor{LargestDeviceIDSeen: &v}
+		return page, nil
+	}
+
+	newest := newestCreatedAt(resp.Devices)
+	if newest == "" {
+		return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
+			Message: "a page says hasMoreData but gives neither largestDeviceIdSeen nor createdAt"}
+	}
+	if len(page.Devices) == 0 {
+		return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
+			Message: fmt.Sprintf("paging by earliest made no progress at %s (more than a page of devices share it)", newest)}
+	}
+	next := ListCursor{Earliest: newest}
+	if cur.Earliest != "" && sameInstant(newest, cur.Earliest) {
+		// Still at the same instant: everything delivered at it so far.
+		for k := range seen {
+			next.SeenAtEarliest = append(next.SeenAtEarliest, k)
+		}
+	} else {
+		for _, d := range resp.Devices {
+			if sameInstant(d.CreatedAt, newest) {
+				next.SeenAtEarliest = append(next.SeenAtEarliest, deviceKey(d))
+			}
+		}
+	}
+	sort.Strings(next.SeenAtEarliest)
+	page.Next = next
+	return page, nil
+}
+
+// ForEachDevice pages through every device matching r and calls fn for each
+// (starting at r's largestDeviceIdSeen or earliest when set). It stops at
+// fn's first error, which is returned as is, except ErrStopListing, which
+// ends the listing without error.
+func (c *Client) ForEachDevice(ctx context.Context, r ListRequest, fn func(Device) error) error {
+	cur := ListCursor{LargestDeviceIDSeen: r.LargestDeviceIDSeen, Earliest: r.Earliest}
+	for pageNo := 1; ; pageNo++ {
+		page, err := c.ListDevicePage(ctx, r, cur)
+		if err != nil {
+			return fmt.Errorf("thingspace: listing devices, page %d: %w", pageNo, err)
+		}
+		for _, d := range page.Devices {
 			if err := fn(d); err != nil {
+				if errors.Is(err, ErrStopListing) {
+					return nil
+				}
 				return err
 			}
 		}
-		if !resp.HasMoreData {
+		if !page.More {
 			return nil
 		}
-
-		if cur := resp.LargestDeviceIDSeen; cur != nil {
-			if lastCursor != nil && *cur <= *lastCursor {
-				return &Error{Op: OpList, Kind: KindTemporary, Sent: true,
-					Message: fmt.Sprintf("device list cursor did not advance (page %d, largestDeviceIdSeen %d)", page, *cur)}
-			}
-			v := *cur
-			lastCursor = &v
-			req.LargestDeviceIDSeen = &v
-			boundary, seenAtBoundary = "", map[string]bool{}
-			continue
-		}
-
-		newest := newestCreatedAt(resp.Devices)
-		if newest == "" {
-			return &Error{Op: OpList, Kind: KindTemporary, Sent: true,
-				Message: fmt.Sprintf("page %d says hasMoreData but gives neither largestDeviceIdSeen nor createdAt", page)}
-		}
-		if delivered == 0 {
-			return &Error{Op: OpList, Kind: KindTemporary, Sent: true,
-				Message: fmt.Sprintf("paging by earliest made no progress at %s (more than a page of devices share it)", newest)}
-		}
-		if boundary == "" || !sameInstant(newest, boundary) {
-			seenAtBoundary = map[string]bool{}
-		}
-		for _, d := range resp.Devices {
-			if sameInstant(d.CreatedAt, newest) {
-				seenAtBoundary[deviceKey(d)] = true
-			}
-		}
-		boundary = newest
-		req.Earliest = newest
-		req.LargestDeviceIDSeen = nil
+		cur = page.Next
 	}
 }
 

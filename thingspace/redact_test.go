@@ -151,3 +151,10 @@ func TestObservedBodiesAreTruncated(t *testing.T) {
 	small := s.observedBody([]byte(`{"msg":"`+testPassword+`"}`), "")
 	assert.Equal(t, `{"msg":"[REDACTED]"}`, string(small), "known secret values are scrubbed even outside sensitive keys")
 }
+
+func TestFaultTextDropsTheRepeatedCategory(t *testing.T) {
+	assert.Equal(t, "Device not found", FaultText("REQUEST_FAILED. Device not found"))
+	assert.Equal(t, "Invalid device state", FaultText("INPUT_INVALID: Invalid device state"))
+	assert.Equal(t, "Device is already active", FaultText("Device is already active"))
+	assert.Equal(t, "REQUEST_FAILED", FaultText("REQUEST_FAILED"), "nothing after the category: kept")
+}

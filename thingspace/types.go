@@ -413,3 +413,22 @@ func ShortCode(code string) string {
 	}
 	return code
 }
+
+// FaultText is a fault's message without the category ThingSpace repeats
+// at its start ("REQUEST_FAILED. Device not found" → "Device not found"),
+// so that code and message read once each: "REQUEST_FAILED.DeviceNotFound:
+// Device not found".
+func FaultText(message string) string {
+	msg := strings.TrimSpace(message)
+	for _, category := range []string{"REQUEST_FAILED", "INPUT_INVALID", "SYSTEM_ERROR"} {
+		rest, ok := strings.CutPrefix(msg, category)
+		if !ok {
+			continue
+		}
+		rest = strings.TrimLeft(rest, ".: ")
+		if rest != "" {
+			return rest
+		}
+	}
+	return msg
+}

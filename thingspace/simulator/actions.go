@@ -62,6 +62,11 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cfg.RefuseWholeRequest && len(req.Devices) > 1 {
+		if fault := s.firstRefusalLocked(req.Devices, req.AccountName, action, c.now); fault != nil {
+			return uwsError(fault.FaultCode, "%s", fault.FaultString)
+		}
+	}
 	id := newUUID()
 	plans := make([]devicePlan, len(req.Devices))
 	for i, ref := range req.Devices {
@@ -112,6 +117,27 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 	rep := okReply(requestIDResponse{RequestID: id})
 	rep.stall = s.stallLocked()
 	return rep
+}
+
+// firstRefusalLocked returns the refusal of the first device of the request
+// that would be refused, or nil, changing nothing (Config.RefuseWholeRequest).
+// A device named twice would find itself pending at its second mention, as
+// in an accepted request, so the second mention is refused the same way.
+func (s *Simulator) firstRefusalLocked(refs []deviceRef, account, action string, now time.Time) *faultResponse {
+	seen := make(map[*device]bool, len(refs))
+	for _, ref := range refs {
+		d := s.store.resolveLocked(ref, account)
+		if d != nil && seen[d] && action != ActionContactInfo {
+			return deviceFault(CodeDeviceStateInvalid, "INPUT_INVALID. Device has a pending request (named twice in this request)")
+		}
+		if _, fault := s.checkLocked(d, action, now); fault != nil {
+			return fault
+		}
+		if d != nil {
+			seen[d] = true
+		}
+	}
+	return nil
 }
 
 // planKey names a device in Stats.AcceptedChanges: its ICCID, or the first

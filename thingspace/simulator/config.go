@@ -41,6 +41,14 @@ type Config struct {
 	DisallowSuspendToDeactivate bool
 	Seed                        int64        // randomness seed (fault decisions, jitter); 0 → time-based
 	Logger                      *slog.Logger // optional; never receives secrets
+
+	// RefuseWholeRequest makes a multi-device action refuse the whole
+	// request synchronously (HTTP 400 with the device-level code, nothing
+	// applied, no callback) when any of its devices would be refused,
+	// instead of accepting it and sending that device a fault callback. The
+	// reference leaves open when ThingSpace detects such refusals; this is
+	// the harsher reading, for testing how a client isolates bad devices.
+	RefuseWholeRequest bool
 }
 
 // Limits are the documented (and one undocumented) ThingSpace limits.

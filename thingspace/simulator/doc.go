@@ -70,9 +70,19 @@
 //     DeviceNotFound.
 //   - A request with exactly one device answers such a refusal
 //     synchronously: HTTP 400 {errorCode, errorMessage}, no requestId, no
-//     callback, nothing changed. Multi-device requests always answer 200
+//     callback, nothing changed. Multi-device requests answer 200
 //     {requestId}; refused devices get a "Failed" callback after the same
 //     delay as successful ones.
+//   - Config.RefuseWholeRequest (off by default) is the other reading of
+//     S-cberr: a multi-device request in which any device would be refused
+//     is refused as a whole, synchronously: HTTP 400 with the code and text
+//     of the first such device in request order (DeviceNotFound for a
+//     device unknown or of another account, DeviceState.Invalid for a wrong
+//     state or a device named twice, DeviceAlreadyActive, MaxActionsPerDay,
+//     a seeded FailWith), nothing applied to any device, no requestId, no
+//     callback. The answer does not say which device was refused. It
+//     applies to activate, suspend, restore, deactivate and contactInfo,
+//     not to add (whose answer is per device anyway).
 //   - Suspend→deactivate is allowed (L-cds) unless
 //     Config.DisallowSuspendToDeactivate (S-states).
 //   - contactInfo is allowed only on active devices, has no pending state
