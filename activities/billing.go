@@ -20,8 +20,8 @@ import (
 // BillingInput names the device change whose Rev.io service is to be
 // created or disconnected.
 type BillingInput struct {
-	BulkChangeID   string
-	DeviceChangeID int64
+	BulkChangeID   string `json:"bulkChangeId"`
+	DeviceChangeID int64  `json:"deviceChangeId"`
 }
 
 // BillingResult is the device's Rev.io service.
@@ -264,10 +264,10 @@ func activatedDate(dc *db.DeviceChange) string {
 
 // RecordBillingFailureInput says why the Rev.io step failed.
 type RecordBillingFailureInput struct {
-	DeviceChangeID int64
-	Message        string
+	DeviceChangeID int64  `json:"deviceChangeId"`
+	Message        string `json:"message"`
 	// Code is the failure's error type (MSISDN_UNKNOWN, RevioError, ...).
-	Code string `json:",omitempty"`
+	Code string `json:"code,omitempty"`
 }
 
 // RecordBillingFailure marks the Rev.io step failed; the change stays
@@ -278,11 +278,11 @@ func (a *Activities) RecordBillingFailure(ctx context.Context, in RecordBillingF
 
 // ListOwedBillingInput pages the device changes whose Rev.io step is owed.
 type ListOwedBillingInput struct {
-	BulkChangeID string
-	AfterID      int64
-	Limit        int
+	BulkChangeID string `json:"bulkChangeId"`
+	AfterID      int64  `json:"afterId"`
+	Limit        int    `json:"limit"`
 	// StrandedOnly skips failed steps.
-	StrandedOnly bool `json:",omitempty"`
+	StrandedOnly bool `json:"strandedOnly,omitempty"`
 }
 
 // OwedBilling is a device change whose Rev.io step a billing retry runs.
@@ -362,9 +362,9 @@ func (a *Activities) workflowStatus(ctx context.Context, workflowID string) (enu
 
 // ListBillingFailuresInput pages device changes whose billing failed.
 type ListBillingFailuresInput struct {
-	BulkChangeID string
-	AfterID      int64
-	Limit        int
+	BulkChangeID string `json:"bulkChangeId"`
+	AfterID      int64  `json:"afterId"`
+	Limit        int    `json:"limit"`
 }
 
 // ListBillingFailures returns the next device change ids whose Rev.io step

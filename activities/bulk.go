@@ -101,9 +101,9 @@ func (a *Activities) CheckThingSpaceAuth(ctx context.Context, bulkID string) err
 
 // FailBulkInput ends a bulk change that cannot run.
 type FailBulkInput struct {
-	BulkChangeID string
-	Code         string
-	Message      string
+	BulkChangeID string `json:"bulkChangeId"`
+	Code         string `json:"code,omitempty"`
+	Message      string `json:"message"`
 }
 
 // FailBulkChange marks the bulk change FAILED and its unsent device changes
@@ -118,10 +118,10 @@ func (a *Activities) FailBulkChange(ctx context.Context, in FailBulkInput) error
 // FailUnsentInput ends the device changes of batches from FromBatch on that
 // were never sent.
 type FailUnsentInput struct {
-	BulkChangeID string
-	FromBatch    int
-	Code         string
-	Message      string
+	BulkChangeID string `json:"bulkChangeId"`
+	FromBatch    int    `json:"fromBatch"`
+	Code         string `json:"code,omitempty"`
+	Message      string `json:"message"`
 }
 
 // FailUnsent marks as ERROR every device change of the bulk change, from the
@@ -137,13 +137,13 @@ func (a *Activities) FailUnsent(ctx context.Context, in FailUnsentInput) (int, e
 
 // ListDevicesInput pages the device changes whose child should start next.
 type ListDevicesInput struct {
-	BulkChangeID string
-	After        api.Cursor
-	MaxBatch     int
-	Limit        int
+	BulkChangeID string     `json:"bulkChangeId"`
+	After        api.Cursor `json:"after"`
+	MaxBatch     int        `json:"maxBatch"`
+	Limit        int        `json:"limit"`
 	// UnfinishedBelowBatch: below this batch only device changes without an
 	// outcome are listed (a recovered bulk change); 0 for none.
-	UnfinishedBelowBatch int `json:",omitempty"`
+	UnfinishedBelowBatch int `json:"unfinishedBelowBatch,omitempty"`
 }
 
 // DeviceToStart is one child to start.
@@ -172,8 +172,8 @@ func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput
 
 // FinishInput ends a bulk change.
 type FinishInput struct {
-	BulkChangeID string
-	DefaultSite  string
+	BulkChangeID string `json:"bulkChangeId"`
+	DefaultSite  string `json:"defaultSite"`
 }
 
 // FinishResult is the bulk change's final count.
@@ -204,9 +204,9 @@ func (a *Activities) FinishBulkChange(ctx context.Context, in FinishInput) (*Fin
 // EndDeviceChangeInput ends a device change whose workflow could not record
 // an outcome.
 type EndDeviceChangeInput struct {
-	DeviceChangeID int64
-	Code           string
-	Message        string
+	DeviceChangeID int64  `json:"deviceChangeId"`
+	Code           string `json:"code,omitempty"`
+	Message        string `json:"message"`
 }
 
 // EndDeviceChange records a device change ERROR with the code, unless it
@@ -227,8 +227,8 @@ func resultOf(dc *db.DeviceChange) *api.DeviceResult {
 
 // CheckDeviceWorkflowsInput lists the device workflows a parent waits for.
 type CheckDeviceWorkflowsInput struct {
-	BulkChangeID string
-	InFlight     []api.InFlight
+	BulkChangeID string         `json:"bulkChangeId"`
+	InFlight     []api.InFlight `json:"inFlight"`
 }
 
 // CheckDeviceWorkflows asks Temporal about the device workflows a parent

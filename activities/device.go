@@ -90,21 +90,21 @@ func CallbackConfirmation(c db.Callback) api.Confirmation {
 
 // CompleteInput is the outcome of a device change.
 type CompleteInput struct {
-	DeviceChangeID int64
-	Operation      string
-	Status         string // PROCESSED | ERROR
-	Outcome        string
-	FinalState     string
-	MSISDN         string
-	ErrorCode      string
-	ErrorMessage   string
-	ConfirmedBy    string
-	ConfirmedAt    time.Time
-	BillingPending bool
-	RequestID      string
-	ReleaseMSISDN  bool
+	DeviceChangeID int64     `json:"deviceChangeId"`
+	Operation      string    `json:"operation"`
+	Status         string    `json:"status"` // PROCESSED | ERROR
+	Outcome        string    `json:"outcome"`
+	FinalState     string    `json:"finalState"`
+	MSISDN         string    `json:"msisdn"`
+	ErrorCode      string    `json:"errorCode"`
+	ErrorMessage   string    `json:"errorMessage"`
+	ConfirmedBy    string    `json:"confirmedBy"`
+	ConfirmedAt    time.Time `json:"confirmedAt"`
+	BillingPending bool      `json:"billingPending"`
+	RequestID      string    `json:"requestId"`
+	ReleaseMSISDN  bool      `json:"releaseMsisdn"`
 	// ObservedState is the device's state as a poll saw it, for an error.
-	ObservedState string `json:",omitempty"`
+	ObservedState string `json:"observedState,omitempty"`
 }
 
 // CompleteResult is the outcome as stored (the first one recorded wins).
@@ -158,10 +158,10 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 
 // LookupInput names a device to look up at ThingSpace.
 type LookupInput struct {
-	BulkChangeID   string
-	DeviceChangeID int64
-	ICCID          string
-	AccountName    string
+	BulkChangeID   string `json:"bulkChangeId"`
+	DeviceChangeID int64  `json:"deviceChangeId"`
+	ICCID          string `json:"iccid"`
+	AccountName    string `json:"accountName"`
 }
 
 // DeviceLookup is a device as ThingSpace lists it.
@@ -199,8 +199,8 @@ func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceL
 
 // PPUUpdateInput names the device change whose PPU is to be sent.
 type PPUUpdateInput struct {
-	BulkChangeID   string
-	DeviceChangeID int64
+	BulkChangeID   string `json:"bulkChangeId"`
+	DeviceChangeID int64  `json:"deviceChangeId"`
 }
 
 // PPUUpdateResult is ThingSpace's answer to a PPU update.
