@@ -3,6 +3,7 @@
 #   make run    the whole product on this machine with a demo bulk change
 #   make test   every test (unit, contract, integration, replay)
 #   make bench  the throughput benchmark (10,000 devices; BENCH_DEVICES=100000)
+#   make chaos  the chaos suite: kills, restarts and faults on 2,000 devices (docs/reliability.md)
 
 GO        ?= go
 BIN       := bin
@@ -22,7 +23,7 @@ run: build
 	@scripts/ensure-postgres.sh
 	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(BIN)/demo
 
-test: lint
+test: lint fuzz-short
 	@scripts/ensure-postgres.sh --start
 	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(GO) test -race -count=1 -timeout 60m ./...
 
@@ -31,15 +32,78 @@ test-unit:
 	@scripts/ensure-postgres.sh --start
 	$(GO) test -race -count=1 -short ./...
 
+# Native Go fuzz targets (package:Fuzz function); Go fuzzes one per run.
+# What a run finds is written to the package's testdata/fuzz/ and replayed by
+# every plain go test from then on.
+FUZZ_TARGETS := ./bulkchange:FuzzParseCSV ./bulkchange:FuzzParseJSON ./bulkchange:FuzzReportHidesPPU ./callbacks:FuzzCallbackBody
+FUZZTIME ?= 5m
+FUZZMINIMIZETIME ?= 10s
+
+.PHONY: fuzz fuzz-short
+
+# Each fuzz target for FUZZTIME (make fuzz FUZZTIME=1h for longer).
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) $${t%%:*} || exit 1; \
+	done
+
+# Each fuzz target for 20 seconds; part of make test.
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=20s FUZZMINIMIZETIME=5s
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	@PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
+# The product, and in the same run against the same server the floor (the
+# design's shape without activities) and the predecessor's baseline: the
+# table's ratios carry between hosts, its absolute figures do not
+# (docs/benchmarks.md). BENCH_FLAGS="-temporal-address 127.0.0.1:7243" runs
+# it on the PostgreSQL-backed server (make temporal-postgres-up).
 bench: build
 	@scripts/ensure-postgres.sh --start
-	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(BIN)/bench -devices $${BENCH_DEVICES:-10000} $(BENCH_FLAGS)
+	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(BIN)/bench -devices $${BENCH_DEVICES:-10000} -floor $(BENCH_FLAGS)
+
+# The chaos suite (docs/reliability.md): 2,000 devices, every process killed
+# and restarted, ThingSpace and Rev.io faults, on a schedule drawn from a
+# seed, after the same run without faults; exits 1 on any violated
+# invariant. Its own PostgreSQL cluster and Temporal server (needs root).
+#   make chaos CHAOS_FLAGS='-seed 42'          replay a seed
+#   make chaos CHAOS_FLAGS='-temporal postgres' on the PostgreSQL-backed server
+# make test runs the short version (chaos/TestChaosShort).
+.PHONY: chaos
+chaos: build
+	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(BIN)/chaos -compare $(CHAOS_FLAGS)
+
+# The Temporal server production runs (v1.29.1 on PostgreSQL) on this
+# machine, without Docker: scripts/temporal-postgres.sh, deploy/README.md.
+# Frontend on 127.0.0.1:7243 (TEMPORAL_PG_PORT); state in .run/temporal-postgres.
+.PHONY: temporal-postgres-up temporal-postgres-down test-temporal-postgres
+
+temporal-postgres-up:
+	@scripts/ensure-postgres.sh --start
+	@scripts/temporal-postgres.sh install >/dev/null
+	@scripts/temporal-postgres.sh setup
+	@scripts/temporal-postgres.sh start
+
+temporal-postgres-down:
+	@scripts/temporal-postgres.sh stop
+
+# Integration tests on that server instead of a dev server per test (not part
+# of make test). It stops the server afterwards only if it started it.
+#   make test-temporal-postgres TEMPORAL_PG_TESTS='TestActivationEndToEnd'
+TEMPORAL_PG_TESTS ?= TestWorkerKilledMidBulkChange|TestActivationEndToEnd
+test-temporal-postgres:
+	@scripts/ensure-postgres.sh --start
+	@scripts/temporal-postgres.sh install >/dev/null
+	@scripts/temporal-postgres.sh setup
+	@was_up=; scripts/temporal-postgres.sh status >/dev/null && was_up=1; \
+	addr=$$(scripts/temporal-postgres.sh start) || exit 1; \
+	TSBULK_TEST_TEMPORAL_ADDRESS=$$addr $(GO) test -race -count=1 -timeout 60m -v -run '$(TEMPORAL_PG_TESTS)' ./integration/; rc=$$?; \
+	[ -n "$$was_up" ] || scripts/temporal-postgres.sh stop; exit $$rc
 
 compose-check:
 	@command -v docker-compose >/dev/null 2>&1 || (echo "docker-compose is needed: apt-get install docker-compose"; exit 1)

@@ -43,6 +43,9 @@ type Activities struct {
 	PollBatchThreshold int
 	// PollMaxRequests caps the ThingSpace requests of one polling cycle.
 	PollMaxRequests int
+	// Submissions configures bulk changes submitted through Temporal
+	// (SubmitBulkChange).
+	Submissions SubmissionSettings
 	// ReconcileSettle is how long after a request whose answer was lost a
 	// device showing no trace of it is sent again (default 2 minutes):
 	// callbacks of devices ThingSpace refused need time to arrive.

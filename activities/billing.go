@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/revio"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -36,7 +37,7 @@ type BillingResult struct {
 const (
 	// ErrTypeMSISDNUnknown: ThingSpace has not told the device's MSISDN, and
 	// the Rev.io service is keyed by it.
-	ErrTypeMSISDNUnknown = "MSISDN_UNKNOWN"
+	ErrTypeMSISDNUnknown = string(change.MSISDNUnknown)
 )
 
 // CreateBillingService creates the Rev.io service line of an activated
@@ -69,7 +70,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			return nil, err
 		}
 	}
-	alreadyActive := dc.Outcome == OutcomeAlreadyActive || dc.Outcome == OutcomeAlreadyActivePPU
+	alreadyActive := change.Outcome(dc.Outcome) == change.AlreadyActive || change.Outcome(dc.Outcome) == change.AlreadyActivePPU
 	if alreadyActive {
 		if svc, err := a.existingService(ctx, dc); err != nil || svc != nil {
 			if err != nil {
@@ -104,12 +105,9 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 	return res, nil
 }
 
-// Outcomes of an activation of a device that was already active (the
-// workflow's outcome names, as stored).
-const (
-	OutcomeAlreadyActive    = "already_active"
-	OutcomeAlreadyActivePPU = "already_active_ppu_updated"
-)
+// foundExisting marks a Rev.io service that existed before this product
+// billed the device (an already-active device's).
+const foundExisting = "existing"
 
 // readMSISDN reads the MSISDN of an activated device from ThingSpace when
 // the change recorded none (callback without it, lookup failed), and
@@ -131,10 +129,15 @@ func (a *Activities) readMSISDN(ctx context.Context, dc *db.DeviceChange) error 
 }
 
 // existingService looks Rev.io up for an active service of the device's
-// number or ICCID, under any customer, and records the one found.
+// number or ICCID, under any customer, and records the one found. A service
+// this device change itself created (an earlier attempt that stopped before
+// its products) is not an existing one: nil, and the step carries on.
 func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (*db.RevioService, error) {
 	if svc, err := a.Store.RevioServiceOf(ctx, dc.ID); err == nil {
-		return svc, nil
+		if svc.FoundBy == foundExisting {
+			return svc, nil
+		}
+		return nil, nil
 	} else if !errors.Is(err, db.ErrNotFound) {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (
 		for _, s := range found {
 			if s.DisconnectedDate == "" {
 				return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: s.Number,
-					CustomerID: s.CustomerID, ServiceID: s.ServiceID, FoundBy: "existing"})
+					CustomerID: s.CustomerID, ServiceID: s.ServiceID, FoundBy: foundExisting})
 			}
 		}
 	}
@@ -287,8 +290,8 @@ type ListOwedBillingInput struct {
 
 // OwedBilling is a device change whose Rev.io step a billing retry runs.
 type OwedBilling struct {
-	DeviceChangeID int64  `json:"deviceChangeId"`
-	Operation      string `json:"operation"`
+	DeviceChangeID int64            `json:"deviceChangeId"`
+	Operation      change.Operation `json:"operation"`
 	// Stranded: the step was pending and the device's workflow, which owns
 	// it while it runs, has closed without ending it.
 	Stranded bool `json:"stranded,omitempty"`
@@ -317,7 +320,7 @@ func (a *Activities) ListOwedBilling(ctx context.Context, in ListOwedBillingInpu
 	page := &OwedBillingPage{Next: in.AfterID, Done: len(rows) < in.Limit}
 	for _, r := range rows {
 		page.Next = r.ID
-		o := OwedBilling{DeviceChangeID: r.ID, Operation: r.Operation}
+		o := OwedBilling{DeviceChangeID: r.ID, Operation: change.Operation(r.Operation)}
 		if r.Status != db.BillingPending && in.StrandedOnly {
 			continue
 		}

@@ -7,10 +7,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/revio"
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
-	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
@@ -23,14 +23,14 @@ var billingData = db.BillingData{CustomerID: 5001, ServiceTypeID: 17, ProviderID
 func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed) {
 	h.t.Helper()
 	dev := devices(1, "89148002"+msisdn[len(msisdn)-4:], "active")[0]
-	c := change{seed: dev, op: "activate", batch: 1, billing: &billingData,
+	c := changeSpec{seed: dev, op: "activate", batch: 1, billing: &billingData,
 		params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}}
 	bulk, ids := h.newBulk(account, c)
 	id := ids[dev.ICCID]
 	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-activate', submitted_at = now() WHERE id = $1`, id)
 	var res activities.CompleteResult
 	require.NoError(h.t, h.run(&res, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: id, Operation: "activate",
-		Status: db.ChangeProcessed, Outcome: "ACTIVATED", FinalState: string(thingspace.StateActive), MSISDN: msisdn,
+		Status: change.Processed, Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: msisdn,
 		ConfirmedBy: "callback", ConfirmedAt: time.Now(), BillingPending: true, RequestID: "req-activate"}))
 	require.Equal(h.t, "PENDING", h.change(id).BillingStatus)
 	return bulk, id, dev
@@ -255,7 +255,7 @@ func TestDisconnectBilling(t *testing.T) {
 	offID := ids[dev.ICCID]
 	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, offID)
 	require.NoError(t, h.run(nil, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: offID, Operation: "deactivate",
-		Status: db.ChangeProcessed, Outcome: "DEACTIVATED", FinalState: string(thingspace.StateDeactive), ReleaseMSISDN: true,
+		Status: change.Processed, Outcome: "DEACTIVATED", FinalState: change.StateDeactive, ReleaseMSISDN: true,
 		ConfirmedBy: "callback", ConfirmedAt: time.Now()}))
 
 	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}))

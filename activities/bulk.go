@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -37,7 +39,7 @@ func (a *Activities) runnableBulkChange(ctx context.Context, bulkID string) (*db
 	if err != nil {
 		return nil, fmt.Errorf("read bulk change %s: %w", bulkID, err)
 	}
-	if b.Status == db.BulkFinished || b.Status == db.BulkFailed {
+	if b.Status == db.BulkFinished || b.Status == db.BulkFailed || b.Status == db.BulkCancelled {
 		return nil, permanent(ErrTypeNotRunnable, "bulk change %s has already ended (%s)", bulkID, b.Status)
 	}
 	if wid := activity.GetInfo(ctx).WorkflowExecution.ID; wid != b.WorkflowID {
@@ -52,23 +54,38 @@ func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, e
 	if err := json.Unmarshal(b.Options, &opts); err != nil {
 		return nil, permanent(ErrTypeInvalidData, "bulk change %s: options: %v", b.ID, err)
 	}
-	if err := a.Store.MarkBulkRunning(ctx, b.ID); err != nil {
-		return nil, fmt.Errorf("mark bulk change %s running: %w", b.ID, err)
+	if err := a.Store.SetBulkStatus(ctx, b.ID, startStatus(opts, time.Now())); err != nil {
+		return nil, err
 	}
-	return &api.Plan{BulkChangeID: b.ID, AccountName: b.AccountName, Total: b.Total, Batches: b.Batches, Options: opts}, nil
+	return &api.Plan{BulkChangeID: b.ID, AccountName: b.AccountName, SubmittedBy: b.SubmittedBy, Total: b.Total,
+		Batches: b.Batches, Options: opts}, nil
+}
+
+// startStatus is the status a bulk change starts in: awaiting its approval,
+// waiting for its start time, or running.
+func startStatus(opts api.Options, now time.Time) string {
+	switch {
+	case opts.Approval != nil:
+		return db.BulkAwaitingApproval
+	case now.Before(opts.NotBefore):
+		return db.BulkScheduled
+	}
+	return db.BulkRunning
 }
 
 // RecoveredBulk is where a bulk change stands, for a parent run that takes
 // it over after the previous one ended without finishing it.
 type RecoveredBulk struct {
-	Plan         api.Plan       `json:"plan"`
-	NextBatch    int            `json:"nextBatch"`
-	Submitted    int            `json:"submitted"`
-	Unfinished   int            `json:"unfinished"`
-	Processed    int            `json:"processed"`
-	Errors       int            `json:"errors"`
-	ByOutcome    map[string]int `json:"byOutcome"`
-	ErrorsByCode map[string]int `json:"errorsByCode"`
+	Plan         api.Plan               `json:"plan"`
+	NextBatch    int                    `json:"nextBatch"`
+	Submitted    int                    `json:"submitted"`
+	Unfinished   int                    `json:"unfinished"`
+	Processed    int                    `json:"processed"`
+	Errors       int                    `json:"errors"`
+	ByOutcome    map[change.Outcome]int `json:"byOutcome"`
+	ErrorsByCode map[change.Code]int    `json:"errorsByCode"`
+	// ApprovedBy is the approval given before the failure, if any.
+	ApprovedBy string `json:"approvedBy,omitempty"`
 }
 
 // RecoverBulkChange reads where a bulk change stands from its device
@@ -86,8 +103,16 @@ func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*Rec
 	if err != nil {
 		return nil, err
 	}
-	return &RecoveredBulk{Plan: *plan, NextBatch: st.NextBatch, Submitted: st.Submitted, Unfinished: st.Unfinished,
-		Processed: st.Processed, Errors: st.Errors, ByOutcome: st.ByOutcome, ErrorsByCode: st.ErrorsByCode}, nil
+	rec := &RecoveredBulk{Plan: *plan, NextBatch: st.NextBatch, Submitted: st.Submitted, Unfinished: st.Unfinished,
+		Processed: st.Processed, Errors: st.Errors, ApprovedBy: b.ApprovedBy,
+		ByOutcome: map[change.Outcome]int{}, ErrorsByCode: map[change.Code]int{}}
+	for k, v := range st.ByOutcome {
+		rec.ByOutcome[change.Outcome(k)] = v
+	}
+	for k, v := range st.ErrorsByCode {
+		rec.ErrorsByCode[change.Code(k)] = v
+	}
+	return rec, nil
 }
 
 // CheckThingSpaceAuth makes sure both ThingSpace tokens can be obtained.
@@ -101,15 +126,15 @@ func (a *Activities) CheckThingSpaceAuth(ctx context.Context, bulkID string) err
 
 // FailBulkInput ends a bulk change that cannot run.
 type FailBulkInput struct {
-	BulkChangeID string `json:"bulkChangeId"`
-	Code         string `json:"code,omitempty"`
-	Message      string `json:"message"`
+	BulkChangeID string      `json:"bulkChangeId"`
+	Code         change.Code `json:"code,omitempty"`
+	Message      string      `json:"message"`
 }
 
 // FailBulkChange marks the bulk change FAILED and its unsent device changes
 // ERROR with the reason.
 func (a *Activities) FailBulkChange(ctx context.Context, in FailBulkInput) error {
-	if err := a.Store.FailBulkChange(ctx, in.BulkChangeID, in.Code, in.Message); err != nil {
+	if err := a.Store.FailBulkChange(ctx, in.BulkChangeID, string(in.Code), in.Message); err != nil {
 		return fmt.Errorf("fail bulk change %s: %w", in.BulkChangeID, err)
 	}
 	return nil
@@ -118,17 +143,17 @@ func (a *Activities) FailBulkChange(ctx context.Context, in FailBulkInput) error
 // FailUnsentInput ends the device changes of batches from FromBatch on that
 // were never sent.
 type FailUnsentInput struct {
-	BulkChangeID string `json:"bulkChangeId"`
-	FromBatch    int    `json:"fromBatch"`
-	Code         string `json:"code,omitempty"`
-	Message      string `json:"message"`
+	BulkChangeID string      `json:"bulkChangeId"`
+	FromBatch    int         `json:"fromBatch"`
+	Code         change.Code `json:"code,omitempty"`
+	Message      string      `json:"message"`
 }
 
 // FailUnsent marks as ERROR every device change of the bulk change, from the
 // given batch on, that is pending or whose request never reached ThingSpace.
 // It returns how many it ended.
 func (a *Activities) FailUnsent(ctx context.Context, in FailUnsentInput) (int, error) {
-	n, err := a.Store.FailUnsent(ctx, in.BulkChangeID, in.FromBatch, in.Code, in.Message)
+	n, err := a.Store.FailUnsent(ctx, in.BulkChangeID, in.FromBatch, string(in.Code), in.Message)
 	if err != nil {
 		return 0, fmt.Errorf("fail unsent device changes of %s: %w", in.BulkChangeID, err)
 	}
@@ -148,11 +173,11 @@ type ListDevicesInput struct {
 
 // DeviceToStart is one child to start.
 type DeviceToStart struct {
-	ID        int64  `json:"id"`
-	Seq       int    `json:"seq"`
-	BatchNo   int    `json:"batchNo"`
-	ICCID     string `json:"iccid"`
-	Operation string `json:"operation"`
+	ID        int64            `json:"id"`
+	Seq       int              `json:"seq"`
+	BatchNo   int              `json:"batchNo"`
+	ICCID     string           `json:"iccid"`
+	Operation change.Operation `json:"operation"`
 }
 
 // ListDevicesToStart returns the next device changes of submitted batches.
@@ -165,7 +190,7 @@ func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput
 	}
 	out := make([]DeviceToStart, len(rows))
 	for i, r := range rows {
-		out[i] = DeviceToStart{ID: r.ID, Seq: r.Seq, BatchNo: r.BatchNo, ICCID: r.ICCID, Operation: r.Operation}
+		out[i] = DeviceToStart{ID: r.ID, Seq: r.Seq, BatchNo: r.BatchNo, ICCID: r.ICCID, Operation: change.Operation(r.Operation)}
 	}
 	return out, nil
 }
@@ -174,12 +199,15 @@ func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput
 type FinishInput struct {
 	BulkChangeID string `json:"bulkChangeId"`
 	DefaultSite  string `json:"defaultSite"`
+	// Cancelled: an operator cancelled it; it ends CANCELLED.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // FinishResult is the bulk change's final count.
 type FinishResult struct {
 	Processed int `json:"processed"`
 	Errors    int `json:"errors"`
+	Cancelled int `json:"cancelled,omitempty"`
 	SitesSet  int `json:"sitesSet"`
 	// BillingOwed counts device changes whose Rev.io step has not ended:
 	// the bulk change was not marked FINISHED.
@@ -194,26 +222,30 @@ func (a *Activities) FinishBulkChange(ctx context.Context, in FinishInput) (*Fin
 	if err != nil {
 		return nil, err
 	}
-	b, owed, err := a.Store.FinishBulkChange(ctx, in.BulkChangeID)
+	status := db.BulkFinished
+	if in.Cancelled {
+		status = db.BulkCancelled
+	}
+	b, owed, err := a.Store.FinishBulkChange(ctx, in.BulkChangeID, status)
 	if err != nil {
 		return nil, err
 	}
-	return &FinishResult{Processed: b.Processed, Errors: b.Errors, SitesSet: sites, BillingOwed: owed}, nil
+	return &FinishResult{Processed: b.Processed, Errors: b.Errors, Cancelled: b.Cancelled, SitesSet: sites, BillingOwed: owed}, nil
 }
 
 // EndDeviceChangeInput ends a device change whose workflow could not record
 // an outcome.
 type EndDeviceChangeInput struct {
-	DeviceChangeID int64  `json:"deviceChangeId"`
-	Code           string `json:"code,omitempty"`
-	Message        string `json:"message"`
+	DeviceChangeID int64       `json:"deviceChangeId"`
+	Code           change.Code `json:"code,omitempty"`
+	Message        string      `json:"message"`
 }
 
 // EndDeviceChange records a device change ERROR with the code, unless it
 // already has an outcome, and returns its result as stored.
 func (a *Activities) EndDeviceChange(ctx context.Context, in EndDeviceChangeInput) (*api.DeviceResult, error) {
 	dc, _, err := a.Store.Complete(ctx, db.Completion{DeviceChangeID: in.DeviceChangeID, Status: db.ChangeError,
-		ErrorCode: in.Code, ErrorMessage: in.Message})
+		ErrorCode: string(in.Code), ErrorMessage: in.Message})
 	if err != nil {
 		return nil, fmt.Errorf("end device change %d: %w", in.DeviceChangeID, err)
 	}
@@ -221,8 +253,15 @@ func (a *Activities) EndDeviceChange(ctx context.Context, in EndDeviceChangeInpu
 }
 
 func resultOf(dc *db.DeviceChange) *api.DeviceResult {
-	return &api.DeviceResult{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Operation: dc.Operation, Status: dc.Status,
-		Outcome: dc.Outcome, ErrorCode: dc.ErrorCode, BillingError: dc.BillingStatus == db.BillingError}
+	return &api.DeviceResult{
+		DeviceChangeID: dc.ID,
+		ICCID:          dc.ICCID,
+		Operation:      change.Operation(dc.Operation),
+		Status:         change.Status(dc.Status),
+		Outcome:        change.Outcome(dc.Outcome),
+		ErrorCode:      change.Code(dc.ErrorCode),
+		BillingError:   dc.BillingStatus == db.BillingError,
+	}
 }
 
 // CheckDeviceWorkflowsInput lists the device workflows a parent waits for.
@@ -250,7 +289,7 @@ func (a *Activities) CheckDeviceWorkflows(ctx context.Context, in CheckDeviceWor
 		if err != nil {
 			return nil, err
 		}
-		r, err := a.EndDeviceChange(ctx, EndDeviceChangeInput{DeviceChangeID: f.DeviceChangeID, Code: db.CodeDeviceWorkflowEnded,
+		r, err := a.EndDeviceChange(ctx, EndDeviceChangeInput{DeviceChangeID: f.DeviceChangeID, Code: change.DeviceWorkflowEnded,
 			Message: fmt.Sprintf("its device workflow ended without recording an outcome (%s)", how)})
 		if err != nil {
 			return nil, err

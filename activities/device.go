@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -16,22 +16,22 @@ import (
 // DeviceState is what a device's workflow needs to know about its change
 // when it starts (and again after a restart).
 type DeviceState struct {
-	ID            int64              `json:"id"`
-	BulkChangeID  string             `json:"bulkChangeId"`
-	ICCID         string             `json:"iccid"`
-	Operation     string             `json:"operation"`
-	AccountName   string             `json:"accountName"`
-	Status        string             `json:"status"`
-	Final         bool               `json:"final"`
-	RequestID     string             `json:"requestId,omitempty"`
-	HasPPU        bool               `json:"hasPpu"`
-	HasBilling    bool               `json:"hasBilling"`
-	Sync          *api.Confirmation  `json:"sync,omitempty"`
-	Stored        []api.Confirmation `json:"stored,omitempty"`
-	Outcome       string             `json:"outcome,omitempty"`
-	ErrorCode     string             `json:"errorCode,omitempty"`
-	BillingStatus string             `json:"billingStatus"`
-	SubmittedAt   *time.Time         `json:"submittedAt,omitempty"`
+	ID            int64                `json:"id"`
+	BulkChangeID  string               `json:"bulkChangeId"`
+	ICCID         string               `json:"iccid"`
+	Operation     change.Operation     `json:"operation"`
+	AccountName   string               `json:"accountName"`
+	Status        change.Status        `json:"status"`
+	Final         bool                 `json:"final"`
+	RequestID     string               `json:"requestId,omitempty"`
+	HasPPU        bool                 `json:"hasPpu"`
+	HasBilling    bool                 `json:"hasBilling"`
+	Sync          *api.Confirmation    `json:"sync,omitempty"`
+	Stored        []api.Confirmation   `json:"stored,omitempty"`
+	Outcome       change.Outcome       `json:"outcome,omitempty"`
+	ErrorCode     change.Code          `json:"errorCode,omitempty"`
+	BillingStatus change.BillingStatus `json:"billingStatus"`
+	SubmittedAt   *time.Time           `json:"submittedAt,omitempty"`
 }
 
 // LoadDeviceChange reads a device change with any outcome already known: a
@@ -46,16 +46,30 @@ func (a *Activities) LoadDeviceChange(ctx context.Context, id int64) (*DeviceSta
 		return nil, fmt.Errorf("read device change %d: %w", id, err)
 	}
 	st := &DeviceState{
-		ID: dc.ID, BulkChangeID: dc.BulkChangeID, ICCID: dc.ICCID, Operation: dc.Operation, AccountName: dc.AccountName,
-		Status: dc.Status, Final: dc.Final(), RequestID: dc.RequestID, HasPPU: dc.HasPPU,
-		HasBilling: len(dc.Billing) > 0 && string(dc.Billing) != "null", Outcome: dc.Outcome, ErrorCode: dc.ErrorCode,
-		BillingStatus: dc.BillingStatus, SubmittedAt: dc.SubmittedAt,
+		ID:            dc.ID,
+		BulkChangeID:  dc.BulkChangeID,
+		ICCID:         dc.ICCID,
+		Operation:     change.Operation(dc.Operation),
+		AccountName:   dc.AccountName,
+		Status:        change.Status(dc.Status),
+		Final:         dc.Final(),
+		RequestID:     dc.RequestID,
+		HasPPU:        dc.HasPPU,
+		HasBilling:    len(dc.Billing) > 0 && string(dc.Billing) != "null",
+		Outcome:       change.Outcome(dc.Outcome),
+		ErrorCode:     change.Code(dc.ErrorCode),
+		BillingStatus: change.BillingStatus(dc.BillingStatus),
+		SubmittedAt:   dc.SubmittedAt,
 	}
 	if dc.SyncResult != nil {
 		st.Sync = &api.Confirmation{
-			Source: api.SourceSync, RequestID: dc.RequestID, Success: dc.SyncResult.Success,
-			FaultCode: dc.SyncResult.FaultCode, FaultMessage: dc.SyncResult.FaultMessage,
-			State: dc.SyncResult.State, MSISDN: dc.SyncResult.MSISDN,
+			Source:       api.SourceSync,
+			RequestID:    dc.RequestID,
+			Success:      dc.SyncResult.Success,
+			FaultCode:    change.Code(dc.SyncResult.FaultCode),
+			FaultMessage: dc.SyncResult.FaultMessage,
+			State:        change.State(dc.SyncResult.State),
+			MSISDN:       dc.SyncResult.MSISDN,
 		}
 	}
 	if st.Stored, err = a.StoredConfirmations(ctx, id); err != nil {
@@ -74,59 +88,58 @@ func (a *Activities) StoredConfirmations(ctx context.Context, id int64) ([]api.C
 	}
 	out := make([]api.Confirmation, len(cbs))
 	for i, c := range cbs {
-		out[i] = CallbackConfirmation(c)
+		out[i] = c.Stored().Confirmation()
 	}
 	return out, nil
 }
 
-// CallbackConfirmation turns a stored callback into a Confirmation.
-func CallbackConfirmation(c db.Callback) api.Confirmation {
-	return api.Confirmation{
-		Source: api.SourceCallback, RequestID: c.RequestID, Success: c.FaultCode == "" && strings.EqualFold(c.Status, "Success"),
-		FaultCode: thingspace.ShortCode(c.FaultCode), FaultMessage: c.FaultString, MSISDN: c.MSISDN,
-		CallbackID: c.ID, At: c.ReceivedAt,
-	}
-}
-
 // CompleteInput is the outcome of a device change.
 type CompleteInput struct {
-	DeviceChangeID int64     `json:"deviceChangeId"`
-	Operation      string    `json:"operation"`
-	Status         string    `json:"status"` // PROCESSED | ERROR
-	Outcome        string    `json:"outcome"`
-	FinalState     string    `json:"finalState"`
-	MSISDN         string    `json:"msisdn"`
-	ErrorCode      string    `json:"errorCode"`
-	ErrorMessage   string    `json:"errorMessage"`
-	ConfirmedBy    string    `json:"confirmedBy"`
-	ConfirmedAt    time.Time `json:"confirmedAt"`
-	BillingPending bool      `json:"billingPending"`
-	RequestID      string    `json:"requestId"`
-	ReleaseMSISDN  bool      `json:"releaseMsisdn"`
+	DeviceChangeID int64            `json:"deviceChangeId"`
+	Operation      change.Operation `json:"operation"`
+	Status         change.Status    `json:"status"` // PROCESSED | ERROR
+	Outcome        change.Outcome   `json:"outcome"`
+	FinalState     change.State     `json:"finalState"`
+	MSISDN         string           `json:"msisdn"`
+	ErrorCode      change.Code      `json:"errorCode"`
+	ErrorMessage   string           `json:"errorMessage"`
+	ConfirmedBy    change.Source    `json:"confirmedBy"`
+	ConfirmedAt    time.Time        `json:"confirmedAt"`
+	BillingPending bool             `json:"billingPending"`
+	RequestID      string           `json:"requestId"`
+	ReleaseMSISDN  bool             `json:"releaseMsisdn"`
 	// ObservedState is the device's state as a poll saw it, for an error.
-	ObservedState string `json:"observedState,omitempty"`
+	ObservedState change.State `json:"observedState,omitempty"`
 }
 
 // CompleteResult is the outcome as stored (the first one recorded wins).
 type CompleteResult struct {
-	Status       string `json:"status"`
-	Outcome      string `json:"outcome,omitempty"`
-	ErrorCode    string `json:"errorCode,omitempty"`
-	ErrorMessage string `json:"errorMessage,omitempty"`
-	MSISDN       string `json:"msisdn,omitempty"`
+	Status       change.Status  `json:"status"`
+	Outcome      change.Outcome `json:"outcome,omitempty"`
+	ErrorCode    change.Code    `json:"errorCode,omitempty"`
+	ErrorMessage string         `json:"errorMessage,omitempty"`
+	MSISDN       string         `json:"msisdn,omitempty"`
 	// BillingStatus is PENDING when the record owes a Rev.io step: the
 	// workflow decides its follow-up from this, never from how it got here.
-	BillingStatus string `json:"billingStatus,omitempty"`
+	BillingStatus change.BillingStatus `json:"billingStatus,omitempty"`
 }
 
 // CompleteDeviceChange records the outcome of a device change, the device's
 // new status and MSISDN, and the audit entry, in one transaction.
 func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput) (*CompleteResult, error) {
 	c := db.Completion{
-		DeviceChangeID: in.DeviceChangeID, Status: in.Status, Outcome: in.Outcome, FinalState: in.FinalState,
-		MSISDN: in.MSISDN, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage, ConfirmedBy: in.ConfirmedBy,
-		BillingPending: in.BillingPending, RequestID: in.RequestID, ReleaseMSISDN: in.ReleaseMSISDN,
-		ObservedState: in.ObservedState,
+		DeviceChangeID: in.DeviceChangeID,
+		Status:         string(in.Status),
+		Outcome:        string(in.Outcome),
+		FinalState:     string(in.FinalState),
+		MSISDN:         in.MSISDN,
+		ErrorCode:      string(in.ErrorCode),
+		ErrorMessage:   in.ErrorMessage,
+		ConfirmedBy:    string(in.ConfirmedBy),
+		BillingPending: in.BillingPending,
+		RequestID:      in.RequestID,
+		ReleaseMSISDN:  in.ReleaseMSISDN,
+		ObservedState:  string(in.ObservedState),
 	}
 	if !in.ConfirmedAt.IsZero() {
 		c.ConfirmedAt = &in.ConfirmedAt
@@ -142,17 +155,17 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 		}
 		a.Metrics.DeviceChanges.WithLabelValues(dc.Operation, dc.Status, reason).Inc()
 		if dc.SubmittedAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
-			a.Metrics.ConfirmationSeconds.WithLabelValues(dc.Operation, in.ConfirmedBy).
+			a.Metrics.ConfirmationSeconds.WithLabelValues(dc.Operation, c.ConfirmedBy).
 				Observe(c.ConfirmedAt.Sub(*dc.SubmittedAt).Seconds())
 		}
 	}
 	return &CompleteResult{
-		Status:        dc.Status,
-		Outcome:       dc.Outcome,
-		ErrorCode:     dc.ErrorCode,
+		Status:        change.Status(dc.Status),
+		Outcome:       change.Outcome(dc.Outcome),
+		ErrorCode:     change.Code(dc.ErrorCode),
 		ErrorMessage:  dc.ErrorMessage,
 		MSISDN:        dc.MSISDN,
-		BillingStatus: dc.BillingStatus,
+		BillingStatus: change.BillingStatus(dc.BillingStatus),
 	}, nil
 }
 
@@ -223,7 +236,8 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	case db.RequestAccepted:
 		return &PPUUpdateResult{RequestID: req.RequestID}, nil
 	case db.RequestRejected:
-		return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: req.ErrorCode, FaultMessage: req.ErrorMessage}}, nil
+		return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(req.ErrorCode),
+			FaultMessage: req.ErrorMessage}}, nil
 	}
 	if !fresh {
 		if err := a.Store.StartAttempt(ctx, req.PK); err != nil {
@@ -265,5 +279,6 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	if err := a.Store.MarkSingleRejected(ctx, req.PK, e.ShortCode(), e.Message); err != nil {
 		return nil, err
 	}
-	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: e.ShortCode(), FaultMessage: e.Message}}, nil
+	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(e.ShortCode()),
+		FaultMessage: e.Message}}, nil
 }

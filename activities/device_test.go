@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -47,13 +48,13 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-301', submitted_at = now() WHERE id = $1`, id)
 
 	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
-	first := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: db.ChangeProcessed,
-		Outcome: "ACTIVATED", FinalState: string(thingspace.StateActive), MSISDN: "3125550301", ConfirmedBy: api.SourceCallback,
+	first := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Processed,
+		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550301", ConfirmedBy: api.SourceCallback,
 		ConfirmedAt: at, RequestID: "req-301"})
-	require.Equal(t, &activities.CompleteResult{Status: db.ChangeProcessed, Outcome: "ACTIVATED", MSISDN: "3125550301",
-		BillingStatus: db.BillingNone}, first)
+	require.Equal(t, &activities.CompleteResult{Status: change.Processed, Outcome: "ACTIVATED", MSISDN: "3125550301",
+		BillingStatus: change.BillingNone}, first)
 
-	second := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: db.ChangeError,
+	second := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Failed,
 		ErrorCode: "NOT_CONFIRMED", ErrorMessage: "late", ConfirmedBy: api.SourcePoll, ConfirmedAt: time.Now()})
 	require.Equal(t, first, second, "the first outcome is kept")
 
@@ -62,7 +63,7 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	require.Equal(t, "ACTIVATED", dc.Outcome)
 	require.Equal(t, "3125550301", dc.MSISDN)
 	require.Empty(t, dc.ErrorCode)
-	require.Equal(t, api.SourceCallback, dc.ConfirmedBy)
+	require.Equal(t, string(api.SourceCallback), dc.ConfirmedBy)
 	require.NotNil(t, dc.CompletedAt)
 
 	var results []auditRow
@@ -80,13 +81,13 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	require.Equal(t, id, r.DeviceChangeID)
 
 	d := h.device(dev.ICCID)
-	require.Equal(t, deviceRow{Status: string(thingspace.StateActive), MSISDN: "3125550301", Activated: true, LastChange: id}, d)
+	require.Equal(t, deviceRow{Status: string(change.StateActive), MSISDN: "3125550301", Activated: true, LastChange: id}, d)
 
 	// The device's workflow, restarted, sees the change as final.
 	var st activities.DeviceState
 	require.NoError(t, h.run(&st, h.acts.LoadDeviceChange, id))
 	require.True(t, st.Final)
-	require.Equal(t, "ACTIVATED", st.Outcome)
+	require.Equal(t, change.Outcome("ACTIVATED"), st.Outcome)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -102,27 +103,27 @@ func TestCompleteDeviceChangeUpdatesDevice(t *testing.T) {
 	step := func(op string, in activities.CompleteInput) int64 {
 		t.Helper()
 		_, ids := h.newBulk(account, changes(op, 1, dev)...)
-		in.DeviceChangeID, in.Operation = ids[dev.ICCID], op
+		in.DeviceChangeID, in.Operation = ids[dev.ICCID], change.Operation(op)
 		h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, in.DeviceChangeID)
 		h.complete(in)
 		return in.DeviceChangeID
 	}
 
-	act := step("activate", activities.CompleteInput{Status: db.ChangeProcessed, Outcome: "ACTIVATED",
-		FinalState: string(thingspace.StateActive), MSISDN: "3125550302"})
+	act := step("activate", activities.CompleteInput{Status: change.Processed, Outcome: "ACTIVATED",
+		FinalState: change.StateActive, MSISDN: "3125550302"})
 	require.Equal(t, deviceRow{Status: "active", MSISDN: "3125550302", Activated: true, LastChange: act}, h.device(dev.ICCID))
 
-	sus := step("suspend", activities.CompleteInput{Status: db.ChangeProcessed, Outcome: "SUSPENDED",
-		FinalState: string(thingspace.StateSuspended)})
+	sus := step("suspend", activities.CompleteInput{Status: change.Processed, Outcome: "SUSPENDED",
+		FinalState: change.StateSuspended})
 	require.Equal(t, deviceRow{Status: "suspended", MSISDN: "3125550302", Activated: true, LastChange: sus}, h.device(dev.ICCID))
 
-	step("restore", activities.CompleteInput{Status: db.ChangeError, ErrorCode: thingspace.CodeDeviceStateInvalid,
+	step("restore", activities.CompleteInput{Status: change.Failed, ErrorCode: thingspace.CodeDeviceStateInvalid,
 		ErrorMessage: "refused"})
 	require.Equal(t, deviceRow{Status: "suspended", MSISDN: "3125550302", Activated: true, LastChange: sus}, h.device(dev.ICCID),
 		"a failed change leaves the device as it was")
 
-	off := step("deactivate", activities.CompleteInput{Status: db.ChangeProcessed, Outcome: "DEACTIVATED",
-		FinalState: string(thingspace.StateDeactive), ReleaseMSISDN: true})
+	off := step("deactivate", activities.CompleteInput{Status: change.Processed, Outcome: "DEACTIVATED",
+		FinalState: change.StateDeactive, ReleaseMSISDN: true})
 	require.Equal(t, deviceRow{Status: "deactive", MSISDN: "", Activated: true, LastChange: off}, h.device(dev.ICCID),
 		"deactivation releases the MSISDN")
 }
@@ -143,7 +144,7 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 
 	var plan api.Plan
 	require.NoError(t, h.run(&plan, h.acts.StartBulkChange, bulk))
-	require.Equal(t, api.Plan{BulkChangeID: bulk, AccountName: account, Total: 6, Batches: 3}, plan)
+	require.Equal(t, api.Plan{BulkChangeID: bulk, AccountName: account, SubmittedBy: "test", Total: 6, Batches: 3}, plan)
 	b, err := h.store.GetBulkChange(ctx(t), bulk)
 	require.NoError(t, err)
 	require.Equal(t, db.BulkRunning, b.Status)
@@ -174,21 +175,21 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 		h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, ids[devs[i].ICCID])
 	}
 	for _, i := range []int{0, 1, 3} {
-		h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[i].ICCID], Operation: "inventory", Status: db.ChangeProcessed,
-			Outcome: "ADDED_TO_INVENTORY", FinalState: string(thingspace.StatePreActive)})
+		h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[i].ICCID], Operation: "inventory", Status: change.Processed,
+			Outcome: "ADDED_TO_INVENTORY", FinalState: change.StatePreActive})
 	}
 	h.exec(`UPDATE devices SET site = 'WAREHOUSE-7' WHERE iccid = $1`, devs[3].ICCID)
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[4].ICCID], Operation: "inventory", Status: db.ChangeError,
+	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[4].ICCID], Operation: "inventory", Status: change.Failed,
 		ErrorCode: "ADD_FAILED", ErrorMessage: "Device already exists in the account"})
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "inventory", Status: db.ChangeError,
-		ErrorCode: db.CodeNotConfirmed, ErrorMessage: "no confirmation", FinalState: string(thingspace.StatePendingPreActive)})
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[5].ICCID], Operation: "activate", Status: db.ChangeProcessed,
-		Outcome: "ACTIVATED", FinalState: string(thingspace.StateActive), MSISDN: "3125550303"})
+	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "inventory", Status: change.Failed,
+		ErrorCode: change.NotConfirmed, ErrorMessage: "no confirmation", FinalState: change.StatePendingPreActive})
+	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[5].ICCID], Operation: "activate", Status: change.Processed,
+		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550303"})
 	// A preactive device of another bulk change is not this one's to touch.
 	stranger := devices(1, "8914800304", "")[0]
 	_, sids := h.newBulk(account, changes("inventory", 1, stranger)...)
-	h.complete(activities.CompleteInput{DeviceChangeID: sids[stranger.ICCID], Operation: "inventory", Status: db.ChangeProcessed,
-		Outcome: "ADDED_TO_INVENTORY", FinalState: string(thingspace.StatePreActive)})
+	h.complete(activities.CompleteInput{DeviceChangeID: sids[stranger.ICCID], Operation: "inventory", Status: change.Processed,
+		Outcome: "ADDED_TO_INVENTORY", FinalState: change.StatePreActive})
 
 	var fin activities.FinishResult
 	require.NoError(t, h.run(&fin, h.acts.FinishBulkChange, activities.FinishInput{BulkChangeID: bulk, DefaultSite: "DEFAULT-SITE"}))

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/revio"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -71,9 +72,9 @@ func TestRecoverBulkChangeReadsWhereItStood(t *testing.T) {
 	bulk, ids := h.newBulk(account, cs...)
 	h.runsAsTestWorkflow(bulk)
 	h.exec(`UPDATE device_changes SET status = 'SUBMITTED' WHERE batch_no = 1`)
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[0].ICCID], Operation: "suspend", Status: db.ChangeProcessed,
+	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[0].ICCID], Operation: "suspend", Status: change.Processed,
 		Outcome: "suspended", FinalState: "suspended"})
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[1].ICCID], Operation: "suspend", Status: db.ChangeError,
+	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[1].ICCID], Operation: "suspend", Status: change.Failed,
 		ErrorCode: "X"})
 
 	var rec activities.RecoveredBulk
@@ -82,7 +83,7 @@ func TestRecoverBulkChangeReadsWhereItStood(t *testing.T) {
 	require.Equal(t, 3, rec.Submitted)
 	require.Equal(t, 1, rec.Unfinished)
 	require.Equal(t, 1, rec.Processed)
-	require.Equal(t, map[string]int{"X": 1}, rec.ErrorsByCode)
+	require.Equal(t, map[change.Code]int{"X": 1}, rec.ErrorsByCode)
 	require.Equal(t, 2, rec.Plan.Batches)
 
 	var page []activities.DeviceToStart
@@ -104,7 +105,7 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[0].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING)
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[1].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED)
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[2].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "suspend", Status: db.ChangeProcessed,
+	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "suspend", Status: change.Processed,
 		Outcome: "suspended", FinalState: "suspended"})
 	// devs[3]: no workflow at all.
 	in := activities.CheckDeviceWorkflowsInput{BulkChangeID: bulk}
@@ -120,10 +121,10 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	for _, r := range ended {
 		byICCID[r.ICCID] = r
 	}
-	require.Equal(t, db.CodeDeviceWorkflowEnded, byICCID[devs[1].ICCID].ErrorCode)
+	require.Equal(t, change.DeviceWorkflowEnded, byICCID[devs[1].ICCID].ErrorCode)
 	require.Contains(t, h.change(ids[devs[1].ICCID]).ErrorMessage, "terminated")
-	require.Equal(t, db.ChangeProcessed, byICCID[devs[2].ICCID].Status, "an outcome already recorded is kept")
-	require.Equal(t, db.CodeDeviceWorkflowEnded, byICCID[devs[3].ICCID].ErrorCode)
+	require.Equal(t, change.Processed, byICCID[devs[2].ICCID].Status, "an outcome already recorded is kept")
+	require.Equal(t, change.Code(db.CodeDeviceWorkflowEnded), byICCID[devs[3].ICCID].ErrorCode)
 	require.Equal(t, db.ChangeSubmitted, h.change(ids[devs[0].ICCID]).Status)
 	// Each ended change has its audit result entry.
 	results := 0
@@ -172,7 +173,7 @@ func TestCreateBillingServiceFindsTheServiceOfAnAlreadyActiveDevice(t *testing.T
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550401")
-	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, activities.OutcomeAlreadyActive)
+	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActive))
 	existing, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: 777, ServiceTypeID: 7,
 		Number: "3125550401", Number2: dev.ICCID})
 	require.NoError(t, err)
@@ -195,7 +196,7 @@ func TestCreateBillingServiceCreatesForAnAlreadyActiveDeviceWithoutOne(t *testin
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, _ := h.activated("3125550402")
-	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, activities.OutcomeAlreadyActivePPU)
+	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActivePPU))
 
 	res, err := h.createBilling(bulk, id)
 	require.NoError(t, err)
@@ -277,7 +278,7 @@ func TestFailBulkChangeWritesResultEntries(t *testing.T) {
 	h := newHarness(t)
 	devs := devices(3, "8914800407", "active")
 	bulk, _ := h.newBulk(account, changes("suspend", 1, devs...)...)
-	require.NoError(t, h.run(nil, h.acts.FailBulkChange, activities.FailBulkInput{BulkChangeID: bulk, Code: db.CodeAuthFailed,
+	require.NoError(t, h.run(nil, h.acts.FailBulkChange, activities.FailBulkInput{BulkChangeID: bulk, Code: change.AuthFailed,
 		Message: "ThingSpace authentication failed"}))
 	results := 0
 	for _, r := range h.audit(bulk) {
@@ -287,4 +288,27 @@ func TestFailBulkChangeWritesResultEntries(t *testing.T) {
 		}
 	}
 	require.Equal(t, 3, results)
+}
+
+// An already-active device whose first attempt created the service but not
+// its products (worker killed, Rev.io down): the retry finds its own service
+// and adds the products; it is not taken for a service that existed before.
+func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, dev := h.activated("3125550405")
+	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActive))
+	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
+		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550405", Number2: dev.ICCID})
+	require.NoError(t, err)
+	_, err = h.store.SaveRevioService(ctx(t), db.RevioService{DeviceChangeID: id, ICCID: dev.ICCID, Number: "3125550405",
+		CustomerID: billingData.CustomerID, ServiceID: serviceID, FoundBy: "created"})
+	require.NoError(t, err)
+
+	res, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.Equal(t, serviceID, res.ServiceID)
+	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
+	require.Len(t, h.rsim.Services(), 1)
+	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
 }

@@ -73,6 +73,11 @@ type harness struct {
 	temporal *fakeTemporal
 	env      *testsuite.TestActivityEnvironment
 	revioURL string
+	// tsURL is the ThingSpace simulator's base URL, for tests that build
+	// a client of their own (newThingSpaceClient).
+	tsURL string
+	// clientTimeout is the ThingSpace client's HTTPTimeout.
+	clientTimeout time.Duration
 }
 
 func newHarness(t *testing.T, opts ...func(*setup)) *harness {
@@ -130,7 +135,8 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 
-	return &harness{t: t, store: store, sim: sim, rsim: rsim, acts: acts, temporal: fake, env: env, revioURL: rsrv.URL}
+	return &harness{t: t, store: store, sim: sim, rsim: rsim, acts: acts, temporal: fake, env: env, revioURL: rsrv.URL,
+		tsURL: srv.URL, clientTimeout: s.clientTimeout}
 }
 
 func ctx(t *testing.T) context.Context {
@@ -180,8 +186,8 @@ func devices(n int, prefix, state string) []simulator.DeviceSeed {
 	return simulator.GenerateDevices(n, prefix, state)
 }
 
-// change is one device change of a bulk change made by newBulk.
-type change struct {
+// changeSpec is one device change of a bulk change made by newBulk.
+type changeSpec struct {
 	seed    simulator.DeviceSeed
 	op      string
 	batch   int
@@ -190,17 +196,17 @@ type change struct {
 	billing *db.BillingData
 }
 
-func changes(op string, batch int, seeds ...simulator.DeviceSeed) []change {
-	out := make([]change, len(seeds))
+func changes(op string, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
+	out := make([]changeSpec, len(seeds))
 	for i, s := range seeds {
-		out[i] = change{seed: s, op: op, batch: batch}
+		out[i] = changeSpec{seed: s, op: op, batch: batch}
 	}
 	return out
 }
 
 // newBulk writes a bulk change of the account with the device changes,
 // and returns its id and the device change ids by ICCID.
-func (h *harness) newBulk(account string, cs ...change) (string, map[string]int64) {
+func (h *harness) newBulk(account string, cs ...changeSpec) (string, map[string]int64) {
 	h.t.Helper()
 	id := uuid.NewString()
 	n := db.NewBulkChange{ID: id, AccountName: account, SourceName: "test.csv", SubmittedBy: "test", WorkflowID: "bulk-change/" + id}
@@ -382,4 +388,23 @@ func (f *fakeTemporal) signalled() []signal {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]signal(nil), f.signals...)
+}
+
+// newThingSpaceClient builds a ThingSpace client of the simulator like the
+// harness's own (audited, default account), changed by mod: a test gives it
+// a Limiter or an HTTP transport that injects faults, and sets it as
+// h.acts.ThingSpace.
+func (h *harness) newThingSpaceClient(mod func(*thingspace.Config)) *thingspace.Client {
+	h.t.Helper()
+	cfg := thingspace.Config{
+		BaseURL: h.tsURL, ClientID: simulator.DefaultClientID, ClientSecret: simulator.DefaultClientSecret,
+		Username: simulator.DefaultUsername, Password: simulator.DefaultPassword, AccountName: simulator.DefaultAccount,
+		HTTPTimeout: h.clientTimeout, Observer: (&activities.Auditor{Store: h.store, Logger: h.acts.Logger}).ThingSpace,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := thingspace.New(cfg)
+	require.NoError(h.t, err)
+	return c
 }

@@ -2,14 +2,18 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -68,56 +72,285 @@ type PollAccountResult struct {
 	Resolved int `json:"resolved"` // confirmations delivered
 }
 
+// Polling limits.
+const (
+	// pollDueLimit bounds the device changes one cycle takes up (they are
+	// held in memory); the oldest due come first, the others wait for the
+	// next cycle.
+	pollDueLimit = 20000
+	// defaultPollMaxRequests is the request cap of a cycle when
+	// PollMaxRequests is not set (worker.poll_max_requests).
+	defaultPollMaxRequests = 20
+)
+
 // PollAccount checks at ThingSpace the account's device changes that are
 // due, and signals each one whose device reached a final state to its
 // workflow, through the same signal as a callback. A device still pending
 // is checked again later, with a doubling wait.
+//
+// A cycle costs at most PollMaxRequests ThingSpace requests, counted across
+// the retries of the cycle. Few devices due (PollBatchThreshold) are looked
+// up one request each; more are found in the account's device list, read
+// page by page from where the last page read ended (a cursor kept per
+// account in PostgreSQL and saved after every page) and only until every
+// due device has been seen: the cost follows the devices waiting, not the
+// size of the account. Devices not reached when the cap is spent stay due
+// for the next cycle, which resumes from the cursor; a retried cycle (a
+// limiter wait, a 5xx) resumes there too. A cycle that reaches the end of
+// the list, or has seen every due device, puts the cursor back at the
+// start.
 func (a *Activities) PollAccount(ctx context.Context, in PollAccountInput) (*PollAccountResult, error) {
 	ctx = forAccount(ctx, in.AccountName)
-	limit := a.PollMaxRequests * 2000
-	if limit <= 0 {
-		limit = 10000
-	}
-	due, total, err := a.Store.DuePolls(ctx, in.AccountName, limit)
+	due, total, err := a.Store.DuePolls(ctx, in.AccountName, pollDueLimit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("due polls of %s: %w", in.AccountName, err)
 	}
-	res := &PollAccountResult{Waiting: total, Checked: len(due)}
+	res := &PollAccountResult{Waiting: total}
 	if len(due) == 0 {
 		return res, nil
 	}
-	ids := make([]string, len(due))
-	for i, p := range due {
-		ids[i] = p.ICCID
-	}
-	devices, err := a.deviceStates(ctx, in.AccountName, ids)
+	pc, err := a.Store.BeginPollCycle(ctx, in.AccountName, pollCycleKey(ctx))
 	if err != nil {
-		return nil, thingSpaceError("poll "+in.AccountName, err)
+		return nil, err
 	}
-	now := time.Now()
+	c := &pollCycle{a: a, account: in.AccountName, res: res, used: pc.CycleRequests, max: a.PollMaxRequests}
+	if c.max <= 0 {
+		c.max = defaultPollMaxRequests
+	}
+	threshold := a.PollBatchThreshold
+	if threshold <= 0 {
+		threshold = 20
+	}
+	if len(due) <= threshold {
+		err = c.lookUp(ctx, due)
+	} else {
+		err = c.list(ctx, due, pc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// pollCycleKey names the polling cycle the activity runs: the retries of
+// one activity share it (they share its request cap), the next cycle has
+// another.
+func pollCycleKey(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return ""
+	}
+	info := activity.GetInfo(ctx)
+	return info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID + "/" + info.ActivityID
+}
+
+// pollCycle is one polling cycle of an account.
+type pollCycle struct {
+	a       *Activities
+	account string
+	res     *PollAccountResult
+	// used counts the cycle's ThingSpace requests, max caps them.
+	used, max int
+}
+
+// spend takes one request from the cycle's budget, if any is left.
+func (c *pollCycle) spend() bool {
+	if c.used >= c.max {
+		return false
+	}
+	c.used++
+	return true
+}
+
+// refund gives a request back when the client says it never left (the
+// limiter refused it).
+func (c *pollCycle) refund(err error) {
+	if e, ok := thingspace.AsError(err); ok && !e.Sent && e.HTTPStatus == 0 {
+		c.used--
+	}
+}
+
+// lookUp checks devices one request each, oldest due first, while the
+// budget lasts; the others stay due.
+func (c *pollCycle) lookUp(ctx context.Context, due []db.PollRequest) error {
 	for _, p := range due {
-		d, found := devices[p.ICCID]
-		conf, done := pollVerdict(p, d, found, now)
-		if !done {
-			if err := a.Store.DeferPoll(ctx, p.DeviceChangeID, p.NextWait(), string(d.State())); err != nil {
-				return nil, err
+		if !c.spend() {
+			return nil
+		}
+		d, err := c.a.getDevice(ctx, c.account, p.ICCID)
+		found := err == nil
+		if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
+			err = nil
+		}
+		if err != nil {
+			c.refund(err)
+		}
+		if serr := c.a.Store.SavePollRequests(ctx, c.account, c.used); serr != nil {
+			return serr
+		}
+		if err != nil {
+			return thingSpaceError("poll "+c.account, err)
+		}
+		var dev thingspace.Device
+		if found {
+			dev = *d
+		}
+		if err := c.settle(ctx, p, dev, found); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// list finds the due devices in the account's device list, from the saved
+// cursor, page by page, stopping as soon as every one has been seen or the
+// budget is spent, and saving the cursor after each page.
+//
+// A cycle that started in the middle of the list and reaches its end
+// carries on from the start (a device due in the part before its cursor
+// would otherwise wait a whole cycle), up to where it started. A due device
+// absent from every page of a whole pass over the list is not in the
+// account: when the pass was read within this cycle that is certain, and
+// the device gets the same "not found" verdict as a failed lookup; when the
+// pass spanned cycles, the device may have become due after its page was
+// read, so it is looked up on its own instead.
+func (c *pollCycle) list(ctx context.Context, due []db.PollRequest, pc *db.PollCursor) error {
+	unseen := make(map[string]db.PollRequest, len(due))
+	for _, p := range due {
+		unseen[p.ICCID] = p
+	}
+	start := startOfList()
+	if len(pc.Cursor) > 0 {
+		var saved thingspace.ListCursor
+		if err := json.Unmarshal(pc.Cursor, &saved); err == nil {
+			start = saved
+		}
+		// An unreadable cursor (written by another version?) starts again
+		// from the top rather than failing every cycle.
+	}
+	cur := start
+	lapStartedAt := pc.LapStartedAt
+	lapInCycle := false
+	wrapped := false
+	for len(unseen) > 0 {
+		if !c.spend() {
+			// Budget spent: the devices not reached stay due, and the next
+			// cycle resumes from cur.
+			return c.a.Store.SavePollRequests(ctx, c.account, c.used)
+		}
+		first := cur.IsStart()
+		page, err := c.a.ThingSpace.ListDevicePage(ctx, thingspace.ListRequest{AccountName: c.account}, cur)
+		if err != nil {
+			c.refund(err)
+			if serr := c.a.Store.SavePollRequests(ctx, c.account, c.used); serr != nil {
+				return serr
+			}
+			return thingSpaceError("poll "+c.account, err)
+		}
+		if first {
+			lapInCycle = true
+			now := time.Now()
+			lapStartedAt = &now
+		}
+		for _, d := range page.Devices {
+			p, ok := unseen[d.ID(thingspace.KindICCID)]
+			if !ok {
+				continue
+			}
+			delete(unseen, p.ICCID)
+			if err := c.settle(ctx, p, d, true); err != nil {
+				return err
+			}
+		}
+		if len(unseen) == 0 {
+			break
+		}
+		if page.More {
+			cur = page.Next
+			if err := c.save(ctx, &cur, first); err != nil {
+				return err
+			}
+			if wrapped && cur.Reached(start) {
+				return nil // the rest of the list was read earlier in this cycle
 			}
 			continue
 		}
-		if err := a.Temporal.SignalWorkflow(ctx, p.WorkflowID, "", api.ConfirmationSignal, conf); err != nil {
-			var nf *serviceerror.NotFound
-			if !errors.As(err, &nf) {
-				return nil, fmt.Errorf("signal %s: %w", p.WorkflowID, err)
+
+		// The end of the list: back to the start for the next pass.
+		if err := c.save(ctx, nil, first); err != nil {
+			return err
+		}
+		var missing []db.PollRequest
+		for _, p := range unseen {
+			if lapInCycle || (lapStartedAt != nil && !p.NextPollAt.After(*lapStartedAt)) {
+				missing = append(missing, p)
 			}
-			// The workflow has finished (its callback won): nothing to deliver.
 		}
-		if err := a.Store.RemovePollRequest(ctx, p.DeviceChangeID); err != nil {
-			return nil, err
+		sort.Slice(missing, func(i, j int) bool { return missing[i].DeviceChangeID < missing[j].DeviceChangeID })
+		for _, p := range missing {
+			delete(unseen, p.ICCID)
 		}
-		res.Resolved++
-		res.Waiting--
+		if lapInCycle {
+			for _, p := range missing {
+				if err := c.settle(ctx, p, thingspace.Device{}, false); err != nil {
+					return err
+				}
+			}
+		} else if err := c.lookUp(ctx, missing); err != nil {
+			return err
+		}
+		if wrapped || start.IsStart() {
+			return nil // the whole list was read in this cycle
+		}
+		wrapped, cur, lapInCycle = true, startOfList(), false
 	}
-	return res, nil
+	// Every due device seen: the next cycle starts from the top.
+	return c.save(ctx, nil, false)
+}
+
+// startOfList is the cursor of a list's first page. It sends
+// largestDeviceIdSeen 0, which asks ThingSpace for its own cursor (the
+// recommended paging); an answer without one makes the client page by
+// date added instead.
+func startOfList() thingspace.ListCursor {
+	var zero int64
+	return thingspace.ListCursor{LargestDeviceIDSeen: &zero}
+}
+
+// save records the cursor (nil: back at the start) and the requests spent.
+func (c *pollCycle) save(ctx context.Context, cur *thingspace.ListCursor, startLap bool) error {
+	p := db.PollProgress{StartLap: startLap, Requests: c.used}
+	if cur != nil && !cur.IsStart() {
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return fmt.Errorf("poll cursor of %s: %w", c.account, err)
+		}
+		p.Cursor = b
+	}
+	return c.a.Store.SavePollProgress(ctx, c.account, p)
+}
+
+// settle gives a checked device change its verdict: a final state is
+// signalled to its workflow and the change leaves polling; a pending one is
+// checked again after its next wait.
+func (c *pollCycle) settle(ctx context.Context, p db.PollRequest, d thingspace.Device, found bool) error {
+	c.res.Checked++
+	conf, done := pollVerdict(p, d, found, time.Now())
+	if !done {
+		return c.a.Store.DeferPoll(ctx, p.DeviceChangeID, p.NextWait(), string(d.State()))
+	}
+	if err := c.a.Temporal.SignalWorkflow(ctx, p.WorkflowID, "", api.ConfirmationSignal, conf); err != nil {
+		var nf *serviceerror.NotFound
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("signal %s: %w", p.WorkflowID, err)
+		}
+		// The workflow has finished (its callback won): nothing to deliver.
+	}
+	if err := c.a.Store.RemovePollRequest(ctx, p.DeviceChangeID); err != nil {
+		return err
+	}
+	c.res.Resolved++
+	c.res.Waiting--
+	return nil
 }
 
 // pollVerdict decides from a device's listed state whether its change is
@@ -130,7 +363,7 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 		return conf, true
 	}
 	st := d.State()
-	conf.State = string(st)
+	conf.State = change.State(st)
 	target := targetState(p.Operation)
 	if p.Operation == "contactInfo" {
 		// A PPU update leaves the state alone and the device list does not
@@ -156,7 +389,7 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 		// ThingSpace puts a device into a pending state when it accepts a
 		// change; after the callback timeout, a device neither pending nor in
 		// the target state means the change failed.
-		conf.FaultCode = db.CodePollStateInvalid
+		conf.FaultCode = change.PollStateMismatch
 		conf.FaultMessage = fmt.Sprintf("device is %s at ThingSpace after the %s request (expected %s)", st, p.Operation, target)
 		return conf, true
 	}

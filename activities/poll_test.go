@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -84,7 +85,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	unknown := devices(1, "8914800406", "")[0]         // not at ThingSpace
 	h.seed(activated, already, stuck, pending, finished)
 
-	cs := []change{
+	cs := []changeSpec{
 		{seed: activated, op: "activate", batch: 1}, {seed: already, op: "activate", batch: 2},
 		{seed: stuck, op: "suspend", batch: 3}, {seed: pending, op: "suspend", batch: 4},
 		{seed: finished, op: "suspend", batch: 5}, {seed: unknown, op: "suspend", batch: 6},
@@ -146,20 +147,20 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 
 	c = got[workflowOf(ids[already.ICCID])]
 	require.False(t, c.Success)
-	require.Equal(t, thingspace.CodeDeviceAlreadyActive, c.FaultCode)
+	require.Equal(t, change.FaultAlreadyActive, c.FaultCode)
 	require.Equal(t, simDev(already.ICCID).MSISDN, c.MSISDN)
 
 	c = got[workflowOf(ids[stuck.ICCID])]
 	require.False(t, c.Success)
-	require.Equal(t, db.CodePollStateInvalid, c.FaultCode)
-	require.Equal(t, string(thingspace.StatePreActive), c.State)
+	require.Equal(t, change.PollStateMismatch, c.FaultCode)
+	require.Equal(t, change.StatePreActive, c.State)
 
 	c = got[workflowOf(ids[finished.ICCID])]
 	require.True(t, c.Success, "signalled although its workflow had finished")
 
 	c = got[workflowOf(ids[unknown.ICCID])]
 	require.False(t, c.Success)
-	require.Equal(t, thingspace.CodeDeviceNotFound, c.FaultCode)
+	require.Equal(t, change.Code(thingspace.CodeDeviceNotFound), c.FaultCode)
 
 	// Only the pending device is still registered, checked again after the
 	// interval.

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -222,12 +223,12 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	require.NoError(t, h.run(&got, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk,
 		DeviceChangeID: ids[devs[0].ICCID], ICCID: devs[0].ICCID}))
 	sd, _ := h.sim.Device(devs[0].ICCID)
-	require.Equal(t, activities.DeviceLookup{Found: true, State: string(thingspace.StateActive), MSISDN: sd.MSISDN}, got)
+	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
 	// So does one naming the account itself.
 	got = activities.DeviceLookup{}
 	require.NoError(t, h.run(&got, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk, ICCID: devs[1].ICCID, AccountName: other}))
 	sd, _ = h.sim.Device(devs[1].ICCID)
-	require.Equal(t, activities.DeviceLookup{Found: true, State: string(thingspace.StateActive), MSISDN: sd.MSISDN}, got)
+	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
 }
 
 // An activation whose answer was lost completes at ThingSpace before the
@@ -239,7 +240,7 @@ func TestPollAfterReconcileSeesOurActivation(t *testing.T) {
 	h := newHarness(t, stalled(-1))
 	dev := devices(1, "8914800107", "preactive")[0]
 	h.seed(dev)
-	c := change{seed: dev, op: "activate", batch: 1, params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}}
+	c := changeSpec{seed: dev, op: "activate", batch: 1, params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}}
 	bulk, ids := h.newBulk(account, c)
 	id := ids[dev.ICCID]
 

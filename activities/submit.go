@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -26,11 +27,22 @@ type SubmitBatchInput struct {
 type SubmitBatchResult struct {
 	// Devices is the number of device changes in the batch; each one gets
 	// its child workflow, whatever happened to it here.
-	Devices   int    `json:"devices"`
-	Sent      int    `json:"sent"`
+	Devices int `json:"devices"`
+	// Sent is the number of device changes the batch's request carried.
+	Sent int `json:"sent"`
+	// RequestID is ThingSpace's requestId of the batch's request; empty
+	// when it was split (each sub-request has its own, stored on its
+	// device changes).
 	RequestID string `json:"requestId,omitempty"`
-	State     string `json:"state"`
+	// State is the batch's request's state; for a split batch, ACCEPTED
+	// when ThingSpace accepted any of its sub-requests, else REJECTED.
+	State string `json:"state"`
+	// ErrorCode is ThingSpace's refusal of the batch's request (for a
+	// split batch, the refusal that made it split).
 	ErrorCode string `json:"errorCode,omitempty"`
+	// SubRequests is how many requests the batch was split into (0: not
+	// split).
+	SubRequests int `json:"subRequests,omitempty"`
 	// Limit is the account's request budget after this batch.
 	Limit *api.LimitStatus `json:"limit,omitempty"`
 }
@@ -44,6 +56,22 @@ type SubmitBatchResult struct {
 // recorded (worker killed, answer lost), and checks the devices' states at
 // ThingSpace instead of sending blindly. Only devices the check shows
 // untouched are sent again.
+//
+// When ThingSpace refuses the request as a whole for a reason that can be a
+// single device's (unknown device, wrong state: splittable), one bad device
+// would otherwise fail the whole batch. The request is split in two halves,
+// each its own request recorded before it is sent and handled the same way
+// (accepted, refused, split again, retried, reconciled), until the refused
+// devices are isolated in one-device requests, whose refusal is recorded
+// for the device alone. Halving bounds the rounds by log2 of the batch
+// size, and k bad devices cost at most 1 + 2k·⌈log2 n⌉ requests; a batch in
+// which more than splitMaxRefusedPerLevel requests of one round are refused
+// is refused for a reason common to most of its devices (an operator
+// restoring active devices, say), and is not split further: its refused
+// requests end their devices as ERROR, as an unsplit refusal does. Every
+// sub-request is sent within this one activity call, so the workflow sees
+// one result per batch; the split is kept in PostgreSQL, so a retry or a
+// restarted worker resumes it where it stood.
 func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*SubmitBatchResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, 0)
 	total, err := a.Store.CountBatchDevices(ctx, in.BulkChangeID, in.BatchNo)
@@ -55,39 +83,134 @@ func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*Sub
 		return nil, err
 	}
 	ctx = forAccount(ctx, req.AccountName)
+	if err := a.attempt(ctx, req, devs, fresh); err != nil {
+		return nil, err
+	}
+	if err := a.sendSubRequests(ctx, in); err != nil {
+		return nil, err
+	}
+	return a.batchResult(ctx, in, total)
+}
+
+// attempt takes one request of a batch (its first request or a
+// sub-request) as far as it goes: nothing for a request already answered,
+// a reconciliation for one whose answer may have been lost, else one send.
+func (a *Activities) attempt(ctx context.Context, req *db.Request, devs []db.ClaimedDevice, fresh bool) error {
 	if !fresh {
 		switch req.State {
 		case db.RequestAccepted, db.RequestRejected:
-			return a.batchResult(ctx, req.PK, total)
+			return nil
 		case db.RequestSending:
+			var err error
 			if devs, err = a.reconcile(ctx, req, devs); err != nil {
-				return nil, err
+				return err
 			}
 			if len(devs) == 0 {
-				return a.batchResult(ctx, req.PK, total)
+				return nil
+			}
+		default:
+			if len(devs) == 0 {
+				// Cannot happen (a request always keeps a device to send);
+				// closing it keeps the rounds of splitting finite.
+				if err := a.Store.MarkRequestRejected(ctx, req.PK, "NOTHING_TO_SEND", "no device of this request is left to send"); err != nil {
+					return fmt.Errorf("close empty request %s: %w", req.Key, err)
+				}
+				return nil
 			}
 		}
-		if err := a.Store.StartAttempt(ctx, req.PK); err != nil {
-			return nil, fmt.Errorf("record attempt: %w", err)
+		claimed, err := a.Store.ClaimAttempt(ctx, req.PK)
+		if err != nil {
+			return err
+		}
+		if !claimed {
+			// An overlapping attempt of this activity (a retry started
+			// while a timed-out attempt still runs) is sending it. Come
+			// back later: it will be answered, or reconciled.
+			return temporal.NewApplicationErrorWithOptions(
+				fmt.Sprintf("request %s is being sent by another attempt", req.Key),
+				ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: 5 * time.Second})
 		}
 	}
 	if len(devs) == 0 {
-		return a.batchResult(ctx, req.PK, total)
+		return nil
 	}
-	if err := a.send(ctx, req, devs); err != nil {
-		return nil, err
-	}
-	return a.batchResult(ctx, req.PK, total)
+	return a.send(ctx, req, devs)
 }
 
-func (a *Activities) batchResult(ctx context.Context, requestPK int64, total int) (*SubmitBatchResult, error) {
-	var r SubmitBatchResult
-	err := a.Store.Pool.QueryRow(ctx, `SELECT state, coalesce(request_id, ''), devices, coalesce(error_code, '')
-		FROM thingspace_requests WHERE id = $1`, requestPK).Scan(&r.State, &r.RequestID, &r.Sent, &r.ErrorCode)
-	if err != nil {
-		return nil, fmt.Errorf("read request: %w", err)
+// Splitting limits.
+const (
+	// splitMaxRefusedPerLevel: a round of splitting with more refused
+	// requests than this stops the splitting. A few bad devices are refused
+	// in at most one request each per round; more than this many is a
+	// refusal shared by most devices, which isolating would cost about two
+	// requests per device.
+	splitMaxRefusedPerLevel = 16
+	// splitMaxDepth bounds the rounds whatever happens (2^32 devices would
+	// be needed to get there by halving).
+	splitMaxDepth = 32
+	// splitDeadlineMargin: a sub-request is not started this close to the
+	// activity's deadline (one request can take the client's timeout plus
+	// a limiter wait); the activity fails retryably instead and its next
+	// attempt carries on from PostgreSQL.
+	splitDeadlineMargin = time.Minute
+)
+
+// sendSubRequests sends the sub-requests of a split batch, round by round,
+// until none is left to send: each is accepted, refused (for its devices,
+// or split again) or fails the activity, which sends it on its next
+// attempt.
+func (a *Activities) sendSubRequests(ctx context.Context, in SubmitBatchInput) error {
+	sent := 0
+	for round := 0; round <= splitMaxDepth; round++ {
+		open, err := a.Store.OpenSubRequests(ctx, in.BulkChangeID, in.BatchNo)
+		if err != nil {
+			return err
+		}
+		if len(open) == 0 {
+			return nil
+		}
+		for _, r := range open {
+			if sent > 0 && nearDeadline(ctx, splitDeadlineMargin) {
+				return temporal.NewApplicationErrorWithOptions(
+					fmt.Sprintf("batch %d: %d sub-request(s) of this round and maybe more still to send; continuing in the next attempt", in.BatchNo, len(open)),
+					ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: time.Second})
+			}
+			devs, err := a.Store.RequestDevices(ctx, r.PK)
+			if err != nil {
+				return err
+			}
+			if err := a.attempt(ctx, r, devs, false); err != nil {
+				return err
+			}
+			sent++
+		}
 	}
-	r.Devices = total
+	return fmt.Errorf("batch %d: sub-requests still open after %d rounds of splitting", in.BatchNo, splitMaxDepth)
+}
+
+// nearDeadline reports whether the running activity has less than margin
+// left before its start-to-close deadline.
+func nearDeadline(ctx context.Context, margin time.Duration) bool {
+	if !activity.IsActivity(ctx) {
+		return false
+	}
+	d := activity.GetInfo(ctx).Deadline
+	return !d.IsZero() && time.Until(d) < margin
+}
+
+func (a *Activities) batchResult(ctx context.Context, in SubmitBatchInput, total int) (*SubmitBatchResult, error) {
+	o, err := a.Store.BatchRequests(ctx, in.BulkChangeID, in.BatchNo)
+	if err != nil {
+		return nil, fmt.Errorf("read batch %d: %w", in.BatchNo, err)
+	}
+	r := SubmitBatchResult{Devices: total, Sent: o.Root.Devices, RequestID: o.Root.RequestID, State: o.Root.State,
+		ErrorCode: o.Root.ErrorCode, SubRequests: o.SubRequests}
+	if o.SubRequests > 0 {
+		r.State = db.RequestRejected
+		if o.Accepted > 0 {
+			r.State = db.RequestAccepted
+		}
+	}
 	r.Limit = a.limitStatus(ctx)
 	return &r, nil
 }
@@ -151,9 +274,12 @@ func (a *Activities) send(ctx context.Context, req *db.Request, devs []db.Claime
 			return fmt.Errorf("record failed attempt: %w", err)
 		}
 		return thingSpaceError("send "+req.Operation, err)
+	case len(devs) > 1 && splittable(e):
+		return a.refusedMany(ctx, req, e.ShortCode(), msg)
 	case len(devs) == 1 && deviceLevel(e.Kind):
-		// A one-device request is refused synchronously for reasons that
-		// arrive as per-device callback faults in bigger requests; the
+		// A one-device request (a batch of one, or the sub-request that
+		// isolated a refused device) is refused synchronously for reasons
+		// that arrive as per-device callback faults in bigger requests; the
 		// device's workflow handles both the same way.
 		results := map[int64]db.SyncResult{devs[0].ID: {FaultCode: e.ShortCode(), FaultMessage: msg}}
 		if err := a.Store.MarkDeviceRefusals(ctx, req.PK, code, msg, results); err != nil {
@@ -170,6 +296,51 @@ func (a *Activities) send(ctx context.Context, req *db.Request, devs []db.Claime
 
 func deviceLevel(k thingspace.ErrorKind) bool {
 	return k == thingspace.KindDeviceAlreadyActive || k == thingspace.KindDeviceNotFound || k == thingspace.KindInvalidState
+}
+
+// splittable reports whether ThingSpace's refusal of a whole multi-device
+// request may be caused by some of its devices only: the device-level
+// refusals, an identifier or kind ThingSpace will not take (this product
+// validates them, ThingSpace's rules may be stricter), and a line's daily
+// limit (ThingSpace counts changes made outside this product too; its code
+// is unconfirmed, so an unknown code is simply not split).
+func splittable(e *thingspace.Error) bool {
+	if deviceLevel(e.Kind) {
+		return true
+	}
+	switch e.ShortCode() {
+	case thingspace.CodeDeviceIDInvalid, thingspace.CodeDeviceKindInvalid, thingspace.CodeDailyActionsExceeded:
+		return true
+	}
+	return false
+}
+
+// refusedMany handles ThingSpace's refusal of a multi-device request for a
+// splittable reason: split it in two, unless the batch's refusals look
+// shared by most of its devices (more than splitMaxRefusedPerLevel in a
+// round), in which case its devices end as ERROR with the code.
+func (a *Activities) refusedMany(ctx context.Context, req *db.Request, code, msg string) error {
+	refused, err := a.Store.RefusedByDepth(ctx, req.BulkChangeID, db.BatchRootKey(req.Key))
+	if err != nil {
+		return err
+	}
+	depth := db.RequestDepth(req.Key)
+	if refused[depth] >= splitMaxRefusedPerLevel || (depth > 0 && refused[depth-1] > splitMaxRefusedPerLevel) {
+		activity.GetLogger(ctx).Warn("too many requests of this batch refused to isolate the devices; not splitting",
+			"request", req.Key, "code", code, "refusedAtThisLevel", refused[depth])
+		return a.Store.MarkRequestRejected(ctx, req.PK, code,
+			fmt.Sprintf("%s (ThingSpace refused the request carrying this device; too many of the batch's requests were refused to isolate each device)", msg))
+	}
+	subs, err := a.Store.SplitRequest(ctx, req.PK, code, msg)
+	if errors.Is(err, db.ErrNotSending) {
+		return nil // an earlier attempt recorded an answer meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("split request %s: %w", req.Key, err)
+	}
+	activity.GetLogger(ctx).Info("ThingSpace refused a request for a reason that may be one device's; split it to isolate the device",
+		"request", req.Key, "code", code, "devices", req.Devices, "halves", []int{subs[0].Devices, subs[1].Devices})
+	return nil
 }
 
 // call builds and sends the ThingSpace request for the devices. Compatible
@@ -337,6 +508,11 @@ func (a *Activities) deviceStates(ctx context.Context, account string, ids []str
 	err := a.ThingSpace.ForEachDevice(ctx, thingspace.ListRequest{AccountName: account}, func(d thingspace.Device) error {
 		if id := d.ID(thingspace.KindICCID); want[id] {
 			out[id] = d
+			if len(out) == len(want) {
+				// Every device asked for is seen: the rest of the
+				// account's pages would cost requests for nothing.
+				return thingspace.ErrStopListing
+			}
 		}
 		return nil
 	})

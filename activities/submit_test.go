@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -163,7 +164,7 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 
 	ok := h.change(ids[fresh.ICCID])
 	require.Equal(t, db.ChangeSubmitted, ok.Status)
-	require.Equal(t, &db.SyncResult{Success: true, State: string(thingspace.StatePreActive)}, ok.SyncResult)
+	require.Equal(t, &db.SyncResult{Success: true, State: string(change.StatePreActive)}, ok.SyncResult)
 	sd, found := h.sim.Device(fresh.ICCID)
 	require.True(t, found, "the device is now in the account")
 	require.Equal(t, simulator.StatePreActive, sd.State)
@@ -179,7 +180,7 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 	var st activities.DeviceState
 	require.NoError(t, h.run(&st, h.acts.LoadDeviceChange, ids[existing.ICCID]))
 	require.NotNil(t, st.Sync)
-	require.Equal(t, "ADD_FAILED", st.Sync.FaultCode)
+	require.Equal(t, change.AddFailed, st.Sync.FaultCode)
 	require.False(t, st.Final)
 }
 
@@ -213,7 +214,7 @@ func TestSubmitBatchOneDeviceRefusedSynchronously(t *testing.T) {
 	var st activities.DeviceState
 	require.NoError(t, h.run(&st, h.acts.LoadDeviceChange, ids[dev.ICCID]))
 	require.NotNil(t, st.Sync)
-	require.Equal(t, thingspace.CodeDeviceStateInvalid, st.Sync.FaultCode)
+	require.Equal(t, change.Code(thingspace.CodeDeviceStateInvalid), st.Sync.FaultCode)
 
 	// Asking again changes nothing.
 	again := h.mustSubmit(bulk, 1)
@@ -378,7 +379,7 @@ func TestSubmitBatchRateLimitedWaitsForRetryAfter(t *testing.T) {
 	})
 	devs := devices(2, "8914800012", "preactive")
 	h.seed(devs...)
-	cs := []change{{seed: devs[0], op: "activate", batch: 1}, {seed: devs[1], op: "activate", batch: 2}}
+	cs := []changeSpec{{seed: devs[0], op: "activate", batch: 1}, {seed: devs[1], op: "activate", batch: 2}}
 	for i := range cs {
 		cs[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}
 	}
@@ -441,7 +442,7 @@ func TestSubmitBatchInvalidCredentials(t *testing.T) {
 	// What the bulk change workflow does next: end the unsent devices.
 	var ended int
 	require.NoError(t, h.run(&ended, h.acts.FailUnsent, activities.FailUnsentInput{BulkChangeID: bulk, FromBatch: 1,
-		Code: db.CodeAuthFailed, Message: "credentials refused"}))
+		Code: change.AuthFailed, Message: "credentials refused"}))
 	require.Equal(t, 2, ended)
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])

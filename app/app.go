@@ -12,43 +12,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 )
-
-// DialTemporal connects to the Temporal server named by the configuration.
-func DialTemporal(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (client.Client, error) {
-	opts := client.Options{
-		HostPort:  cfg.Temporal.Address,
-		Namespace: cfg.Temporal.Namespace,
-		Logger:    tlog.NewStructuredLogger(logger),
-	}
-	if m != nil {
-		h, err := m.TemporalHandler(logger)
-		if err != nil {
-			return nil, fmt.Errorf("temporal metrics: %w", err)
-		}
-		opts.MetricsHandler = h
-	}
-	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	c, err := client.DialContext(dctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address): %w", cfg.Temporal.Address, err)
-	}
-	return c, nil
-}
-
-// OpenStore connects to PostgreSQL and applies the migrations.
-func OpenStore(ctx context.Context, cfg *config.Config) (*db.Store, error) {
-	return db.Open(ctx, cfg.Database.URL.Reveal(), cfg.Database.MaxConns)
-}
 
 // adminServer serves /healthz (the process runs), /readyz (its
 // dependencies answer) and /metrics.
@@ -101,5 +75,43 @@ func readiness(store *db.Store, tc client.Client) func(context.Context) error {
 			return fmt.Errorf("temporal: %w", err)
 		}
 		return nil
+	}
+}
+
+// ApplyWorkerProcessSettings applies the settings the SDK holds once per
+// process, which must be set before any worker is created: the sticky
+// workflow cache size (worker.sticky_cache_size; 0 keeps the SDK's default).
+func ApplyWorkerProcessSettings(cfg *config.Config) {
+	if n := cfg.Worker.StickyCacheSize; n > 0 {
+		worker.SetStickyWorkflowCacheSize(n)
+	}
+}
+
+// CPUProfileEnv names a file the worker process writes its CPU profile to,
+// from start to stop (the benchmark sets it to show where a worker's CPU
+// goes: go tool pprof -top bin/worker FILE).
+const CPUProfileEnv = "TSBULK_CPUPROFILE"
+
+// StartCPUProfile starts the CPU profile named by TSBULK_CPUPROFILE, if
+// any; the returned function stops it and writes the file.
+func StartCPUProfile(logger *slog.Logger) func() {
+	path := os.Getenv(CPUProfileEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		logger.Error("no CPU profile", "file", path, "error", err)
+		if f != nil {
+			_ = f.Close()
+		}
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/callbacks"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 )
@@ -26,12 +27,12 @@ func NewReceiver(cfg *config.Config, store *db.Store, tc client.Client, m *metri
 // RunReceiver runs the callback receiver process until ctx ends.
 func RunReceiver(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	m := metrics.New()
-	store, err := OpenStore(ctx, cfg)
+	store, err := connect.Store(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	tc, err := DialTemporal(ctx, cfg, m, logger)
+	tc, err := connect.Temporal(ctx, cfg, m, logger)
 	if err != nil {
 		return err
 	}

@@ -8,15 +8,16 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/revio"
+	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -29,7 +30,16 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 		Store: store, Temporal: tc, Metrics: m, Logger: logger,
 		Limits:             db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
 		PollBatchThreshold: cfg.Worker.PollBatchThreshold,
+		PollMaxRequests:    cfg.Worker.PollMaxRequests,
 		ReconcileSettle:    cfg.Worker.ReconcileSettle,
+		Submissions: activities.SubmissionSettings{
+			InboxDirs:            cfg.Submission.InboxDirs,
+			Account:              cfg.ThingSpace.Account,
+			BatchSize:            cfg.Bulk.BatchSize,
+			Options:              cfg.BulkChangeOptions(),
+			ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay,
+			Approval:             submission.NewApprovalRule(cfg.Approval.Operations, cfg.Approval.MinDevices, cfg.Approval.ExpiresAfter),
+		},
 	}
 	if rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute); len(rules) > 0 {
 		acts.Limiter = &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: cfg.ThingSpace.Account}
@@ -102,23 +112,13 @@ func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config
 }
 
 // Register registers the workflows and activities on a worker (or a
-// replayer's registry).
+// Register registers the workflows and activities on a worker.
 func Register(r interface {
-	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+	workflows.Registry
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }, acts *activities.Activities) {
-	RegisterWorkflows(r)
+	workflows.Register(r)
 	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
-}
-
-// RegisterWorkflows registers the workflows under their public names.
-func RegisterWorkflows(r interface {
-	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
-}) {
-	r.RegisterWorkflowWithOptions(workflows.BulkChange, workflow.RegisterOptions{Name: api.BulkChangeWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.DeviceChange, workflow.RegisterOptions{Name: api.DeviceChangeWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.AccountPoller, workflow.RegisterOptions{Name: api.AccountPollerWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.BillingRetry, workflow.RegisterOptions{Name: api.BillingRetryWorkflowType})
 }
 
 // RunWorker runs the worker process until ctx ends: the Temporal worker,
@@ -126,12 +126,12 @@ func RegisterWorkflows(r interface {
 // it.
 func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	m := metrics.New()
-	store, err := OpenStore(ctx, cfg)
+	store, err := connect.Store(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	tc, err := DialTemporal(ctx, cfg, m, logger)
+	tc, err := connect.Temporal(ctx, cfg, m, logger)
 	if err != nil {
 		return err
 	}
@@ -140,6 +140,8 @@ func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) err
 	if err != nil {
 		return err
 	}
+	ApplyWorkerProcessSettings(cfg)
+	defer StartCPUProfile(logger)()
 	w := NewWorker(tc, acts, cfg)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -51,6 +51,18 @@ func ParseFile(path string, opt Options) ([]DeviceRequest, error) {
 	return reqs, err
 }
 
+// ParseData reads a bulk change held in memory, in the given format ("csv"
+// or "json"), as ParseFile reads a file.
+func ParseData(data []byte, format string, opt Options) ([]DeviceRequest, error) {
+	switch strings.ToLower(format) {
+	case "csv":
+		return ParseCSV(bytes.NewReader(data), opt)
+	case "json":
+		return ParseJSON(bytes.NewReader(data), opt)
+	}
+	return nil, fmt.Errorf("bulkchange: unsupported format %q; use csv or json", format)
+}
+
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // skipBOM drops a UTF-8 byte order mark. Excel's "CSV UTF-8" export writes

@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -178,7 +177,7 @@ func (r *Receiver) signal(ctx context.Context, cb *db.Callback) error {
 		r.signalResult(ctx, cb, "unmatched")
 		return nil
 	}
-	conf := activities.CallbackConfirmation(*cb)
+	conf := cb.Stored().Confirmation()
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := r.Temporal.SignalWorkflow(sctx, api.DeviceChangeWorkflowID(cb.BulkChangeID, cb.ICCID), "", api.ConfirmationSignal, conf)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -121,7 +122,7 @@ func TestDuplicateCallbackChangesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, cbs, 1, "one stored callback")
 	require.Equal(t, 2, cbs[0].Copies)
-	require.Equal(t, "REQUEST_FAILED.DeviceNotFound", sig.signals[1].Conf.FaultCode)
+	require.Equal(t, change.Code("REQUEST_FAILED.DeviceNotFound"), sig.signals[1].Conf.FaultCode)
 	require.Equal(t, sig.signals[0].Conf, sig.signals[1].Conf, "the copy carries the same confirmation")
 }
 

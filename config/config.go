@@ -48,7 +48,27 @@ type Config struct {
 	Bulk       Bulk       `mapstructure:"bulk"`
 	Limits     Limits     `mapstructure:"limits"`
 	Worker     Worker     `mapstructure:"worker"`
+	Submission Submission `mapstructure:"submission"`
+	Approval   Approval   `mapstructure:"approval"`
 	Log        Log        `mapstructure:"log"`
+}
+
+// Approval is the four-eyes rule: a bulk change with at least MinDevices
+// changes of one of the Operations waits for a second operator's approval
+// (an empty list turns it off), and is cancelled after ExpiresAfter without
+// one.
+type Approval struct {
+	Operations   []string      `mapstructure:"operations"`
+	MinDevices   int           `mapstructure:"min_devices"`
+	ExpiresAfter time.Duration `mapstructure:"expires_after"`
+}
+
+// Submission holds the settings of bulk changes submitted through Temporal
+// (workflow SubmitBulkChange, from the CLI or the Web UI's start form).
+type Submission struct {
+	// InboxDirs are the only directories whose files such a submission may
+	// name: the input of a workflow names a file, never carries its PPU.
+	InboxDirs []string `mapstructure:"inbox_dirs"`
 }
 
 // Temporal says where the Temporal server is.
@@ -166,6 +186,11 @@ type Worker struct {
 	// without yielding is failed as a potential deadlock (the SDK's 1 s).
 	// A CPU-starved host (the tests, under the race detector) needs more.
 	DeadlockDetectionTimeout time.Duration `mapstructure:"deadlock_detection_timeout"`
+	// StickyCacheSize is how many workflow executions the worker process
+	// keeps in memory between their workflow tasks (the SDK's sticky cache,
+	// one per process; 0 keeps the SDK's default of 10,000). An execution
+	// not in the cache is replayed from its history on its next task.
+	StickyCacheSize int `mapstructure:"sticky_cache_size"`
 }
 
 // Log holds logging settings.
@@ -232,6 +257,11 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.poll_max_requests", 20)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
+	v.SetDefault("worker.sticky_cache_size", 0)
+	v.SetDefault("submission.inbox_dirs", []string{})
+	v.SetDefault("approval.operations", []string{"deactivate"})
+	v.SetDefault("approval.min_devices", 1)
+	v.SetDefault("approval.expires_after", 72*time.Hour)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 }
@@ -371,6 +401,14 @@ func (c *Config) checkBulk(p *problems) {
 	p.need(b.PollInterval > 0, "bulk.poll_interval", "must be positive")
 	p.need(b.PollMaxInterval >= b.PollInterval, "bulk.poll_max_interval", "must be at least bulk.poll_interval")
 	p.need(b.StallCheck > 0, "bulk.stall_check", "must be positive")
+	for _, op := range c.Approval.Operations {
+		p.need(op == "activate" || op == "suspend" || op == "restore" || op == "deactivate" || op == "inventory",
+			"approval.operations", "%q is not an operation (activate, suspend, restore, deactivate, inventory)", op)
+	}
+	if len(c.Approval.Operations) > 0 {
+		p.need(c.Approval.MinDevices >= 1, "approval.min_devices", "must be at least 1")
+		p.need(c.Approval.ExpiresAfter > 0, "approval.expires_after", "must be positive")
+	}
 	p.need(!b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "", "bulk.default_site",
 		"is required while bulk.default_site_assignment is on (the default): name the site given to inventory and pending devices, or turn assignment off")
 	l := c.Limits
@@ -393,6 +431,7 @@ func (c *Config) ValidateWorker() error {
 	p.need(c.Worker.ActivityTaskPollers >= 1, "worker.activity_task_pollers", "must be at least 1")
 	p.need(c.Worker.PollMaxRequests >= 1, "worker.poll_max_requests", "must be at least 1")
 	p.need(c.Worker.ReconcileSettle > 0, "worker.reconcile_settle", "must be positive")
+	p.need(c.Worker.StickyCacheSize >= 0, "worker.sticky_cache_size", "must not be negative (0 = the SDK's default)")
 	if c.Worker.EmbedCallbackReceiver {
 		c.checkCallbacks(&p)
 	}

@@ -7,25 +7,41 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 )
 
-// Bulk change states.
+// Bulk change states, as stored (the vocabulary is package change's).
 const (
-	BulkPending  = "PENDING"
-	BulkRunning  = "RUNNING"
-	BulkFinished = "FINISHED"
-	BulkFailed   = "FAILED"
+	BulkPending          = string(change.BulkPending)
+	BulkScheduled        = string(change.BulkScheduled)
+	BulkAwaitingApproval = string(change.BulkAwaitingApproval)
+	BulkRunning          = string(change.BulkRunning)
+	BulkPaused           = string(change.BulkPaused)
+	BulkFinished         = string(change.BulkFinished)
+	BulkFailed           = string(change.BulkFailed)
+	BulkCancelled        = string(change.BulkCancelled)
 )
+
+// Operations lists the operations, in the order reports show them.
+var Operations = func() []string {
+	out := make([]string, len(change.Operations))
+	for i, o := range change.Operations {
+		out[i] = string(o)
+	}
+	return out
+}()
 
 // Device change states. SUBMITTING and SUBMITTED are "in flight": a state
 // change may be under way at ThingSpace.
 const (
-	ChangePending    = "PENDING"
-	ChangeSubmitting = "SUBMITTING"
-	ChangeSubmitted  = "SUBMITTED"
-	ChangeProcessed  = "PROCESSED"
-	ChangeError      = "ERROR"
+	ChangePending    = string(change.Pending)
+	ChangeSubmitting = string(change.Submitting)
+	ChangeSubmitted  = string(change.Submitted)
+	ChangeProcessed  = string(change.Processed)
+	ChangeError      = string(change.Failed)
+	// ChangeCancelled: never sent; its bulk change was cancelled.
+	ChangeCancelled = string(change.Cancelled)
 )
 
 // BulkChange is one row of bulk_changes.
@@ -40,12 +56,16 @@ type BulkChange struct {
 	Batches        int
 	Processed      int
 	Errors         int
+	Cancelled      int
 	ErrorMessage   string
 	Options        json.RawMessage
 	WorkflowID     string
 	CreatedAt      time.Time
 	StartedAt      *time.Time
 	FinishedAt     *time.Time
+	ApprovedBy     string
+	// RedriveOf is the bulk change whose failed lines this one re-drives.
+	RedriveOf string
 }
 
 // NewDeviceChange is one device row of a new bulk change.
@@ -72,17 +92,19 @@ type NewBulkChange struct {
 	Options        json.RawMessage
 	WorkflowID     string
 	Devices        []NewDeviceChange
+	// RedriveOf names the bulk change whose failed lines this re-drives.
+	RedriveOf string
 }
 
 const bulkColumns = `id, account_name, coalesce(idempotency_key, ''), source_name, submitted_by, status,
-	total, batches, processed, errors, coalesce(error_message, ''), options, workflow_id,
-	created_at, started_at, finished_at`
+	total, batches, processed, errors, cancelled, coalesce(error_message, ''), options, workflow_id,
+	created_at, started_at, finished_at, coalesce(approved_by, ''), coalesce(redrive_of::text, '')`
 
 func scanBulk(row pgx.Row) (*BulkChange, error) {
 	var b BulkChange
 	err := row.Scan(&b.ID, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
-		&b.Total, &b.Batches, &b.Processed, &b.Errors, &b.ErrorMessage, &b.Options, &b.WorkflowID,
-		&b.CreatedAt, &b.StartedAt, &b.FinishedAt)
+		&b.Total, &b.Batches, &b.Processed, &b.Errors, &b.Cancelled, &b.ErrorMessage, &b.Options, &b.WorkflowID,
+		&b.CreatedAt, &b.StartedAt, &b.FinishedAt, &b.ApprovedBy, &b.RedriveOf)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -103,10 +125,11 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 			options = json.RawMessage(`{}`)
 		}
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO bulk_changes (id, account_name, idempotency_key, source_name, submitted_by, total, batches, options, workflow_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO bulk_changes (id, account_name, idempotency_key, source_name, submitted_by, total, batches, options, workflow_id,
+				redrive_of)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, '')::uuid)
 			ON CONFLICT (idempotency_key) DO NOTHING`,
-			n.ID, n.AccountName, key, n.SourceName, n.SubmittedBy, len(n.Devices), n.Batches, options, n.WorkflowID)
+			n.ID, n.AccountName, key, n.SourceName, n.SubmittedBy, len(n.Devices), n.Batches, options, n.WorkflowID, n.RedriveOf)
 		if err != nil {
 			return fmt.Errorf("insert bulk change: %w", err)
 		}
@@ -142,14 +165,6 @@ func (s *Store) GetBulkChange(ctx context.Context, id string) (*BulkChange, erro
 	return scanBulk(s.Pool.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE id = $1`, id))
 }
 
-// MarkBulkRunning moves a bulk change to RUNNING (idempotent).
-func (s *Store) MarkBulkRunning(ctx context.Context, id string) error {
-	_, err := s.Pool.Exec(ctx, `
-		UPDATE bulk_changes SET status = 'RUNNING', started_at = coalesce(started_at, now())
-		WHERE id = $1 AND status IN ('PENDING', 'RUNNING')`, id)
-	return err
-}
-
 // FailBulkChange ends a bulk change that could not run (for example bad
 // ThingSpace credentials): every device change not yet sent becomes ERROR
 // with the reason, so the results still list every device.
@@ -172,11 +187,11 @@ func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) er
 	})
 }
 
-// FinishBulkChange marks the bulk change FINISHED with its counts taken from
-// the device changes themselves, unless some of its device changes still
-// owe a Rev.io step (billing PENDING): then it changes nothing and returns
-// how many do.
-func (s *Store) FinishBulkChange(ctx context.Context, id string) (b *BulkChange, billingOwed int, err error) {
+// FinishBulkChange marks the bulk change ended (FINISHED, or CANCELLED by
+// an operator) with its counts taken from the device changes themselves,
+// unless some of its device changes still owe a Rev.io step (billing
+// PENDING): then it changes nothing and returns how many do.
+func (s *Store) FinishBulkChange(ctx context.Context, id, status string) (b *BulkChange, billingOwed int, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND billing_status = 'PENDING'`,
 			id).Scan(&billingOwed); err != nil {
@@ -186,10 +201,11 @@ func (s *Store) FinishBulkChange(ctx context.Context, id string) (b *BulkChange,
 			return nil
 		}
 		_, err := tx.Exec(ctx, `
-			UPDATE bulk_changes b SET status = 'FINISHED', finished_at = coalesce(finished_at, now()),
+			UPDATE bulk_changes b SET status = $2, finished_at = coalesce(finished_at, now()),
 				processed = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'PROCESSED'),
-				errors = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'ERROR')
-			WHERE id = $1 AND status IN ('RUNNING', 'PENDING', 'FINISHED')`, id)
+				errors = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'ERROR'),
+				cancelled = (SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status = 'CANCELLED')
+			WHERE id = $1 AND status NOT IN ('FAILED')`, id, status)
 		return err
 	})
 	if err != nil {
@@ -197,6 +213,83 @@ func (s *Store) FinishBulkChange(ctx context.Context, id string) (b *BulkChange,
 	}
 	b, err = s.GetBulkChange(ctx, id)
 	return b, billingOwed, err
+}
+
+// SetBulkStatus records a bulk change's status; an ended one keeps its own.
+func (s *Store) SetBulkStatus(ctx context.Context, id, status string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE bulk_changes SET status = $2, started_at = CASE WHEN $2 = 'RUNNING'
+		THEN coalesce(started_at, now()) ELSE started_at END WHERE id = $1 AND status NOT IN ('FINISHED', 'FAILED', 'CANCELLED')`,
+		id, status)
+	if err != nil {
+		return fmt.Errorf("set status of %s: %w", id, err)
+	}
+	return nil
+}
+
+// OperatorAction is an operator's request to a bulk change.
+type OperatorAction struct {
+	BulkChangeID, Action, By, Reason, Status, Key string
+}
+
+// RecordOperatorAction writes the request to the audit log (once per key)
+// with the bulk change's new status, and for an approval, the approver.
+func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		body, err := json.Marshal(map[string]string{"by": a.By, "reason": a.Reason, "status": a.Status})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO m2m_log (bulk_change_id, service, operation, request_body, outcome, error_message, dedupe_key)
+			VALUES ($1::uuid, 'operator', $2, $3, 'ok', nullif($4, ''), 'operator:' || $1::text || ':' || $5)
+			ON CONFLICT (dedupe_key) DO NOTHING`, a.BulkChangeID, a.Action, string(body), a.By+": "+a.Reason, a.Key); err != nil {
+			return err
+		}
+		if a.Action == "approve" {
+			if _, err := tx.Exec(ctx, `UPDATE bulk_changes SET approved_by = $2, approved_at = coalesce(approved_at, now()) WHERE id = $1`,
+				a.BulkChangeID, a.By); err != nil {
+				return err
+			}
+		}
+		if a.Status == "" {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `UPDATE bulk_changes SET status = $2 WHERE id = $1 AND status NOT IN ('FINISHED', 'FAILED', 'CANCELLED')`,
+			a.BulkChangeID, a.Status)
+		return err
+	})
+}
+
+// CancelUnsent ends the device changes of a bulk change not yet sent
+// (PENDING) as CANCELLED with the message, with their audit result entries,
+// and returns how many per operation.
+func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[string]int, error) {
+	out := map[string]int{}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			WITH cancelled AS (
+				UPDATE device_changes SET status = 'CANCELLED', error_message = $2, completed_at = now()
+				WHERE bulk_change_id = $1 AND status = 'PENDING' RETURNING operation)
+			SELECT operation, count(*) FROM cancelled GROUP BY 1`, bulkID, message)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var op string
+			var n int
+			if err := rows.Scan(&op, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			out[op] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return writeResultEntries(ctx, tx, bulkID)
+	})
+	return out, err
 }
 
 // ListBulkChanges returns the newest bulk changes first.
@@ -273,4 +366,61 @@ func (s *Store) LineUsage(ctx context.Context, iccids []string) (map[string]Line
 		}
 	}
 	return out, rows.Err()
+}
+
+// BulkOperations lists the operations of a bulk change's device changes.
+func (s *Store) BulkOperations(ctx context.Context, id string) ([]string, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT DISTINCT operation FROM device_changes WHERE bulk_change_id = $1 ORDER BY 1`, id)
+	if err != nil {
+		return nil, fmt.Errorf("operations of %s: %w", id, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// Redrives lists the bulk changes that re-drive a bulk change's failed
+// lines, oldest first.
+func (s *Store) Redrives(ctx context.Context, id string) ([]BulkChange, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE redrive_of = $1 ORDER BY created_at`, id)
+	if err != nil {
+		return nil, fmt.Errorf("re-drives of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []BulkChange
+	for rows.Next() {
+		b, err := scanBulk(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *b)
+	}
+	return out, rows.Err()
+}
+
+// FailedChange is a failed device change with what it takes to send it
+// again (PPU included: personal data, for the new request only).
+type FailedChange struct {
+	RowNumber int
+	ICCID     string
+	IMEI      string
+	Operation string
+	ErrorCode string
+	Params    json.RawMessage
+	PPU       json.RawMessage
+	Billing   json.RawMessage
+}
+
+// FailedChanges lists the device changes of a bulk change that ended in
+// ERROR, in file order; with codes, only those with one of the codes.
+func (s *Store) FailedChanges(ctx context.Context, id string, codes []string) ([]FailedChange, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT row_number, iccid, coalesce(imei, ''), operation, coalesce(error_code, ''), params, ppu, billing
+		FROM device_changes WHERE bulk_change_id = $1 AND status = 'ERROR'
+		  AND (coalesce(cardinality($2::text[]), 0) = 0 OR error_code = ANY($2)) ORDER BY seq`, id, codes)
+	if err != nil {
+		return nil, fmt.Errorf("failed device changes of %s: %w", id, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (FailedChange, error) {
+		var f FailedChange
+		err := r.Scan(&f.RowNumber, &f.ICCID, &f.IMEI, &f.Operation, &f.ErrorCode, &f.Params, &f.PPU, &f.Billing)
+		return f, err
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -47,12 +48,12 @@ type DeviceChange struct {
 // device's workflow runs it, or, once that workflow has closed, the step is
 // stranded and a billing retry takes it.
 const (
-	BillingNone         = "NONE"
-	BillingPending      = "PENDING"
-	BillingCreated      = "CREATED"
-	BillingExisting     = "EXISTING"
-	BillingDisconnected = "DISCONNECTED"
-	BillingError        = "ERROR"
+	BillingNone         = string(change.BillingNone)
+	BillingPending      = string(change.BillingPending)
+	BillingCreated      = string(change.BillingCreated)
+	BillingExisting     = string(change.BillingExisting)
+	BillingDisconnected = string(change.BillingDisconnected)
+	BillingError        = string(change.BillingError)
 )
 
 const changeColumns = `dc.id, dc.bulk_change_id, dc.seq, dc.row_number, dc.iccid, coalesce(dc.imei, ''), dc.operation, dc.batch_no,
@@ -85,7 +86,9 @@ func scanChange(row pgx.Row) (*DeviceChange, error) {
 }
 
 // Final reports whether the device change has its outcome.
-func (d *DeviceChange) Final() bool { return d.Status == ChangeProcessed || d.Status == ChangeError }
+func (d *DeviceChange) Final() bool {
+	return d.Status == ChangeProcessed || d.Status == ChangeError || d.Status == ChangeCancelled
+}
 
 // GetDeviceChange reads one device change.
 func (s *Store) GetDeviceChange(ctx context.Context, id int64) (*DeviceChange, error) {
@@ -244,10 +247,10 @@ func upsertDevice(ctx context.Context, tx pgx.Tx, c Completion) error {
 // could not run.
 const (
 	// CodeWorkflowStartFailed: the device's workflow could not be started.
-	CodeWorkflowStartFailed = "WORKFLOW_START_FAILED"
+	CodeWorkflowStartFailed = string(change.WorkflowStartFailed)
 	// CodeDeviceWorkflowEnded: the device's workflow ended (failed,
 	// terminated, timed out) without recording an outcome.
-	CodeDeviceWorkflowEnded = "DEVICE_WORKFLOW_ENDED"
+	CodeDeviceWorkflowEnded = string(change.DeviceWorkflowEnded)
 )
 
 // noteDevice makes sure our view of a device whose change failed exists: a
@@ -279,7 +282,7 @@ func writeResultEntries(ctx context.Context, tx pgx.Tx, bulkID string) error {
 		SELECT dc.bulk_change_id, dc.id, 'workflow', dc.operation, dc.status, dc.error_code,
 			coalesce(dc.error_message, dc.outcome), dc.request_id, 'result:' || dc.id
 		FROM device_changes dc
-		WHERE dc.bulk_change_id = $1 AND dc.status IN ('PROCESSED', 'ERROR') AND dc.completed_at = now()
+		WHERE dc.bulk_change_id = $1 AND dc.status IN ('PROCESSED', 'ERROR', 'CANCELLED') AND dc.completed_at = now()
 		ON CONFLICT (dedupe_key) DO NOTHING`, bulkID)
 	if err != nil {
 		return fmt.Errorf("write result entries of %s: %w", bulkID, err)

@@ -5,14 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 )
 
 // Request states. SENDING means an attempt may have reached ThingSpace
 // without us learning the answer; RETRY means the last attempt certainly did
-// not change anything and may be sent again.
+// not change anything and may be sent again (a sub-request not sent yet is
+// RETRY too, with no attempt); ACCEPTED holds ThingSpace's requestId;
+// REJECTED means ThingSpace refused the request: its devices ended as ERROR,
+// or kept a per-device refusal, or (a split request) moved to its two
+// sub-requests.
+//
+// Sub-requests. When ThingSpace refuses a batch's request for a reason that
+// may be one device's, the request is split: its devices are divided
+// between two new requests, keyed by the parent's key and a path of halves
+// ("batch:7" → "batch:7/0" and "batch:7/1" → "batch:7/10" and "batch:7/11"),
+// so a key names its parent and its depth, and every request of a batch
+// shares the "batch:<n>" prefix. Each sub-request goes through the same
+// states, is claimed SENDING before it is sent and reconciled if its answer
+// is lost, exactly like a batch's first request.
 const (
 	RequestSending  = "SENDING"
 	RequestRetry    = "RETRY"
@@ -51,6 +66,29 @@ type ClaimedDevice struct {
 // BatchKey names the request of batch n.
 func BatchKey(n int) string { return fmt.Sprintf("batch:%d", n) }
 
+// SubRequestKey names half (0 or 1) of the split request parentKey.
+func SubRequestKey(parentKey string, half int) string {
+	sep := ""
+	if !strings.Contains(parentKey, "/") {
+		sep = "/"
+	}
+	return fmt.Sprintf("%s%s%d", parentKey, sep, half)
+}
+
+// RequestDepth is how many splits separate a request from its batch's first
+// request (0 for that one).
+func RequestDepth(key string) int {
+	_, path, _ := strings.Cut(key, "/")
+	return len(path)
+}
+
+// BatchRootKey is the key of the first request of the batch a request or
+// sub-request belongs to.
+func BatchRootKey(key string) string {
+	root, _, _ := strings.Cut(key, "/")
+	return root
+}
+
 // PPUKey names the PPU update request of one device change.
 func PPUKey(deviceChangeID int64) string { return fmt.Sprintf("ppu:%d", deviceChangeID) }
 
@@ -78,12 +116,12 @@ type ClaimLimits struct {
 // Device change error codes set by the product itself (ThingSpace's own
 // codes are stored as ThingSpace sends them).
 const (
-	CodeDeviceBusy       = "DEVICE_BUSY"
-	CodeDailyLimit       = "DAILY_LIMIT"
-	CodeAuthFailed       = "AUTH_FAILED"
-	CodeSubmitFailed     = "SUBMIT_FAILED"
-	CodeNotConfirmed     = "NOT_CONFIRMED"
-	CodePollStateInvalid = "POLL_STATE_MISMATCH"
+	CodeDeviceBusy        = string(change.DeviceBusy)
+	CodeDailyLimit        = string(change.DailyLimit)
+	CodeAuthFailed        = string(change.AuthFailed)
+	CodeSubmitFailed      = string(change.SubmitFailed)
+	CodeNotConfirmed      = string(change.NotConfirmed)
+	CodePollStateMismatch = string(change.PollStateMismatch)
 )
 
 // ClaimBatch starts (or resumes) the ThingSpace request of one batch. On the
@@ -92,7 +130,13 @@ const (
 // or whose line reached its daily limit. Later calls return the request as it
 // stands, so the caller can tell a finished request from one to resend or to
 // reconcile. The claimed devices are those attached to the request and still
-// in flight.
+// in flight (none once the request was split: its devices then belong to its
+// sub-requests, see OpenSubRequests).
+//
+// The daily limit is checked here only, once per batch: sub-requests carry
+// device changes already claimed, and a request ThingSpace refused changed
+// nothing, so it used up none of a line's daily actions (submitted_at, which
+// the limit counts, is set only when a request is accepted).
 func (s *Store) ClaimBatch(ctx context.Context, bulkID string, batchNo int, lim ClaimLimits) (req *Request, devs []ClaimedDevice, fresh bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -228,6 +272,20 @@ func (s *Store) StartAttempt(ctx context.Context, requestPK int64) error {
 	return err
 }
 
+// ClaimAttempt takes a request that may be sent again (RETRY) for one more
+// attempt: SENDING from now on, as StartAttempt. It reports false when the
+// request is not RETRY, for instance because another attempt of the same
+// activity (an overlapping retry) took it first: that attempt sends it, and
+// if it dies the request is reconciled, never sent blindly twice.
+func (s *Store) ClaimAttempt(ctx context.Context, requestPK int64) (bool, error) {
+	tag, err := s.Pool.Exec(ctx, `UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
+		WHERE id = $1 AND state = 'RETRY'`, requestPK)
+	if err != nil {
+		return false, fmt.Errorf("claim attempt of request %d: %w", requestPK, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // MarkRequestRetry records a definite failure that changed nothing at
 // ThingSpace: the request may be sent again.
 func (s *Store) MarkRequestRetry(ctx context.Context, requestPK int64, code, message string) error {
@@ -295,6 +353,138 @@ func (s *Store) MarkDeviceRefusals(ctx context.Context, requestPK int64, code, m
 		_, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED' WHERE request_pk = $1 AND status = 'SUBMITTING'`, requestPK)
 		return err
 	})
+}
+
+// ErrNotSending is returned by SplitRequest for a request whose answer was
+// already recorded: an earlier attempt dealt with it.
+var ErrNotSending = errors.New("request is not being sent")
+
+// SplitRequest records that ThingSpace refused a request for a reason that
+// may belong to only some of its devices, and divides the devices (in file
+// order, the first half rounded up) between two new sub-requests, in one
+// transaction. The refused request becomes REJECTED with ThingSpace's code
+// and keeps no device; each sub-request starts RETRY with no attempt (never
+// sent, so safe to send) and is sent like any request: StartAttempt, then
+// its answer. It returns the sub-requests.
+func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message string) ([]*Request, error) {
+	var children []*Request
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		parent, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM thingspace_requests WHERE id = $1 FOR UPDATE`, requestPK))
+		if err != nil {
+			return fmt.Errorf("request %d: %w", requestPK, err)
+		}
+		if parent.State != RequestSending {
+			return fmt.Errorf("split request %s (%s): %w", parent.Key, parent.State, ErrNotSending)
+		}
+		rows, err := tx.Query(ctx, `SELECT id FROM device_changes WHERE request_pk = $1 AND status = 'SUBMITTING' ORDER BY seq`, requestPK)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if len(ids) < 2 {
+			return fmt.Errorf("split request %s: %d device(s) in flight, need at least 2", parent.Key, len(ids))
+		}
+		half := (len(ids) + 1) / 2
+		for i, part := range [][]int64{ids[:half], ids[half:]} {
+			child, err := scanRequest(tx.QueryRow(ctx, `
+				INSERT INTO thingspace_requests (bulk_change_id, request_key, operation, account_name, state, devices, attempts)
+				VALUES ($1, $2, $3, $4, 'RETRY', $5, 0)
+				RETURNING `+requestColumns, parent.BulkChangeID, SubRequestKey(parent.Key, i), parent.Operation, parent.AccountName, len(part)))
+			if err != nil {
+				return fmt.Errorf("record sub-request %s: %w", SubRequestKey(parent.Key, i), err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE device_changes SET request_pk = $2 WHERE id = ANY($1) AND status = 'SUBMITTING'`,
+				part, child.PK); err != nil {
+				return fmt.Errorf("move devices to sub-request %s: %w", child.Key, err)
+			}
+			children = append(children, child)
+		}
+		_, err = tx.Exec(ctx, `UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3,
+			answered_at = now() WHERE id = $1`, requestPK, code, message)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return children, nil
+}
+
+// OpenSubRequests lists the sub-requests of a batch still to be sent or
+// reconciled (RETRY or SENDING), shallowest first: a round of splitting
+// finishes before the next begins.
+func (s *Store) OpenSubRequests(ctx context.Context, bulkID string, batchNo int) ([]*Request, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+requestColumns+` FROM thingspace_requests
+		WHERE bulk_change_id = $1 AND request_key LIKE $2 || '/%' AND state IN ('SENDING', 'RETRY')
+		ORDER BY length(request_key), request_key`, bulkID, BatchKey(batchNo))
+	if err != nil {
+		return nil, fmt.Errorf("open sub-requests of batch %d: %w", batchNo, err)
+	}
+	defer rows.Close()
+	var out []*Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RefusedByDepth counts, per depth (RequestDepth), the requests of a batch
+// (rootKey: its first request's key) that ThingSpace refused, whatever
+// became of their devices.
+func (s *Store) RefusedByDepth(ctx context.Context, bulkID, rootKey string) (map[int]int, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT length(split_part(request_key, '/', 2)), count(*) FROM thingspace_requests
+		WHERE bulk_change_id = $1 AND (request_key = $2 OR request_key LIKE $2 || '/%') AND state = 'REJECTED'
+		GROUP BY 1`, bulkID, rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("refused requests of %s: %w", rootKey, err)
+	}
+	defer rows.Close()
+	out := map[int]int{}
+	for rows.Next() {
+		var depth, n int
+		if err := rows.Scan(&depth, &n); err != nil {
+			return nil, err
+		}
+		out[depth] = n
+	}
+	return out, rows.Err()
+}
+
+// BatchOutcome sums up the requests of one batch: its first request and
+// the sub-requests it was split into.
+type BatchOutcome struct {
+	// Root is the batch's first request.
+	Root Request
+	// SubRequests counts the sub-requests; Accepted those ThingSpace
+	// accepted (the root included).
+	SubRequests int
+	Accepted    int
+	// Attempts counts every send of every request of the batch.
+	Attempts int
+}
+
+// BatchRequests reads the outcome of a batch's requests.
+func (s *Store) BatchRequests(ctx context.Context, bulkID string, batchNo int) (*BatchOutcome, error) {
+	root, err := scanRequest(s.Pool.QueryRow(ctx, `SELECT `+requestColumns+` FROM thingspace_requests
+		WHERE bulk_change_id = $1 AND request_key = $2`, bulkID, BatchKey(batchNo)))
+	if err != nil {
+		return nil, fmt.Errorf("request of batch %d: %w", batchNo, err)
+	}
+	out := &BatchOutcome{Root: *root}
+	err = s.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE request_key <> $2), count(*) FILTER (WHERE state = 'ACCEPTED'),
+		coalesce(sum(attempts), 0)
+		FROM thingspace_requests WHERE bulk_change_id = $1 AND (request_key = $2 OR request_key LIKE $2 || '/%')`,
+		bulkID, BatchKey(batchNo)).Scan(&out.SubRequests, &out.Accepted, &out.Attempts)
+	if err != nil {
+		return nil, fmt.Errorf("sub-requests of batch %d: %w", batchNo, err)
+	}
+	return out, nil
 }
 
 // MarkSingleAccepted records the requestId of a one-device request tied to a
@@ -395,15 +585,18 @@ type RequestStats struct {
 // BulkRequestStats summarises the ThingSpace requests of a bulk change.
 func (s *Store) BulkRequestStats(ctx context.Context, bulkID string) (RequestStats, error) {
 	var st RequestStats
-	err := s.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(attempts), 0), coalesce(sum(devices), 0), min(sent_at), max(answered_at)
+	// A split request's devices are counted once, with the request that
+	// first carried them (sub-requests carry them again).
+	err := s.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(attempts), 0),
+		coalesce(sum(devices) FILTER (WHERE request_key NOT LIKE '%/%'), 0), min(sent_at), max(answered_at)
 		FROM thingspace_requests WHERE bulk_change_id = $1`, bulkID).Scan(&st.Requests, &st.Attempts, &st.Devices, &st.First, &st.Last)
 	return st, err
 }
 
 // FailUnsent ends, as ERROR with the given reason, every device change of
 // the bulk change from batch fromBatch on that ThingSpace never accepted:
-// pending ones, and those of requests still being sent. It returns how many
-// it ended.
+// pending ones, and those of requests (sub-requests of a split batch
+// included) still being sent. It returns how many it ended.
 func (s *Store) FailUnsent(ctx context.Context, bulkID string, fromBatch int, code, message string) (int, error) {
 	var n int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {

@@ -7,12 +7,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
 	"github.com/iot-ops/tsbulk/stack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
-	"github.com/iot-ops/tsbulk/workflows"
 )
 
 var activationColumns = []string{"iccid", "imei", "operation", "service_plan", "mdn_zip_code",
@@ -89,7 +89,7 @@ func TestActivationEndToEnd(t *testing.T) {
 		r := got[d.ICCID]
 		sim := simState(t, s, d.ICCID)
 		require.Equal(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
-		require.Equal(t, workflows.OutcomeActivated, r.Outcome)
+		require.Equal(t, change.Activated, r.Outcome)
 		require.Equal(t, "active", sim.State)
 		require.NotEmpty(t, sim.MSISDN)
 		require.Equal(t, sim.MSISDN, r.MSISDN, "MSISDN recorded for %s", d.ICCID)
@@ -103,7 +103,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	for _, d := range active {
 		r := got[d.ICCID]
 		require.Equal(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
-		require.Equal(t, workflows.OutcomeAlreadyActivePPU, r.Outcome)
+		require.Equal(t, change.AlreadyActivePPU, r.Outcome)
 		require.Equal(t, beforeActive[d.ICCID], r.MSISDN, "the MSISDN it already had")
 		// Detection costs the device's place in one batched activation
 		// request (answered DeviceAlreadyActive) and nothing more.

@@ -79,7 +79,7 @@ func assertOutcome(t *testing.T, s *stack.Stack, bulkID string, want map[string]
 			if w.state == targetOf(w.operation) {
 				w.errCode = ""
 			} else {
-				w.errCode = db.CodePollStateInvalid
+				w.errCode = db.CodePollStateMismatch
 			}
 			t.Logf("%s %s: failure callback dropped, expecting the poll verdict %q", w.operation, iccid, w.errCode)
 		}

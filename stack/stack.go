@@ -30,6 +30,7 @@ import (
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
 	"github.com/iot-ops/tsbulk/thingspace"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // Credentials the stack's simulators accept. They are test values.
@@ -118,7 +119,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if err != nil {
 			return nil, err
 		}
-		args := append([]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"}, opts.DevServerArgs...)
+		args := append([]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"}, api.DevServerSearchAttributeArgs()...)
+		args = append(args, opts.DevServerArgs...)
 		s.Dev, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 			ExistingPath: cli,
 			ClientOptions: &client.Options{
@@ -294,6 +296,7 @@ func (s *Stack) Env() []string {
 		"bulk.poll_max_interval": c.Bulk.PollMaxInterval.String(), "bulk.default_site": c.Bulk.DefaultSite,
 		"bulk.default_site_assignment": fmt.Sprint(c.Bulk.DefaultSiteAssignment),
 		"bulk.stall_check":             c.Bulk.StallCheck.String(),
+		"approval.operations":          strings.Join(c.Approval.Operations, ","),
 		"limits.requests_per_hour":     fmt.Sprint(c.Limits.RequestsPerHour), "limits.activates_per_minute": fmt.Sprint(c.Limits.ActivatesPerMinute),
 		"limits.requests_window":          c.Limits.RequestsWindow.String(),
 		"limits.actions_per_line_per_day": fmt.Sprint(c.Limits.ActionsPerLinePerDay),
@@ -302,6 +305,10 @@ func (s *Stack) Env() []string {
 		"worker.reconcile_settle":           c.Worker.ReconcileSettle.String(),
 		"worker.deadlock_detection_timeout": c.Worker.DeadlockDetectionTimeout.String(),
 		"worker.workflow_task_pollers":      fmt.Sprint(c.Worker.WorkflowTaskPollers), "worker.activity_task_pollers": fmt.Sprint(c.Worker.ActivityTaskPollers),
+	}
+	if c.Worker.StickyCacheSize > 0 {
+		// Only when set: otherwise the worker process keeps its own default.
+		kv["worker.sticky_cache_size"] = fmt.Sprint(c.Worker.StickyCacheSize)
 	}
 	env := os.Environ()
 	for k, v := range kv {

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
+	"slices"
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/db"
 )
 
@@ -35,7 +35,7 @@ func (c *cli) close() {
 
 func (c *cli) db(ctx context.Context) (*db.Store, error) {
 	if c.store == nil {
-		s, err := app.OpenStore(ctx, c.cfg)
+		s, err := connect.Store(ctx, c.cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -47,7 +47,7 @@ func (c *cli) db(ctx context.Context) (*db.Store, error) {
 func (c *cli) temporal(ctx context.Context) (client.Client, error) {
 	if c.tc == nil {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		tc, err := app.DialTemporal(ctx, c.cfg, nil, quiet)
+		tc, err := connect.Temporal(ctx, c.cfg, nil, quiet)
 		if err != nil {
 			return nil, err
 		}
@@ -77,12 +77,12 @@ func parseID(fs *flag.FlagSet, args []string) (string, error) {
 	return id, nil
 }
 
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
+func sortedKeys[K ~string](m map[K]int) []K {
+	keys := make([]K, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }
 

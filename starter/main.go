@@ -7,6 +7,8 @@
 //	starter [--config FILE] list
 //	starter [--config FILE] billing-retry ID [--wait]
 //	starter [--config FILE] resume-failed ID [--wait]
+//	starter [--config FILE] pause|resume|cancel|approve|reject ID [--reason TEXT] [--as NAME]
+//	starter [--config FILE] redrive ID [--codes CODE,...]
 //
 // Exit status: 0 success; 1 a device or the bulk change failed, or an
 // operational error; 2 invalid input (every problem is listed with its row
@@ -23,9 +25,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/bulkchange"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/connect"
 )
 
 // exitError carries an exit status.
@@ -86,6 +88,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.billingRetry(ctx, rest)
 	case "resume-failed":
 		err = c.resumeFailed(ctx, rest)
+	case "pause", "resume", "cancel", "approve", "reject":
+		err = c.operatorRequest(ctx, cmd, rest)
+	case "redrive":
+		err = c.redrive(ctx, rest)
 	default:
 		err = &exitError{2, fmt.Errorf("unknown command %q", cmd)}
 	}
@@ -100,6 +106,12 @@ var commands = [][2]string{
 	{"list", "recent bulk changes"},
 	{"billing-retry ID", "run the owed Rev.io steps again (failed, or stranded)"},
 	{"resume-failed ID", "continue a bulk change whose workflow failed or was terminated"},
+	{"pause ID [--reason R]", "send nothing new; changes already sent are still awaited"},
+	{"resume ID [--reason R]", "carry on a paused bulk change"},
+	{"cancel ID [--reason R]", "cancel what was not sent (CANCELLED); what was sent finishes"},
+	{"approve ID [--as NAME]", "approve a bulk change awaiting approval (not your own)"},
+	{"reject ID [--reason R]", "refuse a bulk change awaiting approval (it is cancelled)"},
+	{"redrive ID [--codes C,...]", "a new bulk change of the failed device changes"},
 }
 
 func usage(w io.Writer, global *flag.FlagSet) {
@@ -129,6 +141,6 @@ func exitCode(err error, stderr io.Writer) int {
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "starter:", app.Explain(err))
+	fmt.Fprintln(stderr, "starter:", connect.Explain(err))
 	return 1
 }

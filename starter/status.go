@@ -52,8 +52,11 @@ func (c *cli) status(ctx context.Context, args []string) error {
 		}
 		return json.NewEncoder(c.out).Encode(out)
 	}
-	fmt.Fprintf(c.out, "bulk change %s (%s), account %s, %d devices, submitted %s\n", b.ID, b.Status, b.AccountName, b.Total,
-		b.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintf(c.out, "bulk change %s (%s), account %s, %d devices, submitted %s by %s\n", b.ID, b.Status, b.AccountName, b.Total,
+		b.CreatedAt.Format(time.RFC3339), b.SubmittedBy)
+	if err := c.printLinks(ctx, store, b); err != nil {
+		return err
+	}
 	c.printWorkflow(b, wf)
 	if qerr != nil {
 		// The workflow cannot answer (no worker running, or it ended): the
@@ -177,4 +180,23 @@ func (c *cli) printBudget(ctx context.Context, store *db.Store, account string) 
 		}
 		fmt.Fprintln(c.out, line)
 	}
+}
+
+// printLinks shows the approval and the re-drives of a bulk change, both
+// ways.
+func (c *cli) printLinks(ctx context.Context, store *db.Store, b *db.BulkChange) error {
+	if b.ApprovedBy != "" {
+		fmt.Fprintf(c.out, "approved by %s\n", b.ApprovedBy)
+	}
+	if b.RedriveOf != "" {
+		fmt.Fprintf(c.out, "re-drives the failed device changes of bulk change %s\n", b.RedriveOf)
+	}
+	redrives, err := store.Redrives(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	for _, r := range redrives {
+		fmt.Fprintf(c.out, "failed device changes re-driven by bulk change %s (%s, %d devices)\n", r.ID, r.Status, r.Total)
+	}
+	return nil
 }

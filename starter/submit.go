@@ -7,8 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
+	"time"
 
 	"github.com/iot-ops/tsbulk/submission"
 )
@@ -27,6 +27,8 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	cbTimeout := fs.Duration("callback-timeout", c.cfg.Bulk.CallbackTimeout, "wait for a callback this long before polling")
 	noCallbacks := fs.Bool("no-callbacks", !c.cfg.Callbacks.Enabled, "confirm by polling only")
 	site := fs.String("default-site", c.cfg.SiteForBulkChanges(), "site given at the end to devices left in inventory or pending (\"\" for none)")
+	notBefore := fs.String("not-before", "", "send nothing before this time (RFC 3339 with its zone, e.g. 2026-12-01T22:00:00-05:00)")
+	as := fs.String("as", operator(), "who submits (default: the OS user); a four-eyes approval must come from someone else")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -44,11 +46,19 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	opts.Timing.CallbackTimeout = *cbTimeout
 	opts.CallbacksEnabled = !*noCallbacks
 	opts.DefaultSite = *site
+	if *notBefore != "" {
+		t, err := time.Parse(time.RFC3339, *notBefore)
+		if err != nil {
+			return &exitError{2, fmt.Errorf("submit: --not-before %q: give an RFC 3339 time with its zone, e.g. 2026-12-01T22:00:00-05:00", *notBefore)}
+		}
+		opts.NotBefore = t
+	}
 	if opts.Timing.ConfirmDeadline <= opts.Timing.CallbackTimeout {
 		opts.Timing.ConfirmDeadline = opts.Timing.CallbackTimeout + c.cfg.Bulk.PollMaxInterval
 	}
 	req := submission.Request{File: *file, DefaultOperation: *op, Account: *account, IdempotencyKey: *key,
-		SubmittedBy: os.Getenv("USER"), BatchSize: *batch, Options: opts, ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay}
+		SubmittedBy: *as, BatchSize: *batch, Options: opts, ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
+		Approval: c.approvalRule()}
 	sub := &submission.Submitter{Store: store}
 	if *dry {
 		plan, err := sub.Plan(ctx, req)

@@ -62,8 +62,18 @@ func queryProgress(ctx context.Context, tc client.Client, workflowID string) (ap
 }
 
 func progressLine(p api.Progress) string {
-	s := fmt.Sprintf("%-9s %d/%d done (processed %d, errors %d), %d in flight, requests %d/%d",
-		p.Phase, p.Done(), p.Total, p.Processed, p.Errors, p.InFlight, p.BatchesSent, p.Batches)
+	phase := string(p.Phase)
+	if p.Status != "" && p.Status != "RUNNING" && p.Phase != "finished" {
+		phase = p.Status
+	}
+	s := fmt.Sprintf("%-9s %d/%d done (processed %d, errors %d", phase, p.Done(), p.Total, p.Processed, p.Errors)
+	if p.Cancelled > 0 {
+		s += fmt.Sprintf(", cancelled %d", p.Cancelled)
+	}
+	s += fmt.Sprintf("), %d in flight, requests %d/%d", p.InFlight, p.BatchesSent, p.Batches)
+	if p.Waiting != "" {
+		s += ", waiting for " + p.Waiting
+	}
 	if p.Limit != nil && !p.Limit.ThrottledUntil.IsZero() {
 		s += fmt.Sprintf(", throttled until %s", p.Limit.ThrottledUntil.Format("15:04:05"))
 	}
@@ -94,6 +104,9 @@ func (c *cli) summary(ctx context.Context, bulkID string, asJSON bool) error {
 	if b.Status == db.BulkFailed {
 		return &exitError{1, fmt.Errorf("bulk change %s failed: %s", bulkID, b.ErrorMessage)}
 	}
+	if b.Status == db.BulkCancelled {
+		return &exitError{1, fmt.Errorf("bulk change %s was cancelled: %d device changes never sent", bulkID, b.Cancelled)}
+	}
 	if b.Errors > 0 {
 		return &exitError{1, fmt.Errorf("%d of %d device changes failed", b.Errors, b.Total)}
 	}
@@ -109,9 +122,12 @@ func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 		if r.ConfirmedBy != "" {
 			confirmed[r.ConfirmedBy]++
 		}
-		if r.Status == db.ChangeProcessed {
+		switch r.Status {
+		case db.ChangeProcessed:
 			outcomes[r.Outcome]++
-		} else {
+		case db.ChangeCancelled:
+			outcomes["cancelled (never sent)"]++
+		default:
 			codes[r.ErrorCode]++
 			failures = append(failures, r)
 		}

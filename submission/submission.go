@@ -12,11 +12,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
-	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iot-ops/tsbulk/bulkchange"
 	"github.com/iot-ops/tsbulk/db"
@@ -26,7 +27,11 @@ import (
 
 // Request is one submission.
 type Request struct {
-	File             string
+	File string
+	// Data, when set, is the bulk change itself in Format (csv or json),
+	// instead of a file; File then only names it.
+	Data             []byte
+	Format           string
 	DefaultOperation string
 	Account          string
 	IdempotencyKey   string
@@ -36,6 +41,44 @@ type Request struct {
 	// ActionsPerLinePerDay is ThingSpace's per-line daily limit of state
 	// changes; 0 disables the check.
 	ActionsPerLinePerDay int
+	// Approval, when set, is the four-eyes rule: a bulk change it applies
+	// to waits for a second operator's approval.
+	Approval *ApprovalRule
+}
+
+// ApprovalRule says which bulk changes need a second operator's approval:
+// those with at least MinDevices changes of one of the Operations.
+type ApprovalRule struct {
+	Operations   []string
+	MinDevices   int
+	ExpiresAfter time.Duration
+}
+
+// NewApprovalRule is the rule of the approval.* settings: nil (no approval)
+// when no operation needs one.
+func NewApprovalRule(operations []string, minDevices int, expiresAfter time.Duration) *ApprovalRule {
+	if len(operations) == 0 {
+		return nil
+	}
+	return &ApprovalRule{Operations: operations, MinDevices: minDevices, ExpiresAfter: expiresAfter}
+}
+
+// For is the approval a planned bulk change needs under the rule (nil for
+// none).
+func (r *ApprovalRule) For(p *Plan) *api.Approval {
+	if r == nil {
+		return nil
+	}
+	var reasons []string
+	for _, op := range r.Operations {
+		if n := p.ByOperation[op]; n > 0 && n >= r.MinDevices {
+			reasons = append(reasons, fmt.Sprintf("%d %s", n, op))
+		}
+	}
+	if len(reasons) == 0 {
+		return nil
+	}
+	return &api.Approval{Reason: strings.Join(reasons, ", "), ExpiresAfter: r.ExpiresAfter}
 }
 
 // Batch summarises one planned ThingSpace request.
@@ -80,7 +123,13 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*Plan, error) {
 		}
 		def = op
 	}
-	devs, err := bulkchange.ParseFile(req.File, bulkchange.Options{DefaultOperation: def})
+	var devs []bulkchange.DeviceRequest
+	var err error
+	if req.Data != nil {
+		devs, err = bulkchange.ParseData(req.Data, req.Format, bulkchange.Options{DefaultOperation: def})
+	} else {
+		devs, err = bulkchange.ParseFile(req.File, bulkchange.Options{DefaultOperation: def})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -185,32 +234,18 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 	if req.Account == "" {
 		return nil, errors.New("the ThingSpace account is required (--account or thingspace.account)")
 	}
-	id := uuid.NewString()
-	opts, err := json.Marshal(req.Options)
-	if err != nil {
-		return nil, err
-	}
-	nb := db.NewBulkChange{
-		ID: id, AccountName: req.Account, IdempotencyKey: req.IdempotencyKey, SourceName: req.File,
-		SubmittedBy: req.SubmittedBy, Batches: len(plan.Batches), Options: opts, WorkflowID: api.BulkChangeWorkflowID(id),
-	}
-	nb.Devices = make([]db.NewDeviceChange, len(plan.Devices))
-	for i, d := range plan.Devices {
-		nd, err := deviceRow(i+1, d, plan.BatchOf[i])
-		if err != nil {
-			return nil, err
-		}
-		nb.Devices[i] = nd
-	}
-	b, created, err := s.Store.CreateBulkChange(ctx, nb)
-	if err != nil {
-		return nil, err
-	}
-	return s.start(ctx, b, created, plan)
+	opts := req.Options
+	opts.Approval = req.Approval.For(plan)
+	return s.create(ctx, newBulk{account: req.Account, key: req.IdempotencyKey, source: req.File,
+		submittedBy: req.SubmittedBy, options: opts}, plan)
 }
 
 func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, plan *Plan) (*Result, error) {
 	res := &Result{BulkChange: b, ID: b.ID, Created: created, WorkflowID: b.WorkflowID, Plan: plan}
+	ops, err := s.Store.BulkOperations(ctx, b.ID)
+	if err != nil {
+		return res, err
+	}
 	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        b.WorkflowID,
 		TaskQueue: api.TaskQueue,
@@ -218,6 +253,13 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 		// the running one, and a finished one is never run again.
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		// Found in the Web UI by id, account, operation and status.
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			api.BulkChangeIDAttr.ValueSet(b.ID),
+			api.ThingSpaceAccountAttr.ValueSet(b.AccountName),
+			api.OperationAttr.ValueSet(ops),
+			api.BulkChangeStatusAttr.ValueSet(b.Status),
+		),
 	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: b.ID})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {

@@ -3,6 +3,8 @@ package thingspace
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // Device identifier kinds used in requests. ThingSpace answers with other
@@ -405,14 +407,7 @@ func (m CallbackMessage) MSISDN() string {
 // code: "UnifiedWebService.REQUEST_FAILED.DeviceNotFound" becomes
 // "REQUEST_FAILED.DeviceNotFound". Codes are stable across releases; messages
 // are not, so callers match on this.
-func ShortCode(code string) string {
-	for _, marker := range []string{"REQUEST_FAILED.", "INPUT_INVALID.", "SYSTEM_ERROR."} {
-		if i := strings.Index(code, marker); i >= 0 {
-			return code[i:]
-		}
-	}
-	return code
-}
+func ShortCode(code string) string { return change.ShortCode(code) }
 
 // FaultText is a fault's message without the category ThingSpace repeats
 // at its start ("REQUEST_FAILED. Device not found" → "Device not found"),

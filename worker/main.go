@@ -21,6 +21,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/connect"
 )
 
 func main() {
@@ -42,7 +43,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := app.RunWorker(ctx, cfg, cfg.Logger()); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", app.Explain(err))
+		fmt.Fprintln(os.Stderr, "worker:", connect.Explain(err))
 		os.Exit(1)
 	}
 }

@@ -15,8 +15,8 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/workflows"
 )
 
 // replay replays a workflow history against the workflow code of this
@@ -40,7 +40,7 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 		return 2
 	}
 	r := worker.NewWorkflowReplayer()
-	app.RegisterWorkflows(r)
+	workflows.Register(r)
 	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	what := *file
 	var err error

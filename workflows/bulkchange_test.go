@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -22,16 +23,17 @@ import (
 // fakeBulk is an in-memory bulk change behind the parent's mocked
 // activities: batches of devices, and the outcome each child reports.
 type fakeBulk struct {
-	id          string
-	batches     [][]activities.DeviceToStart
-	outcome     map[string]api.DeviceResult // by ICCID; default PROCESSED
-	submitted   []int
-	started     []string
-	refuseBatch int  // SubmitBatch of this batch fails with refused credentials
-	together    bool // every child finishes at the same moment
-	maxInFlight int
-	inFlight    int
-	finished    bool
+	id           string
+	batches      [][]activities.DeviceToStart
+	outcome      map[string]api.DeviceResult // by ICCID; default PROCESSED
+	submitted    []int
+	started      []string
+	refuseBatch  int  // SubmitBatch of this batch fails with refused credentials
+	together     bool // every child finishes at the same moment
+	maxInFlight  int
+	inFlight     int
+	finished     bool
+	finishedWith activities.FinishInput
 	// silent children never report (terminated by an operator, say).
 	silent map[string]bool
 	// billingOwed counts Rev.io steps owed: FinishBulkChange refuses to
@@ -129,10 +131,11 @@ func withBulkMocks(_ *testing.T, env *testsuite.TestWorkflowEnvironment, f *fake
 				return &activities.FinishResult{BillingOwed: f.billingOwed}, nil
 			}
 			f.finished = true
+			f.finishedWith = in
 			res := &activities.FinishResult{}
 			for _, b := range f.batches {
 				for _, d := range b {
-					if r, ok := f.outcome[d.ICCID]; ok && r.Status == db.ChangeError {
+					if r, ok := f.outcome[d.ICCID]; ok && r.Status == change.Failed {
 						res.Errors++
 					} else {
 						res.Processed++
@@ -161,7 +164,7 @@ func withBulkMocks(_ *testing.T, env *testsuite.TestWorkflowEnvironment, f *fake
 			}
 			res, ok := f.outcome[in.ICCID]
 			if !ok {
-				res = api.DeviceResult{Status: db.ChangeProcessed, Outcome: OutcomeSuspended}
+				res = api.DeviceResult{Status: change.Processed, Outcome: change.Suspended}
 			}
 			res.DeviceChangeID, res.ICCID, res.Operation = in.DeviceChangeID, in.ICCID, in.Operation
 			f.inFlight--
@@ -193,15 +196,15 @@ func TestBulkChangeHappyPath(t *testing.T) {
 	require.Len(t, f.started, 8, "one child per device")
 	require.LessOrEqual(t, f.maxInFlight, 4, "the window bounds the children in flight")
 	require.True(t, f.finished)
-	require.Equal(t, "finished", res.Progress.Phase)
-	require.Equal(t, 8, res.Progress.ByOutcome[OutcomeSuspended])
+	require.Equal(t, change.PhaseFinished, res.Progress.Phase)
+	require.Equal(t, 8, res.Progress.ByOutcome[change.Suspended])
 	require.Equal(t, 8, res.Progress.Submitted)
 }
 
 func TestBulkChangePermanentFailureNextToSuccesses(t *testing.T) {
 	f := newFakeBulk("b2", 5)
 	bad := f.batches[0][2].ICCID
-	f.outcome[bad] = api.DeviceResult{Status: db.ChangeError, ErrorCode: "INPUT_INVALID.DeviceState.Invalid"}
+	f.outcome[bad] = api.DeviceResult{Status: change.Failed, ErrorCode: "INPUT_INVALID.DeviceState.Invalid"}
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b2"})
@@ -235,7 +238,7 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	err := env.GetWorkflowError()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "ThingSpace authentication failed")
-	require.Equal(t, db.CodeAuthFailed, failed.Code)
+	require.Equal(t, change.AuthFailed, failed.Code)
 	require.Contains(t, failed.Message, "InvalidCredentials")
 	env.AssertNotCalled(t, "SubmitBatch", mock.Anything, mock.Anything)
 	env.AssertExpectations(t)
@@ -259,9 +262,9 @@ func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) 
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, 2, failed.FromBatch)
-	require.Equal(t, db.CodeAuthFailed, failed.Code)
+	require.Equal(t, change.AuthFailed, failed.Code)
 	require.Len(t, f.started, 2, "only the first batch's devices got a child")
-	require.Equal(t, 4, res.Progress.ErrorsByCode[db.CodeAuthFailed])
+	require.Equal(t, 4, res.Progress.ErrorsByCode[change.AuthFailed])
 	require.Contains(t, res.Progress.Error, "batch 2 could not be sent")
 }
 
@@ -270,7 +273,7 @@ func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) 
 // finish the bulk change with nothing counted twice or lost.
 func TestBulkChangeContinueAsNewKeepsCounters(t *testing.T) {
 	f := newFakeBulk("b5", 4, 4, 3)
-	f.outcome[f.batches[1][1].ICCID] = api.DeviceResult{Status: db.ChangeError, ErrorCode: "REQUEST_FAILED.DeviceNotFound"}
+	f.outcome[f.batches[1][1].ICCID] = api.DeviceResult{Status: change.Failed, ErrorCode: "REQUEST_FAILED.DeviceNotFound"}
 	opts := bulkOptions(3, 4)
 	in := api.BulkChangeInput{BulkChangeID: "b5"}
 	runs := 0
@@ -284,7 +287,7 @@ func TestBulkChangeContinueAsNewKeepsCounters(t *testing.T) {
 			for i, c := range in.Resume.InFlight {
 				res, ok := f.outcome[c.ICCID]
 				if !ok {
-					res = api.DeviceResult{Status: db.ChangeProcessed, Outcome: OutcomeSuspended}
+					res = api.DeviceResult{Status: change.Processed, Outcome: change.Suspended}
 				}
 				res.DeviceChangeID, res.ICCID, res.Operation = c.DeviceChangeID, c.ICCID, "suspend"
 				f.inFlight--
@@ -331,7 +334,7 @@ func TestBulkChangeProgressQuery(t *testing.T) {
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b6"})
 
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, "running", mid.Phase)
+	require.Equal(t, change.PhaseRunning, mid.Phase)
 	require.Equal(t, 5, mid.Total)
 	require.Equal(t, 5, mid.Started)
 	require.Greater(t, mid.InFlight, 0, "some children are still running at 2.5 minutes")
@@ -376,7 +379,7 @@ func TestBulkChangeNoticesAChildThatEndedWithoutReporting(t *testing.T) {
 			for _, c := range in.InFlight {
 				if f.silent[c.ICCID] {
 					out = append(out, api.DeviceResult{DeviceChangeID: c.DeviceChangeID, ICCID: c.ICCID, Operation: "suspend",
-						Status: db.ChangeError, ErrorCode: db.CodeDeviceWorkflowEnded})
+						Status: change.Failed, ErrorCode: change.DeviceWorkflowEnded})
 				}
 			}
 			return out, nil
@@ -390,7 +393,7 @@ func TestBulkChangeNoticesAChildThatEndedWithoutReporting(t *testing.T) {
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, 3, res.Progress.Processed)
-	require.Equal(t, 1, res.Progress.ErrorsByCode[db.CodeDeviceWorkflowEnded])
+	require.Equal(t, 1, res.Progress.ErrorsByCode[change.DeviceWorkflowEnded])
 	require.Equal(t, []api.InFlight{{DeviceChangeID: lost.ID, ICCID: lost.ICCID}}, checked,
 		"only the child still awaited was checked, once")
 	require.Less(t, env.Now().Sub(start), time.Hour, "noticed after the stall check, not never")
@@ -443,7 +446,7 @@ func TestBulkChangeRecoverFromDatabase(t *testing.T) {
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
 	env.OnActivity(a.RecoverBulkChange, mock.Anything, "b10").Return(&activities.RecoveredBulk{
 		Plan: *f.plan(bulkOptions(10, 100)), NextBatch: 2, Submitted: 3, Unfinished: 1, Processed: 1, Errors: 1,
-		ByOutcome: map[string]int{OutcomeSuspended: 1}, ErrorsByCode: map[string]int{"X": 1},
+		ByOutcome: map[change.Outcome]int{change.Suspended: 1}, ErrorsByCode: map[change.Code]int{"X": 1},
 	}, nil).Once()
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b10", Recover: true})

@@ -8,20 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/activities"
-	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
-)
-
-// Outcomes of successful device changes.
-const (
-	OutcomeActivated        = "activated"
-	OutcomeAlreadyActive    = "already_active"
-	OutcomeAlreadyActivePPU = "already_active_ppu_updated"
-	OutcomeSuspended        = "suspended"
-	OutcomeRestored         = "restored"
-	OutcomeDeactivated      = "deactivated"
-	OutcomeAddedToInventory = "added_to_inventory"
 )
 
 // DeviceChange follows one device's change to its end: it waits for
@@ -77,13 +65,13 @@ func (d *deviceRun) setup() error {
 	return workflow.SetQueryHandler(d.ctx, api.DeviceStatusQuery, func() (api.DeviceStatus, error) { return d.status, nil })
 }
 
-func (d *deviceRun) step(name string) {
+func (d *deviceRun) step(name change.Step) {
 	d.status.Step = name
 	d.status.WaitingSince = workflow.Now(d.ctx)
 }
 
 func (d *deviceRun) load() (*activities.DeviceState, error) {
-	d.step("loading")
+	d.step(change.StepLoading)
 	var st activities.DeviceState
 	err := workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.LoadDeviceChange, d.in.DeviceChangeID).Get(d.ctx, &st)
 	if err != nil {
@@ -121,18 +109,18 @@ func (d *deviceRun) confirmation(st *activities.DeviceState) api.Confirmation {
 	if c, ok := matching(st.Stored, st.RequestID); ok {
 		return c
 	}
-	return d.await(st.RequestID, st.Operation)
+	return d.await(st.RequestID, change.Await(st.Operation))
 }
 
 // await waits for the confirmation of requestID: first for the callback
 // (CallbackTimeout, 30 minutes by default), then, when the timer fires first,
 // through the account's poller until ConfirmDeadline. A callback arriving
 // while polling still wins: both come through the same signal.
-func (d *deviceRun) await(requestID, operation string) api.Confirmation {
+func (d *deviceRun) await(requestID string, awaited change.Awaited) api.Confirmation {
 	t := d.in.Options.Timing
 	deadline := d.start.Add(t.ConfirmDeadline)
 	if d.in.Options.CallbacksEnabled {
-		d.step("waiting_for_callback")
+		d.step(change.StepWaitingForCallback)
 		if c, ok := d.receive(requestID, workflow.Now(d.ctx).Add(t.CallbackTimeout)); ok {
 			return c
 		}
@@ -145,9 +133,9 @@ func (d *deviceRun) await(requestID, operation string) api.Confirmation {
 			}
 		}
 	}
-	d.step("polling")
+	d.step(change.StepPolling)
 	poll := activities.RequestPollInput{
-		DeviceChangeID: d.in.DeviceChangeID, AccountName: d.in.AccountName, ICCID: d.in.ICCID, Operation: operation,
+		DeviceChangeID: d.in.DeviceChangeID, AccountName: d.in.AccountName, ICCID: d.in.ICCID, Operation: string(awaited),
 		RequestID: requestID, WorkflowID: workflow.GetInfo(d.ctx).WorkflowExecution.ID,
 		Interval: t.PollInterval, MaxInterval: t.PollMaxInterval,
 	}
@@ -157,7 +145,7 @@ func (d *deviceRun) await(requestID, operation string) api.Confirmation {
 	c, ok := d.receive(requestID, deadline)
 	_ = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CancelPoll, d.in.DeviceChangeID).Get(d.ctx, nil)
 	if !ok {
-		return api.Confirmation{Source: api.SourcePoll, RequestID: requestID, FaultCode: db.CodeNotConfirmed,
+		return api.Confirmation{Source: api.SourcePoll, RequestID: requestID, FaultCode: change.NotConfirmed,
 			FaultMessage: fmt.Sprintf("ThingSpace did not confirm the change within %s", t.ConfirmDeadline), At: workflow.Now(d.ctx)}
 	}
 	return c
@@ -197,33 +185,31 @@ func matching(cs []api.Confirmation, requestID string) (api.Confirmation, bool) 
 func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (api.DeviceResult, error) {
 	in := activities.CompleteInput{ConfirmedBy: c.Source, ConfirmedAt: c.At, RequestID: c.RequestID}
 	if !c.Success {
-		if st.Operation == "activate" && c.FaultCode == thingspace.CodeDeviceAlreadyActive {
+		if st.Operation == change.Activate && c.FaultCode == change.FaultAlreadyActive {
 			return d.alreadyActive(st, c)
 		}
-		in.Status, in.ErrorCode, in.ErrorMessage = db.ChangeError, c.FaultCode, c.FaultMessage
+		in.Status, in.ErrorCode, in.ErrorMessage = change.Failed, c.FaultCode, c.FaultMessage
 		in.ObservedState = c.State
 		if in.ErrorCode == "" {
-			in.ErrorCode = "FAILED"
+			in.ErrorCode = change.Unexplained
 		}
 		return d.complete(in)
 	}
-	in.Status = db.ChangeProcessed
+	// The table of operations says what a success means: the state the
+	// device is left in and the outcome recorded.
+	in.Status = change.Processed
 	in.BillingPending = d.owesBilling(st)
+	in.Outcome, in.FinalState = st.Operation.Outcome(), st.Operation.Target()
 	switch st.Operation {
-	case "activate":
-		in.Outcome, in.FinalState, in.MSISDN = OutcomeActivated, string(thingspace.StateActive), c.MSISDN
+	case change.Activate:
+		in.MSISDN = c.MSISDN
 		if in.MSISDN == "" {
 			// The callback did not carry the MSISDN: read it from the device list.
 			in.MSISDN = d.lookupMSISDN(st)
 		}
-	case "suspend":
-		in.Outcome, in.FinalState = OutcomeSuspended, string(thingspace.StateSuspended)
-	case "restore":
-		in.Outcome, in.FinalState = OutcomeRestored, string(thingspace.StateActive)
-	case "deactivate":
-		in.Outcome, in.FinalState, in.ReleaseMSISDN = OutcomeDeactivated, string(thingspace.StateDeactive), true
-	case "inventory":
-		in.Outcome, in.FinalState = OutcomeAddedToInventory, string(thingspace.StatePreActive)
+	case change.Deactivate:
+		// The line's number is released.
+		in.ReleaseMSISDN = true
 	}
 	return d.complete(in)
 }
@@ -234,9 +220,9 @@ func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (ap
 // by CompleteDeviceChange carries the answer (billing PENDING).
 func (d *deviceRun) owesBilling(st *activities.DeviceState) bool {
 	switch st.Operation {
-	case "activate":
+	case change.Activate:
 		return st.HasBilling && d.in.Options.BillingEnabled
-	case "deactivate":
+	case change.Deactivate:
 		return d.in.Options.DisconnectBillingOnDeactivate
 	}
 	return false
@@ -248,9 +234,9 @@ func (d *deviceRun) owesBilling(st *activities.DeviceState) bool {
 // callback or poll) is how the outcome was confirmed.
 func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirmation) (api.DeviceResult, error) {
 	in := activities.CompleteInput{
-		Status:      db.ChangeProcessed,
-		Outcome:     OutcomeAlreadyActive,
-		FinalState:  string(thingspace.StateActive),
+		Status:      change.Processed,
+		Outcome:     change.AlreadyActive,
+		FinalState:  change.StateActive,
 		ConfirmedBy: fault.Source,
 		ConfirmedAt: fault.At,
 		RequestID:   fault.RequestID,
@@ -261,12 +247,12 @@ func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirma
 	if st.HasPPU {
 		c := d.updatePlaceOfUse()
 		if !c.Success {
-			in.Status, in.Outcome, in.FinalState = db.ChangeError, "", ""
+			in.Status, in.Outcome, in.FinalState = change.Failed, "", ""
 			in.ErrorCode = c.FaultCode
 			in.ErrorMessage = "device is already active; its PPU update failed: " + c.FaultMessage
 			return d.complete(in)
 		}
-		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = OutcomeAlreadyActivePPU, c.Source, c.At, c.RequestID
+		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = change.AlreadyActivePPU, c.Source, c.At, c.RequestID
 	}
 	in.MSISDN = d.lookupMSISDN(st)
 	in.BillingPending = d.owesBilling(st)
@@ -276,18 +262,18 @@ func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirma
 // updatePlaceOfUse sends the change's PPU to an already-active device and
 // waits for ThingSpace's confirmation of that request.
 func (d *deviceRun) updatePlaceOfUse() api.Confirmation {
-	d.step("updating_ppu")
+	d.step(change.StepUpdatingPPU)
 	var upd activities.PPUUpdateResult
 	err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.UpdatePlaceOfUse,
 		activities.PPUUpdateInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}).Get(d.ctx, &upd)
 	switch {
 	case err != nil:
-		return api.Confirmation{FaultCode: "PPU_UPDATE_FAILED", FaultMessage: rootMessage(err)}
+		return api.Confirmation{FaultCode: change.PPUUpdateFailed, FaultMessage: rootMessage(err)}
 	case upd.Refusal != nil:
 		return *upd.Refusal
 	}
 	d.status.RequestID = upd.RequestID
-	return d.await(upd.RequestID, "contactInfo")
+	return d.await(upd.RequestID, change.AwaitPPUUpdate)
 }
 
 // lookupMSISDN reads the device's MSISDN from ThingSpace's device list; ""
@@ -303,7 +289,7 @@ func (d *deviceRun) lookupMSISDN(st *activities.DeviceState) string {
 }
 
 func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, error) {
-	d.step("recording")
+	d.step(change.StepRecording)
 	in.DeviceChangeID, in.Operation = d.in.DeviceChangeID, d.in.Operation
 	var res activities.CompleteResult
 	// Recording the outcome is a short database transaction: as a local
@@ -340,11 +326,11 @@ func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) 
 	}
 	in := activities.BillingInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}
 	var err error
-	if st.Operation == "deactivate" {
-		d.step("disconnecting_billing_service")
+	if st.Operation == change.Deactivate {
+		d.step(change.StepDisconnectingBilling)
 		err = workflow.ExecuteActivity(withRevio(d.ctx), a.DisconnectBilling, in).Get(d.ctx, nil)
 	} else {
-		d.step("creating_billing_service")
+		d.step(change.StepCreatingBilling)
 		err = workflow.ExecuteActivity(withRevio(d.ctx), a.CreateBillingService, in).Get(d.ctx, nil)
 	}
 	if err == nil {
@@ -368,12 +354,12 @@ func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) 
 // dying between recording and scheduling the Rev.io step); the version
 // keeps those histories replaying, and is recorded only on that path.
 func (d *deviceRun) billingOwed(st *activities.DeviceState) bool {
-	if d.recorded == nil || d.recorded.Status != db.ChangeProcessed {
+	if d.recorded == nil || d.recorded.Status != change.Processed {
 		return false
 	}
 	owed := d.owesBilling(st)
 	if d.recorded.BillingStatus != "" {
-		owed = d.recorded.BillingStatus == db.BillingPending
+		owed = d.recorded.BillingStatus == change.BillingPending
 	}
 	if !owed || !d.endedBeforeRun {
 		return owed
@@ -384,7 +370,7 @@ func (d *deviceRun) billingOwed(st *activities.DeviceState) bool {
 // report signals the result to the parent. A parent that no longer runs
 // (terminated by an operator) is not an error for the device.
 func (d *deviceRun) report(res api.DeviceResult) {
-	d.step("done")
+	d.step(change.StepDone)
 	if d.in.ParentWorkflowID == "" {
 		return
 	}

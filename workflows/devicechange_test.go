@@ -12,14 +12,13 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-ops/tsbulk/activities"
-	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 const parentID = "bulk-change/b1"
 
-func deviceInput(op string) api.DeviceChangeInput {
+func deviceInput(op change.Operation) api.DeviceChangeInput {
 	return api.DeviceChangeInput{
 		BulkChangeID: "b1", DeviceChangeID: 7, ICCID: "89148000000000000011", Operation: op, AccountName: "acct",
 		ParentWorkflowID: parentID,
@@ -92,9 +91,9 @@ func (e *deviceEnv) result(t *testing.T) api.DeviceResult {
 	return res
 }
 
-func submitted(op string) activities.DeviceState {
+func submitted(op change.Operation) activities.DeviceState {
 	return activities.DeviceState{ID: 7, BulkChangeID: "b1", ICCID: "89148000000000000011", Operation: op, AccountName: "acct",
-		Status: db.ChangeSubmitted, RequestID: "req-1", BillingStatus: "NONE"}
+		Status: change.Submitted, RequestID: "req-1", BillingStatus: change.BillingNone}
 }
 
 func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
@@ -108,8 +107,8 @@ func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeProcessed, res.Status)
-	require.Equal(t, OutcomeActivated, res.Outcome)
+	require.Equal(t, change.Processed, res.Status)
+	require.Equal(t, change.Activated, res.Outcome)
 	require.False(t, res.BillingError)
 	c := env.completed[0]
 	require.Equal(t, "5551230001", c.MSISDN, "the MSISDN comes from the callback")
@@ -130,7 +129,7 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.Equal(t, change.Processed, res.Status)
 	require.Len(t, env.polled, 1)
 	require.Equal(t, 30*time.Minute, env.polled[0].Sub(env.start), "polling starts when the 30-minute timer fires")
 	require.Equal(t, api.SourcePoll, env.completed[0].ConfirmedBy)
@@ -139,14 +138,14 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 
 func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
 	env := newDeviceEnv(t, submitted("suspend"))
-	env.signalAt(45*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", FaultCode: db.CodePollStateInvalid,
+	env.signalAt(45*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", FaultCode: change.PollStateMismatch,
 		FaultMessage: "device is active at ThingSpace after the suspend request (expected suspended)"})
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeError, res.Status)
-	require.Equal(t, db.CodePollStateInvalid, res.ErrorCode)
+	require.Equal(t, change.Failed, res.Status)
+	require.Equal(t, change.PollStateMismatch, res.ErrorCode)
 	require.Contains(t, env.completed[0].ErrorMessage, "expected suspended")
 	require.Len(t, env.polled, 1)
 }
@@ -159,10 +158,10 @@ func TestDeviceChangeCallbackDuringPollingWins(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("restore"))
 
 	res := env.result(t)
-	require.Equal(t, OutcomeRestored, res.Outcome)
+	require.Equal(t, change.Restored, res.Outcome)
 	require.Len(t, env.polled, 1, "the device was handed to the poller after the timer")
 	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy, "the late callback won")
-	require.Equal(t, string(thingspace.StateActive), env.completed[0].FinalState)
+	require.Equal(t, change.StateActive, env.completed[0].FinalState)
 }
 
 func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
@@ -173,7 +172,7 @@ func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("deactivate"))
 
 	res := env.result(t)
-	require.Equal(t, OutcomeDeactivated, res.Outcome)
+	require.Equal(t, change.Deactivated, res.Outcome)
 	require.True(t, env.completed[0].ReleaseMSISDN)
 	require.Equal(t, time.Duration(0), env.Now().Sub(env.start), "nothing was awaited")
 }
@@ -186,7 +185,7 @@ func TestDeviceChangeIgnoresConfirmationOfAnotherRequest(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.Equal(t, change.Processed, res.Status)
 }
 
 func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
@@ -195,8 +194,8 @@ func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeError, res.Status)
-	require.Equal(t, db.CodeNotConfirmed, res.ErrorCode)
+	require.Equal(t, change.Failed, res.Status)
+	require.Equal(t, change.NotConfirmed, res.ErrorCode)
 	require.Equal(t, 24*time.Hour, env.Now().Sub(env.start))
 }
 
@@ -216,7 +215,7 @@ func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
 func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 	st := submitted("activate")
 	st.HasPPU, st.HasBilling = true, true
-	st.Sync = &api.Confirmation{Source: api.SourceSync, FaultCode: thingspace.CodeDeviceAlreadyActive, FaultMessage: "Device is already active"}
+	st.Sync = &api.Confirmation{Source: api.SourceSync, FaultCode: change.FaultAlreadyActive, FaultMessage: "Device is already active"}
 	env := newDeviceEnv(t, st)
 	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
 		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
@@ -228,22 +227,22 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeProcessed, res.Status)
-	require.Equal(t, OutcomeAlreadyActivePPU, res.Outcome)
+	require.Equal(t, change.Processed, res.Status)
+	require.Equal(t, change.AlreadyActivePPU, res.Outcome)
 	require.Equal(t, "5551230003", env.completed[0].MSISDN)
 	require.Equal(t, "ppu-1", env.completed[0].RequestID)
 }
 
 func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
 	st := submitted("activate")
-	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", FaultCode: thingspace.CodeDeviceAlreadyActive}}
+	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive}}
 	env := newDeviceEnv(t, st)
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230004"}, nil).Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, OutcomeAlreadyActive, res.Outcome)
+	require.Equal(t, change.AlreadyActive, res.Outcome)
 	env.AssertNotCalled(t, "UpdatePlaceOfUse", mock.Anything, mock.Anything)
 }
 
@@ -263,8 +262,8 @@ func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeProcessed, res.Status, "the activation stands")
-	require.Equal(t, OutcomeActivated, res.Outcome)
+	require.Equal(t, change.Processed, res.Status, "the activation stands")
+	require.Equal(t, change.Activated, res.Outcome)
 	require.True(t, res.BillingError)
 	require.Equal(t, int64(7), recorded.DeviceChangeID)
 	require.Contains(t, recorded.Message, "customer 9 does not exist")
@@ -272,15 +271,15 @@ func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
 
 func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
 	st := submitted("suspend")
-	st.Status, st.Final, st.ErrorCode = db.ChangeError, true, db.CodeDeviceBusy
+	st.Status, st.Final, st.ErrorCode = change.Failed, true, change.DeviceBusy
 	env := newDeviceEnv(t, st)
-	env.stored = &activities.CompleteResult{Status: db.ChangeError, ErrorCode: db.CodeDeviceBusy}
+	env.stored = &activities.CompleteResult{Status: change.Failed, ErrorCode: change.DeviceBusy}
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeError, res.Status)
-	require.Equal(t, db.CodeDeviceBusy, res.ErrorCode)
+	require.Equal(t, change.Failed, res.Status)
+	require.Equal(t, change.DeviceBusy, res.ErrorCode)
 }
 
 func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
@@ -292,8 +291,8 @@ func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
 	env.ExecuteWorkflow(DeviceChange, deviceInput("inventory"))
 
 	res := env.result(t)
-	require.Equal(t, OutcomeAddedToInventory, res.Outcome)
-	require.Equal(t, string(thingspace.StatePreActive), env.completed[0].FinalState)
+	require.Equal(t, change.AddedToInventory, res.Outcome)
+	require.Equal(t, change.StatePreActive, env.completed[0].FinalState)
 }
 
 func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
@@ -303,7 +302,7 @@ func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 	st := submitted("suspend")
 	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, mock.Anything).Return(&st, nil)
-	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: db.ChangeProcessed}, nil)
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: change.Processed}, nil)
 	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(errors.New("workflow not found"))
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
@@ -317,17 +316,17 @@ func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
 	st := submitted("activate")
 	st.HasBilling = true
-	st.Status, st.Final = db.ChangeProcessed, true
+	st.Status, st.Final = change.Processed, true
 	env := newDeviceEnv(t, st)
-	env.stored = &activities.CompleteResult{Status: db.ChangeProcessed, Outcome: OutcomeActivated, MSISDN: "5551230009",
-		BillingStatus: db.BillingPending}
+	env.stored = &activities.CompleteResult{Status: change.Processed, Outcome: change.Activated, MSISDN: "5551230009",
+		BillingStatus: change.BillingPending}
 	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b1", DeviceChangeID: 7}).
 		Return(&activities.BillingResult{ServiceID: 100009, Created: true}, nil).Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.Equal(t, change.Processed, res.Status)
 	require.False(t, res.BillingError)
 }
 
@@ -360,13 +359,13 @@ func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
 func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
 	st := submitted("activate")
 	env := newDeviceEnv(t, st)
-	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", FaultCode: thingspace.CodeDeviceAlreadyActive})
+	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive})
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230010"}, nil).Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
 	res := env.result(t)
-	require.Equal(t, OutcomeAlreadyActive, res.Outcome)
+	require.Equal(t, change.AlreadyActive, res.Outcome)
 	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy)
 	require.Equal(t, "req-1", env.completed[0].RequestID)
 }
@@ -388,7 +387,7 @@ func TestDeviceChangeWaitsOutALongDatabaseOutage(t *testing.T) {
 		}
 		return &st, nil
 	})
-	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: db.ChangeProcessed, Outcome: OutcomeSuspended}, nil)
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: change.Processed, Outcome: change.Suspended}, nil)
 	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(nil)
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))

@@ -6,10 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iot-ops/tsbulk/workflows"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
-
-	"github.com/iot-ops/tsbulk/app"
 )
 
 // TestReplayRecordedHistories replays histories recorded from real runs
@@ -24,7 +23,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			app.RegisterWorkflows(r)
+			workflows.Register(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

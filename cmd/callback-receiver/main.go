@@ -18,6 +18,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -36,7 +37,7 @@ func main() {
 			fail(2, err)
 		}
 		if err := app.RunReceiver(ctx, cfg, cfg.Logger()); err != nil {
-			fail(1, fmt.Errorf("%s", app.Explain(err)))
+			fail(1, fmt.Errorf("%s", connect.Explain(err)))
 		}
 	case "register", "list", "unregister":
 		if err := cfg.ValidateRegistration(); err != nil && cmd == "register" {

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iot-ops/tsbulk/workflows/api"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -86,8 +87,9 @@ func (d *demo) run(ctx context.Context, adminURL string, wait bool) error {
 		temporal = "temporal"
 	}
 	step("starting the Temporal dev server (Web UI http://localhost:8233)")
-	if err := d.start("temporal", temporal, "server", "start-dev", "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233",
-		"--db-filename", filepath.Join(d.dir, "temporal.db"), "--log-level", "error"); err != nil {
+	devArgs := append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233",
+		"--db-filename", filepath.Join(d.dir, "temporal.db"), "--log-level", "error"}, api.DevServerSearchAttributeArgs()...)
+	if err := d.start("temporal", temporal, devArgs...); err != nil {
 		return err
 	}
 	step("starting the ThingSpace simulator with the demo devices (some callbacks dropped, to show the polling fallback)")

@@ -300,8 +300,11 @@ func (s *Simulator) createService(w http.ResponseWriter, r *http.Request, faults
 	s.nextServiceID++
 	rec.CreatedAt = now
 	s.services[rec.ServiceID] = &rec
-	s.mu.Unlock()
 	stall := faults.StallCreateService
+	if stall > 0 {
+		s.stats.StalledCreates++
+	}
+	s.mu.Unlock()
 
 	// The service exists from here on, whatever happens to this answer.
 	if stall > 0 && !s.sleep(r.Context(), stall) {

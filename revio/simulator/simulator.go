@@ -135,6 +135,9 @@ type Stats struct {
 	// AuthFailures counts 401 answers (subscription key or Basic).
 	AuthFailures int `json:"auth_failures"`
 	Total        int `json:"total"`
+	// StalledCreates counts services created under StallCreateService
+	// (their answer held back, or never sent when the caller gave up).
+	StalledCreates int `json:"stalled_creates"`
 }
 
 // First ids differ by range so a service id passed where a service product

@@ -95,6 +95,20 @@ func (s *Simulator) adminRoutes(mux *http.ServeMux) {
 		s.ExpireSessions()
 		adminJSON(w, http.StatusOK, map[string]bool{"expired": true})
 	})
+	mux.HandleFunc("POST /admin/throttle-burst", func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			Requests   int          `json:"requests"`
+			RetryAfter jsonDuration `json:"retry_after"`
+		}
+		if !adminDecode(w, r, &b) {
+			return
+		}
+		s.ThrottleBurst(b.Requests, time.Duration(b.RetryAfter))
+		adminJSON(w, http.StatusOK, map[string]int{"remaining": s.ThrottleBurstRemaining()})
+	})
+	mux.HandleFunc("GET /admin/throttle-burst", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, map[string]int{"remaining": s.ThrottleBurstRemaining()})
+	})
 	mux.HandleFunc("POST /admin/unlock", func(w http.ResponseWriter, r *http.Request) {
 		s.UnlockLogins()
 		adminJSON(w, http.StatusOK, map[string]bool{"unlocked": true})

@@ -79,6 +79,7 @@ func (s *Simulator) dispatchLocked(account, iccid string, msg callbackMessage, n
 		jobs = append(jobs, &delivery{account: account, iccid: iccid, msg: msg, attempt: 1, duplicate: true})
 	}
 	if s.faults.LateCallbackDelay > 0 && s.chanceLocked(s.faults.LateCallbackRate) {
+		s.stats.callbacksLate++
 		s.scheduleLocked(now.Add(s.faults.LateCallbackDelay), func(time.Time) {
 			for _, j := range jobs {
 				s.enqueueLocked(j)

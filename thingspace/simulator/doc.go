@@ -163,7 +163,13 @@
 //   - Latency is spent before processing; a client that gives up during it
 //     changes nothing. TimeoutRate applies to accepted activate, suspend,
 //     restore, deactivate, contactInfo and add requests: applied, then the
-//     200 is held for StallFor.
+//     200 is held for StallFor (counted in Stats.AnswersStalled).
+//   - A throttling burst (ThrottleBurst, POST /admin/throttle-burst
+//     {"requests": N, "retry_after": "2s"}) answers the next N requests that
+//     reach the throttling step 429 with that Retry-After and the gateway's
+//     throttling fault, before the configured limits are consulted: the
+//     account's quota spent by other applications, which the documented
+//     limits cannot show. Refused requests use no quota.
 //
 // Stats.AcceptedChanges counts, per ICCID and action, the 2xx-answered
 // requests that included the device, whatever the device's own outcome, so

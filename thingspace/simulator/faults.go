@@ -50,7 +50,11 @@ func (s *Simulator) errorFault() (int, bool) {
 
 // stallLocked decides whether an applied state change is answered late.
 func (s *Simulator) stallLocked() bool {
-	return s.faults.StallFor > 0 && s.chanceLocked(s.faults.TimeoutRate)
+	stall := s.faults.StallFor > 0 && s.chanceLocked(s.faults.TimeoutRate)
+	if stall {
+		s.stats.answersStalled++
+	}
+	return stall
 }
 
 // serverErrorReply imitates what sits in front of ThingSpace: the backend's

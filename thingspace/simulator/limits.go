@@ -41,6 +41,10 @@ type accountWindows struct {
 func (s *Simulator) throttle(account string, activate bool, now time.Time) (reply, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.burst.remaining > 0 {
+		s.burst.remaining--
+		return throttledFault(s.burst.retryAfter), false
+	}
 	w := s.windows[account]
 	if w == nil {
 		w = &accountWindows{}
@@ -62,4 +66,29 @@ func (s *Simulator) throttle(account string, activate bool, now time.Time) (repl
 		w.activate.add(now)
 	}
 	return reply{}, true
+}
+
+// throttleBurst is the state of ThrottleBurst: requests still to refuse.
+type throttleBurst struct {
+	remaining  int
+	retryAfter time.Duration
+}
+
+// ThrottleBurst makes the gateway answer the next n API requests that reach
+// its throttling step (after the Bearer check) 429 with Retry-After, as the
+// real gateway does when a spike of other traffic of the same application
+// uses up its quota: the refused requests change nothing and use no quota.
+// It replaces a burst still under way; n <= 0 ends it. retryAfter is
+// rounded up to whole seconds, at least 1.
+func (s *Simulator) ThrottleBurst(n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.burst = throttleBurst{remaining: max(n, 0), retryAfter: retryAfter}
+}
+
+// ThrottleBurstRemaining is how many requests the burst will still refuse.
+func (s *Simulator) ThrottleBurstRemaining() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.burst.remaining
 }

@@ -42,6 +42,7 @@ type Simulator struct {
 	queue     deliveryQueue
 	queueCond *sync.Cond
 	cbLog     []DeliveryLogEntry
+	burst     throttleBurst
 }
 
 // New returns a simulator with cfg's zero values replaced by defaults. It

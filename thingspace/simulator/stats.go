@@ -31,6 +31,8 @@ type Stats struct {
 	CallbackAttemptsFailed int            `json:"callback_attempts_failed"` // attempts answered non-2xx or not answered
 	CallbacksDropped       int            `json:"callbacks_dropped"`        // never sent: drop fault or no listener
 	CallbacksDuplicated    int            `json:"callbacks_duplicated"`     // extra copies created by the duplicate fault
+	CallbacksLate          int            `json:"callbacks_late"`           // device callbacks delayed by the late fault
+	AnswersStalled         int            `json:"answers_stalled"`          // applied state changes answered only after StallFor
 }
 
 type statsState struct {
@@ -45,6 +47,8 @@ type statsState struct {
 	callbackAttemptsFailed int
 	callbacksDropped       int
 	callbacksDuplicated    int
+	callbacksLate          int
+	answersStalled         int
 }
 
 func newStatsState() statsState {
@@ -108,6 +112,8 @@ func (s *Simulator) Stats(window time.Duration) Stats {
 		CallbackAttemptsFailed: st.callbackAttemptsFailed,
 		CallbacksDropped:       st.callbacksDropped,
 		CallbacksDuplicated:    st.callbacksDuplicated,
+		CallbacksLate:          st.callbacksLate,
+		AnswersStalled:         st.answersStalled,
 	}
 	for k, m := range st.responses {
 		out.Responses[k] = copyMap(m)

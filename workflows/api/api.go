@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // TaskQueue is the task queue of the product's workflows and activities.
@@ -35,6 +37,54 @@ const (
 	ProgressQuery = "progress"
 	// DeviceStatusQuery returns a DeviceStatus from a DeviceChange workflow.
 	DeviceStatusQuery = "device-status"
+)
+
+// Updates an operator sends a running bulk change (starter pause|resume|
+// cancel|approve|reject, or `temporal workflow update execute --name NAME
+// --input '{"by":"...","reason":"..."}'`). Each takes an OperatorRequest and
+// returns an OperatorResult; a request that makes no sense is refused by
+// the update's validator with the reason, and changes nothing.
+const (
+	// PauseUpdate: no new ThingSpace state change and no new device
+	// workflow from the moment it is accepted; changes already sent are
+	// still awaited and recorded. It returns once no request is in flight.
+	PauseUpdate = "pause"
+	// ResumeUpdate carries on a paused bulk change.
+	ResumeUpdate = "resume"
+	// CancelUpdate ends the device changes not yet sent as CANCELLED; those
+	// already sent finish normally; the bulk change ends CANCELLED.
+	CancelUpdate = "cancel"
+	// ApproveUpdate lets a bulk change awaiting approval run; the approver
+	// must not be its submitter.
+	ApproveUpdate = "approve"
+	// RejectUpdate cancels a bulk change awaiting approval.
+	RejectUpdate = "reject"
+)
+
+// OperatorRequest is an operator's request to a bulk change: who asks and
+// why (both go to the audit log).
+type OperatorRequest struct {
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// OperatorResult is the bulk change's answer to an operator's request.
+type OperatorResult struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+// Bulk change statuses as operators see them (the BulkChangeStatus search
+// attribute and bulk_changes.status).
+const (
+	StatusPending          = "PENDING"
+	StatusScheduled        = "SCHEDULED"
+	StatusAwaitingApproval = "AWAITING_APPROVAL"
+	StatusRunning          = "RUNNING"
+	StatusPaused           = "PAUSED"
+	StatusFinished         = "FINISHED"
+	StatusFailed           = "FAILED"
+	StatusCancelled        = "CANCELLED"
 )
 
 // BulkChangeWorkflowID is the deterministic ID of a bulk change's parent
@@ -114,6 +164,21 @@ type Options struct {
 	// DisconnectBillingOnDeactivate disconnects the device's Rev.io service
 	// when it is deactivated.
 	DisconnectBillingOnDeactivate bool `json:"disconnectBillingOnDeactivate"`
+	// NotBefore: nothing is sent before this time (the bulk change waits on
+	// a durable timer, SCHEDULED).
+	NotBefore time.Time `json:"notBefore,omitempty"`
+	// Approval, when set, holds the bulk change AWAITING_APPROVAL until a
+	// second operator approves it (four eyes).
+	Approval *Approval `json:"approval,omitempty"`
+}
+
+// Approval is the four-eyes rule a bulk change was submitted under.
+type Approval struct {
+	// Reason says which rule asked for it (e.g. "deactivates 1200 lines").
+	Reason string `json:"reason"`
+	// ExpiresAfter: without an approval by then, the bulk change is
+	// cancelled.
+	ExpiresAfter time.Duration `json:"expiresAfter"`
 }
 
 // BulkChangeInput starts (or continues) the parent workflow. Only ids and
@@ -141,15 +206,40 @@ type BulkState struct {
 	// RecoveredBelow: batches before this one were sent before a recovery;
 	// only their device changes without an outcome get a child.
 	RecoveredBelow int `json:"recoveredBelow,omitempty"`
+	// Control is what operators asked.
+	Control Control `json:"control,omitempty"`
+	// UnsentCancelled: after a cancellation, the device changes not yet
+	// sent were ended CANCELLED.
+	UnsentCancelled bool `json:"unsentCancelled,omitempty"`
+}
+
+// Control is what operators asked of a bulk change, carried across runs.
+type Control struct {
+	// Paused: sending nothing new (who and why in PausedBy).
+	Paused   bool            `json:"paused,omitempty"`
+	PausedBy *OperatorAction `json:"pausedBy,omitempty"`
+	// Cancelled: the device changes not yet sent were ended CANCELLED.
+	Cancelled *OperatorAction `json:"cancelled,omitempty"`
+	// Approved: the second operator's approval.
+	Approved *OperatorAction `json:"approved,omitempty"`
+}
+
+// OperatorAction records who asked what, when and why.
+type OperatorAction struct {
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // Plan is what the parent learns about its bulk change when it starts.
 type Plan struct {
-	BulkChangeID string  `json:"bulkChangeId"`
-	AccountName  string  `json:"accountName"`
-	Total        int     `json:"total"`
-	Batches      int     `json:"batches"`
-	Options      Options `json:"options"`
+	BulkChangeID string `json:"bulkChangeId"`
+	AccountName  string `json:"accountName"`
+	// SubmittedBy is the operator who submitted it (approval by another).
+	SubmittedBy string  `json:"submittedBy,omitempty"`
+	Total       int     `json:"total"`
+	Batches     int     `json:"batches"`
+	Options     Options `json:"options"`
 }
 
 // Cursor is the position of the next child to start.
@@ -166,21 +256,21 @@ type InFlight struct {
 
 // Progress is the answer of ProgressQuery.
 type Progress struct {
-	BulkChangeID  string         `json:"bulkChangeId"`
+	BulkChangeID string `json:"bulkChangeId"`
 	// Phase: starting | checking_thingspace | running | finishing |
 	// settling_billing | finished | failed
-	Phase         string         `json:"phase"`
-	Total         int            `json:"total"`
-	Batches       int            `json:"batches"`
-	BatchesSent   int            `json:"batchesSent"`
-	Submitted     int            `json:"submitted"` // device changes taken into a ThingSpace request
-	Started       int            `json:"started"`   // children started
-	InFlight      int            `json:"inFlight"`
-	Processed     int            `json:"processed"`
-	Errors        int            `json:"errors"`
-	ByOutcome     map[string]int `json:"byOutcome"`
-	ErrorsByCode  map[string]int `json:"errorsByCode"`
-	BillingErrors int            `json:"billingErrors"`
+	Phase         change.Phase           `json:"phase"`
+	Total         int                    `json:"total"`
+	Batches       int                    `json:"batches"`
+	BatchesSent   int                    `json:"batchesSent"`
+	Submitted     int                    `json:"submitted"` // device changes taken into a ThingSpace request
+	Started       int                    `json:"started"`   // children started
+	InFlight      int                    `json:"inFlight"`
+	Processed     int                    `json:"processed"`
+	Errors        int                    `json:"errors"`
+	ByOutcome     map[change.Outcome]int `json:"byOutcome"`
+	ErrorsByCode  map[change.Code]int    `json:"errorsByCode"`
+	BillingErrors int                    `json:"billingErrors"`
 	// BillingPending counts Rev.io steps owed when the bulk change reached
 	// its end (stranded steps being settled).
 	BillingPending int `json:"billingPending,omitempty"`
@@ -188,13 +278,20 @@ type Progress struct {
 	// Recovered counts the times an operator resumed the bulk change after
 	// its parent run failed.
 	Recovered int `json:"recovered,omitempty"`
-	Error         string         `json:"error,omitempty"`
-	Limit         *LimitStatus   `json:"limit,omitempty"`
-	UpdatedAt     time.Time      `json:"updatedAt"`
+	// Status is the bulk change's status (StatusRunning, StatusPaused, ...).
+	Status string `json:"status,omitempty"`
+	// Cancelled counts device changes ended CANCELLED (never sent).
+	Cancelled int `json:"cancelled,omitempty"`
+	// Waiting says what the bulk change waits for before it sends anything
+	// (approval, its start time).
+	Waiting   string       `json:"waiting,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	Limit     *LimitStatus `json:"limit,omitempty"`
+	UpdatedAt time.Time    `json:"updatedAt"`
 }
 
 // Done is the number of device changes with their outcome.
-func (p Progress) Done() int { return p.Processed + p.Errors }
+func (p Progress) Done() int { return p.Processed + p.Errors + p.Cancelled }
 
 // LimitStatus describes the account's ThingSpace request budget as last
 // seen by the parent.
@@ -214,6 +311,7 @@ type BulkChangeResult struct {
 	Total        int      `json:"total"`
 	Processed    int      `json:"processed"`
 	Errors       int      `json:"errors"`
+	Cancelled    int      `json:"cancelled,omitempty"`
 	SitesSet     int      `json:"sitesSet"`
 	Error        string   `json:"error,omitempty"`
 	Progress     Progress `json:"progress"`
@@ -221,54 +319,81 @@ type BulkChangeResult struct {
 
 // DeviceChangeInput starts one device's child workflow.
 type DeviceChangeInput struct {
-	BulkChangeID     string  `json:"bulkChangeId"`
-	DeviceChangeID   int64   `json:"deviceChangeId"`
-	ICCID            string  `json:"iccid"`
-	Operation        string  `json:"operation"`
-	AccountName      string  `json:"accountName"`
-	ParentWorkflowID string  `json:"parentWorkflowId"`
-	Options          Options `json:"options"`
+	BulkChangeID     string           `json:"bulkChangeId"`
+	DeviceChangeID   int64            `json:"deviceChangeId"`
+	ICCID            string           `json:"iccid"`
+	Operation        change.Operation `json:"operation"`
+	AccountName      string           `json:"accountName"`
+	ParentWorkflowID string           `json:"parentWorkflowId"`
+	Options          Options          `json:"options"`
 }
 
 // Confirmation is ThingSpace's answer for one device, whatever brought it:
 // a callback, a status poll, or a synchronous answer.
 type Confirmation struct {
-	Source       string    `json:"source"` // callback | poll | sync
-	RequestID    string    `json:"requestId,omitempty"`
-	Success      bool      `json:"success"`
-	FaultCode    string    `json:"faultCode,omitempty"` // short form, e.g. REQUEST_FAILED.DeviceAlreadyActive
-	FaultMessage string    `json:"faultMessage,omitempty"`
-	State        string    `json:"state,omitempty"` // device state seen by a poll
-	MSISDN       string    `json:"msisdn,omitempty"`
-	CallbackID   int64     `json:"callbackId,omitempty"`
-	At           time.Time `json:"at"`
+	Source       change.Source `json:"source"`
+	RequestID    string        `json:"requestId,omitempty"`
+	Success      bool          `json:"success"`
+	FaultCode    change.Code   `json:"faultCode,omitempty"` // short form, e.g. REQUEST_FAILED.DeviceAlreadyActive
+	FaultMessage string        `json:"faultMessage,omitempty"`
+	State        change.State  `json:"state,omitempty"` // device state seen by a poll
+	MSISDN       string        `json:"msisdn,omitempty"`
+	CallbackID   int64         `json:"callbackId,omitempty"`
+	At           time.Time     `json:"at"`
+}
+
+// StoredCallback is a ThingSpace callback as the callback receiver stored
+// it: what a device's workflow needs of it.
+type StoredCallback struct {
+	ID          int64
+	RequestID   string
+	Status      string
+	FaultCode   string
+	FaultString string
+	MSISDN      string
+	ReceivedAt  time.Time
+}
+
+// Confirmation is the callback as ThingSpace's answer for the device: a
+// success when it reported Success without a fault.
+func (c StoredCallback) Confirmation() Confirmation {
+	return Confirmation{
+		Source:       SourceCallback,
+		RequestID:    c.RequestID,
+		Success:      c.FaultCode == "" && strings.EqualFold(c.Status, "Success"),
+		FaultCode:    change.Code(change.ShortCode(c.FaultCode)),
+		FaultMessage: c.FaultString,
+		MSISDN:       c.MSISDN,
+		CallbackID:   c.ID,
+		At:           c.ReceivedAt,
+	}
 }
 
 // Confirmation sources.
 const (
-	SourceCallback = "callback"
-	SourcePoll     = "poll"
-	SourceSync     = "sync"
+	SourceCallback = change.ByCallback
+	SourcePoll     = change.ByPoll
+	SourceSync     = change.BySync
 )
 
 // DeviceResult is a child's outcome, signalled to its parent.
 type DeviceResult struct {
-	DeviceChangeID int64  `json:"deviceChangeId"`
-	ICCID          string `json:"iccid"`
-	Operation      string `json:"operation"`
-	Status         string `json:"status"` // PROCESSED | ERROR
-	Outcome        string `json:"outcome,omitempty"`
-	ErrorCode      string `json:"errorCode,omitempty"`
-	BillingError   bool   `json:"billingError,omitempty"`
+	DeviceChangeID int64            `json:"deviceChangeId"`
+	ICCID          string           `json:"iccid"`
+	Operation      change.Operation `json:"operation"`
+	Status         change.Status    `json:"status"` // PROCESSED | ERROR
+	Outcome        change.Outcome   `json:"outcome,omitempty"`
+	ErrorCode      change.Code      `json:"errorCode,omitempty"`
+	BillingError   bool             `json:"billingError,omitempty"`
 }
 
 // DeviceStatus is the answer of DeviceStatusQuery: where one device's
 // change stands.
 type DeviceStatus struct {
-	Step         string    `json:"step"`
-	RequestID    string    `json:"requestId,omitempty"`
-	WaitingSince time.Time `json:"waitingSince,omitempty"`
-	Outcome      string    `json:"outcome,omitempty"`
+	Step         change.Step    `json:"step"`
+	RequestID    string         `json:"requestId,omitempty"`
+	WaitingSince time.Time      `json:"waitingSince,omitempty"`
+	Outcome      change.Outcome `json:"outcome,omitempty"`
 }
 
 // AccountPollerInput starts an account's poller.
@@ -302,4 +427,45 @@ type BillingRetryResult struct {
 	// StillRunning counts pending steps left to their device's workflow,
 	// which was still running.
 	StillRunning int `json:"stillRunning,omitempty"`
+}
+
+// SubmitBulkChangeWorkflowType submits a bulk change from Temporal itself:
+// `temporal workflow start --type SubmitBulkChange`, or the Web UI's start
+// form.
+const SubmitBulkChangeWorkflowType = "SubmitBulkChange"
+
+// SubmitInput is the input of SubmitBulkChange: a file in one of the
+// worker's inbox directories (submission.inbox_dirs), or a short list of
+// devices without personal data. The same validation and records as
+// `starter submit` follow.
+type SubmitInput struct {
+	// File names a .csv or .json file in an inbox directory: its name, or a
+	// path inside one. Paths leading out of every inbox are refused.
+	File string `json:"file,omitempty"`
+	// Devices are rows given inline, with the file's column names. PPU
+	// columns are refused: personal data has no place in a workflow's
+	// history; put such a file in the inbox.
+	Devices []map[string]string `json:"devices,omitempty"`
+	// DefaultOperation applies to rows without one.
+	DefaultOperation string `json:"defaultOperation,omitempty"`
+	// IdempotencyKey: the same key returns the existing bulk change
+	// (default: this workflow's ID and run).
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+	// Account is the ThingSpace account (default thingspace.account).
+	Account string `json:"account,omitempty"`
+	// SubmittedBy names the operator.
+	SubmittedBy string `json:"submittedBy,omitempty"`
+	// BatchSize overrides bulk.batch_size.
+	BatchSize int `json:"batchSize,omitempty"`
+}
+
+// SubmitResult is what SubmitBulkChange created (or found, for a key used
+// before).
+type SubmitResult struct {
+	BulkChangeID string   `json:"bulkChangeId"`
+	WorkflowID   string   `json:"workflowId"`
+	Created      bool     `json:"created"`
+	Devices      int      `json:"devices"`
+	Batches      int      `json:"batches"`
+	Warnings     []string `json:"warnings,omitempty"`
 }

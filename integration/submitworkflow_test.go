@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/stack"
+	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// temporalCLI runs the real temporal binary against the stack's server.
+func temporalCLI(t *testing.T, s *stack.Stack, args ...string) (string, error) {
+	t.Helper()
+	cli, err := stack.TemporalCLI()
+	require.NoError(t, err)
+	args = append(args, "--address", s.Config.Temporal.Address, "--namespace", s.Config.Temporal.Namespace)
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	return string(out), err
+}
+
+// executeSubmit runs SubmitBulkChange with the temporal CLI and returns its
+// result, or the CLI's output when the workflow failed.
+func executeSubmit(t *testing.T, s *stack.Stack, id, input string) (*api.SubmitResult, string) {
+	t.Helper()
+	out, err := temporalCLI(t, s, "workflow", "execute", "--task-queue", api.TaskQueue, "--type", api.SubmitBulkChangeWorkflowType,
+		"--workflow-id", id, "--input", input, "--output", "json")
+	if err != nil {
+		return nil, out
+	}
+	var v struct {
+		Result json.RawMessage `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &v), out)
+	var res api.SubmitResult
+	require.NoError(t, json.Unmarshal(v.Result, &res), out)
+	return &res, out
+}
+
+// A bulk change submitted with `temporal workflow execute --type
+// SubmitBulkChange` names a file in the inbox; it is validated and written
+// as `starter submit` would, and its workflow runs. Files outside the inbox,
+// files with errors and inline PPU are refused clearly and write nothing.
+func TestSubmitBulkChangeFromTheTemporalCLI(t *testing.T) {
+	inbox := t.TempDir()
+	s := newStack(t, stack.Options{
+		ThingSpace: tssim.Config{CompletionDelay: 300 * time.Millisecond, CallbackRetryInterval: 500 * time.Millisecond, Seed: 31},
+		Config:     func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
+	})
+	_, err := s.StartWorker()
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	_, file := suspendFile(t, s, "8914800701", 5)
+	body, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(inbox, "suspend.csv"), body, 0o600))
+
+	res, out := executeSubmit(t, s, "submit-suspend", `{"file":"suspend.csv","idempotencyKey":"TICKET-7"}`)
+	require.NotNil(t, res, out)
+	require.True(t, res.Created)
+	require.Equal(t, 5, res.Devices)
+	var final api.BulkChangeResult
+	require.NoError(t, s.Client.GetWorkflow(ctx, res.WorkflowID, "").Get(ctx, &final))
+	require.Equal(t, 5, final.Processed)
+
+	// The same idempotency key returns the same bulk change.
+	again, out := executeSubmit(t, s, "submit-suspend-again", `{"file":"suspend.csv","idempotencyKey":"TICKET-7"}`)
+	require.NotNil(t, again, out)
+	require.False(t, again.Created)
+	require.Equal(t, res.BulkChangeID, again.BulkChangeID)
+
+	// Refused, each with a clear reason, and nothing written.
+	other := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(other, "elsewhere.csv"), body, 0o600))
+	require.NoError(t, os.Symlink(filepath.Join(other, "elsewhere.csv"), filepath.Join(inbox, "link.csv")))
+	require.NoError(t, os.WriteFile(filepath.Join(inbox, "bad.csv"), []byte("iccid,operation\n123,suspend\n"), 0o600))
+	for _, c := range []struct{ input, reason string }{
+		{`{"file":"../` + filepath.Base(other) + `/elsewhere.csv"}`, ".. is not allowed"},
+		{`{"file":"` + filepath.Join(other, "elsewhere.csv") + `"}`, "not inside an inbox"},
+		{`{"file":"link.csv"}`, "not inside an inbox"},
+		{`{"file":"bad.csv"}`, "row 2, field iccid"},
+		{`{"devices":[{"iccid":"89148000000000000011","operation":"activate","ppu_first_name":"Ada"}]}`, "may not carry PPU"},
+	} {
+		res, out := executeSubmit(t, s, "submit-refused", c.input)
+		require.Nil(t, res, c.input)
+		require.Contains(t, out, c.reason, c.input)
+	}
+	bulks, err := s.Store.ListBulkChanges(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, bulks, 1, "only the valid submission wrote a bulk change")
+}

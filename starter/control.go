@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/user"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// operatorRequest sends an operator's request (pause, resume, cancel,
+// approve, reject) to a running bulk change as a Temporal Update, and
+// prints its answer. A request the bulk change refuses (pause a finished
+// one, approve one's own) comes back with the reason and changes nothing.
+func (c *cli) operatorRequest(ctx context.Context, update string, args []string) error {
+	fs := flag.NewFlagSet(update, flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	reason := fs.String("reason", "", "why (recorded in the audit log)")
+	as := fs.String("as", operator(), "who asks (default: the OS user)")
+	id, err := parseID(fs, args)
+	if err != nil {
+		return err
+	}
+	b, err := c.bulkChange(ctx, id)
+	if err != nil {
+		return err
+	}
+	tc, err := c.temporal(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   b.WorkflowID,
+		UpdateName:   update,
+		Args:         []any{api.OperatorRequest{By: *as, Reason: *reason}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		var res api.OperatorResult
+		if err = h.Get(ctx, &res); err == nil {
+			fmt.Fprintf(c.out, "bulk change %s: %s\n", id, res.Message)
+			return nil
+		}
+	}
+	return &exitError{1, fmt.Errorf("%s refused: %v", update, rootCause(err))}
+}
+
+// operator names the person at the keyboard: the OS user.
+func operator() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// bulkChange reads a bulk change, or says clearly that there is none.
+func (c *cli) bulkChange(ctx context.Context, id string) (*db.BulkChange, error) {
+	store, err := c.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := store.GetBulkChange(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, &exitError{1, fmt.Errorf("no bulk change %s", id)}
+	}
+	return b, err
+}
+
+// rootCause is the innermost error's message: a validator's reason without
+// the SDK's wrapping.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}

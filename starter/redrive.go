@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/iot-ops/tsbulk/submission"
+)
+
+// redrive creates a new bulk change of the failed device changes of one
+// (optionally only those that failed with the given codes), linked to it
+// both ways. The same bulk change and codes return the same re-drive.
+func (c *cli) redrive(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("redrive", flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	codes := fs.String("codes", "", "only device changes that failed with these codes (comma-separated)")
+	as := fs.String("as", operator(), "who submits the re-drive (default: the OS user)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	id, err := parseID(fs, args)
+	if err != nil {
+		return err
+	}
+	if _, err := c.bulkChange(ctx, id); err != nil {
+		return err
+	}
+	store, err := c.db(ctx)
+	if err != nil {
+		return err
+	}
+	tc, err := c.temporal(ctx)
+	if err != nil {
+		return err
+	}
+	var list []string
+	for _, code := range strings.Split(*codes, ",") {
+		if code = strings.TrimSpace(code); code != "" {
+			list = append(list, code)
+		}
+	}
+	sub := &submission.Submitter{Store: store, Temporal: tc}
+	res, err := sub.Redrive(ctx, submission.RedriveRequest{Original: id, Codes: list, SubmittedBy: *as,
+		BatchSize: c.cfg.Bulk.BatchSize, Options: c.cfg.BulkChangeOptions(), ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
+		Approval: c.approvalRule()})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(c.out).Encode(res)
+	}
+	if res.Created {
+		fmt.Fprintf(c.out, "re-drive of %s: bulk change %s of %d failed device changes\n", id, res.ID, res.BulkChange.Total)
+	} else {
+		fmt.Fprintf(c.out, "bulk change %s already re-drives these device changes of %s (%s)\n", res.ID, id, res.BulkChange.Status)
+	}
+	c.printSubmitted(res)
+	return nil
+}
+
+// approvalRule is the configured four-eyes rule (nil: none).
+func (c *cli) approvalRule() *submission.ApprovalRule {
+	a := c.cfg.Approval
+	return submission.NewApprovalRule(a.Operations, a.MinDevices, a.ExpiresAfter)
+}

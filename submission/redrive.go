@@ -1,0 +1,148 @@
+package submission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/iot-ops/tsbulk/bulkchange"
+	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// RedriveRequest asks for a new bulk change of the failed device changes of
+// another.
+type RedriveRequest struct {
+	Original string
+	// Codes keeps only the device changes that failed with one of these
+	// codes (all failed ones when empty).
+	Codes                []string
+	SubmittedBy          string
+	BatchSize            int
+	Options              api.Options
+	ActionsPerLinePerDay int
+	Approval             *ApprovalRule
+}
+
+// Redrive creates a new bulk change of only the failed device changes of
+// the original (optionally only those codes), linked to it both ways, and
+// starts it. The same original and codes return the same re-drive. The new
+// changes are checked as a file would be: the daily per-line limit, and the
+// one-change-in-flight rule when their batches are sent.
+func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, error) {
+	orig, err := s.Store.GetBulkChange(ctx, req.Original)
+	if err != nil {
+		return nil, fmt.Errorf("bulk change %s: %w", req.Original, err)
+	}
+	codes := append([]string(nil), req.Codes...)
+	sort.Strings(codes)
+	key := "redrive:" + orig.ID + ":" + strings.Join(codes, ",")
+	if b, err := s.Store.BulkChangeByKey(ctx, key); err == nil {
+		return s.start(ctx, b, false, nil)
+	} else if !errors.Is(err, db.ErrNotFound) {
+		return nil, err
+	}
+	failed, err := s.Store.FailedChanges(ctx, orig.ID, codes)
+	if err != nil {
+		return nil, err
+	}
+	if len(failed) == 0 {
+		what := "failed device changes"
+		if len(codes) > 0 {
+			what += " with code " + strings.Join(codes, " or ")
+		}
+		return nil, fmt.Errorf("bulk change %s has no %s: nothing to re-drive", orig.ID, what)
+	}
+	devs := make([]bulkchange.DeviceRequest, len(failed))
+	for i, f := range failed {
+		if devs[i], err = requestOf(f); err != nil {
+			return nil, fmt.Errorf("row %d (%s): %w", f.RowNumber, f.ICCID, err)
+		}
+	}
+	problems, warnings, err := s.checkAgainstDatabase(ctx, devs, req.ActionsPerLinePerDay)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, &bulkchange.ValidationError{Errors: problems}
+	}
+	plan := &Plan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
+	plan.BatchOf, plan.Batches = assignBatches(devs, req.BatchSize)
+	for _, d := range devs {
+		plan.ByOperation[string(d.Operation)]++
+	}
+	opts := req.Options
+	opts.Approval = req.Approval.For(plan)
+	return s.create(ctx, newBulk{account: orig.AccountName, key: key, source: "re-drive of " + orig.ID,
+		submittedBy: req.SubmittedBy, redriveOf: orig.ID, options: opts}, plan)
+}
+
+// requestOf rebuilds the validated request of a stored device change.
+func requestOf(f db.FailedChange) (bulkchange.DeviceRequest, error) {
+	d := bulkchange.DeviceRequest{Row: f.RowNumber, ICCID: f.ICCID, IMEI: f.IMEI, Operation: bulkchange.Operation(f.Operation)}
+	var p db.ChangeParams
+	if err := json.Unmarshal(f.Params, &p); err != nil {
+		return d, fmt.Errorf("params: %w", err)
+	}
+	d.ServicePlan, d.MdnZipCode, d.ReasonCode, d.EtfWaiver = p.ServicePlan, p.MdnZipCode, p.ReasonCode, p.EtfWaiver
+	if len(f.PPU) > 0 && string(f.PPU) != "null" {
+		var pu thingspace.PlaceOfUse
+		if err := json.Unmarshal(f.PPU, &pu); err != nil {
+			return d, errors.New("stored PPU is unreadable")
+		}
+		zip := pu.Address.Zip
+		if pu.Address.Zip4 != "" {
+			zip += "-" + pu.Address.Zip4
+		}
+		d.PPU = &bulkchange.PPU{FirstName: pu.CustomerName.FirstName, LastName: pu.CustomerName.LastName,
+			AddressLine1: pu.Address.AddressLine1, AddressLine2: pu.Address.AddressLine2, City: pu.Address.City,
+			State: pu.Address.State, Zip: zip, Country: pu.Address.Country}
+	}
+	if len(f.Billing) > 0 && string(f.Billing) != "null" {
+		var b db.BillingData
+		if err := json.Unmarshal(f.Billing, &b); err != nil {
+			return d, fmt.Errorf("billing: %w", err)
+		}
+		d.Billing = &bulkchange.Billing{CustomerID: b.CustomerID, ServiceTypeID: b.ServiceTypeID, ProviderID: b.ProviderID,
+			ProductIDs: b.ProductIDs, Rates: b.Rates}
+	}
+	return d, nil
+}
+
+// newBulk is what a new bulk change is written with, besides its devices.
+type newBulk struct {
+	account, key, source, submittedBy, redriveOf string
+	options                                      api.Options
+}
+
+// create writes a planned bulk change in one transaction and starts it.
+func (s *Submitter) create(ctx context.Context, n newBulk, plan *Plan) (*Result, error) {
+	id := uuid.NewString()
+	opts, err := json.Marshal(n.options)
+	if err != nil {
+		return nil, err
+	}
+	nb := db.NewBulkChange{
+		ID: id, AccountName: n.account, IdempotencyKey: n.key, SourceName: n.source, SubmittedBy: n.submittedBy,
+		Batches: len(plan.Batches), Options: opts, WorkflowID: api.BulkChangeWorkflowID(id), RedriveOf: n.redriveOf,
+	}
+	nb.Devices = make([]db.NewDeviceChange, len(plan.Devices))
+	for i, d := range plan.Devices {
+		nd, err := deviceRow(i+1, d, plan.BatchOf[i])
+		if err != nil {
+			return nil, err
+		}
+		nb.Devices[i] = nd
+	}
+	b, created, err := s.Store.CreateBulkChange(ctx, nb)
+	if err != nil {
+		return nil, err
+	}
+	return s.start(ctx, b, created, plan)
+}

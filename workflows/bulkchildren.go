@@ -1,0 +1,211 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// startChildren starts the next page of children, then waits until each one
+// has started, so that none is half-started at a continue-as-new.
+func (b *bulkRun) startChildren() error {
+	limit := min(b.st.Plan.Options.Window-len(b.inFlight), b.st.Queued, startPage)
+	var page []activities.DeviceToStart
+	in := activities.ListDevicesInput{BulkChangeID: b.in.BulkChangeID, After: b.st.Cursor, MaxBatch: b.st.NextBatch - 1, Limit: limit,
+		UnfinishedBelowBatch: b.st.RecoveredBelow}
+	if err := workflow.ExecuteLocalActivity(withLocalDB(b.ctx), a.ListDevicesToStart, in).Get(b.ctx, &page); err != nil {
+		return err
+	}
+	if len(page) == 0 {
+		// The counters and the database disagree; trust the database.
+		b.logger.Warn("no device changes left to start", "queued", b.st.Queued)
+		b.st.Queued = 0
+		return nil
+	}
+	type startedChild struct {
+		dev    activities.DeviceToStart
+		future workflow.ChildWorkflowFuture
+	}
+	children := make([]startedChild, 0, len(page))
+	for _, d := range page {
+		children = append(children, startedChild{d, b.startChild(d)})
+		b.inFlight[d.ID] = d.ICCID
+		b.order = append(b.order, d.ID)
+		b.st.Cursor = api.Cursor{BatchNo: d.BatchNo, Seq: d.Seq}
+		b.st.Queued--
+		b.started++
+		b.st.Progress.Started++
+	}
+	for _, c := range children {
+		err := c.future.GetChildWorkflowExecution().Get(b.ctx, nil)
+		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
+		switch {
+		case err == nil, errors.As(err, &already):
+			// Already running (the parent was reset): it reports to us too.
+		default:
+			b.logger.Error("device workflow did not start", "iccid", c.dev.ICCID, "error", err)
+			b.childNotStarted(c.dev, err)
+		}
+	}
+	b.touch()
+	return nil
+}
+
+// childNotStarted ends the device change whose workflow could not start:
+// nothing else would ever record it.
+func (b *bulkRun) childNotStarted(d activities.DeviceToStart, cause error) {
+	res := api.DeviceResult{DeviceChangeID: d.ID, ICCID: d.ICCID, Operation: d.Operation,
+		Status: change.Failed, ErrorCode: change.WorkflowStartFailed}
+	if workflow.GetVersion(b.ctx, "record-start-failure", workflow.DefaultVersion, 1) >= 1 {
+		in := activities.EndDeviceChangeInput{DeviceChangeID: d.ID, Code: change.WorkflowStartFailed,
+			Message: "its device workflow could not start: " + rootMessage(cause)}
+		if err := workflow.ExecuteActivity(withDB(b.ctx), a.EndDeviceChange, in).Get(b.ctx, &res); err != nil {
+			b.logger.Error("could not record the device change", "iccid", d.ICCID, "error", err)
+		}
+	}
+	b.record(res)
+}
+
+func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowFuture {
+	ctx := workflow.WithChildOptions(b.ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: api.DeviceChangeWorkflowID(b.in.BulkChangeID, d.ICCID),
+		// Children outlive the parent's continue-as-new and report their
+		// result by signal.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		// Every change of a device, across bulk changes, is found by its
+		// ICCID in the Web UI; they cost no event.
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			api.BulkChangeIDAttr.ValueSet(b.in.BulkChangeID),
+			api.ICCIDAttr.ValueSet(d.ICCID),
+			api.OperationAttr.ValueSet([]string{string(d.Operation)}),
+		),
+	})
+	return workflow.ExecuteChildWorkflow(ctx, DeviceChange, api.DeviceChangeInput{
+		BulkChangeID:     b.in.BulkChangeID,
+		DeviceChangeID:   d.ID,
+		ICCID:            d.ICCID,
+		Operation:        d.Operation,
+		AccountName:      b.st.Plan.AccountName,
+		ParentWorkflowID: workflow.GetInfo(b.ctx).WorkflowExecution.ID,
+		Options:          b.st.Plan.Options,
+	})
+}
+
+// coalesceAbove and coalesceFor: with this many children in flight,
+// results arrive close together; after the first one the workflow waits a
+// moment and takes the others in the same workflow task, instead of one
+// workflow task per result. That is most of the server's work per device.
+const (
+	coalesceAbove = 50
+	coalesceFor   = 500 * time.Millisecond
+)
+
+func (b *bulkRun) awaitResult() {
+	if !b.watch {
+		var r api.DeviceResult
+		b.results.Receive(b.ctx, &r)
+		b.record(r)
+		b.pauseToCoalesce()
+		return
+	}
+	// One timer at a time, re-armed only when it fires: results arriving
+	// cost no timer events. The wait also ends on an operator's request
+	// (a resume, say).
+	if b.watchTimer == nil {
+		b.watchTimer = workflow.NewTimer(b.ctx, b.stallCheck())
+	}
+	epoch := b.epoch
+	_ = workflow.Await(b.ctx, func() bool {
+		return b.results.Len() > 0 || b.watchTimer.IsReady() || b.epoch != epoch
+	})
+	got := b.results.Len() > 0
+	b.drainResults()
+	if got {
+		b.pauseToCoalesce()
+	}
+	if b.watchTimer.IsReady() {
+		b.watchTimer = nil
+		if workflow.Now(b.ctx).Sub(b.lastResultAt) >= b.stallCheck() {
+			b.checkChildren()
+		}
+	}
+}
+
+func (b *bulkRun) pauseToCoalesce() {
+	if b.coalesce && len(b.inFlight) >= coalesceAbove {
+		_ = workflow.Sleep(b.ctx, coalesceFor)
+	}
+}
+
+// defaultStallCheck is how long a parent waits without any result before it
+// asks Temporal whether its children still run.
+const defaultStallCheck = 10 * time.Minute
+
+func (b *bulkRun) stallCheck() time.Duration {
+	if d := b.st.Plan.Options.Timing.StallCheck; d > 0 {
+		return d
+	}
+	return defaultStallCheck
+}
+
+// checkChildren notices device workflows that ended without reporting
+// (failed, terminated by an operator, timed out): their device change is
+// recorded ERROR with DEVICE_WORKFLOW_ENDED (or keeps the outcome it had),
+// and counted, so the bulk change never waits forever for them.
+func (b *bulkRun) checkChildren() {
+	in := activities.CheckDeviceWorkflowsInput{BulkChangeID: b.in.BulkChangeID}
+	for _, id := range b.order {
+		if iccid, ok := b.inFlight[id]; ok {
+			in.InFlight = append(in.InFlight, api.InFlight{DeviceChangeID: id, ICCID: iccid})
+		}
+	}
+	var ended []api.DeviceResult
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.CheckDeviceWorkflows, in).Get(b.ctx, &ended); err != nil {
+		b.logger.Error("could not check the device workflows", "error", err)
+		return
+	}
+	for _, r := range ended {
+		b.logger.Warn("device workflow ended without reporting", "iccid", r.ICCID, "errorCode", r.ErrorCode)
+		b.record(r)
+	}
+	b.lastResultAt = workflow.Now(b.ctx)
+}
+
+func (b *bulkRun) drainResults() {
+	for {
+		var r api.DeviceResult
+		if !b.results.ReceiveAsync(&r) {
+			return
+		}
+		b.record(r)
+	}
+}
+
+// record counts a child's result. Results of children not in flight
+// (duplicates) are ignored.
+func (b *bulkRun) record(r api.DeviceResult) {
+	if _, ok := b.inFlight[r.DeviceChangeID]; !ok {
+		return
+	}
+	delete(b.inFlight, r.DeviceChangeID)
+	b.lastResultAt = workflow.Now(b.ctx)
+	p := &b.st.Progress
+	if r.Status == change.Processed {
+		p.Processed++
+		p.ByOutcome[r.Outcome]++
+	} else {
+		p.Errors++
+		p.ErrorsByCode[r.ErrorCode]++
+	}
+	if r.BillingError {
+		p.BillingErrors++
+	}
+	b.touch()
+}

@@ -1,0 +1,110 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// start validates the bulk change and checks ThingSpace authentication once:
+// with refused credentials no device is touched. A ThingSpace outage is not a
+// refusal: the check waits it out, as every ThingSpace call does (the
+// attempts and the last error show in `starter status`).
+func (b *bulkRun) start() error {
+	var plan api.Plan
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.StartBulkChange, b.in.BulkChangeID).Get(b.ctx, &plan); err != nil {
+		return fmt.Errorf("start bulk change %s: %w", b.in.BulkChangeID, err)
+	}
+	b.usePlan(plan)
+	if ok, err := b.awaitGo(); err != nil || !ok {
+		// Cancelled before it sent anything (or rejected, or its
+		// approval expired): the main loop finds nothing to do and ends.
+		return err
+	}
+	b.st.Progress.Phase = "checking_thingspace"
+	b.touch()
+
+	err := workflow.ExecuteActivity(withAuthCheck(b.ctx), a.CheckThingSpaceAuth, b.in.BulkChangeID).Get(b.ctx, nil)
+	b.st.Progress.Phase = "running"
+	b.touch()
+	if err == nil {
+		return nil
+	}
+	msg := "ThingSpace authentication failed: " + rootMessage(err)
+	b.logger.Error("bulk change cannot run", "error", err)
+	fail := activities.FailBulkInput{BulkChangeID: b.in.BulkChangeID, Code: change.AuthFailed, Message: msg}
+	if ferr := workflow.ExecuteActivity(withDB(b.ctx), a.FailBulkChange, fail).Get(b.ctx, nil); ferr != nil {
+		return ferr
+	}
+	b.st.Progress.Phase = "failed"
+	b.setStatus(b.ctx, api.StatusFailed)
+	b.st.Progress.Error = msg
+	b.st.Progress.Errors = plan.Total
+	b.st.Progress.ErrorsByCode[change.AuthFailed] = plan.Total
+	return temporal.NewNonRetryableApplicationError(msg, "BulkChangeFailed", err)
+}
+
+func (b *bulkRun) usePlan(plan api.Plan) {
+	b.st.Plan = withDefaults(plan)
+	b.st.Progress.Total = plan.Total
+	b.st.Progress.Batches = plan.Batches
+	b.st.Progress.Phase = "running"
+	b.setStatus(b.ctx, api.StatusRunning)
+}
+
+// recover takes over a bulk change whose previous parent run ended without
+// finishing it (failed, terminated, timed out): an operator started this run
+// with Recover (`starter resume-failed`). Where that run stood is read from
+// PostgreSQL, not from its history: batches whose devices all left PENDING
+// were sent (SubmitBatch is idempotent, so a batch sent half-way is taken up
+// where it stood, never sent twice); device changes of those batches that
+// have their outcome are counted; the others get their child again, and a
+// child still running from the failed run is adopted (it reports to this
+// workflow ID).
+func (b *bulkRun) recover() error {
+	var rec activities.RecoveredBulk
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.RecoverBulkChange, b.in.BulkChangeID).Get(b.ctx, &rec); err != nil {
+		return fmt.Errorf("recover bulk change %s: %w", b.in.BulkChangeID, err)
+	}
+	b.usePlan(rec.Plan)
+	b.st.NextBatch = rec.NextBatch
+	b.st.RecoveredBelow = rec.NextBatch
+	b.st.Queued = rec.Unfinished
+	p := &b.st.Progress
+	p.BatchesSent = rec.NextBatch - 1
+	p.Submitted = rec.Submitted
+	p.Processed, p.Errors = rec.Processed, rec.Errors
+	for k, v := range rec.ByOutcome {
+		p.ByOutcome[k] = v
+	}
+	for k, v := range rec.ErrorsByCode {
+		p.ErrorsByCode[k] = v
+	}
+	p.Recovered++
+	if rec.ApprovedBy != "" {
+		b.st.Control.Approved = &api.OperatorAction{By: rec.ApprovedBy, At: workflow.Now(b.ctx)}
+	}
+	b.touch()
+	b.logger.Info("recovered bulk change", "nextBatch", rec.NextBatch, "unfinished", rec.Unfinished)
+	if rec.NextBatch == 1 {
+		// Nothing was sent: what held it back (approval, start time) holds.
+		_, err := b.awaitGo()
+		return err
+	}
+	return nil
+}
+
+func withDefaults(p api.Plan) api.Plan {
+	if p.Options.Window <= 0 {
+		p.Options.Window = DefaultWindow
+	}
+	if p.Options.StartsPerRun <= 0 {
+		p.Options.StartsPerRun = DefaultStartsPerRun
+	}
+	return p
+}

@@ -1,0 +1,58 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
+)
+
+func (b *bulkRun) submitNextBatch() error {
+	n := b.st.NextBatch
+	var res activities.SubmitBatchResult
+	b.submitting = true
+	err := workflow.ExecuteActivity(withThingSpace(b.ctx), a.SubmitBatch,
+		activities.SubmitBatchInput{BulkChangeID: b.in.BulkChangeID, BatchNo: n}).Get(b.ctx, &res)
+	b.submitting = false
+	if err != nil {
+		// Only a refusal of our credentials (or a bug) gets here: ThingSpace
+		// outages are retried without end. Nothing more can be sent.
+		return b.stopSubmitting(n, err)
+	}
+	b.st.NextBatch++
+	b.st.Queued += res.Devices
+	b.st.Progress.BatchesSent++
+	b.st.Progress.Submitted += res.Devices
+	if res.Limit != nil {
+		lim := *res.Limit
+		lim.BatchesWaiting = b.st.Plan.Batches - b.st.Progress.BatchesSent
+		lim.DevicesWaiting = b.st.Plan.Total - b.st.Progress.Submitted
+		b.st.Progress.Limit = &lim
+	}
+	b.touch()
+	return nil
+}
+
+// stopSubmitting ends the device changes no request will carry and lets the
+// children already running finish.
+func (b *bulkRun) stopSubmitting(fromBatch int, cause error) error {
+	code := change.SubmitFailed
+	if isType(cause, activities.ErrTypeInvalidCredentials) {
+		code = change.AuthFailed
+	}
+	msg := fmt.Sprintf("batch %d could not be sent: %s", fromBatch, rootMessage(cause))
+	b.logger.Error("stopping submission", "batch", fromBatch, "error", cause)
+	var ended int
+	in := activities.FailUnsentInput{BulkChangeID: b.in.BulkChangeID, FromBatch: fromBatch, Code: code, Message: msg}
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.FailUnsent, in).Get(b.ctx, &ended); err != nil {
+		return err
+	}
+	b.st.StopSubmitting = msg
+	b.st.Progress.Error = msg
+	b.st.Progress.Errors += ended
+	b.st.Progress.ErrorsByCode[code] += ended
+	b.touch()
+	return nil
+}
