@@ -35,7 +35,7 @@ test-unit:
 # Native Go fuzz targets (package:Fuzz function); Go fuzzes one per run.
 # What a run finds is written to the package's testdata/fuzz/ and replayed by
 # every plain go test from then on.
-FUZZ_TARGETS := ./bulkchange:FuzzParseCSV ./bulkchange:FuzzParseJSON ./bulkchange:FuzzReportHidesPPU ./callbacks:FuzzCallbackBody
+FUZZ_TARGETS := ./changefile:FuzzParseCSV ./changefile:FuzzParseJSON ./changefile:FuzzReportHidesPPU ./callbacks:FuzzCallbackBody
 FUZZTIME ?= 5m
 FUZZMINIMIZETIME ?= 10s
 

@@ -66,13 +66,19 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	// A device-level lookup is audited under its device change; a refusal
 	// keeps ThingSpace's code.
 	var look activities.DeviceLookup
-	require.NoError(t, h.run(&look, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk, DeviceChangeID: ids[devs[0].ICCID],
-		ICCID: devs[0].ICCID}))
+	require.NoError(
+		t,
+		h.run(&look, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk, DeviceChangeID: ids[devs[0].ICCID],
+			ICCID: devs[0].ICCID}),
+	)
 	require.True(t, look.Found)
 	require.Equal(t, string(thingspace.StatePendingSuspend), look.State)
 	unknown := devices(1, "8914800502", "")[0]
-	require.NoError(t, h.run(&look, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk, DeviceChangeID: ids[devs[1].ICCID],
-		ICCID: unknown.ICCID}))
+	require.NoError(
+		t,
+		h.run(&look, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk, DeviceChangeID: ids[devs[1].ICCID],
+			ICCID: unknown.ICCID}),
+	)
 	require.False(t, look.Found)
 	rows = h.audit(bulk)
 	last2 := rows[len(rows)-2:]

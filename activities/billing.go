@@ -70,7 +70,8 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			return nil, err
 		}
 	}
-	alreadyActive := change.Outcome(dc.Outcome) == change.AlreadyActive || change.Outcome(dc.Outcome) == change.AlreadyActivePPU
+	alreadyActive := change.Outcome(dc.Outcome) == change.AlreadyActive ||
+		change.Outcome(dc.Outcome) == change.AlreadyActivePPU
 	if alreadyActive {
 		if svc, err := a.existingService(ctx, dc); err != nil || svc != nil {
 			if err != nil {
@@ -116,13 +117,21 @@ const foundExisting = "existing"
 func (a *Activities) readMSISDN(ctx context.Context, dc *db.DeviceChange) error {
 	d, err := a.getDevice(forAccount(ctx, dc.AccountName), dc.AccountName, dc.ICCID)
 	if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
-		return permanent(ErrTypeMSISDNUnknown, "device %s is not listed at ThingSpace: its MSISDN is unknown and the Rev.io service needs it", dc.ICCID)
+		return permanent(
+			ErrTypeMSISDNUnknown,
+			"device %s is not listed at ThingSpace: its MSISDN is unknown and the Rev.io service needs it",
+			dc.ICCID,
+		)
 	}
 	if err != nil {
 		return thingSpaceError("read the MSISDN of "+dc.ICCID, err)
 	}
 	if d.MSISDN() == "" {
-		return permanent(ErrTypeMSISDNUnknown, "ThingSpace lists device %s without an MSISDN: the Rev.io service needs one", dc.ICCID)
+		return permanent(
+			ErrTypeMSISDNUnknown,
+			"ThingSpace lists device %s without an MSISDN: the Rev.io service needs one",
+			dc.ICCID,
+		)
 	}
 	dc.MSISDN = d.MSISDN()
 	return a.Store.SetMSISDN(ctx, dc.ID, dc.MSISDN)
@@ -148,15 +157,23 @@ func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (
 		}
 		for _, s := range found {
 			if s.DisconnectedDate == "" {
-				return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: s.Number,
-					CustomerID: s.CustomerID, ServiceID: s.ServiceID, FoundBy: foundExisting})
+				return a.Store.SaveRevioService(
+					ctx,
+					db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: s.Number,
+						CustomerID: s.CustomerID, ServiceID: s.ServiceID, FoundBy: foundExisting},
+				)
 			}
 		}
 	}
 	return nil, nil
 }
 
-func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bill db.BillingData, first bool) (*db.RevioService, error) {
+func (a *Activities) ensureService(
+	ctx context.Context,
+	dc *db.DeviceChange,
+	bill db.BillingData,
+	first bool,
+) (*db.RevioService, error) {
 	svc, err := a.Store.RevioServiceOf(ctx, dc.ID)
 	if err == nil {
 		return svc, nil
@@ -165,14 +182,20 @@ func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bil
 		return nil, err
 	}
 	if !first {
-		found, err := a.Revio.FindServices(ctx, revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID})
+		found, err := a.Revio.FindServices(
+			ctx,
+			revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID},
+		)
 		if err != nil {
 			return nil, revioError("find Rev.io service of "+dc.ICCID, err)
 		}
 		for _, s := range found {
 			if s.Number == dc.MSISDN && s.Number2 == dc.ICCID && s.DisconnectedDate == "" {
-				return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
-					CustomerID: bill.CustomerID, ServiceID: s.ServiceID, FoundBy: "search"})
+				return a.Store.SaveRevioService(
+					ctx,
+					db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
+						CustomerID: bill.CustomerID, ServiceID: s.ServiceID, FoundBy: "search"},
+				)
 			}
 		}
 	}
@@ -187,7 +210,13 @@ func (a *Activities) ensureService(ctx context.Context, dc *db.DeviceChange, bil
 		CustomerID: bill.CustomerID, ServiceID: id, FoundBy: "created"})
 }
 
-func (a *Activities) ensureProducts(ctx context.Context, dc *db.DeviceChange, bill db.BillingData, svc *db.RevioService, fresh bool) ([]int64, error) {
+func (a *Activities) ensureProducts(
+	ctx context.Context,
+	dc *db.DeviceChange,
+	bill db.BillingData,
+	svc *db.RevioService,
+	fresh bool,
+) ([]int64, error) {
 	stored, err := a.Store.RevioProducts(ctx, dc.ID)
 	if err != nil {
 		return nil, err

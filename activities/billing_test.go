@@ -27,11 +27,17 @@ func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed)
 		params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}}
 	bulk, ids := h.newBulk(account, c)
 	id := ids[dev.ICCID]
-	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-activate', submitted_at = now() WHERE id = $1`, id)
+	h.exec(
+		`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-activate', submitted_at = now() WHERE id = $1`,
+		id,
+	)
 	var res activities.CompleteResult
-	require.NoError(h.t, h.run(&res, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: id, Operation: "activate",
-		Status: change.Processed, Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: msisdn,
-		ConfirmedBy: "callback", ConfirmedAt: time.Now(), BillingPending: true, RequestID: "req-activate"}))
+	require.NoError(
+		h.t,
+		h.run(&res, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: id, Operation: "activate",
+			Status: change.Processed, Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: msisdn,
+			ConfirmedBy: "callback", ConfirmedAt: time.Now(), BillingPending: true, RequestID: "req-activate"}),
+	)
 	require.Equal(h.t, "PENDING", h.change(id).BillingStatus)
 	return bulk, id, dev
 }
@@ -48,7 +54,11 @@ func (h *harness) createBilling(bulk string, id int64) (*activities.BillingResul
 // foundBy returns how the stored service and products were obtained.
 func (h *harness) foundBy(id int64) (service string, products []string) {
 	h.t.Helper()
-	require.NoError(h.t, h.store.Pool.QueryRow(ctx(h.t), `SELECT found_by FROM revio_services WHERE device_change_id = $1`, id).Scan(&service))
+	require.NoError(
+		h.t,
+		h.store.Pool.QueryRow(ctx(h.t), `SELECT found_by FROM revio_services WHERE device_change_id = $1`, id).
+			Scan(&service),
+	)
 	ps, err := h.store.RevioProducts(ctx(h.t), id)
 	require.NoError(h.t, err)
 	for _, p := range ps {
@@ -140,9 +150,19 @@ func TestCreateBillingServiceFindsWhatWasNeverStored(t *testing.T) {
 
 	h.exec(`DELETE FROM revio_service_products WHERE device_change_id = $1`, id)
 	h.exec(`DELETE FROM revio_services WHERE device_change_id = $1`, id)
-	require.NoError(t, h.run(nil, h.acts.RecordBillingFailure, activities.RecordBillingFailureInput{DeviceChangeID: id, Message: "worker lost"}))
+	require.NoError(
+		t,
+		h.run(
+			nil,
+			h.acts.RecordBillingFailure,
+			activities.RecordBillingFailureInput{DeviceChangeID: id, Message: "worker lost"},
+		),
+	)
 	var failed []int64
-	require.NoError(t, h.run(&failed, h.acts.ListBillingFailures, activities.ListBillingFailuresInput{BulkChangeID: bulk, Limit: 10}))
+	require.NoError(
+		t,
+		h.run(&failed, h.acts.ListBillingFailures, activities.ListBillingFailuresInput{BulkChangeID: bulk, Limit: 10}),
+	)
 	require.Equal(t, []int64{id}, failed)
 
 	posts := h.revioCalls("POST /v1/Services") + h.revioCalls("POST /v1/ServiceProduct")
@@ -151,7 +171,12 @@ func TestCreateBillingServiceFindsWhatWasNeverStored(t *testing.T) {
 	require.False(t, res.Created)
 	require.Equal(t, first.ServiceID, res.ServiceID)
 	require.Equal(t, first.ServiceProductIDs, res.ServiceProductIDs, "each product matched once, none duplicated")
-	require.Equal(t, posts, h.revioCalls("POST /v1/Services")+h.revioCalls("POST /v1/ServiceProduct"), "nothing created")
+	require.Equal(
+		t,
+		posts,
+		h.revioCalls("POST /v1/Services")+h.revioCalls("POST /v1/ServiceProduct"),
+		"nothing created",
+	)
 	require.Len(t, h.rsim.Services(), 1)
 	require.Len(t, h.rsim.ServiceProducts(), 3)
 
@@ -254,11 +279,17 @@ func TestDisconnectBilling(t *testing.T) {
 	off, ids := h.newBulk(account, changes("deactivate", 1, dev)...)
 	offID := ids[dev.ICCID]
 	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, offID)
-	require.NoError(t, h.run(nil, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: offID, Operation: "deactivate",
-		Status: change.Processed, Outcome: "DEACTIVATED", FinalState: change.StateDeactive, ReleaseMSISDN: true,
-		ConfirmedBy: "callback", ConfirmedAt: time.Now()}))
+	require.NoError(
+		t,
+		h.run(nil, h.acts.CompleteDeviceChange, activities.CompleteInput{DeviceChangeID: offID, Operation: "deactivate",
+			Status: change.Processed, Outcome: "DEACTIVATED", FinalState: change.StateDeactive, ReleaseMSISDN: true,
+			ConfirmedBy: "callback", ConfirmedAt: time.Now()}),
+	)
 
-	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}))
+	require.NoError(
+		t,
+		h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}),
+	)
 	date := h.change(offID).CompletedAt.UTC().Format("2006-01-02")
 	svcs := h.rsim.Services()
 	require.Len(t, svcs, 1)
@@ -271,11 +302,17 @@ func TestDisconnectBilling(t *testing.T) {
 		require.Equal(t, date, p.CanceledDate, "same date as the service")
 	}
 	var open int
-	require.NoError(t, h.store.Pool.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM revio_services WHERE disconnected_at IS NULL)
-		+ (SELECT count(*) FROM revio_service_products WHERE disconnected_at IS NULL)`).Scan(&open))
+	require.NoError(
+		t,
+		h.store.Pool.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM revio_services WHERE disconnected_at IS NULL)
+		+ (SELECT count(*) FROM revio_service_products WHERE disconnected_at IS NULL)`).Scan(&open),
+	)
 	require.Zero(t, open)
 
 	calls := h.rsim.Stats().Total
-	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}))
+	require.NoError(
+		t,
+		h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}),
+	)
 	require.Equal(t, calls, h.rsim.Stats().Total, "already disconnected: nothing to do")
 }

@@ -43,8 +43,13 @@ func (a *Activities) runnableBulkChange(ctx context.Context, bulkID string) (*db
 		return nil, permanent(ErrTypeNotRunnable, "bulk change %s has already ended (%s)", bulkID, b.Status)
 	}
 	if wid := activity.GetInfo(ctx).WorkflowExecution.ID; wid != b.WorkflowID {
-		return nil, permanent(ErrTypeNotRunnable, "bulk change %s runs as workflow %s, not %s: start or resume that one",
-			bulkID, b.WorkflowID, wid)
+		return nil, permanent(
+			ErrTypeNotRunnable,
+			"bulk change %s runs as workflow %s, not %s: start or resume that one",
+			bulkID,
+			b.WorkflowID,
+			wid,
+		)
 	}
 	return b, nil
 }
@@ -183,14 +188,26 @@ type DeviceToStart struct {
 // ListDevicesToStart returns the next device changes of submitted batches.
 // Pages are small: the device list never travels as one payload.
 func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput) ([]DeviceToStart, error) {
-	rows, err := a.Store.ListDevicesToStart(ctx, in.BulkChangeID, db.StartCursor{BatchNo: in.After.BatchNo, Seq: in.After.Seq},
-		in.MaxBatch, in.Limit, in.UnfinishedBelowBatch)
+	rows, err := a.Store.ListDevicesToStart(
+		ctx,
+		in.BulkChangeID,
+		db.StartCursor{BatchNo: in.After.BatchNo, Seq: in.After.Seq},
+		in.MaxBatch,
+		in.Limit,
+		in.UnfinishedBelowBatch,
+	)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]DeviceToStart, len(rows))
 	for i, r := range rows {
-		out[i] = DeviceToStart{ID: r.ID, Seq: r.Seq, BatchNo: r.BatchNo, ICCID: r.ICCID, Operation: change.Operation(r.Operation)}
+		out[i] = DeviceToStart{
+			ID:        r.ID,
+			Seq:       r.Seq,
+			BatchNo:   r.BatchNo,
+			ICCID:     r.ICCID,
+			Operation: change.Operation(r.Operation),
+		}
 	}
 	return out, nil
 }
@@ -230,7 +247,13 @@ func (a *Activities) FinishBulkChange(ctx context.Context, in FinishInput) (*Fin
 	if err != nil {
 		return nil, err
 	}
-	return &FinishResult{Processed: b.Processed, Errors: b.Errors, Cancelled: b.Cancelled, SitesSet: sites, BillingOwed: owed}, nil
+	return &FinishResult{
+		Processed:   b.Processed,
+		Errors:      b.Errors,
+		Cancelled:   b.Cancelled,
+		SitesSet:    sites,
+		BillingOwed: owed,
+	}, nil
 }
 
 // EndDeviceChangeInput ends a device change whose workflow could not record
@@ -274,7 +297,10 @@ type CheckDeviceWorkflowsInput struct {
 // has waited on for a long time, and returns the results of those that have
 // closed without reporting: their device change keeps the outcome it has,
 // or is recorded ERROR DEVICE_WORKFLOW_ENDED with how the workflow ended.
-func (a *Activities) CheckDeviceWorkflows(ctx context.Context, in CheckDeviceWorkflowsInput) ([]api.DeviceResult, error) {
+func (a *Activities) CheckDeviceWorkflows(
+	ctx context.Context,
+	in CheckDeviceWorkflowsInput,
+) ([]api.DeviceResult, error) {
 	var out []api.DeviceResult
 	for _, f := range in.InFlight {
 		st, err := a.workflowStatus(ctx, api.DeviceChangeWorkflowID(in.BulkChangeID, f.ICCID))
@@ -289,8 +315,11 @@ func (a *Activities) CheckDeviceWorkflows(ctx context.Context, in CheckDeviceWor
 		if err != nil {
 			return nil, err
 		}
-		r, err := a.EndDeviceChange(ctx, EndDeviceChangeInput{DeviceChangeID: f.DeviceChangeID, Code: change.DeviceWorkflowEnded,
-			Message: fmt.Sprintf("its device workflow ended without recording an outcome (%s)", how)})
+		r, err := a.EndDeviceChange(
+			ctx,
+			EndDeviceChangeInput{DeviceChangeID: f.DeviceChangeID, Code: change.DeviceWorkflowEnded,
+				Message: fmt.Sprintf("its device workflow ended without recording an outcome (%s)", how)},
+		)
 		if err != nil {
 			return nil, err
 		}

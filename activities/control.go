@@ -23,8 +23,11 @@ type OperatorActionInput struct {
 // RecordOperatorAction writes who asked what of a bulk change, when and
 // why, to the audit log, and the bulk change's status.
 func (a *Activities) RecordOperatorAction(ctx context.Context, in OperatorActionInput) error {
-	err := a.Store.RecordOperatorAction(ctx, db.OperatorAction{BulkChangeID: in.BulkChangeID, Action: in.Action, By: in.By,
-		Reason: in.Reason, Status: in.Status, Key: in.Key})
+	err := a.Store.RecordOperatorAction(
+		ctx,
+		db.OperatorAction{BulkChangeID: in.BulkChangeID, Action: in.Action, By: in.By,
+			Reason: in.Reason, Status: in.Status, Key: in.Key},
+	)
 	if err != nil {
 		return fmt.Errorf("record %s of %s: %w", in.Action, in.BulkChangeID, err)
 	}

@@ -236,8 +236,10 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	case db.RequestAccepted:
 		return &PPUUpdateResult{RequestID: req.RequestID}, nil
 	case db.RequestRejected:
-		return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(req.ErrorCode),
-			FaultMessage: req.ErrorMessage}}, nil
+		return &PPUUpdateResult{
+			Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(req.ErrorCode),
+				FaultMessage: req.ErrorMessage},
+		}, nil
 	}
 	if !fresh {
 		if err := a.Store.StartAttempt(ctx, req.PK); err != nil {
@@ -261,7 +263,9 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 		return nil, permanent(ErrTypeInvalidData, "device change %d: stored PPU is unreadable", in.DeviceChangeID)
 	}
 	requestID, err := a.ThingSpace.UpdateContactInfo(ctx, thingspace.ContactInfoRequest{
-		Devices: []thingspace.DeviceRef{thingspace.ICCIDRef(dc.ICCID, dc.IMEI)}, AccountName: dc.AccountName, PrimaryPlaceOfUse: ppu,
+		Devices: []thingspace.DeviceRef{
+			thingspace.ICCIDRef(dc.ICCID, dc.IMEI),
+		}, AccountName: dc.AccountName, PrimaryPlaceOfUse: ppu,
 	})
 	if err == nil {
 		if err := a.Store.MarkSingleAccepted(ctx, req.PK, requestID); err != nil {

@@ -45,7 +45,10 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	dev := devices(1, "8914800301", "preactive")[0]
 	bulk, ids := h.newBulk(account, changes("activate", 1, dev)...)
 	id := ids[dev.ICCID]
-	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-301', submitted_at = now() WHERE id = $1`, id)
+	h.exec(
+		`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-301', submitted_at = now() WHERE id = $1`,
+		id,
+	)
 
 	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
 	first := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Processed,
@@ -81,7 +84,11 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	require.Equal(t, id, r.DeviceChangeID)
 
 	d := h.device(dev.ICCID)
-	require.Equal(t, deviceRow{Status: string(change.StateActive), MSISDN: "3125550301", Activated: true, LastChange: id}, d)
+	require.Equal(
+		t,
+		deviceRow{Status: string(change.StateActive), MSISDN: "3125550301", Activated: true, LastChange: id},
+		d,
+	)
 
 	// The device's workflow, restarted, sees the change as final.
 	var st activities.DeviceState
@@ -111,16 +118,28 @@ func TestCompleteDeviceChangeUpdatesDevice(t *testing.T) {
 
 	act := step("activate", activities.CompleteInput{Status: change.Processed, Outcome: "ACTIVATED",
 		FinalState: change.StateActive, MSISDN: "3125550302"})
-	require.Equal(t, deviceRow{Status: "active", MSISDN: "3125550302", Activated: true, LastChange: act}, h.device(dev.ICCID))
+	require.Equal(
+		t,
+		deviceRow{Status: "active", MSISDN: "3125550302", Activated: true, LastChange: act},
+		h.device(dev.ICCID),
+	)
 
 	sus := step("suspend", activities.CompleteInput{Status: change.Processed, Outcome: "SUSPENDED",
 		FinalState: change.StateSuspended})
-	require.Equal(t, deviceRow{Status: "suspended", MSISDN: "3125550302", Activated: true, LastChange: sus}, h.device(dev.ICCID))
+	require.Equal(
+		t,
+		deviceRow{Status: "suspended", MSISDN: "3125550302", Activated: true, LastChange: sus},
+		h.device(dev.ICCID),
+	)
 
 	step("restore", activities.CompleteInput{Status: change.Failed, ErrorCode: thingspace.CodeDeviceStateInvalid,
 		ErrorMessage: "refused"})
-	require.Equal(t, deviceRow{Status: "suspended", MSISDN: "3125550302", Activated: true, LastChange: sus}, h.device(dev.ICCID),
-		"a failed change leaves the device as it was")
+	require.Equal(
+		t,
+		deviceRow{Status: "suspended", MSISDN: "3125550302", Activated: true, LastChange: sus},
+		h.device(dev.ICCID),
+		"a failed change leaves the device as it was",
+	)
 
 	off := step("deactivate", activities.CompleteInput{Status: change.Processed, Outcome: "DEACTIVATED",
 		FinalState: change.StateDeactive, ReleaseMSISDN: true})
@@ -144,7 +163,11 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 
 	var plan api.Plan
 	require.NoError(t, h.run(&plan, h.acts.StartBulkChange, bulk))
-	require.Equal(t, api.Plan{BulkChangeID: bulk, AccountName: account, SubmittedBy: "test", Total: 6, Batches: 3}, plan)
+	require.Equal(
+		t,
+		api.Plan{BulkChangeID: bulk, AccountName: account, SubmittedBy: "test", Total: 6, Batches: 3},
+		plan,
+	)
 	b, err := h.store.GetBulkChange(ctx(t), bulk)
 	require.NoError(t, err)
 	require.Equal(t, db.BulkRunning, b.Status)
@@ -152,13 +175,26 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 	list := func(after api.Cursor, maxBatch, limit int) []activities.DeviceToStart {
 		t.Helper()
 		var page []activities.DeviceToStart
-		require.NoError(t, h.run(&page, h.acts.ListDevicesToStart, activities.ListDevicesInput{BulkChangeID: bulk, After: after,
-			MaxBatch: maxBatch, Limit: limit}))
+		require.NoError(
+			t,
+			h.run(&page, h.acts.ListDevicesToStart, activities.ListDevicesInput{BulkChangeID: bulk, After: after,
+				MaxBatch: maxBatch, Limit: limit}),
+		)
 		return page
 	}
 	p1 := list(api.Cursor{}, 2, 2)
 	require.Len(t, p1, 2)
-	require.Equal(t, activities.DeviceToStart{ID: ids[devs[0].ICCID], Seq: 1, BatchNo: 1, ICCID: devs[0].ICCID, Operation: "inventory"}, p1[0])
+	require.Equal(
+		t,
+		activities.DeviceToStart{
+			ID:        ids[devs[0].ICCID],
+			Seq:       1,
+			BatchNo:   1,
+			ICCID:     devs[0].ICCID,
+			Operation: "inventory",
+		},
+		p1[0],
+	)
 	require.Equal(t, devs[1].ICCID, p1[1].ICCID)
 	p2 := list(api.Cursor{BatchNo: p1[1].BatchNo, Seq: p1[1].Seq}, 2, 2)
 	require.Equal(t, []string{devs[2].ICCID, devs[3].ICCID}, []string{p2[0].ICCID, p2[1].ICCID})
@@ -175,24 +211,42 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 		h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, ids[devs[i].ICCID])
 	}
 	for _, i := range []int{0, 1, 3} {
-		h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[i].ICCID], Operation: "inventory", Status: change.Processed,
-			Outcome: "ADDED_TO_INVENTORY", FinalState: change.StatePreActive})
+		h.complete(
+			activities.CompleteInput{
+				DeviceChangeID: ids[devs[i].ICCID],
+				Operation:      "inventory",
+				Status:         change.Processed,
+				Outcome:        "ADDED_TO_INVENTORY",
+				FinalState:     change.StatePreActive,
+			},
+		)
 	}
 	h.exec(`UPDATE devices SET site = 'WAREHOUSE-7' WHERE iccid = $1`, devs[3].ICCID)
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[4].ICCID], Operation: "inventory", Status: change.Failed,
-		ErrorCode: "ADD_FAILED", ErrorMessage: "Device already exists in the account"})
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "inventory", Status: change.Failed,
-		ErrorCode: change.NotConfirmed, ErrorMessage: "no confirmation", FinalState: change.StatePendingPreActive})
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[5].ICCID], Operation: "activate", Status: change.Processed,
-		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550303"})
+	h.complete(
+		activities.CompleteInput{DeviceChangeID: ids[devs[4].ICCID], Operation: "inventory", Status: change.Failed,
+			ErrorCode: "ADD_FAILED", ErrorMessage: "Device already exists in the account"},
+	)
+	h.complete(
+		activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "inventory", Status: change.Failed,
+			ErrorCode: change.NotConfirmed, ErrorMessage: "no confirmation", FinalState: change.StatePendingPreActive},
+	)
+	h.complete(
+		activities.CompleteInput{DeviceChangeID: ids[devs[5].ICCID], Operation: "activate", Status: change.Processed,
+			Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550303"},
+	)
 	// A preactive device of another bulk change is not this one's to touch.
 	stranger := devices(1, "8914800304", "")[0]
 	_, sids := h.newBulk(account, changes("inventory", 1, stranger)...)
-	h.complete(activities.CompleteInput{DeviceChangeID: sids[stranger.ICCID], Operation: "inventory", Status: change.Processed,
-		Outcome: "ADDED_TO_INVENTORY", FinalState: change.StatePreActive})
+	h.complete(
+		activities.CompleteInput{DeviceChangeID: sids[stranger.ICCID], Operation: "inventory", Status: change.Processed,
+			Outcome: "ADDED_TO_INVENTORY", FinalState: change.StatePreActive},
+	)
 
 	var fin activities.FinishResult
-	require.NoError(t, h.run(&fin, h.acts.FinishBulkChange, activities.FinishInput{BulkChangeID: bulk, DefaultSite: "DEFAULT-SITE"}))
+	require.NoError(
+		t,
+		h.run(&fin, h.acts.FinishBulkChange, activities.FinishInput{BulkChangeID: bulk, DefaultSite: "DEFAULT-SITE"}),
+	)
 	require.Equal(t, activities.FinishResult{Processed: 4, Errors: 2, SitesSet: 4}, fin)
 	require.Equal(t, "DEFAULT-SITE", h.device(devs[0].ICCID).Site)
 	require.Equal(t, "DEFAULT-SITE", h.device(devs[1].ICCID).Site)
@@ -210,7 +264,10 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 	require.NotNil(t, b.FinishedAt)
 
 	// Finishing again is harmless; a finished bulk change cannot start.
-	require.NoError(t, h.run(&fin, h.acts.FinishBulkChange, activities.FinishInput{BulkChangeID: bulk, DefaultSite: "OTHER"}))
+	require.NoError(
+		t,
+		h.run(&fin, h.acts.FinishBulkChange, activities.FinishInput{BulkChangeID: bulk, DefaultSite: "OTHER"}),
+	)
 	require.Equal(t, activities.FinishResult{Processed: 4, Errors: 2, SitesSet: 0}, fin)
 	ae := appError(t, h.run(nil, h.acts.StartBulkChange, bulk))
 	require.True(t, ae.NonRetryable())

@@ -22,7 +22,10 @@ import (
 // activities for.
 const testWorkflowID = "default-test-workflow-id"
 
-func (f *fakeTemporal) DescribeWorkflow(_ context.Context, workflowID, _ string) (*client.WorkflowExecutionDescription, error) {
+func (f *fakeTemporal) DescribeWorkflow(
+	_ context.Context,
+	workflowID, _ string,
+) (*client.WorkflowExecutionDescription, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, ok := f.described[workflowID]
@@ -72,8 +75,10 @@ func TestRecoverBulkChangeReadsWhereItStood(t *testing.T) {
 	bulk, ids := h.newBulk(account, cs...)
 	h.runsAsTestWorkflow(bulk)
 	h.exec(`UPDATE device_changes SET status = 'SUBMITTED' WHERE batch_no = 1`)
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[0].ICCID], Operation: "suspend", Status: change.Processed,
-		Outcome: "suspended", FinalState: "suspended"})
+	h.complete(
+		activities.CompleteInput{DeviceChangeID: ids[devs[0].ICCID], Operation: "suspend", Status: change.Processed,
+			Outcome: "suspended", FinalState: "suspended"},
+	)
 	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[1].ICCID], Operation: "suspend", Status: change.Failed,
 		ErrorCode: "X"})
 
@@ -87,8 +92,11 @@ func TestRecoverBulkChangeReadsWhereItStood(t *testing.T) {
 	require.Equal(t, 2, rec.Plan.Batches)
 
 	var page []activities.DeviceToStart
-	require.NoError(t, h.run(&page, h.acts.ListDevicesToStart, activities.ListDevicesInput{BulkChangeID: bulk, MaxBatch: 1,
-		Limit: 10, UnfinishedBelowBatch: rec.NextBatch}))
+	require.NoError(
+		t,
+		h.run(&page, h.acts.ListDevicesToStart, activities.ListDevicesInput{BulkChangeID: bulk, MaxBatch: 1,
+			Limit: 10, UnfinishedBelowBatch: rec.NextBatch}),
+	)
 	require.Len(t, page, 1, "only the device change without an outcome gets a child again")
 	require.Equal(t, devs[2].ICCID, page[0].ICCID)
 }
@@ -105,8 +113,10 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[0].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING)
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[1].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED)
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[2].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)
-	h.complete(activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "suspend", Status: change.Processed,
-		Outcome: "suspended", FinalState: "suspended"})
+	h.complete(
+		activities.CompleteInput{DeviceChangeID: ids[devs[2].ICCID], Operation: "suspend", Status: change.Processed,
+			Outcome: "suspended", FinalState: "suspended"},
+	)
 	// devs[3]: no workflow at all.
 	in := activities.CheckDeviceWorkflowsInput{BulkChangeID: bulk}
 	for _, d := range devs {
@@ -153,7 +163,10 @@ func TestListOwedBillingTakesOnlyStrandedPendingSteps(t *testing.T) {
 	h.temporal.describeAs(api.DeviceChangeWorkflowID(bulk, devs[1].ICCID), enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)
 
 	var page activities.OwedBillingPage
-	require.NoError(t, h.run(&page, h.acts.ListOwedBilling, activities.ListOwedBillingInput{BulkChangeID: bulk, Limit: 10}))
+	require.NoError(
+		t,
+		h.run(&page, h.acts.ListOwedBilling, activities.ListOwedBillingInput{BulkChangeID: bulk, Limit: 10}),
+	)
 	require.True(t, page.Done)
 	require.Equal(t, 1, page.Busy, "the step of the running workflow is left to it")
 	require.Equal(t, []activities.OwedBilling{
@@ -162,9 +175,16 @@ func TestListOwedBillingTakesOnlyStrandedPendingSteps(t *testing.T) {
 		{DeviceChangeID: ids[devs[3].ICCID], Operation: "deactivate"},
 	}, page.Owed)
 
-	require.NoError(t, h.run(&page, h.acts.ListOwedBilling, activities.ListOwedBillingInput{BulkChangeID: bulk, Limit: 10,
-		StrandedOnly: true}))
-	require.Equal(t, []activities.OwedBilling{{DeviceChangeID: ids[devs[1].ICCID], Operation: "activate", Stranded: true}}, page.Owed)
+	require.NoError(
+		t,
+		h.run(&page, h.acts.ListOwedBilling, activities.ListOwedBillingInput{BulkChangeID: bulk, Limit: 10,
+			StrandedOnly: true}),
+	)
+	require.Equal(
+		t,
+		[]activities.OwedBilling{{DeviceChangeID: ids[devs[1].ICCID], Operation: "activate", Stranded: true}},
+		page.Owed,
+	)
 }
 
 // A device that was already active most likely has its Rev.io service:
@@ -247,14 +267,31 @@ func TestDisconnectBillingRecordsItsOutcome(t *testing.T) {
 	deact := changes("deactivate", 1, dev)
 	bulk2, ids2 := h.newBulk(account, deact...)
 	h.exec(`UPDATE device_changes SET status = 'PROCESSED', billing_status = 'PENDING' WHERE id = $1`, ids2[dev.ICCID])
-	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: bulk2, DeviceChangeID: ids2[dev.ICCID]}))
+	require.NoError(
+		t,
+		h.run(
+			nil,
+			h.acts.DisconnectBilling,
+			activities.BillingInput{BulkChangeID: bulk2, DeviceChangeID: ids2[dev.ICCID]},
+		),
+	)
 	require.Equal(t, db.BillingDisconnected, h.change(ids2[dev.ICCID]).BillingStatus)
 	require.NotEmpty(t, h.rsim.Services()[0].DisconnectedDate)
 
 	other := devices(1, "8914800405", "active")[0]
 	bulk3, ids3 := h.newBulk(account, changes("deactivate", 1, other)...)
-	h.exec(`UPDATE device_changes SET status = 'PROCESSED', billing_status = 'PENDING' WHERE id = $1`, ids3[other.ICCID])
-	require.NoError(t, h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: bulk3, DeviceChangeID: ids3[other.ICCID]}))
+	h.exec(
+		`UPDATE device_changes SET status = 'PROCESSED', billing_status = 'PENDING' WHERE id = $1`,
+		ids3[other.ICCID],
+	)
+	require.NoError(
+		t,
+		h.run(
+			nil,
+			h.acts.DisconnectBilling,
+			activities.BillingInput{BulkChangeID: bulk3, DeviceChangeID: ids3[other.ICCID]},
+		),
+	)
 	require.Equal(t, db.BillingNone, h.change(ids3[other.ICCID]).BillingStatus)
 }
 
@@ -278,8 +315,11 @@ func TestFailBulkChangeWritesResultEntries(t *testing.T) {
 	h := newHarness(t)
 	devs := devices(3, "8914800407", "active")
 	bulk, _ := h.newBulk(account, changes("suspend", 1, devs...)...)
-	require.NoError(t, h.run(nil, h.acts.FailBulkChange, activities.FailBulkInput{BulkChangeID: bulk, Code: change.AuthFailed,
-		Message: "ThingSpace authentication failed"}))
+	require.NoError(
+		t,
+		h.run(nil, h.acts.FailBulkChange, activities.FailBulkInput{BulkChangeID: bulk, Code: change.AuthFailed,
+			Message: "ThingSpace authentication failed"}),
+	)
 	results := 0
 	for _, r := range h.audit(bulk) {
 		if r.DedupeKey != "" {
@@ -301,8 +341,11 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *tes
 	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
 		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550405", Number2: dev.ICCID})
 	require.NoError(t, err)
-	_, err = h.store.SaveRevioService(ctx(t), db.RevioService{DeviceChangeID: id, ICCID: dev.ICCID, Number: "3125550405",
-		CustomerID: billingData.CustomerID, ServiceID: serviceID, FoundBy: "created"})
+	_, err = h.store.SaveRevioService(
+		ctx(t),
+		db.RevioService{DeviceChangeID: id, ICCID: dev.ICCID, Number: "3125550405",
+			CustomerID: billingData.CustomerID, ServiceID: serviceID, FoundBy: "created"},
+	)
 	require.NoError(t, err)
 
 	res, err := h.createBilling(bulk, id)

@@ -83,7 +83,13 @@ type harness struct {
 func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 	t.Helper()
 	s := setup{clientTimeout: 5 * time.Second, clientAccount: simulator.DefaultAccount,
-		revio: revsim.Config{Login: revioLogin, ClientCode: revioCode, Password: revioPass, SubscriptionKey: revioSubKey, CallsPerMinute: -1}}
+		revio: revsim.Config{
+			Login:           revioLogin,
+			ClientCode:      revioCode,
+			Password:        revioPass,
+			SubscriptionKey: revioSubKey,
+			CallsPerMinute:  -1,
+		}}
 	s.sim.Seed = 1
 	s.sim.CallbackRetryInterval = -1
 	for _, o := range opts {
@@ -209,7 +215,13 @@ func changes(op string, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
 func (h *harness) newBulk(account string, cs ...changeSpec) (string, map[string]int64) {
 	h.t.Helper()
 	id := uuid.NewString()
-	n := db.NewBulkChange{ID: id, AccountName: account, SourceName: "test.csv", SubmittedBy: "test", WorkflowID: "bulk-change/" + id}
+	n := db.NewBulkChange{
+		ID:          id,
+		AccountName: account,
+		SourceName:  "test.csv",
+		SubmittedBy: "test",
+		WorkflowID:  "bulk-change/" + id,
+	}
 	for i, c := range cs {
 		params, err := json.Marshal(c.params)
 		require.NoError(h.t, err)
@@ -302,17 +314,38 @@ type auditRow struct {
 // audit lists the audit log, oldest first; bulkID "" lists every row.
 func (h *harness) audit(bulkID string) []auditRow {
 	h.t.Helper()
-	rows, err := h.store.Pool.Query(ctx(h.t), `SELECT coalesce(bulk_change_id::text, ''), coalesce(device_change_id, 0), service,
+	rows, err := h.store.Pool.Query(
+		ctx(h.t),
+		`SELECT coalesce(bulk_change_id::text, ''), coalesce(device_change_id, 0), service,
 		operation, coalesce(path, ''), coalesce(request_body, ''), coalesce(response_body, ''), coalesce(http_status, 0), outcome,
 		coalesce(error_code, ''), coalesce(error_message, ''), coalesce(request_id, ''), coalesce(attempt, 0), coalesce(dedupe_key, '')
-		FROM m2m_log WHERE $1 = '' OR bulk_change_id::text = $1 ORDER BY id`, bulkID)
+		FROM m2m_log WHERE $1 = '' OR bulk_change_id::text = $1 ORDER BY id`,
+		bulkID,
+	)
 	require.NoError(h.t, err)
 	defer rows.Close()
 	var out []auditRow
 	for rows.Next() {
 		var r auditRow
-		require.NoError(h.t, rows.Scan(&r.BulkChangeID, &r.DeviceChangeID, &r.Service, &r.Operation, &r.Path, &r.RequestBody,
-			&r.ResponseBody, &r.HTTPStatus, &r.Outcome, &r.ErrorCode, &r.ErrorMessage, &r.RequestID, &r.Attempt, &r.DedupeKey))
+		require.NoError(
+			h.t,
+			rows.Scan(
+				&r.BulkChangeID,
+				&r.DeviceChangeID,
+				&r.Service,
+				&r.Operation,
+				&r.Path,
+				&r.RequestBody,
+				&r.ResponseBody,
+				&r.HTTPStatus,
+				&r.Outcome,
+				&r.ErrorCode,
+				&r.ErrorMessage,
+				&r.RequestID,
+				&r.Attempt,
+				&r.DedupeKey,
+			),
+		)
 		out = append(out, r)
 	}
 	require.NoError(h.t, rows.Err())
@@ -358,7 +391,16 @@ func (f *fakeTemporal) SignalWithStartWorkflow(_ context.Context, workflowID, si
 	options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.starts = append(f.starts, signalWithStart{WorkflowID: workflowID, Signal: signalName, Options: options, Workflow: workflow, Args: workflowArgs})
+	f.starts = append(
+		f.starts,
+		signalWithStart{
+			WorkflowID: workflowID,
+			Signal:     signalName,
+			Options:    options,
+			Workflow:   workflow,
+			Args:       workflowArgs,
+		},
+	)
 	return nil, nil
 }
 

@@ -42,13 +42,19 @@ func (a *Activities) RequestPoll(ctx context.Context, in RequestPollInput) error
 	}); err != nil {
 		return err
 	}
-	_, err := a.Temporal.SignalWithStartWorkflow(ctx, api.AccountPollerWorkflowID(in.AccountName), api.PollRequestedSignal, nil,
+	_, err := a.Temporal.SignalWithStartWorkflow(
+		ctx,
+		api.AccountPollerWorkflowID(in.AccountName),
+		api.PollRequestedSignal,
+		nil,
 		client.StartWorkflowOptions{
 			ID:                       api.AccountPollerWorkflowID(in.AccountName),
 			TaskQueue:                api.TaskQueue,
 			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		},
-		api.AccountPollerWorkflowType, api.AccountPollerInput{AccountName: in.AccountName, Interval: in.Interval})
+		api.AccountPollerWorkflowType,
+		api.AccountPollerInput{AccountName: in.AccountName, Interval: in.Interval},
+	)
 	if err != nil {
 		return fmt.Errorf("wake the poller of %s: %w", in.AccountName, err)
 	}
@@ -390,7 +396,12 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 		// change; after the callback timeout, a device neither pending nor in
 		// the target state means the change failed.
 		conf.FaultCode = change.PollStateMismatch
-		conf.FaultMessage = fmt.Sprintf("device is %s at ThingSpace after the %s request (expected %s)", st, p.Operation, target)
+		conf.FaultMessage = fmt.Sprintf(
+			"device is %s at ThingSpace after the %s request (expected %s)",
+			st,
+			p.Operation,
+			target,
+		)
 		return conf, true
 	}
 }

@@ -26,9 +26,12 @@ func workflowOf(id int64) string { return "device-change/" + itoa(id) }
 // when its callback is late.
 func (h *harness) requestPoll(acct string, id int64, iccid, op string) {
 	h.t.Helper()
-	require.NoError(h.t, h.run(nil, h.acts.RequestPoll, activities.RequestPollInput{DeviceChangeID: id, AccountName: acct,
-		ICCID: iccid, Operation: op, RequestID: "req-" + itoa(id), WorkflowID: workflowOf(id),
-		Interval: pollInterval, MaxInterval: pollMaxInterval}))
+	require.NoError(
+		h.t,
+		h.run(nil, h.acts.RequestPoll, activities.RequestPollInput{DeviceChangeID: id, AccountName: acct,
+			ICCID: iccid, Operation: op, RequestID: "req-" + itoa(id), WorkflowID: workflowOf(id),
+			Interval: pollInterval, MaxInterval: pollMaxInterval}),
+	)
 }
 
 func (h *harness) pollAccount(acct string) activities.PollAccountResult {
@@ -68,7 +71,10 @@ func (h *harness) pollRows() map[int64]pollRow {
 // given time.
 func (h *harness) markSubmitted(id int64, at string) {
 	h.t.Helper()
-	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = `+at+` WHERE id = $1`, id)
+	h.exec(
+		`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = `+at+` WHERE id = $1`,
+		id,
+	)
 }
 
 // Polling resolves what ThingSpace's device list settles, through the same
@@ -203,8 +209,11 @@ func TestPollAccountUsesAccountListForManyDevices(t *testing.T) {
 	// Unrelated devices of the account are listed too, and ignored.
 	h.seed(devices(30, "8914800408", "preactive")...)
 	bulk, ids := h.newBulk(account, changes("activate", 1, devs...)...)
-	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = now() - interval '1 hour'
-		WHERE bulk_change_id = $1`, bulk)
+	h.exec(
+		`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = now() - interval '1 hour'
+		WHERE bulk_change_id = $1`,
+		bulk,
+	)
 	for _, d := range devs {
 		h.requestPoll(account, ids[d.ICCID], d.ICCID, "activate")
 	}
@@ -242,7 +251,10 @@ func TestPollAccountOfAnotherAccount(t *testing.T) {
 	}
 	h.seed(devs...)
 	bulk, ids := h.newBulk(other, changes("activate", 1, devs...)...)
-	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() - interval '1 hour' WHERE bulk_change_id = $1`, bulk)
+	h.exec(
+		`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() - interval '1 hour' WHERE bulk_change_id = $1`,
+		bulk,
+	)
 
 	for _, threshold := range []int{20, 1} {
 		h.acts.PollBatchThreshold = threshold
@@ -250,7 +262,13 @@ func TestPollAccountOfAnotherAccount(t *testing.T) {
 			h.requestPoll(other, ids[d.ICCID], d.ICCID, "activate")
 		}
 		before := len(h.temporal.signalled())
-		require.Equal(t, activities.PollAccountResult{Checked: 3, Resolved: 3}, h.pollAccount(other), "threshold %d", threshold)
+		require.Equal(
+			t,
+			activities.PollAccountResult{Checked: 3, Resolved: 3},
+			h.pollAccount(other),
+			"threshold %d",
+			threshold,
+		)
 		for _, s := range h.temporal.signalled()[before:] {
 			require.True(t, s.Arg.(api.Confirmation).Success, "threshold %d: %+v", threshold, s.Arg)
 		}

@@ -64,8 +64,11 @@ func newPollWorld(t *testing.T, size int, positions []int, unknown ...simulator.
 	bulk, ids := h.newBulk(account, cs...)
 	// Accepted an hour ago; ThingSpace shows them active now: each check
 	// confirms its device.
-	h.exec(`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = now() - interval '1 hour'
-		WHERE bulk_change_id = $1`, bulk)
+	h.exec(
+		`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = now() - interval '1 hour'
+		WHERE bulk_change_id = $1`,
+		bulk,
+	)
 	return &pollWorld{harness: h, all: all, ids: ids}
 }
 
@@ -85,7 +88,10 @@ func (w *pollWorld) lists() int { return w.stats().Requests[epList] }
 func (w *pollWorld) savedCursor() *int64 {
 	w.t.Helper()
 	var raw []byte
-	require.NoError(w.t, w.store.Pool.QueryRow(ctx(w.t), `SELECT cursor FROM poll_cursors WHERE account_name = $1`, account).Scan(&raw))
+	require.NoError(
+		w.t,
+		w.store.Pool.QueryRow(ctx(w.t), `SELECT cursor FROM poll_cursors WHERE account_name = $1`, account).Scan(&raw),
+	)
 	if raw == nil {
 		return nil
 	}
@@ -142,8 +148,13 @@ func TestPollAccountStopsAtLastDueDevice(t *testing.T) {
 	require.Equal(t, activities.PollAccountResult{Checked: 30, Resolved: 30}, res)
 	want := pageOf(duePositions[len(duePositions)-1])
 	got := w.lists() - before
-	t.Logf("FIGURES poll: %d devices in the account, %d due: %d list requests (whole account: %d)", bigAccount, len(duePositions),
-		got, bigAccount/listPage)
+	t.Logf(
+		"FIGURES poll: %d devices in the account, %d due: %d list requests (whole account: %d)",
+		bigAccount,
+		len(duePositions),
+		got,
+		bigAccount/listPage,
+	)
 	require.Equal(t, want, got, "pages up to the last due device, not the %d of the account", bigAccount/listPage)
 	cursors := w.listCursorsSince(mark)
 	require.Len(t, cursors, want)

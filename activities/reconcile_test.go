@@ -106,8 +106,11 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State)
 
 	// The refusal callback of one device was received and stored.
-	_, first, err := h.store.StoreCallback(ctx(t), db.NewCallback{RequestID: "lost-request", ICCID: called.ICCID, Status: "Failed",
-		FaultCode: simulator.CodeDeviceStateInvalid, FaultString: "device state does not allow suspend", Payload: json.RawMessage(`{}`)})
+	_, first, err := h.store.StoreCallback(
+		ctx(t),
+		db.NewCallback{RequestID: "lost-request", ICCID: called.ICCID, Status: "Failed",
+			FaultCode: simulator.CodeDeviceStateInvalid, FaultString: "device state does not allow suspend", Payload: json.RawMessage(`{}`)},
+	)
 	require.NoError(t, err)
 	require.True(t, first)
 
@@ -226,7 +229,14 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
 	// So does one naming the account itself.
 	got = activities.DeviceLookup{}
-	require.NoError(t, h.run(&got, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk, ICCID: devs[1].ICCID, AccountName: other}))
+	require.NoError(
+		t,
+		h.run(
+			&got,
+			h.acts.LookupDevice,
+			activities.LookupInput{BulkChangeID: bulk, ICCID: devs[1].ICCID, AccountName: other},
+		),
+	)
 	sd, _ = h.sim.Device(devs[1].ICCID)
 	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
 }
@@ -240,7 +250,12 @@ func TestPollAfterReconcileSeesOurActivation(t *testing.T) {
 	h := newHarness(t, stalled(-1))
 	dev := devices(1, "8914800107", "preactive")[0]
 	h.seed(dev)
-	c := changeSpec{seed: dev, op: "activate", batch: 1, params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}}
+	c := changeSpec{
+		seed:   dev,
+		op:     "activate",
+		batch:  1,
+		params: db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"},
+	}
 	bulk, ids := h.newBulk(account, c)
 	id := ids[dev.ICCID]
 

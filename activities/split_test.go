@@ -41,9 +41,14 @@ type subRequestRow struct {
 
 func (h *harness) batchRequests(bulkID string, batch int) []subRequestRow {
 	h.t.Helper()
-	rows, err := h.store.Pool.Query(ctx(h.t), `SELECT request_key, state, coalesce(request_id, ''), coalesce(error_code, ''),
+	rows, err := h.store.Pool.Query(
+		ctx(h.t),
+		`SELECT request_key, state, coalesce(request_id, ''), coalesce(error_code, ''),
 		devices, attempts FROM thingspace_requests WHERE bulk_change_id = $1 AND (request_key = $2 OR request_key LIKE $2 || '/%')
-		ORDER BY length(request_key), request_key`, bulkID, db.BatchKey(batch))
+		ORDER BY length(request_key), request_key`,
+		bulkID,
+		db.BatchKey(batch),
+	)
 	require.NoError(h.t, err)
 	defer rows.Close()
 	var out []subRequestRow
@@ -103,8 +108,14 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 
 	st := h.stats()
 	requests := st.Requests[epSuspend]
-	t.Logf("FIGURES split: %d devices, %d refused: %d suspend requests (bound %d), %d sub-requests", n, len(bad), requests,
-		splitBound(n, len(bad)), res.SubRequests)
+	t.Logf(
+		"FIGURES split: %d devices, %d refused: %d suspend requests (bound %d), %d sub-requests",
+		n,
+		len(bad),
+		requests,
+		splitBound(n, len(bad)),
+		res.SubRequests,
+	)
 	require.LessOrEqual(t, requests, splitBound(n, len(bad)))
 	require.Equal(t, res.SubRequests+1, requests, "every request of the batch sent once")
 
@@ -205,7 +216,10 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
 	// The batch's request (1st) is refused by the simulator; the first
 	// half (2nd request, devices 0-3) is refused for the request itself.
-	ft := &faultyTransport{path: "/devices/actions/suspend", faults: map[int]string{2: "refuse:" + simulator.CodeUnexpectedError}}
+	ft := &faultyTransport{
+		path:   "/devices/actions/suspend",
+		faults: map[int]string{2: "refuse:" + simulator.CodeUnexpectedError},
+	}
 	h.acts.ThingSpace = h.newThingSpaceClient(ft.install)
 
 	res := h.mustSubmit(bulk, 1)
@@ -285,7 +299,12 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	}
 	require.True(t, sawReconciled, "the sub-request whose answer was lost was reconciled")
 	require.True(t, sawRetried, "a sub-request answered 503 was sent again")
-	require.LessOrEqual(t, st.Requests[epSuspend], splitBound(n, len(bad))+3, "the bound, plus the requests the faults cost")
+	require.LessOrEqual(
+		t,
+		st.Requests[epSuspend],
+		splitBound(n, len(bad))+3,
+		"the bound, plus the requests the faults cost",
+	)
 }
 
 // A batch refused for a reason most of its devices share (restoring
@@ -358,7 +377,10 @@ func (f *faultyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	case mode == "503":
 		return answer(http.StatusServiceUnavailable, `{"fault":{"code":"101503","message":"Runtime Error"}}`)
 	case strings.HasPrefix(mode, "refuse:"):
-		return answer(http.StatusBadRequest, `{"errorCode":"`+strings.TrimPrefix(mode, "refuse:")+`","errorMessage":"refused by the test"}`)
+		return answer(
+			http.StatusBadRequest,
+			`{"errorCode":"`+strings.TrimPrefix(mode, "refuse:")+`","errorMessage":"refused by the test"}`,
+		)
 	case mode == "lost":
 		resp, err := f.next.RoundTrip(r)
 		if err == nil {

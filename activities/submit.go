@@ -95,7 +95,7 @@ func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*Sub
 // attempt takes one request of a batch (its first request or a
 // sub-request) as far as it goes: nothing for a request already answered,
 // a reconciliation for one whose answer may have been lost, else one send.
-func (a *Activities) attempt(ctx context.Context, req *db.Request, devs []db.ClaimedDevice, fresh bool) error {
+func (a *Activities) attempt(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice, fresh bool) error {
 	if !fresh {
 		switch req.State {
 		case db.RequestAccepted, db.RequestRejected:
@@ -172,8 +172,14 @@ func (a *Activities) sendSubRequests(ctx context.Context, in SubmitBatchInput) e
 		for _, r := range open {
 			if sent > 0 && nearDeadline(ctx, splitDeadlineMargin) {
 				return temporal.NewApplicationErrorWithOptions(
-					fmt.Sprintf("batch %d: %d sub-request(s) of this round and maybe more still to send; continuing in the next attempt", in.BatchNo, len(open)),
-					ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: time.Second})
+					fmt.Sprintf(
+						"batch %d: %d sub-request(s) of this round and maybe more still to send; continuing in the next attempt",
+						in.BatchNo,
+						len(open),
+					),
+					ErrTypeThingSpace,
+					temporal.ApplicationErrorOptions{NextRetryDelay: time.Second},
+				)
 			}
 			devs, err := a.Store.RequestDevices(ctx, r.PK)
 			if err != nil {
@@ -242,7 +248,7 @@ func (a *Activities) limitStatus(ctx context.Context) *api.LimitStatus {
 }
 
 // send makes one attempt and records its answer.
-func (a *Activities) send(ctx context.Context, req *db.Request, devs []db.ClaimedDevice) error {
+func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
 	requestID, results, err := a.call(ctx, req.Operation, req.AccountName, devs)
 	if err == nil {
 		if err := a.Store.MarkRequestAccepted(ctx, req.PK, requestID, results); err != nil {
@@ -295,7 +301,8 @@ func (a *Activities) send(ctx context.Context, req *db.Request, devs []db.Claime
 }
 
 func deviceLevel(k thingspace.ErrorKind) bool {
-	return k == thingspace.KindDeviceAlreadyActive || k == thingspace.KindDeviceNotFound || k == thingspace.KindInvalidState
+	return k == thingspace.KindDeviceAlreadyActive || k == thingspace.KindDeviceNotFound ||
+		k == thingspace.KindInvalidState
 }
 
 // splittable reports whether ThingSpace's refusal of a whole multi-device
@@ -319,7 +326,7 @@ func splittable(e *thingspace.Error) bool {
 // splittable reason: split it in two, unless the batch's refusals look
 // shared by most of its devices (more than splitMaxRefusedPerLevel in a
 // round), in which case its devices end as ERROR with the code.
-func (a *Activities) refusedMany(ctx context.Context, req *db.Request, code, msg string) error {
+func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest, code, msg string) error {
 	refused, err := a.Store.RefusedByDepth(ctx, req.BulkChangeID, db.BatchRootKey(req.Key))
 	if err != nil {
 		return err
@@ -328,8 +335,15 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.Request, code, msg
 	if refused[depth] >= splitMaxRefusedPerLevel || (depth > 0 && refused[depth-1] > splitMaxRefusedPerLevel) {
 		activity.GetLogger(ctx).Warn("too many requests of this batch refused to isolate the devices; not splitting",
 			"request", req.Key, "code", code, "refusedAtThisLevel", refused[depth])
-		return a.Store.MarkRequestRejected(ctx, req.PK, code,
-			fmt.Sprintf("%s (ThingSpace refused the request carrying this device; too many of the batch's requests were refused to isolate each device)", msg))
+		return a.Store.MarkRequestRejected(
+			ctx,
+			req.PK,
+			code,
+			fmt.Sprintf(
+				"%s (ThingSpace refused the request carrying this device; too many of the batch's requests were refused to isolate each device)",
+				msg,
+			),
+		)
 	}
 	subs, err := a.Store.SplitRequest(ctx, req.PK, code, msg)
 	if errors.Is(err, db.ErrNotSending) {
@@ -338,15 +352,20 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.Request, code, msg
 	if err != nil {
 		return fmt.Errorf("split request %s: %w", req.Key, err)
 	}
-	activity.GetLogger(ctx).Info("ThingSpace refused a request for a reason that may be one device's; split it to isolate the device",
-		"request", req.Key, "code", code, "devices", req.Devices, "halves", []int{subs[0].Devices, subs[1].Devices})
+	activity.GetLogger(ctx).
+		Info("ThingSpace refused a request for a reason that may be one device's; split it to isolate the device",
+			"request", req.Key, "code", code, "devices", req.Devices, "halves", []int{subs[0].Devices, subs[1].Devices})
 	return nil
 }
 
 // call builds and sends the ThingSpace request for the devices. Compatible
 // devices share their request-level fields (that is what put them in one
 // batch), so they are read from the first device.
-func (a *Activities) call(ctx context.Context, op, account string, devs []db.ClaimedDevice) (string, map[int64]db.SyncResult, error) {
+func (a *Activities) call(
+	ctx context.Context,
+	op, account string,
+	devs []db.ClaimedDevice,
+) (string, map[int64]db.SyncResult, error) {
 	var params db.ChangeParams
 	if err := json.Unmarshal(devs[0].Params, &params); err != nil {
 		return "", nil, permanent(ErrTypeInvalidData, "device change %d: params: %v", devs[0].ID, err)
@@ -357,7 +376,12 @@ func (a *Activities) call(ctx context.Context, op, account string, devs []db.Cla
 	}
 	switch op {
 	case "activate":
-		r := thingspace.ActivateRequest{Devices: refs, AccountName: account, ServicePlan: params.ServicePlan, MdnZipCode: params.MdnZipCode}
+		r := thingspace.ActivateRequest{
+			Devices:     refs,
+			AccountName: account,
+			ServicePlan: params.ServicePlan,
+			MdnZipCode:  params.MdnZipCode,
+		}
 		if len(devs[0].PPU) > 0 {
 			var ppu thingspace.PlaceOfUse
 			if err := json.Unmarshal(devs[0].PPU, &ppu); err != nil {
@@ -406,7 +430,10 @@ func addResults(devs []db.ClaimedDevice, answers []thingspace.AddResult) map[int
 		r, ok := byICCID[d.ICCID]
 		switch {
 		case !ok:
-			out[d.ID] = db.SyncResult{FaultCode: "ADD_NO_ANSWER", FaultMessage: "ThingSpace's answer did not mention this device"}
+			out[d.ID] = db.SyncResult{
+				FaultCode:    "ADD_NO_ANSWER",
+				FaultMessage: "ThingSpace's answer did not mention this device",
+			}
 		case r.Succeeded():
 			out[d.ID] = db.SyncResult{Success: true, State: string(thingspace.StatePreActive)}
 		default:
@@ -426,8 +453,13 @@ func addResults(devs []db.ClaimedDevice, answers []thingspace.AddResult) map[int
 // Callbacks take a while, so a device showing neither is sent again only
 // once ReconcileSettle has passed since the lost attempt; until then the
 // activity retries later.
-func (a *Activities) reconcile(ctx context.Context, req *db.Request, devs []db.ClaimedDevice) ([]db.ClaimedDevice, error) {
-	activity.GetLogger(ctx).Info("reconciling a request whose answer was lost", "operation", req.Operation, "devices", len(devs))
+func (a *Activities) reconcile(
+	ctx context.Context,
+	req *db.ThingSpaceRequest,
+	devs []db.ClaimedDevice,
+) ([]db.ClaimedDevice, error) {
+	activity.GetLogger(ctx).
+		Info("reconciling a request whose answer was lost", "operation", req.Operation, "devices", len(devs))
 	ids := make([]int64, len(devs))
 	for i, d := range devs {
 		ids[i] = d.ID
@@ -459,8 +491,16 @@ func (a *Activities) reconcile(ctx context.Context, req *db.Request, devs []db.C
 	if wait := time.Until(req.SentAt.Add(a.reconcileSettle())); untouched > 0 && wait > 0 {
 		// Too early to tell "never arrived" from "refused, callback on its way".
 		return nil, temporal.NewApplicationErrorWithOptions(
-			fmt.Sprintf("%d of %d devices show no trace of the lost %s request yet; checking again in %s", untouched, len(devs), req.Operation, wait.Round(time.Second)),
-			ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
+			fmt.Sprintf(
+				"%d of %d devices show no trace of the lost %s request yet; checking again in %s",
+				untouched,
+				len(devs),
+				req.Operation,
+				wait.Round(time.Second),
+			),
+			ErrTypeThingSpace,
+			temporal.ApplicationErrorOptions{NextRetryDelay: wait},
+		)
 	}
 	remaining, err := a.Store.ApplyReconciliation(ctx, req.PK, found)
 	if err != nil {
@@ -482,7 +522,11 @@ func (a *Activities) reconcileSettle() time.Duration {
 // deviceStates looks the devices up at ThingSpace: one request per device
 // when they are few, otherwise the account's device list page by page
 // (2,000 devices a request).
-func (a *Activities) deviceStates(ctx context.Context, account string, ids []string) (map[string]thingspace.Device, error) {
+func (a *Activities) deviceStates(
+	ctx context.Context,
+	account string,
+	ids []string,
+) (map[string]thingspace.Device, error) {
 	out := make(map[string]thingspace.Device, len(ids))
 	threshold := a.PollBatchThreshold
 	if threshold <= 0 {
@@ -505,17 +549,21 @@ func (a *Activities) deviceStates(ctx context.Context, account string, ids []str
 	for _, id := range ids {
 		want[id] = true
 	}
-	err := a.ThingSpace.ForEachDevice(ctx, thingspace.ListRequest{AccountName: account}, func(d thingspace.Device) error {
-		if id := d.ID(thingspace.KindICCID); want[id] {
-			out[id] = d
-			if len(out) == len(want) {
-				// Every device asked for is seen: the rest of the
-				// account's pages would cost requests for nothing.
-				return thingspace.ErrStopListing
+	err := a.ThingSpace.ForEachDevice(
+		ctx,
+		thingspace.ListRequest{AccountName: account},
+		func(d thingspace.Device) error {
+			if id := d.ID(thingspace.KindICCID); want[id] {
+				out[id] = d
+				if len(out) == len(want) {
+					// Every device asked for is seen: the rest of the
+					// account's pages would cost requests for nothing.
+					return thingspace.ErrStopListing
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		},
+	)
 	return out, err
 }
 

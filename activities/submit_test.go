@@ -68,8 +68,15 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 	h.seed(devs...)
 	ppu := &thingspace.PlaceOfUse{
 		CustomerName: thingspace.CustomerName{FirstName: "Zebulonia", LastName: "Quackenbushley"},
-		Address: thingspace.Address{AddressLine1: "4821 Wintergreen Hollow Rd", AddressLine2: "Suite Marigold", City: "Esperanzaville",
-			State: "CA", Zip: "92101", Country: "USA", EmailAddress: "zeb.quack@example.org"},
+		Address: thingspace.Address{
+			AddressLine1: "4821 Wintergreen Hollow Rd",
+			AddressLine2: "Suite Marigold",
+			City:         "Esperanzaville",
+			State:        "CA",
+			Zip:          "92101",
+			Country:      "USA",
+			EmailAddress: "zeb.quack@example.org",
+		},
 	}
 	cs := changes("activate", 1, devs...)
 	for i := range cs {

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/iot-ops/tsbulk/bulkchange"
+	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -74,7 +74,7 @@ func (a *Activities) SubmitFile(ctx context.Context, in SubmitFileInput) (*api.S
 	}
 	sub := &submission.Submitter{Store: a.Store, Temporal: a.Temporal}
 	res, err := sub.Submit(ctx, req)
-	var ve *bulkchange.ValidationError
+	var ve *changefile.ValidationError
 	switch {
 	case errors.As(err, &ve):
 		return nil, permanent(ErrTypeInvalidFile, "%s: nothing was submitted\n%s", in.Input.File, ve.Error())
@@ -95,7 +95,9 @@ func (a *Activities) SubmitFile(ctx context.Context, in SubmitFileInput) (*api.S
 // must not be a way to read any file the worker can.
 func inInbox(name string, inboxes []string) (string, error) {
 	if len(inboxes) == 0 {
-		return "", errors.New("no inbox directory is configured (submission.inbox_dirs): submit a file with the starter, or give devices inline")
+		return "", errors.New(
+			"no inbox directory is configured (submission.inbox_dirs): submit a file with the starter, or give devices inline",
+		)
 	}
 	if strings.Contains(filepath.ToSlash(name), "..") {
 		return "", fmt.Errorf("file %q: .. is not allowed; name a file inside an inbox directory", name)

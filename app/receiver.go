@@ -17,7 +17,13 @@ import (
 )
 
 // NewReceiver builds the callback receiver.
-func NewReceiver(cfg *config.Config, store *db.Store, tc client.Client, m *metrics.Metrics, logger *slog.Logger) *callbacks.Receiver {
+func NewReceiver(
+	cfg *config.Config,
+	store *db.Store,
+	tc client.Client,
+	m *metrics.Metrics,
+	logger *slog.Logger,
+) *callbacks.Receiver {
 	return &callbacks.Receiver{
 		Store: store, Temporal: tc, Username: cfg.Callbacks.Username, Password: cfg.Callbacks.Password.Reveal(),
 		MaxBodyBytes: cfg.Callbacks.MaxBodyBytes, Metrics: m, Logger: logger,
@@ -42,7 +48,15 @@ func RunReceiver(ctx context.Context, cfg *config.Config, logger *slog.Logger) e
 
 // runReceiver serves the callback endpoint, and its own admin endpoints when
 // it runs as its own process (embedded in the worker, the worker's serve).
-func runReceiver(ctx context.Context, cfg *config.Config, store *db.Store, tc client.Client, m *metrics.Metrics, logger *slog.Logger, admin bool) error {
+func runReceiver(
+	ctx context.Context,
+	cfg *config.Config,
+	store *db.Store,
+	tc client.Client,
+	m *metrics.Metrics,
+	logger *slog.Logger,
+	admin bool,
+) error {
 	mux := http.NewServeMux()
 	mux.Handle(cfg.Callbacks.Path, NewReceiver(cfg, store, tc, m, logger).Handler())
 	srv := &http.Server{Addr: cfg.Callbacks.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
@@ -51,7 +65,12 @@ func runReceiver(ctx context.Context, cfg *config.Config, store *db.Store, tc cl
 	g.Go(func() error { return serve(gctx, srv, logger, "callback receiver") })
 	if admin {
 		g.Go(func() error {
-			return serve(gctx, adminServer(cfg.Callbacks.AdminListen, m, readiness(store, tc)), logger, "callback receiver admin endpoints")
+			return serve(
+				gctx,
+				adminServer(cfg.Callbacks.AdminListen, m, readiness(store, tc)),
+				logger,
+				"callback receiver admin endpoints",
+			)
 		})
 	}
 	return g.Wait()

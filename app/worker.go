@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"golang.org/x/sync/errgroup"
 
@@ -25,7 +26,13 @@ import (
 
 // NewActivities builds the activities with their ThingSpace and Rev.io
 // clients. Every HTTP exchange of both clients goes to the audit log.
-func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *metrics.Metrics, logger *slog.Logger) (*activities.Activities, error) {
+func NewActivities(
+	cfg *config.Config,
+	store *db.Store,
+	tc client.Client,
+	m *metrics.Metrics,
+	logger *slog.Logger,
+) (*activities.Activities, error) {
 	acts := &activities.Activities{
 		Store: store, Temporal: tc, Metrics: m, Logger: logger,
 		Limits:             db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
@@ -38,10 +45,16 @@ func NewActivities(cfg *config.Config, store *db.Store, tc client.Client, m *met
 			BatchSize:            cfg.Bulk.BatchSize,
 			Options:              cfg.BulkChangeOptions(),
 			ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay,
-			Approval:             submission.NewApprovalRule(cfg.Approval.Operations, cfg.Approval.MinDevices, cfg.Approval.ExpiresAfter),
+			Approval: submission.NewApprovalRule(
+				cfg.Approval.Operations,
+				cfg.Approval.MinDevices,
+				cfg.Approval.ExpiresAfter,
+			),
 		},
 	}
-	if rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute); len(rules) > 0 {
+	if rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute); len(
+		rules,
+	) > 0 {
 		acts.Limiter = &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: cfg.ThingSpace.Account}
 	}
 	// Every HTTP exchange of both clients goes to the audit log.
@@ -96,7 +109,12 @@ func transportRetries(n int) int {
 // NewWorker creates the worker of the product's task queue with every
 // workflow and activity registered. tune adjusts the options (tests add
 // interceptors).
-func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config, tune ...func(*worker.Options)) worker.Worker {
+func NewWorker(
+	tc client.Client,
+	acts *activities.Activities,
+	cfg *config.Config,
+	tune ...func(*worker.Options),
+) worker.Worker {
 	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Worker.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskPollers:   cfg.Worker.WorkflowTaskPollers,
@@ -106,12 +124,12 @@ func NewWorker(tc client.Client, acts *activities.Activities, cfg *config.Config
 	for _, t := range tune {
 		t(&opts)
 	}
+	opts.Interceptors = append([]interceptor.WorkerInterceptor{activities.KeepAlive()}, opts.Interceptors...)
 	w := worker.New(tc, api.TaskQueue, opts)
 	Register(w, acts)
 	return w
 }
 
-// Register registers the workflows and activities on a worker (or a
 // Register registers the workflows and activities on a worker.
 func Register(r interface {
 	workflows.Registry

@@ -102,7 +102,8 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	// signalled too (the first signal may have been lost); the workflow
 	// takes only the first confirmation.
 	if err := r.signal(ctx, cb); err != nil {
-		r.log().Error("callback stored but its workflow could not be signalled", "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
+		r.log().
+			Error("callback stored but its workflow could not be signalled", "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -141,7 +142,11 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 	if !storable(body, msg.CallbackCount) {
 		// PostgreSQL would refuse it: answering 503 would have ThingSpace
 		// send it again and again for nothing.
-		return nil, &refusal{http.StatusBadRequest, "invalid", "callback cannot be stored: NUL character, invalid UTF-8 or callbackCount out of range"}
+		return nil, &refusal{
+			http.StatusBadRequest,
+			"invalid",
+			"callback cannot be stored: NUL character, invalid UTF-8 or callbackCount out of range",
+		}
 	}
 	payload, err := redactedPayload(body)
 	if err != nil {
@@ -180,7 +185,13 @@ func (r *Receiver) signal(ctx context.Context, cb *db.Callback) error {
 	conf := cb.Stored().Confirmation()
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err := r.Temporal.SignalWorkflow(sctx, api.DeviceChangeWorkflowID(cb.BulkChangeID, cb.ICCID), "", api.ConfirmationSignal, conf)
+	err := r.Temporal.SignalWorkflow(
+		sctx,
+		api.DeviceChangeWorkflowID(cb.BulkChangeID, cb.ICCID),
+		"",
+		api.ConfirmationSignal,
+		conf,
+	)
 	var nf *serviceerror.NotFound
 	switch {
 	case err == nil:

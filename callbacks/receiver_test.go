@@ -65,7 +65,13 @@ func inFlight(t *testing.T, st *db.Store) (bulkID string) {
 func newReceiver(t *testing.T) (*Receiver, *recordingSignaler, *db.Store) {
 	st := dbtest.New(t)
 	sig := &recordingSignaler{}
-	return &Receiver{Store: st, Temporal: sig, Username: "listener", Password: "s3cret-listener", MaxBodyBytes: 4096}, sig, st
+	return &Receiver{
+		Store:        st,
+		Temporal:     sig,
+		Username:     "listener",
+		Password:     "s3cret-listener",
+		MaxBodyBytes: 4096,
+	}, sig, st
 }
 
 func post(r *Receiver, body string) *httptest.ResponseRecorder {
@@ -113,7 +119,13 @@ func TestCallbackStoredThenSignalled(t *testing.T) {
 func TestDuplicateCallbackChangesNothing(t *testing.T) {
 	r, sig, st := newReceiver(t)
 	bulkID := inFlight(t, st)
-	body := callback("listener", "s3cret-listener", "req-1", "Failed", "UnifiedWebService.REQUEST_FAILED.DeviceNotFound")
+	body := callback(
+		"listener",
+		"s3cret-listener",
+		"req-1",
+		"Failed",
+		"UnifiedWebService.REQUEST_FAILED.DeviceNotFound",
+	)
 
 	require.Equal(t, http.StatusOK, post(r, body).Code)
 	require.Equal(t, http.StatusOK, post(r, body).Code)
@@ -148,7 +160,12 @@ func TestCallbackBodyLimits(t *testing.T) {
 	big := `{"username":"listener","password":"s3cret-listener","comment":"` + strings.Repeat("x", 5000) + `"}`
 	require.Equal(t, http.StatusRequestEntityTooLarge, post(r, big).Code)
 	require.Equal(t, http.StatusBadRequest, post(r, "not json").Code)
-	require.Equal(t, http.StatusBadRequest, post(r, `{"username":"listener","password":"s3cret-listener"}`).Code, "no requestId or ICCID")
+	require.Equal(
+		t,
+		http.StatusBadRequest,
+		post(r, `{"username":"listener","password":"s3cret-listener"}`).Code,
+		"no requestId or ICCID",
+	)
 	w := httptest.NewRecorder()
 	r.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/thingspace/callbacks", nil))
 	require.Equal(t, http.StatusMethodNotAllowed, w.Code)
@@ -174,7 +191,11 @@ func TestCallbackForUnknownRequestIsKept(t *testing.T) {
 
 	require.Empty(t, sig.signals, "no device change to signal")
 	var result string
-	require.NoError(t, st.Pool.QueryRow(context.Background(), `SELECT signal_result FROM callbacks WHERE request_id = 'req-unknown'`).Scan(&result))
+	require.NoError(
+		t,
+		st.Pool.QueryRow(context.Background(), `SELECT signal_result FROM callbacks WHERE request_id = 'req-unknown'`).
+			Scan(&result),
+	)
 	require.Equal(t, "unmatched", result)
 }
 
@@ -183,7 +204,11 @@ func TestSignalFailureAsksThingSpaceToRetry(t *testing.T) {
 	bulkID := inFlight(t, st)
 	sig.err = errors.New("temporal unavailable")
 
-	require.Equal(t, http.StatusServiceUnavailable, post(r, callback("listener", "s3cret-listener", "req-1", "Success", "")).Code)
+	require.Equal(
+		t,
+		http.StatusServiceUnavailable,
+		post(r, callback("listener", "s3cret-listener", "req-1", "Success", "")).Code,
+	)
 
 	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
 	require.NoError(t, err)
@@ -194,7 +219,11 @@ func TestSignalFailureAsksThingSpaceToRetry(t *testing.T) {
 func mustChange(t *testing.T, st *db.Store, bulkID string) int64 {
 	t.Helper()
 	var id int64
-	require.NoError(t, st.Pool.QueryRow(context.Background(), `SELECT id FROM device_changes WHERE bulk_change_id = $1`, bulkID).Scan(&id))
+	require.NoError(
+		t,
+		st.Pool.QueryRow(context.Background(), `SELECT id FROM device_changes WHERE bulk_change_id = $1`, bulkID).
+			Scan(&id),
+	)
 	return id
 }
 

@@ -281,7 +281,13 @@ func Load(path string) (*Config, error) {
 		}
 		for _, key := range secretSettings {
 			if v.InConfig(key) && key != "database.url" {
-				return nil, fmt.Errorf("%s must not be in the config file %s: set %s or %s_file instead", key, path, EnvName(key), key)
+				return nil, fmt.Errorf(
+					"%s must not be in the config file %s: set %s or %s_file instead",
+					key,
+					path,
+					EnvName(key),
+					key,
+				)
 			}
 		}
 	}
@@ -359,20 +365,37 @@ func (c *Config) checkCommon(p *problems) {
 }
 
 func (c *Config) checkThingSpace(p *problems) {
-	p.need(strings.HasPrefix(c.ThingSpace.BaseURL, "http"), "thingspace.base_url", "must be an http(s) URL, got %q", c.ThingSpace.BaseURL)
+	p.need(
+		strings.HasPrefix(c.ThingSpace.BaseURL, "http"),
+		"thingspace.base_url",
+		"must be an http(s) URL, got %q",
+		c.ThingSpace.BaseURL,
+	)
 	p.need(c.ThingSpace.ClientID != "", "thingspace.client_id", "is required")
-	p.need(c.ThingSpace.ClientSecret != "", "thingspace.client_secret", "is required (environment or thingspace.client_secret_file)")
+	p.need(
+		c.ThingSpace.ClientSecret != "",
+		"thingspace.client_secret",
+		"is required (environment or thingspace.client_secret_file)",
+	)
 	p.need(c.ThingSpace.Username != "", "thingspace.username", "is required")
 	p.need(c.ThingSpace.Password != "", "thingspace.password", "is required (environment or thingspace.password_file)")
 	p.need(c.ThingSpace.Account != "", "thingspace.account", "is required")
 	p.need(c.ThingSpace.HTTPTimeout > 0, "thingspace.http_timeout", "must be positive")
-	p.need(c.ThingSpace.MaxRetries >= 0 && c.ThingSpace.MaxRetries <= 5, "thingspace.max_retries", "must be 0..5 (longer waits belong to the workflow retry policies)")
+	p.need(
+		c.ThingSpace.MaxRetries >= 0 && c.ThingSpace.MaxRetries <= 5,
+		"thingspace.max_retries",
+		"must be 0..5 (longer waits belong to the workflow retry policies)",
+	)
 }
 
 func (c *Config) checkCallbacks(p *problems) {
 	p.need(c.Callbacks.Listen != "", "callbacks.listen", "is required")
 	p.need(strings.HasPrefix(c.Callbacks.Path, "/"), "callbacks.path", "must start with /")
-	p.need(c.Callbacks.Username != "", "callbacks.username", "is required: ThingSpace echoes it in every callback, and callbacks without it are refused")
+	p.need(
+		c.Callbacks.Username != "",
+		"callbacks.username",
+		"is required: ThingSpace echoes it in every callback, and callbacks without it are refused",
+	)
 	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
 	p.need(c.Callbacks.MaxBodyBytes >= 1024, "callbacks.max_body_bytes", "must be at least 1024")
 }
@@ -384,16 +407,32 @@ func (c *Config) checkRevio(p *problems) {
 		return
 	}
 	p.need(strings.HasPrefix(c.Revio.BaseURL, "http"), "revio.base_url", "must be an http(s) URL")
-	p.need(c.Revio.Login != "" && !strings.Contains(c.Revio.Login, "@"), "revio.login", "is required and must not be an e-mail address")
+	p.need(
+		c.Revio.Login != "" && !strings.Contains(c.Revio.Login, "@"),
+		"revio.login",
+		"is required and must not be an e-mail address",
+	)
 	p.need(c.Revio.ClientCode != "", "revio.client_code", "is required")
 	p.need(c.Revio.Password != "", "revio.password", "is required (environment or revio.password_file)")
-	p.need(c.Revio.SubscriptionKey != "", "revio.subscription_key", "is required (environment or revio.subscription_key_file)")
-	p.need(c.Revio.CallsPerMinute > 0 && c.Revio.CallsPerMinute <= 500, "revio.calls_per_minute", "must be 1..500 (Rev.io's limit)")
+	p.need(
+		c.Revio.SubscriptionKey != "",
+		"revio.subscription_key",
+		"is required (environment or revio.subscription_key_file)",
+	)
+	p.need(
+		c.Revio.CallsPerMinute > 0 && c.Revio.CallsPerMinute <= 500,
+		"revio.calls_per_minute",
+		"must be 1..500 (Rev.io's limit)",
+	)
 }
 
 func (c *Config) checkBulk(p *problems) {
 	b := c.Bulk
-	p.need(b.BatchSize >= 1 && b.BatchSize <= 10000, "bulk.batch_size", "must be 1..10000 (ThingSpace's maximum per request)")
+	p.need(
+		b.BatchSize >= 1 && b.BatchSize <= 10000,
+		"bulk.batch_size",
+		"must be 1..10000 (ThingSpace's maximum per request)",
+	)
 	p.need(b.Window >= 1 && b.Window <= 1500, "bulk.window", "must be 1..1500 (Temporal allows 2000 pending children)")
 	p.need(b.StartsPerRun >= 1 && b.StartsPerRun <= 2000, "bulk.starts_per_run", "must be 1..2000")
 	p.need(b.CallbackTimeout > 0, "bulk.callback_timeout", "must be positive")
@@ -409,8 +448,11 @@ func (c *Config) checkBulk(p *problems) {
 		p.need(c.Approval.MinDevices >= 1, "approval.min_devices", "must be at least 1")
 		p.need(c.Approval.ExpiresAfter > 0, "approval.expires_after", "must be positive")
 	}
-	p.need(!b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "", "bulk.default_site",
-		"is required while bulk.default_site_assignment is on (the default): name the site given to inventory and pending devices, or turn assignment off")
+	p.need(
+		!b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "",
+		"bulk.default_site",
+		"is required while bulk.default_site_assignment is on (the default): name the site given to inventory and pending devices, or turn assignment off",
+	)
 	l := c.Limits
 	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
 	p.need(l.RequestsWindow > 0, "limits.requests_window", "must be positive")
@@ -491,7 +533,11 @@ func (c *Config) SiteForBulkChanges() string {
 func (c *Config) ValidateRegistration() error {
 	var p problems
 	c.checkThingSpace(&p)
-	p.need(strings.HasPrefix(c.Callbacks.PublicURL, "http"), "callbacks.public_url", "must be the http(s) URL ThingSpace will call")
+	p.need(
+		strings.HasPrefix(c.Callbacks.PublicURL, "http"),
+		"callbacks.public_url",
+		"must be the http(s) URL ThingSpace will call",
+	)
 	p.need(c.Callbacks.Username != "", "callbacks.username", "is required")
 	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
 	return p.err()

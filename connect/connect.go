@@ -53,8 +53,11 @@ func Store(ctx context.Context, cfg *config.Config) (*db.Store, error) {
 func Explain(err error) string {
 	var unreachable *db.UnreachableError
 	if errors.As(err, &unreachable) {
-		return fmt.Sprintf("%v\n\nPostgreSQL must be running and reachable (setting database.url, or TSBULK_DATABASE_URL).\n"+
-			"On a development machine start it with:\n    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
+		return fmt.Sprintf(
+			"%v\n\nPostgreSQL must be running and reachable (setting database.url, or TSBULK_DATABASE_URL).\n"+
+				"On a development machine start it with:\n    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+			err,
+		)
 	}
 	return err.Error()
 }

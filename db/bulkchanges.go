@@ -124,17 +124,35 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 		if options == nil {
 			options = json.RawMessage(`{}`)
 		}
-		tag, err := tx.Exec(ctx, `
+		tag, err := tx.Exec(
+			ctx,
+			`
 			INSERT INTO bulk_changes (id, account_name, idempotency_key, source_name, submitted_by, total, batches, options, workflow_id,
 				redrive_of)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, '')::uuid)
 			ON CONFLICT (idempotency_key) DO NOTHING`,
-			n.ID, n.AccountName, key, n.SourceName, n.SubmittedBy, len(n.Devices), n.Batches, options, n.WorkflowID, n.RedriveOf)
+			n.ID,
+			n.AccountName,
+			key,
+			n.SourceName,
+			n.SubmittedBy,
+			len(n.Devices),
+			n.Batches,
+			options,
+			n.WorkflowID,
+			n.RedriveOf,
+		)
 		if err != nil {
 			return fmt.Errorf("insert bulk change: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
-			b, err = scanBulk(tx.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE idempotency_key = $1`, n.IdempotencyKey))
+			b, err = scanBulk(
+				tx.QueryRow(
+					ctx,
+					`SELECT `+bulkColumns+` FROM bulk_changes WHERE idempotency_key = $1`,
+					n.IdempotencyKey,
+				),
+			)
 			return err
 		}
 		created = true
@@ -148,9 +166,23 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 				params, nullJSON(d.PPU), nullJSON(d.Billing)}
 		}
 		// COPY: a 100,000-device file is written in one round trip.
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"device_changes"},
-			[]string{"bulk_change_id", "seq", "row_number", "iccid", "imei", "operation", "batch_no", "params", "ppu", "billing"},
-			pgx.CopyFromRows(rows))
+		_, err = tx.CopyFrom(
+			ctx,
+			pgx.Identifier{"device_changes"},
+			[]string{
+				"bulk_change_id",
+				"seq",
+				"row_number",
+				"iccid",
+				"imei",
+				"operation",
+				"batch_no",
+				"params",
+				"ppu",
+				"billing",
+			},
+			pgx.CopyFromRows(rows),
+		)
 		if err != nil {
 			return fmt.Errorf("insert device changes: %w", err)
 		}
@@ -254,8 +286,12 @@ func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) erro
 		if a.Status == "" {
 			return nil
 		}
-		_, err = tx.Exec(ctx, `UPDATE bulk_changes SET status = $2 WHERE id = $1 AND status NOT IN ('FINISHED', 'FAILED', 'CANCELLED')`,
-			a.BulkChangeID, a.Status)
+		_, err = tx.Exec(
+			ctx,
+			`UPDATE bulk_changes SET status = $2 WHERE id = $1 AND status NOT IN ('FINISHED', 'FAILED', 'CANCELLED')`,
+			a.BulkChangeID,
+			a.Status,
+		)
 		return err
 	})
 }
@@ -370,7 +406,11 @@ func (s *Store) LineUsage(ctx context.Context, iccids []string) (map[string]Line
 
 // BulkOperations lists the operations of a bulk change's device changes.
 func (s *Store) BulkOperations(ctx context.Context, id string) ([]string, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT DISTINCT operation FROM device_changes WHERE bulk_change_id = $1 ORDER BY 1`, id)
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT DISTINCT operation FROM device_changes WHERE bulk_change_id = $1 ORDER BY 1`,
+		id,
+	)
 	if err != nil {
 		return nil, fmt.Errorf("operations of %s: %w", id, err)
 	}
@@ -380,7 +420,11 @@ func (s *Store) BulkOperations(ctx context.Context, id string) ([]string, error)
 // Redrives lists the bulk changes that re-drive a bulk change's failed
 // lines, oldest first.
 func (s *Store) Redrives(ctx context.Context, id string) ([]BulkChange, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE redrive_of = $1 ORDER BY created_at`, id)
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT `+bulkColumns+` FROM bulk_changes WHERE redrive_of = $1 ORDER BY created_at`,
+		id,
+	)
 	if err != nil {
 		return nil, fmt.Errorf("re-drives of %s: %w", id, err)
 	}
@@ -412,9 +456,14 @@ type FailedChange struct {
 // FailedChanges lists the device changes of a bulk change that ended in
 // ERROR, in file order; with codes, only those with one of the codes.
 func (s *Store) FailedChanges(ctx context.Context, id string, codes []string) ([]FailedChange, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT row_number, iccid, coalesce(imei, ''), operation, coalesce(error_code, ''), params, ppu, billing
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT row_number, iccid, coalesce(imei, ''), operation, coalesce(error_code, ''), params, ppu, billing
 		FROM device_changes WHERE bulk_change_id = $1 AND status = 'ERROR'
-		  AND (coalesce(cardinality($2::text[]), 0) = 0 OR error_code = ANY($2)) ORDER BY seq`, id, codes)
+		  AND (coalesce(cardinality($2::text[]), 0) = 0 OR error_code = ANY($2)) ORDER BY seq`,
+		id,
+		codes,
+	)
 	if err != nil {
 		return nil, fmt.Errorf("failed device changes of %s: %w", id, err)
 	}

@@ -71,7 +71,9 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var id int64
 		var inserted bool
-		err := tx.QueryRow(ctx, `
+		err := tx.QueryRow(
+			ctx,
+			`
 			INSERT INTO callbacks (request_id, iccid, status, fault_code, fault_string, msisdn, callback_count, payload, device_change_id)
 			VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8,
 				coalesce(
@@ -82,7 +84,15 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 					 AND r.request_key = 'ppu:' || dc.id WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1)))
 			ON CONFLICT (request_id, iccid) DO UPDATE SET copies = callbacks.copies + 1, last_received_at = now()
 			RETURNING id, (xmax = 0)`,
-			n.RequestID, n.ICCID, n.Status, n.FaultCode, n.FaultString, n.MSISDN, n.CallbackCount, n.Payload).Scan(&id, &inserted)
+			n.RequestID,
+			n.ICCID,
+			n.Status,
+			n.FaultCode,
+			n.FaultString,
+			n.MSISDN,
+			n.CallbackCount,
+			n.Payload,
+		).Scan(&id, &inserted)
 		if err != nil {
 			return fmt.Errorf("store callback: %w", err)
 		}

@@ -124,7 +124,12 @@ type DeviceToStart struct {
 // (batch_no <= maxBatch) after the cursor. Below unfinishedBelow (a batch
 // number; 0 for none) only device changes without an outcome are listed:
 // those batches were sent before a recovery, which counted the others.
-func (s *Store) ListDevicesToStart(ctx context.Context, bulkID string, after StartCursor, maxBatch, limit, unfinishedBelow int) ([]DeviceToStart, error) {
+func (s *Store) ListDevicesToStart(
+	ctx context.Context,
+	bulkID string,
+	after StartCursor,
+	maxBatch, limit, unfinishedBelow int,
+) ([]DeviceToStart, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT id, seq, batch_no, iccid, operation FROM device_changes
 		WHERE bulk_change_id = $1 AND batch_no <= $4 AND (batch_no, seq) > ($2, $3)
@@ -361,8 +366,12 @@ type StatusCounts struct {
 // CountStatuses summarises a bulk change from the database.
 func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts, error) {
 	out := StatusCounts{ByStatus: map[string]int{}, ErrorsByCode: map[string]int{}}
-	rows, err := s.Pool.Query(ctx, `SELECT status, coalesce(error_code, ''), billing_status, count(*) FROM device_changes
-		WHERE bulk_change_id = $1 GROUP BY 1, 2, 3`, bulkID)
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT status, coalesce(error_code, ''), billing_status, count(*) FROM device_changes
+		WHERE bulk_change_id = $1 GROUP BY 1, 2, 3`,
+		bulkID,
+	)
 	if err != nil {
 		return out, err
 	}
@@ -446,8 +455,13 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 	if err != nil {
 		return nil, fmt.Errorf("recovery state of %s: %w", bulkID, err)
 	}
-	rows, err := s.Pool.Query(ctx, `SELECT status, coalesce(outcome, ''), coalesce(error_code, ''), count(*) FROM device_changes
-		WHERE bulk_change_id = $1 AND batch_no < $2 GROUP BY 1, 2, 3`, bulkID, out.NextBatch)
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT status, coalesce(outcome, ''), coalesce(error_code, ''), count(*) FROM device_changes
+		WHERE bulk_change_id = $1 AND batch_no < $2 GROUP BY 1, 2, 3`,
+		bulkID,
+		out.NextBatch,
+	)
 	if err != nil {
 		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
 	}

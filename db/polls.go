@@ -79,7 +79,11 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 		var interval, maxInterval int64
 		err := r.Scan(&p.DeviceChangeID, &p.AccountName, &p.ICCID, &p.Operation, &p.RequestID, &p.WorkflowID,
 			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SubmittedAt, &p.NextPollAt)
-		p.Interval, p.MaxInterval = time.Duration(interval)*time.Millisecond, time.Duration(maxInterval)*time.Millisecond
+		p.Interval, p.MaxInterval = time.Duration(
+			interval,
+		)*time.Millisecond, time.Duration(
+			maxInterval,
+		)*time.Millisecond
 		return p, err
 	})
 	return due, total, err
@@ -167,8 +171,12 @@ func (s *Store) SavePollProgress(ctx context.Context, account string, p PollProg
 // SavePollRequests records the requests a polling cycle has made, without
 // moving its cursor (one-device lookups).
 func (s *Store) SavePollRequests(ctx context.Context, account string, requests int) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE poll_cursors SET cycle_requests = $2, updated_at = now() WHERE account_name = $1`,
-		account, requests)
+	_, err := s.Pool.Exec(
+		ctx,
+		`UPDATE poll_cursors SET cycle_requests = $2, updated_at = now() WHERE account_name = $1`,
+		account,
+		requests,
+	)
 	if err != nil {
 		return fmt.Errorf("save poll requests of %s: %w", account, err)
 	}

@@ -35,8 +35,8 @@ const (
 	RequestRejected = "REJECTED"
 )
 
-// Request is one row of thingspace_requests.
-type Request struct {
+// ThingSpaceRequest is one row of thingspace_requests.
+type ThingSpaceRequest struct {
 	PK           int64
 	BulkChangeID string
 	Key          string
@@ -95,8 +95,8 @@ func PPUKey(deviceChangeID int64) string { return fmt.Sprintf("ppu:%d", deviceCh
 const requestColumns = `id, bulk_change_id, request_key, operation, account_name, state, coalesce(request_id, ''),
 	devices, attempts, coalesce(error_code, ''), coalesce(error_message, ''), coalesce(sent_at, created_at)`
 
-func scanRequest(row pgx.Row) (*Request, error) {
-	var r Request
+func scanRequest(row pgx.Row) (*ThingSpaceRequest, error) {
+	var r ThingSpaceRequest
 	err := row.Scan(&r.PK, &r.BulkChangeID, &r.Key, &r.Operation, &r.AccountName, &r.State, &r.RequestID,
 		&r.Devices, &r.Attempts, &r.ErrorCode, &r.ErrorMessage, &r.SentAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -137,7 +137,12 @@ const (
 // device changes already claimed, and a request ThingSpace refused changed
 // nothing, so it used up none of a line's daily actions (submitted_at, which
 // the limit counts, is set only when a request is accepted).
-func (s *Store) ClaimBatch(ctx context.Context, bulkID string, batchNo int, lim ClaimLimits) (req *Request, devs []ClaimedDevice, fresh bool, err error) {
+func (s *Store) ClaimBatch(
+	ctx context.Context,
+	bulkID string,
+	batchNo int,
+	lim ClaimLimits,
+) (req *ThingSpaceRequest, devs []ClaimedDevice, fresh bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		fresh = false
@@ -211,7 +216,11 @@ func (s *Store) ClaimBatch(ctx context.Context, bulkID string, batchNo int, lim 
 	})
 	if err != nil {
 		if isUniqueViolation(err) {
-			return nil, nil, false, fmt.Errorf("claim batch %d: a device was claimed concurrently by another bulk change, retry: %w", batchNo, err)
+			return nil, nil, false, fmt.Errorf(
+				"claim batch %d: a device was claimed concurrently by another bulk change, retry: %w",
+				batchNo,
+				err,
+			)
 		}
 		return nil, nil, false, fmt.Errorf("claim batch %d: %w", batchNo, err)
 	}
@@ -222,7 +231,11 @@ func (s *Store) ClaimBatch(ctx context.Context, bulkID string, batchNo int, lim 
 // ClaimSingle starts (or resumes) a one-device request tied to a device
 // change that is already in flight, such as the PPU update of an
 // already-active device.
-func (s *Store) ClaimSingle(ctx context.Context, deviceChangeID int64, key, operation string) (req *Request, fresh bool, err error) {
+func (s *Store) ClaimSingle(
+	ctx context.Context,
+	deviceChangeID int64,
+	key, operation string,
+) (req *ThingSpaceRequest, fresh bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		fresh = false
 		var bulkID, account string
@@ -267,8 +280,12 @@ func (s *Store) RequestDevices(ctx context.Context, requestPK int64) ([]ClaimedD
 
 // StartAttempt records that the request is about to be sent (again).
 func (s *Store) StartAttempt(ctx context.Context, requestPK int64) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
-		WHERE id = $1 AND state IN ('SENDING', 'RETRY')`, requestPK)
+	_, err := s.Pool.Exec(
+		ctx,
+		`UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
+		WHERE id = $1 AND state IN ('SENDING', 'RETRY')`,
+		requestPK,
+	)
 	return err
 }
 
@@ -278,8 +295,12 @@ func (s *Store) StartAttempt(ctx context.Context, requestPK int64) error {
 // activity (an overlapping retry) took it first: that attempt sends it, and
 // if it dies the request is reconciled, never sent blindly twice.
 func (s *Store) ClaimAttempt(ctx context.Context, requestPK int64) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
-		WHERE id = $1 AND state = 'RETRY'`, requestPK)
+	tag, err := s.Pool.Exec(
+		ctx,
+		`UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
+		WHERE id = $1 AND state = 'RETRY'`,
+		requestPK,
+	)
 	if err != nil {
 		return false, fmt.Errorf("claim attempt of request %d: %w", requestPK, err)
 	}
@@ -289,8 +310,14 @@ func (s *Store) ClaimAttempt(ctx context.Context, requestPK int64) (bool, error)
 // MarkRequestRetry records a definite failure that changed nothing at
 // ThingSpace: the request may be sent again.
 func (s *Store) MarkRequestRetry(ctx context.Context, requestPK int64, code, message string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE thingspace_requests SET state = 'RETRY', error_code = $2, error_message = $3, answered_at = now()
-		WHERE id = $1 AND state = 'SENDING'`, requestPK, code, message)
+	_, err := s.Pool.Exec(
+		ctx,
+		`UPDATE thingspace_requests SET state = 'RETRY', error_code = $2, error_message = $3, answered_at = now()
+		WHERE id = $1 AND state = 'SENDING'`,
+		requestPK,
+		code,
+		message,
+	)
 	return err
 }
 
@@ -308,7 +335,12 @@ type SyncResult struct {
 // MarkRequestAccepted records ThingSpace's requestId: the devices are now
 // waiting for their confirmation. results, keyed by device change id, holds
 // outcomes already known for some devices (synchronous answers).
-func (s *Store) MarkRequestAccepted(ctx context.Context, requestPK int64, requestID string, results map[int64]SyncResult) error {
+func (s *Store) MarkRequestAccepted(
+	ctx context.Context,
+	requestPK int64,
+	requestID string,
+	results map[int64]SyncResult,
+) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE thingspace_requests SET state = 'ACCEPTED', request_id = nullif($2, ''),
 			error_code = NULL, error_message = NULL, answered_at = now() WHERE id = $1`, requestPK, requestID); err != nil {
@@ -317,8 +349,13 @@ func (s *Store) MarkRequestAccepted(ctx context.Context, requestPK int64, reques
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED', request_id = nullif($2, ''), submitted_at = now()
-			WHERE request_pk = $1 AND status = 'SUBMITTING'`, requestPK, requestID)
+		_, err := tx.Exec(
+			ctx,
+			`UPDATE device_changes SET status = 'SUBMITTED', request_id = nullif($2, ''), submitted_at = now()
+			WHERE request_pk = $1 AND status = 'SUBMITTING'`,
+			requestPK,
+			requestID,
+		)
 		return err
 	})
 }
@@ -331,8 +368,14 @@ func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code, 
 			answered_at = now() WHERE id = $1`, requestPK, code, message); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()
-			WHERE request_pk = $1 AND status = 'SUBMITTING'`, requestPK, code, message)
+		_, err := tx.Exec(
+			ctx,
+			`UPDATE device_changes SET status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()
+			WHERE request_pk = $1 AND status = 'SUBMITTING'`,
+			requestPK,
+			code,
+			message,
+		)
 		return err
 	})
 }
@@ -341,7 +384,12 @@ func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code, 
 // belong to its devices (a one-device request answered "already active",
 // say): each device keeps its outcome in sync_result and stays in flight
 // until its workflow has dealt with it.
-func (s *Store) MarkDeviceRefusals(ctx context.Context, requestPK int64, code, message string, results map[int64]SyncResult) error {
+func (s *Store) MarkDeviceRefusals(
+	ctx context.Context,
+	requestPK int64,
+	code, message string,
+	results map[int64]SyncResult,
+) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3,
 			answered_at = now() WHERE id = $1`, requestPK, code, message); err != nil {
@@ -350,7 +398,11 @@ func (s *Store) MarkDeviceRefusals(ctx context.Context, requestPK int64, code, m
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED' WHERE request_pk = $1 AND status = 'SUBMITTING'`, requestPK)
+		_, err := tx.Exec(
+			ctx,
+			`UPDATE device_changes SET status = 'SUBMITTED' WHERE request_pk = $1 AND status = 'SUBMITTING'`,
+			requestPK,
+		)
 		return err
 	})
 }
@@ -366,17 +418,23 @@ var ErrNotSending = errors.New("request is not being sent")
 // and keeps no device; each sub-request starts RETRY with no attempt (never
 // sent, so safe to send) and is sent like any request: StartAttempt, then
 // its answer. It returns the sub-requests.
-func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message string) ([]*Request, error) {
-	var children []*Request
+func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message string) ([]*ThingSpaceRequest, error) {
+	var children []*ThingSpaceRequest
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		parent, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM thingspace_requests WHERE id = $1 FOR UPDATE`, requestPK))
+		parent, err := scanRequest(
+			tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM thingspace_requests WHERE id = $1 FOR UPDATE`, requestPK),
+		)
 		if err != nil {
 			return fmt.Errorf("request %d: %w", requestPK, err)
 		}
 		if parent.State != RequestSending {
 			return fmt.Errorf("split request %s (%s): %w", parent.Key, parent.State, ErrNotSending)
 		}
-		rows, err := tx.Query(ctx, `SELECT id FROM device_changes WHERE request_pk = $1 AND status = 'SUBMITTING' ORDER BY seq`, requestPK)
+		rows, err := tx.Query(
+			ctx,
+			`SELECT id FROM device_changes WHERE request_pk = $1 AND status = 'SUBMITTING' ORDER BY seq`,
+			requestPK,
+		)
 		if err != nil {
 			return err
 		}
@@ -415,7 +473,7 @@ func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message
 // OpenSubRequests lists the sub-requests of a batch still to be sent or
 // reconciled (RETRY or SENDING), shallowest first: a round of splitting
 // finishes before the next begins.
-func (s *Store) OpenSubRequests(ctx context.Context, bulkID string, batchNo int) ([]*Request, error) {
+func (s *Store) OpenSubRequests(ctx context.Context, bulkID string, batchNo int) ([]*ThingSpaceRequest, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT `+requestColumns+` FROM thingspace_requests
 		WHERE bulk_change_id = $1 AND request_key LIKE $2 || '/%' AND state IN ('SENDING', 'RETRY')
 		ORDER BY length(request_key), request_key`, bulkID, BatchKey(batchNo))
@@ -423,7 +481,7 @@ func (s *Store) OpenSubRequests(ctx context.Context, bulkID string, batchNo int)
 		return nil, fmt.Errorf("open sub-requests of batch %d: %w", batchNo, err)
 	}
 	defer rows.Close()
-	var out []*Request
+	var out []*ThingSpaceRequest
 	for rows.Next() {
 		r, err := scanRequest(rows)
 		if err != nil {
@@ -460,7 +518,7 @@ func (s *Store) RefusedByDepth(ctx context.Context, bulkID, rootKey string) (map
 // the sub-requests it was split into.
 type BatchOutcome struct {
 	// Root is the batch's first request.
-	Root Request
+	Root ThingSpaceRequest
 	// SubRequests counts the sub-requests; Accepted those ThingSpace
 	// accepted (the root included).
 	SubRequests int
@@ -480,7 +538,8 @@ func (s *Store) BatchRequests(ctx context.Context, bulkID string, batchNo int) (
 	err = s.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE request_key <> $2), count(*) FILTER (WHERE state = 'ACCEPTED'),
 		coalesce(sum(attempts), 0)
 		FROM thingspace_requests WHERE bulk_change_id = $1 AND (request_key = $2 OR request_key LIKE $2 || '/%')`,
-		bulkID, BatchKey(batchNo)).Scan(&out.SubRequests, &out.Accepted, &out.Attempts)
+		bulkID, BatchKey(batchNo)).
+		Scan(&out.SubRequests, &out.Accepted, &out.Attempts)
 	if err != nil {
 		return nil, fmt.Errorf("sub-requests of batch %d: %w", batchNo, err)
 	}
@@ -515,7 +574,11 @@ type Reconciled struct {
 // ApplyReconciliation records the devices found changed as submitted (their
 // confirmation will arrive by callback or polling, matched by ICCID since
 // the requestId was lost) and returns how many are left to send again.
-func (s *Store) ApplyReconciliation(ctx context.Context, requestPK int64, found []Reconciled) (remaining int, err error) {
+func (s *Store) ApplyReconciliation(
+	ctx context.Context,
+	requestPK int64,
+	found []Reconciled,
+) (remaining int, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		results := map[int64]SyncResult{}
 		for _, f := range found {
@@ -568,8 +631,10 @@ func setSyncResults(ctx context.Context, tx pgx.Tx, results map[int64]SyncResult
 }
 
 // RequestByRequestID finds a request by ThingSpace's requestId.
-func (s *Store) RequestByRequestID(ctx context.Context, requestID string) (*Request, error) {
-	return scanRequest(s.Pool.QueryRow(ctx, `SELECT `+requestColumns+` FROM thingspace_requests WHERE request_id = $1`, requestID))
+func (s *Store) RequestByRequestID(ctx context.Context, requestID string) (*ThingSpaceRequest, error) {
+	return scanRequest(
+		s.Pool.QueryRow(ctx, `SELECT `+requestColumns+` FROM thingspace_requests WHERE request_id = $1`, requestID),
+	)
 }
 
 // RequestStats counts the requests of a bulk change, for progress and
@@ -613,8 +678,14 @@ func (s *Store) FailUnsent(ctx context.Context, bulkID string, fromBatch int, co
 		if err := writeResultEntries(ctx, tx, bulkID); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3, answered_at = now()
-			WHERE bulk_change_id = $1 AND state IN ('SENDING', 'RETRY') AND request_key LIKE 'batch:%'`, bulkID, code, message)
+		_, err = tx.Exec(
+			ctx,
+			`UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3, answered_at = now()
+			WHERE bulk_change_id = $1 AND state IN ('SENDING', 'RETRY') AND request_key LIKE 'batch:%'`,
+			bulkID,
+			code,
+			message,
+		)
 		return err
 	})
 	return n, err
@@ -623,7 +694,11 @@ func (s *Store) FailUnsent(ctx context.Context, bulkID string, fromBatch int, co
 // DeviceChangesWithCallbacks reports which of the device changes have a
 // stored callback: proof that a request for them reached ThingSpace.
 func (s *Store) DeviceChangesWithCallbacks(ctx context.Context, ids []int64) (map[int64]bool, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT DISTINCT device_change_id FROM callbacks WHERE device_change_id = ANY($1)`, ids)
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT DISTINCT device_change_id FROM callbacks WHERE device_change_id = ANY($1)`,
+		ids,
+	)
 	if err != nil {
 		return nil, err
 	}

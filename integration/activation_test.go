@@ -10,8 +10,8 @@ import (
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/localstack"
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
-	"github.com/iot-ops/tsbulk/stack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
@@ -22,13 +22,43 @@ var activationColumns = []string{"iccid", "imei", "operation", "service_plan", "
 // sites are the places of use of the test's devices: devices at one site
 // share their PPU, so they share activation requests.
 var sites = []row{
-	{"ppu_first_name": "Ada", "ppu_last_name": "Byron", "ppu_address_line1": "1 Analytical Way", "ppu_city": "Reno", "ppu_state": "NV", "ppu_zip": "89501", "ppu_country": "USA"},
-	{"ppu_first_name": "Alan", "ppu_last_name": "Turing", "ppu_address_line1": "2 Bletchley Park Rd", "ppu_city": "Austin", "ppu_state": "TX", "ppu_zip": "73301", "ppu_country": "US"},
-	{"ppu_first_name": "Grace", "ppu_last_name": "Hopper", "ppu_address_line1": "3 Cobol Ct", "ppu_city": "Arlington", "ppu_state": "VA", "ppu_zip": "22201-1234", "ppu_country": "USA"},
+	{
+		"ppu_first_name":    "Ada",
+		"ppu_last_name":     "Byron",
+		"ppu_address_line1": "1 Analytical Way",
+		"ppu_city":          "Reno",
+		"ppu_state":         "NV",
+		"ppu_zip":           "89501",
+		"ppu_country":       "USA",
+	},
+	{
+		"ppu_first_name":    "Alan",
+		"ppu_last_name":     "Turing",
+		"ppu_address_line1": "2 Bletchley Park Rd",
+		"ppu_city":          "Austin",
+		"ppu_state":         "TX",
+		"ppu_zip":           "73301",
+		"ppu_country":       "US",
+	},
+	{
+		"ppu_first_name":    "Grace",
+		"ppu_last_name":     "Hopper",
+		"ppu_address_line1": "3 Cobol Ct",
+		"ppu_city":          "Arlington",
+		"ppu_state":         "VA",
+		"ppu_zip":           "22201-1234",
+		"ppu_country":       "USA",
+	},
 }
 
 func activationRow(d tssim.DeviceSeed, i int, billing bool) row {
-	r := row{"iccid": d.ICCID, "imei": d.IMEI, "operation": "activate", "service_plan": "m2m_4G", "mdn_zip_code": "98801"}
+	r := row{
+		"iccid":        d.ICCID,
+		"imei":         d.IMEI,
+		"operation":    "activate",
+		"service_plan": "m2m_4G",
+		"mdn_zip_code": "98801",
+	}
 	if billing {
 		for k, v := range map[string]string{"rev_customer_id": "4242", "rev_service_type_id": "7", "rev_provider_id": "3",
 			"rev_product_ids": "501;502", "rev_rates": "9.99;1.50"} {
@@ -46,7 +76,7 @@ func activationRow(d tssim.DeviceSeed, i int, billing bool) row {
 // ThingSpace (fail), some lose their callback (confirmed by polling), and
 // Rev.io answers some calls with 429 or 5xx.
 func TestActivationEndToEnd(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 500 * time.Millisecond, CompletionJitter: 2 * time.Second,
 			CallbackRetryInterval: 500 * time.Millisecond, Seed: 3,
 			Faults: tssim.Faults{DropCallbackRate: 0.08}},
@@ -147,8 +177,11 @@ func TestActivationEndToEnd(t *testing.T) {
 
 	// Some callbacks were dropped: those devices were confirmed by polling.
 	var byPoll int
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(),
-		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`, res.ID).Scan(&byPoll))
+	require.NoError(t, s.Store.Pool.QueryRow(
+		context.Background(),
+		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`,
+		res.ID,
+	).Scan(&byPoll))
 	require.Greater(t, byPoll, 0, "dropped callbacks were made up for by polling")
 
 	assertAuditClean(t, s, res.ID)
@@ -160,17 +193,33 @@ func TestActivationEndToEnd(t *testing.T) {
 		total += n
 	}
 	rv := s.Revio.Stats()
-	t.Logf("FIGURES activation: %d devices (%d activated, %d already active, %d failing), wall time %s, %d ThingSpace requests (%.3f per activated device), %d Rev.io calls (%.2f per billed device, %d billed, %d answered 429), %d confirmed by polling",
-		len(rows), len(fresh), len(active), len(unknown), elapsed.Round(time.Second), total, float64(total)/float64(activated),
-		rv.Total, float64(rv.Total)/float64(withBilling), withBilling, rv.RateLimited, byPoll)
+	t.Logf(
+		"FIGURES activation: %d devices (%d activated, %d already active, %d failing), wall time %s, %d ThingSpace requests (%.3f per activated device), %d Rev.io calls (%.2f per billed device, %d billed, %d answered 429), %d confirmed by polling",
+		len(
+			rows,
+		),
+		len(fresh),
+		len(active),
+		len(unknown),
+		elapsed.Round(time.Second),
+		total,
+		float64(total)/float64(activated),
+		rv.Total,
+		float64(rv.Total)/float64(withBilling),
+		withBilling,
+		rv.RateLimited,
+		byPoll,
+	)
 }
 
 // assertNoPPUInAudit checks that no PPU value reached the audit log.
-func assertNoPPUInAudit(t *testing.T, s *stack.Stack) {
+func assertNoPPUInAudit(t *testing.T, s *localstack.Stack) {
 	t.Helper()
 	var text string
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(),
-		`SELECT coalesce(string_agg(coalesce(request_body, '') || coalesce(response_body, '') || coalesce(error_message, ''), ' '), '') FROM m2m_log`).Scan(&text))
+	require.NoError(t, s.Store.Pool.QueryRow(
+		context.Background(),
+		`SELECT coalesce(string_agg(coalesce(request_body, '') || coalesce(response_body, '') || coalesce(error_message, ''), ' '), '') FROM m2m_log`,
+	).Scan(&text))
 	for _, site := range sites {
 		for _, k := range []string{"ppu_last_name", "ppu_address_line1"} {
 			require.NotContains(t, text, site[k], "PPU data in the audit log")
@@ -182,8 +231,11 @@ func assertNoPPUInAudit(t *testing.T, s *stack.Stack) {
 // service and before the worker could store its id; the retried step finds
 // the service instead of creating a second one.
 func TestRevioServiceNeverCreatedTwice(t *testing.T) {
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 200 * time.Millisecond},
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 200 * time.Millisecond,
+		},
 		// Rev.io creates the service, then holds its answer.
 		Revio: revsim.Config{Faults: revsim.Faults{StallCreateService: 5 * time.Minute}},
 	})
@@ -206,7 +258,10 @@ func TestRevioServiceNeverCreatedTwice(t *testing.T) {
 
 	require.Len(t, s.Revio.Services(), 1, "no second service")
 	var foundBy string
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(), `SELECT found_by FROM revio_services`).Scan(&foundBy))
+	require.NoError(
+		t,
+		s.Store.Pool.QueryRow(context.Background(), `SELECT found_by FROM revio_services`).Scan(&foundBy),
+	)
 	require.Equal(t, "search", foundBy, "the retried step found the service by number")
 	r := results(t, s, res.ID)[devs[0].ICCID]
 	require.Equal(t, "CREATED", r.BillingStatus)

@@ -12,14 +12,14 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // stateChangeRequests counts the state-change requests ThingSpace saw.
-func stateChangeRequests(s *stack.Stack) int {
+func stateChangeRequests(s *localstack.Stack) int {
 	st := s.TS.Stats(time.Hour)
 	n := 0
 	for _, action := range []string{"activate", "suspend", "restore", "deactivate", "add"} {
@@ -32,7 +32,12 @@ var updateTimeout = 2 * time.Minute
 
 // operatorUpdate sends an operator's request as `starter` does; it returns
 // the bulk change's answer or the validator's refusal.
-func operatorUpdate(t *testing.T, s *stack.Stack, workflowID, name string, req api.OperatorRequest) (api.OperatorResult, error) {
+func operatorUpdate(
+	t *testing.T,
+	s *localstack.Stack,
+	workflowID, name string,
+	req api.OperatorRequest,
+) (api.OperatorResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), updateTimeout)
 	defer cancel()
@@ -49,7 +54,7 @@ func operatorUpdate(t *testing.T, s *stack.Stack, workflowID, name string, req a
 // request until it is resumed, also across a worker restart while paused;
 // after the resume every device ends as it would have, each sent once.
 func TestPauseResumeMidBulkChange(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CompletionJitter: time.Second,
 			CallbackRetryInterval: 500 * time.Millisecond, Seed: 41},
 		Config: func(c *config.Config) {
@@ -63,7 +68,13 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 
 	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 3 },
 		3*time.Minute, 100*time.Millisecond)
-	paused, err := operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice", Reason: "checking the file"})
+	paused, err := operatorUpdate(
+		t,
+		s,
+		res.WorkflowID,
+		api.PauseUpdate,
+		api.OperatorRequest{By: "alice", Reason: "checking the file"},
+	)
 	require.NoError(t, err)
 	require.Equal(t, api.StatusPaused, paused.Status)
 	sentAtPause := stateChangeRequests(s)
@@ -82,7 +93,13 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, db.BulkPaused, b.Status)
 
-	_, err = operatorUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "alice", Reason: "file is fine"})
+	_, err = operatorUpdate(
+		t,
+		s,
+		res.WorkflowID,
+		api.ResumeUpdate,
+		api.OperatorRequest{By: "alice", Reason: "file is fine"},
+	)
 	require.NoError(t, err)
 	out := waitBulk(t, s, res, 10*time.Minute)
 	require.Equal(t, 2000, out.Processed)
@@ -91,8 +108,11 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 		require.Equal(t, 1, changesSent(st, d.ICCID), "sent once: %s", d.ICCID)
 	}
 	var audited int
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM m2m_log WHERE bulk_change_id = $1
-		AND service = 'operator' AND operation IN ('pause', 'resume')`, res.ID).Scan(&audited))
+	require.NoError(
+		t,
+		s.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM m2m_log WHERE bulk_change_id = $1
+		AND service = 'operator' AND operation IN ('pause', 'resume')`, res.ID).Scan(&audited),
+	)
 	require.Equal(t, 2, audited, "who paused and resumed, and why, is in the audit log")
 	_ = w
 }
@@ -100,7 +120,7 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 // Cancelled mid-way: no device is left in flight, CANCELLED and finished
 // add up to the total, and ThingSpace sees no request after the cancel.
 func TestCancelMidBulkChange(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 300 * time.Millisecond, CompletionJitter: time.Second,
 			CallbackRetryInterval: 500 * time.Millisecond, Seed: 42},
 		Config: func(c *config.Config) {
@@ -115,7 +135,13 @@ func TestCancelMidBulkChange(t *testing.T) {
 
 	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 2 },
 		3*time.Minute, 100*time.Millisecond)
-	cancelled, err := operatorUpdate(t, s, res.WorkflowID, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "wrong customer"})
+	cancelled, err := operatorUpdate(
+		t,
+		s,
+		res.WorkflowID,
+		api.CancelUpdate,
+		api.OperatorRequest{By: "alice", Reason: "wrong customer"},
+	)
 	require.NoError(t, err)
 	require.Equal(t, api.StatusCancelled, cancelled.Status)
 	sentAtCancel := stateChangeRequests(s)
@@ -127,8 +153,11 @@ func TestCancelMidBulkChange(t *testing.T) {
 	require.Equal(t, 600, out.Processed+out.Errors+out.Cancelled)
 	counts, err := s.Store.CountStatuses(context.Background(), res.ID)
 	require.NoError(t, err)
-	require.Zero(t, counts.ByStatus[db.ChangeSubmitting]+counts.ByStatus[db.ChangePending]+counts.ByStatus[db.ChangeSubmitted],
-		"nothing left in flight")
+	require.Zero(
+		t,
+		counts.ByStatus[db.ChangeSubmitting]+counts.ByStatus[db.ChangePending]+counts.ByStatus[db.ChangeSubmitted],
+		"nothing left in flight",
+	)
 	require.Equal(t, out.Cancelled, counts.ByStatus[db.ChangeCancelled])
 	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
 	require.NoError(t, err)
@@ -142,8 +171,12 @@ func TestCancelMidBulkChange(t *testing.T) {
 // A re-drive sends only the failed lines (of the codes asked); asking again
 // returns the same bulk change.
 func TestRedriveFailedLines(t *testing.T) {
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 500 * time.Millisecond, Seed: 43},
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 500 * time.Millisecond,
+			Seed:                  43,
+		},
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
@@ -166,8 +199,14 @@ func TestRedriveFailedLines(t *testing.T) {
 	before := s.TS.Stats(time.Hour)
 
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
-	req := submission.RedriveRequest{Original: res.ID, Codes: []string{"REQUEST_FAILED.DeviceNotFound"}, SubmittedBy: "alice",
-		BatchSize: 100, Options: options(s), ActionsPerLinePerDay: 5}
+	req := submission.RedriveRequest{
+		Original:             res.ID,
+		Codes:                []string{"REQUEST_FAILED.DeviceNotFound"},
+		SubmittedBy:          "alice",
+		BatchSize:            100,
+		Options:              options(s),
+		ActionsPerLinePerDay: 5,
+	}
 	re, err := sub.Redrive(ctx, req)
 	require.NoError(t, err)
 	require.True(t, re.Created)
@@ -195,7 +234,7 @@ func TestRedriveFailedLines(t *testing.T) {
 // Scheduled: nothing is sent before its time, then it runs; cancelled while
 // it waits, nothing is ever sent.
 func TestScheduledBulkChange(t *testing.T) {
-	s := newStack(t, stack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 44}})
+	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 44}})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
@@ -203,8 +242,11 @@ func TestScheduledBulkChange(t *testing.T) {
 		_, file := suspendFile(t, s, prefix, 5)
 		opts := options(s)
 		opts.NotBefore = at
-		res, err := sub.Submit(context.Background(), submission.Request{File: file, Account: s.Config.ThingSpace.Account,
-			BatchSize: 100, Options: opts})
+		res, err := sub.Submit(
+			context.Background(),
+			submission.Request{File: file, Account: s.Config.ThingSpace.Account,
+				BatchSize: 100, Options: opts},
+		)
 		require.NoError(t, err)
 		return res
 	}
@@ -217,7 +259,13 @@ func TestScheduledBulkChange(t *testing.T) {
 	}, time.Minute, 200*time.Millisecond)
 	_, err = operatorUpdate(t, s, never.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice"})
 	require.ErrorContains(t, err, "has not started (SCHEDULED)")
-	_, err = operatorUpdate(t, s, never.WorkflowID, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "not this week"})
+	_, err = operatorUpdate(
+		t,
+		s,
+		never.WorkflowID,
+		api.CancelUpdate,
+		api.OperatorRequest{By: "alice", Reason: "not this week"},
+	)
 	require.NoError(t, err)
 	outNever := waitBulk(t, s, never, time.Minute)
 	require.Equal(t, api.StatusCancelled, outNever.Status)
@@ -235,7 +283,7 @@ func TestScheduledBulkChange(t *testing.T) {
 // approval; the submitter's own is refused; nothing is sent before; an
 // approval that does not come in time cancels it.
 func TestApprovalBeforeDeactivation(t *testing.T) {
-	s := newStack(t, stack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 45}})
+	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 45}})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
@@ -246,9 +294,12 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 		for _, d := range devs {
 			rows = append(rows, row{"iccid": d.ICCID, "operation": "deactivate"})
 		}
-		res, err := sub.Submit(context.Background(), submission.Request{File: writeCSV(t, []string{"iccid", "operation"}, rows),
-			Account: s.Config.ThingSpace.Account, BatchSize: 100, Options: options(s), SubmittedBy: "alice",
-			Approval: submission.NewApprovalRule([]string{"deactivate"}, 1, expires)})
+		res, err := sub.Submit(
+			context.Background(),
+			submission.Request{File: writeCSV(t, []string{"iccid", "operation"}, rows),
+				Account: s.Config.ThingSpace.Account, BatchSize: 100, Options: options(s), SubmittedBy: "alice",
+				Approval: submission.NewApprovalRule([]string{"deactivate"}, 1, expires)},
+		)
 		require.NoError(t, err)
 		return res
 	}
@@ -262,7 +313,13 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 	require.ErrorContains(t, err, "alice submitted this bulk change")
 	time.Sleep(2 * time.Second)
 	require.Zero(t, stateChangeRequests(s), "nothing sent before the approval")
-	_, err = operatorUpdate(t, s, res.WorkflowID, api.ApproveUpdate, api.OperatorRequest{By: "bob", Reason: "ticket 42"})
+	_, err = operatorUpdate(
+		t,
+		s,
+		res.WorkflowID,
+		api.ApproveUpdate,
+		api.OperatorRequest{By: "bob", Reason: "ticket 42"},
+	)
 	require.NoError(t, err)
 	out := waitBulk(t, s, res, 2*time.Minute)
 	require.Equal(t, 4, out.Processed)
@@ -281,14 +338,22 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 // The search attributes let an operator find every change of one device
 // across bulk changes, and bulk changes by status and account.
 func TestSearchByICCIDAndStatus(t *testing.T) {
-	s := newStack(t, stack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 46}})
+	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 46}})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
 	dev := tssim.GenerateDevices(1, "8914800810", "active")[0]
 	require.NoError(t, s.TS.Seed(dev))
-	first := submit(t, s, writeCSV(t, []string{"iccid", "operation"}, []row{{"iccid": dev.ICCID, "operation": "suspend"}}))
+	first := submit(
+		t,
+		s,
+		writeCSV(t, []string{"iccid", "operation"}, []row{{"iccid": dev.ICCID, "operation": "suspend"}}),
+	)
 	waitBulk(t, s, first, 2*time.Minute)
-	second := submit(t, s, writeCSV(t, []string{"iccid", "operation"}, []row{{"iccid": dev.ICCID, "operation": "restore"}}))
+	second := submit(
+		t,
+		s,
+		writeCSV(t, []string{"iccid", "operation"}, []row{{"iccid": dev.ICCID, "operation": "restore"}}),
+	)
 	waitBulk(t, s, second, 2*time.Minute)
 
 	count := func(query string) int {
@@ -301,7 +366,13 @@ func TestSearchByICCIDAndStatus(t *testing.T) {
 	require.Eventually(t, func() bool { return count("ICCID = '"+dev.ICCID+"'") == 2 }, time.Minute, time.Second,
 		"the device workflows of both bulk changes")
 	require.Eventually(t, func() bool {
-		return count("WorkflowType = 'BulkChange' AND BulkChangeStatus = 'FINISHED' AND ThingSpaceAccount = '"+s.Config.ThingSpace.Account+"'") == 2
+		return count(
+			"WorkflowType = 'BulkChange' AND BulkChangeStatus = 'FINISHED' AND ThingSpaceAccount = '"+s.Config.ThingSpace.Account+"'",
+		) == 2
 	}, time.Minute, time.Second, "finished bulk changes of the account")
-	require.Equal(t, 1, count("BulkChangeId = '"+first.ID+"' AND Operation = 'suspend' AND WorkflowType = 'DeviceChange'"))
+	require.Equal(
+		t,
+		1,
+		count("BulkChangeId = '"+first.ID+"' AND Operation = 'suspend' AND WorkflowType = 'DeviceChange'"),
+	)
 }

@@ -13,18 +13,19 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/localstack"
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
-	"github.com/iot-ops/tsbulk/stack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // waitRunning waits until a workflow exists and runs.
-func waitRunning(t *testing.T, s *stack.Stack, workflowID string) {
+func waitRunning(t *testing.T, s *localstack.Stack, workflowID string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		d, err := s.Client.DescribeWorkflow(context.Background(), workflowID, "")
-		return err == nil && d.RawResponse.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+		return err == nil &&
+			d.RawResponse.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 	}, time.Minute, 100*time.Millisecond, "workflow %s running", workflowID)
 }
 
@@ -33,9 +34,13 @@ func waitRunning(t *testing.T, s *stack.Stack, workflowID string) {
 // device change ERROR DEVICE_WORKFLOW_ENDED, and finishes. Before, it
 // waited forever.
 func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 3 * time.Second, CallbackRetryInterval: 500 * time.Millisecond, Seed: 21},
-		Config:     func(c *config.Config) { c.Bulk.StallCheck = 5 * time.Second },
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       3 * time.Second,
+			CallbackRetryInterval: 500 * time.Millisecond,
+			Seed:                  21,
+		},
+		Config: func(c *config.Config) { c.Bulk.StallCheck = 5 * time.Second },
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
@@ -64,7 +69,7 @@ func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
 // resume-failed` runs). The new run reads where it stood from PostgreSQL:
 // every device ends, none is sent twice.
 func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 300 * time.Millisecond, CompletionJitter: 2 * time.Second,
 			CallbackRetryInterval: 500 * time.Millisecond, Seed: 22},
 		Config: func(c *config.Config) {
@@ -89,12 +94,27 @@ func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, db.BulkRunning, b.Status, "the database still says running")
 
-	cli, err := stack.TemporalCLI()
+	cli, err := localstack.TemporalCLI()
 	require.NoError(t, err)
-	cmd := exec.Command(cli, "workflow", "start", "--address", s.Config.Temporal.Address, "--namespace", s.Config.Temporal.Namespace,
-		"--task-queue", api.TaskQueue, "--type", api.BulkChangeWorkflowType, "--workflow-id", res.WorkflowID,
-		"--id-reuse-policy", "AllowDuplicateFailedOnly",
-		"--input", fmt.Sprintf(`{"bulkChangeId":%q,"recover":true}`, res.ID))
+	cmd := exec.Command(
+		cli,
+		"workflow",
+		"start",
+		"--address",
+		s.Config.Temporal.Address,
+		"--namespace",
+		s.Config.Temporal.Namespace,
+		"--task-queue",
+		api.TaskQueue,
+		"--type",
+		api.BulkChangeWorkflowType,
+		"--workflow-id",
+		res.WorkflowID,
+		"--id-reuse-policy",
+		"AllowDuplicateFailedOnly",
+		"--input",
+		fmt.Sprintf(`{"bulkChangeId":%q,"recover":true}`, res.ID),
+	)
 	outb, err := cmd.CombinedOutput()
 	require.NoError(t, err, "temporal workflow start: %s", outb)
 
@@ -109,7 +129,7 @@ func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
 // once with a clear error instead of waiting forever for children that
 // report elsewhere; the real one finishes.
 func TestSecondParentUnderAnotherWorkflowIDIsRefused(t *testing.T) {
-	s := newStack(t, stack.Options{ThingSpace: tssim.Config{Seed: 23}})
+	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{Seed: 23}})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
 	_, file := suspendFile(t, s, "8914800602", 3)
@@ -117,8 +137,12 @@ func TestSecondParentUnderAnotherWorkflowIDIsRefused(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "bulk-change-by-hand", TaskQueue: api.TaskQueue},
-		api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: res.ID})
+	run, err := s.Client.ExecuteWorkflow(
+		ctx,
+		client.StartWorkflowOptions{ID: "bulk-change-by-hand", TaskQueue: api.TaskQueue},
+		api.BulkChangeWorkflowType,
+		api.BulkChangeInput{BulkChangeID: res.ID},
+	)
 	require.NoError(t, err)
 	err = run.Get(ctx, nil)
 	require.Error(t, err)
@@ -132,7 +156,7 @@ func TestSecondParentUnderAnotherWorkflowIDIsRefused(t *testing.T) {
 // retried authentication check with its last error, and carries on when
 // ThingSpace is back. Only refused credentials fail a bulk change.
 func TestThingSpaceOutageAtStartWaits(t *testing.T) {
-	s := newStack(t, stack.Options{ThingSpace: tssim.Config{Seed: 24}})
+	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{Seed: 24}})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
 	_, file := suspendFile(t, s, "8914800603", 3)
@@ -168,9 +192,13 @@ func TestThingSpaceOutageAtStartWaits(t *testing.T) {
 // disconnection (it used to run the service creation, fail for good and
 // overwrite the error).
 func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 500 * time.Millisecond, Seed: 25},
-		Config:     func(c *config.Config) { c.Revio.DisconnectOnDeactivate = true },
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 500 * time.Millisecond,
+			Seed:                  25,
+		},
+		Config: func(c *config.Config) { c.Revio.DisconnectOnDeactivate = true },
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)
@@ -203,8 +231,13 @@ func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
 	}
 
 	s.Revio.SetFaults(revsim.Faults{})
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: api.BillingRetryWorkflowID(res.ID, time.Now()),
-		TaskQueue: api.TaskQueue}, api.BillingRetryWorkflowType, api.BillingRetryInput{BulkChangeID: res.ID})
+	run, err := s.Client.ExecuteWorkflow(
+		ctx,
+		client.StartWorkflowOptions{ID: api.BillingRetryWorkflowID(res.ID, time.Now()),
+			TaskQueue: api.TaskQueue},
+		api.BillingRetryWorkflowType,
+		api.BillingRetryInput{BulkChangeID: res.ID},
+	)
 	require.NoError(t, err)
 	var retry api.BillingRetryResult
 	require.NoError(t, run.Get(ctx, &retry))

@@ -19,7 +19,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newStack(t *testing.T, opts stack.Options) *stack.Stack {
+func newStack(t *testing.T, opts localstack.Options) *localstack.Stack {
 	t.Helper()
 	// TSBULK_TEST_TEMPORAL_ADDRESS: run on that Temporal server (namespace
 	// default), e.g. the PostgreSQL-backed one of scripts/temporal-postgres.sh,
@@ -56,14 +56,16 @@ func newStack(t *testing.T, opts stack.Options) *stack.Stack {
 	// time: workflows and activities all use the one task queue.
 	if addr := os.Getenv("TSBULK_TEST_TEMPORAL_ADDRESS"); addr != "" {
 		if len(opts.DevServerArgs) > 0 {
-			t.Skip("needs a dev server of its own with lowered limits (DevServerArgs); TSBULK_TEST_TEMPORAL_ADDRESS is set")
+			t.Skip(
+				"needs a dev server of its own with lowered limits (DevServerArgs); TSBULK_TEST_TEMPORAL_ADDRESS is set",
+			)
 		}
 		opts.TemporalAddress = addr
 	}
 	opts.DatabaseURL = dbtest.NewURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, opts)
+	s, err := localstack.Start(ctx, opts)
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s
@@ -94,12 +96,12 @@ func writeCSV(t *testing.T, columns []string, rows []row) string {
 	return path
 }
 
-func options(s *stack.Stack) api.Options {
+func options(s *localstack.Stack) api.Options {
 	return s.Config.BulkChangeOptions()
 }
 
 // submit submits a file through the same code path as `starter submit`.
-func submit(t *testing.T, s *stack.Stack, file string) *submission.Result {
+func submit(t *testing.T, s *localstack.Stack, file string) *submission.Result {
 	t.Helper()
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
 	res, err := sub.Submit(context.Background(), submission.Request{
@@ -112,7 +114,7 @@ func submit(t *testing.T, s *stack.Stack, file string) *submission.Result {
 }
 
 // waitBulk waits for the bulk change's workflow to end.
-func waitBulk(t *testing.T, s *stack.Stack, res *submission.Result, timeout time.Duration) api.BulkChangeResult {
+func waitBulk(t *testing.T, s *localstack.Stack, res *submission.Result, timeout time.Duration) api.BulkChangeResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -122,7 +124,7 @@ func waitBulk(t *testing.T, s *stack.Stack, res *submission.Result, timeout time
 	return out
 }
 
-func progressOf(s *stack.Stack, workflowID string) string {
+func progressOf(s *localstack.Stack, workflowID string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	v, err := s.Client.QueryWorkflow(ctx, workflowID, "", api.ProgressQuery)
@@ -137,7 +139,7 @@ func progressOf(s *stack.Stack, workflowID string) string {
 }
 
 // results reads the bulk change's device changes, by ICCID.
-func results(t *testing.T, s *stack.Stack, bulkID string) map[string]db.ResultRow {
+func results(t *testing.T, s *localstack.Stack, bulkID string) map[string]db.ResultRow {
 	t.Helper()
 	rows, err := s.Store.Results(context.Background(), bulkID)
 	require.NoError(t, err)
@@ -161,7 +163,7 @@ func expectFinal(t *testing.T, rows map[string]db.ResultRow) {
 }
 
 // simState is the simulator's state of a device.
-func simState(t *testing.T, s *stack.Stack, iccid string) tssim.DeviceSnapshot {
+func simState(t *testing.T, s *localstack.Stack, iccid string) tssim.DeviceSnapshot {
 	t.Helper()
 	d, ok := s.TS.Device(iccid)
 	require.True(t, ok, "simulator knows %s", iccid)
@@ -187,7 +189,7 @@ type workerProcess struct {
 	log *strings.Builder
 }
 
-func startWorkerProcess(t *testing.T, s *stack.Stack) *workerProcess {
+func startWorkerProcess(t *testing.T, s *localstack.Stack) *workerProcess {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "worker"))
 	cmd.Env = s.Env()
@@ -208,7 +210,7 @@ func (p *workerProcess) kill() {
 }
 
 // suspendFile seeds n active devices and writes a file suspending them.
-func suspendFile(t *testing.T, s *stack.Stack, prefix string, n int) ([]tssim.DeviceSeed, string) {
+func suspendFile(t *testing.T, s *localstack.Stack, prefix string, n int) ([]tssim.DeviceSeed, string) {
 	t.Helper()
 	devs := tssim.GenerateDevices(n, prefix, "active")
 	require.NoError(t, s.TS.Seed(devs...))
@@ -223,12 +225,12 @@ func suspendFile(t *testing.T, s *stack.Stack, prefix string, n int) ([]tssim.De
 // workflows/testdata/histories/<name>.json, where the replay tests read it,
 // when TSBULK_RECORD_HISTORIES is set (to record a new path; see
 // docs/architecture.md, "Changing workflow code").
-func recordHistory(t *testing.T, s *stack.Stack, workflowID, name string) {
+func recordHistory(t *testing.T, s *localstack.Stack, workflowID, name string) {
 	t.Helper()
 	if os.Getenv("TSBULK_RECORD_HISTORIES") == "" {
 		return
 	}
-	cli, err := stack.TemporalCLI()
+	cli, err := localstack.TemporalCLI()
 	require.NoError(t, err)
 	out, err := exec.Command(cli, "workflow", "show", "--address", s.Config.Temporal.Address,
 		"--namespace", s.Config.Temporal.Namespace, "--workflow-id", workflowID, "--output", "json").Output()

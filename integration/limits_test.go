@@ -10,7 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
@@ -22,8 +22,11 @@ import (
 // received: never more than the limit in any window.
 func TestRequestLimitHoldsAcrossTwoWorkers(t *testing.T) {
 	const limit, window = 20, 10 * time.Second
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 500 * time.Millisecond},
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 500 * time.Millisecond,
+		},
 		Config: func(c *config.Config) {
 			c.Limits.RequestsPerHour = limit
 			c.Limits.RequestsWindow = window
@@ -60,11 +63,17 @@ func TestRequestLimitHoldsAcrossTwoWorkers(t *testing.T) {
 
 // workersThatRan counts the distinct worker identities that ran the bulk
 // changes' ThingSpace submissions.
-func workersThatRan(t *testing.T, s *stack.Stack, subs []*submission.Result) int {
+func workersThatRan(t *testing.T, s *localstack.Stack, subs []*submission.Result) int {
 	t.Helper()
 	ids := map[string]bool{}
 	for _, res := range subs {
-		it := s.Client.GetWorkflowHistory(context.Background(), res.WorkflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		it := s.Client.GetWorkflowHistory(
+			context.Background(),
+			res.WorkflowID,
+			"",
+			false,
+			enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT,
+		)
 		for it.HasNext() {
 			ev, err := it.Next()
 			require.NoError(t, err)
@@ -82,7 +91,7 @@ func workersThatRan(t *testing.T, s *stack.Stack, subs []*submission.Result) int
 // waits for Retry-After instead of retrying in a burst, and everything is
 // activated with exactly one 429.
 func TestThrottledAccountWaitsThenPaces(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 100 * time.Millisecond, CallbackRetryInterval: 300 * time.Millisecond,
 			Limits: tssim.Limits{ActivateRequestsPerMinute: 2}},
 		Config: func(c *config.Config) {
@@ -97,7 +106,10 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 	require.NoError(t, s.TS.Seed(devs...))
 	var rows []row
 	for _, d := range devs {
-		rows = append(rows, row{"iccid": d.ICCID, "operation": "activate", "service_plan": "m2m_4G", "mdn_zip_code": "98801"})
+		rows = append(
+			rows,
+			row{"iccid": d.ICCID, "operation": "activate", "service_plan": "m2m_4G", "mdn_zip_code": "98801"},
+		)
 	}
 	res := submit(t, s, writeCSV(t, []string{"iccid", "operation", "service_plan", "mdn_zip_code"}, rows))
 
@@ -110,7 +122,11 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 	require.Equal(t, 4, activate[200])
 	ctx := context.Background()
 	var throttled int
-	require.NoError(t, s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM rate_limit_buckets WHERE throttled_until IS NOT NULL`).Scan(&throttled))
+	require.NoError(
+		t,
+		s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM rate_limit_buckets WHERE throttled_until IS NOT NULL`).
+			Scan(&throttled),
+	)
 	require.Greater(t, throttled, 0, "the 429 reached the shared limiter")
 }
 
@@ -118,7 +134,7 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 // suspend the same device. One change reaches ThingSpace; the other ends
 // as DEVICE_BUSY naming the first, and ThingSpace sees one request.
 func TestSameDeviceInTwoBulkChanges(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 3 * time.Second, CallbackRetryInterval: 300 * time.Millisecond},
 	})
 	_, err := s.StartWorker()
@@ -126,8 +142,16 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 	shared := tssim.GenerateDevices(1, "8914800050", "active")[0]
 	others := tssim.GenerateDevices(2, "8914800051", "active")
 	require.NoError(t, s.TS.Seed(append(others, shared)...))
-	fileA := writeCSV(t, []string{"iccid", "operation"}, []row{{"iccid": shared.ICCID, "operation": "suspend"}, {"iccid": others[0].ICCID, "operation": "suspend"}})
-	fileB := writeCSV(t, []string{"iccid", "operation"}, []row{{"iccid": shared.ICCID, "operation": "suspend"}, {"iccid": others[1].ICCID, "operation": "suspend"}})
+	fileA := writeCSV(
+		t,
+		[]string{"iccid", "operation"},
+		[]row{{"iccid": shared.ICCID, "operation": "suspend"}, {"iccid": others[0].ICCID, "operation": "suspend"}},
+	)
+	fileB := writeCSV(
+		t,
+		[]string{"iccid", "operation"},
+		[]row{{"iccid": shared.ICCID, "operation": "suspend"}, {"iccid": others[1].ICCID, "operation": "suspend"}},
+	)
 
 	a := submit(t, s, fileA)
 	b := submit(t, s, fileB)
@@ -145,7 +169,12 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 	}
 	require.Equal(t, "DEVICE_BUSY", loser.ErrorCode)
 	require.Contains(t, loser.ErrorMessage, winner)
-	require.Equal(t, 1, s.TS.Stats(time.Hour).AcceptedChanges[shared.ICCID]["suspend"], "ThingSpace saw one suspend of the device")
+	require.Equal(
+		t,
+		1,
+		s.TS.Stats(time.Hour).AcceptedChanges[shared.ICCID]["suspend"],
+		"ThingSpace saw one suspend of the device",
+	)
 	require.Equal(t, "PROCESSED", results(t, s, a.ID)[others[0].ICCID].Status)
 	require.Equal(t, "PROCESSED", results(t, s, b.ID)[others[1].ICCID].Status)
 }
@@ -154,7 +183,7 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 // all. Every device is confirmed by polling, and polling 300 devices costs a
 // handful of device-list pages per cycle, not a request per device.
 func TestCallbackOutageIsPolledInBatches(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 500 * time.Millisecond, CompletionJitter: time.Second,
 			Faults: tssim.Faults{DropCallbackRate: 1}},
 		Config: func(c *config.Config) {
@@ -171,11 +200,18 @@ func TestCallbackOutageIsPolledInBatches(t *testing.T) {
 
 	require.Equal(t, 300, out.Processed)
 	var byPoll int
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(),
-		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`, res.ID).Scan(&byPoll))
+	require.NoError(t, s.Store.Pool.QueryRow(
+		context.Background(),
+		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`,
+		res.ID,
+	).Scan(&byPoll))
 	require.Equal(t, 300, byPoll)
 	st := s.TS.Stats(time.Hour)
 	lists := st.Requests["POST /api/m2m/v1/devices/actions/list"]
 	require.Less(t, lists, 30, "device-list requests for 300 polled devices")
-	t.Logf("FIGURES outage: 300 devices confirmed by polling with %d device-list requests (%d requests in all)", lists, st.RequestsPerAccount[s.Config.ThingSpace.Account])
+	t.Logf(
+		"FIGURES outage: 300 devices confirmed by polling with %d device-list requests (%d requests in all)",
+		lists,
+		st.RequestsPerAccount[s.Config.ThingSpace.Account],
+	)
 }

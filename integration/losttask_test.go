@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -33,8 +33,14 @@ type crashBefore struct {
 	crashed  map[string]bool
 }
 
-func (c *crashBefore) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
-	return &crashInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, root: c}
+func (c *crashBefore) InterceptWorkflow(
+	_ workflow.Context,
+	next interceptor.WorkflowInboundInterceptor,
+) interceptor.WorkflowInboundInterceptor {
+	return &crashInbound{
+		WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next},
+		root:                           c,
+	}
 }
 
 func (c *crashBefore) count() int {
@@ -49,7 +55,12 @@ type crashInbound struct {
 }
 
 func (i *crashInbound) Init(out interceptor.WorkflowOutboundInterceptor) error {
-	return i.Next.Init(&crashOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: out}, root: i.root})
+	return i.Next.Init(
+		&crashOutbound{
+			WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: out},
+			root:                            i.root,
+		},
+	)
 }
 
 type crashOutbound struct {
@@ -79,7 +90,7 @@ func (o *crashOutbound) ExecuteActivity(ctx workflow.Context, activityType strin
 // completes. The retried task finds the change already PROCESSED: it must
 // still create the Rev.io service, exactly once.
 func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
-	s := newStack(t, stack.Options{ThingSpace: tssim.Config{Seed: 5}})
+	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{Seed: 5}})
 	crash := &crashBefore{activity: "CreateBillingService", crashed: map[string]bool{}}
 	_, err := s.StartWorker(func(o *worker.Options) { o.Interceptors = append(o.Interceptors, crash) })
 	require.NoError(t, err)
@@ -87,7 +98,15 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	ctx := context.Background()
 	iccid := tssim.GenerateDevices(1, "8914800000077", "preactive")[0].ICCID
 	bulkID := uuid.NewString()
-	billing, err := json.Marshal(db.BillingData{CustomerID: 4242, ServiceTypeID: 7, ProviderID: 3, ProductIDs: []int64{501}, Rates: []string{"9.99"}})
+	billing, err := json.Marshal(
+		db.BillingData{
+			CustomerID:    4242,
+			ServiceTypeID: 7,
+			ProviderID:    3,
+			ProductIDs:    []int64{501},
+			Rates:         []string{"9.99"},
+		},
+	)
 	require.NoError(t, err)
 	opts := options(s)
 	optsJSON, err := json.Marshal(opts)
@@ -135,7 +154,12 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	recordHistory(t, s, api.DeviceChangeWorkflowID(bulkID, iccid), "activate-lost-task-billing")
 
 	// The live history replays against this build (`worker replay`).
-	replay := exec.Command(filepath.Join(binDir, "worker"), "replay", "--workflow-id", api.DeviceChangeWorkflowID(bulkID, iccid))
+	replay := exec.Command(
+		filepath.Join(binDir, "worker"),
+		"replay",
+		"--workflow-id",
+		api.DeviceChangeWorkflowID(bulkID, iccid),
+	)
 	replay.Env = s.Env()
 	out, err := replay.CombinedOutput()
 	require.NoError(t, err, "%s", out)

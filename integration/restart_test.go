@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -18,7 +19,7 @@ import (
 // as an undisturbed run: every device in its final state and exactly one
 // state-change request per device change at ThingSpace.
 func TestWorkerKilledMidBulkChange(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: time.Second, CompletionJitter: 3 * time.Second,
 			CallbackRetryInterval: 500 * time.Millisecond, Seed: 7},
 		Config: func(c *config.Config) {
@@ -56,9 +57,13 @@ func TestWorkerKilledMidBulkChange(t *testing.T) {
 // (the outcome is unknown to the worker). The retried activity checks the
 // devices at ThingSpace and sends nothing twice.
 func TestLostAnswersAreReconciledNotResent(t *testing.T) {
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 500 * time.Millisecond, Seed: 11,
-			Faults: tssim.Faults{TimeoutRate: 0.35, StallFor: 6 * time.Second}},
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 500 * time.Millisecond,
+			Seed:                  11,
+			Faults:                tssim.Faults{TimeoutRate: 0.35, StallFor: 6 * time.Second},
+		},
 		Config: func(c *config.Config) {
 			c.ThingSpace.HTTPTimeout = 2 * time.Second
 			c.Bulk.BatchSize = 10
@@ -74,13 +79,16 @@ func TestLostAnswersAreReconciledNotResent(t *testing.T) {
 	wantErrors := assertOutcome(t, s, res.ID, want)
 	require.Equal(t, wantErrors, out.Errors)
 	var reconciled int
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(),
-		`SELECT count(*) FROM thingspace_requests WHERE bulk_change_id = $1 AND error_code = 'RECONCILED'`, res.ID).Scan(&reconciled))
+	require.NoError(t, s.Store.Pool.QueryRow(
+		context.Background(),
+		`SELECT count(*) FROM thingspace_requests WHERE bulk_change_id = $1 AND error_code = 'RECONCILED'`,
+		res.ID,
+	).Scan(&reconciled))
 	require.Greater(t, reconciled, 0, "some answers were lost and reconciled")
 	t.Logf("%d of %d requests had their answer lost and were reconciled", reconciled, len(want)/10)
 }
 
-func progress(s *stack.Stack, workflowID string) (api.Progress, bool) {
+func progress(s *localstack.Stack, workflowID string) (api.Progress, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	v, err := s.Client.QueryWorkflow(ctx, workflowID, "", api.ProgressQuery)
@@ -89,4 +97,63 @@ func progress(s *stack.Stack, workflowID string) (api.Progress, bool) {
 	}
 	var p api.Progress
 	return p, v.Get(&p) == nil
+}
+
+// TestWorkerKilledDuringACallIsNoticedByHeartbeat kills the worker while a
+// batch's state-change request waits for ThingSpace's answer. The call
+// heartbeats (activities.KeepAlive), so Temporal gives it to the next
+// worker when the heartbeat times out, not when its three-minute
+// start-to-close timeout does; the retry finds the changes applied and
+// sends nothing twice.
+func TestWorkerKilledDuringACallIsNoticedByHeartbeat(t *testing.T) {
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 500 * time.Millisecond,
+			// Every state change applied, its answer held for 90 s.
+			Faults: tssim.Faults{TimeoutRate: 1, StallFor: 90 * time.Second},
+		},
+		Config: func(c *config.Config) { c.ThingSpace.HTTPTimeout = 2 * time.Minute },
+	})
+	devs, file := suspendFile(t, s, "8914800000000077", 5)
+	w1 := startWorkerProcess(t, s)
+	res := submit(t, s, file)
+
+	// The batch is in flight and has heartbeated.
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		d, err := s.Client.DescribeWorkflow(ctx, res.WorkflowID, "")
+		if err != nil {
+			return false
+		}
+		for _, a := range d.RawResponse.GetPendingActivities() {
+			if a.GetActivityType().GetName() == "SubmitBatch" && a.GetLastHeartbeatTime() != nil {
+				return true
+			}
+		}
+		return false
+	}, 3*time.Minute, 500*time.Millisecond, "SubmitBatch in flight with a heartbeat; worker log:\n%s", w1.log)
+	w1.kill()
+	s.TS.SetFaults(tssim.Faults{})
+	startWorkerProcess(t, s)
+	out := waitBulk(t, s, res, 5*time.Minute)
+	require.Equal(t, len(devs), out.Processed)
+
+	// The first attempt ended by its heartbeat timeout.
+	var timedOut []enumspb.TimeoutType
+	iter := s.Client.GetWorkflowHistory(ctx, res.WorkflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil {
+			timedOut = append(timedOut, a.GetFailure().GetTimeoutFailureInfo().GetTimeoutType())
+		}
+	}
+	require.Equal(t, []enumspb.TimeoutType{enumspb.TIMEOUT_TYPE_HEARTBEAT}, timedOut,
+		"the killed worker's call ends by its heartbeat timeout")
+	st := s.TS.Stats(0)
+	for _, d := range devs {
+		require.Equal(t, 1, changesSent(st, d.ICCID), "state changes sent for %s", d.ICCID)
+		require.Equal(t, "suspended", simState(t, s, d.ICCID).State)
+	}
 }

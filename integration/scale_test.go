@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
@@ -32,7 +32,7 @@ const (
 // workflow comes near the lowered history limit: the cost per run does not
 // grow with the bulk change, so 100,000 devices are as safe as 800.
 func TestHistoryAndChildrenStayBounded(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		DevServerArgs: []string{
 			"--dynamic-config-value", fmt.Sprintf("limit.historyCount.suggestContinueAsNew=%d", suggestCANAt),
 			"--dynamic-config-value", fmt.Sprintf("limit.historyCount.error=%d", historyErrorAt),
@@ -58,18 +58,26 @@ func TestHistoryAndChildrenStayBounded(t *testing.T) {
 	parentMax, childMax, runs := historyLengths(t, s)
 	require.Less(t, parentMax, int64(historyErrorAt/2), "longest parent run")
 	require.Less(t, childMax, int64(100), "longest device workflow")
-	t.Logf("FIGURES scale: 800 devices, %d parent runs, longest parent run %d events, longest device workflow %d events (%d runs listed)",
-		out.Progress.Runs, parentMax, childMax, runs)
+	t.Logf(
+		"FIGURES scale: 800 devices, %d parent runs, longest parent run %d events, longest device workflow %d events (%d runs listed)",
+		out.Progress.Runs,
+		parentMax,
+		childMax,
+		runs,
+	)
 }
 
 // historyLengths returns the longest history of a BulkChange run and of a
 // DeviceChange run, from the server's visibility records.
-func historyLengths(t *testing.T, s *stack.Stack) (parentMax, childMax int64, runs int) {
+func historyLengths(t *testing.T, s *localstack.Stack) (parentMax, childMax int64, runs int) {
 	t.Helper()
 	ctx := context.Background()
 	var token []byte
 	for {
-		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
+		resp, err := s.Client.ListWorkflow(
+			ctx,
+			&workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token},
+		)
 		require.NoError(t, err)
 		for _, w := range resp.GetExecutions() {
 			runs++

@@ -11,7 +11,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
@@ -25,7 +25,7 @@ import (
 // the bound of splitting in halves (1 + 2k⌈log2 n⌉).
 func TestSplitIsolatesRefusedDevices(t *testing.T) {
 	const other = "0000654321-00001"
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{
 			Accounts:           []string{tssim.DefaultAccount, other},
 			RefuseWholeRequest: true,
@@ -89,15 +89,21 @@ func TestSplitIsolatesRefusedDevices(t *testing.T) {
 
 	requests := st.Requests["POST /api/m2m/v1/devices/actions/suspend"]
 	bound := 1 + 2*len(bad)*int(math.Ceil(math.Log2(n)))
-	t.Logf("FIGURES split: %d suspends, %d refused by ThingSpace: %d suspend requests (bound %d; unsplit: 1 request and %d devices in ERROR)",
-		n, len(bad), requests, bound, n)
+	t.Logf(
+		"FIGURES split: %d suspends, %d refused by ThingSpace: %d suspend requests (bound %d; unsplit: 1 request and %d devices in ERROR)",
+		n,
+		len(bad),
+		requests,
+		bound,
+		n,
+	)
 	require.Greater(t, requests, 1, "the batch was split")
 	require.LessOrEqual(t, requests, bound)
 }
 
 // simStats reads the ThingSpace simulator's counters over HTTP, as an
 // operator of the demo would (GET /admin/stats).
-func simStats(t *testing.T, s *stack.Stack) tssim.Stats {
+func simStats(t *testing.T, s *localstack.Stack) tssim.Stats {
 	t.Helper()
 	resp, err := http.Get(s.Config.ThingSpace.BaseURL + "/admin/stats")
 	require.NoError(t, err)

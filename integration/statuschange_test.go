@@ -10,7 +10,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
@@ -24,7 +24,7 @@ type expectation struct {
 	errCode   string // "" = PROCESSED
 }
 
-func mixedFile(t *testing.T, s *stack.Stack, n int) (string, map[string]expectation) {
+func mixedFile(t *testing.T, s *localstack.Stack, n int) (string, map[string]expectation) {
 	t.Helper()
 	want := map[string]expectation{}
 	var rows []row
@@ -43,7 +43,13 @@ func mixedFile(t *testing.T, s *stack.Stack, n int) (string, map[string]expectat
 	add(tssim.GenerateDevices(n, "8914800004", ""), "inventory", "pre-active", "", false)
 	// Must fail: restore of active devices (wrong state), and devices
 	// ThingSpace refuses.
-	add(tssim.GenerateDevices(10, "8914800005", "active"), "restore", "active", "INPUT_INVALID.DeviceState.Invalid", true)
+	add(
+		tssim.GenerateDevices(10, "8914800005", "active"),
+		"restore",
+		"active",
+		"INPUT_INVALID.DeviceState.Invalid",
+		true,
+	)
 	refused := tssim.GenerateDevices(10, "8914800006", "active")
 	for i := range refused {
 		refused[i].FailWith = "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"
@@ -66,7 +72,7 @@ func mixedFile(t *testing.T, s *stack.Stack, n int) (string, map[string]expectat
 // in its old state (POLL_STATE_MISMATCH, because ThingSpace's reason went
 // with the callback and request status carries no code), and a restore of a
 // device that was already active is indistinguishable from a successful one.
-func assertOutcome(t *testing.T, s *stack.Stack, bulkID string, want map[string]expectation) (wantErrors int) {
+func assertOutcome(t *testing.T, s *localstack.Stack, bulkID string, want map[string]expectation) (wantErrors int) {
 	t.Helper()
 	rows := results(t, s, bulkID)
 	require.Len(t, rows, len(want), "one device change per device")
@@ -84,7 +90,16 @@ func assertOutcome(t *testing.T, s *stack.Stack, bulkID string, want map[string]
 			t.Logf("%s %s: failure callback dropped, expecting the poll verdict %q", w.operation, iccid, w.errCode)
 		}
 		if w.errCode == "" {
-			require.Equal(t, db.ChangeProcessed, r.Status, "%s %s: %s %s", w.operation, iccid, r.ErrorCode, r.ErrorMessage)
+			require.Equal(
+				t,
+				db.ChangeProcessed,
+				r.Status,
+				"%s %s: %s %s",
+				w.operation,
+				iccid,
+				r.ErrorCode,
+				r.ErrorMessage,
+			)
 		} else {
 			wantErrors++
 			require.Equal(t, db.ChangeError, r.Status, "%s %s should fail", w.operation, iccid)
@@ -101,7 +116,7 @@ func assertOutcome(t *testing.T, s *stack.Stack, bulkID string, want map[string]
 
 // withoutDeliveredCallback lists the devices whose callback never reached
 // the receiver (the simulator dropped every copy).
-func withoutDeliveredCallback(s *stack.Stack) map[string]bool {
+func withoutDeliveredCallback(s *localstack.Stack) map[string]bool {
 	delivered := map[string]bool{}
 	seen := map[string]bool{}
 	for _, e := range s.TS.DeliveryLog() {
@@ -133,7 +148,7 @@ func targetOf(op string) string {
 // restore, deactivate and inventory while ThingSpace answers 5% of requests
 // with 5xx and drops or duplicates 5% of callbacks each.
 func TestMixedBulkChangeWithFaults(t *testing.T) {
-	s := newStack(t, stack.Options{
+	s := newStack(t, localstack.Options{
 		ThingSpace: tssim.Config{
 			CompletionDelay: 300 * time.Millisecond, CompletionJitter: time.Second, CallbackRetryInterval: 500 * time.Millisecond,
 			Faults: tssim.Faults{ErrorRate: 0.05, DropCallbackRate: 0.05, DuplicateCallbackRate: 0.05},
@@ -178,8 +193,11 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 	// Every device of the bulk change is known, those whose change failed
 	// included.
 	var known int
-	require.NoError(t, s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid
-		WHERE dc.bulk_change_id = $1`, res.ID).Scan(&known))
+	require.NoError(
+		t,
+		s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid
+		WHERE dc.bulk_change_id = $1`, res.ID).Scan(&known),
+	)
 	require.Equal(t, len(want), known)
 
 	// Every ThingSpace exchange is in the audit log, without secrets.
@@ -190,23 +208,41 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 	for _, n := range st.Requests {
 		total += n
 	}
-	t.Logf("FIGURES mixed: %d devices, wall time %s, %d ThingSpace API requests (%.3f per device), batches %d, callbacks stored %d (+%d duplicate copies)",
-		len(want), elapsed.Round(time.Second), total, float64(total)/float64(len(want)), b.Batches, stored, copies-stored)
+	t.Logf(
+		"FIGURES mixed: %d devices, wall time %s, %d ThingSpace API requests (%.3f per device), batches %d, callbacks stored %d (+%d duplicate copies)",
+		len(
+			want,
+		),
+		elapsed.Round(time.Second),
+		total,
+		float64(total)/float64(len(want)),
+		b.Batches,
+		stored,
+		copies-stored,
+	)
 }
 
 // assertAuditClean checks that the audit log holds the bulk change's
 // exchanges and that no secret of the stack appears in it.
-func assertAuditClean(t *testing.T, s *stack.Stack, bulkID string) {
+func assertAuditClean(t *testing.T, s *localstack.Stack, bulkID string) {
 	t.Helper()
 	ctx := context.Background()
 	counts, err := s.Store.AuditCount(ctx, bulkID)
 	require.NoError(t, err)
 	require.Greater(t, counts["thingspace"], 0)
-	rows, err := s.Store.Pool.Query(ctx, `SELECT coalesce(request_body, '') || coalesce(response_body, '') || coalesce(error_message, '') FROM m2m_log`)
+	rows, err := s.Store.Pool.Query(
+		ctx,
+		`SELECT coalesce(request_body, '') || coalesce(response_body, '') || coalesce(error_message, '') FROM m2m_log`,
+	)
 	require.NoError(t, err)
 	defer rows.Close()
-	secrets := []string{s.Config.ThingSpace.ClientSecret.Reveal(), s.Config.ThingSpace.Password.Reveal(), stack.CallbackPassword,
-		stack.RevioPassword, stack.RevioKey}
+	secrets := []string{
+		s.Config.ThingSpace.ClientSecret.Reveal(),
+		s.Config.ThingSpace.Password.Reveal(),
+		localstack.CallbackPassword,
+		localstack.RevioPassword,
+		localstack.RevioKey,
+	}
 	for rows.Next() {
 		var text string
 		require.NoError(t, rows.Scan(&text))
@@ -216,6 +252,9 @@ func assertAuditClean(t *testing.T, s *stack.Stack, bulkID string) {
 	}
 	require.NoError(t, rows.Err())
 	var payloads string
-	require.NoError(t, s.Store.Pool.QueryRow(ctx, `SELECT coalesce(string_agg(payload::text, ''), '') FROM callbacks`).Scan(&payloads))
-	require.NotContains(t, payloads, stack.CallbackPassword, "stored callbacks keep no listener password")
+	require.NoError(
+		t,
+		s.Store.Pool.QueryRow(ctx, `SELECT coalesce(string_agg(payload::text, ''), '') FROM callbacks`).Scan(&payloads),
+	)
+	require.NotContains(t, payloads, localstack.CallbackPassword, "stored callbacks keep no listener password")
 }

@@ -13,15 +13,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // temporalCLI runs the real temporal binary against the stack's server.
-func temporalCLI(t *testing.T, s *stack.Stack, args ...string) (string, error) {
+func temporalCLI(t *testing.T, s *localstack.Stack, args ...string) (string, error) {
 	t.Helper()
-	cli, err := stack.TemporalCLI()
+	cli, err := localstack.TemporalCLI()
 	require.NoError(t, err)
 	args = append(args, "--address", s.Config.Temporal.Address, "--namespace", s.Config.Temporal.Namespace)
 	out, err := exec.Command(cli, args...).CombinedOutput()
@@ -30,10 +30,24 @@ func temporalCLI(t *testing.T, s *stack.Stack, args ...string) (string, error) {
 
 // executeSubmit runs SubmitBulkChange with the temporal CLI and returns its
 // result, or the CLI's output when the workflow failed.
-func executeSubmit(t *testing.T, s *stack.Stack, id, input string) (*api.SubmitResult, string) {
+func executeSubmit(t *testing.T, s *localstack.Stack, id, input string) (*api.SubmitResult, string) {
 	t.Helper()
-	out, err := temporalCLI(t, s, "workflow", "execute", "--task-queue", api.TaskQueue, "--type", api.SubmitBulkChangeWorkflowType,
-		"--workflow-id", id, "--input", input, "--output", "json")
+	out, err := temporalCLI(
+		t,
+		s,
+		"workflow",
+		"execute",
+		"--task-queue",
+		api.TaskQueue,
+		"--type",
+		api.SubmitBulkChangeWorkflowType,
+		"--workflow-id",
+		id,
+		"--input",
+		input,
+		"--output",
+		"json",
+	)
 	if err != nil {
 		return nil, out
 	}
@@ -52,9 +66,13 @@ func executeSubmit(t *testing.T, s *stack.Stack, id, input string) (*api.SubmitR
 // files with errors and inline PPU are refused clearly and write nothing.
 func TestSubmitBulkChangeFromTheTemporalCLI(t *testing.T) {
 	inbox := t.TempDir()
-	s := newStack(t, stack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 300 * time.Millisecond, CallbackRetryInterval: 500 * time.Millisecond, Seed: 31},
-		Config:     func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
+	s := newStack(t, localstack.Options{
+		ThingSpace: tssim.Config{
+			CompletionDelay:       300 * time.Millisecond,
+			CallbackRetryInterval: 500 * time.Millisecond,
+			Seed:                  31,
+		},
+		Config: func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)

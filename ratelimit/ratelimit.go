@@ -55,7 +55,10 @@ func Rules(requestsPerWindow int, window time.Duration, activatesPerMinute int) 
 		rules = append(rules, Rule{Bucket: "requests", Limit: requestsPerWindow, Window: window})
 	}
 	if activatesPerMinute > 0 {
-		rules = append(rules, Rule{Bucket: "activate", Limit: activatesPerMinute, Window: time.Minute, Ops: []string{"activate"}})
+		rules = append(
+			rules,
+			Rule{Bucket: "activate", Limit: activatesPerMinute, Window: time.Minute, Ops: []string{"activate"}},
+		)
 	}
 	sort.Slice(rules, func(i, j int) bool { return rules[i].Bucket < rules[j].Bucket })
 	return rules
@@ -136,7 +139,11 @@ func (l *Limiter) Wait(ctx context.Context, op string) error {
 		}
 		if wait > maxWait {
 			return &thingspace.Error{Op: op, Kind: thingspace.KindRateLimited, RetryAfter: wait,
-				Message: fmt.Sprintf("account %s is at its ThingSpace request limit; next slot in %s", account, wait.Round(time.Second))}
+				Message: fmt.Sprintf(
+					"account %s is at its ThingSpace request limit; next slot in %s",
+					account,
+					wait.Round(time.Second),
+				)}
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -124,7 +124,12 @@ func TestAccountsAreCountedApart(t *testing.T) {
 // below the limit instead of sending them in a burst.
 func TestThrottledThenPaced(t *testing.T) {
 	pool := process(t, dbtest.NewURL(t))
-	l := &Limiter{Pool: pool, Rules: Rules(20, 2*time.Second, 0), DefaultAccount: "acct", MaxWait: 10 * time.Millisecond}
+	l := &Limiter{
+		Pool:           pool,
+		Rules:          Rules(20, 2*time.Second, 0),
+		DefaultAccount: "acct",
+		MaxWait:        10 * time.Millisecond,
+	}
 	ctx := context.Background()
 
 	l.Throttled(ctx, "suspend", 300*time.Millisecond)

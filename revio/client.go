@@ -122,7 +122,9 @@ func New(cfg Config) (*Client, error) {
 	case strings.TrimSpace(cfg.Login) == "":
 		return nil, errors.New("revio: Config.Login is required")
 	case strings.ContainsAny(cfg.Login, "@:"):
-		return nil, errors.New("revio: Config.Login must be the API user name without '@' or ':' (not an e-mail; the client code goes in Config.ClientCode)")
+		return nil, errors.New(
+			"revio: Config.Login must be the API user name without '@' or ':' (not an e-mail; the client code goes in Config.ClientCode)",
+		)
 	case strings.TrimSpace(cfg.ClientCode) == "":
 		return nil, errors.New("revio: Config.ClientCode is required")
 	case strings.ContainsAny(cfg.ClientCode, "@:"):
@@ -304,7 +306,12 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 // attempt performs one HTTP exchange. sent reports whether any part of the
 // request may have reached the server: it is false only when the headers
 // were never written (dial, DNS, TLS or proxy failure).
-func (c *Client) attempt(ctx context.Context, req request, target, relPath string, n int) (_ *response, sent bool, _ error) {
+func (c *Client) attempt(
+	ctx context.Context,
+	req request,
+	target, relPath string,
+	n int,
+) (_ *response, sent bool, _ error) {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 

@@ -226,7 +226,10 @@ func TestValidationErrorsAreNotSent(t *testing.T) {
 			return err
 		}(),
 		func() error {
-			_, err := c.CreateServiceProduct(ctx, CreateServiceProductRequest{ServiceID: 1, ProductID: 2, CustomerID: 3, Rate: "12,50"})
+			_, err := c.CreateServiceProduct(
+				ctx,
+				CreateServiceProductRequest{ServiceID: 1, ProductID: 2, CustomerID: 3, Rate: "12,50"},
+			)
 			return err
 		}(),
 		func() error { _, err := c.FindServices(ctx, ServiceSearch{}); return err }(),
@@ -252,18 +255,38 @@ func TestFindServicesPagingAndExactMatch(t *testing.T) {
 		var recs []string
 		for i := 0; i < 2; i++ {
 			id := page*10 + i
-			recs = append(recs, fmt.Sprintf(`{"service_id":%d,"customer_id":7,"number":"1555","number2":"8901","activated_date":"2024-05-0%dT00:00:00","disconnected_date":null,"provider_id":null}`, id, i+1))
+			recs = append(
+				recs,
+				fmt.Sprintf(
+					`{"service_id":%d,"customer_id":7,"number":"1555","number2":"8901","activated_date":"2024-05-0%dT00:00:00","disconnected_date":null,"provider_id":null}`,
+					id,
+					i+1,
+				),
+			)
 		}
 		if page == 2 {
 			recs = append(recs, `{"service_id":99,"customer_id":7,"number":"15550","number2":"8901"}`)
 		}
-		writeJSONBody(w, 200, fmt.Sprintf(`{"ok":true,"has_more":%v,"record_count":%d,"records":[%s]}`, page < 3, len(recs), strings.Join(recs, ",")))
+		writeJSONBody(
+			w,
+			200,
+			fmt.Sprintf(
+				`{"ok":true,"has_more":%v,"record_count":%d,"records":[%s]}`,
+				page < 3,
+				len(recs),
+				strings.Join(recs, ","),
+			),
+		)
 	})
 	c := newTestClient(t, f.URL)
 	got, err := c.FindServices(context.Background(), ServiceSearch{Number: "1555", Number2: "8901", CustomerID: 7})
 	require.NoError(t, err)
 	require.Len(t, got, 6)
-	assert.Equal(t, Service{ServiceID: 10, CustomerID: 7, Number: "1555", Number2: "8901", ActivatedDate: "2024-05-01"}, got[0])
+	assert.Equal(
+		t,
+		Service{ServiceID: 10, CustomerID: 7, Number: "1555", Number2: "8901", ActivatedDate: "2024-05-01"},
+		got[0],
+	)
 
 	reqs := f.requests()
 	require.Len(t, reqs, 3)
@@ -280,7 +303,11 @@ func TestFindServicesPagingAndExactMatch(t *testing.T) {
 
 func TestListStopsOnRepeatedPage(t *testing.T) {
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		writeJSONBody(w, 200, `{"ok":true,"has_more":true,"record_count":1,"records":[{"service_product_id":5,"service_id":1,"rate":12.5,"quantity":"1","status":"ACTIVE"}]}`)
+		writeJSONBody(
+			w,
+			200,
+			`{"ok":true,"has_more":true,"record_count":1,"records":[{"service_product_id":5,"service_id":1,"rate":12.5,"quantity":"1","status":"ACTIVE"}]}`,
+		)
 	})
 	_, err := newTestClient(t, f.URL).ListServiceProducts(context.Background(), 1, "active")
 	assert.ErrorIs(t, err, ErrUnexpectedResponse)
@@ -300,14 +327,30 @@ func TestServiceProductDecoding(t *testing.T) {
 	got, err := newTestClient(t, f.URL).ListServiceProducts(context.Background(), 1, "")
 	require.NoError(t, err)
 	require.Len(t, got, 2, "the record of another service is dropped")
-	assert.Equal(t, ServiceProduct{ServiceProductID: 5, ServiceID: 1, ProductID: 2, CustomerID: 3, Rate: "12.50", Quantity: 1, Status: "ACTIVE", ActivatedDate: "2024-05-01"}, got[0])
+	assert.Equal(
+		t,
+		ServiceProduct{
+			ServiceProductID: 5,
+			ServiceID:        1,
+			ProductID:        2,
+			CustomerID:       3,
+			Rate:             "12.50",
+			Quantity:         1,
+			Status:           "ACTIVE",
+			ActivatedDate:    "2024-05-01",
+		},
+		got[0],
+	)
 	assert.Equal(t, "7.25", got[1].Rate)
 	assert.Equal(t, 2, got[1].Quantity)
 	assert.Equal(t, "2024-06-01", got[1].CanceledDate)
 }
 
 func TestCreateServiceProductWire(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":"55"}`) })
+	f := newFake(
+		t,
+		func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":"55"}`) },
+	)
 	c := newTestClient(t, f.URL)
 	id, err := c.CreateServiceProduct(context.Background(), CreateServiceProductRequest{
 		ServiceID: 1, ProductID: 2, CustomerID: 3, Rate: "12.50", EffectiveDate: "2024-05-01", ActivatedDate: "2024-05-01",
@@ -316,8 +359,12 @@ func TestCreateServiceProductWire(t *testing.T) {
 	assert.EqualValues(t, 55, id)
 	r := f.requests()[0]
 	assert.Equal(t, "/v1/ServiceProduct", r.Path)
-	assert.JSONEq(t, `{"service_id":1,"product_id":2,"customer_id":3,"rate":12.50,"quantity":1,"generate_proration":false,
-		"effective_date":"2024-05-01","activated_date":"2024-05-01"}`, string(r.Body))
+	assert.JSONEq(
+		t,
+		`{"service_id":1,"product_id":2,"customer_id":3,"rate":12.50,"quantity":1,"generate_proration":false,
+		"effective_date":"2024-05-01","activated_date":"2024-05-01"}`,
+		string(r.Body),
+	)
 	assert.Contains(t, string(r.Body), `"rate":12.50`, "rate is a JSON number with its digits kept")
 }
 
@@ -342,7 +389,10 @@ func TestOKFalseIsAnError(t *testing.T) {
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		writeJSONBody(w, 200, `{"ok":false,"message":"nope"}`)
 	})
-	err := newTestClient(t, f.URL).UpdateService(context.Background(), 12, []PatchOp{{Op: "replace", Path: "/description", Value: "x"}})
+	err := newTestClient(
+		t,
+		f.URL,
+	).UpdateService(context.Background(), 12, []PatchOp{{Op: "replace", Path: "/description", Value: "x"}})
 	assert.ErrorIs(t, err, ErrUnexpectedResponse)
 }
 
@@ -362,13 +412,30 @@ func TestGetService(t *testing.T) {
 			writeJSONBody(w, 404, `{"ok":false,"message":"Service 404 was not found."}`)
 			return
 		}
-		writeJSONBody(w, 200, `{"ok":true,"service_id":12,"customer_id":7,"provider_id":5,"service_type_id":9,"number":"1555","number2":"8901",
-			"activated_date":"2024-05-01Z","disconnected_date":null,"description":"d","fields":[{"field_id":1,"label":"x","value":"y"}]}`)
+		writeJSONBody(
+			w,
+			200,
+			`{"ok":true,"service_id":12,"customer_id":7,"provider_id":5,"service_type_id":9,"number":"1555","number2":"8901",
+			"activated_date":"2024-05-01Z","disconnected_date":null,"description":"d","fields":[{"field_id":1,"label":"x","value":"y"}]}`,
+		)
 	})
 	c := newTestClient(t, f.URL)
 	sv, err := c.GetService(context.Background(), 12)
 	require.NoError(t, err)
-	assert.Equal(t, &Service{ServiceID: 12, CustomerID: 7, ProviderID: 5, ServiceTypeID: 9, Number: "1555", Number2: "8901", ActivatedDate: "2024-05-01", Description: "d"}, sv)
+	assert.Equal(
+		t,
+		&Service{
+			ServiceID:     12,
+			CustomerID:    7,
+			ProviderID:    5,
+			ServiceTypeID: 9,
+			Number:        "1555",
+			Number2:       "8901",
+			ActivatedDate: "2024-05-01",
+			Description:   "d",
+		},
+		sv,
+	)
 
 	_, err = c.GetService(context.Background(), 404)
 	assert.True(t, IsNotFound(err))
@@ -384,11 +451,41 @@ func TestErrorBodyShapes(t *testing.T) {
 		status            int
 		want              string
 	}{
-		{"rev object", "application/json", `{"ok":false,"message":"customer_id is required"}`, 400, "customer_id is required"},
-		{"altaworx array", "application/json", `[{"ok":false,"id":0,"error":"Bad Request","message":"customer_id is required"},{"ok":false,"id":0,"message":"number too long"}]`, 400, "customer_id is required; Bad Request; number too long"},
-		{"apim", "application/json", `{"statusCode":401,"message":"Access denied due to invalid subscription key."}`, 401, "Access denied due to invalid subscription key."},
-		{"modelstate", "application/json", `{"Message":"The request is invalid.","ModelState":{"model.customer_id":["The customer_id field is required."]}}`, 400, "The request is invalid.; model.customer_id: The customer_id field is required."},
-		{"problem", "application/problem+json", `{"title":"Bad Request","detail":"bad date"}`, 400, "bad date; Bad Request"},
+		{
+			"rev object",
+			"application/json",
+			`{"ok":false,"message":"customer_id is required"}`,
+			400,
+			"customer_id is required",
+		},
+		{
+			"altaworx array",
+			"application/json",
+			`[{"ok":false,"id":0,"error":"Bad Request","message":"customer_id is required"},{"ok":false,"id":0,"message":"number too long"}]`,
+			400,
+			"customer_id is required; Bad Request; number too long",
+		},
+		{
+			"apim",
+			"application/json",
+			`{"statusCode":401,"message":"Access denied due to invalid subscription key."}`,
+			401,
+			"Access denied due to invalid subscription key.",
+		},
+		{
+			"modelstate",
+			"application/json",
+			`{"Message":"The request is invalid.","ModelState":{"model.customer_id":["The customer_id field is required."]}}`,
+			400,
+			"The request is invalid.; model.customer_id: The customer_id field is required.",
+		},
+		{
+			"problem",
+			"application/problem+json",
+			`{"title":"Bad Request","detail":"bad date"}`,
+			400,
+			"bad date; Bad Request",
+		},
 		{"text", "text/plain", "  Service\n Unavailable  ", 403, "Service Unavailable"},
 		{"html", "text/html", "<html><body><h1>Forbidden</h1></body></html>", 403, "Forbidden"},
 		{"empty", "", "", 405, "Method Not Allowed"},
@@ -477,7 +574,10 @@ func TestGETRetriedOn5xxButPOSTNot(t *testing.T) {
 	assert.Len(t, f.requests(), 7)
 
 	// PATCH and DELETE likewise.
-	require.Error(t, c.UpdateService(context.Background(), 1, []PatchOp{{Op: "replace", Path: "/description", Value: "x"}}))
+	require.Error(
+		t,
+		c.UpdateService(context.Background(), 1, []PatchOp{{Op: "replace", Path: "/description", Value: "x"}}),
+	)
 	require.Error(t, c.DisconnectServiceProduct(context.Background(), 1, "", false))
 	assert.Len(t, f.requests(), 9)
 }
@@ -566,7 +666,11 @@ func TestRedactionInObserverAndErrors(t *testing.T) {
 	// A misbehaving gateway echoes the credentials back in its error body.
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		body, _ := json.Marshal(map[string]string{
-			"message": "bad auth " + r.Header.Get("Authorization") + " key=" + r.Header.Get("Ocp-Apim-Subscription-Key") + " pw=" + testPassword,
+			"message": "bad auth " + r.Header.Get(
+				"Authorization",
+			) + " key=" + r.Header.Get(
+				"Ocp-Apim-Subscription-Key",
+			) + " pw=" + testPassword,
 		})
 		writeJSONBody(w, 400, string(body))
 	})

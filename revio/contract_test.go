@@ -34,7 +34,14 @@ type contractEnv struct {
 
 func newContract(t *testing.T, mod ...func(*simulator.Config)) *contractEnv {
 	t.Helper()
-	cfg := simulator.Config{Login: cLogin, ClientCode: cClient, Password: cPassword, SubscriptionKey: cKey, CallsPerMinute: -1, Seed: 7}
+	cfg := simulator.Config{
+		Login:           cLogin,
+		ClientCode:      cClient,
+		Password:        cPassword,
+		SubscriptionKey: cKey,
+		CallsPerMinute:  -1,
+		Seed:            7,
+	}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -78,8 +85,12 @@ func TestContractServiceLifecycle(t *testing.T) {
 
 	sv, err := c.GetService(ctx, sid)
 	require.NoError(t, err)
-	assert.Equal(t, &revio.Service{ServiceID: sid, CustomerID: 7, ProviderID: 5, ServiceTypeID: 9, Number: "15551230001",
-		Number2: "89148000000000000001", ActivatedDate: "2024-05-01", Description: "device 1"}, sv)
+	assert.Equal(
+		t,
+		&revio.Service{ServiceID: sid, CustomerID: 7, ProviderID: 5, ServiceTypeID: 9, Number: "15551230001",
+			Number2: "89148000000000000001", ActivatedDate: "2024-05-01", Description: "device 1"},
+		sv,
+	)
 
 	_, err = c.GetService(ctx, sid+1000)
 	assert.True(t, revio.IsNotFound(err))
@@ -94,7 +105,10 @@ func TestContractServiceLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, found)
 
-	require.NoError(t, c.UpdateService(ctx, sid, []revio.PatchOp{{Op: "replace", Path: "/description", Value: "renamed"}}))
+	require.NoError(
+		t,
+		c.UpdateService(ctx, sid, []revio.PatchOp{{Op: "replace", Path: "/description", Value: "renamed"}}),
+	)
 	sv, err = c.GetService(ctx, sid)
 	require.NoError(t, err)
 	assert.Equal(t, "renamed", sv.Description)
@@ -117,8 +131,12 @@ func TestContractServiceLifecycle(t *testing.T) {
 	active, err := c.ListServiceProducts(ctx, sid, revio.StatusActive)
 	require.NoError(t, err)
 	require.Len(t, active, 2)
-	assert.Equal(t, revio.ServiceProduct{ServiceProductID: spIDs[0], ServiceID: sid, ProductID: 11, CustomerID: 7, Rate: "12.50",
-		Quantity: 1, Status: "ACTIVE", ActivatedDate: "2024-05-01"}, active[0])
+	assert.Equal(
+		t,
+		revio.ServiceProduct{ServiceProductID: spIDs[0], ServiceID: sid, ProductID: 11, CustomerID: 7, Rate: "12.50",
+			Quantity: 1, Status: "ACTIVE", ActivatedDate: "2024-05-01"},
+		active[0],
+	)
 
 	// Clean deactivation: products first, then the service, same date.
 	err = c.UpdateService(ctx, sid, []revio.PatchOp{{Op: "replace", Path: "/disconnected_date", Value: "2024-06-01"}})
@@ -144,7 +162,10 @@ func TestContractServiceLifecycle(t *testing.T) {
 	assert.Equal(t, revio.StatusDisconnected, all[0].Status)
 	assert.Equal(t, "2024-06-01", all[0].CanceledDate)
 
-	require.NoError(t, c.UpdateService(ctx, sid, []revio.PatchOp{{Op: "replace", Path: "/disconnected_date", Value: "2024-06-01"}}))
+	require.NoError(
+		t,
+		c.UpdateService(ctx, sid, []revio.PatchOp{{Op: "replace", Path: "/disconnected_date", Value: "2024-06-01"}}),
+	)
 	sv, err = c.GetService(ctx, sid)
 	require.NoError(t, err)
 	assert.Equal(t, "2024-06-01", sv.DisconnectedDate)
@@ -166,7 +187,11 @@ func TestContractAuthFailures(t *testing.T) {
 	}{
 		{"wrong password", func(c *revio.Config) { c.Password = "wrong-password" }, "Authorization has been denied"},
 		{"wrong client code", func(c *revio.Config) { c.ClientCode = "OTHER" }, "Authorization has been denied"},
-		{"wrong subscription key", func(c *revio.Config) { c.SubscriptionKey = "wrong-key" }, "invalid subscription key"},
+		{
+			"wrong subscription key",
+			func(c *revio.Config) { c.SubscriptionKey = "wrong-key" },
+			"invalid subscription key",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +258,10 @@ func TestContractPagingOver500(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 42, Number: fmt.Sprintf("1555%07d", i)})
+			_, err := c.CreateService(
+				ctx,
+				revio.CreateServiceRequest{CustomerID: 42, Number: fmt.Sprintf("1555%07d", i)},
+			)
 			errs <- err
 		}(i)
 	}
@@ -266,7 +294,10 @@ func TestContractServiceProductPaging(t *testing.T) {
 	sid, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1})
 	require.NoError(t, err)
 	for i := 0; i < 503; i++ {
-		_, err := c.CreateServiceProduct(ctx, revio.CreateServiceProductRequest{ServiceID: sid, ProductID: int64(i + 1), CustomerID: 1, Rate: "1.00"})
+		_, err := c.CreateServiceProduct(
+			ctx,
+			revio.CreateServiceProductRequest{ServiceID: sid, ProductID: int64(i + 1), CustomerID: 1, Rate: "1.00"},
+		)
 		require.NoError(t, err)
 	}
 	got, err := c.ListServiceProducts(ctx, sid, "")
@@ -296,7 +327,10 @@ func TestContractFaults(t *testing.T) {
 		require.Error(t, err)
 		assert.True(t, revio.IsRetryable(err))
 		assert.Equal(t, 3, e.sim.Stats().Calls["GET /v1/SystemStatus"])
-		_, err = c.CreateServiceProduct(ctx, revio.CreateServiceProductRequest{ServiceID: 1, ProductID: 1, CustomerID: 1})
+		_, err = c.CreateServiceProduct(
+			ctx,
+			revio.CreateServiceProductRequest{ServiceID: 1, ProductID: 1, CustomerID: 1},
+		)
 		require.Error(t, err)
 		assert.Equal(t, 1, e.sim.Stats().Calls["POST /v1/ServiceProduct"])
 	})
@@ -335,7 +369,12 @@ func TestContractFaults(t *testing.T) {
 		err := c.CheckAuth(ctx)
 		require.Error(t, err)
 		assert.True(t, revio.IsRetryable(err))
-		require.Eventually(t, func() bool { return e.sim.Stats().Calls["GET /v1/SystemStatus"] == 3 }, 2*time.Second, 10*time.Millisecond)
+		require.Eventually(
+			t,
+			func() bool { return e.sim.Stats().Calls["GET /v1/SystemStatus"] == 3 },
+			2*time.Second,
+			10*time.Millisecond,
+		)
 	})
 }
 

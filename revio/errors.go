@@ -172,7 +172,21 @@ func extractMessage(body []byte) string {
 // messageKeys are tried in order; the first ones found are used. "error" is
 // late because Rev.io-style arrays carry it as a code or a boolean next to a
 // better "message".
-var messageKeys = []string{"message", "Message", "error_message", "errorMessage", "detail", "title", "error_description", "error", "Error", "errors", "Errors", "modelState", "ModelState"}
+var messageKeys = []string{
+	"message",
+	"Message",
+	"error_message",
+	"errorMessage",
+	"detail",
+	"title",
+	"error_description",
+	"error",
+	"Error",
+	"errors",
+	"Errors",
+	"modelState",
+	"ModelState",
+}
 
 func collectMessages(v any, depth int, out *[]string) {
 	if depth > 4 {

@@ -43,7 +43,10 @@ func (c *Client) CreateService(ctx context.Context, req CreateServiceRequest) (i
 	if err != nil {
 		return 0, invalid(op, err)
 	}
-	resp, err := c.do(ctx, request{op: op, method: http.MethodPost, path: "/v1/Services", body: body, contentType: contentJSON})
+	resp, err := c.do(
+		ctx,
+		request{op: op, method: http.MethodPost, path: "/v1/Services", body: body, contentType: contentJSON},
+	)
 	if err != nil {
 		return 0, err
 	}
@@ -160,7 +163,16 @@ func (c *Client) UpdateService(ctx context.Context, id int64, ops []PatchOp) err
 	if err != nil {
 		return invalid(op, err)
 	}
-	resp, err := c.do(ctx, request{op: op, method: http.MethodPatch, path: "/v1/Services/" + strconv.FormatInt(id, 10), body: body, contentType: contentJSONPatch})
+	resp, err := c.do(
+		ctx,
+		request{
+			op:          op,
+			method:      http.MethodPatch,
+			path:        "/v1/Services/" + strconv.FormatInt(id, 10),
+			body:        body,
+			contentType: contentJSONPatch,
+		},
+	)
 	if err != nil {
 		return err
 	}
@@ -208,7 +220,10 @@ func (c *Client) CreateServiceProduct(ctx context.Context, req CreateServiceProd
 	if err != nil {
 		return 0, invalid(op, err)
 	}
-	resp, err := c.do(ctx, request{op: op, method: http.MethodPost, path: "/v1/ServiceProduct", body: body, contentType: contentJSON})
+	resp, err := c.do(
+		ctx,
+		request{op: op, method: http.MethodPost, path: "/v1/ServiceProduct", body: body, contentType: contentJSON},
+	)
 	if err != nil {
 		return 0, err
 	}
@@ -250,7 +265,12 @@ func (c *Client) ListServiceProducts(ctx context.Context, serviceID int64, statu
 // picks the date, possibly shifted by product or bill-profile settings).
 // Disconnecting an already disconnected product may be refused: check
 // ListServiceProducts when a retry after an unknown outcome fails.
-func (c *Client) DisconnectServiceProduct(ctx context.Context, id int64, effectiveDate string, generateProration bool) error {
+func (c *Client) DisconnectServiceProduct(
+	ctx context.Context,
+	id int64,
+	effectiveDate string,
+	generateProration bool,
+) error {
 	const op = "DisconnectServiceProduct"
 	if id <= 0 {
 		return invalid(op, fmt.Errorf("service product id is required"))
@@ -258,11 +278,20 @@ func (c *Client) DisconnectServiceProduct(ctx context.Context, id int64, effecti
 	if err := checkDate("effective_date", effectiveDate); err != nil {
 		return invalid(op, err)
 	}
-	body, err := json.Marshal(disconnectServiceProductWire{ServiceProductID: id, EffectiveDate: effectiveDate, GenerateProration: generateProration})
+	body, err := json.Marshal(
+		disconnectServiceProductWire{
+			ServiceProductID:  id,
+			EffectiveDate:     effectiveDate,
+			GenerateProration: generateProration,
+		},
+	)
 	if err != nil {
 		return invalid(op, err)
 	}
-	resp, err := c.do(ctx, request{op: op, method: http.MethodDelete, path: "/v1/ServiceProduct", body: body, contentType: contentJSON})
+	resp, err := c.do(
+		ctx,
+		request{op: op, method: http.MethodDelete, path: "/v1/ServiceProduct", body: body, contentType: contentJSON},
+	)
 	if err != nil {
 		return err
 	}
@@ -271,12 +300,22 @@ func (c *Client) DisconnectServiceProduct(ctx context.Context, id int64, effecti
 
 // list walks a collection. each decodes one record and returns its id, used
 // to notice a server that ignores the page parameter and repeats a page.
-func (c *Client) list(ctx context.Context, op, p string, q url.Values, each func(json.RawMessage) (int64, error)) error {
+func (c *Client) list(
+	ctx context.Context,
+	op, p string,
+	q url.Values,
+	each func(json.RawMessage) (int64, error),
+) error {
 	seen := make(map[int64]bool)
 	q.Set("search.page_size", strconv.Itoa(pageSize))
 	for page := 1; ; page++ {
 		if page > maxPages {
-			return &Error{Op: op, Sent: true, Message: fmt.Sprintf("more than %d pages", maxPages), Err: ErrUnexpectedResponse}
+			return &Error{
+				Op:      op,
+				Sent:    true,
+				Message: fmt.Sprintf("more than %d pages", maxPages),
+				Err:     ErrUnexpectedResponse,
+			}
 		}
 		q.Set("search.page", strconv.Itoa(page))
 		resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: p, query: q})

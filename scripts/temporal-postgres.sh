@@ -68,8 +68,11 @@ address=127.0.0.1:$port
 say() { echo "temporal-postgres: $*" >&2; }
 die() { echo "temporal-postgres: error: $*" >&2; exit 1; }
 
-[[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1024 ] && [ "$port" -le 65525 ] ||
-  die "TEMPORAL_PG_PORT must be a port number between 1024 and 65525 (got '$port')"
+# The membership ports (port-300 .. port-294) are stored in a smallint
+# column of the cluster_membership table: above 32767 the server exits at
+# start with "out of range for type smallint".
+[[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1324 ] && [ "$port" -le 33061 ] ||
+  die "TEMPORAL_PG_PORT must be a port number between 1324 and 33061, so that its membership ports (TEMPORAL_PG_PORT-300 and up) fit the server's smallint column (got '$port')"
 [[ $prefix =~ ^[a-z_][a-z0-9_]{0,40}$ ]] ||
   die "TEMPORAL_PG_DB_PREFIX must be a lower-case SQL identifier (letters, digits, _; got '$prefix')"
 [[ $db_port =~ ^[0-9]+$ ]] || die "TEMPORAL_PG_DB_PORT must be a port number (got '$db_port')"

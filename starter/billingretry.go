@@ -37,8 +37,15 @@ func (c *cli) billingRetry(ctx context.Context, args []string) error {
 	if err := run.Get(ctx, &res); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "Rev.io steps: %d attempted (%d stranded), %d services created or found, %d disconnected, %d still failing",
-		res.Attempted, res.Stranded, res.Created, res.Disconnected, res.Failed)
+	fmt.Fprintf(
+		c.out,
+		"Rev.io steps: %d attempted (%d stranded), %d services created or found, %d disconnected, %d still failing",
+		res.Attempted,
+		res.Stranded,
+		res.Created,
+		res.Disconnected,
+		res.Failed,
+	)
 	if res.StillRunning > 0 {
 		fmt.Fprintf(c.out, "; %d left to device workflows still running", res.StillRunning)
 	}

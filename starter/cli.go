@@ -87,8 +87,18 @@ func sortedKeys[K ~string](m map[K]int) []K {
 }
 
 func bulkView(b *db.BulkChange) map[string]any {
-	return map[string]any{"id": b.ID, "status": b.Status, "account": b.AccountName, "total": b.Total, "processed": b.Processed,
-		"errors": b.Errors, "error": b.ErrorMessage, "createdAt": b.CreatedAt, "finishedAt": b.FinishedAt, "workflowId": b.WorkflowID}
+	return map[string]any{
+		"id":         b.ID,
+		"status":     b.Status,
+		"account":    b.AccountName,
+		"total":      b.Total,
+		"processed":  b.Processed,
+		"errors":     b.Errors,
+		"error":      b.ErrorMessage,
+		"createdAt":  b.CreatedAt,
+		"finishedAt": b.FinishedAt,
+		"workflowId": b.WorkflowID,
+	}
 }
 
 // flagError is the exit of a subcommand whose flags did not parse (the flag

@@ -25,7 +25,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/iot-ops/tsbulk/bulkchange"
+	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/connect"
 )
@@ -47,7 +47,11 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("starter", flag.ContinueOnError)
 	global.SetOutput(stderr)
-	path := global.String("config", os.Getenv("TSBULK_CONFIG"), "YAML configuration file (environment variables TSBULK_* override it)")
+	path := global.String(
+		"config",
+		os.Getenv("TSBULK_CONFIG"),
+		"YAML configuration file (environment variables TSBULK_* override it)",
+	)
 	global.Usage = func() { usage(stderr, global) }
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -128,7 +132,7 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	var ve *bulkchange.ValidationError
+	var ve *changefile.ValidationError
 	if errors.As(err, &ve) {
 		fmt.Fprintln(stderr, ve.Error())
 		fmt.Fprintln(stderr, "nothing was submitted")

@@ -14,13 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/db/dbtest"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // One product stack for the package: the starter is exercised as an
 // operator uses it, against the dev server, PostgreSQL and the simulator.
-var st *stack.Stack
+var st *localstack.Stack
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -39,8 +39,11 @@ func withStack(m *testing.M) int {
 	defer drop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{DatabaseURL: url,
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CallbackRetryInterval: 200 * time.Millisecond}})
+	st, err = localstack.Start(ctx, localstack.Options{DatabaseURL: url,
+		ThingSpace: tssim.Config{
+			CompletionDelay:       200 * time.Millisecond,
+			CallbackRetryInterval: 200 * time.Millisecond,
+		}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -173,7 +176,17 @@ func TestDryRunPlansAndWritesNothing(t *testing.T) {
 	for _, d := range ds {
 		b.WriteString(d.ICCID + "\n")
 	}
-	code, out, errOut := starter(t, "submit", "--file", file(t, "dry.csv", b.String()), "--operation", "suspend", "--dry-run", "--batch-size", "2")
+	code, out, errOut := starter(
+		t,
+		"submit",
+		"--file",
+		file(t, "dry.csv", b.String()),
+		"--operation",
+		"suspend",
+		"--dry-run",
+		"--batch-size",
+		"2",
+	)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "valid: 5 devices, suspend 5")
 	require.Contains(t, out, "would send 3 ThingSpace requests")
@@ -248,11 +261,20 @@ func TestDailyLineLimitReportedBeforeSubmission(t *testing.T) {
 	// hours, by earlier bulk changes.
 	for i := 1; i <= 5; i++ {
 		id := fmt.Sprintf("11111111-1111-1111-1111-00000000000%d", i)
-		_, err := st.Store.Pool.Exec(ctx, `INSERT INTO bulk_changes (id, account_name, total, batches, workflow_id, status)
-			VALUES ($1::uuid, 'acct', 1, 1, 'bulk-change/' || $1::text, 'FINISHED')`, id)
+		_, err := st.Store.Pool.Exec(
+			ctx,
+			`INSERT INTO bulk_changes (id, account_name, total, batches, workflow_id, status)
+			VALUES ($1::uuid, 'acct', 1, 1, 'bulk-change/' || $1::text, 'FINISHED')`,
+			id,
+		)
 		require.NoError(t, err)
-		_, err = st.Store.Pool.Exec(ctx, `INSERT INTO device_changes (bulk_change_id, seq, row_number, iccid, operation, batch_no, status, submitted_at)
-			VALUES ($1, 1, 2, $2, 'suspend', 1, 'PROCESSED', now() - interval '2 hours')`, id, busy.ICCID)
+		_, err = st.Store.Pool.Exec(
+			ctx,
+			`INSERT INTO device_changes (bulk_change_id, seq, row_number, iccid, operation, batch_no, status, submitted_at)
+			VALUES ($1, 1, 2, $2, 'suspend', 1, 'PROCESSED', now() - interval '2 hours')`,
+			id,
+			busy.ICCID,
+		)
 		require.NoError(t, err)
 	}
 	before := countBulkChanges(t)

@@ -51,7 +51,13 @@ func (c *cli) redrive(ctx context.Context, args []string) error {
 		return json.NewEncoder(c.out).Encode(res)
 	}
 	if res.Created {
-		fmt.Fprintf(c.out, "re-drive of %s: bulk change %s of %d failed device changes\n", id, res.ID, res.BulkChange.Total)
+		fmt.Fprintf(
+			c.out,
+			"re-drive of %s: bulk change %s of %d failed device changes\n",
+			id,
+			res.ID,
+			res.BulkChange.Total,
+		)
 	} else {
 		fmt.Fprintf(c.out, "bulk change %s already re-drives these device changes of %s (%s)\n", res.ID, id, res.BulkChange.Status)
 	}

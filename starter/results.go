@@ -39,10 +39,26 @@ func (c *cli) results(ctx context.Context, args []string) error {
 		return json.NewEncoder(c.out).Encode(rows)
 	case *asCSV:
 		w := csv.NewWriter(c.out)
-		_ = w.Write([]string{"iccid", "operation", "status", "outcome", "final_state", "msisdn", "request_id", "error_code", "error_message", "billing_status", "billing_error"})
+		_ = w.Write(
+			[]string{
+				"iccid",
+				"operation",
+				"status",
+				"outcome",
+				"final_state",
+				"msisdn",
+				"request_id",
+				"error_code",
+				"error_message",
+				"billing_status",
+				"billing_error",
+			},
+		)
 		for _, r := range rows {
-			_ = w.Write([]string{r.ICCID, r.Operation, r.Status, r.Outcome, r.FinalState, r.MSISDN, r.RequestID, r.ErrorCode,
-				r.ErrorMessage, r.BillingStatus, r.BillingError})
+			_ = w.Write(
+				[]string{r.ICCID, r.Operation, r.Status, r.Outcome, r.FinalState, r.MSISDN, r.RequestID, r.ErrorCode,
+					r.ErrorMessage, r.BillingStatus, r.BillingError},
+			)
 		}
 		w.Flush()
 		return w.Error()
@@ -57,7 +73,17 @@ func (c *cli) results(ctx context.Context, args []string) error {
 		if r.BillingStatus == db.BillingError {
 			errText += " [Rev.io: " + r.BillingError + "]"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ICCID, r.Operation, r.Status, r.FinalState, r.MSISDN, r.RequestID, errText)
+		fmt.Fprintf(
+			tw,
+			"%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.ICCID,
+			r.Operation,
+			r.Status,
+			r.FinalState,
+			r.MSISDN,
+			r.RequestID,
+			errText,
+		)
 	}
 	return tw.Flush()
 }

@@ -56,7 +56,10 @@ func (c *cli) resumeFailed(ctx context.Context, args []string) error {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED,
 		enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
 	default:
-		return &exitError{1, fmt.Errorf("workflow %s is %s, not ended by a failure: nothing to resume", b.WorkflowID, st)}
+		return &exitError{
+			1,
+			fmt.Errorf("workflow %s is %s, not ended by a failure: nothing to resume", b.WorkflowID, st),
+		}
 	}
 	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    b.WorkflowID,

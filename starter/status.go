@@ -52,8 +52,16 @@ func (c *cli) status(ctx context.Context, args []string) error {
 		}
 		return json.NewEncoder(c.out).Encode(out)
 	}
-	fmt.Fprintf(c.out, "bulk change %s (%s), account %s, %d devices, submitted %s by %s\n", b.ID, b.Status, b.AccountName, b.Total,
-		b.CreatedAt.Format(time.RFC3339), b.SubmittedBy)
+	fmt.Fprintf(
+		c.out,
+		"bulk change %s (%s), account %s, %d devices, submitted %s by %s\n",
+		b.ID,
+		b.Status,
+		b.AccountName,
+		b.Total,
+		b.CreatedAt.Format(time.RFC3339),
+		b.SubmittedBy,
+	)
 	if err := c.printLinks(ctx, store, b); err != nil {
 		return err
 	}
@@ -85,8 +93,14 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	}
 	c.printBilling(b.ID, counts)
 	if p.Limit != nil {
-		fmt.Fprintf(c.out, "at the last batch sent: %d of %d requests used in the window; %d batches (%d devices) still to send\n",
-			p.Limit.UsedLastHour, p.Limit.RequestsPerHour, p.Limit.BatchesWaiting, p.Limit.DevicesWaiting)
+		fmt.Fprintf(
+			c.out,
+			"at the last batch sent: %d of %d requests used in the window; %d batches (%d devices) still to send\n",
+			p.Limit.UsedLastHour,
+			p.Limit.RequestsPerHour,
+			p.Limit.BatchesWaiting,
+			p.Limit.DevicesWaiting,
+		)
 	}
 	c.printBudget(ctx, store, b.AccountName)
 	if p.Error != "" {
@@ -134,8 +148,11 @@ func describeRun(ctx context.Context, tc client.Client, workflowID string) runVi
 	v := runView{Status: d.GetWorkflowExecutionInfo().GetStatus().String()}
 	for _, pa := range d.GetPendingActivities() {
 		if pa.GetAttempt() > 1 {
-			v.Waiting = append(v.Waiting, activityRetry{Activity: pa.GetActivityType().GetName(), Attempt: pa.GetAttempt(),
-				LastError: pa.GetLastFailure().GetMessage()})
+			v.Waiting = append(
+				v.Waiting,
+				activityRetry{Activity: pa.GetActivityType().GetName(), Attempt: pa.GetAttempt(),
+					LastError: pa.GetLastFailure().GetMessage()},
+			)
 		}
 	}
 	return v
@@ -196,7 +213,13 @@ func (c *cli) printLinks(ctx context.Context, store *db.Store, b *db.BulkChange)
 		return err
 	}
 	for _, r := range redrives {
-		fmt.Fprintf(c.out, "failed device changes re-driven by bulk change %s (%s, %d devices)\n", r.ID, r.Status, r.Total)
+		fmt.Fprintf(
+			c.out,
+			"failed device changes re-driven by bulk change %s (%s, %d devices)\n",
+			r.ID,
+			r.Status,
+			r.Total,
+		)
 	}
 	return nil
 }

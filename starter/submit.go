@@ -21,14 +21,38 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	account := fs.String("account", c.cfg.ThingSpace.Account, "ThingSpace account name")
 	key := fs.String("idempotency-key", "", "submitting again with the same key returns the existing bulk change")
 	dry := fs.Bool("dry-run", false, "validate and show what would happen; write and start nothing")
-	wait := fs.Bool("wait", false, "show live progress until the bulk change ends, then its results; exit 1 if any device failed")
+	wait := fs.Bool(
+		"wait",
+		false,
+		"show live progress until the bulk change ends, then its results; exit 1 if any device failed",
+	)
 	asJSON := fs.Bool("json", false, "print JSON")
-	batch := fs.Int("batch-size", c.cfg.Bulk.BatchSize, "devices per ThingSpace request (capped at ThingSpace's maximum per operation)")
-	cbTimeout := fs.Duration("callback-timeout", c.cfg.Bulk.CallbackTimeout, "wait for a callback this long before polling")
+	batch := fs.Int(
+		"batch-size",
+		c.cfg.Bulk.BatchSize,
+		"devices per ThingSpace request (capped at ThingSpace's maximum per operation)",
+	)
+	cbTimeout := fs.Duration(
+		"callback-timeout",
+		c.cfg.Bulk.CallbackTimeout,
+		"wait for a callback this long before polling",
+	)
 	noCallbacks := fs.Bool("no-callbacks", !c.cfg.Callbacks.Enabled, "confirm by polling only")
-	site := fs.String("default-site", c.cfg.SiteForBulkChanges(), "site given at the end to devices left in inventory or pending (\"\" for none)")
-	notBefore := fs.String("not-before", "", "send nothing before this time (RFC 3339 with its zone, e.g. 2026-12-01T22:00:00-05:00)")
-	as := fs.String("as", operator(), "who submits (default: the OS user); a four-eyes approval must come from someone else")
+	site := fs.String(
+		"default-site",
+		c.cfg.SiteForBulkChanges(),
+		"site given at the end to devices left in inventory or pending (\"\" for none)",
+	)
+	notBefore := fs.String(
+		"not-before",
+		"",
+		"send nothing before this time (RFC 3339 with its zone, e.g. 2026-12-01T22:00:00-05:00)",
+	)
+	as := fs.String(
+		"as",
+		operator(),
+		"who submits (default: the OS user); a four-eyes approval must come from someone else",
+	)
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -49,7 +73,13 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	if *notBefore != "" {
 		t, err := time.Parse(time.RFC3339, *notBefore)
 		if err != nil {
-			return &exitError{2, fmt.Errorf("submit: --not-before %q: give an RFC 3339 time with its zone, e.g. 2026-12-01T22:00:00-05:00", *notBefore)}
+			return &exitError{
+				2,
+				fmt.Errorf(
+					"submit: --not-before %q: give an RFC 3339 time with its zone, e.g. 2026-12-01T22:00:00-05:00",
+					*notBefore,
+				),
+			}
 		}
 		opts.NotBefore = t
 	}
@@ -86,7 +116,7 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	return c.wait(ctx, res.ID, res.WorkflowID, *asJSON)
 }
 
-func (c *cli) printPlan(p *submission.Plan, asJSON bool) error {
+func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(c.out).Encode(p)
 	}
@@ -107,7 +137,13 @@ func (c *cli) printPlan(p *submission.Plan, asJSON bool) error {
 
 func (c *cli) printSubmitted(r *submission.Result) {
 	if r.Created {
-		fmt.Fprintf(c.out, "bulk change %s submitted: %d devices in %d ThingSpace requests\n", r.ID, r.BulkChange.Total, r.BulkChange.Batches)
+		fmt.Fprintf(
+			c.out,
+			"bulk change %s submitted: %d devices in %d ThingSpace requests\n",
+			r.ID,
+			r.BulkChange.Total,
+			r.BulkChange.Batches,
+		)
 	} else {
 		fmt.Fprintf(c.out, "bulk change %s already exists for this idempotency key (%s, %d devices); nothing new was created\n",
 			r.ID, r.BulkChange.Status, r.BulkChange.Total)
@@ -130,5 +166,10 @@ func (c *cli) uiLink(workflowID string) string {
 	if base == "" {
 		return ""
 	}
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimRight(base, "/"), c.cfg.Temporal.Namespace, url.PathEscape(workflowID))
+	return fmt.Sprintf(
+		"%s/namespaces/%s/workflows/%s",
+		strings.TrimRight(base, "/"),
+		c.cfg.Temporal.Namespace,
+		url.PathEscape(workflowID),
+	)
 }

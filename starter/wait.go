@@ -37,7 +37,8 @@ func (c *cli) wait(ctx context.Context, bulkID, workflowID string, asJSON bool) 
 				last = line
 			}
 		}
-		if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && status != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+		if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING &&
+			status != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
 			break
 		}
 		select {
@@ -105,7 +106,10 @@ func (c *cli) summary(ctx context.Context, bulkID string, asJSON bool) error {
 		return &exitError{1, fmt.Errorf("bulk change %s failed: %s", bulkID, b.ErrorMessage)}
 	}
 	if b.Status == db.BulkCancelled {
-		return &exitError{1, fmt.Errorf("bulk change %s was cancelled: %d device changes never sent", bulkID, b.Cancelled)}
+		return &exitError{
+			1,
+			fmt.Errorf("bulk change %s was cancelled: %d device changes never sent", bulkID, b.Cancelled),
+		}
 	}
 	if b.Errors > 0 {
 		return &exitError{1, fmt.Errorf("%d of %d device changes failed", b.Errors, b.Total)}
@@ -114,7 +118,15 @@ func (c *cli) summary(ctx context.Context, bulkID string, asJSON bool) error {
 }
 
 func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
-	fmt.Fprintf(w, "\nbulk change %s %s: %d devices, %d processed, %d errors\n", b.ID, b.Status, b.Total, b.Processed, b.Errors)
+	fmt.Fprintf(
+		w,
+		"\nbulk change %s %s: %d devices, %d processed, %d errors\n",
+		b.ID,
+		b.Status,
+		b.Total,
+		b.Processed,
+		b.Errors,
+	)
 	outcomes, codes, confirmed := map[string]int{}, map[string]int{}, map[string]int{}
 	var failures []db.ResultRow
 	billing := 0

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/iot-ops/tsbulk/bulkchange"
+	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -59,7 +59,7 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 		}
 		return nil, fmt.Errorf("bulk change %s has no %s: nothing to re-drive", orig.ID, what)
 	}
-	devs := make([]bulkchange.DeviceRequest, len(failed))
+	devs := make([]changefile.DeviceRequest, len(failed))
 	for i, f := range failed {
 		if devs[i], err = requestOf(f); err != nil {
 			return nil, fmt.Errorf("row %d (%s): %w", f.RowNumber, f.ICCID, err)
@@ -70,9 +70,9 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 		return nil, err
 	}
 	if len(problems) > 0 {
-		return nil, &bulkchange.ValidationError{Errors: problems}
+		return nil, &changefile.ValidationError{Errors: problems}
 	}
-	plan := &Plan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
+	plan := &BatchPlan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
 	plan.BatchOf, plan.Batches = assignBatches(devs, req.BatchSize)
 	for _, d := range devs {
 		plan.ByOperation[string(d.Operation)]++
@@ -84,8 +84,13 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 }
 
 // requestOf rebuilds the validated request of a stored device change.
-func requestOf(f db.FailedChange) (bulkchange.DeviceRequest, error) {
-	d := bulkchange.DeviceRequest{Row: f.RowNumber, ICCID: f.ICCID, IMEI: f.IMEI, Operation: bulkchange.Operation(f.Operation)}
+func requestOf(f db.FailedChange) (changefile.DeviceRequest, error) {
+	d := changefile.DeviceRequest{
+		Row:       f.RowNumber,
+		ICCID:     f.ICCID,
+		IMEI:      f.IMEI,
+		Operation: changefile.Operation(f.Operation),
+	}
 	var p db.ChangeParams
 	if err := json.Unmarshal(f.Params, &p); err != nil {
 		return d, fmt.Errorf("params: %w", err)
@@ -100,7 +105,7 @@ func requestOf(f db.FailedChange) (bulkchange.DeviceRequest, error) {
 		if pu.Address.Zip4 != "" {
 			zip += "-" + pu.Address.Zip4
 		}
-		d.PPU = &bulkchange.PPU{FirstName: pu.CustomerName.FirstName, LastName: pu.CustomerName.LastName,
+		d.PPU = &changefile.PPU{FirstName: pu.CustomerName.FirstName, LastName: pu.CustomerName.LastName,
 			AddressLine1: pu.Address.AddressLine1, AddressLine2: pu.Address.AddressLine2, City: pu.Address.City,
 			State: pu.Address.State, Zip: zip, Country: pu.Address.Country}
 	}
@@ -109,8 +114,13 @@ func requestOf(f db.FailedChange) (bulkchange.DeviceRequest, error) {
 		if err := json.Unmarshal(f.Billing, &b); err != nil {
 			return d, fmt.Errorf("billing: %w", err)
 		}
-		d.Billing = &bulkchange.Billing{CustomerID: b.CustomerID, ServiceTypeID: b.ServiceTypeID, ProviderID: b.ProviderID,
-			ProductIDs: b.ProductIDs, Rates: b.Rates}
+		d.Billing = &changefile.Billing{
+			CustomerID:    b.CustomerID,
+			ServiceTypeID: b.ServiceTypeID,
+			ProviderID:    b.ProviderID,
+			ProductIDs:    b.ProductIDs,
+			Rates:         b.Rates,
+		}
 	}
 	return d, nil
 }
@@ -122,7 +132,7 @@ type newBulk struct {
 }
 
 // create writes a planned bulk change in one transaction and starts it.
-func (s *Submitter) create(ctx context.Context, n newBulk, plan *Plan) (*Result, error) {
+func (s *Submitter) create(ctx context.Context, n newBulk, plan *BatchPlan) (*Result, error) {
 	id := uuid.NewString()
 	opts, err := json.Marshal(n.options)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/iot-ops/tsbulk/bulkchange"
+	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -65,7 +65,7 @@ func NewApprovalRule(operations []string, minDevices int, expiresAfter time.Dura
 
 // For is the approval a planned bulk change needs under the rule (nil for
 // none).
-func (r *ApprovalRule) For(p *Plan) *api.Approval {
+func (r *ApprovalRule) For(p *BatchPlan) *api.Approval {
 	if r == nil {
 		return nil
 	}
@@ -88,9 +88,9 @@ type Batch struct {
 	Devices   int    `json:"devices"`
 }
 
-// Plan is what a submission would do.
-type Plan struct {
-	Devices     []bulkchange.DeviceRequest `json:"-"`
+// BatchPlan is what a submission would do: its devices, batches and warnings.
+type BatchPlan struct {
+	Devices     []changefile.DeviceRequest `json:"-"`
 	BatchOf     []int                      `json:"-"` // batch number of each device, same order
 	Batches     []Batch                    `json:"batches"`
 	ByOperation map[string]int             `json:"byOperation"`
@@ -105,8 +105,8 @@ type Submitter struct {
 
 // MaxBatchSize is ThingSpace's maximum devices per request for an
 // operation.
-func MaxBatchSize(op bulkchange.Operation) int {
-	if op == bulkchange.OpInventory {
+func MaxBatchSize(op changefile.Operation) int {
+	if op == changefile.OpInventory {
 		return thingspace.MaxDevicesPerAdd
 	}
 	return thingspace.MaxDevicesPerRequest
@@ -114,21 +114,21 @@ func MaxBatchSize(op bulkchange.Operation) int {
 
 // Plan reads and validates the file and plans its batches. Every problem is
 // reported at once, each with its row and field; nothing is written.
-func (s *Submitter) Plan(ctx context.Context, req Request) (*Plan, error) {
-	def := bulkchange.Operation("")
+func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
+	def := changefile.Operation("")
 	if req.DefaultOperation != "" {
-		op, err := bulkchange.ParseOperation(req.DefaultOperation)
+		op, err := changefile.ParseOperation(req.DefaultOperation)
 		if err != nil {
 			return nil, fmt.Errorf("--operation: %w", err)
 		}
 		def = op
 	}
-	var devs []bulkchange.DeviceRequest
+	var devs []changefile.DeviceRequest
 	var err error
 	if req.Data != nil {
-		devs, err = bulkchange.ParseData(req.Data, req.Format, bulkchange.Options{DefaultOperation: def})
+		devs, err = changefile.ParseData(req.Data, req.Format, changefile.Options{DefaultOperation: def})
 	} else {
-		devs, err = bulkchange.ParseFile(req.File, bulkchange.Options{DefaultOperation: def})
+		devs, err = changefile.ParseFile(req.File, changefile.Options{DefaultOperation: def})
 	}
 	if err != nil {
 		return nil, err
@@ -138,9 +138,9 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*Plan, error) {
 		return nil, err
 	}
 	if len(problems) > 0 {
-		return nil, &bulkchange.ValidationError{Errors: problems}
+		return nil, &changefile.ValidationError{Errors: problems}
 	}
-	p := &Plan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
+	p := &BatchPlan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
 	p.BatchOf, p.Batches = assignBatches(devs, req.BatchSize)
 	for _, d := range devs {
 		p.ByOperation[string(d.Operation)]++
@@ -151,7 +151,7 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*Plan, error) {
 // assignBatches groups devices with the same batch key, in file order, into
 // batches of at most size devices (capped by ThingSpace's maximum for the
 // operation). Batches are numbered in the order their first device appears.
-func assignBatches(devs []bulkchange.DeviceRequest, size int) ([]int, []Batch) {
+func assignBatches(devs []changefile.DeviceRequest, size int) ([]int, []Batch) {
 	type open struct{ no, count int }
 	current := map[string]*open{}
 	batchOf := make([]int, len(devs))
@@ -175,7 +175,11 @@ func assignBatches(devs []bulkchange.DeviceRequest, size int) ([]int, []Batch) {
 // checkAgainstDatabase refuses changes that would exceed a line's daily
 // limit (so they are not discovered as ThingSpace failures later) and warns
 // about ICCIDs another unfinished bulk change will also change.
-func (s *Submitter) checkAgainstDatabase(ctx context.Context, devs []bulkchange.DeviceRequest, perDay int) ([]bulkchange.FieldError, []string, error) {
+func (s *Submitter) checkAgainstDatabase(
+	ctx context.Context,
+	devs []changefile.DeviceRequest,
+	perDay int,
+) ([]changefile.FieldError, []string, error) {
 	ids := make([]string, len(devs))
 	for i, d := range devs {
 		ids[i] = d.ICCID
@@ -184,22 +188,34 @@ func (s *Submitter) checkAgainstDatabase(ctx context.Context, devs []bulkchange.
 	if err != nil {
 		return nil, nil, fmt.Errorf("check daily limits: %w", err)
 	}
-	var problems []bulkchange.FieldError
+	var problems []changefile.FieldError
 	var warnings []string
 	for _, d := range devs {
 		u, ok := usage[d.ICCID]
 		if !ok {
 			continue
 		}
-		if perDay > 0 && d.Operation != bulkchange.OpInventory && u.Last24h+u.Queued >= perDay {
-			problems = append(problems, bulkchange.FieldError{Row: d.Row, Field: "iccid", Message: fmt.Sprintf(
+		if perDay > 0 && d.Operation != changefile.OpInventory && u.Last24h+u.Queued >= perDay {
+			problems = append(problems, changefile.FieldError{Row: d.Row, Field: "iccid", Message: fmt.Sprintf(
 				"%s: the line already has %d state changes in the last 24 hours and %d waiting in other bulk changes; ThingSpace allows %d a day",
-				d.ICCID, u.Last24h, u.Queued, perDay)})
+				d.ICCID,
+				u.Last24h,
+				u.Queued,
+				perDay,
+			)})
 			continue
 		}
 		if len(u.OpenBulkChanges) > 0 {
-			warnings = append(warnings, fmt.Sprintf("row %d: %s is also in unfinished bulk change %s; whichever reaches ThingSpace second ends as %s",
-				d.Row, d.ICCID, strings.Join(u.OpenBulkChanges, ", "), db.CodeDeviceBusy))
+			warnings = append(
+				warnings,
+				fmt.Sprintf(
+					"row %d: %s is also in unfinished bulk change %s; whichever reaches ThingSpace second ends as %s",
+					d.Row,
+					d.ICCID,
+					strings.Join(u.OpenBulkChanges, ", "),
+					db.CodeDeviceBusy,
+				),
+			)
 		}
 	}
 	return problems, warnings, nil
@@ -212,7 +228,7 @@ type Result struct {
 	Created    bool           `json:"created"`
 	WorkflowID string         `json:"workflowId"`
 	RunID      string         `json:"runId,omitempty"`
-	Plan       *Plan          `json:"plan,omitempty"`
+	Plan       *BatchPlan     `json:"plan,omitempty"`
 }
 
 // Submit validates the file, writes the bulk change and its device changes
@@ -240,7 +256,7 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 		submittedBy: req.SubmittedBy, options: opts}, plan)
 }
 
-func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, plan *Plan) (*Result, error) {
+func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, plan *BatchPlan) (*Result, error) {
 	res := &Result{BulkChange: b, ID: b.ID, Created: created, WorkflowID: b.WorkflowID, Plan: plan}
 	ops, err := s.Store.BulkOperations(ctx, b.ID)
 	if err != nil {
@@ -268,13 +284,17 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 	case errors.As(err, &already):
 		// It ran to its end already.
 	default:
-		return res, fmt.Errorf("bulk change %s is recorded but its workflow did not start (submit again with the same --idempotency-key to retry): %w", b.ID, err)
+		return res, fmt.Errorf(
+			"bulk change %s is recorded but its workflow did not start (submit again with the same --idempotency-key to retry): %w",
+			b.ID,
+			err,
+		)
 	}
 	return res, nil
 }
 
 // deviceRow converts a validated row into its database row.
-func deviceRow(seq int, d bulkchange.DeviceRequest, batch int) (db.NewDeviceChange, error) {
+func deviceRow(seq int, d changefile.DeviceRequest, batch int) (db.NewDeviceChange, error) {
 	params, err := json.Marshal(db.ChangeParams{ServicePlan: d.ServicePlan, MdnZipCode: d.MdnZipCode,
 		ReasonCode: d.ReasonCode, EtfWaiver: d.EtfWaiver})
 	if err != nil {
@@ -297,7 +317,7 @@ func deviceRow(seq int, d bulkchange.DeviceRequest, batch int) (db.NewDeviceChan
 }
 
 // placeOfUse is the PPU as ThingSpace wants it (ZIP+4 split in two).
-func placeOfUse(p bulkchange.PPU) thingspace.PlaceOfUse {
+func placeOfUse(p changefile.PPU) thingspace.PlaceOfUse {
 	zip, zip4, _ := strings.Cut(p.Zip, "-")
 	return thingspace.PlaceOfUse{
 		CustomerName: thingspace.CustomerName{FirstName: p.FirstName, LastName: p.LastName},
@@ -307,7 +327,7 @@ func placeOfUse(p bulkchange.PPU) thingspace.PlaceOfUse {
 }
 
 // SortedOperations lists the plan's operations in a stable order.
-func (p *Plan) SortedOperations() []string {
+func (p *BatchPlan) SortedOperations() []string {
 	ops := make([]string, 0, len(p.ByOperation))
 	for op := range p.ByOperation {
 		ops = append(ops, op)

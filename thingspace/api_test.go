@@ -26,7 +26,10 @@ func TestStateChangeEndpoints(t *testing.T) {
 	c := newTestClient(t, f, nil)
 	ctx := context.Background()
 
-	id, err := c.Activate(ctx, ActivateRequest{Devices: oneDevice(), AccountName: "other-acct", ServicePlan: "p", MdnZipCode: "12345"})
+	id, err := c.Activate(
+		ctx,
+		ActivateRequest{Devices: oneDevice(), AccountName: "other-acct", ServicePlan: "p", MdnZipCode: "12345"},
+	)
 	require.NoError(t, err)
 	assert.Equal(t, "a", id)
 	assert.Contains(t, f.lastBody(http.MethodPost, pathActivate), `"accountName":"other-acct"`)
@@ -368,11 +371,13 @@ func TestCallbackEndpoints(t *testing.T) {
 
 func TestParseCallbackMessage(t *testing.T) {
 	t.Run("failure from the docs", func(t *testing.T) {
-		m, err := ParseCallbackMessage([]byte(`{"username": "", "password": "", "requestId": "076f7ea9-8230-49b1-9386-8dafaddc7d9e",
+		m, err := ParseCallbackMessage(
+			[]byte(`{"username": "", "password": "", "requestId": "076f7ea9-8230-49b1-9386-8dafaddc7d9e",
  "deviceIds": [{"id": "20180903000000000009", "kind": "Iccid"}, {"id": "201809030000009", "kind": "Imei"}],
  "faultResponse": {"faultcode": "UnifiedWebService.REQUEST_FAILED.DeviceAlreadyActive",
                    "faultstring": "REQUEST_FAILED. Device is already active"},
- "status": "Failed", "callbackCount": 1, "maxCallbackThreshold": 4}`))
+ "status": "Failed", "callbackCount": 1, "maxCallbackThreshold": 4}`),
+		)
 		require.NoError(t, err)
 		assert.False(t, m.Succeeded())
 		assert.Equal(t, CodeDeviceAlreadyActive, m.ShortFaultCode())
@@ -401,7 +406,11 @@ func TestParseCallbackMessage(t *testing.T) {
 		assert.True(t, m.Succeeded())
 		assert.Equal(t, "x", m.Comment)
 
-		m, err = ParseCallbackMessage([]byte(`{"status":"Success","faultResponse":{"faultcode":"CarrierService.INPUT_INVALID.DeviceState.Invalid","faultstring":"s"}}`))
+		m, err = ParseCallbackMessage(
+			[]byte(
+				`{"status":"Success","faultResponse":{"faultcode":"CarrierService.INPUT_INVALID.DeviceState.Invalid","faultstring":"s"}}`,
+			),
+		)
 		require.NoError(t, err)
 		assert.False(t, m.Succeeded(), "a fault wins over the status")
 		assert.Equal(t, CodeDeviceStateInvalid, m.ShortFaultCode())

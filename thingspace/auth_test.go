@@ -19,12 +19,19 @@ func TestAuthStagesAndHeaders(t *testing.T) {
 	f.route(http.MethodPost, pathActivate, okRequestID("req-1"))
 	c := newTestClient(t, f, nil)
 
-	id, err := c.Activate(context.Background(), ActivateRequest{Devices: oneDevice(), ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+	id, err := c.Activate(
+		context.Background(),
+		ActivateRequest{Devices: oneDevice(), ServicePlan: "m2m_4G", MdnZipCode: "98801"},
+	)
 	require.NoError(t, err)
 	assert.Equal(t, "req-1", id)
 
 	h := f.lastHeader(http.MethodPost, pathOAuthToken)
-	assert.Equal(t, "Basic "+base64.StdEncoding.EncodeToString([]byte(testClientID+":"+testClientSecret)), h.Get("Authorization"))
+	assert.Equal(
+		t,
+		"Basic "+base64.StdEncoding.EncodeToString([]byte(testClientID+":"+testClientSecret)),
+		h.Get("Authorization"),
+	)
 	assert.Equal(t, "application/x-www-form-urlencoded", h.Get("Content-Type"))
 	assert.Equal(t, "grant_type=client_credentials", f.lastBody(http.MethodPost, pathOAuthToken))
 

@@ -96,7 +96,8 @@ func ParseCallbackMessage(body []byte) (*CallbackMessage, error) {
 	}
 	if fr := bytes.TrimSpace(w.FaultResponse); len(fr) > 0 && fr[0] == '{' {
 		var f Fault
-		if err := json.Unmarshal(fr, &f); err == nil && (strings.TrimSpace(f.FaultCode) != "" || strings.TrimSpace(f.FaultString) != "") {
+		if err := json.Unmarshal(fr, &f); err == nil &&
+			(strings.TrimSpace(f.FaultCode) != "" || strings.TrimSpace(f.FaultString) != "") {
 			m.FaultResponse = &f
 		}
 	}

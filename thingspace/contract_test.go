@@ -162,7 +162,10 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	waitState(StatePreActive)
 
 	// Activate one device: requestId, status polling, callback with MSISDN.
-	reqID, err := c.Activate(ctx, ActivateRequest{Devices: []DeviceRef{refOf(d0)}, ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+	reqID, err := c.Activate(
+		ctx,
+		ActivateRequest{Devices: []DeviceRef{refOf(d0)}, ServicePlan: "m2m_4G", MdnZipCode: "98801"},
+	)
 	require.NoError(t, err)
 	require.NotEmpty(t, reqID)
 	st, err := c.RequestStatus(ctx, "", reqID)
@@ -185,7 +188,10 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	assert.Equal(t, cb.MSISDN(), snap.MSISDN)
 
 	// PPU update of the active device.
-	reqID, err = c.UpdateContactInfo(ctx, ContactInfoRequest{Devices: []DeviceRef{refOf(d0)}, PrimaryPlaceOfUse: contractPPU()})
+	reqID, err = c.UpdateContactInfo(
+		ctx,
+		ContactInfoRequest{Devices: []DeviceRef{refOf(d0)}, PrimaryPlaceOfUse: contractPPU()},
+	)
 	require.NoError(t, err)
 	assert.True(t, l.await(t, reqID, 1)[0].Succeeded())
 	dev = waitState(StateActive)
@@ -320,10 +326,14 @@ func TestContractAddAndList(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			seen := map[string]int{}
 			before := sim.Stats(0).Requests[keyList]
-			err := c.ForEachDevice(ctx, ListRequest{MaxNumberOfDevices: 10, LargestDeviceIDSeen: start}, func(d Device) error {
-				seen[d.ID(KindICCID)]++
-				return nil
-			})
+			err := c.ForEachDevice(
+				ctx,
+				ListRequest{MaxNumberOfDevices: 10, LargestDeviceIDSeen: start},
+				func(d Device) error {
+					seen[d.ID(KindICCID)]++
+					return nil
+				},
+			)
 			require.NoError(t, err)
 			assert.Len(t, seen, len(want))
 			for iccid, n := range seen {

@@ -141,7 +141,10 @@ func (c *Client) ListDevicePage(ctx context.Context, r ListRequest, cur ListCurs
 	}
 	if len(page.Devices) == 0 {
 		return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
-			Message: fmt.Sprintf("paging by earliest made no progress at %s (more than a page of devices share it)", newest)}
+			Message: fmt.Sprintf(
+				"paging by earliest made no progress at %s (more than a page of devices share it)",
+				newest,
+			)}
 	}
 	next := ListCursor{Earliest: newest}
 	if cur.Earliest != "" && sameInstant(newest, cur.Earliest) {

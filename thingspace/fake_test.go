@@ -146,7 +146,11 @@ func (f *fakeTS) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		want := "Basic " + base64.StdEncoding.EncodeToString([]byte(testClientID+":"+testClientSecret))
 		if r.Header.Get("Authorization") != want {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "Client authentication failed"})
+			writeJSON(
+				w,
+				http.StatusUnauthorized,
+				map[string]string{"error": "invalid_client", "error_description": "Client authentication failed"},
+			)
 			return
 		}
 		f.mu.Lock()
@@ -176,7 +180,12 @@ func (f *fakeTS) serve(w http.ResponseWriter, r *http.Request) {
 		var creds struct{ Username, Password string }
 		_ = json.Unmarshal(body, &creds)
 		if creds.Username != testUsername || creds.Password != testPassword {
-			m2mError(w, http.StatusBadRequest, "UnifiedWebService.REQUEST_FAILED.InvalidCredentials", "Invalid username or password")
+			m2mError(
+				w,
+				http.StatusBadRequest,
+				"UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
+				"Invalid username or password",
+			)
 			return
 		}
 		f.mu.Lock()
@@ -197,7 +206,12 @@ func (f *fakeTS) serve(w http.ResponseWriter, r *http.Request) {
 	h := f.routes[key]
 	f.mu.Unlock()
 	if !sessOK {
-		m2mError(w, http.StatusBadRequest, "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired", "Session token expired")
+		m2mError(
+			w,
+			http.StatusBadRequest,
+			"UnifiedWebService.REQUEST_FAILED.SessionToken.Expired",
+			"Session token expired",
+		)
 		return
 	}
 	if r.URL.Path == pathLogout {

@@ -34,15 +34,30 @@ func TestNothingSecretLeaks(t *testing.T) {
 	f.route(http.MethodPut, pathContactInfo, func(w http.ResponseWriter, r *http.Request) {
 		// A server that echoes credentials and PPU in its error message.
 		sessionSeen = r.Header.Get("VZ-M2M-Token")
-		m2mError(w, http.StatusBadRequest, "UnifiedWebService.INPUT_INVALID.Address",
-			"bad address 742 Evergreen Terrace for token "+r.Header.Get("VZ-M2M-Token")+" "+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		m2mError(
+			w,
+			http.StatusBadRequest,
+			"UnifiedWebService.INPUT_INVALID.Address",
+			"bad address 742 Evergreen Terrace for token "+r.Header.Get(
+				"VZ-M2M-Token",
+			)+" "+strings.TrimPrefix(
+				r.Header.Get("Authorization"),
+				"Bearer ",
+			),
+		)
 	})
 	base := "/api/m2m/v1/callbacks/" + testAccount
 	f.route(http.MethodPost, base, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"accountName": testAccount, "serviceName": "CarrierService"})
 	})
 	f.route(http.MethodGet, base, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, []map[string]string{{"serviceName": "CarrierService", "url": "https://x", "username": "u", "password": cbPassword}})
+		writeJSON(
+			w,
+			http.StatusOK,
+			[]map[string]string{
+				{"serviceName": "CarrierService", "url": "https://x", "username": "u", "password": cbPassword},
+			},
+		)
 	})
 	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -62,7 +77,14 @@ func TestNothingSecretLeaks(t *testing.T) {
 	_, err = c.UpdateContactInfo(ctx, ContactInfoRequest{Devices: oneDevice(), PrimaryPlaceOfUse: samplePPU()})
 	require.Error(t, err)
 	errs = append(errs, err)
-	require.NoError(t, c.RegisterCallback(ctx, "", CallbackRegistration{Name: CarrierServiceCallback, URL: "https://x", Username: "u", Password: cbPassword}))
+	require.NoError(
+		t,
+		c.RegisterCallback(
+			ctx,
+			"",
+			CallbackRegistration{Name: CarrierServiceCallback, URL: "https://x", Username: "u", Password: cbPassword},
+		),
+	)
 	_, err = c.ListCallbacks(ctx, "")
 	require.NoError(t, err)
 	_, err = c.ListDevices(ctx, ListRequest{})
@@ -88,7 +110,8 @@ func TestNothingSecretLeaks(t *testing.T) {
 	sawRedaction := false
 	for _, x := range xs {
 		exposed = append(exposed, x.Op, x.Path, string(x.RequestBody), string(x.ResponseBody), x.Code, x.Err)
-		sawRedaction = sawRedaction || bytes.Contains(x.RequestBody, []byte(Redacted)) || bytes.Contains(x.ResponseBody, []byte(Redacted))
+		sawRedaction = sawRedaction || bytes.Contains(x.RequestBody, []byte(Redacted)) ||
+			bytes.Contains(x.ResponseBody, []byte(Redacted))
 	}
 	assert.True(t, sawRedaction)
 	for _, e := range errs {
@@ -127,9 +150,14 @@ func TestRedactJSON(t *testing.T) {
 	"extendedAttributes":[{"key":"PrimaryPlaceOfUseFirstName","value":"Zed"},{"key":"SkuNumber","value":"SKU1"}],
 	"primaryPlaceOfUse":{"customerName":{"firstName":"Zed"}},"a":null}`
 	out := string(RedactJSON([]byte(in)))
-	assert.Equal(t, `{"z":1,"access_token":"[REDACTED]","nested":{"Password":"[REDACTED]","list":[{"sessionToken":"[REDACTED]"},2,"str"]},`+
-		`"extendedAttributes":[{"key":"PrimaryPlaceOfUseFirstName","value":"[REDACTED]"},{"key":"SkuNumber","value":"SKU1"}],`+
-		`"primaryPlaceOfUse":"[REDACTED]","a":null}`, out, "member order kept")
+	assert.Equal(
+		t,
+		`{"z":1,"access_token":"[REDACTED]","nested":{"Password":"[REDACTED]","list":[{"sessionToken":"[REDACTED]"},2,"str"]},`+
+			`"extendedAttributes":[{"key":"PrimaryPlaceOfUseFirstName","value":"[REDACTED]"},{"key":"SkuNumber","value":"SKU1"}],`+
+			`"primaryPlaceOfUse":"[REDACTED]","a":null}`,
+		out,
+		"member order kept",
+	)
 	// encoding/json reads "paſſword" (long s) as password: so does the
 	// redaction.
 	assert.Equal(t, `{"paſſword":"[REDACTED]"}`, string(RedactJSON([]byte(`{"paſſword":"s3cret"}`))))
@@ -149,7 +177,12 @@ func TestObservedBodiesAreTruncated(t *testing.T) {
 	assert.Len(t, out, MaxObservedBody)
 	assert.True(t, bytes.HasSuffix(out, []byte(truncatedMark)))
 	small := s.observedBody([]byte(`{"msg":"`+testPassword+`"}`), "")
-	assert.Equal(t, `{"msg":"[REDACTED]"}`, string(small), "known secret values are scrubbed even outside sensitive keys")
+	assert.Equal(
+		t,
+		`{"msg":"[REDACTED]"}`,
+		string(small),
+		"known secret values are scrubbed even outside sensitive keys",
+	)
 }
 
 func TestFaultTextDropsTheRepeatedCategory(t *testing.T) {

@@ -114,7 +114,12 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 			assert.True(t, e.Retryable())
 			assert.GreaterOrEqual(t, e.RetryAfter, tc.min)
 			assert.LessOrEqual(t, e.RetryAfter, tc.max)
-			assert.Equal(t, 1, f.hitCount(http.MethodPost, pathList), "429 is not retried by the transport, even for a safe call")
+			assert.Equal(
+				t,
+				1,
+				f.hitCount(http.MethodPost, pathList),
+				"429 is not retried by the transport, even for a safe call",
+			)
 			require.Len(t, rec.throttled, 1)
 			assert.Equal(t, e.RetryAfter, rec.throttled[0])
 		})
@@ -384,5 +389,10 @@ func TestBackoffIsBounded(t *testing.T) {
 		assert.LessOrEqual(t, d, retryWaitMax)
 	}
 	resp := &http.Response{Header: http.Header{"Retry-After": {"3600"}}}
-	assert.Equal(t, retryWaitMax, c.backoff(retryWaitMin, retryWaitMax, 0, resp), "a long Retry-After is Temporal's business")
+	assert.Equal(
+		t,
+		retryWaitMax,
+		c.backoff(retryWaitMin, retryWaitMax, 0, resp),
+		"a long Retry-After is Temporal's business",
+	)
 }

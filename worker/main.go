@@ -30,7 +30,11 @@ func main() {
 		defer stop()
 		os.Exit(replay(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
-	path := flag.String("config", os.Getenv("TSBULK_CONFIG"), "YAML configuration file (environment variables TSBULK_* override it)")
+	path := flag.String(
+		"config",
+		os.Getenv("TSBULK_CONFIG"),
+		"YAML configuration file (environment variables TSBULK_* override it)",
+	)
 	flag.Parse()
 	cfg, err := config.Load(*path)
 	if err == nil {

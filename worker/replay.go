@@ -76,8 +76,11 @@ func fetchHistory(ctx context.Context, path, workflowID, runID string) (*history
 	}
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	tc, err := client.DialContext(dctx, client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
-		Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	tc, err := client.DialContext(
+		dctx,
+		client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
+			Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))},
+	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address): %w", cfg.Temporal.Address, err)
 	}

@@ -18,7 +18,15 @@ func TestReplayRecordedHistory(t *testing.T) {
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		var out, errOut bytes.Buffer
-		require.Equal(t, 0, replay(context.Background(), []string{"--file", f}, &out, &errOut), "%s: %s%s", f, out.String(), errOut.String())
+		require.Equal(
+			t,
+			0,
+			replay(context.Background(), []string{"--file", f}, &out, &errOut),
+			"%s: %s%s",
+			f,
+			out.String(),
+			errOut.String(),
+		)
 		require.Contains(t, out.String(), "OK: ")
 	}
 }

@@ -78,7 +78,11 @@ func runOwedStep(ctx workflow.Context, bulkID string, o activities.OwedBilling, 
 		return
 	}
 	res.Failed++
-	rec := activities.RecordBillingFailureInput{DeviceChangeID: o.DeviceChangeID, Message: rootMessage(err), Code: errorType(err)}
+	rec := activities.RecordBillingFailureInput{
+		DeviceChangeID: o.DeviceChangeID,
+		Message:        rootMessage(err),
+		Code:           errorType(err),
+	}
 	// A failure to record the failure leaves the step ERROR or PENDING as
 	// it was: a later retry takes it again.
 	_ = workflow.ExecuteActivity(withDB(ctx), a.RecordBillingFailure, rec).Get(ctx, nil)
@@ -86,7 +90,11 @@ func runOwedStep(ctx workflow.Context, bulkID string, o activities.OwedBilling, 
 
 // legacyBillingRetry is the code of version 0, kept for the billing
 // retries that were running when version 1 was deployed.
-func legacyBillingRetry(ctx workflow.Context, in api.BillingRetryInput, res *api.BillingRetryResult) (*api.BillingRetryResult, error) {
+func legacyBillingRetry(
+	ctx workflow.Context,
+	in api.BillingRetryInput,
+	res *api.BillingRetryResult,
+) (*api.BillingRetryResult, error) {
 	after := in.AfterID
 	for done := 0; ; {
 		if done >= billingRetryPerRun {
@@ -94,7 +102,11 @@ func legacyBillingRetry(ctx workflow.Context, in api.BillingRetryInput, res *api
 				api.BillingRetryInput{BulkChangeID: in.BulkChangeID, AfterID: after, SoFar: res})
 		}
 		var ids []int64
-		page := activities.ListBillingFailuresInput{BulkChangeID: in.BulkChangeID, AfterID: after, Limit: billingRetryPage}
+		page := activities.ListBillingFailuresInput{
+			BulkChangeID: in.BulkChangeID,
+			AfterID:      after,
+			Limit:        billingRetryPage,
+		}
 		if err := workflow.ExecuteLocalActivity(withLocalDB(ctx), a.ListBillingFailures, page).Get(ctx, &ids); err != nil {
 			return nil, err
 		}
@@ -105,8 +117,8 @@ func legacyBillingRetry(ctx workflow.Context, in api.BillingRetryInput, res *api
 			after = id
 			done++
 			res.Attempted++
-			bin := activities.BillingInput{BulkChangeID: in.BulkChangeID, DeviceChangeID: id}
-			if err := workflow.ExecuteActivity(withRevio(ctx), a.CreateBillingService, bin).Get(ctx, nil); err != nil {
+			step := activities.BillingInput{BulkChangeID: in.BulkChangeID, DeviceChangeID: id}
+			if err := workflow.ExecuteActivity(withRevio(ctx), a.CreateBillingService, step).Get(ctx, nil); err != nil {
 				res.Failed++
 				rec := activities.RecordBillingFailureInput{DeviceChangeID: id, Message: rootMessage(err)}
 				if err := workflow.ExecuteActivity(withDB(ctx), a.RecordBillingFailure, rec).Get(ctx, nil); err != nil {

@@ -72,7 +72,7 @@ type bulkRun struct {
 	ctx      workflow.Context
 	logger   log.Logger
 	in       api.BulkChangeInput
-	st       api.BulkState
+	state    api.BulkState
 	inFlight map[int64]string // device change id → ICCID
 	// order lists the device changes in flight in the order they started
 	// (lazily pruned), so that nothing depends on map iteration order.
@@ -105,16 +105,16 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 		results:  workflow.GetSignalChannel(ctx, api.DeviceResultSignal),
 	}
 	if in.Resume != nil {
-		b.st = *in.Resume
-		for _, f := range b.st.InFlight {
+		b.state = *in.Resume
+		for _, f := range b.state.InFlight {
 			b.inFlight[f.DeviceChangeID] = f.ICCID
 			b.order = append(b.order, f.DeviceChangeID)
 		}
-		b.st.InFlight = nil
-		b.st.Runs++
-		b.st.Progress.Runs = b.st.Runs
+		b.state.InFlight = nil
+		b.state.Runs++
+		b.state.Progress.Runs = b.state.Runs
 	} else {
-		b.st = api.BulkState{NextBatch: 1, Runs: 1, Progress: api.Progress{
+		b.state = api.BulkState{NextBatch: 1, Runs: 1, Progress: api.Progress{
 			BulkChangeID: in.BulkChangeID, Phase: "starting", Runs: 1,
 			ByOutcome: map[change.Outcome]int{}, ErrorsByCode: map[change.Code]int{},
 		}}
@@ -131,26 +131,26 @@ func (b *bulkRun) setup() error {
 		return err
 	}
 	return workflow.SetQueryHandler(b.ctx, api.ProgressQuery, func() (api.Progress, error) {
-		p := b.st.Progress
+		p := b.state.Progress
 		p.InFlight = len(b.inFlight)
 		return p, nil
 	})
 }
 
 func (b *bulkRun) allDone() bool {
-	return b.submissionDone() && b.st.Queued == 0 && len(b.inFlight) == 0
+	return b.submissionDone() && b.state.Queued == 0 && len(b.inFlight) == 0
 }
 
 // submissionDone: every batch was sent, or nothing more will be (sending
 // stopped, or the unsent device changes were cancelled).
 func (b *bulkRun) submissionDone() bool {
-	return b.st.NextBatch > b.st.Plan.Batches || b.st.StopSubmitting != "" || b.st.UnsentCancelled
+	return b.state.NextBatch > b.state.Plan.Batches || b.state.StopSubmitting != "" || b.state.UnsentCancelled
 }
 
 // canStartChildren: submitted device changes wait for a child, the window
 // has room, and no operator paused the bulk change.
 func (b *bulkRun) canStartChildren() bool {
-	return b.st.Queued > 0 && len(b.inFlight) < b.st.Plan.Options.Window && !b.st.Control.Paused
+	return b.state.Queued > 0 && len(b.inFlight) < b.state.Plan.Options.Window && !b.state.Control.Paused
 }
 
 // canSubmit: batches remain and fewer than a window of submitted devices
@@ -158,12 +158,12 @@ func (b *bulkRun) canStartChildren() bool {
 // children: ThingSpace's callbacks for devices without a child yet are
 // stored and found when the child starts.
 func (b *bulkRun) canSubmit() bool {
-	return !b.submissionDone() && b.st.Queued < b.st.Plan.Options.Window &&
-		!b.st.Control.Paused && b.st.Control.Cancelled == nil
+	return !b.submissionDone() && b.state.Queued < b.state.Plan.Options.Window &&
+		!b.state.Control.Paused && b.state.Control.Cancelled == nil
 }
 
 func (b *bulkRun) shouldContinueAsNew() bool {
-	return b.started >= b.st.Plan.Options.StartsPerRun || workflow.GetInfo(b.ctx).GetContinueAsNewSuggested()
+	return b.started >= b.state.Plan.Options.StartsPerRun || workflow.GetInfo(b.ctx).GetContinueAsNewSuggested()
 }
 
 // continueAsNew carries the counters, the cursor and the children in flight
@@ -176,15 +176,19 @@ func (b *bulkRun) continueAsNew() error {
 		return err
 	}
 	b.drainResults()
-	st := b.st
-	st.InFlight = make([]api.InFlight, 0, len(b.inFlight))
+	next := b.state
+	next.InFlight = make([]api.InFlight, 0, len(b.inFlight))
 	for _, id := range b.order {
 		if iccid, ok := b.inFlight[id]; ok {
-			st.InFlight = append(st.InFlight, api.InFlight{DeviceChangeID: id, ICCID: iccid})
+			next.InFlight = append(next.InFlight, api.InFlight{DeviceChangeID: id, ICCID: iccid})
 		}
 	}
-	b.logger.Info("continuing as new", "run", st.Runs, "started", st.Progress.Started, "inFlight", len(st.InFlight))
-	return workflow.NewContinueAsNewError(b.ctx, BulkChange, api.BulkChangeInput{BulkChangeID: b.in.BulkChangeID, Resume: &st})
+	b.logger.Info("continuing as new", "run", next.Runs, "started", next.Progress.Started, "inFlight", len(next.InFlight))
+	return workflow.NewContinueAsNewError(
+		b.ctx,
+		BulkChange,
+		api.BulkChangeInput{BulkChangeID: b.in.BulkChangeID, Resume: &next},
+	)
 }
 
-func (b *bulkRun) touch() { b.st.Progress.UpdatedAt = workflow.Now(b.ctx) }
+func (b *bulkRun) touch() { b.state.Progress.UpdatedAt = workflow.Now(b.ctx) }

@@ -111,12 +111,21 @@ func newActivityEnv() *testsuite.TestWorkflowEnvironment {
 
 // withBulkMocks mocks the parent's activities (but the authentication
 // check) on the fake bulk change, and registers a stand-in child.
-func withBulkMocks(_ *testing.T, env *testsuite.TestWorkflowEnvironment, f *fakeBulk, opts api.Options) *testsuite.TestWorkflowEnvironment {
+func withBulkMocks(
+	_ *testing.T,
+	env *testsuite.TestWorkflowEnvironment,
+	f *fakeBulk,
+	opts api.Options,
+) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(a.StartBulkChange, mock.Anything, f.id).Return(f.plan(opts), nil).Maybe()
 	env.OnActivity(a.SubmitBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SubmitBatchInput) (*activities.SubmitBatchResult, error) {
 			if in.BatchNo == f.refuseBatch {
-				return nil, temporal.NewNonRetryableApplicationError("refused", activities.ErrTypeInvalidCredentials, nil)
+				return nil, temporal.NewNonRetryableApplicationError(
+					"refused",
+					activities.ErrTypeInvalidCredentials,
+					nil,
+				)
 			}
 			f.submitted = append(f.submitted, in.BatchNo)
 			return &activities.SubmitBatchResult{Devices: len(f.batches[in.BatchNo-1]), State: db.RequestAccepted}, nil
@@ -168,7 +177,8 @@ func withBulkMocks(_ *testing.T, env *testsuite.TestWorkflowEnvironment, f *fake
 			}
 			res.DeviceChangeID, res.ICCID, res.Operation = in.DeviceChangeID, in.ICCID, in.Operation
 			f.inFlight--
-			err := workflow.SignalExternalWorkflow(ctx, in.ParentWorkflowID, "", api.DeviceResultSignal, res).Get(ctx, nil)
+			err := workflow.SignalExternalWorkflow(ctx, in.ParentWorkflowID, "", api.DeviceResultSignal, res).
+				Get(ctx, nil)
 			return &res, err
 		}, workflow.RegisterOptions{Name: api.DeviceChangeWorkflowType})
 	return env
@@ -176,7 +186,12 @@ func withBulkMocks(_ *testing.T, env *testsuite.TestWorkflowEnvironment, f *fake
 
 func bulkOptions(window, startsPerRun int) api.Options {
 	return api.Options{Window: window, StartsPerRun: startsPerRun, CallbacksEnabled: true,
-		Timing: api.Timing{CallbackTimeout: 30 * time.Minute, ConfirmDeadline: 24 * time.Hour, PollInterval: 5 * time.Minute, PollMaxInterval: 30 * time.Minute}}
+		Timing: api.Timing{
+			CallbackTimeout: 30 * time.Minute,
+			ConfirmDeadline: 24 * time.Hour,
+			PollInterval:    5 * time.Minute,
+			PollMaxInterval: 30 * time.Minute,
+		}}
 }
 
 func TestBulkChangeHappyPath(t *testing.T) {
@@ -228,10 +243,12 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 		"thingspace authentication: thingspace login: HTTP 400: UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
 		activities.ErrTypeInvalidCredentials, nil)).Once()
 	var failed activities.FailBulkInput
-	env.OnActivity(a.FailBulkChange, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FailBulkInput) error {
-		failed = in
-		return nil
-	}).Once()
+	env.OnActivity(a.FailBulkChange, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, in activities.FailBulkInput) error {
+			failed = in
+			return nil
+		}).
+		Once()
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b3"})
 
@@ -251,10 +268,12 @@ func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) 
 	f.refuseBatch = 2
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
 	var failed activities.FailUnsentInput
-	env.OnActivity(a.FailUnsent, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FailUnsentInput) (int, error) {
-		failed = in
-		return 4, nil
-	}).Once()
+	env.OnActivity(a.FailUnsent, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, in activities.FailUnsentInput) (int, error) {
+			failed = in
+			return 4, nil
+		}).
+		Once()
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b4"})
 
@@ -273,7 +292,10 @@ func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) 
 // finish the bulk change with nothing counted twice or lost.
 func TestBulkChangeContinueAsNewKeepsCounters(t *testing.T) {
 	f := newFakeBulk("b5", 4, 4, 3)
-	f.outcome[f.batches[1][1].ICCID] = api.DeviceResult{Status: change.Failed, ErrorCode: "REQUEST_FAILED.DeviceNotFound"}
+	f.outcome[f.batches[1][1].ICCID] = api.DeviceResult{
+		Status:    change.Failed,
+		ErrorCode: "REQUEST_FAILED.DeviceNotFound",
+	}
 	opts := bulkOptions(3, 4)
 	in := api.BulkChangeInput{BulkChangeID: "b5"}
 	runs := 0
@@ -291,7 +313,10 @@ func TestBulkChangeContinueAsNewKeepsCounters(t *testing.T) {
 				}
 				res.DeviceChangeID, res.ICCID, res.Operation = c.DeviceChangeID, c.ICCID, "suspend"
 				f.inFlight--
-				env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.DeviceResultSignal, res) }, time.Duration(i+1)*time.Second)
+				env.RegisterDelayedCallback(
+					func() { env.SignalWorkflow(api.DeviceResultSignal, res) },
+					time.Duration(i+1)*time.Second,
+				)
 			}
 		}
 		env.ExecuteWorkflow(BulkChange, in)
@@ -378,8 +403,11 @@ func TestBulkChangeNoticesAChildThatEndedWithoutReporting(t *testing.T) {
 			var out []api.DeviceResult
 			for _, c := range in.InFlight {
 				if f.silent[c.ICCID] {
-					out = append(out, api.DeviceResult{DeviceChangeID: c.DeviceChangeID, ICCID: c.ICCID, Operation: "suspend",
-						Status: change.Failed, ErrorCode: change.DeviceWorkflowEnded})
+					out = append(
+						out,
+						api.DeviceResult{DeviceChangeID: c.DeviceChangeID, ICCID: c.ICCID, Operation: "suspend",
+							Status: change.Failed, ErrorCode: change.DeviceWorkflowEnded},
+					)
 				}
 			}
 			return out, nil
@@ -419,7 +447,8 @@ func TestBulkChangeSettlesStrandedBillingBeforeFinishing(t *testing.T) {
 		Return(func(context.Context, activities.BillingInput) (*activities.BillingResult, error) {
 			f.billingOwed--
 			return &activities.BillingResult{ServiceID: 9, Created: true}, nil
-		}).Once()
+		}).
+		Once()
 	env.OnActivity(a.DisconnectBilling, mock.Anything, activities.BillingInput{BulkChangeID: "b9", DeviceChangeID: 2}).
 		Return(func(context.Context, activities.BillingInput) error {
 			f.billingOwed--
@@ -455,7 +484,12 @@ func TestBulkChangeRecoverFromDatabase(t *testing.T) {
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, []int{2, 3}, f.submitted, "batch 1 was sent before the failure and is not sent again")
-	require.Len(t, f.started, 6, "one child for the unfinished device of batch 1, and one per device of batches 2 and 3")
+	require.Len(
+		t,
+		f.started,
+		6,
+		"one child for the unfinished device of batch 1, and one per device of batches 2 and 3",
+	)
 	require.NotContains(t, f.started, f.batches[0][0].ICCID)
 	require.Equal(t, 8, res.Progress.Done())
 	require.Equal(t, 1, res.Progress.Recovered)

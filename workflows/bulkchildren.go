@@ -16,17 +16,22 @@ import (
 // startChildren starts the next page of children, then waits until each one
 // has started, so that none is half-started at a continue-as-new.
 func (b *bulkRun) startChildren() error {
-	limit := min(b.st.Plan.Options.Window-len(b.inFlight), b.st.Queued, startPage)
+	limit := min(b.state.Plan.Options.Window-len(b.inFlight), b.state.Queued, startPage)
 	var page []activities.DeviceToStart
-	in := activities.ListDevicesInput{BulkChangeID: b.in.BulkChangeID, After: b.st.Cursor, MaxBatch: b.st.NextBatch - 1, Limit: limit,
-		UnfinishedBelowBatch: b.st.RecoveredBelow}
+	in := activities.ListDevicesInput{
+		BulkChangeID:         b.in.BulkChangeID,
+		After:                b.state.Cursor,
+		MaxBatch:             b.state.NextBatch - 1,
+		Limit:                limit,
+		UnfinishedBelowBatch: b.state.RecoveredBelow,
+	}
 	if err := workflow.ExecuteLocalActivity(withLocalDB(b.ctx), a.ListDevicesToStart, in).Get(b.ctx, &page); err != nil {
 		return err
 	}
 	if len(page) == 0 {
 		// The counters and the database disagree; trust the database.
-		b.logger.Warn("no device changes left to start", "queued", b.st.Queued)
-		b.st.Queued = 0
+		b.logger.Warn("no device changes left to start", "queued", b.state.Queued)
+		b.state.Queued = 0
 		return nil
 	}
 	type startedChild struct {
@@ -38,10 +43,10 @@ func (b *bulkRun) startChildren() error {
 		children = append(children, startedChild{d, b.startChild(d)})
 		b.inFlight[d.ID] = d.ICCID
 		b.order = append(b.order, d.ID)
-		b.st.Cursor = api.Cursor{BatchNo: d.BatchNo, Seq: d.Seq}
-		b.st.Queued--
+		b.state.Cursor = api.Cursor{BatchNo: d.BatchNo, Seq: d.Seq}
+		b.state.Queued--
 		b.started++
-		b.st.Progress.Started++
+		b.state.Progress.Started++
 	}
 	for _, c := range children {
 		err := c.future.GetChildWorkflowExecution().Get(b.ctx, nil)
@@ -92,9 +97,9 @@ func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowF
 		DeviceChangeID:   d.ID,
 		ICCID:            d.ICCID,
 		Operation:        d.Operation,
-		AccountName:      b.st.Plan.AccountName,
+		AccountName:      b.state.Plan.AccountName,
 		ParentWorkflowID: workflow.GetInfo(b.ctx).WorkflowExecution.ID,
-		Options:          b.st.Plan.Options,
+		Options:          b.state.Plan.Options,
 	})
 }
 
@@ -149,7 +154,7 @@ func (b *bulkRun) pauseToCoalesce() {
 const defaultStallCheck = 10 * time.Minute
 
 func (b *bulkRun) stallCheck() time.Duration {
-	if d := b.st.Plan.Options.Timing.StallCheck; d > 0 {
+	if d := b.state.Plan.Options.Timing.StallCheck; d > 0 {
 		return d
 	}
 	return defaultStallCheck
@@ -196,7 +201,7 @@ func (b *bulkRun) record(r api.DeviceResult) {
 	}
 	delete(b.inFlight, r.DeviceChangeID)
 	b.lastResultAt = workflow.Now(b.ctx)
-	p := &b.st.Progress
+	p := &b.state.Progress
 	if r.Status == change.Processed {
 		p.Processed++
 		p.ByOutcome[r.Outcome]++

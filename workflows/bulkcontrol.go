@@ -37,7 +37,9 @@ func (b *bulkRun) setupControl() error {
 					return errors.New(`say who asks: "by" is required (recorded in the audit log)`)
 				}
 				if !b.watch {
-					return errors.New("this bulk change runs on workflow code older than operator requests; it cannot take them")
+					return errors.New(
+						"this bulk change runs on workflow code older than operator requests; it cannot take them",
+					)
 				}
 				return validate(ctx, req)
 			},
@@ -50,34 +52,45 @@ func (b *bulkRun) setupControl() error {
 }
 
 func (b *bulkRun) validatePause(_ workflow.Context, _ api.OperatorRequest) error {
-	c := b.st.Control
+	c := b.state.Control
 	switch {
 	case b.ended():
-		return fmt.Errorf("the bulk change has ended (%s): there is nothing to pause", b.st.Progress.Status)
+		return fmt.Errorf("the bulk change has ended (%s): there is nothing to pause", b.state.Progress.Status)
 	case c.Cancelled != nil:
 		return fmt.Errorf("the bulk change is being cancelled (by %s)", c.Cancelled.By)
 	case c.Paused:
-		return fmt.Errorf("the bulk change is already paused (by %s at %s)", c.PausedBy.By, c.PausedBy.At.Format(time.RFC3339))
+		return fmt.Errorf(
+			"the bulk change is already paused (by %s at %s)",
+			c.PausedBy.By,
+			c.PausedBy.At.Format(time.RFC3339),
+		)
 	case b.waitingToStart():
-		return fmt.Errorf("the bulk change has not started (%s): nothing is being sent; cancel it instead", b.st.Progress.Status)
+		return fmt.Errorf(
+			"the bulk change has not started (%s): nothing is being sent; cancel it instead",
+			b.state.Progress.Status,
+		)
 	}
 	return nil
 }
 
 func (b *bulkRun) validateResume(_ workflow.Context, _ api.OperatorRequest) error {
-	if !b.st.Control.Paused {
-		return fmt.Errorf("the bulk change is not paused (%s)", b.st.Progress.Status)
+	if !b.state.Control.Paused {
+		return fmt.Errorf("the bulk change is not paused (%s)", b.state.Progress.Status)
 	}
 	return nil
 }
 
 func (b *bulkRun) validateCancel(_ workflow.Context, _ api.OperatorRequest) error {
-	c := b.st.Control
+	c := b.state.Control
 	switch {
 	case c.Cancelled != nil:
-		return fmt.Errorf("the bulk change was already cancelled (by %s at %s)", c.Cancelled.By, c.Cancelled.At.Format(time.RFC3339))
+		return fmt.Errorf(
+			"the bulk change was already cancelled (by %s at %s)",
+			c.Cancelled.By,
+			c.Cancelled.At.Format(time.RFC3339),
+		)
 	case b.ended():
-		return fmt.Errorf("the bulk change has ended (%s): there is nothing to cancel", b.st.Progress.Status)
+		return fmt.Errorf("the bulk change has ended (%s): there is nothing to cancel", b.state.Progress.Status)
 	}
 	return nil
 }
@@ -86,7 +99,7 @@ func (b *bulkRun) validateApprove(_ workflow.Context, req api.OperatorRequest) e
 	if err := b.awaitingApproval(); err != nil {
 		return err
 	}
-	if req.By == b.st.Plan.SubmittedBy {
+	if req.By == b.state.Plan.SubmittedBy {
 		return fmt.Errorf("%s submitted this bulk change: another operator must approve it (four eyes)", req.By)
 	}
 	return nil
@@ -97,8 +110,8 @@ func (b *bulkRun) validateReject(_ workflow.Context, _ api.OperatorRequest) erro
 }
 
 func (b *bulkRun) awaitingApproval() error {
-	if b.st.Progress.Status != api.StatusAwaitingApproval || b.st.Control.Cancelled != nil {
-		return fmt.Errorf("the bulk change is not awaiting approval (%s)", b.st.Progress.Status)
+	if b.state.Progress.Status != api.StatusAwaitingApproval || b.state.Control.Cancelled != nil {
+		return fmt.Errorf("the bulk change is not awaiting approval (%s)", b.state.Progress.Status)
 	}
 	return nil
 }
@@ -106,8 +119,8 @@ func (b *bulkRun) awaitingApproval() error {
 // pause stops new requests and new device workflows. It returns once no
 // request is in flight, so nothing reaches ThingSpace after it returns.
 func (b *bulkRun) pause(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
-	b.st.Control.Paused = true
-	b.st.Control.PausedBy = b.action(req)
+	b.state.Control.Paused = true
+	b.state.Control.PausedBy = b.action(req)
 	b.setStatus(ctx, api.StatusPaused)
 	b.audit(ctx, api.PauseUpdate, req)
 	err := workflow.Await(ctx, func() bool { return !b.submitting })
@@ -116,8 +129,8 @@ func (b *bulkRun) pause(ctx workflow.Context, req api.OperatorRequest) (api.Oper
 }
 
 func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
-	b.st.Control.Paused = false
-	b.st.Control.PausedBy = nil
+	b.state.Control.Paused = false
+	b.state.Control.PausedBy = nil
 	b.setStatus(ctx, api.StatusRunning)
 	b.audit(ctx, api.ResumeUpdate, req)
 	return api.OperatorResult{Status: api.StatusRunning, Message: "resumed"}, nil
@@ -128,12 +141,12 @@ func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 func (b *bulkRun) cancel(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
 	n, err := b.cancelUnsent(ctx, req, api.CancelUpdate)
 	msg := fmt.Sprintf("cancelled: %d device changes not yet sent end CANCELLED; %d already sent finish normally",
-		n, b.st.Progress.Submitted)
+		n, b.state.Progress.Submitted)
 	return api.OperatorResult{Status: api.StatusCancelled, Message: msg}, err
 }
 
 func (b *bulkRun) approve(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
-	b.st.Control.Approved = b.action(req)
+	b.state.Control.Approved = b.action(req)
 	b.audit(ctx, api.ApproveUpdate, req)
 	return api.OperatorResult{Status: api.StatusRunning, Message: "approved by " + req.By}, nil
 }
@@ -146,15 +159,18 @@ func (b *bulkRun) reject(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 	}
 	n, err := b.cancelUnsent(ctx, req, api.RejectUpdate)
 	return api.OperatorResult{Status: api.StatusCancelled,
-		Message: fmt.Sprintf("rejected: the bulk change is cancelled; %d device changes end CANCELLED, none was sent", n)}, err
+		Message: fmt.Sprintf(
+			"rejected: the bulk change is cancelled; %d device changes end CANCELLED, none was sent",
+			n,
+		)}, err
 }
 
 // cancelUnsent records the cancellation, waits for a request in flight to be
 // answered (its devices were sent: they finish normally), then ends every
 // device change not yet sent as CANCELLED.
 func (b *bulkRun) cancelUnsent(ctx workflow.Context, req api.OperatorRequest, action string) (int, error) {
-	b.st.Control.Cancelled = b.action(req)
-	b.st.Control.Paused = false
+	b.state.Control.Cancelled = b.action(req)
+	b.state.Control.Paused = false
 	b.audit(ctx, action, req)
 	if err := workflow.Await(ctx, func() bool { return !b.submitting }); err != nil {
 		return 0, err
@@ -164,9 +180,9 @@ func (b *bulkRun) cancelUnsent(ctx workflow.Context, req api.OperatorRequest, ac
 	if err := workflow.ExecuteActivity(withDB(ctx), a.CancelUnsent, in).Get(ctx, &n); err != nil {
 		return 0, err
 	}
-	b.st.UnsentCancelled = true
-	b.st.Progress.Cancelled += n
-	b.st.Progress.Waiting = ""
+	b.state.UnsentCancelled = true
+	b.state.Progress.Cancelled += n
+	b.state.Progress.Waiting = ""
 	b.touch()
 	return n, nil
 }
@@ -183,8 +199,14 @@ func (b *bulkRun) audit(ctx workflow.Context, action string, req api.OperatorReq
 	if b.inUpdate(ctx) {
 		key = workflow.GetCurrentUpdateInfo(ctx).ID
 	}
-	in := activities.OperatorActionInput{BulkChangeID: b.in.BulkChangeID, Action: action, By: req.By, Reason: req.Reason,
-		Status: b.st.Progress.Status, Key: key}
+	in := activities.OperatorActionInput{
+		BulkChangeID: b.in.BulkChangeID,
+		Action:       action,
+		By:           req.By,
+		Reason:       req.Reason,
+		Status:       b.state.Progress.Status,
+		Key:          key,
+	}
 	if err := workflow.ExecuteActivity(withDB(ctx), a.RecordOperatorAction, in).Get(ctx, nil); err != nil {
 		b.logger.Error("could not record the operator's request", "action", action, "error", err)
 	}
@@ -200,10 +222,10 @@ func (b *bulkRun) inUpdate(ctx workflow.Context) bool {
 // setStatus is the bulk change's status as operators see it, kept current
 // in its BulkChangeStatus search attribute (an event per change of status).
 func (b *bulkRun) setStatus(ctx workflow.Context, status string) {
-	if b.st.Progress.Status == status {
+	if b.state.Progress.Status == status {
 		return
 	}
-	b.st.Progress.Status = status
+	b.state.Progress.Status = status
 	b.touch()
 	if b.searchable {
 		if err := workflow.UpsertTypedSearchAttributes(ctx, api.BulkChangeStatusAttr.ValueSet(status)); err != nil {
@@ -214,13 +236,13 @@ func (b *bulkRun) setStatus(ctx workflow.Context, status string) {
 
 // waitingToStart: scheduled, or awaiting approval.
 func (b *bulkRun) waitingToStart() bool {
-	s := b.st.Progress.Status
+	s := b.state.Progress.Status
 	return s == api.StatusScheduled || s == api.StatusAwaitingApproval
 }
 
 // ended: the bulk change is finishing or has finished.
 func (b *bulkRun) ended() bool {
-	switch b.st.Progress.Phase {
+	switch b.state.Progress.Phase {
 	case "finishing", "settling_billing", "finished", "failed":
 		return true
 	}
@@ -232,41 +254,48 @@ func (b *bulkRun) ended() bool {
 // time), then until its start time (a durable timer). It reports whether
 // the bulk change may go on; a cancelled one may not.
 func (b *bulkRun) awaitGo() (bool, error) {
-	opts := b.st.Plan.Options
+	opts := b.state.Plan.Options
 	waited := false
-	if ap := opts.Approval; ap != nil && b.st.Control.Approved == nil {
+	if ap := opts.Approval; ap != nil && b.state.Control.Approved == nil {
 		waited = true
 		b.setStatus(b.ctx, api.StatusAwaitingApproval)
-		b.st.Progress.Waiting = fmt.Sprintf("approval by an operator other than %s (%s)", b.st.Plan.SubmittedBy, ap.Reason)
+		b.state.Progress.Waiting = fmt.Sprintf(
+			"approval by an operator other than %s (%s)",
+			b.state.Plan.SubmittedBy,
+			ap.Reason,
+		)
 		decided, err := workflow.AwaitWithTimeout(b.ctx, ap.ExpiresAfter, func() bool {
-			return b.st.Control.Approved != nil || b.st.Control.Cancelled != nil
+			return b.state.Control.Approved != nil || b.state.Control.Cancelled != nil
 		})
 		if err != nil {
 			return false, err
 		}
 		if !decided {
-			expiry := api.OperatorRequest{By: "approval timer", Reason: fmt.Sprintf("not approved within %s", ap.ExpiresAfter)}
+			expiry := api.OperatorRequest{
+				By:     "approval timer",
+				Reason: fmt.Sprintf("not approved within %s", ap.ExpiresAfter),
+			}
 			if _, err := b.cancelUnsent(b.ctx, expiry, "approval-expired"); err != nil {
 				return false, err
 			}
 		}
 	}
-	if b.st.Control.Cancelled == nil && workflow.Now(b.ctx).Before(opts.NotBefore) {
+	if b.state.Control.Cancelled == nil && workflow.Now(b.ctx).Before(opts.NotBefore) {
 		waited = true
 		b.setStatus(b.ctx, api.StatusScheduled)
-		b.st.Progress.Waiting = "its start time, " + opts.NotBefore.Format(time.RFC3339)
+		b.state.Progress.Waiting = "its start time, " + opts.NotBefore.Format(time.RFC3339)
 		if _, err := workflow.AwaitWithTimeout(b.ctx, opts.NotBefore.Sub(workflow.Now(b.ctx)), func() bool {
-			return b.st.Control.Cancelled != nil
+			return b.state.Control.Cancelled != nil
 		}); err != nil {
 			return false, err
 		}
 	}
-	if b.st.Control.Cancelled != nil {
+	if b.state.Control.Cancelled != nil {
 		// The cancellation's handler ends the device changes; wait for it.
-		return false, workflow.Await(b.ctx, func() bool { return b.st.UnsentCancelled })
+		return false, workflow.Await(b.ctx, func() bool { return b.state.UnsentCancelled })
 	}
 	if waited {
-		b.st.Progress.Waiting = ""
+		b.state.Progress.Waiting = ""
 		b.setStatus(b.ctx, api.StatusRunning)
 		in := activities.SetBulkStatusInput{BulkChangeID: b.in.BulkChangeID, Status: api.StatusRunning}
 		if err := workflow.ExecuteActivity(withDB(b.ctx), a.SetBulkStatus, in).Get(b.ctx, nil); err != nil {

@@ -21,7 +21,12 @@ type updateOutcome struct {
 	done     bool
 }
 
-func sendUpdate(env *testsuite.TestWorkflowEnvironment, at time.Duration, name string, req api.OperatorRequest) *updateOutcome {
+func sendUpdate(
+	env *testsuite.TestWorkflowEnvironment,
+	at time.Duration,
+	name string,
+	req api.OperatorRequest,
+) *updateOutcome {
 	out := &updateOutcome{}
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(name, name+at.String(), &testsuite.TestUpdateCallback{
@@ -99,7 +104,12 @@ func TestBulkChangeCancel(t *testing.T) {
 	env := newBulkEnv(t, f, bulkOptions(1, 100))
 	var audit []activities.OperatorActionInput
 	controlMocks(env, f, &audit)
-	cancel := sendUpdate(env, 90*time.Second, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "wrong customer"})
+	cancel := sendUpdate(
+		env,
+		90*time.Second,
+		api.CancelUpdate,
+		api.OperatorRequest{By: "alice", Reason: "wrong customer"},
+	)
 	twice := sendUpdate(env, 100*time.Second, api.CancelUpdate, api.OperatorRequest{By: "bob"})
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "c2"})
@@ -133,7 +143,10 @@ func TestBulkChangeAwaitsApproval(t *testing.T) {
 	var audit []activities.OperatorActionInput
 	controlMocks(env, f, &audit)
 	var sentBeforeApproval []int
-	env.RegisterDelayedCallback(func() { sentBeforeApproval = append([]int{}, f.submitted...) }, 10*time.Hour-time.Second)
+	env.RegisterDelayedCallback(
+		func() { sentBeforeApproval = append([]int{}, f.submitted...) },
+		10*time.Hour-time.Second,
+	)
 	self := sendUpdate(env, time.Hour, api.ApproveUpdate, api.OperatorRequest{By: "alice"})
 	pause := sendUpdate(env, 2*time.Hour, api.PauseUpdate, api.OperatorRequest{By: "bob"})
 	approve := sendUpdate(env, 10*time.Hour, api.ApproveUpdate, api.OperatorRequest{By: "bob", Reason: "checked"})

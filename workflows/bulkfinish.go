@@ -20,23 +20,23 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 	if err := workflow.Await(b.ctx, func() bool { return workflow.AllHandlersFinished(b.ctx) }); err != nil {
 		return nil, err
 	}
-	b.st.Progress.Phase = "finishing"
+	b.state.Progress.Phase = "finishing"
 	b.touch()
-	cancelled := b.st.Control.Cancelled != nil
-	var fin activities.FinishResult
+	cancelled := b.state.Control.Cancelled != nil
+	var finished activities.FinishResult
 	for attempt := 1; ; attempt++ {
-		in := activities.FinishInput{BulkChangeID: b.in.BulkChangeID, DefaultSite: b.st.Plan.Options.DefaultSite,
+		in := activities.FinishInput{BulkChangeID: b.in.BulkChangeID, DefaultSite: b.state.Plan.Options.DefaultSite,
 			Cancelled: cancelled}
 		// A fresh value each time: a result without billingOwed must not
 		// keep the previous attempt's.
-		fin = activities.FinishResult{}
-		if err := workflow.ExecuteActivity(withDB(b.ctx), a.FinishBulkChange, in).Get(b.ctx, &fin); err != nil {
+		finished = activities.FinishResult{}
+		if err := workflow.ExecuteActivity(withDB(b.ctx), a.FinishBulkChange, in).Get(b.ctx, &finished); err != nil {
 			return nil, err
 		}
-		if fin.BillingOwed == 0 {
+		if finished.BillingOwed == 0 {
 			break
 		}
-		if err := b.settleStrandedBilling(attempt, fin.BillingOwed); err != nil {
+		if err := b.settleStrandedBilling(attempt, finished.BillingOwed); err != nil {
 			return nil, err
 		}
 	}
@@ -44,12 +44,12 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 	if cancelled {
 		status = api.StatusCancelled
 	}
-	b.st.Progress.Phase = "finished"
+	b.state.Progress.Phase = "finished"
 	b.setStatus(b.ctx, status)
 	return &api.BulkChangeResult{
-		BulkChangeID: b.in.BulkChangeID, Status: status, Total: b.st.Plan.Total,
-		Processed: fin.Processed, Errors: fin.Errors, Cancelled: fin.Cancelled, SitesSet: fin.SitesSet,
-		Error: b.st.Progress.Error, Progress: b.st.Progress,
+		BulkChangeID: b.in.BulkChangeID, Status: status, Total: b.state.Plan.Total,
+		Processed: finished.Processed, Errors: finished.Errors, Cancelled: finished.Cancelled, SitesSet: finished.SitesSet,
+		Error: b.state.Progress.Error, Progress: b.state.Progress,
 	}, nil
 }
 
@@ -57,19 +57,19 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 // child; a step whose device workflow still runs is left to it, and checked
 // again a minute later.
 func (b *bulkRun) settleStrandedBilling(attempt, owed int) error {
-	b.st.Progress.Phase = "settling_billing"
-	b.st.Progress.BillingPending = owed
+	b.state.Progress.Phase = "settling_billing"
+	b.state.Progress.BillingPending = owed
 	b.touch()
 	b.logger.Warn("Rev.io steps owed at the end of the bulk change", "owed", owed, "attempt", attempt)
 	ctx := workflow.WithChildOptions(b.ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: api.BillingSettleWorkflowID(b.in.BulkChangeID, b.st.Runs, attempt),
+		WorkflowID: api.BillingSettleWorkflowID(b.in.BulkChangeID, b.state.Runs, attempt),
 	})
 	var res api.BillingRetryResult
 	in := api.BillingRetryInput{BulkChangeID: b.in.BulkChangeID, StrandedOnly: true}
 	if err := workflow.ExecuteChildWorkflow(ctx, BillingRetry, in).Get(b.ctx, &res); err != nil {
 		return fmt.Errorf("settle stranded Rev.io steps: %w", err)
 	}
-	b.st.Progress.BillingErrors += res.Failed
+	b.state.Progress.BillingErrors += res.Failed
 	if res.Attempted == 0 {
 		return workflow.Sleep(b.ctx, time.Minute)
 	}

@@ -26,11 +26,11 @@ func (b *bulkRun) start() error {
 		// approval expired): the main loop finds nothing to do and ends.
 		return err
 	}
-	b.st.Progress.Phase = "checking_thingspace"
+	b.state.Progress.Phase = "checking_thingspace"
 	b.touch()
 
 	err := workflow.ExecuteActivity(withAuthCheck(b.ctx), a.CheckThingSpaceAuth, b.in.BulkChangeID).Get(b.ctx, nil)
-	b.st.Progress.Phase = "running"
+	b.state.Progress.Phase = "running"
 	b.touch()
 	if err == nil {
 		return nil
@@ -41,19 +41,19 @@ func (b *bulkRun) start() error {
 	if ferr := workflow.ExecuteActivity(withDB(b.ctx), a.FailBulkChange, fail).Get(b.ctx, nil); ferr != nil {
 		return ferr
 	}
-	b.st.Progress.Phase = "failed"
+	b.state.Progress.Phase = "failed"
 	b.setStatus(b.ctx, api.StatusFailed)
-	b.st.Progress.Error = msg
-	b.st.Progress.Errors = plan.Total
-	b.st.Progress.ErrorsByCode[change.AuthFailed] = plan.Total
-	return temporal.NewNonRetryableApplicationError(msg, "BulkChangeFailed", err)
+	b.state.Progress.Error = msg
+	b.state.Progress.Errors = plan.Total
+	b.state.Progress.ErrorsByCode[change.AuthFailed] = plan.Total
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBulkChangeFailed, err)
 }
 
 func (b *bulkRun) usePlan(plan api.Plan) {
-	b.st.Plan = withDefaults(plan)
-	b.st.Progress.Total = plan.Total
-	b.st.Progress.Batches = plan.Batches
-	b.st.Progress.Phase = "running"
+	b.state.Plan = withDefaults(plan)
+	b.state.Progress.Total = plan.Total
+	b.state.Progress.Batches = plan.Batches
+	b.state.Progress.Phase = "running"
 	b.setStatus(b.ctx, api.StatusRunning)
 }
 
@@ -72,10 +72,10 @@ func (b *bulkRun) recover() error {
 		return fmt.Errorf("recover bulk change %s: %w", b.in.BulkChangeID, err)
 	}
 	b.usePlan(rec.Plan)
-	b.st.NextBatch = rec.NextBatch
-	b.st.RecoveredBelow = rec.NextBatch
-	b.st.Queued = rec.Unfinished
-	p := &b.st.Progress
+	b.state.NextBatch = rec.NextBatch
+	b.state.RecoveredBelow = rec.NextBatch
+	b.state.Queued = rec.Unfinished
+	p := &b.state.Progress
 	p.BatchesSent = rec.NextBatch - 1
 	p.Submitted = rec.Submitted
 	p.Processed, p.Errors = rec.Processed, rec.Errors
@@ -87,7 +87,7 @@ func (b *bulkRun) recover() error {
 	}
 	p.Recovered++
 	if rec.ApprovedBy != "" {
-		b.st.Control.Approved = &api.OperatorAction{By: rec.ApprovedBy, At: workflow.Now(b.ctx)}
+		b.state.Control.Approved = &api.OperatorAction{By: rec.ApprovedBy, At: workflow.Now(b.ctx)}
 	}
 	b.touch()
 	b.logger.Info("recovered bulk change", "nextBatch", rec.NextBatch, "unfinished", rec.Unfinished)

@@ -10,7 +10,7 @@ import (
 )
 
 func (b *bulkRun) submitNextBatch() error {
-	n := b.st.NextBatch
+	n := b.state.NextBatch
 	var res activities.SubmitBatchResult
 	b.submitting = true
 	err := workflow.ExecuteActivity(withThingSpace(b.ctx), a.SubmitBatch,
@@ -21,15 +21,15 @@ func (b *bulkRun) submitNextBatch() error {
 		// outages are retried without end. Nothing more can be sent.
 		return b.stopSubmitting(n, err)
 	}
-	b.st.NextBatch++
-	b.st.Queued += res.Devices
-	b.st.Progress.BatchesSent++
-	b.st.Progress.Submitted += res.Devices
+	b.state.NextBatch++
+	b.state.Queued += res.Devices
+	b.state.Progress.BatchesSent++
+	b.state.Progress.Submitted += res.Devices
 	if res.Limit != nil {
 		lim := *res.Limit
-		lim.BatchesWaiting = b.st.Plan.Batches - b.st.Progress.BatchesSent
-		lim.DevicesWaiting = b.st.Plan.Total - b.st.Progress.Submitted
-		b.st.Progress.Limit = &lim
+		lim.BatchesWaiting = b.state.Plan.Batches - b.state.Progress.BatchesSent
+		lim.DevicesWaiting = b.state.Plan.Total - b.state.Progress.Submitted
+		b.state.Progress.Limit = &lim
 	}
 	b.touch()
 	return nil
@@ -49,10 +49,10 @@ func (b *bulkRun) stopSubmitting(fromBatch int, cause error) error {
 	if err := workflow.ExecuteActivity(withDB(b.ctx), a.FailUnsent, in).Get(b.ctx, &ended); err != nil {
 		return err
 	}
-	b.st.StopSubmitting = msg
-	b.st.Progress.Error = msg
-	b.st.Progress.Errors += ended
-	b.st.Progress.ErrorsByCode[code] += ended
+	b.state.StopSubmitting = msg
+	b.state.Progress.Error = msg
+	b.state.Progress.Errors += ended
+	b.state.Progress.ErrorsByCode[code] += ended
 	b.touch()
 	return nil
 }

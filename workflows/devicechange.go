@@ -23,15 +23,15 @@ func DeviceChange(ctx workflow.Context, in api.DeviceChangeInput) (*api.DeviceRe
 	if err := d.setup(); err != nil {
 		return nil, err
 	}
-	st, err := d.load()
+	dev, err := d.load()
 	if err != nil {
 		return nil, err
 	}
-	res, err := d.outcome(st)
+	res, err := d.outcome(dev)
 	if err != nil {
 		return nil, err
 	}
-	d.followUp(st, &res)
+	d.followUp(dev, &res)
 	d.report(res)
 	return &res, nil
 }
@@ -53,16 +53,28 @@ type deviceRun struct {
 
 func newDeviceRun(ctx workflow.Context, in api.DeviceChangeInput) *deviceRun {
 	return &deviceRun{
-		ctx:     ctx,
-		in:      in,
-		logger:  log.With(workflow.GetLogger(ctx), "bulkChangeId", in.BulkChangeID, "iccid", in.ICCID, "operation", in.Operation),
+		ctx: ctx,
+		in:  in,
+		logger: log.With(
+			workflow.GetLogger(ctx),
+			"bulkChangeId",
+			in.BulkChangeID,
+			"iccid",
+			in.ICCID,
+			"operation",
+			in.Operation,
+		),
 		signals: workflow.GetSignalChannel(ctx, api.ConfirmationSignal),
 		start:   workflow.Now(ctx),
 	}
 }
 
 func (d *deviceRun) setup() error {
-	return workflow.SetQueryHandler(d.ctx, api.DeviceStatusQuery, func() (api.DeviceStatus, error) { return d.status, nil })
+	return workflow.SetQueryHandler(
+		d.ctx,
+		api.DeviceStatusQuery,
+		func() (api.DeviceStatus, error) { return d.status, nil },
+	)
 }
 
 func (d *deviceRun) step(name change.Step) {
@@ -72,13 +84,13 @@ func (d *deviceRun) step(name change.Step) {
 
 func (d *deviceRun) load() (*activities.DeviceState, error) {
 	d.step(change.StepLoading)
-	var st activities.DeviceState
-	err := workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.LoadDeviceChange, d.in.DeviceChangeID).Get(d.ctx, &st)
+	var dev activities.DeviceState
+	err := workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.LoadDeviceChange, d.in.DeviceChangeID).Get(d.ctx, &dev)
 	if err != nil {
 		return nil, fmt.Errorf("load device change %d: %w", d.in.DeviceChangeID, err)
 	}
-	d.status.RequestID = st.RequestID
-	return &st, nil
+	d.status.RequestID = dev.RequestID
+	return &dev, nil
 }
 
 // outcome records how the change ended. A change that already has its
@@ -91,25 +103,25 @@ func (d *deviceRun) load() (*activities.DeviceState, error) {
 // and what follows is decided from that record, never from which of the two
 // branches ran (docs/architecture.md, "Decisions never depend on an earlier
 // attempt").
-func (d *deviceRun) outcome(st *activities.DeviceState) (api.DeviceResult, error) {
-	if st.Final {
+func (d *deviceRun) outcome(dev *activities.DeviceState) (api.DeviceResult, error) {
+	if dev.Final {
 		d.endedBeforeRun = true
-		return d.complete(activities.CompleteInput{Status: st.Status})
+		return d.complete(activities.CompleteInput{Status: dev.Status})
 	}
-	return d.conclude(st, d.confirmation(st))
+	return d.conclude(dev, d.confirmation(dev))
 }
 
 // confirmation returns ThingSpace's answer for the device: already known
 // (a synchronous answer, or a callback stored before this workflow started)
 // or awaited.
-func (d *deviceRun) confirmation(st *activities.DeviceState) api.Confirmation {
-	if st.Sync != nil {
-		return *st.Sync
+func (d *deviceRun) confirmation(dev *activities.DeviceState) api.Confirmation {
+	if dev.Sync != nil {
+		return *dev.Sync
 	}
-	if c, ok := matching(st.Stored, st.RequestID); ok {
+	if c, ok := matching(dev.Stored, dev.RequestID); ok {
 		return c
 	}
-	return d.await(st.RequestID, change.Await(st.Operation))
+	return d.await(dev.RequestID, change.Await(dev.Operation))
 }
 
 // await waits for the confirmation of requestID: first for the callback
@@ -146,7 +158,10 @@ func (d *deviceRun) await(requestID string, awaited change.Awaited) api.Confirma
 	_ = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CancelPoll, d.in.DeviceChangeID).Get(d.ctx, nil)
 	if !ok {
 		return api.Confirmation{Source: api.SourcePoll, RequestID: requestID, FaultCode: change.NotConfirmed,
-			FaultMessage: fmt.Sprintf("ThingSpace did not confirm the change within %s", t.ConfirmDeadline), At: workflow.Now(d.ctx)}
+			FaultMessage: fmt.Sprintf(
+				"ThingSpace did not confirm the change within %s",
+				t.ConfirmDeadline,
+			), At: workflow.Now(d.ctx)}
 	}
 	return c
 }
@@ -182,11 +197,11 @@ func matching(cs []api.Confirmation, requestID string) (api.Confirmation, bool) 
 }
 
 // conclude turns ThingSpace's answer into the device change's outcome.
-func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (api.DeviceResult, error) {
+func (d *deviceRun) conclude(dev *activities.DeviceState, c api.Confirmation) (api.DeviceResult, error) {
 	in := activities.CompleteInput{ConfirmedBy: c.Source, ConfirmedAt: c.At, RequestID: c.RequestID}
 	if !c.Success {
-		if st.Operation == change.Activate && c.FaultCode == change.FaultAlreadyActive {
-			return d.alreadyActive(st, c)
+		if dev.Operation == change.Activate && c.FaultCode == change.FaultAlreadyActive {
+			return d.alreadyActive(dev, c)
 		}
 		in.Status, in.ErrorCode, in.ErrorMessage = change.Failed, c.FaultCode, c.FaultMessage
 		in.ObservedState = c.State
@@ -198,14 +213,14 @@ func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (ap
 	// The table of operations says what a success means: the state the
 	// device is left in and the outcome recorded.
 	in.Status = change.Processed
-	in.BillingPending = d.owesBilling(st)
-	in.Outcome, in.FinalState = st.Operation.Outcome(), st.Operation.Target()
-	switch st.Operation {
+	in.BillingPending = d.owesBilling(dev)
+	in.Outcome, in.FinalState = dev.Operation.Outcome(), dev.Operation.Target()
+	switch dev.Operation {
 	case change.Activate:
 		in.MSISDN = c.MSISDN
 		if in.MSISDN == "" {
 			// The callback did not carry the MSISDN: read it from the device list.
-			in.MSISDN = d.lookupMSISDN(st)
+			in.MSISDN = d.lookupMSISDN(dev)
 		}
 	case change.Deactivate:
 		// The line's number is released.
@@ -218,10 +233,10 @@ func (d *deviceRun) conclude(st *activities.DeviceState, c api.Confirmation) (ap
 // step: the service line after an activation with billing data, its
 // disconnection after a deactivation when configured. The record written
 // by CompleteDeviceChange carries the answer (billing PENDING).
-func (d *deviceRun) owesBilling(st *activities.DeviceState) bool {
-	switch st.Operation {
+func (d *deviceRun) owesBilling(dev *activities.DeviceState) bool {
+	switch dev.Operation {
 	case change.Activate:
-		return st.HasBilling && d.in.Options.BillingEnabled
+		return dev.HasBilling && d.in.Options.BillingEnabled
 	case change.Deactivate:
 		return d.in.Options.DisconnectBillingOnDeactivate
 	}
@@ -232,7 +247,7 @@ func (d *deviceRun) owesBilling(st *activities.DeviceState) bool {
 // it is not activated again; its PPU is updated when the change carries one.
 // fault is ThingSpace's DeviceAlreadyActive answer, whose source (sync,
 // callback or poll) is how the outcome was confirmed.
-func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirmation) (api.DeviceResult, error) {
+func (d *deviceRun) alreadyActive(dev *activities.DeviceState, fault api.Confirmation) (api.DeviceResult, error) {
 	in := activities.CompleteInput{
 		Status:      change.Processed,
 		Outcome:     change.AlreadyActive,
@@ -244,7 +259,7 @@ func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirma
 	if in.ConfirmedAt.IsZero() {
 		in.ConfirmedAt = workflow.Now(d.ctx)
 	}
-	if st.HasPPU {
+	if dev.HasPPU {
 		c := d.updatePlaceOfUse()
 		if !c.Success {
 			in.Status, in.Outcome, in.FinalState = change.Failed, "", ""
@@ -254,8 +269,8 @@ func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirma
 		}
 		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = change.AlreadyActivePPU, c.Source, c.At, c.RequestID
 	}
-	in.MSISDN = d.lookupMSISDN(st)
-	in.BillingPending = d.owesBilling(st)
+	in.MSISDN = d.lookupMSISDN(dev)
+	in.BillingPending = d.owesBilling(dev)
 	return d.complete(in)
 }
 
@@ -263,24 +278,35 @@ func (d *deviceRun) alreadyActive(st *activities.DeviceState, fault api.Confirma
 // waits for ThingSpace's confirmation of that request.
 func (d *deviceRun) updatePlaceOfUse() api.Confirmation {
 	d.step(change.StepUpdatingPPU)
-	var upd activities.PPUUpdateResult
-	err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.UpdatePlaceOfUse,
-		activities.PPUUpdateInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}).Get(d.ctx, &upd)
+	var update activities.PPUUpdateResult
+	err := workflow.ExecuteActivity(
+		withThingSpace(d.ctx),
+		a.UpdatePlaceOfUse,
+		activities.PPUUpdateInput{
+			BulkChangeID:   d.in.BulkChangeID,
+			DeviceChangeID: d.in.DeviceChangeID,
+		},
+	).Get(d.ctx, &update)
 	switch {
 	case err != nil:
 		return api.Confirmation{FaultCode: change.PPUUpdateFailed, FaultMessage: rootMessage(err)}
-	case upd.Refusal != nil:
-		return *upd.Refusal
+	case update.Refusal != nil:
+		return *update.Refusal
 	}
-	d.status.RequestID = upd.RequestID
-	return d.await(upd.RequestID, change.AwaitPPUUpdate)
+	d.status.RequestID = update.RequestID
+	return d.await(update.RequestID, change.AwaitPPUUpdate)
 }
 
 // lookupMSISDN reads the device's MSISDN from ThingSpace's device list; ""
 // when it cannot.
-func (d *deviceRun) lookupMSISDN(st *activities.DeviceState) string {
+func (d *deviceRun) lookupMSISDN(dev *activities.DeviceState) string {
 	var got activities.DeviceLookup
-	in := activities.LookupInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: st.ID, ICCID: st.ICCID, AccountName: st.AccountName}
+	in := activities.LookupInput{
+		BulkChangeID:   d.in.BulkChangeID,
+		DeviceChangeID: dev.ID,
+		ICCID:          dev.ICCID,
+		AccountName:    dev.AccountName,
+	}
 	if err := workflow.ExecuteActivity(withThingSpace(d.ctx), a.LookupDevice, in).Get(d.ctx, &got); err != nil {
 		d.logger.Warn("could not read the device's MSISDN", "error", err)
 		return ""
@@ -320,13 +346,13 @@ func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, err
 // followUp runs the Rev.io step the recorded outcome owes. A Rev.io failure
 // does not undo the change: it is recorded on the device change and can be
 // retried later on its own (`starter billing-retry`).
-func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) {
-	if !d.billingOwed(st) {
+func (d *deviceRun) followUp(dev *activities.DeviceState, res *api.DeviceResult) {
+	if !d.billingOwed(dev) {
 		return
 	}
 	in := activities.BillingInput{BulkChangeID: d.in.BulkChangeID, DeviceChangeID: d.in.DeviceChangeID}
 	var err error
-	if st.Operation == change.Deactivate {
+	if dev.Operation == change.Deactivate {
 		d.step(change.StepDisconnectingBilling)
 		err = workflow.ExecuteActivity(withRevio(d.ctx), a.DisconnectBilling, in).Get(d.ctx, nil)
 	} else {
@@ -338,7 +364,11 @@ func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) 
 	}
 	res.BillingError = true
 	d.logger.Error("Rev.io step failed", "error", err)
-	rec := activities.RecordBillingFailureInput{DeviceChangeID: d.in.DeviceChangeID, Message: rootMessage(err), Code: errorType(err)}
+	rec := activities.RecordBillingFailureInput{
+		DeviceChangeID: d.in.DeviceChangeID,
+		Message:        rootMessage(err),
+		Code:           errorType(err),
+	}
 	if rerr := workflow.ExecuteActivity(withDB(d.ctx), a.RecordBillingFailure, rec).Get(d.ctx, nil); rerr != nil {
 		d.logger.Error("could not record the Rev.io failure", "error", rerr)
 	}
@@ -353,11 +383,11 @@ func (d *deviceRun) followUp(st *activities.DeviceState, res *api.DeviceResult) 
 // before this fix, even when its record owed one (the defect of a worker
 // dying between recording and scheduling the Rev.io step); the version
 // keeps those histories replaying, and is recorded only on that path.
-func (d *deviceRun) billingOwed(st *activities.DeviceState) bool {
+func (d *deviceRun) billingOwed(dev *activities.DeviceState) bool {
 	if d.recorded == nil || d.recorded.Status != change.Processed {
 		return false
 	}
-	owed := d.owesBilling(st)
+	owed := d.owesBilling(dev)
 	if d.recorded.BillingStatus != "" {
 		owed = d.recorded.BillingStatus == change.BillingPending
 	}
@@ -374,7 +404,8 @@ func (d *deviceRun) report(res api.DeviceResult) {
 	if d.in.ParentWorkflowID == "" {
 		return
 	}
-	err := workflow.SignalExternalWorkflow(d.ctx, d.in.ParentWorkflowID, "", api.DeviceResultSignal, res).Get(d.ctx, nil)
+	err := workflow.SignalExternalWorkflow(d.ctx, d.in.ParentWorkflowID, "", api.DeviceResultSignal, res).
+		Get(d.ctx, nil)
 	if err != nil {
 		d.logger.Warn("could not report to the bulk change", "error", err)
 	}

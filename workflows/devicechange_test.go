@@ -23,7 +23,12 @@ func deviceInput(op change.Operation) api.DeviceChangeInput {
 		BulkChangeID: "b1", DeviceChangeID: 7, ICCID: "89148000000000000011", Operation: op, AccountName: "acct",
 		ParentWorkflowID: parentID,
 		Options: api.Options{
-			Timing:           api.Timing{CallbackTimeout: 30 * time.Minute, ConfirmDeadline: 24 * time.Hour, PollInterval: 5 * time.Minute, PollMaxInterval: 30 * time.Minute},
+			Timing: api.Timing{
+				CallbackTimeout: 30 * time.Minute,
+				ConfirmDeadline: 24 * time.Hour,
+				PollInterval:    5 * time.Minute,
+				PollMaxInterval: 30 * time.Minute,
+			},
 			CallbacksEnabled: true, BillingEnabled: true,
 		},
 	}
@@ -55,12 +60,19 @@ func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
 			if env.stored != nil {
 				return env.stored, nil
 			}
-			return &activities.CompleteResult{Status: in.Status, Outcome: in.Outcome, ErrorCode: in.ErrorCode, MSISDN: in.MSISDN}, nil
+			return &activities.CompleteResult{
+				Status:    in.Status,
+				Outcome:   in.Outcome,
+				ErrorCode: in.ErrorCode,
+				MSISDN:    in.MSISDN,
+			}, nil
 		}).Maybe()
-	env.OnActivity(a.RequestPoll, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RequestPollInput) error {
-		env.polled = append(env.polled, env.Now())
-		return nil
-	}).Maybe()
+	env.OnActivity(a.RequestPoll, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, in activities.RequestPollInput) error {
+			env.polled = append(env.polled, env.Now())
+			return nil
+		}).
+		Maybe()
 	env.OnActivity(a.CancelPoll, mock.Anything, mock.Anything).Return(nil).Maybe()
 	env.OnActivity(a.StoredConfirmations, mock.Anything, mock.Anything).Return([]api.Confirmation(nil), nil).Maybe()
 	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(
@@ -92,17 +104,29 @@ func (e *deviceEnv) result(t *testing.T) api.DeviceResult {
 }
 
 func submitted(op change.Operation) activities.DeviceState {
-	return activities.DeviceState{ID: 7, BulkChangeID: "b1", ICCID: "89148000000000000011", Operation: op, AccountName: "acct",
-		Status: change.Submitted, RequestID: "req-1", BillingStatus: change.BillingNone}
+	return activities.DeviceState{
+		ID:            7,
+		BulkChangeID:  "b1",
+		ICCID:         "89148000000000000011",
+		Operation:     op,
+		AccountName:   "acct",
+		Status:        change.Submitted,
+		RequestID:     "req-1",
+		BillingStatus: change.BillingNone,
+	}
 }
 
 func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 	st := submitted("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
-	env.signalAt(3*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230001"})
+	env.signalAt(
+		3*time.Minute,
+		api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230001"},
+	)
 	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b1", DeviceChangeID: 7}).
-		Return(&activities.BillingResult{ServiceID: 100001, Created: true}, nil).Once()
+		Return(&activities.BillingResult{ServiceID: 100001, Created: true}, nil).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
@@ -122,7 +146,10 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 	env := newDeviceEnv(t, submitted("activate"))
 	// The poller answers 10 minutes after the callback timer fired; the
 	// MSISDN is not in its confirmation, so it is read from the device list.
-	env.signalAt(40*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true, State: "active"})
+	env.signalAt(
+		40*time.Minute,
+		api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true, State: "active"},
+	)
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230002"}, nil).Once()
 
@@ -138,8 +165,11 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 
 func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
 	env := newDeviceEnv(t, submitted("suspend"))
-	env.signalAt(45*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", FaultCode: change.PollStateMismatch,
-		FaultMessage: "device is active at ThingSpace after the suspend request (expected suspended)"})
+	env.signalAt(
+		45*time.Minute,
+		api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", FaultCode: change.PollStateMismatch,
+			FaultMessage: "device is active at ThingSpace after the suspend request (expected suspended)"},
+	)
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
@@ -215,14 +245,20 @@ func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
 func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 	st := submitted("activate")
 	st.HasPPU, st.HasBilling = true, true
-	st.Sync = &api.Confirmation{Source: api.SourceSync, FaultCode: change.FaultAlreadyActive, FaultMessage: "Device is already active"}
+	st.Sync = &api.Confirmation{
+		Source:       api.SourceSync,
+		FaultCode:    change.FaultAlreadyActive,
+		FaultMessage: "Device is already active",
+	}
 	env := newDeviceEnv(t, st)
 	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
 		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
 	env.signalAt(2*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "ppu-1", Success: true})
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
-	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).Return(&activities.BillingResult{ServiceID: 1}, nil).Once()
+	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).
+		Return(&activities.BillingResult{ServiceID: 1}, nil).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
@@ -235,9 +271,13 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 
 func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
 	st := submitted("activate")
-	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive}}
+	st.Stored = []api.Confirmation{
+		{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
+	}
 	env := newDeviceEnv(t, st)
-	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230004"}, nil).Once()
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
+		Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230004"}, nil).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
@@ -250,14 +290,21 @@ func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
 	st := submitted("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
-	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230005"})
+	env.signalAt(
+		time.Minute,
+		api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230005"},
+	)
 	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).Return(nil,
-		temporal.NewNonRetryableApplicationError("create Rev.io service: HTTP 400: customer 9 does not exist", activities.ErrTypeRevio, nil)).Once()
+		temporal.NewNonRetryableApplicationError("create Rev.io service: HTTP 400: customer 9 does not exist", activities.ErrTypeRevio, nil),
+	).
+		Once()
 	var recorded activities.RecordBillingFailureInput
-	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
-		recorded = in
-		return nil
-	}).Once()
+	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
+			recorded = in
+			return nil
+		}).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
@@ -302,8 +349,10 @@ func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 	st := submitted("suspend")
 	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, mock.Anything).Return(&st, nil)
-	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: change.Processed}, nil)
-	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(errors.New("workflow not found"))
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).
+		Return(&activities.CompleteResult{Status: change.Processed}, nil)
+	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).
+		Return(errors.New("workflow not found"))
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
 
@@ -321,7 +370,8 @@ func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
 	env.stored = &activities.CompleteResult{Status: change.Processed, Outcome: change.Activated, MSISDN: "5551230009",
 		BillingStatus: change.BillingPending}
 	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b1", DeviceChangeID: 7}).
-		Return(&activities.BillingResult{ServiceID: 100009, Created: true}, nil).Once()
+		Return(&activities.BillingResult{ServiceID: 100009, Created: true}, nil).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
@@ -339,12 +389,16 @@ func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
 	in := deviceInput("deactivate")
 	in.Options.DisconnectBillingOnDeactivate = true
 	env.OnActivity(a.DisconnectBilling, mock.Anything, mock.Anything).Return(
-		temporal.NewNonRetryableApplicationError("disconnect Rev.io service: HTTP 400", activities.ErrTypeRevio, nil)).Once()
+		temporal.NewNonRetryableApplicationError("disconnect Rev.io service: HTTP 400", activities.ErrTypeRevio, nil),
+	).
+		Once()
 	var recorded activities.RecordBillingFailureInput
-	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
-		recorded = in
-		return nil
-	}).Once()
+	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
+			recorded = in
+			return nil
+		}).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, in)
 
@@ -359,8 +413,13 @@ func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
 func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
 	st := submitted("activate")
 	env := newDeviceEnv(t, st)
-	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive})
-	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230010"}, nil).Once()
+	env.signalAt(
+		time.Minute,
+		api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
+	)
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
+		Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230010"}, nil).
+		Once()
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
 
@@ -380,14 +439,16 @@ func TestDeviceChangeWaitsOutALongDatabaseOutage(t *testing.T) {
 	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
 	start := env.Now()
 	attempts := 0
-	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(func(context.Context, int64) (*activities.DeviceState, error) {
-		attempts++
-		if env.Now().Sub(start) < 40*time.Minute {
-			return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
-		}
-		return &st, nil
-	})
-	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(&activities.CompleteResult{Status: change.Processed, Outcome: change.Suspended}, nil)
+	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).
+		Return(func(context.Context, int64) (*activities.DeviceState, error) {
+			attempts++
+			if env.Now().Sub(start) < 40*time.Minute {
+				return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+			}
+			return &st, nil
+		})
+	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).
+		Return(&activities.CompleteResult{Status: change.Processed, Outcome: change.Suspended}, nil)
 	env.OnSignalExternalWorkflow(mock.Anything, parentID, "", api.DeviceResultSignal, mock.Anything).Return(nil)
 
 	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))

@@ -6,6 +6,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
+// ErrTypeBulkChangeFailed is the error type of a bulk change that could not
+// run at all (its credentials were refused).
+const ErrTypeBulkChangeFailed = "BulkChangeFailed"
+
 // isType reports whether err carries an application error of the given type
 // (activities set the type; workflows never branch on message text).
 func isType(err error, typ string) bool {

@@ -81,12 +81,20 @@ func withLocalDB(ctx workflow.Context) workflow.Context {
 // beyond any outage, so in effect never.
 const localDBPatience = 365 * 24 * time.Hour
 
+// deathNoticedAfter is the heartbeat timeout of the calls to ThingSpace and
+// Rev.io: the worker's activities.KeepAlive interceptor beats while a call
+// runs, so a worker killed in the middle of one costs this long, not the
+// call's start-to-close timeout (the chaos suite measured three minutes of
+// no progress per such kill before).
+const deathNoticedAfter = 20 * time.Second
+
 // withThingSpace sets the options of calls to ThingSpace. There is no
 // schedule-to-start or schedule-to-close timeout: under the account's rate
 // limit a call may wait a long time for its turn, and that is not a failure.
 func withThingSpace(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 3 * time.Minute,
+		HeartbeatTimeout:    deathNoticedAfter,
 		RetryPolicy:         thingSpaceRetry,
 	})
 }
@@ -103,6 +111,7 @@ func withAuthCheck(ctx workflow.Context) workflow.Context {
 func withPolling(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    deathNoticedAfter,
 		RetryPolicy:         thingSpaceRetry,
 	})
 }
@@ -112,6 +121,7 @@ func withPolling(ctx workflow.Context) workflow.Context {
 func withRevio(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    deathNoticedAfter,
 		RetryPolicy:         revioRetry,
 	})
 }

@@ -37,17 +37,31 @@ func TestHistoriesCarryNoSecretsOrPPU(t *testing.T) {
 	require.NoError(t, err)
 	demo, err := os.ReadFile("../demo/bulk-change.csv")
 	require.NoError(t, err)
-	forbidden := []string{"sim-password", "sim-client-secret", "demo-listener-password", "demo-revio-password", "demo-revio-key",
+	forbidden := []string{
+		"sim-password",
+		"sim-client-secret",
+		"demo-listener-password",
+		"demo-revio-password",
+		"demo-revio-key",
 		// The integration stack's credentials and PPU (histories recorded
 		// from integration tests).
-		"cb-secret-for-tests", "revio-secret-for-tests", "revio-key-for-tests",
-		"Analytical Way", "Bletchley Park", "Cobol Ct", "Byron", "Turing", "Hopper"}
+		"cb-secret-for-tests",
+		"revio-secret-for-tests",
+		"revio-key-for-tests",
+		"Analytical Way",
+		"Bletchley Park",
+		"Cobol Ct",
+		"Byron",
+		"Turing",
+		"Hopper",
+	}
 	lines := strings.Split(string(demo), "\n")
 	header := strings.Split(lines[0], ",")
 	for _, line := range lines[1:] {
 		cells := strings.Split(line, ",")
 		for i, col := range header {
-			if strings.HasPrefix(col, "ppu_") && i < len(cells) && len(cells[i]) > 3 && col != "ppu_country" && col != "ppu_state" {
+			if strings.HasPrefix(col, "ppu_") && i < len(cells) && len(cells[i]) > 3 && col != "ppu_country" &&
+				col != "ppu_state" {
 				forbidden = append(forbidden, cells[i])
 			}
 		}

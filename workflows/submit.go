@@ -22,7 +22,11 @@ func SubmitBulkChange(ctx workflow.Context, in api.SubmitInput) (*api.SubmitResu
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidData, nil)
 	}
 	info := workflow.GetInfo(ctx)
-	req := activities.SubmitFileInput{Input: in, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	req := activities.SubmitFileInput{
+		Input:      in,
+		WorkflowID: info.WorkflowExecution.ID,
+		RunID:      info.WorkflowExecution.RunID,
+	}
 	var res api.SubmitResult
 	if err := workflow.ExecuteActivity(withDB(ctx), a.SubmitFile, req).Get(ctx, &res); err != nil {
 		return nil, err
@@ -36,7 +40,9 @@ func SubmitBulkChange(ctx workflow.Context, in api.SubmitInput) (*api.SubmitResu
 // submit them instead.
 func checkSubmitInput(in api.SubmitInput) error {
 	if (in.File == "") == (len(in.Devices) == 0) {
-		return fmt.Errorf("give either file (a file in an inbox directory) or devices (inline rows), not both or neither")
+		return fmt.Errorf(
+			"give either file (a file in an inbox directory) or devices (inline rows), not both or neither",
+		)
 	}
 	var ppu []string
 	for i, row := range in.Devices {

@@ -1,11 +1,26 @@
-// Command bench measures a bulk change end to end (make bench): the real
-// Temporal dev server, PostgreSQL, the worker as its own process, and the
+// Command bench measures a bulk change end to end (make bench): the Temporal
+// server (the CLI's dev server, or a running server given by
+// -temporal-address), PostgreSQL, the worker as its own processes, and the
 // ThingSpace simulator with realistic latencies and a requests-per-hour
-// limit. In the same run, on a second account of the same simulator with the
-// same limit, a baseline does what the predecessor did: one request per
-// device, one device after another. It prints one table.
+// limit.
 //
-//	bench [-devices 10000] [-limit 20000] [-mix activate=40,suspend=20,...]
+// Absolute figures do not carry from one host to another, so in the same
+// run and against the same server it also measures what the figures are
+// compared with:
+//
+//   - the floor (-floor, on by default): the least the design's shape costs,
+//     a parent starting one child per device with the same window and
+//     continue-as-new cadence, each child receiving one signal and reporting
+//     by signal, no activities (package floor), on worker processes set up
+//     like the product's;
+//   - the baseline: what the predecessor did, one request per device, one
+//     device after another, on a second account of the same simulator with
+//     the same limit.
+//
+// It prints one table, with the ratios that carry between hosts.
+//
+//	bench [-devices 10000] [-limit 20000] [-floor] [-workers 1] [-temporal-address HOST:PORT] ...
+//	bench floor-worker      (the floor's worker process; started by bench itself)
 package main
 
 import (
@@ -14,23 +29,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.temporal.io/api/workflowservice/v1"
+	"github.com/jackc/pgx/v5/pgxpool"
+	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/ratelimit"
-	"github.com/iot-ops/tsbulk/stack"
+	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
-	"github.com/iot-ops/tsbulk/thingspace"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -41,22 +58,40 @@ const (
 )
 
 type options struct {
-	devices        int
-	limit          int
-	latency        time.Duration
-	jitter         time.Duration
-	completion     time.Duration
-	completionJit  time.Duration
-	mix            map[string]int
-	baseline       string
-	baselineSample int
-	bin            string
-	adminDB        string
-	batch          int
-	window         int
+	devices         int
+	limit           int
+	latency         time.Duration
+	jitter          time.Duration
+	completion      time.Duration
+	completionJit   time.Duration
+	mix             map[string]int
+	baseline        string
+	baselineSample  int
+	bin             string
+	adminDB         string
+	batch           int
+	window          int
+	floor           bool
+	floorOrder      string
+	floorPageWait   bool
+	floorCompare    bool
+	floorDelay      time.Duration
+	floorJitter     time.Duration
+	product         bool
+	temporalAddress string
+	workers         int
+	cache           int
+	cpuProfileDir   string
+	breakdown       bool
+	childSample     int
+	source          string
+	verifyEvents    bool
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == floorWorkerArg {
+		os.Exit(runFloorWorker())
+	}
 	var o options
 	var mix string
 	flag.IntVar(&o.devices, "devices", 10000, "devices in the bulk change")
@@ -71,7 +106,22 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "bin", "directory of the product's binaries (make build)")
 	flag.StringVar(&o.adminDB, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server; the benchmark creates and drops its own database")
 	flag.IntVar(&o.batch, "batch-size", 10000, "devices per ThingSpace request (capped at ThingSpace's maximum per operation)")
-	flag.IntVar(&o.window, "window", 500, "device workflows in flight per bulk change")
+	flag.IntVar(&o.window, "window", 500, "device workflows in flight per bulk change (the floor's too)")
+	flag.BoolVar(&o.floor, "floor", true, "also run the floor in the same run, against the same server: the design's shape without activities (-floor=false: not)")
+	flag.StringVar(&o.floorOrder, "floor-order", "before", "run the floor before the product, after it, or around it (before and after: a drift of the host's load shows, and the ratio uses both)")
+	flag.BoolVar(&o.floorPageWait, "floor-page-wait", false, "the floor starts children as BulkChange does: 200 at a time, waiting for every start of a page (measures what that costs)")
+	flag.BoolVar(&o.floorCompare, "floor-compare", false, "also run, right after the floor, the floor starting children as BulkChange does (-floor-page-wait): what waiting for each page's starts costs, in the same run")
+	flag.DurationVar(&o.floorDelay, "floor-signal-delay", 0, "time from a floor child's start to its callback signal (0: at once, as for most product devices, whose callback is stored before their workflow starts)")
+	flag.DurationVar(&o.floorJitter, "floor-signal-jitter", 0, "random extra floor signal delay")
+	flag.BoolVar(&o.product, "product", true, "run the product (-product=false: the floor only)")
+	flag.StringVar(&o.temporalAddress, "temporal-address", "", "a running Temporal server (namespace default), such as the PostgreSQL-backed one of `make temporal-postgres-up` (127.0.0.1:7243); default: a dev server of the benchmark's own")
+	flag.IntVar(&o.workers, "workers", 1, "worker processes (the product's, and as many for the floor)")
+	flag.IntVar(&o.cache, "cache", 0, "worker.sticky_cache_size of the worker processes (0: the worker's default)")
+	flag.StringVar(&o.cpuProfileDir, "cpuprofile", "", "directory where each worker process writes its CPU profile (go tool pprof -top BIN FILE)")
+	flag.BoolVar(&o.breakdown, "breakdown", true, "read histories after the run: events per device by type, the parent's workflow tasks and child starts")
+	flag.IntVar(&o.childSample, "child-sample", 20, "device workflows per operation whose histories the breakdown reads")
+	flag.BoolVar(&o.verifyEvents, "verify-events", false, "check the history events visibility reports against each run's own record (slow: one call per workflow)")
+	flag.StringVar(&o.source, "source", "", "the source measured, for the table (default: the working directory's git commit and its changed files)")
 	flag.Parse()
 	var err error
 	if o.mix, err = parseMix(mix); err != nil {
@@ -82,6 +132,12 @@ func main() {
 		if o.devices > 10000 {
 			o.baseline = "sample"
 		}
+	}
+	if o.floorOrder != "before" && o.floorOrder != "after" && o.floorOrder != "around" {
+		fail(fmt.Errorf("-floor-order: before, after or around, not %q", o.floorOrder))
+	}
+	if o.workers < 1 || (!o.product && !o.floor) {
+		fail(fmt.Errorf("nothing to run: -workers must be at least 1, and -product or -floor on"))
 	}
 	if err := run(o); err != nil {
 		fail(err)
@@ -136,17 +192,127 @@ func plan(o options, prefix string, account string) (rows [][2]string, seeds []t
 	return rows, seeds
 }
 
+// runResult is everything one invocation measured.
+type runResult struct {
+	o          options
+	server     string
+	commit     string
+	product    *phaseResult
+	out        api.BulkChangeResult
+	ts         tssim.Stats
+	unfinished int
+	// floor is the floor's figures: its one run, or both runs together
+	// (-floor-order around), which floors lists apart.
+	floor  *phaseResult
+	floors []*phaseResult
+	// pageWait is the floor starting children as BulkChange does
+	// (-floor-compare).
+	pageWait *phaseResult
+	base     baselineResult
+}
+
+// phaseResult is what one side (product or floor) cost.
+type phaseResult struct {
+	name     string
+	label    string // which run of that side, when there are several
+	devices  int
+	wall     time.Duration
+	cost     cost
+	usage    usage
+	events   historyTotals
+	samples  []progressSample
+	inFlight float64 // mean in flight
+	runs     int
+	parent   *parentTiming
+	parentBD *breakdown
+	childBD  []breakdown
+	children *childTiming
+	// check: events of the sampled children read from their histories, and
+	// as visibility reports them (which historyStats adds up).
+	check [2]int64
+}
+
+func (p *phaseResult) perSecond() float64 { return float64(p.devices) / p.wall.Seconds() }
+
+func (p *phaseResult) eventsPerDevice() float64 { return float64(p.events.events) / float64(p.devices) }
+
+func (p *phaseResult) workerCPUPerDevice() time.Duration {
+	return p.usage.cpu / time.Duration(p.devices)
+}
+
+func (p *phaseResult) serverCPUPerDevice() time.Duration {
+	return p.cost.server / time.Duration(p.devices)
+}
+
+// meanInFlight is the mean of the in-flight samples taken while devices
+// were still being started or awaited.
+func meanInFlight(devices int, samples []progressSample) float64 {
+	n, sum := 0, 0
+	for _, s := range samples {
+		if s.done < devices {
+			n++
+			sum += s.inFlight
+		}
+	}
+	return float64(sum) / float64(max(n, 1))
+}
+
+// combine adds up runs of one side: throughput is all devices over all
+// wall time, costs per device are totals over all devices.
+func combine(ps []*phaseResult) *phaseResult {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	c := &phaseResult{name: ps[0].name, label: "all its runs"}
+	for _, p := range ps {
+		c.inFlight += p.inFlight * p.wall.Seconds()
+		c.devices += p.devices
+		c.wall += p.wall
+		c.runs += p.runs
+		c.usage.procs = max(c.usage.procs, p.usage.procs)
+		c.usage.maxRSSKB = max(c.usage.maxRSSKB, p.usage.maxRSSKB)
+		c.usage.cpu += p.usage.cpu
+		c.events.events += p.events.events
+		c.events.runs += p.events.runs
+		c.events.largest = max(c.events.largest, p.events.largest)
+		c.cost.wall += p.cost.wall
+		c.cost.server += p.cost.server
+		c.cost.self += p.cost.self
+		c.cost.pgProduct += p.cost.pgProduct
+		c.cost.pgServer += p.cost.pgServer
+		c.cost.hostBusy += p.cost.hostBusy * p.cost.wall.Seconds()
+	}
+	c.cost.hostBusy /= max(c.cost.wall.Seconds(), 1e-9)
+	c.inFlight /= max(c.wall.Seconds(), 1e-9)
+	c.cost.loadStart, c.cost.loadEnd = ps[0].cost.loadStart, ps[len(ps)-1].cost.loadEnd
+	return c
+}
+
 func run(o options) error {
 	ctx := context.Background()
-	dbURL, drop, err := scratchDatabase(ctx, o.adminDB)
+	admin, err := pgxpool.New(ctx, o.adminDB)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	dbURL, dbName, drop, err := scratchDatabase(ctx, o.adminDB)
 	if err != nil {
 		return err
 	}
 	defer drop()
-	fmt.Printf("starting: Temporal dev server, simulator (answers %s+%s, callbacks %s+%s, limit %d requests/h per account)\n",
-		o.latency, o.jitter, o.completion, o.completionJit, o.limit)
-	s, err := stack.Start(ctx, stack.Options{
-		DatabaseURL: dbURL,
+	r := runResult{o: o, commit: o.source}
+	if r.commit == "" {
+		r.commit = sourceState()
+	}
+	r.server = "Temporal CLI dev server (SQLite in memory), started by the benchmark"
+	if o.temporalAddress != "" {
+		r.server = "Temporal server at " + o.temporalAddress
+	}
+	fmt.Printf("starting: %s; simulator (answers %s+%s, callbacks %s+%s, limit %d requests/h per account); load %s\n",
+		r.server, o.latency, o.jitter, o.completion, o.completionJit, o.limit, loadAvg())
+	s, err := localstack.Start(ctx, localstack.Options{
+		DatabaseURL:     dbURL,
+		TemporalAddress: o.temporalAddress,
 		ThingSpace: tssim.Config{
 			Accounts:        []string{productAccount, baselineAccount},
 			CompletionDelay: o.completion, CompletionJitter: o.completionJit, CallbackRetryInterval: 30 * time.Second,
@@ -166,6 +332,7 @@ func run(o options) error {
 			c.Bulk.PollMaxInterval = 2 * time.Minute
 			c.Revio.Enabled = false
 			c.Worker.MaxConcurrentActivities = 200
+			c.Worker.StickyCacheSize = o.cache
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -174,22 +341,28 @@ func run(o options) error {
 	}
 	defer s.Close()
 
+	m := &meter{pgProduct: newPGCPU(admin, dbName)}
+	defer m.pgProduct.close()
+	if port := portOf(s.Config.Temporal.Address); port > 0 {
+		if m.serverPID, err = listenerPID(port); err != nil {
+			fmt.Println("  (the Temporal server's CPU is not measured:", err, ")")
+		}
+	}
+	if o.temporalAddress != "" {
+		// Its persistence: the databases scripts/temporal-postgres.sh creates.
+		m.pgServer = newPGCPU(admin, "temporal", "temporal_visibility")
+		defer m.pgServer.close()
+	}
+
 	rows, seeds := plan(o, "891480090", productAccount)
 	bRows, bSeeds := plan(o, "891480091", baselineAccount)
 	if err := s.TS.Seed(append(seeds, bSeeds...)...); err != nil {
 		return err
 	}
-	file, err := writeFile(rows)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(file)
 	s.TS.ResetStats()
 
-	worker, err := startWorker(s, o.bin)
-	if err != nil {
-		return err
-	}
+	// The baseline starts first and runs beside the floor and the product
+	// alike (it is one HTTP request at a time: light).
 	baseDone := make(chan baselineResult, 1)
 	if o.baseline != "off" {
 		n := len(bRows)
@@ -199,43 +372,181 @@ func run(o options) error {
 		go func() { baseDone <- runBaseline(ctx, s, sampleRows(bRows, n), o) }()
 	}
 
-	fmt.Printf("submitting %d devices (%s)\n", o.devices, mixText(o.mix))
+	runFloorPhase := func() error {
+		if !o.floor {
+			return nil
+		}
+		label := o.floorOrder
+		if o.floorOrder == "around" {
+			label = "before"
+			if len(r.floors) > 0 {
+				label = "after"
+			}
+		}
+		p, err := runFloor(ctx, s, o, m, o.floorPageWait, label+" the product")
+		if err != nil {
+			return err
+		}
+		r.floors = append(r.floors, p)
+		r.floor = combine(r.floors)
+		if o.floorCompare && r.pageWait == nil {
+			r.pageWait, err = runFloor(ctx, s, o, m, true, "pages of 200 waited for, as BulkChange starts children")
+		}
+		return err
+	}
+	if o.floorOrder != "after" {
+		if err := runFloorPhase(); err != nil {
+			return err
+		}
+	}
+	if o.product {
+		if err := runProduct(ctx, s, o, m, rows, &r); err != nil {
+			return err
+		}
+	}
+	if o.floorOrder != "before" {
+		if err := runFloorPhase(); err != nil {
+			return err
+		}
+	}
+	if o.baseline != "off" {
+		fmt.Println("waiting for the baseline to finish...")
+		r.base = <-baseDone
+		if r.base.err != nil {
+			return r.base.err
+		}
+	}
+	printTable(r)
+	return nil
+}
+
+func runProduct(ctx context.Context, s *localstack.Stack, o options, m *meter, rows [][2]string, r *runResult) error {
+	file, err := writeFile(rows)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(file)
+	procs, err := startWorkers("worker", filepath.Join(o.bin, "worker"), nil, s.Env(), o)
+	if err != nil {
+		return fmt.Errorf("start worker (run `make build` first): %w", err)
+	}
+	fmt.Printf("product: submitting %d devices (%s) to %d worker process(es); load %s\n", o.devices, mixText(o.mix), o.workers, loadAvg())
+	r0 := m.read()
 	start := time.Now()
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
 	res, err := sub.Submit(ctx, submission.Request{File: file, Account: productAccount, BatchSize: o.batch,
 		Options: benchOptions(s, o)})
 	if err != nil {
+		stopWorkers(procs)
 		return err
 	}
-	var out api.BulkChangeResult
-	progressDone := make(chan struct{})
-	go reportProgress(s, res.WorkflowID, start, progressDone)
-	err = s.Client.GetWorkflow(ctx, res.WorkflowID, "").Get(ctx, &out)
-	close(progressDone)
+	query := func(ctx context.Context) (progressSample, bool) {
+		v, err := s.Client.QueryWorkflow(ctx, res.WorkflowID, "", api.ProgressQuery)
+		var p api.Progress
+		if err != nil || v.Get(&p) != nil {
+			return progressSample{}, false
+		}
+		return progressSample{done: p.Done(), inFlight: p.InFlight, runs: p.Runs}, true
+	}
+	sampling := startSampling("product", o.devices, start, query, procs)
+	err = s.Client.GetWorkflow(ctx, res.WorkflowID, "").Get(ctx, &r.out)
 	wall := time.Since(start)
+	r1 := m.read()
+	samples := sampling.stop()
+	u := stopWorkers(procs)
 	if err != nil {
 		return fmt.Errorf("bulk change: %w", err)
 	}
-	usage := worker.stop()
-	st := s.TS.Stats(time.Hour)
-	events, largest, err := historyStats(ctx, s)
+	p := &phaseResult{name: "product", devices: o.devices, wall: wall, cost: costBetween(r0, r1), usage: u, samples: samples,
+		inFlight: meanInFlight(o.devices, samples), runs: r.out.Progress.Runs}
+	r.product = p
+	r.ts = s.TS.Stats(time.Hour)
+	prefix := res.WorkflowID
+	if p.events, err = historyStats(ctx, s.Client, prefix, o.devices+p.runs); err != nil {
+		return err
+	}
+	if o.verifyEvents {
+		total, runs, err := describeTotal(ctx, s.Client, prefix)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("product: visibility says %d events in %d runs; the runs' own records %d events in %d distinct runs\n",
+			p.events.events, p.events.runs, total, runs)
+	}
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE status NOT IN ('PROCESSED', 'ERROR')`).Scan(&r.unfinished); err != nil {
+		return err
+	}
+	fmt.Printf("product: %d devices in %s (%.1f/s); load %s\n", o.devices, wall.Round(time.Second), p.perSecond(), loadAvg())
+	if !o.breakdown {
+		return nil
+	}
+	if err := parentBreakdown(ctx, s, prefix, p); err != nil {
+		return err
+	}
+	byOp := map[string][]string{}
+	for _, row := range rows {
+		byOp[row[1]] = append(byOp[row[1]], api.DeviceChangeWorkflowID(res.ID, row[0]))
+	}
+	var all [][]*historypb.HistoryEvent
+	for _, op := range opOrder {
+		var hs [][]*historypb.HistoryEvent
+		// Spread over the operation's devices: the first of a batch wait
+		// for their callback, later ones find it stored.
+		for _, id := range spread(byOp[op], o.childSample) {
+			h, err := history(ctx, s.Client, id, "")
+			if err != nil {
+				return err
+			}
+			hs = append(hs, h)
+			v, err := visibilityLength(ctx, s.Client, id)
+			if err != nil {
+				return err
+			}
+			p.check[0] += int64(len(h))
+			p.check[1] += v
+		}
+		if len(hs) > 0 {
+			p.childBD = append(p.childBD, newBreakdown(op+" device workflow", hs, float64(len(hs))))
+			all = append(all, hs...)
+		}
+	}
+	ct := analyseChildren(all)
+	p.children = &ct
+	return nil
+}
+
+// parentBreakdown reads every run of a parent: its events per device by
+// type, and its workflow tasks and child starts.
+func parentBreakdown(ctx context.Context, s *localstack.Stack, workflowID string, p *phaseResult) error {
+	ids, err := runIDs(ctx, s.Client, workflowID)
 	if err != nil {
 		return err
 	}
-	var unfinished int
-	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE status NOT IN ('PROCESSED', 'ERROR')`).Scan(&unfinished); err != nil {
-		return err
-	}
-	var base baselineResult
-	if o.baseline != "off" {
-		fmt.Println("waiting for the baseline to finish...")
-		base = <-baseDone
-		if base.err != nil {
-			return base.err
+	var hs [][]*historypb.HistoryEvent
+	for _, id := range ids {
+		h, err := history(ctx, s.Client, workflowID, id)
+		if err != nil {
+			return err
 		}
+		hs = append(hs, h)
 	}
-	printTable(o, out, wall, st, events, largest, usage, base, unfinished)
+	bd := newBreakdown("parent, per device", hs, float64(p.devices))
+	p.parentBD = &bd
+	pt := analyseParent(hs)
+	p.parent = &pt
 	return nil
+}
+
+// spread picks n elements evenly spaced.
+func spread[T any](all []T, n int) []T {
+	if n >= len(all) {
+		return all
+	}
+	out := make([]T, 0, n)
+	for i := range n {
+		out = append(out, all[i*len(all)/n])
+	}
+	return out
 }
 
 func sampleRows(rows [][2]string, n int) [][2]string {
@@ -278,181 +589,161 @@ func writeFile(rows [][2]string) (string, error) {
 	return f.Name(), nil
 }
 
-func reportProgress(s *stack.Stack, workflowID string, start time.Time, done <-chan struct{}) {
-	t := time.NewTicker(15 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		v, err := s.Client.QueryWorkflow(ctx, workflowID, "", api.ProgressQuery)
-		cancel()
-		if err != nil {
-			continue
-		}
-		var p api.Progress
-		if v.Get(&p) == nil {
-			el := time.Since(start)
-			fmt.Printf("  %6s  %d/%d done, %d in flight, run %d (%.1f devices/s)\n", el.Round(time.Second), p.Done(), p.Total,
-				p.InFlight, p.Runs, float64(p.Done())/el.Seconds())
-		}
-	}
+// progressSample is one reading of a parent's progress query, with the
+// worker processes' resident memory at that moment.
+type progressSample struct {
+	at       time.Duration
+	done     int
+	inFlight int
+	runs     int
+	rssKB    int64 // all worker processes together
 }
 
-// historyStats adds up the history events of every workflow run and finds
-// the longest run.
-func historyStats(ctx context.Context, s *stack.Stack) (total int64, largest int64, err error) {
-	var token []byte
-	for {
-		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
-		if err != nil {
-			return 0, 0, err
-		}
-		for _, w := range resp.GetExecutions() {
-			total += w.GetHistoryLength()
-			largest = max(largest, w.GetHistoryLength())
-		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 {
-			return total, largest, nil
-		}
-	}
+type sampling struct {
+	stopc   chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	samples []progressSample
 }
 
-// workerProc is the worker, run as its own process so that its memory and
-// CPU can be measured apart from the simulators and the dev server.
+// startSampling reads the parent's progress every 2 seconds (in flight is
+// averaged over these) and prints it every 15.
+func startSampling(name string, total int, start time.Time, query func(context.Context) (progressSample, bool), procs []*workerProc) *sampling {
+	sp := &sampling{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(sp.done)
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		lastPrint := time.Now()
+		for {
+			select {
+			case <-sp.stopc:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ps, ok := query(ctx)
+			cancel()
+			if !ok {
+				continue
+			}
+			ps.at = time.Since(start)
+			for _, p := range procs {
+				if kb, err := procRSS(p.cmd.Process.Pid); err == nil {
+					ps.rssKB += kb
+				}
+			}
+			sp.mu.Lock()
+			sp.samples = append(sp.samples, ps)
+			sp.mu.Unlock()
+			if time.Since(lastPrint) >= 15*time.Second {
+				lastPrint = time.Now()
+				fmt.Printf("  %-7s %6s  %d/%d done, %d in flight, run %d (%.1f devices/s), worker RSS %d MiB, load %s\n", name,
+					ps.at.Round(time.Second), ps.done, total, ps.inFlight, ps.runs, float64(ps.done)/ps.at.Seconds(), ps.rssKB/1024, loadAvg())
+			}
+		}
+	}()
+	return sp
+}
+
+func (sp *sampling) stop() []progressSample {
+	close(sp.stopc)
+	<-sp.done
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.samples
+}
+
+// workerProc is a worker run as its own process, so that its memory and
+// CPU can be measured apart from the simulators and the server.
 type workerProc struct {
 	cmd *exec.Cmd
 }
 
 type usage struct {
-	maxRSSKB int64
-	cpu      time.Duration
+	procs    int
+	maxRSSKB int64         // the largest peak of one process
+	cpu      time.Duration // all processes together
 }
 
-func startWorker(s *stack.Stack, bin string) (*workerProc, error) {
-	cmd := exec.Command(filepath.Join(bin, "worker"))
-	cmd.Env = s.Env()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start worker (run `make build` first): %w", err)
+// startWorkers starts o.workers processes of path with args; each writes
+// its CPU profile to -cpuprofile's directory when set.
+func startWorkers(kind, path string, args []string, env []string, o options) ([]*workerProc, error) {
+	var procs []*workerProc
+	for i := 1; i <= o.workers; i++ {
+		cmd := exec.Command(path, args...)
+		cmd.Env = env
+		if o.cpuProfileDir != "" {
+			cmd.Env = append(append([]string(nil), env...),
+				app.CPUProfileEnv+"="+filepath.Join(o.cpuProfileDir, fmt.Sprintf("%s-%d.pprof", kind, i)))
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			stopWorkers(procs)
+			return nil, err
+		}
+		procs = append(procs, &workerProc{cmd: cmd})
 	}
-	return &workerProc{cmd: cmd}, nil
+	return procs, nil
 }
 
-func (w *workerProc) stop() usage {
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	_ = w.cmd.Wait()
-	ru, ok := w.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return usage{}
+func stopWorkers(procs []*workerProc) usage {
+	u := usage{procs: len(procs)}
+	for _, w := range procs {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	return usage{maxRSSKB: ru.Maxrss, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	for _, w := range procs {
+		_ = w.cmd.Wait()
+		if ru, ok := w.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			u.maxRSSKB = max(u.maxRSSKB, ru.Maxrss)
+			u.cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return u
 }
 
-type baselineResult struct {
-	devices  int
-	requests int
-	wall     time.Duration
-	failed   int
-	err      error
-}
-
-// runBaseline changes the devices one after another with one request each,
-// as the predecessor did, within the same limit (enforced by the same
-// limiter, on its own account).
-func runBaseline(ctx context.Context, s *stack.Stack, rows [][2]string, o options) baselineResult {
-	c := s.Config.ThingSpace
-	lim := &ratelimit.Limiter{Pool: s.Store.Pool, Rules: ratelimit.Rules(o.limit, time.Hour, 100), DefaultAccount: baselineAccount,
-		MaxWait: 24 * time.Hour}
-	ts, err := thingspace.New(thingspace.Config{BaseURL: c.BaseURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret.Reveal(),
-		Username: c.Username, Password: c.Password.Reveal(), AccountName: baselineAccount, Limiter: lim})
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return baselineResult{err: err}
+		return 0
 	}
-	res := baselineResult{devices: len(rows)}
-	start := time.Now()
-	for _, r := range rows {
-		ref := []thingspace.DeviceRef{thingspace.ICCIDRef(r[0], "")}
-		var err error
-		switch r[1] {
-		case "activate":
-			_, err = ts.Activate(ctx, thingspace.ActivateRequest{Devices: ref, ServicePlan: "m2m_4G", MdnZipCode: "98801"})
-		case "suspend":
-			_, err = ts.Suspend(ctx, thingspace.ActionRequest{Devices: ref})
-		case "restore":
-			_, err = ts.Restore(ctx, thingspace.ActionRequest{Devices: ref})
-		case "deactivate":
-			_, err = ts.Deactivate(ctx, thingspace.DeactivateRequest{Devices: ref, ReasonCode: "FF"})
-		case "inventory":
-			_, err = ts.AddDevices(ctx, thingspace.AddRequest{DevicesToAdd: ref})
-		}
-		res.requests++
-		if err != nil {
-			res.failed++
-		}
-	}
-	res.wall = time.Since(start)
-	return res
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
-func printTable(o options, out api.BulkChangeResult, wall time.Duration, st tssim.Stats, events, largest int64, u usage, b baselineResult, unfinished int) {
-	req := st.RequestsPerAccount[productAccount]
-	n := float64(o.devices)
-	row := func(k, v string) { fmt.Printf("| %-44s | %-44s |\n", k, v) }
-	fmt.Println()
-	fmt.Printf("| %-44s | %-44s |\n", "measure", "value")
-	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 46), strings.Repeat("-", 46))
-	row("devices", fmt.Sprintf("%d (%d processed, %d errors, %d unfinished)", o.devices, out.Processed, out.Errors, unfinished))
-	row("operations mix", mixText(o.mix))
-	row("wall time", wall.Round(time.Second).String())
-	row("devices per second", fmt.Sprintf("%.1f", n/wall.Seconds()))
-	row("ThingSpace requests", fmt.Sprintf("%d (%.4f per device)", req, float64(req)/n))
-	row("highest requests in any rolling hour", fmt.Sprintf("%d (limit %d)", st.MaxRequestsInWindow[productAccount], o.limit))
-	row("Temporal history events", fmt.Sprintf("%d (%.1f per device)", events, float64(events)/n))
-	row("largest single workflow run", fmt.Sprintf("%d events", largest))
-	row("worker peak memory (RSS)", fmt.Sprintf("%.0f MiB", float64(u.maxRSSKB)/1024))
-	row("worker CPU", fmt.Sprintf("%.1f s (%.2f ms per device)", u.cpu.Seconds(), float64(u.cpu.Milliseconds())/n))
-	if b.devices > 0 {
-		label := "baseline wall time (one request per device)"
-		bw := b.wall
-		if b.devices < o.devices {
-			bw = time.Duration(float64(b.wall) * n / float64(b.devices))
-			label = fmt.Sprintf("baseline wall time, extrapolated from %d", b.devices)
-		}
-		row(label, fmt.Sprintf("%s (%d requests, %d refused)", bw.Round(time.Second), b.requests, b.failed))
-		row("baseline / product wall time", fmt.Sprintf("%.1fx", bw.Seconds()/wall.Seconds()))
-		row("baseline at the predecessor's 1,000 req/h", fmt.Sprintf("at least %s", (time.Duration(n/1000*float64(time.Hour))).Round(time.Minute)))
+// sourceState names the source measured: the commit, and the files changed
+// since (other work in the tree is part of what was measured).
+func sourceState() string {
+	head, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
 	}
-	byOutcome := make([]string, 0, len(out.Progress.ByOutcome))
-	for k, v := range out.Progress.ByOutcome {
-		byOutcome = append(byOutcome, fmt.Sprintf("%s %d", k, v))
+	st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	n := len(strings.Fields(strings.ReplaceAll(string(st), "\n", " "))) / 2
+	if n == 0 {
+		return strings.TrimSpace(string(head))
 	}
-	sort.Strings(byOutcome)
-	fmt.Printf("\noutcomes: %s; parent runs: %d\n", strings.Join(byOutcome, ", "), out.Progress.Runs)
+	return fmt.Sprintf("%s with %d changed files", strings.TrimSpace(string(head)), n)
 }
 
-// scratchDatabase creates the benchmark's database and returns its URL and
-// a function that drops it.
-func scratchDatabase(ctx context.Context, adminURL string) (string, func(), error) {
+// scratchDatabase creates the benchmark's database and returns its URL, its
+// name and a function that drops it.
+func scratchDatabase(ctx context.Context, adminURL string) (string, string, func(), error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL is not reachable (%v); start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
+		return "", "", nil, fmt.Errorf("PostgreSQL is not reachable (%v); start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
 	}
 	defer conn.Close(ctx)
-	name := fmt.Sprintf("tsbulk_bench_%d", time.Now().Unix())
+	name := fmt.Sprintf("tsbulk_bench_%d", time.Now().UnixNano())
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	cfg, err := pgx.ParseConfig(adminURL)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
-	return url, func() {
+	return url, name, func() {
 		c, err := pgx.Connect(context.Background(), adminURL)
 		if err == nil {
 			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
@@ -464,7 +755,7 @@ func scratchDatabase(ctx context.Context, adminURL string) (string, func(), erro
 // benchOptions are the bulk change's settings: the stack's, with the
 // benchmark's window, callbacks on and no billing or default site (the
 // benchmark measures the state changes).
-func benchOptions(s *stack.Stack, o options) api.Options {
+func benchOptions(s *localstack.Stack, o options) api.Options {
 	opts := s.Config.BulkChangeOptions()
 	opts.CallbacksEnabled = true
 	opts.Window = o.window
@@ -472,4 +763,14 @@ func benchOptions(s *stack.Stack, o options) api.Options {
 	opts.BillingEnabled = false
 	opts.DisconnectBillingOnDeactivate = false
 	return opts
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

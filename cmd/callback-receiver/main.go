@@ -23,7 +23,11 @@ import (
 )
 
 func main() {
-	path := flag.String("config", os.Getenv("TSBULK_CONFIG"), "YAML configuration file (environment variables TSBULK_* override it)")
+	path := flag.String(
+		"config",
+		os.Getenv("TSBULK_CONFIG"),
+		"YAML configuration file (environment variables TSBULK_* override it)",
+	)
 	flag.Parse()
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -69,7 +73,12 @@ func manage(ctx context.Context, cfg *config.Config, cmd string) error {
 			Username: cfg.Callbacks.Username, Password: cfg.Callbacks.Password.Reveal(),
 		})
 		if err == nil {
-			fmt.Printf("registered %s listener %s for account %s\n", thingspace.CarrierServiceCallback, cfg.Callbacks.PublicURL, account)
+			fmt.Printf(
+				"registered %s listener %s for account %s\n",
+				thingspace.CarrierServiceCallback,
+				cfg.Callbacks.PublicURL,
+				account,
+			)
 		}
 		return err
 	case "list":

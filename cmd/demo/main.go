@@ -46,7 +46,11 @@ var demoEnv = map[string]string{
 func main() {
 	bin := flag.String("bin", "bin", "directory of the product's binaries")
 	run := flag.String("run-dir", ".run", "directory for the demo's logs and Temporal database")
-	admin := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server URL (the demo creates database tsbulk_demo)")
+	admin := flag.String(
+		"postgres",
+		"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"PostgreSQL server URL (the demo creates database tsbulk_demo)",
+	)
 	noWait := flag.Bool("exit", false, "stop everything after the demo bulk change instead of waiting for Ctrl-C")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -92,7 +96,9 @@ func (d *demo) run(ctx context.Context, adminURL string, wait bool) error {
 	if err := d.start("temporal", temporal, devArgs...); err != nil {
 		return err
 	}
-	step("starting the ThingSpace simulator with the demo devices (some callbacks dropped, to show the polling fallback)")
+	step(
+		"starting the ThingSpace simulator with the demo devices (some callbacks dropped, to show the polling fallback)",
+	)
 	if err := d.start("thingspace-simulator", filepath.Join(d.bin, "thingspace-simulator"), "--listen", "127.0.0.1:8090",
 		"--seed-file", "demo/devices.csv", "--completion-delay", "3s", "--completion-jitter", "6s",
 		"--callback-retry-interval", "2s", "--drop-callback-rate", "0.2"); err != nil {
@@ -119,7 +125,9 @@ func (d *demo) run(ctx context.Context, adminURL string, wait bool) error {
 	if err := d.runForeground(ctx, filepath.Join(d.bin, "callback-receiver"), "register"); err != nil {
 		return err
 	}
-	step("submitting demo/bulk-change.csv: activate (with PPU and Rev.io billing), suspend, restore, deactivate, inventory")
+	step(
+		"submitting demo/bulk-change.csv: activate (with PPU and Rev.io billing), suspend, restore, deactivate, inventory",
+	)
 	key := fmt.Sprintf("demo-%d", time.Now().Unix())
 	err := d.runForeground(ctx, filepath.Join(d.bin, "starter"), "submit", "--file", "demo/bulk-change.csv",
 		"--idempotency-key", key, "--wait")
@@ -206,7 +214,8 @@ func ensureDatabase(ctx context.Context, adminURL, name string) error {
 		return err
 	}
 	if !exists {
-		if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil && !strings.Contains(err.Error(), "already exists") {
+		if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil &&
+			!strings.Contains(err.Error(), "already exists") {
 			return fmt.Errorf("create database %s: %w", name, err)
 		}
 	}

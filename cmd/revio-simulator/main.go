@@ -49,14 +49,29 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.cfg.Login, "login", "INTEGRATIONS", "API user name expected in Basic auth (login@clientcode)")
 	fs.StringVar(&o.cfg.ClientCode, "client-code", "SIMCLIENT", "client code expected in Basic auth")
 	fs.StringVar(&o.cfg.Password, "password", "", "expected password (default $REVIO_SIM_PASSWORD)")
-	fs.StringVar(&o.cfg.SubscriptionKey, "subscription-key", "", "expected Ocp-Apim-Subscription-Key (default $REVIO_SIM_SUBSCRIPTION_KEY)")
+	fs.StringVar(
+		&o.cfg.SubscriptionKey,
+		"subscription-key",
+		"",
+		"expected Ocp-Apim-Subscription-Key (default $REVIO_SIM_SUBSCRIPTION_KEY)",
+	)
 	fs.IntVar(&o.cfg.CallsPerMinute, "calls-per-minute", 500, "rolling-minute call limit; negative disables it")
 	fs.Int64Var(&o.cfg.Seed, "seed", time.Now().UnixNano(), "seed of the fault draws")
 	fs.Float64Var(&o.cfg.Faults.ErrorRate, "error-rate", 0, "fraction of calls answered 500/503")
 	fs.Float64Var(&o.cfg.Faults.RateLimitRate, "rate-limit-rate", 0, "fraction of calls answered 429")
 	fs.DurationVar(&o.cfg.Faults.Latency, "latency", 0, "delay added to every call")
-	fs.DurationVar(&o.cfg.Faults.StallCreateService, "stall-create-service", 0, "POST /v1/Services creates, then waits this long before answering")
-	fs.Float64Var(&o.cfg.Faults.FailCreateServiceRate, "fail-create-service-rate", 0, "fraction of POST /v1/Services answered 500 before creating")
+	fs.DurationVar(
+		&o.cfg.Faults.StallCreateService,
+		"stall-create-service",
+		0,
+		"POST /v1/Services creates, then waits this long before answering",
+	)
+	fs.Float64Var(
+		&o.cfg.Faults.FailCreateServiceRate,
+		"fail-create-service-rate",
+		0,
+		"fraction of POST /v1/Services answered 500 before creating",
+	)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

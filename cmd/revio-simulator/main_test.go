@@ -19,8 +19,24 @@ import (
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"--login", "API", "--client-code", "CC", "--calls-per-minute", "-1", "--error-rate", "0.1", "--stall-create-service", "2s"},
-		env(map[string]string{"REVIO_SIM_PASSWORD": "pw-from-env", "REVIO_SIM_SUBSCRIPTION_KEY": "key-from-env"}), io.Discard)
+	o, err := parseFlags(
+		[]string{
+			"--login",
+			"API",
+			"--client-code",
+			"CC",
+			"--calls-per-minute",
+			"-1",
+			"--error-rate",
+			"0.1",
+			"--stall-create-service",
+			"2s",
+		},
+		env(
+			map[string]string{"REVIO_SIM_PASSWORD": "pw-from-env", "REVIO_SIM_SUBSCRIPTION_KEY": "key-from-env"},
+		),
+		io.Discard,
+	)
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:8091", o.listen)
 	assert.Equal(t, "pw-from-env", o.cfg.Password)
@@ -33,12 +49,27 @@ func TestParseFlags(t *testing.T) {
 	assert.ErrorContains(t, err, "REVIO_SIM_PASSWORD")
 	_, err = parseFlags([]string{"--password", "p"}, env(nil), io.Discard)
 	assert.ErrorContains(t, err, "REVIO_SIM_SUBSCRIPTION_KEY")
-	_, err = parseFlags([]string{"--password", "p", "--subscription-key", "k", "--error-rate", "3"}, env(nil), io.Discard)
+	_, err = parseFlags(
+		[]string{"--password", "p", "--subscription-key", "k", "--error-rate", "3"},
+		env(nil),
+		io.Discard,
+	)
 	assert.ErrorContains(t, err, "error_rate")
 }
 
 func TestServeAndGracefulShutdown(t *testing.T) {
-	o, err := parseFlags([]string{"--password", "serve-secret-pw", "--subscription-key", "serve-secret-key", "--stall-create-service", "1m"}, env(nil), io.Discard)
+	o, err := parseFlags(
+		[]string{
+			"--password",
+			"serve-secret-pw",
+			"--subscription-key",
+			"serve-secret-key",
+			"--stall-create-service",
+			"1m",
+		},
+		env(nil),
+		io.Discard,
+	)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -49,7 +80,10 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 
 	base := "http://" + ln.Addr().String()
 	req, _ := http.NewRequest("GET", base+"/v1/SystemStatus", nil)
-	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("INTEGRATIONS@SIMCLIENT:serve-secret-pw")))
+	req.Header.Set(
+		"Authorization",
+		"Basic "+base64.StdEncoding.EncodeToString([]byte("INTEGRATIONS@SIMCLIENT:serve-secret-pw")),
+	)
 	req.Header.Set("Ocp-Apim-Subscription-Key", "serve-secret-key")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

@@ -50,7 +50,13 @@ type settings struct {
 
 // run starts the simulator and serves until ctx ends. onListen, when set,
 // receives the bound address (tests listen on port 0).
-func run(ctx context.Context, args []string, getenv func(string) string, logOut io.Writer, onListen func(net.Addr)) error {
+func run(
+	ctx context.Context,
+	args []string,
+	getenv func(string) string,
+	logOut io.Writer,
+	onListen func(net.Addr),
+) error {
 	st, err := parseFlags(args, getenv, logOut)
 	if err != nil {
 		return err
@@ -113,7 +119,9 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (setti
 	fs.StringVar(&c.ClientSecret, "client-secret", "", "OAuth client secret accepted (env TS_SIM_CLIENT_SECRET)")
 	fs.StringVar(&c.Username, "username", "", "M2M login username accepted (default: built-in demo user)")
 	fs.StringVar(&c.Password, "password", "", "M2M login password accepted (env TS_SIM_PASSWORD)")
-	fs.Func("account", "account name; repeatable or comma-separated; the first is the default (default "+simulator.DefaultAccount+")",
+	fs.Func(
+		"account",
+		"account name; repeatable or comma-separated; the first is the default (default "+simulator.DefaultAccount+")",
 		func(v string) error {
 			for _, a := range strings.Split(v, ",") {
 				if a = strings.TrimSpace(a); a != "" {
@@ -121,12 +129,23 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (setti
 				}
 			}
 			return nil
-		})
+		},
+	)
 	fs.StringVar(&st.seedFile, "seed-file", "", "CSV or JSON file of devices to seed")
 	fs.IntVar(&st.seedCount, "seed-count", 0, "number of devices to generate")
 	fs.StringVar(&st.seedPrefix, "seed-prefix", "8914800000", "ICCID prefix of generated devices")
-	fs.StringVar(&st.seedState, "seed-state", "preactive", "state of generated devices (preactive, active, suspend, deactive)")
-	fs.DurationVar(&c.CompletionDelay, "completion-delay", 2*time.Second, "time from an accepted action to its device change and callback")
+	fs.StringVar(
+		&st.seedState,
+		"seed-state",
+		"preactive",
+		"state of generated devices (preactive, active, suspend, deactive)",
+	)
+	fs.DurationVar(
+		&c.CompletionDelay,
+		"completion-delay",
+		2*time.Second,
+		"time from an accepted action to its device change and callback",
+	)
 	fs.DurationVar(&c.CompletionJitter, "completion-jitter", 0, "random extra completion time per device")
 	fs.DurationVar(&c.CallbackRetryInterval, "callback-retry-interval", 5*time.Minute, "time between callback attempts")
 	fs.IntVar(&c.CallbackMaxAttempts, "callback-max-attempts", 4, "callback attempts in total")
@@ -135,14 +154,29 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (setti
 	fs.DurationVar(&c.SessionIdleTimeout, "session-idle", 20*time.Minute, "VZ-M2M session idle timeout")
 	fs.DurationVar(&c.OAuthTokenTTL, "oauth-ttl", time.Hour, "OAuth token lifetime")
 	fs.IntVar(&c.MaxFailedLogins, "max-failed-logins", 5, "consecutive failed logins that lock the user")
-	fs.BoolVar(&c.DisallowSuspendToDeactivate, "disallow-suspend-to-deactivate", false, "refuse deactivating suspended devices (S-states reading)")
+	fs.BoolVar(
+		&c.DisallowSuspendToDeactivate,
+		"disallow-suspend-to-deactivate",
+		false,
+		"refuse deactivating suspended devices (S-states reading)",
+	)
 	fs.Int64Var(&c.Seed, "random-seed", 0, "seed of fault and jitter randomness (0: time-based)")
 	l := &c.Limits
-	fs.IntVar(&l.ActivateRequestsPerMinute, "activate-per-minute", 100, "activate requests per minute per account (negative: off)")
+	fs.IntVar(
+		&l.ActivateRequestsPerMinute,
+		"activate-per-minute",
+		100,
+		"activate requests per minute per account (negative: off)",
+	)
 	fs.IntVar(&l.RequestsPerHour, "requests-per-hour", 0, "API requests per hour per account (0: off)")
 	fs.IntVar(&l.MaxDevicesPerRequest, "max-devices-per-request", 10000, "devices per state-change request")
 	fs.IntVar(&l.MaxDevicesPerAdd, "max-devices-per-add", 200, "devices per add request")
-	fs.IntVar(&l.ActionsPerLinePerDay, "actions-per-line-per-day", 5, "state changes per device per rolling 24h (negative: off)")
+	fs.IntVar(
+		&l.ActionsPerLinePerDay,
+		"actions-per-line-per-day",
+		5,
+		"state changes per device per rolling 24h (negative: off)",
+	)
 	f := &c.Faults
 	fs.Float64Var(&f.ErrorRate, "error-rate", 0, "fraction of API requests answered 500/502/503 unprocessed")
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added to every API answer")
@@ -151,7 +185,12 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (setti
 	fs.DurationVar(&f.StallFor, "stall-for", 0, "how long a timed-out answer is held")
 	fs.Float64Var(&f.DropCallbackRate, "drop-callback-rate", 0, "fraction of device callbacks never sent")
 	fs.Float64Var(&f.DuplicateCallbackRate, "duplicate-callback-rate", 0, "fraction of device callbacks sent twice")
-	fs.Float64Var(&f.LateCallbackRate, "late-callback-rate", 0, "fraction of device callbacks delayed by --late-callback-delay")
+	fs.Float64Var(
+		&f.LateCallbackRate,
+		"late-callback-rate",
+		0,
+		"fraction of device callbacks delayed by --late-callback-delay",
+	)
 	fs.DurationVar(&f.LateCallbackDelay, "late-callback-delay", 0, "extra delay of late callbacks")
 	fs.BoolVar(&f.ReorderCallbacks, "reorder-callbacks", false, "deliver a request's callbacks in random order")
 	fs.TextVar(&st.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")

@@ -70,7 +70,11 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 
 	// The secret from the environment is the one accepted.
-	req, _ := http.NewRequest(http.MethodPost, base+"/api/ts/v1/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req, _ := http.NewRequest(
+		http.MethodPost,
+		base+"/api/ts/v1/oauth2/token",
+		strings.NewReader("grant_type=client_credentials"),
+	)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth("sim-client-id", "s3cret-from-env")
 	resp, err = http.DefaultClient.Do(req)
@@ -92,7 +96,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatal("no graceful shutdown")
 	}
 	out := logs.String()
-	if !strings.Contains(out, "devices=6") || !strings.Contains(out, "0000111111-00001,0000222222-00001,0000777777-00001") {
+	if !strings.Contains(out, "devices=6") ||
+		!strings.Contains(out, "0000111111-00001,0000222222-00001,0000777777-00001") {
 		t.Fatalf("start line lacks device count or accounts: %s", out)
 	}
 	for _, secret := range []string{"s3cret-from-env", "pw-from-env"} {
@@ -104,15 +109,19 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	var out bytes.Buffer
-	st, err := parseFlags([]string{"--account", "a", "--account", "b,c", "--requests-per-hour", "1000", "--error-rate", "0.1",
-		"--latency", "50ms", "--reorder-callbacks", "--client-secret", "flag-secret", "--log-level", "debug"},
-		func(string) string { return "env-secret" }, &out)
+	st, err := parseFlags(
+		[]string{"--account", "a", "--account", "b,c", "--requests-per-hour", "1000", "--error-rate", "0.1",
+			"--latency", "50ms", "--reorder-callbacks", "--client-secret", "flag-secret", "--log-level", "debug"},
+		func(string) string { return "env-secret" },
+		&out,
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(st.accounts, ",") != "a,b,c" || st.cfg.Limits.RequestsPerHour != 1000 || st.cfg.Faults.ErrorRate != 0.1 ||
 		st.cfg.Faults.Latency != 50*time.Millisecond || !st.cfg.Faults.ReorderCallbacks || st.cfg.ClientSecret != "flag-secret" ||
-		st.cfg.Password != "env-secret" || st.logLevel.String() != "DEBUG" {
+		st.cfg.Password != "env-secret" ||
+		st.logLevel.String() != "DEBUG" {
 		t.Fatalf("settings %+v", st)
 	}
 	if _, err := parseFlags([]string{"--no-such-flag"}, func(string) string { return "" }, &out); err == nil {

@@ -110,10 +110,24 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Ocp-Apim-Subscription-Key")
 	switch {
 	case key == "":
-		writeJSON(rec, http.StatusUnauthorized, apimError{StatusCode: 401, Message: "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."})
+		writeJSON(
+			rec,
+			http.StatusUnauthorized,
+			apimError{
+				StatusCode: 401,
+				Message:    "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.",
+			},
+		)
 		return
 	case !secretEqual(key, s.cfg.SubscriptionKey):
-		writeJSON(rec, http.StatusUnauthorized, apimError{StatusCode: 401, Message: "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."})
+		writeJSON(
+			rec,
+			http.StatusUnauthorized,
+			apimError{
+				StatusCode: 401,
+				Message:    "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.",
+			},
+		)
 		return
 	}
 
@@ -132,7 +146,11 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 			secs = int(math.Ceil(wait.Seconds()))
 		}
 		rec.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeJSON(rec, http.StatusTooManyRequests, apimError{StatusCode: 429, Message: fmt.Sprintf("Rate limit is exceeded. Try again in %d seconds.", secs)})
+		writeJSON(
+			rec,
+			http.StatusTooManyRequests,
+			apimError{StatusCode: 429, Message: fmt.Sprintf("Rate limit is exceeded. Try again in %d seconds.", secs)},
+		)
 		return
 	}
 
@@ -142,7 +160,11 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if !strings.Contains(", "+rt.allowed+",", ", "+r.Method+",") {
 		rec.Header().Set("Allow", rt.allowed)
-		writeJSON(rec, http.StatusMethodNotAllowed, revError{Message: "The requested resource does not support http method '" + r.Method + "'."})
+		writeJSON(
+			rec,
+			http.StatusMethodNotAllowed,
+			revError{Message: "The requested resource does not support http method '" + r.Method + "'."},
+		)
 		return
 	}
 
@@ -476,7 +498,11 @@ type patchOp struct {
 
 func (s *Simulator) patchService(w http.ResponseWriter, r *http.Request, id int64) {
 	if mediaType(r.Header.Get("Content-Type")) != "application/json-patch+json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, revError{Message: "Content-Type must be application/json-patch+json"})
+		writeJSON(
+			w,
+			http.StatusUnsupportedMediaType,
+			revError{Message: "Content-Type must be application/json-patch+json"},
+		)
 		return
 	}
 	body, err := readBody(r)
@@ -565,11 +591,19 @@ func (s *Simulator) datesAgreeLocked(serviceID int64, field, d string) string {
 		switch field {
 		case "disconnected_date":
 			if p.Status != "DISCONNECTED" || p.CanceledDate != d {
-				return fmt.Sprintf("service product %d must be DISCONNECTED with canceled_date %s before the service's disconnected_date can be set", p.ServiceProductID, d)
+				return fmt.Sprintf(
+					"service product %d must be DISCONNECTED with canceled_date %s before the service's disconnected_date can be set",
+					p.ServiceProductID,
+					d,
+				)
 			}
 		case "activated_date":
 			if p.ActivatedDate != d {
-				return fmt.Sprintf("service product %d must have activated_date %s before the service's activated_date can be changed", p.ServiceProductID, d)
+				return fmt.Sprintf(
+					"service product %d must have activated_date %s before the service's activated_date can be changed",
+					p.ServiceProductID,
+					d,
+				)
 			}
 		}
 	}
@@ -643,7 +677,11 @@ func (s *Simulator) createServiceProduct(w http.ResponseWriter, r *http.Request)
 		badRequest(w, "service_id", fmt.Sprintf("service %d does not exist", rec.ServiceID))
 		return
 	case svc.CustomerID != rec.CustomerID:
-		badRequest(w, "customer_id", fmt.Sprintf("service %d does not belong to customer %d", rec.ServiceID, rec.CustomerID))
+		badRequest(
+			w,
+			"customer_id",
+			fmt.Sprintf("service %d does not belong to customer %d", rec.ServiceID, rec.CustomerID),
+		)
 		return
 	case svc.DisconnectedDate != "":
 		badRequest(w, "service_id", fmt.Sprintf("service %d is disconnected", rec.ServiceID))

@@ -37,7 +37,14 @@ type env struct {
 
 func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	t.Helper()
-	cfg := Config{Login: login, ClientCode: client, Password: password, SubscriptionKey: subKey, CallsPerMinute: -1, Seed: 1}
+	cfg := Config{
+		Login:           login,
+		ClientCode:      client,
+		Password:        password,
+		SubscriptionKey: subKey,
+		CallsPerMinute:  -1,
+		Seed:            1,
+	}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -106,8 +113,16 @@ func (e *env) createService(body string) int64 {
 
 func (e *env) createProduct(serviceID, customerID int64) int64 {
 	e.t.Helper()
-	a := e.call("POST", "/v1/ServiceProduct", "application/json",
-		fmt.Sprintf(`{"service_id":%d,"product_id":3,"customer_id":%d,"rate":9.99,"quantity":1,"generate_proration":true}`, serviceID, customerID))
+	a := e.call(
+		"POST",
+		"/v1/ServiceProduct",
+		"application/json",
+		fmt.Sprintf(
+			`{"service_id":%d,"product_id":3,"customer_id":%d,"rate":9.99,"quantity":1,"generate_proration":true}`,
+			serviceID,
+			customerID,
+		),
+	)
 	require.Equal(e.t, http.StatusCreated, a.status, string(a.body))
 	return int64(a.json(e.t)["id"].(float64))
 }
@@ -129,7 +144,12 @@ func TestAuthChecks(t *testing.T) {
 		{"wrong password", []string{"Authorization", b64(login + "@" + client + ":x")}, 401, "denied"},
 		{"wrong client code", []string{"Authorization", b64(login + "@OTHER:" + password)}, 401, "denied"},
 		{"bearer", []string{"Authorization", "Bearer abc"}, 401, "denied"},
-		{"case-insensitive user", []string{"Authorization", b64(strings.ToLower(login+"@"+client) + ":" + password)}, 200, ""},
+		{
+			"case-insensitive user",
+			[]string{"Authorization", b64(strings.ToLower(login+"@"+client) + ":" + password)},
+			200,
+			"",
+		},
 	}
 	fails := 0
 	for _, tc := range cases {
@@ -142,7 +162,14 @@ func TestAuthChecks(t *testing.T) {
 	}
 	// APIM's own shape for key failures.
 	a := e.call("GET", "/v1/SystemStatus", "", "", "Ocp-Apim-Subscription-Key", "")
-	assert.Equal(t, map[string]any{"statusCode": float64(401), "message": "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."}, a.json(t))
+	assert.Equal(
+		t,
+		map[string]any{
+			"statusCode": float64(401),
+			"message":    "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.",
+		},
+		a.json(t),
+	)
 	fails++
 	st := e.sim.Stats()
 	assert.Equal(t, fails, st.AuthFailures)
@@ -181,8 +208,12 @@ func TestRoutesCaseInsensitiveAnd404And405(t *testing.T) {
 
 func TestCreateService(t *testing.T) {
 	e := newEnv(t)
-	a := e.call("POST", "/v1/Services", "application/json",
-		`{"customer_id":7,"provider_id":5,"service_type_id":9,"number":"15551234567","number2":"8901","activated_date":"2024-05-01Z","usage_plan_group_id":3,"description":"d"}`)
+	a := e.call(
+		"POST",
+		"/v1/Services",
+		"application/json",
+		`{"customer_id":7,"provider_id":5,"service_type_id":9,"number":"15551234567","number2":"8901","activated_date":"2024-05-01Z","usage_plan_group_id":3,"description":"d"}`,
+	)
 	require.Equal(t, 201, a.status, string(a.body))
 	assert.JSONEq(t, `{"ok":true,"id":100001}`, string(a.body))
 	assert.Equal(t, "/v1/Services/100001", a.header.Get("Location"))
@@ -208,7 +239,12 @@ func TestCreateServiceValidation(t *testing.T) {
 		{"camelCase", "application/json", `{"customerId":7}`, `unknown field \"customerId\"`},
 		{"service_id", "application/json", `{"customer_id":7,"service_id":1}`, "service_id must not be sent"},
 		{"bad date", "application/json", `{"customer_id":7,"activated_date":"05/01/2024"}`, "not a valid date"},
-		{"long number", "application/json", `{"customer_id":7,"number":"` + strings.Repeat("1", 256) + `"}`, "longer than 255"},
+		{
+			"long number",
+			"application/json",
+			`{"customer_id":7,"number":"` + strings.Repeat("1", 256) + `"}`,
+			"longer than 255",
+		},
 		{"not object", "application/json", `[1]`, "JSON object"},
 		{"empty", "application/json", ``, "empty"},
 	}
@@ -352,8 +388,19 @@ func TestServiceProductsLifecycle(t *testing.T) {
 	assert.Equal(t, 404, del(`{"service_product_id":1,"generate_proration":false}`).status)
 	a = del(fmt.Sprintf(`{"service_product_id":%d,"effective_date":"2024-06-01","generate_proration":true}`, p1))
 	require.Equal(t, 200, a.status, string(a.body))
-	assert.Equal(t, 400, del(fmt.Sprintf(`{"service_product_id":%d,"generate_proration":true}`, p1)).status, "already disconnected")
-	require.Equal(t, 200, del(fmt.Sprintf(`{"service_product_id":%d,"effective_date":"2024-06-02","generate_proration":true}`, p2)).status)
+	assert.Equal(
+		t,
+		400,
+		del(fmt.Sprintf(`{"service_product_id":%d,"generate_proration":true}`, p1)).status,
+		"already disconnected",
+	)
+	require.Equal(
+		t,
+		200,
+		del(
+			fmt.Sprintf(`{"service_product_id":%d,"effective_date":"2024-06-02","generate_proration":true}`, p2),
+		).status,
+	)
 
 	a = patch(`[{"op":"replace","path":"/disconnected_date","value":"2024-06-01"}]`)
 	assert.Equal(t, 400, a.status, "dates differ")
@@ -365,18 +412,35 @@ func TestServiceProductsLifecycle(t *testing.T) {
 
 	sid2 := e.createService(`{"customer_id":7,"number":"2"}`)
 	p3 := e.createProduct(sid2, 7)
-	require.Equal(t, 200, del(fmt.Sprintf(`{"service_product_id":%d,"effective_date":"2024-07-01","generate_proration":false}`, p3)).status)
-	a = e.call("PATCH", fmt.Sprintf("/v1/Services/%d", sid2), "application/json", `[{"op":"replace","path":"/description","value":"x"}]`)
+	require.Equal(
+		t,
+		200,
+		del(
+			fmt.Sprintf(`{"service_product_id":%d,"effective_date":"2024-07-01","generate_proration":false}`, p3),
+		).status,
+	)
+	a = e.call(
+		"PATCH",
+		fmt.Sprintf("/v1/Services/%d", sid2),
+		"application/json",
+		`[{"op":"replace","path":"/description","value":"x"}]`,
+	)
 	assert.Equal(t, 415, a.status, "JSON Patch media type required")
-	a = e.call("PATCH", fmt.Sprintf("/v1/Services/%d", sid2), "application/json-patch+json",
-		`[{"op":"replace","path":"/description","value":"gone"},{"op":"replace","path":"/disconnected_date","value":"2024-07-01"}]`)
+	a = e.call(
+		"PATCH",
+		fmt.Sprintf("/v1/Services/%d", sid2),
+		"application/json-patch+json",
+		`[{"op":"replace","path":"/description","value":"gone"},{"op":"replace","path":"/disconnected_date","value":"2024-07-01"}]`,
+	)
 	require.Equal(t, 200, a.status, string(a.body))
 	svc := e.sim.Services()[1]
 	assert.Equal(t, "2024-07-01", svc.DisconnectedDate)
 	assert.Equal(t, "gone", svc.Description)
 
 	// A rejected op leaves the earlier ones unapplied.
-	a = patch(`[{"op":"replace","path":"/description","value":"half"},{"op":"replace","path":"/fields/0/value","value":"x"}]`)
+	a = patch(
+		`[{"op":"replace","path":"/description","value":"half"},{"op":"replace","path":"/fields/0/value","value":"x"}]`,
+	)
 	assert.Equal(t, 400, a.status)
 	assert.Empty(t, e.sim.Services()[0].Description)
 
@@ -478,7 +542,11 @@ func TestFaultStallCreateService(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.StallCreateService = 5 * time.Second })
 	done := make(chan answer, 1)
 	go func() {
-		req, _ := http.NewRequest("POST", e.srv.URL+"/v1/Services", strings.NewReader(`{"customer_id":1,"number":"1555"}`))
+		req, _ := http.NewRequest(
+			"POST",
+			e.srv.URL+"/v1/Services",
+			strings.NewReader(`{"customer_id":1,"number":"1555"}`),
+		)
 		req.Header.Set("Authorization", goodBasic())
 		req.Header.Set("Ocp-Apim-Subscription-Key", subKey)
 		req.Header.Set("Content-Type", "application/json")
@@ -516,7 +584,12 @@ func TestStallCallerGoneKeepsService(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.StallCreateService = 5 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/v1/Services", bytes.NewBufferString(`{"customer_id":1}`))
+	req, _ := http.NewRequestWithContext(
+		ctx,
+		"POST",
+		e.srv.URL+"/v1/Services",
+		bytes.NewBufferString(`{"customer_id":1}`),
+	)
 	req.Header.Set("Authorization", goodBasic())
 	req.Header.Set("Ocp-Apim-Subscription-Key", subKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -556,8 +629,25 @@ func TestAdminEndpoints(t *testing.T) {
 	assert.Equal(t, 1, st.Calls["POST /v1/Services"])
 	assert.Equal(t, 2, st.Statuses[201])
 
-	assert.Equal(t, 200, do("PUT", "/admin/faults", `{"error_rate":0.25,"latency":"10ms","stall_create_service":"1s","fail_create_service_rate":0.5}`))
-	assert.Equal(t, Faults{ErrorRate: 0.25, Latency: 10 * time.Millisecond, StallCreateService: time.Second, FailCreateServiceRate: 0.5}, e.sim.CurrentFaults())
+	assert.Equal(
+		t,
+		200,
+		do(
+			"PUT",
+			"/admin/faults",
+			`{"error_rate":0.25,"latency":"10ms","stall_create_service":"1s","fail_create_service_rate":0.5}`,
+		),
+	)
+	assert.Equal(
+		t,
+		Faults{
+			ErrorRate:             0.25,
+			Latency:               10 * time.Millisecond,
+			StallCreateService:    time.Second,
+			FailCreateServiceRate: 0.5,
+		},
+		e.sim.CurrentFaults(),
+	)
 	assert.Equal(t, 400, do("PUT", "/admin/faults", `{"error_rate":2}`))
 	assert.Equal(t, 400, do("PUT", "/admin/faults", `{"eror_rate":0.1}`))
 	assert.Equal(t, 405, do("POST", "/admin/services", ""))
@@ -577,7 +667,11 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			req, _ := http.NewRequest("POST", e.srv.URL+"/v1/Services", strings.NewReader(fmt.Sprintf(`{"customer_id":%d}`, i+1)))
+			req, _ := http.NewRequest(
+				"POST",
+				e.srv.URL+"/v1/Services",
+				strings.NewReader(fmt.Sprintf(`{"customer_id":%d}`, i+1)),
+			)
 			req.Header.Set("Authorization", goodBasic())
 			req.Header.Set("Ocp-Apim-Subscription-Key", subKey)
 			req.Header.Set("Content-Type", "application/json")

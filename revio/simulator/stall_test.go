@@ -19,7 +19,12 @@ func TestStalledCreatesCounted(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.StallCreateService = 5 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/v1/Services", bytes.NewBufferString(`{"customer_id":1}`))
+	req, _ := http.NewRequestWithContext(
+		ctx,
+		"POST",
+		e.srv.URL+"/v1/Services",
+		bytes.NewBufferString(`{"customer_id":1}`),
+	)
 	req.Header.Set("Authorization", goodBasic())
 	req.Header.Set("Ocp-Apim-Subscription-Key", subKey)
 	req.Header.Set("Content-Type", "application/json")

@@ -128,7 +128,10 @@ func (s *Simulator) firstRefusalLocked(refs []deviceRef, account, action string,
 	for _, ref := range refs {
 		d := s.store.resolveLocked(ref, account)
 		if d != nil && seen[d] && action != ActionContactInfo {
-			return deviceFault(CodeDeviceStateInvalid, "INPUT_INVALID. Device has a pending request (named twice in this request)")
+			return deviceFault(
+				CodeDeviceStateInvalid,
+				"INPUT_INVALID. Device has a pending request (named twice in this request)",
+			)
 		}
 		if _, fault := s.checkLocked(d, action, now); fault != nil {
 			return fault
@@ -230,9 +233,18 @@ var (
 var actionFields = map[string][]string{
 	ActionActivate: {"devices", "accountName", "groupName", "servicePlan", "customFields", "primaryPlaceOfUse",
 		"mdnZipCode", "carrierName", "carrierIpPoolName", "costCenterCode", "leadId", "publicIpRestriction", "skuNumber"},
-	ActionSuspend:     {"devices", "accountName", "groupName", "servicePlan", "customFields", "withBilling"},
-	ActionRestore:     {"devices", "accountName", "groupName", "servicePlan", "customFields", "withBilling"},
-	ActionDeactivate:  {"devices", "accountName", "groupName", "servicePlan", "customFields", "reasonCode", "etfWaiver", "deleteAfterDeactivation"},
+	ActionSuspend: {"devices", "accountName", "groupName", "servicePlan", "customFields", "withBilling"},
+	ActionRestore: {"devices", "accountName", "groupName", "servicePlan", "customFields", "withBilling"},
+	ActionDeactivate: {
+		"devices",
+		"accountName",
+		"groupName",
+		"servicePlan",
+		"customFields",
+		"reasonCode",
+		"etfWaiver",
+		"deleteAfterDeactivation",
+	},
 	ActionContactInfo: {"devices", "accountName", "primaryPlaceOfUse"},
 }
 
@@ -279,11 +291,17 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 	selecting := action != ActionActivate && (req.GroupName != "" || req.ServicePlan != "" || len(req.CustomFields) > 0)
 	switch {
 	case len(req.Devices) == 0 && selecting:
-		return fail(CodeUnexpectedError, "REQUEST_FAILED. Selecting devices by group, service plan or custom fields is not supported by the simulator; list the devices")
+		return fail(
+			CodeUnexpectedError,
+			"REQUEST_FAILED. Selecting devices by group, service plan or custom fields is not supported by the simulator; list the devices",
+		)
 	case len(req.Devices) == 0:
 		return fail(CodeUnexpectedError, "REQUEST_FAILED. devices is required")
 	case selecting:
-		return fail(CodeUnexpectedError, "REQUEST_FAILED. Do not combine devices with group, service plan or custom-field selection")
+		return fail(
+			CodeUnexpectedError,
+			"REQUEST_FAILED. Do not combine devices with group, service plan or custom-field selection",
+		)
 	}
 	if limit := s.currentLimits().MaxDevicesPerRequest; len(req.Devices) > limit {
 		return fail(CodeMaxRequestsExceeded, "INPUT_INVALID. More than %d devices in one request", limit)
@@ -325,7 +343,11 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 func validateCustomFields(fields []customField) *reply {
 	for _, f := range fields {
 		if !customFieldRe.MatchString(f.Key) {
-			r := uwsError(CodeCustomFieldName, "INPUT_INVALID. Custom field name %q is not CustomField1..CustomField5", f.Key)
+			r := uwsError(
+				CodeCustomFieldName,
+				"INPUT_INVALID. Custom field name %q is not CustomField1..CustomField5",
+				f.Key,
+			)
 			return &r
 		}
 		if len([]rune(f.Value)) > 50 {

@@ -16,25 +16,58 @@ type cell struct {
 }
 
 var table = []cell{
-	{from: "preactive", action: ActionActivate, pending: StatePendingActivation, final: StateActive, wantsMSISDNAfter: true},
+	{
+		from:             "preactive",
+		action:           ActionActivate,
+		pending:          StatePendingActivation,
+		final:            StateActive,
+		wantsMSISDNAfter: true,
+	},
 	{from: "preactive", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
 	{from: "preactive", action: ActionRestore, refusal: CodeDeviceStateInvalid},
 	{from: "preactive", action: ActionDeactivate, refusal: CodeDeviceStateInvalid},
 	{from: "preactive", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
 
 	{from: "active", action: ActionActivate, refusal: CodeDeviceAlreadyActive},
-	{from: "active", action: ActionSuspend, pending: StatePendingSuspend, final: StateSuspend, keepsMSISDN: true, wantsMSISDNAfter: true},
+	{
+		from:             "active",
+		action:           ActionSuspend,
+		pending:          StatePendingSuspend,
+		final:            StateSuspend,
+		keepsMSISDN:      true,
+		wantsMSISDNAfter: true,
+	},
 	{from: "active", action: ActionRestore, refusal: CodeDeviceStateInvalid},
 	{from: "active", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
-	{from: "active", action: ActionContactInfo, pending: StateActive, final: StateActive, keepsMSISDN: true, wantsMSISDNAfter: true},
+	{
+		from:             "active",
+		action:           ActionContactInfo,
+		pending:          StateActive,
+		final:            StateActive,
+		keepsMSISDN:      true,
+		wantsMSISDNAfter: true,
+	},
 
 	{from: "suspend", action: ActionActivate, refusal: CodeDeviceStateInvalid},
 	{from: "suspend", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
-	{from: "suspend", action: ActionRestore, pending: StatePendingResume, final: StateActive, keepsMSISDN: true, wantsMSISDNAfter: true},
+	{
+		from:             "suspend",
+		action:           ActionRestore,
+		pending:          StatePendingResume,
+		final:            StateActive,
+		keepsMSISDN:      true,
+		wantsMSISDNAfter: true,
+	},
 	{from: "suspend", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
 	{from: "suspend", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
 
-	{from: "deactive", action: ActionActivate, pending: StatePendingActivation, final: StateActive, wantsMSISDNAfter: true},
+	{
+		from:             "deactive",
+		action:           ActionActivate,
+		pending:          StatePendingActivation,
+		final:            StateActive,
+		wantsMSISDNAfter: true,
+	},
 	{from: "deactive", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
 	{from: "deactive", action: ActionRestore, refusal: CodeDeviceStateInvalid},
 	{from: "deactive", action: ActionDeactivate, refusal: CodeDeviceStateInvalid},
@@ -63,7 +96,8 @@ func TestTransitionTable(t *testing.T) {
 				reqID := h.accepted(status, body)
 				msgs := l.wait(t, 2)
 				for _, m := range msgs {
-					if m.Status != "Failed" || m.FaultResponse == nil || m.FaultResponse.FaultCode != c.refusal || m.DeviceResponse != nil {
+					if m.Status != "Failed" || m.FaultResponse == nil || m.FaultResponse.FaultCode != c.refusal ||
+						m.DeviceResponse != nil {
 						t.Fatalf("want Failed callback %s, got %+v", c.refusal, m)
 					}
 					if m.RequestID != reqID {
@@ -184,7 +218,11 @@ func TestMSISDNAssignedAndReleased(t *testing.T) {
 	first := d.MSISDN
 
 	// The number is visible in the device list and can name the device.
-	status, body := h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: first, Kind: "msisdn"}})
+	status, body := h.m2m(
+		http.MethodPost,
+		"/devices/actions/list",
+		map[string]any{"deviceId": deviceID{ID: first, Kind: "msisdn"}},
+	)
 	if status != http.StatusOK {
 		t.Fatalf("lookup by msisdn: %d %s", status, body)
 	}
@@ -198,7 +236,11 @@ func TestMSISDNAssignedAndReleased(t *testing.T) {
 	if d.MSISDN != "" {
 		t.Fatalf("MSISDN kept after deactivation: %q", d.MSISDN)
 	}
-	status, body = h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}})
+	status, body = h.m2m(
+		http.MethodPost,
+		"/devices/actions/list",
+		map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}},
+	)
 	if status != http.StatusOK {
 		t.Fatalf("list: %d %s", status, body)
 	}
@@ -207,7 +249,11 @@ func TestMSISDNAssignedAndReleased(t *testing.T) {
 			t.Fatalf("deactive device still lists %s", id.Kind)
 		}
 	}
-	status, body = h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: first, Kind: "mdn"}})
+	status, body = h.m2m(
+		http.MethodPost,
+		"/devices/actions/list",
+		map[string]any{"deviceId": deviceID{ID: first, Kind: "mdn"}},
+	)
 	wantError(t, status, body, CodeDeviceNotFound)
 
 	h.accepted(h.action(ActionActivate, nil, dev))
@@ -316,7 +362,11 @@ func TestContactInfoStoresPPU(t *testing.T) {
 	if _, ok := m.DeviceResponse["contactInfoResponse"]; !ok || m.Status != "Success" {
 		t.Fatalf("contactInfo callback %+v", m)
 	}
-	status, body := h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}})
+	status, body := h.m2m(
+		http.MethodPost,
+		"/devices/actions/list",
+		map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}},
+	)
 	if status != http.StatusOK {
 		t.Fatalf("list: %d %s", status, body)
 	}

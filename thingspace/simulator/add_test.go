@@ -42,7 +42,8 @@ func TestAdd(t *testing.T) {
 	// Adding again is a per-device error, not a request error.
 	status, data = h.m2m(http.MethodPost, "/devices/actions/add", map[string]any{
 		"state": "preactive", "devicesToAdd": []deviceRef{{DeviceIDs: []deviceID{{ID: fresh[0].ICCID, Kind: "iccid"}}}}})
-	if res := decodeAs[[]addResult](t, data); status != http.StatusOK || res[0].Response != "Device already exists in the account" {
+	if res := decodeAs[[]addResult](t, data); status != http.StatusOK ||
+		res[0].Response != "Device already exists in the account" {
 		t.Fatalf("re-add: %d %s", status, data)
 	}
 	if st := h.sim.Stats(0); st.AcceptedChanges[fresh[0].ICCID][ActionAdd] != 2 {
@@ -68,15 +69,31 @@ func TestAddValidation(t *testing.T) {
 		}
 		return out
 	}
-	status, data := h.m2m(http.MethodPost, "/devices/actions/add", map[string]any{"state": "preactive", "devicesToAdd": refsOf(3)})
+	status, data := h.m2m(
+		http.MethodPost,
+		"/devices/actions/add",
+		map[string]any{"state": "preactive", "devicesToAdd": refsOf(3)},
+	)
 	wantError(t, status, data, CodeNumberOfDevices)
 	for _, st := range []string{"active", "", "Pre-Active"} {
-		status, data = h.m2m(http.MethodPost, "/devices/actions/add", map[string]any{"state": st, "devicesToAdd": refsOf(1)})
+		status, data = h.m2m(
+			http.MethodPost,
+			"/devices/actions/add",
+			map[string]any{"state": st, "devicesToAdd": refsOf(1)},
+		)
 		wantError(t, status, data, CodeUnexpectedError)
 	}
-	status, data = h.m2m(http.MethodPost, "/devices/actions/add", map[string]any{"state": "preactive", "devicesToAdd": []deviceRef{}})
+	status, data = h.m2m(
+		http.MethodPost,
+		"/devices/actions/add",
+		map[string]any{"state": "preactive", "devicesToAdd": []deviceRef{}},
+	)
 	wantError(t, status, data, CodeUnexpectedError)
-	status, data = h.m2m(http.MethodPost, "/devices/actions/add", map[string]any{"state": "preactive", "accountName": "nope", "devicesToAdd": refsOf(1)})
+	status, data = h.m2m(
+		http.MethodPost,
+		"/devices/actions/add",
+		map[string]any{"state": "preactive", "accountName": "nope", "devicesToAdd": refsOf(1)},
+	)
 	wantError(t, status, data, CodeAccountNotFound)
 	if len(h.sim.Devices()) != 0 {
 		t.Fatal("a refused add created devices")

@@ -8,19 +8,26 @@ import (
 
 func TestAdminDevices(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	status, _, body := h.do(http.MethodPost, "/admin/devices",
-		`[{"iccid":"89148000000000000068","imei":"350000000000018","state":"active","msisdn":"2065550100"},{"iccid":"89148000000000000076"}]`, nil)
+	status, _, body := h.do(
+		http.MethodPost,
+		"/admin/devices",
+		`[{"iccid":"89148000000000000068","imei":"350000000000018","state":"active","msisdn":"2065550100"},{"iccid":"89148000000000000076"}]`,
+		nil,
+	)
 	if status != http.StatusOK || decodeAs[map[string]int](t, body)["seeded"] != 2 {
 		t.Fatalf("seed: %d %s", status, body)
 	}
 	status, _, body = h.do(http.MethodGet, "/admin/devices", nil, nil)
 	all := decodeAs[[]DeviceSnapshot](t, body)
-	if status != http.StatusOK || len(all) != 2 || all[0].ICCID != "89148000000000000068" || all[0].MSISDN != "2065550100" ||
-		all[1].State != StatePreActive || all[1].Account != DefaultAccount {
+	if status != http.StatusOK || len(all) != 2 || all[0].ICCID != "89148000000000000068" ||
+		all[0].MSISDN != "2065550100" ||
+		all[1].State != StatePreActive ||
+		all[1].Account != DefaultAccount {
 		t.Fatalf("devices: %d %+v", status, all)
 	}
 	status, _, body = h.do(http.MethodGet, "/admin/devices/89148000000000000068", nil, nil)
-	if d := decodeAs[DeviceSnapshot](t, body); status != http.StatusOK || d.State != StateActive || d.IMEI != "350000000000018" {
+	if d := decodeAs[DeviceSnapshot](t, body); status != http.StatusOK || d.State != StateActive ||
+		d.IMEI != "350000000000018" {
 		t.Fatalf("device: %d %s", status, body)
 	}
 	status, _, _ = h.do(http.MethodGet, "/admin/devices/1234", nil, nil)
@@ -73,12 +80,22 @@ func TestAdminStats(t *testing.T) {
 
 func TestAdminFaultsAndLimits(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	status, _, body := h.do(http.MethodPut, "/admin/faults",
-		`{"error_rate":0.25,"latency":"15ms","stall_for":"2s","late_callback_delay":1000000,"reorder_callbacks":true}`, nil)
+	status, _, body := h.do(
+		http.MethodPut,
+		"/admin/faults",
+		`{"error_rate":0.25,"latency":"15ms","stall_for":"2s","late_callback_delay":1000000,"reorder_callbacks":true}`,
+		nil,
+	)
 	if status != http.StatusOK {
 		t.Fatalf("put faults: %d %s", status, body)
 	}
-	want := Faults{ErrorRate: 0.25, Latency: 15 * time.Millisecond, StallFor: 2 * time.Second, LateCallbackDelay: time.Millisecond, ReorderCallbacks: true}
+	want := Faults{
+		ErrorRate:         0.25,
+		Latency:           15 * time.Millisecond,
+		StallFor:          2 * time.Second,
+		LateCallbackDelay: time.Millisecond,
+		ReorderCallbacks:  true,
+	}
 	if got := h.sim.currentFaults(); got != want {
 		t.Fatalf("faults %+v, want %+v", got, want)
 	}
@@ -90,12 +107,23 @@ func TestAdminFaultsAndLimits(t *testing.T) {
 		t.Fatalf("bad duration accepted: %d", status)
 	}
 
-	status, _, body = h.do(http.MethodPut, "/admin/limits", `{"requests_per_hour":1000,"actions_per_line_per_day":2}`, nil)
+	status, _, body = h.do(
+		http.MethodPut,
+		"/admin/limits",
+		`{"requests_per_hour":1000,"actions_per_line_per_day":2}`,
+		nil,
+	)
 	if status != http.StatusOK {
 		t.Fatalf("put limits: %d %s", status, body)
 	}
 	got := decodeAs[Limits](t, body)
-	wantL := Limits{ActivateRequestsPerMinute: 100, RequestsPerHour: 1000, MaxDevicesPerRequest: 10000, MaxDevicesPerAdd: 200, ActionsPerLinePerDay: 2}
+	wantL := Limits{
+		ActivateRequestsPerMinute: 100,
+		RequestsPerHour:           1000,
+		MaxDevicesPerRequest:      10000,
+		MaxDevicesPerAdd:          200,
+		ActionsPerLinePerDay:      2,
+	}
 	if got != wantL {
 		t.Fatalf("limits %+v, want %+v", got, wantL)
 	}

@@ -30,7 +30,11 @@ func secretEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a)
 func (s *Simulator) handleToken(c *call) reply {
 	id, secret, ok := c.r.BasicAuth()
 	if !ok {
-		return oauthFailure(http.StatusUnauthorized, "invalid_client", "Client credentials were not provided (HTTP Basic authorization required)")
+		return oauthFailure(
+			http.StatusUnauthorized,
+			"invalid_client",
+			"Client credentials were not provided (HTTP Basic authorization required)",
+		)
 	}
 	if !secretEqual(id, s.cfg.ClientID) || !secretEqual(secret, s.cfg.ClientSecret) {
 		return oauthFailure(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
@@ -110,7 +114,10 @@ func (s *Simulator) checkBearer(r *http.Request, now time.Time) (reply, bool) {
 func (s *Simulator) checkSession(r *http.Request, now time.Time) (reply, bool) {
 	tok := r.Header.Get("VZ-M2M-Token")
 	if tok == "" {
-		return uwsError(CodeSessionFormat, "REQUEST_FAILED. Session token is missing from the VZ-M2M-Token header"), false
+		return uwsError(
+			CodeSessionFormat,
+			"REQUEST_FAILED. Session token is missing from the VZ-M2M-Token header",
+		), false
 	}
 	if !isGUID(tok) {
 		return uwsError(CodeSessionInvalid, "INPUT_INVALID. Session token is not a valid GUID"), false
@@ -142,7 +149,10 @@ func (s *Simulator) handleLogin(c *call) reply {
 	defer s.mu.Unlock()
 	if s.auth.failed[req.Username] >= s.cfg.MaxFailedLogins {
 		s.stats.failedLogins++
-		return uwsError(CodeAccountLocked, "REQUEST_FAILED. The user is locked after too many failed logins; contact Verizon Support")
+		return uwsError(
+			CodeAccountLocked,
+			"REQUEST_FAILED. The user is locked after too many failed logins; contact Verizon Support",
+		)
 	}
 	if !secretEqual(req.Username, s.cfg.Username) || !secretEqual(req.Password, s.cfg.Password) {
 		s.auth.failed[req.Username]++

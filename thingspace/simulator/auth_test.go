@@ -26,7 +26,12 @@ func TestOAuthSameTokenUntilExpiry(t *testing.T) {
 	}
 
 	time.Sleep(350 * time.Millisecond)
-	status, _, body = h.do(http.MethodPost, m2mBase+"/session/login", loginRequest{DefaultUsername, DefaultPassword}, bearer(first.AccessToken))
+	status, _, body = h.do(
+		http.MethodPost,
+		m2mBase+"/session/login",
+		loginRequest{DefaultUsername, DefaultPassword},
+		bearer(first.AccessToken),
+	)
 	wantGatewayFault(t, status, body, http.StatusUnauthorized, GatewayInvalidCredential)
 
 	_, body = h.tokenRequest(DefaultClientID, DefaultClientSecret, "client_credentials")
@@ -81,7 +86,11 @@ func TestOAuthErrors(t *testing.T) {
 func TestOAuthRevoke(t *testing.T) {
 	h := newHarness(t, fastConfig())
 	tok := h.oauth()
-	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/api/ts/v1/oauth2/revoke", strings.NewReader("grant_type=client_credentials&token="+tok))
+	req, _ := http.NewRequest(
+		http.MethodPost,
+		h.srv.URL+"/api/ts/v1/oauth2/revoke",
+		strings.NewReader("grant_type=client_credentials&token="+tok),
+	)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(DefaultClientID, DefaultClientSecret)
 	resp, err := h.srv.Client().Do(req)
@@ -92,7 +101,12 @@ func TestOAuthRevoke(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("RevokedAccessToken") != tok {
 		t.Fatalf("revoke: %d header %q", resp.StatusCode, resp.Header.Get("RevokedAccessToken"))
 	}
-	status, _, body := h.do(http.MethodPost, m2mBase+"/session/login", loginRequest{DefaultUsername, DefaultPassword}, bearer(tok))
+	status, _, body := h.do(
+		http.MethodPost,
+		m2mBase+"/session/login",
+		loginRequest{DefaultUsername, DefaultPassword},
+		bearer(tok),
+	)
 	wantGatewayFault(t, status, body, http.StatusUnauthorized, GatewayInvalidCredential)
 	if h.oauth() == tok {
 		t.Fatal("the revoked token was issued again")
@@ -103,9 +117,19 @@ func TestBearerChecks(t *testing.T) {
 	h := newHarness(t, fastConfig())
 	h.authenticate()
 	// login
-	status, _, body := h.do(http.MethodPost, m2mBase+"/session/login", loginRequest{DefaultUsername, DefaultPassword}, nil)
+	status, _, body := h.do(
+		http.MethodPost,
+		m2mBase+"/session/login",
+		loginRequest{DefaultUsername, DefaultPassword},
+		nil,
+	)
 	wantGatewayFault(t, status, body, http.StatusUnauthorized, GatewayMissingCredential)
-	status, _, body = h.do(http.MethodPost, m2mBase+"/session/login", loginRequest{DefaultUsername, DefaultPassword}, bearer("not-a-token"))
+	status, _, body = h.do(
+		http.MethodPost,
+		m2mBase+"/session/login",
+		loginRequest{DefaultUsername, DefaultPassword},
+		bearer("not-a-token"),
+	)
 	wantGatewayFault(t, status, body, http.StatusUnauthorized, GatewayInvalidCredential)
 	// any other M2M route, with a valid session
 	hdr := http.Header{"VZ-M2M-Token": {h.session}}

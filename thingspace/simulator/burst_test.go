@@ -18,7 +18,12 @@ func TestThrottleBurst(t *testing.T) {
 	dev := h.seed(1, "active")[0]
 	h.authenticate()
 
-	status, _, body := h.do(http.MethodPost, "/admin/throttle-burst", map[string]any{"requests": 2, "retry_after": "1500ms"}, nil)
+	status, _, body := h.do(
+		http.MethodPost,
+		"/admin/throttle-burst",
+		map[string]any{"requests": 2, "retry_after": "1500ms"},
+		nil,
+	)
 	if status != http.StatusOK || !strings.Contains(string(body), `"remaining":2`) {
 		t.Fatalf("admin throttle-burst: %d %s", status, body)
 	}

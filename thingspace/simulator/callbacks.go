@@ -72,7 +72,12 @@ func (s *Simulator) handleDeleteCallback(c *call) reply {
 	delete(s.listeners, key)
 	s.mu.Unlock()
 	if !ok {
-		return uwsError(CodeCallbackNotFound, "REQUEST_FAILED. No %s listener is registered for account %s", service, account)
+		return uwsError(
+			CodeCallbackNotFound,
+			"REQUEST_FAILED. No %s listener is registered for account %s",
+			service,
+			account,
+		)
 	}
 	return okReply(callbackRegistered{AccountName: account, ServiceName: service})
 }

@@ -34,7 +34,9 @@ func TestCallbackRetriesUntilSuccess(t *testing.T) {
 		t.Fatalf("delivered %d, failed attempts %d", st.CallbacksDelivered, st.CallbackAttemptsFailed)
 	}
 	log := h.sim.DeliveryLog()
-	if len(log) != 3 || log[0].Outcome != OutcomeFailed || log[0].HTTPStatus != 500 || log[2].Outcome != OutcomeDelivered || log[2].Attempt != 3 {
+	if len(log) != 3 || log[0].Outcome != OutcomeFailed || log[0].HTTPStatus != 500 ||
+		log[2].Outcome != OutcomeDelivered ||
+		log[2].Attempt != 3 {
 		t.Fatalf("delivery log %+v", log)
 	}
 }
@@ -105,7 +107,11 @@ func TestCallbackGoesToDeviceAccount(t *testing.T) {
 func TestCallbackRegistration(t *testing.T) {
 	h := newHarness(t, fastConfig())
 	path := "/callbacks/" + DefaultAccount
-	status, body := h.m2m(http.MethodPost, path, callbackRegistration{Name: CarrierService, URL: "https://example.test:9001/cb", Username: "u", Password: "p"})
+	status, body := h.m2m(
+		http.MethodPost,
+		path,
+		callbackRegistration{Name: CarrierService, URL: "https://example.test:9001/cb", Username: "u", Password: "p"},
+	)
 	if status != http.StatusOK {
 		t.Fatalf("register: %d %s", status, body)
 	}
@@ -117,8 +123,10 @@ func TestCallbackRegistration(t *testing.T) {
 	h.m2m(http.MethodPost, path, callbackRegistration{Name: "DeviceService", URL: "https://example.test:9003/dev"})
 	status, body = h.m2m(http.MethodGet, path, nil)
 	got := decodeAs[[]callbackListenerInfo](t, body)
-	if status != http.StatusOK || len(got) != 2 || got[0].ServiceName != CarrierService || got[0].URL != "https://example.test:9002/cb" ||
-		got[0].Username != "" || got[1].ServiceName != "DeviceService" {
+	if status != http.StatusOK || len(got) != 2 || got[0].ServiceName != CarrierService ||
+		got[0].URL != "https://example.test:9002/cb" ||
+		got[0].Username != "" ||
+		got[1].ServiceName != "DeviceService" {
 		t.Fatalf("list: %d %+v", status, got)
 	}
 	status, body = h.m2m(http.MethodDelete, path+"/name/DeviceService", nil)
@@ -132,11 +140,19 @@ func TestCallbackRegistration(t *testing.T) {
 		t.Fatalf("after delete: %+v", got)
 	}
 
-	status, body = h.m2m(http.MethodPost, path, callbackRegistration{Name: "CarrierServices", URL: "https://example.test/cb"})
+	status, body = h.m2m(
+		http.MethodPost,
+		path,
+		callbackRegistration{Name: "CarrierServices", URL: "https://example.test/cb"},
+	)
 	wantError(t, status, body, CodeUnexpectedError)
 	status, body = h.m2m(http.MethodPost, path, callbackRegistration{Name: CarrierService, URL: "not a url"})
 	wantError(t, status, body, CodeUnexpectedError)
-	status, body = h.m2m(http.MethodPost, "/callbacks/0000000000-00000", callbackRegistration{Name: CarrierService, URL: "https://example.test/cb"})
+	status, body = h.m2m(
+		http.MethodPost,
+		"/callbacks/0000000000-00000",
+		callbackRegistration{Name: CarrierService, URL: "https://example.test/cb"},
+	)
 	wantError(t, status, body, CodeAccountNotFound)
 	status, body = h.m2m(http.MethodGet, "/callbacks/0000000000-00000", nil)
 	wantError(t, status, body, CodeAccountNotFound)

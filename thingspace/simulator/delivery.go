@@ -70,7 +70,15 @@ func (s *Simulator) dispatchLocked(account, iccid string, msg callbackMessage, n
 	msg.MaxCallbackThreshold = s.cfg.CallbackMaxAttempts
 	if s.chanceLocked(s.faults.DropCallbackRate) {
 		s.stats.callbacksDropped++
-		s.logDeliveryLocked(DeliveryLogEntry{RequestID: msg.RequestID, ICCID: iccid, Account: account, Outcome: OutcomeDropped, Time: now})
+		s.logDeliveryLocked(
+			DeliveryLogEntry{
+				RequestID: msg.RequestID,
+				ICCID:     iccid,
+				Account:   account,
+				Outcome:   OutcomeDropped,
+				Time:      now,
+			},
+		)
 		return
 	}
 	jobs := []*delivery{{account: account, iccid: iccid, msg: msg, attempt: 1}}

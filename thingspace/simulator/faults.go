@@ -65,7 +65,9 @@ func serverErrorReply(status int) reply {
 	switch status {
 	case http.StatusBadGateway:
 		return reply{status: status, ctype: "text/html",
-			raw: []byte("<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n")}
+			raw: []byte(
+				"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n",
+			)}
 	case http.StatusServiceUnavailable:
 		return gatewayError(status, GatewayBackendError, "Runtime Error", "Error connecting to the back end")
 	}

@@ -87,7 +87,11 @@ func (h *harness) do(method, path string, body any, hdr http.Header) (int, http.
 // tokenRequest asks for an OAuth token with the given Basic credentials.
 func (h *harness) tokenRequest(id, secret, grant string) (int, []byte) {
 	h.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/api/ts/v1/oauth2/token", strings.NewReader("grant_type="+grant))
+	req, _ := http.NewRequest(
+		http.MethodPost,
+		h.srv.URL+"/api/ts/v1/oauth2/token",
+		strings.NewReader("grant_type="+grant),
+	)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if id != "" {
 		req.SetBasicAuth(id, secret)
@@ -117,7 +121,12 @@ func (h *harness) login(username, password string) (int, []byte) {
 	if h.token == "" {
 		h.token = h.oauth()
 	}
-	status, _, body := h.do(http.MethodPost, m2mBase+"/session/login", loginRequest{username, password}, bearer(h.token))
+	status, _, body := h.do(
+		http.MethodPost,
+		m2mBase+"/session/login",
+		loginRequest{username, password},
+		bearer(h.token),
+	)
 	return status, body
 }
 

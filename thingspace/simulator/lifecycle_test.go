@@ -95,10 +95,17 @@ func TestDefaults(t *testing.T) {
 	cfg := Config{}.withDefaults()
 	if cfg.Accounts[0] != DefaultAccount || cfg.OAuthTokenTTL != time.Hour || cfg.SessionIdleTimeout != 20*time.Minute ||
 		cfg.MaxFailedLogins != 5 || cfg.CompletionDelay != 2*time.Second || cfg.CallbackRetryInterval != 5*time.Minute ||
-		cfg.CallbackMaxAttempts != 4 || cfg.CallbackHTTPTimeout != 10*time.Second {
+		cfg.CallbackMaxAttempts != 4 ||
+		cfg.CallbackHTTPTimeout != 10*time.Second {
 		t.Fatalf("defaults %+v", cfg)
 	}
-	want := Limits{ActivateRequestsPerMinute: 100, RequestsPerHour: 0, MaxDevicesPerRequest: 10000, MaxDevicesPerAdd: 200, ActionsPerLinePerDay: 5}
+	want := Limits{
+		ActivateRequestsPerMinute: 100,
+		RequestsPerHour:           0,
+		MaxDevicesPerRequest:      10000,
+		MaxDevicesPerAdd:          200,
+		ActionsPerLinePerDay:      5,
+	}
 	if cfg.Limits != want {
 		t.Fatalf("limits %+v", cfg.Limits)
 	}
@@ -112,7 +119,12 @@ func TestConcurrentUse(t *testing.T) {
 	cfg := fastConfig()
 	cfg.CallbackConcurrency = 4
 	cfg.CompletionJitter = 5 * time.Millisecond
-	cfg.Faults = Faults{DuplicateCallbackRate: 0.2, DropCallbackRate: 0.1, LateCallbackRate: 0.2, LateCallbackDelay: 5 * time.Millisecond}
+	cfg.Faults = Faults{
+		DuplicateCallbackRate: 0.2,
+		DropCallbackRate:      0.1,
+		LateCallbackRate:      0.2,
+		LateCallbackDelay:     5 * time.Millisecond,
+	}
 	h := newHarness(t, cfg)
 	l := newListener(t)
 	h.register(l, DefaultAccount)

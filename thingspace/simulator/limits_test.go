@@ -36,7 +36,12 @@ func TestRequestsPerHour(t *testing.T) {
 		t.Fatalf("throttled activate changed the device: %+v", d)
 	}
 	// Other accounts have their own window.
-	status, _, body = h.do(http.MethodPost, m2mBase+"/devices/actions/list", map[string]any{"accountName": "0000000000-00009"}, h.m2mHeaders())
+	status, _, body = h.do(
+		http.MethodPost,
+		m2mBase+"/devices/actions/list",
+		map[string]any{"accountName": "0000000000-00009"},
+		h.m2mHeaders(),
+	)
 	wantError(t, status, body, CodeAccountNotFound)
 
 	st := h.sim.Stats(0)

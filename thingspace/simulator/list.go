@@ -163,7 +163,8 @@ func (q *listQuery) matches(d *device) bool {
 	}
 	for _, f := range q.idFilters {
 		v := d.identifier(f.Kind)
-		if v == "" || !strings.Contains(v, f.Contains) || !strings.HasPrefix(v, f.StartsWith) || !strings.HasSuffix(v, f.EndsWith) {
+		if v == "" || !strings.Contains(v, f.Contains) || !strings.HasPrefix(v, f.StartsWith) ||
+			!strings.HasSuffix(v, f.EndsWith) {
 			return false
 		}
 	}
@@ -202,12 +203,14 @@ func (s *Simulator) lookupOne(id deviceID, account string) reply {
 // single-device lookups, as SDK-js describes.
 func (s *Simulator) listEntry(d *device, single bool) listDevice {
 	e := listDevice{
-		AccountName:         d.account,
-		CarrierInformations: []carrierInformation{{CarrierName: carrierName, ServicePlan: d.servicePlan, State: d.state}},
-		CreatedAt:           s.formatTime(d.createdAt),
-		CustomFields:        d.customFields,
-		DeviceIDs:           d.wireIDs(),
-		GroupNames:          []string{},
+		AccountName: d.account,
+		CarrierInformations: []carrierInformation{
+			{CarrierName: carrierName, ServicePlan: d.servicePlan, State: d.state},
+		},
+		CreatedAt:    s.formatTime(d.createdAt),
+		CustomFields: d.customFields,
+		DeviceIDs:    d.wireIDs(),
+		GroupNames:   []string{},
 	}
 	if e.CustomFields == nil {
 		e.CustomFields = []customField{}

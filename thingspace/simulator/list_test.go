@@ -53,7 +53,8 @@ func TestListPagingByCursor(t *testing.T) {
 	}
 	// Past the end: empty page, cursor echoed.
 	status, resp := h.list(map[string]any{"largestDeviceIdSeen": cursor})
-	if status != 200 || len(resp.Devices) != 0 || resp.HasMoreData || resp.LargestDeviceIDSeen == nil || *resp.LargestDeviceIDSeen != cursor {
+	if status != 200 || len(resp.Devices) != 0 || resp.HasMoreData || resp.LargestDeviceIDSeen == nil ||
+		*resp.LargestDeviceIDSeen != cursor {
 		t.Fatalf("past the end: %d %+v", status, resp)
 	}
 }
@@ -136,7 +137,9 @@ func TestListFilters(t *testing.T) {
 	}
 	suffix := active[1][15:]
 	f := func(k, v string) map[string]any {
-		return map[string]any{"filter": map[string]any{"deviceIdentifierFilters": []map[string]string{{"kind": "iccid", k: v}}}}
+		return map[string]any{
+			"filter": map[string]any{"deviceIdentifierFilters": []map[string]string{{"kind": "iccid", k: v}}},
+		}
 	}
 	if _, resp := h.list(f("endswith", suffix)); len(resp.Devices) != 1 || entryICCID(resp.Devices[0]) != active[1] {
 		t.Fatalf("endswith: %+v", resp.Devices)
@@ -188,7 +191,11 @@ func TestListSingleDevice(t *testing.T) {
 	if _, ok := parseWireTime(d.LastActivationDate); !ok {
 		t.Fatalf("lastActivationDate %q", d.LastActivationDate)
 	}
-	status, body := h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: "89148000000000000043", Kind: "iccid"}})
+	status, body := h.m2m(
+		http.MethodPost,
+		"/devices/actions/list",
+		map[string]any{"deviceId": deviceID{ID: "89148000000000000043", Kind: "iccid"}},
+	)
 	wantError(t, status, body, CodeDeviceNotFound)
 }
 
@@ -201,7 +208,12 @@ func TestListShowsPendingStates(t *testing.T) {
 	h.accepted(h.action(ActionDeactivate, nil, devs[1]))
 	pre := h.seed(1, "preactive")[0]
 	h.accepted(h.action(ActionActivate, nil, pre))
-	want := map[string]string{devs[0]: "pending suspend", devs[1]: "pending deactivation", pre: "pending activation", devs[2]: "active"}
+	want := map[string]string{
+		devs[0]: "pending suspend",
+		devs[1]: "pending deactivation",
+		pre:     "pending activation",
+		devs[2]: "active",
+	}
 	_, resp := h.list(nil)
 	for _, d := range resp.Devices {
 		if w, ok := want[entryICCID(d)]; ok && d.CarrierInformations[0].State != w {

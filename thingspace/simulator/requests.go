@@ -22,7 +22,10 @@ func (s *Simulator) handleRequestStatus(c *call) reply {
 		return uwsError(CodeRequestNotFound, "REQUEST_FAILED. Request %s not found", id)
 	}
 	if r.devices != 1 || !twoWayActions[r.action] {
-		return uwsError(CodeStatusNotSupported, "REQUEST_FAILED. Request status is only available for single-device activate, suspend, restore and deactivate requests")
+		return uwsError(
+			CodeStatusNotSupported,
+			"REQUEST_FAILED. Request status is only available for single-device activate, suspend, restore and deactivate requests",
+		)
 	}
 	return okReply(requestStatusResponse{RequestID: id, Status: r.status()})
 }

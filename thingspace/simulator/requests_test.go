@@ -18,7 +18,8 @@ func TestRequestStatus(t *testing.T) {
 
 	id := h.accepted(h.action(ActionSuspend, nil, devs[0]))
 	code, body := status(DefaultAccount, id)
-	if r := decodeAs[requestStatusResponse](t, body); code != http.StatusOK || r.RequestID != id || r.Status != "Pending" {
+	if r := decodeAs[requestStatusResponse](t, body); code != http.StatusOK || r.RequestID != id ||
+		r.Status != "Pending" {
 		t.Fatalf("pending: %d %s", code, body)
 	}
 	h.waitState(devs[0], StateSuspend)

@@ -28,11 +28,17 @@ func okReply(v any) reply { return reply{status: http.StatusOK, body: v} }
 
 // uwsError is a synchronous M2M error: HTTP 400 {errorCode, errorMessage}.
 func uwsError(code, format string, args ...any) reply {
-	return reply{status: http.StatusBadRequest, body: errorBody{ErrorCode: code, ErrorMessage: fmt.Sprintf(format, args...)}}
+	return reply{
+		status: http.StatusBadRequest,
+		body:   errorBody{ErrorCode: code, ErrorMessage: fmt.Sprintf(format, args...)},
+	}
 }
 
 func gatewayError(status int, code, message, description string) reply {
-	return reply{status: status, body: gatewayFault{Fault: gatewayFaultInner{Code: code, Message: message, Description: description}}}
+	return reply{
+		status: status,
+		body:   gatewayFault{Fault: gatewayFaultInner{Code: code, Message: message, Description: description}},
+	}
 }
 
 func invalidCredentialsFault() reply {
@@ -41,13 +47,21 @@ func invalidCredentialsFault() reply {
 }
 
 func missingCredentialsFault() reply {
-	return gatewayError(http.StatusUnauthorized, GatewayMissingCredential, "Missing Credentials",
-		"Required OAuth credentials not provided. Make sure your API invocation call has a header: 'Authorization: Bearer ACCESS_TOKEN'")
+	return gatewayError(
+		http.StatusUnauthorized,
+		GatewayMissingCredential,
+		"Missing Credentials",
+		"Required OAuth credentials not provided. Make sure your API invocation call has a header: 'Authorization: Bearer ACCESS_TOKEN'",
+	)
 }
 
 func unknownResourceFault() reply {
-	return gatewayError(http.StatusBadRequest, GatewayUnknownResource, "No matching resource found for given API Request",
-		"Access failure for API: /api/m2m/v1, version: v1. Check the API documentation and add a proper REST resource path to the invocation URL")
+	return gatewayError(
+		http.StatusBadRequest,
+		GatewayUnknownResource,
+		"No matching resource found for given API Request",
+		"Access failure for API: /api/m2m/v1, version: v1. Check the API documentation and add a proper REST resource path to the invocation URL",
+	)
 }
 
 func throttledFault(retryAfter time.Duration) reply {

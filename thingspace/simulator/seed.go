@@ -104,7 +104,14 @@ func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*devi
 		}
 		seen["msisdn:"+msisdn] = true
 	}
-	d := &device{iccid: iccid, imei: imei, account: account, state: state, msisdn: msisdn, failWith: normalizeFaultCode(sd.FailWith)}
+	d := &device{
+		iccid:    iccid,
+		imei:     imei,
+		account:  account,
+		state:    state,
+		msisdn:   msisdn,
+		failWith: normalizeFaultCode(sd.FailWith),
+	}
 	if state == StateActive || state == StateSuspend {
 		d.servicePlan = defaultServicePlan
 	}

@@ -66,7 +66,9 @@ func TestLoadSeedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(seeds) != 2 || seeds[0].IMEI != "350000000000026" || seeds[0].MSISDN != "2065550101" || seeds[1].FailWith == "" || seeds[1].State != "pre-active" {
+	if len(seeds) != 2 || seeds[0].IMEI != "350000000000026" || seeds[0].MSISDN != "2065550101" ||
+		seeds[1].FailWith == "" ||
+		seeds[1].State != "pre-active" {
 		t.Fatalf("csv seeds %+v", seeds)
 	}
 	jsonPath := filepath.Join(dir, "devices.json")

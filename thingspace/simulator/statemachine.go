@@ -17,10 +17,18 @@ type transition struct {
 // transitions is the L-cds action matrix; suspend→deactivate is removed by
 // Config.DisallowSuspendToDeactivate (S-states).
 var transitions = map[string]transition{
-	ActionActivate:    {from: []string{StatePreActive, StateDeactive}, pending: StatePendingActivation, final: StateActive},
-	ActionSuspend:     {from: []string{StateActive}, pending: StatePendingSuspend, final: StateSuspend},
-	ActionRestore:     {from: []string{StateSuspend}, pending: StatePendingResume, final: StateActive},
-	ActionDeactivate:  {from: []string{StateActive, StateSuspend}, pending: StatePendingDeactivation, final: StateDeactive},
+	ActionActivate: {
+		from:    []string{StatePreActive, StateDeactive},
+		pending: StatePendingActivation,
+		final:   StateActive,
+	},
+	ActionSuspend: {from: []string{StateActive}, pending: StatePendingSuspend, final: StateSuspend},
+	ActionRestore: {from: []string{StateSuspend}, pending: StatePendingResume, final: StateActive},
+	ActionDeactivate: {
+		from:    []string{StateActive, StateSuspend},
+		pending: StatePendingDeactivation,
+		final:   StateDeactive,
+	},
 	ActionContactInfo: {from: []string{StateActive}, pending: StateActive, final: StateActive},
 }
 
@@ -46,7 +54,10 @@ func (s *Simulator) checkLocked(d *device, action string, now time.Time) (transi
 		return transition{}, deviceFault(d.failWith, "REQUEST_FAILED. Simulated failure for this device")
 	}
 	if isPending(d.state) {
-		return transition{}, deviceFault(CodeDeviceStateInvalid, "INPUT_INVALID. Device has a pending request ("+d.state+")")
+		return transition{}, deviceFault(
+			CodeDeviceStateInvalid,
+			"INPUT_INVALID. Device has a pending request ("+d.state+")",
+		)
 	}
 	if action == ActionActivate && d.state == StateActive {
 		return transition{}, deviceFault(CodeDeviceAlreadyActive, "REQUEST_FAILED. Device is already active")
@@ -60,13 +71,19 @@ func (s *Simulator) checkLocked(d *device, action string, now time.Time) (transi
 		allowed = false
 	}
 	if !allowed {
-		return transition{}, deviceFault(CodeDeviceStateInvalid, "INPUT_INVALID. Device state "+d.state+" does not allow "+action)
+		return transition{}, deviceFault(
+			CodeDeviceStateInvalid,
+			"INPUT_INVALID. Device state "+d.state+" does not allow "+action,
+		)
 	}
 	if countsTowardDailyLimit(action) {
 		if limit := s.limits.ActionsPerLinePerDay; limit > 0 {
 			d.pruneActions(now)
 			if len(d.actions) >= limit {
-				return transition{}, deviceFault(CodeMaxActionsPerDay, "REQUEST_FAILED. Maximum provisioning actions per line per day reached")
+				return transition{}, deviceFault(
+					CodeMaxActionsPerDay,
+					"REQUEST_FAILED. Maximum provisioning actions per line per day reached",
+				)
 			}
 		}
 	}

@@ -18,29 +18,93 @@ func TestActionValidation(t *testing.T) {
 		{"empty body", "suspend", "", CodeRequestUndefined},
 		{"malformed JSON", "suspend", "{", CodeUnexpectedError},
 		{"unknown member", "suspend", map[string]any{"devices": ref, "colour": "red"}, CodeUnexpectedError},
-		{"member of another action", "suspend", map[string]any{"devices": ref, "reasonCode": "FF"}, CodeUnexpectedError},
+		{
+			"member of another action",
+			"suspend",
+			map[string]any{"devices": ref, "reasonCode": "FF"},
+			CodeUnexpectedError,
+		},
 		{"no devices", "suspend", map[string]any{"accountName": DefaultAccount}, CodeUnexpectedError},
 		{"group selection", "suspend", map[string]any{"groupName": "g1"}, CodeUnexpectedError},
 		{"devices plus group", "restore", map[string]any{"devices": ref, "groupName": "g1"}, CodeUnexpectedError},
-		{"unknown account", "suspend", map[string]any{"devices": ref, "accountName": "0000000000-00000"}, CodeAccountNotFound},
-		{"unknown kind", "suspend", map[string]any{"devices": []deviceRef{{DeviceIDs: []deviceID{{ID: dev, Kind: "serial"}}}}}, CodeDeviceKindInvalid},
-		{"bad iccid", "suspend", map[string]any{"devices": []deviceRef{{DeviceIDs: []deviceID{{ID: "12AB", Kind: "iccid"}}}}}, CodeDeviceIDInvalid},
+		{
+			"unknown account",
+			"suspend",
+			map[string]any{"devices": ref, "accountName": "0000000000-00000"},
+			CodeAccountNotFound,
+		},
+		{
+			"unknown kind",
+			"suspend",
+			map[string]any{"devices": []deviceRef{{DeviceIDs: []deviceID{{ID: dev, Kind: "serial"}}}}},
+			CodeDeviceKindInvalid,
+		},
+		{
+			"bad iccid",
+			"suspend",
+			map[string]any{"devices": []deviceRef{{DeviceIDs: []deviceID{{ID: "12AB", Kind: "iccid"}}}}},
+			CodeDeviceIDInvalid,
+		},
 		{"device without ids", "suspend", map[string]any{"devices": []deviceRef{{}}}, CodeUnexpectedError},
-		{"activate without plan", "activate", map[string]any{"devices": ref, "mdnZipCode": "98801"}, CodeUnexpectedError},
-		{"activate bad zip", "activate", map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "9880"}, CodeUnexpectedError},
-		{"activate bad custom field", "activate", map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
-			"customFields": []customField{{Key: "Colour", Value: "x"}}}, CodeCustomFieldName},
-		{"activate long custom field", "activate", map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
-			"customFields": []customField{{Key: "CustomField2", Value: strings.Repeat("x", 51)}}}, CodeCustomFieldTooLong},
+		{
+			"activate without plan",
+			"activate",
+			map[string]any{"devices": ref, "mdnZipCode": "98801"},
+			CodeUnexpectedError,
+		},
+		{
+			"activate bad zip",
+			"activate",
+			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "9880"},
+			CodeUnexpectedError,
+		},
+		{
+			"activate bad custom field",
+			"activate",
+			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
+				"customFields": []customField{{Key: "Colour", Value: "x"}}},
+			CodeCustomFieldName,
+		},
+		{
+			"activate long custom field",
+			"activate",
+			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
+				"customFields": []customField{
+					{Key: "CustomField2", Value: strings.Repeat("x", 51)},
+				}},
+			CodeCustomFieldTooLong,
+		},
 		{"activate PO box", "activate", map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
 			"primaryPlaceOfUse": placeOfUse{CustomerName: customerName{FirstName: "A", LastName: "B"},
-				Address: address{AddressLine1: "P.O. Box 12", City: "C", State: "WA", Zip: "98801", Country: "US"}}}, CodeUnexpectedError},
-		{"deactivate without reason", "deactivate", map[string]any{"devices": ref, "accountName": DefaultAccount}, CodeUnexpectedError},
-		{"deactivate without account", "deactivate", map[string]any{"devices": ref, "reasonCode": "FF"}, CodeAccountNotDefined},
+				Address: address{
+					AddressLine1: "P.O. Box 12",
+					City:         "C",
+					State:        "WA",
+					Zip:          "98801",
+					Country:      "US",
+				}}}, CodeUnexpectedError},
+		{
+			"deactivate without reason",
+			"deactivate",
+			map[string]any{"devices": ref, "accountName": DefaultAccount},
+			CodeUnexpectedError,
+		},
+		{
+			"deactivate without account",
+			"deactivate",
+			map[string]any{"devices": ref, "reasonCode": "FF"},
+			CodeAccountNotDefined,
+		},
 		{"contactInfo without PPU", "contactInfo", map[string]any{"devices": ref}, CodeUnexpectedError},
 		{"contactInfo foreign country", "contactInfo", map[string]any{"devices": ref,
 			"primaryPlaceOfUse": placeOfUse{CustomerName: customerName{FirstName: "A", LastName: "B"},
-				Address: address{AddressLine1: "1 Rue", City: "Paris", State: "IDF", Zip: "75001", Country: "FR"}}}, CodeUnexpectedError},
+				Address: address{
+					AddressLine1: "1 Rue",
+					City:         "Paris",
+					State:        "IDF",
+					Zip:          "75001",
+					Country:      "FR",
+				}}}, CodeUnexpectedError},
 	}
 	for _, c := range cases {
 		method := http.MethodPost
@@ -72,12 +136,22 @@ func TestActionAcceptsDocumentedFields(t *testing.T) {
 	})
 	h.accepted(status, body)
 	h.waitState(devs[0], StateActive)
-	_, resp := h.list(map[string]any{"groupName": "fleet", "customFields": []customField{{Key: "CustomField1", Value: "v"}}})
+	_, resp := h.list(
+		map[string]any{"groupName": "fleet", "customFields": []customField{{Key: "CustomField1", Value: "v"}}},
+	)
 	if len(resp.Devices) != 1 || resp.Devices[0].GroupNames[0] != "fleet" {
 		t.Fatalf("group/custom fields not stored: %+v", resp.Devices)
 	}
-	h.accepted(h.m2m(http.MethodPost, "/devices/actions/suspend", map[string]any{"devices": refs(devs[0]), "withBilling": true}))
+	h.accepted(
+		h.m2m(
+			http.MethodPost,
+			"/devices/actions/suspend",
+			map[string]any{"devices": refs(devs[0]), "withBilling": true},
+		),
+	)
 	h.waitState(devs[0], StateSuspend)
 	h.accepted(h.m2m(http.MethodPost, "/devices/actions/deactivate", map[string]any{
-		"devices": refs(devs[0]), "accountName": DefaultAccount, "reasonCode": "FF", "etfWaiver": false, "deleteAfterDeactivation": false}))
+		"devices": refs(
+			devs[0],
+		), "accountName": DefaultAccount, "reasonCode": "FF", "etfWaiver": false, "deleteAfterDeactivation": false}))
 }

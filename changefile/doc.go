@@ -1,0 +1,24 @@
+// Package changefile is the operator-facing input of a bulk status change:
+// the DeviceRequest model and the reading and validation of the CSV or JSON
+// file that lists devices (by ICCID) and the operation for each.
+//
+// CSV files need a header row. Column names are matched case-insensitively:
+//
+//	iccid, operation, imei,
+//	service_plan, mdn_zip_code,                       (activate)
+//	reason_code, etf_waiver,                          (deactivate)
+//	ppu_first_name, ppu_last_name, ppu_address_line1, ppu_address_line2,
+//	ppu_city, ppu_state, ppu_zip, ppu_country,        (activate, optional)
+//	rev_customer_id, rev_service_type_id, rev_provider_id,
+//	rev_product_ids, rev_rates                        (activate, optional; lists ";"-separated)
+//
+// JSON files are an array of objects with exactly these keys.
+//
+// Validation reports every problem in the file at once, with its row and
+// column, because operators fix files by hand and a one-error-per-upload
+// loop is slow. Nothing is returned unless the whole file is valid: a bulk
+// change is approved as a unit, so a half-applied file would be surprising.
+//
+// Primary Place of Use (PPU) values are personal data. No error message
+// quotes them, and PPU prints as "PPU{redacted}".
+package changefile

@@ -1,0 +1,92 @@
+package changefile
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// FieldError is one problem in a submitted file. Row is the CSV line or the
+// JSON array index (0 for problems with the file as a whole); Field is the
+// column name ("" for problems with the whole row). Message never contains
+// PPU values.
+type FieldError struct {
+	Row     int
+	Field   string
+	Message string
+}
+
+func (e FieldError) Error() string {
+	switch {
+	case e.Row > 0 && e.Field != "":
+		return fmt.Sprintf("row %d, field %s: %s", e.Row, e.Field, e.Message)
+	case e.Row > 0:
+		return fmt.Sprintf("row %d: %s", e.Row, e.Message)
+	case e.Field != "":
+		return fmt.Sprintf("field %s: %s", e.Field, e.Message)
+	}
+	return e.Message
+}
+
+// ValidationError carries every problem found in a file, so the operator can
+// fix them all before submitting again.
+type ValidationError struct {
+	Errors []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	if len(e.Errors) == 1 {
+		b.WriteString("bulk change file has 1 problem:")
+	} else {
+		fmt.Fprintf(&b, "bulk change file has %d problems:", len(e.Errors))
+	}
+	for _, fe := range e.Errors {
+		b.WriteString("\n")
+		b.WriteString(fe.Error())
+	}
+	return b.String()
+}
+
+// sortErrors orders problems by row, then by the rank of their field (the
+// column position the operator sees). The sort is stable so problems on the
+// same field keep the order they were found in.
+func sortErrors(errs []FieldError, rank func(field string) int) {
+	slices.SortStableFunc(errs, func(a, b FieldError) int {
+		if c := cmp.Compare(a.Row, b.Row); c != 0 {
+			return c
+		}
+		return cmp.Compare(rank(a.Field), rank(b.Field))
+	})
+}
+
+// canonicalRank orders fields by their declaration order: row-level problems
+// first, then known columns, then unknown keys.
+func canonicalRank(field string) int {
+	if field == "" {
+		return -1
+	}
+	if c, ok := columnByName(field); ok {
+		return int(c)
+	}
+	return int(numColumns)
+}
+
+// maxFieldRef is the most operator text (a header name, a JSON key, an
+// operation) quoted back in one message, so a value pasted into the wrong
+// place cannot flood the error list.
+const maxFieldRef = 40
+
+// quoteClipped quotes operator text for an error message, cut short so a
+// value pasted into the wrong column cannot flood the message.
+func quoteClipped(s string) string { return fmt.Sprintf("%q", clip(s, maxFieldRef)) }
+
+// clip shortens text quoted back to the operator.
+func clip(s string, maxRunes int) string {
+	r := []rune(s)
+	if len(r) <= maxRunes {
+		return s
+	}
+	return string(r[:maxRunes]) + "…"
+}

@@ -1,0 +1,94 @@
+package changefile
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// LuhnValid reports whether digits is a string of ASCII digits (at least two)
+// whose last digit is the correct Luhn check digit. Both ICCIDs (ITU-T E.118)
+// and IMEIs (3GPP TS 23.003) end in one, so a mistyped number is caught here
+// instead of failing device by device at ThingSpace.
+func LuhnValid(digits string) bool {
+	if len(digits) < 2 {
+		return false
+	}
+	sum := 0
+	double := false // the check digit itself is not doubled; every second digit left of it is
+	for i := len(digits) - 1; i >= 0; i-- {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		d := int(c - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// scientific matches what spreadsheets make of a long digit string when the
+// column is not formatted as text (8.91480E+19). The digits are lost, so the
+// only useful message is how to avoid it.
+var scientific = regexp.MustCompile(`^[0-9](\.[0-9]+)?[eE]\+?[0-9]+$`)
+
+var errScientific = errors.New(
+	"is in scientific notation (a spreadsheet converted it to a number and lost digits); format the column as text and export again",
+)
+
+// ValidateICCID checks a SIM card number: 19 or 20 digits ending in a valid
+// Luhn check digit. The error text names no value, so callers can prefix it
+// with the row and field.
+func ValidateICCID(s string) error {
+	return validateLuhnNumber(s, 19, 20)
+}
+
+// ValidateIMEI checks a device's IMEI: exactly 15 digits ending in a valid
+// Luhn check digit (the 16-digit IMEISV has no check digit and is not what
+// ThingSpace expects here).
+func ValidateIMEI(s string) error {
+	return validateLuhnNumber(s, 15, 15)
+}
+
+func validateLuhnNumber(s string, minLen, maxLen int) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
+	if scientific.MatchString(s) {
+		return errScientific
+	}
+	if !isDigits(s) {
+		return errors.New("must contain only digits 0-9")
+	}
+	if len(s) < minLen || len(s) > maxLen {
+		if minLen == maxLen {
+			return fmt.Errorf("must be %d digits, has %d", minLen, len(s))
+		}
+		return fmt.Errorf("must be %d or %d digits, has %d", minLen, maxLen, len(s))
+	}
+	if !LuhnValid(s) {
+		return errors.New("check digit is wrong")
+	}
+	return nil
+}
+
+// isDigits reports whether s is non-empty and all ASCII digits. unicode.IsDigit
+// would also accept other scripts' digits, which no identifier here uses.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,113 @@
+package changefile
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// Known-good numbers. The check digits were computed by hand (and checked
+// with an independent script), not with LuhnValid, so the tests do not
+// merely agree with the code under test.
+const (
+	iccidA     = "89148000001234567898" // Verizon-style 20 digits
+	iccidB     = "89148000000000000019"
+	iccidC     = "89148000000000000027"
+	iccidD     = "89148000000000000035"
+	iccidE     = "89148000001111111117"
+	iccidDoc   = "89141390780800784259" // the ICCID in the ThingSpace SDK's activate example
+	iccid19A   = "8914800000123456788"  // 19 digits
+	iccid19B   = "8914800000000000006"
+	imeiWiki   = "490154203237518" // Wikipedia's IMEI example
+	imeiB      = "356938035643809"
+	imeiBadDoc = "990013907835573" // the IMEI in the SDK's activate example: its check digit is wrong
+)
+
+func TestLuhnValid(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"79927398713", true}, // the textbook example
+		{"79927398710", false},
+		{"79927398714", false},
+		{iccidA, true},
+		{iccidDoc, true},
+		{iccid19A, true},
+		{imeiWiki, true},
+		{imeiB, true},
+		{imeiBadDoc, false},
+		{"89148000001234567890", false},
+		{"00", true},
+		{"18", true},
+		{"0", false}, // too short to have a check digit
+		{"", false},  // empty
+		{"7992739871a", false},
+		{"7992 7398713", false},
+		{"-79927398713", false},
+		{"７９９２７３９８７１３", false}, // full-width digits are not ASCII digits
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, LuhnValid(tt.in), "LuhnValid(%q)", tt.in)
+	}
+}
+
+func TestValidateICCID(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr string // "" = valid
+	}{
+		{iccidA, ""},
+		{iccidB, ""},
+		{iccidDoc, ""},
+		{iccid19A, ""},
+		{iccid19B, ""},
+		{"89148000001234567890", "check digit is wrong"},
+		{"8914800000123456789", "check digit is wrong"}, // 19 digits, wrong check digit
+		{"891480000012345678", "must be 19 or 20 digits, has 18"},
+		{"891480000012345678988", "must be 19 or 20 digits, has 21"},
+		{imeiWiki, "must be 19 or 20 digits, has 15"},
+		{"8914800000123456789X", "only digits"},
+		{"8914 8000 0012 3456 7898", "only digits"},
+		{"8.91480E+19", "scientific notation"},
+		{"8.9148E19", "scientific notation"},
+		{"", "is empty"},
+	}
+	for _, tt := range tests {
+		err := ValidateICCID(tt.in)
+		if tt.wantErr == "" {
+			assert.NoError(t, err, tt.in)
+			continue
+		}
+		if assert.Error(t, err, tt.in) {
+			assert.Contains(t, err.Error(), tt.wantErr, tt.in)
+		}
+	}
+}
+
+func TestValidateIMEI(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr string
+	}{
+		{imeiWiki, ""},
+		{imeiB, ""},
+		{imeiBadDoc, "check digit is wrong"},
+		{"490154203237519", "check digit is wrong"},
+		{"49015420323751", "must be 15 digits, has 14"},
+		{"4901542032375180", "must be 15 digits, has 16"}, // an IMEISV, not an IMEI
+		{"49015420323751A", "only digits"},
+		{"4.90154E+14", "scientific notation"},
+		{"", "is empty"},
+	}
+	for _, tt := range tests {
+		err := ValidateIMEI(tt.in)
+		if tt.wantErr == "" {
+			assert.NoError(t, err, tt.in)
+			continue
+		}
+		if assert.Error(t, err, tt.in) {
+			assert.Contains(t, err.Error(), tt.wantErr, tt.in)
+		}
+	}
+}

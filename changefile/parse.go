@@ -1,0 +1,76 @@
+package changefile
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// defaultMaxRows bounds one file: large enough for any real fleet change,
+// small enough that a mistaken upload (a whole inventory export) is stopped
+// before it turns into tens of thousands of ThingSpace requests.
+const defaultMaxRows = 200000
+
+// Options control parsing.
+type Options struct {
+	// DefaultOperation applies to rows that leave operation empty, so a file
+	// that changes every device the same way needs no operation column.
+	DefaultOperation Operation
+	// MaxRows is the most device rows one file may hold; 0 means 200000.
+	MaxRows int
+}
+
+// ParseFile reads a bulk change file, choosing the format by extension
+// (.csv or .json, any case). Problems with the content come back as a
+// *ValidationError; anything that stops the file being read is a plain error.
+func ParseFile(path string, opt Options) ([]DeviceRequest, error) {
+	var parse func(io.Reader, Options) ([]DeviceRequest, error)
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".csv":
+		parse = ParseCSV
+	case ".json":
+		parse = ParseJSON
+	default:
+		return nil, fmt.Errorf("bulkchange: %s: unsupported file type %q; use .csv or .json", path, ext)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("bulkchange: %w", err)
+	}
+	defer f.Close() // read-only, so a Close error cannot lose data
+	reqs, err := parse(f, opt)
+	var ve *ValidationError
+	if err != nil && !errors.As(err, &ve) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return reqs, err
+}
+
+// ParseData reads a bulk change held in memory, in the given format ("csv"
+// or "json"), as ParseFile reads a file.
+func ParseData(data []byte, format string, opt Options) ([]DeviceRequest, error) {
+	switch strings.ToLower(format) {
+	case "csv":
+		return ParseCSV(bytes.NewReader(data), opt)
+	case "json":
+		return ParseJSON(bytes.NewReader(data), opt)
+	}
+	return nil, fmt.Errorf("bulkchange: unsupported format %q; use csv or json", format)
+}
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// skipBOM drops a UTF-8 byte order mark. Excel's "CSV UTF-8" export writes
+// one, and it would otherwise become part of the first column name.
+func skipBOM(r io.Reader) io.Reader {
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(len(utf8BOM)); err == nil && bytes.Equal(b, utf8BOM) {
+		_, _ = br.Discard(len(utf8BOM))
+	}
+	return br
+}

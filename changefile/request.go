@@ -1,0 +1,82 @@
+package changefile
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"strconv"
+)
+
+// defaultReasonCode is ThingSpace's only documented deactivation reason
+// ("General Admin/Maintenance"), used when the file leaves it empty.
+const defaultReasonCode = "FF"
+
+// Billing is the Rev.io service to create for a device once it is active.
+type Billing struct {
+	CustomerID    int64
+	ServiceTypeID int64
+	ProviderID    int64    // 0 = not sent; Rev.io may then apply its own default
+	ProductIDs    []int64  // one service product per ID
+	Rates         []string // decimal text, one per product ID; text so no precision is lost on the way to Rev.io
+}
+
+// DeviceRequest is one validated row: the change wanted for one device.
+type DeviceRequest struct {
+	// Row is where the device was in the file, for messages back to the
+	// operator: the CSV line number (header = 1) or the 1-based JSON index.
+	Row         int
+	ICCID, IMEI string
+	Operation   Operation
+
+	ServicePlan, MdnZipCode string // activate only
+	ReasonCode              string // deactivate only; "FF" when the file leaves it empty
+	EtfWaiver               bool   // deactivate only
+	PPU                     *PPU   // activate only, optional
+	Billing                 *Billing
+}
+
+// BatchKey groups requests that can share one ThingSpace call: the same
+// operation and the same request-level fields (activate: service plan, MDN
+// ZIP and PPU; deactivate: reason code and ETF waiver). Device identifiers
+// and Rev.io billing are per device and do not count.
+//
+// The key is a hex SHA-256 of a length-prefixed encoding: length prefixes
+// keep ("ab","c") and ("a","bc") apart, and hashing keeps PPU data out of
+// anything that stores or logs keys. It is not a secret: an address could
+// be confirmed by guessing, so keys are still not for public display.
+func (r DeviceRequest) BatchKey() string {
+	h := sha256.New()
+	put := func(s string) { writeField(h, s) }
+	put("tsbulk.batch.v1") // bump if the encoding changes, so old and new keys never collide
+	put(string(r.Operation))
+	switch r.Operation {
+	case OpActivate:
+		put(r.ServicePlan)
+		put(r.MdnZipCode)
+		if r.PPU == nil {
+			put("ppu:none")
+		} else {
+			put("ppu")
+			p := r.PPU
+			for _, f := range []string{p.FirstName, p.LastName, p.AddressLine1, p.AddressLine2, p.City, p.State, p.Zip, p.Country} {
+				put(f)
+			}
+		}
+	case OpDeactivate:
+		code := r.ReasonCode
+		if code == "" {
+			code = defaultReasonCode // an unset code is sent as FF, so it batches with FF
+		}
+		put(code)
+		put(strconv.FormatBool(r.EtfWaiver))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func writeField(h hash.Hash, s string) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	h.Write([]byte(s))
+}

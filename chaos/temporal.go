@@ -1,0 +1,204 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iot-ops/tsbulk/workflows/api"
+	"go.temporal.io/sdk/client"
+)
+
+// Temporal is the run's Temporal server.
+type Temporal interface {
+	Address() string
+	// Restart stops the server, leaves it down for down, and starts it
+	// again on the same address with the same state.
+	Restart(ctx context.Context, down time.Duration) error
+	Stop()
+	Describe() string
+}
+
+// devServer is `temporal server start-dev` with its state in a SQLite file,
+// so that it keeps every workflow across its restart, on fixed ports.
+type devServer struct {
+	proc *Proc
+	addr string
+}
+
+func startDevServer(ctx context.Context, cli, dir string) (*devServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &devServer{addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	d.proc = &Proc{Name: "temporal-dev-server", Path: cli, Log: filepath.Join(dir, "temporal.log"), Env: os.Environ(),
+		Args: []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--http-port", strconv.Itoa(httpPort), "--metrics-port", strconv.Itoa(metricsPort),
+			"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn",
+			"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"}}
+	// The product's search attributes, which its workflows set.
+	d.proc.Args = append(d.proc.Args, api.DevServerSearchAttributeArgs()...)
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *devServer) start(ctx context.Context) error {
+	if err := d.proc.Start(); err != nil {
+		return err
+	}
+	return waitTemporal(ctx, d.addr, 2*time.Minute)
+}
+
+func (d *devServer) Address() string { return d.addr }
+
+func (d *devServer) Describe() string { return "dev server (SQLite file), " + d.addr }
+
+// Restart stops the dev server as an orchestrator would (SIGTERM, so that
+// SQLite is closed cleanly; SIGKILL after 20 s) and starts it again.
+func (d *devServer) Restart(ctx context.Context, down time.Duration) error {
+	d.proc.Stop(20 * time.Second)
+	sleepCtx(ctx, down)
+	return d.start(ctx)
+}
+
+func (d *devServer) Stop() { d.proc.Stop(20 * time.Second) }
+
+// pgServer is the Temporal server on PostgreSQL that production runs,
+// managed by scripts/temporal-postgres.sh, on the run's own PostgreSQL
+// cluster with its own database prefix and ports.
+type pgServer struct {
+	script string
+	env    []string
+	addr   string
+	log    string
+}
+
+func startPGServer(ctx context.Context, repo, dir string, pg *Postgres) (*pgServer, error) {
+	script := filepath.Join(repo, "scripts", "temporal-postgres.sh")
+	if _, err := os.Stat(script); err != nil {
+		return nil, fmt.Errorf("-temporal postgres needs %s: %w", script, err)
+	}
+	base, err := freePortBase()
+	if err != nil {
+		return nil, err
+	}
+	state := filepath.Join(dir, "temporal-pg")
+	s := &pgServer{script: script, addr: fmt.Sprintf("127.0.0.1:%d", base), log: filepath.Join(state, "temporal.log"),
+		env: append(os.Environ(), "TEMPORAL_PG_PORT="+strconv.Itoa(base), "TEMPORAL_PG_DB_PREFIX=chaos_temporal",
+			"TEMPORAL_PG_STATE_DIR="+state, "TEMPORAL_PG_HOST=127.0.0.1", "TEMPORAL_PG_DB_PORT="+strconv.Itoa(pg.Port),
+			"TEMPORAL_PG_LOG_LEVEL=warn")}
+	for _, step := range []string{"install", "setup", "start"} {
+		if _, err := s.run(ctx, step); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitTemporal(ctx, s.addr, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *pgServer) run(ctx context.Context, step string) (string, error) {
+	cmd := exec.CommandContext(ctx, s.script, step)
+	cmd.Env = s.env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/temporal-postgres.sh %s: %w\n%s", step, err, stderr.String())
+	}
+	return string(out), nil
+}
+
+func (s *pgServer) Address() string { return s.addr }
+
+func (s *pgServer) Describe() string { return "Temporal server v1.29.1 on PostgreSQL, " + s.addr }
+
+func (s *pgServer) Restart(ctx context.Context, down time.Duration) error {
+	if _, err := s.run(ctx, "stop"); err != nil {
+		return err
+	}
+	sleepCtx(ctx, down)
+	if _, err := s.run(ctx, "start"); err != nil {
+		return err
+	}
+	return waitTemporal(ctx, s.addr, 2*time.Minute)
+}
+
+func (s *pgServer) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = s.run(ctx, "stop")
+}
+
+// freePortBase finds a frontend port for temporal-postgres.sh whose derived
+// ports (+1, +2, +6, +10 and -300..-294) are all free. Below 32768: the
+// server stores its ports in a smallint column (cluster_membership) and
+// exits at start with a larger one; that also keeps clear of the kernel's
+// ephemeral range, where other processes' ports come and go.
+func freePortBase() (int, error) {
+	for range 200 {
+		p := 12000 + mrand.IntN(20000)
+		ok := true
+		for _, d := range []int{0, 1, 2, 6, 10, -300, -299, -298, -294} {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+d))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = ln.Close()
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free set of ports for the Temporal server")
+}
+
+// waitTemporal waits until the frontend serves namespace default.
+func waitTemporal(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: "default", Logger: quietLogger{}})
+		if err == nil {
+			_, err = c.ListWorkflow(ctx, listRequest("", nil))
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		last = err
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
+	return fmt.Errorf("the Temporal server at %s did not serve namespace default within %s: %v", addr, timeout, last)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,223 @@
+// Package floor is the benchmark's floor: the least the product's design
+// can cost on a given Temporal server, measured in the same run as the
+// product so that the two can be compared as a ratio that carries from one
+// host to another.
+//
+// The floor has the design's shape and nothing else: a parent starts one
+// child per device with the same sliding window and the same continue-as-new
+// cadence as BulkChange; each child waits for one signal (the benchmark
+// process sends it, as the callback receiver does for a device) and reports
+// to the parent by signal, as DeviceChange does. No activities, no timers, no
+// database, no ThingSpace. It runs on its own task queue and its own worker
+// processes, and shares no code with the product's workflows, so it never
+// touches them.
+package floor
+
+import (
+	"fmt"
+	"sort"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Names the floor registers and uses; none is the product's.
+const (
+	TaskQueue      = "tsbulk-bench-floor"
+	ParentType     = "BenchFloorParent"
+	ChildType      = "BenchFloorChild"
+	CallbackSignal = "floor-callback"
+	ResultSignal   = "floor-result"
+	ProgressQuery  = "floor-progress"
+)
+
+// ChildID is the workflow ID of device i's child of the parent parentID.
+func ChildID(parentID string, i int) string { return fmt.Sprintf("%s/device/%d", parentID, i) }
+
+// ParentInput is the parent's input; Resume carries the state across a
+// continue-as-new.
+type ParentInput struct {
+	Devices      int
+	Window       int
+	StartsPerRun int
+	// PageWait makes the parent start children as BulkChange does: at most
+	// Page at a time, then wait until every child of the page has started
+	// before doing anything else. Off (the floor), the parent starts as many
+	// children as the window allows and waits for their starts only before a
+	// continue-as-new, where it must. The benchmark turns it on to measure
+	// what the product's way of starting costs (-floor-page-wait).
+	PageWait bool
+	Page     int
+	Resume   *State
+}
+
+// State is what a run hands to the next.
+type State struct {
+	// Next is the index of the next device to start.
+	Next int
+	// Done counts the results received.
+	Done int
+	Runs int
+	// InFlight lists the children started (and confirmed started) whose
+	// result has not arrived, in index order.
+	InFlight []int
+}
+
+// Progress is the answer to ProgressQuery.
+type Progress struct {
+	// Started counts the children whose start was requested; Pending lists
+	// those among them not yet known to have started. The benchmark signals
+	// the others.
+	Started  int
+	Pending  []int
+	Done     int
+	InFlight int
+	Runs     int
+}
+
+// Result is the parent's result.
+type Result struct {
+	Devices int
+	Runs    int
+}
+
+// ChildInput is a child's input.
+type ChildInput struct {
+	ParentID string
+	Index    int
+}
+
+type pendingStart struct {
+	index  int
+	future workflow.ChildWorkflowFuture
+}
+
+// Parent starts one child per device, at most Window in flight, and counts
+// their results; it continues as new every StartsPerRun starts (or when the
+// server suggests it), carrying the children in flight.
+func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
+	st := State{Runs: 1}
+	if in.Resume != nil {
+		st = *in.Resume
+		st.Runs++
+	}
+	inFlight := make(map[int]bool, len(st.InFlight))
+	for _, i := range st.InFlight {
+		inFlight[i] = true
+	}
+	var pending []pendingStart // started by this run, start not yet confirmed, in index order
+	startedThisRun := 0
+	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
+	results := workflow.GetSignalChannel(ctx, ResultSignal)
+
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) {
+		p := Progress{Started: st.Next, Done: st.Done, InFlight: len(inFlight), Runs: st.Runs}
+		for _, ps := range pending {
+			if !ps.future.GetChildWorkflowExecution().IsReady() {
+				p.Pending = append(p.Pending, ps.index)
+			}
+		}
+		return p, nil
+	}); err != nil {
+		return Result{}, err
+	}
+	record := func(i int) {
+		if inFlight[i] { // a duplicate is ignored, as BulkChange does
+			delete(inFlight, i)
+			st.Done++
+		}
+	}
+	drain := func() {
+		var i int
+		for results.ReceiveAsync(&i) {
+			record(i)
+		}
+	}
+	// settle takes the confirmed starts off the pending list; wait: all of
+	// them, blocking. A child that could not start is an error: the floor
+	// must not lose devices silently.
+	settle := func(wait bool) error {
+		for len(pending) > 0 {
+			f := pending[0].future.GetChildWorkflowExecution()
+			if !wait && !f.IsReady() {
+				return nil
+			}
+			if err := f.Get(ctx, nil); err != nil {
+				return fmt.Errorf("floor child %d did not start: %w", pending[0].index, err)
+			}
+			pending = pending[1:]
+		}
+		return nil
+	}
+	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		// As in the product: children outlive the parent's continue-as-new
+		// and report to whichever run is current.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+	})
+
+	for {
+		drain()
+		if st.Done >= in.Devices {
+			return Result{Devices: st.Done, Runs: st.Runs}, nil
+		}
+		if startedThisRun >= in.StartsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			// No start may be half-done at a continue-as-new.
+			if err := settle(true); err != nil {
+				return Result{}, err
+			}
+			drain()
+			next := st
+			next.InFlight = make([]int, 0, len(inFlight))
+			for i := range inFlight {
+				next.InFlight = append(next.InFlight, i)
+			}
+			sort.Ints(next.InFlight) // map order must not reach the history
+			return Result{}, workflow.NewContinueAsNewError(ctx, ParentType, ParentInput{Devices: in.Devices, Window: in.Window,
+				StartsPerRun: in.StartsPerRun, PageWait: in.PageWait, Page: in.Page, Resume: &next})
+		}
+		if st.Next < in.Devices && len(inFlight) < in.Window {
+			n := min(in.Window-len(inFlight), in.Devices-st.Next, in.StartsPerRun-startedThisRun)
+			if in.PageWait && in.Page > 0 {
+				n = min(n, in.Page)
+			}
+			for range n {
+				i := st.Next
+				c := workflow.WithWorkflowID(childCtx, ChildID(parentID, i))
+				f := workflow.ExecuteChildWorkflow(c, ChildType, ChildInput{ParentID: parentID, Index: i})
+				pending = append(pending, pendingStart{index: i, future: f})
+				inFlight[i] = true
+				st.Next++
+				startedThisRun++
+			}
+			if in.PageWait {
+				if err := settle(true); err != nil {
+					return Result{}, err
+				}
+			}
+			continue
+		}
+		var i int
+		results.Receive(ctx, &i)
+		record(i)
+		if err := settle(false); err != nil {
+			return Result{}, err
+		}
+	}
+}
+
+// Child waits for its one callback signal and reports to its parent.
+func Child(ctx workflow.Context, in ChildInput) error {
+	var confirmed bool
+	workflow.GetSignalChannel(ctx, CallbackSignal).Receive(ctx, &confirmed)
+	// Wait for the signal to be delivered, as DeviceChange does: a workflow
+	// that completes right after requesting it could lose it.
+	return workflow.SignalExternalWorkflow(ctx, in.ParentID, "", ResultSignal, in.Index).Get(ctx, nil)
+}
+
+// Register registers the floor's workflows under their names.
+func Register(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+}) {
+	r.RegisterWorkflowWithOptions(Parent, workflow.RegisterOptions{Name: ParentType})
+	r.RegisterWorkflowWithOptions(Child, workflow.RegisterOptions{Name: ChildType})
+}
