@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -89,6 +90,10 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 	require.Equal(t, sentAtPause, stateChangeRequests(s), "no state change sent while paused")
 	_, err = operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob"})
 	require.ErrorContains(t, err, "already paused (by alice")
+	// A mistyped request names the ones there are, and changes nothing.
+	_, err = operatorUpdate(t, s, res.WorkflowID, "resum", api.OperatorRequest{By: "bob"})
+	require.ErrorContains(t, err, "unknown update resum")
+	require.ErrorContains(t, err, api.ResumeUpdate)
 	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
 	require.NoError(t, err)
 	require.Equal(t, db.BulkPaused, b.Status)
@@ -135,15 +140,15 @@ func TestCancelMidBulkChange(t *testing.T) {
 
 	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 2 },
 		3*time.Minute, 100*time.Millisecond)
-	cancelled, err := operatorUpdate(
-		t,
-		s,
-		res.WorkflowID,
-		api.CancelUpdate,
-		api.OperatorRequest{By: "alice", Reason: "wrong customer"},
-	)
-	require.NoError(t, err)
-	require.Equal(t, api.StatusCancelled, cancelled.Status)
+	// Through the raw temporal CLI, as an operator without the starter.
+	cliOut, err := temporalCLI(t, s, "workflow", "update", "execute", "--workflow-id", res.WorkflowID,
+		"--name", api.CancelUpdate, "--input", `{"by":"alice","reason":"wrong customer"}`, "--output", "json")
+	require.NoError(t, err, cliOut)
+	var cancelled struct {
+		Result api.OperatorResult `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(cliOut[strings.Index(cliOut, "{"):]), &cancelled), cliOut)
+	require.Equal(t, api.StatusCancelled, cancelled.Result.Status, cliOut)
 	sentAtCancel := stateChangeRequests(s)
 
 	out := waitBulk(t, s, res, 5*time.Minute)
@@ -166,6 +171,9 @@ func TestCancelMidBulkChange(t *testing.T) {
 
 	_, err = operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob"})
 	require.Error(t, err, "a finished bulk change takes no request")
+	cliOut, err = temporalCLI(t, s, "workflow", "update", "execute", "--workflow-id", res.WorkflowID,
+		"--name", api.CancelUpdate, "--input", `{"by":"bob"}`)
+	require.Error(t, err, "cancel twice, through the CLI: %s", cliOut)
 }
 
 // A re-drive sends only the failed lines (of the codes asked); asking again
