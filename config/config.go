@@ -55,8 +55,9 @@ type Config struct {
 
 // Approval is the four-eyes rule: a bulk change with at least MinDevices
 // changes of one of the Operations waits for a second operator's approval
-// (an empty list turns it off), and is cancelled after ExpiresAfter without
-// one.
+// (an empty list, or "none" where a list cannot be empty, such as an
+// environment variable, turns it off), and is cancelled after ExpiresAfter
+// without one.
 type Approval struct {
 	Operations   []string      `mapstructure:"operations"`
 	MinDevices   int           `mapstructure:"min_devices"`
@@ -295,6 +296,11 @@ func Load(path string) (*Config, error) {
 	if err := v.Unmarshal(&cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// An empty TSBULK_APPROVAL_OPERATIONS reads as unset (the default
+	// applies): "none" is how the environment turns approval off.
+	if len(cfg.Approval.Operations) == 1 && strings.EqualFold(strings.TrimSpace(cfg.Approval.Operations[0]), "none") {
+		cfg.Approval.Operations = nil
+	}
 	secrets := map[string]*Secret{
 		"database.url":             &cfg.Database.URL,
 		"thingspace.client_secret": &cfg.ThingSpace.ClientSecret,
@@ -442,7 +448,7 @@ func (c *Config) checkBulk(p *problems) {
 	p.need(b.StallCheck > 0, "bulk.stall_check", "must be positive")
 	for _, op := range c.Approval.Operations {
 		p.need(op == "activate" || op == "suspend" || op == "restore" || op == "deactivate" || op == "inventory",
-			"approval.operations", "%q is not an operation (activate, suspend, restore, deactivate, inventory)", op)
+			"approval.operations", "%q is not an operation (activate, suspend, restore, deactivate, inventory; or none)", op)
 	}
 	if len(c.Approval.Operations) > 0 {
 		p.need(c.Approval.MinDevices >= 1, "approval.min_devices", "must be at least 1")

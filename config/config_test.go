@@ -150,3 +150,31 @@ func TestDisconnectOnDeactivateNeedsRevio(t *testing.T) {
 		require.Contains(t, err.Error(), "revio.disconnect_on_deactivate")
 	}
 }
+
+// Approval is on for deactivations by default; the environment turns it off
+// with "none" (an empty variable reads as unset) or lists operations.
+func TestApprovalOperationsFromTheEnvironment(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
+	cfg, err := Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	require.Equal(t, []string{"deactivate"}, cfg.Approval.Operations)
+
+	t.Setenv("TSBULK_APPROVAL_OPERATIONS", "none")
+	cfg, err = Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	require.Empty(t, cfg.Approval.Operations)
+	require.NoError(t, cfg.ValidateStarter())
+
+	t.Setenv("TSBULK_APPROVAL_OPERATIONS", "deactivate,suspend")
+	cfg, err = Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	require.Equal(t, []string{"deactivate", "suspend"}, cfg.Approval.Operations)
+
+	t.Setenv("TSBULK_APPROVAL_OPERATIONS", "deactivate,nothing")
+	cfg, err = Load(writeYAML(t, workerYAML))
+	require.NoError(t, err)
+	err = cfg.ValidateStarter()
+	require.ErrorContains(t, err, "approval.operations")
+	require.ErrorContains(t, err, `"nothing" is not an operation`)
+}
