@@ -327,7 +327,7 @@ func (s *Stack) Env() []string {
 		"bulk.default_site":                 c.Bulk.DefaultSite,
 		"bulk.default_site_assignment":      fmt.Sprint(c.Bulk.DefaultSiteAssignment),
 		"bulk.stall_check":                  c.Bulk.StallCheck.String(),
-		"approval.operations":               strings.Join(c.Approval.Operations, ","),
+		"approval.operations":               approvalOperations(c.Approval.Operations),
 		"limits.requests_per_hour":          fmt.Sprint(c.Limits.RequestsPerHour),
 		"limits.activates_per_minute":       fmt.Sprint(c.Limits.ActivatesPerMinute),
 		"limits.requests_window":            c.Limits.RequestsWindow.String(),
@@ -362,4 +362,13 @@ func (s *Stack) Close() {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		s.closers[i]()
 	}
+}
+
+// approvalOperations is approval.operations as an environment variable,
+// where an empty value would read as unset.
+func approvalOperations(ops []string) string {
+	if len(ops) == 0 {
+		return "none"
+	}
+	return strings.Join(ops, ",")
 }
