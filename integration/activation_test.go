@@ -118,22 +118,22 @@ func TestActivationEndToEnd(t *testing.T) {
 	for _, d := range fresh {
 		r := got[d.ICCID]
 		sim := simState(t, s, d.ICCID)
-		require.Equal(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
-		require.Equal(t, change.Activated, r.Outcome)
+		require.EqualValues(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.Activated, r.Outcome)
 		require.Equal(t, "active", sim.State)
 		require.NotEmpty(t, sim.MSISDN)
 		require.Equal(t, sim.MSISDN, r.MSISDN, "MSISDN recorded for %s", d.ICCID)
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["activate"], "one activation request for %s", d.ICCID)
 		if billed[d.ICCID] {
-			require.Equal(t, "CREATED", r.BillingStatus, "%s: %s", d.ICCID, r.BillingError)
+			require.EqualValues(t, "CREATED", r.BillingStatus, "%s: %s", d.ICCID, r.BillingError)
 		} else {
-			require.Equal(t, "NONE", r.BillingStatus)
+			require.EqualValues(t, "NONE", r.BillingStatus)
 		}
 	}
 	for _, d := range active {
 		r := got[d.ICCID]
-		require.Equal(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
-		require.Equal(t, change.AlreadyActivePPU, r.Outcome)
+		require.EqualValues(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.AlreadyActivePPU, r.Outcome)
 		require.Equal(t, beforeActive[d.ICCID], r.MSISDN, "the MSISDN it already had")
 		// Detection costs the device's place in one batched activation
 		// request (answered DeviceAlreadyActive) and nothing more.
@@ -142,9 +142,9 @@ func TestActivationEndToEnd(t *testing.T) {
 	}
 	for _, d := range unknown {
 		r := got[d.ICCID]
-		require.Equal(t, db.ChangeError, r.Status)
+		require.EqualValues(t, db.ChangeError, r.Status)
 		require.Equal(t, "REQUEST_FAILED.DeviceNotFound", r.ErrorCode)
-		require.Equal(t, "NONE", r.BillingStatus, "no Rev.io service without an activation")
+		require.EqualValues(t, "NONE", r.BillingStatus, "no Rev.io service without an activation")
 	}
 	require.Equal(t, len(unknown), out.Errors)
 
@@ -264,7 +264,7 @@ func TestRevioServiceNeverCreatedTwice(t *testing.T) {
 	)
 	require.Equal(t, "search", foundBy, "the retried step found the service by number")
 	r := results(t, s, res.ID)[devs[0].ICCID]
-	require.Equal(t, "CREATED", r.BillingStatus)
+	require.EqualValues(t, "CREATED", r.BillingStatus)
 	require.Len(t, s.Revio.ServiceProducts(), 2)
 
 }

@@ -96,7 +96,7 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 	require.ErrorContains(t, err, api.ResumeUpdate)
 	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkPaused, b.Status)
+	require.EqualValues(t, db.BulkPaused, b.Status)
 
 	_, err = operatorUpdate(
 		t,
@@ -166,7 +166,7 @@ func TestCancelMidBulkChange(t *testing.T) {
 	require.Equal(t, out.Cancelled, counts.ByStatus[db.ChangeCancelled])
 	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkCancelled, b.Status)
+	require.EqualValues(t, db.BulkCancelled, b.Status)
 	require.Equal(t, out.Cancelled, b.Cancelled)
 
 	_, err = operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob"})

@@ -56,11 +56,11 @@ func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
 	require.Equal(t, 1, out.Errors)
 	rows := results(t, s, res.ID)
 	expectFinal(t, rows)
-	require.Equal(t, db.CodeDeviceWorkflowEnded, rows[devs[2].ICCID].ErrorCode)
+	require.EqualValues(t, db.CodeDeviceWorkflowEnded, rows[devs[2].ICCID].ErrorCode)
 	require.Contains(t, rows[devs[2].ICCID].ErrorMessage, "terminated")
 	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkFinished, b.Status)
+	require.EqualValues(t, db.BulkFinished, b.Status)
 	recordHistory(t, s, res.WorkflowID, "bulkchange-child-terminated")
 }
 
@@ -92,7 +92,7 @@ func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
 	t.Logf("parent terminated with %d/%d done, %d batches of %d sent", p.Done(), p.Total, p.BatchesSent, p.Batches)
 	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkRunning, b.Status, "the database still says running")
+	require.EqualValues(t, db.BulkRunning, b.Status, "the database still says running")
 
 	cli, err := localstack.TemporalCLI()
 	require.NoError(t, err)
@@ -180,7 +180,7 @@ func TestThingSpaceOutageAtStartWaits(t *testing.T) {
 	require.Contains(t, last, "HTTP 5", "the last error shows why it waits: %s", last)
 	p, ok := progress(s, res.WorkflowID)
 	require.True(t, ok)
-	require.Equal(t, "checking_thingspace", p.Phase)
+	require.EqualValues(t, "checking_thingspace", p.Phase)
 
 	s.TS.SetFaults(tssim.Faults{})
 	out := waitBulk(t, s, res, 3*time.Minute)
@@ -227,7 +227,7 @@ func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
 	out = waitBulk(t, s, res, 4*time.Minute)
 	require.Equal(t, 3, out.Processed, "the deactivations stand")
 	for _, r := range results(t, s, res.ID) {
-		require.Equal(t, db.BillingError, r.BillingStatus)
+		require.EqualValues(t, db.BillingError, r.BillingStatus)
 	}
 
 	s.Revio.SetFaults(revsim.Faults{})
@@ -244,7 +244,7 @@ func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
 	require.Equal(t, 3, retry.Disconnected)
 	require.Zero(t, retry.Failed)
 	for _, r := range results(t, s, res.ID) {
-		require.Equal(t, db.BillingDisconnected, r.BillingStatus)
+		require.EqualValues(t, db.BillingDisconnected, r.BillingStatus)
 	}
 	for _, svc := range s.Revio.Services() {
 		require.NotEmpty(t, svc.DisconnectedDate, "service %d disconnected", svc.ServiceID)

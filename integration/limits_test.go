@@ -167,7 +167,7 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 	if ra.Status == "ERROR" {
 		loser, winner = ra, b.ID
 	}
-	require.Equal(t, "DEVICE_BUSY", loser.ErrorCode)
+	require.EqualValues(t, "DEVICE_BUSY", loser.ErrorCode)
 	require.Contains(t, loser.ErrorMessage, winner)
 	require.Equal(
 		t,
@@ -175,8 +175,8 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 		s.TS.Stats(time.Hour).AcceptedChanges[shared.ICCID]["suspend"],
 		"ThingSpace saw one suspend of the device",
 	)
-	require.Equal(t, "PROCESSED", results(t, s, a.ID)[others[0].ICCID].Status)
-	require.Equal(t, "PROCESSED", results(t, s, b.ID)[others[1].ICCID].Status)
+	require.EqualValues(t, "PROCESSED", results(t, s, a.ID)[others[0].ICCID].Status)
+	require.EqualValues(t, "PROCESSED", results(t, s, b.ID)[others[1].ICCID].Status)
 }
 
 // TestCallbackOutageIsPolledInBatches: ThingSpace delivers no callback at

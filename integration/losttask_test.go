@@ -139,10 +139,10 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	require.NoError(t, run.Get(wctx, &res))
 
 	require.Equal(t, 1, crash.count(), "the first workflow task failed once, after recording the outcome")
-	require.Equal(t, db.ChangeProcessed, res.Status)
+	require.EqualValues(t, db.ChangeProcessed, res.Status)
 	dc, err := s.Store.GetDeviceChange(ctx, devs[0].ID)
 	require.NoError(t, err)
-	require.Equal(t, db.BillingCreated, dc.BillingStatus, "the Rev.io step ran after the lost task")
+	require.EqualValues(t, db.BillingCreated, dc.BillingStatus, "the Rev.io step ran after the lost task")
 	services := 0
 	for _, svc := range s.Revio.Services() {
 		if svc.Number2 == iccid {

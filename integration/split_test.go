@@ -76,12 +76,12 @@ func TestSplitIsolatesRefusedDevices(t *testing.T) {
 	for _, d := range devs {
 		r := results[d.ICCID]
 		if code, ok := bad[d.ICCID]; ok {
-			require.Equal(t, db.ChangeError, r.Status, "refused device %s", d.ICCID)
+			require.EqualValues(t, db.ChangeError, r.Status, "refused device %s", d.ICCID)
 			require.Equal(t, code, r.ErrorCode, "ThingSpace's code for %s", d.ICCID)
 			require.Zero(t, st.AcceptedChanges[d.ICCID]["suspend"])
 			continue
 		}
-		require.Equal(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
 		require.NotEmpty(t, r.RequestID, "%s holds the requestId of the sub-request that carried it", d.ICCID)
 		require.Equal(t, tssim.StateSuspend, simState(t, s, d.ICCID).State)
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "suspend requests accepted for %s", d.ICCID)

@@ -102,7 +102,7 @@ func assertOutcome(t *testing.T, s *localstack.Stack, bulkID string, want map[st
 			)
 		} else {
 			wantErrors++
-			require.Equal(t, db.ChangeError, r.Status, "%s %s should fail", w.operation, iccid)
+			require.EqualValues(t, db.ChangeError, r.Status, "%s %s should fail", w.operation, iccid)
 			require.Equal(t, w.errCode, r.ErrorCode, "%s %s", w.operation, iccid)
 		}
 		require.Equal(t, w.state, simState(t, s, iccid).State, "ThingSpace state of %s after %s", iccid, w.operation)
@@ -176,7 +176,7 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 	ctx := context.Background()
 	b, err := s.Store.GetBulkChange(ctx, res.ID)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkFinished, b.Status)
+	require.EqualValues(t, db.BulkFinished, b.Status)
 	require.Equal(t, out.Processed, b.Processed)
 
 	// Duplicated callbacks were stored once, their copies counted.

@@ -50,7 +50,7 @@ func TestOperatorRequestsFromTheStarter(t *testing.T) {
 	require.Contains(t, out, "CANCELLED")
 	b, err := st.Store.GetBulkChange(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkCancelled, b.Status)
+	require.EqualValues(t, db.BulkCancelled, b.Status)
 	require.Equal(t, len(ds), b.Cancelled)
 	for _, d := range ds {
 		require.Zero(t, changesSentTo(d.ICCID), "nothing sent for %s", d.ICCID)
