@@ -46,13 +46,15 @@ var (
 		MaximumInterval:        time.Minute,
 		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidCredentials},
 	}
-	// Rev.io: bounded; a billing failure is recorded and can be retried
-	// later without touching the activation.
+	// Rev.io: bounded by time, not attempts (revioPatience); a billing
+	// failure is then recorded and can be retried later without touching
+	// the activation. Not by attempts: a 429 carries its Retry-After (a few
+	// seconds) as the next delay, so a minute of congestion used up eight
+	// attempts and ended as a billing error (the chaos suite saw it).
 	revioRetry = &temporal.RetryPolicy{
 		InitialInterval:        2 * time.Second,
 		BackoffCoefficient:     2,
 		MaximumInterval:        2 * time.Minute,
-		MaximumAttempts:        8,
 		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidData},
 	}
 )
@@ -116,12 +118,17 @@ func withPolling(ctx workflow.Context) workflow.Context {
 	})
 }
 
-// withRevio: one Rev.io step makes a few calls of at most 30 s each; a
-// worker that dies in the middle is noticed after a minute.
+// revioPatience is how long a Rev.io step keeps retrying transient errors
+// (5xx, 429, timeouts) before its billing is recorded ERROR: an outage
+// shorter than this delays the billing line, it does not lose it.
+const revioPatience = time.Hour
+
+// withRevio: one Rev.io step makes a few calls of at most 30 s each.
 func withRevio(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    deathNoticedAfter,
-		RetryPolicy:         revioRetry,
+		ScheduleToCloseTimeout: revioPatience,
+		StartToCloseTimeout:    time.Minute,
+		HeartbeatTimeout:       deathNoticedAfter,
+		RetryPolicy:            revioRetry,
 	})
 }
