@@ -106,6 +106,13 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 	return res, nil
 }
 
+// createdByMarker is the description of every Rev.io service this product
+// creates: it tells a service a device change created itself, in an
+// attempt that could not record it, from one the device had before.
+func createdByMarker(deviceChangeID int64) string {
+	return fmt.Sprintf("tsbulk device change %d", deviceChangeID)
+}
+
 // foundExisting marks a Rev.io service that existed before this product
 // billed the device (an already-active device's).
 const foundExisting = "existing"
@@ -156,7 +163,11 @@ func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (
 			return nil, revioError("find Rev.io service of "+dc.ICCID, err)
 		}
 		for _, s := range found {
-			if s.DisconnectedDate == "" {
+			// A service this change created in an attempt that died before
+			// recording it (a create answered after the client gave up, a
+			// worker killed) is not the device's existing one: the create
+			// path finds it by search and adds its products.
+			if s.DisconnectedDate == "" && s.Description != createdByMarker(dc.ID) {
 				return a.Store.SaveRevioService(
 					ctx,
 					db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: s.Number,
@@ -202,6 +213,7 @@ func (a *Activities) ensureService(
 	id, err := a.Revio.CreateService(ctx, revio.CreateServiceRequest{
 		CustomerID: bill.CustomerID, ProviderID: bill.ProviderID, ServiceTypeID: bill.ServiceTypeID,
 		Number: dc.MSISDN, Number2: dc.ICCID, ActivatedDate: activatedDate(dc),
+		Description: createdByMarker(dc.ID),
 	})
 	if err != nil {
 		return nil, revioError("create Rev.io service for "+dc.ICCID, err)
@@ -451,7 +463,12 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 			return revioError("disconnect Rev.io service product", err)
 		}
 	}
-	if err := a.Revio.UpdateService(ctx, svc.ServiceID, []revio.PatchOp{{Op: "replace", Path: "/disconnected_date", Value: date}}); err != nil {
+	disconnect := revio.PatchOp{
+		Op:    "replace",
+		Path:  "/disconnected_date",
+		Value: date,
+	}
+	if err := a.Revio.UpdateService(ctx, svc.ServiceID, []revio.PatchOp{disconnect}); err != nil {
 		return revioError("disconnect Rev.io service", err)
 	}
 	if err := a.Store.MarkRevioDisconnected(ctx, svc.DeviceChangeID); err != nil {

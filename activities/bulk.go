@@ -174,6 +174,9 @@ type ListDevicesInput struct {
 	// UnfinishedBelowBatch: below this batch only device changes without an
 	// outcome are listed (a recovered bulk change); 0 for none.
 	UnfinishedBelowBatch int `json:"unfinishedBelowBatch,omitempty"`
+	// WithState: each device also comes with what its workflow decides
+	// from (DeviceToStart.Known), read in two queries for the page.
+	WithState bool `json:"withState,omitempty"`
 }
 
 // DeviceToStart is one child to start.
@@ -183,6 +186,8 @@ type DeviceToStart struct {
 	BatchNo   int              `json:"batchNo"`
 	ICCID     string           `json:"iccid"`
 	Operation change.Operation `json:"operation"`
+	// Known: with ListDevicesInput.WithState.
+	Known *api.KnownDeviceChange `json:"known,omitempty"`
 }
 
 // ListDevicesToStart returns the next device changes of submitted batches.
@@ -207,6 +212,22 @@ func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput
 			BatchNo:   r.BatchNo,
 			ICCID:     r.ICCID,
 			Operation: change.Operation(r.Operation),
+		}
+	}
+	if !in.WithState || len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(out))
+	for i, d := range out {
+		ids[i] = d.ID
+	}
+	changes, callbacks, err := a.Store.DeviceChangeStates(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range out {
+		if dc, ok := changes[d.ID]; ok {
+			out[i].Known = deviceState(dc, callbacks[d.ID]).Known()
 		}
 	}
 	return out, nil

@@ -45,6 +45,16 @@ func (a *Activities) LoadDeviceChange(ctx context.Context, id int64) (*DeviceSta
 	if err != nil {
 		return nil, fmt.Errorf("read device change %d: %w", id, err)
 	}
+	cbs, err := a.Store.StoredCallbacks(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return deviceState(dc, cbs), nil
+}
+
+// deviceState is a device change as its workflow reads it, with the
+// callbacks stored for it.
+func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 	st := &DeviceState{
 		ID:            dc.ID,
 		BulkChangeID:  dc.BulkChangeID,
@@ -72,10 +82,32 @@ func (a *Activities) LoadDeviceChange(ctx context.Context, id int64) (*DeviceSta
 			MSISDN:       dc.SyncResult.MSISDN,
 		}
 	}
-	if st.Stored, err = a.StoredConfirmations(ctx, id); err != nil {
-		return nil, err
+	st.Stored = make([]api.Confirmation, len(cbs))
+	for i, c := range cbs {
+		st.Stored[i] = c.Stored().Confirmation()
 	}
-	return st, nil
+	return st
+}
+
+// Known is what the parent hands the device's workflow at its start
+// (api.DeviceChangeInput.Known): the confirmation the workflow would take
+// first (the synchronous answer, else the first stored callback of the
+// change's request), so that the workflow need not read the change again.
+func (st *DeviceState) Known() *api.KnownDeviceChange {
+	k := &api.KnownDeviceChange{RequestID: st.RequestID, Status: st.Status, Final: st.Final, HasPPU: st.HasPPU,
+		HasBilling: st.HasBilling}
+	if st.Sync != nil {
+		c := *st.Sync
+		k.Confirmation = &c
+		return k
+	}
+	for _, c := range st.Stored {
+		if st.RequestID == "" || c.RequestID == st.RequestID {
+			k.Confirmation = &c
+			break
+		}
+	}
+	return k
 }
 
 // StoredConfirmations returns the callbacks stored for a device change,

@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -353,5 +354,28 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *tes
 	require.Equal(t, serviceID, res.ServiceID)
 	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
 	require.Len(t, h.rsim.Services(), 1)
+	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
+}
+
+// The same when the first attempt could not even record the service it
+// created (the create answered after the client gave up, or the worker
+// died before the row was written): the service found in Rev.io carries
+// this change's mark, so it is finished, not recorded as the device's
+// existing one without its products.
+func TestCreateBillingServiceOfAnAlreadyActiveDeviceFindsItsUnrecordedService(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, dev := h.activated("3125550406")
+	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActive))
+	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
+		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550406", Number2: dev.ICCID,
+		Description: fmt.Sprintf("tsbulk device change %d", id)})
+	require.NoError(t, err)
+
+	res, err := h.createBilling(bulk, id)
+	require.NoError(t, err)
+	require.Equal(t, serviceID, res.ServiceID)
+	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
+	require.Len(t, h.rsim.Services(), 1, "no second service")
 	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
 }

@@ -95,7 +95,12 @@ func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*Sub
 // attempt takes one request of a batch (its first request or a
 // sub-request) as far as it goes: nothing for a request already answered,
 // a reconciliation for one whose answer may have been lost, else one send.
-func (a *Activities) attempt(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice, fresh bool) error {
+func (a *Activities) attempt(
+	ctx context.Context,
+	req *db.ThingSpaceRequest,
+	devs []db.ClaimedDevice,
+	fresh bool,
+) error {
 	if !fresh {
 		switch req.State {
 		case db.RequestAccepted, db.RequestRejected:
@@ -112,7 +117,8 @@ func (a *Activities) attempt(ctx context.Context, req *db.ThingSpaceRequest, dev
 			if len(devs) == 0 {
 				// Cannot happen (a request always keeps a device to send);
 				// closing it keeps the rounds of splitting finite.
-				if err := a.Store.MarkRequestRejected(ctx, req.PK, "NOTHING_TO_SEND", "no device of this request is left to send"); err != nil {
+				err := a.Store.MarkRequestRejected(ctx, req.PK, "NOTHING_TO_SEND", "no device of this request is left to send")
+				if err != nil {
 					return fmt.Errorf("close empty request %s: %w", req.Key, err)
 				}
 				return nil
@@ -340,7 +346,8 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest,
 			req.PK,
 			code,
 			fmt.Sprintf(
-				"%s (ThingSpace refused the request carrying this device; too many of the batch's requests were refused to isolate each device)",
+				"%s (ThingSpace refused the request carrying this device; "+
+					"too many of the batch's requests were refused to isolate each device)",
 				msg,
 			),
 		)
@@ -441,188 +448,4 @@ func addResults(devs []db.ClaimedDevice, answers []thingspace.AddResult) map[int
 		}
 	}
 	return out
-}
-
-// reconcile checks the devices of a request whose earlier attempt may have
-// reached ThingSpace, records those it reached, and returns those still to
-// send.
-//
-// A device reached by the lost attempt shows it one of two ways: its state
-// at ThingSpace moved (pending or done), or a callback for it arrived (a
-// device ThingSpace refused keeps its state but gets a fault callback).
-// Callbacks take a while, so a device showing neither is sent again only
-// once ReconcileSettle has passed since the lost attempt; until then the
-// activity retries later.
-func (a *Activities) reconcile(
-	ctx context.Context,
-	req *db.ThingSpaceRequest,
-	devs []db.ClaimedDevice,
-) ([]db.ClaimedDevice, error) {
-	activity.GetLogger(ctx).
-		Info("reconciling a request whose answer was lost", "operation", req.Operation, "devices", len(devs))
-	ids := make([]int64, len(devs))
-	for i, d := range devs {
-		ids[i] = d.ID
-	}
-	called, err := a.Store.DeviceChangesWithCallbacks(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
-	}
-	states, err := a.deviceStates(ctx, req.AccountName, iccids(devs))
-	if err != nil {
-		return nil, thingSpaceError("reconcile "+req.Operation, err)
-	}
-	found := make([]db.Reconciled, 0, len(devs))
-	untouched := 0
-	for _, d := range devs {
-		r := db.Reconciled{DeviceChangeID: d.ID, Applied: called[d.ID]}
-		if dev, ok := states[d.ICCID]; ok && !r.Applied {
-			st := dev.State()
-			r.Applied = st == targetState(req.Operation) || st == pendingState(req.Operation)
-			if r.Applied && req.Operation == "inventory" {
-				r.Result = &db.SyncResult{Success: true, State: string(st)}
-			}
-		}
-		if !r.Applied {
-			untouched++
-		}
-		found = append(found, r)
-	}
-	if wait := time.Until(req.SentAt.Add(a.reconcileSettle())); untouched > 0 && wait > 0 {
-		// Too early to tell "never arrived" from "refused, callback on its way".
-		return nil, temporal.NewApplicationErrorWithOptions(
-			fmt.Sprintf(
-				"%d of %d devices show no trace of the lost %s request yet; checking again in %s",
-				untouched,
-				len(devs),
-				req.Operation,
-				wait.Round(time.Second),
-			),
-			ErrTypeThingSpace,
-			temporal.ApplicationErrorOptions{NextRetryDelay: wait},
-		)
-	}
-	remaining, err := a.Store.ApplyReconciliation(ctx, req.PK, found)
-	if err != nil {
-		return nil, fmt.Errorf("record reconciliation: %w", err)
-	}
-	if remaining == 0 {
-		return nil, nil
-	}
-	return a.Store.RequestDevices(ctx, req.PK)
-}
-
-func (a *Activities) reconcileSettle() time.Duration {
-	if a.ReconcileSettle > 0 {
-		return a.ReconcileSettle
-	}
-	return 2 * time.Minute
-}
-
-// deviceStates looks the devices up at ThingSpace: one request per device
-// when they are few, otherwise the account's device list page by page
-// (2,000 devices a request).
-func (a *Activities) deviceStates(
-	ctx context.Context,
-	account string,
-	ids []string,
-) (map[string]thingspace.Device, error) {
-	out := make(map[string]thingspace.Device, len(ids))
-	threshold := a.PollBatchThreshold
-	if threshold <= 0 {
-		threshold = 20
-	}
-	if len(ids) <= threshold {
-		for _, id := range ids {
-			d, err := a.getDevice(ctx, account, id)
-			if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			out[id] = *d
-		}
-		return out, nil
-	}
-	want := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		want[id] = true
-	}
-	err := a.ThingSpace.ForEachDevice(
-		ctx,
-		thingspace.ListRequest{AccountName: account},
-		func(d thingspace.Device) error {
-			if id := d.ID(thingspace.KindICCID); want[id] {
-				out[id] = d
-				if len(out) == len(want) {
-					// Every device asked for is seen: the rest of the
-					// account's pages would cost requests for nothing.
-					return thingspace.ErrStopListing
-				}
-			}
-			return nil
-		},
-	)
-	return out, err
-}
-
-// getDevice looks one device up in the given account. The client's
-// GetDevice searches the client's default account only, where a device of
-// another account is not found: a device that a lost request did change
-// would look untouched and be sent again.
-func (a *Activities) getDevice(ctx context.Context, account, iccid string) (*thingspace.Device, error) {
-	id := thingspace.DeviceID{ID: iccid, Kind: thingspace.KindICCID}
-	resp, err := a.ThingSpace.ListDevices(ctx, thingspace.ListRequest{AccountName: account, DeviceID: &id})
-	if err != nil {
-		return nil, err
-	}
-	for i, d := range resp.Devices {
-		if strings.EqualFold(d.ID(thingspace.KindICCID), iccid) {
-			return &resp.Devices[i], nil
-		}
-	}
-	return nil, &thingspace.Error{Op: thingspace.OpList, HTTPStatus: 200, Kind: thingspace.KindDeviceNotFound,
-		Message: "no device with iccid " + iccid}
-}
-
-func iccids(devs []db.ClaimedDevice) []string {
-	out := make([]string, len(devs))
-	for i, d := range devs {
-		out[i] = d.ICCID
-	}
-	return out
-}
-
-// targetState is the state a successful operation leaves the device in.
-func targetState(op string) thingspace.State {
-	switch op {
-	case "activate", "restore":
-		return thingspace.StateActive
-	case "suspend":
-		return thingspace.StateSuspended
-	case "deactivate":
-		return thingspace.StateDeactive
-	case "inventory":
-		return thingspace.StatePreActive
-	}
-	return thingspace.StateUnknown
-}
-
-// pendingState is the state a device shows while the operation is under
-// way.
-func pendingState(op string) thingspace.State {
-	switch op {
-	case "activate":
-		return thingspace.StatePendingActivation
-	case "restore":
-		return thingspace.StatePendingResume
-	case "suspend":
-		return thingspace.StatePendingSuspend
-	case "deactivate":
-		return thingspace.StatePendingDeactivation
-	case "inventory":
-		return thingspace.StatePendingPreActive
-	}
-	return thingspace.StateUnknown
 }

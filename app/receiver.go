@@ -33,6 +33,20 @@ func NewReceiver(
 // RunReceiver runs the callback receiver process until ctx ends.
 func RunReceiver(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	m := metrics.New()
+	return connected(ctx, cfg, m, logger, func(store *db.Store, tc client.Client) error {
+		return runReceiver(ctx, cfg, store, tc, m, logger, true)
+	})
+}
+
+// connected opens the store and dials Temporal, runs fn with them, and
+// closes both when it returns.
+func connected(
+	ctx context.Context,
+	cfg *config.Config,
+	m *metrics.Metrics,
+	logger *slog.Logger,
+	fn func(*db.Store, client.Client) error,
+) error {
 	store, err := connect.Store(ctx, cfg)
 	if err != nil {
 		return err
@@ -43,7 +57,7 @@ func RunReceiver(ctx context.Context, cfg *config.Config, logger *slog.Logger) e
 		return err
 	}
 	defer tc.Close()
-	return runReceiver(ctx, cfg, store, tc, m, logger, true)
+	return fn(store, tc)
 }
 
 // runReceiver serves the callback endpoint, and its own admin endpoints when

@@ -13,7 +13,6 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/ratelimit"
@@ -52,25 +51,17 @@ func NewActivities(
 			),
 		},
 	}
-	if rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute); len(
-		rules,
-	) > 0 {
+	rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute)
+	if len(rules) > 0 {
 		acts.Limiter = &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: cfg.ThingSpace.Account}
 	}
 	// Every HTTP exchange of both clients goes to the audit log.
 	auditor := &activities.Auditor{Store: store, Metrics: m, Logger: logger}
-	tsCfg := thingspace.Config{
-		BaseURL:      cfg.ThingSpace.BaseURL,
-		ClientID:     cfg.ThingSpace.ClientID,
-		ClientSecret: cfg.ThingSpace.ClientSecret.Reveal(),
-		Username:     cfg.ThingSpace.Username,
-		Password:     cfg.ThingSpace.Password.Reveal(),
-		AccountName:  cfg.ThingSpace.Account,
-		HTTPTimeout:  cfg.ThingSpace.HTTPTimeout,
-		MaxRetries:   transportRetries(cfg.ThingSpace.MaxRetries),
-		Observer:     auditor.ThingSpace,
-		Logger:       logger,
-	}
+	tsCfg := ThingSpaceConfig(cfg)
+	tsCfg.HTTPTimeout = cfg.ThingSpace.HTTPTimeout
+	tsCfg.MaxRetries = transportRetries(cfg.ThingSpace.MaxRetries)
+	tsCfg.Observer = auditor.ThingSpace
+	tsCfg.Logger = logger
 	if acts.Limiter != nil {
 		tsCfg.Limiter = acts.Limiter
 	}
@@ -139,40 +130,45 @@ func Register(r interface {
 	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 }
 
+// ThingSpaceConfig is the ThingSpace client's configuration from the
+// settings: where the API is, the credentials and the account.
+func ThingSpaceConfig(cfg *config.Config) thingspace.Config {
+	return thingspace.Config{
+		BaseURL:      cfg.ThingSpace.BaseURL,
+		ClientID:     cfg.ThingSpace.ClientID,
+		ClientSecret: cfg.ThingSpace.ClientSecret.Reveal(),
+		Username:     cfg.ThingSpace.Username,
+		Password:     cfg.ThingSpace.Password.Reveal(),
+		AccountName:  cfg.ThingSpace.Account,
+	}
+}
+
 // RunWorker runs the worker process until ctx ends: the Temporal worker,
 // its admin endpoints, and the callback receiver when configured to embed
 // it.
 func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	m := metrics.New()
-	store, err := connect.Store(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	tc, err := connect.Temporal(ctx, cfg, m, logger)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	acts, err := NewActivities(cfg, store, tc, m, logger)
-	if err != nil {
-		return err
-	}
-	ApplyWorkerProcessSettings(cfg)
-	defer StartCPUProfile(logger)()
-	w := NewWorker(tc, acts, cfg)
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
-	}
-	defer w.Stop()
-	logger.Info("worker started", "taskQueue", api.TaskQueue, "temporal", cfg.Temporal.Address)
+	return connected(ctx, cfg, m, logger, func(store *db.Store, tc client.Client) error {
+		acts, err := NewActivities(cfg, store, tc, m, logger)
+		if err != nil {
+			return err
+		}
+		ApplyWorkerProcessSettings(cfg)
+		defer StartCPUProfile(logger)()
+		w := NewWorker(tc, acts, cfg)
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+		defer w.Stop()
+		logger.Info("worker started", "taskQueue", api.TaskQueue, "temporal", cfg.Temporal.Address)
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return serve(gctx, adminServer(cfg.Worker.Listen, m, readiness(store, tc)), logger, "worker admin endpoints")
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			return serve(gctx, adminServer(cfg.Worker.Listen, m, readiness(store, tc)), logger, "worker admin endpoints")
+		})
+		if cfg.Worker.EmbedCallbackReceiver {
+			g.Go(func() error { return runReceiver(gctx, cfg, store, tc, m, logger, false) })
+		}
+		return g.Wait()
 	})
-	if cfg.Worker.EmbedCallbackReceiver {
-		g.Go(func() error { return runReceiver(gctx, cfg, store, tc, m, logger, false) })
-	}
-	return g.Wait()
 }

@@ -102,8 +102,10 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	// signalled too (the first signal may have been lost); the workflow
 	// takes only the first confirmation.
 	if err := r.signal(ctx, cb); err != nil {
-		r.log().
-			Error("callback stored but its workflow could not be signalled", "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
+		r.log().Error("callback stored but its workflow could not be signalled",
+			"requestId", n.RequestID,
+			"iccid", n.ICCID,
+			"error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}

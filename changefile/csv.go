@@ -143,8 +143,9 @@ func parseHeader(cells []string, line int) *csvHeader {
 		h.errs = append(
 			h.errs,
 			FieldError{
-				Row:     line,
-				Message: "first line must be a header naming the columns, but none of its names is a known column; valid columns are " + validColumns(),
+				Row: line,
+				Message: "first line must be a header naming the columns, " +
+					"but none of its names is a known column; valid columns are " + validColumns(),
 			},
 		)
 		return h

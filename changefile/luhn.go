@@ -40,7 +40,8 @@ func LuhnValid(digits string) bool {
 var scientific = regexp.MustCompile(`^[0-9](\.[0-9]+)?[eE]\+?[0-9]+$`)
 
 var errScientific = errors.New(
-	"is in scientific notation (a spreadsheet converted it to a number and lost digits); format the column as text and export again",
+	"is in scientific notation (a spreadsheet converted it to a number and lost digits); " +
+		"format the column as text and export again",
 )
 
 // ValidateICCID checks a SIM card number: 19 or 20 digits ending in a valid

@@ -59,7 +59,16 @@ func (r DeviceRequest) BatchKey() string {
 		} else {
 			put("ppu")
 			p := r.PPU
-			for _, f := range []string{p.FirstName, p.LastName, p.AddressLine1, p.AddressLine2, p.City, p.State, p.Zip, p.Country} {
+			for _, f := range []string{
+				p.FirstName,
+				p.LastName,
+				p.AddressLine1,
+				p.AddressLine2,
+				p.City,
+				p.State,
+				p.Zip,
+				p.Country,
+			} {
 				put(f)
 			}
 		}

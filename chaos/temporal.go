@@ -61,11 +61,25 @@ func startDevServer(ctx context.Context, cli, dir string) (*devServer, error) {
 	return d, nil
 }
 
+// devServerStarts is how many times start tries before it gives up.
+const devServerStarts = 3
+
+// start starts the dev server and waits until it serves. The CLI picks the
+// ports of its internal services afresh at every start, and on a busy
+// machine one of them may be taken by then (seen: "bind: address already
+// in use" for the history service, then a panic): a server that exits
+// before serving is started again, with other ports.
 func (d *devServer) start(ctx context.Context) error {
-	if err := d.proc.Start(); err != nil {
-		return err
+	var err error
+	for range devServerStarts {
+		if err = d.proc.Start(); err != nil {
+			return err
+		}
+		if err = waitTemporal(ctx, d.addr, 2*time.Minute, d.proc.Running); err == nil || d.proc.Running() {
+			return err
+		}
 	}
-	return waitTemporal(ctx, d.addr, 2*time.Minute)
+	return fmt.Errorf("the Temporal dev server exited at each of %d starts (see %s): %w", devServerStarts, d.proc.Log, err)
 }
 
 func (d *devServer) Address() string { return d.addr }
@@ -111,7 +125,7 @@ func startPGServer(ctx context.Context, repo, dir string, pg *Postgres) (*pgServ
 			return nil, err
 		}
 	}
-	if err := waitTemporal(ctx, s.addr, 2*time.Minute); err != nil {
+	if err := waitTemporal(ctx, s.addr, 2*time.Minute, nil); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -141,7 +155,7 @@ func (s *pgServer) Restart(ctx context.Context, down time.Duration) error {
 	if _, err := s.run(ctx, "start"); err != nil {
 		return err
 	}
-	return waitTemporal(ctx, s.addr, 2*time.Minute)
+	return waitTemporal(ctx, s.addr, 2*time.Minute, nil)
 }
 
 func (s *pgServer) Stop() {
@@ -174,12 +188,17 @@ func freePortBase() (int, error) {
 	return 0, errors.New("no free set of ports for the Temporal server")
 }
 
-// waitTemporal waits until the frontend serves namespace default.
-func waitTemporal(ctx context.Context, addr string, timeout time.Duration) error {
+// waitTemporal waits until the frontend serves namespace default. alive,
+// when not nil, says whether the server's process still runs: waiting for
+// one that has exited would only run into the timeout.
+func waitTemporal(ctx context.Context, addr string, timeout time.Duration, alive func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for ctx.Err() == nil {
+		if alive != nil && !alive() {
+			return fmt.Errorf("the Temporal server for %s exited before serving: %v", addr, last)
+		}
 		c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: "default", Logger: quietLogger{}})
 		if err == nil {
 			_, err = c.ListWorkflow(ctx, listRequest("", nil))

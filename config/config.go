@@ -5,7 +5,7 @@
 package config
 
 import (
-	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -319,6 +319,16 @@ func Load(path string) (*Config, error) {
 	return &cfg, nil
 }
 
+// FileFlag defines the --config flag of a command on fs: the YAML file to
+// load, by default the one TSBULK_CONFIG names.
+func FileFlag(fs *flag.FlagSet) *string {
+	return fs.String(
+		"config",
+		os.Getenv(EnvPrefix+"_CONFIG"),
+		"YAML configuration file (environment variables TSBULK_* override it)",
+	)
+}
+
 // EnvName is the environment variable of a setting.
 func EnvName(key string) string {
 	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
@@ -346,163 +356,6 @@ func readSecret(v *viper.Viper, key string) (string, error) {
 		return v.GetString(key), nil
 	}
 	return "", nil
-}
-
-// problems collects validation errors, each naming its setting.
-type problems []string
-
-func (p *problems) need(ok bool, key, format string, args ...any) {
-	if !ok {
-		*p = append(*p, fmt.Sprintf("%s (%s): %s", key, EnvName(key), fmt.Sprintf(format, args...)))
-	}
-}
-
-func (p problems) err() error {
-	if len(p) == 0 {
-		return nil
-	}
-	return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
-}
-
-func (c *Config) checkCommon(p *problems) {
-	p.need(c.Database.URL != "", "database.url", "is required")
-	p.need(c.Temporal.Address != "", "temporal.address", "is required")
-	p.need(c.Temporal.Namespace != "", "temporal.namespace", "is required")
-}
-
-func (c *Config) checkThingSpace(p *problems) {
-	p.need(
-		strings.HasPrefix(c.ThingSpace.BaseURL, "http"),
-		"thingspace.base_url",
-		"must be an http(s) URL, got %q",
-		c.ThingSpace.BaseURL,
-	)
-	p.need(c.ThingSpace.ClientID != "", "thingspace.client_id", "is required")
-	p.need(
-		c.ThingSpace.ClientSecret != "",
-		"thingspace.client_secret",
-		"is required (environment or thingspace.client_secret_file)",
-	)
-	p.need(c.ThingSpace.Username != "", "thingspace.username", "is required")
-	p.need(c.ThingSpace.Password != "", "thingspace.password", "is required (environment or thingspace.password_file)")
-	p.need(c.ThingSpace.Account != "", "thingspace.account", "is required")
-	p.need(c.ThingSpace.HTTPTimeout > 0, "thingspace.http_timeout", "must be positive")
-	p.need(
-		c.ThingSpace.MaxRetries >= 0 && c.ThingSpace.MaxRetries <= 5,
-		"thingspace.max_retries",
-		"must be 0..5 (longer waits belong to the workflow retry policies)",
-	)
-}
-
-func (c *Config) checkCallbacks(p *problems) {
-	p.need(c.Callbacks.Listen != "", "callbacks.listen", "is required")
-	p.need(strings.HasPrefix(c.Callbacks.Path, "/"), "callbacks.path", "must start with /")
-	p.need(
-		c.Callbacks.Username != "",
-		"callbacks.username",
-		"is required: ThingSpace echoes it in every callback, and callbacks without it are refused",
-	)
-	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
-	p.need(c.Callbacks.MaxBodyBytes >= 1024, "callbacks.max_body_bytes", "must be at least 1024")
-}
-
-func (c *Config) checkRevio(p *problems) {
-	p.need(c.Revio.Enabled || !c.Revio.DisconnectOnDeactivate, "revio.disconnect_on_deactivate",
-		"needs revio.enabled: with Rev.io off every deactivation's disconnection would fail")
-	if !c.Revio.Enabled {
-		return
-	}
-	p.need(strings.HasPrefix(c.Revio.BaseURL, "http"), "revio.base_url", "must be an http(s) URL")
-	p.need(
-		c.Revio.Login != "" && !strings.Contains(c.Revio.Login, "@"),
-		"revio.login",
-		"is required and must not be an e-mail address",
-	)
-	p.need(c.Revio.ClientCode != "", "revio.client_code", "is required")
-	p.need(c.Revio.Password != "", "revio.password", "is required (environment or revio.password_file)")
-	p.need(
-		c.Revio.SubscriptionKey != "",
-		"revio.subscription_key",
-		"is required (environment or revio.subscription_key_file)",
-	)
-	p.need(
-		c.Revio.CallsPerMinute > 0 && c.Revio.CallsPerMinute <= 500,
-		"revio.calls_per_minute",
-		"must be 1..500 (Rev.io's limit)",
-	)
-}
-
-func (c *Config) checkBulk(p *problems) {
-	b := c.Bulk
-	p.need(
-		b.BatchSize >= 1 && b.BatchSize <= 10000,
-		"bulk.batch_size",
-		"must be 1..10000 (ThingSpace's maximum per request)",
-	)
-	p.need(b.Window >= 1 && b.Window <= 1500, "bulk.window", "must be 1..1500 (Temporal allows 2000 pending children)")
-	p.need(b.StartsPerRun >= 1 && b.StartsPerRun <= 2000, "bulk.starts_per_run", "must be 1..2000")
-	p.need(b.CallbackTimeout > 0, "bulk.callback_timeout", "must be positive")
-	p.need(b.ConfirmDeadline > b.CallbackTimeout, "bulk.confirm_deadline", "must be longer than bulk.callback_timeout")
-	p.need(b.PollInterval > 0, "bulk.poll_interval", "must be positive")
-	p.need(b.PollMaxInterval >= b.PollInterval, "bulk.poll_max_interval", "must be at least bulk.poll_interval")
-	p.need(b.StallCheck > 0, "bulk.stall_check", "must be positive")
-	for _, op := range c.Approval.Operations {
-		p.need(op == "activate" || op == "suspend" || op == "restore" || op == "deactivate" || op == "inventory",
-			"approval.operations", "%q is not an operation (activate, suspend, restore, deactivate, inventory; or none)", op)
-	}
-	if len(c.Approval.Operations) > 0 {
-		p.need(c.Approval.MinDevices >= 1, "approval.min_devices", "must be at least 1")
-		p.need(c.Approval.ExpiresAfter > 0, "approval.expires_after", "must be positive")
-	}
-	p.need(
-		!b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "",
-		"bulk.default_site",
-		"is required while bulk.default_site_assignment is on (the default): name the site given to inventory and pending devices, or turn assignment off",
-	)
-	l := c.Limits
-	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
-	p.need(l.RequestsWindow > 0, "limits.requests_window", "must be positive")
-	p.need(l.ActivatesPerMinute >= 0, "limits.activates_per_minute", "must not be negative (0 = no limit)")
-	p.need(l.ActionsPerLinePerDay >= 0, "limits.actions_per_line_per_day", "must not be negative (0 = no limit)")
-}
-
-// ValidateWorker checks what the worker needs.
-func (c *Config) ValidateWorker() error {
-	var p problems
-	c.checkCommon(&p)
-	c.checkThingSpace(&p)
-	c.checkRevio(&p)
-	c.checkBulk(&p)
-	p.need(c.Worker.Listen != "", "worker.listen", "is required")
-	p.need(c.Worker.MaxConcurrentActivities > 0, "worker.max_concurrent_activities", "must be positive")
-	p.need(c.Worker.WorkflowTaskPollers >= 2, "worker.workflow_task_pollers", "must be at least 2")
-	p.need(c.Worker.ActivityTaskPollers >= 1, "worker.activity_task_pollers", "must be at least 1")
-	p.need(c.Worker.PollMaxRequests >= 1, "worker.poll_max_requests", "must be at least 1")
-	p.need(c.Worker.ReconcileSettle > 0, "worker.reconcile_settle", "must be positive")
-	p.need(c.Worker.StickyCacheSize >= 0, "worker.sticky_cache_size", "must not be negative (0 = the SDK's default)")
-	if c.Worker.EmbedCallbackReceiver {
-		c.checkCallbacks(&p)
-	}
-	return p.err()
-}
-
-// ValidateReceiver checks what the callback receiver needs.
-func (c *Config) ValidateReceiver() error {
-	var p problems
-	c.checkCommon(&p)
-	c.checkCallbacks(&p)
-	return p.err()
-}
-
-// ValidateStarter checks what the starter needs: it fixes a bulk change's
-// settings (billing, disconnection, default site) when it submits it.
-func (c *Config) ValidateStarter() error {
-	var p problems
-	c.checkCommon(&p)
-	c.checkBulk(&p)
-	p.need(c.Revio.Enabled || !c.Revio.DisconnectOnDeactivate, "revio.disconnect_on_deactivate",
-		"needs revio.enabled: with Rev.io off every deactivation's disconnection would fail")
-	return p.err()
 }
 
 // BulkChangeOptions are the settings a bulk change submitted now runs with
@@ -533,20 +386,6 @@ func (c *Config) SiteForBulkChanges() string {
 		return ""
 	}
 	return c.Bulk.DefaultSite
-}
-
-// ValidateRegistration checks what registering the callback listener needs.
-func (c *Config) ValidateRegistration() error {
-	var p problems
-	c.checkThingSpace(&p)
-	p.need(
-		strings.HasPrefix(c.Callbacks.PublicURL, "http"),
-		"callbacks.public_url",
-		"must be the http(s) URL ThingSpace will call",
-	)
-	p.need(c.Callbacks.Username != "", "callbacks.username", "is required")
-	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
-	return p.err()
 }
 
 // Logger builds the process logger from the log settings.

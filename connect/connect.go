@@ -55,7 +55,8 @@ func Explain(err error) string {
 	if errors.As(err, &unreachable) {
 		return fmt.Sprintf(
 			"%v\n\nPostgreSQL must be running and reachable (setting database.url, or TSBULK_DATABASE_URL).\n"+
-				"On a development machine start it with:\n    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+				"On a development machine start it with:\n"+
+				"    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
 			err,
 		)
 	}

@@ -225,8 +225,8 @@ func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) er
 // PENDING): then it changes nothing and returns how many do.
 func (s *Store) FinishBulkChange(ctx context.Context, id, status string) (b *BulkChange, billingOwed int, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND billing_status = 'PENDING'`,
-			id).Scan(&billingOwed); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM device_changes
+			WHERE bulk_change_id = $1 AND billing_status = 'PENDING'`, id).Scan(&billingOwed); err != nil {
 			return err
 		}
 		if billingOwed > 0 {
@@ -274,12 +274,13 @@ func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) erro
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO m2m_log (bulk_change_id, service, operation, request_body, outcome, error_message, dedupe_key)
 			VALUES ($1::uuid, 'operator', $2, $3, 'ok', nullif($4, ''), 'operator:' || $1::text || ':' || $5)
-			ON CONFLICT (dedupe_key) DO NOTHING`, a.BulkChangeID, a.Action, string(body), a.By+": "+a.Reason, a.Key); err != nil {
+			ON CONFLICT (dedupe_key) DO NOTHING`,
+			a.BulkChangeID, a.Action, string(body), a.By+": "+a.Reason, a.Key); err != nil {
 			return err
 		}
 		if a.Action == "approve" {
-			if _, err := tx.Exec(ctx, `UPDATE bulk_changes SET approved_by = $2, approved_at = coalesce(approved_at, now()) WHERE id = $1`,
-				a.BulkChangeID, a.By); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE bulk_changes SET approved_by = $2, approved_at = coalesce(approved_at, now())
+				WHERE id = $1`, a.BulkChangeID, a.By); err != nil {
 				return err
 			}
 		}
@@ -334,16 +335,7 @@ func (s *Store) ListBulkChanges(ctx context.Context, limit int) ([]BulkChange, e
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []BulkChange
-	for rows.Next() {
-		b, err := scanBulk(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *b)
-	}
-	return out, rows.Err()
+	return scanRows(rows, value(scanBulk))
 }
 
 func nullable(s string) any {
@@ -428,16 +420,7 @@ func (s *Store) Redrives(ctx context.Context, id string) ([]BulkChange, error) {
 	if err != nil {
 		return nil, fmt.Errorf("re-drives of %s: %w", id, err)
 	}
-	defer rows.Close()
-	var out []BulkChange
-	for rows.Next() {
-		b, err := scanBulk(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *b)
-	}
-	return out, rows.Err()
+	return scanRows(rows, value(scanBulk))
 }
 
 // FailedChange is a failed device change with what it takes to send it

@@ -121,16 +121,7 @@ func (s *Store) StoredCallbacks(ctx context.Context, deviceChangeID int64) ([]Ca
 	if err != nil {
 		return nil, fmt.Errorf("stored callbacks: %w", err)
 	}
-	defer rows.Close()
-	var out []Callback
-	for rows.Next() {
-		c, err := scanCallback(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
+	return scanRows(rows, value(scanCallback))
 }
 
 // CallbackStats counts stored callbacks for a bulk change.

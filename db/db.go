@@ -112,3 +112,21 @@ func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
+
+// scanRows reads every row with scan and closes rows: nil when there is
+// none, as a slice appended to from nil would be.
+func scanRows[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
+	return pgx.AppendRows([]T(nil), rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
+}
+
+// value turns a scanner of pointers into one of values.
+func value[T any](scan func(pgx.Row) (*T, error)) func(pgx.Row) (T, error) {
+	return func(r pgx.Row) (T, error) {
+		p, err := scan(r)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return *p, nil
+	}
+}

@@ -62,7 +62,8 @@ func (s *Store) RemovePollRequest(ctx context.Context, deviceChangeID int64) err
 // DuePolls lists an account's device changes due for a status check, oldest
 // first (at most limit), and how many are registered in all.
 func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []PollRequest, total int, err error) {
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM poll_requests WHERE account_name = $1`, account).Scan(&total); err != nil {
+	err = s.Pool.QueryRow(ctx, `SELECT count(*) FROM poll_requests WHERE account_name = $1`, account).Scan(&total)
+	if err != nil {
 		return nil, 0, err
 	}
 	rows, err := s.Pool.Query(ctx, `

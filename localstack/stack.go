@@ -121,7 +121,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if err != nil {
 			return nil, err
 		}
-		args := append([]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"}, api.DevServerSearchAttributeArgs()...)
+		args := append(
+			[]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"},
+			api.DevServerSearchAttributeArgs()...,
+		)
 		args = append(args, opts.DevServerArgs...)
 		s.Dev, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 			ExistingPath: cli,

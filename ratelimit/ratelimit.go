@@ -19,9 +19,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -159,24 +159,18 @@ func (l *Limiter) Wait(ctx context.Context, op string) error {
 // to wait for one.
 func (l *Limiter) acquire(ctx context.Context, account, op string, rules []Rule) (time.Duration, error) {
 	var wait time.Duration
-	err := pgx.BeginFunc(ctx, l.Pool, func(tx pgx.Tx) error {
-		type bucketState struct{ throttled, paced, last *time.Time }
-		states := make([]bucketState, len(rules))
+	err := l.ledger().InRateLedger(ctx, account, func(tx *db.RateLedgerTx) error {
+		buckets := make([]db.RateBucket, len(rules))
 		for i, r := range rules { // rules are sorted: locks are taken in one order
-			if _, err := tx.Exec(ctx, `INSERT INTO rate_limit_buckets (account_name, bucket) VALUES ($1, $2)
-				ON CONFLICT DO NOTHING`, account, r.Bucket); err != nil {
-				return err
-			}
-			if err := tx.QueryRow(ctx, `SELECT throttled_until, paced_until, last_at FROM rate_limit_buckets
-				WHERE account_name = $1 AND bucket = $2 FOR UPDATE`, account, r.Bucket).Scan(
-				&states[i].throttled, &states[i].paced, &states[i].last); err != nil {
+			var err error
+			if buckets[i], err = tx.LockBucket(ctx, r.Bucket); err != nil {
 				return err
 			}
 		}
 		// The time is read once the locks are held: a request is recorded at
 		// the moment it is granted, never earlier.
-		var now time.Time
-		if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
+		now, err := tx.Now(ctx)
+		if err != nil {
 			return err
 		}
 		guard := l.Guard
@@ -184,27 +178,25 @@ func (l *Limiter) acquire(ctx context.Context, account, op string, rules []Rule)
 			guard = time.Second
 		}
 		for i, r := range rules {
-			throttled, paced, last := states[i].throttled, states[i].paced, states[i].last
+			b := buckets[i]
 			window := r.Window + guard
-			if throttled != nil && throttled.After(now) {
-				wait = max(wait, throttled.Sub(now))
+			if b.ThrottledUntil != nil && b.ThrottledUntil.After(now) {
+				wait = max(wait, b.ThrottledUntil.Sub(now))
 			}
-			if paced != nil && paced.After(now) && last != nil {
-				if next := last.Add(l.spacing(r)); next.After(now) {
+			if b.PacedUntil != nil && b.PacedUntil.After(now) && b.LastAt != nil {
+				if next := b.LastAt.Add(l.spacing(r)); next.After(now) {
 					wait = max(wait, next.Sub(now))
 				}
 			}
-			var used int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM rate_limit_events WHERE account_name = $1 AND bucket = $2
-				AND at > $3`, account, r.Bucket, now.Add(-window)).Scan(&used); err != nil {
+			used, err := tx.CountSince(ctx, r.Bucket, now.Add(-window))
+			if err != nil {
 				return err
 			}
 			if used >= r.Limit {
 				// The slot frees when the (used-limit+1)-th oldest request
 				// of the window leaves it.
-				var oldest time.Time
-				if err := tx.QueryRow(ctx, `SELECT at FROM rate_limit_events WHERE account_name = $1 AND bucket = $2
-					AND at > $3 ORDER BY at OFFSET $4 LIMIT 1`, account, r.Bucket, now.Add(-window), used-r.Limit).Scan(&oldest); err != nil {
+				oldest, err := tx.GrantedSince(ctx, r.Bucket, now.Add(-window), used-r.Limit)
+				if err != nil {
 					return err
 				}
 				wait = max(wait, oldest.Add(window).Sub(now)+time.Millisecond)
@@ -214,16 +206,7 @@ func (l *Limiter) acquire(ctx context.Context, account, op string, rules []Rule)
 			return nil
 		}
 		for _, r := range rules {
-			if _, err := tx.Exec(ctx, `INSERT INTO rate_limit_events (account_name, bucket, at, op) VALUES ($1, $2, $3, $4)`,
-				account, r.Bucket, now, op); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE rate_limit_buckets SET last_at = $3 WHERE account_name = $1 AND bucket = $2`,
-				account, r.Bucket, now); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `DELETE FROM rate_limit_events WHERE account_name = $1 AND bucket = $2 AND at < $3`,
-				account, r.Bucket, now.Add(-r.Window-time.Minute)); err != nil {
+			if err := tx.Grant(ctx, r.Bucket, op, now, now.Add(-r.Window-time.Minute)); err != nil {
 				return err
 			}
 		}
@@ -231,6 +214,9 @@ func (l *Limiter) acquire(ctx context.Context, account, op string, rules []Rule)
 	})
 	return wait, err
 }
+
+// ledger is the store holding the rate-limit ledger.
+func (l *Limiter) ledger() *db.Store { return &db.Store{Pool: l.Pool} }
 
 func (l *Limiter) spacing(r Rule) time.Duration {
 	f := l.PaceFactor
@@ -249,13 +235,7 @@ func (l *Limiter) Throttled(ctx context.Context, op string, retryAfter time.Dura
 	}
 	account := l.account(ctx)
 	for _, r := range l.rules(op) {
-		_, _ = l.Pool.Exec(context.WithoutCancel(ctx), `
-			INSERT INTO rate_limit_buckets (account_name, bucket, throttled_until, paced_until)
-			VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3), clock_timestamp() + make_interval(secs => $3 + $4))
-			ON CONFLICT (account_name, bucket) DO UPDATE SET
-				throttled_until = greatest(rate_limit_buckets.throttled_until, EXCLUDED.throttled_until),
-				paced_until = greatest(rate_limit_buckets.paced_until, EXCLUDED.paced_until)`,
-			account, r.Bucket, retryAfter.Seconds(), r.Window.Seconds())
+		_ = l.ledger().ThrottleBucket(context.WithoutCancel(ctx), account, r.Bucket, retryAfter, r.Window)
 	}
 }
 
@@ -276,16 +256,18 @@ func (l *Limiter) Status(ctx context.Context, account string) ([]Status, error) 
 	}
 	out := make([]Status, 0, len(l.Rules))
 	for _, r := range l.Rules {
-		s := Status{Bucket: r.Bucket, Limit: r.Limit, Window: r.Window}
-		err := l.Pool.QueryRow(ctx, `
-			SELECT (SELECT count(*) FROM rate_limit_events WHERE account_name = $1 AND bucket = $2 AND at > clock_timestamp() - make_interval(secs => $3)),
-				(SELECT throttled_until FROM rate_limit_buckets WHERE account_name = $1 AND bucket = $2 AND throttled_until > clock_timestamp()),
-				(SELECT paced_until FROM rate_limit_buckets WHERE account_name = $1 AND bucket = $2 AND paced_until > clock_timestamp())`,
-			account, r.Bucket, r.Window.Seconds()).Scan(&s.Used, &s.ThrottledUntil, &s.PacedUntil)
+		use, err := l.ledger().RateBucketInUse(ctx, account, r.Bucket, r.Window)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, Status{
+			Bucket:         r.Bucket,
+			Limit:          r.Limit,
+			Window:         r.Window,
+			Used:           use.Used,
+			ThrottledUntil: use.ThrottledUntil,
+			PacedUntil:     use.PacedUntil,
+		})
 	}
 	return out, nil
 }

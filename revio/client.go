@@ -97,7 +97,10 @@ type Client struct {
 	secrets    [][]byte
 	// backoff returns the wait before retry n (1-based); replaced in tests.
 	backoff func(n int) time.Duration
-	now     func() time.Time
+	// rateLimitPatience bounds the time one call spends waiting out 429s
+	// (maxRateLimitWait); replaced in tests.
+	rateLimitPatience time.Duration
+	now               func() time.Time
 }
 
 // New validates cfg and builds a Client. Errors name the offending field and
@@ -123,7 +126,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("revio: Config.Login is required")
 	case strings.ContainsAny(cfg.Login, "@:"):
 		return nil, errors.New(
-			"revio: Config.Login must be the API user name without '@' or ':' (not an e-mail; the client code goes in Config.ClientCode)",
+			"revio: Config.Login must be the API user name without '@' or ':' " +
+				"(not an e-mail; the client code goes in Config.ClientCode)",
 		)
 	case strings.TrimSpace(cfg.ClientCode) == "":
 		return nil, errors.New("revio: Config.ClientCode is required")
@@ -175,6 +179,8 @@ func New(cfg Config) (*Client, error) {
 		observer:   cfg.Observer,
 		backoff:    defaultBackoff,
 		now:        time.Now,
+
+		rateLimitPatience: maxRateLimitWait,
 	}
 	// Very short secrets are not scrubbed: replacing every "ab" in a body
 	// would destroy it, and such a password is not worth hiding anyway.
@@ -211,8 +217,15 @@ func defaultBackoff(n int) time.Duration {
 }
 
 // maxRetryAfterWait caps how long a transport retry honours a 503's
-// Retry-After; longer waits belong to the caller's retry policy.
+// Retry-After, and is the longest 429 Retry-After the client waits out
+// itself; longer waits belong to the caller's retry policy.
 const maxRetryAfterWait = 5 * time.Second
+
+// maxRateLimitWait is how long one call keeps waiting out short 429s before
+// the 429 goes to the caller: bounded by time, not by MaxRetries, because
+// while the account's window is full every slot that frees goes to whoever
+// asks first, and a few tries a second apart can all lose.
+const maxRateLimitWait = 10 * time.Second
 
 // request is one logical API call.
 type request struct {
@@ -240,6 +253,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	}
 	target := c.base.String() + relPath
 
+	var limitedFor time.Duration // waited out on 429s so far
 	for attempt := 1; ; attempt++ {
 		if c.limiter != nil {
 			if err := c.limiter.Wait(ctx); err != nil {
@@ -286,8 +300,23 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if resp.status == http.StatusTooManyRequests || resp.status == http.StatusServiceUnavailable {
 			e.RetryAfter = parseRetryAfter(resp.header.Get("Retry-After"), c.now())
 		}
-		// 429 is left to the caller: Rev.io's window resets after up to a
-		// minute, far beyond a transport retry. 5xx is retried only for GET.
+		// A 429 comes from the gateway, which refused the call before Rev.io
+		// saw it: sending it again is safe whatever the method. A short
+		// Retry-After (the rolling window frees a slot in a second or two) is
+		// waited here; left to the caller, each would use up one of the
+		// activity's few bounded attempts in a second, and a minute of
+		// congestion would end as a billing error (the chaos suite saw it).
+		// A long one (the window resets up to a minute later) is still left
+		// to the caller's retry policy. 5xx is retried only for GET.
+		if resp.status == http.StatusTooManyRequests && e.RetryAfter > 0 && e.RetryAfter <= maxRetryAfterWait &&
+			limitedFor+e.RetryAfter <= c.rateLimitPatience && beforeDeadline(ctx, e.RetryAfter) {
+			if werr := c.wait(ctx, e.RetryAfter); werr != nil {
+				e.Err = werr
+				return nil, e
+			}
+			limitedFor += e.RetryAfter
+			continue
+		}
 		if resp.status >= 500 && req.method == http.MethodGet && attempt <= c.maxRetries {
 			wait := c.backoff(attempt)
 			if e.RetryAfter > 0 {
@@ -391,6 +420,13 @@ func (c *Client) redact(b []byte) []byte {
 		}
 	}
 	return out
+}
+
+// beforeDeadline reports whether a wait of d ends before ctx's deadline:
+// a wait cut short by it would turn a clean 429 into a context error.
+func beforeDeadline(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > d
 }
 
 func (c *Client) wait(ctx context.Context, d time.Duration) error {

@@ -21,8 +21,11 @@
 // network errors; POST, PATCH and DELETE are retried only when the request
 // certainly never left this process (dial/DNS/TLS failure), because
 // POST /v1/Services is not idempotent and a blind retry creates a duplicate
-// billing line. 429 is never retried here: it is returned with RetryAfter so
-// the caller's retry policy (Temporal) decides. An *Error with Sent=true and
+// billing line. A 429 is the gateway's refusal, so any method may be sent
+// again: one whose Retry-After is at most 5 s is waited out and retried here
+// (for up to 10 s of such waits per call, within the context's deadline); a
+// longer one, none, or the 429 after those 10 s, is returned with RetryAfter
+// so the caller's retry policy (Temporal) decides. An *Error with Sent=true and
 // no definitive answer (OutcomeUnknown) means the caller must reconcile, e.g.
 // FindServices by number, before creating again.
 //

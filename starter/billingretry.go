@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
 
@@ -12,8 +11,7 @@ import (
 )
 
 func (c *cli) billingRetry(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("billing-retry", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags("billing-retry")
 	wait := fs.Bool("wait", false, "wait for the retry to end")
 	id, err := parseID(fs, args)
 	if err != nil {

@@ -56,6 +56,26 @@ func (c *cli) temporal(ctx context.Context) (client.Client, error) {
 	return c.tc, nil
 }
 
+// flags is a subcommand's flag set, reporting its errors on errOut.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	return fs
+}
+
+// bulkChange reads a bulk change, or says clearly that there is none.
+func (c *cli) bulkChange(ctx context.Context, id string) (*db.BulkChange, error) {
+	store, err := c.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := store.GetBulkChange(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, &exitError{1, fmt.Errorf("no bulk change %s", id)}
+	}
+	return b, err
+}
+
 // parseID parses flags that may come before or after the bulk change id.
 func parseID(fs *flag.FlagSet, args []string) (string, error) {
 	var id string

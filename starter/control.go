@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/user"
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -19,8 +17,7 @@ import (
 // prints its answer. A request the bulk change refuses (pause a finished
 // one, approve one's own) comes back with the reason and changes nothing.
 func (c *cli) operatorRequest(ctx context.Context, update string, args []string) error {
-	fs := flag.NewFlagSet(update, flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags(update)
 	reason := fs.String("reason", "", "why (recorded in the audit log)")
 	as := fs.String("as", operator(), "who asks (default: the OS user)")
 	id, err := parseID(fs, args)
@@ -60,19 +57,6 @@ func operator() string {
 		return u.Username
 	}
 	return ""
-}
-
-// bulkChange reads a bulk change, or says clearly that there is none.
-func (c *cli) bulkChange(ctx context.Context, id string) (*db.BulkChange, error) {
-	store, err := c.db(ctx)
-	if err != nil {
-		return nil, err
-	}
-	b, err := store.GetBulkChange(ctx, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, &exitError{1, fmt.Errorf("no bulk change %s", id)}
-	}
-	return b, err
 }
 
 // rootCause is the innermost error's message: a validator's reason without

@@ -47,11 +47,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("starter", flag.ContinueOnError)
 	global.SetOutput(stderr)
-	path := global.String(
-		"config",
-		os.Getenv("TSBULK_CONFIG"),
-		"YAML configuration file (environment variables TSBULK_* override it)",
-	)
+	path := config.FileFlag(global)
 	global.Usage = func() { usage(stderr, global) }
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

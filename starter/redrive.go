@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strings"
 
@@ -14,8 +13,7 @@ import (
 // (optionally only those that failed with the given codes), linked to it
 // both ways. The same bulk change and codes return the same re-drive.
 func (c *cli) redrive(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("redrive", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags("redrive")
 	codes := fs.String("codes", "", "only device changes that failed with these codes (comma-separated)")
 	as := fs.String("as", operator(), "who submits the re-drive (default: the OS user)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -41,9 +39,15 @@ func (c *cli) redrive(ctx context.Context, args []string) error {
 		}
 	}
 	sub := &submission.Submitter{Store: store, Temporal: tc}
-	res, err := sub.Redrive(ctx, submission.RedriveRequest{Original: id, Codes: list, SubmittedBy: *as,
-		BatchSize: c.cfg.Bulk.BatchSize, Options: c.cfg.BulkChangeOptions(), ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
-		Approval: c.approvalRule()})
+	res, err := sub.Redrive(ctx, submission.RedriveRequest{
+		Original:             id,
+		Codes:                list,
+		SubmittedBy:          *as,
+		BatchSize:            c.cfg.Bulk.BatchSize,
+		Options:              c.cfg.BulkChangeOptions(),
+		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
+		Approval:             c.approvalRule(),
+	})
 	if err != nil {
 		return err
 	}
@@ -59,7 +63,8 @@ func (c *cli) redrive(ctx context.Context, args []string) error {
 			res.BulkChange.Total,
 		)
 	} else {
-		fmt.Fprintf(c.out, "bulk change %s already re-drives these device changes of %s (%s)\n", res.ID, id, res.BulkChange.Status)
+		fmt.Fprintf(c.out, "bulk change %s already re-drives these device changes of %s (%s)\n",
+			res.ID, id, res.BulkChange.Status)
 	}
 	c.printSubmitted(res)
 	return nil

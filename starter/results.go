@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 
@@ -15,8 +14,7 @@ import (
 // results prints one line per device change of a bulk change, in file
 // order: as a table, CSV or JSON.
 func (c *cli) results(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("results", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags("results")
 	asCSV := fs.Bool("csv", false, "print CSV")
 	asJSON := fs.Bool("json", false, "print JSON")
 	id, err := parseID(fs, args)

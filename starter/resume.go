@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -23,21 +21,13 @@ import (
 //	  --workflow-id bulk-change/ID --id-reuse-policy AllowDuplicateFailedOnly \
 //	  --input '{"bulkChangeId":"ID","recover":true}'
 func (c *cli) resumeFailed(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("resume-failed", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags("resume-failed")
 	wait := fs.Bool("wait", false, "show live progress until the bulk change ends")
 	id, err := parseID(fs, args)
 	if err != nil {
 		return err
 	}
-	store, err := c.db(ctx)
-	if err != nil {
-		return err
-	}
-	b, err := store.GetBulkChange(ctx, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return &exitError{1, fmt.Errorf("no bulk change %s", id)}
-	}
+	b, err := c.bulkChange(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"time"
 
@@ -15,25 +13,18 @@ import (
 )
 
 func (c *cli) status(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags("status")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	id, err := parseID(fs, args)
 	if err != nil {
 		return err
 	}
 	asJSON := *jsonOut
-	store, err := c.db(ctx)
+	b, err := c.bulkChange(ctx, id)
 	if err != nil {
 		return err
 	}
-	b, err := store.GetBulkChange(ctx, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return &exitError{1, fmt.Errorf("no bulk change %s", id)}
-	}
-	if err != nil {
-		return err
-	}
+	store := c.store // opened by bulkChange
 	tc, err := c.temporal(ctx)
 	if err != nil {
 		return err

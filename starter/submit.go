@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/url"
 	"strings"
@@ -14,8 +13,7 @@ import (
 )
 
 func (c *cli) submit(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+	fs := c.flags("submit")
 	file := fs.String("file", "", "CSV or JSON file of device changes (required)")
 	op := fs.String("operation", "", "operation for rows without one: activate|suspend|restore|deactivate|inventory")
 	account := fs.String("account", c.cfg.ThingSpace.Account, "ThingSpace account name")
@@ -145,7 +143,8 @@ func (c *cli) printSubmitted(r *submission.Result) {
 			r.BulkChange.Batches,
 		)
 	} else {
-		fmt.Fprintf(c.out, "bulk change %s already exists for this idempotency key (%s, %d devices); nothing new was created\n",
+		fmt.Fprintf(c.out, "bulk change %s already exists for this idempotency key (%s, %d devices); "+
+			"nothing new was created\n",
 			r.ID, r.BulkChange.Status, r.BulkChange.Total)
 	}
 	if r.Plan != nil {

@@ -65,22 +65,20 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 			return nil, fmt.Errorf("row %d (%s): %w", f.RowNumber, f.ICCID, err)
 		}
 	}
-	problems, warnings, err := s.checkAgainstDatabase(ctx, devs, req.ActionsPerLinePerDay)
+	plan, err := s.planBatches(ctx, devs, req.ActionsPerLinePerDay, req.BatchSize)
 	if err != nil {
 		return nil, err
 	}
-	if len(problems) > 0 {
-		return nil, &changefile.ValidationError{Errors: problems}
-	}
-	plan := &BatchPlan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
-	plan.BatchOf, plan.Batches = assignBatches(devs, req.BatchSize)
-	for _, d := range devs {
-		plan.ByOperation[string(d.Operation)]++
-	}
 	opts := req.Options
 	opts.Approval = req.Approval.For(plan)
-	return s.create(ctx, newBulk{account: orig.AccountName, key: key, source: "re-drive of " + orig.ID,
-		submittedBy: req.SubmittedBy, redriveOf: orig.ID, options: opts}, plan)
+	return s.create(ctx, newBulk{
+		account:     orig.AccountName,
+		key:         key,
+		source:      "re-drive of " + orig.ID,
+		submittedBy: req.SubmittedBy,
+		redriveOf:   orig.ID,
+		options:     opts,
+	}, plan)
 }
 
 // requestOf rebuilds the validated request of a stored device change.

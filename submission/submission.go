@@ -133,7 +133,18 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	problems, warnings, err := s.checkAgainstDatabase(ctx, devs, req.ActionsPerLinePerDay)
+	return s.planBatches(ctx, devs, req.ActionsPerLinePerDay, req.BatchSize)
+}
+
+// planBatches checks valid device requests against the database (the
+// per-line daily limit, changes in flight elsewhere) and groups them into
+// batches of at most batchSize.
+func (s *Submitter) planBatches(
+	ctx context.Context,
+	devs []changefile.DeviceRequest,
+	perDay, batchSize int,
+) (*BatchPlan, error) {
+	problems, warnings, err := s.checkAgainstDatabase(ctx, devs, perDay)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +152,7 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
 		return nil, &changefile.ValidationError{Errors: problems}
 	}
 	p := &BatchPlan{Devices: devs, ByOperation: map[string]int{}, Warnings: warnings}
-	p.BatchOf, p.Batches = assignBatches(devs, req.BatchSize)
+	p.BatchOf, p.Batches = assignBatches(devs, batchSize)
 	for _, d := range devs {
 		p.ByOperation[string(d.Operation)]++
 	}
@@ -197,7 +208,8 @@ func (s *Submitter) checkAgainstDatabase(
 		}
 		if perDay > 0 && d.Operation != changefile.OpInventory && u.Last24h+u.Queued >= perDay {
 			problems = append(problems, changefile.FieldError{Row: d.Row, Field: "iccid", Message: fmt.Sprintf(
-				"%s: the line already has %d state changes in the last 24 hours and %d waiting in other bulk changes; ThingSpace allows %d a day",
+				"%s: the line already has %d state changes in the last 24 hours "+
+					"and %d waiting in other bulk changes; ThingSpace allows %d a day",
 				d.ICCID,
 				u.Last24h,
 				u.Queued,
@@ -285,7 +297,8 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 		// It ran to its end already.
 	default:
 		return res, fmt.Errorf(
-			"bulk change %s is recorded but its workflow did not start (submit again with the same --idempotency-key to retry): %w",
+			"bulk change %s is recorded but its workflow did not start "+
+				"(submit again with the same --idempotency-key to retry): %w",
 			b.ID,
 			err,
 		)
@@ -308,8 +321,13 @@ func deviceRow(seq int, d changefile.DeviceRequest, batch int) (db.NewDeviceChan
 		}
 	}
 	if d.Billing != nil {
-		if n.Billing, err = json.Marshal(db.BillingData{CustomerID: d.Billing.CustomerID, ServiceTypeID: d.Billing.ServiceTypeID,
-			ProviderID: d.Billing.ProviderID, ProductIDs: d.Billing.ProductIDs, Rates: d.Billing.Rates}); err != nil {
+		if n.Billing, err = json.Marshal(db.BillingData{
+			CustomerID:    d.Billing.CustomerID,
+			ServiceTypeID: d.Billing.ServiceTypeID,
+			ProviderID:    d.Billing.ProviderID,
+			ProductIDs:    d.Billing.ProductIDs,
+			Rates:         d.Billing.Rates,
+		}); err != nil {
 			return n, err
 		}
 	}

@@ -244,21 +244,23 @@ func findID(ids []DeviceID, kind string) string {
 	return ""
 }
 
-// State is a normalised device state.
+// State is a normalised device state: the product's (package change),
+// plus the pending state ThingSpace shows for a change it does not name.
 type State string
 
+// The states, spelled as package change spells them.
 const (
-	StateUnknown   State = "unknown"
-	StatePreActive State = "preactive"
-	StateActive    State = "active"
-	StateSuspended State = "suspended"
-	StateDeactive  State = "deactive"
+	StateUnknown   = State(change.StateUnknown)
+	StatePreActive = State(change.StatePreActive)
+	StateActive    = State(change.StateActive)
+	StateSuspended = State(change.StateSuspended)
+	StateDeactive  = State(change.StateDeactive)
 	// Pending states: a change is under way; any other change fails meanwhile.
-	StatePendingActivation   State = "pending_activation"
-	StatePendingSuspend      State = "pending_suspend"
-	StatePendingResume       State = "pending_resume"
-	StatePendingDeactivation State = "pending_deactivation"
-	StatePendingPreActive    State = "pending_preactive"
+	StatePendingActivation         = State(change.StatePendingActivation)
+	StatePendingSuspend            = State(change.StatePendingSuspend)
+	StatePendingResume             = State(change.StatePendingResume)
+	StatePendingDeactivation       = State(change.StatePendingDeactivation)
+	StatePendingPreActive          = State(change.StatePendingPreActive)
 	StatePendingOther        State = "pending"
 )
 

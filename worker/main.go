@@ -30,11 +30,7 @@ func main() {
 		defer stop()
 		os.Exit(replay(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
-	path := flag.String(
-		"config",
-		os.Getenv("TSBULK_CONFIG"),
-		"YAML configuration file (environment variables TSBULK_* override it)",
-	)
+	path := config.FileFlag(flag.CommandLine)
 	flag.Parse()
 	cfg, err := config.Load(*path)
 	if err == nil {

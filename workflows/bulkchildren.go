@@ -24,6 +24,10 @@ func (b *bulkRun) startChildren() error {
 		MaxBatch:             b.state.NextBatch - 1,
 		Limit:                limit,
 		UnfinishedBelowBatch: b.state.RecoveredBelow,
+		// Each child gets what its workflow decides from in its input
+		// (api.DeviceChangeInput.Known): one read per page here instead of
+		// one marker per device there.
+		WithState: true,
 	}
 	if err := workflow.ExecuteLocalActivity(withLocalDB(b.ctx), a.ListDevicesToStart, in).Get(b.ctx, &page); err != nil {
 		return err
@@ -100,6 +104,8 @@ func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowF
 		AccountName:      b.state.Plan.AccountName,
 		ParentWorkflowID: workflow.GetInfo(b.ctx).WorkflowExecution.ID,
 		Options:          b.state.Plan.Options,
+		Protocol:         api.DeviceChangeProtocol,
+		Known:            d.Known,
 	})
 }
 

@@ -84,6 +84,14 @@ func (d *deviceRun) step(name change.Step) {
 
 func (d *deviceRun) load() (*activities.DeviceState, error) {
 	d.step(change.StepLoading)
+	if k := d.in.Known; d.in.Protocol >= 1 && k.Complete() {
+		// The parent read the outcome or ThingSpace's answer when it listed
+		// the change: reading it again would cost a marker event and tell
+		// nothing more. The input is the same on every attempt, so the
+		// path taken never depends on an earlier attempt.
+		d.status.RequestID = k.RequestID
+		return d.known(k), nil
+	}
 	var dev activities.DeviceState
 	err := workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.LoadDeviceChange, d.in.DeviceChangeID).Get(d.ctx, &dev)
 	if err != nil {
@@ -91,6 +99,30 @@ func (d *deviceRun) load() (*activities.DeviceState, error) {
 	}
 	d.status.RequestID = dev.RequestID
 	return &dev, nil
+}
+
+// known is the device change as the parent's input describes it.
+func (d *deviceRun) known(k *api.KnownDeviceChange) *activities.DeviceState {
+	dev := &activities.DeviceState{
+		ID:           d.in.DeviceChangeID,
+		BulkChangeID: d.in.BulkChangeID,
+		ICCID:        d.in.ICCID,
+		Operation:    d.in.Operation,
+		AccountName:  d.in.AccountName,
+		Status:       k.Status,
+		Final:        k.Final,
+		RequestID:    k.RequestID,
+		HasPPU:       k.HasPPU,
+		HasBilling:   k.HasBilling,
+	}
+	if c := k.Confirmation; c != nil {
+		if c.Source == api.SourceSync {
+			dev.Sync = c
+		} else {
+			dev.Stored = []api.Confirmation{*c}
+		}
+	}
+	return dev
 }
 
 // outcome records how the change ended. A change that already has its
@@ -321,12 +353,14 @@ func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, err
 	// Recording the outcome is a short database transaction: as a local
 	// activity it costs one marker instead of a task-queue round trip and
 	// four events per device. Device workflows started before this change
-	// replay the regular activity they recorded.
+	// replay the regular activity they recorded. A child of protocol 1 was
+	// started by code that has the change: it records no version marker.
 	var f workflow.Future
-	if workflow.GetVersion(d.ctx, "complete-as-local-activity", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		f = workflow.ExecuteActivity(withDB(d.ctx), a.CompleteDeviceChange, in)
-	} else {
+	if d.in.Protocol >= 1 ||
+		workflow.GetVersion(d.ctx, "complete-as-local-activity", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
 		f = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CompleteDeviceChange, in)
+	} else {
+		f = workflow.ExecuteActivity(withDB(d.ctx), a.CompleteDeviceChange, in)
 	}
 	if err := f.Get(d.ctx, &res); err != nil {
 		return api.DeviceResult{}, fmt.Errorf("record outcome of %s: %w", d.in.ICCID, err)
@@ -394,7 +428,8 @@ func (d *deviceRun) billingOwed(dev *activities.DeviceState) bool {
 	if !owed || !d.endedBeforeRun {
 		return owed
 	}
-	return workflow.GetVersion(d.ctx, "follow-up-of-recorded-outcome", workflow.DefaultVersion, 1) >= 1
+	return d.in.Protocol >= 1 ||
+		workflow.GetVersion(d.ctx, "follow-up-of-recorded-outcome", workflow.DefaultVersion, 1) >= 1
 }
 
 // report signals the result to the parent. A parent that no longer runs

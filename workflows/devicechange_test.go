@@ -46,6 +46,8 @@ type deviceEnv struct {
 	// stored, when set, is what the database already holds: a change that
 	// is already final keeps its first outcome.
 	stored *activities.CompleteResult
+	// loads counts the reads of the device change (LoadDeviceChange).
+	loads int
 }
 
 func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
@@ -53,7 +55,11 @@ func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
 	env := &deviceEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment()}
 	env.start = env.Now()
 	env.RegisterActivity(&activities.Activities{})
-	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(&st, nil)
+	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(
+		func(context.Context, int64) (*activities.DeviceState, error) {
+			env.loads++
+			return &st, nil
+		}).Maybe()
 	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CompleteInput) (*activities.CompleteResult, error) {
 			env.completed = append(env.completed, in)

@@ -120,12 +120,5 @@ func baselineRequests(ctx context.Context, ts *thingspace.Client, rows [][2]stri
 // an hour would have them: from then on each request waits for the oldest
 // to leave the window, the limit's steady pace.
 func fillHour(ctx context.Context, s *localstack.Stack, n int) error {
-	if n <= 0 {
-		return nil
-	}
-	_, err := s.Store.Pool.Exec(ctx, `
-		INSERT INTO rate_limit_events (account_name, bucket, at, op)
-		SELECT $1, 'requests', clock_timestamp() - interval '1 hour' + g * make_interval(secs => 3600.0 / ($2 + 1)), 'bench-earlier-hour'
-		FROM generate_series(1, $2) AS g`, baselineAccount, n)
-	return err
+	return s.Store.RecordEarlierRequests(ctx, baselineAccount, n)
 }

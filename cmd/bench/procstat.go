@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iot-ops/tsbulk/db"
 )
 
 // What each side of a run costs is read from /proc (Linux), so that the
@@ -170,18 +172,10 @@ func newPGCPU(pool *pgxpool.Pool, dbs ...string) *pgCPU {
 func (p *pgCPU) sample() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	rows, err := p.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = ANY($1)`, p.dbs)
+	pids, err := db.BackendPIDs(ctx, p.pool, p.dbs)
 	if err != nil {
 		return
 	}
-	var pids []int
-	for rows.Next() {
-		var pid int
-		if rows.Scan(&pid) == nil {
-			pids = append(pids, pid)
-		}
-	}
-	rows.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := map[int]bool{}

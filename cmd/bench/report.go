@@ -180,7 +180,9 @@ func rssCurve(p *phaseResult) string {
 		}
 	}
 	last := s[len(s)-1]
-	if d := last.done - mid.done; d > 0 && mid.rssKB > 0 {
+	// Below 10,000 devices the second half is too short for a trend: a
+	// garbage collection moves RSS more than the run's growth does.
+	if d := last.done - mid.done; d > 0 && mid.rssKB > 0 && p.devices >= 10000 {
 		parts = append(parts, fmt.Sprintf("second half %+.1f MiB per 10,000 devices", float64(last.rssKB-mid.rssKB)/1024/float64(d)*10000))
 	}
 	return strings.Join(parts, "; ")

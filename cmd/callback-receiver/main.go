@@ -23,11 +23,7 @@ import (
 )
 
 func main() {
-	path := flag.String(
-		"config",
-		os.Getenv("TSBULK_CONFIG"),
-		"YAML configuration file (environment variables TSBULK_* override it)",
-	)
+	path := config.FileFlag(flag.CommandLine)
 	flag.Parse()
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -56,10 +52,7 @@ func main() {
 }
 
 func manage(ctx context.Context, cfg *config.Config, cmd string) error {
-	ts, err := thingspace.New(thingspace.Config{
-		BaseURL: cfg.ThingSpace.BaseURL, ClientID: cfg.ThingSpace.ClientID, ClientSecret: cfg.ThingSpace.ClientSecret.Reveal(),
-		Username: cfg.ThingSpace.Username, Password: cfg.ThingSpace.Password.Reveal(), AccountName: cfg.ThingSpace.Account,
-	})
+	ts, err := thingspace.New(app.ThingSpaceConfig(cfg))
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,11 @@ func (f Faults) Validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"error_rate", f.ErrorRate}, {"rate_limit_rate", f.RateLimitRate}, {"fail_create_service_rate", f.FailCreateServiceRate}} {
+	}{
+		{"error_rate", f.ErrorRate},
+		{"rate_limit_rate", f.RateLimitRate},
+		{"fail_create_service_rate", f.FailCreateServiceRate},
+	} {
 		if r.v < 0 || r.v > 1 || math.IsNaN(r.v) {
 			return fmt.Errorf("%s must be between 0 and 1", r.name)
 		}

@@ -49,7 +49,6 @@ package simulator
 
 import (
 	"math/rand/v2"
-	"sort"
 	"sync"
 	"time"
 )
@@ -219,23 +218,22 @@ func (s *Simulator) CurrentFaults() Faults {
 func (s *Simulator) Services() []ServiceRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ServiceRecord, 0, len(s.services))
-	for _, r := range s.services {
-		out = append(out, *r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ServiceID < out[j].ServiceID })
-	return out
+	return copies(byID(s.services))
 }
 
 // ServiceProducts returns copies of all service products sorted by id.
 func (s *Simulator) ServiceProducts() []ServiceProductRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ServiceProductRecord, 0, len(s.products))
-	for _, r := range s.products {
-		out = append(out, *r)
+	return copies(byID(s.products))
+}
+
+// copies returns copies of the records, for callers outside the lock.
+func copies[T any](recs []*T) []T {
+	out := make([]T, len(recs))
+	for i, r := range recs {
+		out[i] = *r
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ServiceProductID < out[j].ServiceProductID })
 	return out
 }
 

@@ -315,7 +315,14 @@ func (o object) decimal(k string) (string, error) {
 // calendar date.
 func parseDate(s string) (string, bool) {
 	s = strings.TrimSpace(s)
-	for _, layout := range []string{"2006-01-02", "2006-01-02Z07:00", "2006-01-02Z", time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04:05.999999999"} {
+	for _, layout := range []string{
+		"2006-01-02",
+		"2006-01-02Z07:00",
+		"2006-01-02Z",
+		time.RFC3339Nano,
+		"2006-01-02T15:04:05",
+		"2006-01-02T15:04:05.999999999",
+	} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.Format("2006-01-02"), true
 		}

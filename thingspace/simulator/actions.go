@@ -293,7 +293,8 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 	case len(req.Devices) == 0 && selecting:
 		return fail(
 			CodeUnexpectedError,
-			"REQUEST_FAILED. Selecting devices by group, service plan or custom fields is not supported by the simulator; list the devices",
+			"REQUEST_FAILED. Selecting devices by group, service plan or custom fields "+
+				"is not supported by the simulator; list the devices",
 		)
 	case len(req.Devices) == 0:
 		return fail(CodeUnexpectedError, "REQUEST_FAILED. devices is required")

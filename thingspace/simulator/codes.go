@@ -5,33 +5,37 @@ package simulator
 // exists; the ones marked "simulator choice" have no published source and
 // are listed in the package documentation.
 const (
-	CodeDeviceNotFound       = "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"
-	CodeDeviceAlreadyActive  = "UnifiedWebService.REQUEST_FAILED.DeviceAlreadyActive"
-	CodeDeviceStateInvalid   = "UnifiedWebService.INPUT_INVALID.DeviceState.Invalid"
-	CodeDeviceKindInvalid    = "UnifiedWebService.INPUT_INVALID.Device.Kind.Invalid"
-	CodeDeviceIDInvalid      = "UnifiedWebService.INPUT_INVALID.Device.Identifier.Invalid"
-	CodeMaxRequestsExceeded  = "UnifiedWebService.INPUT_INVALID.MaxRequestsExceeded"
-	CodeNumberOfDevices      = "UnifiedWebService.INPUT_INVALID.NumberofDevices"
-	CodeAccountNotFound      = "UnifiedWebService.REQUEST_FAILED.AccountNotFound"
-	CodeAccountNotDefined    = "UnifiedWebService.INPUT_INVALID.Account.NotDefined"
-	CodeSessionExpired       = "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired"
-	CodeSessionFormat        = "UnifiedWebService.REQUEST_FAILED.SessionToken.Format"
-	CodeSessionInvalid       = "UnifiedWebService.INPUT_INVALID.SessionToken.Invalid"
-	CodeCustomFieldName      = "UnifiedWebService.INPUT_INVALID.CustomField.InvalidName"
-	CodeCustomFieldTooLong   = "UnifiedWebService.INPUT_INVALID.CustomField.TooLong"
-	CodeRequestUndefined     = "UnifiedWebService.INPUT_INVALID.RequestUndefined"
-	CodeUnexpectedError      = "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
-	CodeInvalidCredentials   = "UnifiedWebService.REQUEST_FAILED.InvalidCredentials"        // simulator choice
-	CodeAccountLocked        = "UnifiedWebService.REQUEST_FAILED.AccountLocked"             // simulator choice
-	CodeMaxActionsPerDay     = "UnifiedWebService.REQUEST_FAILED.MaxActionsPerDay"          // simulator choice
-	CodeRequestNotFound      = "UnifiedWebService.REQUEST_FAILED.RequestNotFound"           // simulator choice
-	CodeStatusNotSupported   = "UnifiedWebService.REQUEST_FAILED.RequestStatusNotSupported" // simulator choice
-	CodeCallbackNotFound     = "UnifiedWebService.REQUEST_FAILED.CallbackNotFound"          // simulator choice
-	GatewayInvalidCredential = "900901"                                                     // wrong or expired Bearer
-	GatewayMissingCredential = "900902"                                                     // no Authorization header
-	GatewayUnknownResource   = "900906"                                                     // no such path/method
-	GatewayThrottled         = "900800"                                                     // simulator choice (WSO2 code)
-	GatewayBackendError      = "101503"                                                     // simulator choice (WSO2 code), 503 fault
+	CodeDeviceNotFound      = "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"
+	CodeDeviceAlreadyActive = "UnifiedWebService.REQUEST_FAILED.DeviceAlreadyActive"
+	CodeDeviceStateInvalid  = "UnifiedWebService.INPUT_INVALID.DeviceState.Invalid"
+	CodeDeviceKindInvalid   = "UnifiedWebService.INPUT_INVALID.Device.Kind.Invalid"
+	CodeDeviceIDInvalid     = "UnifiedWebService.INPUT_INVALID.Device.Identifier.Invalid"
+	CodeMaxRequestsExceeded = "UnifiedWebService.INPUT_INVALID.MaxRequestsExceeded"
+	CodeNumberOfDevices     = "UnifiedWebService.INPUT_INVALID.NumberofDevices"
+	CodeAccountNotFound     = "UnifiedWebService.REQUEST_FAILED.AccountNotFound"
+	CodeAccountNotDefined   = "UnifiedWebService.INPUT_INVALID.Account.NotDefined"
+	CodeSessionExpired      = "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired"
+	CodeSessionFormat       = "UnifiedWebService.REQUEST_FAILED.SessionToken.Format"
+	CodeSessionInvalid      = "UnifiedWebService.INPUT_INVALID.SessionToken.Invalid"
+	CodeCustomFieldName     = "UnifiedWebService.INPUT_INVALID.CustomField.InvalidName"
+	CodeCustomFieldTooLong  = "UnifiedWebService.INPUT_INVALID.CustomField.TooLong"
+	CodeRequestUndefined    = "UnifiedWebService.INPUT_INVALID.RequestUndefined"
+	CodeUnexpectedError     = "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
+	CodeInvalidCredentials  = "UnifiedWebService.REQUEST_FAILED.InvalidCredentials"        // simulator choice
+	CodeAccountLocked       = "UnifiedWebService.REQUEST_FAILED.AccountLocked"             // simulator choice
+	CodeMaxActionsPerDay    = "UnifiedWebService.REQUEST_FAILED.MaxActionsPerDay"          // simulator choice
+	CodeRequestNotFound     = "UnifiedWebService.REQUEST_FAILED.RequestNotFound"           // simulator choice
+	CodeStatusNotSupported  = "UnifiedWebService.REQUEST_FAILED.RequestStatusNotSupported" // simulator choice
+	CodeCallbackNotFound    = "UnifiedWebService.REQUEST_FAILED.CallbackNotFound"          // simulator choice
+)
+
+// Codes of the API gateway (WSO2), in front of the M2M API.
+const (
+	GatewayInvalidCredential = "900901" // wrong or expired Bearer
+	GatewayMissingCredential = "900902" // no Authorization header
+	GatewayUnknownResource   = "900906" // no such path/method
+	GatewayThrottled         = "900800" // simulator choice (WSO2 code)
+	GatewayBackendError      = "101503" // simulator choice (WSO2 code), 503 fault
 )
 
 // Device states as they appear in carrierInformations[].state and in

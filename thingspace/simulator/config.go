@@ -24,11 +24,13 @@ type Config struct {
 	OAuthTokenTTL          time.Duration // default 1h; same token returned until it expires
 	SessionIdleTimeout     time.Duration // default 20m sliding
 	MaxFailedLogins        int           // default 5 consecutive → locked (login refused even with good creds)
-	CompletionDelay        time.Duration // accepted action → device state applied + callback sent; default 2s; negative → immediate
-	CompletionJitter       time.Duration // random extra 0..jitter per device
-	CallbackRetryInterval  time.Duration // default 5m (docs); tests use ms; negative → immediate
-	CallbackMaxAttempts    int           // default 4
-	CallbackHTTPTimeout    time.Duration // default 10s
+	// CompletionDelay: accepted action → device state applied + callback
+	// sent; default 2s; negative → immediate.
+	CompletionDelay       time.Duration
+	CompletionJitter      time.Duration // random extra 0..jitter per device
+	CallbackRetryInterval time.Duration // default 5m (docs); tests use ms; negative → immediate
+	CallbackMaxAttempts   int           // default 4
+	CallbackHTTPTimeout   time.Duration // default 10s
 	// CallbackConcurrency is how many callback POSTs may be in flight at
 	// once (default 8). With 1, callbacks reach the listener in dispatch
 	// order, which tests of ReorderCallbacks rely on.
@@ -53,19 +55,28 @@ type Config struct {
 
 // Limits are the documented (and one undocumented) ThingSpace limits.
 type Limits struct {
-	ActivateRequestsPerMinute int `json:"activate_requests_per_minute"` // default 100 (doc); negative = off
-	RequestsPerHour           int `json:"requests_per_hour"`            // per account, all M2M+auth endpoints; 0 = off (not documented)
-	MaxDevicesPerRequest      int `json:"max_devices_per_request"`      // default 10000 (activate/suspend/restore/deactivate/contactInfo)
-	MaxDevicesPerAdd          int `json:"max_devices_per_add"`          // default 200
-	ActionsPerLinePerDay      int `json:"actions_per_line_per_day"`     // default 5; negative = off; rolling 24h per device
+	// Default 100 (doc); negative = off.
+	ActivateRequestsPerMinute int `json:"activate_requests_per_minute"`
+	// Per account, all M2M+auth endpoints; 0 = off (not documented).
+	RequestsPerHour int `json:"requests_per_hour"`
+	// Default 10000 (activate/suspend/restore/deactivate/contactInfo).
+	MaxDevicesPerRequest int `json:"max_devices_per_request"`
+	// Default 200.
+	MaxDevicesPerAdd int `json:"max_devices_per_add"`
+	// Default 5; negative = off; rolling 24h per device.
+	ActionsPerLinePerDay int `json:"actions_per_line_per_day"`
 }
 
 // Faults inject failures. All rates are fractions in [0,1].
 type Faults struct {
-	ErrorRate             float64       // fraction of API requests (not /admin) answered 500/502/503 before any processing
-	Latency               time.Duration // added before every API answer
-	LatencyJitter         time.Duration // random extra 0..jitter
-	TimeoutRate           float64       // fraction of state-change requests that are applied but answered only after StallFor
+	// ErrorRate: fraction of API requests (not /admin) answered
+	// 500/502/503 before any processing.
+	ErrorRate     float64
+	Latency       time.Duration // added before every API answer
+	LatencyJitter time.Duration // random extra 0..jitter
+	// TimeoutRate: fraction of state-change requests that are applied but
+	// answered only after StallFor.
+	TimeoutRate           float64
 	StallFor              time.Duration
 	DropCallbackRate      float64 // fraction of device callbacks never delivered (no attempt at all)
 	DuplicateCallbackRate float64 // fraction of device callbacks delivered twice

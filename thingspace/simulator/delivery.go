@@ -15,15 +15,17 @@ const maxDeliveryLog = 100_000
 
 // DeliveryLogEntry is one line of the callback delivery log.
 type DeliveryLogEntry struct {
-	RequestID  string    `json:"request_id"`
-	ICCID      string    `json:"iccid"`
-	Account    string    `json:"account"`
-	Attempt    int       `json:"attempt"`               // callbackCount of the attempt (0 when never attempted)
-	HTTPStatus int       `json:"http_status,omitempty"` // listener's answer, 0 when none
-	Error      string    `json:"error,omitempty"`       // transport error, if any
-	Outcome    string    `json:"outcome"`               // delivered | failed (will retry) | abandoned | dropped | no_listener
-	Duplicate  bool      `json:"duplicate,omitempty"`   // the extra copy of a duplicated callback
-	Time       time.Time `json:"time"`
+	RequestID  string `json:"request_id"`
+	ICCID      string `json:"iccid"`
+	Account    string `json:"account"`
+	Attempt    int    `json:"attempt"`               // callbackCount of the attempt (0 when never attempted)
+	HTTPStatus int    `json:"http_status,omitempty"` // listener's answer, 0 when none
+	Error      string `json:"error,omitempty"`       // transport error, if any
+	// Outcome: delivered | failed (will retry) | abandoned | dropped |
+	// no_listener.
+	Outcome   string    `json:"outcome"`
+	Duplicate bool      `json:"duplicate,omitempty"` // the extra copy of a duplicated callback
+	Time      time.Time `json:"time"`
 }
 
 // Delivery outcomes in the log.

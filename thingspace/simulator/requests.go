@@ -24,7 +24,8 @@ func (s *Simulator) handleRequestStatus(c *call) reply {
 	if r.devices != 1 || !twoWayActions[r.action] {
 		return uwsError(
 			CodeStatusNotSupported,
-			"REQUEST_FAILED. Request status is only available for single-device activate, suspend, restore and deactivate requests",
+			"REQUEST_FAILED. Request status is only available for single-device "+
+				"activate, suspend, restore and deactivate requests",
 		)
 	}
 	return okReply(requestStatusResponse{RequestID: id, Status: r.status()})

@@ -51,7 +51,8 @@ func missingCredentialsFault() reply {
 		http.StatusUnauthorized,
 		GatewayMissingCredential,
 		"Missing Credentials",
-		"Required OAuth credentials not provided. Make sure your API invocation call has a header: 'Authorization: Bearer ACCESS_TOKEN'",
+		"Required OAuth credentials not provided. "+
+			"Make sure your API invocation call has a header: 'Authorization: Bearer ACCESS_TOKEN'",
 	)
 }
 
@@ -60,7 +61,8 @@ func unknownResourceFault() reply {
 		http.StatusBadRequest,
 		GatewayUnknownResource,
 		"No matching resource found for given API Request",
-		"Access failure for API: /api/m2m/v1, version: v1. Check the API documentation and add a proper REST resource path to the invocation URL",
+		"Access failure for API: /api/m2m/v1, version: v1. "+
+			"Check the API documentation and add a proper REST resource path to the invocation URL",
 	)
 }
 

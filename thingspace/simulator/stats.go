@@ -23,16 +23,20 @@ type Stats struct {
 	RequestsPerAccount map[string]int `json:"requests_per_account"`
 	// MaxRequestsInWindow: account → the highest number of requests seen in
 	// any rolling window of the length given to Stats.
-	MaxRequestsInWindow    map[string]int `json:"max_requests_in_window"`
-	OAuthTokensIssued      int            `json:"oauth_tokens_issued"` // successful token answers (the same token may be returned many times)
-	Logins                 int            `json:"logins"`
-	FailedLogins           int            `json:"failed_logins"`
-	CallbacksDelivered     int            `json:"callbacks_delivered"`      // attempts answered 2xx
-	CallbackAttemptsFailed int            `json:"callback_attempts_failed"` // attempts answered non-2xx or not answered
-	CallbacksDropped       int            `json:"callbacks_dropped"`        // never sent: drop fault or no listener
-	CallbacksDuplicated    int            `json:"callbacks_duplicated"`     // extra copies created by the duplicate fault
-	CallbacksLate          int            `json:"callbacks_late"`           // device callbacks delayed by the late fault
-	AnswersStalled         int            `json:"answers_stalled"`          // applied state changes answered only after StallFor
+	MaxRequestsInWindow map[string]int `json:"max_requests_in_window"`
+	// OAuthTokensIssued counts successful token answers (the same token
+	// may be returned many times).
+	OAuthTokensIssued      int `json:"oauth_tokens_issued"`
+	Logins                 int `json:"logins"`
+	FailedLogins           int `json:"failed_logins"`
+	CallbacksDelivered     int `json:"callbacks_delivered"`      // attempts answered 2xx
+	CallbackAttemptsFailed int `json:"callback_attempts_failed"` // attempts answered non-2xx or not answered
+	CallbacksDropped       int `json:"callbacks_dropped"`        // never sent: drop fault or no listener
+	CallbacksDuplicated    int `json:"callbacks_duplicated"`     // extra copies created by the duplicate fault
+	CallbacksLate          int `json:"callbacks_late"`           // device callbacks delayed by the late fault
+	// AnswersStalled counts applied state changes answered only after
+	// StallFor.
+	AnswersStalled int `json:"answers_stalled"`
 }
 
 type statsState struct {

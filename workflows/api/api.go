@@ -326,6 +326,48 @@ type DeviceChangeInput struct {
 	AccountName      string           `json:"accountName"`
 	ParentWorkflowID string           `json:"parentWorkflowId"`
 	Options          Options          `json:"options"`
+	// Protocol is the version of this input's contract, so that a child
+	// takes its paths from its input instead of recording a version
+	// marker (and its search-attribute upsert: two events per device) on
+	// every run. 0, absent: a child started by a parent older than the
+	// field, which decides with workflow.GetVersion as it always did, so
+	// its history replays unchanged. DeviceChangeProtocol (1): the changes
+	// guarded by complete-as-local-activity and
+	// follow-up-of-recorded-outcome are taken at their newest version, and
+	// Known may be set.
+	Protocol int `json:"protocol,omitempty"`
+	// Known is what the parent read of the device change when it listed it
+	// for starting (protocol 1). When it holds the change's outcome or
+	// ThingSpace's answer, the child does not read the device change again
+	// (one marker event less per device); otherwise it reads it at start,
+	// which also finds a callback stored between the parent's read and the
+	// child's start. Never personal data: no PPU, no billing details.
+	Known *KnownDeviceChange `json:"known,omitempty"`
+}
+
+// DeviceChangeProtocol is the Protocol of the children the current code
+// starts.
+const DeviceChangeProtocol = 1
+
+// KnownDeviceChange is the state of a device change as the parent listed
+// it: the fields of a device change its workflow decides from.
+type KnownDeviceChange struct {
+	RequestID string        `json:"requestId,omitempty"`
+	Status    change.Status `json:"status"`
+	// Final: the change had its outcome already (refused when its batch
+	// was claimed, or cancelled).
+	Final      bool `json:"final,omitempty"`
+	HasPPU     bool `json:"hasPpu,omitempty"`
+	HasBilling bool `json:"hasBilling,omitempty"`
+	// Confirmation is ThingSpace's answer already known: the synchronous
+	// answer, or a stored callback of the change's request.
+	Confirmation *Confirmation `json:"confirmation,omitempty"`
+}
+
+// Complete says whether Known is enough to decide the change without
+// reading it again: it has its outcome, or ThingSpace's answer.
+func (k *KnownDeviceChange) Complete() bool {
+	return k != nil && (k.Final || k.Confirmation != nil)
 }
 
 // Confirmation is ThingSpace's answer for one device, whatever brought it:

@@ -1,0 +1,141 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// progress reads where the bulk change stands from PostgreSQL.
+func (h *harness) progress(ctx context.Context) (Progress, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var p Progress
+	var status string
+	err := h.pool.QueryRow(ctx, `
+		SELECT b.status,
+			(SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id),
+			(SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status <> 'PENDING'),
+			(SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status IN ('PROCESSED', 'ERROR'))
+		FROM bulk_changes b WHERE b.id = $1`, h.bulkID).Scan(&status, &p.Total, &p.Submitted, &p.Final)
+	return p, status, err
+}
+
+// drive follows the bulk change to its end, injecting the schedule's
+// faults as its progress reaches them and restarting any process that
+// ended without being killed (a supervisor's job). It reports whether the
+// bulk change ended before the timeout.
+func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
+	deadline := time.Now().Add(h.o.Timeout)
+	next := 0
+	var last Progress
+	lastLog := time.Now()
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		p, status, err := h.progress(ctx)
+		if err == nil {
+			last = p
+			if status == "FINISHED" || status == "FAILED" {
+				h.log("bulk change %s: %d/%d final", status, p.Final, p.Total)
+				return true, nil
+			}
+		}
+		for next < len(sched.Events) && sched.Events[next].At <= last.Fraction() {
+			e := sched.Events[next]
+			next++
+			if err := h.inject(ctx, e); err != nil {
+				return false, fmt.Errorf("inject %s: %w", e.Kind, err)
+			}
+		}
+		if err := h.supervise(ctx); err != nil {
+			return false, err
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			h.log("progress %.0f%%: %d submitted, %d final of %d", last.Fraction()*100, last.Submitted, last.Final, last.Total)
+			lastLog = time.Now()
+		}
+		if time.Now().After(deadline) {
+			h.log("gave up waiting after %s: %d/%d final", h.o.Timeout, last.Final, last.Total)
+			return false, nil
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
+
+// supervise restarts a product process that ended on its own; the
+// simulators hold their state in memory and cannot be restarted.
+func (h *harness) supervise(ctx context.Context) error {
+	for _, p := range append([]*Proc{h.receiver}, h.workers[:]...) {
+		if !p.Running() {
+			h.log("%s ended on its own (see %s); restarting it", p.Name, p.Log)
+			if err := p.Start(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range []*Proc{h.ts, h.rv} {
+		if !p.Running() {
+			return fmt.Errorf("%s ended on its own (see %s)", p.Name, p.Log)
+		}
+	}
+	if d, ok := h.temporal.(*devServer); ok && !d.proc.Running() {
+		h.log("the Temporal dev server ended on its own (see %s); restarting it", d.proc.Log)
+		return d.start(ctx)
+	}
+	return nil
+}
+
+func (h *harness) inject(ctx context.Context, e Event) error {
+	h.log("fault %s", e)
+	h.mu.Lock()
+	h.injected[e.Kind]++
+	h.fired = append(h.fired, Fired{At: time.Now(), Event: e})
+	h.mu.Unlock()
+	switch e.Kind {
+	case KillWorkers:
+		for _, w := range h.workers {
+			w.Kill()
+		}
+		sleepCtx(ctx, e.Down)
+		for _, w := range h.workers {
+			if err := w.Start(); err != nil {
+				return err
+			}
+		}
+	case KillOneWorker:
+		w := h.workers[e.Worker%len(h.workers)]
+		w.Kill()
+		sleepCtx(ctx, e.Down)
+		return w.Start()
+	case KillReceiver:
+		h.receiver.Kill()
+		sleepCtx(ctx, e.Down)
+		if err := h.receiver.Start(); err != nil {
+			return err
+		}
+		return waitTCP(h.cbAddr, time.Minute)
+	case RestartTemporal:
+		return h.temporal.Restart(ctx, e.Down)
+	case RestartPostgres:
+		if err := h.pg.Crash(ctx); err != nil {
+			return err
+		}
+		sleepCtx(ctx, e.Down)
+		return h.pg.Start(ctx)
+	case TS5xx, TSLostAnswers, Revio5xx, Revio429, RevioLateCreates:
+		return h.faults.window(ctx, e.Kind, e.Down)
+	case TSSessionExpiry:
+		return h.tsAdmin.do(ctx, http.MethodPost, "/admin/sessions/expire", nil, nil)
+	case TSTokenExpiry:
+		return h.tsAdmin.do(ctx, http.MethodPost, "/admin/oauth/expire", nil, nil)
+	case TS429Burst:
+		return h.tsAdmin.do(ctx, http.MethodPost, "/admin/throttle-burst",
+			map[string]any{"requests": e.N, "retry_after": e.Down.String()}, nil)
+	default:
+		return fmt.Errorf("unknown fault kind %q", e.Kind)
+	}
+	return nil
+}

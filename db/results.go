@@ -1,0 +1,145 @@
+package db
+
+// What the device changes of a bulk change add up to: its results file,
+// its counts by status, and where it stands for a run that takes it over.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ResultRow is one line of a bulk change's results.
+type ResultRow struct {
+	Seq           int
+	ICCID         string
+	Operation     string
+	Status        string
+	Outcome       string
+	FinalState    string
+	MSISDN        string
+	RequestID     string
+	ErrorCode     string
+	ErrorMessage  string
+	BillingStatus string
+	BillingError  string
+	ConfirmedBy   string
+}
+
+// Results lists every device change of a bulk change in file order.
+func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT seq, iccid, operation, status, coalesce(outcome, ''), coalesce(final_state, ''), coalesce(msisdn, ''),
+			coalesce(request_id, ''), coalesce(error_code, ''), coalesce(error_message, ''), billing_status, coalesce(billing_error, ''),
+			coalesce(confirmed_by, '')
+		FROM device_changes WHERE bulk_change_id = $1 ORDER BY seq`, bulkID)
+	if err != nil {
+		return nil, fmt.Errorf("results: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ResultRow, error) {
+		var x ResultRow
+		err := r.Scan(&x.Seq, &x.ICCID, &x.Operation, &x.Status, &x.Outcome, &x.FinalState, &x.MSISDN,
+			&x.RequestID, &x.ErrorCode, &x.ErrorMessage, &x.BillingStatus, &x.BillingError, &x.ConfirmedBy)
+		return x, err
+	})
+}
+
+// StatusCounts counts device changes by status, and errors by code.
+type StatusCounts struct {
+	ByStatus      map[string]int
+	ErrorsByCode  map[string]int
+	BillingErrors int
+	// BillingPending counts Rev.io steps owed and not ended.
+	BillingPending int
+}
+
+// CountStatuses summarises a bulk change from the database.
+func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts, error) {
+	out := StatusCounts{ByStatus: map[string]int{}, ErrorsByCode: map[string]int{}}
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT status, coalesce(error_code, ''), billing_status, count(*) FROM device_changes
+		WHERE bulk_change_id = $1 GROUP BY 1, 2, 3`,
+		bulkID,
+	)
+	if err != nil {
+		return out, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status, code, billing string
+		var n int
+		if err := rows.Scan(&status, &code, &billing, &n); err != nil {
+			return out, err
+		}
+		out.ByStatus[status] += n
+		if status == ChangeError {
+			out.ErrorsByCode[code] += n
+		}
+		switch billing {
+		case BillingError:
+			out.BillingErrors += n
+		case BillingPending:
+			out.BillingPending += n
+		}
+	}
+	return out, rows.Err()
+}
+
+// RecoveryCounts describe where a bulk change stands, read from its device
+// changes, for a parent run that takes it over.
+type RecoveryCounts struct {
+	// NextBatch is the first batch with a device change not yet sent
+	// (PENDING or SUBMITTING); Batches+1 when every batch was sent.
+	NextBatch int
+	// Submitted, Unfinished: device changes of the batches before
+	// NextBatch, and those of them without an outcome.
+	Submitted    int
+	Unfinished   int
+	Processed    int
+	Errors       int
+	ByOutcome    map[string]int
+	ErrorsByCode map[string]int
+}
+
+// RecoveryState reads where a bulk change of the given number of batches
+// stands.
+func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (*RecoveryCounts, error) {
+	out := &RecoveryCounts{ByOutcome: map[string]int{}, ErrorsByCode: map[string]int{}}
+	err := s.Pool.QueryRow(ctx, `SELECT coalesce(min(batch_no), $2 + 1) FROM device_changes
+		WHERE bulk_change_id = $1 AND status IN ('PENDING', 'SUBMITTING')`, bulkID, batches).Scan(&out.NextBatch)
+	if err != nil {
+		return nil, fmt.Errorf("recovery state of %s: %w", bulkID, err)
+	}
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT status, coalesce(outcome, ''), coalesce(error_code, ''), count(*) FROM device_changes
+		WHERE bulk_change_id = $1 AND batch_no < $2 GROUP BY 1, 2, 3`,
+		bulkID,
+		out.NextBatch,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status, outcome, code string
+		var n int
+		if err := rows.Scan(&status, &outcome, &code, &n); err != nil {
+			return nil, err
+		}
+		out.Submitted += n
+		switch status {
+		case ChangeProcessed:
+			out.Processed += n
+			out.ByOutcome[outcome] += n
+		case ChangeError:
+			out.Errors += n
+			out.ErrorsByCode[code] += n
+		default:
+			out.Unfinished += n
+		}
+	}
+	return out, rows.Err()
+}
