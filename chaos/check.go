@@ -111,7 +111,9 @@ func (h *harness) snapshot(ctx context.Context) (Snapshot, error) {
 		SELECT dc.id, dc.iccid, dc.operation, dc.status, coalesce(dc.outcome, ''), coalesce(dc.final_state, ''),
 			coalesce(dc.msisdn, ''), coalesce(dc.error_code, ''), coalesce(dc.error_message, ''), coalesce(dc.confirmed_by, ''),
 			dc.billing_status, coalesce(dc.billing_error_code, ''), coalesce(dc.billing_error, ''),
-			(SELECT count(*) FROM m2m_log l WHERE l.device_change_id = dc.id AND l.service = 'workflow' AND l.dedupe_key LIKE 'result:%')
+			(SELECT count(*) FROM m2m_log l WHERE l.device_change_id = dc.id AND l.service = 'workflow' AND l.dedupe_key LIKE 'result:%'),
+			(SELECT coalesce(max(r.attempts), 0) FROM thingspace_requests r
+				WHERE r.bulk_change_id = dc.bulk_change_id AND r.request_key = 'ppu:' || dc.id)
 		FROM device_changes dc WHERE dc.bulk_change_id = $1 ORDER BY dc.id`, h.bulkID)
 	if err != nil {
 		return s, err
@@ -119,7 +121,8 @@ func (h *harness) snapshot(ctx context.Context) (Snapshot, error) {
 	s.Changes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeviceChange, error) {
 		var d DeviceChange
 		err := r.Scan(&d.ID, &d.ICCID, &d.Operation, &d.Status, &d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
-			&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingErrorCode, &d.BillingError, &d.ResultEntries)
+			&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingErrorCode, &d.BillingError, &d.ResultEntries,
+			&d.PPUSends)
 		d.WorkflowID = "bulk-change/" + h.bulkID + "/device/" + d.ICCID
 		return d, err
 	})

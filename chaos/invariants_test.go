@@ -65,6 +65,20 @@ func TestCheckPassesACorrectRun(t *testing.T) {
 	assert.Empty(t, Check(w, cleanSnapshot(w)))
 }
 
+// A PPU update sent again after an attempt whose outcome the product never
+// learned is allowed, one per attempt it recorded before sending.
+func TestCheckAllowsARecordedPPUResend(t *testing.T) {
+	w := NewWorkload(200, 5)
+	s := cleanSnapshot(w)
+	for i, d := range w.Devices {
+		if d.Category == CatActivateActive {
+			s.Accepted[d.ICCID][tssim.ActionContactInfo] = 2
+			s.Changes[i].PPUSends = 2
+		}
+	}
+	assert.Empty(t, Check(w, s))
+}
+
 // Each invariant, broken on one device change, is reported under its name
 // and names that device change; nothing else is reported.
 func TestCheckNamesEachViolation(t *testing.T) {
@@ -101,6 +115,11 @@ func TestCheckNamesEachViolation(t *testing.T) {
 		{"sent twice", CheckTSOnce, func() int { return find(CatSuspend) }, func(s *Snapshot, i int) {
 			s.Accepted[s.Changes[i].ICCID][tssim.ActionSuspend] = 2
 		}},
+		{"PPU update sent more often than recorded", CheckTSOnce, func() int { return find(CatActivateActive) },
+			func(s *Snapshot, i int) {
+				s.Accepted[s.Changes[i].ICCID][tssim.ActionContactInfo] = 3
+				s.Changes[i].PPUSends = 2
+			}},
 		{"never sent", CheckTSOnce, func() int { return find(CatInventory) }, func(s *Snapshot, i int) {
 			delete(s.Accepted, s.Changes[i].ICCID)
 		}},
