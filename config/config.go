@@ -127,6 +127,10 @@ type Revio struct {
 	SubscriptionKey        Secret `mapstructure:"-"`
 	CallsPerMinute         int    `mapstructure:"calls_per_minute"`
 	DisconnectOnDeactivate bool   `mapstructure:"disconnect_on_deactivate"`
+	// RetryFor is how long a billing step keeps retrying Rev.io's
+	// transient errors (5xx, 429, timeouts) before its billing is recorded
+	// ERROR (then `starter billing-retry`).
+	RetryFor time.Duration `mapstructure:"retry_for"`
 }
 
 // Bulk holds the defaults a bulk change is submitted with.
@@ -234,6 +238,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("revio.login", "")
 	v.SetDefault("revio.client_code", "")
 	v.SetDefault("revio.calls_per_minute", 500)
+	v.SetDefault("revio.retry_for", time.Hour)
 	v.SetDefault("revio.disconnect_on_deactivate", false)
 	v.SetDefault("bulk.batch_size", 10000)
 	v.SetDefault("bulk.window", 500)
@@ -369,6 +374,7 @@ func (c *Config) BulkChangeOptions() api.Options {
 			PollInterval:    b.PollInterval,
 			PollMaxInterval: b.PollMaxInterval,
 			StallCheck:      b.StallCheck,
+			BillingPatience: c.Revio.RetryFor,
 		},
 		CallbacksEnabled:              c.Callbacks.Enabled,
 		Window:                        b.Window,

@@ -91,6 +91,7 @@ func (c *Config) checkRevio(p *problems) {
 		"revio.calls_per_minute",
 		"must be 1..500 (Rev.io's limit)",
 	)
+	p.need(c.Revio.RetryFor > 0, "revio.retry_for", "must be positive")
 }
 
 func (c *Config) checkBulk(p *problems) {

@@ -198,7 +198,10 @@ func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
 			CallbackRetryInterval: 500 * time.Millisecond,
 			Seed:                  25,
 		},
-		Config: func(c *config.Config) { c.Revio.DisconnectOnDeactivate = true },
+		Config: func(c *config.Config) {
+			c.Revio.DisconnectOnDeactivate = true
+			c.Revio.RetryFor = 20 * time.Second // the failing step gives up in seconds
+		},
 	})
 	_, err := s.StartWorker()
 	require.NoError(t, err)

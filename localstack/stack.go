@@ -320,6 +320,7 @@ func (s *Stack) Env() []string {
 		"revio.password":                    c.Revio.Password.Reveal(),
 		"revio.subscription_key":            c.Revio.SubscriptionKey.Reveal(),
 		"revio.disconnect_on_deactivate":    fmt.Sprint(c.Revio.DisconnectOnDeactivate),
+		"revio.retry_for":                   c.Revio.RetryFor.String(),
 		"bulk.batch_size":                   fmt.Sprint(c.Bulk.BatchSize),
 		"bulk.window":                       fmt.Sprint(c.Bulk.Window),
 		"bulk.starts_per_run":               fmt.Sprint(c.Bulk.StartsPerRun),

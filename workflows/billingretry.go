@@ -64,9 +64,9 @@ func runOwedStep(ctx workflow.Context, bulkID string, o activities.OwedBilling, 
 	in := activities.BillingInput{BulkChangeID: bulkID, DeviceChangeID: o.DeviceChangeID}
 	var step workflow.Future
 	if o.Operation == "deactivate" {
-		step = workflow.ExecuteActivity(withRevio(ctx), a.DisconnectBilling, in)
+		step = workflow.ExecuteActivity(withRevio(ctx, 0), a.DisconnectBilling, in)
 	} else {
-		step = workflow.ExecuteActivity(withRevio(ctx), a.CreateBillingService, in)
+		step = workflow.ExecuteActivity(withRevio(ctx, 0), a.CreateBillingService, in)
 	}
 	err := step.Get(ctx, nil)
 	if err == nil {
@@ -118,7 +118,7 @@ func legacyBillingRetry(
 			done++
 			res.Attempted++
 			step := activities.BillingInput{BulkChangeID: in.BulkChangeID, DeviceChangeID: id}
-			if err := workflow.ExecuteActivity(withRevio(ctx), a.CreateBillingService, step).Get(ctx, nil); err != nil {
+			if err := workflow.ExecuteActivity(withRevio(ctx, 0), a.CreateBillingService, step).Get(ctx, nil); err != nil {
 				res.Failed++
 				rec := activities.RecordBillingFailureInput{DeviceChangeID: id, Message: rootMessage(err)}
 				if err := workflow.ExecuteActivity(withDB(ctx), a.RecordBillingFailure, rec).Get(ctx, nil); err != nil {

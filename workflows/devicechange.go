@@ -388,10 +388,10 @@ func (d *deviceRun) followUp(dev *activities.DeviceState, res *api.DeviceResult)
 	var err error
 	if dev.Operation == change.Deactivate {
 		d.step(change.StepDisconnectingBilling)
-		err = workflow.ExecuteActivity(withRevio(d.ctx), a.DisconnectBilling, in).Get(d.ctx, nil)
+		err = workflow.ExecuteActivity(withRevio(d.ctx, d.in.Options.Timing.BillingPatience), a.DisconnectBilling, in).Get(d.ctx, nil)
 	} else {
 		d.step(change.StepCreatingBilling)
-		err = workflow.ExecuteActivity(withRevio(d.ctx), a.CreateBillingService, in).Get(d.ctx, nil)
+		err = workflow.ExecuteActivity(withRevio(d.ctx, d.in.Options.Timing.BillingPatience), a.CreateBillingService, in).Get(d.ctx, nil)
 	}
 	if err == nil {
 		return

@@ -123,10 +123,14 @@ func withPolling(ctx workflow.Context) workflow.Context {
 // shorter than this delays the billing line, it does not lose it.
 const revioPatience = time.Hour
 
-// withRevio: one Rev.io step makes a few calls of at most 30 s each.
-func withRevio(ctx workflow.Context) workflow.Context {
+// withRevio: one Rev.io step makes a few calls of at most 30 s each;
+// patience (revio.retry_for; 0: revioPatience) bounds its retries.
+func withRevio(ctx workflow.Context, patience time.Duration) workflow.Context {
+	if patience <= 0 {
+		patience = revioPatience
+	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		ScheduleToCloseTimeout: revioPatience,
+		ScheduleToCloseTimeout: patience,
 		StartToCloseTimeout:    time.Minute,
 		HeartbeatTimeout:       deathNoticedAfter,
 		RetryPolicy:            revioRetry,

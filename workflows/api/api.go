@@ -108,6 +108,9 @@ type Timing struct {
 	// before it asks Temporal whether its children still run (default 10
 	// minutes).
 	StallCheck time.Duration `json:"stallCheck,omitempty"`
+	// BillingPatience is how long a Rev.io step retries transient errors
+	// before its billing is recorded ERROR (0: one hour).
+	BillingPatience time.Duration `json:"billingPatience,omitempty"`
 }
 
 // Options are the settings a bulk change runs with, fixed at submission.
