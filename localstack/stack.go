@@ -320,7 +320,6 @@ func (s *Stack) Env() []string {
 		"revio.password":                    c.Revio.Password.Reveal(),
 		"revio.subscription_key":            c.Revio.SubscriptionKey.Reveal(),
 		"revio.disconnect_on_deactivate":    fmt.Sprint(c.Revio.DisconnectOnDeactivate),
-		"revio.retry_for":                   c.Revio.RetryFor.String(),
 		"bulk.batch_size":                   fmt.Sprint(c.Bulk.BatchSize),
 		"bulk.window":                       fmt.Sprint(c.Bulk.Window),
 		"bulk.starts_per_run":               fmt.Sprint(c.Bulk.StartsPerRun),
@@ -344,6 +343,10 @@ func (s *Stack) Env() []string {
 		"worker.deadlock_detection_timeout": c.Worker.DeadlockDetectionTimeout.String(),
 		"worker.workflow_task_pollers":      fmt.Sprint(c.Worker.WorkflowTaskPollers),
 		"worker.activity_task_pollers":      fmt.Sprint(c.Worker.ActivityTaskPollers),
+	}
+	if c.Revio.RetryFor > 0 {
+		// Only when set: a zero would fail the worker process's validation.
+		kv["revio.retry_for"] = c.Revio.RetryFor.String()
 	}
 	if c.Worker.StickyCacheSize > 0 {
 		// Only when set: otherwise the worker process keeps its own default.
