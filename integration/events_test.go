@@ -73,4 +73,7 @@ func TestDeviceWorkflowEventsPerSuspend(t *testing.T) {
 	recordHistory(t, s, stored, "suspend-answer-in-input")
 	recordHistory(t, s, waited, "suspend-callback-awaited")
 	recordHistory(t, s, res.WorkflowID, "bulkchange-protocol1")
+	// The parent that goes on while its children's starts are confirmed
+	// (version start-without-waiting).
+	recordHistory(t, s, res.WorkflowID, "bulkchange-start-without-waiting")
 }

@@ -94,6 +94,12 @@ type bulkRun struct {
 	epoch int
 	// searchable: the status search attribute is kept current (versioned).
 	searchable bool
+	// startWithoutWaiting: the parent goes on while its children's starts
+	// are being confirmed (versioned); starting holds those not yet
+	// confirmed, unstarted counts those that could not start.
+	startWithoutWaiting bool
+	starting            map[int64]bool
+	unstarted           int
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
@@ -102,6 +108,7 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 		logger:   log.With(workflow.GetLogger(ctx), "bulkChangeId", in.BulkChangeID),
 		in:       in,
 		inFlight: map[int64]string{},
+		starting: map[int64]bool{},
 		results:  workflow.GetSignalChannel(ctx, api.DeviceResultSignal),
 	}
 	if in.Resume != nil {
@@ -126,6 +133,10 @@ func (b *bulkRun) setup() error {
 	b.coalesce = workflow.GetVersion(b.ctx, "coalesce-results", workflow.DefaultVersion, 1) >= 1
 	b.watch = workflow.GetVersion(b.ctx, "watch-children", workflow.DefaultVersion, 1) >= 1
 	b.searchable = workflow.GetVersion(b.ctx, "status-search-attribute", workflow.DefaultVersion, 1) >= 1
+	// Not waiting for starts needs the watched wait (awaitResult), which
+	// wakes when a start fails.
+	b.startWithoutWaiting = b.watch &&
+		workflow.GetVersion(b.ctx, "start-without-waiting", workflow.DefaultVersion, 1) >= 1
 	b.lastResultAt = workflow.Now(b.ctx)
 	if err := b.setupControl(); err != nil {
 		return err
@@ -167,9 +178,13 @@ func (b *bulkRun) shouldContinueAsNew() bool {
 }
 
 // continueAsNew carries the counters, the cursor and the children in flight
-// into a new run. Every child started by this run has started (startChildren
-// waited for it) and every result received is counted.
+// into a new run. Every child started by this run has started (no start may
+// be half-done across runs: its answer would reach a run that is gone) and
+// every result received is counted.
 func (b *bulkRun) continueAsNew() error {
+	if err := workflow.Await(b.ctx, func() bool { return len(b.starting) == 0 }); err != nil {
+		return err
+	}
 	b.drainResults()
 	// An operator's request being handled finishes in this run.
 	if err := workflow.Await(b.ctx, func() bool { return workflow.AllHandlersFinished(b.ctx) }); err != nil {

@@ -13,8 +13,12 @@ import (
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
-// startChildren starts the next page of children, then waits until each one
-// has started, so that none is half-started at a continue-as-new.
+// startChildren starts the next page of children. Their starts are
+// confirmed by the server seconds later on a busy host; the parent does not
+// wait for them (it would keep a page, not a window, in flight): a
+// coroutine confirms them while the parent goes on, and a continue-as-new
+// waits until none is pending. Runs recorded before that change
+// (startWithoutWaiting off) wait for the whole page here.
 func (b *bulkRun) startChildren() error {
 	limit := min(b.state.Plan.Options.Window-len(b.inFlight), b.state.Queued, startPage)
 	var page []activities.DeviceToStart
@@ -38,48 +42,73 @@ func (b *bulkRun) startChildren() error {
 		b.state.Queued = 0
 		return nil
 	}
-	type startedChild struct {
-		dev    activities.DeviceToStart
-		future workflow.ChildWorkflowFuture
-	}
-	children := make([]startedChild, 0, len(page))
+	children := make([]requestedChild, 0, len(page))
 	for _, d := range page {
-		children = append(children, startedChild{d, b.startChild(d)})
+		children = append(children, requestedChild{dev: d, future: b.startChild(d)})
 		b.inFlight[d.ID] = d.ICCID
+		b.starting[d.ID] = true
 		b.order = append(b.order, d.ID)
 		b.state.Cursor = api.Cursor{BatchNo: d.BatchNo, Seq: d.Seq}
 		b.state.Queued--
 		b.started++
 		b.state.Progress.Started++
 	}
+	b.touch()
+	if b.startWithoutWaiting {
+		workflow.Go(b.ctx, func(ctx workflow.Context) { b.confirmStarts(ctx, children) })
+		return nil
+	}
+	b.confirmStarts(b.ctx, children)
+	return nil
+}
+
+// requestedChild is a child whose start the parent requested.
+type requestedChild struct {
+	dev    activities.DeviceToStart
+	future workflow.ChildWorkflowFuture
+}
+
+// confirmStarts waits for the server's answer to each start, in the order
+// requested, and records the device changes whose workflow could not start.
+// ctx is the context of the coroutine it runs in.
+func (b *bulkRun) confirmStarts(ctx workflow.Context, children []requestedChild) {
 	for _, c := range children {
-		err := c.future.GetChildWorkflowExecution().Get(b.ctx, nil)
+		err := c.future.GetChildWorkflowExecution().Get(ctx, nil)
+		delete(b.starting, c.dev.ID)
 		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
 		switch {
 		case err == nil, errors.As(err, &already):
 			// Already running (the parent was reset): it reports to us too.
 		default:
 			b.logger.Error("device workflow did not start", "iccid", c.dev.ICCID, "error", err)
-			b.childNotStarted(c.dev, err)
+			b.childNotStarted(ctx, c.dev, err)
 		}
 	}
-	b.touch()
-	return nil
 }
 
 // childNotStarted ends the device change whose workflow could not start:
 // nothing else would ever record it.
-func (b *bulkRun) childNotStarted(d activities.DeviceToStart, cause error) {
-	res := api.DeviceResult{DeviceChangeID: d.ID, ICCID: d.ICCID, Operation: d.Operation,
-		Status: change.Failed, ErrorCode: change.WorkflowStartFailed}
-	if workflow.GetVersion(b.ctx, "record-start-failure", workflow.DefaultVersion, 1) >= 1 {
-		in := activities.EndDeviceChangeInput{DeviceChangeID: d.ID, Code: change.WorkflowStartFailed,
-			Message: "its device workflow could not start: " + rootMessage(cause)}
-		if err := workflow.ExecuteActivity(withDB(b.ctx), a.EndDeviceChange, in).Get(b.ctx, &res); err != nil {
+func (b *bulkRun) childNotStarted(ctx workflow.Context, d activities.DeviceToStart, cause error) {
+	res := api.DeviceResult{
+		DeviceChangeID: d.ID,
+		ICCID:          d.ICCID,
+		Operation:      d.Operation,
+		Status:         change.Failed,
+		ErrorCode:      change.WorkflowStartFailed,
+	}
+	if workflow.GetVersion(ctx, "record-start-failure", workflow.DefaultVersion, 1) >= 1 {
+		in := activities.EndDeviceChangeInput{
+			DeviceChangeID: d.ID,
+			Code:           change.WorkflowStartFailed,
+			Message:        "its device workflow could not start: " + rootMessage(cause),
+		}
+		if err := workflow.ExecuteActivity(withDB(ctx), a.EndDeviceChange, in).Get(ctx, &res); err != nil {
 			b.logger.Error("could not record the device change", "iccid", d.ICCID, "error", err)
 		}
 	}
 	b.record(res)
+	// A parent waiting for results wakes: this may have been the last one.
+	b.unstarted++
 }
 
 func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowFuture {
@@ -132,9 +161,9 @@ func (b *bulkRun) awaitResult() {
 	if b.watchTimer == nil {
 		b.watchTimer = workflow.NewTimer(b.ctx, b.stallCheck())
 	}
-	epoch := b.epoch
+	epoch, unstarted := b.epoch, b.unstarted
 	_ = workflow.Await(b.ctx, func() bool {
-		return b.results.Len() > 0 || b.watchTimer.IsReady() || b.epoch != epoch
+		return b.results.Len() > 0 || b.watchTimer.IsReady() || b.epoch != epoch || b.unstarted != unstarted
 	})
 	got := b.results.Len() > 0
 	b.drainResults()
@@ -173,7 +202,9 @@ func (b *bulkRun) stallCheck() time.Duration {
 func (b *bulkRun) checkChildren() {
 	in := activities.CheckDeviceWorkflowsInput{BulkChangeID: b.in.BulkChangeID}
 	for _, id := range b.order {
-		if iccid, ok := b.inFlight[id]; ok {
+		// A child whose start is not yet confirmed may not exist yet: not
+		// finding it would say nothing.
+		if iccid, ok := b.inFlight[id]; ok && !b.starting[id] {
 			in.InFlight = append(in.InFlight, api.InFlight{DeviceChangeID: id, ICCID: iccid})
 		}
 	}
