@@ -45,10 +45,32 @@ func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed)
 func (h *harness) createBilling(bulk string, id int64) (*activities.BillingResult, error) {
 	h.t.Helper()
 	var res activities.BillingResult
-	if err := h.run(&res, h.acts.CreateBillingService, activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}); err != nil {
+	in := activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}
+	if err := h.run(&res, h.acts.CreateBillingService, in); err != nil {
 		return nil, err
 	}
 	return &res, nil
+}
+
+// mustCreateBilling runs CreateBillingService, which must succeed.
+func (h *harness) mustCreateBilling(bulk string, id int64) *activities.BillingResult {
+	h.t.Helper()
+	res, err := h.createBilling(bulk, id)
+	require.NoError(h.t, err)
+	return res
+}
+
+// mustDisconnectBilling runs DisconnectBilling, which must succeed.
+func (h *harness) mustDisconnectBilling(bulk string, id int64) {
+	h.t.Helper()
+	in := activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}
+	require.NoError(h.t, h.run(nil, h.acts.DisconnectBilling, in))
+}
+
+// setOutcome records the outcome ThingSpace gave a device change.
+func (h *harness) setOutcome(id int64, o change.Outcome) {
+	h.t.Helper()
+	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(o))
 }
 
 // foundBy returns how the stored service and products were obtained.
@@ -78,8 +100,7 @@ func TestCreateBillingServiceCreatesOnce(t *testing.T) {
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550101")
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.True(t, res.Created)
 	require.Len(t, res.ServiceProductIDs, 3)
 
@@ -115,8 +136,7 @@ func TestCreateBillingServiceCreatesOnce(t *testing.T) {
 	require.Equal(t, 3, h.revioCalls("POST /v1/ServiceProduct"))
 
 	calls := h.rsim.Stats().Total
-	again, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	again := h.mustCreateBilling(bulk, id)
 	require.Equal(t, res, again)
 	require.Equal(t, calls, h.rsim.Stats().Total, "stored ids: no call to Rev.io")
 	require.Len(t, h.rsim.Services(), 1)
@@ -145,8 +165,7 @@ func TestCreateBillingServiceFindsWhatWasNeverStored(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, _ := h.activated("3125550102")
-	first, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	first := h.mustCreateBilling(bulk, id)
 
 	h.exec(`DELETE FROM revio_service_products WHERE device_change_id = $1`, id)
 	h.exec(`DELETE FROM revio_services WHERE device_change_id = $1`, id)
@@ -166,8 +185,7 @@ func TestCreateBillingServiceFindsWhatWasNeverStored(t *testing.T) {
 	require.Equal(t, []int64{id}, failed)
 
 	posts := h.revioCalls("POST /v1/Services") + h.revioCalls("POST /v1/ServiceProduct")
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.False(t, res.Created)
 	require.Equal(t, first.ServiceID, res.ServiceID)
 	require.Equal(t, first.ServiceProductIDs, res.ServiceProductIDs, "each product matched once, none duplicated")
@@ -193,7 +211,8 @@ func TestCreateBillingServiceFindsServiceCreatedWithoutAnswer(t *testing.T) {
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550103")
 	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
-		ProviderID: billingData.ProviderID, ServiceTypeID: billingData.ServiceTypeID, Number: "3125550103", Number2: dev.ICCID})
+		ProviderID: billingData.ProviderID, ServiceTypeID: billingData.ServiceTypeID,
+		Number: "3125550103", Number2: dev.ICCID})
 	require.NoError(t, err)
 	// An unrelated service of the same customer is not taken for it.
 	_, err = h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
@@ -201,8 +220,7 @@ func TestCreateBillingServiceFindsServiceCreatedWithoutAnswer(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, db.BillingError, "", "timeout"))
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.False(t, res.Created)
 	require.Equal(t, serviceID, res.ServiceID)
 	require.Len(t, h.rsim.Services(), 2, "no new service")
@@ -260,8 +278,7 @@ func TestCreateBillingServiceRevioErrors(t *testing.T) {
 	h.acts.Revio = good
 
 	// Once Rev.io is back, the service is created exactly once.
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.True(t, res.Created)
 	require.Len(t, h.rsim.Services(), 1)
 	require.Len(t, h.rsim.ServiceProducts(), 3)
@@ -273,8 +290,7 @@ func TestDisconnectBilling(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550105")
-	created, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	created := h.mustCreateBilling(bulk, id)
 
 	off, ids := h.newBulk(account, changes("deactivate", 1, dev)...)
 	offID := ids[dev.ICCID]
@@ -286,10 +302,7 @@ func TestDisconnectBilling(t *testing.T) {
 			ConfirmedBy: "callback", ConfirmedAt: time.Now()}),
 	)
 
-	require.NoError(
-		t,
-		h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}),
-	)
+	h.mustDisconnectBilling(off, offID)
 	date := h.change(offID).CompletedAt.UTC().Format("2006-01-02")
 	svcs := h.rsim.Services()
 	require.Len(t, svcs, 1)
@@ -310,9 +323,6 @@ func TestDisconnectBilling(t *testing.T) {
 	require.Zero(t, open)
 
 	calls := h.rsim.Stats().Total
-	require.NoError(
-		t,
-		h.run(nil, h.acts.DisconnectBilling, activities.BillingInput{BulkChangeID: off, DeviceChangeID: offID}),
-	)
+	h.mustDisconnectBilling(off, offID)
 	require.Equal(t, calls, h.rsim.Stats().Total, "already disconnected: nothing to do")
 }

@@ -194,14 +194,13 @@ func TestCreateBillingServiceFindsTheServiceOfAnAlreadyActiveDevice(t *testing.T
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550401")
-	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActive))
+	h.setOutcome(id, change.AlreadyActive)
 	existing, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: 777, ServiceTypeID: 7,
 		Number: "3125550401", Number2: dev.ICCID})
 	require.NoError(t, err)
 	posts := h.revioCalls("POST /v1/Services")
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.Equal(t, existing, res.ServiceID)
 	require.False(t, res.Created)
 	require.Equal(t, posts, h.revioCalls("POST /v1/Services"), "no second service line")
@@ -217,10 +216,9 @@ func TestCreateBillingServiceCreatesForAnAlreadyActiveDeviceWithoutOne(t *testin
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, _ := h.activated("3125550402")
-	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActivePPU))
+	h.setOutcome(id, change.AlreadyActivePPU)
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.True(t, res.Created)
 	require.Len(t, h.rsim.Services(), 1)
 	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
@@ -238,8 +236,7 @@ func TestCreateBillingServiceReadsAMissingMSISDN(t *testing.T) {
 	dev.MSISDN = "3125550403"
 	h.seed(dev)
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.True(t, res.Created)
 	require.Equal(t, "3125550403", h.change(id).MSISDN)
 	require.Equal(t, "3125550403", h.rsim.Services()[0].Number)
@@ -250,7 +247,7 @@ func TestCreateBillingServiceReadsAMissingMSISDN(t *testing.T) {
 	h.exec(`UPDATE device_changes SET msisdn = NULL WHERE id = $1`, id2)
 	dev2.State = "preactive"
 	h.seed(dev2)
-	_, err = h.createBilling(bulk2, id2)
+	_, err := h.createBilling(bulk2, id2)
 	ae := appError(t, err)
 	require.Equal(t, activities.ErrTypeMSISDNUnknown, ae.Type())
 	require.True(t, ae.NonRetryable())
@@ -263,19 +260,11 @@ func TestDisconnectBillingRecordsItsOutcome(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550404")
-	_, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	h.mustCreateBilling(bulk, id)
 	deact := changes("deactivate", 1, dev)
 	bulk2, ids2 := h.newBulk(account, deact...)
 	h.exec(`UPDATE device_changes SET status = 'PROCESSED', billing_status = 'PENDING' WHERE id = $1`, ids2[dev.ICCID])
-	require.NoError(
-		t,
-		h.run(
-			nil,
-			h.acts.DisconnectBilling,
-			activities.BillingInput{BulkChangeID: bulk2, DeviceChangeID: ids2[dev.ICCID]},
-		),
-	)
+	h.mustDisconnectBilling(bulk2, ids2[dev.ICCID])
 	require.Equal(t, db.BillingDisconnected, h.change(ids2[dev.ICCID]).BillingStatus)
 	require.NotEmpty(t, h.rsim.Services()[0].DisconnectedDate)
 
@@ -285,14 +274,7 @@ func TestDisconnectBillingRecordsItsOutcome(t *testing.T) {
 		`UPDATE device_changes SET status = 'PROCESSED', billing_status = 'PENDING' WHERE id = $1`,
 		ids3[other.ICCID],
 	)
-	require.NoError(
-		t,
-		h.run(
-			nil,
-			h.acts.DisconnectBilling,
-			activities.BillingInput{BulkChangeID: bulk3, DeviceChangeID: ids3[other.ICCID]},
-		),
-	)
+	h.mustDisconnectBilling(bulk3, ids3[other.ICCID])
 	require.Equal(t, db.BillingNone, h.change(ids3[other.ICCID]).BillingStatus)
 }
 
@@ -338,7 +320,7 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *tes
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550405")
-	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActive))
+	h.setOutcome(id, change.AlreadyActive)
 	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
 		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550405", Number2: dev.ICCID})
 	require.NoError(t, err)
@@ -349,8 +331,7 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *tes
 	)
 	require.NoError(t, err)
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.Equal(t, serviceID, res.ServiceID)
 	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
 	require.Len(t, h.rsim.Services(), 1)
@@ -366,14 +347,13 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFindsItsUnrecordedService(t 
 	t.Parallel()
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550406")
-	h.exec(`UPDATE device_changes SET outcome = $2 WHERE id = $1`, id, string(change.AlreadyActive))
+	h.setOutcome(id, change.AlreadyActive)
 	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
 		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550406", Number2: dev.ICCID,
 		Description: fmt.Sprintf("tsbulk device change %d", id)})
 	require.NoError(t, err)
 
-	res, err := h.createBilling(bulk, id)
-	require.NoError(t, err)
+	res := h.mustCreateBilling(bulk, id)
 	require.Equal(t, serviceID, res.ServiceID)
 	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
 	require.Len(t, h.rsim.Services(), 1, "no second service")

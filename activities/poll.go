@@ -20,26 +20,14 @@ import (
 )
 
 // RequestPollInput registers a device change for polling.
-type RequestPollInput struct {
-	DeviceChangeID int64
-	AccountName    string
-	ICCID          string
-	Operation      string
-	RequestID      string
-	WorkflowID     string
-	Interval       time.Duration
-	MaxInterval    time.Duration
-}
+type RequestPollInput db.NewPollRequest
 
 // RequestPoll hands a device change whose callback did not come in time to
 // its account's poller, starting the poller if it is not running. Polling is
 // per account, not per device, so that a mass callback outage costs a few
 // batched status checks per cycle instead of one request per device.
 func (a *Activities) RequestPoll(ctx context.Context, in RequestPollInput) error {
-	if err := a.Store.AddPollRequest(ctx, db.PollRequest{
-		DeviceChangeID: in.DeviceChangeID, AccountName: in.AccountName, ICCID: in.ICCID, Operation: in.Operation,
-		RequestID: in.RequestID, WorkflowID: in.WorkflowID, Interval: in.Interval, MaxInterval: in.MaxInterval,
-	}); err != nil {
+	if err := a.Store.AddPollRequest(ctx, db.NewPollRequest(in)); err != nil {
 		return err
 	}
 	_, err := a.Temporal.SignalWithStartWorkflow(

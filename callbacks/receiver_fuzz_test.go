@@ -148,12 +148,12 @@ func parseWithin(t *testing.T, rcv *Receiver, body []byte) (*db.NewCallback, *re
 // fuzzCallbackSeeds are callbacks as documented and as the tests send them,
 // with the listener credentials of the fuzzed receiver.
 func fuzzCallbackSeeds() []string {
-	ok := callbackWith(fuzzUser, fuzzPass, "req-1", "Success", "")
+	ok := callback(fuzzUser, fuzzPass, "req-1", "Success", "")
 	seeds := []string{
 		ok,
-		callbackWith(fuzzUser, fuzzPass, "req-1", "Failed", "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"),
-		callbackWith(fuzzUser, "wrong", "req-1", "Success", ""),
-		callbackWith(fuzzUser, fuzzPass, "", "Success", ""),
+		callback(fuzzUser, fuzzPass, "req-1", "Failed", "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"),
+		callback(fuzzUser, "wrong", "req-1", "Success", ""),
+		callback(fuzzUser, fuzzPass, "", "Success", ""),
 		// The failure example of the ThingSpace documentation.
 		`{"username": "` + fuzzUser + `", "password": "` + fuzzPass + `", "requestId": "076f7ea9-8230-49b1-9386-8dafaddc7d9e",
  "deviceIds": [{"id": "20180903000000000009", "kind": "Iccid"}, {"id": "201809030000009", "kind": "Imei"}],
@@ -186,21 +186,4 @@ func fuzzCallbackSeeds() []string {
 		) + `"}`,
 	}
 	return seeds
-}
-
-// callbackWith is a callback as ThingSpace sends it (see callback in
-// receiver_test.go, which these seeds follow).
-func callbackWith(user, pass, requestID, status, fault string) string {
-	m := map[string]any{
-		"username": user, "password": pass, "requestId": requestID, "status": status,
-		"deviceIds":     []map[string]string{{"id": iccid, "kind": "Iccid"}, {"id": "990000862471854", "kind": "imei"}},
-		"callbackCount": 1, "maxCallbackThreshold": 4,
-	}
-	if fault != "" {
-		m["faultResponse"] = map[string]string{"faultcode": fault, "faultstring": "no"}
-	} else {
-		m["deviceResponse"] = map[string]any{"suspendResponse": map[string]any{"deviceIds": []map[string]string{{"id": iccid, "kind": "iccid"}}}}
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
 }

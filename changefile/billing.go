@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+
+	"github.com/iot-ops/tsbulk/digits"
 )
 
 // rateFormat is a non-negative decimal with at most 4 decimal places.
@@ -76,7 +78,7 @@ func checkBilling(e *rowErrors) *Billing {
 // positiveInt parses a whole number > 0. Only plain digits are accepted:
 // strconv alone would also take "+5", and a sign is never meant in an ID.
 func positiveInt(s string) (int64, bool) {
-	if !isDigits(s) {
+	if !digits.All(s) {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(s, 10, 64)

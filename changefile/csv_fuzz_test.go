@@ -18,7 +18,7 @@ func FuzzParseCSV(f *testing.F) {
 		iccid1, iccid2 = "89148000001234567898", "89148000000000000019"
 		full           = "iccid,operation,imei,service_plan,mdn_zip_code,ppu_first_name,ppu_last_name,ppu_address_line1,ppu_address_line2,ppu_city,ppu_state,ppu_zip,ppu_country,rev_customer_id,rev_service_type_id,rev_product_ids,rev_rates\n"
 	)
-	for _, s := range []string{
+	addSeeds(f, []string{
 		// Stray and unclosed quotes, in a row and in the header.
 		"iccid,operation,ppu_first_name\n" + iccid1 + ",activate,Dana \"DJ\" Reyes\n" + iccid2 + ",suspend,\n",
 		"iccid,operation\n" + iccid1 + ",\"suspend\n" + iccid2 + ",suspend\n",
@@ -37,10 +37,7 @@ func FuzzParseCSV(f *testing.F) {
 		" ICCID ,Operation,,colour,operation\n" + iccid1 + ",suspend,,blue,restore\n",
 		"iccid\n" + iccid1 + "\n",
 		"",
-	} {
-		f.Add([]byte(s), uint8(0))
-		f.Add([]byte(s), uint8(2)) // default operation suspend
-	}
+	})
 
 	f.Fuzz(func(t *testing.T, data []byte, optByte uint8) {
 		if len(data) > maxFuzzInput {

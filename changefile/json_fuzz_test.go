@@ -17,7 +17,7 @@ import (
 func FuzzParseJSON(f *testing.F) {
 	addSeedFiles(f, []uint8{0, 2}, "testdata/*.json")
 	const iccid1, iccid2 = `"89148000001234567898"`, `"89148000000000000019"`
-	for _, s := range []string{
+	addSeeds(f, []string{
 		`[{"iccid":` + iccid1 + `,"operation":"suspend"},{"iccid":` + iccid2 + `,"operation":"deactive","etf_waiver":true,"reason_code":"ff"}]`,
 		// Duplicate keys, wrong case, numbers instead of strings, nested arrays.
 		`[{"iccid":` + iccid1 + `,"iccid":` + iccid2 + `,"operation":"suspend"}]`,
@@ -35,10 +35,7 @@ func FuzzParseJSON(f *testing.F) {
 		`[1,"x",null,true]`,
 		`[]`,
 		``,
-	} {
-		f.Add([]byte(s), uint8(0))
-		f.Add([]byte(s), uint8(2)) // default operation suspend
-	}
+	})
 
 	f.Fuzz(func(t *testing.T, data []byte, optByte uint8) {
 		if len(data) > maxFuzzInput {

@@ -4,34 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+
+	"github.com/iot-ops/tsbulk/digits"
 )
 
-// LuhnValid reports whether digits is a string of ASCII digits (at least two)
+// LuhnValid reports whether s is a string of ASCII digits (at least two)
 // whose last digit is the correct Luhn check digit. Both ICCIDs (ITU-T E.118)
 // and IMEIs (3GPP TS 23.003) end in one, so a mistyped number is caught here
 // instead of failing device by device at ThingSpace.
-func LuhnValid(digits string) bool {
-	if len(digits) < 2 {
-		return false
-	}
-	sum := 0
-	double := false // the check digit itself is not doubled; every second digit left of it is
-	for i := len(digits) - 1; i >= 0; i-- {
-		c := digits[i]
-		if c < '0' || c > '9' {
-			return false
-		}
-		d := int(c - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return sum%10 == 0
+func LuhnValid(s string) bool {
+	return digits.LuhnValid(s)
 }
 
 // scientific matches what spreadsheets make of a long digit string when the
@@ -65,7 +47,7 @@ func validateLuhnNumber(s string, minLen, maxLen int) error {
 	if scientific.MatchString(s) {
 		return errScientific
 	}
-	if !isDigits(s) {
+	if !digits.All(s) {
 		return errors.New("must contain only digits 0-9")
 	}
 	if len(s) < minLen || len(s) > maxLen {
@@ -78,18 +60,4 @@ func validateLuhnNumber(s string, minLen, maxLen int) error {
 		return errors.New("check digit is wrong")
 	}
 	return nil
-}
-
-// isDigits reports whether s is non-empty and all ASCII digits. unicode.IsDigit
-// would also accept other scripts' digits, which no identifier here uses.
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

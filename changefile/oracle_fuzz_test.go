@@ -26,6 +26,15 @@ const maxFuzzInput = 64 << 10
 // the fuzzer until its global timeout.
 const parseTimeout = 10 * time.Second
 
+// addSeeds adds each seed file twice: with no default operation, and with
+// suspend as the default.
+func addSeeds(f *testing.F, seeds []string) {
+	for _, s := range seeds {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(2)) // default operation suspend
+	}
+}
+
 // fuzzOptions derives parse options from one fuzzed byte: the low bits pick
 // the default operation (or none), bit 3 lowers the row limit so the
 // "too many rows" path is exercised too.

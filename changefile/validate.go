@@ -3,6 +3,8 @@ package changefile
 import (
 	"fmt"
 	"strings"
+
+	"github.com/iot-ops/tsbulk/digits"
 )
 
 // record is one submitted row in a format-neutral shape. CSV and JSON are
@@ -201,7 +203,7 @@ func checkActivate(e *rowErrors, req *DeviceRequest) {
 	req.MdnZipCode = rec.val[colMdnZipCode]
 	if req.MdnZipCode == "" {
 		e.fail(colMdnZipCode, "is required for activate (the ZIP code the phone number is taken from)")
-	} else if len(req.MdnZipCode) != 5 || !isDigits(req.MdnZipCode) {
+	} else if len(req.MdnZipCode) != 5 || !digits.All(req.MdnZipCode) {
 		e.fail(colMdnZipCode, "must be a 5-digit ZIP code")
 	}
 

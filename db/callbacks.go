@@ -11,19 +11,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Callback is a stored ThingSpace callback.
+// Callback is a stored ThingSpace callback: the callback as received, and
+// what storing it found.
 type Callback struct {
-	ID             int64
-	ReceivedAt     time.Time
-	RequestID      string
-	ICCID          string
-	Status         string
-	FaultCode      string
-	FaultString    string
-	MSISDN         string
-	CallbackCount  int
+	ID         int64
+	ReceivedAt time.Time
+	NewCallback
 	Copies         int
-	Payload        json.RawMessage
 	DeviceChangeID *int64
 	BulkChangeID   string // of the matched device change
 	SignalResult   string

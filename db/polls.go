@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PollRequest is a device change whose confirmation is now sought by
-// polling.
-type PollRequest struct {
+// NewPollRequest registers a device change whose confirmation is now sought
+// by polling.
+type NewPollRequest struct {
 	DeviceChangeID int64
 	AccountName    string
 	ICCID          string
@@ -20,8 +20,14 @@ type PollRequest struct {
 	WorkflowID     string
 	Interval       time.Duration
 	MaxInterval    time.Duration
-	Attempts       int
-	RegisteredAt   time.Time
+}
+
+// PollRequest is a registered device change whose confirmation is sought
+// by polling.
+type PollRequest struct {
+	NewPollRequest
+	Attempts     int
+	RegisteredAt time.Time
 	// SubmittedAt is when ThingSpace accepted the device change's request.
 	SubmittedAt *time.Time
 	// NextPollAt is when the device change became (or becomes) due.
@@ -39,7 +45,7 @@ func (p PollRequest) NextWait() time.Duration {
 }
 
 // AddPollRequest registers a device change for polling (idempotent).
-func (s *Store) AddPollRequest(ctx context.Context, p PollRequest) error {
+func (s *Store) AddPollRequest(ctx context.Context, p NewPollRequest) error {
 	_, err := s.Pool.Exec(ctx, `
 		INSERT INTO poll_requests (device_change_id, account_name, iccid, operation, request_id, workflow_id,
 			interval_ms, max_interval_ms)

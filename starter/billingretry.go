@@ -13,17 +13,13 @@ import (
 func (c *cli) billingRetry(ctx context.Context, args []string) error {
 	fs := c.flags("billing-retry")
 	wait := fs.Bool("wait", false, "wait for the retry to end")
-	id, err := parseID(fs, args)
+	t, err := c.open(ctx, fs, args, needTemporal)
 	if err != nil {
 		return err
 	}
-	tc, err := c.temporal(ctx)
-	if err != nil {
-		return err
-	}
-	wid := api.BillingRetryWorkflowID(id, time.Now())
-	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: wid, TaskQueue: api.TaskQueue},
-		api.BillingRetryWorkflowType, api.BillingRetryInput{BulkChangeID: id})
+	wid := api.BillingRetryWorkflowID(t.id, time.Now())
+	run, err := t.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: wid, TaskQueue: api.TaskQueue},
+		api.BillingRetryWorkflowType, api.BillingRetryInput{BulkChangeID: t.id})
 	if err != nil {
 		return err
 	}

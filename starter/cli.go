@@ -76,6 +76,43 @@ func (c *cli) bulkChange(ctx context.Context, id string) (*db.BulkChange, error)
 	return b, err
 }
 
+// What a subcommand about one bulk change needs opened before it acts.
+const (
+	needBulkChange = 1 << iota // read the bulk change (opens the store): an unknown id is exit status 1
+	needTemporal               // connect to Temporal
+)
+
+// target is the bulk change a subcommand acts on, with what it asked for.
+type target struct {
+	id    string
+	b     *db.BulkChange // with needBulkChange
+	store *db.Store      // with needBulkChange
+	tc    client.Client  // with needTemporal
+}
+
+// open is a subcommand's preamble: it parses the flags declared on fs and
+// the bulk change id, then reads the bulk change and connects to Temporal,
+// in that order, as needs asks.
+func (c *cli) open(ctx context.Context, fs *flag.FlagSet, args []string, needs int) (*target, error) {
+	id, err := parseID(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{id: id}
+	if needs&needBulkChange != 0 {
+		if t.b, err = c.bulkChange(ctx, id); err != nil {
+			return nil, err
+		}
+		t.store = c.store // opened by bulkChange
+	}
+	if needs&needTemporal != 0 {
+		if t.tc, err = c.temporal(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
 // parseID parses flags that may come before or after the bulk change id.
 func parseID(fs *flag.FlagSet, args []string) (string, error) {
 	var id string

@@ -20,20 +20,12 @@ func (c *cli) operatorRequest(ctx context.Context, update string, args []string)
 	fs := c.flags(update)
 	reason := fs.String("reason", "", "why (recorded in the audit log)")
 	as := fs.String("as", operator(), "who asks (default: the OS user)")
-	id, err := parseID(fs, args)
+	t, err := c.open(ctx, fs, args, needBulkChange|needTemporal)
 	if err != nil {
 		return err
 	}
-	b, err := c.bulkChange(ctx, id)
-	if err != nil {
-		return err
-	}
-	tc, err := c.temporal(ctx)
-	if err != nil {
-		return err
-	}
-	h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   b.WorkflowID,
+	h, err := t.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   t.b.WorkflowID,
 		UpdateName:   update,
 		Args:         []any{api.OperatorRequest{By: *as, Reason: *reason}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -41,7 +33,7 @@ func (c *cli) operatorRequest(ctx context.Context, update string, args []string)
 	if err == nil {
 		var res api.OperatorResult
 		if err = h.Get(ctx, &res); err == nil {
-			fmt.Fprintf(c.out, "bulk change %s: %s\n", id, res.Message)
+			fmt.Fprintf(c.out, "bulk change %s: %s\n", t.id, res.Message)
 			return nil
 		}
 	}

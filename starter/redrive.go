@@ -17,28 +17,18 @@ func (c *cli) redrive(ctx context.Context, args []string) error {
 	codes := fs.String("codes", "", "only device changes that failed with these codes (comma-separated)")
 	as := fs.String("as", operator(), "who submits the re-drive (default: the OS user)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	id, err := parseID(fs, args)
+	t, err := c.open(ctx, fs, args, needBulkChange|needTemporal)
 	if err != nil {
 		return err
 	}
-	if _, err := c.bulkChange(ctx, id); err != nil {
-		return err
-	}
-	store, err := c.db(ctx)
-	if err != nil {
-		return err
-	}
-	tc, err := c.temporal(ctx)
-	if err != nil {
-		return err
-	}
+	id := t.id
 	var list []string
 	for _, code := range strings.Split(*codes, ",") {
 		if code = strings.TrimSpace(code); code != "" {
 			list = append(list, code)
 		}
 	}
-	sub := &submission.Submitter{Store: store, Temporal: tc}
+	sub := &submission.Submitter{Store: t.store, Temporal: t.tc}
 	res, err := sub.Redrive(ctx, submission.RedriveRequest{
 		Original:             id,
 		Codes:                list,

@@ -17,10 +17,11 @@ func (c *cli) results(ctx context.Context, args []string) error {
 	fs := c.flags("results")
 	asCSV := fs.Bool("csv", false, "print CSV")
 	asJSON := fs.Bool("json", false, "print JSON")
-	id, err := parseID(fs, args)
+	t, err := c.open(ctx, fs, args, 0)
 	if err != nil {
 		return err
 	}
+	id := t.id
 	store, err := c.db(ctx)
 	if err != nil {
 		return err

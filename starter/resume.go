@@ -23,14 +23,11 @@ import (
 func (c *cli) resumeFailed(ctx context.Context, args []string) error {
 	fs := c.flags("resume-failed")
 	wait := fs.Bool("wait", false, "show live progress until the bulk change ends")
-	id, err := parseID(fs, args)
+	t, err := c.open(ctx, fs, args, needBulkChange)
 	if err != nil {
 		return err
 	}
-	b, err := c.bulkChange(ctx, id)
-	if err != nil {
-		return err
-	}
+	id, b := t.id, t.b
 	if b.Status == db.BulkFinished || b.Status == db.BulkFailed {
 		return &exitError{1, fmt.Errorf("bulk change %s has ended (%s): nothing to resume", id, b.Status)}
 	}

@@ -15,20 +15,12 @@ import (
 func (c *cli) status(ctx context.Context, args []string) error {
 	fs := c.flags("status")
 	jsonOut := fs.Bool("json", false, "print JSON")
-	id, err := parseID(fs, args)
+	t, err := c.open(ctx, fs, args, needBulkChange|needTemporal)
 	if err != nil {
 		return err
 	}
 	asJSON := *jsonOut
-	b, err := c.bulkChange(ctx, id)
-	if err != nil {
-		return err
-	}
-	store := c.store // opened by bulkChange
-	tc, err := c.temporal(ctx)
-	if err != nil {
-		return err
-	}
+	id, b, store, tc := t.id, t.b, t.store, t.tc
 	counts, err := store.CountStatuses(ctx, id)
 	if err != nil {
 		return err

@@ -58,11 +58,9 @@ func TestTokensReusedAcrossCalls(t *testing.T) {
 	f.route(http.MethodPost, pathSuspend, okRequestID("r"))
 	c := newTestClient(t, f, nil)
 	for range 5 {
-		_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-		require.NoError(t, err)
+		suspendOne(t, c)
 	}
-	assert.EqualValues(t, 1, f.oauthN.Load())
-	assert.EqualValues(t, 1, f.loginN.Load())
+	assertAuthCalls(t, f, 1, 1)
 	assert.Equal(t, 5, f.hitCount(http.MethodPost, pathSuspend))
 }
 
@@ -70,21 +68,15 @@ func TestOAuthRefreshedBeforeExpiry(t *testing.T) {
 	f := newFake(t)
 	f.expiresIn = 600
 	f.route(http.MethodPost, pathSuspend, okRequestID("r"))
-	clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	c := newTestClient(t, f, nil, func(cfg *Config) { cfg.RefreshBefore = 2 * time.Minute })
-	c.now = clk.Now
-	ctx := context.Background()
+	c, clk := newClockedClient(t, f, func(cfg *Config) { cfg.RefreshBefore = 2 * time.Minute })
 
-	_, err := c.Suspend(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
+	suspendOne(t, c)
 	clk.Advance(7*time.Minute + 59*time.Second) // still outside the 2-minute margin
-	_, err = c.Suspend(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
+	suspendOne(t, c)
 	assert.EqualValues(t, 1, f.oauthN.Load())
 
 	clk.Advance(2 * time.Second) // inside the margin: refresh before expiry
-	_, err = c.Suspend(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
+	suspendOne(t, c)
 	assert.EqualValues(t, 2, f.oauthN.Load())
 	assert.Equal(t, "Bearer access-token-0002", f.lastHeader(http.MethodPost, pathSuspend).Get("Authorization"))
 	assert.EqualValues(t, 1, f.loginN.Load(), "a new OAuth token does not need a new session")
@@ -95,35 +87,26 @@ func TestOAuthShortTTLAndMissingExpiresIn(t *testing.T) {
 		f := newFake(t)
 		f.expiresIn = 2
 		f.route(http.MethodPost, pathSuspend, okRequestID("r"))
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-		c := newTestClient(t, f, nil) // RefreshBefore 5m > TTL
-		c.now = clk.Now
+		c, clk := newClockedClient(t, f) // RefreshBefore 5m > TTL
 		for range 3 {
-			_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-			require.NoError(t, err)
+			suspendOne(t, c)
 		}
 		assert.EqualValues(t, 1, f.oauthN.Load(), "token reused within its first half-life")
 		clk.Advance(1500 * time.Millisecond)
-		_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-		require.NoError(t, err)
+		suspendOne(t, c)
 		assert.EqualValues(t, 2, f.oauthN.Load())
 	})
 	t.Run("missing expires_in means one hour", func(t *testing.T) {
 		f := newFake(t)
 		f.expiresIn = nil
 		f.route(http.MethodPost, pathSuspend, okRequestID("r"))
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-		c := newTestClient(t, f, nil)
-		c.now = clk.Now
-		_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-		require.NoError(t, err)
+		c, clk := newClockedClient(t, f)
+		suspendOne(t, c)
 		clk.Advance(54 * time.Minute)
-		_, err = c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-		require.NoError(t, err)
+		suspendOne(t, c)
 		assert.EqualValues(t, 1, f.oauthN.Load())
 		clk.Advance(2 * time.Minute)
-		_, err = c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-		require.NoError(t, err)
+		suspendOne(t, c)
 		assert.EqualValues(t, 2, f.oauthN.Load())
 	})
 	t.Run("same token handed back is used until it expires", func(t *testing.T) {
@@ -131,50 +114,40 @@ func TestOAuthShortTTLAndMissingExpiresIn(t *testing.T) {
 		f.expiresIn = 600
 		f.sameToken = true
 		f.route(http.MethodPost, pathSuspend, okRequestID("r"))
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-		c := newTestClient(t, f, nil)
-		c.now = clk.Now
-		_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-		require.NoError(t, err)
+		c, clk := newClockedClient(t, f)
+		suspendOne(t, c)
 		clk.Advance(6 * time.Minute) // within the 5-minute margin
 		for range 3 {
-			_, err = c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-			require.NoError(t, err)
+			suspendOne(t, c)
 		}
 		assert.EqualValues(t, 2, f.oauthN.Load(), "one early refresh, not one per call")
 	})
 }
 
-func TestReauthOnceOnGatewayFault(t *testing.T) {
-	f := newFake(t)
-	f.route(http.MethodPost, pathRestore, okRequestID("r"))
-	c := newTestClient(t, f, nil)
-	ctx := context.Background()
-	_, err := c.Restore(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
+// TestRenewOnceOnExpiredCredential: a credential the server stops honouring
+// is renewed once and the call resent: a new OAuth token when the gateway
+// answers 900901 to the cached Bearer, a new session when it expired.
+func TestRenewOnceOnExpiredCredential(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		forget               func(*fakeTS)
+		wantOAuth, wantLogin int64
+	}{
+		{"ReauthOnceOnGatewayFault", (*fakeTS).forgetTokens, 2, 1},
+		{"ReloginOnceOnSessionExpired", (*fakeTS).forgetSessions, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t)
+			f.route(http.MethodPost, pathRestore, okRequestID("r"))
+			c := newTestClient(t, f, nil)
+			restoreOne(t, c)
 
-	f.forgetTokens() // the gateway now answers 900901 to the cached Bearer
-	_, err = c.Restore(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
-	assert.EqualValues(t, 2, f.oauthN.Load())
-	assert.EqualValues(t, 1, f.loginN.Load())
-	assert.Equal(t, 3, f.hitCount(http.MethodPost, pathRestore))
-}
-
-func TestReloginOnceOnSessionExpired(t *testing.T) {
-	f := newFake(t)
-	f.route(http.MethodPost, pathRestore, okRequestID("r"))
-	c := newTestClient(t, f, nil)
-	ctx := context.Background()
-	_, err := c.Restore(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
-
-	f.forgetSessions()
-	_, err = c.Restore(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
-	assert.EqualValues(t, 1, f.oauthN.Load())
-	assert.EqualValues(t, 2, f.loginN.Load())
-	assert.Equal(t, 3, f.hitCount(http.MethodPost, pathRestore))
+			tc.forget(f)
+			restoreOne(t, c)
+			assertAuthCalls(t, f, tc.wantOAuth, tc.wantLogin)
+			assert.Equal(t, 3, f.hitCount(http.MethodPost, pathRestore))
+		})
+	}
 }
 
 func TestSecondExpirySurfacesAsSessionExpired(t *testing.T) {
@@ -323,8 +296,7 @@ func TestLoginGatewayExpiryRefreshesOAuthOnce(t *testing.T) {
 	}
 	c := newTestClient(t, f, nil)
 	require.NoError(t, c.CheckAuth(context.Background()))
-	assert.EqualValues(t, 2, f.oauthN.Load())
-	assert.EqualValues(t, 2, f.loginN.Load())
+	assertAuthCalls(t, f, 2, 2)
 }
 
 func TestConcurrentFirstCallsShareOneAuth(t *testing.T) {
@@ -354,8 +326,7 @@ func TestConcurrentFirstCallsShareOneAuth(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	assert.EqualValues(t, 1, f.oauthN.Load())
-	assert.EqualValues(t, 1, f.loginN.Load())
+	assertAuthCalls(t, f, 1, 1)
 	assert.Equal(t, 1, rec.waitCount(OpOAuth))
 	assert.Equal(t, 1, rec.waitCount(OpLogin))
 }
@@ -371,8 +342,7 @@ func TestCallerCancellationDoesNotBreakSharedLogin(t *testing.T) {
 	err := c.CheckAuth(ctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	_, err = c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
+	suspendOne(t, c)
 	assert.EqualValues(t, 1, f.oauthN.Load(), "the flight started by the cancelled caller was reused")
 	assert.EqualValues(t, 1, f.loginN.Load())
 }
@@ -391,8 +361,7 @@ func TestLogout(t *testing.T) {
 	assert.Equal(t, "Bearer access-token-0001", h.Get("Authorization"))
 	assert.Equal(t, "session-0001-bcce3ea6-fe4f-4952", h.Get("VZ-M2M-Token"))
 
-	_, err := c.Suspend(ctx, ActionRequest{Devices: oneDevice()})
-	require.NoError(t, err)
+	suspendOne(t, c)
 	assert.EqualValues(t, 2, f.loginN.Load(), "next call logs in again")
 	assert.EqualValues(t, 1, f.oauthN.Load())
 
@@ -434,4 +403,36 @@ func TestNewValidatesConfig(t *testing.T) {
 	assert.Equal(t, DefaultBaseURL, c.cfg.BaseURL)
 	assert.Equal(t, 0, c.cfg.MaxRetries)
 	assert.Equal(t, DefaultRefreshBefore, c.cfg.RefreshBefore)
+}
+
+// newClockedClient is newTestClient on a fake clock that moves only when the
+// test advances it.
+func newClockedClient(t *testing.T, f *fakeTS, mods ...func(*Config)) (*Client, *fakeClock) {
+	t.Helper()
+	clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	c := newTestClient(t, f, nil, mods...)
+	c.now = clk.Now
+	return c, clk
+}
+
+// suspendOne sends a one-device suspend that must succeed.
+func suspendOne(t *testing.T, c *Client) {
+	t.Helper()
+	_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
+	require.NoError(t, err)
+}
+
+// restoreOne sends a one-device restore that must succeed.
+func restoreOne(t *testing.T, c *Client) {
+	t.Helper()
+	_, err := c.Restore(context.Background(), ActionRequest{Devices: oneDevice()})
+	require.NoError(t, err)
+}
+
+// assertAuthCalls checks how many OAuth tokens and M2M sessions the client
+// asked the fake for.
+func assertAuthCalls(t *testing.T, f *fakeTS, oauth, login int64) {
+	t.Helper()
+	assert.EqualValues(t, oauth, f.oauthN.Load(), "OAuth token requests")
+	assert.EqualValues(t, login, f.loginN.Load(), "logins")
 }

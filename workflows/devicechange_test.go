@@ -109,6 +109,37 @@ func (e *deviceEnv) result(t *testing.T) api.DeviceResult {
 	return res
 }
 
+// run executes the device workflow and returns its checked result.
+func (e *deviceEnv) run(t *testing.T, in api.DeviceChangeInput) api.DeviceResult {
+	t.Helper()
+	e.ExecuteWorkflow(DeviceChange, in)
+	return e.result(t)
+}
+
+// recordBillingFailure expects one billing failure to be recorded and
+// returns where it will be.
+func (e *deviceEnv) recordBillingFailure() *activities.RecordBillingFailureInput {
+	var recorded activities.RecordBillingFailureInput
+	e.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
+			recorded = in
+			return nil
+		}).
+		Once()
+	return &recorded
+}
+
+// syncedSuspend is a suspend ThingSpace confirmed in its answer, and a bare
+// environment to run it in: the test mocks every activity itself.
+func syncedSuspend() (*testsuite.TestWorkflowEnvironment, activities.DeviceState) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	st := submitted("suspend")
+	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	return env, st
+}
+
 func submitted(op change.Operation) activities.DeviceState {
 	return activities.DeviceState{
 		ID:            7,
@@ -134,9 +165,7 @@ func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 		Return(&activities.BillingResult{ServiceID: 100001, Created: true}, nil).
 		Once()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.Processed, res.Status)
 	require.Equal(t, change.Activated, res.Outcome)
 	require.False(t, res.BillingError)
@@ -159,9 +188,7 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230002"}, nil).Once()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.Processed, res.Status)
 	require.Len(t, env.polled, 1)
 	require.Equal(t, 30*time.Minute, env.polled[0].Sub(env.start), "polling starts when the 30-minute timer fires")
@@ -177,9 +204,7 @@ func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
 			FaultMessage: "device is active at ThingSpace after the suspend request (expected suspended)"},
 	)
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Failed, res.Status)
 	require.Equal(t, change.PollStateMismatch, res.ErrorCode)
 	require.Contains(t, env.completed[0].ErrorMessage, "expected suspended")
@@ -191,9 +216,7 @@ func TestDeviceChangeCallbackDuringPollingWins(t *testing.T) {
 	env.signalAt(50*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true})
 	env.signalAt(55*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true})
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("restore"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("restore"))
 	require.Equal(t, change.Restored, res.Outcome)
 	require.Len(t, env.polled, 1, "the device was handed to the poller after the timer")
 	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy, "the late callback won")
@@ -205,9 +228,7 @@ func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
 	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", Success: true, CallbackID: 3}}
 	env := newDeviceEnv(t, st)
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("deactivate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("deactivate"))
 	require.Equal(t, change.Deactivated, res.Outcome)
 	require.True(t, env.completed[0].ReleaseMSISDN)
 	require.Equal(t, time.Duration(0), env.Now().Sub(env.start), "nothing was awaited")
@@ -218,18 +239,14 @@ func TestDeviceChangeIgnoresConfirmationOfAnotherRequest(t *testing.T) {
 	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-old", FaultCode: "X"})
 	env.signalAt(2*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true})
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Processed, res.Status)
 }
 
 func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
 	env := newDeviceEnv(t, submitted("suspend"))
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Failed, res.Status)
 	require.Equal(t, change.NotConfirmed, res.ErrorCode)
 	require.Equal(t, 24*time.Hour, env.Now().Sub(env.start))
@@ -266,9 +283,7 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 		Return(&activities.BillingResult{ServiceID: 1}, nil).
 		Once()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.Processed, res.Status)
 	require.Equal(t, change.AlreadyActivePPU, res.Outcome)
 	require.Equal(t, "5551230003", env.completed[0].MSISDN)
@@ -285,9 +300,7 @@ func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
 		Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230004"}, nil).
 		Once()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.AlreadyActive, res.Outcome)
 	env.AssertNotCalled(t, "UpdatePlaceOfUse", mock.Anything, mock.Anything)
 }
@@ -304,17 +317,9 @@ func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
 		temporal.NewNonRetryableApplicationError("create Rev.io service: HTTP 400: customer 9 does not exist", activities.ErrTypeRevio, nil),
 	).
 		Once()
-	var recorded activities.RecordBillingFailureInput
-	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).
-		Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
-			recorded = in
-			return nil
-		}).
-		Once()
+	recorded := env.recordBillingFailure()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.Processed, res.Status, "the activation stands")
 	require.Equal(t, change.Activated, res.Outcome)
 	require.True(t, res.BillingError)
@@ -328,9 +333,7 @@ func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
 	env := newDeviceEnv(t, st)
 	env.stored = &activities.CompleteResult{Status: change.Failed, ErrorCode: change.DeviceBusy}
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("suspend"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Failed, res.Status)
 	require.Equal(t, change.DeviceBusy, res.ErrorCode)
 }
@@ -341,19 +344,13 @@ func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
 	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true, State: "preactive"}
 	env := newDeviceEnv(t, st)
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("inventory"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("inventory"))
 	require.Equal(t, change.AddedToInventory, res.Outcome)
 	require.Equal(t, change.StatePreActive, env.completed[0].FinalState)
 }
 
 func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
-	st := submitted("suspend")
-	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	env, st := syncedSuspend()
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, mock.Anything).Return(&st, nil)
 	env.OnActivity(a.CompleteDeviceChange, mock.Anything, mock.Anything).
 		Return(&activities.CompleteResult{Status: change.Processed}, nil)
@@ -379,9 +376,7 @@ func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
 		Return(&activities.BillingResult{ServiceID: 100009, Created: true}, nil).
 		Once()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.Processed, res.Status)
 	require.False(t, res.BillingError)
 }
@@ -398,17 +393,9 @@ func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
 		temporal.NewNonRetryableApplicationError("disconnect Rev.io service: HTTP 400", activities.ErrTypeRevio, nil),
 	).
 		Once()
-	var recorded activities.RecordBillingFailureInput
-	env.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).
-		Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
-			recorded = in
-			return nil
-		}).
-		Once()
+	recorded := env.recordBillingFailure()
 
-	env.ExecuteWorkflow(DeviceChange, in)
-
-	res := env.result(t)
+	res := env.run(t, in)
 	require.True(t, env.completed[0].BillingPending, "the record owes the disconnection")
 	require.True(t, res.BillingError)
 	require.Equal(t, activities.ErrTypeRevio, recorded.Code)
@@ -427,9 +414,7 @@ func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
 		Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230010"}, nil).
 		Once()
 
-	env.ExecuteWorkflow(DeviceChange, deviceInput("activate"))
-
-	res := env.result(t)
+	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.AlreadyActive, res.Outcome)
 	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy)
 	require.Equal(t, "req-1", env.completed[0].RequestID)
@@ -438,11 +423,7 @@ func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
 // A database outage longer than any schedule-to-close of old (10 minutes)
 // delays the device workflow; it does not fail it.
 func TestDeviceChangeWaitsOutALongDatabaseOutage(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
-	st := submitted("suspend")
-	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	env, st := syncedSuspend()
 	start := env.Now()
 	attempts := 0
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).

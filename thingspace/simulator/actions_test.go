@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/iot-ops/tsbulk/digits"
 )
 
 // cell is one entry of the state × action table.
@@ -84,8 +86,7 @@ func TestTransitionTable(t *testing.T) {
 			cfg := fastConfig()
 			cfg.CompletionDelay = 150 * time.Millisecond // long enough to observe the pending state
 			h := newHarness(t, cfg)
-			l := newListener(t)
-			h.register(l, DefaultAccount)
+			l := h.listen()
 			devs := h.seed(3, c.from)
 			before, _ := h.sim.Device(devs[0])
 
@@ -165,8 +166,7 @@ func TestTransitionTable(t *testing.T) {
 
 func TestCallbackEnvelope(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	dev := h.seed(1, "preactive")[0]
 	snap, _ := h.sim.Device(dev)
 	// Name the device by IMEI only: the callback still carries the ICCID.
@@ -192,14 +192,13 @@ func TestCallbackEnvelope(t *testing.T) {
 
 func TestMSISDNAssignedAndReleased(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	dev := h.seed(1, "preactive")[0]
 
 	h.accepted(h.action(ActionActivate, nil, dev))
 	m := l.wait(t, 1)[0]
 	d := h.waitState(dev, StateActive)
-	if len(d.MSISDN) != 10 || !allDigits(d.MSISDN) {
+	if len(d.MSISDN) != 10 || !digits.All(d.MSISDN) {
 		t.Fatalf("MSISDN %q is not 10 digits", d.MSISDN)
 	}
 	resp := m.DeviceResponse["activateResponse"]
@@ -268,8 +267,7 @@ func TestChangesWhilePendingFail(t *testing.T) {
 	cfg := fastConfig()
 	cfg.CompletionDelay = 600 * time.Millisecond
 	h := newHarness(t, cfg)
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	devs := h.seed(2, "active")
 	h.accepted(h.action(ActionSuspend, nil, devs[0]))
 
@@ -308,13 +306,13 @@ func TestDisallowSuspendToDeactivate(t *testing.T) {
 
 func TestUnknownDeviceAndFailWith(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	unknown := GenerateDevices(1, "8901999999", "")[0].ICCID
 	status, body := h.action(ActionSuspend, nil, unknown)
 	wantError(t, status, body, CodeDeviceNotFound)
 
-	if err := h.sim.Seed(DeviceSeed{ICCID: "89148000000000000019", State: "active", FailWith: "REQUEST_FAILED.SimulatedOutage"}); err != nil {
+	outage := DeviceSeed{ICCID: "89148000000000000019", State: "active", FailWith: "REQUEST_FAILED.SimulatedOutage"}
+	if err := h.sim.Seed(outage); err != nil {
 		t.Fatal(err)
 	}
 	status, body = h.action(ActionSuspend, nil, "89148000000000000019")
@@ -343,7 +341,8 @@ func TestDeviceOfAnotherAccountIsNotFound(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Accounts = []string{DefaultAccount, "0000999999-00001"}
 	h := newHarness(t, cfg)
-	if err := h.sim.Seed(DeviceSeed{ICCID: "89148000000000000027", Account: "0000999999-00001", State: "active"}); err != nil {
+	other := DeviceSeed{ICCID: "89148000000000000027", Account: "0000999999-00001", State: "active"}
+	if err := h.sim.Seed(other); err != nil {
 		t.Fatal(err)
 	}
 	status, body := h.action(ActionSuspend, map[string]any{"accountName": DefaultAccount}, "89148000000000000027")
@@ -354,8 +353,7 @@ func TestDeviceOfAnotherAccountIsNotFound(t *testing.T) {
 
 func TestContactInfoStoresPPU(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	dev := h.seed(1, "active")[0]
 	h.accepted(h.action(ActionContactInfo, map[string]any{"accountName": DefaultAccount}, dev))
 	m := l.wait(t, 1)[0]

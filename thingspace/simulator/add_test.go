@@ -7,8 +7,7 @@ import (
 
 func TestAdd(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	existing := h.seed(1, "active")[0]
 	fresh := GenerateDevices(2, "8914877777", "")
 	body := map[string]any{

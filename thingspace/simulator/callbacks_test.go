@@ -63,8 +63,7 @@ func TestCallbackGivesUpAfterMaxAttempts(t *testing.T) {
 
 func TestCallbackRetriesOnConnectionFailure(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	l.srv.Close() // nothing listens any more
 	dev := h.seed(1, "active")[0]
 	h.accepted(h.action(ActionSuspend, nil, dev))
@@ -94,7 +93,8 @@ func TestCallbackGoesToDeviceAccount(t *testing.T) {
 	l1, l2 := newListener(t), newListener(t)
 	h.register(l1, DefaultAccount)
 	h.register(l2, "0000333333-00001")
-	if err := h.sim.Seed(DeviceSeed{ICCID: "89148000000000000050", Account: "0000333333-00001", State: "active"}); err != nil {
+	other := DeviceSeed{ICCID: "89148000000000000050", Account: "0000333333-00001", State: "active"}
+	if err := h.sim.Seed(other); err != nil {
 		t.Fatal(err)
 	}
 	h.accepted(h.action(ActionSuspend, nil, "89148000000000000050"))

@@ -42,21 +42,11 @@ func TestErrorRateAppliesNothing(t *testing.T) {
 }
 
 func TestTimeoutFaultAppliesButStalls(t *testing.T) {
-	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
-	dev := h.seed(1, "active")[0]
-	h.sim.SetFaults(Faults{TimeoutRate: 1, StallFor: 2 * time.Second})
+	h, l, devs := newFaulty(t, 1, Faults{TimeoutRate: 1, StallFor: 2 * time.Second})
+	dev := devs[0]
 
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.srv.URL+m2mBase+"/devices/actions/suspend",
-		strings.NewReader(`{"devices":[{"deviceIds":[{"id":"`+dev+`","kind":"iccid"}]}]}`))
-	req.Header = h.m2mHeaders()
-	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()
-	_, err := h.srv.Client().Do(req)
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if err := h.suspendGivingUp(150*time.Millisecond, dev); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want a client timeout, got %v", err)
 	}
 	if time.Since(start) > time.Second {
@@ -80,11 +70,7 @@ func TestTimeoutFaultAppliesButStalls(t *testing.T) {
 }
 
 func TestDropCallbacks(t *testing.T) {
-	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
-	devs := h.seed(5, "active")
-	h.sim.SetFaults(Faults{DropCallbackRate: 1})
+	h, l, devs := newFaulty(t, 5, Faults{DropCallbackRate: 1})
 	h.accepted(h.action(ActionSuspend, nil, devs...))
 	for _, d := range devs {
 		h.waitState(d, StateSuspend)
@@ -99,11 +85,7 @@ func TestDropCallbacks(t *testing.T) {
 }
 
 func TestDuplicateCallbacks(t *testing.T) {
-	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
-	devs := h.seed(3, "active")
-	h.sim.SetFaults(Faults{DuplicateCallbackRate: 1})
+	h, l, devs := newFaulty(t, 3, Faults{DuplicateCallbackRate: 1})
 	h.accepted(h.action(ActionSuspend, nil, devs...))
 	msgs := l.wait(t, 6)
 	time.Sleep(30 * time.Millisecond)
@@ -122,11 +104,8 @@ func TestDuplicateCallbacks(t *testing.T) {
 }
 
 func TestLateCallbacks(t *testing.T) {
-	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	h.register(l, DefaultAccount)
-	dev := h.seed(1, "active")[0]
-	h.sim.SetFaults(Faults{LateCallbackRate: 1, LateCallbackDelay: 250 * time.Millisecond})
+	h, l, devs := newFaulty(t, 1, Faults{LateCallbackRate: 1, LateCallbackDelay: 250 * time.Millisecond})
+	dev := devs[0]
 	start := time.Now()
 	h.accepted(h.action(ActionSuspend, nil, dev))
 	h.waitState(dev, StateSuspend) // the state changes on time...
@@ -145,8 +124,7 @@ func TestLateCallbacks(t *testing.T) {
 func TestReorderCallbacks(t *testing.T) {
 	order := func(reorder bool) (sent, got []string) {
 		h := newHarness(t, fastConfig()) // one delivery worker: arrival order = dispatch order
-		l := newListener(t)
-		h.register(l, DefaultAccount)
+		l := h.listen()
 		devs := h.seed(30, "active")
 		h.sim.SetFaults(Faults{ReorderCallbacks: reorder})
 		h.accepted(h.action(ActionSuspend, nil, devs...))
@@ -192,4 +170,91 @@ func TestFaultSanitizing(t *testing.T) {
 	if f.ErrorRate != 1 || f.DropCallbackRate != 0 || f.Latency != 0 {
 		t.Fatalf("faults not clamped: %+v", f)
 	}
+}
+
+// TestThrottleBurst refuses exactly the next N requests with 429 and the
+// burst's Retry-After, changes nothing for them, and lets the request after
+// the burst through: clients must wait out a 429 they could not foresee
+// from the documented limits.
+func TestThrottleBurst(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	dev := h.seed(1, "active")[0]
+	h.authenticate()
+
+	status, _, body := h.do(
+		http.MethodPost,
+		"/admin/throttle-burst",
+		map[string]any{"requests": 2, "retry_after": "1500ms"},
+		nil,
+	)
+	if status != http.StatusOK || !strings.Contains(string(body), `"remaining":2`) {
+		t.Fatalf("admin throttle-burst: %d %s", status, body)
+	}
+	for i := range 2 {
+		status, hdr, body := h.do(http.MethodPost, m2mBase+"/devices/actions/suspend",
+			map[string]any{"devices": refs(dev)}, h.m2mHeaders())
+		wantThrottled(t, status, hdr, body, 2)
+		if got := hdr.Get("Retry-After"); got != "2" {
+			t.Fatalf("request %d: Retry-After %q, want the burst's 1.5 s rounded up to 2", i+1, got)
+		}
+	}
+	if d, _ := h.sim.Device(dev); d.State != StateActive {
+		t.Fatalf("a throttled suspend changed the device: %+v", d)
+	}
+	if st := h.sim.Stats(0); st.AcceptedChanges[dev] != nil {
+		t.Fatalf("throttled requests counted as accepted: %v", st.AcceptedChanges)
+	}
+	if n := h.sim.ThrottleBurstRemaining(); n != 0 {
+		t.Fatalf("burst remaining %d after 2 requests", n)
+	}
+	h.accepted(h.action(ActionSuspend, nil, dev))
+
+	// n <= 0 ends a burst under way.
+	h.sim.ThrottleBurst(5, time.Second)
+	h.sim.ThrottleBurst(0, 0)
+	if status, body := h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{}); status != http.StatusOK {
+		t.Fatalf("after ending the burst: %d %s", status, body)
+	}
+}
+
+// TestFaultCounters: the late-callback and lost-answer faults are counted,
+// so that a chaos run can report how many it injected.
+func TestFaultCounters(t *testing.T) {
+	h, l, devs := newFaulty(t, 3, Faults{LateCallbackRate: 1, LateCallbackDelay: 20 * time.Millisecond})
+	h.accepted(h.action(ActionSuspend, nil, devs[0], devs[1]))
+	l.wait(t, 2)
+
+	h.sim.SetFaults(Faults{TimeoutRate: 1, StallFor: time.Second})
+	if err := h.suspendGivingUp(100*time.Millisecond, devs[2]); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want the client to give up, got %v", err)
+	}
+	h.waitState(devs[2], StateSuspend)
+
+	st := h.sim.Stats(0)
+	if st.CallbacksLate != 2 || st.AnswersStalled != 1 {
+		t.Fatalf("late %d (want 2), stalled %d (want 1)", st.CallbacksLate, st.AnswersStalled)
+	}
+}
+
+// newFaulty is a harness with a callback listener, n active devices and the
+// given faults.
+func newFaulty(t *testing.T, n int, f Faults) (*harness, *listener, []string) {
+	h := newHarness(t, fastConfig())
+	l := h.listen()
+	devs := h.seed(n, "active")
+	h.sim.SetFaults(f)
+	return h, l, devs
+}
+
+// suspendGivingUp sends a suspend of iccid from a client that gives up
+// after the given time, and returns the client's error.
+func (h *harness) suspendGivingUp(after time.Duration, iccid string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), after)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.srv.URL+m2mBase+"/devices/actions/suspend",
+		strings.NewReader(`{"devices":[{"deviceIds":[{"id":"`+iccid+`","kind":"iccid"}]}]}`))
+	req.Header = h.m2mHeaders()
+	req.Header.Set("Content-Type", "application/json")
+	_, err := h.srv.Client().Do(req)
+	return err
 }

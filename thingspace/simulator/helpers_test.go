@@ -351,6 +351,14 @@ func (h *harness) register(l *listener, account string) {
 	}
 }
 
+// listen registers a new callback listener for the default account.
+func (h *harness) listen() *listener {
+	h.t.Helper()
+	l := newListener(h.t)
+	h.register(l, DefaultAccount)
+	return l
+}
+
 func ids(msg callbackMessage, kind string) []string {
 	var out []string
 	for _, id := range msg.DeviceIDs {

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
+
+	"github.com/iot-ops/tsbulk/digits"
 )
 
 // newUUID returns a random (version 4) UUID string, the shape of ThingSpace
@@ -31,18 +33,6 @@ func isGUID(s string) bool {
 			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
 				return false
 			}
-		}
-	}
-	return true
-}
-
-func allDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
 		}
 	}
 	return true
@@ -81,19 +71,19 @@ func validateDeviceID(id deviceID) (string, *reply) {
 	ok := false
 	switch kind {
 	case kindICCID:
-		ok = allDigits(id.ID) && len(id.ID) >= 18 && len(id.ID) <= 20
+		ok = digits.All(id.ID) && len(id.ID) >= 18 && len(id.ID) <= 20
 	case kindIMEI:
-		ok = allDigits(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 16
+		ok = digits.All(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 16
 	case kindMDN, kindMSISDN, kindMIN:
-		ok = allDigits(id.ID) && len(id.ID) >= 10 && len(id.ID) <= 15
+		ok = digits.All(id.ID) && len(id.ID) >= 10 && len(id.ID) <= 15
 	case kindESN:
-		ok = (allDigits(id.ID) && len(id.ID) == 11) || (allHex(id.ID) && len(id.ID) == 8)
+		ok = (digits.All(id.ID) && len(id.ID) == 11) || (allHex(id.ID) && len(id.ID) == 8)
 	case kindMEID:
 		ok = allHex(id.ID) && len(id.ID) == 14
 	case kindEID:
-		ok = allDigits(id.ID) && len(id.ID) == 32
+		ok = digits.All(id.ID) && len(id.ID) == 32
 	case kindIMSI:
-		ok = allDigits(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 15
+		ok = digits.All(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 15
 	default:
 		r := uwsError(CodeDeviceKindInvalid, "INPUT_INVALID. Device kind %q is not valid", id.Kind)
 		return "", &r

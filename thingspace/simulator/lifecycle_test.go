@@ -126,8 +126,7 @@ func TestConcurrentUse(t *testing.T) {
 		LateCallbackDelay:     5 * time.Millisecond,
 	}
 	h := newHarness(t, cfg)
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	h.listen()
 	devs := h.seed(40, "active")
 	hdr := h.m2mHeaders()
 	done := make(chan struct{})

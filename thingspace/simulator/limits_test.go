@@ -106,8 +106,7 @@ func TestDefaultMaxDevicesPerRequest(t *testing.T) {
 
 func TestActionsPerLinePerDay(t *testing.T) {
 	h := newHarness(t, fastConfig()) // default limit 5
-	l := newListener(t)
-	h.register(l, DefaultAccount)
+	l := h.listen()
 	dev := h.seed(1, "active")[0]
 	steps := []struct{ action, final string }{
 		{ActionSuspend, StateSuspend}, {ActionRestore, StateActive},

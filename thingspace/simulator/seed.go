@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/iot-ops/tsbulk/digits"
 )
 
 // DeviceSeed describes a device to put in the simulator's inventory.
@@ -60,7 +62,7 @@ func (s *Simulator) Seed(devs ...DeviceSeed) error {
 
 func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*device, error) {
 	iccid := strings.TrimSpace(sd.ICCID)
-	if !allDigits(iccid) || len(iccid) > 22 {
+	if !digits.All(iccid) || len(iccid) > 22 {
 		return nil, errors.New("iccid must be digits (at most 22)")
 	}
 	if s.store.byICCID[iccid] != nil || seen["iccid:"+iccid] {
@@ -69,7 +71,7 @@ func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*devi
 	seen["iccid:"+iccid] = true
 	imei := strings.TrimSpace(sd.IMEI)
 	if imei != "" {
-		if !allDigits(imei) || len(imei) > 16 {
+		if !digits.All(imei) || len(imei) > 16 {
 			return nil, errors.New("imei must be digits (at most 16)")
 		}
 		if s.store.byIMEI[imei] != nil || seen["imei:"+imei] {
@@ -96,7 +98,7 @@ func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*devi
 		if state != StateActive && state != StateSuspend {
 			return nil, fmt.Errorf("msisdn given for a %s device; only active and suspended devices have one", state)
 		}
-		if !allDigits(msisdn) || len(msisdn) != 10 {
+		if !digits.All(msisdn) || len(msisdn) != 10 {
 			return nil, errors.New("msisdn must be 10 digits")
 		}
 		if s.store.byMSISDN[msisdn] != nil || seen["msisdn:"+msisdn] {
@@ -213,13 +215,13 @@ func parseSeedCSV(data []byte) ([]DeviceSeed, error) {
 // digit. When n exceeds what the counter width can hold, fewer seeds are
 // returned.
 func GenerateDevices(n int, prefix string, state string) []DeviceSeed {
-	var digits strings.Builder
+	var kept strings.Builder
 	for _, r := range prefix {
-		if r >= '0' && r <= '9' && digits.Len() < 18 {
-			digits.WriteRune(r)
+		if r >= '0' && r <= '9' && kept.Len() < 18 {
+			kept.WriteRune(r)
 		}
 	}
-	p := digits.String()
+	p := kept.String()
 	width := 19 - len(p)
 	capacity := 1
 	for range width {
@@ -239,37 +241,10 @@ func GenerateDevices(n int, prefix string, state string) []DeviceSeed {
 		body := p + fmt.Sprintf("%0*d", width, i)
 		imeiBody := "35" + tag + fmt.Sprintf("%09d", i%1_000_000_000)
 		seeds = append(seeds, DeviceSeed{
-			ICCID: body + string(luhnDigit(body)),
-			IMEI:  imeiBody + string(luhnDigit(imeiBody)),
+			ICCID: body + string(digits.LuhnDigit(body)),
+			IMEI:  imeiBody + string(digits.LuhnDigit(imeiBody)),
 			State: state,
 		})
 	}
 	return seeds
-}
-
-// luhnDigit returns the check digit that makes body+digit pass the Luhn
-// test.
-func luhnDigit(body string) byte {
-	sum := 0
-	double := true // the rightmost body digit is doubled once the check digit is appended
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return byte('0' + (10-sum%10)%10)
-}
-
-// luhnValid reports whether s (digits) passes the Luhn test.
-func luhnValid(s string) bool {
-	if len(s) < 2 || !allDigits(s) {
-		return false
-	}
-	return luhnDigit(s[:len(s)-1]) == s[len(s)-1]
 }
