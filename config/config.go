@@ -194,7 +194,10 @@ type Worker struct {
 	// StickyCacheSize is how many workflow executions the worker process
 	// keeps in memory between their workflow tasks (the SDK's sticky cache,
 	// one per process; 0 keeps the SDK's default of 10,000). An execution
-	// not in the cache is replayed from its history on its next task.
+	// not in the cache is replayed from its history on its next task. The
+	// default, 1,000, is twice a bulk change's window: every child in
+	// flight and its parent stay cached, and memory is bounded whatever
+	// the size of the bulk change (docs/benchmarks.md, "Worker memory").
 	StickyCacheSize int `mapstructure:"sticky_cache_size"`
 }
 
@@ -263,7 +266,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.poll_max_requests", 20)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
-	v.SetDefault("worker.sticky_cache_size", 0)
+	v.SetDefault("worker.sticky_cache_size", 1000)
 	v.SetDefault("submission.inbox_dirs", []string{})
 	v.SetDefault("approval.operations", []string{"deactivate"})
 	v.SetDefault("approval.min_devices", 1)
