@@ -184,6 +184,17 @@ func withBulkMocks(
 	return env
 }
 
+// runBulk runs the bulk change to its end and returns its result.
+func runBulk(t *testing.T, env *testsuite.TestWorkflowEnvironment, in api.BulkChangeInput) api.BulkChangeResult {
+	t.Helper()
+	env.ExecuteWorkflow(BulkChange, in)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res api.BulkChangeResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	return res
+}
+
 func bulkOptions(window, startsPerRun int) api.Options {
 	return api.Options{Window: window, StartsPerRun: startsPerRun, CallbacksEnabled: true,
 		Timing: api.Timing{
@@ -198,12 +209,7 @@ func TestBulkChangeHappyPath(t *testing.T) {
 	f := newFakeBulk("b1", 3, 3, 2)
 	env := newBulkEnv(t, f, bulkOptions(4, 100))
 
-	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b1"})
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var res api.BulkChangeResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+	res := runBulk(t, env, api.BulkChangeInput{BulkChangeID: "b1"})
 	require.Equal(t, 8, res.Total)
 	require.Equal(t, 8, res.Processed)
 	require.Equal(t, 0, res.Errors)
@@ -376,12 +382,7 @@ func TestBulkChangeFinishesWhenLastResultsArriveTogether(t *testing.T) {
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
 	start := env.Now()
 
-	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b7"})
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var res api.BulkChangeResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+	res := runBulk(t, env, api.BulkChangeInput{BulkChangeID: "b7"})
 	require.Equal(t, 6, res.Processed)
 	require.Less(t, env.Now().Sub(start), time.Hour, "finished as soon as the children did")
 }
@@ -414,12 +415,7 @@ func TestBulkChangeNoticesAChildThatEndedWithoutReporting(t *testing.T) {
 		})
 	start := env.Now()
 
-	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b8"})
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var res api.BulkChangeResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+	res := runBulk(t, env, api.BulkChangeInput{BulkChangeID: "b8"})
 	require.Equal(t, 3, res.Progress.Processed)
 	require.Equal(t, 1, res.Progress.ErrorsByCode[change.DeviceWorkflowEnded])
 	require.Equal(t, []api.InFlight{{DeviceChangeID: lost.ID, ICCID: lost.ICCID}}, checked,

@@ -119,12 +119,7 @@ func TestBulkChangeFillsTheWindowWhileStartsAreConfirmed(t *testing.T) {
 	starts := &slowStarts{delay: 30 * time.Second}
 	withSlowStarts(env, starts)
 
-	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "bs1"})
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var res api.BulkChangeResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+	res := runBulk(t, env, api.BulkChangeInput{BulkChangeID: "bs1"})
 	require.Equal(t, 300, res.Progress.Processed)
 	require.Len(t, starts.requested, 300, "one start per device")
 	require.Equal(t, starts.requested[0], starts.requested[249],
@@ -153,12 +148,7 @@ func TestBulkChangeRecordsAChildThatCouldNotStart(t *testing.T) {
 		})
 	began := env.Now()
 
-	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "bs2"})
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var res api.BulkChangeResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+	res := runBulk(t, env, api.BulkChangeInput{BulkChangeID: "bs2"})
 	require.Equal(t, 3, res.Progress.Processed)
 	require.Equal(t, 1, res.Progress.Errors)
 	require.Equal(t, 1, res.Progress.ErrorsByCode[change.WorkflowStartFailed])
