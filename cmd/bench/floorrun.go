@@ -30,10 +30,18 @@ func runFloor(ctx context.Context, s *localstack.Stack, o options, m *meter, pag
 		return nil, fmt.Errorf("start the floor's worker: %w", err)
 	}
 	opts := benchOptions(s, o)
-	in := floor.ParentInput{Devices: o.devices, Window: opts.Window, StartsPerRun: opts.StartsPerRun, PageWait: pageWait, Page: 200}
+	in := floor.ParentInput{
+		Devices:          o.devices,
+		Window:           opts.Window,
+		StartsPerRun:     opts.StartsPerRun,
+		PageWait:         pageWait,
+		Page:             200,
+		SearchAttributes: o.floorSearchAttrs,
+	}
 	id := fmt.Sprintf("bench-floor/%d", time.Now().UnixNano())
-	fmt.Printf("floor (%s): %d devices, window %d, continue-as-new every %d starts, page wait %v, on %d worker process(es); load %s\n",
-		label, in.Devices, in.Window, in.StartsPerRun, in.PageWait, o.workers, loadAvg())
+	fmt.Printf("floor (%s): %d devices, window %d, continue-as-new every %d starts, page wait %v, "+
+		"search attributes %v, on %d worker process(es); load %s\n",
+		label, in.Devices, in.Window, in.StartsPerRun, in.PageWait, in.SearchAttributes, o.workers, loadAvg())
 	r0 := m.read()
 	start := time.Now()
 	wr, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: floor.TaskQueue}, floor.ParentType, in)

@@ -36,34 +36,35 @@ const (
 )
 
 type options struct {
-	devices         int
-	limit           int
-	latency         time.Duration
-	jitter          time.Duration
-	completion      time.Duration
-	completionJit   time.Duration
-	mix             map[string]int
-	baseline        string
-	baselineSample  int
-	bin             string
-	adminDB         string
-	batch           int
-	window          int
-	floor           bool
-	floorOrder      string
-	floorPageWait   bool
-	floorCompare    bool
-	floorDelay      time.Duration
-	floorJitter     time.Duration
-	product         bool
-	temporalAddress string
-	workers         int
-	cache           int
-	cpuProfileDir   string
-	breakdown       bool
-	childSample     int
-	source          string
-	verifyEvents    bool
+	devices          int
+	limit            int
+	latency          time.Duration
+	jitter           time.Duration
+	completion       time.Duration
+	completionJit    time.Duration
+	mix              map[string]int
+	baseline         string
+	baselineSample   int
+	bin              string
+	adminDB          string
+	batch            int
+	window           int
+	floor            bool
+	floorOrder       string
+	floorPageWait    bool
+	floorSearchAttrs bool
+	floorCompare     bool
+	floorDelay       time.Duration
+	floorJitter      time.Duration
+	product          bool
+	temporalAddress  string
+	workers          int
+	cache            int
+	cpuProfileDir    string
+	breakdown        bool
+	childSample      int
+	source           string
+	verifyEvents     bool
 }
 
 func main() {
@@ -87,8 +88,9 @@ func main() {
 	flag.IntVar(&o.window, "window", 500, "device workflows in flight per bulk change (the floor's too)")
 	flag.BoolVar(&o.floor, "floor", true, "also run the floor in the same run, against the same server: the design's shape without activities (-floor=false: not)")
 	flag.StringVar(&o.floorOrder, "floor-order", "before", "run the floor before the product, after it, or around it (before and after: a drift of the host's load shows, and the ratio uses both)")
-	flag.BoolVar(&o.floorPageWait, "floor-page-wait", false, "the floor starts children as BulkChange does: 200 at a time, waiting for every start of a page (measures what that costs)")
-	flag.BoolVar(&o.floorCompare, "floor-compare", false, "also run, right after the floor, the floor starting children as BulkChange does (-floor-page-wait): what waiting for each page's starts costs, in the same run")
+	flag.BoolVar(&o.floorPageWait, "floor-page-wait", false, "the floor starts children as BulkChange did before start-without-waiting: 200 at a time, waiting for every start of a page (measures what that cost)")
+	flag.BoolVar(&o.floorSearchAttrs, "floor-search-attributes", false, "the floor's children carry the product's device-workflow search attributes (bulk change, ICCID, operation): measures what they cost the server")
+	flag.BoolVar(&o.floorCompare, "floor-compare", false, "also run, right after the floor, the floor starting children as BulkChange did before start-without-waiting (-floor-page-wait): what waiting for each page's starts cost, in the same run")
 	flag.DurationVar(&o.floorDelay, "floor-signal-delay", 0, "time from a floor child's start to its callback signal (0: at once, as for most product devices, whose callback is stored before their workflow starts)")
 	flag.DurationVar(&o.floorJitter, "floor-signal-jitter", 0, "random extra floor signal delay")
 	flag.BoolVar(&o.product, "product", true, "run the product (-product=false: the floor only)")

@@ -20,8 +20,8 @@ type runResult struct {
 	// (-floor-order around), which floors lists apart.
 	floor  *phaseResult
 	floors []*phaseResult
-	// pageWait is the floor starting children as BulkChange does
-	// (-floor-compare).
+	// pageWait is the floor starting children as BulkChange did before
+	// start-without-waiting (-floor-compare).
 	pageWait *phaseResult
 	base     baselineResult
 }

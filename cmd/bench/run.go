@@ -116,7 +116,7 @@ func run(o options) error {
 		r.floors = append(r.floors, p)
 		r.floor = combine(r.floors)
 		if o.floorCompare && r.pageWait == nil {
-			r.pageWait, err = runFloor(ctx, s, o, m, true, "pages of 200 waited for, as BulkChange starts children")
+			r.pageWait, err = runFloor(ctx, s, o, m, true, "pages of 200 waited for, as BulkChange started children before")
 		}
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"sort"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -40,15 +41,21 @@ type ParentInput struct {
 	Devices      int
 	Window       int
 	StartsPerRun int
-	// PageWait makes the parent start children as BulkChange does: at most
-	// Page at a time, then wait until every child of the page has started
-	// before doing anything else. Off (the floor), the parent starts as many
-	// children as the window allows and waits for their starts only before a
+	// PageWait makes the parent start children as BulkChange did before its
+	// version start-without-waiting: at most Page at a time, then wait until
+	// every child of the page has started before doing anything else. Off
+	// (the floor, and BulkChange now), the parent starts as many children as
+	// the window allows and waits for their starts only before a
 	// continue-as-new, where it must. The benchmark turns it on to measure
-	// what the product's way of starting costs (-floor-page-wait).
+	// what that way of starting cost (-floor-page-wait).
 	PageWait bool
 	Page     int
-	Resume   *State
+	// SearchAttributes gives each child the search attributes the product
+	// gives a device workflow (bulk change, ICCID, operation), under the
+	// same names: it measures what they cost the server
+	// (-floor-search-attributes).
+	SearchAttributes bool
+	Resume           *State
 }
 
 // State is what a run hands to the next.
@@ -173,7 +180,8 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 			}
 			sort.Ints(next.InFlight) // map order must not reach the history
 			return Result{}, workflow.NewContinueAsNewError(ctx, ParentType, ParentInput{Devices: in.Devices, Window: in.Window,
-				StartsPerRun: in.StartsPerRun, PageWait: in.PageWait, Page: in.Page, Resume: &next})
+				StartsPerRun: in.StartsPerRun, PageWait: in.PageWait, Page: in.Page,
+				SearchAttributes: in.SearchAttributes, Resume: &next})
 		}
 		if st.Next < in.Devices && len(inFlight) < in.Window {
 			n := min(in.Window-len(inFlight), in.Devices-st.Next, in.StartsPerRun-startedThisRun)
@@ -183,6 +191,9 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 			for range n {
 				i := st.Next
 				c := workflow.WithWorkflowID(childCtx, ChildID(parentID, i))
+				if in.SearchAttributes {
+					c = withSearchAttributes(c, parentID, i)
+				}
 				f := workflow.ExecuteChildWorkflow(c, ChildType, ChildInput{ParentID: parentID, Index: i})
 				pending = append(pending, pendingStart{index: i, future: f})
 				inFlight[i] = true
@@ -203,6 +214,24 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 			return Result{}, err
 		}
 	}
+}
+
+// The product's device-workflow search attributes, by name (the floor
+// shares no code with the product).
+var (
+	bulkChangeIDAttr = temporal.NewSearchAttributeKeyKeyword("BulkChangeId")
+	iccidAttr        = temporal.NewSearchAttributeKeyKeyword("ICCID")
+	operationAttr    = temporal.NewSearchAttributeKeyKeywordList("Operation")
+)
+
+func withSearchAttributes(ctx workflow.Context, parentID string, i int) workflow.Context {
+	opts := workflow.GetChildWorkflowOptions(ctx)
+	opts.TypedSearchAttributes = temporal.NewSearchAttributes(
+		bulkChangeIDAttr.ValueSet(parentID),
+		iccidAttr.ValueSet(fmt.Sprintf("89148000%011d", i)),
+		operationAttr.ValueSet([]string{"suspend"}),
+	)
+	return workflow.WithChildOptions(ctx, opts)
 }
 
 // Child waits for its one callback signal and reports to its parent.
