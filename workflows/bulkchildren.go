@@ -74,7 +74,6 @@ type requestedChild struct {
 func (b *bulkRun) confirmStarts(ctx workflow.Context, children []requestedChild) {
 	for _, c := range children {
 		err := c.future.GetChildWorkflowExecution().Get(ctx, nil)
-		delete(b.starting, c.dev.ID)
 		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
 		switch {
 		case err == nil, errors.As(err, &already):
@@ -83,6 +82,8 @@ func (b *bulkRun) confirmStarts(ctx workflow.Context, children []requestedChild)
 			b.logger.Error("device workflow did not start", "iccid", c.dev.ICCID, "error", err)
 			b.childNotStarted(ctx, c.dev, err)
 		}
+		// Only now: a continue-as-new waits for the failure's record too.
+		delete(b.starting, c.dev.ID)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -175,4 +176,32 @@ func TestBulkChangeContinuesAsNewOnlyWithEveryStartConfirmed(t *testing.T) {
 	require.ErrorAs(t, env.GetWorkflowError(), &can)
 	require.NotEmpty(t, starts.requested)
 	require.Equal(t, len(starts.requested), starts.confirmed, "every start confirmed before continuing as new")
+}
+
+// A start refused just before a continue-as-new is recorded in this run,
+// not carried into the next one as a child that will never report.
+func TestBulkChangeRecordsARefusedStartBeforeContinuingAsNew(t *testing.T) {
+	f := newFakeBulk("bs4", 9)
+	bad := f.batches[0][8] // the last start the parent waits for
+	env := newBulkEnv(t, f, bulkOptions(10, 4))
+	withSlowStarts(env, &slowStarts{
+		delay:       time.Second,
+		refuse:      map[string]bool{api.DeviceChangeWorkflowID("bs4", bad.ICCID): true},
+		refuseAfter: time.Second,
+	})
+	env.OnActivity(a.EndDeviceChange, mock.Anything, mock.Anything).After(time.Minute).Return(
+		&api.DeviceResult{DeviceChangeID: bad.ID, ICCID: bad.ICCID, Status: change.Failed,
+			ErrorCode: change.WorkflowStartFailed}, nil)
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "bs4"})
+
+	require.True(t, env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next api.BulkChangeInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 1, next.Resume.Progress.ErrorsByCode[change.WorkflowStartFailed])
+	for _, c := range next.Resume.InFlight {
+		require.NotEqual(t, bad.ID, c.DeviceChangeID, "the refused start is not carried as in flight")
+	}
 }
