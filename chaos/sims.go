@@ -253,33 +253,34 @@ func (f *faultControl) clear(ctx context.Context) error {
 	return f.apply(ctx)
 }
 
+// adminGet reads one admin resource of a simulator.
+func adminGet[T any](ctx context.Context, a admin, path string) (T, error) {
+	var out T
+	err := a.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
 // tsStats reads GET /admin/stats (its "window" member is not needed).
 func (a admin) tsStats(ctx context.Context) (tssim.Stats, error) {
-	var st tssim.Stats
-	return st, a.do(ctx, http.MethodGet, "/admin/stats?window=1h", nil, &st)
+	return adminGet[tssim.Stats](ctx, a, "/admin/stats?window=1h")
 }
 
 func (a admin) tsDevices(ctx context.Context) ([]tssim.DeviceSnapshot, error) {
-	var out []tssim.DeviceSnapshot
-	return out, a.do(ctx, http.MethodGet, "/admin/devices", nil, &out)
+	return adminGet[[]tssim.DeviceSnapshot](ctx, a, "/admin/devices")
 }
 
 func (a admin) tsCallbacks(ctx context.Context) ([]tssim.DeliveryLogEntry, error) {
-	var out []tssim.DeliveryLogEntry
-	return out, a.do(ctx, http.MethodGet, "/admin/callbacks", nil, &out)
+	return adminGet[[]tssim.DeliveryLogEntry](ctx, a, "/admin/callbacks")
 }
 
 func (a admin) revioServices(ctx context.Context) ([]revsim.ServiceRecord, error) {
-	var out []revsim.ServiceRecord
-	return out, a.do(ctx, http.MethodGet, "/admin/services", nil, &out)
+	return adminGet[[]revsim.ServiceRecord](ctx, a, "/admin/services")
 }
 
 func (a admin) revioProducts(ctx context.Context) ([]revsim.ServiceProductRecord, error) {
-	var out []revsim.ServiceProductRecord
-	return out, a.do(ctx, http.MethodGet, "/admin/service-products", nil, &out)
+	return adminGet[[]revsim.ServiceProductRecord](ctx, a, "/admin/service-products")
 }
 
 func (a admin) revioStats(ctx context.Context) (revsim.Stats, error) {
-	var out revsim.Stats
-	return out, a.do(ctx, http.MethodGet, "/admin/stats", nil, &out)
+	return adminGet[revsim.Stats](ctx, a, "/admin/stats")
 }

@@ -39,14 +39,7 @@ func (c *Client) CreateService(ctx context.Context, req CreateServiceRequest) (i
 	if err := validateCreateService(req); err != nil {
 		return 0, invalid(op, err)
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return 0, invalid(op, err)
-	}
-	resp, err := c.do(
-		ctx,
-		request{op: op, method: http.MethodPost, path: "/v1/Services", body: body, contentType: contentJSON},
-	)
+	resp, err := c.sendJSON(ctx, op, http.MethodPost, "/v1/Services", contentJSON, req)
 	if err != nil {
 		return 0, err
 	}
@@ -159,20 +152,7 @@ func (c *Client) UpdateService(ctx context.Context, id int64, ops []PatchOp) err
 			}
 		}
 	}
-	body, err := json.Marshal(ops)
-	if err != nil {
-		return invalid(op, err)
-	}
-	resp, err := c.do(
-		ctx,
-		request{
-			op:          op,
-			method:      http.MethodPatch,
-			path:        "/v1/Services/" + strconv.FormatInt(id, 10),
-			body:        body,
-			contentType: contentJSONPatch,
-		},
-	)
+	resp, err := c.sendJSON(ctx, op, http.MethodPatch, "/v1/Services/"+strconv.FormatInt(id, 10), contentJSONPatch, ops)
 	if err != nil {
 		return err
 	}
@@ -216,14 +196,7 @@ func (c *Client) CreateServiceProduct(ctx context.Context, req CreateServiceProd
 		ActivatedDate:     req.ActivatedDate,
 		PackageID:         req.PackageID,
 	}
-	body, err := json.Marshal(w)
-	if err != nil {
-		return 0, invalid(op, err)
-	}
-	resp, err := c.do(
-		ctx,
-		request{op: op, method: http.MethodPost, path: "/v1/ServiceProduct", body: body, contentType: contentJSON},
-	)
+	resp, err := c.sendJSON(ctx, op, http.MethodPost, "/v1/ServiceProduct", contentJSON, w)
 	if err != nil {
 		return 0, err
 	}
@@ -278,24 +251,26 @@ func (c *Client) DisconnectServiceProduct(
 	if err := checkDate("effective_date", effectiveDate); err != nil {
 		return invalid(op, err)
 	}
-	body, err := json.Marshal(
-		disconnectServiceProductWire{
-			ServiceProductID:  id,
-			EffectiveDate:     effectiveDate,
-			GenerateProration: generateProration,
-		},
-	)
-	if err != nil {
-		return invalid(op, err)
+	w := disconnectServiceProductWire{
+		ServiceProductID:  id,
+		EffectiveDate:     effectiveDate,
+		GenerateProration: generateProration,
 	}
-	resp, err := c.do(
-		ctx,
-		request{op: op, method: http.MethodDelete, path: "/v1/ServiceProduct", body: body, contentType: contentJSON},
-	)
+	resp, err := c.sendJSON(ctx, op, http.MethodDelete, "/v1/ServiceProduct", contentJSON, w)
 	if err != nil {
 		return err
 	}
 	return c.checkOK(op, resp)
+}
+
+// sendJSON sends v as the request body. A body that does not marshal is the
+// caller's mistake (ErrInvalidRequest), found before anything is sent.
+func (c *Client) sendJSON(ctx context.Context, op, method, p, contentType string, v any) (*response, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, invalid(op, err)
+	}
+	return c.do(ctx, request{op: op, method: method, path: p, body: body, contentType: contentType})
 }
 
 // list walks a collection. each decodes one record and returns its id, used

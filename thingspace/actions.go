@@ -68,32 +68,60 @@ func (c *Client) action(ctx context.Context, op, method, path string, body any) 
 	return out.RequestID, nil
 }
 
+// checkedAction is action behind checkDevices: no state change leaves with
+// a device list ThingSpace would read as "the whole account".
+func (c *Client) checkedAction(
+	ctx context.Context,
+	op, method, path string,
+	devs []DeviceRef,
+	body any,
+) (string, error) {
+	if err := checkDevices(op, devs, MaxDevicesPerRequest); err != nil {
+		return "", err
+	}
+	return c.action(ctx, op, method, path, body)
+}
+
+// fetchArray sends a request whose answer is a list (maybe wrapped, see
+// decodeArray); an answer that does not decode may still mean the request
+// took effect, hence Sent and KindTemporary.
+func fetchArray[T any](ctx context.Context, c *Client, op, method, path string, body any) ([]T, error) {
+	var raw json.RawMessage
+	status, err := c.do(ctx, op, method, path, body, &raw)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	if err := decodeArray(raw, &out); err != nil {
+		return nil, &Error{
+			Op:         op,
+			HTTPStatus: status,
+			Kind:       KindTemporary,
+			Sent:       true,
+			Message:    "unreadable answer",
+			Err:        err,
+		}
+	}
+	return out, nil
+}
+
 // Activate starts activation of the devices. The outcome arrives per device
 // as a CarrierService callback.
 func (c *Client) Activate(ctx context.Context, r ActivateRequest) (requestID string, err error) {
 	r.AccountName = c.account(r.AccountName)
-	if err := checkDevices(OpActivate, r.Devices, MaxDevicesPerRequest); err != nil {
-		return "", err
-	}
-	return c.action(ctx, OpActivate, http.MethodPost, pathActivate, r)
+	return c.checkedAction(ctx, OpActivate, http.MethodPost, pathActivate, r.Devices, r)
 }
 
 // Suspend starts suspension of active devices.
 func (c *Client) Suspend(ctx context.Context, r ActionRequest) (string, error) {
 	r.AccountName = c.account(r.AccountName)
-	if err := checkDevices(OpSuspend, r.Devices, MaxDevicesPerRequest); err != nil {
-		return "", err
-	}
-	return c.action(ctx, OpSuspend, http.MethodPost, pathSuspend, r)
+	return c.checkedAction(ctx, OpSuspend, http.MethodPost, pathSuspend, r.Devices, r)
 }
 
 // Restore starts restoring suspended devices to active.
 func (c *Client) Restore(ctx context.Context, r ActionRequest) (string, error) {
 	r.AccountName = c.account(r.AccountName)
-	if err := checkDevices(OpRestore, r.Devices, MaxDevicesPerRequest); err != nil {
-		return "", err
-	}
-	return c.action(ctx, OpRestore, http.MethodPost, pathRestore, r)
+	return c.checkedAction(ctx, OpRestore, http.MethodPost, pathRestore, r.Devices, r)
 }
 
 // Deactivate starts deactivation. accountName is required by ThingSpace;
@@ -107,20 +135,14 @@ func (c *Client) Deactivate(ctx context.Context, r DeactivateRequest) (string, e
 	if r.ReasonCode == "" {
 		r.ReasonCode = DeactivateReasonGeneral
 	}
-	if err := checkDevices(OpDeactivate, r.Devices, MaxDevicesPerRequest); err != nil {
-		return "", err
-	}
-	return c.action(ctx, OpDeactivate, http.MethodPost, pathDeactivate, r)
+	return c.checkedAction(ctx, OpDeactivate, http.MethodPost, pathDeactivate, r.Devices, r)
 }
 
 // UpdateContactInfo changes the Primary Place of Use of active devices
 // (PUT /devices/actions/contactInfo).
 func (c *Client) UpdateContactInfo(ctx context.Context, r ContactInfoRequest) (string, error) {
 	r.AccountName = c.account(r.AccountName)
-	if err := checkDevices(OpContactInfo, r.Devices, MaxDevicesPerRequest); err != nil {
-		return "", err
-	}
-	return c.action(ctx, OpContactInfo, http.MethodPut, pathContactInfo, r)
+	return c.checkedAction(ctx, OpContactInfo, http.MethodPut, pathContactInfo, r.Devices, r)
 }
 
 // AddDevices adds devices to the account's inventory as pre-active. It is
@@ -132,17 +154,7 @@ func (c *Client) AddDevices(ctx context.Context, r AddRequest) ([]AddResult, err
 	if err := checkDevices(OpAdd, r.DevicesToAdd, MaxDevicesPerAdd); err != nil {
 		return nil, err
 	}
-	var raw json.RawMessage
-	status, err := c.do(ctx, OpAdd, http.MethodPost, pathAdd, r, &raw)
-	if err != nil {
-		return nil, err
-	}
-	var out []AddResult
-	if err := decodeArray(raw, &out); err != nil {
-		return nil, &Error{Op: OpAdd, HTTPStatus: status, Kind: KindTemporary, Sent: true,
-			Message: "unreadable answer", Err: err}
-	}
-	return out, nil
+	return fetchArray[AddResult](ctx, c, OpAdd, http.MethodPost, pathAdd, r)
 }
 
 // decodeArray decodes a JSON array, or an object with exactly one array

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -155,15 +153,7 @@ func device(iccid, createdAt string) Device {
 
 func TestListDevicesSinglePageAnd202(t *testing.T) {
 	f := newFake(t)
-	var status = http.StatusOK
-	var body = `{"hasMoreData":false,"devices":[]}`
-	var mu sync.Mutex
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
-	})
+	answer := f.settableRoute(http.MethodPost, pathList, http.StatusOK, `{"hasMoreData":false,"devices":[]}`)
 	c := newTestClient(t, f, nil)
 	ctx := context.Background()
 
@@ -172,29 +162,43 @@ func TestListDevicesSinglePageAnd202(t *testing.T) {
 	assert.False(t, resp.HasMoreData)
 	assert.Contains(t, f.lastBody(http.MethodPost, pathList), `"accountName":"`+testAccount+`"`)
 
-	mu.Lock()
-	status, body = http.StatusAccepted, `{"devices":[{"deviceIds":[{"id":"1","kind":"iccid"}]}]}`
-	mu.Unlock()
+	answer(http.StatusAccepted, `{"devices":[{"deviceIds":[{"id":"1","kind":"iccid"}]}]}`)
 	resp, err = c.ListDevices(ctx, ListRequest{})
 	require.NoError(t, err)
 	assert.True(t, resp.HasMoreData, "202 without hasMoreData means more data")
 	assert.Len(t, resp.Devices, 1)
 
-	mu.Lock()
-	status, body = http.StatusAccepted, `{"hasMoreData":true,"largestDeviceIdSeen":"12345","devices":[]}`
-	mu.Unlock()
+	answer(http.StatusAccepted, `{"hasMoreData":true,"largestDeviceIdSeen":"12345","devices":[]}`)
 	resp, err = c.ListDevices(ctx, ListRequest{})
 	require.NoError(t, err)
 	require.NotNil(t, resp.LargestDeviceIDSeen)
 	assert.EqualValues(t, 12345, *resp.LargestDeviceIDSeen, "cursor accepted as a string too")
 }
 
+// listedICCIDs walks the fake's whole device list with a new client.
+func listedICCIDs(t *testing.T, f *fakeTS) []string {
+	t.Helper()
+	var got []string
+	err := newTestClient(t, f, nil).ForEachDevice(context.Background(), ListRequest{}, func(d Device) error {
+		got = append(got, d.ID(KindICCID))
+		return nil
+	})
+	require.NoError(t, err)
+	return got
+}
+
+func decodeListRequest(t *testing.T, r *http.Request) ListRequest {
+	t.Helper()
+	var req ListRequest
+	require.NoError(t, json.NewDecoder(r.Body).Decode(&req))
+	return req
+}
+
 func TestForEachDeviceByCursor(t *testing.T) {
 	f := newFake(t)
 	const total, pageSize = 25, 10
 	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		var req ListRequest
-		require.NoError(t, json.NewDecoder(r.Body).Decode(&req))
+		req := decodeListRequest(t, r)
 		start := int64(0)
 		if req.LargestDeviceIDSeen != nil {
 			start = *req.LargestDeviceIDSeen
@@ -211,13 +215,7 @@ func TestForEachDeviceByCursor(t *testing.T) {
 		}
 		writeJSON(w, status, map[string]any{"hasMoreData": more, "devices": devs, "largestDeviceIdSeen": last})
 	})
-	c := newTestClient(t, f, nil)
-	var got []string
-	err := c.ForEachDevice(context.Background(), ListRequest{}, func(d Device) error {
-		got = append(got, d.ID(KindICCID))
-		return nil
-	})
-	require.NoError(t, err)
+	got := listedICCIDs(t, f)
 	assert.Len(t, got, total)
 	assert.Equal(t, 3, f.hitCount(http.MethodPost, pathList))
 }
@@ -236,8 +234,7 @@ func TestForEachDeviceByEarliest(t *testing.T) {
 	}
 	f := newFake(t)
 	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		var req ListRequest
-		require.NoError(t, json.NewDecoder(r.Body).Decode(&req))
+		req := decodeListRequest(t, r)
 		var from time.Time
 		if req.Earliest != "" {
 			var err error
@@ -254,13 +251,7 @@ func TestForEachDeviceByEarliest(t *testing.T) {
 		last := devs[len(devs)-1].ID(KindICCID)
 		writeJSON(w, http.StatusOK, map[string]any{"hasMoreData": last != "7", "devices": devs})
 	})
-	c := newTestClient(t, f, nil)
-	var got []string
-	err := c.ForEachDevice(context.Background(), ListRequest{}, func(d Device) error {
-		got = append(got, d.ID(KindICCID))
-		return nil
-	})
-	require.NoError(t, err)
+	got := listedICCIDs(t, f)
 	sort.Strings(got)
 	assert.Equal(t, []string{"1", "2", "3", "4", "5", "6", "7"}, got, "each device exactly once")
 }
@@ -301,8 +292,7 @@ func TestForEachDeviceCallbackError(t *testing.T) {
 func TestGetDevice(t *testing.T) {
 	f := newFake(t)
 	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		var req ListRequest
-		require.NoError(t, json.NewDecoder(r.Body).Decode(&req))
+		req := decodeListRequest(t, r)
 		switch req.DeviceID.ID {
 		case "111":
 			writeJSON(w, http.StatusOK, map[string]any{"hasMoreData": false, "devices": []Device{

@@ -171,22 +171,55 @@ func (f *flexInt64) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (c *Client) fetchOAuth(ctx context.Context) (string, error) {
+// sendAuth POSTs one of the two token requests. They carry their own
+// Authorization (the caller's, not the tokens being fetched), so they go
+// through send directly rather than do.
+func (c *Client) sendAuth(
+	ctx context.Context,
+	op, path string,
+	body []byte,
+	contentType, authz string,
+) (*response, error) {
 	attempt := 0
-	res, err := c.send(ctx, &httpCall{
-		op:          OpOAuth,
+	return c.send(ctx, &httpCall{
+		op:          op,
 		method:      http.MethodPost,
-		path:        pathOAuthToken,
-		body:        []byte("grant_type=client_credentials"),
-		contentType: "application/x-www-form-urlencoded",
-		header:      http.Header{"Authorization": {c.basicAuth}, "Accept": {"application/json"}},
+		path:        path,
+		body:        body,
+		contentType: contentType,
+		header:      http.Header{"Authorization": {authz}, "Accept": {"application/json"}},
 	}, &attempt)
+}
+
+// decodeToken reads a 2xx token answer into v. An answer without the token
+// is as useless as unreadable JSON; the request did reach ThingSpace, so
+// it is Sent and worth another try.
+func decodeToken(op string, res *response, v any, token *string, field, what string) error {
+	err := json.Unmarshal(res.body, v)
+	if err == nil && *token == "" {
+		err = errors.New("no " + field + " in answer")
+	}
+	if err != nil {
+		return &Error{
+			Op:         op,
+			HTTPStatus: res.status,
+			Kind:       KindTemporary,
+			Sent:       true,
+			Message:    "unreadable " + what + " answer",
+			Err:        err,
+		}
+	}
+	return nil
+}
+
+func (c *Client) fetchOAuth(ctx context.Context) (string, error) {
+	body := []byte("grant_type=client_credentials")
+	res, err := c.sendAuth(ctx, OpOAuth, pathOAuthToken, body, "application/x-www-form-urlencoded", c.basicAuth)
 	if err != nil {
 		return "", err
 	}
 	if !res.ok() {
-		eb := parseErrorBody(res.body)
-		e := c.httpError(OpOAuth, res, eb)
+		e := c.httpError(OpOAuth, res, parseErrorBody(res.body))
 		if (res.status == http.StatusBadRequest || res.status == http.StatusUnauthorized) && e.Kind != KindRateLimited {
 			e.Kind = KindInvalidCredentials
 			c.latch(e)
@@ -197,12 +230,8 @@ func (c *Client) fetchOAuth(ctx context.Context) (string, error) {
 		AccessToken string    `json:"access_token"`
 		ExpiresIn   flexInt64 `json:"expires_in"`
 	}
-	if err := json.Unmarshal(res.body, &tr); err != nil || tr.AccessToken == "" {
-		if err == nil {
-			err = errors.New("no access_token in answer")
-		}
-		return "", &Error{Op: OpOAuth, HTTPStatus: res.status, Kind: KindTemporary, Sent: true,
-			Message: "unreadable token answer", Err: err}
+	if err := decodeToken(OpOAuth, res, &tr, &tr.AccessToken, "access_token", "token"); err != nil {
+		return "", err
 	}
 	ttl := DefaultOAuthTTL
 	if tr.ExpiresIn.set && tr.ExpiresIn.v > 0 {
@@ -272,15 +301,7 @@ func (c *Client) login(ctx context.Context, access string) (string, error) {
 	if err != nil {
 		return "", &Error{Op: OpLogin, Kind: KindInvalidInput, Err: err}
 	}
-	attempt := 0
-	res, err := c.send(ctx, &httpCall{
-		op:          OpLogin,
-		method:      http.MethodPost,
-		path:        pathLogin,
-		body:        body,
-		contentType: "application/json",
-		header:      http.Header{"Authorization": {"Bearer " + access}, "Accept": {"application/json"}},
-	}, &attempt)
+	res, err := c.sendAuth(ctx, OpLogin, pathLogin, body, "application/json", "Bearer "+access)
 	if err != nil {
 		return "", err
 	}
@@ -302,12 +323,8 @@ func (c *Client) login(ctx context.Context, access string) (string, error) {
 	var lr struct {
 		SessionToken string `json:"sessionToken"`
 	}
-	if err := json.Unmarshal(res.body, &lr); err != nil || lr.SessionToken == "" {
-		if err == nil {
-			err = errors.New("no sessionToken in answer")
-		}
-		return "", &Error{Op: OpLogin, HTTPStatus: res.status, Kind: KindTemporary, Sent: true,
-			Message: "unreadable login answer", Err: err}
+	if err := decodeToken(OpLogin, res, &lr, &lr.SessionToken, "sessionToken", "login"); err != nil {
+		return "", err
 	}
 	c.sec.remember(lr.SessionToken)
 	c.auth.mu.Lock()

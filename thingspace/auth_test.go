@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -237,12 +236,10 @@ func TestInvalidCredentialsAtLoginAreLatched(t *testing.T) {
 				}
 			})
 			ctx := context.Background()
-			var wg sync.WaitGroup
-			errs := make([]error, 10)
-			for i := range errs {
-				wg.Go(func() { _, errs[i] = c.Suspend(ctx, ActionRequest{Devices: oneDevice()}) })
-			}
-			wg.Wait()
+			errs := concurrently(10, func(int) error {
+				_, err := c.Suspend(ctx, ActionRequest{Devices: oneDevice()})
+				return err
+			})
 			for _, err := range errs {
 				assert.Equal(t, KindInvalidCredentials, KindOf(err), "%v", err)
 				assert.False(t, IsRetryable(err))
@@ -258,18 +255,9 @@ func TestInvalidCredentialsAtLoginAreLatched(t *testing.T) {
 
 func TestLogin5xxIsRetriedAndNotLatched(t *testing.T) {
 	f := newFake(t)
-	fail := 3
-	var mu sync.Mutex
-	f.loginHook = func(w http.ResponseWriter, r *http.Request) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail > 0 {
-			fail--
-			m2mError(w, http.StatusInternalServerError, "SYSTEM_ERROR.Internal", "oops")
-			return true
-		}
-		return false
-	}
+	f.failFirstLogins(3, func(w http.ResponseWriter) {
+		m2mError(w, http.StatusInternalServerError, "SYSTEM_ERROR.Internal", "oops")
+	})
 	f.route(http.MethodPost, pathSuspend, okRequestID("r"))
 	c := newTestClient(t, f, nil) // MaxRetries 2 → 3 attempts
 	_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
@@ -282,18 +270,9 @@ func TestLogin5xxIsRetriedAndNotLatched(t *testing.T) {
 
 func TestLoginGatewayExpiryRefreshesOAuthOnce(t *testing.T) {
 	f := newFake(t)
-	first := true
-	var mu sync.Mutex
-	f.loginHook = func(w http.ResponseWriter, r *http.Request) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if first {
-			first = false
-			gatewayFault(w, http.StatusUnauthorized, "900901", "Invalid Credentials")
-			return true
-		}
-		return false
-	}
+	f.failFirstLogins(1, func(w http.ResponseWriter) {
+		gatewayFault(w, http.StatusUnauthorized, "900901", "Invalid Credentials")
+	})
 	c := newTestClient(t, f, nil)
 	require.NoError(t, c.CheckAuth(context.Background()))
 	assertAuthCalls(t, f, 2, 2)
@@ -308,22 +287,16 @@ func TestConcurrentFirstCallsShareOneAuth(t *testing.T) {
 	f.route(http.MethodPost, pathActivate, okRequestID("r"))
 	rec := &recorder{}
 	c := newTestClient(t, f, rec)
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			var err error
-			if i%2 == 0 {
-				_, err = c.ListDevices(context.Background(), ListRequest{})
-			} else {
-				_, err = c.Activate(context.Background(), ActivateRequest{Devices: oneDevice()})
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	errs := concurrently(50, func(i int) error {
+		var err error
+		if i%2 == 0 {
+			_, err = c.ListDevices(context.Background(), ListRequest{})
+		} else {
+			_, err = c.Activate(context.Background(), ActivateRequest{Devices: oneDevice()})
+		}
+		return err
+	})
+	for _, err := range errs {
 		require.NoError(t, err)
 	}
 	assertAuthCalls(t, f, 1, 1)

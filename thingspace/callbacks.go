@@ -32,17 +32,7 @@ func (c *Client) ListCallbacks(ctx context.Context, account string) ([]CallbackL
 	if account == "" {
 		return nil, invalidInput(OpCallbacks, "account is required")
 	}
-	var raw json.RawMessage
-	status, err := c.do(ctx, OpCallbacks, http.MethodGet, callbacksPath(account), nil, &raw)
-	if err != nil {
-		return nil, err
-	}
-	var out []CallbackListener
-	if err := decodeArray(raw, &out); err != nil {
-		return nil, &Error{Op: OpCallbacks, HTTPStatus: status, Kind: KindTemporary, Sent: true,
-			Message: "unreadable answer", Err: err}
-	}
-	return out, nil
+	return fetchArray[CallbackListener](ctx, c, OpCallbacks, http.MethodGet, callbacksPath(account), nil)
 }
 
 // DeleteCallback deregisters the account's listener for serviceName.

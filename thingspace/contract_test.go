@@ -7,11 +7,9 @@ package thingspace
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,55 +70,6 @@ func simClient(t *testing.T, baseURL string, rec *recorder, mods ...func(*Config
 	require.NoError(t, err)
 	fastRetries(c)
 	return c
-}
-
-// listener is a callback listener that parses what ThingSpace posts.
-type listener struct {
-	url  string
-	mu   sync.Mutex
-	msgs []*CallbackMessage
-	errs []error
-}
-
-func newListener(t *testing.T) *listener {
-	l := &listener{}
-	l.url = newPlainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		m, err := ParseCallbackMessage(body)
-		l.mu.Lock()
-		if err != nil {
-			l.errs = append(l.errs, err)
-		} else {
-			l.msgs = append(l.msgs, m)
-		}
-		l.mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	})) + "/thingspace/callbacks"
-	return l
-}
-
-// await returns the callbacks of requestID once n have arrived.
-func (l *listener) await(t *testing.T, requestID string, n int) []*CallbackMessage {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		l.mu.Lock()
-		var got []*CallbackMessage
-		for _, m := range l.msgs {
-			if m.RequestID == requestID {
-				got = append(got, m)
-			}
-		}
-		require.Empty(t, l.errs)
-		l.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited for %d callbacks of request %s, got %d", n, requestID, len(got))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func refOf(d simulator.DeviceSeed) DeviceRef { return ICCIDRef(d.ICCID, d.IMEI) }
@@ -548,17 +497,11 @@ func TestContractConcurrentFirstCallsShareOneLogin(t *testing.T) {
 	sim, url := newSim(t, simulator.Config{Faults: simulator.Faults{Latency: 30 * time.Millisecond}})
 	require.NoError(t, sim.Seed(simulator.GenerateDevices(5, "891480000700", "active")...))
 	c := simClient(t, url, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for range 50 {
-		wg.Go(func() {
-			_, err := c.ListDevices(context.Background(), ListRequest{MaxNumberOfDevices: 2})
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	errs := concurrently(50, func(int) error {
+		_, err := c.ListDevices(context.Background(), ListRequest{MaxNumberOfDevices: 2})
+		return err
+	})
+	for _, err := range errs {
 		require.NoError(t, err)
 	}
 	s := sim.Stats(0)

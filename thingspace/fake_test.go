@@ -315,6 +315,37 @@ func newTestClient(t *testing.T, f *fakeTS, rec *recorder, mods ...func(*Config)
 	return c
 }
 
+// settableRoute answers method path with status and body until the
+// returned func sets another answer.
+func (f *fakeTS) settableRoute(method, path string, status int, body string) func(status int, body string) {
+	var mu sync.Mutex
+	f.route(method, path, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	})
+	return func(s int, b string) {
+		mu.Lock()
+		defer mu.Unlock()
+		status, body = s, b
+	}
+}
+
+// failFirstLogins answers the first n logins with fail; later ones get
+// the fake's normal login.
+func (f *fakeTS) failFirstLogins(n int, fail func(http.ResponseWriter)) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	f.loginHook = func(w http.ResponseWriter, _ *http.Request) bool {
+		if left.Add(-1) < 0 {
+			return false
+		}
+		fail(w)
+		return true
+	}
+}
+
 func okRequestID(id string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"requestId": id})
@@ -341,11 +372,4 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-}
-
-// newPlainServer starts a server for h and returns its URL.
-func newPlainServer(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
 }

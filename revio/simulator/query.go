@@ -109,6 +109,28 @@ func byID[T any](m map[int64]*T) []*T {
 	return out
 }
 
+// writeMatching answers page p of the records of m that keep accepts, in
+// id order and in their wire form. The records are read under the lock, the
+// answer is written after it.
+func writeMatching[T, Out any](
+	s *Simulator,
+	w http.ResponseWriter,
+	p paging,
+	m map[int64]*T,
+	keep func(*T) bool,
+	wire func(*T) Out,
+) {
+	s.mu.Lock()
+	var out []Out
+	for _, rec := range byID(m) {
+		if keep(rec) {
+			out = append(out, wire(rec))
+		}
+	}
+	s.mu.Unlock()
+	writePage(w, p, out)
+}
+
 // writeRecord answers the record of m with that id in its wire form after
 // "ok": true, as Rev.io answers one record, or 404 with missing (a format
 // taking the id) when there is none.

@@ -20,23 +20,22 @@ func (s *Simulator) createServiceProduct(w http.ResponseWriter, r *http.Request)
 		badRequest(w, "body", err.Error())
 		return
 	}
-	rec := ServiceProductRecord{Quantity: 1, Status: "ACTIVE"}
-	var err error
-	get := func(f func() error) {
-		if err == nil {
-			err = f()
-		}
+	rd := fieldReader{o: o}
+	rec := ServiceProductRecord{
+		Quantity:   1,
+		Status:     "ACTIVE",
+		ServiceID:  rd.id("service_id"),
+		ProductID:  rd.id("product_id"),
+		CustomerID: rd.id("customer_id"),
+		PackageID:  rd.id("package_id"),
+		Rate:       rd.decimal("rate"),
 	}
-	get(func() (e error) { rec.ServiceID, e = o.id("service_id"); return })
-	get(func() (e error) { rec.ProductID, e = o.id("product_id"); return })
-	get(func() (e error) { rec.CustomerID, e = o.id("customer_id"); return })
-	get(func() (e error) { rec.PackageID, e = o.id("package_id"); return })
-	get(func() (e error) { rec.Rate, e = o.decimal("rate"); return })
-	get(func() (e error) { _, e = o.decimal("cost"); return })
-	get(func() (e error) { rec.Description, e = o.str("description", 1000); return })
-	get(func() (e error) { rec.EffectiveDate, e = o.date("effective_date"); return })
-	get(func() (e error) { rec.ActivatedDate, e = o.date("activated_date"); return })
-	get(func() (e error) {
+	// Checked like Rev.io does, but not kept.
+	rd.decimal("cost")
+	rec.Description = rd.str("description", 1000)
+	rec.EffectiveDate = rd.date("effective_date")
+	rec.ActivatedDate = rd.date("activated_date")
+	rd.check(func() error {
 		if !o.has("quantity") {
 			return nil
 		}
@@ -47,15 +46,9 @@ func (s *Simulator) createServiceProduct(w http.ResponseWriter, r *http.Request)
 		rec.Quantity = int(q)
 		return e
 	})
-	get(func() (e error) {
-		if !o.has("generate_proration") {
-			return fmt.Errorf("generate_proration is required")
-		}
-		rec.GenerateProration, e = o.boolean("generate_proration")
-		return
-	})
-	if err != nil {
-		badRequest(w, "body", err.Error())
+	rec.GenerateProration = rd.requiredBool("generate_proration")
+	if rd.err != nil {
+		badRequest(w, "body", rd.err.Error())
 		return
 	}
 	for _, req := range []struct {
@@ -98,8 +91,7 @@ func (s *Simulator) createServiceProduct(w http.ResponseWriter, r *http.Request)
 	rec.ServiceProductID = s.nextProductID
 	s.nextProductID++
 	s.products[rec.ServiceProductID] = &rec
-	w.Header().Set("Location", fmt.Sprintf("/v1/ServiceProduct/%d", rec.ServiceProductID))
-	writeJSON(w, http.StatusCreated, createdBody{OK: true, ID: rec.ServiceProductID})
+	writeCreated(w, "/v1/ServiceProduct", rec.ServiceProductID)
 }
 
 func (s *Simulator) listServiceProducts(w http.ResponseWriter, r *http.Request) {
@@ -110,20 +102,16 @@ func (s *Simulator) listServiceProducts(w http.ResponseWriter, r *http.Request) 
 	svc, cust, prod := ids[0], ids[1], ids[2]
 	status := f.strs("status", true)
 
-	s.mu.Lock()
-	var out []serviceProductOut
-	for _, rec := range byID(s.products) {
-		if matchInt(svc, rec.ServiceID) && matchInt(cust, rec.CustomerID) && matchInt(prod, rec.ProductID) &&
-			matchStr(status, rec.Status) {
-			out = append(out, toServiceProductOut(rec))
-		}
-	}
-	s.mu.Unlock()
-	writePage(w, p, out)
+	writeMatching(s, w, p, s.products, func(rec *ServiceProductRecord) bool {
+		return matchInt(svc, rec.ServiceID) && matchInt(cust, rec.CustomerID) && matchInt(prod, rec.ProductID) &&
+			matchStr(status, rec.Status)
+	}, toServiceProductOut)
 }
+
 func (s *Simulator) getServiceProduct(w http.ResponseWriter, id int64) {
 	writeRecord(s, w, s.products, id, toServiceProductOut, "Service product %d was not found.")
 }
+
 func (s *Simulator) disconnectServiceProduct(w http.ResponseWriter, r *http.Request) {
 	o, ok := readObject(w, r)
 	if !ok {
@@ -133,22 +121,12 @@ func (s *Simulator) disconnectServiceProduct(w http.ResponseWriter, r *http.Requ
 		badRequest(w, "body", err.Error())
 		return
 	}
-	id, err := o.id("service_product_id")
-	if err == nil && id == 0 {
-		err = fmt.Errorf("service_product_id is required")
-	}
-	var eff string
-	if err == nil {
-		eff, err = o.date("effective_date")
-	}
-	if err == nil && !o.has("generate_proration") {
-		err = fmt.Errorf("generate_proration is required")
-	}
-	if err == nil {
-		_, err = o.boolean("generate_proration")
-	}
-	if err != nil {
-		badRequest(w, "body", err.Error())
+	rd := fieldReader{o: o}
+	id := rd.requiredID("service_product_id")
+	eff := rd.date("effective_date")
+	rd.requiredBool("generate_proration")
+	if rd.err != nil {
+		badRequest(w, "body", rd.err.Error())
 		return
 	}
 

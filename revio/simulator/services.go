@@ -34,28 +34,25 @@ func (s *Simulator) createService(w http.ResponseWriter, r *http.Request, faults
 		badRequest(w, "body", err.Error())
 		return
 	}
-	rec := ServiceRecord{}
-	var err error
-	get := func(f func() error) {
-		if err == nil {
-			err = f()
-		}
+	rd := fieldReader{o: o}
+	rec := ServiceRecord{
+		CustomerID:       rd.id("customer_id"),
+		ProviderID:       rd.id("provider_id"),
+		ServiceTypeID:    rd.id("service_type_id"),
+		PackageID:        rd.id("package_id"),
+		UsagePlanGroupID: rd.id("usage_plan_group_id"),
+		Number:           rd.str("number", 255),
+		Number2:          rd.str("number2", 255),
+		Description:      rd.str("description", 1000),
+		ActivatedDate:    rd.date("activated_date"),
+		EffectiveDate:    rd.date("effective_date"),
+		DisconnectedDate: rd.date("disconnected_date"),
 	}
-	get(func() (e error) { rec.CustomerID, e = o.id("customer_id"); return })
-	get(func() (e error) { rec.ProviderID, e = o.id("provider_id"); return })
-	get(func() (e error) { rec.ServiceTypeID, e = o.id("service_type_id"); return })
-	get(func() (e error) { rec.PackageID, e = o.id("package_id"); return })
-	get(func() (e error) { rec.UsagePlanGroupID, e = o.id("usage_plan_group_id"); return })
-	get(func() (e error) { rec.Number, e = o.str("number", 255); return })
-	get(func() (e error) { rec.Number2, e = o.str("number2", 255); return })
-	get(func() (e error) { rec.Description, e = o.str("description", 1000); return })
-	get(func() (e error) { rec.ActivatedDate, e = o.date("activated_date"); return })
-	get(func() (e error) { rec.EffectiveDate, e = o.date("effective_date"); return })
-	get(func() (e error) { rec.DisconnectedDate, e = o.date("disconnected_date"); return })
-	get(func() (e error) { _, e = o.id("provider_account_id"); return })
-	get(func() (e error) { _, e = o.id("address_id"); return })
-	if err != nil {
-		badRequest(w, "body", err.Error())
+	// Checked like Rev.io does, but not kept.
+	rd.id("provider_account_id")
+	rd.id("address_id")
+	if rd.err != nil {
+		badRequest(w, "body", rd.err.Error())
 		return
 	}
 	if rec.CustomerID == 0 {
@@ -82,11 +79,8 @@ func (s *Simulator) createService(w http.ResponseWriter, r *http.Request, faults
 	if stall > 0 && !s.sleep(r.Context(), stall) {
 		return
 	}
-	w.Header().Set("Location", fmt.Sprintf("/v1/Services/%d", rec.ServiceID))
-	writeJSON(w, http.StatusCreated, createdBody{OK: true, ID: rec.ServiceID})
+	writeCreated(w, "/v1/Services", rec.ServiceID)
 }
-
-// paging reads page and page_size (with or without the search. prefix).
 
 func (s *Simulator) listServices(w http.ResponseWriter, r *http.Request) {
 	f, p, ids, ok := readListQuery(w, r, "customer_id", "provider_id", "service_type_id")
@@ -96,16 +90,10 @@ func (s *Simulator) listServices(w http.ResponseWriter, r *http.Request) {
 	cust, prov, stype := ids[0], ids[1], ids[2]
 	num, num2 := f.strs("number", false), f.strs("number2", false)
 
-	s.mu.Lock()
-	var out []serviceOut
-	for _, rec := range byID(s.services) {
-		if matchInt(cust, rec.CustomerID) && matchInt(prov, rec.ProviderID) && matchInt(stype, rec.ServiceTypeID) &&
-			matchStr(num, rec.Number) && matchStr(num2, rec.Number2) {
-			out = append(out, toServiceOut(rec))
-		}
-	}
-	s.mu.Unlock()
-	writePage(w, p, out)
+	writeMatching(s, w, p, s.services, func(rec *ServiceRecord) bool {
+		return matchInt(cust, rec.CustomerID) && matchInt(prov, rec.ProviderID) && matchInt(stype, rec.ServiceTypeID) &&
+			matchStr(num, rec.Number) && matchStr(num2, rec.Number2)
+	}, toServiceOut)
 }
 
 func (s *Simulator) getService(w http.ResponseWriter, id int64) {

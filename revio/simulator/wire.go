@@ -164,6 +164,16 @@ func badRequest(w http.ResponseWriter, field, msg string) {
 	writeJSON(w, http.StatusBadRequest, []revValidationError{{OK: false, Error: field, Message: msg}})
 }
 
+// writeCreated answers a creation as Rev.io does: 201 with the new
+// record's Location and its id in the body.
+func writeCreated(w http.ResponseWriter, collection string, id int64) {
+	w.Header().Set("Location", fmt.Sprintf("%s/%d", collection, id))
+	writeJSON(w, http.StatusCreated, createdBody{
+		OK: true,
+		ID: id,
+	})
+}
+
 func notFound(w http.ResponseWriter, msg string) {
 	writeJSON(w, http.StatusNotFound, revError{Message: msg})
 }
@@ -286,6 +296,56 @@ func (o object) date(k string) (string, error) {
 		return "", fmt.Errorf("%s is not a valid date", k)
 	}
 	return d, nil
+}
+
+// fieldReader reads an object's fields in turn and keeps the first error,
+// so that a handler reads them all and checks once; like Rev.io's, the
+// answer then names only the first bad field. After an error the remaining
+// reads return zero values and are not checked.
+type fieldReader struct {
+	o   object
+	err error
+}
+
+func readField[T any](r *fieldReader, k string, get func(string) (T, error)) T {
+	var v T
+	if r.err == nil {
+		v, r.err = get(k)
+	}
+	return v
+}
+
+func (r *fieldReader) id(k string) int64       { return readField(r, k, r.o.id) }
+func (r *fieldReader) date(k string) string    { return readField(r, k, r.o.date) }
+func (r *fieldReader) decimal(k string) string { return readField(r, k, r.o.decimal) }
+
+func (r *fieldReader) str(k string, maxLen int) string {
+	return readField(r, k, func(k string) (string, error) { return r.o.str(k, maxLen) })
+}
+
+// requiredID is id for a field that must be sent and not 0.
+func (r *fieldReader) requiredID(k string) int64 {
+	id := r.id(k)
+	if r.err == nil && id == 0 {
+		r.err = fmt.Errorf("%s is required", k)
+	}
+	return id
+}
+
+// requiredBool reads a flag that has no default: Rev.io wants it said.
+func (r *fieldReader) requiredBool(k string) bool {
+	if r.err == nil && !r.o.has(k) {
+		r.err = fmt.Errorf("%s is required", k)
+	}
+	return readField(r, k, r.o.boolean)
+}
+
+// check runs a rule of its own (a field with extra limits, a required
+// flag) in the same turn as the plain reads.
+func (r *fieldReader) check(f func() error) {
+	if r.err == nil {
+		r.err = f()
+	}
 }
 
 var decimalText = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)

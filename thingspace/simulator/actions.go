@@ -359,21 +359,34 @@ func validateCustomFields(fields []customField) *reply {
 	return nil
 }
 
-// validatePPU checks the members SDK-js marks required; it returns "" when
-// the place of use is acceptable.
-func validatePPU(p *placeOfUse) string {
-	required := []struct{ name, value string }{
-		{"customerName.firstName", p.CustomerName.FirstName},
-		{"customerName.lastName", p.CustomerName.LastName},
-		{"address.addressLine1", p.Address.AddressLine1},
-		{"address.city", p.Address.City},
-		{"address.state", p.Address.State},
-		{"address.zip", p.Address.Zip},
-		{"address.country", p.Address.Country},
+// ppuMember is one member of a place of use, named by its path in a
+// request.
+type ppuMember struct {
+	path     string
+	value    string
+	required bool // as SDK-js marks it
+}
+
+// ppuMembers lists p's members in the order validatePPU reports them.
+func ppuMembers(p *placeOfUse) []ppuMember {
+	return []ppuMember{
+		{"customerName.firstName", p.CustomerName.FirstName, true},
+		{"customerName.lastName", p.CustomerName.LastName, true},
+		{"address.addressLine1", p.Address.AddressLine1, true},
+		{"address.addressLine2", p.Address.AddressLine2, false},
+		{"address.city", p.Address.City, true},
+		{"address.state", p.Address.State, true},
+		{"address.zip", p.Address.Zip, true},
+		{"address.country", p.Address.Country, true},
 	}
-	for _, f := range required {
-		if strings.TrimSpace(f.value) == "" {
-			return f.name + " is required"
+}
+
+// validatePPU checks the required members and the US address rules; it
+// returns "" when the place of use is acceptable.
+func validatePPU(p *placeOfUse) string {
+	for _, m := range ppuMembers(p) {
+		if m.required && strings.TrimSpace(m.value) == "" {
+			return m.path + " is required"
 		}
 	}
 	if poBoxRe.MatchString(p.Address.AddressLine1) {

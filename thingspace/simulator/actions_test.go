@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,63 +18,74 @@ type cell struct {
 	wantsMSISDNAfter bool
 }
 
-var table = []cell{
-	{
-		from:             "preactive",
+var table = slices.Concat(
+	offNetwork("preactive"),
+	refused("active", CodeDeviceAlreadyActive, ActionActivate),
+	[]cell{
+		{
+			from:             "active",
+			action:           ActionSuspend,
+			pending:          StatePendingSuspend,
+			final:            StateSuspend,
+			keepsMSISDN:      true,
+			wantsMSISDNAfter: true,
+		},
+	},
+	refused("active", CodeDeviceStateInvalid, ActionRestore),
+	[]cell{
+		{from: "active", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
+		{
+			from:             "active",
+			action:           ActionContactInfo,
+			pending:          StateActive,
+			final:            StateActive,
+			keepsMSISDN:      true,
+			wantsMSISDNAfter: true,
+		},
+	},
+	refused("suspend", CodeDeviceStateInvalid, ActionActivate, ActionSuspend),
+	[]cell{
+		{
+			from:             "suspend",
+			action:           ActionRestore,
+			pending:          StatePendingResume,
+			final:            StateActive,
+			keepsMSISDN:      true,
+			wantsMSISDNAfter: true,
+		},
+		{from: "suspend", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
+	},
+	refused("suspend", CodeDeviceStateInvalid, ActionContactInfo),
+	offNetwork("deactive"),
+)
+
+// offNetwork gives the cells of a state without a line (never activated, or
+// deactivated): activation is the only way out of it.
+func offNetwork(from string) []cell {
+	activate := cell{
+		from:             from,
 		action:           ActionActivate,
 		pending:          StatePendingActivation,
 		final:            StateActive,
 		wantsMSISDNAfter: true,
-	},
-	{from: "preactive", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
-	{from: "preactive", action: ActionRestore, refusal: CodeDeviceStateInvalid},
-	{from: "preactive", action: ActionDeactivate, refusal: CodeDeviceStateInvalid},
-	{from: "preactive", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
+	}
+	return append(
+		[]cell{activate},
+		refused(from, CodeDeviceStateInvalid, ActionSuspend, ActionRestore, ActionDeactivate, ActionContactInfo)...,
+	)
+}
 
-	{from: "active", action: ActionActivate, refusal: CodeDeviceAlreadyActive},
-	{
-		from:             "active",
-		action:           ActionSuspend,
-		pending:          StatePendingSuspend,
-		final:            StateSuspend,
-		keepsMSISDN:      true,
-		wantsMSISDNAfter: true,
-	},
-	{from: "active", action: ActionRestore, refusal: CodeDeviceStateInvalid},
-	{from: "active", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
-	{
-		from:             "active",
-		action:           ActionContactInfo,
-		pending:          StateActive,
-		final:            StateActive,
-		keepsMSISDN:      true,
-		wantsMSISDNAfter: true,
-	},
-
-	{from: "suspend", action: ActionActivate, refusal: CodeDeviceStateInvalid},
-	{from: "suspend", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
-	{
-		from:             "suspend",
-		action:           ActionRestore,
-		pending:          StatePendingResume,
-		final:            StateActive,
-		keepsMSISDN:      true,
-		wantsMSISDNAfter: true,
-	},
-	{from: "suspend", action: ActionDeactivate, pending: StatePendingDeactivation, final: StateDeactive},
-	{from: "suspend", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
-
-	{
-		from:             "deactive",
-		action:           ActionActivate,
-		pending:          StatePendingActivation,
-		final:            StateActive,
-		wantsMSISDNAfter: true,
-	},
-	{from: "deactive", action: ActionSuspend, refusal: CodeDeviceStateInvalid},
-	{from: "deactive", action: ActionRestore, refusal: CodeDeviceStateInvalid},
-	{from: "deactive", action: ActionDeactivate, refusal: CodeDeviceStateInvalid},
-	{from: "deactive", action: ActionContactInfo, refusal: CodeDeviceStateInvalid},
+// refused gives the cells of actions that from refuses with code.
+func refused(from, code string, actions ...string) []cell {
+	out := make([]cell, 0, len(actions))
+	for _, a := range actions {
+		out = append(out, cell{
+			from:    from,
+			action:  a,
+			refusal: code,
+		})
+	}
+	return out
 }
 
 // TestTransitionTable runs every state × action, once with a single device
@@ -217,15 +229,7 @@ func TestMSISDNAssignedAndReleased(t *testing.T) {
 	first := d.MSISDN
 
 	// The number is visible in the device list and can name the device.
-	status, body := h.m2m(
-		http.MethodPost,
-		"/devices/actions/list",
-		map[string]any{"deviceId": deviceID{ID: first, Kind: "msisdn"}},
-	)
-	if status != http.StatusOK {
-		t.Fatalf("lookup by msisdn: %d %s", status, body)
-	}
-	if got := decodeAs[listResponse](t, body).Devices[0].DeviceIDs[0].ID; got != dev {
+	if got := h.found(first, "msisdn").DeviceIDs[0].ID; got != dev {
 		t.Fatalf("lookup by msisdn found %s", got)
 	}
 
@@ -235,24 +239,12 @@ func TestMSISDNAssignedAndReleased(t *testing.T) {
 	if d.MSISDN != "" {
 		t.Fatalf("MSISDN kept after deactivation: %q", d.MSISDN)
 	}
-	status, body = h.m2m(
-		http.MethodPost,
-		"/devices/actions/list",
-		map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}},
-	)
-	if status != http.StatusOK {
-		t.Fatalf("list: %d %s", status, body)
-	}
-	for _, id := range decodeAs[listResponse](t, body).Devices[0].DeviceIDs {
+	for _, id := range h.found(dev, "iccid").DeviceIDs {
 		if id.Kind != "iccid" && id.Kind != "imei" {
 			t.Fatalf("deactive device still lists %s", id.Kind)
 		}
 	}
-	status, body = h.m2m(
-		http.MethodPost,
-		"/devices/actions/list",
-		map[string]any{"deviceId": deviceID{ID: first, Kind: "mdn"}},
-	)
+	status, body := h.lookup(first, "mdn")
 	wantError(t, status, body, CodeDeviceNotFound)
 
 	h.accepted(h.action(ActionActivate, nil, dev))
@@ -360,16 +352,8 @@ func TestContactInfoStoresPPU(t *testing.T) {
 	if _, ok := m.DeviceResponse["contactInfoResponse"]; !ok || m.Status != "Success" {
 		t.Fatalf("contactInfo callback %+v", m)
 	}
-	status, body := h.m2m(
-		http.MethodPost,
-		"/devices/actions/list",
-		map[string]any{"deviceId": deviceID{ID: dev, Kind: "iccid"}},
-	)
-	if status != http.StatusOK {
-		t.Fatalf("list: %d %s", status, body)
-	}
 	attrs := map[string]string{}
-	for _, kv := range decodeAs[listResponse](t, body).Devices[0].ExtendedAttributes {
+	for _, kv := range h.found(dev, "iccid").ExtendedAttributes {
 		attrs[kv.Key] = kv.Value
 	}
 	if attrs["PrimaryPlaceOfUseLastName"] != "Lovelace" || attrs["PrimaryPlaceOfUseZip"] != "98801" {
@@ -378,4 +362,42 @@ func TestContactInfoStoresPPU(t *testing.T) {
 	if d, _ := h.sim.Device(dev); d.ActionsLast24h != 0 {
 		t.Fatalf("contactInfo counted toward the daily limit: %+v", d)
 	}
+}
+
+func TestRequestStatus(t *testing.T) {
+	cfg := fastConfig()
+	cfg.CompletionDelay = 300 * time.Millisecond
+	cfg.Accounts = []string{DefaultAccount, "0000444444-00001"}
+	h := newHarness(t, cfg)
+	devs := h.seed(3, "active")
+	status := func(account, id string) (int, []byte) {
+		return h.m2m(http.MethodGet, "/accounts/"+account+"/requests/"+id+"/status", nil)
+	}
+
+	id := h.accepted(h.action(ActionSuspend, nil, devs[0]))
+	code, body := status(DefaultAccount, id)
+	if r := decodeAs[requestStatusResponse](t, body); code != http.StatusOK || r.RequestID != id ||
+		r.Status != "Pending" {
+		t.Fatalf("pending: %d %s", code, body)
+	}
+	h.waitState(devs[0], StateSuspend)
+	code, body = status(DefaultAccount, id)
+	if r := decodeAs[requestStatusResponse](t, body); code != http.StatusOK || r.Status != "Success" {
+		t.Fatalf("done: %d %s", code, body)
+	}
+
+	multi := h.accepted(h.action(ActionSuspend, nil, devs[1], devs[2]))
+	code, body = status(DefaultAccount, multi)
+	wantError(t, code, body, CodeStatusNotSupported)
+
+	ppu := h.accepted(h.action(ActionContactInfo, nil, h.seed(1, "active")[0]))
+	code, body = status(DefaultAccount, ppu)
+	wantError(t, code, body, CodeStatusNotSupported)
+
+	code, body = status(DefaultAccount, newUUID())
+	wantError(t, code, body, CodeRequestNotFound)
+	code, body = status("0000444444-00001", id) // another account's request
+	wantError(t, code, body, CodeRequestNotFound)
+	code, body = status("0000000000-00000", id)
+	wantError(t, code, body, CodeAccountNotFound)
 }

@@ -6,18 +6,26 @@ import (
 	"time"
 )
 
+// suspendOneAnsweredBy suspends a new active device of the default account,
+// whose callbacks go to a new listener answering the nth attempt with
+// respond(n).
+func (h *harness) suspendOneAnsweredBy(respond func(n int) int) (l *listener, dev, reqID string) {
+	h.t.Helper()
+	l = newListener(h.t)
+	l.respond = respond
+	h.register(l, DefaultAccount)
+	dev = h.seed(1, "active")[0]
+	return l, dev, h.accepted(h.action(ActionSuspend, nil, dev))
+}
+
 func TestCallbackRetriesUntilSuccess(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	l.respond = func(n int) int {
+	l, _, reqID := h.suspendOneAnsweredBy(func(n int) int {
 		if n <= 2 {
 			return http.StatusInternalServerError
 		}
 		return http.StatusOK
-	}
-	h.register(l, DefaultAccount)
-	dev := h.seed(1, "active")[0]
-	reqID := h.accepted(h.action(ActionSuspend, nil, dev))
+	})
 	l.wait(t, 3)
 	time.Sleep(50 * time.Millisecond) // several retry intervals: no 4th attempt
 	msgs := l.messages()
@@ -43,11 +51,7 @@ func TestCallbackRetriesUntilSuccess(t *testing.T) {
 
 func TestCallbackGivesUpAfterMaxAttempts(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	l := newListener(t)
-	l.respond = func(int) int { return http.StatusServiceUnavailable }
-	h.register(l, DefaultAccount)
-	dev := h.seed(1, "active")[0]
-	h.accepted(h.action(ActionSuspend, nil, dev))
+	l, dev, _ := h.suspendOneAnsweredBy(func(int) int { return http.StatusServiceUnavailable })
 	l.wait(t, 4)
 	time.Sleep(60 * time.Millisecond)
 	if n := len(l.messages()); n != 4 {
@@ -162,11 +166,7 @@ func TestCallbackListenerRemovedStopsRetries(t *testing.T) {
 	cfg := fastConfig()
 	cfg.CallbackRetryInterval = 400 * time.Millisecond
 	h := newHarness(t, cfg)
-	l := newListener(t)
-	l.respond = func(int) int { return http.StatusInternalServerError }
-	h.register(l, DefaultAccount)
-	dev := h.seed(1, "active")[0]
-	h.accepted(h.action(ActionSuspend, nil, dev))
+	l, _, _ := h.suspendOneAnsweredBy(func(int) int { return http.StatusInternalServerError })
 	l.wait(t, 1)
 	h.m2m(http.MethodDelete, "/callbacks/"+DefaultAccount+"/name/"+CarrierService, nil)
 	waitFor(t, 3*time.Second, "no-listener drop", func() bool { return h.sim.Stats(0).CallbacksDropped == 1 })

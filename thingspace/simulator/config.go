@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"log/slog"
 	"time"
 )
@@ -102,18 +103,10 @@ const (
 
 // withDefaults returns cfg with every zero value replaced by its default.
 func (cfg Config) withDefaults() Config {
-	if cfg.ClientID == "" {
-		cfg.ClientID = DefaultClientID
-	}
-	if cfg.ClientSecret == "" {
-		cfg.ClientSecret = DefaultClientSecret
-	}
-	if cfg.Username == "" {
-		cfg.Username = DefaultUsername
-	}
-	if cfg.Password == "" {
-		cfg.Password = DefaultPassword
-	}
+	cfg.ClientID = cmp.Or(cfg.ClientID, DefaultClientID)
+	cfg.ClientSecret = cmp.Or(cfg.ClientSecret, DefaultClientSecret)
+	cfg.Username = cmp.Or(cfg.Username, DefaultUsername)
+	cfg.Password = cmp.Or(cfg.Password, DefaultPassword)
 	var accounts []string
 	seen := map[string]bool{}
 	for _, a := range cfg.Accounts {
@@ -126,29 +119,15 @@ func (cfg Config) withDefaults() Config {
 		accounts = []string{DefaultAccount}
 	}
 	cfg.Accounts = accounts
-	if cfg.OAuthTokenTTL <= 0 {
-		cfg.OAuthTokenTTL = defaultOAuthTTL
-	}
-	if cfg.SessionIdleTimeout <= 0 {
-		cfg.SessionIdleTimeout = defaultSessionIdle
-	}
-	if cfg.MaxFailedLogins <= 0 {
-		cfg.MaxFailedLogins = defaultMaxFailedLogins
-	}
-	cfg.CompletionDelay = defaultOrImmediate(cfg.CompletionDelay, defaultCompletionDelay)
-	cfg.CallbackRetryInterval = defaultOrImmediate(cfg.CallbackRetryInterval, defaultRetryInterval)
-	if cfg.CompletionJitter < 0 {
-		cfg.CompletionJitter = 0
-	}
-	if cfg.CallbackMaxAttempts <= 0 {
-		cfg.CallbackMaxAttempts = defaultMaxAttempts
-	}
-	if cfg.CallbackHTTPTimeout <= 0 {
-		cfg.CallbackHTTPTimeout = defaultCallbackTimeout
-	}
-	if cfg.CallbackConcurrency <= 0 {
-		cfg.CallbackConcurrency = defaultCallbackWorkers
-	}
+	cfg.OAuthTokenTTL = positiveOr(cfg.OAuthTokenTTL, defaultOAuthTTL)
+	cfg.SessionIdleTimeout = positiveOr(cfg.SessionIdleTimeout, defaultSessionIdle)
+	cfg.MaxFailedLogins = positiveOr(cfg.MaxFailedLogins, defaultMaxFailedLogins)
+	cfg.CompletionDelay = orDefault(cfg.CompletionDelay, defaultCompletionDelay, 0)
+	cfg.CallbackRetryInterval = orDefault(cfg.CallbackRetryInterval, defaultRetryInterval, 0)
+	cfg.CompletionJitter = max(cfg.CompletionJitter, 0)
+	cfg.CallbackMaxAttempts = positiveOr(cfg.CallbackMaxAttempts, defaultMaxAttempts)
+	cfg.CallbackHTTPTimeout = positiveOr(cfg.CallbackHTTPTimeout, defaultCallbackTimeout)
+	cfg.CallbackConcurrency = positiveOr(cfg.CallbackConcurrency, defaultCallbackWorkers)
 	cfg.Limits = cfg.Limits.withDefaults()
 	cfg.Faults = cfg.Faults.sanitized()
 	if cfg.Logger == nil {
@@ -157,41 +136,35 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-// defaultOrImmediate maps 0 to def and a negative duration to 0, so that
-// callers can ask for "no delay" explicitly.
-func defaultOrImmediate(d, def time.Duration) time.Duration {
-	switch {
-	case d == 0:
+// positiveOr gives def for a setting that must be positive to make sense.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
 		return def
-	case d < 0:
-		return 0
 	}
-	return d
+	return v
+}
+
+// orDefault maps 0 (not set) to def and any negative value to
+// off, so that callers can ask for "no delay" or "no limit" explicitly.
+func orDefault[T int | time.Duration](v, def, off T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return off
+	}
+	return v
 }
 
 // withDefaults fills zero limits. The result is what GET /admin/limits
 // shows: a disabled limit is shown as -1 (or 0 for RequestsPerHour), so
 // that PUTting it back keeps it disabled.
 func (l Limits) withDefaults() Limits {
-	if l.ActivateRequestsPerMinute == 0 {
-		l.ActivateRequestsPerMinute = defaultActivatePerMinute
-	} else if l.ActivateRequestsPerMinute < 0 {
-		l.ActivateRequestsPerMinute = -1
-	}
-	if l.RequestsPerHour < 0 {
-		l.RequestsPerHour = 0
-	}
-	if l.MaxDevicesPerRequest <= 0 {
-		l.MaxDevicesPerRequest = defaultMaxDevicesPerReq
-	}
-	if l.MaxDevicesPerAdd <= 0 {
-		l.MaxDevicesPerAdd = defaultMaxDevicesPerAdd
-	}
-	if l.ActionsPerLinePerDay == 0 {
-		l.ActionsPerLinePerDay = defaultActionsPerDay
-	} else if l.ActionsPerLinePerDay < 0 {
-		l.ActionsPerLinePerDay = -1
-	}
+	l.ActivateRequestsPerMinute = orDefault(l.ActivateRequestsPerMinute, defaultActivatePerMinute, -1)
+	l.RequestsPerHour = max(l.RequestsPerHour, 0)
+	l.MaxDevicesPerRequest = positiveOr(l.MaxDevicesPerRequest, defaultMaxDevicesPerReq)
+	l.MaxDevicesPerAdd = positiveOr(l.MaxDevicesPerAdd, defaultMaxDevicesPerAdd)
+	l.ActionsPerLinePerDay = orDefault(l.ActionsPerLinePerDay, defaultActionsPerDay, -1)
 	return l
 }
 

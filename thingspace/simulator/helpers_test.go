@@ -157,6 +157,21 @@ func (h *harness) m2m(method, path string, body any) (int, []byte) {
 }
 
 // action posts a device action for the given ICCIDs.
+// lookup asks the device list for one device by an identifier.
+func (h *harness) lookup(id, kind string) (int, []byte) {
+	return h.m2m(http.MethodPost, "/devices/actions/list", map[string]any{"deviceId": deviceID{ID: id, Kind: kind}})
+}
+
+// found is lookup of a device that must be there.
+func (h *harness) found(id, kind string) listDevice {
+	h.t.Helper()
+	status, body := h.lookup(id, kind)
+	if status != http.StatusOK {
+		h.t.Fatalf("lookup by %s %s: %d %s", kind, id, status, body)
+	}
+	return decodeAs[listResponse](h.t, body).Devices[0]
+}
+
 func (h *harness) action(action string, extra map[string]any, iccids ...string) (int, []byte) {
 	h.t.Helper()
 	body := map[string]any{"devices": refs(iccids...)}

@@ -231,24 +231,21 @@ func (s *Simulator) listEntry(d *device, single bool) listDevice {
 	return e
 }
 
-// ppuAttributes flattens a place of use into extendedAttributes. The live
-// key names are unconfirmed; these are the simulator's.
+// ppuAttributes flattens a place of use into extendedAttributes, leaving
+// out empty members. The live key names are unconfirmed; the simulator's
+// are "PrimaryPlaceOfUse" and the member's own name ("address.city" gives
+// PrimaryPlaceOfUseCity).
 func ppuAttributes(p *placeOfUse) []keyValue {
-	kv := []keyValue{
-		{"PrimaryPlaceOfUseFirstName", p.CustomerName.FirstName},
-		{"PrimaryPlaceOfUseLastName", p.CustomerName.LastName},
-		{"PrimaryPlaceOfUseAddressLine1", p.Address.AddressLine1},
-		{"PrimaryPlaceOfUseAddressLine2", p.Address.AddressLine2},
-		{"PrimaryPlaceOfUseCity", p.Address.City},
-		{"PrimaryPlaceOfUseState", p.Address.State},
-		{"PrimaryPlaceOfUseZip", p.Address.Zip},
-		{"PrimaryPlaceOfUseCountry", p.Address.Country},
-	}
-	out := kv[:0]
-	for _, a := range kv {
-		if a.Value != "" {
-			out = append(out, a)
+	var out []keyValue
+	for _, m := range ppuMembers(p) {
+		if m.value == "" {
+			continue
 		}
+		_, name, _ := strings.Cut(m.path, ".")
+		out = append(out, keyValue{
+			Key:   "PrimaryPlaceOfUse" + strings.ToUpper(name[:1]) + name[1:],
+			Value: m.value,
+		})
 	}
 	return out
 }
