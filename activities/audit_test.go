@@ -2,7 +2,6 @@ package activities_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,10 +16,9 @@ import (
 // HTTP status and ThingSpace's requestId.
 func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	devs := devices(2, "8914800501", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
 	// ThingSpace is down: the token request is retried by the transport,
 	// every attempt answered 5xx.
@@ -89,4 +87,54 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	require.Equal(t, 400, last2[1].HTTPStatus)
 	require.Equal(t, "error", last2[1].Outcome)
 	require.Equal(t, simulator.CodeDeviceNotFound, last2[1].ErrorCode)
+}
+
+// auditRow is an m2m_log row.
+type auditRow struct {
+	BulkChangeID   string
+	DeviceChangeID int64
+	Service        string
+	Operation      string
+	Path           string
+	RequestBody    string
+	ResponseBody   string
+	HTTPStatus     int
+	Outcome        string
+	ErrorCode      string
+	ErrorMessage   string
+	RequestID      string
+	Attempt        int
+	DedupeKey      string
+}
+
+// audit lists the audit log, oldest first; bulkID "" lists every row.
+func (h *harness) audit(bulkID string) []auditRow {
+	h.t.Helper()
+	var out []auditRow
+	var r auditRow
+	h.eachRow(
+		[]any{
+			&r.BulkChangeID,
+			&r.DeviceChangeID,
+			&r.Service,
+			&r.Operation,
+			&r.Path,
+			&r.RequestBody,
+			&r.ResponseBody,
+			&r.HTTPStatus,
+			&r.Outcome,
+			&r.ErrorCode,
+			&r.ErrorMessage,
+			&r.RequestID,
+			&r.Attempt,
+			&r.DedupeKey,
+		},
+		func() { out = append(out, r) },
+		`SELECT coalesce(bulk_change_id::text, ''), coalesce(device_change_id, 0), service,
+		operation, coalesce(path, ''), coalesce(request_body, ''), coalesce(response_body, ''), coalesce(http_status, 0), outcome,
+		coalesce(error_code, ''), coalesce(error_message, ''), coalesce(request_id, ''), coalesce(attempt, 0), coalesce(dedupe_key, '')
+		FROM m2m_log WHERE $1 = '' OR bulk_change_id::text = $1 ORDER BY id`,
+		bulkID,
+	)
+	return out
 }

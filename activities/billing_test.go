@@ -42,22 +42,17 @@ func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed)
 	return bulk, id, dev
 }
 
-func (h *harness) createBilling(bulk string, id int64) (*activities.BillingResult, error) {
+// createBilling runs CreateBillingService, for the tests of its failures.
+func (h *harness) createBilling(bulk string, id int64) error {
 	h.t.Helper()
-	var res activities.BillingResult
-	in := activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}
-	if err := h.run(&res, h.acts.CreateBillingService, in); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return h.run(nil, h.acts.CreateBillingService, activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id})
 }
 
 // mustCreateBilling runs CreateBillingService, which must succeed.
 func (h *harness) mustCreateBilling(bulk string, id int64) *activities.BillingResult {
 	h.t.Helper()
-	res, err := h.createBilling(bulk, id)
-	require.NoError(h.t, err)
-	return res
+	in := activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}
+	return mustResult[activities.BillingResult](h, h.acts.CreateBillingService, in)
 }
 
 // mustDisconnectBilling runs DisconnectBilling, which must succeed.
@@ -242,7 +237,7 @@ func TestCreateBillingServiceRevioErrors(t *testing.T) {
 	bulk, id, _ := h.activated("3125550104")
 
 	h.rsim.SetFaults(revsim.Faults{FailCreateServiceRate: 1})
-	_, err := h.createBilling(bulk, id)
+	err := h.createBilling(bulk, id)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Equal(t, activities.ErrTypeRevio, ae.Type())
@@ -250,14 +245,14 @@ func TestCreateBillingServiceRevioErrors(t *testing.T) {
 	require.Empty(t, h.rsim.Services())
 
 	h.rsim.SetFaults(revsim.Faults{RateLimitRate: 1})
-	_, err = h.createBilling(bulk, id)
+	err = h.createBilling(bulk, id)
 	ae = appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Equal(t, activities.ErrTypeRevio, ae.Type())
 	require.Equal(t, time.Second, ae.NextRetryDelay())
 
 	h.rsim.SetFaults(revsim.Faults{ErrorRate: 1})
-	_, err = h.createBilling(bulk, id)
+	err = h.createBilling(bulk, id)
 	ae = appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Empty(t, h.rsim.Services())
@@ -269,7 +264,7 @@ func TestCreateBillingServiceRevioErrors(t *testing.T) {
 		Password: "wrong-password", SubscriptionKey: revioSubKey, CallsPerMinute: -1, MaxRetries: -1})
 	require.NoError(t, err)
 	h.acts.Revio = bad
-	_, err = h.createBilling(bulk, id)
+	err = h.createBilling(bulk, id)
 	ae = appError(t, err)
 	require.True(t, ae.NonRetryable(), "a refusal is not retried")
 	require.Equal(t, activities.ErrTypeRevio, ae.Type())

@@ -1,7 +1,6 @@
 package activities_test
 
 import (
-	"strconv"
 	"testing"
 	"time"
 
@@ -32,9 +31,7 @@ func (h *harness) device(iccid string) deviceRow {
 
 func (h *harness) complete(in activities.CompleteInput) *activities.CompleteResult {
 	h.t.Helper()
-	var res activities.CompleteResult
-	require.NoError(h.t, h.run(&res, h.acts.CompleteDeviceChange, in))
-	return &res
+	return mustResult[activities.CompleteResult](h, h.acts.CompleteDeviceChange, in)
 }
 
 // The first outcome recorded wins; a repeated call (activity retry, or a
@@ -91,13 +88,10 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	)
 
 	// The device's workflow, restarted, sees the change as final.
-	var st activities.DeviceState
-	require.NoError(t, h.run(&st, h.acts.LoadDeviceChange, id))
+	st := h.load(id)
 	require.True(t, st.Final)
 	require.Equal(t, change.Outcome("ACTIVATED"), st.Outcome)
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // Completions keep our view of the device current: a suspension changes
 // its status and keeps its number, a deactivation releases the number, a

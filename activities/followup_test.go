@@ -247,7 +247,7 @@ func TestCreateBillingServiceReadsAMissingMSISDN(t *testing.T) {
 	h.exec(`UPDATE device_changes SET msisdn = NULL WHERE id = $1`, id2)
 	dev2.State = "preactive"
 	h.seed(dev2)
-	_, err := h.createBilling(bulk2, id2)
+	err := h.createBilling(bulk2, id2)
 	ae := appError(t, err)
 	require.Equal(t, activities.ErrTypeMSISDNUnknown, ae.Type())
 	require.True(t, ae.NonRetryable())
@@ -314,48 +314,56 @@ func TestFailBulkChangeWritesResultEntries(t *testing.T) {
 }
 
 // An already-active device whose first attempt created the service but not
-// its products (worker killed, Rev.io down): the retry finds its own service
-// and adds the products; it is not taken for a service that existed before.
+// its products: the retry finds its own service and adds the products; it
+// is not taken for a service that existed before. The first attempt may
+// have recorded the service (then the worker was killed, or Rev.io went
+// down) or not (the create answered after the client gave up, or the
+// worker died before the row was written): the service found in Rev.io
+// then carries this change's mark, so it is finished, not recorded as the
+// device's existing one without its products.
 func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	bulk, id, dev := h.activated("3125550405")
-	h.setOutcome(id, change.AlreadyActive)
-	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
-		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550405", Number2: dev.ICCID})
-	require.NoError(t, err)
-	_, err = h.store.SaveRevioService(
-		ctx(t),
-		db.RevioService{DeviceChangeID: id, ICCID: dev.ICCID, Number: "3125550405",
-			CustomerID: billingData.CustomerID, ServiceID: serviceID, FoundBy: "created"},
-	)
-	require.NoError(t, err)
+	for _, tc := range []struct {
+		name     string
+		msisdn   string
+		recorded bool
+	}{
+		{
+			name:     "recorded",
+			msisdn:   "3125550405",
+			recorded: true,
+		},
+		{
+			name:   "unrecorded",
+			msisdn: "3125550406",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			bulk, id, dev := h.activated(tc.msisdn)
+			h.setOutcome(id, change.AlreadyActive)
+			req := revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
+				ServiceTypeID: billingData.ServiceTypeID, Number: tc.msisdn, Number2: dev.ICCID}
+			if !tc.recorded {
+				req.Description = fmt.Sprintf("tsbulk device change %d", id)
+			}
+			serviceID, err := h.acts.Revio.CreateService(ctx(t), req)
+			require.NoError(t, err)
+			if tc.recorded {
+				_, err = h.store.SaveRevioService(
+					ctx(t),
+					db.RevioService{DeviceChangeID: id, ICCID: dev.ICCID, Number: tc.msisdn,
+						CustomerID: billingData.CustomerID, ServiceID: serviceID, FoundBy: "created"},
+				)
+				require.NoError(t, err)
+			}
 
-	res := h.mustCreateBilling(bulk, id)
-	require.Equal(t, serviceID, res.ServiceID)
-	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
-	require.Len(t, h.rsim.Services(), 1)
-	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
-}
-
-// The same when the first attempt could not even record the service it
-// created (the create answered after the client gave up, or the worker
-// died before the row was written): the service found in Rev.io carries
-// this change's mark, so it is finished, not recorded as the device's
-// existing one without its products.
-func TestCreateBillingServiceOfAnAlreadyActiveDeviceFindsItsUnrecordedService(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	bulk, id, dev := h.activated("3125550406")
-	h.setOutcome(id, change.AlreadyActive)
-	serviceID, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
-		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550406", Number2: dev.ICCID,
-		Description: fmt.Sprintf("tsbulk device change %d", id)})
-	require.NoError(t, err)
-
-	res := h.mustCreateBilling(bulk, id)
-	require.Equal(t, serviceID, res.ServiceID)
-	require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
-	require.Len(t, h.rsim.Services(), 1, "no second service")
-	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
+			res := h.mustCreateBilling(bulk, id)
+			require.Equal(t, serviceID, res.ServiceID)
+			require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
+			require.Len(t, h.rsim.Services(), 1, "no second service")
+			require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
+		})
+	}
 }

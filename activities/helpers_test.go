@@ -6,11 +6,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -20,6 +22,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/revio"
@@ -79,6 +82,10 @@ type harness struct {
 	// clientTimeout is the ThingSpace client's HTTPTimeout.
 	clientTimeout time.Duration
 }
+
+// pendingAnHour keeps every change ThingSpace accepts pending for the
+// length of a test: no completion, no callback.
+func pendingAnHour(s *setup) { s.sim.CompletionDelay = time.Hour }
 
 func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 	t.Helper()
@@ -145,6 +152,8 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 		tsURL: srv.URL, clientTimeout: s.clientTimeout}
 }
 
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -165,20 +174,51 @@ func (h *harness) run(out any, fn any, args ...any) error {
 	return nil
 }
 
-func (h *harness) submit(bulkID string, batch int) (*activities.SubmitBatchResult, error) {
+// result runs an activity with its input and returns its result.
+func result[R any](h *harness, act, in any) (*R, error) {
 	h.t.Helper()
-	var res activities.SubmitBatchResult
-	if err := h.run(&res, h.acts.SubmitBatch, activities.SubmitBatchInput{BulkChangeID: bulkID, BatchNo: batch}); err != nil {
+	res := new(R)
+	if err := h.run(res, act, in); err != nil {
 		return nil, err
 	}
-	return &res, nil
+	return res, nil
+}
+
+// mustResult is result for an activity that must succeed.
+func mustResult[R any](h *harness, act, in any) *R {
+	h.t.Helper()
+	res, err := result[R](h, act, in)
+	require.NoError(h.t, err)
+	return res
+}
+
+func (h *harness) submit(bulkID string, batch int) (*activities.SubmitBatchResult, error) {
+	h.t.Helper()
+	in := activities.SubmitBatchInput{BulkChangeID: bulkID, BatchNo: batch}
+	return result[activities.SubmitBatchResult](h, h.acts.SubmitBatch, in)
 }
 
 func (h *harness) mustSubmit(bulkID string, batch int) *activities.SubmitBatchResult {
 	h.t.Helper()
-	res, err := h.submit(bulkID, batch)
-	require.NoError(h.t, err)
-	return res
+	in := activities.SubmitBatchInput{BulkChangeID: bulkID, BatchNo: batch}
+	return mustResult[activities.SubmitBatchResult](h, h.acts.SubmitBatch, in)
+}
+
+// load runs LoadDeviceChange: the device change as its workflow reads it
+// when it starts.
+func (h *harness) load(id int64) *activities.DeviceState {
+	h.t.Helper()
+	return mustResult[activities.DeviceState](h, h.acts.LoadDeviceChange, id)
+}
+
+// requireSyncFault checks that the device's workflow, when it starts, sees
+// the refusal ThingSpace answered with the code, and returns what it reads.
+func (h *harness) requireSyncFault(id int64, code string) *activities.DeviceState {
+	h.t.Helper()
+	st := h.load(id)
+	require.NotNil(h.t, st.Sync, "the device's workflow sees the refusal when it starts")
+	require.Equal(h.t, change.Code(code), st.Sync.FaultCode)
+	return st
 }
 
 // seed adds devices to the ThingSpace simulator.
@@ -206,6 +246,16 @@ func changes(op string, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
 	out := make([]changeSpec, len(seeds))
 	for i, s := range seeds {
 		out[i] = changeSpec{seed: s, op: op, batch: batch}
+	}
+	return out
+}
+
+// activations are changes activating the devices on the test service plan
+// in a ZIP code.
+func activations(zip string, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
+	out := changes("activate", batch, seeds...)
+	for i := range out {
+		out[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: zip}
 	}
 	return out
 }
@@ -241,18 +291,32 @@ func (h *harness) newBulk(account string, cs ...changeSpec) (string, map[string]
 	b, created, err := h.store.CreateBulkChange(ctx(h.t), n)
 	require.NoError(h.t, err)
 	require.True(h.t, created)
-	rows, err := h.store.Pool.Query(ctx(h.t), `SELECT iccid, id FROM device_changes WHERE bulk_change_id = $1`, b.ID)
-	require.NoError(h.t, err)
-	defer rows.Close()
 	ids := map[string]int64{}
-	for rows.Next() {
-		var iccid string
-		var dcID int64
-		require.NoError(h.t, rows.Scan(&iccid, &dcID))
-		ids[iccid] = dcID
-	}
-	require.NoError(h.t, rows.Err())
+	var iccid string
+	var dcID int64
+	h.eachRow([]any{&iccid, &dcID}, func() { ids[iccid] = dcID },
+		`SELECT iccid, id FROM device_changes WHERE bulk_change_id = $1`, b.ID)
 	return b.ID, ids
+}
+
+// seededBulk seeds the devices in the ThingSpace simulator and writes a
+// bulk change of the account applying op to all of them in one batch.
+func (h *harness) seededBulk(account, op string, devs ...simulator.DeviceSeed) (string, map[string]int64) {
+	h.t.Helper()
+	h.seed(devs...)
+	return h.newBulk(account, changes(op, 1, devs...)...)
+}
+
+// eachRow runs a query and calls fn after each row is scanned into dest.
+func (h *harness) eachRow(dest []any, fn func(), sql string, args ...any) {
+	h.t.Helper()
+	rows, err := h.store.Pool.Query(ctx(h.t), sql, args...)
+	require.NoError(h.t, err)
+	_, err = pgx.ForEachRow(rows, dest, func() error {
+		fn()
+		return nil
+	})
+	require.NoError(h.t, err)
 }
 
 func (h *harness) change(id int64) *db.DeviceChange {
@@ -291,65 +355,6 @@ func (h *harness) stats() simulator.Stats { return h.sim.Stats(time.Hour) }
 // device for the action.
 func (h *harness) accepted(iccid, action string) int {
 	return h.stats().AcceptedChanges[iccid][action]
-}
-
-// auditRow is an m2m_log row.
-type auditRow struct {
-	BulkChangeID   string
-	DeviceChangeID int64
-	Service        string
-	Operation      string
-	Path           string
-	RequestBody    string
-	ResponseBody   string
-	HTTPStatus     int
-	Outcome        string
-	ErrorCode      string
-	ErrorMessage   string
-	RequestID      string
-	Attempt        int
-	DedupeKey      string
-}
-
-// audit lists the audit log, oldest first; bulkID "" lists every row.
-func (h *harness) audit(bulkID string) []auditRow {
-	h.t.Helper()
-	rows, err := h.store.Pool.Query(
-		ctx(h.t),
-		`SELECT coalesce(bulk_change_id::text, ''), coalesce(device_change_id, 0), service,
-		operation, coalesce(path, ''), coalesce(request_body, ''), coalesce(response_body, ''), coalesce(http_status, 0), outcome,
-		coalesce(error_code, ''), coalesce(error_message, ''), coalesce(request_id, ''), coalesce(attempt, 0), coalesce(dedupe_key, '')
-		FROM m2m_log WHERE $1 = '' OR bulk_change_id::text = $1 ORDER BY id`,
-		bulkID,
-	)
-	require.NoError(h.t, err)
-	defer rows.Close()
-	var out []auditRow
-	for rows.Next() {
-		var r auditRow
-		require.NoError(
-			h.t,
-			rows.Scan(
-				&r.BulkChangeID,
-				&r.DeviceChangeID,
-				&r.Service,
-				&r.Operation,
-				&r.Path,
-				&r.RequestBody,
-				&r.ResponseBody,
-				&r.HTTPStatus,
-				&r.Outcome,
-				&r.ErrorCode,
-				&r.ErrorMessage,
-				&r.RequestID,
-				&r.Attempt,
-				&r.DedupeKey,
-			),
-		)
-		out = append(out, r)
-	}
-	require.NoError(h.t, rows.Err())
-	return out
 }
 
 // appError extracts the ApplicationError an activity failed with.

@@ -36,9 +36,7 @@ func (h *harness) requestPoll(acct string, id int64, iccid, op string) {
 
 func (h *harness) pollAccount(acct string) activities.PollAccountResult {
 	h.t.Helper()
-	var res activities.PollAccountResult
-	require.NoError(h.t, h.run(&res, h.acts.PollAccount, activities.PollAccountInput{AccountName: acct}))
-	return res
+	return *mustResult[activities.PollAccountResult](h, h.acts.PollAccount, activities.PollAccountInput{AccountName: acct})
 }
 
 // pollRow is a poll_requests row.
@@ -50,20 +48,15 @@ type pollRow struct {
 
 func (h *harness) pollRows() map[int64]pollRow {
 	h.t.Helper()
-	rows, err := h.store.Pool.Query(ctx(h.t), `SELECT device_change_id, attempts, coalesce(last_state, ''),
-		extract(epoch FROM next_poll_at - now())::float8 FROM poll_requests`)
-	require.NoError(h.t, err)
-	defer rows.Close()
 	out := map[int64]pollRow{}
-	for rows.Next() {
-		var id int64
-		var r pollRow
-		var secs float64
-		require.NoError(h.t, rows.Scan(&id, &r.Attempts, &r.LastState, &secs))
+	var id int64
+	var r pollRow
+	var secs float64
+	h.eachRow([]any{&id, &r.Attempts, &r.LastState, &secs}, func() {
 		r.Due = time.Duration(secs * float64(time.Second))
 		out[id] = r
-	}
-	require.NoError(h.t, rows.Err())
+	}, `SELECT device_change_id, attempts, coalesce(last_state, ''),
+		extract(epoch FROM next_poll_at - now())::float8 FROM poll_requests`)
 	return out
 }
 
@@ -82,7 +75,7 @@ func (h *harness) markSubmitted(id int64, at string) {
 // doubling wait.
 func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	activated := devices(1, "8914800401", "active")[0] // activated after our request
 	already := devices(1, "8914800402", "active")[0]   // active before our request
 	stuck := devices(1, "8914800403", "preactive")[0]  // suspend had no effect
@@ -249,8 +242,7 @@ func TestPollAccountOfAnotherAccount(t *testing.T) {
 	for i := range devs {
 		devs[i].Account = other
 	}
-	h.seed(devs...)
-	bulk, ids := h.newBulk(other, changes("activate", 1, devs...)...)
+	bulk, ids := h.seededBulk(other, "activate", devs...)
 	h.exec(
 		`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() - interval '1 hour' WHERE bulk_change_id = $1`,
 		bulk,

@@ -33,8 +33,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	h := newHarness(t, stalled(time.Hour))
 	h.acts.ReconcileSettle = 200 * time.Millisecond
 	devs := devices(3, "8914800101", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
 	_, err := h.submit(bulk, 1)
 	ae := appError(t, err)
@@ -147,12 +146,11 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 // time, then sends the batch once.
 func TestSubmitBatchSendsNeverSentRequestAfterSettle(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	const settle = 1500 * time.Millisecond
 	h.acts.ReconcileSettle = settle
 	devs := devices(2, "8914800105", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
 	_, claimed, fresh, err := h.store.ClaimBatch(ctx(t), bulk, 1, db.ClaimLimits{})
 	require.NoError(t, err)
@@ -167,16 +165,7 @@ func TestSubmitBatchSendsNeverSentRequestAfterSettle(t *testing.T) {
 	require.Zero(t, h.stats().Requests[epSuspend])
 
 	time.Sleep(ae.NextRetryDelay() + 50*time.Millisecond)
-	res := h.mustSubmit(bulk, 1)
-	require.Equal(t, db.RequestAccepted, res.State)
-	require.NotEmpty(t, res.RequestID)
-	require.Equal(t, 1, h.stats().Requests[epSuspend])
-	for _, d := range devs {
-		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"))
-		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeSubmitted, dc.Status)
-		require.Equal(t, res.RequestID, dc.RequestID)
-	}
+	h.requireSuspended(h.mustSubmit(bulk, 1), 1, ids, devs)
 	require.Equal(t, 2, h.request(bulk, 1).Attempts)
 }
 
@@ -194,10 +183,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 		devs[i].Account = other
 	}
 	h.seed(devs...)
-	cs := changes("activate", 1, devs...)
-	for i := range cs {
-		cs[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}
-	}
+	cs := activations("30301", 1, devs...)
 	bulk, ids := h.newBulk(other, cs...)
 
 	_, err := h.submit(bulk, 1)

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -23,7 +22,7 @@ import (
 // whole when any of its devices would be refused.
 func refusingWhole(s *setup) {
 	s.sim.RefuseWholeRequest = true
-	s.sim.CompletionDelay = time.Hour
+	pendingAnHour(s)
 }
 
 // splitBound is the most requests isolating k bad devices in a batch of n
@@ -41,23 +40,16 @@ type subRequestRow struct {
 
 func (h *harness) batchRequests(bulkID string, batch int) []subRequestRow {
 	h.t.Helper()
-	rows, err := h.store.Pool.Query(
-		ctx(h.t),
+	var out []subRequestRow
+	var r subRequestRow
+	h.eachRow([]any{&r.Key, &r.State, &r.RequestID, &r.ErrorCode, &r.Devices, &r.Attempts},
+		func() { out = append(out, r) },
 		`SELECT request_key, state, coalesce(request_id, ''), coalesce(error_code, ''),
 		devices, attempts FROM thingspace_requests WHERE bulk_change_id = $1 AND (request_key = $2 OR request_key LIKE $2 || '/%')
 		ORDER BY length(request_key), request_key`,
 		bulkID,
 		db.BatchKey(batch),
 	)
-	require.NoError(h.t, err)
-	defer rows.Close()
-	var out []subRequestRow
-	for rows.Next() {
-		var r subRequestRow
-		require.NoError(h.t, rows.Scan(&r.Key, &r.State, &r.RequestID, &r.ErrorCode, &r.Devices, &r.Attempts))
-		out = append(out, r)
-	}
-	require.NoError(h.t, rows.Err())
 	return out
 }
 
@@ -142,10 +134,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 			require.False(t, dc.SyncResult.Success)
 			require.Equal(t, code, dc.SyncResult.FaultCode, d.ICCID)
 			require.Empty(t, dc.RequestID)
-			var ds activities.DeviceState
-			require.NoError(t, h.run(&ds, h.acts.LoadDeviceChange, ids[d.ICCID]))
-			require.NotNil(t, ds.Sync, "the device's workflow sees the refusal when it starts")
-			require.Equal(t, change.Code(code), ds.Sync.FaultCode)
+			h.requireSyncFault(ids[d.ICCID], code)
 			continue
 		}
 		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"), "device %s sent once", d.ICCID)
@@ -155,8 +144,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 		sd, _ := h.sim.Device(d.ICCID)
 		require.Equal(t, simulator.StatePendingSuspend, sd.State)
 		require.Equal(t, sd.PendingRequestID, dc.RequestID, "the requestId ThingSpace's callback will carry")
-		var ds activities.DeviceState
-		require.NoError(t, h.run(&ds, h.acts.LoadDeviceChange, ids[d.ICCID]))
+		ds := h.load(ids[d.ICCID])
 		require.Equal(t, dc.RequestID, ds.RequestID)
 		require.Nil(t, ds.Sync)
 	}
@@ -181,10 +169,7 @@ func TestSubmitBatchSplitActivationAlreadyActive(t *testing.T) {
 	devs := devices(9, "8914800602", "preactive")
 	devs[4].State = "active"
 	h.seed(devs...)
-	cs := changes("activate", 1, devs...)
-	for i := range cs {
-		cs[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "92101"}
-	}
+	cs := activations("92101", 1, devs...)
 	bulk, ids := h.newBulk(account, cs...)
 
 	res := h.mustSubmit(bulk, 1)
@@ -212,8 +197,7 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 	h := newHarness(t, refusingWhole)
 	devs := devices(8, "8914800603", "active")
 	devs[6].State = "suspend" // refused: makes the batch split
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 	// The batch's request (1st) is refused by the simulator; the first
 	// half (2nd request, devices 0-3) is refused for the request itself.
 	ft := &faultyTransport{
@@ -316,8 +300,7 @@ func TestSubmitBatchSplitStopsWhenMostDevicesAreRefused(t *testing.T) {
 	h := newHarness(t, refusingWhole)
 	const n = 1000
 	devs := devices(n, "8914800605", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("restore", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "restore", devs...)
 
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)

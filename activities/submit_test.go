@@ -22,10 +22,9 @@ const account = simulator.DefaultAccount
 // second call for the same batch sends nothing and answers the same.
 func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	devs := devices(3, "8914800001", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
@@ -78,9 +77,8 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 			EmailAddress: "zeb.quack@example.org",
 		},
 	}
-	cs := changes("activate", 1, devs...)
+	cs := activations("92101", 1, devs...)
 	for i := range cs {
-		cs[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "92101"}
 		cs[i].ppu = ppu
 	}
 	bulk, ids := h.newBulk(account, cs...)
@@ -184,11 +182,7 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 	require.Contains(t, dup.SyncResult.FaultMessage, "already exists")
 
 	// The device's workflow sees the synchronous answers when it loads.
-	var st activities.DeviceState
-	require.NoError(t, h.run(&st, h.acts.LoadDeviceChange, ids[existing.ICCID]))
-	require.NotNil(t, st.Sync)
-	require.Equal(t, change.AddFailed, st.Sync.FaultCode)
-	require.False(t, st.Final)
+	require.False(t, h.requireSyncFault(ids[existing.ICCID], string(change.AddFailed)).Final)
 }
 
 // A one-device request is refused synchronously for a device-level reason:
@@ -218,10 +212,7 @@ func TestSubmitBatchOneDeviceRefusedSynchronously(t *testing.T) {
 	sd, _ := h.sim.Device(dev.ICCID)
 	require.Equal(t, simulator.StateActive, sd.State)
 
-	var st activities.DeviceState
-	require.NoError(t, h.run(&st, h.acts.LoadDeviceChange, ids[dev.ICCID]))
-	require.NotNil(t, st.Sync)
-	require.Equal(t, change.Code(thingspace.CodeDeviceStateInvalid), st.Sync.FaultCode)
+	h.requireSyncFault(ids[dev.ICCID], thingspace.CodeDeviceStateInvalid)
 
 	// Asking again changes nothing.
 	again := h.mustSubmit(bulk, 1)
@@ -235,8 +226,7 @@ func TestSubmitBatchWholeRequestRefused(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	devs := devices(2, "8914800006", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk("0000999999-00001", changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk("0000999999-00001", "suspend", devs...)
 
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)
@@ -259,7 +249,7 @@ func TestSubmitBatchWholeRequestRefused(t *testing.T) {
 // batch is.
 func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	busy := devices(1, "8914800007", "active")[0]
 	free := devices(1, "8914800008", "active")[0]
 	h.seed(busy, free)
@@ -299,7 +289,7 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 // additions do not count.
 func TestSubmitBatchRefusesDeviceOverDailyLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	h.acts.Limits.ActionsPerLinePerDay = 2
 	over := devices(1, "8914800009", "active")[0]
 	under := devices(1, "8914800010", "active")[0]
@@ -341,10 +331,9 @@ func (h *harness) history(dev simulator.DeviceSeed, op string, ago time.Duration
 // sends it exactly once.
 func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = time.Hour })
+	h := newHarness(t, pendingAnHour)
 	devs := devices(2, "8914800011", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 	// Tokens first, so that the fault hits the state change itself.
 	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
@@ -363,14 +352,7 @@ func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
 	}
 
 	h.sim.SetFaults(simulator.Faults{})
-	res := h.mustSubmit(bulk, 1)
-	require.Equal(t, db.RequestAccepted, res.State)
-	require.NotEmpty(t, res.RequestID)
-	require.Equal(t, 2, h.stats().Requests[epSuspend])
-	for _, d := range devs {
-		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"))
-		require.Equal(t, db.ChangeSubmitted, h.change(ids[d.ICCID]).Status)
-	}
+	h.requireSuspended(h.mustSubmit(bulk, 1), 2, ids, devs)
 	req = h.request(bulk, 1)
 	require.Equal(t, 2, req.Attempts)
 	require.Empty(t, req.ErrorCode)
@@ -380,16 +362,10 @@ func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
 // Retry-After ThingSpace asked for.
 func TestSubmitBatchRateLimitedWaitsForRetryAfter(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(s *setup) {
-		s.sim.CompletionDelay = time.Hour
-		s.sim.Limits.ActivateRequestsPerMinute = 1
-	})
+	h := newHarness(t, pendingAnHour, func(s *setup) { s.sim.Limits.ActivateRequestsPerMinute = 1 })
 	devs := devices(2, "8914800012", "preactive")
 	h.seed(devs...)
-	cs := []changeSpec{{seed: devs[0], op: "activate", batch: 1}, {seed: devs[1], op: "activate", batch: 2}}
-	for i := range cs {
-		cs[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: "30301"}
-	}
+	cs := append(activations("30301", 1, devs[0]), activations("30301", 2, devs[1])...)
 	bulk, ids := h.newBulk(account, cs...)
 	h.mustSubmit(bulk, 1)
 
@@ -425,8 +401,7 @@ func TestSubmitBatchInvalidCredentials(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(s *setup) { s.clientSecret = "not-the-secret" })
 	devs := devices(2, "8914800013", "active")
-	h.seed(devs...)
-	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
 	_, err := h.submit(bulk, 1)
 	ae := appError(t, err)
@@ -465,4 +440,25 @@ func sumRequests(st simulator.Stats) int {
 		n += v
 	}
 	return n
+}
+
+// requireSuspended checks a batch of suspensions ThingSpace accepted after
+// sent requests in all: each device's suspension was accepted once and its
+// change is SUBMITTED under the request's id.
+func (h *harness) requireSuspended(
+	res *activities.SubmitBatchResult,
+	sent int,
+	ids map[string]int64,
+	devs []simulator.DeviceSeed,
+) {
+	h.t.Helper()
+	require.Equal(h.t, db.RequestAccepted, res.State)
+	require.NotEmpty(h.t, res.RequestID)
+	require.Equal(h.t, sent, h.stats().Requests[epSuspend])
+	for _, d := range devs {
+		require.Equal(h.t, 1, h.accepted(d.ICCID, "suspend"))
+		dc := h.change(ids[d.ICCID])
+		require.Equal(h.t, db.ChangeSubmitted, dc.Status)
+		require.Equal(h.t, res.RequestID, dc.RequestID)
+	}
 }

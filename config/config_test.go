@@ -19,6 +19,30 @@ func writeYAML(t *testing.T, body string) string {
 	return p
 }
 
+// withSecrets gives the ThingSpace secrets a worker needs: only the
+// environment (or files) may hold them.
+func withSecrets(t *testing.T) {
+	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
+	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
+}
+
+// loadYAML loads a configuration file holding body, which must load.
+func loadYAML(t *testing.T, body string) *Config {
+	t.Helper()
+	cfg, err := Load(writeYAML(t, body))
+	require.NoError(t, err)
+	return cfg
+}
+
+// requireBothRefuse checks that the worker and the starter both refuse cfg
+// at start, naming key.
+func requireBothRefuse(t *testing.T, cfg *Config, key string) {
+	t.Helper()
+	for _, validate := range []func() error{cfg.ValidateWorker, cfg.ValidateStarter} {
+		require.ErrorContains(t, validate(), key)
+	}
+}
+
 const workerYAML = `
 database:
   url: postgres://postgres@127.0.0.1:5432/tsbulk?sslmode=disable
@@ -38,8 +62,7 @@ func TestFileThenEnvironmentOverrides(t *testing.T) {
 	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "from-env-secret")
 	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "from-env-password")
 	t.Setenv("TSBULK_BULK_BATCH_SIZE", "500")
-	cfg, err := Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
+	cfg := loadYAML(t, workerYAML)
 	require.NoError(t, cfg.ValidateWorker())
 	require.Equal(t, "app-key", cfg.ThingSpace.ClientID, "from the file")
 	require.Equal(t, 500, cfg.Bulk.BatchSize, "the environment overrides the file")
@@ -54,8 +77,7 @@ func TestSecretsFromFiles(t *testing.T) {
 	secret := filepath.Join(dir, "secret")
 	require.NoError(t, os.WriteFile(secret, []byte("file-secret\n"), 0o600))
 	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "pw")
-	cfg, err := Load(writeYAML(t, strings.Replace(workerYAML, "# EXTRA", "client_secret_file: "+secret, 1)))
-	require.NoError(t, err)
+	cfg := loadYAML(t, strings.Replace(workerYAML, "# EXTRA", "client_secret_file: "+secret, 1))
 	require.Equal(t, "file-secret", cfg.ThingSpace.ClientSecret.Reveal())
 }
 
@@ -81,14 +103,12 @@ func TestValidationNamesEverySetting(t *testing.T) {
 }
 
 func TestRevioSettingsCheckedOnlyWhenEnabled(t *testing.T) {
-	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
-	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
-	cfg, err := Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
+	withSecrets(t)
+	cfg := loadYAML(t, workerYAML)
 	require.NoError(t, cfg.ValidateWorker())
 	cfg.Revio.Enabled = true
 	cfg.Revio.Login = "someone@example.com"
-	err = cfg.ValidateWorker()
+	err := cfg.ValidateWorker()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "revio.login")
 	require.Contains(t, err.Error(), "revio.subscription_key")
@@ -119,19 +139,13 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 // Default-site assignment is on by default, as in the predecessor; it then
 // needs a site name, checked at start.
 func TestDefaultSiteAssignmentNeedsASite(t *testing.T) {
-	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
-	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
-	cfg, err := Load(writeYAML(t, strings.Replace(workerYAML, "default_site: WAREHOUSE-1", "default_site: \"\"", 1)))
-	require.NoError(t, err)
+	withSecrets(t)
+	noSite := strings.Replace(workerYAML, "default_site: WAREHOUSE-1", "default_site: \"\"", 1)
+	cfg := loadYAML(t, noSite)
 	require.True(t, cfg.Bulk.DefaultSiteAssignment)
-	for _, validate := range []func() error{cfg.ValidateWorker, cfg.ValidateStarter} {
-		err := validate()
-		require.Error(t, err)
-		require.Contains(t, err.Error(), "bulk.default_site")
-	}
+	requireBothRefuse(t, cfg, "bulk.default_site")
 	t.Setenv("TSBULK_BULK_DEFAULT_SITE_ASSIGNMENT", "false")
-	cfg, err = Load(writeYAML(t, strings.Replace(workerYAML, "default_site: WAREHOUSE-1", "default_site: \"\"", 1)))
-	require.NoError(t, err)
+	cfg = loadYAML(t, noSite)
 	require.NoError(t, cfg.ValidateWorker())
 	require.Equal(t, "", cfg.SiteForBulkChanges())
 }
@@ -139,42 +153,27 @@ func TestDefaultSiteAssignmentNeedsASite(t *testing.T) {
 // Disconnecting Rev.io services needs Rev.io: the combination that cannot
 // work is refused at start instead of failing every deactivation's billing.
 func TestDisconnectOnDeactivateNeedsRevio(t *testing.T) {
-	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
-	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
+	withSecrets(t)
 	t.Setenv("TSBULK_REVIO_DISCONNECT_ON_DEACTIVATE", "true")
-	cfg, err := Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
-	for _, validate := range []func() error{cfg.ValidateWorker, cfg.ValidateStarter} {
-		err := validate()
-		require.Error(t, err)
-		require.Contains(t, err.Error(), "revio.disconnect_on_deactivate")
-	}
+	requireBothRefuse(t, loadYAML(t, workerYAML), "revio.disconnect_on_deactivate")
 }
 
 // Approval is on for deactivations by default; the environment turns it off
 // with "none" (an empty variable reads as unset) or lists operations.
 func TestApprovalOperationsFromTheEnvironment(t *testing.T) {
-	t.Setenv("TSBULK_THINGSPACE_CLIENT_SECRET", "s")
-	t.Setenv("TSBULK_THINGSPACE_PASSWORD", "p")
-	cfg, err := Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
-	require.Equal(t, []string{"deactivate"}, cfg.Approval.Operations)
+	withSecrets(t)
+	require.Equal(t, []string{"deactivate"}, loadYAML(t, workerYAML).Approval.Operations)
 
 	t.Setenv("TSBULK_APPROVAL_OPERATIONS", "none")
-	cfg, err = Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
+	cfg := loadYAML(t, workerYAML)
 	require.Empty(t, cfg.Approval.Operations)
 	require.NoError(t, cfg.ValidateStarter())
 
 	t.Setenv("TSBULK_APPROVAL_OPERATIONS", "deactivate,suspend")
-	cfg, err = Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
-	require.Equal(t, []string{"deactivate", "suspend"}, cfg.Approval.Operations)
+	require.Equal(t, []string{"deactivate", "suspend"}, loadYAML(t, workerYAML).Approval.Operations)
 
 	t.Setenv("TSBULK_APPROVAL_OPERATIONS", "deactivate,nothing")
-	cfg, err = Load(writeYAML(t, workerYAML))
-	require.NoError(t, err)
-	err = cfg.ValidateStarter()
+	err := loadYAML(t, workerYAML).ValidateStarter()
 	require.ErrorContains(t, err, "approval.operations")
 	require.ErrorContains(t, err, `"nothing" is not an operation`)
 }

@@ -60,15 +60,5 @@ func (s *Store) AuditCount(ctx context.Context, bulkID string) (map[string]int, 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var svc string
-		var n int
-		if err := rows.Scan(&svc, &n); err != nil {
-			return nil, err
-		}
-		out[svc] = n
-	}
-	return out, rows.Err()
+	return countsBy[string](rows)
 }

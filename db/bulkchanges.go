@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -102,13 +101,9 @@ const bulkColumns = `id, account_name, coalesce(idempotency_key, ''), source_nam
 
 func scanBulk(row pgx.Row) (*BulkChange, error) {
 	var b BulkChange
-	err := row.Scan(&b.ID, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
+	return scanned(&b, row.Scan(&b.ID, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
 		&b.Total, &b.Batches, &b.Processed, &b.Errors, &b.Cancelled, &b.ErrorMessage, &b.Options, &b.WorkflowID,
-		&b.CreatedAt, &b.StartedAt, &b.FinishedAt, &b.ApprovedBy, &b.RedriveOf)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return &b, err
+		&b.CreatedAt, &b.StartedAt, &b.FinishedAt, &b.ApprovedBy, &b.RedriveOf))
 }
 
 // CreateBulkChange writes the bulk change and all its device changes in one
@@ -301,7 +296,7 @@ func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) erro
 // (PENDING) as CANCELLED with the message, with their audit result entries,
 // and returns how many per operation.
 func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[string]int, error) {
-	out := map[string]int{}
+	var out map[string]int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			WITH cancelled AS (
@@ -311,17 +306,7 @@ func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[s
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var op string
-			var n int
-			if err := rows.Scan(&op, &n); err != nil {
-				rows.Close()
-				return err
-			}
-			out[op] = n
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if out, err = countsBy[string](rows); err != nil {
 			return err
 		}
 		return writeResultEntries(ctx, tx, bulkID)

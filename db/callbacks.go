@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,12 +47,8 @@ const callbackColumns = `c.id, c.received_at, c.request_id, c.iccid, c.status, c
 
 func scanCallback(row pgx.Row) (*Callback, error) {
 	var c Callback
-	err := row.Scan(&c.ID, &c.ReceivedAt, &c.RequestID, &c.ICCID, &c.Status, &c.FaultCode, &c.FaultString,
-		&c.MSISDN, &c.CallbackCount, &c.Copies, &c.Payload, &c.DeviceChangeID, &c.BulkChangeID, &c.SignalResult)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return &c, err
+	return scanned(&c, row.Scan(&c.ID, &c.ReceivedAt, &c.RequestID, &c.ICCID, &c.Status, &c.FaultCode, &c.FaultString,
+		&c.MSISDN, &c.CallbackCount, &c.Copies, &c.Payload, &c.DeviceChangeID, &c.BulkChangeID, &c.SignalResult))
 }
 
 // StoreCallback stores a callback and matches it to its device change: the

@@ -27,8 +27,6 @@ const (
 	CodeDeviceBusy        = string(change.DeviceBusy)
 	CodeDailyLimit        = string(change.DailyLimit)
 	CodeAuthFailed        = string(change.AuthFailed)
-	CodeSubmitFailed      = string(change.SubmitFailed)
-	CodeNotConfirmed      = string(change.NotConfirmed)
 	CodePollStateMismatch = string(change.PollStateMismatch)
 )
 

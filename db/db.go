@@ -119,6 +119,30 @@ func scanRows[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) 
 	return pgx.AppendRows([]T(nil), rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
 }
 
+// scanned is the result of scanning one row into v: ErrNotFound when the
+// query found no row.
+func scanned[T any](v *T, err error) (*T, error) {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+// countsBy reads the rows of a "SELECT key, count(*) ... GROUP BY 1" query
+// into a map and closes rows.
+func countsBy[K comparable](rows pgx.Rows) (map[K]int, error) {
+	out := map[K]int{}
+	var key K
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&key, &n}, func() error {
+		out[key] = n
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // value turns a scanner of pointers into one of values.
 func value[T any](scan func(pgx.Row) (*T, error)) func(pgx.Row) (T, error) {
 	return func(r pgx.Row) (T, error) {

@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -70,10 +69,7 @@ func scanChange(row pgx.Row) (*DeviceChange, error) {
 		&d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
 		&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingError,
 		&d.BillingErrorCode, &d.AccountName, &d.SubmittedAt, &d.CompletedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
+	if _, err := scanned(&d, err); err != nil {
 		return nil, err
 	}
 	if len(sync) > 0 {

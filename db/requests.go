@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -97,12 +96,8 @@ const requestColumns = `id, bulk_change_id, request_key, operation, account_name
 
 func scanRequest(row pgx.Row) (*ThingSpaceRequest, error) {
 	var r ThingSpaceRequest
-	err := row.Scan(&r.PK, &r.BulkChangeID, &r.Key, &r.Operation, &r.AccountName, &r.State, &r.RequestID,
-		&r.Devices, &r.Attempts, &r.ErrorCode, &r.ErrorMessage, &r.SentAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return &r, err
+	return scanned(&r, row.Scan(&r.PK, &r.BulkChangeID, &r.Key, &r.Operation, &r.AccountName, &r.State, &r.RequestID,
+		&r.Devices, &r.Attempts, &r.ErrorCode, &r.ErrorMessage, &r.SentAt))
 }
 
 // StartAttempt records that the request is about to be sent (again).
@@ -176,15 +171,20 @@ func (s *Store) MarkRequestAccepted(
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		_, err := tx.Exec(
-			ctx,
-			`UPDATE device_changes SET status = 'SUBMITTED', request_id = nullif($2, ''), submitted_at = now()
-			WHERE request_pk = $1 AND status = 'SUBMITTING'`,
-			requestPK,
-			requestID,
-		)
-		return err
+		return updateSubmitting(ctx, tx, requestPK,
+			`status = 'SUBMITTED', request_id = nullif($2, ''), submitted_at = now()`, requestID)
 	})
+}
+
+// updateSubmitting applies set (an SQL SET list whose arguments are $2 on)
+// to the device changes a request still holds in flight.
+func updateSubmitting(ctx context.Context, tx pgx.Tx, requestPK int64, set string, args ...any) error {
+	_, err := tx.Exec(
+		ctx,
+		`UPDATE device_changes SET `+set+` WHERE request_pk = $1 AND status = 'SUBMITTING'`,
+		append([]any{requestPK}, args...)...,
+	)
+	return err
 }
 
 // MarkRequestRejected records that ThingSpace refused the whole request: its
@@ -194,15 +194,8 @@ func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code, 
 		if err := rejectRequest(ctx, tx, requestPK, code, message); err != nil {
 			return err
 		}
-		_, err := tx.Exec(
-			ctx,
-			`UPDATE device_changes SET status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()
-			WHERE request_pk = $1 AND status = 'SUBMITTING'`,
-			requestPK,
-			code,
-			message,
-		)
-		return err
+		return updateSubmitting(ctx, tx, requestPK,
+			`status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()`, code, message)
 	})
 }
 
@@ -223,12 +216,7 @@ func (s *Store) MarkDeviceRefusals(
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		_, err := tx.Exec(
-			ctx,
-			`UPDATE device_changes SET status = 'SUBMITTED' WHERE request_pk = $1 AND status = 'SUBMITTING'`,
-			requestPK,
-		)
-		return err
+		return updateSubmitting(ctx, tx, requestPK, `status = 'SUBMITTED'`)
 	})
 }
 

@@ -66,13 +66,9 @@ func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts,
 	if err != nil {
 		return out, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var status, code, billing string
-		var n int
-		if err := rows.Scan(&status, &code, &billing, &n); err != nil {
-			return out, err
-		}
+	var status, code, billing string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&status, &code, &billing, &n}, func() error {
 		out.ByStatus[status] += n
 		if status == ChangeError {
 			out.ErrorsByCode[code] += n
@@ -83,8 +79,9 @@ func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts,
 		case BillingPending:
 			out.BillingPending += n
 		}
-	}
-	return out, rows.Err()
+		return nil
+	})
+	return out, err
 }
 
 // RecoveryCounts describe where a bulk change stands, read from its device
@@ -122,13 +119,9 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 	if err != nil {
 		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var status, outcome, code string
-		var n int
-		if err := rows.Scan(&status, &outcome, &code, &n); err != nil {
-			return nil, err
-		}
+	var status, outcome, code string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&status, &outcome, &code, &n}, func() error {
 		out.Submitted += n
 		switch status {
 		case ChangeProcessed:
@@ -140,6 +133,10 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 		default:
 			out.Unfinished += n
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }

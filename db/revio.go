@@ -2,7 +2,6 @@ package db
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -28,16 +27,17 @@ type RevioProduct struct {
 	FoundBy          string
 }
 
+const revioServiceColumns = `device_change_id, iccid, number, customer_id, service_id, found_by`
+
+func scanRevioService(row pgx.Row) (*RevioService, error) {
+	var r RevioService
+	return scanned(&r, row.Scan(&r.DeviceChangeID, &r.ICCID, &r.Number, &r.CustomerID, &r.ServiceID, &r.FoundBy))
+}
+
 // RevioServiceOf returns the stored service of a device change.
 func (s *Store) RevioServiceOf(ctx context.Context, deviceChangeID int64) (*RevioService, error) {
-	var r RevioService
-	err := s.Pool.QueryRow(ctx, `SELECT device_change_id, iccid, number, customer_id, service_id, found_by
-		FROM revio_services WHERE device_change_id = $1`, deviceChangeID).
-		Scan(&r.DeviceChangeID, &r.ICCID, &r.Number, &r.CustomerID, &r.ServiceID, &r.FoundBy)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return &r, err
+	return scanRevioService(s.Pool.QueryRow(ctx, `SELECT `+revioServiceColumns+`
+		FROM revio_services WHERE device_change_id = $1`, deviceChangeID))
 }
 
 // SaveRevioService stores a service id the moment Rev.io returned it. A
@@ -82,14 +82,8 @@ func (s *Store) SaveRevioProduct(ctx context.Context, p RevioProduct) error {
 // ActiveRevioServiceByICCID finds the newest Rev.io service of a device not
 // yet disconnected (used when the device is deactivated).
 func (s *Store) ActiveRevioServiceByICCID(ctx context.Context, iccid string) (*RevioService, error) {
-	var r RevioService
-	err := s.Pool.QueryRow(ctx, `SELECT device_change_id, iccid, number, customer_id, service_id, found_by
-		FROM revio_services WHERE iccid = $1 AND disconnected_at IS NULL ORDER BY created_at DESC LIMIT 1`, iccid).
-		Scan(&r.DeviceChangeID, &r.ICCID, &r.Number, &r.CustomerID, &r.ServiceID, &r.FoundBy)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return &r, err
+	return scanRevioService(s.Pool.QueryRow(ctx, `SELECT `+revioServiceColumns+`
+		FROM revio_services WHERE iccid = $1 AND disconnected_at IS NULL ORDER BY created_at DESC LIMIT 1`, iccid))
 }
 
 // MarkRevioDisconnected records the disconnection of a service and its

@@ -13,23 +13,18 @@ func (s *Store) DeviceChangeStates(
 	ctx context.Context,
 	ids []int64,
 ) (map[int64]*DeviceChange, map[int64][]Callback, error) {
-	changes := make(map[int64]*DeviceChange, len(ids))
 	rows, err := s.Pool.Query(ctx, `SELECT `+changeColumns+` FROM device_changes dc
 		JOIN bulk_changes b ON b.id = dc.bulk_change_id WHERE dc.id = ANY($1)`, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read device changes: %w", err)
 	}
-	for rows.Next() {
-		d, err := scanChange(rows)
-		if err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		changes[d.ID] = d
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	list, err := scanRows(rows, scanChange)
+	if err != nil {
 		return nil, nil, fmt.Errorf("read device changes: %w", err)
+	}
+	changes := make(map[int64]*DeviceChange, len(ids))
+	for _, d := range list {
+		changes[d.ID] = d
 	}
 	rows, err = s.Pool.Query(ctx, `SELECT `+callbackColumns+` FROM callbacks c
 		LEFT JOIN device_changes dc ON dc.id = c.device_change_id
@@ -37,14 +32,13 @@ func (s *Store) DeviceChangeStates(
 	if err != nil {
 		return nil, nil, fmt.Errorf("stored callbacks: %w", err)
 	}
-	defer rows.Close()
-	callbacks := map[int64][]Callback{}
-	for rows.Next() {
-		c, err := scanCallback(rows)
-		if err != nil {
-			return nil, nil, err
-		}
-		callbacks[*c.DeviceChangeID] = append(callbacks[*c.DeviceChangeID], *c)
+	stored, err := scanRows(rows, value(scanCallback))
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored callbacks: %w", err)
 	}
-	return changes, callbacks, rows.Err()
+	callbacks := map[int64][]Callback{}
+	for _, c := range stored {
+		callbacks[*c.DeviceChangeID] = append(callbacks[*c.DeviceChangeID], c)
+	}
+	return changes, callbacks, nil
 }

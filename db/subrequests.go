@@ -97,16 +97,7 @@ func (s *Store) RefusedByDepth(ctx context.Context, bulkID, rootKey string) (map
 	if err != nil {
 		return nil, fmt.Errorf("refused requests of %s: %w", rootKey, err)
 	}
-	defer rows.Close()
-	out := map[int]int{}
-	for rows.Next() {
-		var depth, n int
-		if err := rows.Scan(&depth, &n); err != nil {
-			return nil, err
-		}
-		out[depth] = n
-	}
-	return out, rows.Err()
+	return countsBy[int](rows)
 }
 
 // BatchOutcome sums up the requests of one batch: its first request and

@@ -44,47 +44,37 @@ type Metrics struct {
 func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	f := func(c prometheus.Collector) { reg.MustRegister(c) }
-	m := &Metrics{
-		Registry: reg,
-		DeviceChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tsbulk_device_changes_total",
-			Help: "Device changes finished, by operation, status and outcome or error code.",
-		}, []string{"operation", "status", "reason"}),
-		ConfirmationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tsbulk_confirmation_seconds",
-			Help:    "Time from submission to ThingSpace's confirmation of a device change.",
-			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400},
-		}, []string{"operation", "source"}),
-		ThingSpaceRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tsbulk_thingspace_requests_total",
-			Help: "HTTP attempts to ThingSpace, by operation and HTTP status.",
-		}, []string{"operation", "status"}),
-		ThingSpaceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tsbulk_thingspace_errors_total",
-			Help: "ThingSpace errors, by operation and error code.",
-		}, []string{"operation", "code"}),
-		RevioRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tsbulk_revio_requests_total",
-			Help: "HTTP attempts to Rev.io, by operation and HTTP status.",
-		}, []string{"operation", "status"}),
-		Callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tsbulk_callbacks_received_total",
-			Help: "ThingSpace callbacks received, by result.",
-		}, []string{"result"}),
-		CallbackSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tsbulk_callback_signals_total",
-			Help: "Signals sent to device workflows for callbacks, by result.",
-		}, []string{"result"}),
+	// counter creates a counter of the registry.
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: name,
+			Help: help,
+		}, labels)
+		reg.MustRegister(c)
+		return c
 	}
-	f(m.DeviceChanges)
-	f(m.ConfirmationSeconds)
-	f(m.ThingSpaceRequests)
-	f(m.ThingSpaceErrors)
-	f(m.RevioRequests)
-	f(m.Callbacks)
-	f(m.CallbackSignals)
-	return m
+	confirmation := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tsbulk_confirmation_seconds",
+		Help:    "Time from submission to ThingSpace's confirmation of a device change.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400},
+	}, []string{"operation", "source"})
+	reg.MustRegister(confirmation)
+	return &Metrics{
+		Registry: reg,
+		DeviceChanges: counter("tsbulk_device_changes_total",
+			"Device changes finished, by operation, status and outcome or error code.",
+			"operation", "status", "reason"),
+		ConfirmationSeconds: confirmation,
+		ThingSpaceRequests: counter("tsbulk_thingspace_requests_total",
+			"HTTP attempts to ThingSpace, by operation and HTTP status.", "operation", "status"),
+		ThingSpaceErrors: counter("tsbulk_thingspace_errors_total",
+			"ThingSpace errors, by operation and error code.", "operation", "code"),
+		RevioRequests: counter("tsbulk_revio_requests_total",
+			"HTTP attempts to Rev.io, by operation and HTTP status.", "operation", "status"),
+		Callbacks: counter("tsbulk_callbacks_received_total", "ThingSpace callbacks received, by result.", "result"),
+		CallbackSignals: counter("tsbulk_callback_signals_total",
+			"Signals sent to device workflows for callbacks, by result.", "result"),
+	}
 }
 
 // Handler serves the registry in the Prometheus text format.

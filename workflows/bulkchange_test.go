@@ -248,13 +248,7 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError(
 		"thingspace authentication: thingspace login: HTTP 400: UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
 		activities.ErrTypeInvalidCredentials, nil)).Once()
-	var failed activities.FailBulkInput
-	env.OnActivity(a.FailBulkChange, mock.Anything, mock.Anything).
-		Return(func(_ context.Context, in activities.FailBulkInput) error {
-			failed = in
-			return nil
-		}).
-		Once()
+	failed := inputOfOne[activities.FailBulkInput](env, a.FailBulkChange)
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b3"})
 

@@ -119,14 +119,20 @@ func (e *deviceEnv) run(t *testing.T, in api.DeviceChangeInput) api.DeviceResult
 // recordBillingFailure expects one billing failure to be recorded and
 // returns where it will be.
 func (e *deviceEnv) recordBillingFailure() *activities.RecordBillingFailureInput {
-	var recorded activities.RecordBillingFailureInput
-	e.OnActivity(a.RecordBillingFailure, mock.Anything, mock.Anything).
-		Return(func(_ context.Context, in activities.RecordBillingFailureInput) error {
-			recorded = in
+	return inputOfOne[activities.RecordBillingFailureInput](e.TestWorkflowEnvironment, a.RecordBillingFailure)
+}
+
+// inputOfOne expects act, an activity that returns only an error, to be
+// called once and returns where its input will be.
+func inputOfOne[T any](env *testsuite.TestWorkflowEnvironment, act any) *T {
+	in := new(T)
+	env.OnActivity(act, mock.Anything, mock.Anything).
+		Return(func(_ context.Context, got T) error {
+			*in = got
 			return nil
 		}).
 		Once()
-	return &recorded
+	return in
 }
 
 // syncedSuspend is a suspend ThingSpace confirmed in its answer, and a bare

@@ -59,12 +59,18 @@ var (
 	}
 )
 
-func withDB(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         dbRetry,
-	})
+// withActivityOptions returns a function that sets opts on a workflow
+// context: the options of each kind of call are then declared as data.
+func withActivityOptions(opts workflow.ActivityOptions) func(workflow.Context) workflow.Context {
+	return func(ctx workflow.Context) workflow.Context {
+		return workflow.WithActivityOptions(ctx, opts)
+	}
 }
+
+var withDB = withActivityOptions(workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy:         dbRetry,
+})
 
 // withLocalDB runs short reads and writes as local activities: no task
 // queue round trip and one marker event instead of three. A database outage
@@ -93,30 +99,24 @@ const deathNoticedAfter = 20 * time.Second
 // withThingSpace sets the options of calls to ThingSpace. There is no
 // schedule-to-start or schedule-to-close timeout: under the account's rate
 // limit a call may wait a long time for its turn, and that is not a failure.
-func withThingSpace(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 3 * time.Minute,
-		HeartbeatTimeout:    deathNoticedAfter,
-		RetryPolicy:         thingSpaceRetry,
-	})
-}
+var withThingSpace = withActivityOptions(workflow.ActivityOptions{
+	StartToCloseTimeout: 3 * time.Minute,
+	HeartbeatTimeout:    deathNoticedAfter,
+	RetryPolicy:         thingSpaceRetry,
+})
 
-func withAuthCheck(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         authRetry,
-	})
-}
+var withAuthCheck = withActivityOptions(workflow.ActivityOptions{
+	StartToCloseTimeout: time.Minute,
+	RetryPolicy:         authRetry,
+})
 
 // withPolling sets the options of a polling cycle, which may page through
 // a large account's device list.
-func withPolling(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Minute,
-		HeartbeatTimeout:    deathNoticedAfter,
-		RetryPolicy:         thingSpaceRetry,
-	})
-}
+var withPolling = withActivityOptions(workflow.ActivityOptions{
+	StartToCloseTimeout: 15 * time.Minute,
+	HeartbeatTimeout:    deathNoticedAfter,
+	RetryPolicy:         thingSpaceRetry,
+})
 
 // revioPatience is how long a Rev.io step keeps retrying transient errors
 // (5xx, 429, timeouts) before its billing is recorded ERROR: an outage
