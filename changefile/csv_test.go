@@ -2,7 +2,6 @@ package changefile
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -10,78 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// want is an expected problem: row, field and a fragment of the message.
-type want struct {
-	row   int
-	field string
-	frag  string
-}
-
-// requireProblems asserts that err is a *ValidationError with exactly these
-// problems, in this order.
-func requireProblems(t *testing.T, err error, wants ...want) *ValidationError {
-	t.Helper()
-	var ve *ValidationError
-	require.True(t, errors.As(err, &ve), "want *ValidationError, got %T: %v", err, err)
-	got := make([]string, len(ve.Errors))
-	for i, e := range ve.Errors {
-		got[i] = fmt.Sprintf("%d %s", e.Row, e.Field)
-	}
-	exp := make([]string, len(wants))
-	for i, w := range wants {
-		exp[i] = fmt.Sprintf("%d %s", w.row, w.field)
-	}
-	require.Equal(t, exp, got, "problems (row field):\n%v", err)
-	for i, w := range wants {
-		assert.Contains(t, ve.Errors[i].Message, w.frag, "row %d field %s", w.row, w.field)
-	}
-	return ve
-}
-
-func parseCSV(t *testing.T, text string, opt Options) ([]DeviceRequest, error) {
-	t.Helper()
-	reqs, err := ParseCSV(strings.NewReader(text), opt)
-	if err != nil {
-		assert.Nil(t, reqs, "no requests on error")
-	}
-	return reqs, err
-}
-
 func TestParseCSVValidSample(t *testing.T) {
-	reqs, err := ParseFile("testdata/valid.csv", Options{})
-	require.NoError(t, err)
+	reqs := validSample(t, "csv")
 	require.Len(t, reqs, 7)
 
-	ppu := &PPU{
-		FirstName:    "Ada",
-		LastName:     "Lovelace",
-		AddressLine1: "100 Main St, Building 2",
-		AddressLine2: "Suite 4",
-		City:         "Wenatchee",
-		State:        "WA",
-		Zip:          "98801-1234",
-		Country:      "USA",
-	}
-	assert.Equal(
-		t,
-		DeviceRequest{
-			Row:         2,
-			ICCID:       iccidA,
-			IMEI:        imeiWiki,
-			Operation:   OpActivate,
-			ServicePlan: "m2m_4G",
-			MdnZipCode:  "98801",
-			PPU:         ppu,
-			Billing: &Billing{
-				CustomerID:    1001,
-				ServiceTypeID: 5,
-				ProviderID:    3,
-				ProductIDs:    []int64{101, 102},
-				Rates:         []string{"9.99", "0.5"},
-			},
-		},
-		reqs[0],
-	)
+	assert.Equal(t, sampleActivation(), reqs[0])
 	assert.Equal(
 		t,
 		DeviceRequest{
@@ -90,7 +22,7 @@ func TestParseCSVValidSample(t *testing.T) {
 			Operation:   OpActivate,
 			ServicePlan: "m2m_4G",
 			MdnZipCode:  "98801",
-			PPU:         ppu,
+			PPU:         sampleActivation().PPU,
 		},
 		reqs[1],
 	)

@@ -2,27 +2,14 @@ package changefile
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func parseJSON(t *testing.T, text string, opt Options) ([]DeviceRequest, error) {
-	t.Helper()
-	reqs, err := ParseJSON(strings.NewReader(text), opt)
-	if err != nil {
-		assert.Nil(t, reqs, "no requests on error")
-	}
-	return reqs, err
-}
-
 func TestParseJSONValidSampleMatchesCSV(t *testing.T) {
-	fromJSON, err := ParseFile("testdata/valid.json", Options{})
-	require.NoError(t, err)
-	fromCSV, err := ParseFile("testdata/valid.csv", Options{})
-	require.NoError(t, err)
+	fromJSON, fromCSV := validSample(t, "json"), validSample(t, "csv")
 	require.Len(t, fromJSON, len(fromCSV))
 	for i := range fromJSON {
 		assert.Equal(t, i+1, fromJSON[i].Row, "JSON rows are array positions")

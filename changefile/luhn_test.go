@@ -53,10 +53,7 @@ func TestLuhnValid(t *testing.T) {
 }
 
 func TestValidateICCID(t *testing.T) {
-	tests := []struct {
-		in      string
-		wantErr string // "" = valid
-	}{
+	tests := []numberCase{
 		{iccidA, ""},
 		{iccidB, ""},
 		{iccidDoc, ""},
@@ -73,23 +70,11 @@ func TestValidateICCID(t *testing.T) {
 		{"8.9148E19", "scientific notation"},
 		{"", "is empty"},
 	}
-	for _, tt := range tests {
-		err := ValidateICCID(tt.in)
-		if tt.wantErr == "" {
-			assert.NoError(t, err, tt.in)
-			continue
-		}
-		if assert.Error(t, err, tt.in) {
-			assert.Contains(t, err.Error(), tt.wantErr, tt.in)
-		}
-	}
+	checkNumbers(t, ValidateICCID, tests)
 }
 
 func TestValidateIMEI(t *testing.T) {
-	tests := []struct {
-		in      string
-		wantErr string
-	}{
+	tests := []numberCase{
 		{imeiWiki, ""},
 		{imeiB, ""},
 		{imeiBadDoc, "check digit is wrong"},
@@ -100,8 +85,20 @@ func TestValidateIMEI(t *testing.T) {
 		{"4.90154E+14", "scientific notation"},
 		{"", "is empty"},
 	}
+	checkNumbers(t, ValidateIMEI, tests)
+}
+
+// numberCase is an ICCID or IMEI and what its validation says: wantErr is a
+// fragment of the error, "" when the number is valid.
+type numberCase struct {
+	in      string
+	wantErr string
+}
+
+func checkNumbers(t *testing.T, validate func(string) error, tests []numberCase) {
+	t.Helper()
 	for _, tt := range tests {
-		err := ValidateIMEI(tt.in)
+		err := validate(tt.in)
 		if tt.wantErr == "" {
 			assert.NoError(t, err, tt.in)
 			continue

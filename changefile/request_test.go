@@ -9,17 +9,7 @@ import (
 )
 
 func TestBatchKey(t *testing.T) {
-	ppu := normalizePPU(goodPPU())
-	activate := DeviceRequest{
-		Row:         2,
-		ICCID:       iccidA,
-		IMEI:        imeiWiki,
-		Operation:   OpActivate,
-		ServicePlan: "m2m_4G",
-		MdnZipCode:  "98801",
-		PPU:         &ppu,
-		Billing:     &Billing{CustomerID: 1, ServiceTypeID: 2},
-	}
+	activate := sampleActivation()
 	deactivate := DeviceRequest{Row: 3, ICCID: iccidB, Operation: OpDeactivate, ReasonCode: "FF"}
 
 	key := activate.BatchKey()

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/localstack"
 )
 
 // binDir holds the product's binaries, built once for TestChaosShort.
@@ -22,22 +22,12 @@ var binDir string
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if !testing.Short() && runs("TestChaosShort") {
-		dir, err := os.MkdirTemp("", "tsbulk-chaos-bin")
-		if err != nil {
-			panic(err)
-		}
-		binDir = dir
 		// Without -race, like the binaries operators run: the harness, not
 		// the product, is what this package's race tests cover.
-		build := exec.Command("go", "build", "-o", dir+"/", "../worker", "../starter", "../cmd/callback-receiver",
-			"../cmd/thingspace-simulator", "../cmd/revio-simulator")
-		build.Stdout, build.Stderr = os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			panic(fmt.Sprintf("build the product: %v", err))
-		}
-		code := m.Run()
-		_ = os.RemoveAll(dir)
-		os.Exit(code)
+		os.Exit(localstack.WithBinaries(func(dir string) int {
+			binDir = dir
+			return m.Run()
+		}, "../worker", "../starter", "../cmd/callback-receiver", "../cmd/thingspace-simulator", "../cmd/revio-simulator"))
 	}
 	os.Exit(m.Run())
 }

@@ -76,7 +76,7 @@ func activationRow(d tssim.DeviceSeed, i int, billing bool) row {
 // ThingSpace (fail), some lose their callback (confirmed by polling), and
 // Rev.io answers some calls with 429 or 5xx.
 func TestActivationEndToEnd(t *testing.T) {
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 500 * time.Millisecond, CompletionJitter: 2 * time.Second,
 			CallbackRetryInterval: 500 * time.Millisecond, Seed: 3,
 			Faults: tssim.Faults{DropCallbackRate: 0.08}},
@@ -85,8 +85,6 @@ func TestActivationEndToEnd(t *testing.T) {
 			c.Bulk.CallbackTimeout = 6 * time.Second
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 
 	fresh := tssim.GenerateDevices(430, "8914800010", "preactive")
 	active := tssim.GenerateDevices(40, "8914800011", "active")
@@ -176,12 +174,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	require.Len(t, s.Revio.Services(), withBilling)
 
 	// Some callbacks were dropped: those devices were confirmed by polling.
-	var byPoll int
-	require.NoError(t, s.Store.Pool.QueryRow(
-		context.Background(),
-		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`,
-		res.ID,
-	).Scan(&byPoll))
+	byPoll := confirmedByPoll(t, s, res.ID)
 	require.Greater(t, byPoll, 0, "dropped callbacks were made up for by polling")
 
 	assertAuditClean(t, s, res.ID)
@@ -248,8 +241,7 @@ func TestRevioServiceNeverCreatedTwice(t *testing.T) {
 	require.Eventually(t, func() bool { return len(s.Revio.Services()) == 1 }, 2*time.Minute, 100*time.Millisecond,
 		"Rev.io should have created the service; worker log:\n%s", w1.log)
 	w1.kill()
-	var stored int
-	require.NoError(t, s.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM revio_services`).Scan(&stored))
+	stored := countRows(t, s, `SELECT count(*) FROM revio_services`)
 	require.Zero(t, stored, "the worker died before storing the service id")
 
 	s.Revio.SetFaults(revsim.Faults{})

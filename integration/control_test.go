@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
@@ -51,17 +50,26 @@ func operatorUpdate(
 	return res, err
 }
 
+// acceptedUpdate sends an operator's request the bulk change must accept.
+func acceptedUpdate(
+	t *testing.T,
+	s *localstack.Stack,
+	workflowID, name string,
+	req api.OperatorRequest,
+) api.OperatorResult {
+	t.Helper()
+	res, err := operatorUpdate(t, s, workflowID, name, req)
+	require.NoError(t, err)
+	return res
+}
+
 // Paused in the middle of 2,000 devices: ThingSpace sees no state-change
 // request until it is resumed, also across a worker restart while paused;
 // after the resume every device ends as it would have, each sent once.
 func TestPauseResumeMidBulkChange(t *testing.T) {
 	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, CompletionJitter: time.Second,
-			CallbackRetryInterval: 500 * time.Millisecond, Seed: 41},
-		Config: func(c *config.Config) {
-			c.Bulk.BatchSize = 100
-			c.Bulk.Window = 200
-		},
+		ThingSpace: simConfig(200*time.Millisecond, time.Second, 41),
+		Config:     batching(100, 200),
 	})
 	w := startWorkerProcess(t, s)
 	devs, file := suspendFile(t, s, "8914800801", 2000)
@@ -69,14 +77,8 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 
 	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 3 },
 		3*time.Minute, 100*time.Millisecond)
-	paused, err := operatorUpdate(
-		t,
-		s,
-		res.WorkflowID,
-		api.PauseUpdate,
-		api.OperatorRequest{By: "alice", Reason: "checking the file"},
-	)
-	require.NoError(t, err)
+	paused := acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate,
+		api.OperatorRequest{By: "alice", Reason: "checking the file"})
 	require.Equal(t, api.StatusPaused, paused.Status)
 	sentAtPause := stateChangeRequests(s)
 	p, _ := progress(s, res.WorkflowID)
@@ -88,36 +90,24 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 	w = startWorkerProcess(t, s)
 	time.Sleep(5 * time.Second)
 	require.Equal(t, sentAtPause, stateChangeRequests(s), "no state change sent while paused")
-	_, err = operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob"})
+	_, err := operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob"})
 	require.ErrorContains(t, err, "already paused (by alice")
 	// A mistyped request names the ones there are, and changes nothing.
 	_, err = operatorUpdate(t, s, res.WorkflowID, "resum", api.OperatorRequest{By: "bob"})
 	require.ErrorContains(t, err, "unknown update resum")
 	require.ErrorContains(t, err, api.ResumeUpdate)
-	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
-	require.NoError(t, err)
+	b := bulkChange(t, s, res.ID)
 	require.EqualValues(t, db.BulkPaused, b.Status)
 
-	_, err = operatorUpdate(
-		t,
-		s,
-		res.WorkflowID,
-		api.ResumeUpdate,
-		api.OperatorRequest{By: "alice", Reason: "file is fine"},
-	)
-	require.NoError(t, err)
+	acceptedUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "alice", Reason: "file is fine"})
 	out := waitBulk(t, s, res, 10*time.Minute)
 	require.Equal(t, 2000, out.Processed)
 	st := s.TS.Stats(time.Hour)
 	for _, d := range devs {
 		require.Equal(t, 1, changesSent(st, d.ICCID), "sent once: %s", d.ICCID)
 	}
-	var audited int
-	require.NoError(
-		t,
-		s.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM m2m_log WHERE bulk_change_id = $1
-		AND service = 'operator' AND operation IN ('pause', 'resume')`, res.ID).Scan(&audited),
-	)
+	audited := countRows(t, s, `SELECT count(*) FROM m2m_log WHERE bulk_change_id = $1
+		AND service = 'operator' AND operation IN ('pause', 'resume')`, res.ID)
 	require.Equal(t, 2, audited, "who paused and resumed, and why, is in the audit log")
 	_ = w
 }
@@ -125,16 +115,10 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 // Cancelled mid-way: no device is left in flight, CANCELLED and finished
 // add up to the total, and ThingSpace sees no request after the cancel.
 func TestCancelMidBulkChange(t *testing.T) {
-	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 300 * time.Millisecond, CompletionJitter: time.Second,
-			CallbackRetryInterval: 500 * time.Millisecond, Seed: 42},
-		Config: func(c *config.Config) {
-			c.Bulk.BatchSize = 50
-			c.Bulk.Window = 50
-		},
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: simConfig(300*time.Millisecond, time.Second, 42),
+		Config:     batching(50, 50),
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	_, file := suspendFile(t, s, "8914800802", 600)
 	res := submit(t, s, file)
 
@@ -164,8 +148,7 @@ func TestCancelMidBulkChange(t *testing.T) {
 		"nothing left in flight",
 	)
 	require.Equal(t, out.Cancelled, counts.ByStatus[db.ChangeCancelled])
-	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
-	require.NoError(t, err)
+	b := bulkChange(t, s, res.ID)
 	require.EqualValues(t, db.BulkCancelled, b.Status)
 	require.Equal(t, out.Cancelled, b.Cancelled)
 
@@ -179,15 +162,9 @@ func TestCancelMidBulkChange(t *testing.T) {
 // A re-drive sends only the failed lines (of the codes asked); asking again
 // returns the same bulk change.
 func TestRedriveFailedLines(t *testing.T) {
-	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{
-			CompletionDelay:       200 * time.Millisecond,
-			CallbackRetryInterval: 500 * time.Millisecond,
-			Seed:                  43,
-		},
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: simConfig(200*time.Millisecond, 0, 43),
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	ctx := context.Background()
 	ok := tssim.GenerateDevices(10, "8914800803", "active")
 	notFound := tssim.GenerateDevices(3, "8914800804", "active")
@@ -242,9 +219,9 @@ func TestRedriveFailedLines(t *testing.T) {
 // Scheduled: nothing is sent before its time, then it runs; cancelled while
 // it waits, nothing is ever sent.
 func TestScheduledBulkChange(t *testing.T) {
-	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 44}})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 44},
+	})
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
 	schedule := func(prefix string, at time.Time) *submission.Result {
 		_, file := suspendFile(t, s, prefix, 5)
@@ -261,20 +238,10 @@ func TestScheduledBulkChange(t *testing.T) {
 
 	later := schedule("8914800806", time.Now().Add(15*time.Second))
 	never := schedule("8914800807", time.Now().Add(time.Hour))
-	require.Eventually(t, func() bool {
-		b, err := s.Store.GetBulkChange(context.Background(), never.ID)
-		return err == nil && b.Status == db.BulkScheduled
-	}, time.Minute, 200*time.Millisecond)
-	_, err = operatorUpdate(t, s, never.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice"})
+	waitForStatus(t, s, never.ID, db.BulkScheduled)
+	_, err := operatorUpdate(t, s, never.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice"})
 	require.ErrorContains(t, err, "has not started (SCHEDULED)")
-	_, err = operatorUpdate(
-		t,
-		s,
-		never.WorkflowID,
-		api.CancelUpdate,
-		api.OperatorRequest{By: "alice", Reason: "not this week"},
-	)
-	require.NoError(t, err)
+	acceptedUpdate(t, s, never.WorkflowID, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "not this week"})
 	outNever := waitBulk(t, s, never, time.Minute)
 	require.Equal(t, api.StatusCancelled, outNever.Status)
 	require.Equal(t, 5, outNever.Cancelled)
@@ -291,9 +258,9 @@ func TestScheduledBulkChange(t *testing.T) {
 // approval; the submitter's own is refused; nothing is sent before; an
 // approval that does not come in time cancels it.
 func TestApprovalBeforeDeactivation(t *testing.T) {
-	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 45}})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 45},
+	})
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
 	deactivations := func(prefix string, expires time.Duration) *submission.Result {
 		devs := tssim.GenerateDevices(4, prefix, "active")
@@ -313,26 +280,15 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 	}
 
 	res := deactivations("8914800808", time.Hour)
-	require.Eventually(t, func() bool {
-		b, err := s.Store.GetBulkChange(context.Background(), res.ID)
-		return err == nil && b.Status == db.BulkAwaitingApproval
-	}, time.Minute, 200*time.Millisecond)
-	_, err = operatorUpdate(t, s, res.WorkflowID, api.ApproveUpdate, api.OperatorRequest{By: "alice"})
+	waitForStatus(t, s, res.ID, db.BulkAwaitingApproval)
+	_, err := operatorUpdate(t, s, res.WorkflowID, api.ApproveUpdate, api.OperatorRequest{By: "alice"})
 	require.ErrorContains(t, err, "alice submitted this bulk change")
 	time.Sleep(2 * time.Second)
 	require.Zero(t, stateChangeRequests(s), "nothing sent before the approval")
-	_, err = operatorUpdate(
-		t,
-		s,
-		res.WorkflowID,
-		api.ApproveUpdate,
-		api.OperatorRequest{By: "bob", Reason: "ticket 42"},
-	)
-	require.NoError(t, err)
+	acceptedUpdate(t, s, res.WorkflowID, api.ApproveUpdate, api.OperatorRequest{By: "bob", Reason: "ticket 42"})
 	out := waitBulk(t, s, res, 2*time.Minute)
 	require.Equal(t, 4, out.Processed)
-	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
-	require.NoError(t, err)
+	b := bulkChange(t, s, res.ID)
 	require.Equal(t, "bob", b.ApprovedBy)
 	recordHistory(t, s, res.WorkflowID, "bulkchange-approved")
 
@@ -346,9 +302,9 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 // The search attributes let an operator find every change of one device
 // across bulk changes, and bulk changes by status and account.
 func TestSearchByICCIDAndStatus(t *testing.T) {
-	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 46}})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 46},
+	})
 	dev := tssim.GenerateDevices(1, "8914800810", "active")[0]
 	require.NoError(t, s.TS.Seed(dev))
 	first := submit(

@@ -34,16 +34,10 @@ func waitRunning(t *testing.T, s *localstack.Stack, workflowID string) {
 // device change ERROR DEVICE_WORKFLOW_ENDED, and finishes. Before, it
 // waited forever.
 func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
-	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{
-			CompletionDelay:       3 * time.Second,
-			CallbackRetryInterval: 500 * time.Millisecond,
-			Seed:                  21,
-		},
-		Config: func(c *config.Config) { c.Bulk.StallCheck = 5 * time.Second },
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: simConfig(3*time.Second, 0, 21),
+		Config:     func(c *config.Config) { c.Bulk.StallCheck = 5 * time.Second },
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	devs, file := suspendFile(t, s, "8914800601", 5)
 	res := submit(t, s, file)
 
@@ -58,8 +52,7 @@ func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
 	expectFinal(t, rows)
 	require.EqualValues(t, db.CodeDeviceWorkflowEnded, rows[devs[2].ICCID].ErrorCode)
 	require.Contains(t, rows[devs[2].ICCID].ErrorMessage, "terminated")
-	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
-	require.NoError(t, err)
+	b := bulkChange(t, s, res.ID)
 	require.EqualValues(t, db.BulkFinished, b.Status)
 	recordHistory(t, s, res.WorkflowID, "bulkchange-child-terminated")
 }
@@ -69,16 +62,10 @@ func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
 // resume-failed` runs). The new run reads where it stood from PostgreSQL:
 // every device ends, none is sent twice.
 func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
-	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: 300 * time.Millisecond, CompletionJitter: 2 * time.Second,
-			CallbackRetryInterval: 500 * time.Millisecond, Seed: 22},
-		Config: func(c *config.Config) {
-			c.Bulk.BatchSize = 10
-			c.Bulk.Window = 8
-		},
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: simConfig(300*time.Millisecond, 2*time.Second, 22),
+		Config:     batching(10, 8),
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	file, want := mixedFile(t, s, 15)
 	res := submit(t, s, file)
 
@@ -90,8 +77,7 @@ func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
 	require.Less(t, p.Done(), len(want), "terminated mid-way")
 	require.NoError(t, s.Client.TerminateWorkflow(context.Background(), res.WorkflowID, "", "test: the parent dies"))
 	t.Logf("parent terminated with %d/%d done, %d batches of %d sent", p.Done(), p.Total, p.BatchesSent, p.Batches)
-	b, err := s.Store.GetBulkChange(context.Background(), res.ID)
-	require.NoError(t, err)
+	b := bulkChange(t, s, res.ID)
 	require.EqualValues(t, db.BulkRunning, b.Status, "the database still says running")
 
 	cli, err := localstack.TemporalCLI()
@@ -129,9 +115,7 @@ func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
 // once with a clear error instead of waiting forever for children that
 // report elsewhere; the real one finishes.
 func TestSecondParentUnderAnotherWorkflowIDIsRefused(t *testing.T) {
-	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{Seed: 23}})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
+	s := newStackWithWorker(t, localstack.Options{ThingSpace: tssim.Config{Seed: 23}})
 	_, file := suspendFile(t, s, "8914800602", 3)
 	res := submit(t, s, file)
 
@@ -156,9 +140,7 @@ func TestSecondParentUnderAnotherWorkflowIDIsRefused(t *testing.T) {
 // retried authentication check with its last error, and carries on when
 // ThingSpace is back. Only refused credentials fail a bulk change.
 func TestThingSpaceOutageAtStartWaits(t *testing.T) {
-	s := newStack(t, localstack.Options{ThingSpace: tssim.Config{Seed: 24}})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
+	s := newStackWithWorker(t, localstack.Options{ThingSpace: tssim.Config{Seed: 24}})
 	_, file := suspendFile(t, s, "8914800603", 3)
 	s.TS.SetFaults(tssim.Faults{ErrorRate: 1})
 	res := submit(t, s, file)
@@ -192,19 +174,13 @@ func TestThingSpaceOutageAtStartWaits(t *testing.T) {
 // disconnection (it used to run the service creation, fail for good and
 // overwrite the error).
 func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
-	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{
-			CompletionDelay:       200 * time.Millisecond,
-			CallbackRetryInterval: 500 * time.Millisecond,
-			Seed:                  25,
-		},
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: simConfig(200*time.Millisecond, 0, 25),
 		Config: func(c *config.Config) {
 			c.Revio.DisconnectOnDeactivate = true
 			c.Revio.RetryFor = 20 * time.Second // the failing step gives up in seconds
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	ctx := context.Background()
 
 	// Activate three devices with billing: three Rev.io services.

@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/localstack"
@@ -32,20 +35,11 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "tsbulk-integration-bin")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
 	// The worker runs as its own process in the tests that kill it.
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "worker"), "../worker")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		panic(fmt.Sprintf("build worker: %v", err))
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(localstack.WithBinaries(func(dir string) int {
+		binDir = dir
+		return m.Run()
+	}, "../worker"))
 }
 
 func newStack(t *testing.T, opts localstack.Options) *localstack.Stack {
@@ -69,6 +63,37 @@ func newStack(t *testing.T, opts localstack.Options) *localstack.Stack {
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s
+}
+
+// newStackWithWorker is newStack with a worker running in this process,
+// as most tests want.
+func newStackWithWorker(t *testing.T, opts localstack.Options) *localstack.Stack {
+	t.Helper()
+	s := newStack(t, opts)
+	_, err := s.StartWorker()
+	require.NoError(t, err)
+	return s
+}
+
+// simConfig is the ThingSpace simulator most tests run: each change
+// completes after delay plus up to jitter, an undelivered callback is tried
+// again every half second, and seed makes the run repeatable.
+func simConfig(delay, jitter time.Duration, seed int64) tssim.Config {
+	return tssim.Config{
+		CompletionDelay:       delay,
+		CompletionJitter:      jitter,
+		CallbackRetryInterval: 500 * time.Millisecond,
+		Seed:                  seed,
+	}
+}
+
+// batching sets how many devices go in one ThingSpace request and how many
+// device changes may be in flight at once.
+func batching(size, window int) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Bulk.BatchSize = size
+		c.Bulk.Window = window
+	}
 }
 
 // row is one line of a bulk change file.
@@ -124,18 +149,44 @@ func waitBulk(t *testing.T, s *localstack.Stack, res *submission.Result, timeout
 	return out
 }
 
-func progressOf(s *localstack.Stack, workflowID string) string {
+// queryProgress asks a bulk change's workflow for its progress.
+func queryProgress(s *localstack.Stack, workflowID string) (api.Progress, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var p api.Progress
 	v, err := s.Client.QueryWorkflow(ctx, workflowID, "", api.ProgressQuery)
+	if err == nil {
+		err = v.Get(&p)
+	}
+	return p, err
+}
+
+func progress(s *localstack.Stack, workflowID string) (api.Progress, bool) {
+	p, err := queryProgress(s, workflowID)
+	return p, err == nil
+}
+
+// progressOf is the progress for a failure message, or why there is none.
+func progressOf(s *localstack.Stack, workflowID string) string {
+	p, err := queryProgress(s, workflowID)
 	if err != nil {
 		return err.Error()
 	}
-	var p api.Progress
-	if err := v.Get(&p); err != nil {
-		return err.Error()
-	}
 	return fmt.Sprintf("%+v", p)
+}
+
+// history reads a workflow's whole event history.
+func history(t *testing.T, s *localstack.Stack, workflowID string) []*historypb.HistoryEvent {
+	t.Helper()
+	var events []*historypb.HistoryEvent
+	it := s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false,
+		enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		require.NoError(t, err)
+		events = append(events, e)
+	}
+	return events
 }
 
 // results reads the bulk change's device changes, by ICCID.
@@ -148,6 +199,40 @@ func results(t *testing.T, s *localstack.Stack, bulkID string) map[string]db.Res
 		out[r.ICCID] = r
 	}
 	return out
+}
+
+// bulkChange reads a bulk change from the database.
+func bulkChange(t *testing.T, s *localstack.Stack, id string) *db.BulkChange {
+	t.Helper()
+	b, err := s.Store.GetBulkChange(context.Background(), id)
+	require.NoError(t, err)
+	return b
+}
+
+// waitForStatus waits for a bulk change to reach a status its workflow
+// records without ending (SCHEDULED, AWAITING_APPROVAL).
+func waitForStatus(t *testing.T, s *localstack.Stack, id, status string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		b, err := s.Store.GetBulkChange(context.Background(), id)
+		return err == nil && b.Status == status
+	}, time.Minute, 200*time.Millisecond, "bulk change %s %s", id, status)
+}
+
+// countRows runs a SELECT count(*) query.
+func countRows(t *testing.T, s *localstack.Stack, query string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, s.Store.Pool.QueryRow(context.Background(), query, args...).Scan(&n))
+	return n
+}
+
+// confirmedByPoll counts a bulk change's device changes confirmed by the
+// polling fallback rather than by a callback.
+func confirmedByPoll(t *testing.T, s *localstack.Stack, bulkID string) int {
+	t.Helper()
+	return countRows(t, s,
+		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`, bulkID)
 }
 
 // expectFinal asserts every device change ended with an outcome and a

@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/localstack"
@@ -67,16 +65,7 @@ func workersThatRan(t *testing.T, s *localstack.Stack, subs []*submission.Result
 	t.Helper()
 	ids := map[string]bool{}
 	for _, res := range subs {
-		it := s.Client.GetWorkflowHistory(
-			context.Background(),
-			res.WorkflowID,
-			"",
-			false,
-			enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT,
-		)
-		for it.HasNext() {
-			ev, err := it.Next()
-			require.NoError(t, err)
+		for _, ev := range history(t, s, res.WorkflowID) {
 			if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
 				ids[a.GetIdentity()] = true
 			}
@@ -91,7 +80,7 @@ func workersThatRan(t *testing.T, s *localstack.Stack, subs []*submission.Result
 // waits for Retry-After instead of retrying in a burst, and everything is
 // activated with exactly one 429.
 func TestThrottledAccountWaitsThenPaces(t *testing.T) {
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 100 * time.Millisecond, CallbackRetryInterval: 300 * time.Millisecond,
 			Limits: tssim.Limits{ActivateRequestsPerMinute: 2}},
 		Config: func(c *config.Config) {
@@ -100,8 +89,6 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 			c.Bulk.BatchSize = 1
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	devs := tssim.GenerateDevices(4, "8914800040", "preactive")
 	require.NoError(t, s.TS.Seed(devs...))
 	var rows []row
@@ -120,13 +107,7 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 	activate := st.Responses["POST /api/m2m/v1/devices/actions/activate"]
 	require.Equal(t, 1, activate[429], "one 429, then the account waited: %v", activate)
 	require.Equal(t, 4, activate[200])
-	ctx := context.Background()
-	var throttled int
-	require.NoError(
-		t,
-		s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM rate_limit_buckets WHERE throttled_until IS NOT NULL`).
-			Scan(&throttled),
-	)
+	throttled := countRows(t, s, `SELECT count(*) FROM rate_limit_buckets WHERE throttled_until IS NOT NULL`)
 	require.Greater(t, throttled, 0, "the 429 reached the shared limiter")
 }
 
@@ -134,11 +115,9 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 // suspend the same device. One change reaches ThingSpace; the other ends
 // as DEVICE_BUSY naming the first, and ThingSpace sees one request.
 func TestSameDeviceInTwoBulkChanges(t *testing.T) {
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 3 * time.Second, CallbackRetryInterval: 300 * time.Millisecond},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	shared := tssim.GenerateDevices(1, "8914800050", "active")[0]
 	others := tssim.GenerateDevices(2, "8914800051", "active")
 	require.NoError(t, s.TS.Seed(append(others, shared)...))
@@ -183,7 +162,7 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 // all. Every device is confirmed by polling, and polling 300 devices costs a
 // handful of device-list pages per cycle, not a request per device.
 func TestCallbackOutageIsPolledInBatches(t *testing.T) {
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{CompletionDelay: 500 * time.Millisecond, CompletionJitter: time.Second,
 			Faults: tssim.Faults{DropCallbackRate: 1}},
 		Config: func(c *config.Config) {
@@ -191,21 +170,13 @@ func TestCallbackOutageIsPolledInBatches(t *testing.T) {
 			c.Bulk.PollInterval = 2 * time.Second
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	_, file := suspendFile(t, s, "8914800060", 300)
 	s.TS.ResetStats()
 	res := submit(t, s, file)
 	out := waitBulk(t, s, res, 5*time.Minute)
 
 	require.Equal(t, 300, out.Processed)
-	var byPoll int
-	require.NoError(t, s.Store.Pool.QueryRow(
-		context.Background(),
-		`SELECT count(*) FROM device_changes WHERE bulk_change_id = $1 AND confirmed_by = 'poll'`,
-		res.ID,
-	).Scan(&byPoll))
-	require.Equal(t, 300, byPoll)
+	require.Equal(t, 300, confirmedByPoll(t, s, res.ID))
 	st := s.TS.Stats(time.Hour)
 	lists := st.Requests["POST /api/m2m/v1/devices/actions/list"]
 	require.Less(t, lists, 30, "device-list requests for 300 polled devices")

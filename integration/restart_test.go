@@ -11,7 +11,6 @@ import (
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
-	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // TestWorkerKilledMidBulkChange kills the worker process (SIGKILL) in the
@@ -20,8 +19,7 @@ import (
 // state-change request per device change at ThingSpace.
 func TestWorkerKilledMidBulkChange(t *testing.T) {
 	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{CompletionDelay: time.Second, CompletionJitter: 3 * time.Second,
-			CallbackRetryInterval: 500 * time.Millisecond, Seed: 7},
+		ThingSpace: simConfig(time.Second, 3*time.Second, 7),
 		Config: func(c *config.Config) {
 			c.Bulk.BatchSize = 25
 			c.Bulk.Window = 60
@@ -57,7 +55,7 @@ func TestWorkerKilledMidBulkChange(t *testing.T) {
 // (the outcome is unknown to the worker). The retried activity checks the
 // devices at ThingSpace and sends nothing twice.
 func TestLostAnswersAreReconciledNotResent(t *testing.T) {
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{
 			CompletionDelay:       200 * time.Millisecond,
 			CallbackRetryInterval: 500 * time.Millisecond,
@@ -69,8 +67,6 @@ func TestLostAnswersAreReconciledNotResent(t *testing.T) {
 			c.Bulk.BatchSize = 10
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	file, want := mixedFile(t, s, 40)
 
 	res := submit(t, s, file)
@@ -78,25 +74,10 @@ func TestLostAnswersAreReconciledNotResent(t *testing.T) {
 
 	wantErrors := assertOutcome(t, s, res.ID, want)
 	require.Equal(t, wantErrors, out.Errors)
-	var reconciled int
-	require.NoError(t, s.Store.Pool.QueryRow(
-		context.Background(),
-		`SELECT count(*) FROM thingspace_requests WHERE bulk_change_id = $1 AND error_code = 'RECONCILED'`,
-		res.ID,
-	).Scan(&reconciled))
+	reconciled := countRows(t, s,
+		`SELECT count(*) FROM thingspace_requests WHERE bulk_change_id = $1 AND error_code = 'RECONCILED'`, res.ID)
 	require.Greater(t, reconciled, 0, "some answers were lost and reconciled")
 	t.Logf("%d of %d requests had their answer lost and were reconciled", reconciled, len(want)/10)
-}
-
-func progress(s *localstack.Stack, workflowID string) (api.Progress, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v, err := s.Client.QueryWorkflow(ctx, workflowID, "", api.ProgressQuery)
-	if err != nil {
-		return api.Progress{}, false
-	}
-	var p api.Progress
-	return p, v.Get(&p) == nil
 }
 
 // TestWorkerKilledDuringACallIsNoticedByHeartbeat kills the worker while a
@@ -143,10 +124,7 @@ func TestWorkerKilledDuringACallIsNoticedByHeartbeat(t *testing.T) {
 	// worker's attempt timed out by its heartbeat (retries leave no event of
 	// their own: the started event carries the previous attempt's failure).
 	var retriedAfter []enumspb.TimeoutType
-	iter := s.Client.GetWorkflowHistory(ctx, res.WorkflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		require.NoError(t, err)
+	for _, ev := range history(t, s, res.WorkflowID) {
 		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && a.GetAttempt() > 1 {
 			retriedAfter = append(retriedAfter, a.GetLastFailure().GetTimeoutFailureInfo().GetTimeoutType())
 		}

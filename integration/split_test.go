@@ -25,7 +25,7 @@ import (
 // the bound of splitting in halves (1 + 2k⌈log2 n⌉).
 func TestSplitIsolatesRefusedDevices(t *testing.T) {
 	const other = "0000654321-00001"
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{
 			Accounts:           []string{tssim.DefaultAccount, other},
 			RefuseWholeRequest: true,
@@ -38,8 +38,6 @@ func TestSplitIsolatesRefusedDevices(t *testing.T) {
 			c.Bulk.CallbackTimeout = 20 * time.Second
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 
 	const n = 200
 	devs := tssim.GenerateDevices(n, "8914800901", "active")

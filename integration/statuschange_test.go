@@ -148,7 +148,7 @@ func targetOf(op string) string {
 // restore, deactivate and inventory while ThingSpace answers 5% of requests
 // with 5xx and drops or duplicates 5% of callbacks each.
 func TestMixedBulkChangeWithFaults(t *testing.T) {
-	s := newStack(t, localstack.Options{
+	s := newStackWithWorker(t, localstack.Options{
 		ThingSpace: tssim.Config{
 			CompletionDelay: 300 * time.Millisecond, CompletionJitter: time.Second, CallbackRetryInterval: 500 * time.Millisecond,
 			Faults: tssim.Faults{ErrorRate: 0.05, DropCallbackRate: 0.05, DuplicateCallbackRate: 0.05},
@@ -159,8 +159,6 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 			c.Bulk.DefaultSite = "WAREHOUSE-1"
 		},
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	file, want := mixedFile(t, s, 300)
 
 	start := time.Now()
@@ -174,8 +172,7 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 	require.Equal(t, len(want)-wantErrors, out.Processed)
 
 	ctx := context.Background()
-	b, err := s.Store.GetBulkChange(ctx, res.ID)
-	require.NoError(t, err)
+	b := bulkChange(t, s, res.ID)
 	require.EqualValues(t, db.BulkFinished, b.Status)
 	require.Equal(t, out.Processed, b.Processed)
 
@@ -192,12 +189,8 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 	require.Equal(t, inventory, sited)
 	// Every device of the bulk change is known, those whose change failed
 	// included.
-	var known int
-	require.NoError(
-		t,
-		s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid
-		WHERE dc.bulk_change_id = $1`, res.ID).Scan(&known),
-	)
+	known := countRows(t, s, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid
+		WHERE dc.bulk_change_id = $1`, res.ID)
 	require.Equal(t, len(want), known)
 
 	// Every ThingSpace exchange is in the audit log, without secrets.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/localstack"
-	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -66,16 +65,10 @@ func executeSubmit(t *testing.T, s *localstack.Stack, id, input string) (*api.Su
 // files with errors and inline PPU are refused clearly and write nothing.
 func TestSubmitBulkChangeFromTheTemporalCLI(t *testing.T) {
 	inbox := t.TempDir()
-	s := newStack(t, localstack.Options{
-		ThingSpace: tssim.Config{
-			CompletionDelay:       300 * time.Millisecond,
-			CallbackRetryInterval: 500 * time.Millisecond,
-			Seed:                  31,
-		},
-		Config: func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: simConfig(300*time.Millisecond, 0, 31),
+		Config:     func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
 	})
-	_, err := s.StartWorker()
-	require.NoError(t, err)
 	ctx := context.Background()
 
 	_, file := suspendFile(t, s, "8914800701", 5)

@@ -10,13 +10,7 @@ import (
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
-func (c *cli) billingRetry(ctx context.Context, args []string) error {
-	fs := c.flags("billing-retry")
-	wait := fs.Bool("wait", false, "wait for the retry to end")
-	t, err := c.open(ctx, fs, args, needTemporal)
-	if err != nil {
-		return err
-	}
+func (c *cli) billingRetry(ctx context.Context, t *target) error {
 	wid := api.BillingRetryWorkflowID(t.id, time.Now())
 	run, err := t.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: wid, TaskQueue: api.TaskQueue},
 		api.BillingRetryWorkflowType, api.BillingRetryInput{BulkChangeID: t.id})
@@ -24,7 +18,7 @@ func (c *cli) billingRetry(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.out, "billing retry started: workflow %s\n", wid)
-	if !*wait {
+	if !t.wait {
 		return nil
 	}
 	var res api.BillingRetryResult

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,13 +55,6 @@ func (c *cli) temporal(ctx context.Context) (client.Client, error) {
 	return c.tc, nil
 }
 
-// flags is a subcommand's flag set, reporting its errors on errOut.
-func (c *cli) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
-	return fs
-}
-
 // bulkChange reads a bulk change, or says clearly that there is none.
 func (c *cli) bulkChange(ctx context.Context, id string) (*db.BulkChange, error) {
 	store, err := c.db(ctx)
@@ -74,64 +66,6 @@ func (c *cli) bulkChange(ctx context.Context, id string) (*db.BulkChange, error)
 		return nil, &exitError{1, fmt.Errorf("no bulk change %s", id)}
 	}
 	return b, err
-}
-
-// What a subcommand about one bulk change needs opened before it acts.
-const (
-	needBulkChange = 1 << iota // read the bulk change (opens the store): an unknown id is exit status 1
-	needTemporal               // connect to Temporal
-)
-
-// target is the bulk change a subcommand acts on, with what it asked for.
-type target struct {
-	id    string
-	b     *db.BulkChange // with needBulkChange
-	store *db.Store      // with needBulkChange
-	tc    client.Client  // with needTemporal
-}
-
-// open is a subcommand's preamble: it parses the flags declared on fs and
-// the bulk change id, then reads the bulk change and connects to Temporal,
-// in that order, as needs asks.
-func (c *cli) open(ctx context.Context, fs *flag.FlagSet, args []string, needs int) (*target, error) {
-	id, err := parseID(fs, args)
-	if err != nil {
-		return nil, err
-	}
-	t := &target{id: id}
-	if needs&needBulkChange != 0 {
-		if t.b, err = c.bulkChange(ctx, id); err != nil {
-			return nil, err
-		}
-		t.store = c.store // opened by bulkChange
-	}
-	if needs&needTemporal != 0 {
-		if t.tc, err = c.temporal(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
-}
-
-// parseID parses flags that may come before or after the bulk change id.
-func parseID(fs *flag.FlagSet, args []string) (string, error) {
-	var id string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return "", flagError(err)
-		}
-		args = fs.Args()
-		if len(args) > 0 {
-			if id != "" {
-				return "", &exitError{2, fmt.Errorf("%s: one bulk change id expected", fs.Name())}
-			}
-			id, args = args[0], args[1:]
-		}
-	}
-	if id == "" {
-		return "", &exitError{2, fmt.Errorf("%s: the bulk change id is required", fs.Name())}
-	}
-	return id, nil
 }
 
 func sortedKeys[K ~string](m map[K]int) []K {
@@ -156,25 +90,4 @@ func bulkView(b *db.BulkChange) map[string]any {
 		"finishedAt": b.FinishedAt,
 		"workflowId": b.WorkflowID,
 	}
-}
-
-// flagError is the exit of a subcommand whose flags did not parse (the flag
-// package has said why): 0 after --help, 2 otherwise.
-func flagError(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return &exitError{0, errors.New("")}
-	}
-	return &exitError{2, errors.New("")}
-}
-
-// wantsHelp reports whether the arguments ask for help: then the command
-// prints its usage without needing a valid configuration.
-func wantsHelp(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "-h", "-help", "--help", "help":
-			return true
-		}
-	}
-	return false
 }

@@ -16,18 +16,11 @@ import (
 // approve, reject) to a running bulk change as a Temporal Update, and
 // prints its answer. A request the bulk change refuses (pause a finished
 // one, approve one's own) comes back with the reason and changes nothing.
-func (c *cli) operatorRequest(ctx context.Context, update string, args []string) error {
-	fs := c.flags(update)
-	reason := fs.String("reason", "", "why (recorded in the audit log)")
-	as := fs.String("as", operator(), "who asks (default: the OS user)")
-	t, err := c.open(ctx, fs, args, needBulkChange|needTemporal)
-	if err != nil {
-		return err
-	}
+func (c *cli) operatorRequest(ctx context.Context, t *target) error {
 	h, err := t.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   t.b.WorkflowID,
-		UpdateName:   update,
-		Args:         []any{api.OperatorRequest{By: *as, Reason: *reason}},
+		UpdateName:   t.name,
+		Args:         []any{api.OperatorRequest{By: t.as, Reason: t.reason}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
@@ -37,7 +30,7 @@ func (c *cli) operatorRequest(ctx context.Context, update string, args []string)
 			return nil
 		}
 	}
-	return &exitError{1, fmt.Errorf("%s refused: %v", update, rootCause(err))}
+	return &exitError{1, fmt.Errorf("%s refused: %v", t.name, rootCause(err))}
 }
 
 // operator names the person at the keyboard: the OS user.

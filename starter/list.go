@@ -7,7 +7,7 @@ import (
 )
 
 // list prints the newest bulk changes.
-func (c *cli) list(ctx context.Context, _ []string) error {
+func (c *cli) list(ctx context.Context, _ *target) error {
 	store, err := c.db(ctx)
 	if err != nil {
 		return err

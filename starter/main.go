@@ -22,12 +22,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/connect"
+	"github.com/iot-ops/tsbulk/shutdown"
 )
 
 // exitError carries an exit status.
@@ -39,7 +38,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -75,50 +74,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c := &cli{cfg: cfg, out: stdout, errOut: stderr}
 	defer c.close()
-	switch cmd {
-	case "submit":
-		err = c.submit(ctx, rest)
-	case "status":
-		err = c.status(ctx, rest)
-	case "results":
-		err = c.results(ctx, rest)
-	case "list":
-		err = c.list(ctx, rest)
-	case "billing-retry":
-		err = c.billingRetry(ctx, rest)
-	case "resume-failed":
-		err = c.resumeFailed(ctx, rest)
-	case "pause", "resume", "cancel", "approve", "reject":
-		err = c.operatorRequest(ctx, cmd, rest)
-	case "redrive":
-		err = c.redrive(ctx, rest)
-	default:
+	if command := lookup(cmd); command != nil {
+		err = c.runCommand(ctx, command, rest)
+	} else {
 		err = &exitError{2, fmt.Errorf("unknown command %q", cmd)}
 	}
 	return exitCode(err, stderr)
-}
-
-// commands lists the subcommands for the usage text.
-var commands = [][2]string{
-	{"submit --file FILE [...]", "validate a file, write the bulk change and start it (--dry-run: validate only)"},
-	{"status ID", "live progress, waits and failures of a bulk change"},
-	{"results ID [--csv|--json]", "one line per device change"},
-	{"list", "recent bulk changes"},
-	{"billing-retry ID", "run the owed Rev.io steps again (failed, or stranded)"},
-	{"resume-failed ID", "continue a bulk change whose workflow failed or was terminated"},
-	{"pause ID [--reason R]", "send nothing new; changes already sent are still awaited"},
-	{"resume ID [--reason R]", "carry on a paused bulk change"},
-	{"cancel ID [--reason R]", "cancel what was not sent (CANCELLED); what was sent finishes"},
-	{"approve ID [--as NAME]", "approve a bulk change awaiting approval (not your own)"},
-	{"reject ID [--reason R]", "refuse a bulk change awaiting approval (it is cancelled)"},
-	{"redrive ID [--codes C,...]", "a new bulk change of the failed device changes"},
 }
 
 func usage(w io.Writer, global *flag.FlagSet) {
 	fmt.Fprintln(w, "usage: starter [--config FILE] COMMAND [flags]   (starter COMMAND --help for its flags)")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-28s %s\n", c[0], c[1])
+		fmt.Fprintf(w, "  %-28s %s\n", c.usage, c.about)
 	}
 	fmt.Fprintln(w, "\nglobal flags:")
 	global.PrintDefaults()

@@ -12,27 +12,18 @@ import (
 // redrive creates a new bulk change of the failed device changes of one
 // (optionally only those that failed with the given codes), linked to it
 // both ways. The same bulk change and codes return the same re-drive.
-func (c *cli) redrive(ctx context.Context, args []string) error {
-	fs := c.flags("redrive")
-	codes := fs.String("codes", "", "only device changes that failed with these codes (comma-separated)")
-	as := fs.String("as", operator(), "who submits the re-drive (default: the OS user)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	t, err := c.open(ctx, fs, args, needBulkChange|needTemporal)
-	if err != nil {
-		return err
-	}
-	id := t.id
+func (c *cli) redrive(ctx context.Context, t *target) error {
 	var list []string
-	for _, code := range strings.Split(*codes, ",") {
+	for _, code := range strings.Split(t.codes, ",") {
 		if code = strings.TrimSpace(code); code != "" {
 			list = append(list, code)
 		}
 	}
 	sub := &submission.Submitter{Store: t.store, Temporal: t.tc}
 	res, err := sub.Redrive(ctx, submission.RedriveRequest{
-		Original:             id,
+		Original:             t.id,
 		Codes:                list,
-		SubmittedBy:          *as,
+		SubmittedBy:          t.as,
 		BatchSize:            c.cfg.Bulk.BatchSize,
 		Options:              c.cfg.BulkChangeOptions(),
 		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
@@ -41,20 +32,20 @@ func (c *cli) redrive(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if t.asJSON {
 		return json.NewEncoder(c.out).Encode(res)
 	}
 	if res.Created {
 		fmt.Fprintf(
 			c.out,
 			"re-drive of %s: bulk change %s of %d failed device changes\n",
-			id,
+			t.id,
 			res.ID,
 			res.BulkChange.Total,
 		)
 	} else {
 		fmt.Fprintf(c.out, "bulk change %s already re-drives these device changes of %s (%s)\n",
-			res.ID, id, res.BulkChange.Status)
+			res.ID, t.id, res.BulkChange.Status)
 	}
 	c.printSubmitted(res)
 	return nil

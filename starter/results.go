@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -13,30 +12,15 @@ import (
 
 // results prints one line per device change of a bulk change, in file
 // order: as a table, CSV or JSON.
-func (c *cli) results(ctx context.Context, args []string) error {
-	fs := c.flags("results")
-	asCSV := fs.Bool("csv", false, "print CSV")
-	asJSON := fs.Bool("json", false, "print JSON")
-	t, err := c.open(ctx, fs, args, 0)
-	if err != nil {
-		return err
-	}
-	id := t.id
-	store, err := c.db(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := store.GetBulkChange(ctx, id); errors.Is(err, db.ErrNotFound) {
-		return &exitError{1, fmt.Errorf("no bulk change %s", id)}
-	}
-	rows, err := store.Results(ctx, id)
+func (c *cli) results(ctx context.Context, t *target) error {
+	rows, err := t.store.Results(ctx, t.id)
 	if err != nil {
 		return err
 	}
 	switch {
-	case *asJSON:
+	case t.asJSON:
 		return json.NewEncoder(c.out).Encode(rows)
-	case *asCSV:
+	case t.asCSV:
 		w := csv.NewWriter(c.out)
 		_ = w.Write(
 			[]string{

@@ -20,13 +20,7 @@ import (
 //	temporal workflow start --task-queue thingspace-bulk --type BulkChange \
 //	  --workflow-id bulk-change/ID --id-reuse-policy AllowDuplicateFailedOnly \
 //	  --input '{"bulkChangeId":"ID","recover":true}'
-func (c *cli) resumeFailed(ctx context.Context, args []string) error {
-	fs := c.flags("resume-failed")
-	wait := fs.Bool("wait", false, "show live progress until the bulk change ends")
-	t, err := c.open(ctx, fs, args, needBulkChange)
-	if err != nil {
-		return err
-	}
+func (c *cli) resumeFailed(ctx context.Context, t *target) error {
 	id, b := t.id, t.b
 	if b.Status == db.BulkFinished || b.Status == db.BulkFailed {
 		return &exitError{1, fmt.Errorf("bulk change %s has ended (%s): nothing to resume", id, b.Status)}
@@ -57,7 +51,7 @@ func (c *cli) resumeFailed(ctx context.Context, args []string) error {
 		return fmt.Errorf("resume %s: %w", b.WorkflowID, err)
 	}
 	fmt.Fprintf(c.out, "bulk change %s resumed: workflow %s, run %s\n", id, b.WorkflowID, run.GetRunID())
-	if !*wait {
+	if !t.wait {
 		return nil
 	}
 	return c.wait(ctx, id, b.WorkflowID, false)

@@ -12,14 +12,7 @@ import (
 	"github.com/iot-ops/tsbulk/ratelimit"
 )
 
-func (c *cli) status(ctx context.Context, args []string) error {
-	fs := c.flags("status")
-	jsonOut := fs.Bool("json", false, "print JSON")
-	t, err := c.open(ctx, fs, args, needBulkChange|needTemporal)
-	if err != nil {
-		return err
-	}
-	asJSON := *jsonOut
+func (c *cli) status(ctx context.Context, t *target) error {
 	id, b, store, tc := t.id, t.b, t.store, t.tc
 	counts, err := store.CountStatuses(ctx, id)
 	if err != nil {
@@ -27,7 +20,7 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	}
 	wf := describeRun(ctx, tc, b.WorkflowID)
 	p, qerr := queryProgress(ctx, tc, b.WorkflowID)
-	if asJSON {
+	if t.asJSON {
 		out := map[string]any{"bulkChange": bulkView(b), "workflow": wf,
 			"billing": map[string]int{"pending": counts.BillingPending, "failed": counts.BillingErrors}}
 		if qerr == nil {

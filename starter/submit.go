@@ -12,52 +12,11 @@ import (
 	"github.com/iot-ops/tsbulk/submission"
 )
 
-func (c *cli) submit(ctx context.Context, args []string) error {
-	fs := c.flags("submit")
-	file := fs.String("file", "", "CSV or JSON file of device changes (required)")
-	op := fs.String("operation", "", "operation for rows without one: activate|suspend|restore|deactivate|inventory")
-	account := fs.String("account", c.cfg.ThingSpace.Account, "ThingSpace account name")
-	key := fs.String("idempotency-key", "", "submitting again with the same key returns the existing bulk change")
-	dry := fs.Bool("dry-run", false, "validate and show what would happen; write and start nothing")
-	wait := fs.Bool(
-		"wait",
-		false,
-		"show live progress until the bulk change ends, then its results; exit 1 if any device failed",
-	)
-	asJSON := fs.Bool("json", false, "print JSON")
-	batch := fs.Int(
-		"batch-size",
-		c.cfg.Bulk.BatchSize,
-		"devices per ThingSpace request (capped at ThingSpace's maximum per operation)",
-	)
-	cbTimeout := fs.Duration(
-		"callback-timeout",
-		c.cfg.Bulk.CallbackTimeout,
-		"wait for a callback this long before polling",
-	)
-	noCallbacks := fs.Bool("no-callbacks", !c.cfg.Callbacks.Enabled, "confirm by polling only")
-	site := fs.String(
-		"default-site",
-		c.cfg.SiteForBulkChanges(),
-		"site given at the end to devices left in inventory or pending (\"\" for none)",
-	)
-	notBefore := fs.String(
-		"not-before",
-		"",
-		"send nothing before this time (RFC 3339 with its zone, e.g. 2026-12-01T22:00:00-05:00)",
-	)
-	as := fs.String(
-		"as",
-		operator(),
-		"who submits (default: the OS user); a four-eyes approval must come from someone else",
-	)
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
-	}
-	if *file == "" {
+func (c *cli) submit(ctx context.Context, t *target) error {
+	if t.file == "" {
 		return &exitError{2, errors.New("submit: --file is required")}
 	}
-	if *batch < 1 || *batch > 10000 {
+	if t.batchSize < 1 || t.batchSize > 10000 {
 		return &exitError{2, errors.New("submit: --batch-size must be 1..10000")}
 	}
 	store, err := c.db(ctx)
@@ -65,35 +24,43 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 		return err
 	}
 	opts := c.cfg.BulkChangeOptions()
-	opts.Timing.CallbackTimeout = *cbTimeout
-	opts.CallbacksEnabled = !*noCallbacks
-	opts.DefaultSite = *site
-	if *notBefore != "" {
-		t, err := time.Parse(time.RFC3339, *notBefore)
+	opts.Timing.CallbackTimeout = t.callbackWait
+	opts.CallbacksEnabled = !t.noCallbacks
+	opts.DefaultSite = t.defaultSite
+	if t.notBefore != "" {
+		at, err := time.Parse(time.RFC3339, t.notBefore)
 		if err != nil {
 			return &exitError{
 				2,
 				fmt.Errorf(
 					"submit: --not-before %q: give an RFC 3339 time with its zone, e.g. 2026-12-01T22:00:00-05:00",
-					*notBefore,
+					t.notBefore,
 				),
 			}
 		}
-		opts.NotBefore = t
+		opts.NotBefore = at
 	}
 	if opts.Timing.ConfirmDeadline <= opts.Timing.CallbackTimeout {
 		opts.Timing.ConfirmDeadline = opts.Timing.CallbackTimeout + c.cfg.Bulk.PollMaxInterval
 	}
-	req := submission.Request{File: *file, DefaultOperation: *op, Account: *account, IdempotencyKey: *key,
-		SubmittedBy: *as, BatchSize: *batch, Options: opts, ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
-		Approval: c.approvalRule()}
+	req := submission.Request{
+		File:                 t.file,
+		DefaultOperation:     t.operation,
+		Account:              t.account,
+		IdempotencyKey:       t.idempotencyKey,
+		SubmittedBy:          t.as,
+		BatchSize:            t.batchSize,
+		Options:              opts,
+		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
+		Approval:             c.approvalRule(),
+	}
 	sub := &submission.Submitter{Store: store}
-	if *dry {
+	if t.dryRun {
 		plan, err := sub.Plan(ctx, req)
 		if err != nil {
 			return err
 		}
-		return c.printPlan(plan, *asJSON)
+		return c.printPlan(plan, t.asJSON)
 	}
 	tc, err := c.temporal(ctx)
 	if err != nil {
@@ -104,14 +71,14 @@ func (c *cli) submit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON && !*wait {
+	if t.asJSON && !t.wait {
 		return json.NewEncoder(c.out).Encode(res)
 	}
 	c.printSubmitted(res)
-	if !*wait {
+	if !t.wait {
 		return nil
 	}
-	return c.wait(ctx, res.ID, res.WorkflowID, *asJSON)
+	return c.wait(ctx, res.ID, res.WorkflowID, t.asJSON)
 }
 
 func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {

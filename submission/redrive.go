@@ -12,7 +12,6 @@ import (
 
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
-	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -79,48 +78,6 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 		redriveOf:   orig.ID,
 		options:     opts,
 	}, plan)
-}
-
-// requestOf rebuilds the validated request of a stored device change.
-func requestOf(f db.FailedChange) (changefile.DeviceRequest, error) {
-	d := changefile.DeviceRequest{
-		Row:       f.RowNumber,
-		ICCID:     f.ICCID,
-		IMEI:      f.IMEI,
-		Operation: changefile.Operation(f.Operation),
-	}
-	var p db.ChangeParams
-	if err := json.Unmarshal(f.Params, &p); err != nil {
-		return d, fmt.Errorf("params: %w", err)
-	}
-	d.ServicePlan, d.MdnZipCode, d.ReasonCode, d.EtfWaiver = p.ServicePlan, p.MdnZipCode, p.ReasonCode, p.EtfWaiver
-	if len(f.PPU) > 0 && string(f.PPU) != "null" {
-		var pu thingspace.PlaceOfUse
-		if err := json.Unmarshal(f.PPU, &pu); err != nil {
-			return d, errors.New("stored PPU is unreadable")
-		}
-		zip := pu.Address.Zip
-		if pu.Address.Zip4 != "" {
-			zip += "-" + pu.Address.Zip4
-		}
-		d.PPU = &changefile.PPU{FirstName: pu.CustomerName.FirstName, LastName: pu.CustomerName.LastName,
-			AddressLine1: pu.Address.AddressLine1, AddressLine2: pu.Address.AddressLine2, City: pu.Address.City,
-			State: pu.Address.State, Zip: zip, Country: pu.Address.Country}
-	}
-	if len(f.Billing) > 0 && string(f.Billing) != "null" {
-		var b db.BillingData
-		if err := json.Unmarshal(f.Billing, &b); err != nil {
-			return d, fmt.Errorf("billing: %w", err)
-		}
-		d.Billing = &changefile.Billing{
-			CustomerID:    b.CustomerID,
-			ServiceTypeID: b.ServiceTypeID,
-			ProviderID:    b.ProviderID,
-			ProductIDs:    b.ProductIDs,
-			Rates:         b.Rates,
-		}
-	}
-	return d, nil
 }
 
 // newBulk is what a new bulk change is written with, besides its devices.

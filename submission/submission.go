@@ -7,7 +7,6 @@ package submission
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -304,44 +303,6 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 		)
 	}
 	return res, nil
-}
-
-// deviceRow converts a validated row into its database row.
-func deviceRow(seq int, d changefile.DeviceRequest, batch int) (db.NewDeviceChange, error) {
-	params, err := json.Marshal(db.ChangeParams{ServicePlan: d.ServicePlan, MdnZipCode: d.MdnZipCode,
-		ReasonCode: d.ReasonCode, EtfWaiver: d.EtfWaiver})
-	if err != nil {
-		return db.NewDeviceChange{}, err
-	}
-	n := db.NewDeviceChange{Seq: seq, RowNumber: d.Row, ICCID: d.ICCID, IMEI: d.IMEI, Operation: string(d.Operation),
-		BatchNo: batch, Params: params}
-	if d.PPU != nil {
-		if n.PPU, err = json.Marshal(placeOfUse(*d.PPU)); err != nil {
-			return n, err
-		}
-	}
-	if d.Billing != nil {
-		if n.Billing, err = json.Marshal(db.BillingData{
-			CustomerID:    d.Billing.CustomerID,
-			ServiceTypeID: d.Billing.ServiceTypeID,
-			ProviderID:    d.Billing.ProviderID,
-			ProductIDs:    d.Billing.ProductIDs,
-			Rates:         d.Billing.Rates,
-		}); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// placeOfUse is the PPU as ThingSpace wants it (ZIP+4 split in two).
-func placeOfUse(p changefile.PPU) thingspace.PlaceOfUse {
-	zip, zip4, _ := strings.Cut(p.Zip, "-")
-	return thingspace.PlaceOfUse{
-		CustomerName: thingspace.CustomerName{FirstName: p.FirstName, LastName: p.LastName},
-		Address: thingspace.Address{AddressLine1: p.AddressLine1, AddressLine2: p.AddressLine2, City: p.City,
-			State: p.State, Zip: zip, Zip4: zip4, Country: p.Country},
-	}
 }
 
 // SortedOperations lists the plan's operations in a stable order.
