@@ -12,21 +12,19 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/connect"
+	"github.com/iot-ops/tsbulk/shutdown"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop := shutdown.OnSignal()
 		defer stop()
 		os.Exit(replay(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -40,7 +38,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	if err := app.RunWorker(ctx, cfg, cfg.Logger()); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", connect.Explain(err))

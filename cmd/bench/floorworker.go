@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"go.temporal.io/sdk/worker"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/shutdown"
 )
 
 // floorWorkerArg is the benchmark's own command line for a floor worker
@@ -33,7 +31,7 @@ func runFloorWorker() int {
 		return 2
 	}
 	logger := cfg.Logger()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	app.ApplyWorkerProcessSettings(cfg)
 	defer app.StartCPUProfile(logger)()

@@ -12,13 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/connect"
+	"github.com/iot-ops/tsbulk/shutdown"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -29,7 +28,7 @@ func main() {
 	if err != nil {
 		fail(2, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	switch cmd := flag.Arg(0); cmd {
 	case "", "serve":

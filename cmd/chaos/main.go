@@ -13,15 +13,13 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/iot-ops/tsbulk/chaos"
+	"github.com/iot-ops/tsbulk/shutdown"
 )
 
 func main() {
@@ -58,7 +56,7 @@ func main() {
 		fmt.Print(chaos.NewSchedule(*seed, mix))
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	var baseline *chaos.Result
 	if *compare && !*noFaults {

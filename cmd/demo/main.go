@@ -18,12 +18,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/iot-ops/tsbulk/shutdown"
 	"github.com/iot-ops/tsbulk/workflows/api"
 	"github.com/jackc/pgx/v5"
 )
@@ -53,7 +53,7 @@ func main() {
 	)
 	noWait := flag.Bool("exit", false, "stop everything after the demo bulk change instead of waiting for Ctrl-C")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	d := &demo{bin: *bin, dir: *run}
 	err := d.run(ctx, *admin, !*noWait)

@@ -19,11 +19,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/iot-ops/tsbulk/revio/simulator"
+	"github.com/iot-ops/tsbulk/shutdown"
 )
 
 func main() {
@@ -108,7 +107,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdown.OnSignal()
 	defer stop()
 	return serve(ctx, ln, o.cfg, log.New(stderr, "", log.LstdFlags))
 }
