@@ -142,12 +142,12 @@ func (s *Simulator) countAnswer(rec *statusRecorder) {
 func (s *Simulator) admit(w http.ResponseWriter, rt route, faults Faults) (failed, admitted bool) {
 	s.mu.Lock()
 	wait := s.admitLocked(s.now())
-	limited := wait == 0 && s.chanceLocked(faults.RateLimitRate)
+	limited := wait == 0 && s.rng.Chance(faults.RateLimitRate)
 	if limited && s.cfg.CallsPerMinute >= 0 {
 		// Answered 429, so it does not use up a slot of the window.
 		s.window = s.window[:len(s.window)-1]
 	}
-	failed = wait == 0 && !limited && rt.known && s.chanceLocked(faults.ErrorRate)
+	failed = wait == 0 && !limited && rt.known && s.rng.Chance(faults.ErrorRate)
 	s.mu.Unlock()
 	if wait == 0 && !limited {
 		return failed, true

@@ -13,7 +13,7 @@ func today(now time.Time) string { return now.UTC().Format("2006-01-02") }
 
 func (s *Simulator) createService(w http.ResponseWriter, r *http.Request, faults Faults) {
 	s.mu.Lock()
-	fail := s.chanceLocked(faults.FailCreateServiceRate)
+	fail := s.rng.Chance(faults.FailCreateServiceRate)
 	s.mu.Unlock()
 	if fail {
 		writeJSON(w, http.StatusInternalServerError, revError{Message: "An error has occurred."})

@@ -48,9 +48,10 @@
 package simulator
 
 import (
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/iot-ops/tsbulk/simrand"
 )
 
 // Config configures a Simulator. Empty credentials never match, so every
@@ -152,7 +153,7 @@ type Simulator struct {
 
 	mu            sync.Mutex
 	faults        Faults
-	rng           *rand.Rand
+	rng           simrand.Rand
 	services      map[int64]*ServiceRecord
 	products      map[int64]*ServiceProductRecord
 	nextServiceID int64
@@ -173,7 +174,7 @@ func New(cfg Config) *Simulator {
 	s := &Simulator{
 		cfg:    cfg,
 		faults: cfg.Faults,
-		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5e7e_0f_7e5b)),
+		rng:    simrand.New(uint64(cfg.Seed), 0x5e7e_0f_7e5b),
 		now:    time.Now,
 		closed: make(chan struct{}),
 	}
@@ -257,17 +258,6 @@ func (s *Simulator) Stats() Stats {
 // HTTP server can shut down promptly. The Simulator keeps answering.
 func (s *Simulator) Close() {
 	s.closeOnce.Do(func() { close(s.closed) })
-}
-
-// chance draws against a fault rate.
-func (s *Simulator) chanceLocked(rate float64) bool {
-	if rate <= 0 {
-		return false
-	}
-	if rate >= 1 {
-		return true
-	}
-	return s.rng.Float64() < rate
 }
 
 // admitLocked applies the rolling-minute window. It returns 0 when the call

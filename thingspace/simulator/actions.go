@@ -110,7 +110,7 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 	}
 	for _, i := range order {
 		p := plans[i]
-		due := c.now.Add(s.cfg.CompletionDelay + s.jitterLocked(s.cfg.CompletionJitter))
+		due := c.now.Add(s.cfg.CompletionDelay + s.rng.Jitter(s.cfg.CompletionJitter))
 		s.scheduleLocked(due, func(now time.Time) { s.completeLocked(r, p, now) })
 	}
 	s.log.Info("action accepted", "action", action, "requestId", id, "devices", len(plans))

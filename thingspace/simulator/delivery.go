@@ -70,7 +70,7 @@ func (q *deliveryQueue) pop() *delivery {
 // copy) and late (first attempt delayed).
 func (s *Simulator) dispatchLocked(account, iccid string, msg callbackMessage, now time.Time) {
 	msg.MaxCallbackThreshold = s.cfg.CallbackMaxAttempts
-	if s.chanceLocked(s.faults.DropCallbackRate) {
+	if s.rng.Chance(s.faults.DropCallbackRate) {
 		s.stats.callbacksDropped++
 		s.logDeliveryLocked(
 			DeliveryLogEntry{
@@ -84,11 +84,11 @@ func (s *Simulator) dispatchLocked(account, iccid string, msg callbackMessage, n
 		return
 	}
 	jobs := []*delivery{{account: account, iccid: iccid, msg: msg, attempt: 1}}
-	if s.chanceLocked(s.faults.DuplicateCallbackRate) {
+	if s.rng.Chance(s.faults.DuplicateCallbackRate) {
 		s.stats.callbacksDuplicated++
 		jobs = append(jobs, &delivery{account: account, iccid: iccid, msg: msg, attempt: 1, duplicate: true})
 	}
-	if s.faults.LateCallbackDelay > 0 && s.chanceLocked(s.faults.LateCallbackRate) {
+	if s.faults.LateCallbackDelay > 0 && s.rng.Chance(s.faults.LateCallbackRate) {
 		s.stats.callbacksLate++
 		s.scheduleLocked(now.Add(s.faults.LateCallbackDelay), func(time.Time) {
 			for _, j := range jobs {

@@ -8,32 +8,14 @@ import (
 // Fault decisions draw from the seeded generator under s.mu, so a fixed
 // Config.Seed gives repeatable fault sequences for a given request order.
 
-// chanceLocked reports true with probability p.
-func (s *Simulator) chanceLocked(p float64) bool {
-	if p <= 0 {
-		return false
-	}
-	if p >= 1 {
-		return true
-	}
-	return s.rng.Float64() < p
-}
-
-// jitterLocked returns a random duration in [0, max].
-func (s *Simulator) jitterLocked(max time.Duration) time.Duration {
-	if max <= 0 {
-		return 0
-	}
-	return time.Duration(s.rng.Int64N(int64(max) + 1))
-}
-
+// jitter is rng.Jitter for a caller not holding s.mu.
 func (s *Simulator) jitter(max time.Duration) time.Duration {
 	if max <= 0 {
 		return 0
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.jitterLocked(max)
+	return s.rng.Jitter(max)
 }
 
 // errorFault decides whether this request fails with a 5xx before any
@@ -41,7 +23,7 @@ func (s *Simulator) jitter(max time.Duration) time.Duration {
 func (s *Simulator) errorFault() (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.chanceLocked(s.faults.ErrorRate) {
+	if !s.rng.Chance(s.faults.ErrorRate) {
 		return 0, false
 	}
 	statuses := [...]int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable}
@@ -50,7 +32,7 @@ func (s *Simulator) errorFault() (int, bool) {
 
 // stallLocked decides whether an applied state change is answered late.
 func (s *Simulator) stallLocked() bool {
-	stall := s.faults.StallFor > 0 && s.chanceLocked(s.faults.TimeoutRate)
+	stall := s.faults.StallFor > 0 && s.rng.Chance(s.faults.TimeoutRate)
 	if stall {
 		s.stats.answersStalled++
 	}

@@ -3,10 +3,11 @@ package simulator
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/iot-ops/tsbulk/simrand"
 )
 
 // Simulator is a ThingSpace M2M API simulator. All methods are safe for
@@ -30,7 +31,7 @@ type Simulator struct {
 	closed    bool
 	limits    Limits
 	faults    Faults
-	rng       *rand.Rand
+	rng       simrand.Rand
 	auth      authState
 	store     deviceStore
 	requests  map[string]*request
@@ -65,7 +66,7 @@ func New(cfg Config) *Simulator {
 		wake:      make(chan struct{}, 1),
 		limits:    cfg.Limits,
 		faults:    cfg.Faults,
-		rng:       rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15)),
+		rng:       simrand.New(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15),
 		auth:      newAuthState(),
 		store:     newDeviceStore(),
 		requests:  map[string]*request{},
