@@ -77,7 +77,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			if err != nil {
 				return nil, err
 			}
-			if err := a.Store.SetBillingStatus(ctx, dc.ID, db.BillingExisting, "", ""); err != nil {
+			if err := a.Store.SetBillingStatus(ctx, dc.ID, change.BillingExisting, "", ""); err != nil {
 				return nil, err
 			}
 			return &BillingResult{ServiceID: svc.ServiceID}, nil
@@ -86,7 +86,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 	// A first attempt of the step in the device's own workflow cannot have
 	// created anything yet; every later attempt, and every billing retry,
 	// searches Rev.io before creating.
-	first := dc.BillingStatus == db.BillingPending && activity.GetInfo(ctx).Attempt == 1 && !alreadyActive
+	first := dc.BillingStatus == change.BillingPending && activity.GetInfo(ctx).Attempt == 1 && !alreadyActive
 	svc, err := a.ensureService(ctx, dc, bill, first)
 	if err != nil {
 		return nil, err
@@ -100,7 +100,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 		}
 		res.ServiceProductIDs = ids
 	}
-	if err := a.Store.SetBillingStatus(ctx, dc.ID, db.BillingCreated, "", ""); err != nil {
+	if err := a.Store.SetBillingStatus(ctx, dc.ID, change.BillingCreated, "", ""); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -317,7 +317,7 @@ type RecordBillingFailureInput struct {
 // RecordBillingFailure marks the Rev.io step failed; the change stays
 // recorded, and `starter billing-retry` can run the step again later.
 func (a *Activities) RecordBillingFailure(ctx context.Context, in RecordBillingFailureInput) error {
-	return a.Store.SetBillingStatus(ctx, in.DeviceChangeID, db.BillingError, in.Code, in.Message)
+	return a.Store.SetBillingStatus(ctx, in.DeviceChangeID, change.BillingError, in.Code, in.Message)
 }
 
 // ListOwedBillingInput pages the device changes whose Rev.io step is owed.
@@ -361,11 +361,11 @@ func (a *Activities) ListOwedBilling(ctx context.Context, in ListOwedBillingInpu
 	page := &OwedBillingPage{Next: in.AfterID, Done: len(rows) < in.Limit}
 	for _, r := range rows {
 		page.Next = r.ID
-		o := OwedBilling{DeviceChangeID: r.ID, Operation: change.Operation(r.Operation)}
-		if r.Status != db.BillingPending && in.StrandedOnly {
+		o := OwedBilling{DeviceChangeID: r.ID, Operation: r.Operation}
+		if r.Status != change.BillingPending && in.StrandedOnly {
 			continue
 		}
-		if r.Status == db.BillingPending {
+		if r.Status == change.BillingPending {
 			running, err := a.deviceWorkflowRunning(ctx, in.BulkChangeID, r.ICCID)
 			if err != nil {
 				return nil, err
@@ -422,7 +422,7 @@ func (a *Activities) ListBillingFailures(ctx context.Context, in ListBillingFail
 		}
 		for _, r := range rows {
 			after = r.ID
-			if r.Status == db.BillingError && len(ids) < in.Limit {
+			if r.Status == change.BillingError && len(ids) < in.Limit {
 				ids = append(ids, r.ID)
 			}
 		}
@@ -448,7 +448,7 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	}
 	svc, err := a.Store.ActiveRevioServiceByICCID(ctx, dc.ICCID)
 	if errors.Is(err, db.ErrNotFound) {
-		return a.Store.SetBillingStatus(ctx, dc.ID, db.BillingNone, "", "")
+		return a.Store.SetBillingStatus(ctx, dc.ID, change.BillingNone, "", "")
 	}
 	if err != nil {
 		return err
@@ -474,5 +474,5 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	if err := a.Store.MarkRevioDisconnected(ctx, svc.DeviceChangeID); err != nil {
 		return err
 	}
-	return a.Store.SetBillingStatus(ctx, dc.ID, db.BillingDisconnected, "", "")
+	return a.Store.SetBillingStatus(ctx, dc.ID, change.BillingDisconnected, "", "")
 }

@@ -38,7 +38,7 @@ func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed)
 			Status: change.Processed, Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: msisdn,
 			ConfirmedBy: "callback", ConfirmedAt: time.Now(), BillingPending: true, RequestID: "req-activate"}),
 	)
-	require.Equal(h.t, "PENDING", h.change(id).BillingStatus)
+	require.Equal(h.t, change.BillingPending, h.change(id).BillingStatus)
 	return bulk, id, dev
 }
 
@@ -124,7 +124,7 @@ func TestCreateBillingServiceCreatesOnce(t *testing.T) {
 	require.Equal(t, "created", svc)
 	require.Equal(t, []string{"created", "created", "created"}, products)
 	dc := h.change(id)
-	require.Equal(t, "CREATED", dc.BillingStatus)
+	require.Equal(t, change.BillingCreated, dc.BillingStatus)
 	// A first attempt searches nothing: nothing can exist yet.
 	require.Zero(t, h.revioCalls("GET /v1/Services"))
 	require.Equal(t, 1, h.revioCalls("POST /v1/Services"))
@@ -196,7 +196,7 @@ func TestCreateBillingServiceFindsWhatWasNeverStored(t *testing.T) {
 	svc, products := h.foundBy(id)
 	require.Equal(t, "search", svc)
 	require.Equal(t, []string{"search", "search", "search"}, products)
-	require.Equal(t, "CREATED", h.change(id).BillingStatus)
+	require.Equal(t, change.BillingCreated, h.change(id).BillingStatus)
 }
 
 // The service was created at Rev.io (its answer lost) before anything was
@@ -213,7 +213,7 @@ func TestCreateBillingServiceFindsServiceCreatedWithoutAnswer(t *testing.T) {
 	_, err = h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
 		Number: "3125559999", Number2: "89148009999999999999"})
 	require.NoError(t, err)
-	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, db.BillingError, "", "timeout"))
+	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, change.BillingError, "", "timeout"))
 
 	res := h.mustCreateBilling(bulk, id)
 	require.False(t, res.Created)
@@ -256,7 +256,7 @@ func TestCreateBillingServiceRevioErrors(t *testing.T) {
 	ae = appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Empty(t, h.rsim.Services())
-	require.Equal(t, "PENDING", h.change(id).BillingStatus)
+	require.Equal(t, change.BillingPending, h.change(id).BillingStatus)
 
 	h.rsim.SetFaults(revsim.Faults{})
 	good := h.acts.Revio

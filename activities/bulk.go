@@ -39,7 +39,7 @@ func (a *Activities) runnableBulkChange(ctx context.Context, bulkID string) (*db
 	if err != nil {
 		return nil, fmt.Errorf("read bulk change %s: %w", bulkID, err)
 	}
-	if b.Status == db.BulkFinished || b.Status == db.BulkFailed || b.Status == db.BulkCancelled {
+	if b.Status == change.BulkFinished || b.Status == change.BulkFailed || b.Status == change.BulkCancelled {
 		return nil, permanent(ErrTypeNotRunnable, "bulk change %s has already ended (%s)", bulkID, b.Status)
 	}
 	if wid := activity.GetInfo(ctx).WorkflowExecution.ID; wid != b.WorkflowID {
@@ -68,14 +68,14 @@ func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, e
 
 // startStatus is the status a bulk change starts in: awaiting its approval,
 // waiting for its start time, or running.
-func startStatus(opts api.Options, now time.Time) string {
+func startStatus(opts api.Options, now time.Time) change.BulkStatus {
 	switch {
 	case opts.Approval != nil:
-		return db.BulkAwaitingApproval
+		return change.BulkAwaitingApproval
 	case now.Before(opts.NotBefore):
-		return db.BulkScheduled
+		return change.BulkScheduled
 	}
-	return db.BulkRunning
+	return change.BulkRunning
 }
 
 // RecoveredBulk is where a bulk change stands, for a parent run that takes
@@ -110,12 +110,9 @@ func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*Rec
 	}
 	rec := &RecoveredBulk{Plan: *plan, NextBatch: st.NextBatch, Submitted: st.Submitted, Unfinished: st.Unfinished,
 		Processed: st.Processed, Errors: st.Errors, ApprovedBy: b.ApprovedBy,
-		ByOutcome: map[change.Outcome]int{}, ErrorsByCode: map[change.Code]int{}}
+		ByOutcome: map[change.Outcome]int{}, ErrorsByCode: st.ErrorsByCode}
 	for k, v := range st.ByOutcome {
 		rec.ByOutcome[change.Outcome(k)] = v
-	}
-	for k, v := range st.ErrorsByCode {
-		rec.ErrorsByCode[change.Code(k)] = v
 	}
 	return rec, nil
 }
@@ -139,7 +136,7 @@ type FailBulkInput struct {
 // FailBulkChange marks the bulk change FAILED and its unsent device changes
 // ERROR with the reason.
 func (a *Activities) FailBulkChange(ctx context.Context, in FailBulkInput) error {
-	if err := a.Store.FailBulkChange(ctx, in.BulkChangeID, string(in.Code), in.Message); err != nil {
+	if err := a.Store.FailBulkChange(ctx, in.BulkChangeID, in.Code, in.Message); err != nil {
 		return fmt.Errorf("fail bulk change %s: %w", in.BulkChangeID, err)
 	}
 	return nil
@@ -158,7 +155,7 @@ type FailUnsentInput struct {
 // given batch on, that is pending or whose request never reached ThingSpace.
 // It returns how many it ended.
 func (a *Activities) FailUnsent(ctx context.Context, in FailUnsentInput) (int, error) {
-	n, err := a.Store.FailUnsent(ctx, in.BulkChangeID, in.FromBatch, string(in.Code), in.Message)
+	n, err := a.Store.FailUnsent(ctx, in.BulkChangeID, in.FromBatch, in.Code, in.Message)
 	if err != nil {
 		return 0, fmt.Errorf("fail unsent device changes of %s: %w", in.BulkChangeID, err)
 	}
@@ -211,7 +208,7 @@ func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput
 			Seq:       r.Seq,
 			BatchNo:   r.BatchNo,
 			ICCID:     r.ICCID,
-			Operation: change.Operation(r.Operation),
+			Operation: r.Operation,
 		}
 	}
 	if !in.WithState || len(out) == 0 {
@@ -260,9 +257,9 @@ func (a *Activities) FinishBulkChange(ctx context.Context, in FinishInput) (*Fin
 	if err != nil {
 		return nil, err
 	}
-	status := db.BulkFinished
+	status := change.BulkFinished
 	if in.Cancelled {
-		status = db.BulkCancelled
+		status = change.BulkCancelled
 	}
 	b, owed, err := a.Store.FinishBulkChange(ctx, in.BulkChangeID, status)
 	if err != nil {
@@ -288,8 +285,8 @@ type EndDeviceChangeInput struct {
 // EndDeviceChange records a device change ERROR with the code, unless it
 // already has an outcome, and returns its result as stored.
 func (a *Activities) EndDeviceChange(ctx context.Context, in EndDeviceChangeInput) (*api.DeviceResult, error) {
-	dc, _, err := a.Store.Complete(ctx, db.Completion{DeviceChangeID: in.DeviceChangeID, Status: db.ChangeError,
-		ErrorCode: string(in.Code), ErrorMessage: in.Message})
+	dc, _, err := a.Store.Complete(ctx, db.Completion{DeviceChangeID: in.DeviceChangeID, Status: change.Failed,
+		ErrorCode: in.Code, ErrorMessage: in.Message})
 	if err != nil {
 		return nil, fmt.Errorf("end device change %d: %w", in.DeviceChangeID, err)
 	}
@@ -300,11 +297,11 @@ func resultOf(dc *db.DeviceChange) *api.DeviceResult {
 	return &api.DeviceResult{
 		DeviceChangeID: dc.ID,
 		ICCID:          dc.ICCID,
-		Operation:      change.Operation(dc.Operation),
-		Status:         change.Status(dc.Status),
+		Operation:      dc.Operation,
+		Status:         dc.Status,
 		Outcome:        change.Outcome(dc.Outcome),
-		ErrorCode:      change.Code(dc.ErrorCode),
-		BillingError:   dc.BillingStatus == db.BillingError,
+		ErrorCode:      dc.ErrorCode,
+		BillingError:   dc.BillingStatus == change.BillingError,
 	}
 }
 

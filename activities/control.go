@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 )
 
@@ -26,7 +27,7 @@ func (a *Activities) RecordOperatorAction(ctx context.Context, in OperatorAction
 	err := a.Store.RecordOperatorAction(
 		ctx,
 		db.OperatorAction{BulkChangeID: in.BulkChangeID, Action: in.Action, By: in.By,
-			Reason: in.Reason, Status: in.Status, Key: in.Key},
+			Reason: in.Reason, Status: change.BulkStatus(in.Status), Key: in.Key},
 	)
 	if err != nil {
 		return fmt.Errorf("record %s of %s: %w", in.Action, in.BulkChangeID, err)
@@ -43,7 +44,7 @@ type SetBulkStatusInput struct {
 // SetBulkStatus records a bulk change's status (RUNNING once its approval
 // and start time have come).
 func (a *Activities) SetBulkStatus(ctx context.Context, in SetBulkStatusInput) error {
-	return a.Store.SetBulkStatus(ctx, in.BulkChangeID, in.Status)
+	return a.Store.SetBulkStatus(ctx, in.BulkChangeID, change.BulkStatus(in.Status))
 }
 
 // CancelUnsentInput cancels the device changes of a bulk change not yet
@@ -67,13 +68,13 @@ func (a *Activities) CancelUnsent(ctx context.Context, in CancelUnsentInput) (in
 		return 0, fmt.Errorf("cancel the unsent device changes of %s: %w", in.BulkChangeID, err)
 	}
 	n := 0
-	for _, op := range db.Operations {
+	for _, op := range change.Operations {
 		if byOp[op] == 0 {
 			continue
 		}
 		n += byOp[op]
 		if a.Metrics != nil {
-			a.Metrics.DeviceChanges.WithLabelValues(op, db.ChangeCancelled, db.ChangeCancelled).Add(float64(byOp[op]))
+			a.Metrics.DeviceChanges.WithLabelValues(string(op), string(change.Cancelled), string(change.Cancelled)).Add(float64(byOp[op]))
 		}
 	}
 	return n, nil

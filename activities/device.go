@@ -59,16 +59,16 @@ func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 		ID:            dc.ID,
 		BulkChangeID:  dc.BulkChangeID,
 		ICCID:         dc.ICCID,
-		Operation:     change.Operation(dc.Operation),
+		Operation:     dc.Operation,
 		AccountName:   dc.AccountName,
-		Status:        change.Status(dc.Status),
+		Status:        dc.Status,
 		Final:         dc.Final(),
 		RequestID:     dc.RequestID,
 		HasPPU:        dc.HasPPU,
 		HasBilling:    len(dc.Billing) > 0 && string(dc.Billing) != "null",
 		Outcome:       change.Outcome(dc.Outcome),
-		ErrorCode:     change.Code(dc.ErrorCode),
-		BillingStatus: change.BillingStatus(dc.BillingStatus),
+		ErrorCode:     dc.ErrorCode,
+		BillingStatus: dc.BillingStatus,
 		SubmittedAt:   dc.SubmittedAt,
 	}
 	if dc.SyncResult != nil {
@@ -76,7 +76,7 @@ func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 			Source:       api.SourceSync,
 			RequestID:    dc.RequestID,
 			Success:      dc.SyncResult.Success,
-			FaultCode:    change.Code(dc.SyncResult.FaultCode),
+			FaultCode:    dc.SyncResult.FaultCode,
 			FaultMessage: dc.SyncResult.FaultMessage,
 			State:        change.State(dc.SyncResult.State),
 			MSISDN:       dc.SyncResult.MSISDN,
@@ -161,11 +161,11 @@ type CompleteResult struct {
 func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput) (*CompleteResult, error) {
 	c := db.Completion{
 		DeviceChangeID: in.DeviceChangeID,
-		Status:         string(in.Status),
+		Status:         in.Status,
 		Outcome:        string(in.Outcome),
 		FinalState:     string(in.FinalState),
 		MSISDN:         in.MSISDN,
-		ErrorCode:      string(in.ErrorCode),
+		ErrorCode:      in.ErrorCode,
 		ErrorMessage:   in.ErrorMessage,
 		ConfirmedBy:    string(in.ConfirmedBy),
 		BillingPending: in.BillingPending,
@@ -182,22 +182,22 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 	}
 	if changed && a.Metrics != nil {
 		reason := dc.Outcome
-		if dc.Status == db.ChangeError {
-			reason = dc.ErrorCode
+		if dc.Status == change.Failed {
+			reason = string(dc.ErrorCode)
 		}
-		a.Metrics.DeviceChanges.WithLabelValues(dc.Operation, dc.Status, reason).Inc()
+		a.Metrics.DeviceChanges.WithLabelValues(string(dc.Operation), string(dc.Status), reason).Inc()
 		if dc.SubmittedAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
-			a.Metrics.ConfirmationSeconds.WithLabelValues(dc.Operation, c.ConfirmedBy).
+			a.Metrics.ConfirmationSeconds.WithLabelValues(string(dc.Operation), c.ConfirmedBy).
 				Observe(c.ConfirmedAt.Sub(*dc.SubmittedAt).Seconds())
 		}
 	}
 	return &CompleteResult{
-		Status:        change.Status(dc.Status),
+		Status:        dc.Status,
 		Outcome:       change.Outcome(dc.Outcome),
-		ErrorCode:     change.Code(dc.ErrorCode),
+		ErrorCode:     dc.ErrorCode,
 		ErrorMessage:  dc.ErrorMessage,
 		MSISDN:        dc.MSISDN,
-		BillingStatus: change.BillingStatus(dc.BillingStatus),
+		BillingStatus: dc.BillingStatus,
 	}, nil
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
-	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -59,7 +58,7 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	require.Equal(t, first, second, "the first outcome is kept")
 
 	dc := h.change(id)
-	require.Equal(t, db.ChangeProcessed, dc.Status)
+	require.Equal(t, change.Processed, dc.Status)
 	require.Equal(t, "ACTIVATED", dc.Outcome)
 	require.Equal(t, "3125550301", dc.MSISDN)
 	require.Empty(t, dc.ErrorCode)
@@ -76,7 +75,7 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	r := results[0]
 	require.Equal(t, "result:"+itoa(id), r.DedupeKey)
 	require.Equal(t, "workflow", r.Service)
-	require.Equal(t, db.ChangeProcessed, r.Outcome)
+	require.EqualValues(t, change.Processed, r.Outcome)
 	require.Equal(t, "req-301", r.RequestID)
 	require.Equal(t, id, r.DeviceChangeID)
 
@@ -101,10 +100,10 @@ func TestCompleteDeviceChangeUpdatesDevice(t *testing.T) {
 	h := newHarness(t)
 	dev := devices(1, "8914800302", "active")[0]
 
-	step := func(op string, in activities.CompleteInput) int64 {
+	step := func(op change.Operation, in activities.CompleteInput) int64 {
 		t.Helper()
 		_, ids := h.newBulk(account, changes(op, 1, dev)...)
-		in.DeviceChangeID, in.Operation = ids[dev.ICCID], change.Operation(op)
+		in.DeviceChangeID, in.Operation = ids[dev.ICCID], op
 		h.exec(`UPDATE device_changes SET status = 'SUBMITTED', submitted_at = now() WHERE id = $1`, in.DeviceChangeID)
 		h.complete(in)
 		return in.DeviceChangeID
@@ -164,7 +163,7 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 	)
 	b, err := h.store.GetBulkChange(ctx(t), bulk)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkRunning, b.Status)
+	require.Equal(t, change.BulkRunning, b.Status)
 
 	list := func(after api.Cursor, maxBatch, limit int) []activities.DeviceToStart {
 		t.Helper()
@@ -252,7 +251,7 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 
 	b, err = h.store.GetBulkChange(ctx(t), bulk)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkFinished, b.Status)
+	require.Equal(t, change.BulkFinished, b.Status)
 	require.Equal(t, 4, b.Processed)
 	require.Equal(t, 2, b.Errors)
 	require.NotNil(t, b.FinishedAt)

@@ -64,7 +64,7 @@ func TestStartBulkChangeRefusesAnotherWorkflowID(t *testing.T) {
 	require.Contains(t, ae.Error(), "runs as workflow bulk-change/"+bulk)
 	b, err := h.store.GetBulkChange(ctx(t), bulk)
 	require.NoError(t, err)
-	require.Equal(t, db.BulkPending, b.Status, "nothing changed")
+	require.Equal(t, change.BulkPending, b.Status, "nothing changed")
 }
 
 // A recovered bulk change learns where it stood from its device changes.
@@ -135,8 +135,8 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	require.Equal(t, change.DeviceWorkflowEnded, byICCID[devs[1].ICCID].ErrorCode)
 	require.Contains(t, h.change(ids[devs[1].ICCID]).ErrorMessage, "terminated")
 	require.Equal(t, change.Processed, byICCID[devs[2].ICCID].Status, "an outcome already recorded is kept")
-	require.Equal(t, change.Code(db.CodeDeviceWorkflowEnded), byICCID[devs[3].ICCID].ErrorCode)
-	require.Equal(t, db.ChangeSubmitted, h.change(ids[devs[0].ICCID]).Status)
+	require.Equal(t, change.DeviceWorkflowEnded, byICCID[devs[3].ICCID].ErrorCode)
+	require.Equal(t, change.Submitted, h.change(ids[devs[0].ICCID]).Status)
 	// Each ended change has its audit result entry.
 	results := 0
 	for _, r := range h.audit(bulk) {
@@ -205,7 +205,7 @@ func TestCreateBillingServiceFindsTheServiceOfAnAlreadyActiveDevice(t *testing.T
 	require.False(t, res.Created)
 	require.Equal(t, posts, h.revioCalls("POST /v1/Services"), "no second service line")
 	require.Len(t, h.rsim.Services(), 1)
-	require.Equal(t, db.BillingExisting, h.change(id).BillingStatus)
+	require.Equal(t, change.BillingExisting, h.change(id).BillingStatus)
 	svc, _ := h.foundBy(id)
 	require.Equal(t, "existing", svc)
 }
@@ -221,7 +221,7 @@ func TestCreateBillingServiceCreatesForAnAlreadyActiveDeviceWithoutOne(t *testin
 	res := h.mustCreateBilling(bulk, id)
 	require.True(t, res.Created)
 	require.Len(t, h.rsim.Services(), 1)
-	require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
+	require.Equal(t, change.BillingCreated, h.change(id).BillingStatus)
 }
 
 // An activation recorded without its MSISDN reads it from ThingSpace
@@ -265,7 +265,7 @@ func TestDisconnectBillingRecordsItsOutcome(t *testing.T) {
 	bulk2, ids2 := h.newBulk(account, deact...)
 	h.exec(`UPDATE device_changes SET status = 'PROCESSED', billing_status = 'PENDING' WHERE id = $1`, ids2[dev.ICCID])
 	h.mustDisconnectBilling(bulk2, ids2[dev.ICCID])
-	require.Equal(t, db.BillingDisconnected, h.change(ids2[dev.ICCID]).BillingStatus)
+	require.Equal(t, change.BillingDisconnected, h.change(ids2[dev.ICCID]).BillingStatus)
 	require.NotEmpty(t, h.rsim.Services()[0].DisconnectedDate)
 
 	other := devices(1, "8914800405", "active")[0]
@@ -275,7 +275,7 @@ func TestDisconnectBillingRecordsItsOutcome(t *testing.T) {
 		ids3[other.ICCID],
 	)
 	h.mustDisconnectBilling(bulk3, ids3[other.ICCID])
-	require.Equal(t, db.BillingNone, h.change(ids3[other.ICCID]).BillingStatus)
+	require.Equal(t, change.BillingNone, h.change(ids3[other.ICCID]).BillingStatus)
 }
 
 // The authentication check logs its exchanges under the bulk change that
@@ -307,7 +307,7 @@ func TestFailBulkChangeWritesResultEntries(t *testing.T) {
 	for _, r := range h.audit(bulk) {
 		if r.DedupeKey != "" {
 			results++
-			require.Equal(t, db.CodeAuthFailed, r.ErrorCode)
+			require.EqualValues(t, change.AuthFailed, r.ErrorCode)
 		}
 	}
 	require.Equal(t, 3, results)
@@ -363,7 +363,7 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *tes
 			require.Equal(t, serviceID, res.ServiceID)
 			require.Len(t, res.ServiceProductIDs, len(billingData.ProductIDs), "its products created")
 			require.Len(t, h.rsim.Services(), 1, "no second service")
-			require.Equal(t, db.BillingCreated, h.change(id).BillingStatus)
+			require.Equal(t, change.BillingCreated, h.change(id).BillingStatus)
 		})
 	}
 }

@@ -235,14 +235,14 @@ func devices(n int, prefix, state string) []simulator.DeviceSeed {
 // changeSpec is one device change of a bulk change made by newBulk.
 type changeSpec struct {
 	seed    simulator.DeviceSeed
-	op      string
+	op      change.Operation
 	batch   int
 	params  db.ChangeParams
 	ppu     *thingspace.PlaceOfUse
 	billing *db.BillingData
 }
 
-func changes(op string, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
+func changes(op change.Operation, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
 	out := make([]changeSpec, len(seeds))
 	for i, s := range seeds {
 		out[i] = changeSpec{seed: s, op: op, batch: batch}
@@ -301,7 +301,11 @@ func (h *harness) newBulk(account string, cs ...changeSpec) (string, map[string]
 
 // seededBulk seeds the devices in the ThingSpace simulator and writes a
 // bulk change of the account applying op to all of them in one batch.
-func (h *harness) seededBulk(account, op string, devs ...simulator.DeviceSeed) (string, map[string]int64) {
+func (h *harness) seededBulk(
+	account string,
+	op change.Operation,
+	devs ...simulator.DeviceSeed,
+) (string, map[string]int64) {
 	h.t.Helper()
 	h.seed(devs...)
 	return h.newBulk(account, changes(op, 1, devs...)...)

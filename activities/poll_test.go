@@ -99,7 +99,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	h.temporal.finish(workflowOf(ids[finished.ICCID]))
 
 	for _, c := range cs {
-		h.requestPoll(account, ids[c.seed.ICCID], c.seed.ICCID, c.op)
+		h.requestPoll(account, ids[c.seed.ICCID], c.seed.ICCID, string(c.op))
 	}
 	h.requestPoll(account, ids[pending.ICCID], pending.ICCID, "suspend") // registered twice: once
 	require.Len(t, h.pollRows(), 6)

@@ -41,7 +41,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	req := h.request(bulk, 1)
 	require.Equal(t, db.RequestSending, req.State, "the outcome is unknown: left SENDING")
 	for _, d := range devs {
-		require.Equal(t, db.ChangeSubmitting, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
 		sd, _ := h.sim.Device(d.ICCID)
 		require.Equal(t, simulator.StatePendingSuspend, sd.State, "ThingSpace applied the change")
 	}
@@ -72,7 +72,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	for _, d := range devs {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"])
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeSubmitted, dc.Status)
+		require.Equal(t, change.Submitted, dc.Status)
 		require.NotNil(t, dc.SubmittedAt)
 	}
 	req = h.request(bulk, 1)
@@ -129,14 +129,14 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	for _, d := range []simulator.DeviceSeed{moved, called, silent} {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s accepted once", d.ICCID)
 	}
-	require.Equal(t, db.ChangeSubmitted, h.change(ids[moved.ICCID]).Status)
-	require.Equal(t, db.ChangeSubmitted, h.change(ids[called.ICCID]).Status)
+	require.Equal(t, change.Submitted, h.change(ids[moved.ICCID]).Status)
+	require.Equal(t, change.Submitted, h.change(ids[called.ICCID]).Status)
 	require.Nil(t, h.change(ids[called.ICCID]).SyncResult, "its outcome comes from the stored callback")
 	// Sent alone, the silent device is refused synchronously this time.
 	dc := h.change(ids[silent.ICCID])
-	require.Equal(t, db.ChangeSubmitted, dc.Status)
+	require.Equal(t, change.Submitted, dc.Status)
 	require.NotNil(t, dc.SyncResult)
-	require.Equal(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
+	require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 	require.Equal(t, 2, h.request(bulk, 1).Attempts)
 	require.Equal(t, 3, res.Devices)
 }
@@ -204,7 +204,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	require.Equal(t, 1, st.Requests[epActivate], "nothing activated twice")
 	for _, d := range devs {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["activate"])
-		require.Equal(t, db.ChangeSubmitted, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
 	}
 
 	// The device lookup of a device change of that account finds it too.

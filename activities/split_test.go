@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -127,12 +128,12 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeSubmitted, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
+		require.Equal(t, change.Submitted, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
 		if code, ok := bad[d.ICCID]; ok {
 			require.Zero(t, h.accepted(d.ICCID, "suspend"), "refused device %s", d.ICCID)
 			require.NotNil(t, dc.SyncResult, d.ICCID)
 			require.False(t, dc.SyncResult.Success)
-			require.Equal(t, code, dc.SyncResult.FaultCode, d.ICCID)
+			require.EqualValues(t, code, dc.SyncResult.FaultCode, d.ICCID)
 			require.Empty(t, dc.RequestID)
 			h.requireSyncFault(ids[d.ICCID], code)
 			continue
@@ -181,7 +182,7 @@ func TestSubmitBatchSplitActivationAlreadyActive(t *testing.T) {
 		if i == 4 {
 			require.Zero(t, h.accepted(d.ICCID, "activate"))
 			require.NotNil(t, dc.SyncResult)
-			require.Equal(t, thingspace.CodeDeviceAlreadyActive, dc.SyncResult.FaultCode)
+			require.EqualValues(t, thingspace.CodeDeviceAlreadyActive, dc.SyncResult.FaultCode)
 			continue
 		}
 		require.Equal(t, 1, h.accepted(d.ICCID, "activate"), d.ICCID)
@@ -212,14 +213,14 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 		dc := h.change(ids[d.ICCID])
 		switch {
 		case i < 4:
-			require.Equal(t, db.ChangeError, dc.Status, d.ICCID)
-			require.Equal(t, thingspace.ShortCode(simulator.CodeUnexpectedError), dc.ErrorCode)
+			require.Equal(t, change.Failed, dc.Status, d.ICCID)
+			require.EqualValues(t, thingspace.ShortCode(simulator.CodeUnexpectedError), dc.ErrorCode)
 			require.Zero(t, h.accepted(d.ICCID, "suspend"))
 		case i == 6:
-			require.Equal(t, db.ChangeSubmitted, dc.Status)
-			require.Equal(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
+			require.Equal(t, change.Submitted, dc.Status)
+			require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 		default:
-			require.Equal(t, db.ChangeSubmitted, dc.Status)
+			require.Equal(t, change.Submitted, dc.Status)
 			require.Equal(t, 1, h.accepted(d.ICCID, "suspend"))
 			require.NotEmpty(t, dc.RequestID)
 		}
@@ -266,11 +267,11 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	st := h.stats()
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeSubmitted, dc.Status, d.ICCID)
+		require.Equal(t, change.Submitted, dc.Status, d.ICCID)
 		if code, ok := bad[d.ICCID]; ok {
 			require.Zero(t, st.AcceptedChanges[d.ICCID]["suspend"])
 			require.NotNil(t, dc.SyncResult, d.ICCID)
-			require.Equal(t, code, dc.SyncResult.FaultCode)
+			require.EqualValues(t, code, dc.SyncResult.FaultCode)
 			continue
 		}
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s sent once", d.ICCID)
@@ -311,12 +312,12 @@ func TestSubmitBatchSplitStopsWhenMostDevicesAreRefused(t *testing.T) {
 		require.Zero(t, h.accepted(d.ICCID, "restore"))
 		dc := h.change(ids[d.ICCID])
 		switch dc.Status {
-		case db.ChangeError:
-			require.Equal(t, thingspace.CodeDeviceStateInvalid, dc.ErrorCode)
+		case change.Failed:
+			require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.ErrorCode)
 			require.Contains(t, dc.ErrorMessage, "too many")
-		case db.ChangeSubmitted:
+		case change.Submitted:
 			require.NotNil(t, dc.SyncResult, "isolated before the splitting stopped")
-			require.Equal(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
+			require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 		default:
 			t.Fatalf("device %s left %s", d.ICCID, dc.Status)
 		}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -293,13 +294,13 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 		// isolated a refused device) is refused synchronously for reasons
 		// that arrive as per-device callback faults in bigger requests; the
 		// device's workflow handles both the same way.
-		results := map[int64]db.SyncResult{devs[0].ID: {FaultCode: e.ShortCode(), FaultMessage: msg}}
+		results := map[int64]db.SyncResult{devs[0].ID: {FaultCode: change.Code(e.ShortCode()), FaultMessage: msg}}
 		if err := a.Store.MarkDeviceRefusals(ctx, req.PK, code, msg, results); err != nil {
 			return fmt.Errorf("record refusal: %w", err)
 		}
 		return nil
 	default:
-		if err := a.Store.MarkRequestRejected(ctx, req.PK, thingspace.ShortCode(code), msg); err != nil {
+		if err := a.Store.MarkRequestRejected(ctx, req.PK, change.Code(thingspace.ShortCode(code)), msg); err != nil {
 			return fmt.Errorf("record rejected request: %w", err)
 		}
 		return nil
@@ -344,7 +345,7 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest,
 		return a.Store.MarkRequestRejected(
 			ctx,
 			req.PK,
-			code,
+			change.Code(code),
 			fmt.Sprintf(
 				"%s (ThingSpace refused the request carrying this device; "+
 					"too many of the batch's requests were refused to isolate each device)",

@@ -38,7 +38,7 @@ func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 	for _, d := range devs {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s sent once", d.ICCID)
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeSubmitted, dc.Status)
+		require.Equal(t, change.Submitted, dc.Status)
 		require.Equal(t, res.RequestID, dc.RequestID)
 		require.NotNil(t, dc.SubmittedAt)
 		sd, ok := h.sim.Device(d.ICCID)
@@ -88,7 +88,7 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 	require.Equal(t, 1, h.stats().Requests[epActivate])
 	for _, d := range devs {
 		require.Equal(t, 1, h.accepted(d.ICCID, "activate"))
-		require.Equal(t, db.ChangeSubmitted, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
 	}
 
 	// What ThingSpace received, seen from its side once the activations
@@ -168,17 +168,17 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 	require.Equal(t, 1, h.stats().Requests[epAdd])
 
 	ok := h.change(ids[fresh.ICCID])
-	require.Equal(t, db.ChangeSubmitted, ok.Status)
+	require.Equal(t, change.Submitted, ok.Status)
 	require.Equal(t, &db.SyncResult{Success: true, State: string(change.StatePreActive)}, ok.SyncResult)
 	sd, found := h.sim.Device(fresh.ICCID)
 	require.True(t, found, "the device is now in the account")
 	require.Equal(t, simulator.StatePreActive, sd.State)
 
 	dup := h.change(ids[existing.ICCID])
-	require.Equal(t, db.ChangeSubmitted, dup.Status)
+	require.Equal(t, change.Submitted, dup.Status)
 	require.NotNil(t, dup.SyncResult)
 	require.False(t, dup.SyncResult.Success)
-	require.Equal(t, "ADD_FAILED", dup.SyncResult.FaultCode)
+	require.Equal(t, change.AddFailed, dup.SyncResult.FaultCode)
 	require.Contains(t, dup.SyncResult.FaultMessage, "already exists")
 
 	// The device's workflow sees the synchronous answers when it loads.
@@ -202,10 +202,10 @@ func TestSubmitBatchOneDeviceRefusedSynchronously(t *testing.T) {
 	require.Zero(t, h.accepted(dev.ICCID, "restore"))
 
 	dc := h.change(ids[dev.ICCID])
-	require.Equal(t, db.ChangeSubmitted, dc.Status, "in flight until its workflow completes it")
+	require.Equal(t, change.Submitted, dc.Status, "in flight until its workflow completes it")
 	require.NotNil(t, dc.SyncResult)
 	require.False(t, dc.SyncResult.Success)
-	require.Equal(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
+	require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 	require.NotEmpty(t, dc.SyncResult.FaultMessage)
 	require.Nil(t, dc.SubmittedAt, "ThingSpace accepted nothing")
 
@@ -235,8 +235,8 @@ func TestSubmitBatchWholeRequestRefused(t *testing.T) {
 	for _, d := range devs {
 		require.Zero(t, h.accepted(d.ICCID, "suspend"))
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeError, dc.Status)
-		require.Equal(t, thingspace.CodeAccountNotFound, dc.ErrorCode)
+		require.Equal(t, change.Failed, dc.Status)
+		require.EqualValues(t, thingspace.CodeAccountNotFound, dc.ErrorCode)
 		require.NotEmpty(t, dc.ErrorMessage)
 		require.NotNil(t, dc.CompletedAt)
 		_, err := h.store.InFlightChange(ctx(t), d.ICCID)
@@ -264,10 +264,10 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 	require.Equal(t, 1, res.Sent)
 
 	dc := h.change(ids[busy.ICCID])
-	require.Equal(t, db.ChangeError, dc.Status)
-	require.Equal(t, db.CodeDeviceBusy, dc.ErrorCode)
+	require.Equal(t, change.Failed, dc.Status)
+	require.Equal(t, change.DeviceBusy, dc.ErrorCode)
 	require.Contains(t, dc.ErrorMessage, first)
-	require.Equal(t, db.ChangeSubmitted, h.change(ids[free.ICCID]).Status)
+	require.Equal(t, change.Submitted, h.change(ids[free.ICCID]).Status)
 
 	st := h.stats()
 	require.Equal(t, 2, st.Requests[epSuspend])
@@ -280,7 +280,7 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 	require.Equal(t, db.RequestRejected, res3.State)
 	require.Equal(t, "NOTHING_TO_SEND", res3.ErrorCode)
 	require.Zero(t, res3.Sent)
-	require.Equal(t, db.CodeDeviceBusy, h.change(ids3[busy.ICCID]).ErrorCode)
+	require.Equal(t, change.DeviceBusy, h.change(ids3[busy.ICCID]).ErrorCode)
 	require.Equal(t, 2, h.stats().Requests[epSuspend])
 }
 
@@ -308,18 +308,18 @@ func TestSubmitBatchRefusesDeviceOverDailyLimit(t *testing.T) {
 	require.Equal(t, 1, res.Sent)
 
 	dc := h.change(ids[over.ICCID])
-	require.Equal(t, db.ChangeError, dc.Status)
-	require.Equal(t, db.CodeDailyLimit, dc.ErrorCode)
+	require.Equal(t, change.Failed, dc.Status)
+	require.Equal(t, change.DailyLimit, dc.ErrorCode)
 	require.Contains(t, dc.ErrorMessage, "2 state changes")
 	require.Zero(t, h.accepted(over.ICCID, "suspend"))
 
-	require.Equal(t, db.ChangeSubmitted, h.change(ids[under.ICCID]).Status)
+	require.Equal(t, change.Submitted, h.change(ids[under.ICCID]).Status)
 	require.Equal(t, 1, h.accepted(under.ICCID, "suspend"))
 }
 
 // history records an earlier, finished device change of the device,
 // submitted the given time ago.
-func (h *harness) history(dev simulator.DeviceSeed, op string, ago time.Duration) {
+func (h *harness) history(dev simulator.DeviceSeed, op change.Operation, ago time.Duration) {
 	h.t.Helper()
 	_, ids := h.newBulk(account, changes(op, 1, dev)...)
 	h.exec(`UPDATE device_changes SET status = 'PROCESSED', submitted_at = now() - make_interval(secs => $2),
@@ -348,7 +348,7 @@ func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
 	require.NotEmpty(t, req.ErrorCode)
 	for _, d := range devs {
 		require.Zero(t, h.accepted(d.ICCID, "suspend"))
-		require.Equal(t, db.ChangeSubmitting, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
 	}
 
 	h.sim.SetFaults(simulator.Faults{})
@@ -391,7 +391,7 @@ func TestSubmitBatchRateLimitedWaitsForRetryAfter(t *testing.T) {
 	require.Equal(t, time.Duration(secs)*time.Second, ae.NextRetryDelay())
 
 	require.Equal(t, db.RequestRetry, h.request(bulk, 2).State)
-	require.Equal(t, db.ChangeSubmitting, h.change(ids[devs[1].ICCID]).Status)
+	require.Equal(t, change.Submitting, h.change(ids[devs[1].ICCID]).Status)
 	require.Zero(t, h.accepted(devs[1].ICCID, "activate"))
 }
 
@@ -428,8 +428,8 @@ func TestSubmitBatchInvalidCredentials(t *testing.T) {
 	require.Equal(t, 2, ended)
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, db.ChangeError, dc.Status)
-		require.Equal(t, db.CodeAuthFailed, dc.ErrorCode)
+		require.Equal(t, change.Failed, dc.Status)
+		require.Equal(t, change.AuthFailed, dc.ErrorCode)
 	}
 	require.Equal(t, db.RequestRejected, h.request(bulk, 1).State)
 }
@@ -458,7 +458,7 @@ func (h *harness) requireSuspended(
 	for _, d := range devs {
 		require.Equal(h.t, 1, h.accepted(d.ICCID, "suspend"))
 		dc := h.change(ids[d.ICCID])
-		require.Equal(h.t, db.ChangeSubmitted, dc.Status)
+		require.Equal(h.t, change.Submitted, dc.Status)
 		require.Equal(h.t, res.RequestID, dc.RequestID)
 	}
 }

@@ -10,39 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Bulk change states, as stored (the vocabulary is package change's).
-const (
-	BulkPending          = string(change.BulkPending)
-	BulkScheduled        = string(change.BulkScheduled)
-	BulkAwaitingApproval = string(change.BulkAwaitingApproval)
-	BulkRunning          = string(change.BulkRunning)
-	BulkPaused           = string(change.BulkPaused)
-	BulkFinished         = string(change.BulkFinished)
-	BulkFailed           = string(change.BulkFailed)
-	BulkCancelled        = string(change.BulkCancelled)
-)
-
-// Operations lists the operations, in the order reports show them.
-var Operations = func() []string {
-	out := make([]string, len(change.Operations))
-	for i, o := range change.Operations {
-		out[i] = string(o)
-	}
-	return out
-}()
-
-// Device change states. SUBMITTING and SUBMITTED are "in flight": a state
-// change may be under way at ThingSpace.
-const (
-	ChangePending    = string(change.Pending)
-	ChangeSubmitting = string(change.Submitting)
-	ChangeSubmitted  = string(change.Submitted)
-	ChangeProcessed  = string(change.Processed)
-	ChangeError      = string(change.Failed)
-	// ChangeCancelled: never sent; its bulk change was cancelled.
-	ChangeCancelled = string(change.Cancelled)
-)
-
 // BulkChange is one row of bulk_changes.
 type BulkChange struct {
 	ID             string
@@ -50,7 +17,7 @@ type BulkChange struct {
 	IdempotencyKey string
 	SourceName     string
 	SubmittedBy    string
-	Status         string
+	Status         change.BulkStatus
 	Total          int
 	Batches        int
 	Processed      int
@@ -73,7 +40,7 @@ type NewDeviceChange struct {
 	RowNumber int
 	ICCID     string
 	IMEI      string
-	Operation string
+	Operation change.Operation
 	BatchNo   int
 	Params    json.RawMessage
 	PPU       json.RawMessage // nil when none
@@ -195,7 +162,7 @@ func (s *Store) GetBulkChange(ctx context.Context, id string) (*BulkChange, erro
 // FailBulkChange ends a bulk change that could not run (for example bad
 // ThingSpace credentials): every device change not yet sent becomes ERROR
 // with the reason, so the results still list every device.
-func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) error {
+func (s *Store) FailBulkChange(ctx context.Context, id string, code change.Code, message string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			UPDATE device_changes SET status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()
@@ -218,7 +185,11 @@ func (s *Store) FailBulkChange(ctx context.Context, id, code, message string) er
 // an operator) with its counts taken from the device changes themselves,
 // unless some of its device changes still owe a Rev.io step (billing
 // PENDING): then it changes nothing and returns how many do.
-func (s *Store) FinishBulkChange(ctx context.Context, id, status string) (b *BulkChange, billingOwed int, err error) {
+func (s *Store) FinishBulkChange(
+	ctx context.Context,
+	id string,
+	status change.BulkStatus,
+) (b *BulkChange, billingOwed int, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM device_changes
 			WHERE bulk_change_id = $1 AND billing_status = 'PENDING'`, id).Scan(&billingOwed); err != nil {
@@ -243,7 +214,7 @@ func (s *Store) FinishBulkChange(ctx context.Context, id, status string) (b *Bul
 }
 
 // SetBulkStatus records a bulk change's status; an ended one keeps its own.
-func (s *Store) SetBulkStatus(ctx context.Context, id, status string) error {
+func (s *Store) SetBulkStatus(ctx context.Context, id string, status change.BulkStatus) error {
 	_, err := s.Pool.Exec(ctx, `UPDATE bulk_changes SET status = $2, started_at = CASE WHEN $2 = 'RUNNING'
 		THEN coalesce(started_at, now()) ELSE started_at END WHERE id = $1 AND status NOT IN ('FINISHED', 'FAILED', 'CANCELLED')`,
 		id, status)
@@ -255,14 +226,16 @@ func (s *Store) SetBulkStatus(ctx context.Context, id, status string) error {
 
 // OperatorAction is an operator's request to a bulk change.
 type OperatorAction struct {
-	BulkChangeID, Action, By, Reason, Status, Key string
+	BulkChangeID, Action, By, Reason, Key string
+	// Status is the bulk change's new status ("" leaves it as it is).
+	Status change.BulkStatus
 }
 
 // RecordOperatorAction writes the request to the audit log (once per key)
 // with the bulk change's new status, and for an approval, the approver.
 func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		body, err := json.Marshal(map[string]string{"by": a.By, "reason": a.Reason, "status": a.Status})
+		body, err := json.Marshal(map[string]string{"by": a.By, "reason": a.Reason, "status": string(a.Status)})
 		if err != nil {
 			return err
 		}
@@ -295,8 +268,8 @@ func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) erro
 // CancelUnsent ends the device changes of a bulk change not yet sent
 // (PENDING) as CANCELLED with the message, with their audit result entries,
 // and returns how many per operation.
-func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[string]int, error) {
-	var out map[string]int
+func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[change.Operation]int, error) {
+	var out map[change.Operation]int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			WITH cancelled AS (
@@ -306,7 +279,7 @@ func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[s
 		if err != nil {
 			return err
 		}
-		if out, err = countsBy[string](rows); err != nil {
+		if out, err = countsBy[change.Operation](rows); err != nil {
 			return err
 		}
 		return writeResultEntries(ctx, tx, bulkID)
@@ -414,8 +387,8 @@ type FailedChange struct {
 	RowNumber int
 	ICCID     string
 	IMEI      string
-	Operation string
-	ErrorCode string
+	Operation change.Operation
+	ErrorCode change.Code
 	Params    json.RawMessage
 	PPU       json.RawMessage
 	Billing   json.RawMessage

@@ -21,15 +21,6 @@ type ClaimLimits struct {
 	ActionsPerLinePerDay int
 }
 
-// Device change error codes set by the product itself (ThingSpace's own
-// codes are stored as ThingSpace sends them).
-const (
-	CodeDeviceBusy        = string(change.DeviceBusy)
-	CodeDailyLimit        = string(change.DailyLimit)
-	CodeAuthFailed        = string(change.AuthFailed)
-	CodePollStateMismatch = string(change.PollStateMismatch)
-)
-
 // ClaimBatch starts (or resumes) the ThingSpace request of one batch. On the
 // first call it records the request as SENDING and claims the batch's pending
 // device changes, refusing those whose ICCID already has a change in flight
@@ -89,7 +80,7 @@ func claimBatch(
 	if err := refuseBusyDevices(ctx, tx, bulkID, batchNo); err != nil {
 		return nil, false, err
 	}
-	if lim.ActionsPerLinePerDay > 0 && op != string(change.Inventory) {
+	if lim.ActionsPerLinePerDay > 0 && op != change.Inventory {
 		if err := refuseOverDailyLimit(ctx, tx, bulkID, batchNo, lim.ActionsPerLinePerDay); err != nil {
 			return nil, false, err
 		}
@@ -110,7 +101,12 @@ func lockBatchRequest(ctx context.Context, tx pgx.Tx, bulkID string, batchNo int
 
 // batchOperation reads the operation of a batch and the account of its bulk
 // change.
-func batchOperation(ctx context.Context, tx pgx.Tx, bulkID string, batchNo int) (op, account string, err error) {
+func batchOperation(
+	ctx context.Context,
+	tx pgx.Tx,
+	bulkID string,
+	batchNo int,
+) (op change.Operation, account string, err error) {
 	err = tx.QueryRow(ctx, `
 		SELECT dc.operation, b.account_name FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id
 		WHERE dc.bulk_change_id = $1 AND dc.batch_no = $2 LIMIT 1`, bulkID, batchNo).Scan(&op, &account)
@@ -130,7 +126,7 @@ func refuseBusyDevices(ctx context.Context, tx pgx.Tx, bulkID string, batchNo in
 		FROM device_changes other
 		WHERE dc.bulk_change_id = $1 AND dc.batch_no = $2 AND dc.status = 'PENDING'
 		  AND other.iccid = dc.iccid AND other.id <> dc.id AND other.status IN ('SUBMITTING', 'SUBMITTED')`,
-		bulkID, batchNo, CodeDeviceBusy); err != nil {
+		bulkID, batchNo, change.DeviceBusy); err != nil {
 		return fmt.Errorf("refuse busy devices: %w", err)
 	}
 	return nil
@@ -148,7 +144,7 @@ func refuseOverDailyLimit(ctx context.Context, tx pgx.Tx, bulkID string, batchNo
 		      GROUP BY d.iccid) recent
 		WHERE dc.bulk_change_id = $1 AND dc.batch_no = $2 AND dc.status = 'PENDING'
 		  AND recent.iccid = dc.iccid AND recent.n >= $4`,
-		bulkID, batchNo, CodeDailyLimit, limit); err != nil {
+		bulkID, batchNo, change.DailyLimit, limit); err != nil {
 		return fmt.Errorf("refuse devices over the daily limit: %w", err)
 	}
 	return nil
@@ -161,7 +157,8 @@ func insertBatchRequest(
 	tx pgx.Tx,
 	bulkID string,
 	batchNo int,
-	op, account string,
+	op change.Operation,
+	account string,
 ) (*ThingSpaceRequest, error) {
 	req, err := scanRequest(tx.QueryRow(ctx, `
 		INSERT INTO thingspace_requests (bulk_change_id, request_key, operation, account_name, state, devices, attempts, sent_at)

@@ -19,41 +19,29 @@ type DeviceChange struct {
 	RowNumber     int
 	ICCID         string
 	IMEI          string
-	Operation     string
+	Operation     change.Operation
 	BatchNo       int
 	Params        json.RawMessage
 	HasPPU        bool
 	Billing       json.RawMessage
-	Status        string
+	Status        change.Status
 	RequestID     string
 	SyncResult    *SyncResult
 	Outcome       string
 	FinalState    string
 	MSISDN        string
-	ErrorCode     string
+	ErrorCode     change.Code
 	ErrorMessage  string
 	ConfirmedBy   string
-	BillingStatus string
+	BillingStatus change.BillingStatus
 	BillingError  string
-	// BillingErrorCode says why the Rev.io step failed (see Billing*).
+	// BillingErrorCode says why the Rev.io step failed: the failure's error
+	// type (MSISDN_UNKNOWN, RevioError, ...).
 	BillingErrorCode string
 	AccountName      string
 	SubmittedAt      *time.Time
 	CompletedAt      *time.Time
 }
-
-// Billing statuses of a device change: the Rev.io step that follows a
-// successful change. PENDING means a step is owed and has not ended: the
-// device's workflow runs it, or, once that workflow has closed, the step is
-// stranded and a billing retry takes it.
-const (
-	BillingNone         = string(change.BillingNone)
-	BillingPending      = string(change.BillingPending)
-	BillingCreated      = string(change.BillingCreated)
-	BillingExisting     = string(change.BillingExisting)
-	BillingDisconnected = string(change.BillingDisconnected)
-	BillingError        = string(change.BillingError)
-)
 
 const changeColumns = `dc.id, dc.bulk_change_id, dc.seq, dc.row_number, dc.iccid, coalesce(dc.imei, ''), dc.operation, dc.batch_no,
 	dc.params, dc.ppu IS NOT NULL, dc.billing, dc.status, coalesce(dc.request_id, ''), dc.sync_result,
@@ -83,7 +71,7 @@ func scanChange(row pgx.Row) (*DeviceChange, error) {
 
 // Final reports whether the device change has its outcome.
 func (d *DeviceChange) Final() bool {
-	return d.Status == ChangeProcessed || d.Status == ChangeError || d.Status == ChangeCancelled
+	return d.Status.Final()
 }
 
 // GetDeviceChange reads one device change.
@@ -113,7 +101,7 @@ type DeviceToStart struct {
 	Seq       int
 	BatchNo   int
 	ICCID     string
-	Operation string
+	Operation change.Operation
 }
 
 // ListDevicesToStart pages the device changes of submitted batches
@@ -152,11 +140,11 @@ func (s *Store) CountBatchDevices(ctx context.Context, bulkID string, batchNo in
 // Completion is the outcome of one device change.
 type Completion struct {
 	DeviceChangeID int64
-	Status         string // PROCESSED | ERROR
+	Status         change.Status // PROCESSED | ERROR
 	Outcome        string
 	FinalState     string // our device status afterwards ("" leaves devices alone)
 	MSISDN         string
-	ErrorCode      string
+	ErrorCode      change.Code
 	ErrorMessage   string
 	ConfirmedBy    string
 	ConfirmedAt    *time.Time
@@ -175,9 +163,9 @@ type Completion struct {
 // is returned and changed is false.
 func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, changed bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		billing := BillingNone
+		billing := change.BillingNone
 		if c.BillingPending {
-			billing = BillingPending
+			billing = change.BillingPending
 		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE device_changes SET status = $2, outcome = nullif($3, ''), final_state = nullif($4, ''),
@@ -244,16 +232,6 @@ func upsertDevice(ctx context.Context, tx pgx.Tx, c Completion) error {
 	return nil
 }
 
-// Error codes of device changes ended by the product when their workflow
-// could not run.
-const (
-	// CodeWorkflowStartFailed: the device's workflow could not be started.
-	CodeWorkflowStartFailed = string(change.WorkflowStartFailed)
-	// CodeDeviceWorkflowEnded: the device's workflow ended (failed,
-	// terminated, timed out) without recording an outcome.
-	CodeDeviceWorkflowEnded = string(change.DeviceWorkflowEnded)
-)
-
 // noteDevice makes sure our view of a device whose change failed exists: a
 // device seen for the first time is recorded with the state ThingSpace
 // showed ("unknown" when none); a known device learns that state, if any,
@@ -293,7 +271,12 @@ func writeResultEntries(ctx context.Context, tx pgx.Tx, bulkID string) error {
 
 // SetBillingStatus records the result of the Rev.io step: its status, and
 // for a failure its code and message.
-func (s *Store) SetBillingStatus(ctx context.Context, id int64, status, code, message string) error {
+func (s *Store) SetBillingStatus(
+	ctx context.Context,
+	id int64,
+	status change.BillingStatus,
+	code, message string,
+) error {
 	_, err := s.Pool.Exec(ctx, `UPDATE device_changes SET billing_status = $2, billing_error_code = nullif($3, ''),
 		billing_error = nullif($4, '') WHERE id = $1`, id, status, code, message)
 	if err != nil {
@@ -361,8 +344,8 @@ func (s *Store) InFlightChange(ctx context.Context, iccid string) (*DeviceChange
 type OwedBilling struct {
 	ID        int64
 	ICCID     string
-	Operation string
-	Status    string // PENDING | ERROR
+	Operation change.Operation
+	Status    change.BillingStatus // PENDING | ERROR
 }
 
 // OwedBillings pages the device changes of a bulk change whose Rev.io step

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -57,7 +58,7 @@ type ClaimedDevice struct {
 	ID        int64
 	ICCID     string
 	IMEI      string
-	Operation string
+	Operation change.Operation
 	Params    json.RawMessage
 	PPU       json.RawMessage
 }
@@ -147,11 +148,11 @@ func (s *Store) MarkRequestRetry(ctx context.Context, requestPK int64, code, mes
 // answer of a synchronous call (/add), a device-level refusal, or the result
 // of reconciling an attempt whose answer was lost. Stored as JSON.
 type SyncResult struct {
-	Success      bool   `json:"success"`
-	FaultCode    string `json:"faultCode,omitempty"`
-	FaultMessage string `json:"faultMessage,omitempty"`
-	State        string `json:"state,omitempty"`
-	MSISDN       string `json:"msisdn,omitempty"`
+	Success      bool        `json:"success"`
+	FaultCode    change.Code `json:"faultCode,omitempty"`
+	FaultMessage string      `json:"faultMessage,omitempty"`
+	State        string      `json:"state,omitempty"`
+	MSISDN       string      `json:"msisdn,omitempty"`
 }
 
 // MarkRequestAccepted records ThingSpace's requestId: the devices are now
@@ -189,9 +190,9 @@ func updateSubmitting(ctx context.Context, tx pgx.Tx, requestPK int64, set strin
 
 // MarkRequestRejected records that ThingSpace refused the whole request: its
 // devices end as ERROR with ThingSpace's code, and are no longer in flight.
-func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code, message string) error {
+func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code change.Code, message string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := rejectRequest(ctx, tx, requestPK, code, message); err != nil {
+		if err := rejectRequest(ctx, tx, requestPK, string(code), message); err != nil {
 			return err
 		}
 		return updateSubmitting(ctx, tx, requestPK,
@@ -348,7 +349,13 @@ func (s *Store) BulkRequestStats(ctx context.Context, bulkID string) (RequestSta
 // the bulk change from batch fromBatch on that ThingSpace never accepted:
 // pending ones, and those of requests (sub-requests of a split batch
 // included) still being sent. It returns how many it ended.
-func (s *Store) FailUnsent(ctx context.Context, bulkID string, fromBatch int, code, message string) (int, error) {
+func (s *Store) FailUnsent(
+	ctx context.Context,
+	bulkID string,
+	fromBatch int,
+	code change.Code,
+	message string,
+) (int, error) {
 	var n int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,15 +15,15 @@ import (
 type ResultRow struct {
 	Seq           int
 	ICCID         string
-	Operation     string
-	Status        string
+	Operation     change.Operation
+	Status        change.Status
 	Outcome       string
 	FinalState    string
 	MSISDN        string
 	RequestID     string
-	ErrorCode     string
+	ErrorCode     change.Code
 	ErrorMessage  string
-	BillingStatus string
+	BillingStatus change.BillingStatus
 	BillingError  string
 	ConfirmedBy   string
 }
@@ -47,8 +48,8 @@ func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error)
 
 // StatusCounts counts device changes by status, and errors by code.
 type StatusCounts struct {
-	ByStatus      map[string]int
-	ErrorsByCode  map[string]int
+	ByStatus      map[change.Status]int
+	ErrorsByCode  map[change.Code]int
 	BillingErrors int
 	// BillingPending counts Rev.io steps owed and not ended.
 	BillingPending int
@@ -56,7 +57,7 @@ type StatusCounts struct {
 
 // CountStatuses summarises a bulk change from the database.
 func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts, error) {
-	out := StatusCounts{ByStatus: map[string]int{}, ErrorsByCode: map[string]int{}}
+	out := StatusCounts{ByStatus: map[change.Status]int{}, ErrorsByCode: map[change.Code]int{}}
 	rows, err := s.Pool.Query(
 		ctx,
 		`SELECT status, coalesce(error_code, ''), billing_status, count(*) FROM device_changes
@@ -66,17 +67,19 @@ func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts,
 	if err != nil {
 		return out, err
 	}
-	var status, code, billing string
+	var status change.Status
+	var code change.Code
+	var billing change.BillingStatus
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&status, &code, &billing, &n}, func() error {
 		out.ByStatus[status] += n
-		if status == ChangeError {
+		if status == change.Failed {
 			out.ErrorsByCode[code] += n
 		}
 		switch billing {
-		case BillingError:
+		case change.BillingError:
 			out.BillingErrors += n
-		case BillingPending:
+		case change.BillingPending:
 			out.BillingPending += n
 		}
 		return nil
@@ -97,13 +100,13 @@ type RecoveryCounts struct {
 	Processed    int
 	Errors       int
 	ByOutcome    map[string]int
-	ErrorsByCode map[string]int
+	ErrorsByCode map[change.Code]int
 }
 
 // RecoveryState reads where a bulk change of the given number of batches
 // stands.
 func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (*RecoveryCounts, error) {
-	out := &RecoveryCounts{ByOutcome: map[string]int{}, ErrorsByCode: map[string]int{}}
+	out := &RecoveryCounts{ByOutcome: map[string]int{}, ErrorsByCode: map[change.Code]int{}}
 	err := s.Pool.QueryRow(ctx, `SELECT coalesce(min(batch_no), $2 + 1) FROM device_changes
 		WHERE bulk_change_id = $1 AND status IN ('PENDING', 'SUBMITTING')`, bulkID, batches).Scan(&out.NextBatch)
 	if err != nil {
@@ -119,15 +122,17 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 	if err != nil {
 		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
 	}
-	var status, outcome, code string
+	var status change.Status
+	var outcome string
+	var code change.Code
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&status, &outcome, &code, &n}, func() error {
 		out.Submitted += n
 		switch status {
-		case ChangeProcessed:
+		case change.Processed:
 			out.Processed += n
 			out.ByOutcome[outcome] += n
-		case ChangeError:
+		case change.Failed:
 			out.Errors += n
 			out.ErrorsByCode[code] += n
 		default:

@@ -9,7 +9,6 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/localstack"
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -116,7 +115,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	for _, d := range fresh {
 		r := got[d.ICCID]
 		sim := simState(t, s, d.ICCID)
-		require.EqualValues(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.Processed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
 		require.EqualValues(t, change.Activated, r.Outcome)
 		require.Equal(t, "active", sim.State)
 		require.NotEmpty(t, sim.MSISDN)
@@ -130,7 +129,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	}
 	for _, d := range active {
 		r := got[d.ICCID]
-		require.EqualValues(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.Processed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
 		require.EqualValues(t, change.AlreadyActivePPU, r.Outcome)
 		require.Equal(t, beforeActive[d.ICCID], r.MSISDN, "the MSISDN it already had")
 		// Detection costs the device's place in one batched activation
@@ -140,8 +139,8 @@ func TestActivationEndToEnd(t *testing.T) {
 	}
 	for _, d := range unknown {
 		r := got[d.ICCID]
-		require.EqualValues(t, db.ChangeError, r.Status)
-		require.Equal(t, "REQUEST_FAILED.DeviceNotFound", r.ErrorCode)
+		require.EqualValues(t, change.Failed, r.Status)
+		require.EqualValues(t, "REQUEST_FAILED.DeviceNotFound", r.ErrorCode)
 		require.EqualValues(t, "NONE", r.BillingStatus, "no Rev.io service without an activation")
 	}
 	require.Equal(t, len(unknown), out.Errors)

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -97,7 +97,7 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 	require.ErrorContains(t, err, "unknown update resum")
 	require.ErrorContains(t, err, api.ResumeUpdate)
 	b := bulkChange(t, s, res.ID)
-	require.EqualValues(t, db.BulkPaused, b.Status)
+	require.EqualValues(t, change.BulkPaused, b.Status)
 
 	acceptedUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "alice", Reason: "file is fine"})
 	out := waitBulk(t, s, res, 10*time.Minute)
@@ -144,12 +144,12 @@ func TestCancelMidBulkChange(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(
 		t,
-		counts.ByStatus[db.ChangeSubmitting]+counts.ByStatus[db.ChangePending]+counts.ByStatus[db.ChangeSubmitted],
+		counts.ByStatus[change.Submitting]+counts.ByStatus[change.Pending]+counts.ByStatus[change.Submitted],
 		"nothing left in flight",
 	)
-	require.Equal(t, out.Cancelled, counts.ByStatus[db.ChangeCancelled])
+	require.Equal(t, out.Cancelled, counts.ByStatus[change.Cancelled])
 	b := bulkChange(t, s, res.ID)
-	require.EqualValues(t, db.BulkCancelled, b.Status)
+	require.EqualValues(t, change.BulkCancelled, b.Status)
 	require.Equal(t, out.Cancelled, b.Cancelled)
 
 	_, err = operatorUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob"})
@@ -238,7 +238,7 @@ func TestScheduledBulkChange(t *testing.T) {
 
 	later := schedule("8914800806", time.Now().Add(15*time.Second))
 	never := schedule("8914800807", time.Now().Add(time.Hour))
-	waitForStatus(t, s, never.ID, db.BulkScheduled)
+	waitForStatus(t, s, never.ID, change.BulkScheduled)
 	_, err := operatorUpdate(t, s, never.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice"})
 	require.ErrorContains(t, err, "has not started (SCHEDULED)")
 	acceptedUpdate(t, s, never.WorkflowID, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "not this week"})
@@ -280,7 +280,7 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 	}
 
 	res := deactivations("8914800808", time.Hour)
-	waitForStatus(t, s, res.ID, db.BulkAwaitingApproval)
+	waitForStatus(t, s, res.ID, change.BulkAwaitingApproval)
 	_, err := operatorUpdate(t, s, res.WorkflowID, api.ApproveUpdate, api.OperatorRequest{By: "alice"})
 	require.ErrorContains(t, err, "alice submitted this bulk change")
 	time.Sleep(2 * time.Second)

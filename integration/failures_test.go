@@ -11,8 +11,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/localstack"
 	revsim "github.com/iot-ops/tsbulk/revio/simulator"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -50,10 +50,10 @@ func TestTerminatedDeviceWorkflowIsNoticed(t *testing.T) {
 	require.Equal(t, 1, out.Errors)
 	rows := results(t, s, res.ID)
 	expectFinal(t, rows)
-	require.EqualValues(t, db.CodeDeviceWorkflowEnded, rows[devs[2].ICCID].ErrorCode)
+	require.EqualValues(t, change.DeviceWorkflowEnded, rows[devs[2].ICCID].ErrorCode)
 	require.Contains(t, rows[devs[2].ICCID].ErrorMessage, "terminated")
 	b := bulkChange(t, s, res.ID)
-	require.EqualValues(t, db.BulkFinished, b.Status)
+	require.EqualValues(t, change.BulkFinished, b.Status)
 	recordHistory(t, s, res.WorkflowID, "bulkchange-child-terminated")
 }
 
@@ -78,7 +78,7 @@ func TestResumeFailedBulkChangeSendsNothingTwice(t *testing.T) {
 	require.NoError(t, s.Client.TerminateWorkflow(context.Background(), res.WorkflowID, "", "test: the parent dies"))
 	t.Logf("parent terminated with %d/%d done, %d batches of %d sent", p.Done(), p.Total, p.BatchesSent, p.Batches)
 	b := bulkChange(t, s, res.ID)
-	require.EqualValues(t, db.BulkRunning, b.Status, "the database still says running")
+	require.EqualValues(t, change.BulkRunning, b.Status, "the database still says running")
 
 	cli, err := localstack.TemporalCLI()
 	require.NoError(t, err)
@@ -206,7 +206,7 @@ func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
 	out = waitBulk(t, s, res, 4*time.Minute)
 	require.Equal(t, 3, out.Processed, "the deactivations stand")
 	for _, r := range results(t, s, res.ID) {
-		require.EqualValues(t, db.BillingError, r.BillingStatus)
+		require.EqualValues(t, change.BillingError, r.BillingStatus)
 	}
 
 	s.Revio.SetFaults(revsim.Faults{})
@@ -223,7 +223,7 @@ func TestBillingRetryRunsTheStepThatFailed(t *testing.T) {
 	require.Equal(t, 3, retry.Disconnected)
 	require.Zero(t, retry.Failed)
 	for _, r := range results(t, s, res.ID) {
-		require.EqualValues(t, db.BillingDisconnected, r.BillingStatus)
+		require.EqualValues(t, change.BillingDisconnected, r.BillingStatus)
 	}
 	for _, svc := range s.Revio.Services() {
 		require.NotEmpty(t, svc.DisconnectedDate, "service %d disconnected", svc.ServiceID)

@@ -19,6 +19,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
@@ -211,7 +212,7 @@ func bulkChange(t *testing.T, s *localstack.Stack, id string) *db.BulkChange {
 
 // waitForStatus waits for a bulk change to reach a status its workflow
 // records without ending (SCHEDULED, AWAITING_APPROVAL).
-func waitForStatus(t *testing.T, s *localstack.Stack, id, status string) {
+func waitForStatus(t *testing.T, s *localstack.Stack, id string, status change.BulkStatus) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		b, err := s.Store.GetBulkChange(context.Background(), id)
@@ -240,8 +241,8 @@ func confirmedByPoll(t *testing.T, s *localstack.Stack, bulkID string) int {
 func expectFinal(t *testing.T, rows map[string]db.ResultRow) {
 	t.Helper()
 	for iccid, r := range rows {
-		require.Contains(t, []string{db.ChangeProcessed, db.ChangeError}, r.Status, "device change of %s", iccid)
-		if r.Status == db.ChangeError {
+		require.Contains(t, []change.Status{change.Processed, change.Failed}, r.Status, "device change of %s", iccid)
+		if r.Status == change.Failed {
 			require.NotEmpty(t, r.ErrorCode, "error of %s has a reason", iccid)
 		}
 	}

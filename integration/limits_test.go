@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/submission"
@@ -140,10 +141,10 @@ func TestSameDeviceInTwoBulkChanges(t *testing.T) {
 	waitBulk(t, s, b, 5*time.Minute)
 
 	ra, rb := results(t, s, a.ID)[shared.ICCID], results(t, s, b.ID)[shared.ICCID]
-	statuses := []string{ra.Status, rb.Status}
-	require.ElementsMatch(t, []string{"PROCESSED", "ERROR"}, statuses, "one wins, one is refused")
+	statuses := []change.Status{ra.Status, rb.Status}
+	require.ElementsMatch(t, []change.Status{change.Processed, change.Failed}, statuses, "one wins, one is refused")
 	loser, winner := rb, a.ID
-	if ra.Status == "ERROR" {
+	if ra.Status == change.Failed {
 		loser, winner = ra, b.ID
 	}
 	require.EqualValues(t, "DEVICE_BUSY", loser.ErrorCode)

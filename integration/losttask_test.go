@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
@@ -139,10 +140,10 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	require.NoError(t, run.Get(wctx, &res))
 
 	require.Equal(t, 1, crash.count(), "the first workflow task failed once, after recording the outcome")
-	require.EqualValues(t, db.ChangeProcessed, res.Status)
+	require.EqualValues(t, change.Processed, res.Status)
 	dc, err := s.Store.GetDeviceChange(ctx, devs[0].ID)
 	require.NoError(t, err)
-	require.EqualValues(t, db.BillingCreated, dc.BillingStatus, "the Rev.io step ran after the lost task")
+	require.EqualValues(t, change.BillingCreated, dc.BillingStatus, "the Rev.io step ran after the lost task")
 	services := 0
 	for _, svc := range s.Revio.Services() {
 		if svc.Number2 == iccid {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
@@ -74,12 +74,12 @@ func TestSplitIsolatesRefusedDevices(t *testing.T) {
 	for _, d := range devs {
 		r := results[d.ICCID]
 		if code, ok := bad[d.ICCID]; ok {
-			require.EqualValues(t, db.ChangeError, r.Status, "refused device %s", d.ICCID)
-			require.Equal(t, code, r.ErrorCode, "ThingSpace's code for %s", d.ICCID)
+			require.EqualValues(t, change.Failed, r.Status, "refused device %s", d.ICCID)
+			require.EqualValues(t, code, r.ErrorCode, "ThingSpace's code for %s", d.ICCID)
 			require.Zero(t, st.AcceptedChanges[d.ICCID]["suspend"])
 			continue
 		}
-		require.EqualValues(t, db.ChangeProcessed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.Processed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
 		require.NotEmpty(t, r.RequestID, "%s holds the requestId of the sub-request that carried it", d.ICCID)
 		require.Equal(t, tssim.StateSuspend, simState(t, s, d.ICCID).State)
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "suspend requests accepted for %s", d.ICCID)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/localstack"
 	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
@@ -20,15 +20,15 @@ import (
 // state). It returns the file and the expected outcome per ICCID.
 type expectation struct {
 	operation string
-	state     string // simulator state afterwards
-	errCode   string // "" = PROCESSED
+	state     string      // simulator state afterwards
+	errCode   change.Code // "" = PROCESSED
 }
 
 func mixedFile(t *testing.T, s *localstack.Stack, n int) (string, map[string]expectation) {
 	t.Helper()
 	want := map[string]expectation{}
 	var rows []row
-	add := func(seeds []tssim.DeviceSeed, op, state, code string, seed bool) {
+	add := func(seeds []tssim.DeviceSeed, op, state string, code change.Code, seed bool) {
 		if seed {
 			require.NoError(t, s.TS.Seed(seeds...))
 		}
@@ -85,14 +85,14 @@ func assertOutcome(t *testing.T, s *localstack.Stack, bulkID string, want map[st
 			if w.state == targetOf(w.operation) {
 				w.errCode = ""
 			} else {
-				w.errCode = db.CodePollStateMismatch
+				w.errCode = change.PollStateMismatch
 			}
 			t.Logf("%s %s: failure callback dropped, expecting the poll verdict %q", w.operation, iccid, w.errCode)
 		}
 		if w.errCode == "" {
 			require.Equal(
 				t,
-				db.ChangeProcessed,
+				change.Processed,
 				r.Status,
 				"%s %s: %s %s",
 				w.operation,
@@ -102,7 +102,7 @@ func assertOutcome(t *testing.T, s *localstack.Stack, bulkID string, want map[st
 			)
 		} else {
 			wantErrors++
-			require.EqualValues(t, db.ChangeError, r.Status, "%s %s should fail", w.operation, iccid)
+			require.EqualValues(t, change.Failed, r.Status, "%s %s should fail", w.operation, iccid)
 			require.Equal(t, w.errCode, r.ErrorCode, "%s %s", w.operation, iccid)
 		}
 		require.Equal(t, w.state, simState(t, s, iccid).State, "ThingSpace state of %s after %s", iccid, w.operation)
@@ -173,7 +173,7 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 
 	ctx := context.Background()
 	b := bulkChange(t, s, res.ID)
-	require.EqualValues(t, db.BulkFinished, b.Status)
+	require.EqualValues(t, change.BulkFinished, b.Status)
 	require.Equal(t, out.Processed, b.Processed)
 
 	// Duplicated callbacks were stored once, their copies counted.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // The operator's requests through the starter, on a bulk change scheduled
@@ -27,7 +27,7 @@ func TestOperatorRequestsFromTheStarter(t *testing.T) {
 	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		b, err := st.Store.GetBulkChange(ctx, id)
-		return err == nil && b.Status == db.BulkScheduled
+		return err == nil && b.Status == change.BulkScheduled
 	}, time.Minute, 200*time.Millisecond)
 
 	code, _, errOut = starter(t, "pause", id, "--as", "bob")
@@ -50,7 +50,7 @@ func TestOperatorRequestsFromTheStarter(t *testing.T) {
 	require.Contains(t, out, "CANCELLED")
 	b, err := st.Store.GetBulkChange(ctx, id)
 	require.NoError(t, err)
-	require.EqualValues(t, db.BulkCancelled, b.Status)
+	require.EqualValues(t, change.BulkCancelled, b.Status)
 	require.Equal(t, len(ds), b.Cancelled)
 	for _, d := range ds {
 		require.Zero(t, changesSentTo(d.ICCID), "nothing sent for %s", d.ICCID)

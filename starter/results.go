@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // results prints one line per device change of a bulk change, in file
@@ -39,8 +39,8 @@ func (c *cli) results(ctx context.Context, t *target) error {
 		)
 		for _, r := range rows {
 			_ = w.Write(
-				[]string{r.ICCID, r.Operation, r.Status, r.Outcome, r.FinalState, r.MSISDN, r.RequestID, r.ErrorCode,
-					r.ErrorMessage, r.BillingStatus, r.BillingError},
+				[]string{r.ICCID, string(r.Operation), string(r.Status), r.Outcome, r.FinalState, r.MSISDN, r.RequestID,
+					string(r.ErrorCode), r.ErrorMessage, string(r.BillingStatus), r.BillingError},
 			)
 		}
 		w.Flush()
@@ -49,11 +49,11 @@ func (c *cli) results(ctx context.Context, t *target) error {
 	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ICCID\tOPERATION\tSTATUS\tFINAL STATE\tMSISDN\tREQUEST ID\tERROR")
 	for _, r := range rows {
-		errText := r.ErrorCode
+		errText := string(r.ErrorCode)
 		if r.ErrorMessage != "" {
 			errText += ": " + r.ErrorMessage
 		}
-		if r.BillingStatus == db.BillingError {
+		if r.BillingStatus == change.BillingError {
 			errText += " [Rev.io: " + r.BillingError + "]"
 		}
 		fmt.Fprintf(

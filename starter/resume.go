@@ -7,7 +7,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -22,7 +22,7 @@ import (
 //	  --input '{"bulkChangeId":"ID","recover":true}'
 func (c *cli) resumeFailed(ctx context.Context, t *target) error {
 	id, b := t.id, t.b
-	if b.Status == db.BulkFinished || b.Status == db.BulkFailed {
+	if b.Status == change.BulkFinished || b.Status == change.BulkFailed {
 		return &exitError{1, fmt.Errorf("bulk change %s has ended (%s): nothing to resume", id, b.Status)}
 	}
 	tc, err := c.temporal(ctx)

@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/ratelimit"
 )
@@ -138,7 +139,7 @@ func (c *cli) printWorkflow(b *db.BulkChange, wf runView) {
 	switch {
 	case wf.Err != "":
 		fmt.Fprintf(c.out, "workflow %s: %s\n", b.WorkflowID, wf.Err)
-	case wf.Status != "Running" && (b.Status == db.BulkRunning || b.Status == db.BulkPending):
+	case wf.Status != "Running" && (b.Status == change.BulkRunning || b.Status == change.BulkPending):
 		fmt.Fprintf(c.out, "workflow %s ended (%s) without finishing the bulk change: starter resume-failed %s\n",
 			b.WorkflowID, wf.Status, b.ID)
 	}

@@ -10,6 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -102,10 +103,10 @@ func (c *cli) summary(ctx context.Context, bulkID string, asJSON bool) error {
 	} else {
 		printSummary(c.out, b, rows)
 	}
-	if b.Status == db.BulkFailed {
+	if b.Status == change.BulkFailed {
 		return &exitError{1, fmt.Errorf("bulk change %s failed: %s", bulkID, b.ErrorMessage)}
 	}
-	if b.Status == db.BulkCancelled {
+	if b.Status == change.BulkCancelled {
 		return &exitError{
 			1,
 			fmt.Errorf("bulk change %s was cancelled: %d device changes never sent", bulkID, b.Cancelled),
@@ -127,7 +128,7 @@ func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 		b.Processed,
 		b.Errors,
 	)
-	outcomes, codes, confirmed := map[string]int{}, map[string]int{}, map[string]int{}
+	outcomes, codes, confirmed := map[string]int{}, map[change.Code]int{}, map[string]int{}
 	var failures []db.ResultRow
 	billing := 0
 	for _, r := range rows {
@@ -135,15 +136,15 @@ func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 			confirmed[r.ConfirmedBy]++
 		}
 		switch r.Status {
-		case db.ChangeProcessed:
+		case change.Processed:
 			outcomes[r.Outcome]++
-		case db.ChangeCancelled:
+		case change.Cancelled:
 			outcomes["cancelled (never sent)"]++
 		default:
 			codes[r.ErrorCode]++
 			failures = append(failures, r)
 		}
-		if r.BillingStatus == db.BillingError {
+		if r.BillingStatus == change.BillingError {
 			billing++
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -21,7 +22,7 @@ func deviceRow(seq int, d changefile.DeviceRequest, batch int) (db.NewDeviceChan
 	if err != nil {
 		return db.NewDeviceChange{}, err
 	}
-	n := db.NewDeviceChange{Seq: seq, RowNumber: d.Row, ICCID: d.ICCID, IMEI: d.IMEI, Operation: string(d.Operation),
+	n := db.NewDeviceChange{Seq: seq, RowNumber: d.Row, ICCID: d.ICCID, IMEI: d.IMEI, Operation: change.Operation(d.Operation),
 		BatchNo: batch, Params: params}
 	if d.PPU != nil {
 		if n.PPU, err = json.Marshal(placeOfUse(*d.PPU)); err != nil {

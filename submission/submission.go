@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -224,7 +225,7 @@ func (s *Submitter) checkAgainstDatabase(
 					d.Row,
 					d.ICCID,
 					strings.Join(u.OpenBulkChanges, ", "),
-					db.CodeDeviceBusy,
+					change.DeviceBusy,
 				),
 			)
 		}
@@ -285,7 +286,7 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 			api.BulkChangeIDAttr.ValueSet(b.ID),
 			api.ThingSpaceAccountAttr.ValueSet(b.AccountName),
 			api.OperationAttr.ValueSet(ops),
-			api.BulkChangeStatusAttr.ValueSet(b.Status),
+			api.BulkChangeStatusAttr.ValueSet(string(b.Status)),
 		),
 	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: b.ID})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
