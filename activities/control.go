@@ -74,7 +74,8 @@ func (a *Activities) CancelUnsent(ctx context.Context, in CancelUnsentInput) (in
 		}
 		n += byOp[op]
 		if a.Metrics != nil {
-			a.Metrics.DeviceChanges.WithLabelValues(string(op), string(change.Cancelled), string(change.Cancelled)).Add(float64(byOp[op]))
+			cancelled := string(change.Cancelled) // both the status and the outcome
+			a.Metrics.DeviceChanges.WithLabelValues(string(op), cancelled, cancelled).Add(float64(byOp[op]))
 		}
 	}
 	return n, nil

@@ -17,13 +17,24 @@ import (
 
 // deviceRow converts a validated row into its database row.
 func deviceRow(seq int, d changefile.DeviceRequest, batch int) (db.NewDeviceChange, error) {
-	params, err := json.Marshal(db.ChangeParams{ServicePlan: d.ServicePlan, MdnZipCode: d.MdnZipCode,
-		ReasonCode: d.ReasonCode, EtfWaiver: d.EtfWaiver})
+	params, err := json.Marshal(db.ChangeParams{
+		ServicePlan: d.ServicePlan,
+		MdnZipCode:  d.MdnZipCode,
+		ReasonCode:  d.ReasonCode,
+		EtfWaiver:   d.EtfWaiver,
+	})
 	if err != nil {
 		return db.NewDeviceChange{}, err
 	}
-	n := db.NewDeviceChange{Seq: seq, RowNumber: d.Row, ICCID: d.ICCID, IMEI: d.IMEI, Operation: change.Operation(d.Operation),
-		BatchNo: batch, Params: params}
+	n := db.NewDeviceChange{
+		Seq:       seq,
+		RowNumber: d.Row,
+		ICCID:     d.ICCID,
+		IMEI:      d.IMEI,
+		Operation: change.Operation(d.Operation),
+		BatchNo:   batch,
+		Params:    params,
+	}
 	if d.PPU != nil {
 		if n.PPU, err = json.Marshal(placeOfUse(*d.PPU)); err != nil {
 			return n, err
