@@ -81,14 +81,12 @@ func startStatus(opts api.Options, now time.Time) change.BulkStatus {
 // RecoveredBulk is where a bulk change stands, for a parent run that takes
 // it over after the previous one ended without finishing it.
 type RecoveredBulk struct {
-	Plan         api.Plan               `json:"plan"`
-	NextBatch    int                    `json:"nextBatch"`
-	Submitted    int                    `json:"submitted"`
-	Unfinished   int                    `json:"unfinished"`
-	Processed    int                    `json:"processed"`
-	Errors       int                    `json:"errors"`
-	ByOutcome    map[change.Outcome]int `json:"byOutcome"`
-	ErrorsByCode map[change.Code]int    `json:"errorsByCode"`
+	Plan       api.Plan `json:"plan"`
+	NextBatch  int      `json:"nextBatch"`
+	Submitted  int      `json:"submitted"`
+	Unfinished int      `json:"unfinished"`
+	// Tally: the device changes of those batches that have their outcome.
+	change.Tally
 	// ApprovedBy is the approval given before the failure, if any.
 	ApprovedBy string `json:"approvedBy,omitempty"`
 }
@@ -108,13 +106,14 @@ func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*Rec
 	if err != nil {
 		return nil, err
 	}
-	rec := &RecoveredBulk{Plan: *plan, NextBatch: st.NextBatch, Submitted: st.Submitted, Unfinished: st.Unfinished,
-		Processed: st.Processed, Errors: st.Errors, ApprovedBy: b.ApprovedBy,
-		ByOutcome: map[change.Outcome]int{}, ErrorsByCode: st.ErrorsByCode}
-	for k, v := range st.ByOutcome {
-		rec.ByOutcome[change.Outcome(k)] = v
-	}
-	return rec, nil
+	return &RecoveredBulk{
+		Plan:       *plan,
+		NextBatch:  st.NextBatch,
+		Submitted:  st.Submitted,
+		Unfinished: st.Unfinished,
+		Tally:      st.Tally,
+		ApprovedBy: b.ApprovedBy,
+	}, nil
 }
 
 // CheckThingSpaceAuth makes sure both ThingSpace tokens can be obtained.

@@ -95,18 +95,15 @@ type RecoveryCounts struct {
 	NextBatch int
 	// Submitted, Unfinished: device changes of the batches before
 	// NextBatch, and those of them without an outcome.
-	Submitted    int
-	Unfinished   int
-	Processed    int
-	Errors       int
-	ByOutcome    map[string]int
-	ErrorsByCode map[change.Code]int
+	Submitted  int
+	Unfinished int
+	change.Tally
 }
 
 // RecoveryState reads where a bulk change of the given number of batches
 // stands.
 func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (*RecoveryCounts, error) {
-	out := &RecoveryCounts{ByOutcome: map[string]int{}, ErrorsByCode: map[change.Code]int{}}
+	out := &RecoveryCounts{Tally: change.NewTally()}
 	err := s.Pool.QueryRow(ctx, `SELECT coalesce(min(batch_no), $2 + 1) FROM device_changes
 		WHERE bulk_change_id = $1 AND status IN ('PENDING', 'SUBMITTING')`, bulkID, batches).Scan(&out.NextBatch)
 	if err != nil {
@@ -123,18 +120,16 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
 	}
 	var status change.Status
-	var outcome string
+	var outcome change.Outcome
 	var code change.Code
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&status, &outcome, &code, &n}, func() error {
 		out.Submitted += n
 		switch status {
 		case change.Processed:
-			out.Processed += n
-			out.ByOutcome[outcome] += n
+			out.AddProcessed(outcome, n)
 		case change.Failed:
-			out.Errors += n
-			out.ErrorsByCode[code] += n
+			out.AddError(code, n)
 		default:
 			out.Unfinished += n
 		}

@@ -123,7 +123,7 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 	} else {
 		b.state = api.BulkState{NextBatch: 1, Runs: 1, Progress: api.Progress{
 			BulkChangeID: in.BulkChangeID, Phase: "starting", Runs: 1,
-			ByOutcome: map[change.Outcome]int{}, ErrorsByCode: map[change.Code]int{},
+			Tally: change.NewTally(),
 		}}
 	}
 	return b

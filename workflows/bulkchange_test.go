@@ -464,8 +464,13 @@ func TestBulkChangeRecoverFromDatabase(t *testing.T) {
 	f.done[1], f.done[2] = true, true
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
 	env.OnActivity(a.RecoverBulkChange, mock.Anything, "b10").Return(&activities.RecoveredBulk{
-		Plan: *f.plan(bulkOptions(10, 100)), NextBatch: 2, Submitted: 3, Unfinished: 1, Processed: 1, Errors: 1,
-		ByOutcome: map[change.Outcome]int{change.Suspended: 1}, ErrorsByCode: map[change.Code]int{"X": 1},
+		Plan: *f.plan(bulkOptions(10, 100)), NextBatch: 2, Submitted: 3, Unfinished: 1,
+		Tally: change.Tally{
+			Processed:    1,
+			Errors:       1,
+			ByOutcome:    map[change.Outcome]int{change.Suspended: 1},
+			ErrorsByCode: map[change.Code]int{"X": 1},
+		},
 	}, nil).Once()
 
 	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "b10", Recover: true})

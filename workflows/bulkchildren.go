@@ -241,11 +241,9 @@ func (b *bulkRun) record(r api.DeviceResult) {
 	b.lastResultAt = workflow.Now(b.ctx)
 	p := &b.state.Progress
 	if r.Status == change.Processed {
-		p.Processed++
-		p.ByOutcome[r.Outcome]++
+		p.AddProcessed(r.Outcome, 1)
 	} else {
-		p.Errors++
-		p.ErrorsByCode[r.ErrorCode]++
+		p.AddError(r.ErrorCode, 1)
 	}
 	if r.BillingError {
 		p.BillingErrors++

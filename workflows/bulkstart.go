@@ -78,13 +78,7 @@ func (b *bulkRun) recover() error {
 	p := &b.state.Progress
 	p.BatchesSent = rec.NextBatch - 1
 	p.Submitted = rec.Submitted
-	p.Processed, p.Errors = rec.Processed, rec.Errors
-	for k, v := range rec.ByOutcome {
-		p.ByOutcome[k] = v
-	}
-	for k, v := range rec.ErrorsByCode {
-		p.ErrorsByCode[k] = v
-	}
+	p.Tally.Add(rec.Tally)
 	p.Recovered++
 	if rec.ApprovedBy != "" {
 		b.state.Control.Approved = &api.OperatorAction{By: rec.ApprovedBy, At: workflow.Now(b.ctx)}

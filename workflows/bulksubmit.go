@@ -51,8 +51,7 @@ func (b *bulkRun) stopSubmitting(fromBatch int, cause error) error {
 	}
 	b.state.StopSubmitting = msg
 	b.state.Progress.Error = msg
-	b.state.Progress.Errors += ended
-	b.state.Progress.ErrorsByCode[code] += ended
+	b.state.Progress.AddError(code, ended)
 	b.touch()
 	return nil
 }

@@ -209,18 +209,16 @@ type Progress struct {
 	BulkChangeID string `json:"bulkChangeId"`
 	// Phase: starting | checking_thingspace | running | finishing |
 	// settling_billing | finished | failed
-	Phase         change.Phase           `json:"phase"`
-	Total         int                    `json:"total"`
-	Batches       int                    `json:"batches"`
-	BatchesSent   int                    `json:"batchesSent"`
-	Submitted     int                    `json:"submitted"` // device changes taken into a ThingSpace request
-	Started       int                    `json:"started"`   // children started
-	InFlight      int                    `json:"inFlight"`
-	Processed     int                    `json:"processed"`
-	Errors        int                    `json:"errors"`
-	ByOutcome     map[change.Outcome]int `json:"byOutcome"`
-	ErrorsByCode  map[change.Code]int    `json:"errorsByCode"`
-	BillingErrors int                    `json:"billingErrors"`
+	Phase       change.Phase `json:"phase"`
+	Total       int          `json:"total"`
+	Batches     int          `json:"batches"`
+	BatchesSent int          `json:"batchesSent"`
+	Submitted   int          `json:"submitted"` // device changes taken into a ThingSpace request
+	Started     int          `json:"started"`   // children started
+	InFlight    int          `json:"inFlight"`
+	// Tally: processed and failed device changes, by outcome and code.
+	change.Tally
+	BillingErrors int `json:"billingErrors"`
 	// BillingPending counts Rev.io steps owed when the bulk change reached
 	// its end (stranded steps being settled).
 	BillingPending int `json:"billingPending,omitempty"`
