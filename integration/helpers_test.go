@@ -6,8 +6,10 @@ package integration
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,6 +248,19 @@ func expectFinal(t *testing.T, rows map[string]db.ResultRow) {
 			require.NotEmpty(t, r.ErrorCode, "error of %s has a reason", iccid)
 		}
 	}
+}
+
+// simStats reads the ThingSpace simulator's counters over HTTP, as an
+// operator of the demo would (GET /admin/stats).
+func simStats(t *testing.T, s *localstack.Stack) tssim.Stats {
+	t.Helper()
+	resp, err := http.Get(s.Config.ThingSpace.BaseURL + "/admin/stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var st tssim.Stats
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	return st
 }
 
 // simState is the simulator's state of a device.
