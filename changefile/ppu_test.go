@@ -23,6 +23,9 @@ func goodPPU() PPU {
 	}
 }
 
+// fails is the expectation of one invalid field: its message holds frag.
+func fails(field, frag string) map[string]string { return map[string]string{field: frag} }
+
 func TestValidatePPU(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -47,52 +50,28 @@ func TestValidatePPU(t *testing.T) {
 			"ppu_zip":           "is required",
 			"ppu_country":       "is required",
 		}},
-		{
-			"whitespace only counts as missing",
-			func(p *PPU) { p.City = "   " },
-			map[string]string{"ppu_city": "is required"},
-		},
-		{"bad state", func(p *PPU) { p.State = "XX" }, map[string]string{"ppu_state": "2-letter US state"}},
-		{
-			"state spelled out",
-			func(p *PPU) { p.State = "Washington" },
-			map[string]string{"ppu_state": "2-letter US state"},
-		},
-		{"military state", func(p *PPU) { p.State = "AE" }, map[string]string{"ppu_state": "2-letter US state"}},
-		{"zip short", func(p *PPU) { p.Zip = "9880" }, map[string]string{"ppu_zip": "5-digit ZIP"}},
-		{"zip+4 malformed", func(p *PPU) { p.Zip = "98801-12" }, map[string]string{"ppu_zip": "5-digit ZIP"}},
-		{
-			"zip 9 digits without dash",
-			func(p *PPU) { p.Zip = "988011234" },
-			map[string]string{"ppu_zip": "5-digit ZIP"},
-		},
-		{"country", func(p *PPU) { p.Country = "Canada" }, map[string]string{"ppu_country": "US or USA"}},
-		{
-			"po box line 1",
-			func(p *PPU) { p.AddressLine1 = "P.O. Box 12" },
-			map[string]string{"ppu_address_line1": "PO box"},
-		},
-		{
-			"po box line 2",
-			func(p *PPU) { p.AddressLine2 = "PO Box 12" },
-			map[string]string{"ppu_address_line2": "PO box"},
-		},
-		{
-			"name too long",
-			func(p *PPU) { p.LastName = strings.Repeat("x", 51) },
-			map[string]string{"ppu_last_name": "at most 50"},
-		},
+		{"whitespace only counts as missing", func(p *PPU) { p.City = "   " }, fails("ppu_city", "is required")},
+		{"bad state", func(p *PPU) { p.State = "XX" }, fails("ppu_state", "2-letter US state")},
+		{"state spelled out", func(p *PPU) { p.State = "Washington" }, fails("ppu_state", "2-letter US state")},
+		{"military state", func(p *PPU) { p.State = "AE" }, fails("ppu_state", "2-letter US state")},
+		{"zip short", func(p *PPU) { p.Zip = "9880" }, fails("ppu_zip", "5-digit ZIP")},
+		{"zip+4 malformed", func(p *PPU) { p.Zip = "98801-12" }, fails("ppu_zip", "5-digit ZIP")},
+		{"zip 9 digits without dash", func(p *PPU) { p.Zip = "988011234" }, fails("ppu_zip", "5-digit ZIP")},
+		{"country", func(p *PPU) { p.Country = "Canada" }, fails("ppu_country", "US or USA")},
+		{"po box line 1", func(p *PPU) { p.AddressLine1 = "P.O. Box 12" }, fails("ppu_address_line1", "PO box")},
+		{"po box line 2", func(p *PPU) { p.AddressLine2 = "PO Box 12" }, fails("ppu_address_line2", "PO box")},
+		{"name too long", func(p *PPU) { p.LastName = strings.Repeat("x", 51) }, fails("ppu_last_name", "at most 50")},
 		{
 			"line too long",
 			func(p *PPU) { p.AddressLine2 = strings.Repeat("x", 101) },
-			map[string]string{"ppu_address_line2": "at most 100"},
+			fails("ppu_address_line2", "at most 100"),
 		},
 		{
 			"control character",
 			func(p *PPU) { p.AddressLine1 = "100 Main St\nApt 4" },
-			map[string]string{"ppu_address_line1": "control character"},
+			fails("ppu_address_line1", "control character"),
 		},
-		{"invalid UTF-8", func(p *PPU) { p.City = "Caf\xe9" }, map[string]string{"ppu_city": "UTF-8"}},
+		{"invalid UTF-8", func(p *PPU) { p.City = "Caf\xe9" }, fails("ppu_city", "UTF-8")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

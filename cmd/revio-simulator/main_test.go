@@ -20,18 +20,7 @@ func env(m map[string]string) func(string) string { return func(k string) string
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags(
-		[]string{
-			"--login",
-			"API",
-			"--client-code",
-			"CC",
-			"--calls-per-minute",
-			"-1",
-			"--error-rate",
-			"0.1",
-			"--stall-create-service",
-			"2s",
-		},
+		strings.Fields("--login API --client-code CC --calls-per-minute -1 --error-rate 0.1 --stall-create-service 2s"),
 		env(
 			map[string]string{"REVIO_SIM_PASSWORD": "pw-from-env", "REVIO_SIM_SUBSCRIPTION_KEY": "key-from-env"},
 		),
@@ -59,14 +48,7 @@ func TestParseFlags(t *testing.T) {
 
 func TestServeAndGracefulShutdown(t *testing.T) {
 	o, err := parseFlags(
-		[]string{
-			"--password",
-			"serve-secret-pw",
-			"--subscription-key",
-			"serve-secret-key",
-			"--stall-create-service",
-			"1m",
-		},
+		strings.Fields("--password serve-secret-pw --subscription-key serve-secret-key --stall-create-service 1m"),
 		env(nil),
 		io.Discard,
 	)
