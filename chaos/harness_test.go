@@ -44,14 +44,24 @@ func TestFaultWindowLastsUntilSeen(t *testing.T) {
 	t.Cleanup(rv.Close)
 	rvSrv := httptest.NewServer(rv.Handler())
 	t.Cleanup(rvSrv.Close)
-	f := &faultControl{ts: admin{base: tsSrv.URL, hc: tsSrv.Client()}, revio: admin{base: rvSrv.URL, hc: rvSrv.Client()},
-		stallFor: time.Second, base: tsFaults{DropCallbackRate: 0.5}}
+	f := &faultControl{
+		ts: admin{
+			base: tsSrv.URL,
+			hc:   tsSrv.Client(),
+		},
+		revio: admin{
+			base: rvSrv.URL,
+			hc:   rvSrv.Client(),
+		},
+		stallFor: time.Second,
+		base:     tssim.Faults{DropCallbackRate: 0.5},
+	}
 	ctx := context.Background()
 
 	require.NoError(t, f.window(ctx, Revio429, 20*time.Millisecond))
 	time.Sleep(300 * time.Millisecond)
 	assert.InDelta(t, revioThrottleRate, rv.CurrentFaults().RateLimitRate, 1e-9, "no call met the window yet: still open")
-	var got tsFaults
+	var got tssim.Faults
 	require.NoError(t, f.ts.do(ctx, http.MethodGet, "/admin/faults", nil, &got))
 	assert.InDelta(t, 0.5, got.DropCallbackRate, 1e-9, "ThingSpace keeps the whole-run faults")
 	assert.Zero(t, got.ErrorRate, "and no window of its own")

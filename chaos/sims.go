@@ -71,25 +71,6 @@ func (a admin) do(ctx context.Context, method, path string, in, out any) error {
 	return fmt.Errorf("%s %s%s: %w", method, a.base, path, last)
 }
 
-// tsFaults is the ThingSpace simulator's PUT /admin/faults body.
-type tsFaults struct {
-	ErrorRate             float64 `json:"error_rate"`
-	TimeoutRate           float64 `json:"timeout_rate"`
-	StallFor              string  `json:"stall_for,omitempty"`
-	DropCallbackRate      float64 `json:"drop_callback_rate"`
-	DuplicateCallbackRate float64 `json:"duplicate_callback_rate"`
-	LateCallbackRate      float64 `json:"late_callback_rate"`
-	LateCallbackDelay     string  `json:"late_callback_delay,omitempty"`
-	ReorderCallbacks      bool    `json:"reorder_callbacks"`
-}
-
-// revioFaults is the Rev.io simulator's PUT /admin/faults body.
-type revioFaults struct {
-	ErrorRate          float64 `json:"error_rate"`
-	RateLimitRate      float64 `json:"rate_limit_rate"`
-	StallCreateService string  `json:"stall_create_service,omitempty"`
-}
-
 // Fault strengths. A window's share is high enough that every window
 // shows, low enough that the run goes on through it.
 const (
@@ -107,7 +88,7 @@ const (
 // faults for the whole run, windows on top of them.
 type faultControl struct {
 	ts, revio admin
-	base      tsFaults
+	base      tssim.Faults
 	stallFor  time.Duration // answer hold of a lost answer: past the product's HTTP timeout
 
 	mu   sync.Mutex
@@ -127,9 +108,9 @@ func (f *faultControl) apply(ctx context.Context) error {
 		t.ErrorRate = tsErrorRate
 	}
 	if f.open[TSLostAnswers] > 0 {
-		t.TimeoutRate, t.StallFor = tsLostAnswerRate, f.stallFor.String()
+		t.TimeoutRate, t.StallFor = tsLostAnswerRate, f.stallFor
 	}
-	var r revioFaults
+	var r revsim.Faults
 	if f.open[Revio5xx] > 0 {
 		r.ErrorRate = revioErrorRate
 	}
@@ -137,7 +118,7 @@ func (f *faultControl) apply(ctx context.Context) error {
 		r.RateLimitRate = revioThrottleRate
 	}
 	if f.open[RevioLateCreates] > 0 {
-		r.StallCreateService = revioLateCreate.String()
+		r.StallCreateService = revioLateCreate
 	}
 	f.mu.Unlock()
 	if err := f.ts.do(ctx, http.MethodPut, "/admin/faults", t, nil); err != nil {
@@ -241,7 +222,7 @@ func (f *faultControl) clear(ctx context.Context) error {
 	f.wg.Wait()
 	f.mu.Lock()
 	f.open = map[Kind]int{}
-	f.base = tsFaults{}
+	f.base = tssim.Faults{}
 	errs := f.errs
 	f.mu.Unlock()
 	if len(errs) > 0 {

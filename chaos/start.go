@@ -18,6 +18,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/localstack"
+	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // startAll starts PostgreSQL, Temporal, the simulators, the callback
@@ -92,8 +93,13 @@ func (h *harness) startAll(ctx context.Context, w Workload) error {
 	if !h.o.NoFaults {
 		// Callback faults all along, as ThingSpace's delivery is
 		// unreliable all along: dropped, duplicated, late, reordered.
-		h.faults.base = tsFaults{DropCallbackRate: 0.08, DuplicateCallbackRate: 0.1, LateCallbackRate: 0.1,
-			LateCallbackDelay: "6s", ReorderCallbacks: true}
+		h.faults.base = tssim.Faults{
+			DropCallbackRate:      0.08,
+			DuplicateCallbackRate: 0.1,
+			LateCallbackRate:      0.1,
+			LateCallbackDelay:     6 * time.Second,
+			ReorderCallbacks:      true,
+		}
 	}
 	if err := h.faults.apply(ctx); err != nil {
 		return err

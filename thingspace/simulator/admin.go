@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,28 +56,8 @@ func (s *Simulator) adminRoutes(mux *http.ServeMux) {
 		s.ResetStats()
 		adminJSON(w, http.StatusOK, map[string]bool{"reset": true})
 	})
-	mux.HandleFunc("GET /admin/faults", func(w http.ResponseWriter, r *http.Request) {
-		adminJSON(w, http.StatusOK, faultsToJSON(s.currentFaults()))
-	})
-	mux.HandleFunc("PUT /admin/faults", func(w http.ResponseWriter, r *http.Request) {
-		var fj faultsJSON
-		if !adminDecode(w, r, &fj) {
-			return
-		}
-		s.SetFaults(fj.faults())
-		adminJSON(w, http.StatusOK, faultsToJSON(s.currentFaults()))
-	})
-	mux.HandleFunc("GET /admin/limits", func(w http.ResponseWriter, r *http.Request) {
-		adminJSON(w, http.StatusOK, s.currentLimits())
-	})
-	mux.HandleFunc("PUT /admin/limits", func(w http.ResponseWriter, r *http.Request) {
-		var l Limits
-		if !adminDecode(w, r, &l) {
-			return
-		}
-		s.SetLimits(l)
-		adminJSON(w, http.StatusOK, s.currentLimits())
-	})
+	adminSetting(mux, "/admin/faults", s.currentFaults, s.SetFaults)
+	adminSetting(mux, "/admin/limits", s.currentLimits, s.SetLimits)
 	mux.HandleFunc("GET /admin/callbacks", func(w http.ResponseWriter, r *http.Request) {
 		reqID, iccid := r.URL.Query().Get("request_id"), r.URL.Query().Get("iccid")
 		out := []DeliveryLogEntry{}
@@ -115,6 +96,23 @@ func (s *Simulator) adminRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusNotFound, "no such admin endpoint")
+	})
+}
+
+// adminSetting serves GET and PUT of one setting at path. A PUT replaces
+// the setting whole (fields left out are zero) and answers what is now in
+// force, so a script sees at once what it turned on.
+func adminSetting[T any](mux *http.ServeMux, path string, get func() T, set func(T)) {
+	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, get())
+	})
+	mux.HandleFunc("PUT "+path, func(w http.ResponseWriter, r *http.Request) {
+		var v T
+		if !adminDecode(w, r, &v) {
+			return
+		}
+		set(v)
+		adminJSON(w, http.StatusOK, get())
 	})
 }
 
@@ -169,6 +167,28 @@ func (fj faultsJSON) faults() Faults {
 		DuplicateCallbackRate: fj.DuplicateCallbackRate, LateCallbackRate: fj.LateCallbackRate,
 		LateCallbackDelay: time.Duration(fj.LateCallbackDelay), ReorderCallbacks: fj.ReorderCallbacks,
 	}
+}
+
+// MarshalJSON writes the admin form of f, so that a Go client of the admin
+// endpoints (the chaos harness) can send a Faults instead of restating the
+// wire keys.
+func (f Faults) MarshalJSON() ([]byte, error) {
+	return json.Marshal(faultsToJSON(f))
+}
+
+// UnmarshalJSON reads the admin form; missing fields are zero. Unknown keys
+// are refused here rather than by the caller's decoder, whose
+// DisallowUnknownFields does not reach into an Unmarshaler: a typo must not
+// silently turn a fault off.
+func (f *Faults) UnmarshalJSON(b []byte) error {
+	var fj faultsJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fj); err != nil {
+		return err
+	}
+	*f = fj.faults()
+	return nil
 }
 
 type jsonDuration time.Duration

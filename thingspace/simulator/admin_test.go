@@ -133,6 +133,47 @@ func TestAdminFaultsAndLimits(t *testing.T) {
 	}
 }
 
+// A Faults sent as JSON is what the simulator applies and reports: Go
+// clients of the admin endpoints (the chaos harness) rely on its
+// MarshalJSON writing the admin form, and on "0s" turning a fault off.
+func TestAdminFaultsRoundTrip(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	want := Faults{
+		ErrorRate:             0.1,
+		Latency:               1500 * time.Microsecond,
+		LatencyJitter:         3 * time.Millisecond,
+		TimeoutRate:           0.2,
+		StallFor:              12 * time.Second,
+		DropCallbackRate:      0.3,
+		DuplicateCallbackRate: 0.4,
+		LateCallbackRate:      0.5,
+		LateCallbackDelay:     6 * time.Second,
+		ReorderCallbacks:      true,
+	}
+	for _, f := range []Faults{want, {}} {
+		status, _, body := h.do(http.MethodPut, "/admin/faults", f, nil)
+		if status != http.StatusOK || decodeAs[Faults](t, body) != f {
+			t.Fatalf("put faults %+v: %d %s", f, status, body)
+		}
+		if got := h.sim.currentFaults(); got != f {
+			t.Fatalf("applied %+v, want %+v", got, f)
+		}
+		_, _, body = h.do(http.MethodGet, "/admin/faults", nil, nil)
+		if got := decodeAs[Faults](t, body); got != f {
+			t.Fatalf("get faults %s, want %+v", body, f)
+		}
+		// Faults marshals to the admin form, the one shell scripts write.
+		m := decodeAs[map[string]any](t, body)
+		if f == want && (m["stall_for"] != "12s" || m["drop_callback_rate"] != 0.3) {
+			t.Fatalf("not the admin form: %s", body)
+		}
+	}
+	status, _, body := h.do(http.MethodPut, "/admin/faults", `{"eror_rate":1}`, nil)
+	if status != http.StatusBadRequest {
+		t.Fatalf("a misspelt fault was not refused: %d %s", status, body)
+	}
+}
+
 func TestAdminCallbackLog(t *testing.T) {
 	h := newHarness(t, fastConfig())
 	l := newListener(t)
