@@ -6,6 +6,7 @@
 //	worker [--config FILE]
 //	worker replay --workflow-id ID [--run-id RUN] [--config FILE]
 //	worker replay --file history.json
+//	worker replay --dir DIR (every *.json history in DIR)
 //
 // replay checks that a history replays against this build's workflow code
 // (exit 3 on nondeterminism).

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -19,12 +21,13 @@ import (
 	"github.com/iot-ops/tsbulk/workflows"
 )
 
-// replay replays a workflow history against the workflow code of this
-// build, as a deployed worker would: taken from the server (--workflow-id,
-// optionally --run-id) or from a file exported with
-// `temporal workflow show --output json` (--file). It prints OK, or the
-// nondeterminism found, and exits non-zero on it: the check to run before
-// deploying a workflow change while bulk changes are running.
+// replay replays workflow histories against the workflow code of this
+// build, as a deployed worker would: one taken from the server
+// (--workflow-id, optionally --run-id), one exported with
+// `temporal workflow show --output json` (--file), or every such export in
+// a folder (--dir). It prints OK, or the nondeterminism found, and exits
+// non-zero on it: the check to run before deploying a workflow change while
+// bulk changes are running.
 func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(errOut)
@@ -32,16 +35,26 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 	workflowID := fs.String("workflow-id", "", "replay this workflow's history, fetched from the Temporal server")
 	runID := fs.String("run-id", "", "the run to replay (default: the latest)")
 	file := fs.String("file", "", "replay a history exported with `temporal workflow show --output json`")
+	dir := fs.String("dir", "", "replay every *.json history in this folder, as --file does (not its subfolders)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if (*workflowID == "") == (*file == "") {
-		fmt.Fprintln(errOut, "worker replay: give --workflow-id ID [--run-id RUN] or --file history.json")
+	sources := 0
+	for _, s := range []string{*workflowID, *file, *dir} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		fmt.Fprintln(errOut, "worker replay: give one of --workflow-id ID [--run-id RUN], --file history.json or --dir DIR")
 		return 2
 	}
 	r := worker.NewWorkflowReplayer()
 	workflows.Register(r)
 	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if *dir != "" {
+		return replayDir(r, quiet, *dir, out, errOut)
+	}
 	what := *file
 	var err error
 	if *file != "" {
@@ -62,6 +75,62 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 	}
 	fmt.Fprintf(out, "OK: %s replays against this build\n", what)
 	return 0
+}
+
+// replayDir replays every *.json history in dir, in name order. It goes on
+// past a history that fails, so that one run names every history a change
+// breaks. Nondeterminism (3) outranks a file it could not read (1): it is
+// the finding that must stop the deploy.
+func replayDir(r worker.WorkflowReplayer, logger tlog.Logger, dir string, out, errOut io.Writer) int {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		fmt.Fprintln(errOut, "worker replay:", err)
+		return 1
+	}
+	var files []string
+	for _, e := range entries {
+		if ok, _ := filepath.Match("*.json", e.Name()); ok && !e.IsDir() {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(files) == 0 {
+		// Most likely the wrong folder: passing would let a deploy go
+		// ahead with nothing checked.
+		fmt.Fprintf(errOut, "worker replay: --dir %s holds no *.json history\n", dir)
+		return 2
+	}
+	code := 0
+	for _, f := range files {
+		hist, err := readHistory(f)
+		if err != nil {
+			fmt.Fprintln(errOut, "worker replay:", err)
+			code = max(code, 1)
+			continue
+		}
+		if err := r.ReplayWorkflowHistory(logger, hist); err != nil {
+			fmt.Fprintf(out, "NONDETERMINISM in %s against this build:\n  %v\n", f, err)
+			code = 3
+			continue
+		}
+		fmt.Fprintf(out, "OK: %s replays against this build\n", f)
+	}
+	return code
+}
+
+// readHistory reads a history exported with `temporal workflow show
+// --output json`, apart from replaying it, so that an unreadable file is
+// not reported as nondeterminism.
+func readHistory(path string) (*historypb.History, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return hist, nil
 }
 
 // fetchHistory reads a run's whole history from the server named by the
