@@ -55,21 +55,27 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 	if *dir != "" {
 		return replayDir(r, quiet, *dir, out, errOut)
 	}
-	what := *file
+	var hist *historypb.History
+	var what string
 	var err error
 	if *file != "" {
-		err = r.ReplayWorkflowHistoryFromJSONFile(quiet, *file)
+		what = *file
+		hist, err = readHistory(*file)
 	} else {
-		var hist *historypb.History
 		hist, err = fetchHistory(ctx, *path, *workflowID, *runID)
-		if err != nil {
-			fmt.Fprintln(errOut, "worker replay:", err)
-			return 1
-		}
 		what = fmt.Sprintf("workflow %s (%d events)", *workflowID, len(hist.GetEvents()))
-		err = r.ReplayWorkflowHistory(quiet, hist)
 	}
 	if err != nil {
+		fmt.Fprintln(errOut, "worker replay:", err)
+		return 1
+	}
+	return replayOne(r, quiet, what, hist, out)
+}
+
+// replayOne replays one history and says how it went: 0 when it replays, 3
+// on nondeterminism.
+func replayOne(r worker.WorkflowReplayer, logger tlog.Logger, what string, hist *historypb.History, out io.Writer) int {
+	if err := r.ReplayWorkflowHistory(logger, hist); err != nil {
 		fmt.Fprintf(out, "NONDETERMINISM in %s against this build:\n  %v\n", what, err)
 		return 3
 	}
@@ -107,12 +113,7 @@ func replayDir(r worker.WorkflowReplayer, logger tlog.Logger, dir string, out, e
 			code = max(code, 1)
 			continue
 		}
-		if err := r.ReplayWorkflowHistory(logger, hist); err != nil {
-			fmt.Fprintf(out, "NONDETERMINISM in %s against this build:\n  %v\n", f, err)
-			code = 3
-			continue
-		}
-		fmt.Fprintf(out, "OK: %s replays against this build\n", f)
+		code = max(code, replayOne(r, logger, f, hist, out))
 	}
 	return code
 }

@@ -109,3 +109,14 @@ func TestReplayTakesOneSourceOnly(t *testing.T) {
 	require.Contains(t, errOut.String(), "--dir DIR")
 	require.Empty(t, out.String())
 }
+
+// A file that is not a history is an error reading it (exit 1), not a
+// finding about the workflow code (3), with --file as with --dir.
+func TestReplayFileThatIsNotAHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.json")
+	require.NoError(t, os.WriteFile(path, []byte("not a history"), 0o600))
+	var out, errOut bytes.Buffer
+	require.Equal(t, 1, replay(context.Background(), []string{"--file", path}, &out, &errOut))
+	require.Contains(t, errOut.String(), path)
+	require.Empty(t, out.String())
+}
