@@ -261,6 +261,13 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	env.AssertExpectations(t)
 	// The credentials are checked once: the refusal is not retried.
 	env.AssertNumberOfCalls(t, "CheckThingSpaceAuth", 1)
+	// Progress shows every device change ended with the code.
+	v, err := env.QueryWorkflow(api.ProgressQuery)
+	require.NoError(t, err)
+	var p api.Progress
+	require.NoError(t, v.Get(&p))
+	require.Equal(t, 4, p.Errors)
+	require.Equal(t, map[change.Code]int{change.AuthFailed: 4}, p.ErrorsByCode)
 }
 
 func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) {

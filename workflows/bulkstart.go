@@ -44,8 +44,8 @@ func (b *bulkRun) start() error {
 	b.state.Progress.Phase = "failed"
 	b.setStatus(b.ctx, api.StatusFailed)
 	b.state.Progress.Error = msg
-	b.state.Progress.Errors = plan.Total
-	b.state.Progress.ErrorsByCode[change.AuthFailed] = plan.Total
+	// Nothing was sent yet: every device change ends with this code.
+	b.state.Progress.AddError(change.AuthFailed, plan.Total)
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBulkChangeFailed, err)
 }
 
