@@ -75,7 +75,7 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	// A stalled create must not hold up shutdown.
 	stalled := make(chan int, 1)
 	go func() {
-		req, _ := http.NewRequest("POST", base+"/v1/Services", strings.NewReader(`{"customer_id":1}`))
+		req, _ := http.NewRequest("POST", base+"/v1/Services", strings.NewReader(`{"customer_id":1,"provider_id":5}`))
 		req.Header = resp.Request.Header.Clone()
 		req.Header.Set("Content-Type", "application/json")
 		r, err := http.DefaultClient.Do(req)

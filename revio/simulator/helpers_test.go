@@ -128,7 +128,7 @@ func (e *env) createProduct(serviceID, customerID int64) int64 {
 func seedServices(t *testing.T, e *env, n int, customer int64) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		e.createService(fmt.Sprintf(`{"customer_id":%d,"number":"1555%04d","number2":"8901%04d"}`, customer, i, i))
+		e.createService(fmt.Sprintf(`{"customer_id":%d,"provider_id":5,"number":"1555%04d","number2":"8901%04d"}`, customer, i, i))
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 
 func TestServiceProductsLifecycle(t *testing.T) {
 	e := newEnv(t)
-	sid := e.createService(`{"customer_id":7,"number":"1"}`)
+	sid := e.createService(`{"customer_id":7,"provider_id":5,"number":"1"}`)
 	p1 := e.createProduct(sid, 7)
 	p2 := e.createProduct(sid, 7)
 	assert.Equal(t, int64(700001), p1)
@@ -70,7 +70,7 @@ func TestServiceProductsLifecycle(t *testing.T) {
 	require.Len(t, p.Records, 2)
 	assert.Equal(t, "2024-06-01T00:00:00", p.Records[0]["canceled_date"])
 
-	sid2 := e.createService(`{"customer_id":7,"number":"2"}`)
+	sid2 := e.createService(`{"customer_id":7,"provider_id":5,"number":"2"}`)
 	p3 := e.createProduct(sid2, 7)
 	require.Equal(
 		t,

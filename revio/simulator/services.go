@@ -55,8 +55,13 @@ func (s *Simulator) createService(w http.ResponseWriter, r *http.Request, faults
 		badRequest(w, "body", rd.err.Error())
 		return
 	}
+	// Both ids are required by the reference (postv1_services), int32.
 	if rec.CustomerID == 0 {
 		badRequest(w, "customer_id", "customer_id is required")
+		return
+	}
+	if rec.ProviderID == 0 {
+		badRequest(w, "provider_id", "provider_id is required")
 		return
 	}
 

@@ -15,7 +15,7 @@ import (
 func TestRoutesCaseInsensitiveAnd404And405(t *testing.T) {
 	e := newEnv(t)
 	assert.Equal(t, 200, e.call("GET", "/V1/systemstatus/", "", "").status)
-	id := e.createService(`{"customer_id":1}`)
+	id := e.createService(`{"customer_id":1,"provider_id":5}`)
 	assert.Equal(t, 200, e.call("GET", fmt.Sprintf("/v1/services/%d", id), "", "").status)
 	assert.Equal(t, 200, e.call("GET", "/v1/serviceProduct?search.service_id=1", "", "").status)
 	assert.Equal(t, 404, e.call("GET", "/v1/Nope", "", "").status)
@@ -56,16 +56,31 @@ func TestCreateService(t *testing.T) {
 func TestCreateServiceValidation(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct{ name, ctype, body, want string }{
-		{"no customer", "application/json", `{"number":"1"}`, "customer_id is required"},
-		{"string id", "application/json", `{"customer_id":"7"}`, "must be a JSON number"},
+		{"no customer", "application/json", `{"provider_id":5,"number":"1"}`, "customer_id is required"},
+		{"no provider", "application/json", `{"customer_id":7,"number":"1"}`, "provider_id is required"},
+		{"provider null", "application/json", `{"customer_id":7,"provider_id":null}`, "provider_id is required"},
+		{"provider 0", "application/json", `{"customer_id":7,"provider_id":0}`, "provider_id is required"},
+		{"string id", "application/json", `{"customer_id":"7","provider_id":5}`, "must be a JSON number"},
 		{"camelCase", "application/json", `{"customerId":7}`, `unknown field \"customerId\"`},
-		{"service_id", "application/json", `{"customer_id":7,"service_id":1}`, "service_id must not be sent"},
-		{"bad date", "application/json", `{"customer_id":7,"activated_date":"05/01/2024"}`, "not a valid date"},
+		{"service_id", "application/json", `{"customer_id":7,"provider_id":5,"service_id":1}`, "service_id must not be sent"},
+		{"bad date", "application/json", `{"customer_id":7,"provider_id":5,"activated_date":"05/01/2024"}`, "not a valid date"},
 		{
 			"long number",
 			"application/json",
-			`{"customer_id":7,"number":"` + strings.Repeat("1", 256) + `"}`,
-			"longer than 255",
+			`{"customer_id":7,"provider_id":5,"number":"` + strings.Repeat("1", 256) + `"}`,
+			"number is longer than 255",
+		},
+		{
+			"long number2",
+			"application/json",
+			`{"customer_id":7,"provider_id":5,"number2":"` + strings.Repeat("8", 256) + `"}`,
+			"number2 is longer than 255",
+		},
+		{
+			"long description",
+			"application/json",
+			`{"customer_id":7,"provider_id":5,"description":"` + strings.Repeat("d", 1001) + `"}`,
+			"description is longer than 1000",
 		},
 		{"not object", "application/json", `[1]`, "JSON object"},
 		{"empty", "application/json", ``, "empty"},
@@ -80,8 +95,22 @@ func TestCreateServiceValidation(t *testing.T) {
 		assert.Equal(t, false, arr[0]["ok"])
 		assert.Contains(t, string(a.body), tc.want, tc.name)
 	}
-	assert.Equal(t, 415, e.call("POST", "/v1/Services", "text/plain", `{"customer_id":7}`).status)
+	assert.Equal(t, 415, e.call("POST", "/v1/Services", "text/plain", `{"customer_id":7,"provider_id":5}`).status)
 	assert.Empty(t, e.sim.Services())
+}
+
+// Rev.io's limits on number, number2 (255) and description (1000) are
+// characters, not bytes: a value at the limit in accented letters is taken.
+func TestCreateServiceLimitsCountCharacters(t *testing.T) {
+	e := newEnv(t)
+	body := fmt.Sprintf(`{"customer_id":7,"provider_id":5,"number":%q,"number2":%q,"description":%q}`,
+		strings.Repeat("é", 255), strings.Repeat("ü", 255), strings.Repeat("ñ", 1000))
+	a := e.call("POST", "/v1/Services", "application/json", body)
+	require.Equal(t, 201, a.status, string(a.body))
+	got := e.sim.Services()
+	require.Len(t, got, 1)
+	assert.Equal(t, int64(5), got[0].ProviderID)
+	assert.Equal(t, strings.Repeat("ñ", 1000), got[0].Description)
 }
 
 func TestPagingAndFilters(t *testing.T) {
@@ -157,7 +186,7 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 			req, _ := http.NewRequest(
 				"POST",
 				e.srv.URL+"/v1/Services",
-				strings.NewReader(fmt.Sprintf(`{"customer_id":%d}`, i+1)),
+				strings.NewReader(fmt.Sprintf(`{"customer_id":%d,"provider_id":5}`, i+1)),
 			)
 			req.Header.Set("Authorization", goodBasic())
 			req.Header.Set("Ocp-Apim-Subscription-Key", subKey)

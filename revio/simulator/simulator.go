@@ -25,7 +25,12 @@
 //     whose fields are documented ones with the right JSON types; unknown
 //     fields are rejected with 400 because the real API would silently drop
 //     them (a misspelt "generate_proration" would bill the wrong way).
-//     provider_id is optional on create. Ids must be JSON numbers.
+//     Ids must be JSON numbers.
+//   - POST /v1/Services requires customer_id and provider_id (both marked
+//     required in the reference, postv1_services; absent, null or 0 is a
+//     400 naming the field) and limits number and number2 to 255
+//     characters, description to 1000. Lengths count characters as .NET
+//     does (UTF-16 code units), not bytes.
 //   - Dates are accepted as yyyy-mm-dd, yyyy-mm-ddZ or RFC 3339 and stored as
 //     the date; they are answered as "yyyy-mm-ddT00:00:00" (the .NET
 //     date-time form the docs' date-time type suggests) or null.

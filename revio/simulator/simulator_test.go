@@ -51,7 +51,7 @@ func TestFaultErrorRate(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.ErrorRate = 1 })
 	seen := map[int]bool{}
 	for i := 0; i < 20; i++ {
-		a := e.call("POST", "/v1/Services", "application/json", `{"customer_id":1}`)
+		a := e.call("POST", "/v1/Services", "application/json", `{"customer_id":1,"provider_id":5}`)
 		seen[a.status] = true
 	}
 	assert.Equal(t, map[int]bool{500: true, 503: true}, seen)
@@ -90,7 +90,7 @@ func TestFaultLatency(t *testing.T) {
 
 func TestFaultFailCreateService(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.FailCreateServiceRate = 1 })
-	a := e.call("POST", "/v1/Services", "application/json", `{"customer_id":1}`)
+	a := e.call("POST", "/v1/Services", "application/json", `{"customer_id":1,"provider_id":5}`)
 	assert.Equal(t, 500, a.status)
 	assert.Empty(t, e.sim.Services())
 	// Other calls are unaffected.
@@ -104,7 +104,7 @@ func TestFaultStallCreateService(t *testing.T) {
 		req, _ := http.NewRequest(
 			"POST",
 			e.srv.URL+"/v1/Services",
-			strings.NewReader(`{"customer_id":1,"number":"1555"}`),
+			strings.NewReader(`{"customer_id":1,"provider_id":5,"number":"1555"}`),
 		)
 		req.Header.Set("Authorization", goodBasic())
 		req.Header.Set("Ocp-Apim-Subscription-Key", subKey)
@@ -141,7 +141,7 @@ func TestFaultStallCreateService(t *testing.T) {
 
 func TestStallCallerGoneKeepsService(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.StallCreateService = 5 * time.Second })
-	err := e.createServiceGivingUp(100*time.Millisecond, `{"customer_id":1}`)
+	err := e.createServiceGivingUp(100*time.Millisecond, `{"customer_id":1,"provider_id":5}`)
 	require.Error(t, err)
 	assert.Len(t, e.sim.Services(), 1)
 }
@@ -151,11 +151,11 @@ func TestStallCallerGoneKeepsService(t *testing.T) {
 // too), and only those.
 func TestStalledCreatesCounted(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Faults.StallCreateService = 5 * time.Second })
-	err := e.createServiceGivingUp(100*time.Millisecond, `{"customer_id":1}`)
+	err := e.createServiceGivingUp(100*time.Millisecond, `{"customer_id":1,"provider_id":5}`)
 	require.Error(t, err, "the client gives up before the answer")
 
 	e.sim.SetFaults(Faults{})
-	e.createService(`{"customer_id":1}`)
+	e.createService(`{"customer_id":1,"provider_id":5}`)
 	assert.Equal(t, 1, e.sim.Stats().StalledCreates)
 
 	resp, err := http.Get(e.srv.URL + "/admin/stats")
@@ -169,7 +169,7 @@ func TestStalledCreatesCounted(t *testing.T) {
 
 func TestAdminEndpoints(t *testing.T) {
 	e := newEnv(t)
-	sid := e.createService(`{"customer_id":7}`)
+	sid := e.createService(`{"customer_id":7,"provider_id":5}`)
 	e.createProduct(sid, 7)
 	get := func(path string) answer {
 		resp, err := http.Get(e.srv.URL + path)
@@ -226,5 +226,5 @@ func TestAdminEndpoints(t *testing.T) {
 	assert.Empty(t, e.sim.ServiceProducts())
 	assert.Zero(t, e.sim.Stats().Total)
 	assert.Equal(t, Faults{}, e.sim.CurrentFaults())
-	assert.Equal(t, int64(100001), e.createService(`{"customer_id":7}`), "ids restart")
+	assert.Equal(t, int64(100001), e.createService(`{"customer_id":7,"provider_id":5}`), "ids restart")
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 )
 
 // Wire types of the simulator, written from the Rev.io docs independently of
@@ -272,10 +273,21 @@ func (o object) str(k string, maxLen int) (string, error) {
 	if err := json.Unmarshal(o[k], &s); err != nil {
 		return "", fmt.Errorf("%s must be a string", k)
 	}
-	if len(s) > maxLen {
+	if utf16Len(s) > maxLen {
 		return "", fmt.Errorf("%s is longer than %d characters", k, maxLen)
 	}
 	return s, nil
+}
+
+// utf16Len counts characters the way .NET's string length does (UTF-16
+// code units), which is how Rev.io's documented maximum lengths are meant:
+// "é" is one character, not two bytes.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += max(utf16.RuneLen(r), 1)
+	}
+	return n
 }
 
 func (o object) boolean(k string) (bool, error) {
