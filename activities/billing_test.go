@@ -211,7 +211,7 @@ func TestCreateBillingServiceFindsServiceCreatedWithoutAnswer(t *testing.T) {
 	require.NoError(t, err)
 	// An unrelated service of the same customer is not taken for it.
 	_, err = h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
-		Number: "3125559999", Number2: "89148009999999999999"})
+		ProviderID: billingData.ProviderID, Number: "3125559999", Number2: "89148009999999999999"})
 	require.NoError(t, err)
 	require.NoError(t, h.store.SetBillingStatus(ctx(t), id, change.BillingError, "", "timeout"))
 
@@ -277,6 +277,28 @@ func TestCreateBillingServiceRevioErrors(t *testing.T) {
 	require.True(t, res.Created)
 	require.Len(t, h.rsim.Services(), 1)
 	require.Len(t, h.rsim.ServiceProducts(), 3)
+}
+
+// A billing row written before rev_provider_id was required (stranded in
+// PostgreSQL, or retried with billing-retry) has no provider: Rev.io
+// refuses such a service, so the step fails at once, not retryable, with a
+// message naming provider_id, and nothing is sent to create it.
+func TestCreateBillingServiceWithoutProvider(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, _ := h.activated("3125550106")
+	h.exec(`UPDATE device_changes SET billing = '{"customerId":5001,"serviceTypeId":17}' WHERE id = $1`, id)
+
+	for _, status := range []change.BillingStatus{change.BillingPending, change.BillingError} {
+		require.NoError(t, h.store.SetBillingStatus(ctx(t), id, status, "", ""))
+		err := h.createBilling(bulk, id)
+		ae := appError(t, err)
+		require.True(t, ae.NonRetryable(), "no retry can supply the provider")
+		require.Equal(t, activities.ErrTypeRevio, ae.Type())
+		require.Contains(t, ae.Error(), "provider_id is required")
+		require.Zero(t, h.revioCalls("POST /v1/Services"), "refused before sending")
+		require.Empty(t, h.rsim.Services())
+	}
 }
 
 // A deactivated device's Rev.io products and service are disconnected

@@ -195,7 +195,7 @@ func TestCreateBillingServiceFindsTheServiceOfAnAlreadyActiveDevice(t *testing.T
 	h := newHarness(t)
 	bulk, id, dev := h.activated("3125550401")
 	h.setOutcome(id, change.AlreadyActive)
-	existing, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: 777, ServiceTypeID: 7,
+	existing, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{CustomerID: 777, ProviderID: 9, ServiceTypeID: 7,
 		Number: "3125550401", Number2: dev.ICCID})
 	require.NoError(t, err)
 	posts := h.revioCalls("POST /v1/Services")
@@ -343,7 +343,7 @@ func TestCreateBillingServiceOfAnAlreadyActiveDeviceFinishesItsOwnService(t *tes
 			h := newHarness(t)
 			bulk, id, dev := h.activated(tc.msisdn)
 			h.setOutcome(id, change.AlreadyActive)
-			req := revio.CreateServiceRequest{CustomerID: billingData.CustomerID,
+			req := revio.CreateServiceRequest{CustomerID: billingData.CustomerID, ProviderID: billingData.ProviderID,
 				ServiceTypeID: billingData.ServiceTypeID, Number: tc.msisdn, Number2: dev.ICCID}
 			if !tc.recorded {
 				req.Description = fmt.Sprintf("tsbulk device change %d", id)

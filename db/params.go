@@ -11,7 +11,10 @@ type ChangeParams struct {
 }
 
 // BillingData is the Rev.io service to create after a successful
-// activation, stored as JSON in device_changes.billing.
+// activation, stored as JSON in device_changes.billing. Rev.io requires
+// ProviderID; it is 0 only in rows written before the file asked for
+// rev_provider_id, and their Rev.io step fails at once (the client refuses
+// to create a service without a provider).
 type BillingData struct {
 	CustomerID    int64    `json:"customerId"`
 	ServiceTypeID int64    `json:"serviceTypeId"`

@@ -198,7 +198,7 @@ func TestCreateServiceIDFromLocation(t *testing.T) {
 		w.Header().Set("Location", "https://api.example/v1/Services/987")
 		writeJSONBody(w, http.StatusCreated, `{"ok":true}`)
 	})
-	id, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	id, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	require.NoError(t, err)
 	assert.EqualValues(t, 987, id)
 }
@@ -207,7 +207,7 @@ func TestCreateServiceWithoutIDIsOutcomeUnknown(t *testing.T) {
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		writeJSONBody(w, http.StatusCreated, `{"ok":true}`)
 	})
-	_, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	_, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e := asError(t, err)
 	assert.ErrorIs(t, err, ErrUnexpectedResponse)
 	assert.True(t, e.OutcomeUnknown())
@@ -222,7 +222,7 @@ func TestValidationErrorsAreNotSent(t *testing.T) {
 	checks := []error{
 		func() error { _, err := c.CreateService(ctx, CreateServiceRequest{}); return err }(),
 		func() error {
-			_, err := c.CreateService(ctx, CreateServiceRequest{CustomerID: 1, ActivatedDate: "2024-05-01T00:00:00Z"})
+			_, err := c.CreateService(ctx, CreateServiceRequest{CustomerID: 1, ProviderID: 5, ActivatedDate: "2024-05-01T00:00:00Z"})
 			return err
 		}(),
 		func() error {
@@ -244,6 +244,51 @@ func TestValidationErrorsAreNotSent(t *testing.T) {
 		assert.Contains(t, err.Error(), "invalid request")
 	}
 	assert.Empty(t, f.requests())
+}
+
+// Rev.io requires provider_id on POST /v1/Services (postv1_services): a
+// service without one is refused here, before anything is sent, as an
+// invalid request that no retry can cure.
+func TestCreateServiceRequiresProvider(t *testing.T) {
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":1}`) })
+	c := newTestClient(t, f.URL)
+	for _, req := range []CreateServiceRequest{
+		{CustomerID: 1, Number: "15551234567"},
+		{CustomerID: 1, ProviderID: -3},
+	} {
+		_, err := c.CreateService(context.Background(), req)
+		e := asError(t, err)
+		assert.ErrorIs(t, err, ErrInvalidRequest)
+		assert.Zero(t, e.HTTPStatus)
+		assert.False(t, e.Sent)
+		assert.False(t, e.Retryable())
+		assert.False(t, e.OutcomeUnknown())
+		assert.Contains(t, err.Error(), "provider_id is required")
+	}
+	assert.Empty(t, f.requests())
+}
+
+// The documented maximum lengths (number, number2 255; description 1000)
+// are characters: a value at the limit in accented letters is sent, one
+// character more is refused before sending.
+func TestCreateServiceLengthsInCharacters(t *testing.T) {
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":1}`) })
+	c := newTestClient(t, f.URL)
+	ctx := context.Background()
+	_, err := c.CreateService(ctx, CreateServiceRequest{CustomerID: 1, ProviderID: 5,
+		Number: strings.Repeat("é", 255), Number2: strings.Repeat("ü", 255), Description: strings.Repeat("ñ", 1000)})
+	require.NoError(t, err)
+	require.Len(t, f.requests(), 1)
+	for field, req := range map[string]CreateServiceRequest{
+		"number":      {CustomerID: 1, ProviderID: 5, Number: strings.Repeat("é", 256)},
+		"number2":     {CustomerID: 1, ProviderID: 5, Number2: strings.Repeat("8", 256)},
+		"description": {CustomerID: 1, ProviderID: 5, Description: strings.Repeat("d", 1001)},
+	} {
+		_, err := c.CreateService(ctx, req)
+		assert.ErrorIs(t, err, ErrInvalidRequest, field)
+		assert.Contains(t, err.Error(), field+" longer than", field)
+	}
+	assert.Len(t, f.requests(), 1, "nothing more sent")
 }
 
 func TestFindServicesPagingAndExactMatch(t *testing.T) {
@@ -566,7 +611,7 @@ func TestGETRetriedOn5xxButPOSTNot(t *testing.T) {
 	assert.Len(t, f.requests(), 6)
 
 	// POST is sent once even though a 500 is "retryable" for the caller.
-	_, err = c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	_, err = c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e = asError(t, err)
 	assert.Equal(t, 503, e.HTTPStatus)
 	assert.True(t, e.Sent)
@@ -597,7 +642,7 @@ func TestPOSTRetriedOnlyWhenNotSent(t *testing.T) {
 	c := newTestClient(t, closedURL(t), func(c *Config) {
 		c.Observer = func(_ context.Context, x Exchange) { xs = append(xs, x) }
 	})
-	_, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	_, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e := asError(t, err)
 	assert.False(t, e.Sent)
 	assert.True(t, e.Retryable(), "dial failures are transport errors")
@@ -621,7 +666,7 @@ func TestPOSTTimeoutAfterWriteIsSentAndNotRetried(t *testing.T) {
 	})
 	defer close(release)
 	c := newTestClient(t, f.URL, func(c *Config) { c.HTTPTimeout = 100 * time.Millisecond })
-	_, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, Number: "1555"})
+	_, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5, Number: "1555"})
 	e := asError(t, err)
 	assert.True(t, e.Sent)
 	assert.Zero(t, e.HTTPStatus)
@@ -643,7 +688,7 @@ func TestPOSTConnectionDroppedAfterSendNotRetried(t *testing.T) {
 			_ = conn.Close()
 		}
 	})
-	_, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	_, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e := asError(t, err)
 	assert.True(t, e.Sent)
 	assert.True(t, e.OutcomeUnknown())
@@ -678,7 +723,7 @@ func TestRedactionInObserverAndErrors(t *testing.T) {
 	c := newTestClient(t, f.URL, func(c *Config) {
 		c.Observer = func(_ context.Context, x Exchange) { xs = append(xs, x) }
 	})
-	_, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, Description: "hello"})
+	_, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5, Description: "hello"})
 	require.Error(t, err)
 	secrets := []string{testPassword, testKey, strings.TrimPrefix(wantBasic, "Basic ")}
 	for _, s := range secrets {
@@ -693,7 +738,7 @@ func TestRedactionInObserverAndErrors(t *testing.T) {
 	assert.Equal(t, 400, x.StatusCode)
 	assert.Equal(t, 1, x.Attempt)
 	assert.False(t, x.Started.IsZero())
-	assert.JSONEq(t, `{"customer_id":1,"description":"hello"}`, string(x.RequestBody))
+	assert.JSONEq(t, `{"customer_id":1,"provider_id":5,"description":"hello"}`, string(x.RequestBody))
 	assert.Contains(t, string(x.ResponseBody), "[REDACTED]")
 	dump := fmt.Sprintf("%+v %s %s", x, x.RequestBody, x.ResponseBody)
 	for _, s := range secrets {

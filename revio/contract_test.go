@@ -204,7 +204,7 @@ func TestContractAuthFailures(t *testing.T) {
 			assert.False(t, re.Retryable())
 			assert.NotContains(t, err.Error(), cPassword)
 			assert.NotContains(t, err.Error(), cKey)
-			_, err = c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1})
+			_, err = c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 			require.ErrorAs(t, err, &re)
 			assert.Equal(t, 401, re.HTTPStatus)
 		})
@@ -260,7 +260,7 @@ func TestContractPagingOver500(t *testing.T) {
 			defer func() { <-sem }()
 			_, err := c.CreateService(
 				ctx,
-				revio.CreateServiceRequest{CustomerID: 42, Number: fmt.Sprintf("1555%07d", i)},
+				revio.CreateServiceRequest{CustomerID: 42, ProviderID: 5, Number: fmt.Sprintf("1555%07d", i)},
 			)
 			errs <- err
 		}(i)
@@ -271,7 +271,7 @@ func TestContractPagingOver500(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// A few services of another customer must not leak into the result.
-	_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 43, Number: "x"})
+	_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 43, ProviderID: 5, Number: "x"})
 	require.NoError(t, err)
 
 	before := e.sim.Stats().Calls["GET /v1/Services"]
@@ -291,7 +291,7 @@ func TestContractServiceProductPaging(t *testing.T) {
 	e := newContract(t)
 	c := e.client(t)
 	ctx := context.Background()
-	sid, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1})
+	sid, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	require.NoError(t, err)
 	for i := 0; i < 503; i++ {
 		_, err := c.CreateServiceProduct(
@@ -310,7 +310,7 @@ func TestContractFaults(t *testing.T) {
 
 	t.Run("FailCreateService is not retried and creates nothing", func(t *testing.T) {
 		e := newContract(t, func(c *simulator.Config) { c.Faults.FailCreateServiceRate = 1 })
-		_, err := e.client(t).CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, Number: "1"})
+		_, err := e.client(t).CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, ProviderID: 5, Number: "1"})
 		var re *revio.Error
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, 500, re.HTTPStatus)
@@ -347,7 +347,7 @@ func TestContractFaults(t *testing.T) {
 	t.Run("StallCreateService: caller times out after Rev.io created", func(t *testing.T) {
 		e := newContract(t, func(c *simulator.Config) { c.Faults.StallCreateService = 10 * time.Second })
 		c := e.client(t, func(c *revio.Config) { c.HTTPTimeout = 150 * time.Millisecond })
-		_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, Number: "15550009999"})
+		_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, ProviderID: 5, Number: "15550009999"})
 		var re *revio.Error
 		require.ErrorAs(t, err, &re)
 		assert.True(t, re.Sent)
@@ -386,7 +386,7 @@ func TestContractObserverAudit(t *testing.T) {
 		c.Observer = func(_ context.Context, x revio.Exchange) { mu.Lock(); xs = append(xs, x); mu.Unlock() }
 	})
 	ctx := context.Background()
-	sid, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 3, Number: "1"})
+	sid, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 3, ProviderID: 5, Number: "1"})
 	require.NoError(t, err)
 	_, err = c.FindServices(ctx, revio.ServiceSearch{Number: "1"})
 	require.NoError(t, err)
@@ -399,4 +399,25 @@ func TestContractObserverAudit(t *testing.T) {
 		assert.NotContains(t, dump, cPassword)
 		assert.NotContains(t, dump, cKey)
 	}
+}
+
+// Rev.io requires provider_id (postv1_services): the client never sends a
+// service without one, and the one it sends carries it.
+func TestContractProviderRequired(t *testing.T) {
+	e := newContract(t)
+	c := e.client(t)
+	ctx := context.Background()
+	_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 7, Number: "15551230001"})
+	require.ErrorIs(t, err, revio.ErrInvalidRequest)
+	var re *revio.Error
+	require.ErrorAs(t, err, &re)
+	assert.False(t, re.Retryable())
+	assert.Zero(t, e.sim.Stats().Calls["POST /v1/Services"], "refused before sending")
+	assert.Empty(t, e.sim.Services())
+
+	_, err = c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 7, ProviderID: 5, Number: "15551230001"})
+	require.NoError(t, err)
+	stored := e.sim.Services()
+	require.Len(t, stored, 1)
+	assert.EqualValues(t, 5, stored[0].ProviderID)
 }

@@ -29,6 +29,17 @@
 // no definitive answer (OutcomeUnknown) means the caller must reconcile, e.g.
 // FindServices by number, before creating again.
 //
+// # Rules from the Rev.io reference
+//
+// POST /v1/Services (reference "postv1_services"): customer_id and
+// provider_id are both required (int32), number and number2 are at most 255
+// characters, description at most 1000. CreateService refuses a request
+// that breaks them before sending it, as an *Error wrapping
+// ErrInvalidRequest (not retryable): Rev.io would refuse it with a 400, and
+// a missing provider cannot be supplied by any retry. (Altaworx sent
+// provider_id only when it had one; the reference marks it required.)
+// Lengths count characters as .NET does (UTF-16 code units), not bytes.
+//
 // # Choices for points the Rev.io documentation does not confirm
 //
 //   - Dates are sent as plain "yyyy-mm-dd" (layout DateLayout). Rev.io types
@@ -50,7 +61,6 @@
 //     present. The rate is decimal text in Go and a JSON number on the wire;
 //     an empty Rate is omitted (the product's own rate then applies, if Rev.io
 //     does that). Quantity 0 is sent as 1, as Altaworx always did.
-//   - provider_id is optional on create (Altaworx sent it only when known).
 //   - Error bodies may be an object, an array of {ok,id,error,message}
 //     objects, or text; Error.Message holds the extracted, scrubbed text.
 //   - Retry-After is honoured when present, as seconds or an HTTP date.

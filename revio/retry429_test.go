@@ -30,7 +30,7 @@ func TestShort429RetriedEvenForPOST(t *testing.T) {
 		writeJSONBody(w, 201, `{"ok":true,"id":1001}`)
 	})
 	c := newTestClient(t, f.URL)
-	id, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	id, err := c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1001), id)
 	require.Len(t, f.requests(), 2, "the refused create sent again once")
@@ -41,7 +41,7 @@ func TestShort429RetriedEvenForPOST(t *testing.T) {
 	// and the outcome is known (nothing was created).
 	c.rateLimitPatience = 2 * time.Second
 	limited.Store(100)
-	_, err = c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1})
+	_, err = c.CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e := asError(t, err)
 	assert.Equal(t, 429, e.HTTPStatus)
 	assert.False(t, e.OutcomeUnknown())
@@ -51,7 +51,7 @@ func TestShort429RetriedEvenForPOST(t *testing.T) {
 	// A wait that would outlast the caller's deadline is not started.
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err = c.CreateService(ctx, CreateServiceRequest{CustomerID: 1})
+	_, err = c.CreateService(ctx, CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e = asError(t, err)
 	assert.Equal(t, 429, e.HTTPStatus)
 	assert.Len(t, f.requests(), 2+3+1)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 )
 
 // pageSize is Rev.io's documented maximum page size.
@@ -46,17 +47,24 @@ func (c *Client) CreateService(ctx context.Context, req CreateServiceRequest) (i
 	return c.createdID(op, resp)
 }
 
+// validateCreateService applies the rules of Rev.io's reference
+// (postv1_services): customer_id and provider_id required, number and
+// number2 at most 255 characters, description at most 1000. A service
+// without its provider would only be refused by Rev.io, so it is refused
+// here without being sent.
 func validateCreateService(r CreateServiceRequest) error {
 	switch {
 	case r.CustomerID <= 0:
 		return fmt.Errorf("customer_id is required")
-	case r.ProviderID < 0, r.ServiceTypeID < 0, r.PackageID < 0, r.UsagePlanGroupID < 0:
+	case r.ProviderID <= 0:
+		return fmt.Errorf("provider_id is required (Rev.io requires a service's provider)")
+	case r.ServiceTypeID < 0, r.PackageID < 0, r.UsagePlanGroupID < 0:
 		return fmt.Errorf("ids must not be negative")
-	case len(r.Number) > 255:
+	case textLen(r.Number) > 255:
 		return fmt.Errorf("number longer than 255 characters")
-	case len(r.Number2) > 255:
+	case textLen(r.Number2) > 255:
 		return fmt.Errorf("number2 longer than 255 characters")
-	case len(r.Description) > 1000:
+	case textLen(r.Description) > 1000:
 		return fmt.Errorf("description longer than 1000 characters")
 	}
 	if err := checkDate("activated_date", r.ActivatedDate); err != nil {
@@ -392,4 +400,14 @@ func checkDate(field, s string) error {
 		return fmt.Errorf("%s must be yyyy-mm-dd", field)
 	}
 	return nil
+}
+
+// textLen counts characters as Rev.io's .NET limits do (UTF-16 code units),
+// so that "é" counts once, not as its two bytes.
+func textLen(s string) int {
+	n := 0
+	for _, r := range s {
+		n += max(utf16.RuneLen(r), 1)
+	}
+	return n
 }

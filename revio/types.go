@@ -25,10 +25,11 @@ const (
 )
 
 // CreateServiceRequest is the body of POST /v1/Services. Dates are
-// "yyyy-mm-dd". Do not set a service id: Rev.io assigns it.
+// "yyyy-mm-dd". Do not set a service id: Rev.io assigns it. CustomerID and
+// ProviderID are required (CreateService refuses a request without them).
 type CreateServiceRequest struct {
 	CustomerID       int64  `json:"customer_id"`
-	ProviderID       int64  `json:"provider_id,omitempty"`
+	ProviderID       int64  `json:"provider_id"`
 	ServiceTypeID    int64  `json:"service_type_id,omitempty"`
 	Number           string `json:"number,omitempty"`  // MSISDN (or the device identifier when there is none)
 	Number2          string `json:"number2,omitempty"` // ICCID
