@@ -15,14 +15,16 @@ var rateFormat = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,4})?$`)
 
 // checkBilling reads the Rev.io columns of an activate row that has at least
 // one of them filled: a half-described billing service would fail in Rev.io
-// after the device is already active, so it is refused up front.
+// after the device is already active, so it is refused up front. The
+// provider is required because Rev.io requires provider_id on POST
+// /v1/Services (reference "postv1_services").
 func checkBilling(e *rowErrors) *Billing {
 	rec := e.rec
 	b := &Billing{}
-	required := func(c column, dst *int64) {
+	required := func(c column, dst *int64, why string) {
 		s := rec.val[c]
 		if s == "" {
-			e.fail(c, "is required when any rev_ column is filled")
+			e.fail(c, "is required when any rev_ column is filled%s", why)
 			return
 		}
 		id, ok := positiveInt(s)
@@ -31,15 +33,9 @@ func checkBilling(e *rowErrors) *Billing {
 		}
 		*dst = id
 	}
-	required(colRevCustomerID, &b.CustomerID)
-	required(colRevServiceTypeID, &b.ServiceTypeID)
-	if s := rec.val[colRevProviderID]; s != "" {
-		id, ok := positiveInt(s)
-		if !ok {
-			e.fail(colRevProviderID, "must be a positive whole number")
-		}
-		b.ProviderID = id
-	}
+	required(colRevCustomerID, &b.CustomerID, "")
+	required(colRevServiceTypeID, &b.ServiceTypeID, "")
+	required(colRevProviderID, &b.ProviderID, " (Rev.io creates no service line without its provider)")
 
 	ids, rates := rec.list[colRevProductIDs], rec.list[colRevRates]
 	for i, s := range ids {

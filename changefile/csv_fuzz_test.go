@@ -16,7 +16,7 @@ func FuzzParseCSV(f *testing.F) {
 	addSeedFiles(f, []uint8{0, 2}, "testdata/*.csv", "../demo/*.csv")
 	const (
 		iccid1, iccid2 = "89148000001234567898", "89148000000000000019"
-		full           = "iccid,operation,imei,service_plan,mdn_zip_code,ppu_first_name,ppu_last_name,ppu_address_line1,ppu_address_line2,ppu_city,ppu_state,ppu_zip,ppu_country,rev_customer_id,rev_service_type_id,rev_product_ids,rev_rates\n"
+		full           = "iccid,operation,imei,service_plan,mdn_zip_code,ppu_first_name,ppu_last_name,ppu_address_line1,ppu_address_line2,ppu_city,ppu_state,ppu_zip,ppu_country,rev_customer_id,rev_service_type_id,rev_provider_id,rev_product_ids,rev_rates\n"
 	)
 	addSeeds(f, []string{
 		// Stray and unclosed quotes, in a row and in the header.
@@ -28,8 +28,8 @@ func FuzzParseCSV(f *testing.F) {
 		"\uFEFFiccid,operation\r\n" + iccid1 + ",suspend\r\n\r\n,\r\n" + iccid2 + ",\"rest\r\nore\"\r\n",
 		"iccid,operation\r" + iccid1 + ",suspend\r" + iccid2 + ",restore\r",
 		// A complete activation, and one with a long field.
-		full + iccid1 + ",activate,490154203237518,m2m_4G,98801,Ada,Lovelace,\"100 Main St, Building 2\",Suite 4,Wenatchee,wa,98801-1234,US,1001,5,101;102,9.99; 0.5\n",
-		full + iccid1 + ",activate,,m2m_4G,98801,Ada,Lovelace," + strings.Repeat("Long Street ", 2000) + ",,Wenatchee,WA,98801,USA,,,,\n",
+		full + iccid1 + ",activate,490154203237518,m2m_4G,98801,Ada,Lovelace,\"100 Main St, Building 2\",Suite 4,Wenatchee,wa,98801-1234,US,1001,5,3,101;102,9.99; 0.5\n",
+		full + iccid1 + ",activate,,m2m_4G,98801,Ada,Lovelace," + strings.Repeat("Long Street ", 2000) + ",,Wenatchee,WA,98801,USA,,,,,\n",
 		// Unicode digits (full-width, Arabic-Indic), scientific notation, duplicates.
 		"iccid,operation\n\uFF18\uFF19\uFF11\uFF14\uFF18000001234567898,suspend\n\u0668\u0669\u0661\u0664\u0668000001234567898,suspend\n8.91480E+19,suspend\n",
 		"iccid,operation\n" + iccid1 + ",suspend\n " + iccid1 + " ,restore\n",

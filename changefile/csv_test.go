@@ -73,6 +73,7 @@ func TestParseCSVErrorSample(t *testing.T) {
 		want{11, "rev_service_type_id", "positive whole number"},
 		want{11, "rev_product_ids", "item 2 must be a positive whole number"},
 		want{11, "rev_rates", "has 1 rate but rev_product_ids has 2 products"},
+		want{11, "rev_provider_id", "is required when any rev_ column is filled"},
 		want{12, "", "has 2 fields but the header has 18"},
 		want{13, "iccid", "is required"},
 		want{14, "iccid", "scientific notation"},
@@ -80,14 +81,15 @@ func TestParseCSVErrorSample(t *testing.T) {
 		want{16, "ppu_city", "only used by activate"},
 		want{17, "iccid", "already on row 16"},
 		want{17, "rev_rates", "at most 4 decimal places"},
+		want{17, "rev_provider_id", "is required"},
 	)
 	msg := ve.Error()
 	assert.True(
 		t,
-		strings.HasPrefix(msg, "bulk change file has 27 problems:\nrow 3, field iccid: check digit is wrong\n"),
+		strings.HasPrefix(msg, "bulk change file has 29 problems:\nrow 3, field iccid: check digit is wrong\n"),
 		msg,
 	)
-	assert.Len(t, strings.Split(msg, "\n"), 28, "a header line plus one line per problem")
+	assert.Len(t, strings.Split(msg, "\n"), 30, "a header line plus one line per problem")
 	assertNoPPU(t, msg, PPU{FirstName: "Zebulon", AddressLine1: "PO Box 4242", City: "Quahog", Country: "Canada"})
 	assert.NotContains(t, msg, "4242")
 }
@@ -333,10 +335,19 @@ func TestParseCSVOperationRules(t *testing.T) {
 		},
 		{
 			name: "billing without products",
-			kv:   with(activate, "rev_customer_id", "10", "rev_service_type_id", "20"),
+			kv:   with(activate, "rev_customer_id", "10", "rev_service_type_id", "20", "rev_provider_id", "30"),
 			check: func(t *testing.T, r DeviceRequest) {
-				assert.Equal(t, &Billing{CustomerID: 10, ServiceTypeID: 20}, r.Billing)
+				assert.Equal(t, &Billing{CustomerID: 10, ServiceTypeID: 20, ProviderID: 30}, r.Billing)
 			},
+		},
+		{
+			// Rev.io requires provider_id to create the service line
+			// (postv1_services): without it every billing step would fail
+			// after the device is active.
+			name: "billing row without rev_provider_id",
+			kv: with(activate, "rev_customer_id", "10", "rev_service_type_id", "20",
+				"rev_product_ids", "1", "rev_rates", "9.99"),
+			wants: []want{{2, "rev_provider_id", "is required when any rev_ column is filled (Rev.io"}},
 		},
 		{name: "any rev column asks for ids", kv: with(activate, "rev_provider_id", "3"), wants: []want{
 			{
@@ -356,13 +367,15 @@ func TestParseCSVOperationRules(t *testing.T) {
 		},
 		{
 			name: "rates without products",
-			kv:   with(activate, "rev_customer_id", "1", "rev_service_type_id", "2", "rev_rates", "1.00"),
+			kv: with(activate, "rev_customer_id", "1", "rev_service_type_id", "2", "rev_provider_id", "3",
+				"rev_rates", "1.00"),
 			wants: []want{
 				{2, "rev_product_ids", "is required when rev_rates is given"}},
 		},
 		{
 			name: "products without rates",
-			kv:   with(activate, "rev_customer_id", "1", "rev_service_type_id", "2", "rev_product_ids", "7"),
+			kv: with(activate, "rev_customer_id", "1", "rev_service_type_id", "2", "rev_provider_id", "3",
+				"rev_product_ids", "7"),
 			wants: []want{
 				{2, "rev_rates", "is required when rev_product_ids is given"}},
 		},
@@ -374,6 +387,8 @@ func TestParseCSVOperationRules(t *testing.T) {
 				"1",
 				"rev_service_type_id",
 				"2",
+				"rev_provider_id",
+				"3",
 				"rev_product_ids",
 				"7;8;9",
 				"rev_rates",

@@ -12,6 +12,10 @@
 //	rev_customer_id, rev_service_type_id, rev_provider_id,
 //	rev_product_ids, rev_rates                        (activate, optional; lists ";"-separated)
 //
+// A row with any rev_ column needs rev_customer_id, rev_service_type_id and
+// rev_provider_id (Rev.io requires customer_id and provider_id to create a
+// service line), and one rate per product.
+//
 // JSON files are an array of objects with exactly these keys.
 //
 // Validation reports every problem in the file at once, with its row and

@@ -42,6 +42,7 @@ func TestParseJSONErrorSample(t *testing.T) {
 		want{8, "ppu_country", "US or USA"},
 		want{9, "rev_customer_id", "is required"},
 		want{9, "rev_service_type_id", "positive whole number"},
+		want{9, "rev_provider_id", "is required"},
 		want{9, "rev_product_ids", "item 2 must be a positive whole number"},
 		want{9, "rev_rates", "has 1 rate but rev_product_ids has 2 products"},
 		want{10, "", "must be a JSON object"},
@@ -50,6 +51,7 @@ func TestParseJSONErrorSample(t *testing.T) {
 		want{13, "operation", "is required"},
 		want{14, "ppu_city", "only used by activate"},
 		want{15, "iccid", "already on row 14"},
+		want{15, "rev_provider_id", "is required"},
 		want{15, "rev_rates", "at most 4 decimal places"},
 	)
 	assertNoPPU(
@@ -119,17 +121,17 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 		},
 		{
 			name: "list forms",
-			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":"1","rev_service_type_id":2,"rev_product_ids":"3; 4","rev_rates":[1.5," 2 "]},` +
-				`{"iccid":"` + iccidB + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_product_ids":9,"rev_rates":0.25}]`,
+			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":"1","rev_service_type_id":2,"rev_provider_id":"3","rev_product_ids":"3; 4","rev_rates":[1.5," 2 "]},` +
+				`{"iccid":"` + iccidB + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_provider_id":3,"rev_product_ids":9,"rev_rates":0.25}]`,
 			check: func(t *testing.T, reqs []DeviceRequest) {
 				assert.Equal(
 					t,
-					&Billing{CustomerID: 1, ServiceTypeID: 2, ProductIDs: []int64{3, 4}, Rates: []string{"1.5", "2"}},
+					&Billing{CustomerID: 1, ServiceTypeID: 2, ProviderID: 3, ProductIDs: []int64{3, 4}, Rates: []string{"1.5", "2"}},
 					reqs[0].Billing,
 				)
 				assert.Equal(
 					t,
-					&Billing{CustomerID: 1, ServiceTypeID: 2, ProductIDs: []int64{9}, Rates: []string{"0.25"}},
+					&Billing{CustomerID: 1, ServiceTypeID: 2, ProviderID: 3, ProductIDs: []int64{9}, Rates: []string{"0.25"}},
 					reqs[1].Billing,
 				)
 			},
@@ -151,7 +153,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 		},
 		{
 			name: "rate text precision kept",
-			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_product_ids":[1],"rev_rates":[0.1000]}]`,
+			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_provider_id":3,"rev_product_ids":[1],"rev_rates":[0.1000]}]`,
 			check: func(t *testing.T, reqs []DeviceRequest) {
 				assert.Equal(t, []string{"0.1000"}, reqs[0].Billing.Rates)
 			},

@@ -233,7 +233,9 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 		}
 
 		if b := r.Billing; b != nil {
-			if b.CustomerID <= 0 || b.ServiceTypeID <= 0 || b.ProviderID < 0 {
+			// Rev.io requires the customer and the provider of a service
+			// line (postv1_services); the README requires the service type.
+			if b.CustomerID <= 0 || b.ServiceTypeID <= 0 || b.ProviderID <= 0 {
 				bad("billing ids %d/%d/%d", b.CustomerID, b.ServiceTypeID, b.ProviderID)
 			}
 			if len(b.ProductIDs) != len(b.Rates) {

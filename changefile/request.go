@@ -16,7 +16,7 @@ const defaultReasonCode = "FF"
 type Billing struct {
 	CustomerID    int64
 	ServiceTypeID int64
-	ProviderID    int64    // 0 = not sent; Rev.io may then apply its own default
+	ProviderID    int64    // required: Rev.io refuses a service without provider_id
 	ProductIDs    []int64  // one service product per ID
 	Rates         []string // decimal text, one per product ID; text so no precision is lost on the way to Rev.io
 }
