@@ -322,6 +322,9 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 			return rep
 		}
 		if req.PrimaryPlaceOfUse != nil {
+			if rep := ppuCharacters(req.PrimaryPlaceOfUse); rep != nil {
+				return rep
+			}
 			if msg := validatePPU(req.PrimaryPlaceOfUse); msg != "" {
 				return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse: %s", msg)
 			}
@@ -333,6 +336,9 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 	case ActionContactInfo:
 		if req.PrimaryPlaceOfUse == nil {
 			return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse is required")
+		}
+		if rep := ppuCharacters(req.PrimaryPlaceOfUse); rep != nil {
+			return rep
 		}
 		if msg := validatePPU(req.PrimaryPlaceOfUse); msg != "" {
 			return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse: %s", msg)
@@ -396,4 +402,42 @@ func validatePPU(p *placeOfUse) string {
 		return fmt.Sprintf("address.country must be US or USA, not %q", p.Address.Country)
 	}
 	return ""
+}
+
+// refusedCharacters are the characters of ThingSpace's
+// INPUT_INVALID.Request.InvalidCharacter ("illegal characters in the
+// request: apostrophe, <, backslash"), with the names the refusal uses.
+var refusedCharacters = []struct {
+	char rune
+	name string
+}{{'\'', "apostrophe"}, {'<', "<"}, {'\\', "backslash"}}
+
+// ppuCharacters refuses a place of use with a character ThingSpace does not
+// accept in any of its text members (those the simulator models). The
+// answer names the member and the character, never the value: it is
+// personal data.
+func ppuCharacters(p *placeOfUse) *reply {
+	members := []ppuMember{
+		{path: "customerName.title", value: p.CustomerName.Title},
+		{path: "customerName.middleName", value: p.CustomerName.MiddleName},
+		{path: "customerName.suffix", value: p.CustomerName.Suffix},
+		{path: "address.zip4", value: p.Address.Zip4},
+		{path: "address.phone", value: p.Address.Phone},
+		{path: "address.phoneType", value: p.Address.PhoneType},
+		{path: "address.emailAddress", value: p.Address.EmailAddress},
+	}
+	for _, m := range append(ppuMembers(p), members...) {
+		for _, c := range refusedCharacters {
+			if strings.ContainsRune(m.value, c.char) {
+				r := uwsError(
+					CodeInvalidCharacter,
+					"INPUT_INVALID. primaryPlaceOfUse.%s contains a character that is not allowed (%s)",
+					m.path,
+					c.name,
+				)
+				return &r
+			}
+		}
+	}
+	return nil
 }

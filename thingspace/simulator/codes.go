@@ -20,6 +20,7 @@ const (
 	CodeCustomFieldName     = "UnifiedWebService.INPUT_INVALID.CustomField.InvalidName"
 	CodeCustomFieldTooLong  = "UnifiedWebService.INPUT_INVALID.CustomField.TooLong"
 	CodeRequestUndefined    = "UnifiedWebService.INPUT_INVALID.RequestUndefined"
+	CodeInvalidCharacter    = "UnifiedWebService.INPUT_INVALID.Request.InvalidCharacter"
 	CodeUnexpectedError     = "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
 	CodeInvalidCredentials  = "UnifiedWebService.REQUEST_FAILED.InvalidCredentials"        // simulator choice
 	CodeAccountLocked       = "UnifiedWebService.REQUEST_FAILED.AccountLocked"             // simulator choice

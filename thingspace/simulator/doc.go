@@ -58,6 +58,14 @@
 //   - reasonCode accepts any non-empty value (only "FF" is documented).
 //   - The PPU is checked for the members SDK-js marks required, no PO box
 //     in addressLine1, country US or USA.
+//   - An apostrophe ('), "<" or backslash in any text member of the PPU
+//     (activate's primaryPlaceOfUse and the contactInfo update) → 400
+//     INPUT_INVALID.Request.InvalidCharacter, checked before the PPU rules
+//     above; the message names the member and the character, not the
+//     value. The synchronous error table (secondary capture) lists these
+//     characters for the whole request without saying which members it
+//     checks; the simulator checks the PPU, the free text this product
+//     sends.
 //   - Unknown path or wrong method → 400 gateway fault 900906.
 //   - 5xx fault bodies: 500 → {errorCode: REQUEST_FAILED.UnexpectedError},
 //     502 → an HTML page, 503 → gateway fault 101503.

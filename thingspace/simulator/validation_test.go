@@ -155,3 +155,64 @@ func TestActionAcceptsDocumentedFields(t *testing.T) {
 			devs[0],
 		), "accountName": DefaultAccount, "reasonCode": "FF", "etfWaiver": false, "deleteAfterDeactivation": false}))
 }
+
+// ThingSpace refuses apostrophes, "<" and backslashes in a request
+// (INPUT_INVALID.Request.InvalidCharacter in the synchronous error table):
+// in any member of a place of use, on activate and on the contactInfo
+// update, with nothing changed and the value not echoed back.
+func TestPPUInvalidCharacters(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	pre := h.seed(1, "preactive")[0]
+	act := h.seed(1, "active")[0]
+	cases := []struct {
+		name   string
+		modify func(*placeOfUse)
+		member string
+	}{
+		{"apostrophe in last name", func(p *placeOfUse) { p.CustomerName.LastName = "O'Brien" }, "customerName.lastName"},
+		{"less-than in address", func(p *placeOfUse) { p.Address.AddressLine1 = "1 Main St <b>" }, "address.addressLine1"},
+		{"backslash in city", func(p *placeOfUse) { p.Address.City = `Wenatchee\East` }, "address.city"},
+		{"apostrophe in line 2", func(p *placeOfUse) { p.Address.AddressLine2 = "Bldg 'C'" }, "address.addressLine2"},
+		{"apostrophe in title", func(p *placeOfUse) { p.CustomerName.Title = "Ma'am" }, "customerName.title"},
+		{"apostrophe in middle name", func(p *placeOfUse) { p.CustomerName.MiddleName = "D'Arcy" }, "customerName.middleName"},
+	}
+	for _, c := range cases {
+		ppu := samplePPU()
+		c.modify(&ppu)
+		for _, call := range []struct {
+			method, action string
+			body           map[string]any
+		}{
+			{http.MethodPost, "activate", map[string]any{"devices": refs(pre), "servicePlan": "m2m_4G",
+				"mdnZipCode": "98801", "primaryPlaceOfUse": ppu}},
+			{http.MethodPut, "contactInfo", map[string]any{"devices": refs(act), "primaryPlaceOfUse": ppu}},
+		} {
+			status, body := h.m2m(call.method, "/devices/actions/"+call.action, call.body)
+			e := decodeAs[errorBody](t, body)
+			if status != http.StatusBadRequest || e.ErrorCode != CodeInvalidCharacter {
+				t.Errorf("%s, %s: got %d %s, want 400 %s", c.name, call.action, status, body, CodeInvalidCharacter)
+				continue
+			}
+			if !strings.Contains(e.ErrorMessage, c.member) {
+				t.Errorf("%s, %s: message %q does not name %s", c.name, call.action, e.ErrorMessage, c.member)
+			}
+			for _, v := range []string{"Brien", "Main St", "East", "Bldg", "Ma'am", "Arcy"} {
+				if strings.Contains(e.ErrorMessage, v) {
+					t.Errorf("%s, %s: message %q echoes the place of use", c.name, call.action, e.ErrorMessage)
+				}
+			}
+		}
+	}
+	if d, _ := h.sim.Device(pre); d.State != StatePreActive {
+		t.Fatalf("refused activation changed the device: %+v", d)
+	}
+	if st := h.sim.Stats(0); len(st.AcceptedChanges) != 0 {
+		t.Fatalf("refused requests counted as accepted: %v", st.AcceptedChanges)
+	}
+	// Other punctuation of names and addresses is taken.
+	ppu := samplePPU()
+	ppu.CustomerName.LastName = "Smith-Jones, Jr."
+	ppu.Address.AddressLine1 = "100 Main St #4 & Co. (rear)"
+	h.accepted(h.m2m(http.MethodPut, "/devices/actions/contactInfo",
+		map[string]any{"devices": refs(act), "primaryPlaceOfUse": ppu}))
+}
