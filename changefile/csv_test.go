@@ -297,6 +297,12 @@ func TestParseCSVOperationRules(t *testing.T) {
 				r.PPU,
 			)
 		}},
+		{
+			// ThingSpace refuses ' < \ (INPUT_INVALID.Request.InvalidCharacter).
+			name:  "PPU with an apostrophe",
+			kv:    with(with(activate, ppu...), "ppu_last_name", "O'Brien", "ppu_city", `Coeur d\Alene`),
+			wants: []want{{2, "ppu_last_name", "an apostrophe (')"}, {2, "ppu_city", "a backslash"}},
+		},
 		{name: "one PPU column asks for all", kv: with(activate, "ppu_address_line2", "Unit 1"), wants: []want{
 			{
 				2,

@@ -214,6 +214,13 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 					bad("PPU %s: %v", name, err)
 				}
 			}
+			// ThingSpace refuses ', < and \ in a request
+			// (INPUT_INVALID.Request.InvalidCharacter).
+			for _, v := range []string{p.FirstName, p.LastName, p.AddressLine1, p.AddressLine2, p.City, p.State, p.Zip, p.Country} {
+				if strings.ContainsAny(v, `'<\`) {
+					bad("PPU holds a character ThingSpace refuses")
+				}
+			}
 			if looksLikePOBox(p.AddressLine1) || looksLikePOBox(p.AddressLine2) {
 				bad("PPU address is a PO box")
 			}

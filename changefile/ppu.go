@@ -74,9 +74,35 @@ var poBox = regexp.MustCompile(`(?i)` +
 // isPOBox reports whether an address line names a post-office box.
 func isPOBox(line string) bool { return poBox.MatchString(line) }
 
+// refusedChars are the characters ThingSpace refuses in a request
+// (INPUT_INVALID.Request.InvalidCharacter in its synchronous error table:
+// apostrophe, "<", backslash), named as an operator would look for them.
+var refusedChars = []struct {
+	char rune
+	name string
+}{
+	{'\'', "an apostrophe (')"},
+	{'<', "a less-than sign (<)"},
+	{'\\', `a backslash (\)`},
+}
+
+// refusedCharProblem names the first character of v that ThingSpace refuses,
+// or returns "". ThingSpace refuses the whole request for it, so one
+// "O'Brien" would fail every activation of its batch.
+func refusedCharProblem(v string) string {
+	for _, c := range refusedChars {
+		if strings.ContainsRune(v, c.char) {
+			return "contains " + c.name + ", which ThingSpace refuses (it takes no ', < or \\ in a place of use); " +
+				"leave it out or replace it"
+		}
+	}
+	return ""
+}
+
 // ValidatePPU checks a Primary Place of Use that the operator supplied. All
 // fields except AddressLine2 are required, because ThingSpace rejects a
-// partial address for the whole request. State and country are accepted in
+// partial address for the whole request. No field may hold a character
+// ThingSpace refuses (see refusedChars). State and country are accepted in
 // any case. Errors carry Row 0 and the CSV column name as Field, and never
 // quote the values.
 func ValidatePPU(p PPU) []FieldError {
@@ -88,7 +114,9 @@ func ValidatePPU(p PPU) []FieldError {
 		case v == "" && required:
 			msg = "is required when any ppu_ column is filled"
 		case v != "":
-			msg = ok(v)
+			if msg = refusedCharProblem(v); msg == "" {
+				msg = ok(v)
+			}
 		}
 		if msg != "" {
 			errs = append(errs, FieldError{Field: col.String(), Message: msg})

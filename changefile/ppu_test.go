@@ -72,6 +72,26 @@ func TestValidatePPU(t *testing.T) {
 			fails("ppu_address_line1", "control character"),
 		},
 		{"invalid UTF-8", func(p *PPU) { p.City = "Caf\xe9" }, fails("ppu_city", "UTF-8")},
+		// ThingSpace refuses ', < and \ (INPUT_INVALID.Request.InvalidCharacter):
+		// one such name would fail the whole activation batch at Verizon.
+		{"PPU with an apostrophe", func(p *PPU) { p.LastName = "O'Brien" }, fails("ppu_last_name", "apostrophe (')")},
+		{"apostrophe in first name", func(p *PPU) { p.FirstName = "D'Arcy" }, fails("ppu_first_name", "ThingSpace refuses")},
+		{"less-than in address", func(p *PPU) { p.AddressLine1 = "100 Main St <rear>" }, fails("ppu_address_line1", "(<)")},
+		{"backslash in line 2", func(p *PPU) { p.AddressLine2 = `Suite 4\5` }, fails("ppu_address_line2", `backslash (\)`)},
+		{"apostrophe in city", func(p *PPU) { p.City = "Coeur d'Alene" }, fails("ppu_city", "apostrophe")},
+		{"apostrophe in state", func(p *PPU) { p.State = "W'A" }, fails("ppu_state", "apostrophe")},
+		{"backslash in zip", func(p *PPU) { p.Zip = `98801\` }, fails("ppu_zip", "backslash")},
+		{"less-than in country", func(p *PPU) { p.Country = "<US" }, fails("ppu_country", "(<)")},
+		{
+			"several refused characters in one field",
+			func(p *PPU) { p.LastName = `O'Brien<\` },
+			fails("ppu_last_name", "apostrophe (')"),
+		},
+		{
+			"other punctuation is fine",
+			func(p *PPU) { p.LastName = "Smith-Jones, Jr."; p.AddressLine1 = "100 Main St #4 & Co. (rear)" },
+			nil,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
