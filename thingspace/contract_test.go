@@ -511,3 +511,36 @@ func TestContractConcurrentFirstCallsShareOneLogin(t *testing.T) {
 	assert.Equal(t, 1, s.Logins)
 	assert.Equal(t, 50, s.Requests[keyList])
 }
+
+// ThingSpace refuses a request with an apostrophe, < or backslash
+// (INPUT_INVALID.Request.InvalidCharacter): the client reports it as the
+// request's own fault (KindInvalidInput), not retryable, without the PPU
+// value, on activate and on the contactInfo update alike.
+func TestContractPPUInvalidCharacter(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{})
+	pre := simulator.GenerateDevices(2, "891480000700", "preactive")
+	act := simulator.GenerateDevices(1, "891480000800", "active")
+	require.NoError(t, sim.Seed(append(pre, act...)...))
+	c := simClient(t, url, nil)
+	ctx := context.Background()
+	ppu := contractPPU()
+	ppu.CustomerName.LastName = "O'Contractson"
+
+	_, errActivate := c.Activate(ctx, ActivateRequest{Devices: []DeviceRef{refOf(pre[0]), refOf(pre[1])},
+		ServicePlan: "m2m_4G", MdnZipCode: "98801", PrimaryPlaceOfUse: &ppu})
+	_, errContact := c.UpdateContactInfo(ctx, ContactInfoRequest{Devices: []DeviceRef{refOf(act[0])},
+		PrimaryPlaceOfUse: ppu})
+	for _, err := range []error{errActivate, errContact} {
+		e, ok := AsError(err)
+		require.True(t, ok, "%v", err)
+		assert.Equal(t, KindInvalidInput, e.Kind)
+		assert.Equal(t, CodeInvalidCharacter, e.ShortCode())
+		assert.Equal(t, http.StatusBadRequest, e.HTTPStatus)
+		assert.False(t, e.Retryable())
+		assert.NotContains(t, err.Error(), "Contractson")
+	}
+	for _, d := range pre {
+		got, _ := sim.Device(d.ICCID)
+		assert.Equal(t, simulator.StatePreActive, got.State)
+	}
+}

@@ -21,6 +21,7 @@ const (
 	CodeSessionInvalid       = "INPUT_INVALID.SessionToken.Invalid"
 	CodeCustomFieldName      = "INPUT_INVALID.CustomField.InvalidName"
 	CodeCustomFieldTooLong   = "INPUT_INVALID.CustomField.TooLong"
+	CodeInvalidCharacter     = "INPUT_INVALID.Request.InvalidCharacter"
 	CodeDailyActionsExceeded = "REQUEST_FAILED.MaxActionsPerDay" // simulator's choice: the live code is unconfirmed
 	CodeGatewayInvalidCreds  = "900901"                          // wrong or expired Bearer token
 	CodeGatewayMissingCreds  = "900902"
