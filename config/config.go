@@ -156,7 +156,13 @@ type Bulk struct {
 type Limits struct {
 	// RequestsPerHour is the account's budget of requests of every kind
 	// (authentication, state changes, lists, polls) in any rolling
-	// RequestsWindow, enforced across all workers; 0 = no limit.
+	// RequestsWindow, enforced across all workers; 0 = no limit. Verizon
+	// publishes no such figure: the default, 1,000 an hour, is the
+	// predecessor system's budget, kept as a conservative start. The
+	// published limits are 100 activate requests a minute
+	// (ActivatesPerMinute), 10,000 devices per request and 200 per add
+	// (bulk.batch_size), and 5 state changes per line per day
+	// (ActionsPerLinePerDay).
 	RequestsPerHour int `mapstructure:"requests_per_hour"`
 	// RequestsWindow is the window RequestsPerHour applies to: an hour;
 	// tests shorten it.
