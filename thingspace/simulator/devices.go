@@ -171,25 +171,31 @@ func (st *deviceStore) releaseMSISDNLocked(d *device) {
 	d.msisdn = ""
 }
 
-// resolveLocked finds the device a request entry names. The first
-// identifier that matches wins; a device outside the request's account is
-// not found (account "" means any of the user's accounts).
-func (st *deviceStore) resolveLocked(ref deviceRef, account string) *device {
+// resolveLocked finds the device a request entry names: the first
+// identifier that names a device of the request's account wins (account ""
+// means any of the user's accounts). When none does, foreign says whether
+// one names a device of another account, which ThingSpace refuses with
+// Device.Account.Invalid rather than DeviceNotFound (S-cberr).
+func (st *deviceStore) resolveLocked(ref deviceRef, account string) (d *device, foreign bool) {
 	for _, id := range ref.DeviceIDs {
-		var d *device
+		var found *device
 		switch strings.ToLower(id.Kind) {
 		case kindICCID:
-			d = st.byICCID[id.ID]
+			found = st.byICCID[id.ID]
 		case kindIMEI:
-			d = st.byIMEI[id.ID]
+			found = st.byIMEI[id.ID]
 		case kindMDN, kindMSISDN, kindMIN:
-			d = st.byMSISDN[id.ID]
+			found = st.byMSISDN[id.ID]
 		}
-		if d != nil && (account == "" || d.account == account) {
-			return d
+		if found == nil {
+			continue
 		}
+		if account == "" || found.account == account {
+			return found, false
+		}
+		foreign = true
 	}
-	return nil
+	return nil, foreign
 }
 
 // wireIDs lists the device's identifiers the way list entries and callback

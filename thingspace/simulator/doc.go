@@ -53,8 +53,14 @@
 //     14–15; else INPUT_INVALID.Device.Identifier.Invalid. Any other kind
 //     → INPUT_INVALID.Device.Kind.Invalid. Kinds compare case-insensitively.
 //   - A device named by an identifier that belongs to another account than
-//     the request's accountName is DeviceNotFound. Without accountName any
-//     configured account matches.
+//     the request's accountName is refused with
+//     INPUT_INVALID.Device.Account.Invalid ("The device was not a part of
+//     the account specified", S-cberr), like any per-device refusal (below);
+//     its "Failed" callback goes to the request's account and carries the
+//     request's identifiers, telling that account nothing about the device.
+//     A device of no account is DeviceNotFound. Without accountName any
+//     configured account matches. A single-device list lookup of another
+//     account's device answers DeviceNotFound (no list code is published).
 //   - reasonCode accepts any non-empty value (only "FF" is documented).
 //   - The PPU is checked for the members SDK-js marks required, no PO box
 //     in addressLine1, country US or USA.
@@ -63,7 +69,8 @@
 //     502 → an HTML page, 503 → gateway fault 101503.
 //
 // Device actions and callbacks:
-//   - Per-device refusal codes: seeded FailWith, then a pending change
+//   - Per-device refusal codes: another account's device
+//     (Device.Account.Invalid), then seeded FailWith, then a pending change
 //     (DeviceState.Invalid), then activate on active (DeviceAlreadyActive),
 //     then the action matrix (DeviceState.Invalid), then the per-line daily
 //     limit (REQUEST_FAILED.MaxActionsPerDay). Unknown device →
@@ -76,11 +83,12 @@
 //   - Config.RefuseWholeRequest (off by default) is the other reading of
 //     S-cberr: a multi-device request in which any device would be refused
 //     is refused as a whole, synchronously: HTTP 400 with the code and text
-//     of the first such device in request order (DeviceNotFound for a
-//     device unknown or of another account, DeviceState.Invalid for a wrong
-//     state or a device named twice, DeviceAlreadyActive, MaxActionsPerDay,
-//     a seeded FailWith), nothing applied to any device, no requestId, no
-//     callback. The answer does not say which device was refused. It
+//     of the first such device in request order (DeviceNotFound for an
+//     unknown device, Device.Account.Invalid for one of another account,
+//     DeviceState.Invalid for a wrong state or a device named twice,
+//     DeviceAlreadyActive, MaxActionsPerDay, a seeded FailWith), nothing
+//     applied to any device, no requestId, no callback. The answer does
+//     not say which device was refused. It
 //     applies to activate, suspend, restore, deactivate and contactInfo,
 //     not to add (whose answer is per device anyway).
 //   - Suspend→deactivate is allowed (L-cds) unless

@@ -191,7 +191,9 @@ func (s *Simulator) lookupOne(id deviceID, account string) reply {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.store.resolveLocked(deviceRef{DeviceIDs: []deviceID{id}}, account)
+	// Another account's device is not found here: the reference names no
+	// list-specific code for it (simulator choice).
+	d, _ := s.store.resolveLocked(deviceRef{DeviceIDs: []deviceID{id}}, account)
 	if d == nil {
 		return uwsError(CodeDeviceNotFound, "REQUEST_FAILED. Device not found")
 	}
