@@ -417,6 +417,27 @@ func TestContractErrors(t *testing.T) {
 	assert.Contains(t, []State{StatePendingSuspend, StateSuspended}, dev.State())
 }
 
+// ThingSpace's refusal of a device of another account than the request's
+// is its own kind, not invalid input (which would refuse the whole batch)
+// nor DeviceNotFound (the device exists).
+func TestContractDeviceOfAnotherAccount(t *testing.T) {
+	const other = "0000777777-00001"
+	sim, url := newSim(t, simulator.Config{Accounts: []string{simulator.DefaultAccount, other}})
+	foreign := simulator.GenerateDevices(1, "891480000700", "active")[0]
+	foreign.Account = other
+	require.NoError(t, sim.Seed(foreign))
+	c := simClient(t, url, nil)
+
+	_, err := c.Suspend(context.Background(), ActionRequest{Devices: []DeviceRef{refOf(foreign)}})
+	e, ok := AsError(err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, KindDeviceAccountInvalid, e.Kind, "%v", e)
+	assert.Equal(t, CodeDeviceAccountInvalid, e.ShortCode())
+	assert.False(t, e.Retryable())
+	snap, _ := sim.Device(foreign.ICCID)
+	assert.Equal(t, simulator.StateActive, snap.State)
+}
+
 func TestContractAuthExpiryMidRun(t *testing.T) {
 	sim, url := newSim(t, simulator.Config{OAuthTokenTTL: 2 * time.Second, SessionIdleTimeout: 600 * time.Millisecond})
 	c := simClient(t, url, nil)
