@@ -123,14 +123,24 @@
 // Listing:
 //   - Page size is 2000, or maxNumberOfDevices when smaller (it caps the
 //     page, not the total). 202 + hasMoreData:true when more remain.
-//   - Cursor paging: send "largestDeviceIdSeen" (0 to start); the answer
-//     holds devices with a greater internal id, in id order, and a
-//     top-level "largestDeviceIdSeen" with the last id of the page (the
-//     request's value when the page is empty).
-//   - Without it: date-added order; page by sending "earliest" = the last
-//     createdAt received; earliest and latest are inclusive, so the
-//     boundary device is repeated and the client must de-duplicate. Every
-//     device has a distinct createdAt, 1 ms apart.
+//   - Order: date added; devices added at the same instant (seeds with the
+//     same AddedAt) in the order added (the internal id). The live order of
+//     ties is unconfirmed. Devices get createdAt values 1 ms apart unless
+//     seeded with AddedAt.
+//   - Paging by "earliest", the default and the only paging the published
+//     answer model allows: send "earliest" = the newest createdAt received.
+//     earliest and latest are inclusive (S-list says "added after/before";
+//     inclusive or not is unconfirmed), so the devices of that instant come
+//     again and the client skips those it already has. More devices than a
+//     page added at one instant cannot be paged past this way.
+//   - The answer has no largestDeviceIdSeen member (AccountDeviceListResult
+//     is {devices, hasMoreData}). A request's largestDeviceIdSeen (a
+//     published input, not negative) keeps the devices with a greater
+//     internal id; in the simulator id order is the date-added order.
+//   - Config.ListCursorPaging (off by default; thingspace-simulator
+//     -list-cursor): the answer to a request with largestDeviceIdSeen
+//     carries a top-level "largestDeviceIdSeen", the last internal id of
+//     the page (the request's value when the page is empty), to page by.
 //   - Timestamps are RFC 3339 with milliseconds in US Eastern time, e.g.
 //     "2024-05-01T10:42:15.123-04:00".
 //   - currentState accepts any casing/spelling of the state names; an
