@@ -215,11 +215,12 @@ func (c *pollCycle) list(ctx context.Context, due []db.PollRequest, pc *db.PollC
 	start := startOfList()
 	if len(pc.Cursor) > 0 {
 		var saved thingspace.ListCursor
-		if err := json.Unmarshal(pc.Cursor, &saved); err == nil {
+		if err := json.Unmarshal(pc.Cursor, &saved); err == nil && saved.LargestDeviceIDSeen == nil {
 			start = saved
 		}
-		// An unreadable cursor (written by another version?) starts again
-		// from the top rather than failing every cycle.
+		// An unreadable cursor, or a largestDeviceIdSeen one (saved by a
+		// version that paged by it), starts again from the top rather than
+		// failing every cycle.
 	}
 	cur := start
 	lapStartedAt := pc.LapStartedAt
@@ -301,13 +302,13 @@ func (c *pollCycle) list(ctx context.Context, due []db.PollRequest, pc *db.PollC
 	return c.save(ctx, nil, false)
 }
 
-// startOfList is the cursor of a list's first page. It sends
-// largestDeviceIdSeen 0, which asks ThingSpace for its own cursor (the
-// recommended paging); an answer without one makes the client page by
-// date added instead.
+// startOfList is the cursor of a list's first page: paging by `earliest`
+// (date added). It does not send largestDeviceIdSeen: ThingSpace's
+// published answer carries no cursor to continue with, and a request with
+// one is ordered by device ID, from which paging by date could skip
+// devices (thingspace.ListDevicePage).
 func startOfList() thingspace.ListCursor {
-	var zero int64
-	return thingspace.ListCursor{LargestDeviceIDSeen: &zero}
+	return thingspace.ListCursor{}
 }
 
 // save records the cursor (nil: back at the start) and the requests spent.

@@ -23,9 +23,10 @@ import (
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
-// The polling cost tests run on an account of 50,000 devices (25 pages of
-// 2,000) with 30 device changes due, spread over its first third, so that
-// reading every page and reading up to the last due device differ.
+// The polling cost tests run on an account of 50,000 devices (26 pages of
+// 2,000, read by earliest) with 30 device changes due, spread over its
+// first third, so that reading every page and reading up to the last due
+// device differ.
 const (
 	bigAccount = 50000
 	listPage   = 2000
@@ -40,8 +41,15 @@ var duePositions = func() []int {
 	return out
 }()
 
-// pageOf is the 1-based page of the account's list holding position pos.
-func pageOf(pos int) int { return pos/listPage + 1 }
+// pageOf is the 1-based page of the account's list holding position pos
+// for the first time. The poller pages by earliest, which is inclusive:
+// each page after the first starts with the last device of the one before
+// (the simulator seeds devices 1 ms apart), so it brings listPage-1 new
+// ones.
+func pageOf(pos int) int { return max(pos-1, 0)/(listPage-1) + 1 }
+
+// pagesOf is the number of pages of a list of n devices.
+func pagesOf(n int) int { return pageOf(n - 1) }
 
 // pollWorld is a harness whose simulated account holds size devices, with
 // one submitted activation per device at the positions and per unknown
@@ -54,8 +62,14 @@ type pollWorld struct {
 
 func newPollWorld(t *testing.T, size int, positions []int, unknown ...simulator.DeviceSeed) *pollWorld {
 	t.Helper()
+	return newPollWorldOf(t, devices(size, "8914800701", "active"), positions, unknown...)
+}
+
+// newPollWorldOf is newPollWorld with the account's devices given.
+func newPollWorldOf(t *testing.T, all []simulator.DeviceSeed, positions []int,
+	unknown ...simulator.DeviceSeed) *pollWorld {
+	t.Helper()
 	h := newHarness(t)
-	all := devices(size, "8914800701", "active")
 	h.seed(all...)
 	cs := changes("activate", 1, unknown...)
 	for _, pos := range positions {
@@ -85,7 +99,7 @@ func (w *pollWorld) due(positions ...int) {
 func (w *pollWorld) lists() int { return w.stats().Requests[epList] }
 
 // savedCursor is the account's saved list position, nil when at the start.
-func (w *pollWorld) savedCursor() *int64 {
+func (w *pollWorld) savedCursor() *thingspace.ListCursor {
 	w.t.Helper()
 	var raw []byte
 	require.NoError(
@@ -97,8 +111,9 @@ func (w *pollWorld) savedCursor() *int64 {
 	}
 	var c thingspace.ListCursor
 	require.NoError(w.t, json.Unmarshal(raw, &c))
-	require.NotNil(w.t, c.LargestDeviceIDSeen, "the simulator pages by largestDeviceIdSeen: %s", raw)
-	return c.LargestDeviceIDSeen
+	require.Nil(w.t, c.LargestDeviceIDSeen, "the poller pages by earliest: %s", raw)
+	require.NotEmpty(w.t, c.Earliest, "the poller pages by earliest: %s", raw)
+	return &c
 }
 
 // auditMark is the newest audit log id, to read what follows it.
@@ -109,26 +124,25 @@ func (w *pollWorld) auditMark() int64 {
 	return id
 }
 
-// listCursorsSince returns the largestDeviceIdSeen each list request sent
-// after the mark carried (-1: none; single-device lookups are left out).
-func (w *pollWorld) listCursorsSince(mark int64) []int64 {
+// listCursorsSince returns the earliest each list request sent after the
+// mark carried ("": none, the start of the list; single-device lookups are
+// left out). None may carry largestDeviceIdSeen: the published answer has
+// no cursor to continue with.
+func (w *pollWorld) listCursorsSince(mark int64) []string {
 	w.t.Helper()
 	rows, err := w.store.Pool.Query(ctx(w.t), `SELECT request_body FROM m2m_log
 		WHERE id > $1 AND service = 'thingspace' AND operation = $2 ORDER BY id`, mark, thingspace.OpList)
 	require.NoError(w.t, err)
 	defer rows.Close()
-	var out []int64
+	var out []string
 	for rows.Next() {
 		var body string
 		require.NoError(w.t, rows.Scan(&body))
 		var req thingspace.ListRequest
 		require.NoError(w.t, json.Unmarshal([]byte(body), &req))
-		switch {
-		case req.DeviceID != nil:
-		case req.LargestDeviceIDSeen == nil:
-			out = append(out, -1)
-		default:
-			out = append(out, *req.LargestDeviceIDSeen)
+		if req.DeviceID == nil {
+			require.Nil(w.t, req.LargestDeviceIDSeen, "list request %s", body)
+			out = append(out, req.Earliest)
 		}
 	}
 	require.NoError(w.t, rows.Err())
@@ -153,12 +167,12 @@ func TestPollAccountStopsAtLastDueDevice(t *testing.T) {
 		bigAccount,
 		len(duePositions),
 		got,
-		bigAccount/listPage,
+		pagesOf(bigAccount),
 	)
-	require.Equal(t, want, got, "pages up to the last due device, not the %d of the account", bigAccount/listPage)
+	require.Equal(t, want, got, "pages up to the last due device, not the %d of the account", pagesOf(bigAccount))
 	cursors := w.listCursorsSince(mark)
 	require.Len(t, cursors, want)
-	require.Equal(t, int64(0), cursors[0], "paging by ThingSpace's cursor, from the start")
+	require.Empty(t, cursors[0], "paging by date added, from the start")
 	require.Nil(t, w.savedCursor(), "every due device seen: the next cycle starts from the top")
 	require.Len(t, w.temporal.signalled(), 30)
 	require.Empty(t, w.pollRows())
@@ -177,7 +191,7 @@ func TestPollAccountCapResumesFromCursor(t *testing.T) {
 	w.due(duePositions...)
 
 	lastPage := pageOf(duePositions[len(duePositions)-1])
-	var saved []int64
+	var saved []string
 	total, resolved := 0, 0
 	for cycle := 1; resolved < len(duePositions); cycle++ {
 		require.LessOrEqual(t, cycle, lastPage, "every due device found")
@@ -200,14 +214,14 @@ func TestPollAccountCapResumesFromCursor(t *testing.T) {
 		sent := w.listCursorsSince(mark)
 		require.Len(t, sent, n)
 		if cycle == 1 {
-			require.Equal(t, int64(0), sent[0])
+			require.Empty(t, sent[0])
 		} else {
 			require.Equal(t, saved[len(saved)-1], sent[0], "cycle %d resumes from the saved cursor", cycle)
 		}
 		if resolved < len(duePositions) {
 			c := w.savedCursor()
 			require.NotNil(t, c, "cycle %d saved where it stopped", cycle)
-			saved = append(saved, *c)
+			saved = append(saved, c.Earliest)
 			for id, p := range w.pollRows() {
 				require.Zero(t, p.Attempts, "device change %d not reached: untouched", id)
 				require.LessOrEqual(t, p.Due, time.Duration(0), "device change %d still due", id)
@@ -227,7 +241,7 @@ func TestPollAccountCapResumesFromCursor(t *testing.T) {
 // after its page was read).
 func TestPollAccountWrapsAroundAndFindsMissingDevices(t *testing.T) {
 	t.Parallel()
-	const size = 3 * listPage
+	const size = 1 + 3*(listPage-1) // 3 pages
 	gone := devices(1, "8914800702", "")[0]
 	w := newPollWorld(t, size, []int{100, 5000, 5001}, gone)
 	w.acts.PollBatchThreshold = 1 // list, even for two devices
@@ -267,8 +281,8 @@ func TestPollAccountWrapsAroundAndFindsMissingDevices(t *testing.T) {
 	require.Equal(t, 3, w.lists()-before, "pages 2 and 3, then page 1")
 	sent := w.listCursorsSince(mark)
 	require.Len(t, sent, 3)
-	require.Positive(t, sent[0], "from the saved cursor")
-	require.Equal(t, int64(0), sent[2], "then from the top")
+	require.NotEmpty(t, sent[0], "from the saved cursor")
+	require.Empty(t, sent[2], "then from the top")
 	require.Nil(t, w.savedCursor())
 
 	// The pass spans two capped cycles: at its end, a lookup.
@@ -280,6 +294,58 @@ func TestPollAccountWrapsAroundAndFindsMissingDevices(t *testing.T) {
 	require.Equal(t, activities.PollAccountResult{Checked: 3, Resolved: 3}, w.pollAccount(account))
 	require.Equal(t, 3+1, w.lists()-before, "every page once, and one lookup")
 	require.Equal(t, change.Code(thingspace.CodeDeviceNotFound), goneFound().FaultCode)
+	require.Nil(t, w.savedCursor())
+}
+
+// Devices added at the same instant across page boundaries (groups of 30,
+// so that both boundaries fall inside a group), with cycles capped at one
+// page: the saved cursor keeps the instant and the devices seen at it, so
+// the next cycle delivers the rest of the group and goes on. Every due
+// device is confirmed once, on the page where it first appears, and none
+// is taken for missing.
+func TestPollAccountPagesAcrossTies(t *testing.T) {
+	t.Parallel()
+	const size, group = 5000, 30
+	all := devices(size, "8914800702", "active")
+	// Activated after the requests were accepted (an hour ago): confirmed.
+	base := time.Now().Add(-30 * time.Minute).Truncate(time.Millisecond)
+	for i := range all {
+		all[i].AddedAt = base.Add(time.Duration(i/group) * time.Second)
+	}
+	// Page 1: devices 0-1999, the group 1980-2009 cut at 1999; page 2 from
+	// that instant: 1980-3979, new from 2000, the group 3960-3989 cut;
+	// page 3: 3960-4999.
+	firstOn := [][]int{{10, 1985, 1999}, {2000, 2005, 3975}, {3985, 4999}}
+	var due []int
+	for _, ps := range firstOn {
+		due = append(due, ps...)
+	}
+	w := newPollWorldOf(t, all, due)
+	w.acts.PollMaxRequests = 1
+	w.acts.PollBatchThreshold = 1 // keep listing, however few devices remain
+	w.due(due...)
+
+	for cycle, ps := range firstOn {
+		mark := w.auditMark()
+		res := w.pollAccount(account)
+		require.Equal(t, len(ps), res.Resolved, "cycle %d: the devices first seen on page %d", cycle+1, cycle+1)
+		sent := w.listCursorsSince(mark)
+		require.Len(t, sent, 1)
+		if cycle == 0 {
+			require.Empty(t, sent[0])
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, sent[0])
+		require.NoError(t, err)
+		require.True(t, at.Equal(all[group*(cycle*66)].AddedAt), "cycle %d resumes at the instant of the cut group: %s",
+			cycle+1, sent[0])
+	}
+	require.Empty(t, w.pollRows())
+	sigs := w.temporal.signalled()
+	require.Len(t, sigs, len(due), "each device confirmed once")
+	for _, sg := range sigs {
+		require.True(t, sg.Arg.(api.Confirmation).Success, "%+v", sg.Arg)
+	}
 	require.Nil(t, w.savedCursor())
 }
 
@@ -365,9 +431,13 @@ func TestPollAccountRetryResumesFromCursor(t *testing.T) {
 	require.Equal(t, want, w.lists()-before, "each page once: the retry did not start again from page 1")
 	sent := w.listCursorsSince(mark)
 	require.Len(t, sent, want)
-	require.Equal(t, int64(0), sent[0])
+	require.Empty(t, sent[0])
+	var prev time.Time
 	for i := 1; i < len(sent); i++ {
-		require.Greater(t, sent[i], sent[i-1], "request %d moves forward", i+1)
+		at, err := time.Parse(time.RFC3339Nano, sent[i])
+		require.NoError(t, err)
+		require.True(t, at.After(prev), "request %d moves forward: %s after %s", i+1, sent[i], sent[i-1])
+		prev = at
 	}
 	require.Nil(t, w.savedCursor())
 }

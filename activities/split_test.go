@@ -73,7 +73,7 @@ func badSuspends(h *harness, n int, prefix, other string) ([]simulator.DeviceSee
 	h.seed(seeded...)
 	return devs, map[string]string{
 		devs[unknown].ICCID:   thingspace.CodeDeviceNotFound,
-		devs[foreign].ICCID:   thingspace.CodeDeviceNotFound,
+		devs[foreign].ICCID:   thingspace.CodeDeviceAccountInvalid,
 		devs[suspended].ICCID: thingspace.CodeDeviceStateInvalid,
 	}
 }
@@ -159,6 +159,41 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 	again := h.mustSubmit(bulk, 1)
 	require.Equal(t, res, again)
 	require.Equal(t, requests, h.stats().Requests[epSuspend])
+}
+
+// A batch carrying one device of another account than the bulk change's:
+// ThingSpace refuses the request with Device.Account.Invalid, a refusal of
+// that device alone, so the batch is split until the device is isolated
+// with the code for its workflow, and every other device is accepted once.
+func TestSubmitBatchSplitIsolatesDeviceOfAnotherAccount(t *testing.T) {
+	t.Parallel()
+	const other = "0000654321-00001"
+	h := newHarness(t, refusingWhole, func(s *setup) { s.sim.Accounts = []string{account, other} })
+	const n, foreign = 16, 11
+	devs := devices(n, "8914800606", "active")
+	devs[foreign].Account = other
+	h.seed(devs...)
+	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
+
+	res := h.mustSubmit(bulk, 1)
+	require.Equal(t, db.RequestAccepted, res.State, "the other devices were accepted")
+	require.Equal(t, thingspace.CodeDeviceAccountInvalid, res.ErrorCode, "the refusal that made the batch split")
+	require.LessOrEqual(t, h.stats().Requests[epSuspend], splitBound(n, 1))
+	for i, d := range devs {
+		dc := h.change(ids[d.ICCID])
+		require.Equal(t, change.Submitted, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
+		if i == foreign {
+			require.Zero(t, h.accepted(d.ICCID, "suspend"))
+			require.Empty(t, dc.RequestID)
+			h.requireSyncFault(ids[d.ICCID], thingspace.CodeDeviceAccountInvalid)
+			sd, _ := h.sim.Device(d.ICCID)
+			require.Equal(t, simulator.StateActive, sd.State, "the other account's device is untouched")
+			continue
+		}
+		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"), "device %s sent once", d.ICCID)
+		require.NotEmpty(t, dc.RequestID)
+		require.Nil(t, dc.SyncResult)
+	}
 }
 
 // An activation batch refused because one device is already active: the

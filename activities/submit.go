@@ -307,9 +307,12 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 	}
 }
 
+// deviceLevel reports whether a refusal of the kind is about one device
+// (ThingSpace names these in per-device callback faults): unknown, of
+// another account than the request's, already active, in the wrong state.
 func deviceLevel(k thingspace.ErrorKind) bool {
 	return k == thingspace.KindDeviceAlreadyActive || k == thingspace.KindDeviceNotFound ||
-		k == thingspace.KindInvalidState
+		k == thingspace.KindDeviceAccountInvalid || k == thingspace.KindInvalidState
 }
 
 // splittable reports whether ThingSpace's refusal of a whole multi-device

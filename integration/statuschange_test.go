@@ -255,7 +255,8 @@ func assertAuditClean(t *testing.T, s *localstack.Stack, bulkID string) {
 
 // TestSplitIsolatesRefusedDevices runs a bulk change of 200 suspends, of
 // which three cannot be suspended (ThingSpace does not know one, one
-// belongs to another account, one is already suspended), against a
+// belongs to another account: Device.Account.Invalid, one is already
+// suspended), against a
 // ThingSpace that refuses a whole multi-device request when any of its
 // devices is refused. Only those three end in ERROR, with ThingSpace's
 // codes; the 197 others are suspended, each by exactly one accepted
@@ -284,7 +285,7 @@ func TestSplitIsolatesRefusedDevices(t *testing.T) {
 	devs[suspended].State = "suspend"
 	bad := map[string]string{
 		devs[unknown].ICCID:   "REQUEST_FAILED.DeviceNotFound",
-		devs[foreign].ICCID:   "REQUEST_FAILED.DeviceNotFound",
+		devs[foreign].ICCID:   "INPUT_INVALID.Device.Account.Invalid",
 		devs[suspended].ICCID: "INPUT_INVALID.DeviceState.Invalid",
 	}
 	var seeded []tssim.DeviceSeed

@@ -175,11 +175,12 @@ func TestListDevicesSinglePageAnd202(t *testing.T) {
 	assert.EqualValues(t, 12345, *resp.LargestDeviceIDSeen, "cursor accepted as a string too")
 }
 
-// listedICCIDs walks the fake's whole device list with a new client.
-func listedICCIDs(t *testing.T, f *fakeTS) []string {
+// listedICCIDs walks the fake's whole device list with a new client, from
+// the start r gives.
+func listedICCIDs(t *testing.T, f *fakeTS, r ListRequest) []string {
 	t.Helper()
 	var got []string
-	err := newTestClient(t, f, nil).ForEachDevice(context.Background(), ListRequest{}, func(d Device) error {
+	err := newTestClient(t, f, nil).ForEachDevice(context.Background(), r, func(d Device) error {
 		got = append(got, d.ID(KindICCID))
 		return nil
 	})
@@ -215,9 +216,35 @@ func TestForEachDeviceByCursor(t *testing.T) {
 		}
 		writeJSON(w, status, map[string]any{"hasMoreData": more, "devices": devs, "largestDeviceIdSeen": last})
 	})
-	got := listedICCIDs(t, f)
+	got := listedICCIDs(t, f, ListRequest{LargestDeviceIDSeen: new(int64)})
 	assert.Len(t, got, total)
 	assert.Equal(t, 3, f.hitCount(http.MethodPost, pathList))
+}
+
+// Paging by largestDeviceIdSeen needs every answer with more data to carry
+// the next cursor: such pages are in device-ID order, and moving `earliest`
+// from one could skip devices. Without a cursor to start from, a cursor in
+// the answer is not followed: the page was in date-added order.
+func TestListCursorOnlyWhenAskedAndAnswered(t *testing.T) {
+	f := newFake(t)
+	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusAccepted, map[string]any{"hasMoreData": true,
+			"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:01Z")}})
+	})
+	c := newTestClient(t, f, nil)
+	_, err := c.ListDevicePage(context.Background(), ListRequest{}, ListCursor{LargestDeviceIDSeen: new(int64)})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "carries none")
+
+	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusAccepted, map[string]any{"hasMoreData": true, "largestDeviceIdSeen": 99,
+			"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:01Z")}})
+	})
+	page, err := c.ListDevicePage(context.Background(), ListRequest{}, ListCursor{})
+	require.NoError(t, err)
+	assert.Nil(t, page.Next.LargestDeviceIDSeen, "a cursor the caller did not ask for is not followed")
+	assert.Equal(t, "2024-01-01T00:00:01Z", page.Next.Earliest)
+	assert.Equal(t, []string{"iccid:2"}, page.Next.SeenAtEarliest)
 }
 
 func TestForEachDeviceByEarliest(t *testing.T) {
@@ -251,7 +278,7 @@ func TestForEachDeviceByEarliest(t *testing.T) {
 		last := devs[len(devs)-1].ID(KindICCID)
 		writeJSON(w, http.StatusOK, map[string]any{"hasMoreData": last != "7", "devices": devs})
 	})
-	got := listedICCIDs(t, f)
+	got := listedICCIDs(t, f, ListRequest{})
 	sort.Strings(got)
 	assert.Equal(t, []string{"1", "2", "3", "4", "5", "6", "7"}, got, "each device exactly once")
 }
@@ -273,7 +300,8 @@ func TestForEachDeviceStopsWithoutProgress(t *testing.T) {
 	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]any{"largestDeviceIdSeen": 5, "devices": []Device{}})
 	})
-	err = c.ForEachDevice(context.Background(), ListRequest{}, func(Device) error { return nil })
+	five := int64(5)
+	err = c.ForEachDevice(context.Background(), ListRequest{LargestDeviceIDSeen: &five}, func(Device) error { return nil })
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cursor did not advance")
 }
@@ -428,4 +456,23 @@ func TestParseStateAndShortCode(t *testing.T) {
 	assert.Equal(t, "REQUEST_FAILED.DeviceNotFound", ShortCode("UnifiedWebService.REQUEST_FAILED.DeviceNotFound"))
 	assert.Equal(t, "900901", ShortCode("900901"))
 	assert.True(t, strings.HasPrefix(ShortCode("X.SYSTEM_ERROR.Y"), "SYSTEM_ERROR."))
+}
+
+func TestListCursorReached(t *testing.T) {
+	at := func(ts string, seen ...string) ListCursor { return ListCursor{Earliest: ts, SeenAtEarliest: seen} }
+	const t1, t1z, t2 = "2024-01-01T10:00:01-04:00", "2024-01-01T14:00:01Z", "2024-01-01T10:00:02-04:00"
+	for _, tc := range []struct {
+		c, o ListCursor
+		want bool
+	}{
+		{at(t1), ListCursor{}, true},
+		{at(t2), at(t1, "a", "b"), true},
+		{at(t1, "a", "b"), at(t2), false},
+		{at(t1z, "a", "b", "c"), at(t1, "a", "b"), true}, // same instant, more delivered
+		{at(t1, "a"), at(t1z, "a", "b"), false},          // same instant, b not yet delivered
+		{ListCursor{LargestDeviceIDSeen: ptr(int64(7))}, ListCursor{LargestDeviceIDSeen: ptr(int64(5))}, true},
+		{ListCursor{LargestDeviceIDSeen: ptr(int64(7))}, at(t1), false},
+	} {
+		assert.Equal(t, tc.want, tc.c.Reached(tc.o), "%+v reached %+v", tc.c, tc.o)
+	}
 }

@@ -157,6 +157,8 @@ func classify(status int, code string) ErrorKind {
 		return KindInvalidState
 	case short == CodeAccountNotFound:
 		return KindNotFound
+	case short == CodeDeviceAccountInvalid:
+		return KindDeviceAccountInvalid
 	case strings.HasPrefix(short, "INPUT_INVALID."):
 		return KindInvalidInput
 	case strings.HasPrefix(short, "REQUEST_FAILED.") && strings.HasSuffix(short, "NotFound"):

@@ -6,6 +6,7 @@ package thingspace
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -266,35 +267,6 @@ func TestContractAddAndList(t *testing.T) {
 	assert.Len(t, page.Devices, 10)
 	assert.Positive(t, sim.Stats(0).Responses[keyList][http.StatusAccepted])
 
-	want := map[string]bool{}
-	for _, d := range sim.Devices() {
-		want[d.ICCID] = true
-	}
-	require.Len(t, want, 28)
-	for name, start := range map[string]*int64{"cursor": ptr(int64(0)), "earliest": nil} {
-		t.Run(name, func(t *testing.T) {
-			seen := map[string]int{}
-			before := sim.Stats(0).Requests[keyList]
-			err := c.ForEachDevice(
-				ctx,
-				ListRequest{MaxNumberOfDevices: 10, LargestDeviceIDSeen: start},
-				func(d Device) error {
-					seen[d.ID(KindICCID)]++
-					return nil
-				},
-			)
-			require.NoError(t, err)
-			assert.Len(t, seen, len(want))
-			for iccid, n := range seen {
-				assert.True(t, want[iccid], iccid)
-				assert.Equal(t, 1, n, "delivered once: %s", iccid)
-			}
-			pages := sim.Stats(0).Requests[keyList] - before
-			assert.GreaterOrEqual(t, pages, 3)
-			assert.LessOrEqual(t, pages, 4)
-		})
-	}
-
 	// Filtered listing.
 	n := 0
 	require.NoError(t, c.ForEachDevice(ctx, ListRequest{CurrentState: "pre-active"}, func(d Device) error {
@@ -303,6 +275,115 @@ func TestContractAddAndList(t *testing.T) {
 		return nil
 	}))
 	assert.Equal(t, 3, n)
+}
+
+// tiedSeeds makes n device seeds added in groups of 1 to maxTie devices at
+// the same instant (group sizes cycling), one second apart, so that page
+// boundaries fall inside groups.
+func tiedSeeds(n, maxTie int, prefix string) []simulator.DeviceSeed {
+	seeds := simulator.GenerateDevices(n, prefix, "active")
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	group, left := 0, 0
+	for i := range seeds {
+		if left == 0 {
+			group++
+			left = group%maxTie + 1
+		}
+		seeds[i].AddedAt = base.Add(time.Duration(group) * time.Second)
+		left--
+	}
+	return seeds
+}
+
+// The client pages through the simulator's device list in each of its
+// modes: by earliest (the default: the published answer has no cursor),
+// with devices added at the same instant across page boundaries, and by
+// largestDeviceIdSeen for a caller that starts with one, against a
+// simulator that answers it (ListCursorPaging). Every device is delivered
+// once, in the order added.
+func TestContractListPaging(t *testing.T) {
+	const n, pageSize, maxTie = 250, 20, 7
+	for _, tc := range []struct {
+		name       string
+		cursorMode bool
+		start      *int64
+	}{
+		{"by earliest", false, nil},
+		{"by earliest, simulator in cursor mode", true, nil},
+		{"by cursor", true, ptr(int64(0))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, url := newSim(t, simulator.Config{ListCursorPaging: tc.cursorMode})
+			seeds := tiedSeeds(n, maxTie, "891480000800")
+			require.NoError(t, sim.Seed(seeds...))
+			rec := &recorder{}
+			c := simClient(t, url, rec)
+			var order []string
+			err := c.ForEachDevice(context.Background(),
+				ListRequest{MaxNumberOfDevices: pageSize, LargestDeviceIDSeen: tc.start},
+				func(d Device) error {
+					order = append(order, d.ID(KindICCID))
+					return nil
+				})
+			require.NoError(t, err)
+			want := make([]string, n)
+			for i, sd := range seeds {
+				want[i] = sd.ICCID
+			}
+			require.Equal(t, want, order, "every device once, in the order added")
+
+			var pages int
+			for _, x := range rec.all() {
+				if x.Op != OpList {
+					continue
+				}
+				pages++
+				var req, resp map[string]json.RawMessage
+				require.NoError(t, json.Unmarshal(x.RequestBody, &req))
+				require.NoError(t, json.Unmarshal(x.ResponseBody, &resp))
+				_, sentCursor := req["largestDeviceIdSeen"]
+				_, gotCursor := resp["largestDeviceIdSeen"]
+				require.Equal(t, tc.start != nil, sentCursor, "page %d: %s", pages, x.RequestBody)
+				require.Equal(t, tc.start != nil, gotCursor, "page %d", pages)
+				_, sentEarliest := req["earliest"]
+				require.Equal(t, tc.start == nil && pages > 1, sentEarliest, "page %d: %s", pages, x.RequestBody)
+			}
+			if tc.start != nil {
+				require.Equal(t, (n+pageSize-1)/pageSize, pages)
+			} else {
+				// Each page after the first repeats the devices of its first
+				// instant, at most maxTie.
+				require.GreaterOrEqual(t, pages, (n+pageSize-1)/pageSize)
+				require.LessOrEqual(t, pages, 1+(n+pageSize-maxTie-1)/(pageSize-maxTie))
+			}
+		})
+	}
+
+	// More devices added at one instant than a page holds cannot be paged
+	// past by earliest: an error, not an endless loop.
+	sim, url := newSim(t, simulator.Config{})
+	crowd := simulator.GenerateDevices(20, "891480000801", "active")
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for i := range crowd {
+		switch {
+		case i < 5:
+			crowd[i].AddedAt = at
+		case i < 15:
+			crowd[i].AddedAt = at.Add(time.Second) // ten at one instant
+		default:
+			crowd[i].AddedAt = at.Add(2 * time.Second)
+		}
+	}
+	require.NoError(t, sim.Seed(crowd...))
+	c := simClient(t, url, nil)
+	delivered := 0
+	err := c.ForEachDevice(context.Background(), ListRequest{MaxNumberOfDevices: 8}, func(Device) error {
+		delivered++
+		return nil
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no progress")
+	assert.Equal(t, 13, delivered, "the first five, then eight of the ten")
 }
 
 func TestContractErrors(t *testing.T) {
@@ -415,6 +496,27 @@ func TestContractErrors(t *testing.T) {
 	dev, err := c.GetDevice(ctx, DeviceID{ID: act[1].ICCID, Kind: KindICCID})
 	require.NoError(t, err)
 	assert.Contains(t, []State{StatePendingSuspend, StateSuspended}, dev.State())
+}
+
+// ThingSpace's refusal of a device of another account than the request's
+// is its own kind, not invalid input (which would refuse the whole batch)
+// nor DeviceNotFound (the device exists).
+func TestContractDeviceOfAnotherAccount(t *testing.T) {
+	const other = "0000777777-00001"
+	sim, url := newSim(t, simulator.Config{Accounts: []string{simulator.DefaultAccount, other}})
+	foreign := simulator.GenerateDevices(1, "891480000700", "active")[0]
+	foreign.Account = other
+	require.NoError(t, sim.Seed(foreign))
+	c := simClient(t, url, nil)
+
+	_, err := c.Suspend(context.Background(), ActionRequest{Devices: []DeviceRef{refOf(foreign)}})
+	e, ok := AsError(err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, KindDeviceAccountInvalid, e.Kind, "%v", e)
+	assert.Equal(t, CodeDeviceAccountInvalid, e.ShortCode())
+	assert.False(t, e.Retryable())
+	snap, _ := sim.Device(foreign.ICCID)
+	assert.Equal(t, simulator.StateActive, snap.State)
 }
 
 func TestContractAuthExpiryMidRun(t *testing.T) {

@@ -48,10 +48,10 @@ func (c *Client) ListDevices(ctx context.Context, r ListRequest) (*ListResponse,
 var ErrStopListing = errors.New("thingspace: stop listing")
 
 // ListCursor is where paging through a device list stands; the zero value
-// is the start of the list (the answer's order). It is plain JSON so that a
-// caller can store it and resume after a restart: ThingSpace's own cursor
-// when its answers carry one, else the `earliest` position with the devices
-// already delivered at that instant (`earliest` is inclusive).
+// is the start of the list. It is plain JSON so that a caller can store it
+// and resume after a restart: the `earliest` position with the devices
+// already delivered at that instant (`earliest` is inclusive), or, for a
+// caller that pages by ThingSpace's largestDeviceIdSeen, that cursor.
 type ListCursor struct {
 	LargestDeviceIDSeen *int64   `json:"largestDeviceIdSeen,omitempty"`
 	Earliest            string   `json:"earliest,omitempty"`
@@ -64,7 +64,9 @@ func (c ListCursor) IsStart() bool {
 }
 
 // Reached reports whether paging has got to or past position o (both
-// cursors of the same kind); cursors of different kinds never compare.
+// cursors of the same kind); cursors of different kinds never compare. At
+// the same instant, c has reached o when it has delivered every device o
+// had delivered at that instant.
 func (c ListCursor) Reached(o ListCursor) bool {
 	switch {
 	case o.IsStart():
@@ -72,12 +74,24 @@ func (c ListCursor) Reached(o ListCursor) bool {
 	case c.LargestDeviceIDSeen != nil && o.LargestDeviceIDSeen != nil:
 		return *c.LargestDeviceIDSeen >= *o.LargestDeviceIDSeen
 	case c.Earliest != "" && o.Earliest != "":
-		tc, okc := parseTimestamp(c.Earliest)
-		to, oko := parseTimestamp(o.Earliest)
-		if okc && oko {
-			return !tc.Before(to)
+		if !sameInstant(c.Earliest, o.Earliest) {
+			tc, okc := parseTimestamp(c.Earliest)
+			to, oko := parseTimestamp(o.Earliest)
+			if okc && oko {
+				return tc.After(to)
+			}
+			return c.Earliest > o.Earliest
 		}
-		return c.Earliest >= o.Earliest
+		seen := make(map[string]bool, len(c.SeenAtEarliest))
+		for _, k := range c.SeenAtEarliest {
+			seen[k] = true
+		}
+		for _, k := range o.SeenAtEarliest {
+			if !seen[k] {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }
@@ -94,16 +108,34 @@ type DevicePage struct {
 }
 
 // ListDevicePage reads the page of the devices matching r that starts at
-// cur (r's own paging fields are ignored). It follows the answer's
-// largestDeviceIdSeen when present; otherwise it advances `earliest` to the
-// newest createdAt of the page. Paging that makes no progress is an error
-// rather than an endless loop.
+// cur (r's own paging fields are ignored).
+//
+// From the start (the zero cursor) it pages by `earliest`, ThingSpace's
+// date-added paging and the only one its published answer ({devices,
+// hasMoreData}) allows: the next page starts at the newest createdAt of
+// this one, inclusive, and the devices already delivered at that instant
+// are skipped, so devices added at the same instant across a page boundary
+// are neither lost nor repeated. (Whether `earliest` is inclusive and how
+// ThingSpace orders devices added at one instant are unconfirmed; an
+// exclusive `earliest` would lose such ties.) More devices than a page
+// added at one instant cannot be paged past: that, like any page that
+// delivers nothing new, is an error rather than an endless loop. A
+// largestDeviceIdSeen in an answer to such a page is ignored: the page was
+// in date-added order, and where an id falls in that order is unknown.
+//
+// A caller that starts with a largestDeviceIdSeen cursor pages by it, and
+// needs every answer that has more data to carry the next one: ThingSpace
+// orders such pages by device ID (S-list), so moving `earliest` from one
+// could skip devices.
 func (c *Client) ListDevicePage(ctx context.Context, r ListRequest, cur ListCursor) (*DevicePage, error) {
 	req := r
 	req.LargestDeviceIDSeen, req.Earliest = cur.LargestDeviceIDSeen, cur.Earliest
 	resp, err := c.ListDevices(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if cur.LargestDeviceIDSeen != nil {
+		return cursorPage(cur, resp)
 	}
 	seen := make(map[string]bool, len(cur.SeenAtEarliest))
 	for _, k := range cur.SeenAtEarliest {
@@ -124,20 +156,10 @@ func (c *Client) ListDevicePage(ctx context.Context, r ListRequest, cur ListCurs
 		return page, nil
 	}
 
-	if next := resp.LargestDeviceIDSeen; next != nil {
-		if cur.LargestDeviceIDSeen != nil && *next <= *cur.LargestDeviceIDSeen {
-			return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
-				Message: fmt.Sprintf("device list cursor did not advance (largestDeviceIdSeen %d)", *next)}
-		}
-		v := *next
-		page.Next = ListCursor{LargestDeviceIDSeen: &v}
-		return page, nil
-	}
-
 	newest := newestCreatedAt(resp.Devices)
 	if newest == "" {
 		return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
-			Message: "a page says hasMoreData but gives neither largestDeviceIdSeen nor createdAt"}
+			Message: "a page says hasMoreData but its devices carry no createdAt to page on by earliest"}
 	}
 	if len(page.Devices) == 0 {
 		return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
@@ -164,8 +186,30 @@ func (c *Client) ListDevicePage(ctx context.Context, r ListRequest, cur ListCurs
 	return page, nil
 }
 
+// cursorPage is a page read by largestDeviceIdSeen.
+func cursorPage(cur ListCursor, resp *ListResponse) (*DevicePage, error) {
+	page := &DevicePage{Devices: resp.Devices, More: resp.HasMoreData}
+	if !resp.HasMoreData {
+		return page, nil
+	}
+	next := resp.LargestDeviceIDSeen
+	switch {
+	case next == nil:
+		return nil, &Error{Op: OpList, Kind: KindPermanent, Sent: true,
+			Message: "paging by largestDeviceIdSeen, but the answer carries none (the published answer has no " +
+				"such member); page by earliest instead, from a cursor without largestDeviceIdSeen"}
+	case *next <= *cur.LargestDeviceIDSeen:
+		return nil, &Error{Op: OpList, Kind: KindTemporary, Sent: true,
+			Message: fmt.Sprintf("device list cursor did not advance (largestDeviceIdSeen %d)", *next)}
+	}
+	v := *next
+	page.Next = ListCursor{LargestDeviceIDSeen: &v}
+	return page, nil
+}
+
 // ForEachDevice pages through every device matching r and calls fn for each
-// (starting at r's largestDeviceIdSeen or earliest when set). It stops at
+// (starting at r's earliest when set; by r's largestDeviceIdSeen when set,
+// see ListDevicePage). It stops at
 // fn's first error, which is returned as is, except ErrStopListing, which
 // ends the listing without error.
 func (c *Client) ForEachDevice(ctx context.Context, r ListRequest, fn func(Device) error) error {

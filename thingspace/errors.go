@@ -13,6 +13,7 @@ const (
 	CodeDeviceStateInvalid   = "INPUT_INVALID.DeviceState.Invalid"
 	CodeDeviceKindInvalid    = "INPUT_INVALID.Device.Kind.Invalid"
 	CodeDeviceIDInvalid      = "INPUT_INVALID.Device.Identifier.Invalid"
+	CodeDeviceAccountInvalid = "INPUT_INVALID.Device.Account.Invalid" // S-cberr: not a part of the account specified
 	CodeMaxRequestsExceeded  = "INPUT_INVALID.MaxRequestsExceeded"
 	CodeNumberOfDevices      = "INPUT_INVALID.NumberofDevices"
 	CodeAccountNotFound      = "REQUEST_FAILED.AccountNotFound"
@@ -58,6 +59,13 @@ const (
 	KindNotFound
 	// KindPermanent: any other refusal that retrying will not change.
 	KindPermanent
+	// KindDeviceAccountInvalid: the device exists at ThingSpace but not in
+	// the account the request named (INPUT_INVALID.Device.Account.Invalid).
+	// A refusal of that device alone, like KindDeviceNotFound, but kept
+	// apart from it: the device is not absent, it is someone else's (or the
+	// file named the wrong account), and lookups that take "not found" to
+	// mean "absent" must not see it.
+	KindDeviceAccountInvalid
 )
 
 func (k ErrorKind) String() string {
@@ -82,6 +90,8 @@ func (k ErrorKind) String() string {
 		return "not_found"
 	case KindPermanent:
 		return "permanent"
+	case KindDeviceAccountInvalid:
+		return "device_account_invalid"
 	}
 	return "unknown"
 }

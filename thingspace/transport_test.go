@@ -39,6 +39,8 @@ func TestErrorShapesAreClassifiedByCode(t *testing.T) {
 			KindInvalidInput, "UnifiedWebService.INPUT_INVALID.MaxRequestsExceeded", CodeMaxRequestsExceeded, "too many"},
 		{"bad identifier", 400, `{"errorCode":"INPUT_INVALID.Device.Identifier.Invalid","errorMessage":"id"}`,
 			KindInvalidInput, "INPUT_INVALID.Device.Identifier.Invalid", CodeDeviceIDInvalid, "id"},
+		{"device of another account", 400, `{"errorCode":"UnifiedWebService.INPUT_INVALID.Device.Account.Invalid","errorMessage":"The device was not a part of the account specified"}`,
+			KindDeviceAccountInvalid, "UnifiedWebService.INPUT_INVALID.Device.Account.Invalid", CodeDeviceAccountInvalid, "not a part of the account"},
 		{"account not found", 400, `{"errorCode":"UnifiedWebService.REQUEST_FAILED.AccountNotFound","errorMessage":"no account"}`,
 			KindNotFound, "UnifiedWebService.REQUEST_FAILED.AccountNotFound", CodeAccountNotFound, "no account"},
 		{"message text is not used", 400, `{"errorCode":"REQUEST_FAILED.Other","errorMessage":"Device not found"}`,

@@ -177,9 +177,11 @@ type ListRequest struct {
 type ListResponse struct {
 	HasMoreData bool     `json:"hasMoreData"`
 	Devices     []Device `json:"devices"`
-	// LargestDeviceIDSeen is the paging cursor to send back for the next page
-	// when ThingSpace provides one. Where the cursor value comes from is not
-	// documented, so the client also pages by "earliest" when it is absent.
+	// LargestDeviceIDSeen is the paging cursor to send back for the next
+	// page, when the answer has one. The published answer model
+	// (AccountDeviceListResult: devices, hasMoreData) has no such member;
+	// ListDevicePage pages by "earliest" unless its caller starts with a
+	// cursor.
 	LargestDeviceIDSeen *int64 `json:"largestDeviceIdSeen,omitempty"`
 }
 

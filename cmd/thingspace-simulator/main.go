@@ -159,6 +159,12 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (setti
 		false,
 		"refuse deactivating suspended devices (S-states reading)",
 	)
+	fs.BoolVar(
+		&c.ListCursorPaging,
+		"list-cursor",
+		false,
+		"answer a device list request that carries largestDeviceIdSeen with one (not in the published model)",
+	)
 	fs.Int64Var(&c.Seed, "random-seed", 0, "seed of fault and jitter randomness (0: time-based)")
 	l := &c.Limits
 	fs.IntVar(

@@ -111,7 +111,8 @@ func TestParseFlags(t *testing.T) {
 	var out bytes.Buffer
 	st, err := parseFlags(
 		[]string{"--account", "a", "--account", "b,c", "--requests-per-hour", "1000", "--error-rate", "0.1",
-			"--latency", "50ms", "--reorder-callbacks", "--client-secret", "flag-secret", "--log-level", "debug"},
+			"--latency", "50ms", "--reorder-callbacks", "--client-secret", "flag-secret", "--log-level", "debug",
+			"--list-cursor"},
 		func(string) string { return "env-secret" },
 		&out,
 	)
@@ -120,7 +121,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	if strings.Join(st.accounts, ",") != "a,b,c" || st.cfg.Limits.RequestsPerHour != 1000 || st.cfg.Faults.ErrorRate != 0.1 ||
 		st.cfg.Faults.Latency != 50*time.Millisecond || !st.cfg.Faults.ReorderCallbacks || st.cfg.ClientSecret != "flag-secret" ||
-		st.cfg.Password != "env-secret" ||
+		st.cfg.Password != "env-secret" || !st.cfg.ListCursorPaging ||
 		st.logLevel.String() != "DEBUG" {
 		t.Fatalf("settings %+v", st)
 	}

@@ -70,8 +70,7 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 	id := newUUID()
 	plans := make([]devicePlan, len(req.Devices))
 	for i, ref := range req.Devices {
-		d := s.store.resolveLocked(ref, req.AccountName)
-		t, fault := s.checkLocked(d, action, c.now)
+		d, t, fault := s.decideLocked(ref, req.AccountName, action, c.now)
 		if fault != nil && len(req.Devices) == 1 {
 			// A lone device's refusal is known before answering, so it is
 			// answered synchronously (400) and no callback follows.
@@ -119,6 +118,27 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 	return rep
 }
 
+// decideLocked finds the device a request entry names and whether action
+// may start on it now. A device of another account than the request's is
+// refused before anything else is checked, and is returned as nil: the
+// request's account learns nothing about it, and its callback goes to the
+// request's account, as for an unknown device.
+func (s *Simulator) decideLocked(
+	ref deviceRef,
+	account, action string,
+	now time.Time,
+) (*device, transition, *faultResponse) {
+	d, foreign := s.store.resolveLocked(ref, account)
+	if foreign {
+		return nil, transition{}, deviceFault(
+			CodeDeviceAccountInvalid,
+			"INPUT_INVALID. The device was not a part of the account specified",
+		)
+	}
+	t, fault := s.checkLocked(d, action, now)
+	return d, t, fault
+}
+
 // firstRefusalLocked returns the refusal of the first device of the request
 // that would be refused, or nil, changing nothing (Config.RefuseWholeRequest).
 // A device named twice would find itself pending at its second mention, as
@@ -126,14 +146,14 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 func (s *Simulator) firstRefusalLocked(refs []deviceRef, account, action string, now time.Time) *faultResponse {
 	seen := make(map[*device]bool, len(refs))
 	for _, ref := range refs {
-		d := s.store.resolveLocked(ref, account)
+		d, _, fault := s.decideLocked(ref, account, action, now)
 		if d != nil && seen[d] && action != ActionContactInfo {
 			return deviceFault(
 				CodeDeviceStateInvalid,
 				"INPUT_INVALID. Device has a pending request (named twice in this request)",
 			)
 		}
-		if _, fault := s.checkLocked(d, action, now); fault != nil {
+		if fault != nil {
 			return fault
 		}
 		if d != nil {

@@ -3,6 +3,7 @@ package simulator
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -329,18 +330,81 @@ func TestUnknownDeviceAndFailWith(t *testing.T) {
 	}
 }
 
-func TestDeviceOfAnotherAccountIsNotFound(t *testing.T) {
-	cfg := fastConfig()
-	cfg.Accounts = []string{DefaultAccount, "0000999999-00001"}
-	h := newHarness(t, cfg)
-	other := DeviceSeed{ICCID: "89148000000000000027", Account: "0000999999-00001", State: "active"}
-	if err := h.sim.Seed(other); err != nil {
-		t.Fatal(err)
+// A device of another account than the request's is refused with
+// INPUT_INVALID.Device.Account.Invalid (S-cberr), per device: synchronously
+// when it is the request's only device or under RefuseWholeRequest, else by
+// a "Failed" callback to the request's account. A device of no account
+// stays DeviceNotFound.
+func TestDeviceOfAnotherAccountIsRefused(t *testing.T) {
+	const otherAccount = "0000999999-00001"
+	for _, whole := range []bool{false, true} {
+		t.Run(map[bool]string{false: "per device", true: "whole request"}[whole], func(t *testing.T) {
+			cfg := fastConfig()
+			cfg.Accounts = []string{DefaultAccount, otherAccount}
+			cfg.RefuseWholeRequest = whole
+			h := newHarness(t, cfg)
+			mine, theirs := h.listen(), newListener(t)
+			h.register(theirs, otherAccount)
+			foreign := GenerateDevices(1, "8914899901", "active")[0]
+			foreign.Account = otherAccount
+			if err := h.sim.Seed(foreign); err != nil {
+				t.Fatal(err)
+			}
+			good := h.seed(1, "active")[0]
+			unknown := GenerateDevices(1, "8914899902", "")[0].ICCID
+			inMine := map[string]any{"accountName": DefaultAccount}
+
+			status, body := h.action(ActionSuspend, inMine, foreign.ICCID)
+			wantError(t, status, body, CodeDeviceAccountInvalid)
+			if msg := decodeAs[errorBody](t, body).ErrorMessage; !strings.Contains(msg, "not a part of the account") {
+				t.Fatalf("errorMessage %q", msg)
+			}
+			status, body = h.action(ActionSuspend, inMine, unknown)
+			wantError(t, status, body, CodeDeviceNotFound)
+
+			status, body = h.action(ActionSuspend, inMine, good, foreign.ICCID)
+			if whole {
+				wantError(t, status, body, CodeDeviceAccountInvalid)
+				if d, _ := h.sim.Device(good); d.State != StateActive {
+					t.Fatalf("a refused request changed %s: %s", good, d.State)
+				}
+			} else {
+				reqID := h.accepted(status, body)
+				msgs := mine.wait(t, 2)
+				for _, m := range msgs {
+					if m.RequestID != reqID {
+						t.Fatalf("callback of another request: %+v", m)
+					}
+					switch iccidOf(m) {
+					case good:
+						if m.Status != "Success" {
+							t.Fatalf("good device callback: %+v", m)
+						}
+					case foreign.ICCID:
+						if m.Status != "Failed" || m.FaultResponse == nil ||
+							m.FaultResponse.FaultCode != CodeDeviceAccountInvalid {
+							t.Fatalf("foreign device callback: %+v", m)
+						}
+						if len(m.DeviceIDs) != 1 {
+							t.Fatalf("the refusal names more than the request did: %+v", m.DeviceIDs)
+						}
+					default:
+						t.Fatalf("unexpected callback %+v", m)
+					}
+				}
+				h.waitState(good, StateSuspend)
+			}
+			if d, _ := h.sim.Device(foreign.ICCID); d.State != StateActive || d.ActionsLast24h != 0 {
+				t.Fatalf("the other account's device was touched: %+v", d)
+			}
+			if n := len(theirs.messages()); n != 0 {
+				t.Fatalf("the device's own account heard of the request: %d callbacks", n)
+			}
+
+			// Without accountName any of the user's accounts matches.
+			h.accepted(h.action(ActionSuspend, nil, foreign.ICCID))
+		})
 	}
-	status, body := h.action(ActionSuspend, map[string]any{"accountName": DefaultAccount}, "89148000000000000027")
-	wantError(t, status, body, CodeDeviceNotFound)
-	// Without accountName any of the user's accounts matches.
-	h.accepted(h.action(ActionSuspend, nil, "89148000000000000027"))
 }
 
 func TestContactInfoStoresPPU(t *testing.T) {

@@ -5,29 +5,30 @@ package simulator
 // exists; the ones marked "simulator choice" have no published source and
 // are listed in the package documentation.
 const (
-	CodeDeviceNotFound      = "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"
-	CodeDeviceAlreadyActive = "UnifiedWebService.REQUEST_FAILED.DeviceAlreadyActive"
-	CodeDeviceStateInvalid  = "UnifiedWebService.INPUT_INVALID.DeviceState.Invalid"
-	CodeDeviceKindInvalid   = "UnifiedWebService.INPUT_INVALID.Device.Kind.Invalid"
-	CodeDeviceIDInvalid     = "UnifiedWebService.INPUT_INVALID.Device.Identifier.Invalid"
-	CodeMaxRequestsExceeded = "UnifiedWebService.INPUT_INVALID.MaxRequestsExceeded"
-	CodeNumberOfDevices     = "UnifiedWebService.INPUT_INVALID.NumberofDevices"
-	CodeAccountNotFound     = "UnifiedWebService.REQUEST_FAILED.AccountNotFound"
-	CodeAccountNotDefined   = "UnifiedWebService.INPUT_INVALID.Account.NotDefined"
-	CodeSessionExpired      = "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired"
-	CodeSessionFormat       = "UnifiedWebService.REQUEST_FAILED.SessionToken.Format"
-	CodeSessionInvalid      = "UnifiedWebService.INPUT_INVALID.SessionToken.Invalid"
-	CodeCustomFieldName     = "UnifiedWebService.INPUT_INVALID.CustomField.InvalidName"
-	CodeCustomFieldTooLong  = "UnifiedWebService.INPUT_INVALID.CustomField.TooLong"
-	CodeRequestUndefined    = "UnifiedWebService.INPUT_INVALID.RequestUndefined"
-	CodeInvalidCharacter    = "UnifiedWebService.INPUT_INVALID.Request.InvalidCharacter"
-	CodeUnexpectedError     = "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
-	CodeInvalidCredentials  = "UnifiedWebService.REQUEST_FAILED.InvalidCredentials"        // simulator choice
-	CodeAccountLocked       = "UnifiedWebService.REQUEST_FAILED.AccountLocked"             // simulator choice
-	CodeMaxActionsPerDay    = "UnifiedWebService.REQUEST_FAILED.MaxActionsPerDay"          // simulator choice
-	CodeRequestNotFound     = "UnifiedWebService.REQUEST_FAILED.RequestNotFound"           // simulator choice
-	CodeStatusNotSupported  = "UnifiedWebService.REQUEST_FAILED.RequestStatusNotSupported" // simulator choice
-	CodeCallbackNotFound    = "UnifiedWebService.REQUEST_FAILED.CallbackNotFound"          // simulator choice
+	CodeDeviceNotFound       = "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"
+	CodeDeviceAlreadyActive  = "UnifiedWebService.REQUEST_FAILED.DeviceAlreadyActive"
+	CodeDeviceStateInvalid   = "UnifiedWebService.INPUT_INVALID.DeviceState.Invalid"
+	CodeDeviceKindInvalid    = "UnifiedWebService.INPUT_INVALID.Device.Kind.Invalid"
+	CodeDeviceIDInvalid      = "UnifiedWebService.INPUT_INVALID.Device.Identifier.Invalid"
+	CodeDeviceAccountInvalid = "UnifiedWebService.INPUT_INVALID.Device.Account.Invalid" // S-cberr
+	CodeMaxRequestsExceeded  = "UnifiedWebService.INPUT_INVALID.MaxRequestsExceeded"
+	CodeNumberOfDevices      = "UnifiedWebService.INPUT_INVALID.NumberofDevices"
+	CodeAccountNotFound      = "UnifiedWebService.REQUEST_FAILED.AccountNotFound"
+	CodeAccountNotDefined    = "UnifiedWebService.INPUT_INVALID.Account.NotDefined"
+	CodeSessionExpired       = "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired"
+	CodeSessionFormat        = "UnifiedWebService.REQUEST_FAILED.SessionToken.Format"
+	CodeSessionInvalid       = "UnifiedWebService.INPUT_INVALID.SessionToken.Invalid"
+	CodeCustomFieldName      = "UnifiedWebService.INPUT_INVALID.CustomField.InvalidName"
+	CodeCustomFieldTooLong   = "UnifiedWebService.INPUT_INVALID.CustomField.TooLong"
+	CodeRequestUndefined     = "UnifiedWebService.INPUT_INVALID.RequestUndefined"
+	CodeInvalidCharacter     = "UnifiedWebService.INPUT_INVALID.Request.InvalidCharacter"
+	CodeUnexpectedError      = "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
+	CodeInvalidCredentials   = "UnifiedWebService.REQUEST_FAILED.InvalidCredentials"        // simulator choice
+	CodeAccountLocked        = "UnifiedWebService.REQUEST_FAILED.AccountLocked"             // simulator choice
+	CodeMaxActionsPerDay     = "UnifiedWebService.REQUEST_FAILED.MaxActionsPerDay"          // simulator choice
+	CodeRequestNotFound      = "UnifiedWebService.REQUEST_FAILED.RequestNotFound"           // simulator choice
+	CodeStatusNotSupported   = "UnifiedWebService.REQUEST_FAILED.RequestStatusNotSupported" // simulator choice
+	CodeCallbackNotFound     = "UnifiedWebService.REQUEST_FAILED.CallbackNotFound"          // simulator choice
 )
 
 // Codes of the API gateway (WSO2), in front of the M2M API.

@@ -52,6 +52,15 @@ type Config struct {
 	// reference leaves open when ThingSpace detects such refusals; this is
 	// the harsher reading, for testing how a client isolates bad devices.
 	RefuseWholeRequest bool
+
+	// ListCursorPaging makes a device-list answer to a request that carries
+	// largestDeviceIdSeen carry a top-level largestDeviceIdSeen: the last
+	// internal id of the page, to send back for the next one. The published
+	// answer model (AccountDeviceListResult: devices, hasMoreData) has no
+	// such member, so by default the answer never has it and clients page
+	// by "earliest"; this is the other reading of S-list's "recommended"
+	// cursor paging, for testing a client that follows such a cursor.
+	ListCursorPaging bool
 }
 
 // Limits are the documented (and one undocumented) ThingSpace limits.

@@ -12,7 +12,7 @@ import (
 const defaultServicePlan = "m2m_4G"
 
 type device struct {
-	id           int64 // internal numeric id: the largestDeviceIdSeen cursor
+	id           int64 // internal numeric id, in the order added: the largestDeviceIdSeen cursor
 	iccid, imei  string
 	account      string
 	state        string
@@ -21,7 +21,7 @@ type device struct {
 	groupName    string
 	customFields []customField
 	ppu          *placeOfUse
-	createdAt    time.Time // distinct per device, millisecond precision
+	createdAt    time.Time // millisecond precision; never earlier than the previous device's
 	activatedAt  time.Time
 	activatedBy  string
 	updatedAt    time.Time
@@ -30,8 +30,9 @@ type device struct {
 	actions      []time.Time // accepted state changes, for the per-line daily limit
 }
 
-// deviceStore holds devices in creation order, which is also id order and
-// createdAt order: both list orderings are the slice order.
+// deviceStore holds devices in the order added, which is also id order and
+// createdAt order (devices added at the same instant in id order): both list
+// orderings are the slice order.
 type deviceStore struct {
 	list        []*device
 	byICCID     map[string]*device
@@ -116,13 +117,19 @@ func (s *Simulator) Devices() []DeviceSnapshot {
 }
 
 // insertLocked adds a new device and gives it the next id and a createdAt
-// strictly after the previous device's (ms apart), so that paging by
-// "earliest" always advances.
+// strictly after the previous device's (ms apart).
 func (st *deviceStore) insertLocked(d *device, created time.Time) {
 	created = created.Truncate(time.Millisecond)
 	if !created.After(st.lastCreated) {
 		created = st.lastCreated.Add(time.Millisecond)
 	}
+	st.placeLocked(d, created)
+}
+
+// placeLocked adds a new device with the next id and that createdAt, which
+// must not be before the previous device's (equal: added at the same
+// instant).
+func (st *deviceStore) placeLocked(d *device, created time.Time) {
 	st.lastCreated = created
 	d.id = st.nextID
 	st.nextID++
@@ -171,25 +178,31 @@ func (st *deviceStore) releaseMSISDNLocked(d *device) {
 	d.msisdn = ""
 }
 
-// resolveLocked finds the device a request entry names. The first
-// identifier that matches wins; a device outside the request's account is
-// not found (account "" means any of the user's accounts).
-func (st *deviceStore) resolveLocked(ref deviceRef, account string) *device {
+// resolveLocked finds the device a request entry names: the first
+// identifier that names a device of the request's account wins (account ""
+// means any of the user's accounts). When none does, foreign says whether
+// one names a device of another account, which ThingSpace refuses with
+// Device.Account.Invalid rather than DeviceNotFound (S-cberr).
+func (st *deviceStore) resolveLocked(ref deviceRef, account string) (d *device, foreign bool) {
 	for _, id := range ref.DeviceIDs {
-		var d *device
+		var found *device
 		switch strings.ToLower(id.Kind) {
 		case kindICCID:
-			d = st.byICCID[id.ID]
+			found = st.byICCID[id.ID]
 		case kindIMEI:
-			d = st.byIMEI[id.ID]
+			found = st.byIMEI[id.ID]
 		case kindMDN, kindMSISDN, kindMIN:
-			d = st.byMSISDN[id.ID]
+			found = st.byMSISDN[id.ID]
 		}
-		if d != nil && (account == "" || d.account == account) {
-			return d
+		if found == nil {
+			continue
 		}
+		if account == "" || found.account == account {
+			return found, false
+		}
+		foreign = true
 	}
-	return nil
+	return nil, foreign
 }
 
 // wireIDs lists the device's identifiers the way list entries and callback

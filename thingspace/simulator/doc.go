@@ -53,8 +53,14 @@
 //     14–15; else INPUT_INVALID.Device.Identifier.Invalid. Any other kind
 //     → INPUT_INVALID.Device.Kind.Invalid. Kinds compare case-insensitively.
 //   - A device named by an identifier that belongs to another account than
-//     the request's accountName is DeviceNotFound. Without accountName any
-//     configured account matches.
+//     the request's accountName is refused with
+//     INPUT_INVALID.Device.Account.Invalid ("The device was not a part of
+//     the account specified", S-cberr), like any per-device refusal (below);
+//     its "Failed" callback goes to the request's account and carries the
+//     request's identifiers, telling that account nothing about the device.
+//     A device of no account is DeviceNotFound. Without accountName any
+//     configured account matches. A single-device list lookup of another
+//     account's device answers DeviceNotFound (no list code is published).
 //   - reasonCode accepts any non-empty value (only "FF" is documented).
 //   - The PPU is checked for the members SDK-js marks required, no PO box
 //     in addressLine1, country US or USA.
@@ -71,7 +77,8 @@
 //     502 → an HTML page, 503 → gateway fault 101503.
 //
 // Device actions and callbacks:
-//   - Per-device refusal codes: seeded FailWith, then a pending change
+//   - Per-device refusal codes: another account's device
+//     (Device.Account.Invalid), then seeded FailWith, then a pending change
 //     (DeviceState.Invalid), then activate on active (DeviceAlreadyActive),
 //     then the action matrix (DeviceState.Invalid), then the per-line daily
 //     limit (REQUEST_FAILED.MaxActionsPerDay). Unknown device →
@@ -84,11 +91,12 @@
 //   - Config.RefuseWholeRequest (off by default) is the other reading of
 //     S-cberr: a multi-device request in which any device would be refused
 //     is refused as a whole, synchronously: HTTP 400 with the code and text
-//     of the first such device in request order (DeviceNotFound for a
-//     device unknown or of another account, DeviceState.Invalid for a wrong
-//     state or a device named twice, DeviceAlreadyActive, MaxActionsPerDay,
-//     a seeded FailWith), nothing applied to any device, no requestId, no
-//     callback. The answer does not say which device was refused. It
+//     of the first such device in request order (DeviceNotFound for an
+//     unknown device, Device.Account.Invalid for one of another account,
+//     DeviceState.Invalid for a wrong state or a device named twice,
+//     DeviceAlreadyActive, MaxActionsPerDay, a seeded FailWith), nothing
+//     applied to any device, no requestId, no callback. The answer does
+//     not say which device was refused. It
 //     applies to activate, suspend, restore, deactivate and contactInfo,
 //     not to add (whose answer is per device anyway).
 //   - Suspend→deactivate is allowed (L-cds) unless
@@ -123,14 +131,24 @@
 // Listing:
 //   - Page size is 2000, or maxNumberOfDevices when smaller (it caps the
 //     page, not the total). 202 + hasMoreData:true when more remain.
-//   - Cursor paging: send "largestDeviceIdSeen" (0 to start); the answer
-//     holds devices with a greater internal id, in id order, and a
-//     top-level "largestDeviceIdSeen" with the last id of the page (the
-//     request's value when the page is empty).
-//   - Without it: date-added order; page by sending "earliest" = the last
-//     createdAt received; earliest and latest are inclusive, so the
-//     boundary device is repeated and the client must de-duplicate. Every
-//     device has a distinct createdAt, 1 ms apart.
+//   - Order: date added; devices added at the same instant (seeds with the
+//     same AddedAt) in the order added (the internal id). The live order of
+//     ties is unconfirmed. Devices get createdAt values 1 ms apart unless
+//     seeded with AddedAt.
+//   - Paging by "earliest", the default and the only paging the published
+//     answer model allows: send "earliest" = the newest createdAt received.
+//     earliest and latest are inclusive (S-list says "added after/before";
+//     inclusive or not is unconfirmed), so the devices of that instant come
+//     again and the client skips those it already has. More devices than a
+//     page added at one instant cannot be paged past this way.
+//   - The answer has no largestDeviceIdSeen member (AccountDeviceListResult
+//     is {devices, hasMoreData}). A request's largestDeviceIdSeen (a
+//     published input, not negative) keeps the devices with a greater
+//     internal id; in the simulator id order is the date-added order.
+//   - Config.ListCursorPaging (off by default; thingspace-simulator
+//     -list-cursor): the answer to a request with largestDeviceIdSeen
+//     carries a top-level "largestDeviceIdSeen", the last internal id of
+//     the page (the request's value when the page is empty), to page by.
 //   - Timestamps are RFC 3339 with milliseconds in US Eastern time, e.g.
 //     "2024-05-01T10:42:15.123-04:00".
 //   - currentState accepts any casing/spelling of the state names; an

@@ -28,11 +28,14 @@ type listQuery struct {
 // or ANDed filters, at most 2000 devices per page; 202 with hasMoreData
 // when more remain.
 //
-// Paging: with largestDeviceIdSeen the page holds devices whose internal id
-// is greater, in id order, and the answer carries the last id of the page
-// as top-level largestDeviceIdSeen (send 0 to start). Without it, devices
-// come in date-added order and the client pages by sending earliest = the
-// last createdAt it saw; earliest is inclusive, so that device comes again.
+// Paging: devices come in the order added (date added, then internal id
+// for devices added at the same instant), and the client pages by sending
+// earliest = the last createdAt it saw; earliest is inclusive, so the
+// devices of that instant come again and the client skips those it has.
+// A request's largestDeviceIdSeen (a published input) keeps the devices
+// whose internal id is greater, which in the simulator is the same order;
+// only with Config.ListCursorPaging does the answer carry the page's last
+// id back as top-level largestDeviceIdSeen.
 func (s *Simulator) handleList(c *call) reply {
 	var req listRequest
 	if len(bytes.TrimSpace(c.body)) > 0 { // an empty body lists every device
@@ -62,6 +65,7 @@ func (s *Simulator) handleList(c *call) reply {
 		start = sort.Search(len(list), func(i int) bool { return !list[i].createdAt.Before(q.earliest) })
 	}
 	resp := listResponse{Devices: []listDevice{}}
+	cursor := s.cfg.ListCursorPaging && q.cursor != nil
 	for _, d := range list[start:] {
 		if !q.matches(d) {
 			continue
@@ -71,12 +75,12 @@ func (s *Simulator) handleList(c *call) reply {
 			break
 		}
 		resp.Devices = append(resp.Devices, s.listEntry(d, false))
-		if q.cursor != nil {
+		if cursor {
 			last := d.id
 			resp.LargestDeviceIDSeen = &last
 		}
 	}
-	if q.cursor != nil && resp.LargestDeviceIDSeen == nil {
+	if cursor && resp.LargestDeviceIDSeen == nil {
 		echo := *q.cursor
 		resp.LargestDeviceIDSeen = &echo
 	}
@@ -191,7 +195,9 @@ func (s *Simulator) lookupOne(id deviceID, account string) reply {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.store.resolveLocked(deviceRef{DeviceIDs: []deviceID{id}}, account)
+	// Another account's device is not found here: the reference names no
+	// list-specific code for it (simulator choice).
+	d, _ := s.store.resolveLocked(deviceRef{DeviceIDs: []deviceID{id}}, account)
 	if d == nil {
 		return uwsError(CodeDeviceNotFound, "REQUEST_FAILED. Device not found")
 	}

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,8 +26,44 @@ func entryICCID(d listDevice) string {
 	return ""
 }
 
+// By default the answer is the published AccountDeviceListResult,
+// {devices, hasMoreData}: no largestDeviceIdSeen member, whether the
+// request carried one or not. With ListCursorPaging it has one when asked.
+func TestListAnswerHasNoCursorByDefault(t *testing.T) {
+	for _, cursorMode := range []bool{false, true} {
+		cfg := fastConfig()
+		cfg.ListCursorPaging = cursorMode
+		h := newHarness(t, cfg)
+		h.seed(5, "active")
+		for _, body := range []map[string]any{
+			{"accountName": DefaultAccount},
+			{"accountName": DefaultAccount, "largestDeviceIdSeen": 0},
+			{"accountName": DefaultAccount, "largestDeviceIdSeen": 0, "maxNumberOfDevices": 2},
+		} {
+			status, data := h.m2m(http.MethodPost, "/devices/actions/list", body)
+			if status != http.StatusOK && status != http.StatusAccepted {
+				t.Fatalf("list %v: %d %s", body, status, data)
+			}
+			members := decodeAs[map[string]json.RawMessage](t, data)
+			_, has := members["largestDeviceIdSeen"]
+			_, asked := body["largestDeviceIdSeen"]
+			if want := cursorMode && asked; has != want {
+				t.Fatalf("cursor mode %v, request %v: largestDeviceIdSeen member present %v, want %v (%s)",
+					cursorMode, body, has, want, data)
+			}
+			for name := range members {
+				if name != "devices" && name != "hasMoreData" && name != "largestDeviceIdSeen" {
+					t.Fatalf("member %q is not in AccountDeviceListResult", name)
+				}
+			}
+		}
+	}
+}
+
 func TestListPagingByCursor(t *testing.T) {
-	h := newHarness(t, fastConfig())
+	cfg := fastConfig()
+	cfg.ListCursorPaging = true
+	h := newHarness(t, cfg)
 	devs := h.seed(4500, "active")
 	var cursor int64
 	var seen []string
@@ -96,6 +133,103 @@ func TestListPagingByEarliest(t *testing.T) {
 	}
 	if strings.Join(order, ",") != strings.Join(devs, ",") {
 		t.Fatalf("earliest paging returned %d unique devices, want %d in date order", len(order), len(devs))
+	}
+}
+
+// Devices added at the same instant are listed in the order added, and an
+// inclusive earliest at that instant gives them all again: paging by
+// earliest and skipping the devices already seen at that instant neither
+// loses nor repeats one, wherever the page boundaries fall among the ties.
+// (The client's side of this is thingspace.ListDevicePage.)
+func TestListPagingByEarliestWithTies(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	// Instants of 13 devices: groups of 1, 3, 2, 4, 1, 2 devices.
+	groups := []int{1, 3, 2, 4, 1, 2}
+	var seeds []DeviceSeed
+	all := GenerateDevices(13, "8914800777", "active")
+	for g, size := range groups {
+		for range size {
+			sd := all[len(seeds)]
+			sd.AddedAt = base.Add(time.Duration(g) * time.Second)
+			seeds = append(seeds, sd)
+		}
+	}
+	if err := h.sim.Seed(seeds...); err != nil {
+		t.Fatal(err)
+	}
+	// The whole list: creation order, equal createdAt within a group.
+	_, resp := h.list(map[string]any{"accountName": DefaultAccount})
+	for i, d := range resp.Devices {
+		if entryICCID(d) != seeds[i].ICCID {
+			t.Fatalf("position %d: %s, want %s (order added)", i, entryICCID(d), seeds[i].ICCID)
+		}
+		at, _ := parseWireTime(d.CreatedAt)
+		if !at.Equal(seeds[i].AddedAt) {
+			t.Fatalf("%s: createdAt %s, want %s", seeds[i].ICCID, d.CreatedAt, seeds[i].AddedAt)
+		}
+	}
+	// Pages larger than the largest group (a page of one instant's devices
+	// only could not be paged past), with boundaries inside groups.
+	for _, pageSize := range []int{5, 6, 7} {
+		var order []string
+		var earliest string
+		seenAt := map[string]bool{} // devices delivered at `earliest`
+		for page := 0; ; page++ {
+			if page > len(seeds) {
+				t.Fatalf("page size %d: paging does not end", pageSize)
+			}
+			body := map[string]any{"accountName": DefaultAccount, "maxNumberOfDevices": pageSize}
+			if earliest != "" {
+				body["earliest"] = earliest
+			}
+			_, resp := h.list(body)
+			newest := resp.Devices[len(resp.Devices)-1].CreatedAt
+			next := map[string]bool{}
+			if newest == earliest {
+				next = seenAt
+			}
+			for _, d := range resp.Devices {
+				id := entryICCID(d)
+				if d.CreatedAt == earliest && seenAt[id] {
+					continue
+				}
+				order = append(order, id)
+				if d.CreatedAt == newest {
+					next[id] = true
+				}
+			}
+			if !resp.HasMoreData {
+				break
+			}
+			earliest, seenAt = newest, next
+		}
+		want := make([]string, len(seeds))
+		for i, sd := range seeds {
+			want[i] = sd.ICCID
+		}
+		if strings.Join(order, ",") != strings.Join(want, ",") {
+			t.Fatalf("page size %d: got %v, want every device once in order %v", pageSize, order, want)
+		}
+	}
+}
+
+func TestSeedAddedAt(t *testing.T) {
+	sim := New(fastConfig())
+	defer sim.Close()
+	at := time.Now().Add(-time.Minute)
+	devs := GenerateDevices(4, "8914800778", "")
+	devs[0].AddedAt, devs[1].AddedAt = at, at
+	if err := sim.Seed(devs[:3]...); err != nil {
+		t.Fatal(err)
+	}
+	// Earlier than the newest device: refused, nothing added.
+	devs[3].AddedAt = at
+	if err := sim.Seed(devs[3]); err == nil || !strings.Contains(err.Error(), "added_at") {
+		t.Fatalf("an added_at before the newest device's: %v", err)
+	}
+	if len(sim.Devices()) != 3 {
+		t.Fatal("a refused seed was added")
 	}
 }
 

@@ -26,6 +26,12 @@ type DeviceSeed struct {
 	// fault code (a bare "REQUEST_FAILED.X" gets the UnifiedWebService
 	// prefix).
 	FailWith string `json:"fail_with,omitempty"`
+	// AddedAt is the device's createdAt (millisecond precision). Zero: 1 ms
+	// after the device added before it. Devices are kept in the order
+	// added, so it must not be earlier than the newest device's; several
+	// seeds with the same AddedAt were added at the same instant, which is
+	// how tests make ties for paging by "earliest".
+	AddedAt time.Time `json:"added_at,omitzero"`
 }
 
 // Seed adds devices. It checks the whole batch first and adds nothing when
@@ -43,16 +49,16 @@ func (s *Simulator) Seed(devs ...DeviceSeed) error {
 		}
 		devices = append(devices, d)
 	}
-	now := time.Now()
-	// Back-date the batch so that its createdAt values (1 ms apart) end
-	// around now rather than in the future.
-	start := now.Add(-time.Duration(len(devices)) * time.Millisecond)
+	added, err := s.store.planAddedLocked(devs, time.Now())
+	if err != nil {
+		return err
+	}
 	for i, d := range devices {
 		hasNumber := d.state == StateActive || d.state == StateSuspend
 		if hasNumber && d.msisdn == "" {
 			d.msisdn = s.store.allocMSISDNLocked()
 		}
-		s.store.insertLocked(d, start.Add(time.Duration(i)*time.Millisecond))
+		s.store.placeLocked(d, added[i])
 		if hasNumber {
 			d.activatedAt = d.createdAt
 		}
@@ -120,6 +126,32 @@ func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*devi
 	return d, nil
 }
 
+// planAddedLocked decides the createdAt of each seed of a batch, checking
+// them all before any is added: a seed's AddedAt as given, else 1 ms after
+// the device before it. A batch without AddedAt is back-dated so that its
+// createdAt values end around now rather than in the future.
+func (st *deviceStore) planAddedLocked(devs []DeviceSeed, now time.Time) ([]time.Time, error) {
+	out := make([]time.Time, len(devs))
+	start := now.Add(-time.Duration(len(devs)) * time.Millisecond)
+	last := st.lastCreated
+	for i, sd := range devs {
+		t := sd.AddedAt.Truncate(time.Millisecond)
+		switch {
+		case sd.AddedAt.IsZero():
+			t = start.Add(time.Duration(i) * time.Millisecond).Truncate(time.Millisecond)
+			if !t.After(last) {
+				t = last.Add(time.Millisecond)
+			}
+		case t.Before(last):
+			return nil, fmt.Errorf("seed %d (iccid %q): added_at %s is before the newest device's createdAt %s "+
+				"(devices are kept in the order added)", i, sd.ICCID,
+				t.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
+		}
+		out[i], last = t, t
+	}
+	return out, nil
+}
+
 // normalizeFaultCode gives a bare code the UnifiedWebService prefix.
 func normalizeFaultCode(code string) string {
 	code = strings.TrimSpace(code)
@@ -130,10 +162,11 @@ func normalizeFaultCode(code string) string {
 }
 
 // seedColumns are the columns of a CSV seed file (lowercase header).
-var seedColumns = []string{"iccid", "imei", "state", "msisdn", "account", "fail_with"}
+var seedColumns = []string{"iccid", "imei", "state", "msisdn", "account", "fail_with", "added_at"}
 
 // LoadSeedFile reads device seeds from a CSV file (header row with some of
-// iccid,imei,state,msisdn,account,fail_with; iccid required) or a JSON file
+// iccid,imei,state,msisdn,account,fail_with,added_at (RFC 3339); iccid
+// required) or a JSON file
 // (an array of objects with the same keys). A file whose first non-blank
 // character is '[' is read as JSON.
 func LoadSeedFile(path string) ([]DeviceSeed, error) {
@@ -203,6 +236,13 @@ func parseSeedCSV(data []byte) ([]DeviceSeed, error) {
 			MSISDN: get("msisdn"), Account: get("account"), FailWith: get("fail_with")}
 		if sd.ICCID == "" {
 			return nil, fmt.Errorf("seed CSV line %d: empty iccid", line)
+		}
+		if v := get("added_at"); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, fmt.Errorf("seed CSV line %d: added_at %q is not an RFC 3339 date-time", line, v)
+			}
+			sd.AddedAt = t
 		}
 		seeds = append(seeds, sd)
 	}

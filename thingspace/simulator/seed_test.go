@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iot-ops/tsbulk/digits"
 )
@@ -45,9 +46,9 @@ func TestGenerateDevices(t *testing.T) {
 func TestLoadSeedFile(t *testing.T) {
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "devices.csv")
-	csvData := "ICCID, imei ,state,msisdn,account,fail_with\n" +
-		"89148000000000000084,350000000000026,active,2065550101,,\n" +
-		"89148000000000000092,,pre-active,,0000123456-00001,REQUEST_FAILED.DeviceNotFound\n"
+	csvData := "ICCID, imei ,state,msisdn,account,fail_with,added_at\n" +
+		"89148000000000000084,350000000000026,active,2065550101,,,2024-05-01T10:42:15.123-04:00\n" +
+		"89148000000000000092,,pre-active,,0000123456-00001,REQUEST_FAILED.DeviceNotFound,\n"
 	if err := os.WriteFile(csvPath, []byte(csvData), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,8 @@ func TestLoadSeedFile(t *testing.T) {
 	}
 	if len(seeds) != 2 || seeds[0].IMEI != "350000000000026" || seeds[0].MSISDN != "2065550101" ||
 		seeds[1].FailWith == "" ||
-		seeds[1].State != "pre-active" {
+		seeds[1].State != "pre-active" ||
+		!seeds[0].AddedAt.Equal(time.Date(2024, 5, 1, 14, 42, 15, 123e6, time.UTC)) || !seeds[1].AddedAt.IsZero() {
 		t.Fatalf("csv seeds %+v", seeds)
 	}
 	jsonPath := filepath.Join(dir, "devices.json")
@@ -83,6 +85,7 @@ func TestLoadSeedFile(t *testing.T) {
 		"no-iccid.csv":   "imei,state\n350000000000026,active\n",
 		"unknown.csv":    "iccid,colour\n89148000000000000084,red\n",
 		"empty-id.csv":   "iccid,state\n,active\n",
+		"bad-time.csv":   "iccid,added_at\n89148000000000000084,yesterday\n",
 		"no-iccid.json":  `[{"imei":"350000000000026"}]`,
 		"unknown.json":   `[{"iccid":"89148000000000000084","colour":"red"}]`,
 		"not-array.json": `{"iccid":"1"}`,
