@@ -152,7 +152,7 @@ func TestSubmitReportsEveryProblemAndWritesNothing(t *testing.T) {
 	require.Equal(t, 2, code)
 	for _, want := range []string{
 		"row 3, field iccid", "row 4, field iccid", "row 5, field iccid", "row 6, field operation",
-		"row 7, field ppu_address_line1", "row 8, field service_plan", "row 8, field mdn_zip_code",
+		"row 7, field ppu_address_line1", "row 8, field imei", "row 8, field service_plan", "row 8, field mdn_zip_code",
 	} {
 		require.Contains(t, errOut, want)
 	}
