@@ -50,6 +50,11 @@ type Activities struct {
 	// device showing no trace of it is sent again (default 2 minutes):
 	// callbacks of devices ThingSpace refused need time to arrive.
 	ReconcileSettle time.Duration
+	// DeleteAfterDeactivation is thingspace.delete_after_deactivation: the
+	// deleteAfterDeactivation sent with a deactivation whose file left it
+	// unset. Read when the request is built, so this worker's configuration
+	// decides, not the process that submitted the file.
+	DeleteAfterDeactivation bool
 }
 
 // Error types of the application errors activities return. Workflows branch

@@ -352,6 +352,13 @@ func (c *pollCycle) settle(ctx context.Context, p db.PollRequest, d thingspace.D
 // confirmed, failed, or still pending.
 func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Time) (api.Confirmation, bool) {
 	conf := api.Confirmation{Source: api.SourcePoll, RequestID: p.RequestID, At: now}
+	if !found && p.Operation == string(change.Deactivate) && p.DeleteAfterDeactivation {
+		// Asked to remove the device once deactivated: ThingSpace does so
+		// only when the deactivation is done (while pending the device is
+		// listed), so its absence is the confirmation.
+		conf.Success = true
+		return conf, true
+	}
 	if !found {
 		conf.FaultCode = thingspace.CodeDeviceNotFound
 		conf.FaultMessage = "ThingSpace's device list does not have this device"

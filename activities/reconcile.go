@@ -27,6 +27,12 @@ import (
 // Callbacks take a while, so a device showing neither is sent again only
 // once ReconcileSettle has passed since the lost attempt; until then the
 // activity retries later.
+//
+// A deactivation sent with deleteAfterDeactivation has a third sign: once
+// done, ThingSpace removes the device from the account, so a device of it
+// that the list no longer has was reached (and its change applied; the
+// callback, or polling, confirms it). A device ThingSpace never knew looks
+// the same, and ends the same way: not in ThingSpace's inventory.
 func (a *Activities) reconcile(
 	ctx context.Context,
 	req *db.ThingSpaceRequest,
@@ -50,12 +56,17 @@ func (a *Activities) reconcile(
 	untouched := 0
 	for _, d := range devs {
 		r := db.Reconciled{DeviceChangeID: d.ID, Applied: called[d.ID]}
-		if dev, ok := states[d.ICCID]; ok && !r.Applied {
+		dev, listed := states[d.ICCID]
+		switch {
+		case r.Applied:
+		case listed:
 			st := dev.State()
 			r.Applied = st == targetState(req.Operation) || st == pendingState(req.Operation)
 			if r.Applied && req.Operation == "inventory" {
 				r.Result = &db.SyncResult{Success: true, State: string(st)}
 			}
+		case removalAsked(req.Operation, d.DeleteAfterDeactivation):
+			r.Applied = true
 		}
 		if !r.Applied {
 			untouched++
@@ -84,6 +95,13 @@ func (a *Activities) reconcile(
 		return nil, nil
 	}
 	return a.Store.RequestDevices(ctx, req.PK)
+}
+
+// removalAsked reports whether a change's request asked ThingSpace to
+// remove the device once changed: a deactivation sent with
+// deleteAfterDeactivation (sent, the stored value of its last request).
+func removalAsked(op string, sent *bool) bool {
+	return op == string(change.Deactivate) && sent != nil && *sent
 }
 
 func (a *Activities) reconcileSettle() time.Duration {

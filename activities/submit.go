@@ -392,6 +392,7 @@ func (a *Activities) call(
 			AccountName: account,
 			ServicePlan: params.ServicePlan,
 			MdnZipCode:  params.MdnZipCode,
+			SkuNumber:   params.SkuNumber,
 		}
 		if len(devs[0].PPU) > 0 {
 			var ppu thingspace.PlaceOfUse
@@ -413,8 +414,21 @@ func (a *Activities) call(
 		if reason == "" {
 			reason = thingspace.DeactivateReasonGeneral
 		}
+		// The file's choice, else this worker's setting, now. Recorded
+		// before the request leaves: a device missing from ThingSpace's
+		// list afterwards (a lost answer, polling) was removed on purpose
+		// only if it was asked. The batch's devices share the file's value
+		// (BatchKey), so one value is right for all of them.
+		del := params.DeleteAfter(a.DeleteAfterDeactivation)
+		ids := make([]int64, len(devs))
+		for i, d := range devs {
+			ids[i] = d.ID
+		}
+		if err := a.Store.SetDeleteAfterDeactivation(ctx, ids, del); err != nil {
+			return "", nil, err
+		}
 		id, err := a.ThingSpace.Deactivate(ctx, thingspace.DeactivateRequest{Devices: refs, AccountName: account,
-			ReasonCode: reason, EtfWaiver: params.EtfWaiver})
+			ReasonCode: reason, EtfWaiver: params.EtfWaiver, DeleteAfterDeactivation: del})
 		return id, nil, err
 	case "inventory":
 		answers, err := a.ThingSpace.AddDevices(ctx, thingspace.AddRequest{DevicesToAdd: refs, AccountName: account})

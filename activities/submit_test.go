@@ -462,3 +462,35 @@ func (h *harness) requireSuspended(
 		require.Equal(h.t, res.RequestID, dc.RequestID)
 	}
 }
+
+// An activation of devices known by their ICCID alone carries the SKU the
+// file gave, in lieu of their IMEI; ThingSpace accepts it and activates
+// them.
+func TestSubmitBatchActivateByICCIDCarriesSKU(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = 20 * time.Millisecond })
+	devs := devices(2, "8914800005", "preactive")
+	h.seed(devs...)
+	cs := activations("98801", 1, devs...)
+	for i := range cs {
+		cs[i].seed.IMEI = "" // the file named the devices by ICCID only
+		cs[i].params.SkuNumber = "SM-T387VZKAVZW"
+	}
+	bulk, ids := h.newBulk(account, cs...)
+
+	res := h.mustSubmit(bulk, 1)
+	require.Equal(t, db.RequestAccepted, res.State, "%+v", res)
+	for _, d := range devs {
+		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
+		require.Eventually(t, func() bool {
+			sd, _ := h.sim.Device(d.ICCID)
+			return sd.State == simulator.StateActive
+		}, 5*time.Second, 10*time.Millisecond)
+	}
+	for _, r := range h.audit(bulk) {
+		if r.Operation == thingspace.OpActivate {
+			require.Contains(t, r.RequestBody, `"skuNumber":"SM-T387VZKAVZW"`)
+			require.NotContains(t, r.RequestBody, `"kind":"imei"`)
+		}
+	}
+}

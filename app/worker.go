@@ -38,6 +38,8 @@ func NewActivities(
 		PollBatchThreshold: cfg.Worker.PollBatchThreshold,
 		PollMaxRequests:    cfg.Worker.PollMaxRequests,
 		ReconcileSettle:    cfg.Worker.ReconcileSettle,
+		// The setting counts at send time, in the worker.
+		DeleteAfterDeactivation: cfg.ThingSpace.DeleteAfterDeactivation,
 		Submissions: activities.SubmissionSettings{
 			InboxDirs:            cfg.Submission.InboxDirs,
 			Account:              cfg.ThingSpace.Account,

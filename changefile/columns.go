@@ -14,8 +14,10 @@ const (
 	colIMEI
 	colServicePlan
 	colMdnZipCode
+	colSkuNumber
 	colReasonCode
 	colEtfWaiver
+	colDeleteAfter
 	colPPUFirstName
 	colPPULastName
 	colPPUAddressLine1
@@ -38,8 +40,10 @@ var columnNames = [numColumns]string{
 	colIMEI:             "imei",
 	colServicePlan:      "service_plan",
 	colMdnZipCode:       "mdn_zip_code",
+	colSkuNumber:        "sku_number",
 	colReasonCode:       "reason_code",
 	colEtfWaiver:        "etf_waiver",
+	colDeleteAfter:      "delete_after_deactivation",
 	colPPUFirstName:     "ppu_first_name",
 	colPPULastName:      "ppu_last_name",
 	colPPUAddressLine1:  "ppu_address_line1",
@@ -75,9 +79,9 @@ func validColumns() string { return strings.Join(columnNames[:], ", ") }
 // operator never believes a setting was applied when it was not.
 func (c column) onlyFor() Operation {
 	switch {
-	case c == colServicePlan, c == colMdnZipCode, c >= colPPUFirstName && c <= colRevRates:
+	case c == colServicePlan, c == colMdnZipCode, c == colSkuNumber, c >= colPPUFirstName && c <= colRevRates:
 		return OpActivate
-	case c == colReasonCode, c == colEtfWaiver:
+	case c == colReasonCode, c == colEtfWaiver, c == colDeleteAfter:
 		return OpDeactivate
 	}
 	return ""

@@ -30,6 +30,12 @@ func FuzzParseCSV(f *testing.F) {
 		// A complete activation, and one with a long field.
 		full + iccid1 + ",activate,490154203237518,m2m_4G,98801,Ada,Lovelace,\"100 Main St, Building 2\",Suite 4,Wenatchee,wa,98801-1234,US,1001,5,3,101;102,9.99; 0.5\n",
 		full + iccid1 + ",activate,,m2m_4G,98801,Ada,Lovelace," + strings.Repeat("Long Street ", 2000) + ",,Wenatchee,WA,98801,USA,,,,,\n",
+		// An activation by SKU with a 16-digit IMEI beside one by SKU alone,
+		// and deactivations choosing whether ThingSpace keeps the device.
+		"iccid,operation,imei,service_plan,mdn_zip_code,sku_number,delete_after_deactivation\n" +
+			iccid1 + ",activate,4901542032375102,m2m_4G,98801,SM-T387VZKAVZW,\n" +
+			iccid2 + ",activate,,m2m_4G,98801,SM T387,\n" +
+			"89148000000000000027,deactivate,,,,,no\n89148000000000000035,deactive,,,,,maybe\n",
 		// Unicode digits (full-width, Arabic-Indic), scientific notation, duplicates.
 		"iccid,operation\n\uFF18\uFF19\uFF11\uFF14\uFF18000001234567898,suspend\n\u0668\u0669\u0661\u0664\u0668000001234567898,suspend\n8.91480E+19,suspend\n",
 		"iccid,operation\n" + iccid1 + ",suspend\n " + iccid1 + " ,restore\n",

@@ -22,6 +22,7 @@ func TestParseCSVValidSample(t *testing.T) {
 			Operation:   OpActivate,
 			ServicePlan: "m2m_4G",
 			MdnZipCode:  "98801",
+			SkuNumber:   "SM-T387VZKAVZW",
 			PPU:         sampleActivation().PPU,
 		},
 		reqs[1],
@@ -37,7 +38,10 @@ func TestParseCSVValidSample(t *testing.T) {
 	assert.Equal(t, DeviceRequest{Row: 8, ICCID: iccid19A, Operation: OpDeactivate, ReasonCode: "FF"}, reqs[5])
 	assert.Equal(t, DeviceRequest{Row: 9, ICCID: iccid19B, IMEI: imeiB, Operation: OpInventory}, reqs[6])
 
-	assert.Equal(t, reqs[0].BatchKey(), reqs[1].BatchKey(), "same plan, ZIP and PPU batch together")
+	assert.NotEqual(t, reqs[0].BatchKey(), reqs[1].BatchKey(), "the SKU is request-level: it splits batches")
+	noSKU := reqs[1]
+	noSKU.SkuNumber = ""
+	assert.Equal(t, reqs[0].BatchKey(), noSKU.BatchKey(), "same plan, ZIP and PPU batch together")
 	assert.NotEqual(t, reqs[4].BatchKey(), reqs[5].BatchKey(), "waiver yes vs 0 cannot share a request")
 	waived := reqs[5]
 	waived.EtfWaiver = true
@@ -49,6 +53,7 @@ func TestParseCSVErrorSample(t *testing.T) {
 	ve := requireProblems(
 		t,
 		err,
+		want{2, "imei", "is required for activate unless sku_number is given"},
 		want{3, "iccid", "check digit is wrong"},
 		want{4, "iccid", "already on row 2"},
 		want{
@@ -86,10 +91,10 @@ func TestParseCSVErrorSample(t *testing.T) {
 	msg := ve.Error()
 	assert.True(
 		t,
-		strings.HasPrefix(msg, "bulk change file has 29 problems:\nrow 3, field iccid: check digit is wrong\n"),
+		strings.HasPrefix(msg, "bulk change file has 30 problems:\nrow 2, field imei: is required for activate"),
 		msg,
 	)
-	assert.Len(t, strings.Split(msg, "\n"), 30, "a header line plus one line per problem")
+	assert.Len(t, strings.Split(msg, "\n"), 31, "a header line plus one line per problem")
 	assertNoPPU(t, msg, PPU{FirstName: "Zebulon", AddressLine1: "PO Box 4242", City: "Quahog", Country: "Canada"})
 	assert.NotContains(t, msg, "4242")
 }
@@ -123,8 +128,8 @@ func TestParseCSVBOMUppercaseHeaderAndDefaultOperation(t *testing.T) {
 	// columns, in canonical order.
 	_, err = parseCSV(t, "imei,iccid,operation\n,"+iccidA+",activate\n"+imeiBadDoc+",123,\n", Options{})
 	requireProblems(t, err,
-		want{2, "service_plan", "is required"}, want{2, "mdn_zip_code", "is required"},
-		want{3, "imei", "check digit"}, want{3, "iccid", "19 or 20 digits"}, want{3, "operation", "is required"})
+		want{2, "imei", "is required for activate"}, want{2, "service_plan", "is required"},
+		want{2, "mdn_zip_code", "is required"}, want{3, "imei", "check digit"}, want{3, "iccid", "19 or 20 digits"}, want{3, "operation", "is required"})
 
 	_, err = parseCSV(t, "iccid\n"+iccidA+"\n", Options{DefaultOperation: "delete"})
 	require.Error(t, err)
@@ -133,12 +138,12 @@ func TestParseCSVBOMUppercaseHeaderAndDefaultOperation(t *testing.T) {
 }
 
 func TestParseCSVBlankLinesAndQuotedNewlines(t *testing.T) {
-	text := "iccid,operation,service_plan,mdn_zip_code\r\n" +
+	text := "iccid,operation,service_plan,mdn_zip_code,sku_number\r\n" +
 		"\r\n" +
-		",,,\r\n" +
-		"  ,  ,,\r\n" +
-		iccidA + ",activate,\"m2m\n4G\",98801\r\n" + // quoted line break: one record over lines 5-6
-		iccidB + ",suspend,,\r\n" +
+		",,,,\r\n" +
+		"  ,  ,,,\r\n" +
+		iccidA + ",activate,\"m2m\n4G\",98801,SM-T387VZKAVZW\r\n" + // quoted line break: one record over lines 5-6
+		iccidB + ",suspend,,,\r\n" +
 		"\r\n"
 	_, err := parseCSV(t, text, Options{})
 	requireProblems(t, err, want{5, "service_plan", "control character"})
@@ -237,7 +242,7 @@ func TestParseCSVSyntaxErrorIsReportedOnItsRow(t *testing.T) {
 }
 
 func TestParseCSVOperationRules(t *testing.T) {
-	header := "iccid,operation,imei,service_plan,mdn_zip_code,reason_code,etf_waiver,ppu_first_name,ppu_last_name,ppu_address_line1,ppu_address_line2,ppu_city,ppu_state,ppu_zip,ppu_country,rev_customer_id,rev_service_type_id,rev_provider_id,rev_product_ids,rev_rates\n"
+	header := strings.Join(columnNames[:], ",") + "\n"
 	// row builds one data line from column=value pairs.
 	row := func(kv ...string) string {
 		vals := map[string]string{}
@@ -252,7 +257,9 @@ func TestParseCSVOperationRules(t *testing.T) {
 		require.Empty(t, vals, "typo in test column names")
 		return strings.Join(cells, ",") + "\n"
 	}
-	activate := []string{"iccid", iccidA, "operation", "activate", "service_plan", "m2m_4G", "mdn_zip_code", "98801"}
+	activate := []string{"iccid", iccidA, "operation", "activate", "imei", imeiWiki, "service_plan", "m2m_4G",
+		"mdn_zip_code", "98801"}
+	byICCID := []string{"iccid", iccidA, "operation", "activate", "service_plan", "m2m_4G", "mdn_zip_code", "98801"}
 	ppu := []string{
 		"ppu_first_name",
 		"Ada",
@@ -314,12 +321,61 @@ func TestParseCSVOperationRules(t *testing.T) {
 				"ppu_city",
 				"is required",
 			}, {2, "ppu_state", "is required"}, {2, "ppu_zip", "is required"}, {2, "ppu_country", "is required"}}},
-		{name: "activate needs plan and zip", kv: []string{"iccid", iccidA, "operation", "activate"}, wants: []want{
-			{2, "service_plan", "is required for activate"}, {2, "mdn_zip_code", "is required for activate"}}},
+		{name: "activate needs plan and zip", kv: []string{"iccid", iccidA, "operation", "activate", "imei", imeiWiki},
+			wants: []want{
+				{2, "service_plan", "is required for activate"}, {2, "mdn_zip_code", "is required for activate"}}},
 		{
 			name:  "mdn zip not zip+4",
-			kv:    with(activate[:6], "mdn_zip_code", "98801-1234"),
+			kv:    with(activate[:8], "mdn_zip_code", "98801-1234"),
 			wants: []want{{2, "mdn_zip_code", "5-digit"}},
+		},
+		{
+			name:  "activation without IMEI or SKU",
+			kv:    byICCID,
+			wants: []want{{2, "imei", "is required for activate unless sku_number is given"}},
+		},
+		{
+			name: "SKU without IMEI",
+			kv:   with(byICCID, "sku_number", "SM-T387VZKAVZW"),
+			check: func(t *testing.T, r DeviceRequest) {
+				assert.Empty(t, r.IMEI)
+				assert.Equal(t, "SM-T387VZKAVZW", r.SkuNumber)
+			},
+		},
+		{
+			name: "SKU with IMEI",
+			kv:   with(activate, "sku_number", "VZW/4G_modem.2"),
+			check: func(t *testing.T, r DeviceRequest) {
+				assert.Equal(t, imeiWiki, r.IMEI)
+				assert.Equal(t, "VZW/4G_modem.2", r.SkuNumber)
+			},
+		},
+		{
+			name:  "SKU characters",
+			kv:    with(byICCID, "sku_number", "SM T387"),
+			wants: []want{{2, "sku_number", "only letters, digits and - _ . / (no spaces)"}},
+		},
+		{
+			name:  "SKU length",
+			kv:    with(byICCID, "sku_number", strings.Repeat("S", 65)),
+			wants: []want{{2, "sku_number", "at most 64 characters, has 65"}},
+		},
+		{
+			name: "16-digit IMEI",
+			kv:   with(byICCID, "imei", imeiSV),
+			check: func(t *testing.T, r DeviceRequest) {
+				assert.Equal(t, imeiSV, r.IMEI)
+			},
+		},
+		{
+			name:  "17-digit IMEI",
+			kv:    with(byICCID, "imei", imeiSV+"1"),
+			wants: []want{{2, "imei", "must be 15 digits (IMEI) or 16 (IMEISV), has 17"}},
+		},
+		{
+			name:  "SKU on a suspend",
+			kv:    []string{"iccid", iccidA, "operation", "suspend", "sku_number", "SM-T387VZKAVZW"},
+			wants: []want{{2, "sku_number", "only used by activate; leave it empty on suspend rows"}},
 		},
 		{
 			name: "billing full",
@@ -409,7 +465,34 @@ func TestParseCSVOperationRules(t *testing.T) {
 			check: func(t *testing.T, r DeviceRequest) {
 				assert.Equal(t, "FF", r.ReasonCode)
 				assert.False(t, r.EtfWaiver)
+				assert.Nil(t, r.DeleteAfterDeactivation, "empty: the worker's setting decides")
 			},
+		},
+		{
+			name: "deactivate keeping the device in ThingSpace",
+			kv:   []string{"iccid", iccidA, "operation", "deactivate", "delete_after_deactivation", "No"},
+			check: func(t *testing.T, r DeviceRequest) {
+				require.NotNil(t, r.DeleteAfterDeactivation)
+				assert.False(t, *r.DeleteAfterDeactivation)
+			},
+		},
+		{
+			name: "deactivate removing the device from ThingSpace",
+			kv:   []string{"iccid", iccidA, "operation", "deactivate", "delete_after_deactivation", "true"},
+			check: func(t *testing.T, r DeviceRequest) {
+				require.NotNil(t, r.DeleteAfterDeactivation)
+				assert.True(t, *r.DeleteAfterDeactivation)
+			},
+		},
+		{
+			name:  "delete after deactivation spelling",
+			kv:    []string{"iccid", iccidA, "operation", "deactivate", "delete_after_deactivation", "remove"},
+			wants: []want{{2, "delete_after_deactivation", "true or false"}},
+		},
+		{
+			name:  "delete after deactivation on a suspend",
+			kv:    []string{"iccid", iccidA, "operation", "suspend", "delete_after_deactivation", "false"},
+			wants: []want{{2, "delete_after_deactivation", "only used by deactivate; leave it empty on suspend rows"}},
 		},
 		{
 			name: "deactivate with code and waiver",

@@ -5,8 +5,8 @@
 // CSV files need a header row. Column names are matched case-insensitively:
 //
 //	iccid, operation, imei,
-//	service_plan, mdn_zip_code,                       (activate)
-//	reason_code, etf_waiver,                          (deactivate)
+//	service_plan, mdn_zip_code, sku_number,           (activate)
+//	reason_code, etf_waiver, delete_after_deactivation (deactivate)
 //	ppu_first_name, ppu_last_name, ppu_address_line1, ppu_address_line2,
 //	ppu_city, ppu_state, ppu_zip, ppu_country,        (activate, optional)
 //	rev_customer_id, rev_service_type_id, rev_provider_id,
@@ -17,6 +17,10 @@
 // service line), and one rate per product.
 //
 // JSON files are an array of objects with exactly these keys.
+//
+// An activation needs the device's IMEI (15 digits with its check digit,
+// or the 16-digit IMEISV) or, in lieu of it, the SKU of its 4G device type
+// (sku_number), as ThingSpace's activate request does.
 //
 // Validation reports every problem in the file at once, with its row and
 // column, because operators fix files by hand and a one-error-per-upload

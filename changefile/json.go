@@ -112,7 +112,7 @@ func brokenJSON(rec *record, err error) *record {
 
 // setJSONValue stores one value in the form CSV would have produced. Allowed
 // types per column: strings everywhere; null as "not given"; booleans for
-// etf_waiver; numbers for the Rev.io IDs and rates (kept as their literal
+// etf_waiver and delete_after_deactivation; numbers for the Rev.io IDs and rates (kept as their literal
 // text, so no precision is lost); arrays for the two list columns.
 func setJSONValue(rec *record, c column, raw json.RawMessage) {
 	fail := func(msg string) {
@@ -135,7 +135,7 @@ func setJSONValue(rec *record, c column, raw json.RawMessage) {
 			rec.val[c] = s
 		}
 	case kind == 't' || kind == 'f':
-		if c != colEtfWaiver {
+		if c != colEtfWaiver && c != colDeleteAfter {
 			fail(typeHint(c))
 			return
 		}
@@ -192,7 +192,7 @@ func scalarText(raw json.RawMessage) (string, bool) {
 
 func typeHint(c column) string {
 	switch {
-	case c == colEtfWaiver:
+	case c == colEtfWaiver, c == colDeleteAfter:
 		return `must be true, false or a string such as "yes"`
 	case c.isNumeric():
 		return "must be a number or a string of digits"

@@ -24,6 +24,7 @@ func TestParseJSONErrorSample(t *testing.T) {
 	// Same problems as errors.csv, numbered by array index (no header, no
 	// blank line) and ordered by canonical column order (iccid first).
 	ve := requireProblems(t, err,
+		want{1, "imei", "is required for activate unless sku_number is given"},
 		want{2, "iccid", "check digit is wrong"},
 		want{3, "iccid", "already on row 1"},
 		want{4, "iccid", "must be 19 or 20 digits, has 4"},
@@ -89,7 +90,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 		},
 		{
 			name: "bad typed values still count as given",
-			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","ppu_city":7}]`,
+			json: `[{"iccid":"` + iccidA + `","operation":"activate","sku_number":"SKU-1","service_plan":"p","mdn_zip_code":"98801","ppu_city":7}]`,
 			wants: []want{
 				{
 					1,
@@ -113,6 +114,28 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 			},
 		},
 		{
+			name: "delete after deactivation types",
+			json: `[{"iccid":"` + iccidA + `","operation":"deactivate","delete_after_deactivation":true},` +
+				`{"iccid":"` + iccidB + `","operation":"deactivate","delete_after_deactivation":"no"},` +
+				`{"iccid":"` + iccidC + `","operation":"deactivate","delete_after_deactivation":null}]`,
+			check: func(t *testing.T, reqs []DeviceRequest) {
+				require.NotNil(t, reqs[0].DeleteAfterDeactivation)
+				assert.True(t, *reqs[0].DeleteAfterDeactivation)
+				require.NotNil(t, reqs[1].DeleteAfterDeactivation)
+				assert.False(t, *reqs[1].DeleteAfterDeactivation)
+				assert.Nil(t, reqs[2].DeleteAfterDeactivation, "null: the worker's setting")
+			},
+		},
+		{
+			name: "delete after deactivation and SKU as numbers",
+			json: `[{"iccid":"` + iccidA + `","operation":"deactivate","delete_after_deactivation":1},` +
+				`{"iccid":"` + iccidB + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","sku_number":4711}]`,
+			wants: []want{
+				{1, "delete_after_deactivation", "must be true, false or a string"},
+				{2, "sku_number", "must be a JSON string"},
+			},
+		},
+		{
 			name: "nulls are empty",
 			json: `[{"iccid":"` + iccidA + `","operation":null,"imei":null,"ppu_city":null,"rev_rates":null}]`,
 			check: func(t *testing.T, reqs []DeviceRequest) {
@@ -121,8 +144,8 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 		},
 		{
 			name: "list forms",
-			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":"1","rev_service_type_id":2,"rev_provider_id":"3","rev_product_ids":"3; 4","rev_rates":[1.5," 2 "]},` +
-				`{"iccid":"` + iccidB + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_provider_id":3,"rev_product_ids":9,"rev_rates":0.25}]`,
+			json: `[{"iccid":"` + iccidA + `","operation":"activate","sku_number":"SKU-1","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":"1","rev_service_type_id":2,"rev_provider_id":"3","rev_product_ids":"3; 4","rev_rates":[1.5," 2 "]},` +
+				`{"iccid":"` + iccidB + `","operation":"activate","sku_number":"SKU-1","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_provider_id":3,"rev_product_ids":9,"rev_rates":0.25}]`,
 			check: func(t *testing.T, reqs []DeviceRequest) {
 				assert.Equal(
 					t,
@@ -138,7 +161,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 		},
 		{
 			name: "numeric id forms",
-			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1.5,"rev_service_type_id":-2,"rev_provider_id":1e2,"rev_product_ids":[1,null],"rev_rates":[{}]}]`,
+			json: `[{"iccid":"` + iccidA + `","operation":"activate","sku_number":"SKU-1","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1.5,"rev_service_type_id":-2,"rev_provider_id":1e2,"rev_product_ids":[1,null],"rev_rates":[{}]}]`,
 			wants: []want{
 				{1, "rev_customer_id", "positive whole number"},
 				{1, "rev_service_type_id", "positive whole number"},
@@ -153,7 +176,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 		},
 		{
 			name: "rate text precision kept",
-			json: `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_provider_id":3,"rev_product_ids":[1],"rev_rates":[0.1000]}]`,
+			json: `[{"iccid":"` + iccidA + `","operation":"activate","sku_number":"SKU-1","service_plan":"p","mdn_zip_code":"98801","rev_customer_id":1,"rev_service_type_id":2,"rev_provider_id":3,"rev_product_ids":[1],"rev_rates":[0.1000]}]`,
 			check: func(t *testing.T, reqs []DeviceRequest) {
 				assert.Equal(t, []string{"0.1000"}, reqs[0].Billing.Rates)
 			},

@@ -33,11 +33,19 @@ func ValidateICCID(s string) error {
 	return validateLuhnNumber(s, 19, 20)
 }
 
-// ValidateIMEI checks a device's IMEI: exactly 15 digits ending in a valid
-// Luhn check digit (the 16-digit IMEISV has no check digit and is not what
-// ThingSpace expects here).
+// ValidateIMEI checks a device's IMEI: 15 digits ending in a valid Luhn
+// check digit, or the 16-digit IMEISV, which has no check digit (its last
+// two digits are the software version). ThingSpace's DeviceId takes an IMEI
+// of "up to 16 digits".
 func ValidateIMEI(s string) error {
-	return validateLuhnNumber(s, 15, 15)
+	if len(s) == 16 && digits.All(s) {
+		return nil
+	}
+	err := validateLuhnNumber(s, 15, 15)
+	if err != nil && digits.All(s) && len(s) != 15 {
+		return fmt.Errorf("must be 15 digits (IMEI) or 16 (IMEISV), has %d", len(s))
+	}
+	return err
 }
 
 func validateLuhnNumber(s string, minLen, maxLen int) error {

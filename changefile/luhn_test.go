@@ -20,7 +20,8 @@ const (
 	iccid19B   = "8914800000000000006"
 	imeiWiki   = "490154203237518" // Wikipedia's IMEI example
 	imeiB      = "356938035643809"
-	imeiBadDoc = "990013907835573" // the IMEI in the SDK's activate example: its check digit is wrong
+	imeiBadDoc = "990013907835573"  // the IMEI in the SDK's activate example: its check digit is wrong
+	imeiSV     = "4901542032375102" // an IMEISV: 14 digits of imeiWiki and a software version, no check digit
 )
 
 func TestLuhnValid(t *testing.T) {
@@ -79,8 +80,11 @@ func TestValidateIMEI(t *testing.T) {
 		{imeiB, ""},
 		{imeiBadDoc, "check digit is wrong"},
 		{"490154203237519", "check digit is wrong"},
-		{"49015420323751", "must be 15 digits, has 14"},
-		{"4901542032375180", "must be 15 digits, has 16"}, // an IMEISV, not an IMEI
+		{"49015420323751", "must be 15 digits (IMEI) or 16 (IMEISV), has 14"},
+		{imeiSV, ""},             // an IMEISV: no check digit to verify
+		{"4901542032375180", ""}, // an IMEISV too, whatever its last digits
+		{"49015420323751802", "must be 15 digits (IMEI) or 16 (IMEISV), has 17"},
+		{"490154203237510A", "only digits"},
 		{"49015420323751A", "only digits"},
 		{"4.90154E+14", "scientific notation"},
 		{"", "is empty"},

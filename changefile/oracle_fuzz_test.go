@@ -19,7 +19,8 @@ import (
 
 // fuzzKnownColumns are the column names of the README, in its order.
 var fuzzKnownColumns = []string{
-	"iccid", "operation", "imei", "service_plan", "mdn_zip_code", "reason_code", "etf_waiver",
+	"iccid", "operation", "imei", "service_plan", "mdn_zip_code", "sku_number", "reason_code", "etf_waiver",
+	"delete_after_deactivation",
 	"ppu_first_name", "ppu_last_name", "ppu_address_line1", "ppu_address_line2", "ppu_city", "ppu_state", "ppu_zip", "ppu_country",
 	"rev_customer_id", "rev_service_type_id", "rev_provider_id", "rev_product_ids", "rev_rates",
 }
@@ -165,8 +166,10 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 			bad("ICCID also accepted on row %d", first)
 		}
 		seen[r.ICCID] = r.Row
-		if r.IMEI != "" && (len(r.IMEI) != 15 || !asciiDigits(r.IMEI) || !luhnCheck(r.IMEI)) {
-			bad("IMEI %q is not 15 digits with a valid Luhn digit", r.IMEI)
+		imei15 := len(r.IMEI) == 15 && asciiDigits(r.IMEI) && luhnCheck(r.IMEI)
+		imeisv := len(r.IMEI) == 16 && asciiDigits(r.IMEI)
+		if r.IMEI != "" && !imei15 && !imeisv {
+			bad("IMEI %q is neither 15 digits with a valid Luhn digit nor 16 digits (IMEISV)", r.IMEI)
 		}
 		switch r.Operation {
 		case OpActivate, OpSuspend, OpRestore, OpDeactivate, OpInventory:
@@ -184,7 +187,14 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 			if len(r.MdnZipCode) != 5 || !asciiDigits(r.MdnZipCode) {
 				bad("MDN ZIP %q is not 5 digits", r.MdnZipCode)
 			}
-		} else if r.ServicePlan != "" || r.MdnZipCode != "" || r.PPU != nil || r.Billing != nil {
+			if r.IMEI == "" && r.SkuNumber == "" {
+				bad("activation with neither IMEI nor SKU")
+			}
+			if len(r.SkuNumber) > 64 || strings.Trim(r.SkuNumber,
+				"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") != "" {
+				bad("SKU %q is not at most 64 letters, digits, - _ . /", r.SkuNumber)
+			}
+		} else if r.ServicePlan != "" || r.MdnZipCode != "" || r.SkuNumber != "" || r.PPU != nil || r.Billing != nil {
 			bad("activation fields on a %s row", r.Operation)
 		}
 
@@ -195,7 +205,7 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 				strings.Contains(r.ReasonCode, "_") {
 				bad("reason code %q is not 2 upper-case letters or digits", r.ReasonCode)
 			}
-		} else if r.ReasonCode != "" || r.EtfWaiver {
+		} else if r.ReasonCode != "" || r.EtfWaiver || r.DeleteAfterDeactivation != nil {
 			bad("deactivation fields on a %s row", r.Operation)
 		}
 
@@ -294,11 +304,16 @@ func checkRowMatches(t *testing.T, r DeviceRequest, cells map[string]string, def
 	if !ok || op != r.Operation {
 		t.Fatalf("row %d: accepted operation %q for cell %q (default %q)", r.Row, r.Operation, cells["operation"], def)
 	}
+	if r.Operation == OpDeactivate && (r.DeleteAfterDeactivation == nil) != (cells["delete_after_deactivation"] == "") {
+		t.Fatalf("row %d: delete_after_deactivation %q accepted as %v", r.Row, cells["delete_after_deactivation"],
+			r.DeleteAfterDeactivation)
+	}
 	if r.Operation != OpActivate {
 		return
 	}
-	if r.ServicePlan != cells["service_plan"] || r.MdnZipCode != cells["mdn_zip_code"] {
-		t.Fatalf("row %d: service plan / MDN ZIP differ from the file", r.Row)
+	if r.ServicePlan != cells["service_plan"] || r.MdnZipCode != cells["mdn_zip_code"] ||
+		r.SkuNumber != cells["sku_number"] {
+		t.Fatalf("row %d: service plan / MDN ZIP / SKU differ from the file", r.Row)
 	}
 	anyPPU := false
 	for k, v := range cells {

@@ -121,7 +121,7 @@ func TestErrorsNeverContainPPU(t *testing.T) {
 	require.ErrorAs(t, err, &ve)
 	check(t, ve.Error())
 
-	jsonText := `[{"iccid":"` + iccidA + `","operation":"activate","service_plan":"p","mdn_zip_code":"98801",` +
+	jsonText := `[{"iccid":"` + iccidA + `","operation":"activate","imei":"` + imeiWiki + `","service_plan":"p","mdn_zip_code":"98801",` +
 		`"ppu_first_name":"` + secret.FirstName + `","ppu_last_name":"Quixote\tBarataria","ppu_address_line1":"` + secret.AddressLine1 +
 		`","ppu_address_line2":"` + secret.AddressLine2 + `","ppu_city":"Toboso\u0000","ppu_state":"` + secret.State +
 		`","ppu_zip":"` + secret.Zip + `","ppu_country":"` + secret.Country + `"},` +

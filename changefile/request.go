@@ -30,16 +30,26 @@ type DeviceRequest struct {
 	Operation   Operation
 
 	ServicePlan, MdnZipCode string // activate only
-	ReasonCode              string // deactivate only; "FF" when the file leaves it empty
-	EtfWaiver               bool   // deactivate only
-	PPU                     *PPU   // activate only, optional
+	// SkuNumber (activate only, optional) is the 4G device type's SKU,
+	// which ThingSpace takes in lieu of the IMEI: an activation needs one
+	// of the two.
+	SkuNumber  string
+	ReasonCode string // deactivate only; "FF" when the file leaves it empty
+	EtfWaiver  bool   // deactivate only
+	// DeleteAfterDeactivation (deactivate only) is the file's choice of
+	// removing the device from ThingSpace's inventory once deactivated;
+	// nil leaves it to the worker's thingspace.delete_after_deactivation.
+	DeleteAfterDeactivation *bool
+	PPU                     *PPU // activate only, optional
 	Billing                 *Billing
 }
 
 // BatchKey groups requests that can share one ThingSpace call: the same
 // operation and the same request-level fields (activate: service plan, MDN
-// ZIP and PPU; deactivate: reason code and ETF waiver). Device identifiers
-// and Rev.io billing are per device and do not count.
+// ZIP, SKU and PPU; deactivate: reason code, ETF waiver and the file's
+// delete_after_deactivation, unset included: the worker resolves unset when
+// it sends, and one request carries one value). Device identifiers and
+// Rev.io billing are per device and do not count.
 //
 // The key is a hex SHA-256 of a length-prefixed encoding: length prefixes
 // keep ("ab","c") and ("a","bc") apart, and hashing keeps PPU data out of
@@ -48,12 +58,13 @@ type DeviceRequest struct {
 func (r DeviceRequest) BatchKey() string {
 	h := sha256.New()
 	put := func(s string) { writeField(h, s) }
-	put("tsbulk.batch.v1") // bump if the encoding changes, so old and new keys never collide
+	put("tsbulk.batch.v2") // bump if the encoding changes, so old and new keys never collide
 	put(string(r.Operation))
 	switch r.Operation {
 	case OpActivate:
 		put(r.ServicePlan)
 		put(r.MdnZipCode)
+		put(r.SkuNumber)
 		if r.PPU == nil {
 			put("ppu:none")
 		} else {
@@ -79,6 +90,11 @@ func (r DeviceRequest) BatchKey() string {
 		}
 		put(code)
 		put(strconv.FormatBool(r.EtfWaiver))
+		if r.DeleteAfterDeactivation == nil {
+			put("delete:setting")
+		} else {
+			put("delete:" + strconv.FormatBool(*r.DeleteAfterDeactivation))
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -79,4 +79,18 @@ func TestBatchKey(t *testing.T) {
 	)
 	differ("reason code", deactivate, with(deactivate, func(r *DeviceRequest) { r.ReasonCode = "AB" }))
 	differ("etf waiver", deactivate, with(deactivate, func(r *DeviceRequest) { r.EtfWaiver = true }))
+	differ("SKU", activate, with(activate, func(r *DeviceRequest) { r.SkuNumber = "SM-T387VZKAVZW" }))
+	same("IMEI vs none, same SKU",
+		with(activate, func(r *DeviceRequest) { r.SkuNumber = "S1" }),
+		with(activate, func(r *DeviceRequest) { r.SkuNumber, r.IMEI = "S1", "" }))
+	// The file's delete_after_deactivation, unset included: unset is
+	// resolved by the worker when it sends, and a request carries one value.
+	yes, no := true, false
+	keep := with(deactivate, func(r *DeviceRequest) { r.DeleteAfterDeactivation = &no })
+	remove := with(deactivate, func(r *DeviceRequest) { r.DeleteAfterDeactivation = &yes })
+	differ("delete false vs unset", deactivate, keep)
+	differ("delete true vs unset", deactivate, remove)
+	differ("delete true vs false", remove, keep)
+	also := true
+	same("delete true in another pointer", remove, with(deactivate, func(r *DeviceRequest) { r.DeleteAfterDeactivation = &also }))
 }

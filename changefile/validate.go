@@ -3,6 +3,7 @@ package changefile
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/iot-ops/tsbulk/digits"
 )
@@ -206,6 +207,19 @@ func checkActivate(e *rowErrors, req *DeviceRequest) {
 	} else if len(req.MdnZipCode) != 5 || !digits.All(req.MdnZipCode) {
 		e.fail(colMdnZipCode, "must be a 5-digit ZIP code")
 	}
+	req.SkuNumber = rec.val[colSkuNumber]
+	if req.SkuNumber != "" {
+		if msg := skuProblem(req.SkuNumber); msg != "" {
+			e.fail(colSkuNumber, "%s", msg)
+		}
+	}
+	if !rec.given(colIMEI) && !rec.given(colSkuNumber) {
+		// ThingSpace activates a 4G device named by its ICCID only with its
+		// IMEI or, in lieu of it, the device type's SKU (skuNumber). A
+		// given but unreadable value was reported already.
+		e.fail(colIMEI, "is required for activate unless sku_number is given "+
+			"(ThingSpace needs the device's IMEI, or its SKU, to activate it)")
+	}
 
 	if rec.anyGiven(column.isPPU) {
 		p := PPU{
@@ -248,6 +262,34 @@ func checkDeactivate(e *rowErrors, req *DeviceRequest) {
 		}
 		req.EtfWaiver = w
 	}
+	if s := rec.val[colDeleteAfter]; s != "" {
+		d, ok := parseBool(s)
+		if !ok {
+			e.fail(colDeleteAfter, "must be true or false (yes/no, y/n and 1/0 also work), "+
+				"or empty for the thingspace.delete_after_deactivation setting")
+		}
+		req.DeleteAfterDeactivation = &d
+	}
+}
+
+// maxSKULen bounds a SKU. Verizon publishes no format; device SKUs are short
+// codes such as SM-T387VZKAVZW.
+const maxSKULen = 64
+
+// skuProblem checks a SKU: at most maxSKULen ASCII letters, digits and
+// - _ . / (no spaces: a SKU is a code, and a stray space or a pasted word
+// would make ThingSpace refuse the whole request), "" when it is fine.
+func skuProblem(s string) string {
+	if len(s) > maxSKULen {
+		return fmt.Sprintf("is too long: at most %d characters, has %d", maxSKULen, utf8.RuneCountInString(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.IndexByte("-_./", c) >= 0) {
+			return "may hold only letters, digits and - _ . / (no spaces)"
+		}
+	}
+	return ""
 }
 
 func isAlnum(s string) bool {

@@ -164,6 +164,10 @@ func Check(w Workload, s Snapshot) []Violation {
 			add(CheckTSState, dc, "PROCESSED %s but ThingSpace does not know the device", dc.Outcome)
 		case dc.Status == "PROCESSED" && want.state != "" && dev.State != want.state:
 			add(CheckTSState, dc, "PROCESSED %s but ThingSpace shows %q", dc.Outcome, dev.State)
+		case dc.Status == "PROCESSED" && d.Operation == "deactivate" && !dev.Removed:
+			// The product deactivates with deleteAfterDeactivation (the
+			// setting's default), as the predecessor did.
+			add(CheckTSState, dc, "PROCESSED %s but ThingSpace still has the device in its inventory", dc.Outcome)
 		case dc.Status == "PROCESSED" && d.Operation == "activate" && dc.MSISDN != dev.MSISDN:
 			add(CheckTSState, dc, "recorded MSISDN %q, ThingSpace's is %q", dc.MSISDN, dev.MSISDN)
 		case dc.Status == "ERROR" && d.SeedState == "" && known:

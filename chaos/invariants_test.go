@@ -26,7 +26,7 @@ func cleanSnapshot(w Workload) Snapshot {
 			action = d.Operation
 		}
 		s.Accepted[d.ICCID] = map[string]int{action: 1}
-		dev := tssim.DeviceSnapshot{ICCID: d.ICCID, State: want.state}
+		dev := tssim.DeviceSnapshot{ICCID: d.ICCID, State: want.state, Removed: d.Operation == "deactivate"}
 		switch {
 		case d.Category == CatActivateUnknown:
 			dc.Status, dc.Outcome, dc.ErrorCode = "ERROR", "", "REQUEST_FAILED.DeviceNotFound"
@@ -112,6 +112,10 @@ func TestCheckNamesEachViolation(t *testing.T) {
 		{"ThingSpace disagrees", CheckTSState, func() int { return find(CatDeactivate) }, func(s *Snapshot, i int) {
 			s.Devices[s.Changes[i].ICCID] = tssim.DeviceSnapshot{ICCID: s.Changes[i].ICCID, State: tssim.StateActive}
 		}},
+		{"deactivated but still in ThingSpace's inventory", CheckTSState, func() int { return find(CatDeactivate) },
+			func(s *Snapshot, i int) {
+				s.Devices[s.Changes[i].ICCID] = tssim.DeviceSnapshot{ICCID: s.Changes[i].ICCID, State: tssim.StateDeactive}
+			}},
 		{"sent twice", CheckTSOnce, func() int { return find(CatSuspend) }, func(s *Snapshot, i int) {
 			s.Accepted[s.Changes[i].ICCID][tssim.ActionSuspend] = 2
 		}},

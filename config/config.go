@@ -98,6 +98,13 @@ type ThingSpace struct {
 	Account      string        `mapstructure:"account"`
 	HTTPTimeout  time.Duration `mapstructure:"http_timeout"`
 	MaxRetries   int           `mapstructure:"max_retries"`
+	// DeleteAfterDeactivation sends deactivations with
+	// deleteAfterDeactivation: ThingSpace removes each device from the
+	// account's inventory once deactivated, as the predecessor did. A
+	// file's delete_after_deactivation column overrides it per device. The
+	// worker's value is the one that counts, read when it sends the
+	// request.
+	DeleteAfterDeactivation bool `mapstructure:"delete_after_deactivation"`
 }
 
 // Callbacks holds the callback receiver's settings.
@@ -235,6 +242,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("thingspace.account", "")
 	v.SetDefault("thingspace.http_timeout", 30*time.Second)
 	v.SetDefault("thingspace.max_retries", 2)
+	v.SetDefault("thingspace.delete_after_deactivation", true)
 	v.SetDefault("callbacks.enabled", true)
 	v.SetDefault("callbacks.listen", "127.0.0.1:9001")
 	v.SetDefault("callbacks.path", "/thingspace/callbacks")

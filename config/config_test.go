@@ -177,3 +177,14 @@ func TestApprovalOperationsFromTheEnvironment(t *testing.T) {
 	require.ErrorContains(t, err, "approval.operations")
 	require.ErrorContains(t, err, `"nothing" is not an operation`)
 }
+
+// Deactivations remove the device from ThingSpace's inventory by default,
+// as the predecessor's did; the file or the environment may say otherwise.
+func TestDeleteAfterDeactivationDefaultsToTrue(t *testing.T) {
+	withSecrets(t)
+	require.True(t, loadYAML(t, workerYAML).ThingSpace.DeleteAfterDeactivation)
+	keep := strings.Replace(workerYAML, "# EXTRA", "delete_after_deactivation: false", 1)
+	require.False(t, loadYAML(t, keep).ThingSpace.DeleteAfterDeactivation)
+	t.Setenv("TSBULK_THINGSPACE_DELETE_AFTER_DEACTIVATION", "true")
+	require.True(t, loadYAML(t, keep).ThingSpace.DeleteAfterDeactivation, "the environment overrides the file")
+}

@@ -231,14 +231,14 @@ func (s *Store) ClaimSingle(
 // still being submitted.
 func (s *Store) RequestDevices(ctx context.Context, requestPK int64) ([]ClaimedDevice, error) {
 	rows, err := s.Pool.Query(ctx, `
-		SELECT id, iccid, coalesce(imei, ''), operation, params, ppu FROM device_changes
+		SELECT id, iccid, coalesce(imei, ''), operation, params, ppu, delete_after_deactivation FROM device_changes
 		WHERE request_pk = $1 AND status = 'SUBMITTING' ORDER BY seq`, requestPK)
 	if err != nil {
 		return nil, fmt.Errorf("request devices: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ClaimedDevice, error) {
 		var d ClaimedDevice
-		err := r.Scan(&d.ID, &d.ICCID, &d.IMEI, &d.Operation, &d.Params, &d.PPU)
+		err := r.Scan(&d.ID, &d.ICCID, &d.IMEI, &d.Operation, &d.Params, &d.PPU, &d.DeleteAfterDeactivation)
 		return d, err
 	})
 }

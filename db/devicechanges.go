@@ -41,13 +41,16 @@ type DeviceChange struct {
 	AccountName      string
 	SubmittedAt      *time.Time
 	CompletedAt      *time.Time
+	// RemovedFromThingSpace: the deactivation succeeded with
+	// deleteAfterDeactivation; ThingSpace no longer has the device.
+	RemovedFromThingSpace bool
 }
 
 const changeColumns = `dc.id, dc.bulk_change_id, dc.seq, dc.row_number, dc.iccid, coalesce(dc.imei, ''), dc.operation, dc.batch_no,
 	dc.params, dc.ppu IS NOT NULL, dc.billing, dc.status, coalesce(dc.request_id, ''), dc.sync_result,
 	coalesce(dc.outcome, ''), coalesce(dc.final_state, ''), coalesce(dc.msisdn, ''), coalesce(dc.error_code, ''),
 	coalesce(dc.error_message, ''), coalesce(dc.confirmed_by, ''), dc.billing_status, coalesce(dc.billing_error, ''),
-	coalesce(dc.billing_error_code, ''), b.account_name, dc.submitted_at, dc.completed_at`
+	coalesce(dc.billing_error_code, ''), b.account_name, dc.submitted_at, dc.completed_at, dc.removed_from_thingspace`
 
 func scanChange(row pgx.Row) (*DeviceChange, error) {
 	var d DeviceChange
@@ -56,7 +59,7 @@ func scanChange(row pgx.Row) (*DeviceChange, error) {
 		&d.Params, &d.HasPPU, &d.Billing, &d.Status, &d.RequestID, &sync,
 		&d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
 		&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingError,
-		&d.BillingErrorCode, &d.AccountName, &d.SubmittedAt, &d.CompletedAt)
+		&d.BillingErrorCode, &d.AccountName, &d.SubmittedAt, &d.CompletedAt, &d.RemovedFromThingSpace)
 	if _, err := scanned(&d, err); err != nil {
 		return nil, err
 	}
@@ -167,10 +170,15 @@ func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, c
 		if c.BillingPending {
 			billing = change.BillingPending
 		}
+		// A deactivation confirmed with deleteAfterDeactivation sent left
+		// the device out of ThingSpace's inventory: ThingSpace removes it
+		// once deactivated.
 		tag, err := tx.Exec(ctx, `
 			UPDATE device_changes SET status = $2, outcome = nullif($3, ''), final_state = nullif($4, ''),
 				msisdn = coalesce(nullif($5, ''), msisdn), error_code = nullif($6, ''), error_message = nullif($7, ''),
-				confirmed_by = nullif($8, ''), confirmed_at = $9, completed_at = now(), billing_status = $10
+				confirmed_by = nullif($8, ''), confirmed_at = $9, completed_at = now(), billing_status = $10,
+				removed_from_thingspace = ($2 = 'PROCESSED' AND operation = 'deactivate'
+					AND coalesce(delete_after_deactivation, false))
 			WHERE id = $1 AND status NOT IN ('PROCESSED', 'ERROR')`,
 			c.DeviceChangeID, c.Status, c.Outcome, c.FinalState, c.MSISDN, c.ErrorCode, c.ErrorMessage,
 			c.ConfirmedBy, c.ConfirmedAt, billing)
@@ -212,11 +220,17 @@ func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, c
 
 func upsertDevice(ctx context.Context, tx pgx.Tx, c Completion) error {
 	_, err := tx.Exec(ctx, `
-		INSERT INTO devices (iccid, imei, account_name, status, msisdn, activated_at, status_changed_at, last_device_change, updated_at)
+		INSERT INTO devices (iccid, imei, account_name, status, msisdn, activated_at, status_changed_at, last_device_change,
+			removed_from_thingspace_at, updated_at)
 		SELECT dc.iccid, dc.imei, b.account_name, $2, nullif($3, ''),
-			CASE WHEN $2 = 'active' AND dc.operation = 'activate' THEN now() END, now(), dc.id, now()
+			CASE WHEN $2 = 'active' AND dc.operation = 'activate' THEN now() END, now(), dc.id,
+			CASE WHEN dc.removed_from_thingspace THEN now() END, now()
 		FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id WHERE dc.id = $1
 		ON CONFLICT (iccid) DO UPDATE SET
+			-- A change that reached a final state says whether ThingSpace
+			-- still has the device: removed by this deactivation, or back
+			-- (added, activated) after an earlier removal.
+			removed_from_thingspace_at = EXCLUDED.removed_from_thingspace_at,
 			imei = coalesce(EXCLUDED.imei, devices.imei),
 			account_name = EXCLUDED.account_name,
 			status = EXCLUDED.status,

@@ -6,8 +6,25 @@ package db
 type ChangeParams struct {
 	ServicePlan string `json:"servicePlan,omitempty"`
 	MdnZipCode  string `json:"mdnZipCode,omitempty"`
-	ReasonCode  string `json:"reasonCode,omitempty"`
-	EtfWaiver   bool   `json:"etfWaiver,omitempty"`
+	// SkuNumber is the activation's skuNumber: the 4G device type's SKU,
+	// which ThingSpace takes in lieu of the IMEI.
+	SkuNumber  string `json:"skuNumber,omitempty"`
+	ReasonCode string `json:"reasonCode,omitempty"`
+	EtfWaiver  bool   `json:"etfWaiver,omitempty"`
+	// DeleteAfterDeactivation is the file's delete_after_deactivation, as
+	// given: nil (unset) leaves the choice to the worker that sends the
+	// request (thingspace.delete_after_deactivation), never to the process
+	// that submitted the file.
+	DeleteAfterDeactivation *bool `json:"deleteAfterDeactivation,omitempty"`
+}
+
+// DeleteAfter is the deleteAfterDeactivation value to send: the file's
+// choice, else the worker's setting.
+func (p ChangeParams) DeleteAfter(setting bool) bool {
+	if p.DeleteAfterDeactivation != nil {
+		return *p.DeleteAfterDeactivation
+	}
+	return setting
 }
 
 // BillingData is the Rev.io service to create after a successful

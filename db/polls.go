@@ -30,6 +30,10 @@ type PollRequest struct {
 	RegisteredAt time.Time
 	// SubmittedAt is when ThingSpace accepted the device change's request.
 	SubmittedAt *time.Time
+	// DeleteAfterDeactivation: the change's deactivation request asked
+	// ThingSpace to remove the device once deactivated, so its absence
+	// from the device list confirms the change.
+	DeleteAfterDeactivation bool
 	// NextPollAt is when the device change became (or becomes) due.
 	NextPollAt time.Time
 }
@@ -74,7 +78,8 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 	}
 	rows, err := s.Pool.Query(ctx, `
 		SELECT p.device_change_id, p.account_name, p.iccid, p.operation, coalesce(p.request_id, ''), p.workflow_id,
-			p.interval_ms, p.max_interval_ms, p.attempts, p.registered_at, dc.submitted_at, p.next_poll_at
+			p.interval_ms, p.max_interval_ms, p.attempts, p.registered_at, dc.submitted_at, p.next_poll_at,
+			coalesce(dc.delete_after_deactivation, false)
 		FROM poll_requests p JOIN device_changes dc ON dc.id = p.device_change_id
 		WHERE p.account_name = $1 AND p.next_poll_at <= now()
 		ORDER BY p.next_poll_at, p.device_change_id LIMIT $2`, account, limit)
@@ -85,7 +90,8 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 		var p PollRequest
 		var interval, maxInterval int64
 		err := r.Scan(&p.DeviceChangeID, &p.AccountName, &p.ICCID, &p.Operation, &p.RequestID, &p.WorkflowID,
-			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SubmittedAt, &p.NextPollAt)
+			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SubmittedAt, &p.NextPollAt,
+			&p.DeleteAfterDeactivation)
 		p.Interval, p.MaxInterval = time.Duration(
 			interval,
 		)*time.Millisecond, time.Duration(

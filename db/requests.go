@@ -61,6 +61,10 @@ type ClaimedDevice struct {
 	Operation change.Operation
 	Params    json.RawMessage
 	PPU       json.RawMessage
+	// DeleteAfterDeactivation is the deleteAfterDeactivation value of the
+	// last request built for the change (SetDeleteAfterDeactivation); nil
+	// when none was.
+	DeleteAfterDeactivation *bool
 }
 
 // BatchKey names the request of batch n.
@@ -312,6 +316,20 @@ func setSyncResults(ctx context.Context, tx pgx.Tx, results map[int64]SyncResult
 		if _, err := tx.Exec(ctx, `UPDATE device_changes SET sync_result = $2 WHERE id = $1`, id, b); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// SetDeleteAfterDeactivation records the deleteAfterDeactivation value a
+// deactivation request carries for its device changes. It is written before
+// the request is sent: an attempt whose answer is lost is reconciled, and
+// its devices polled, knowing whether a device absent from ThingSpace's list
+// was removed because it was asked.
+func (s *Store) SetDeleteAfterDeactivation(ctx context.Context, ids []int64, value bool) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE device_changes SET delete_after_deactivation = $2
+		WHERE id = ANY($1) AND status = 'SUBMITTING'`, ids, value)
+	if err != nil {
+		return fmt.Errorf("record deleteAfterDeactivation of %d device changes: %w", len(ids), err)
 	}
 	return nil
 }

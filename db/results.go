@@ -26,6 +26,9 @@ type ResultRow struct {
 	BillingStatus change.BillingStatus
 	BillingError  string
 	ConfirmedBy   string
+	// RemovedFromThingSpace: the deactivation removed the device from
+	// ThingSpace's inventory (deleteAfterDeactivation).
+	RemovedFromThingSpace bool
 }
 
 // Results lists every device change of a bulk change in file order.
@@ -33,7 +36,7 @@ func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error)
 	rows, err := s.Pool.Query(ctx, `
 		SELECT seq, iccid, operation, status, coalesce(outcome, ''), coalesce(final_state, ''), coalesce(msisdn, ''),
 			coalesce(request_id, ''), coalesce(error_code, ''), coalesce(error_message, ''), billing_status, coalesce(billing_error, ''),
-			coalesce(confirmed_by, '')
+			coalesce(confirmed_by, ''), removed_from_thingspace
 		FROM device_changes WHERE bulk_change_id = $1 ORDER BY seq`, bulkID)
 	if err != nil {
 		return nil, fmt.Errorf("results: %w", err)
@@ -41,7 +44,8 @@ func (s *Store) Results(ctx context.Context, bulkID string) ([]ResultRow, error)
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ResultRow, error) {
 		var x ResultRow
 		err := r.Scan(&x.Seq, &x.ICCID, &x.Operation, &x.Status, &x.Outcome, &x.FinalState, &x.MSISDN,
-			&x.RequestID, &x.ErrorCode, &x.ErrorMessage, &x.BillingStatus, &x.BillingError, &x.ConfirmedBy)
+			&x.RequestID, &x.ErrorCode, &x.ErrorMessage, &x.BillingStatus, &x.BillingError, &x.ConfirmedBy,
+			&x.RemovedFromThingSpace)
 		return x, err
 	})
 }

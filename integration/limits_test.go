@@ -96,10 +96,10 @@ func TestThrottledAccountWaitsThenPaces(t *testing.T) {
 	for _, d := range devs {
 		rows = append(
 			rows,
-			row{"iccid": d.ICCID, "operation": "activate", "service_plan": "m2m_4G", "mdn_zip_code": "98801"},
+			row{"iccid": d.ICCID, "imei": d.IMEI, "operation": "activate", "service_plan": "m2m_4G", "mdn_zip_code": "98801"},
 		)
 	}
-	res := submit(t, s, writeCSV(t, []string{"iccid", "operation", "service_plan", "mdn_zip_code"}, rows))
+	res := submit(t, s, writeCSV(t, []string{"iccid", "imei", "operation", "service_plan", "mdn_zip_code"}, rows))
 
 	out := waitBulk(t, s, res, 5*time.Minute)
 

@@ -97,7 +97,8 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	require.NoError(t, err)
 
 	ctx := context.Background()
-	iccid := tssim.GenerateDevices(1, "8914800000077", "preactive")[0].ICCID
+	dev := tssim.GenerateDevices(1, "8914800000077", "preactive")[0]
+	iccid := dev.ICCID
 	bulkID := uuid.NewString()
 	billing, err := json.Marshal(
 		db.BillingData{
@@ -115,7 +116,7 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	_, _, err = s.Store.CreateBulkChange(ctx, db.NewBulkChange{
 		ID: bulkID, AccountName: s.Config.ThingSpace.Account, Batches: 1, Options: optsJSON,
 		WorkflowID: api.BulkChangeWorkflowID(bulkID),
-		Devices: []db.NewDeviceChange{{Seq: 1, RowNumber: 2, ICCID: iccid, Operation: "activate", BatchNo: 1,
+		Devices: []db.NewDeviceChange{{Seq: 1, RowNumber: 2, ICCID: iccid, IMEI: dev.IMEI, Operation: "activate", BatchNo: 1,
 			Params: json.RawMessage(`{"servicePlan":"m2m_4G","mdnZipCode":"98801"}`), Billing: billing}},
 	})
 	require.NoError(t, err)

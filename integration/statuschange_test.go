@@ -106,7 +106,13 @@ func assertOutcome(t *testing.T, s *localstack.Stack, bulkID string, want map[st
 			require.EqualValues(t, change.Failed, r.Status, "%s %s should fail", w.operation, iccid)
 			require.Equal(t, w.errCode, r.ErrorCode, "%s %s", w.operation, iccid)
 		}
-		require.Equal(t, w.state, simState(t, s, iccid).State, "ThingSpace state of %s after %s", iccid, w.operation)
+		sim := simState(t, s, iccid)
+		require.Equal(t, w.state, sim.State, "ThingSpace state of %s after %s", iccid, w.operation)
+		// A deactivation removes the device from ThingSpace's inventory
+		// (thingspace.delete_after_deactivation, default true), and says so.
+		removed := w.operation == "deactivate" && r.Status == change.Processed
+		require.Equal(t, removed, sim.Removed, "%s %s: removed from ThingSpace", w.operation, iccid)
+		require.Equal(t, removed, r.RemovedFromThingSpace, "%s %s: results say removed", w.operation, iccid)
 		// Exactly one state-change request per device change reached
 		// ThingSpace (requests it answered with an error change nothing
 		// and are not counted).
@@ -188,6 +194,11 @@ func TestMixedBulkChangeWithFaults(t *testing.T) {
 		count(*) FILTER (WHERE status = 'preactive') FROM devices`).Scan(&sited, &inventory))
 	require.Equal(t, 300, inventory)
 	require.Equal(t, inventory, sited)
+	// Our view of the devices knows which ones ThingSpace no longer has:
+	// the deactivated ones.
+	removed := countRows(t, s, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid
+		WHERE dc.bulk_change_id = $1 AND d.removed_from_thingspace_at IS NOT NULL`, res.ID)
+	require.Equal(t, 300, removed)
 	// Every device of the bulk change is known, those whose change failed
 	// included.
 	known := countRows(t, s, `SELECT count(*) FROM devices d JOIN device_changes dc ON dc.iccid = d.iccid

@@ -58,6 +58,7 @@ func (s *Stack) Env() []string {
 		"worker.workflow_task_pollers":      fmt.Sprint(c.Worker.WorkflowTaskPollers),
 		"worker.activity_task_pollers":      fmt.Sprint(c.Worker.ActivityTaskPollers),
 	}
+	kv["thingspace.delete_after_deactivation"] = fmt.Sprint(c.ThingSpace.DeleteAfterDeactivation)
 	if c.Revio.RetryFor > 0 {
 		// Only when set: a zero would fail the worker process's validation.
 		kv["revio.retry_for"] = c.Revio.RetryFor.String()

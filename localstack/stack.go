@@ -182,6 +182,7 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 				tssim.DefaultUsername,
 			), Password: config.Secret(pick(ts.Password, tssim.DefaultPassword)),
 			Account: account, HTTPTimeout: 10 * time.Second, MaxRetries: 2,
+			DeleteAfterDeactivation: true, // the setting's default
 		},
 		Callbacks: config.Callbacks{Enabled: true, Listen: "127.0.0.1:0", Path: "/thingspace/callbacks",
 			Username: CallbackUser, Password: CallbackPassword, MaxBodyBytes: 1 << 20},

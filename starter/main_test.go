@@ -152,7 +152,7 @@ func TestSubmitReportsEveryProblemAndWritesNothing(t *testing.T) {
 	require.Equal(t, 2, code)
 	for _, want := range []string{
 		"row 3, field iccid", "row 4, field iccid", "row 5, field iccid", "row 6, field operation",
-		"row 7, field ppu_address_line1", "row 8, field service_plan", "row 8, field mdn_zip_code",
+		"row 7, field ppu_address_line1", "row 8, field imei", "row 8, field service_plan", "row 8, field mdn_zip_code",
 	} {
 		require.Contains(t, errOut, want)
 	}
@@ -192,6 +192,63 @@ func TestDryRunPlansAndWritesNothing(t *testing.T) {
 	require.Contains(t, out, "would send 3 ThingSpace requests")
 	require.Contains(t, out, "nothing was written or started")
 	require.Equal(t, before, countBulkChanges(t))
+}
+
+// --dry-run shows what each request would carry besides its devices:
+// the SKU an activation by ICCID sends in lieu of the IMEI, and whether a
+// deactivation asks ThingSpace to remove the device (the file's choice, or
+// the worker's setting).
+func TestDryRunShowsRequestMembers(t *testing.T) {
+	act := devices(t, "8914811012", "preactive", 2)
+	deact := devices(t, "8914811013", "active", 2)
+	csv := "iccid,operation,imei,service_plan,mdn_zip_code,sku_number,delete_after_deactivation\n" +
+		act[0].ICCID + ",activate,,m2m_4G,98801,SM-T387VZKAVZW,\n" +
+		act[1].ICCID + ",activate," + act[1].IMEI + ",m2m_4G,98801,,\n" +
+		deact[0].ICCID + ",deactivate,,,,,\n" +
+		deact[1].ICCID + ",deactivate,,,,,no\n"
+	code, out, errOut := starter(t, "submit", "--file", file(t, "members.csv", csv), "--dry-run")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "would send 4 ThingSpace requests")
+	require.Contains(t, out, "batch 1: activate of 1 devices; servicePlan m2m_4G, mdnZipCode 98801, skuNumber SM-T387VZKAVZW\n")
+	require.Contains(t, out, "batch 2: activate of 1 devices; servicePlan m2m_4G, mdnZipCode 98801\n")
+	require.Contains(t, out, "batch 3: deactivate of 1 devices; reasonCode FF, etfWaiver false, "+
+		"deleteAfterDeactivation true (the worker's thingspace.delete_after_deactivation)\n")
+	require.Contains(t, out, "batch 4: deactivate of 1 devices; reasonCode FF, etfWaiver false, "+
+		"deleteAfterDeactivation false (from the file)\n")
+}
+
+// A deactivation removes the device from ThingSpace's inventory unless the
+// file says otherwise; the results say which devices were removed.
+func TestResultsShowDevicesRemovedFromThingSpace(t *testing.T) {
+	ds := devices(t, "8914811014", "active", 2)
+	removed, kept := ds[0], ds[1]
+	f := file(t, "deact.csv", "iccid,operation,delete_after_deactivation\n"+
+		removed.ICCID+",deactivate,\n"+kept.ICCID+",deactivate,false\n")
+	code, out, errOut := starter(t, "submit", "--file", f, "--wait", "--callback-timeout", "5s")
+	require.Equal(t, 0, code, errOut)
+	id := strings.Fields(strings.SplitN(out, "bulk change ", 2)[1])[0]
+	sim, _ := st.TS.Device(removed.ICCID)
+	require.True(t, sim.Removed, "ThingSpace no longer has the device")
+	sim, _ = st.TS.Device(kept.ICCID)
+	require.False(t, sim.Removed)
+
+	code, out, errOut = starter(t, "results", id)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, removed.ICCID+`\s+deactivate\s+PROCESSED\s+deactive, removed from ThingSpace\s`, out)
+	require.Regexp(t, kept.ICCID+`\s+deactivate\s+PROCESSED\s+deactive\s`, out)
+
+	code, out, errOut = starter(t, "results", id, "--csv")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.True(t, strings.HasSuffix(lines[0], ",billing_error,removed_from_thingspace"), lines[0])
+	require.Contains(t, out, removed.ICCID+",deactivate,PROCESSED,deactivated,deactive,")
+	for _, l := range lines[1:] {
+		want := ",false"
+		if strings.HasPrefix(l, removed.ICCID) {
+			want = ",true"
+		}
+		require.True(t, strings.HasSuffix(l, want), l)
+	}
 }
 
 func TestSubmitWaitThenStatusAndResults(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/iot-ops/tsbulk/change"
@@ -35,12 +36,16 @@ func (c *cli) results(ctx context.Context, t *target) error {
 				"error_message",
 				"billing_status",
 				"billing_error",
+				// Last, so scripts reading the columns before it by position
+				// keep working.
+				"removed_from_thingspace",
 			},
 		)
 		for _, r := range rows {
 			_ = w.Write(
 				[]string{r.ICCID, string(r.Operation), string(r.Status), r.Outcome, r.FinalState, r.MSISDN, r.RequestID,
-					string(r.ErrorCode), r.ErrorMessage, string(r.BillingStatus), r.BillingError},
+					string(r.ErrorCode), r.ErrorMessage, string(r.BillingStatus), r.BillingError,
+					strconv.FormatBool(r.RemovedFromThingSpace)},
 			)
 		}
 		w.Flush()
@@ -56,13 +61,17 @@ func (c *cli) results(ctx context.Context, t *target) error {
 		if r.BillingStatus == change.BillingError {
 			errText += " [Rev.io: " + r.BillingError + "]"
 		}
+		final := r.FinalState
+		if r.RemovedFromThingSpace {
+			final += ", removed from ThingSpace"
+		}
 		fmt.Fprintf(
 			tw,
 			"%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			r.ICCID,
 			r.Operation,
 			r.Status,
-			r.FinalState,
+			final,
 			r.MSISDN,
 			r.RequestID,
 			errText,

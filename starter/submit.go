@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,13 +92,50 @@ func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
 	}
 	fmt.Fprintf(c.out, "\nwould send %d ThingSpace requests:\n", len(p.Batches))
 	for _, b := range p.Batches {
-		fmt.Fprintf(c.out, "  batch %d: %s of %d devices\n", b.No, b.Operation, b.Devices)
+		fmt.Fprintf(c.out, "  batch %d: %s of %d devices", b.No, b.Operation, b.Devices)
+		if members := c.requestMembers(b); len(members) > 0 {
+			fmt.Fprintf(c.out, "; %s", strings.Join(members, ", "))
+		}
+		fmt.Fprintln(c.out)
 	}
 	for _, w := range p.Warnings {
 		fmt.Fprintln(c.out, "warning:", w)
 	}
 	fmt.Fprintln(c.out, "dry run: nothing was written or started")
 	return nil
+}
+
+// requestMembers are the request-level members a batch's request would
+// carry, as ThingSpace names them ("skuNumber SM-T387VZKAVZW").
+func (c *cli) requestMembers(b submission.Batch) []string {
+	r := b.Request
+	var out []string
+	add := func(name, value string) {
+		if value != "" {
+			out = append(out, name+" "+value)
+		}
+	}
+	add("servicePlan", r.ServicePlan)
+	add("mdnZipCode", r.MdnZipCode)
+	add("skuNumber", r.SkuNumber)
+	if r.PrimaryPlaceOfUse {
+		add("primaryPlaceOfUse", "(from the file)")
+	}
+	add("reasonCode", r.ReasonCode)
+	if r.EtfWaiver != nil {
+		add("etfWaiver", strconv.FormatBool(*r.EtfWaiver))
+	}
+	if b.Operation == "deactivate" {
+		if r.DeleteAfterDeactivation != nil {
+			add("deleteAfterDeactivation", strconv.FormatBool(*r.DeleteAfterDeactivation)+" (from the file)")
+		} else {
+			// The worker decides when it sends; this configuration is the
+			// best guess of what it will say.
+			add("deleteAfterDeactivation", strconv.FormatBool(c.cfg.ThingSpace.DeleteAfterDeactivation)+
+				" (the worker's thingspace.delete_after_deactivation)")
+		}
+	}
+	return out
 }
 
 func (c *cli) printSubmitted(r *submission.Result) {

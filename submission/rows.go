@@ -18,10 +18,12 @@ import (
 // deviceRow converts a validated row into its database row.
 func deviceRow(seq int, d changefile.DeviceRequest, batch int) (db.NewDeviceChange, error) {
 	params, err := json.Marshal(db.ChangeParams{
-		ServicePlan: d.ServicePlan,
-		MdnZipCode:  d.MdnZipCode,
-		ReasonCode:  d.ReasonCode,
-		EtfWaiver:   d.EtfWaiver,
+		ServicePlan:             d.ServicePlan,
+		MdnZipCode:              d.MdnZipCode,
+		SkuNumber:               d.SkuNumber,
+		ReasonCode:              d.ReasonCode,
+		EtfWaiver:               d.EtfWaiver,
+		DeleteAfterDeactivation: d.DeleteAfterDeactivation,
 	})
 	if err != nil {
 		return db.NewDeviceChange{}, err
@@ -77,6 +79,12 @@ func requestOf(f db.FailedChange) (changefile.DeviceRequest, error) {
 		return d, fmt.Errorf("params: %w", err)
 	}
 	d.ServicePlan, d.MdnZipCode, d.ReasonCode, d.EtfWaiver = p.ServicePlan, p.MdnZipCode, p.ReasonCode, p.EtfWaiver
+	d.SkuNumber, d.DeleteAfterDeactivation = p.SkuNumber, p.DeleteAfterDeactivation
+	if d.Operation == changefile.OpActivate && d.IMEI == "" && d.SkuNumber == "" {
+		// Stored before activations needed one; ThingSpace would refuse it.
+		return d, errors.New("an activation needs the device's IMEI or its SKU (ThingSpace refuses it otherwise); " +
+			"submit it again in a file with the imei or sku_number column")
+	}
 	if len(f.PPU) > 0 && string(f.PPU) != "null" {
 		var pu thingspace.PlaceOfUse
 		if err := json.Unmarshal(f.PPU, &pu); err != nil {

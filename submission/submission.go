@@ -86,6 +86,38 @@ type Batch struct {
 	No        int    `json:"no"`
 	Operation string `json:"operation"`
 	Devices   int    `json:"devices"`
+	// Request is what the request carries besides its devices (the fields
+	// its devices share), for --dry-run to show.
+	Request BatchRequest `json:"request"`
+}
+
+// BatchRequest holds the request-level members of a planned ThingSpace
+// request, as ThingSpace names them. Personal data is not shown: a Primary
+// Place of Use is only said to be there.
+type BatchRequest struct {
+	ServicePlan       string `json:"servicePlan,omitempty"`
+	MdnZipCode        string `json:"mdnZipCode,omitempty"`
+	SkuNumber         string `json:"skuNumber,omitempty"`
+	PrimaryPlaceOfUse bool   `json:"primaryPlaceOfUse,omitempty"`
+	ReasonCode        string `json:"reasonCode,omitempty"`
+	EtfWaiver         *bool  `json:"etfWaiver,omitempty"`
+	// DeleteAfterDeactivation is the file's choice; nil on a deactivation
+	// means the worker's thingspace.delete_after_deactivation, resolved
+	// when it sends the request.
+	DeleteAfterDeactivation *bool `json:"deleteAfterDeactivation,omitempty"`
+}
+
+// batchRequest is the request-level part of d's request.
+func batchRequest(d changefile.DeviceRequest) BatchRequest {
+	switch d.Operation {
+	case changefile.OpActivate:
+		return BatchRequest{ServicePlan: d.ServicePlan, MdnZipCode: d.MdnZipCode, SkuNumber: d.SkuNumber,
+			PrimaryPlaceOfUse: d.PPU != nil}
+	case changefile.OpDeactivate:
+		waiver := d.EtfWaiver
+		return BatchRequest{ReasonCode: d.ReasonCode, EtfWaiver: &waiver, DeleteAfterDeactivation: d.DeleteAfterDeactivation}
+	}
+	return BatchRequest{}
 }
 
 // BatchPlan is what a submission would do: its devices, batches and warnings.
@@ -172,7 +204,7 @@ func assignBatches(devs []changefile.DeviceRequest, size int) ([]int, []Batch) {
 		key := d.BatchKey()
 		o := current[key]
 		if o == nil || o.count >= limit {
-			batches = append(batches, Batch{No: len(batches) + 1, Operation: string(d.Operation)})
+			batches = append(batches, Batch{No: len(batches) + 1, Operation: string(d.Operation), Request: batchRequest(d)})
 			o = &open{no: len(batches)}
 			current[key] = o
 		}

@@ -47,6 +47,7 @@ func TestStateChangeEndpoints(t *testing.T) {
 	assert.Equal(t, "FF", deact["reasonCode"])
 	assert.Equal(t, testAccount, deact["accountName"])
 	assert.Equal(t, true, deact["etfWaiver"])
+	assert.Equal(t, false, deact["deleteAfterDeactivation"], "sent even when false: ThingSpace's default is not relied on")
 
 	id, err = c.UpdateContactInfo(ctx, ContactInfoRequest{Devices: oneDevice(), PrimaryPlaceOfUse: samplePPU()})
 	require.NoError(t, err)

@@ -646,3 +646,49 @@ func TestContractPPUInvalidCharacter(t *testing.T) {
 		assert.Equal(t, simulator.StatePreActive, got.State)
 	}
 }
+
+// TestContractSKUAndDeleteAfterDeactivation: an activation by ICCID alone
+// carries the SKU in lieu of the IMEI; a deactivation with
+// DeleteAfterDeactivation leaves the device out of the account's list
+// once done, and false (always sent) keeps it.
+func TestContractSKUAndDeleteAfterDeactivation(t *testing.T) {
+	sim, url := newSim(t, simulator.Config{Limits: simulator.Limits{ActionsPerLinePerDay: -1}})
+	devs := simulator.GenerateDevices(3, "891480000400", "preactive")
+	require.NoError(t, sim.Seed(devs...))
+	l := newListener(t)
+	c := simClient(t, url, nil)
+	ctx := context.Background()
+	require.NoError(t, c.RegisterCallback(ctx, "", CallbackRegistration{Name: CarrierServiceCallback, URL: l.url}))
+
+	byICCID := []DeviceRef{ICCIDRef(devs[0].ICCID, ""), ICCIDRef(devs[1].ICCID, ""), ICCIDRef(devs[2].ICCID, "")}
+	_, err := c.Activate(ctx, ActivateRequest{Devices: byICCID, ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+	require.Error(t, err, "an ICCID alone needs the SKU")
+	assert.Equal(t, "REQUEST_FAILED.UnexpectedError", err.(*Error).ShortCode())
+	id, err := c.Activate(ctx, ActivateRequest{Devices: byICCID, ServicePlan: "m2m_4G", MdnZipCode: "98801",
+		SkuNumber: "SM-T387VZKAVZW"})
+	require.NoError(t, err)
+	for _, m := range l.await(t, id, 3) {
+		require.True(t, m.Succeeded(), "%+v", m.FaultResponse)
+	}
+
+	deleted, err := c.Deactivate(ctx, DeactivateRequest{Devices: byICCID[:2], DeleteAfterDeactivation: true})
+	require.NoError(t, err)
+	kept, err := c.Deactivate(ctx, DeactivateRequest{Devices: byICCID[2:]})
+	require.NoError(t, err)
+	for _, m := range append(l.await(t, deleted, 2), l.await(t, kept, 1)...) {
+		require.True(t, m.Succeeded(), "the callback reports the deactivation: %+v", m.FaultResponse)
+	}
+	for _, d := range devs[:2] {
+		_, err := c.GetDevice(ctx, DeviceID{ID: d.ICCID, Kind: KindICCID})
+		assert.Equal(t, KindDeviceNotFound, KindOf(err), "%s was removed from the account", d.ICCID)
+	}
+	dev, err := c.GetDevice(ctx, DeviceID{ID: devs[2].ICCID, Kind: KindICCID})
+	require.NoError(t, err)
+	assert.Equal(t, StateDeactive, dev.State())
+	var listed []string
+	require.NoError(t, c.ForEachDevice(ctx, ListRequest{}, func(d Device) error {
+		listed = append(listed, d.ID(KindICCID))
+		return nil
+	}))
+	assert.Equal(t, []string{devs[2].ICCID}, listed)
+}

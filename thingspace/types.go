@@ -87,7 +87,9 @@ type PlaceOfUse struct {
 	Address      Address      `json:"address"`
 }
 
-// ActivateRequest is the body of POST /devices/actions/activate.
+// ActivateRequest is the body of POST /devices/actions/activate. SkuNumber,
+// the 4G device type's SKU, stands in for the IMEI of devices named by
+// their ICCID alone.
 type ActivateRequest struct {
 	Devices           []DeviceRef   `json:"devices"`
 	AccountName       string        `json:"accountName,omitempty"`
@@ -113,6 +115,11 @@ type DeactivateRequest struct {
 	AccountName string      `json:"accountName"`
 	ReasonCode  string      `json:"reasonCode"`
 	EtfWaiver   bool        `json:"etfWaiver"`
+	// DeleteAfterDeactivation asks ThingSpace to remove each device from
+	// the account's inventory once deactivated (the device list no longer
+	// shows it). Always sent, false included: the product decides it
+	// (thingspace.delete_after_deactivation), never ThingSpace's default.
+	DeleteAfterDeactivation bool `json:"deleteAfterDeactivation"`
 }
 
 // AddRequest is the body of POST /devices/actions/add (to inventory,

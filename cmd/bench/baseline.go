@@ -98,13 +98,15 @@ func baselineRequests(ctx context.Context, ts *thingspace.Client, rows [][2]stri
 		var err error
 		switch r[1] {
 		case "activate":
-			_, err = ts.Activate(ctx, thingspace.ActivateRequest{Devices: ref, ServicePlan: "m2m_4G", MdnZipCode: "98801"})
+			_, err = ts.Activate(ctx, thingspace.ActivateRequest{Devices: ref, ServicePlan: "m2m_4G", MdnZipCode: "98801",
+				SkuNumber: benchSKU})
 		case "suspend":
 			_, err = ts.Suspend(ctx, thingspace.ActionRequest{Devices: ref})
 		case "restore":
 			_, err = ts.Restore(ctx, thingspace.ActionRequest{Devices: ref})
 		case "deactivate":
-			_, err = ts.Deactivate(ctx, thingspace.DeactivateRequest{Devices: ref, ReasonCode: "FF"})
+			_, err = ts.Deactivate(ctx, thingspace.DeactivateRequest{Devices: ref, ReasonCode: "FF",
+				DeleteAfterDeactivation: true}) // as the predecessor did
 		case "inventory":
 			_, err = ts.AddDevices(ctx, thingspace.AddRequest{DevicesToAdd: ref})
 		}

@@ -32,6 +32,9 @@ func parseMix(s string) (map[string]int, error) {
 	return out, nil
 }
 
+// benchSKU is the 4G device SKU of the benchmark's activations.
+const benchSKU = "BENCH-4G-SKU"
+
 // seedState is the state a device must be in for the operation.
 var seedState = map[string]string{"activate": "preactive", "suspend": "active", "restore": "suspend", "deactivate": "active", "inventory": ""}
 
@@ -86,12 +89,14 @@ func writeFile(rows [][2]string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	fmt.Fprintln(f, "iccid,operation,service_plan,mdn_zip_code")
+	// Devices are named by ICCID alone, so activations carry the SKU in
+	// lieu of the IMEI; one SKU for all keeps one batch per plan.
+	fmt.Fprintln(f, "iccid,operation,service_plan,mdn_zip_code,sku_number")
 	for _, r := range rows {
 		if r[1] == "activate" {
-			fmt.Fprintf(f, "%s,%s,m2m_4G,98801\n", r[0], r[1])
+			fmt.Fprintf(f, "%s,%s,m2m_4G,98801,%s\n", r[0], r[1], benchSKU)
 		} else {
-			fmt.Fprintf(f, "%s,%s,,\n", r[0], r[1])
+			fmt.Fprintf(f, "%s,%s,,,\n", r[0], r[1])
 		}
 	}
 	return f.Name(), nil

@@ -24,6 +24,9 @@ type request struct {
 	groupName    string
 	customFields []customField
 	ppu          *placeOfUse
+	// deleteAfter: deactivate with deleteAfterDeactivation true; each
+	// device leaves the account's inventory once deactivated.
+	deleteAfter bool
 }
 
 // status is the GET .../requests/{id}/status value.
@@ -95,7 +98,8 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 		account = s.defaultAccount()
 	}
 	r := &request{id: id, account: account, action: action, devices: len(plans),
-		servicePlan: req.ServicePlan, groupName: req.GroupName, customFields: req.CustomFields, ppu: req.PrimaryPlaceOfUse}
+		servicePlan: req.ServicePlan, groupName: req.GroupName, customFields: req.CustomFields, ppu: req.PrimaryPlaceOfUse,
+		deleteAfter: req.DeleteAfterDeactivation != nil && *req.DeleteAfterDeactivation}
 	s.requests[id] = r
 	for _, p := range plans {
 		s.stats.acceptLocked(planKey(p), action)
@@ -230,6 +234,11 @@ func (s *Simulator) completeLocked(r *request, p devicePlan, now time.Time) {
 	resp.DeviceIDs = d.wireIDs()
 	msg.DeviceResponse = map[string]actionResponse{r.action + "Response": resp}
 	msg.Status = "Success"
+	if r.action == ActionDeactivate && r.deleteAfter {
+		// Gone from the account once deactivated; the callback still
+		// reports the deactivation (its listener is the account's).
+		s.store.removeLocked(d)
+	}
 	s.dispatchLocked(account, iccid, msg, now)
 }
 
@@ -349,6 +358,18 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 				return fail(CodeUnexpectedError, "REQUEST_FAILED. primaryPlaceOfUse: %s", msg)
 			}
 		}
+		if strings.TrimSpace(req.SkuNumber) == "" {
+			for i, ref := range req.Devices {
+				if !namesHardware(ref) {
+					return fail(
+						CodeUnexpectedError,
+						"REQUEST_FAILED. devices[%d] has no IMEI: skuNumber is required to activate a 4G device "+
+							"by its ICCID",
+						i,
+					)
+				}
+			}
+		}
 	case ActionDeactivate:
 		if strings.TrimSpace(req.ReasonCode) == "" {
 			return fail(CodeUnexpectedError, "REQUEST_FAILED. reasonCode is required")
@@ -365,6 +386,20 @@ func (s *Simulator) validateAction(action string, req *actionRequest) *reply {
 		}
 	}
 	return nil
+}
+
+// namesHardware reports whether a request entry names the device itself
+// (IMEI, or ESN/MEID for 3G), not only its SIM or line: a 4G device named
+// by its ICCID alone is activated with the request's skuNumber instead of
+// its IMEI (CarrierActivateRequest.skuNumber).
+func namesHardware(ref deviceRef) bool {
+	for _, id := range ref.DeviceIDs {
+		switch strings.ToLower(strings.TrimSpace(id.Kind)) {
+		case kindIMEI, kindESN, kindMEID:
+			return true
+		}
+	}
+	return false
 }
 
 func validateCustomFields(fields []customField) *reply {

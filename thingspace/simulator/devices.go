@@ -28,6 +28,9 @@ type device struct {
 	pendingReq   string
 	failWith     string
 	actions      []time.Time // accepted state changes, for the per-line daily limit
+	// removed: deactivated with deleteAfterDeactivation; gone from the
+	// account (API) and kept only for the admin views.
+	removed bool
 }
 
 // deviceStore holds devices in the order added, which is also id order and
@@ -42,6 +45,9 @@ type deviceStore struct {
 	lastCreated time.Time
 	nextMSISDN  int64
 	retired     map[string]bool // released MSISDNs: held, never handed out again
+	// removed holds devices deleted after their deactivation, by ICCID:
+	// the API no longer knows them, the admin views still show them.
+	removed map[string]*device
 }
 
 // firstMSISDN starts the number range handed out by activations: ten
@@ -56,6 +62,7 @@ func newDeviceStore() deviceStore {
 		nextID:     1,
 		nextMSISDN: firstMSISDN,
 		retired:    map[string]bool{},
+		removed:    map[string]*device{},
 	}
 }
 
@@ -70,13 +77,17 @@ type DeviceSnapshot struct {
 	UpdatedAt        time.Time `json:"updated_at,omitzero"`
 	PendingRequestID string    `json:"pending_request_id,omitempty"`
 	ActionsLast24h   int       `json:"actions_last_24h"`
+	// Removed: the device was deactivated with deleteAfterDeactivation
+	// and is no longer in the account's inventory; State is its last
+	// state (deactive).
+	Removed bool `json:"removed,omitempty"`
 }
 
 func (d *device) snapshot(now time.Time) DeviceSnapshot {
 	return DeviceSnapshot{
 		ICCID: d.iccid, IMEI: d.imei, Account: d.account, State: d.state, MSISDN: d.msisdn,
 		ActivatedAt: d.activatedAt, UpdatedAt: d.updatedAt, PendingRequestID: d.pendingReq,
-		ActionsLast24h: d.actionsSince(now.Add(-24 * time.Hour)),
+		ActionsLast24h: d.actionsSince(now.Add(-24 * time.Hour)), Removed: d.removed,
 	}
 }
 
@@ -92,24 +103,34 @@ func (d *device) pruneActions(now time.Time) {
 	d.actions = d.actions[i:]
 }
 
-// Device returns a snapshot of the device with that ICCID.
+// Device returns a snapshot of the device with that ICCID: the one in an
+// account, else the one removed after its deactivation (Removed set).
 func (s *Simulator) Device(iccid string) (DeviceSnapshot, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.store.byICCID[iccid]
 	if !ok {
-		return DeviceSnapshot{}, false
+		if d, ok = s.store.removed[iccid]; !ok {
+			return DeviceSnapshot{}, false
+		}
 	}
 	return d.snapshot(time.Now()), true
 }
 
-// Devices returns snapshots of all devices, sorted by ICCID.
+// Devices returns snapshots of all devices, sorted by ICCID: those in an
+// account, and those removed after their deactivation (Removed set) whose
+// ICCID was not added again since.
 func (s *Simulator) Devices() []DeviceSnapshot {
 	s.mu.Lock()
 	now := time.Now()
-	out := make([]DeviceSnapshot, 0, len(s.store.list))
+	out := make([]DeviceSnapshot, 0, len(s.store.list)+len(s.store.removed))
 	for _, d := range s.store.list {
 		out = append(out, d.snapshot(now))
+	}
+	for iccid, d := range s.store.removed {
+		if s.store.byICCID[iccid] == nil {
+			out = append(out, d.snapshot(now))
+		}
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ICCID < out[j].ICCID })
@@ -176,6 +197,27 @@ func (st *deviceStore) releaseMSISDNLocked(d *device) {
 	delete(st.byMSISDN, d.msisdn)
 	st.retired[d.msisdn] = true
 	d.msisdn = ""
+}
+
+// removeLocked takes a device out of its account's inventory
+// (deleteAfterDeactivation): list pages, lookups and requests no longer
+// find it. Its number was released by the deactivation.
+func (st *deviceStore) removeLocked(d *device) {
+	i := sort.Search(len(st.list), func(i int) bool { return st.list[i].id >= d.id })
+	if i < len(st.list) && st.list[i] == d {
+		st.list = append(st.list[:i], st.list[i+1:]...)
+	}
+	if st.byICCID[d.iccid] == d {
+		delete(st.byICCID, d.iccid)
+	}
+	if d.imei != "" && st.byIMEI[d.imei] == d {
+		delete(st.byIMEI, d.imei)
+	}
+	if d.msisdn != "" && st.byMSISDN[d.msisdn] == d {
+		delete(st.byMSISDN, d.msisdn)
+	}
+	d.removed = true
+	st.removed[d.iccid] = d
 }
 
 // resolveLocked finds the device a request entry names: the first

@@ -48,10 +48,19 @@
 //   - Devices must be listed explicitly: selection by groupName,
 //     servicePlan or customFields (suspend/restore/deactivate) is refused
 //     with REQUEST_FAILED.UnexpectedError.
-//   - Identifier formats: iccid 18–20 digits, imei 14–16, mdn/msisdn/min
-//     10–15, esn 11 digits or 8 hex, meid 14 hex, eid 32 digits, imsi
-//     14–15; else INPUT_INVALID.Device.Identifier.Invalid. Any other kind
-//     → INPUT_INVALID.Device.Kind.Invalid. Kinds compare case-insensitively.
+//   - Identifier formats: iccid 18–20 digits, imei 14–16 (the DeviceId
+//     model's "up to 16 digits": the 16-digit IMEISV too; no check digit is
+//     verified), mdn/msisdn/min 10–15, esn 11 digits or 8 hex, meid 14 hex,
+//     eid 32 digits, imsi 14–15; else INPUT_INVALID.Device.Identifier.Invalid.
+//     Any other kind → INPUT_INVALID.Device.Kind.Invalid. Kinds compare
+//     case-insensitively.
+//   - Activate: skuNumber stands in for the IMEI of a 4G device named by its
+//     ICCID (CarrierActivateRequest.skuNumber). A request with an entry that
+//     names no imei (nor esn/meid, 3G hardware ids) and no non-blank
+//     skuNumber is refused as a whole, after the other activate checks: 400
+//     REQUEST_FAILED.UnexpectedError, the "missing required elements" code
+//     above (whether Verizon refuses it as a whole or per device is
+//     unpublished). The SKU's value is not checked against any catalogue.
 //   - A device named by an identifier that belongs to another account than
 //     the request's accountName is refused with
 //     INPUT_INVALID.Device.Account.Invalid ("The device was not a part of
@@ -101,6 +110,15 @@
 //     not to add (whose answer is per device anyway).
 //   - Suspend→deactivate is allowed (L-cds) unless
 //     Config.DisallowSuspendToDeactivate (S-states).
+//   - Deactivate with deleteAfterDeactivation true: when a device's
+//     deactivation completes it is removed from its account's inventory:
+//     list pages (any filter) no longer show it, a single-device lookup and
+//     any later request naming it answer DeviceNotFound, and /add may add
+//     it again as a new pre-active device. Its callback (Success,
+//     deactivateResponse, envelope ICCID and IMEI) is still sent to the
+//     account's listener. false or absent leaves it in the account,
+//     deactive. Removed devices stay in the admin views (Device, Devices,
+//     GET /admin/devices) with removed: true and their last state.
 //   - contactInfo is allowed only on active devices, has no pending state
 //     and does not count toward the per-line daily limit; the daily limit
 //     counts accepted state changes (activate, suspend, restore,

@@ -179,6 +179,9 @@ func (h *harness) action(action string, extra map[string]any, iccids ...string) 
 	case ActionActivate:
 		body["servicePlan"] = "m2m_4G"
 		body["mdnZipCode"] = "98801"
+		// refs names devices by ICCID alone: a 4G activation then needs
+		// the device's SKU in lieu of its IMEI.
+		body["skuNumber"] = testSKU
 	case ActionDeactivate:
 		body["accountName"] = DefaultAccount
 		body["reasonCode"] = "FF"
@@ -207,6 +210,9 @@ func (h *harness) accepted(status int, body []byte) string {
 	}
 	return id
 }
+
+// testSKU is the skuNumber of the harness's activations.
+const testSKU = "VZW-TEST-4G-SKU"
 
 func refs(iccids ...string) []deviceRef {
 	out := make([]deviceRef, len(iccids))

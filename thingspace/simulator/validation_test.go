@@ -61,20 +61,21 @@ func TestActionValidation(t *testing.T) {
 		{
 			"activate bad custom field",
 			"activate",
-			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
+			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801", "skuNumber": testSKU,
 				"customFields": []customField{{Key: "Colour", Value: "x"}}},
 			CodeCustomFieldName,
 		},
 		{
 			"activate long custom field",
 			"activate",
-			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
+			map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801", "skuNumber": testSKU,
 				"customFields": []customField{
 					{Key: "CustomField2", Value: strings.Repeat("x", 51)},
 				}},
 			CodeCustomFieldTooLong,
 		},
 		{"activate PO box", "activate", map[string]any{"devices": ref, "servicePlan": "p", "mdnZipCode": "98801",
+			"skuNumber": testSKU,
 			"primaryPlaceOfUse": placeOfUse{CustomerName: customerName{FirstName: "A", LastName: "B"},
 				Address: address{
 					AddressLine1: "P.O. Box 12",
