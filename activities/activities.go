@@ -89,6 +89,16 @@ func thingSpaceError(op string, err error) error {
 	return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s: %s", op, e.Error()), typ, opts)
 }
 
+// outcomeUnknown is the error of a state change ThingSpace may have
+// applied (thingspace.Error.MayHaveApplied): retryable whatever the
+// answer's kind, since the next attempt looks at ThingSpace (or, for a PPU
+// update, sends it again) instead of trusting the answer.
+func outcomeUnknown(op string, e *thingspace.Error) error {
+	return temporal.NewApplicationErrorWithOptions(
+		fmt.Sprintf("%s: outcome unknown, checked before anything is sent again: %s", op, e.Error()),
+		ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: e.RetryAfter})
+}
+
 // revioError does the same for Rev.io.
 func revioError(op string, err error) error {
 	if err == nil {

@@ -256,8 +256,8 @@ type PPUUpdateResult struct {
 
 // UpdatePlaceOfUse sends the stored PPU of an already-active device to
 // ThingSpace (contactInfo). The request is recorded before it is sent; a
-// retry after a lost answer sends it again, which is harmless: a PPU update
-// sets an address, it does not change the line's state.
+// retry after a lost answer or a 5xx sends it again, which is harmless: a
+// PPU update sets an address, it does not change the line's state.
 func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*PPUUpdateResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
 	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), "contactInfo")
@@ -306,6 +306,12 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 		return &PPUUpdateResult{RequestID: requestID}, nil
 	}
 	e, ok := thingspace.AsError(err)
+	if ok && e.MayHaveApplied() {
+		// Perhaps written at ThingSpace: the row stays SENDING rather than
+		// RETRY ("changed nothing"), and no refusal is recorded for an
+		// update that may stand. The retry sends it again.
+		return nil, outcomeUnknown("update PPU", e)
+	}
 	if !ok || e.Retryable() || e.Kind == thingspace.KindInvalidCredentials {
 		if ok {
 			_ = a.Store.MarkRequestRetry(ctx, req.PK, e.Code, e.Message)

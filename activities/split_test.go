@@ -262,11 +262,12 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 	}
 }
 
-// Failures in the middle of splitting: a 5xx (nothing changed, the
-// sub-request is sent again by the next attempt) and a lost answer (the
-// sub-request stays SENDING and the next attempt reconciles it instead of
-// sending blindly). Whatever the failures, no device is sent twice and the
-// refused ones end isolated.
+// Failures in the middle of splitting: a 429 (refused before anything was
+// applied: the sub-request is sent again by the next attempt), a lost
+// answer and a gateway's 502 (the outcome is unknown: the sub-request
+// stays SENDING and the next attempt reconciles it instead of sending
+// blindly). Whatever the failures, no device is sent twice and the refused
+// ones end isolated.
 func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	t.Parallel()
 	const other = "0000654321-00001"
@@ -275,9 +276,9 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	const n = 64
 	devs, bad := badSuspends(h, n, "8914800604", other)
 	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
-	// 3rd request: a 503; 6th: applied by ThingSpace, answer lost; 9th: a
-	// 503 again.
-	ft := &faultyTransport{path: "/devices/actions/suspend", faults: map[int]string{3: "503", 6: "lost", 9: "503"}}
+	// 3rd request: a 429; 6th: applied by ThingSpace, answer lost; 9th: a
+	// 502 from the gateway.
+	ft := &faultyTransport{path: "/devices/actions/suspend", faults: map[int]string{3: "429", 6: "lost", 9: "502"}}
 	h.acts.ThingSpace = h.newThingSpaceClient(ft.install)
 
 	var res *activities.SubmitBatchResult
@@ -297,8 +298,8 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	require.GreaterOrEqual(t, failures, 3, "each fault failed an attempt")
 	require.Equal(t, n, res.Devices)
 
-	// 503s changed nothing and were sent again; the lost answer was
-	// reconciled, not resent.
+	// The 429 changed nothing and was sent again; the lost answer and the
+	// 502 were reconciled, not resent.
 	st := h.stats()
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])
@@ -311,14 +312,18 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 		}
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s sent once", d.ICCID)
 	}
-	var sawReconciled, sawRetried bool
+	reconciled, retried := 0, 0
 	for _, r := range h.batchRequests(bulk, 1) {
 		require.Contains(t, []string{db.RequestAccepted, db.RequestRejected}, r.State, r.Key)
-		sawReconciled = sawReconciled || r.ErrorCode == "RECONCILED"
-		sawRetried = sawRetried || r.Attempts == 2
+		if r.Attempts == 2 {
+			retried++
+		}
+		if r.ErrorCode == "RECONCILED" {
+			reconciled++
+		}
 	}
-	require.True(t, sawReconciled, "the sub-request whose answer was lost was reconciled")
-	require.True(t, sawRetried, "a sub-request answered 503 was sent again")
+	require.Equal(t, 1, reconciled, "the sub-request whose answer was lost was reconciled, all its devices found changed")
+	require.Equal(t, 2, retried, "the sub-request answered 429, and the one answered 502 (found untouched), were sent again")
 	require.LessOrEqual(
 		t,
 		st.Requests[epSuspend],
@@ -360,9 +365,11 @@ func TestSubmitBatchSplitStopsWhenMostDevicesAreRefused(t *testing.T) {
 }
 
 // faultyTransport answers chosen state-change requests (counted from 1 by
-// path) with a fault instead of ThingSpace's answer: "503" (never
-// forwarded), "lost" (forwarded and applied, its answer replaced by a
-// connection error), "refuse:<code>" (never forwarded, a 400 with the code).
+// path) with a fault instead of ThingSpace's answer: "502" (never
+// forwarded, the gateway's HTML page: the client cannot tell), "429"
+// (throttled by the gateway), "lost" (forwarded and applied, its answer
+// replaced by a connection error), "refuse:<code>" (never forwarded, a 400
+// with the code).
 type faultyTransport struct {
 	path   string
 	faults map[int]string
@@ -393,8 +400,10 @@ func (f *faultyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
 	}
 	switch {
-	case mode == "503":
-		return answer(http.StatusServiceUnavailable, `{"fault":{"code":"101503","message":"Runtime Error"}}`)
+	case mode == "502":
+		return answer(http.StatusBadGateway, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+	case mode == "429":
+		return answer(http.StatusTooManyRequests, `{"fault":{"code":"900800","message":"Message throttled out"}}`)
 	case strings.HasPrefix(mode, "refuse:"):
 		return answer(
 			http.StatusBadRequest,

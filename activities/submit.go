@@ -277,12 +277,15 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 		msg = e.Error()
 	}
 	switch {
-	case e.Sent && e.HTTPStatus == 0:
-		// Written but unanswered: leave it SENDING so that the retry checks
-		// ThingSpace before sending anything.
-		return thingSpaceError("send "+req.Operation, err)
+	case e.MayHaveApplied():
+		// Written but unanswered, or answered by a 5xx (from the gateway,
+		// say, after the backend applied it): the outcome is unknown. Leave
+		// it SENDING so that the retry checks ThingSpace before sending
+		// anything.
+		return outcomeUnknown("send "+req.Operation, e)
 	case e.Retryable() || e.Kind == thingspace.KindInvalidCredentials:
-		// ThingSpace answered and changed nothing: safe to send again.
+		// Refused before anything was applied (429, a refused token or
+		// session, never connected): safe to send again.
 		if err := a.Store.MarkRequestRetry(ctx, req.PK, code, msg); err != nil {
 			return fmt.Errorf("record failed attempt: %w", err)
 		}

@@ -326,12 +326,16 @@ func (h *harness) history(dev simulator.DeviceSeed, op change.Operation, ago tim
 		completed_at = now() WHERE id = $1`, ids[dev.ICCID], ago.Seconds())
 }
 
-// A 5xx answer changed nothing at ThingSpace: the activity fails
-// retryably, the request is recorded for a retry, and the next attempt
-// sends it exactly once.
-func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
+// A 5xx answer does not say whether ThingSpace applied the change (this
+// one, the simulator's ErrorRate, comes before any processing): the
+// activity fails retryably, the request stays SENDING, and the next attempt
+// checks the devices at ThingSpace, finds them untouched, and once the
+// settle time has passed sends the request exactly once more.
+func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
+	const settle = 500 * time.Millisecond
+	h.acts.ReconcileSettle = settle
 	devs := devices(2, "8914800011", "active")
 	bulk, ids := h.seededBulk(account, "suspend", devs...)
 	// Tokens first, so that the fault hits the state change itself.
@@ -344,14 +348,21 @@ func TestSubmitBatchServerErrorIsRetriedOnce(t *testing.T) {
 	require.Equal(t, activities.ErrTypeThingSpace, ae.Type())
 	require.Equal(t, 1, h.stats().Requests[epSuspend], "a state change is not retried by the transport")
 	req := h.request(bulk, 1)
-	require.Equal(t, db.RequestRetry, req.State)
-	require.NotEmpty(t, req.ErrorCode)
+	require.Equal(t, db.RequestSending, req.State, "the outcome is unknown")
 	for _, d := range devs {
 		require.Zero(t, h.accepted(d.ICCID, "suspend"))
 		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
 	}
 
 	h.sim.SetFaults(simulator.Faults{})
+	_, err = h.submit(bulk, 1)
+	ae = appError(t, err)
+	require.False(t, ae.NonRetryable())
+	require.Positive(t, ae.NextRetryDelay(), "too early to tell untouched from refused")
+	require.LessOrEqual(t, ae.NextRetryDelay(), settle)
+	require.Equal(t, 1, h.stats().Requests[epSuspend], "nothing sent before the settle time")
+
+	time.Sleep(ae.NextRetryDelay() + 50*time.Millisecond)
 	h.requireSuspended(h.mustSubmit(bulk, 1), 2, ids, devs)
 	req = h.request(bulk, 1)
 	require.Equal(t, 2, req.Attempts)

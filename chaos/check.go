@@ -133,7 +133,7 @@ func (h *harness) snapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return s, err
 	}
-	s.Accepted = st.AcceptedChanges
+	s.Accepted, s.Applied = st.AcceptedChanges, st.AppliedChanges
 	devs, err := h.tsAdmin.tsDevices(ctx)
 	if err != nil {
 		return s, err
@@ -196,6 +196,7 @@ func (h *harness) observe(ctx context.Context) (Observed, error) {
 		o.TSRequests += n
 	}
 	o.TSLostAnswers, o.TSLogins, o.TSTokens = st.AnswersStalled, st.Logins, st.OAuthTokensIssued
+	o.TSGatewayAfterApply = st.GatewayAfterApply
 	o.CallbacksDropped, o.CallbacksDuplicated, o.CallbacksLate = st.CallbacksDropped, st.CallbacksDuplicated, st.CallbacksLate
 	o.CallbackAttemptsFailed = st.CallbackAttemptsFailed
 	rv, err := h.rvAdmin.revioStats(ctx)

@@ -125,7 +125,7 @@ func (h *harness) inject(ctx context.Context, e Event) error {
 		}
 		sleepCtx(ctx, e.Down)
 		return h.pg.Start(ctx)
-	case TS5xx, TSLostAnswers, Revio5xx, Revio429, RevioLateCreates:
+	case TS5xx, TSLostAnswers, TSGatewayAfterApply, Revio5xx, Revio429, RevioLateCreates:
 		return h.faults.window(ctx, e.Kind, e.Down)
 	case TSSessionExpiry:
 		return h.tsAdmin.do(ctx, http.MethodPost, "/admin/sessions/expire", nil, nil)

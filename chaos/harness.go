@@ -87,6 +87,9 @@ type Observed struct {
 	// UnexpectedExits counts, per process, the exits the run did not cause
 	// (each was restarted).
 	UnexpectedExits map[string]int
+	// TSGatewayAfterApply: state changes ThingSpace applied and answered
+	// 502/504 (counted in TS5xx too).
+	TSGatewayAfterApply int
 }
 
 // Secrets of the run: random, so that finding one anywhere is proof.

@@ -80,11 +80,15 @@ func TestFaultWindowLastsUntilSeen(t *testing.T) {
 		"the window closes once the fault was seen")
 
 	require.NoError(t, f.window(ctx, TS5xx, time.Hour))
+	require.NoError(t, f.window(ctx, TSGatewayAfterApply, time.Hour))
 	require.NoError(t, f.window(ctx, RevioLateCreates, time.Hour))
 	assert.Equal(t, revioLateCreate, rv.CurrentFaults().StallCreateService)
+	require.NoError(t, f.ts.do(ctx, http.MethodGet, "/admin/faults", nil, &got))
+	assert.InDelta(t, tsGatewayRate, got.GatewayAfterApplyRate, 1e-9, "sent through the simulator's own Faults")
 	require.NoError(t, f.clear(ctx))
 	assert.Zero(t, rv.CurrentFaults().StallCreateService)
 	require.NoError(t, f.ts.do(ctx, http.MethodGet, "/admin/faults", nil, &got))
 	assert.Zero(t, got.ErrorRate)
+	assert.Zero(t, got.GatewayAfterApplyRate)
 	assert.Zero(t, got.DropCallbackRate, "clear also ends the whole-run callback faults")
 }

@@ -19,6 +19,7 @@ const (
 	CheckOutcome       = "outcome as the file and ThingSpace's data require"
 	CheckTSState       = "ThingSpace's device state agrees with the outcome"
 	CheckTSOnce        = "ThingSpace accepted each change at most once (once if changed)"
+	CheckNoErrorIfDone = "no device change ERROR for a change ThingSpace applied"
 	CheckRevioOnce     = "one Rev.io service per billed activation, none otherwise"
 	CheckBillingDone   = "no billing left PENDING"
 	CheckBulkCounts    = "bulk_changes counts equal device_changes"
@@ -28,8 +29,8 @@ const (
 )
 
 // Checks lists the checks in report order.
-var Checks = []string{CheckFinal, CheckOutcome, CheckTSState, CheckTSOnce, CheckRevioOnce, CheckBillingDone,
-	CheckBulkCounts, CheckAuditResult, CheckCallbacks, CheckNoSecretOrPPU}
+var Checks = []string{CheckFinal, CheckOutcome, CheckTSState, CheckTSOnce, CheckNoErrorIfDone, CheckRevioOnce,
+	CheckBillingDone, CheckBulkCounts, CheckAuditResult, CheckCallbacks, CheckNoSecretOrPPU}
 
 // Violation is one broken invariant, naming the device change when there
 // is one.
@@ -72,6 +73,9 @@ type Snapshot struct {
 	Bulk     BulkRow
 	Changes  []DeviceChange
 	Accepted map[string]map[string]int // ThingSpace: ICCID → action → requests accepted with the device
+	// Applied: ICCID → action → times ThingSpace changed the device (not
+	// counting the devices it refused), whatever answer the product got.
+	Applied  map[string]map[string]int
 	Devices  map[string]tssim.DeviceSnapshot
 	Services []revsim.ServiceRecord
 	Products []revsim.ServiceProductRecord
@@ -110,6 +114,11 @@ var changed = map[string]bool{outActivated: true, outSuspended: true, outRestore
 
 // stateChanges are the simulator's action names of state changes.
 var stateChanges = []string{tssim.ActionActivate, tssim.ActionSuspend, tssim.ActionRestore, tssim.ActionDeactivate, tssim.ActionAdd}
+
+// changeActions are every change the product makes at ThingSpace: the state
+// changes and the PPU update.
+var changeActions = []string{tssim.ActionActivate, tssim.ActionSuspend, tssim.ActionRestore, tssim.ActionDeactivate,
+	tssim.ActionAdd, tssim.ActionContactInfo}
 
 var seedStates = map[string]string{"preactive": tssim.StatePreActive, "active": tssim.StateActive,
 	"suspend": tssim.StateSuspend, "deactive": tssim.StateDeactive}
@@ -191,6 +200,17 @@ func Check(w Workload, s Snapshot) []Violation {
 			add(CheckTSOnce, dc, "ThingSpace accepted %d state changes: %s", n, strings.Join(parts, " "))
 		case n == 0 && dc.Status == "PROCESSED" && changed[dc.Outcome]:
 			add(CheckTSOnce, dc, "PROCESSED %s but ThingSpace accepted no state change", dc.Outcome)
+		}
+		// A change ThingSpace made is never an ERROR: re-sending it after an
+		// answer that proved nothing (a gateway's 502/504) gets it refused
+		// as already made, and the device change ends ERROR for a device
+		// that did what was asked.
+		if dc.Status == "ERROR" {
+			for _, a := range changeActions {
+				if n := s.Applied[d.ICCID][a]; n > 0 {
+					add(CheckNoErrorIfDone, dc, "ERROR %s (%s) but ThingSpace applied %s×%d", dc.ErrorCode, dc.ErrorMessage, a, n)
+				}
+			}
 		}
 		// A PPU update sets an address; it changes no state, and ThingSpace
 		// offers no way to read it back, so an attempt whose outcome the

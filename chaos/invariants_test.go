@@ -13,7 +13,8 @@ import (
 
 // cleanSnapshot is what a correct run of w ends with.
 func cleanSnapshot(w Workload) Snapshot {
-	s := Snapshot{Accepted: map[string]map[string]int{}, Devices: map[string]tssim.DeviceSnapshot{}}
+	s := Snapshot{Accepted: map[string]map[string]int{}, Applied: map[string]map[string]int{},
+		Devices: map[string]tssim.DeviceSnapshot{}}
 	msisdn := 3125550000
 	var svcID, prodID int64 = 100001, 700001
 	for i, d := range w.Devices {
@@ -26,15 +27,18 @@ func cleanSnapshot(w Workload) Snapshot {
 			action = d.Operation
 		}
 		s.Accepted[d.ICCID] = map[string]int{action: 1}
+		s.Applied[d.ICCID] = map[string]int{action: 1}
 		dev := tssim.DeviceSnapshot{ICCID: d.ICCID, State: want.state, Removed: d.Operation == "deactivate"}
 		switch {
 		case d.Category == CatActivateUnknown:
 			dc.Status, dc.Outcome, dc.ErrorCode = "ERROR", "", "REQUEST_FAILED.DeviceNotFound"
+			delete(s.Applied, d.ICCID) // accepted in a request, refused for the device
 		case d.Operation == "activate":
 			msisdn++
 			dc.MSISDN, dev.MSISDN = fmt.Sprint(msisdn), fmt.Sprint(msisdn)
 			if d.Category == CatActivateActive {
 				s.Accepted[d.ICCID][tssim.ActionContactInfo] = 1
+				s.Applied[d.ICCID] = map[string]int{tssim.ActionContactInfo: 1}
 			}
 			if d.Billed {
 				dc.BillingStatus = "CREATED"
@@ -108,6 +112,7 @@ func TestCheckNamesEachViolation(t *testing.T) {
 			s.Bulk.Processed--
 			s.Bulk.Errors++
 			s.Devices[s.Changes[i].ICCID] = tssim.DeviceSnapshot{ICCID: s.Changes[i].ICCID, State: tssim.StateSuspend}
+			delete(s.Applied, s.Changes[i].ICCID) // ThingSpace did not restore it either
 		}},
 		{"ThingSpace disagrees", CheckTSState, func() int { return find(CatDeactivate) }, func(s *Snapshot, i int) {
 			s.Devices[s.Changes[i].ICCID] = tssim.DeviceSnapshot{ICCID: s.Changes[i].ICCID, State: tssim.StateActive}
@@ -127,6 +132,10 @@ func TestCheckNamesEachViolation(t *testing.T) {
 		{"never sent", CheckTSOnce, func() int { return find(CatInventory) }, func(s *Snapshot, i int) {
 			delete(s.Accepted, s.Changes[i].ICCID)
 		}},
+		{"ERROR for a change ThingSpace applied", CheckNoErrorIfDone, func() int { return find(CatActivateUnknown) },
+			func(s *Snapshot, i int) {
+				s.Applied[s.Changes[i].ICCID] = map[string]int{tssim.ActionActivate: 1}
+			}},
 		{"two Rev.io services", CheckRevioOnce, func() int { return find(CatActivateBilled) }, func(s *Snapshot, i int) {
 			s.Services = append(s.Services, revsim.ServiceRecord{ServiceID: 999999, Number: s.Changes[i].MSISDN, Number2: s.Changes[i].ICCID})
 		}},
@@ -169,6 +178,49 @@ func TestCheckNamesEachViolation(t *testing.T) {
 			assert.Equal(t, CheckBulkCounts, v.Check)
 		}
 	})
+}
+
+// The case the invariant is for: ThingSpace applied a deactivation, its
+// gateway answered 502, the product sent it again and recorded the refusal
+// ("already deactivated", pending) as the device's outcome. The other
+// checks see a wrong outcome; this one names the change ThingSpace made.
+func TestCheckNamesAnErrorForAnAppliedChange(t *testing.T) {
+	w := NewWorkload(200, 5)
+	s := cleanSnapshot(w)
+	i := -1
+	for j, d := range w.Devices {
+		if d.Category == CatDeactivate {
+			i = j
+			break
+		}
+	}
+	require.GreaterOrEqual(t, i, 0)
+	dc := &s.Changes[i]
+	dc.Status, dc.Outcome = "ERROR", ""
+	dc.ErrorCode, dc.ErrorMessage = "INPUT_INVALID.DeviceState.Invalid", "Device has a pending request (pending deactivation)"
+	s.Bulk.Processed--
+	s.Bulk.Errors++
+	var found []Violation
+	for _, v := range Check(w, s) {
+		if v.Check == CheckNoErrorIfDone {
+			found = append(found, v)
+		}
+	}
+	require.Len(t, found, 1)
+	assert.Equal(t, dc.ID, found[0].DeviceChangeID)
+	assert.Contains(t, found[0].Detail, "deactivate×1")
+	assert.Contains(t, found[0].Detail, "DeviceState.Invalid")
+
+	// Accepted in a request but refused for the device (an unknown
+	// device's activation): not applied, and its ERROR is right.
+	s = cleanSnapshot(w)
+	for j, d := range w.Devices {
+		if d.Category == CatActivateUnknown {
+			require.Equal(t, "ERROR", s.Changes[j].Status)
+			require.Positive(t, s.Accepted[d.ICCID][tssim.ActionActivate])
+		}
+	}
+	assert.Empty(t, Check(w, s))
 }
 
 // Leaks names what was found and where, never the value: the report is

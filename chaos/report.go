@@ -54,8 +54,8 @@ func Report(out io.Writer, r *Result, baseline *Result) {
 		}
 	}
 	o := r.Observed
-	row("seen by ThingSpace", fmt.Sprintf("%d requests: %d answered 5xx, %d answered 429, %d answers lost after applying; %d OAuth tokens, %d logins",
-		o.TSRequests, o.TS5xx, o.TS429, o.TSLostAnswers, o.TSTokens, o.TSLogins))
+	row("seen by ThingSpace", fmt.Sprintf("%d requests: %d answered 5xx (%d of them 502/504 after applying), %d answered 429, %d answers lost after applying; %d OAuth tokens, %d logins",
+		o.TSRequests, o.TS5xx, o.TSGatewayAfterApply, o.TS429, o.TSLostAnswers, o.TSTokens, o.TSLogins))
 	row("  callbacks", fmt.Sprintf("%d dropped, %d duplicated, %d late, %d delivery attempts failed (receiver down or 503)",
 		o.CallbacksDropped, o.CallbacksDuplicated, o.CallbacksLate, o.CallbackAttemptsFailed))
 	row("seen by Rev.io", fmt.Sprintf("%d calls: %d answered 5xx, %d answered 429, %d creates answered after the client gave up",

@@ -29,11 +29,17 @@ const (
 	Revio5xx         Kind = "revio-5xx"          // window: a share of Rev.io calls answered 500/503
 	Revio429         Kind = "revio-429"          // window: a share of Rev.io calls answered 429
 	RevioLateCreates Kind = "revio-late-creates" // window: service creates answered only after the client gave up
+	// TSGatewayAfterApply is a window in which a share of ThingSpace's
+	// state changes are applied and answered 502 or 504 by its gateway.
+	TSGatewayAfterApply Kind = "ts-gateway-after-apply"
 )
 
-// Kinds lists every kind in the order of the report.
+// Kinds lists every kind in the order of the report and of the schedule's
+// draws. A new kind goes last, so that the draws of those before it, and
+// with them the faults a seed replays, stay what they were.
 var Kinds = []Kind{KillWorkers, KillOneWorker, KillReceiver, RestartTemporal, RestartPostgres,
-	TS5xx, TSLostAnswers, TSSessionExpiry, TSTokenExpiry, TS429Burst, Revio5xx, Revio429, RevioLateCreates}
+	TS5xx, TSLostAnswers, TSSessionExpiry, TSTokenExpiry, TS429Burst, Revio5xx, Revio429, RevioLateCreates,
+	TSGatewayAfterApply}
 
 // Mix is how many faults of each kind a run injects.
 type Mix map[Kind]int
@@ -43,7 +49,7 @@ type Mix map[Kind]int
 func FullMix() Mix {
 	return Mix{KillWorkers: 20, KillOneWorker: 4, KillReceiver: 3, RestartTemporal: 1, RestartPostgres: 1,
 		TS5xx: 2, TSLostAnswers: 2, TSSessionExpiry: 2, TSTokenExpiry: 2, TS429Burst: 2,
-		Revio5xx: 2, Revio429: 2, RevioLateCreates: 2}
+		Revio5xx: 2, Revio429: 2, RevioLateCreates: 2, TSGatewayAfterApply: 2}
 }
 
 // ShortMix is the short run's (make test): 5 kills, one Temporal restart,
@@ -51,7 +57,7 @@ func FullMix() Mix {
 func ShortMix() Mix {
 	return Mix{KillWorkers: 3, KillOneWorker: 1, KillReceiver: 1, RestartTemporal: 1,
 		TS5xx: 1, TSLostAnswers: 1, TSSessionExpiry: 1, TSTokenExpiry: 1, TS429Burst: 1,
-		Revio5xx: 1, Revio429: 1, RevioLateCreates: 1}
+		Revio5xx: 1, Revio429: 1, RevioLateCreates: 1, TSGatewayAfterApply: 1}
 }
 
 // Total is the number of faults.
@@ -115,7 +121,7 @@ func NewSchedule(seed int64, mix Mix) Schedule {
 	for _, k := range Kinds { // fixed order: map iteration would make the draws differ
 		for range mix[k] {
 			last := lastFault
-			if k == TSLostAnswers {
+			if k == TSLostAnswers || k == TSGatewayAfterApply {
 				// Only state changes lose their answer: land while
 				// batches are still being sent.
 				last = lastLostAnswer

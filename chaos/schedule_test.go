@@ -41,6 +41,9 @@ func TestScheduleHasTheMix(t *testing.T) {
 			if e.Kind == TS429Burst {
 				assert.Positive(t, e.N)
 			}
+			if e.Kind == TSLostAnswers || e.Kind == TSGatewayAfterApply {
+				assert.LessOrEqual(t, e.At, lastLostAnswer, "%s lands while batches are sent", e.Kind)
+			}
 		}
 	}
 	full := FullMix()
@@ -48,6 +51,23 @@ func TestScheduleHasTheMix(t *testing.T) {
 	short := ShortMix()
 	assert.Equal(t, 5, short[KillWorkers]+short[KillOneWorker]+short[KillReceiver], "the short run has 5 kills")
 	assert.Equal(t, 1, short[RestartTemporal])
+	assert.Equal(t, 2, full[TSGatewayAfterApply])
+	assert.Equal(t, 1, short[TSGatewayAfterApply])
+}
+
+// A new kind is drawn after the others: a seed replays the faults it drew
+// before the kind existed, at the same points, plus the new ones.
+func TestNewKindKeepsEarlierDraws(t *testing.T) {
+	with := NewSchedule(1129, FullMix())
+	before := FullMix()
+	delete(before, TSGatewayAfterApply)
+	var rest []Event
+	for _, e := range with.Events {
+		if e.Kind != TSGatewayAfterApply {
+			rest = append(rest, e)
+		}
+	}
+	assert.Equal(t, NewSchedule(1129, before).Events, rest)
 }
 
 func TestProgressFraction(t *testing.T) {

@@ -76,6 +76,7 @@ func (a admin) do(ctx context.Context, method, path string, in, out any) error {
 const (
 	tsErrorRate       = 0.25
 	tsLostAnswerRate  = 0.35
+	tsGatewayRate     = 0.35
 	revioErrorRate    = 0.3
 	revioThrottleRate = 0.3
 	// revioLateCreate holds a created service's answer past the Rev.io
@@ -110,6 +111,9 @@ func (f *faultControl) apply(ctx context.Context) error {
 	if f.open[TSLostAnswers] > 0 {
 		t.TimeoutRate, t.StallFor = tsLostAnswerRate, f.stallFor
 	}
+	if f.open[TSGatewayAfterApply] > 0 {
+		t.GatewayAfterApplyRate = tsGatewayRate
+	}
 	var r revsim.Faults
 	if f.open[Revio5xx] > 0 {
 		r.ErrorRate = revioErrorRate
@@ -130,15 +134,20 @@ func (f *faultControl) apply(ctx context.Context) error {
 // seen counts what a window's fault did so far, as its simulator saw it.
 func (f *faultControl) seen(ctx context.Context, k Kind) (int, error) {
 	switch k {
-	case TS5xx, TSLostAnswers:
+	case TS5xx, TSLostAnswers, TSGatewayAfterApply:
 		st, err := f.ts.tsStats(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if k == TSLostAnswers {
+		switch k {
+		case TSLostAnswers:
 			return st.AnswersStalled, nil
+		case TSGatewayAfterApply:
+			return st.GatewayAfterApply, nil
 		}
-		n := 0
+		// The 5xx answered before any processing: those after applying
+		// belong to the other window.
+		n := -st.GatewayAfterApply
 		for _, byStatus := range st.Responses {
 			for code, c := range byStatus {
 				if code >= 500 {

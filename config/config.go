@@ -196,9 +196,10 @@ type Worker struct {
 	// an account (device-list pages and lookups, retries of the cycle
 	// included); devices not reached wait for the next cycle.
 	PollMaxRequests int `mapstructure:"poll_max_requests"`
-	// ReconcileSettle: after a request whose answer was lost, a device
-	// showing no trace of it at ThingSpace is sent again only this long
-	// after the lost attempt (callbacks of refused devices need time).
+	// ReconcileSettle: after a request whose outcome is unknown (answer
+	// lost, or a 5xx), a device showing no trace of it at ThingSpace is
+	// sent again only this long after that attempt (callbacks of refused
+	// devices need time).
 	ReconcileSettle time.Duration `mapstructure:"reconcile_settle"`
 	// DeadlockDetectionTimeout: a workflow task whose code runs this long
 	// without yielding is failed as a potential deadlock (the SDK's 1 s).

@@ -55,7 +55,7 @@ func TestStateChangeEndpoints(t *testing.T) {
 	assert.Contains(t, f.lastBody(http.MethodPut, pathContactInfo), `"firstName":"Zelda"`)
 }
 
-func TestStateChangeWithoutRequestIDIsAmbiguous(t *testing.T) {
+func TestStateChangeWithoutRequestIDMayHaveApplied(t *testing.T) {
 	f := newFake(t)
 	f.route(http.MethodPost, pathSuspend, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{})
@@ -64,7 +64,7 @@ func TestStateChangeWithoutRequestIDIsAmbiguous(t *testing.T) {
 	_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
 	e, _ := AsError(err)
 	require.NotNil(t, e)
-	assert.True(t, e.Ambiguous())
+	assert.True(t, e.MayHaveApplied())
 }
 
 func TestLocalValidation(t *testing.T) {

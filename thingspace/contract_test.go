@@ -476,7 +476,7 @@ func TestContractErrors(t *testing.T) {
 	assert.Equal(t, 3, sim.Stats(0).Requests[keyList])
 	_, err = activate(pre[3])
 	expectKind(err, KindTemporary, "")
-	assert.False(t, err.(*Error).Ambiguous())
+	assert.True(t, err.(*Error).MayHaveApplied(), "a 5xx proves nothing: reconciled, not resent")
 	assert.Equal(t, 1, sim.Stats(0).Requests[keyActivate])
 	sim.SetFaults(simulator.Faults{})
 
@@ -487,7 +487,7 @@ func TestContractErrors(t *testing.T) {
 	short := simClient(t, url, nil, func(cfg *Config) { cfg.HTTPTimeout = 300 * time.Millisecond })
 	_, err = short.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[1])}})
 	expectKind(err, KindTemporary, "")
-	assert.True(t, err.(*Error).Ambiguous())
+	assert.True(t, err.(*Error).MayHaveApplied())
 	sim.SetFaults(simulator.Faults{})
 	s = sim.Stats(0)
 	assert.Equal(t, 1, s.Requests[keySuspend])
@@ -496,6 +496,22 @@ func TestContractErrors(t *testing.T) {
 	dev, err := c.GetDevice(ctx, DeviceID{ID: act[1].ICCID, Kind: KindICCID})
 	require.NoError(t, err)
 	assert.Contains(t, []State{StatePendingSuspend, StateSuspended}, dev.State())
+
+	// The gateway answers 502/504 after the backend applied the change:
+	// a temporary error that may have applied, not resent, and applied.
+	sim.ResetStats()
+	sim.SetFaults(simulator.Faults{GatewayAfterApplyRate: 1})
+	_, err = c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[2])}})
+	expectKind(err, KindTemporary, "")
+	e := err.(*Error)
+	assert.Contains(t, []int{http.StatusBadGateway, http.StatusGatewayTimeout}, e.HTTPStatus)
+	assert.Empty(t, e.Code, "the gateway's HTML page carries no code")
+	assert.True(t, e.MayHaveApplied())
+	sim.SetFaults(simulator.Faults{})
+	s = sim.Stats(0)
+	assert.Equal(t, 1, s.Requests[keySuspend], "not resent by the client")
+	assert.Equal(t, 1, s.GatewayAfterApply)
+	assert.Equal(t, 1, s.AppliedChanges[act[2].ICCID][simulator.ActionSuspend])
 }
 
 // ThingSpace's refusal of a device of another account than the request's

@@ -34,7 +34,8 @@ const (
 type ErrorKind int
 
 const (
-	// KindTemporary: timeouts, connection failures, 5xx. Retry with back-off.
+	// KindTemporary: timeouts, connection failures, 5xx. Retry with back-off
+	// (a state change only if it cannot have been applied: MayHaveApplied).
 	KindTemporary ErrorKind = iota + 1
 	// KindRateLimited: 429 or throttling fault. Retry after RetryAfter.
 	KindRateLimited
@@ -107,7 +108,7 @@ type Error struct {
 	RetryAfter time.Duration // from Retry-After on 429/503, else 0
 	// Sent is true when the request may have reached ThingSpace (an answer
 	// was received, or the connection failed after the request was written).
-	// A state change whose outcome is unknown must be reconciled, not resent.
+	// Whether a state change may have been applied is MayHaveApplied.
 	Sent bool
 	Err  error // underlying transport error, if any
 }
@@ -131,14 +132,38 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Ambiguous reports whether the outcome is unknown: the request may have
-// reached ThingSpace but no definitive answer came back (timeout or reset
-// after the connection was obtained, or a 2xx answer that could not be
-// read). A state change that fails this way must be reconciled (list the
-// device, poll the request, wait for the callback), not resent blindly. A
-// 5xx answer is not ambiguous.
-func (e *Error) Ambiguous() bool {
-	return e.Sent && (e.HTTPStatus == 0 || (e.HTTPStatus >= 200 && e.HTTPStatus < 300))
+// MayHaveApplied reports whether the call that failed may nevertheless
+// have changed something at ThingSpace. A state change that fails this way
+// has an unknown outcome: it must be reconciled (look the devices up, wait
+// for their callbacks), never sent again blindly, or a device is changed
+// twice, or refused as already changed.
+//
+// Only an answer that proves the request was turned away before anything
+// was applied rules it out:
+//   - no connection was ever made (not a byte of the request left);
+//   - a 429 or the gateway's throttling fault;
+//   - a refused token or session (900901/900902, SessionToken.*): the
+//     gateway or the session check refused it before the backend acted;
+//   - any other answer below 500: a 4xx is a refusal (ThingSpace's own
+//     come with its error body).
+//
+// Everything else may have: any 5xx, whatever its body (the WSO2 gateway in
+// front of the M2M API answers 502 or 504 when it loses the backend's
+// answer, and a 500 may come after part of a request was applied); a
+// timeout or reset after the request was written; a 2xx whose body could
+// not be read. Calls that change nothing (token, login, list, request
+// status, callbacks) never have; a state change whose re-authentication
+// failed returns that login's error, and its own attempts were refused.
+func (e *Error) MayHaveApplied() bool {
+	switch {
+	case safeOps[e.Op], !e.Sent:
+		return false
+	case e.Kind == KindRateLimited, e.Kind == KindSessionExpired, e.Kind == KindInvalidCredentials:
+		return false
+	case e.HTTPStatus == 0, e.HTTPStatus >= 500:
+		return true
+	}
+	return e.HTTPStatus >= 200 && e.HTTPStatus < 300
 }
 
 // ShortCode is Code without its service-name prefix.

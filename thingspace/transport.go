@@ -30,9 +30,10 @@ import (
 //     proxy refusal): only then is it certain that not a byte of the request
 //     reached ThingSpace. A timeout, reset or EOF after a connection was
 //     obtained returns *Error{Kind: KindTemporary, Sent: true, HTTPStatus: 0}
-//     (Ambiguous) so the caller reconciles instead of activating twice. A
-//     5xx answer is returned as KindTemporary with Sent=true and its status:
-//     ThingSpace answered, so the caller's retry policy decides.
+//     (MayHaveApplied) so the caller reconciles instead of activating twice.
+//     A 5xx answer is returned as KindTemporary with Sent=true and its
+//     status, and is not retried here either: it may come from the gateway
+//     after the backend applied the change (MayHaveApplied too).
 //   - 429 and the gateway throttling fault (900800) are never retried here:
 //     the error carries RetryAfter and Limiter.Throttled is told.
 //   - Nothing is retried once the caller's context is done, after the

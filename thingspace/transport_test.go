@@ -3,6 +3,7 @@ package thingspace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -78,7 +79,10 @@ func TestErrorShapesAreClassifiedByCode(t *testing.T) {
 			assert.Equal(t, tc.wantShort, e.ShortCode())
 			assert.Contains(t, e.Message, tc.wantMsg)
 			assert.True(t, e.Sent)
-			assert.False(t, e.Ambiguous())
+			// A refusal (4xx, a throttling fault) proves nothing was
+			// applied; a 5xx other than the gateway's throttling does not.
+			mayHave := tc.name == "server error json" || tc.name == "bad gateway html"
+			assert.Equal(t, mayHave, e.MayHaveApplied())
 			assert.Equal(t, 1, f.hitCount(http.MethodPost, pathSuspend), "a state change is never resent")
 			xs := rec.all()
 			last := xs[len(xs)-1]
@@ -178,7 +182,7 @@ func TestServerErrorsRetriedForSafeCallsOnly(t *testing.T) {
 		assert.Equal(t, KindTemporary, e.Kind)
 		assert.Equal(t, http.StatusServiceUnavailable, e.HTTPStatus)
 		assert.True(t, e.Sent)
-		assert.False(t, e.Ambiguous(), "ThingSpace answered")
+		assert.True(t, e.MayHaveApplied(), "a 5xx does not say whether the backend applied it")
 		assert.Equal(t, 1, f.hitCount(http.MethodPost, pathActivate))
 	})
 }
@@ -202,7 +206,7 @@ func TestTimeoutAfterWrite(t *testing.T) {
 		require.True(t, ok, "%v", err)
 		assert.Equal(t, KindTemporary, e.Kind)
 		assert.True(t, e.Sent)
-		assert.True(t, e.Ambiguous())
+		assert.True(t, e.MayHaveApplied())
 		assert.Equal(t, 0, e.HTTPStatus)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Contains(t, err.Error(), "timed out")
@@ -289,7 +293,7 @@ func TestStateChangeRetriedOnlyWhenCertainlyNotSent(t *testing.T) {
 		e, _ := AsError(err)
 		require.NotNil(t, e)
 		assert.False(t, e.Sent)
-		assert.False(t, e.Ambiguous())
+		assert.False(t, e.MayHaveApplied())
 		assert.True(t, errors.Is(err, syscall.ECONNREFUSED))
 		assert.Equal(t, 7, rt.n, "three attempts")
 	})
@@ -302,7 +306,7 @@ func TestStateChangeRetriedOnlyWhenCertainlyNotSent(t *testing.T) {
 		e, _ := AsError(err)
 		require.NotNil(t, e)
 		assert.True(t, e.Sent)
-		assert.True(t, e.Ambiguous())
+		assert.True(t, e.MayHaveApplied())
 		assert.Equal(t, 1, rec.waitCount(OpDeactivate))
 	})
 	t.Run("reset after connect is retried for list", func(t *testing.T) {
@@ -397,4 +401,97 @@ func TestBackoffIsBounded(t *testing.T) {
 		c.backoff(retryWaitMin, retryWaitMax, 0, resp),
 		"a long Retry-After is Temporal's business",
 	)
+}
+
+// Whether a failed call may have changed something at ThingSpace, answer
+// by answer: only a refusal proves that nothing was applied; any 5xx (the
+// gateway's 502/504 after the backend applied the change, a 500 after part
+// of it) and an unreadable 2xx may have, as may a state change answered
+// by no one (TestTimeoutAfterWrite).
+func TestMayHaveApplied(t *testing.T) {
+	html := func(status int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(status)
+			_, _ = fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", status, http.StatusText(status))
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		answer  http.HandlerFunc
+		mayHave bool
+	}{
+		{"refusal with ThingSpace's error body", func(w http.ResponseWriter, r *http.Request) {
+			m2mError(w, 400, "UnifiedWebService.REQUEST_FAILED.DeviceNotFound", "Device not found")
+		}, false},
+		{"429", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "1")
+			gatewayFault(w, 429, CodeGatewayThrottled, "Message throttled out")
+		}, false},
+		{"gateway throttling fault with 503", func(w http.ResponseWriter, r *http.Request) {
+			gatewayFault(w, 503, CodeGatewayThrottled, "Message throttled out")
+		}, false},
+		{"bearer token refused twice", func(w http.ResponseWriter, r *http.Request) {
+			gatewayFault(w, 401, CodeGatewayInvalidCreds, "Invalid Credentials")
+		}, false},
+		{"session refused twice", func(w http.ResponseWriter, r *http.Request) {
+			m2mError(w, 400, "UnifiedWebService."+CodeSessionExpired, "session expired")
+		}, false},
+		{"bare 404", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, false},
+		{"500 with ThingSpace's error body", func(w http.ResponseWriter, r *http.Request) {
+			m2mError(w, 500, "UnifiedWebService.REQUEST_FAILED.UnexpectedError", "Internal server error")
+		}, true},
+		{"502 HTML page", html(502), true},
+		{"504 HTML page", html(504), true},
+		{"503 backend fault", func(w http.ResponseWriter, r *http.Request) {
+			gatewayFault(w, 503, "101503", "Runtime Error")
+		}, true},
+		{"unreadable 200", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"requestId":`))
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t)
+			f.route(http.MethodPost, pathSuspend, tc.answer)
+			c := newTestClient(t, f, nil)
+			_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
+			e, ok := AsError(err)
+			require.True(t, ok, "%v", err)
+			assert.Equal(t, tc.mayHave, e.MayHaveApplied(), "%v", e)
+		})
+	}
+
+	t.Run("a call that changes nothing never has", func(t *testing.T) {
+		f := newFake(t)
+		f.route(http.MethodPost, pathList, html(502))
+		c := newTestClient(t, f, nil)
+		_, err := c.ListDevices(context.Background(), ListRequest{})
+		e, ok := AsError(err)
+		require.True(t, ok, "%v", err)
+		assert.Equal(t, 502, e.HTTPStatus)
+		assert.False(t, e.MayHaveApplied())
+	})
+	t.Run("new login failing after a refused session", func(t *testing.T) {
+		f := newFake(t)
+		f.route(http.MethodPost, pathSuspend, func(w http.ResponseWriter, r *http.Request) {
+			m2mError(w, 400, CodeSessionExpired, "session expired")
+		})
+		var logins atomic.Int64
+		f.loginHook = func(w http.ResponseWriter, _ *http.Request) bool {
+			if logins.Add(1) == 1 {
+				return false
+			}
+			html(502)(w, nil)
+			return true
+		}
+		c := newTestClient(t, f, nil)
+		_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
+		e, ok := AsError(err)
+		require.True(t, ok, "%v", err)
+		assert.Equal(t, OpLogin, e.Op)
+		assert.Equal(t, 502, e.HTTPStatus)
+		assert.False(t, e.MayHaveApplied(), "the suspend itself was refused")
+		assert.Equal(t, 1, f.hitCount(http.MethodPost, pathSuspend))
+	})
 }

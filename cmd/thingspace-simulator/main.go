@@ -188,6 +188,8 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (setti
 	fs.DurationVar(&f.LatencyJitter, "latency-jitter", 0, "random extra latency")
 	fs.Float64Var(&f.TimeoutRate, "timeout-rate", 0, "fraction of state changes applied but answered after --stall-for")
 	fs.DurationVar(&f.StallFor, "stall-for", 0, "how long a timed-out answer is held")
+	fs.Float64Var(&f.GatewayAfterApplyRate, "gateway-after-apply-rate", 0,
+		"fraction of state changes applied but answered 502/504 by the gateway (HTML page)")
 	fs.Float64Var(&f.DropCallbackRate, "drop-callback-rate", 0, "fraction of device callbacks never sent")
 	fs.Float64Var(&f.DuplicateCallbackRate, "duplicate-callback-rate", 0, "fraction of device callbacks sent twice")
 	fs.Float64Var(

@@ -103,6 +103,9 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 	s.requests[id] = r
 	for _, p := range plans {
 		s.stats.acceptLocked(planKey(p), action)
+		if p.fault == nil {
+			s.stats.appliedLocked(planKey(p), action)
+		}
 	}
 	order := make([]int, len(plans))
 	for i := range order {
@@ -117,9 +120,7 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 		s.scheduleLocked(due, func(now time.Time) { s.completeLocked(r, p, now) })
 	}
 	s.log.Info("action accepted", "action", action, "requestId", id, "devices", len(plans))
-	rep := okReply(requestIDResponse{RequestID: id})
-	rep.stall = s.stallLocked()
-	return rep
+	return s.appliedAnswerLocked(okReply(requestIDResponse{RequestID: id}))
 }
 
 // decideLocked finds the device a request entry names and whether action

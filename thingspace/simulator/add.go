@@ -5,6 +5,9 @@ import (
 	"strings"
 )
 
+// addSuccess is /add's response text for a device it added.
+const addSuccess = "Success"
+
 // handleAdd: POST /devices/actions/add puts devices into an account's
 // inventory in pre-active state. It is synchronous: one result per device,
 // no callback.
@@ -43,8 +46,11 @@ func (s *Simulator) handleAdd(c *call) reply {
 		text, key := s.addOneLocked(ref, account, &req, c)
 		results = append(results, addResult{DeviceIDs: lowercaseKinds(ref.DeviceIDs), Response: text})
 		s.stats.acceptLocked(key, ActionAdd)
+		if text == addSuccess {
+			s.stats.appliedLocked(key, ActionAdd)
+		}
 	}
-	return reply{status: http.StatusOK, body: results, stall: s.stallLocked()}
+	return s.appliedAnswerLocked(reply{status: http.StatusOK, body: results})
 }
 
 // addOneLocked adds one device and returns its response text and the key
@@ -76,5 +82,5 @@ func (s *Simulator) addOneLocked(ref deviceRef, account string, req *addRequest,
 	d := &device{iccid: iccid, imei: imei, account: account, state: StatePreActive,
 		groupName: req.GroupName, customFields: req.CustomFields, updatedAt: c.now}
 	s.store.insertLocked(d, c.now)
-	return "Success", iccid
+	return addSuccess, iccid
 }

@@ -149,6 +149,7 @@ type faultsJSON struct {
 	LateCallbackRate      float64      `json:"late_callback_rate"`
 	LateCallbackDelay     jsonDuration `json:"late_callback_delay"`
 	ReorderCallbacks      bool         `json:"reorder_callbacks"`
+	GatewayAfterApplyRate float64      `json:"gateway_after_apply_rate"`
 }
 
 func faultsToJSON(f Faults) faultsJSON {
@@ -157,6 +158,7 @@ func faultsToJSON(f Faults) faultsJSON {
 		TimeoutRate: f.TimeoutRate, StallFor: jsonDuration(f.StallFor), DropCallbackRate: f.DropCallbackRate,
 		DuplicateCallbackRate: f.DuplicateCallbackRate, LateCallbackRate: f.LateCallbackRate,
 		LateCallbackDelay: jsonDuration(f.LateCallbackDelay), ReorderCallbacks: f.ReorderCallbacks,
+		GatewayAfterApplyRate: f.GatewayAfterApplyRate,
 	}
 }
 
@@ -166,6 +168,7 @@ func (fj faultsJSON) faults() Faults {
 		TimeoutRate: fj.TimeoutRate, StallFor: time.Duration(fj.StallFor), DropCallbackRate: fj.DropCallbackRate,
 		DuplicateCallbackRate: fj.DuplicateCallbackRate, LateCallbackRate: fj.LateCallbackRate,
 		LateCallbackDelay: time.Duration(fj.LateCallbackDelay), ReorderCallbacks: fj.ReorderCallbacks,
+		GatewayAfterApplyRate: fj.GatewayAfterApplyRate,
 	}
 }
 

@@ -149,6 +149,7 @@ func TestAdminFaultsRoundTrip(t *testing.T) {
 		LateCallbackRate:      0.5,
 		LateCallbackDelay:     6 * time.Second,
 		ReorderCallbacks:      true,
+		GatewayAfterApplyRate: 0.6,
 	}
 	for _, f := range []Faults{want, {}} {
 		status, _, body := h.do(http.MethodPut, "/admin/faults", f, nil)
@@ -164,7 +165,7 @@ func TestAdminFaultsRoundTrip(t *testing.T) {
 		}
 		// Faults marshals to the admin form, the one shell scripts write.
 		m := decodeAs[map[string]any](t, body)
-		if f == want && (m["stall_for"] != "12s" || m["drop_callback_rate"] != 0.3) {
+		if f == want && (m["stall_for"] != "12s" || m["drop_callback_rate"] != 0.3 || m["gateway_after_apply_rate"] != 0.6) {
 			t.Fatalf("not the admin form: %s", body)
 		}
 	}

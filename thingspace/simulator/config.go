@@ -93,6 +93,13 @@ type Faults struct {
 	LateCallbackRate      float64 // fraction delayed by LateCallbackDelay extra
 	LateCallbackDelay     time.Duration
 	ReorderCallbacks      bool // deliver one request's device callbacks in random order
+	// GatewayAfterApplyRate: fraction of accepted state changes (activate,
+	// suspend, restore, deactivate, contactInfo, add) that are applied and
+	// whose answer the gateway in front of ThingSpace (WSO2) replaces with
+	// a 502 or 504 HTML page, no ThingSpace error body: the backend did the
+	// work, the client only hears that something failed on the way.
+	// Counted in Stats.GatewayAfterApply.
+	GatewayAfterApplyRate float64
 }
 
 const (
@@ -182,6 +189,7 @@ func (l Limits) withDefaults() Limits {
 func (f Faults) sanitized() Faults {
 	f.ErrorRate = clampRate(f.ErrorRate)
 	f.TimeoutRate = clampRate(f.TimeoutRate)
+	f.GatewayAfterApplyRate = clampRate(f.GatewayAfterApplyRate)
 	f.DropCallbackRate = clampRate(f.DropCallbackRate)
 	f.DuplicateCallbackRate = clampRate(f.DuplicateCallbackRate)
 	f.LateCallbackRate = clampRate(f.LateCallbackRate)

@@ -208,6 +208,12 @@
 //     changes nothing. TimeoutRate applies to accepted activate, suspend,
 //     restore, deactivate, contactInfo and add requests: applied, then the
 //     200 is held for StallFor (counted in Stats.AnswersStalled).
+//   - GatewayAfterApplyRate applies to the same accepted requests not
+//     stalled: applied, then answered 502 or 504 with the gateway's HTML
+//     page instead of the 200 (counted in Stats.GatewayAfterApply). The
+//     published contract puts WSO2 in front of the M2M API, and its 5xx
+//     says nothing about what the backend did; ErrorRate's 5xx, before any
+//     processing, is the other case.
 //   - A throttling burst (ThrottleBurst, POST /admin/throttle-burst
 //     {"requests": N, "retry_after": "2s"}) answers the next N requests that
 //     reach the throttling step 429 with that Retry-After and the gateway's
@@ -215,7 +221,9 @@
 //     account's quota spent by other applications, which the documented
 //     limits cannot show. Refused requests use no quota.
 //
-// Stats.AcceptedChanges counts, per ICCID and action, the 2xx-answered
-// requests that included the device, whatever the device's own outcome, so
-// that duplicate submissions show up.
+// Stats.AcceptedChanges counts, per ICCID and action, the accepted
+// requests that included the device (answered 2xx, or applied and then
+// stalled or answered 502/504 by a fault), whatever the device's own
+// outcome, so that duplicate submissions show up. Stats.AppliedChanges
+// counts only the devices ThingSpace changed (not those it refused).
 package simulator

@@ -165,9 +165,9 @@ func TestLatency(t *testing.T) {
 
 func TestFaultSanitizing(t *testing.T) {
 	h := newHarness(t, fastConfig())
-	h.sim.SetFaults(Faults{ErrorRate: 7, DropCallbackRate: -1, Latency: -time.Second})
+	h.sim.SetFaults(Faults{ErrorRate: 7, DropCallbackRate: -1, Latency: -time.Second, GatewayAfterApplyRate: 3})
 	f := h.sim.currentFaults()
-	if f.ErrorRate != 1 || f.DropCallbackRate != 0 || f.Latency != 0 {
+	if f.ErrorRate != 1 || f.DropCallbackRate != 0 || f.Latency != 0 || f.GatewayAfterApplyRate != 1 {
 		t.Fatalf("faults not clamped: %+v", f)
 	}
 }
@@ -257,4 +257,129 @@ func (h *harness) suspendGivingUp(after time.Duration, iccid string) error {
 	req.Header.Set("Content-Type", "application/json")
 	_, err := h.srv.Client().Do(req)
 	return err
+}
+
+// The gateway loses the backend's answer: every kind of state change is
+// applied (the device moves, its callback comes, the stats count it
+// accepted and applied), yet the client gets a 502 or 504 HTML page with
+// no ThingSpace error body. Refusals and reads are not touched. Driven and
+// read over HTTP, as the chaos suite does.
+func TestGatewayAfterApplyAppliesThenAnswers5xx(t *testing.T) {
+	h := newHarness(t, fastConfig())
+	l := h.listen()
+	status, _, body := h.do(http.MethodPut, "/admin/faults", map[string]any{"gateway_after_apply_rate": 1}, nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `"gateway_after_apply_rate":1`) {
+		t.Fatalf("admin faults: %d %s", status, body)
+	}
+	pre := h.seed(1, "preactive")[0]
+	act := h.seed(12, "active")
+	sus := h.seed(1, "suspend")[0]
+	fresh := GenerateDevices(1, "8914877778", "")[0].ICCID
+
+	statuses := map[int]int{}
+	gateway := func(what string, status int, body []byte) {
+		t.Helper()
+		if status != http.StatusBadGateway && status != http.StatusGatewayTimeout {
+			t.Fatalf("%s: want 502 or 504, got %d %s", what, status, body)
+		}
+		if !strings.HasPrefix(string(body), "<html>") || strings.Contains(string(body), "errorCode") ||
+			strings.Contains(string(body), "fault") {
+			t.Fatalf("%s: want the gateway's HTML page, got %s", what, body)
+		}
+		statuses[status]++
+	}
+	var hdr http.Header
+	status, hdr, body = h.do(http.MethodPost, m2mBase+"/devices/actions/activate",
+		map[string]any{"devices": refs(pre), "servicePlan": "m2m_4G", "mdnZipCode": "98801"}, h.m2mHeaders())
+	gateway("activate", status, body)
+	if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("activate: Content-Type %q", ct)
+	}
+	status, body = h.action(ActionRestore, nil, sus)
+	gateway("restore", status, body)
+	status, body = h.action(ActionDeactivate, nil, act[0])
+	gateway("deactivate", status, body)
+	status, body = h.action(ActionContactInfo, nil, act[1])
+	gateway("contactInfo", status, body)
+	status, body = h.m2m(http.MethodPost, "/devices/actions/add", map[string]any{"state": "preactive",
+		"devicesToAdd": refs(fresh)})
+	gateway("add", status, body)
+	for _, d := range act[2:] {
+		status, body = h.action(ActionSuspend, nil, d)
+		gateway("suspend", status, body)
+	}
+	if statuses[http.StatusBadGateway] == 0 || statuses[http.StatusGatewayTimeout] == 0 {
+		t.Fatalf("want both 502 and 504 among 15 answers, got %v", statuses)
+	}
+
+	// Applied all the same.
+	h.waitState(pre, StateActive)
+	h.waitState(sus, StateActive)
+	h.waitState(act[0], StateDeactive)
+	for _, d := range act[2:] {
+		h.waitState(d, StateSuspend)
+	}
+	if d, ok := h.sim.Device(fresh); !ok || d.State != StatePreActive {
+		t.Fatalf("added device %+v (found %v)", d, ok)
+	}
+	msgs := l.wait(t, 14) // every state change but the synchronous add
+	for _, m := range msgs {
+		if m.Status != "Success" {
+			t.Fatalf("callback %+v", m)
+		}
+	}
+
+	// Refusals are answered as such; reads are not faulted.
+	status, body = h.action(ActionActivate, nil, act[1])
+	wantError(t, status, body, CodeDeviceAlreadyActive)
+	if status, _ := h.lookup(act[1], "iccid"); status != http.StatusOK {
+		t.Fatalf("list: %d", status)
+	}
+
+	status, _, body = h.do(http.MethodGet, "/admin/stats", nil, nil)
+	if status != http.StatusOK {
+		t.Fatalf("admin stats: %d %s", status, body)
+	}
+	st := decodeAs[Stats](t, body)
+	if st.GatewayAfterApply != 15 {
+		t.Fatalf("gateway_after_apply %d, want 15 (%s)", st.GatewayAfterApply, body)
+	}
+	once := map[string]string{pre: ActionActivate, sus: ActionRestore, act[0]: ActionDeactivate,
+		act[1]: ActionContactInfo, fresh: ActionAdd}
+	for _, d := range act[2:] {
+		once[d] = ActionSuspend
+	}
+	for iccid, action := range once {
+		if st.AcceptedChanges[iccid][action] != 1 || st.AppliedChanges[iccid][action] != 1 {
+			t.Fatalf("%s %s: accepted %v, applied %v", iccid, action, st.AcceptedChanges[iccid], st.AppliedChanges[iccid])
+		}
+	}
+	if n := st.AcceptedChanges[act[1]][ActionActivate]; n != 0 {
+		t.Fatalf("a refused activation counted accepted %d times", n)
+	}
+	n5xx := 0
+	for key, byStatus := range st.Responses {
+		if strings.Contains(key, "/devices/actions/") {
+			n5xx += byStatus[http.StatusBadGateway] + byStatus[http.StatusGatewayTimeout]
+		}
+	}
+	if n5xx != 15 {
+		t.Fatalf("responses %v", st.Responses)
+	}
+}
+
+// A device an accepted request carried but refused (by callback) counts as
+// accepted, not applied: AppliedChanges is what ThingSpace did.
+func TestAppliedChangesLeaveOutRefusedDevices(t *testing.T) {
+	h, l, devs := newFaulty(t, 1, Faults{})
+	pre := h.seed(1, "preactive")[0]
+	h.accepted(h.action(ActionSuspend, nil, devs[0], pre))
+	l.wait(t, 2)
+	st := h.sim.Stats(0)
+	if st.AcceptedChanges[pre][ActionSuspend] != 1 || st.AppliedChanges[pre][ActionSuspend] != 0 {
+		t.Fatalf("refused device: accepted %v applied %v", st.AcceptedChanges[pre], st.AppliedChanges[pre])
+	}
+	if st.AppliedChanges[devs[0]][ActionSuspend] != 1 {
+		t.Fatalf("applied %v", st.AppliedChanges)
+	}
 }

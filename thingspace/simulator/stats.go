@@ -14,10 +14,19 @@ type Stats struct {
 	Requests map[string]int `json:"requests"`
 	// Responses counts answers by endpoint key and HTTP status.
 	Responses map[string]map[int]int `json:"responses"`
-	// AcceptedChanges: ICCID → action → number of requests answered 2xx
-	// that included the device (whatever the device's own outcome), so
-	// that repeated submissions of the same change show up.
+	// AcceptedChanges: ICCID → action → number of requests ThingSpace
+	// accepted that included the device (whatever the device's own
+	// outcome), so that repeated submissions of the same change show up.
+	// A request is accepted when it is answered 2xx, or would have been:
+	// an answer held by the stall fault or replaced by the gateway's
+	// 502/504 counts too, since the backend took the request.
 	AcceptedChanges map[string]map[string]int `json:"accepted_changes"`
+	// AppliedChanges: ICCID → action → number of times ThingSpace took the
+	// change for the device (a state change under way or done, a place of
+	// use written, a device added), whatever answer the client got. A
+	// device an accepted request carried but refused (by callback) is not
+	// counted.
+	AppliedChanges map[string]map[string]int `json:"applied_changes"`
 	// RequestsPerAccount counts API requests by attributed account (path
 	// {account}, else body accountName, else the default account).
 	RequestsPerAccount map[string]int `json:"requests_per_account"`
@@ -37,12 +46,16 @@ type Stats struct {
 	// AnswersStalled counts applied state changes answered only after
 	// StallFor.
 	AnswersStalled int `json:"answers_stalled"`
+	// GatewayAfterApply counts accepted state changes answered 502 or 504
+	// by the gateway fault (Faults.GatewayAfterApplyRate).
+	GatewayAfterApply int `json:"gateway_after_apply"`
 }
 
 type statsState struct {
 	requests               map[string]int
 	responses              map[string]map[int]int
 	accepted               map[string]map[string]int
+	applied                map[string]map[string]int
 	perAccount             map[string]int
 	times                  map[string][]time.Time // per account, in arrival order
 	oauthTokens            int
@@ -53,6 +66,7 @@ type statsState struct {
 	callbacksDuplicated    int
 	callbacksLate          int
 	answersStalled         int
+	gatewayAfterApply      int
 }
 
 func newStatsState() statsState {
@@ -60,6 +74,7 @@ func newStatsState() statsState {
 		requests:   map[string]int{},
 		responses:  map[string]map[int]int{},
 		accepted:   map[string]map[string]int{},
+		applied:    map[string]map[string]int{},
 		perAccount: map[string]int{},
 		times:      map[string][]time.Time{},
 	}
@@ -85,11 +100,15 @@ func (s *Simulator) recordResponse(key string, status int) {
 	m[status]++
 }
 
-func (st *statsState) acceptLocked(iccid, action string) {
-	m := st.accepted[iccid]
+func (st *statsState) acceptLocked(iccid, action string) { countChange(st.accepted, iccid, action) }
+
+func (st *statsState) appliedLocked(iccid, action string) { countChange(st.applied, iccid, action) }
+
+func countChange(counts map[string]map[string]int, iccid, action string) {
+	m := counts[iccid]
 	if m == nil {
 		m = map[string]int{}
-		st.accepted[iccid] = m
+		counts[iccid] = m
 	}
 	m[action]++
 }
@@ -107,6 +126,7 @@ func (s *Simulator) Stats(window time.Duration) Stats {
 		Requests:               copyMap(st.requests),
 		Responses:              map[string]map[int]int{},
 		AcceptedChanges:        map[string]map[string]int{},
+		AppliedChanges:         map[string]map[string]int{},
 		RequestsPerAccount:     copyMap(st.perAccount),
 		MaxRequestsInWindow:    map[string]int{},
 		OAuthTokensIssued:      st.oauthTokens,
@@ -118,12 +138,16 @@ func (s *Simulator) Stats(window time.Duration) Stats {
 		CallbacksDuplicated:    st.callbacksDuplicated,
 		CallbacksLate:          st.callbacksLate,
 		AnswersStalled:         st.answersStalled,
+		GatewayAfterApply:      st.gatewayAfterApply,
 	}
 	for k, m := range st.responses {
 		out.Responses[k] = copyMap(m)
 	}
 	for k, m := range st.accepted {
 		out.AcceptedChanges[k] = copyMap(m)
+	}
+	for k, m := range st.applied {
+		out.AppliedChanges[k] = copyMap(m)
 	}
 	for account, times := range st.times {
 		out.MaxRequestsInWindow[account] = maxInWindow(times, window)
