@@ -290,7 +290,8 @@ func TestGatewayAfterApplyAppliesThenAnswers5xx(t *testing.T) {
 	}
 	var hdr http.Header
 	status, hdr, body = h.do(http.MethodPost, m2mBase+"/devices/actions/activate",
-		map[string]any{"devices": refs(pre), "servicePlan": "m2m_4G", "mdnZipCode": "98801"}, h.m2mHeaders())
+		map[string]any{"devices": refs(pre), "servicePlan": "m2m_4G", "mdnZipCode": "98801", "skuNumber": "SM-T387VZKAVZW"},
+		h.m2mHeaders())
 	gateway("activate", status, body)
 	if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 		t.Fatalf("activate: Content-Type %q", ct)
