@@ -43,6 +43,9 @@ type Activities struct {
 	PollBatchThreshold int
 	// PollMaxRequests caps the ThingSpace requests of one polling cycle.
 	PollMaxRequests int
+	// PollerSignalsPerRun is given to a poller this activity starts: the
+	// poll requests one run receives before continuing as new.
+	PollerSignalsPerRun int
 	// Submissions configures bulk changes submitted through Temporal
 	// (SubmitBulkChange).
 	Submissions SubmissionSettings

@@ -41,7 +41,7 @@ func (a *Activities) RequestPoll(ctx context.Context, in RequestPollInput) error
 			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		},
 		api.AccountPollerWorkflowType,
-		api.AccountPollerInput{AccountName: in.AccountName, Interval: in.Interval},
+		api.AccountPollerInput{AccountName: in.AccountName, Interval: in.Interval, SignalsPerRun: a.PollerSignalsPerRun},
 	)
 	if err != nil {
 		return fmt.Errorf("wake the poller of %s: %w", in.AccountName, err)

@@ -34,10 +34,11 @@ func NewActivities(
 ) (*activities.Activities, error) {
 	acts := &activities.Activities{
 		Store: store, Temporal: tc, Metrics: m, Logger: logger,
-		Limits:             db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
-		PollBatchThreshold: cfg.Worker.PollBatchThreshold,
-		PollMaxRequests:    cfg.Worker.PollMaxRequests,
-		ReconcileSettle:    cfg.Worker.ReconcileSettle,
+		Limits:              db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
+		PollBatchThreshold:  cfg.Worker.PollBatchThreshold,
+		PollMaxRequests:     cfg.Worker.PollMaxRequests,
+		PollerSignalsPerRun: cfg.Worker.PollerSignalsPerRun,
+		ReconcileSettle:     cfg.Worker.ReconcileSettle,
 		// The setting counts at send time, in the worker.
 		DeleteAfterDeactivation: cfg.ThingSpace.DeleteAfterDeactivation,
 		Submissions: activities.SubmissionSettings{

@@ -196,6 +196,12 @@ type Worker struct {
 	// an account (device-list pages and lookups, retries of the cycle
 	// included); devices not reached wait for the next cycle.
 	PollMaxRequests int `mapstructure:"poll_max_requests"`
+	// PollerSignalsPerRun: an account poller run continues as new once it
+	// has received this many poll requests (signals). It must stay below
+	// the Temporal server's history.maximumSignalsPerExecution (10,000 by
+	// default): beyond that the server refuses the signals, and every
+	// device handed to polling would wait for the run to end.
+	PollerSignalsPerRun int `mapstructure:"poller_signals_per_run"`
 	// ReconcileSettle: after a request whose outcome is unknown (answer
 	// lost, or a 5xx), a device showing no trace of it at ThingSpace is
 	// sent again only this long after that attempt (callbacks of refused
@@ -279,6 +285,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.activity_task_pollers", 8)
 	v.SetDefault("worker.poll_batch_threshold", 20)
 	v.SetDefault("worker.poll_max_requests", 20)
+	v.SetDefault("worker.poller_signals_per_run", 5000)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
 	v.SetDefault("worker.sticky_cache_size", 1000)

@@ -326,15 +326,20 @@ func suspendFile(t *testing.T, s *localstack.Stack, prefix string, n int) ([]tss
 // workflows/testdata/histories/<name>.json, where the replay tests read it,
 // when TSBULK_RECORD_HISTORIES is set (to record a new path; see
 // docs/architecture.md, "Changing workflow code").
-func recordHistory(t *testing.T, s *localstack.Stack, workflowID, name string) {
+func recordHistory(t *testing.T, s *localstack.Stack, workflowID, name string, runID ...string) {
 	t.Helper()
 	if os.Getenv("TSBULK_RECORD_HISTORIES") == "" {
 		return
 	}
 	cli, err := localstack.TemporalCLI()
 	require.NoError(t, err)
-	out, err := exec.Command(cli, "workflow", "show", "--address", s.Config.Temporal.Address,
-		"--namespace", s.Config.Temporal.Namespace, "--workflow-id", workflowID, "--output", "json").Output()
+	args := []string{"workflow", "show", "--address", s.Config.Temporal.Address,
+		"--namespace", s.Config.Temporal.Namespace, "--workflow-id", workflowID, "--output", "json"}
+	if len(runID) > 0 {
+		// A run other than the latest (one that continued as new).
+		args = append(args, "--run-id", runID[0])
+	}
+	out, err := exec.Command(cli, args...).Output()
 	require.NoError(t, err)
 	path := filepath.Join("..", "workflows", "testdata", "histories", name+".json")
 	require.NoError(t, os.WriteFile(path, out, 0o644))

@@ -63,6 +63,10 @@ func (s *Stack) Env() []string {
 		// Only when set: a zero would fail the worker process's validation.
 		kv["revio.retry_for"] = c.Revio.RetryFor.String()
 	}
+	if c.Worker.PollerSignalsPerRun > 0 {
+		// Only when set, as the sticky cache size below.
+		kv["worker.poller_signals_per_run"] = fmt.Sprint(c.Worker.PollerSignalsPerRun)
+	}
 	if c.Worker.StickyCacheSize > 0 {
 		// Only when set: otherwise the worker process keeps its own default.
 		kv["worker.sticky_cache_size"] = fmt.Sprint(c.Worker.StickyCacheSize)

@@ -117,6 +117,9 @@ func (s *Simulator) handleAction(c *call, action string) reply {
 	for _, i := range order {
 		p := plans[i]
 		due := c.now.Add(s.cfg.CompletionDelay + s.rng.Jitter(s.cfg.CompletionJitter))
+		if d, ok := s.cfg.CompletionDelayFor[planKey(p)]; ok {
+			due = c.now.Add(d)
+		}
 		s.scheduleLocked(due, func(now time.Time) { s.completeLocked(r, p, now) })
 	}
 	s.log.Info("action accepted", "action", action, "requestId", id, "devices", len(plans))

@@ -61,6 +61,11 @@ type Config struct {
 	// by "earliest"; this is the other reading of S-list's "recommended"
 	// cursor paging, for testing a client that follows such a cursor.
 	ListCursorPaging bool
+
+	// CompletionDelayFor: ICCID → the completion delay of that device's
+	// changes instead of CompletionDelay and its jitter: a device that
+	// stays pending while the others complete.
+	CompletionDelayFor map[string]time.Duration
 }
 
 // Limits are the documented (and one undocumented) ThingSpace limits.

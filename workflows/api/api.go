@@ -391,6 +391,10 @@ type AccountPollerInput struct {
 	AccountName string `json:"accountName"`
 	// Interval between two polling cycles.
 	Interval time.Duration `json:"interval"`
+	// SignalsPerRun: the run continues as new once it has received this
+	// many poll requests, below the server's signals-per-execution limit
+	// (0: the default, 5,000, half of Temporal's default limit).
+	SignalsPerRun int `json:"signalsPerRun,omitempty"`
 }
 
 // BillingRetryInput retries the Rev.io step of a bulk change's device
