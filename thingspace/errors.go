@@ -151,9 +151,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // front of the M2M API answers 502 or 504 when it loses the backend's
 // answer, and a 500 may come after part of a request was applied); a
 // timeout or reset after the request was written; a 2xx whose body could
-// not be read. Calls that change nothing (token, login, list, request
-// status, callbacks) never have; a state change whose re-authentication
-// failed returns that login's error, and its own attempts were refused.
+// not be read. Calls safe to repeat (token, login, list, request status,
+// callback listeners) have nothing to reconcile and report false; a state
+// change whose re-authentication failed returns that login's error, and
+// its own attempts were refused.
 func (e *Error) MayHaveApplied() bool {
 	switch {
 	case safeOps[e.Op], !e.Sent:
