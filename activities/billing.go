@@ -9,7 +9,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
@@ -47,7 +47,11 @@ const (
 // activity looks for what exists: first the id stored in PostgreSQL, then a
 // search of Rev.io by number (MSISDN) and ICCID, which finds a service whose
 // creation succeeded but whose id was never stored (worker killed between
-// the two). Every id is stored the moment Rev.io returns it.
+// the two, answer lost). The search is made before every create, whatever
+// the attempt: a billing retry of a step stranded in PENDING runs as a
+// first attempt too. Every id is stored the moment Rev.io returns it, and
+// one step per device change runs at a time (LockBillingStep): a second
+// one backs off retryably instead of searching while the first creates.
 //
 // A device that was already active most likely has its service already:
 // for it the search comes first, whatever the attempt, and a service found
@@ -57,6 +61,15 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 	if a.Revio == nil {
 		return nil, permanent(ErrTypeRevio, "Rev.io is not configured")
 	}
+	release, err := a.Store.LockBillingStep(ctx, in.DeviceChangeID)
+	if errors.Is(err, db.ErrBillingBusy) {
+		return nil, temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeRevio,
+			temporal.ApplicationErrorOptions{NextRetryDelay: billingBusyRetry})
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	dc, err := a.Store.GetDeviceChange(ctx, in.DeviceChangeID)
 	if err != nil {
 		return nil, fmt.Errorf("read device change %d: %w", in.DeviceChangeID, err)
@@ -83,18 +96,14 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			return &BillingResult{ServiceID: svc.ServiceID}, nil
 		}
 	}
-	// A first attempt of the step in the device's own workflow cannot have
-	// created anything yet; every later attempt, and every billing retry,
-	// searches Rev.io before creating.
-	first := dc.BillingStatus == change.BillingPending && activity.GetInfo(ctx).Attempt == 1 && !alreadyActive
-	svc, err := a.ensureService(ctx, dc, bill, first)
+	svc, createdNow, err := a.ensureService(ctx, dc, bill)
 	if err != nil {
 		return nil, err
 	}
 	res := &BillingResult{ServiceID: svc.ServiceID, Created: svc.FoundBy == "created"}
 	if len(bill.ProductIDs) > 0 {
-		// Products of a service created by this very attempt cannot exist.
-		ids, err := a.ensureProducts(ctx, dc, bill, svc, first && svc.FoundBy == "created")
+		// Products of a service created by this very call cannot exist.
+		ids, err := a.ensureProducts(ctx, dc, bill, svc, createdNow)
 		if err != nil {
 			return nil, err
 		}
@@ -179,36 +188,42 @@ func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (
 	return nil, nil
 }
 
+// billingBusyRetry is how long a Rev.io step waits for another step of the
+// same device change (which holds its lock) before trying again.
+const billingBusyRetry = 5 * time.Second
+
+// ensureService returns the device change's Rev.io service: stored, found
+// at Rev.io, or created; createdNow reports that this call created it (so
+// it has no products yet).
 func (a *Activities) ensureService(
 	ctx context.Context,
 	dc *db.DeviceChange,
 	bill db.BillingData,
-	first bool,
-) (*db.RevioService, error) {
-	svc, err := a.Store.RevioServiceOf(ctx, dc.ID)
+) (svc *db.RevioService, createdNow bool, err error) {
+	svc, err = a.Store.RevioServiceOf(ctx, dc.ID)
 	if err == nil {
-		return svc, nil
+		return svc, false, nil
 	}
 	if !errors.Is(err, db.ErrNotFound) {
-		return nil, err
+		return nil, false, err
 	}
-	if !first {
-		found, err := a.Revio.FindServices(
+	// Searched before every create: nothing in PostgreSQL says whether an
+	// earlier step (this workflow's, or a billing retry's, both of which
+	// can be attempt 1) reached Rev.io before it died.
+	found, err := a.Revio.FindServices(
+		ctx,
+		revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID},
+	)
+	if err != nil {
+		return nil, false, revioError("find Rev.io service of "+dc.ICCID, err)
+	}
+	if s := pickService(found, dc); s != nil {
+		svc, err := a.Store.SaveRevioService(
 			ctx,
-			revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID},
+			db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
+				CustomerID: bill.CustomerID, ServiceID: s.ServiceID, FoundBy: "search"},
 		)
-		if err != nil {
-			return nil, revioError("find Rev.io service of "+dc.ICCID, err)
-		}
-		for _, s := range found {
-			if s.Number == dc.MSISDN && s.Number2 == dc.ICCID && s.DisconnectedDate == "" {
-				return a.Store.SaveRevioService(
-					ctx,
-					db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
-						CustomerID: bill.CustomerID, ServiceID: s.ServiceID, FoundBy: "search"},
-				)
-			}
-		}
+		return svc, false, err
 	}
 	id, err := a.Revio.CreateService(ctx, revio.CreateServiceRequest{
 		CustomerID: bill.CustomerID, ProviderID: bill.ProviderID, ServiceTypeID: bill.ServiceTypeID,
@@ -216,10 +231,31 @@ func (a *Activities) ensureService(
 		Description: createdByMarker(dc.ID),
 	})
 	if err != nil {
-		return nil, revioError("create Rev.io service for "+dc.ICCID, err)
+		return nil, false, revioError("create Rev.io service for "+dc.ICCID, err)
 	}
-	return a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
+	svc, err = a.Store.SaveRevioService(ctx, db.RevioService{DeviceChangeID: dc.ID, ICCID: dc.ICCID, Number: dc.MSISDN,
 		CustomerID: bill.CustomerID, ServiceID: id, FoundBy: "created"})
+	return svc, err == nil && svc.ServiceID == id, err
+}
+
+// pickService chooses, among the active services of the device's number
+// and ICCID, the one this device change created (its description is the
+// change's mark), else any: a line the device already has under the
+// customer is not created twice either.
+func pickService(found []revio.Service, dc *db.DeviceChange) *revio.Service {
+	var other *revio.Service
+	for i, s := range found {
+		if s.Number != dc.MSISDN || s.Number2 != dc.ICCID || s.DisconnectedDate != "" {
+			continue
+		}
+		if s.Description == createdByMarker(dc.ID) {
+			return &found[i]
+		}
+		if other == nil {
+			other = &found[i]
+		}
+	}
+	return other
 }
 
 func (a *Activities) ensureProducts(

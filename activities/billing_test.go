@@ -1,10 +1,12 @@
 package activities_test
 
 import (
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
@@ -125,8 +127,9 @@ func TestCreateBillingServiceCreatesOnce(t *testing.T) {
 	require.Equal(t, []string{"created", "created", "created"}, products)
 	dc := h.change(id)
 	require.Equal(t, change.BillingCreated, dc.BillingStatus)
-	// A first attempt searches nothing: nothing can exist yet.
-	require.Zero(t, h.revioCalls("GET /v1/Services"))
+	// Even a first attempt searches before it creates: a step stranded in
+	// PENDING is retried as a first attempt too.
+	require.Equal(t, 1, h.revioCalls("GET /v1/Services"))
 	require.Equal(t, 1, h.revioCalls("POST /v1/Services"))
 	require.Equal(t, 3, h.revioCalls("POST /v1/ServiceProduct"))
 
@@ -150,7 +153,7 @@ func TestCreateBillingServiceCreatesOnce(t *testing.T) {
 		require.NotContains(t, text, revioPass)
 		require.NotContains(t, text, revioSubKey)
 	}
-	require.Equal(t, 4, revioRows)
+	require.Equal(t, 5, revioRows)
 }
 
 // Rev.io created the service and its products but the ids were never
@@ -342,4 +345,88 @@ func TestDisconnectBilling(t *testing.T) {
 	calls := h.rsim.Stats().Total
 	h.mustDisconnectBilling(off, offID)
 	require.Equal(t, calls, h.rsim.Stats().Total, "already disconnected: nothing to do")
+}
+
+// A step stranded in PENDING (its worker died after Rev.io created the
+// service, before the id was stored) is run again by a billing retry as a
+// first attempt: it finds the service its change created, by search, and
+// creates no second line.
+func TestCreateBillingServiceStrandedCreateFoundOnFirstAttempt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, dev := h.activated("3125550111")
+	// What the dead step did at Rev.io: the service, with its change's mark.
+	made, err := h.acts.Revio.CreateService(ctx(t), revio.CreateServiceRequest{
+		CustomerID: billingData.CustomerID, ProviderID: billingData.ProviderID,
+		ServiceTypeID: billingData.ServiceTypeID, Number: "3125550111", Number2: dev.ICCID,
+		ActivatedDate: time.Now().UTC().Format("2006-01-02"), Description: "tsbulk device change " + itoa(id),
+	})
+	require.NoError(t, err)
+	require.Equal(t, change.BillingPending, h.change(id).BillingStatus, "stranded: pending, no id stored")
+
+	res := h.mustCreateBilling(bulk, id)
+	require.Equal(t, made, res.ServiceID)
+	require.False(t, res.Created)
+	require.Len(t, h.rsim.Services(), 1, "no second Rev.io line")
+	require.Len(t, h.rsim.ServiceProducts(), 3)
+	svc, _ := h.foundBy(id)
+	require.Equal(t, "search", svc)
+}
+
+// A stranded step whose service id was stored but whose products' ids were
+// not (the worker died after Rev.io created them) lists the service's
+// products on its retry, a first attempt, instead of creating them again.
+func TestCreateBillingServiceStrandedProductsFoundOnFirstAttempt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, _ := h.activated("3125550112")
+	first := h.mustCreateBilling(bulk, id)
+	h.exec(`DELETE FROM revio_service_products WHERE device_change_id = $1`, id)
+	h.exec(`UPDATE device_changes SET billing_status = 'PENDING' WHERE id = $1`, id)
+
+	res := h.mustCreateBilling(bulk, id)
+	require.Equal(t, first.ServiceProductIDs, res.ServiceProductIDs)
+	require.Len(t, h.rsim.ServiceProducts(), 3, "no product created twice")
+}
+
+// Two Rev.io steps of the same device change running at once (two billing
+// retries, or an attempt overlapping the one it replaces) create one
+// service: the second waits for the first's lock, backing off retryably,
+// and then finds what the first stored.
+func TestCreateBillingServiceConcurrentStepsCreateOneService(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bulk, id, _ := h.activated("3125550113")
+	// Each Rev.io call takes a while, so that the two steps overlap.
+	h.rsim.SetFaults(revsim.Faults{Latency: 300 * time.Millisecond})
+
+	in := activities.BillingInput{BulkChangeID: bulk, DeviceChangeID: id}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range errs {
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(h.acts)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = env.ExecuteActivity(h.acts.CreateBillingService, in)
+		}()
+	}
+	wg.Wait()
+
+	require.Len(t, h.rsim.Services(), 1, "one Rev.io line for one device change")
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		ae := appError(t, err)
+		require.Equal(t, activities.ErrTypeRevio, ae.Type())
+		require.False(t, ae.NonRetryable(), "the step that found the lock held tries again later")
+	}
+	// The step that backed off, run again, finds the service.
+	res := h.mustCreateBilling(bulk, id)
+	require.Equal(t, h.rsim.Services()[0].ServiceID, res.ServiceID)
+	require.Len(t, h.rsim.Services(), 1)
+	require.Len(t, h.rsim.ServiceProducts(), 3)
 }

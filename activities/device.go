@@ -274,7 +274,9 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 		}, nil
 	}
 	if !fresh {
-		if err := a.Store.StartAttempt(ctx, req.PK); err != nil {
+		if err := a.Store.StartAttempt(ctx, req); errors.Is(err, db.ErrStaleAttempt) {
+			return nil, superseded(req, err)
+		} else if err != nil {
 			return nil, err
 		}
 	}
@@ -294,13 +296,16 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	if err := json.Unmarshal(raw, &ppu); err != nil {
 		return nil, permanent(ErrTypeInvalidData, "device change %d: stored PPU is unreadable", in.DeviceChangeID)
 	}
-	requestID, err := a.ThingSpace.UpdateContactInfo(ctx, thingspace.ContactInfoRequest{
+	requestID, err := a.ThingSpace.UpdateContactInfo(a.withFence(ctx, req), thingspace.ContactInfoRequest{
 		Devices: []thingspace.DeviceRef{
 			thingspace.ICCIDRef(dc.ICCID, dc.IMEI),
 		}, AccountName: dc.AccountName, PrimaryPlaceOfUse: ppu,
 	})
+	if errors.Is(err, db.ErrStaleAttempt) {
+		return nil, superseded(req, err)
+	}
 	if err == nil {
-		if err := a.Store.MarkSingleAccepted(ctx, req.PK, requestID); err != nil {
+		if err := a.Store.MarkSingleAccepted(ctx, req, requestID); err != nil {
 			return nil, err
 		}
 		return &PPUUpdateResult{RequestID: requestID}, nil
@@ -314,11 +319,11 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	}
 	if !ok || e.Retryable() || e.Kind == thingspace.KindInvalidCredentials {
 		if ok {
-			_ = a.Store.MarkRequestRetry(ctx, req.PK, e.Code, e.Message)
+			_ = a.Store.MarkRequestRetry(ctx, req, e.Code, e.Message)
 		}
 		return nil, thingSpaceError("update PPU", err)
 	}
-	if err := a.Store.MarkSingleRejected(ctx, req.PK, e.ShortCode(), e.Message); err != nil {
+	if err := a.Store.MarkSingleRejected(ctx, req, e.ShortCode(), e.Message); err != nil {
 		return nil, err
 	}
 	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(e.ShortCode()),

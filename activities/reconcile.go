@@ -5,6 +5,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -73,7 +74,17 @@ func (a *Activities) reconcile(
 		}
 		found = append(found, r)
 	}
-	if wait := time.Until(req.SentAt.Add(a.reconcileSettle())); untouched > 0 && wait > 0 {
+	// The settle time is measured by PostgreSQL, on its own clock, from the
+	// last write an attempt was allowed to make: this worker's clock plays
+	// no part.
+	remaining, wait, err := a.Store.ApplyReconciliation(ctx, req, found, a.reconcileSettle())
+	if errors.Is(err, db.ErrStaleAttempt) {
+		return nil, superseded(req, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record reconciliation: %w", err)
+	}
+	if wait > 0 {
 		// Too early to tell "never arrived" from "refused, callback on its way".
 		return nil, temporal.NewApplicationErrorWithOptions(
 			fmt.Sprintf(
@@ -86,10 +97,6 @@ func (a *Activities) reconcile(
 			ErrTypeThingSpace,
 			temporal.ApplicationErrorOptions{NextRetryDelay: wait},
 		)
-	}
-	remaining, err := a.Store.ApplyReconciliation(ctx, req.PK, found)
-	if err != nil {
-		return nil, fmt.Errorf("record reconciliation: %w", err)
 	}
 	if remaining == 0 {
 		return nil, nil

@@ -118,14 +118,17 @@ func (a *Activities) attempt(
 			if len(devs) == 0 {
 				// Cannot happen (a request always keeps a device to send);
 				// closing it keeps the rounds of splitting finite.
-				err := a.Store.MarkRequestRejected(ctx, req.PK, "NOTHING_TO_SEND", "no device of this request is left to send")
+				err := a.Store.MarkRequestRejected(ctx, req, "NOTHING_TO_SEND", "no device of this request is left to send")
+				if errors.Is(err, db.ErrStaleAttempt) {
+					return superseded(req, err)
+				}
 				if err != nil {
 					return fmt.Errorf("close empty request %s: %w", req.Key, err)
 				}
 				return nil
 			}
 		}
-		claimed, err := a.Store.ClaimAttempt(ctx, req.PK)
+		claimed, err := a.Store.ClaimAttempt(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -254,11 +257,42 @@ func (a *Activities) limitStatus(ctx context.Context) *api.LimitStatus {
 	return out
 }
 
-// send makes one attempt and records its answer.
+// superseded is the retryable failure of an attempt that lost its request
+// to another attempt (its fencing token is stale): it sent nothing more and
+// recorded nothing; the attempt holding the request does both.
+func superseded(req *db.ThingSpaceRequest, err error) error {
+	return temporal.NewApplicationErrorWithOptions(
+		fmt.Sprintf("request %s was taken over by another attempt: %v", req.Key, err),
+		ErrTypeThingSpace, temporal.ApplicationErrorOptions{NextRetryDelay: 5 * time.Second})
+}
+
+// withFence makes every HTTP write of the request check, right before it
+// leaves, that this attempt still holds the request (db.FenceSend).
+func (a *Activities) withFence(ctx context.Context, req *db.ThingSpaceRequest) context.Context {
+	return thingspace.WithSendGuard(ctx, func(ctx context.Context) error { return a.Store.FenceSend(ctx, req) })
+}
+
+// send makes one attempt and records its answer. Every record is made only
+// if the attempt still holds the request (its state and attempt number as
+// this attempt claimed them): an attempt that another one superseded while
+// it was paused overwrites nothing.
 func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
-	requestID, results, err := a.call(ctx, req.Operation, req.AccountName, devs)
+	err := a.sendOnce(ctx, req, devs)
+	if errors.Is(err, db.ErrStaleAttempt) {
+		activity.GetLogger(ctx).Warn("another attempt took over the request; this one sends and records nothing more",
+			"request", req.Key, "attempt", req.Attempts, "error", err)
+		return superseded(req, err)
+	}
+	return err
+}
+
+func (a *Activities) sendOnce(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
+	requestID, results, err := a.call(a.withFence(ctx, req), req.Operation, req.AccountName, devs)
+	if errors.Is(err, db.ErrStaleAttempt) {
+		return err
+	}
 	if err == nil {
-		if err := a.Store.MarkRequestAccepted(ctx, req.PK, requestID, results); err != nil {
+		if err := a.Store.MarkRequestAccepted(ctx, req, requestID, results); err != nil {
 			return fmt.Errorf("record accepted request %s: %w", requestID, err)
 		}
 		return nil
@@ -286,7 +320,7 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 	case e.Retryable() || e.Kind == thingspace.KindInvalidCredentials:
 		// Refused before anything was applied (429, a refused token or
 		// session, never connected): safe to send again.
-		if err := a.Store.MarkRequestRetry(ctx, req.PK, code, msg); err != nil {
+		if err := a.Store.MarkRequestRetry(ctx, req, code, msg); err != nil {
 			return fmt.Errorf("record failed attempt: %w", err)
 		}
 		return thingSpaceError("send "+req.Operation, err)
@@ -298,12 +332,12 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 		// that arrive as per-device callback faults in bigger requests; the
 		// device's workflow handles both the same way.
 		results := map[int64]db.SyncResult{devs[0].ID: {FaultCode: change.Code(e.ShortCode()), FaultMessage: msg}}
-		if err := a.Store.MarkDeviceRefusals(ctx, req.PK, code, msg, results); err != nil {
+		if err := a.Store.MarkDeviceRefusals(ctx, req, code, msg, results); err != nil {
 			return fmt.Errorf("record refusal: %w", err)
 		}
 		return nil
 	default:
-		if err := a.Store.MarkRequestRejected(ctx, req.PK, change.Code(thingspace.ShortCode(code)), msg); err != nil {
+		if err := a.Store.MarkRequestRejected(ctx, req, change.Code(thingspace.ShortCode(code)), msg); err != nil {
 			return fmt.Errorf("record rejected request: %w", err)
 		}
 		return nil
@@ -350,7 +384,7 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest,
 			"request", req.Key, "code", code, "refusedAtThisLevel", refused[depth])
 		return a.Store.MarkRequestRejected(
 			ctx,
-			req.PK,
+			req,
 			change.Code(code),
 			fmt.Sprintf(
 				"%s (ThingSpace refused the request carrying this device; "+
@@ -359,10 +393,7 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest,
 			),
 		)
 	}
-	subs, err := a.Store.SplitRequest(ctx, req.PK, code, msg)
-	if errors.Is(err, db.ErrNotSending) {
-		return nil // an earlier attempt recorded an answer meanwhile
-	}
+	subs, err := a.Store.SplitRequest(ctx, req, code, msg)
 	if err != nil {
 		return fmt.Errorf("split request %s: %w", req.Key, err)
 	}

@@ -58,7 +58,7 @@ func inFlight(t *testing.T, st *db.Store) (bulkID string) {
 	require.NoError(t, err)
 	req, _, _, err := st.ClaimBatch(ctx, bulkID, 1, db.ClaimLimits{})
 	require.NoError(t, err)
-	require.NoError(t, st.MarkRequestAccepted(ctx, req.PK, "req-1", nil))
+	require.NoError(t, st.MarkRequestAccepted(ctx, req, "req-1", nil))
 	return bulkID
 }
 

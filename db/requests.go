@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -105,47 +106,108 @@ func scanRequest(row pgx.Row) (*ThingSpaceRequest, error) {
 		&r.Devices, &r.Attempts, &r.ErrorCode, &r.ErrorMessage, &r.SentAt))
 }
 
-// StartAttempt records that the request is about to be sent (again).
-func (s *Store) StartAttempt(ctx context.Context, requestPK int64) error {
-	_, err := s.Pool.Exec(
-		ctx,
-		`UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
-		WHERE id = $1 AND state IN ('SENDING', 'RETRY')`,
-		requestPK,
-	)
-	return err
+// ErrStaleAttempt is returned by a transition of a request whose row is no
+// longer in the state and at the attempt the caller read: another attempt
+// claimed it since (a retry that overlapped a paused one), or recorded its
+// answer. The caller has lost the request and must neither send it nor
+// record anything on it.
+var ErrStaleAttempt = errors.New("the request was taken over by another attempt")
+
+// Fencing: the attempts column is the fencing token of a request. Every
+// attempt reads it when it claims the request (ClaimBatch, ClaimSingle,
+// ClaimAttempt, StartAttempt, each of which increments it when it starts a
+// new send), and every later transition of the row is made only if the row
+// is still in the state and at the attempt that attempt read (transition).
+// FenceSend checks it once more right before each HTTP write.
+
+// transition applies set (an SQL SET list whose arguments are $4 on) to the
+// request row if it is still in the state and at the attempt req was read
+// with; ErrStaleAttempt otherwise.
+func transition(ctx context.Context, q execer, req *ThingSpaceRequest, set string, args ...any) error {
+	tag, err := q.Exec(ctx, `UPDATE thingspace_requests SET `+set+` WHERE id = $1 AND state = $2 AND attempts = $3`,
+		append([]any{req.PK, req.State, req.Attempts}, args...)...)
+	if err != nil {
+		return fmt.Errorf("update request %s: %w", req.Key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("request %s (read %s at attempt %d): %w", req.Key, req.State, req.Attempts, ErrStaleAttempt)
+	}
+	return nil
 }
 
-// ClaimAttempt takes a request that may be sent again (RETRY) for one more
-// attempt: SENDING from now on, as StartAttempt. It reports false when the
-// request is not RETRY, for instance because another attempt of the same
-// activity (an overlapping retry) took it first: that attempt sends it, and
-// if it dies the request is reconciled, never sent blindly twice.
-func (s *Store) ClaimAttempt(ctx context.Context, requestPK int64) (bool, error) {
-	tag, err := s.Pool.Exec(
+// StartAttempt records that a one-device request (a PPU update, which may
+// be sent again whatever became of the last attempt) is about to be sent
+// again, and makes req the new attempt's token. ErrStaleAttempt when
+// another attempt took it first.
+func (s *Store) StartAttempt(ctx context.Context, req *ThingSpaceRequest) error {
+	err := s.Pool.QueryRow(
 		ctx,
 		`UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
-		WHERE id = $1 AND state = 'RETRY'`,
-		requestPK,
-	)
-	if err != nil {
-		return false, fmt.Errorf("claim attempt of request %d: %w", requestPK, err)
+		WHERE id = $1 AND state = $2 AND attempts = $3 AND state IN ('SENDING', 'RETRY') RETURNING attempts`,
+		req.PK, req.State, req.Attempts,
+	).Scan(&req.Attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("start attempt of request %s: %w", req.Key, ErrStaleAttempt)
 	}
-	return tag.RowsAffected() == 1, nil
+	if err != nil {
+		return fmt.Errorf("start attempt of request %s: %w", req.Key, err)
+	}
+	req.State = RequestSending
+	return nil
+}
+
+// ClaimAttempt takes a request that may be sent again (RETRY), as req read
+// it, for one more attempt: SENDING from now on, with req holding the new
+// attempt's token. It reports false when the request is no longer so, for
+// instance because another attempt of the same activity (an overlapping
+// retry) took it first: that attempt sends it, and if it dies the request
+// is reconciled, never sent blindly twice.
+func (s *Store) ClaimAttempt(ctx context.Context, req *ThingSpaceRequest) (bool, error) {
+	err := s.Pool.QueryRow(
+		ctx,
+		`UPDATE thingspace_requests SET state = 'SENDING', attempts = attempts + 1, sent_at = now()
+		WHERE id = $1 AND state = 'RETRY' AND attempts = $2 RETURNING attempts`,
+		req.PK, req.Attempts,
+	).Scan(&req.Attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("claim attempt of request %s: %w", req.Key, err)
+	}
+	req.State = RequestSending
+	return true, nil
+}
+
+// FenceSend is the last check before an HTTP write of the request: the row
+// must still be SENDING at req's attempt (ErrStaleAttempt otherwise, and
+// the write must not happen). It also moves sent_at to now, committed
+// before the write leaves: reconciliation measures its settle time from
+// the last write any attempt was allowed to make, on the database's clock.
+//
+// What it cannot close: an attempt that passes the fence and is then
+// paused (GC, VM) before its bytes reach ThingSpace still writes when it
+// resumes. Its write is bounded by the client's per-attempt timeout, and a
+// concurrent reconciliation waits the settle time from the fence, so only
+// a pause of the writer longer than the settle time, falling between the
+// fence and the write, can still send twice.
+func (s *Store) FenceSend(ctx context.Context, req *ThingSpaceRequest) error {
+	tag, err := s.Pool.Exec(ctx, `UPDATE thingspace_requests SET sent_at = now()
+		WHERE id = $1 AND state = 'SENDING' AND attempts = $2`, req.PK, req.Attempts)
+	if err != nil {
+		return fmt.Errorf("fence request %s: %w", req.Key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("request %s (attempt %d): %w", req.Key, req.Attempts, ErrStaleAttempt)
+	}
+	return nil
 }
 
 // MarkRequestRetry records a definite failure that changed nothing at
 // ThingSpace: the request may be sent again.
-func (s *Store) MarkRequestRetry(ctx context.Context, requestPK int64, code, message string) error {
-	_, err := s.Pool.Exec(
-		ctx,
-		`UPDATE thingspace_requests SET state = 'RETRY', error_code = $2, error_message = $3, answered_at = now()
-		WHERE id = $1 AND state = 'SENDING'`,
-		requestPK,
-		code,
-		message,
-	)
-	return err
+func (s *Store) MarkRequestRetry(ctx context.Context, req *ThingSpaceRequest, code, message string) error {
+	return transition(ctx, s.Pool, req, `state = 'RETRY', error_code = $4, error_message = $5, answered_at = now()`,
+		code, message)
 }
 
 // SyncResult is an outcome known at submission time for one device: the
@@ -164,19 +226,19 @@ type SyncResult struct {
 // outcomes already known for some devices (synchronous answers).
 func (s *Store) MarkRequestAccepted(
 	ctx context.Context,
-	requestPK int64,
+	req *ThingSpaceRequest,
 	requestID string,
 	results map[int64]SyncResult,
 ) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE thingspace_requests SET state = 'ACCEPTED', request_id = nullif($2, ''),
-			error_code = NULL, error_message = NULL, answered_at = now() WHERE id = $1`, requestPK, requestID); err != nil {
+		if err := transition(ctx, tx, req, `state = 'ACCEPTED', request_id = nullif($4, ''),
+			error_code = NULL, error_message = NULL, answered_at = now()`, requestID); err != nil {
 			return err
 		}
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		return updateSubmitting(ctx, tx, requestPK,
+		return updateSubmitting(ctx, tx, req.PK,
 			`status = 'SUBMITTED', request_id = nullif($2, ''), submitted_at = now()`, requestID)
 	})
 }
@@ -194,12 +256,17 @@ func updateSubmitting(ctx context.Context, tx pgx.Tx, requestPK int64, set strin
 
 // MarkRequestRejected records that ThingSpace refused the whole request: its
 // devices end as ERROR with ThingSpace's code, and are no longer in flight.
-func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code change.Code, message string) error {
+func (s *Store) MarkRequestRejected(
+	ctx context.Context,
+	req *ThingSpaceRequest,
+	code change.Code,
+	message string,
+) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := rejectRequest(ctx, tx, requestPK, string(code), message); err != nil {
+		if err := rejectRequest(ctx, tx, req, string(code), message); err != nil {
 			return err
 		}
-		return updateSubmitting(ctx, tx, requestPK,
+		return updateSubmitting(ctx, tx, req.PK,
 			`status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()`, code, message)
 	})
 }
@@ -210,32 +277,31 @@ func (s *Store) MarkRequestRejected(ctx context.Context, requestPK int64, code c
 // until its workflow has dealt with it.
 func (s *Store) MarkDeviceRefusals(
 	ctx context.Context,
-	requestPK int64,
+	req *ThingSpaceRequest,
 	code, message string,
 	results map[int64]SyncResult,
 ) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := rejectRequest(ctx, tx, requestPK, code, message); err != nil {
+		if err := rejectRequest(ctx, tx, req, code, message); err != nil {
 			return err
 		}
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		return updateSubmitting(ctx, tx, requestPK, `status = 'SUBMITTED'`)
+		return updateSubmitting(ctx, tx, req.PK, `status = 'SUBMITTED'`)
 	})
 }
 
 // MarkSingleAccepted records the requestId of a one-device request tied to a
 // device change already in flight (its status does not change).
-func (s *Store) MarkSingleAccepted(ctx context.Context, requestPK int64, requestID string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE thingspace_requests SET state = 'ACCEPTED', request_id = $2, answered_at = now(),
-		error_code = NULL, error_message = NULL WHERE id = $1`, requestPK, requestID)
-	return err
+func (s *Store) MarkSingleAccepted(ctx context.Context, req *ThingSpaceRequest, requestID string) error {
+	return transition(ctx, s.Pool, req, `state = 'ACCEPTED', request_id = $4, answered_at = now(),
+		error_code = NULL, error_message = NULL`, requestID)
 }
 
 // MarkSingleRejected records a refused one-device request.
-func (s *Store) MarkSingleRejected(ctx context.Context, requestPK int64, code, message string) error {
-	return rejectRequest(ctx, s.Pool, requestPK, code, message)
+func (s *Store) MarkSingleRejected(ctx context.Context, req *ThingSpaceRequest, code, message string) error {
+	return rejectRequest(ctx, s.Pool, req, code, message)
 }
 
 // execer runs a statement: the pool, or a transaction.
@@ -245,10 +311,9 @@ type execer interface {
 
 // rejectRequest records that ThingSpace refused a request: REJECTED, with
 // its code and message.
-func rejectRequest(ctx context.Context, q execer, requestPK int64, code, message string) error {
-	_, err := q.Exec(ctx, `UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3,
-		answered_at = now() WHERE id = $1`, requestPK, code, message)
-	return err
+func rejectRequest(ctx context.Context, q execer, req *ThingSpaceRequest, code, message string) error {
+	return transition(ctx, q, req, `state = 'REJECTED', error_code = $4, error_message = $5, answered_at = now()`,
+		code, message)
 }
 
 // Reconciled is what checking ThingSpace found for one device of a request
@@ -263,20 +328,50 @@ type Reconciled struct {
 
 // ApplyReconciliation records the devices found changed as submitted (their
 // confirmation will arrive by callback or polling, matched by ICCID since
-// the requestId was lost) and returns how many are left to send again.
+// the requestId was lost) and returns how many are left to send again; req
+// is then RETRY (or ACCEPTED when none is left), at the same attempt.
+//
+// Devices showing no trace of the lost attempt are taken as untouched only
+// once settle has passed since the last write any attempt was allowed to
+// make (sent_at, see FenceSend), measured on the database's clock alone: a
+// worker whose clock is off cannot shorten it. Until then nothing is
+// recorded and wait says how long is left. ErrStaleAttempt when req is no
+// longer SENDING at its attempt (another attempt reconciled or claimed it).
 func (s *Store) ApplyReconciliation(
 	ctx context.Context,
-	requestPK int64,
+	req *ThingSpaceRequest,
 	found []Reconciled,
-) (remaining int, err error) {
+	settle time.Duration,
+) (remaining int, wait time.Duration, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		var left float64
+		err := tx.QueryRow(ctx, `SELECT extract(epoch FROM coalesce(sent_at, created_at) + make_interval(secs => $4::float8 / 1e6)
+			- clock_timestamp()) FROM thingspace_requests WHERE id = $1 AND state = $2 AND attempts = $3 FOR UPDATE`,
+			req.PK, req.State, req.Attempts, settle.Microseconds()).Scan(&left)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("reconcile request %s (attempt %d): %w", req.Key, req.Attempts, ErrStaleAttempt)
+		}
+		if err != nil {
+			return err
+		}
+		untouched := 0
 		results := map[int64]SyncResult{}
 		for _, f := range found {
 			if !f.Applied {
+				untouched++
 				continue
 			}
 			if f.Result != nil {
 				results[f.DeviceChangeID] = *f.Result
+			}
+		}
+		if untouched > 0 && left > 0 {
+			wait = time.Duration(left * float64(time.Second))
+			return nil
+		}
+		for _, f := range found {
+			if !f.Applied {
+				continue
 			}
 			// The change reached ThingSpace with the lost attempt, which may
 			// have completed long before now: its submission time is when
@@ -284,7 +379,7 @@ func (s *Store) ApplyReconciliation(
 			// activation date).
 			if _, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED',
 				submitted_at = (SELECT coalesce(sent_at, now()) FROM thingspace_requests WHERE id = $2)
-				WHERE id = $1 AND status = 'SUBMITTING'`, f.DeviceChangeID, requestPK); err != nil {
+				WHERE id = $1 AND status = 'SUBMITTING'`, f.DeviceChangeID, req.PK); err != nil {
 				return err
 			}
 		}
@@ -292,19 +387,25 @@ func (s *Store) ApplyReconciliation(
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM device_changes WHERE request_pk = $1 AND status = 'SUBMITTING'`,
-			requestPK).Scan(&remaining); err != nil {
+			req.PK).Scan(&remaining); err != nil {
 			return err
 		}
-		state := "RETRY"
+		state := RequestRetry
 		if remaining == 0 {
-			state = "ACCEPTED"
+			state = RequestAccepted
 		}
-		_, err := tx.Exec(ctx, `UPDATE thingspace_requests SET state = $2, error_code = 'RECONCILED',
-			error_message = 'the answer to an earlier attempt was lost; device states were checked at ThingSpace', answered_at = now()
-			WHERE id = $1`, requestPK, state)
-		return err
+		return transition(ctx, tx, req, `state = $4, error_code = 'RECONCILED',
+			error_message = 'the answer to an earlier attempt was lost; device states were checked at ThingSpace',
+			answered_at = now()`, state)
 	})
-	return remaining, err
+	if err == nil && wait == 0 {
+		if remaining == 0 {
+			req.State = RequestAccepted
+		} else {
+			req.State = RequestRetry
+		}
+	}
+	return remaining, wait, err
 }
 
 func setSyncResults(ctx context.Context, tx pgx.Tx, results map[int64]SyncResult) error {

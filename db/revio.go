@@ -2,7 +2,9 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -98,4 +100,44 @@ func (s *Store) MarkRevioDisconnected(ctx context.Context, deviceChangeID int64)
 			WHERE device_change_id = $1`, deviceChangeID)
 		return err
 	})
+}
+
+// ErrBillingBusy is returned by LockBillingStep when another step of the
+// same device change holds its lock.
+var ErrBillingBusy = errors.New("another Rev.io step of this device change is running")
+
+// LockBillingStep takes the lock of one device change's Rev.io step, for
+// the length of the step: POST /v1/Services is not idempotent, so two steps
+// of the same change (a billing retry started while another runs, an
+// activity attempt overlapping the one it replaces) must not both search,
+// find nothing and create. It does not wait: ErrBillingBusy when the lock
+// is held, and the caller backs off.
+//
+// The lock is a transaction-scoped advisory lock on a transaction kept
+// open until release is called: it blocks no row (the step updates its
+// device change through other connections meanwhile), and PostgreSQL drops
+// it with the session if the worker dies. A worker that is paused keeps it,
+// which is what keeps a second step out.
+func (s *Store) LockBillingStep(ctx context.Context, deviceChangeID int64) (release func(), err error) {
+	tx, err := s.Pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock Rev.io step of device change %d: %w", deviceChangeID, err)
+	}
+	var ok bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended('tsbulk billing step ' || $1::bigint, 0))`,
+		deviceChangeID).Scan(&ok); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("lock Rev.io step of device change %d: %w", deviceChangeID, err)
+	}
+	if !ok {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("device change %d: %w", deviceChangeID, ErrBillingBusy)
+	}
+	return func() {
+		// Released even when the step's context has ended (the usual case
+		// for a step that timed out); a dead connection ends it anyway.
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = tx.Rollback(c)
+	}, nil
 }

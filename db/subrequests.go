@@ -6,24 +6,25 @@ package db
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
-
-// ErrNotSending is returned by SplitRequest for a request whose answer was
-// already recorded: an earlier attempt dealt with it.
-var ErrNotSending = errors.New("request is not being sent")
 
 // SplitRequest records that ThingSpace refused a request for a reason that
 // may belong to only some of its devices, and divides the devices (in file
 // order, the first half rounded up) between two new sub-requests, in one
 // transaction. The refused request becomes REJECTED with ThingSpace's code
 // and keeps no device; each sub-request starts RETRY with no attempt (never
-// sent, so safe to send) and is sent like any request: StartAttempt, then
-// its answer. It returns the sub-requests.
-func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message string) ([]*ThingSpaceRequest, error) {
+// sent, so safe to send) and is sent like any request: ClaimAttempt, then
+// its answer. It returns the sub-requests; ErrStaleAttempt when req is no
+// longer SENDING at its attempt (another attempt answered or took it).
+func (s *Store) SplitRequest(
+	ctx context.Context,
+	req *ThingSpaceRequest,
+	code, message string,
+) ([]*ThingSpaceRequest, error) {
+	requestPK := req.PK
 	var children []*ThingSpaceRequest
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		parent, err := scanRequest(
@@ -32,8 +33,9 @@ func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message
 		if err != nil {
 			return fmt.Errorf("request %d: %w", requestPK, err)
 		}
-		if parent.State != RequestSending {
-			return fmt.Errorf("split request %s (%s): %w", parent.Key, parent.State, ErrNotSending)
+		if parent.State != RequestSending || parent.Attempts != req.Attempts {
+			return fmt.Errorf("split request %s (%s at attempt %d, read at %d): %w",
+				parent.Key, parent.State, parent.Attempts, req.Attempts, ErrStaleAttempt)
 		}
 		rows, err := tx.Query(
 			ctx,
@@ -66,7 +68,7 @@ func (s *Store) SplitRequest(ctx context.Context, requestPK int64, code, message
 			}
 			children = append(children, child)
 		}
-		return rejectRequest(ctx, tx, requestPK, code, message)
+		return rejectRequest(ctx, tx, parent, code, message)
 	})
 	if err != nil {
 		return nil, err

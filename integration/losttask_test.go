@@ -123,7 +123,7 @@ func TestLostWorkflowTaskStillCreatesTheBillingService(t *testing.T) {
 	req, devs, _, err := s.Store.ClaimBatch(ctx, bulkID, 1, db.ClaimLimits{})
 	require.NoError(t, err)
 	require.Len(t, devs, 1)
-	require.NoError(t, s.Store.MarkRequestAccepted(ctx, req.PK, "req-lost-task", nil))
+	require.NoError(t, s.Store.MarkRequestAccepted(ctx, req, "req-lost-task", nil))
 	_, _, err = s.Store.StoreCallback(ctx, db.NewCallback{RequestID: "req-lost-task", ICCID: iccid, Status: "Success",
 		MSISDN: "3125550177", Payload: json.RawMessage(`{}`)})
 	require.NoError(t, err)

@@ -94,6 +94,7 @@ type callState struct {
 	everConnected    bool
 	lastCode         string
 	limiterErr       error
+	guardErr         error
 }
 
 type callStateKey struct{}
@@ -108,6 +109,28 @@ type limiterError struct{ err error }
 
 func (e *limiterError) Error() string { return "limiter: " + e.err.Error() }
 func (e *limiterError) Unwrap() error { return e.err }
+
+// guardError marks a write its SendGuard stopped, so that it is never
+// retried.
+type guardError struct{ err error }
+
+func (e *guardError) Error() string { return "send guard: " + e.err.Error() }
+func (e *guardError) Unwrap() error { return e.err }
+
+// SendGuard is called right before each HTTP write of a call that is not
+// safe to repeat (a state change), after any Limiter wait and token fetch,
+// so that as little as possible separates its check from the write. An
+// error stops the write: the call returns that error, wrapped, and never a
+// *Error, since ThingSpace was not asked.
+type SendGuard func(ctx context.Context) error
+
+type sendGuardKey struct{}
+
+// WithSendGuard returns a context whose state-changing calls run guard
+// before each of their HTTP writes (see SendGuard).
+func WithSendGuard(ctx context.Context, guard SendGuard) context.Context {
+	return context.WithValue(ctx, sendGuardKey{}, guard)
+}
 
 func (c *Client) newRetryClient(base *http.Client) *retryablehttp.Client {
 	var next http.RoundTripper
@@ -151,7 +174,8 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	}
 	if err != nil {
 		var le *limiterError
-		if errors.As(err, &le) || permanentTransportError(err) {
+		var ge *guardError
+		if errors.As(err, &le) || errors.As(err, &ge) || permanentTransportError(err) {
 			return false, nil
 		}
 		if st.safe {
@@ -239,6 +263,9 @@ func (c *Client) send(ctx context.Context, hc *httpCall, attempt *int) (*respons
 }
 
 func (c *Client) transportError(op string, st *callState, err error) error {
+	if st.guardErr != nil {
+		return fmt.Errorf("%s not sent: %w", op, st.guardErr)
+	}
 	if st.limiterErr != nil {
 		if e, ok := AsError(st.limiterErr); ok {
 			cp := *e
@@ -280,6 +307,16 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			}
 			st.limiterErr = err
 			return nil, &limiterError{err}
+		}
+	}
+
+	if guard, ok := req.Context().Value(sendGuardKey{}).(SendGuard); ok && guard != nil && !st.safe {
+		if err := guard(req.Context()); err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			st.guardErr = err
+			return nil, &guardError{err}
 		}
 	}
 
