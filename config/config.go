@@ -70,6 +70,10 @@ type Submission struct {
 	// InboxDirs are the only directories whose files such a submission may
 	// name: the input of a workflow names a file, never carries its PPU.
 	InboxDirs []string `mapstructure:"inbox_dirs"`
+	// MaxFileBytes is the largest bulk change file read, by the worker
+	// (from an inbox) and by the starter: a bigger one is refused as it is
+	// read, before it fills the memory of the process reading it.
+	MaxFileBytes int64 `mapstructure:"max_file_bytes"`
 }
 
 // Temporal says where the Temporal server is.
@@ -274,6 +278,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
 	v.SetDefault("worker.sticky_cache_size", 1000)
 	v.SetDefault("submission.inbox_dirs", []string{})
+	v.SetDefault("submission.max_file_bytes", 64<<20)
 	v.SetDefault("approval.operations", []string{"deactivate"})
 	v.SetDefault("approval.min_devices", 1)
 	v.SetDefault("approval.expires_after", 72*time.Hour)

@@ -122,6 +122,8 @@ func (c *Config) checkBulk(p *problems) {
 		"is required while bulk.default_site_assignment is on (the default): "+
 			"name the site given to inventory and pending devices, or turn assignment off",
 	)
+	p.need(c.Submission.MaxFileBytes == 0 || c.Submission.MaxFileBytes >= 1024, "submission.max_file_bytes",
+		"must be at least 1024 (0 = 64 MiB)")
 	l := c.Limits
 	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
 	p.need(l.RequestsWindow > 0, "limits.requests_window", "must be positive")
