@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -299,6 +300,15 @@ func Load(path string) (*Config, error) {
 		if err := v.ReadInConfig(); err != nil {
 			return nil, fmt.Errorf("read config file %s: %w", path, err)
 		}
+		if inFile, err := fileValue(path, "database.url"); err != nil {
+			return nil, err
+		} else if dsnHasPassword(inFile) {
+			// The value is not quoted back: it holds the password.
+			return nil, fmt.Errorf(
+				"database.url in the config file %s carries a password: set %s (or database.url_file) instead, "+
+					"or keep only a URL without password (trust, peer or certificate authentication) in the file",
+				path, EnvName("database.url"))
+		}
 		for _, key := range secretSettings {
 			if v.InConfig(key) && key != "database.url" {
 				return nil, fmt.Errorf(
@@ -336,6 +346,41 @@ func Load(path string) (*Config, error) {
 		*secrets[key] = Secret(val)
 	}
 	return &cfg, nil
+}
+
+// fileValue is a setting as the file alone has it ("" when absent): v's
+// value would be the environment's when both set it.
+func fileValue(path, key string) (string, error) {
+	f := viper.New()
+	f.SetConfigFile(path)
+	if err := f.ReadInConfig(); err != nil {
+		return "", fmt.Errorf("read config file %s: %w", path, err)
+	}
+	return f.GetString(key), nil
+}
+
+// dsnHasPassword reports whether a PostgreSQL connection string, as a URL
+// (postgres://user:pw@host/db, or ?password=) or as key=value pairs
+// (password=...), carries a password.
+func dsnHasPassword(dsn string) bool {
+	dsn = strings.TrimSpace(dsn)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			// Unreadable: it may hold a password; refusing is the safe side.
+			return true
+		}
+		if _, set := u.User.Password(); set {
+			return true
+		}
+		return u.Query().Has("password")
+	}
+	for _, field := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(field, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
+			return true
+		}
+	}
+	return false
 }
 
 // FileFlag defines the --config flag of a command on fs: the YAML file to

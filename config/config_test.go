@@ -89,6 +89,33 @@ func TestSecretsInTheFileAreRefused(t *testing.T) {
 	require.NotContains(t, err.Error(), "hunter2")
 }
 
+// A database URL carrying a password is a secret like any other: refused in
+// the file (without quoting it), accepted from the environment; a URL
+// without password stays allowed in the file.
+func TestDatabasePasswordInTheFileIsRefused(t *testing.T) {
+	noPassword := "postgres://postgres@127.0.0.1:5432/tsbulk?sslmode=disable"
+	for _, url := range []string{
+		"postgres://tsbulk:hunter2@db.example:5432/tsbulk",
+		"postgresql://tsbulk:hunter2@db.example/tsbulk?sslmode=require",
+		"postgres://tsbulk@db.example/tsbulk?password=hunter2",
+		"host=db.example user=tsbulk password=hunter2 dbname=tsbulk",
+	} {
+		_, err := Load(writeYAML(t, strings.Replace(workerYAML, noPassword, "'"+url+"'", 1)))
+		require.ErrorContains(t, err, "database.url in the config file", url)
+		require.ErrorContains(t, err, "TSBULK_DATABASE_URL", url)
+		require.NotContains(t, err.Error(), "hunter2", url)
+	}
+	cfg := loadYAML(t, workerYAML)
+	require.Equal(t, noPassword, cfg.Database.URL.Reveal())
+
+	t.Setenv("TSBULK_DATABASE_URL", "postgres://tsbulk:hunter2@db.example:5432/tsbulk")
+	cfg = loadYAML(t, strings.Replace(workerYAML, "  url: "+noPassword+"\n", "", 1))
+	require.Equal(t, "postgres://tsbulk:hunter2@db.example:5432/tsbulk", cfg.Database.URL.Reveal(), "the environment may carry it")
+	cfg = loadYAML(t, workerYAML)
+	require.Equal(t, "postgres://tsbulk:hunter2@db.example:5432/tsbulk", cfg.Database.URL.Reveal(),
+		"and override a URL without password in the file")
+}
+
 func TestValidationNamesEverySetting(t *testing.T) {
 	t.Setenv("TSBULK_BULK_WINDOW", "5000")
 	t.Setenv("TSBULK_BULK_POLL_INTERVAL", "0s")
