@@ -41,6 +41,11 @@ func (s Secret) Reveal() string { return string(s) }
 
 // Config is every setting of the product.
 type Config struct {
+	// Dev allows plain http to ThingSpace, Rev.io and for the callback URL
+	// registered with ThingSpace, for the simulators on one machine (the
+	// demo, the tests, the chaos suite, the benchmark). Off, those must be
+	// https: credentials, tokens and PPU cross them.
+	Dev        bool       `mapstructure:"dev"`
 	Temporal   Temporal   `mapstructure:"temporal"`
 	Database   Database   `mapstructure:"database"`
 	ThingSpace ThingSpace `mapstructure:"thingspace"`
@@ -230,6 +235,7 @@ var secretSettings = []string{
 }
 
 func defaults(v *viper.Viper) {
+	v.SetDefault("dev", false)
 	v.SetDefault("temporal.address", "127.0.0.1:7233")
 	v.SetDefault("temporal.namespace", "default")
 	v.SetDefault("temporal.ui_url", "")

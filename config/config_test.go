@@ -44,6 +44,7 @@ func requireBothRefuse(t *testing.T, cfg *Config, key string) {
 }
 
 const workerYAML = `
+dev: true # the simulators, over http
 database:
   url: postgres://postgres@127.0.0.1:5432/tsbulk?sslmode=disable
 thingspace:
@@ -114,6 +115,50 @@ func TestDatabasePasswordInTheFileIsRefused(t *testing.T) {
 	cfg = loadYAML(t, workerYAML)
 	require.Equal(t, "postgres://tsbulk:hunter2@db.example:5432/tsbulk", cfg.Database.URL.Reveal(),
 		"and override a URL without password in the file")
+}
+
+// Outside dev mode ThingSpace, Rev.io and the callback URL registered with
+// ThingSpace must be https, each refusal naming its setting; dev mode (the
+// simulators) allows http.
+func TestHTTPOnlyInDevMode(t *testing.T) {
+	withSecrets(t)
+	t.Setenv("TSBULK_CALLBACKS_PASSWORD", "cb")
+	t.Setenv("TSBULK_REVIO_PASSWORD", "rp")
+	t.Setenv("TSBULK_REVIO_SUBSCRIPTION_KEY", "rk")
+	t.Setenv("TSBULK_REVIO_ENABLED", "true")
+	t.Setenv("TSBULK_REVIO_LOGIN", "api")
+	t.Setenv("TSBULK_REVIO_CLIENT_CODE", "C1")
+	t.Setenv("TSBULK_REVIO_BASE_URL", "http://127.0.0.1:8091")
+	t.Setenv("TSBULK_CALLBACKS_USERNAME", "ts")
+	t.Setenv("TSBULK_CALLBACKS_PUBLIC_URL", "http://callbacks.example:9001/thingspace/callbacks")
+	t.Setenv("TSBULK_WORKER_EMBED_CALLBACK_RECEIVER", "true")
+
+	t.Setenv("TSBULK_DEV", "false")
+	cfg := loadYAML(t, workerYAML)
+	require.False(t, cfg.Dev)
+	for name, validate := range map[string]func() error{"worker": cfg.ValidateWorker, "registration": cfg.ValidateRegistration} {
+		err := validate()
+		require.ErrorContains(t, err, "thingspace.base_url (TSBULK_THINGSPACE_BASE_URL): must be https", name)
+		require.ErrorContains(t, err, "callbacks.public_url (TSBULK_CALLBACKS_PUBLIC_URL): must be https", name)
+	}
+	require.ErrorContains(t, cfg.ValidateWorker(), "revio.base_url (TSBULK_REVIO_BASE_URL): must be https")
+	require.ErrorContains(t, cfg.ValidateReceiver(), "callbacks.public_url")
+
+	t.Setenv("TSBULK_DEV", "true")
+	cfg = loadYAML(t, workerYAML)
+	require.NoError(t, cfg.ValidateWorker())
+	require.NoError(t, cfg.ValidateRegistration())
+
+	t.Setenv("TSBULK_DEV", "false")
+	t.Setenv("TSBULK_THINGSPACE_BASE_URL", "https://thingspace.verizon.com")
+	t.Setenv("TSBULK_REVIO_BASE_URL", "https://api.revioapi.com")
+	t.Setenv("TSBULK_CALLBACKS_PUBLIC_URL", "https://callbacks.example/thingspace/callbacks")
+	cfg = loadYAML(t, workerYAML)
+	require.NoError(t, cfg.ValidateWorker())
+	require.NoError(t, cfg.ValidateRegistration())
+
+	t.Setenv("TSBULK_THINGSPACE_BASE_URL", "thingspace.verizon.com")
+	require.ErrorContains(t, loadYAML(t, workerYAML).ValidateWorker(), "thingspace.base_url (TSBULK_THINGSPACE_BASE_URL): must be an https URL with a host")
 }
 
 func TestValidationNamesEverySetting(t *testing.T) {
@@ -203,4 +248,20 @@ func TestApprovalOperationsFromTheEnvironment(t *testing.T) {
 	err := loadYAML(t, workerYAML).ValidateStarter()
 	require.ErrorContains(t, err, "approval.operations")
 	require.ErrorContains(t, err, `"nothing" is not an operation`)
+}
+
+// The demo's configuration (make run) points at the simulators over http:
+// it sets dev mode, and every process accepts it.
+func TestDemoConfigIsValid(t *testing.T) {
+	for _, k := range []string{"TSBULK_THINGSPACE_CLIENT_SECRET", "TSBULK_THINGSPACE_PASSWORD", "TSBULK_CALLBACKS_PASSWORD",
+		"TSBULK_REVIO_PASSWORD", "TSBULK_REVIO_SUBSCRIPTION_KEY"} {
+		t.Setenv(k, "demo")
+	}
+	cfg, err := Load("../demo/config.yaml")
+	require.NoError(t, err)
+	require.True(t, cfg.Dev)
+	require.NoError(t, cfg.ValidateWorker())
+	require.NoError(t, cfg.ValidateReceiver())
+	require.NoError(t, cfg.ValidateRegistration())
+	require.NoError(t, cfg.ValidateStarter())
 }
