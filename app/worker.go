@@ -47,6 +47,7 @@ func NewActivities(
 			BatchSize:            cfg.Bulk.BatchSize,
 			Options:              cfg.BulkChangeOptions(),
 			ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay,
+			MaxFileBytes:         cfg.Submission.MaxFileBytes,
 			Approval: submission.NewApprovalRule(
 				cfg.Approval.Operations,
 				cfg.Approval.MinDevices,

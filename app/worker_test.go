@@ -20,7 +20,7 @@ func TestMaxRetriesZeroMeansNoTransportRetry(t *testing.T) {
 	for _, tc := range []struct{ setting, requests int }{{0, 1}, {2, 3}} {
 		sim := tssim.New(tssim.Config{Seed: 1, Faults: tssim.Faults{ErrorRate: 1}})
 		srv := httptest.NewServer(sim.Handler())
-		cfg := &config.Config{ThingSpace: config.ThingSpace{
+		cfg := &config.Config{Dev: true, ThingSpace: config.ThingSpace{
 			BaseURL: srv.URL, ClientID: tssim.DefaultClientID, ClientSecret: tssim.DefaultClientSecret,
 			Username: tssim.DefaultUsername, Password: tssim.DefaultPassword, Account: tssim.DefaultAccount,
 			HTTPTimeout: 5 * time.Second, MaxRetries: tc.setting,

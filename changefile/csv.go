@@ -25,11 +25,15 @@ func ParseCSV(r io.Reader, opt Options) ([]DeviceRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cr := csv.NewReader(skipBOM(r))
+	br := newBoundedReader(r, opt, true)
+	cr := csv.NewReader(skipBOM(br))
 	cr.FieldsPerRecord = -1 // a short or long row is a problem of that row, not the end of the file
 	cr.ReuseRecord = true   // values are copied out as strings, so the slice can be reused
 
 	cells, err := cr.Read()
+	if err != nil && br.failed() {
+		return br.failure(v, canonicalRank, "CSV")
+	}
 	if errors.Is(err, io.EOF) {
 		return nil, &ValidationError{
 			Errors: []FieldError{
@@ -54,6 +58,9 @@ func ParseCSV(r io.Reader, opt Options) ([]DeviceRequest, error) {
 
 	for {
 		cells, err := cr.Read()
+		if err != nil && br.failed() {
+			return br.failure(v, h.rank, "CSV")
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		}

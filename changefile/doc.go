@@ -27,6 +27,11 @@
 // loop is slow. Nothing is returned unless the whole file is valid: a bulk
 // change is approved as a unit, so a half-applied file would be surprising.
 //
+// A file is bounded as it is read: Options.MaxFileBytes (64 MiB), a CSV
+// line of Options.MaxLineBytes (64 KiB), Options.MaxRows (200,000). A bound
+// passed is a problem of the file with its line, found before the file fills
+// memory. A file that cannot be read in its format at all matches ErrFormat.
+//
 // Primary Place of Use (PPU) values are personal data. No error message
 // quotes them, and PPU prints as "PPU{redacted}".
 package changefile

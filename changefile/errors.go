@@ -90,3 +90,55 @@ func clip(s string, maxRunes int) string {
 	}
 	return string(r[:maxRunes]) + "…"
 }
+
+// Summary is the report cut to its first n problems, after how many
+// problems each field has, for where a whole report cannot go: a Temporal
+// failure message (payloads are limited to 2 MB, and 200,000 rows with a
+// bad ICCID make 8 MB of report). The whole report is Error.
+func (e *ValidationError) Summary(n int) string {
+	if len(e.Errors) <= n {
+		return e.Error()
+	}
+	byField := map[string]int{}
+	for _, fe := range e.Errors {
+		field := fe.Field
+		if field == "" {
+			field = "(whole row or file)"
+		}
+		byField[field]++
+	}
+	fields := make([]string, 0, len(byField))
+	for f := range byField {
+		fields = append(fields, f)
+	}
+	slices.SortFunc(fields, func(a, b string) int {
+		if c := cmp.Compare(byField[b], byField[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	// Unknown columns are fields too, and a header may name thousands.
+	const maxFields = 20
+	var counts []string
+	other, otherProblems := 0, 0
+	for i, f := range fields {
+		if i >= maxFields {
+			other++
+			otherProblems += byField[f]
+			continue
+		}
+		counts = append(counts, fmt.Sprintf("%s %d", f, byField[f]))
+	}
+	if other > 0 {
+		counts = append(counts, fmt.Sprintf("%d other fields %d", other, otherProblems))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "bulk change file has %d problems (by field: %s); the first %d:",
+		len(e.Errors), strings.Join(counts, ", "), n)
+	for _, fe := range e.Errors[:n] {
+		b.WriteString("\n")
+		b.WriteString(fe.Error())
+	}
+	fmt.Fprintf(&b, "\n... and %d more", len(e.Errors)-n)
+	return b.String()
+}

@@ -17,34 +17,52 @@ func ParseJSON(r io.Reader, opt Options) ([]DeviceRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(skipBOM(r))
+	br := newBoundedReader(r, opt, false)
+	dec := json.NewDecoder(skipBOM(br))
 	tok, err := dec.Token()
+	if err != nil && br.failed() {
+		return br.failure(v, canonicalRank, "JSON")
+	}
 	if errors.Is(err, io.EOF) {
 		return nil, &ValidationError{
 			Errors: []FieldError{{Message: "file is empty; expected a JSON array of device objects"}},
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bulkchange: read JSON: %w", err)
+		return nil, malformedf("bulkchange: read JSON: %w", err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, errors.New("bulkchange: read JSON: the file must be an array of device objects, [ {...}, ... ]")
+		return nil, malformed(
+			errors.New("bulkchange: read JSON: the file must be an array of device objects, [ {...}, ... ]"),
+		)
 	}
 	for row := 1; dec.More(); row++ {
 		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("bulkchange: read JSON element %d: %w", row, err)
+		err := dec.Decode(&raw)
+		if err != nil && br.failed() {
+			return br.failure(v, canonicalRank, "JSON")
+		}
+		if err != nil {
+			return nil, malformedf("bulkchange: read JSON element %d: %w", row, err)
 		}
 		if !v.accept() {
 			continue
 		}
 		v.add(jsonRecord(row, raw))
 	}
-	if _, err := dec.Token(); err != nil { // the closing ]
-		return nil, fmt.Errorf("bulkchange: read JSON: %w", err)
+	_, err = dec.Token() // the closing ]
+	if err != nil && br.failed() {
+		return br.failure(v, canonicalRank, "JSON")
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("bulkchange: read JSON: unexpected data after the closing ]")
+	if err != nil {
+		return nil, malformedf("bulkchange: read JSON: %w", err)
+	}
+	_, err = dec.Token()
+	if err != nil && br.failed() {
+		return br.failure(v, canonicalRank, "JSON")
+	}
+	if !errors.Is(err, io.EOF) {
+		return nil, malformed(errors.New("bulkchange: read JSON: unexpected data after the closing ]"))
 	}
 	return v.finish(canonicalRank)
 }

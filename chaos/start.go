@@ -175,6 +175,8 @@ func (h *harness) productEnv(tsPort, rvPort int) []string {
 		// The file has deactivations: without this the bulk change would wait
 		// for a second operator's approval (the default) and never start.
 		"approval.operations": "none",
+		// The simulators answer plain http, allowed only in dev mode.
+		"dev": "true",
 	}
 	env := cleanEnv()
 	keys := make([]string, 0, len(kv))

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -40,6 +41,11 @@ func (s Secret) Reveal() string { return string(s) }
 
 // Config is every setting of the product.
 type Config struct {
+	// Dev allows plain http to ThingSpace, Rev.io and for the callback URL
+	// registered with ThingSpace, for the simulators on one machine (the
+	// demo, the tests, the chaos suite, the benchmark). Off, those must be
+	// https: credentials, tokens and PPU cross them.
+	Dev        bool       `mapstructure:"dev"`
 	Temporal   Temporal   `mapstructure:"temporal"`
 	Database   Database   `mapstructure:"database"`
 	ThingSpace ThingSpace `mapstructure:"thingspace"`
@@ -70,6 +76,10 @@ type Submission struct {
 	// InboxDirs are the only directories whose files such a submission may
 	// name: the input of a workflow names a file, never carries its PPU.
 	InboxDirs []string `mapstructure:"inbox_dirs"`
+	// MaxFileBytes is the largest bulk change file read, by the worker
+	// (from an inbox) and by the starter: a bigger one is refused as it is
+	// read, before it fills the memory of the process reading it.
+	MaxFileBytes int64 `mapstructure:"max_file_bytes"`
 }
 
 // Temporal says where the Temporal server is.
@@ -239,6 +249,7 @@ var secretSettings = []string{
 }
 
 func defaults(v *viper.Viper) {
+	v.SetDefault("dev", false)
 	v.SetDefault("temporal.address", "127.0.0.1:7233")
 	v.SetDefault("temporal.namespace", "default")
 	v.SetDefault("temporal.ui_url", "")
@@ -290,6 +301,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
 	v.SetDefault("worker.sticky_cache_size", 1000)
 	v.SetDefault("submission.inbox_dirs", []string{})
+	v.SetDefault("submission.max_file_bytes", 64<<20)
 	v.SetDefault("approval.operations", []string{"deactivate"})
 	v.SetDefault("approval.min_devices", 1)
 	v.SetDefault("approval.expires_after", 72*time.Hour)
@@ -309,6 +321,15 @@ func Load(path string) (*Config, error) {
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
 			return nil, fmt.Errorf("read config file %s: %w", path, err)
+		}
+		if inFile, err := fileValue(path, "database.url"); err != nil {
+			return nil, err
+		} else if dsnHasPassword(inFile) {
+			// The value is not quoted back: it holds the password.
+			return nil, fmt.Errorf(
+				"database.url in the config file %s carries a password: set %s (or database.url_file) instead, "+
+					"or keep only a URL without password (trust, peer or certificate authentication) in the file",
+				path, EnvName("database.url"))
 		}
 		for _, key := range secretSettings {
 			if v.InConfig(key) && key != "database.url" {
@@ -347,6 +368,41 @@ func Load(path string) (*Config, error) {
 		*secrets[key] = Secret(val)
 	}
 	return &cfg, nil
+}
+
+// fileValue is a setting as the file alone has it ("" when absent): v's
+// value would be the environment's when both set it.
+func fileValue(path, key string) (string, error) {
+	f := viper.New()
+	f.SetConfigFile(path)
+	if err := f.ReadInConfig(); err != nil {
+		return "", fmt.Errorf("read config file %s: %w", path, err)
+	}
+	return f.GetString(key), nil
+}
+
+// dsnHasPassword reports whether a PostgreSQL connection string, as a URL
+// (postgres://user:pw@host/db, or ?password=) or as key=value pairs
+// (password=...), carries a password.
+func dsnHasPassword(dsn string) bool {
+	dsn = strings.TrimSpace(dsn)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			// Unreadable: it may hold a password; refusing is the safe side.
+			return true
+		}
+		if _, set := u.User.Password(); set {
+			return true
+		}
+		return u.Query().Has("password")
+	}
+	for _, field := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(field, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
+			return true
+		}
+	}
+	return false
 }
 
 // FileFlag defines the --config flag of a command on fs: the YAML file to

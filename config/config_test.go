@@ -44,6 +44,7 @@ func requireBothRefuse(t *testing.T, cfg *Config, key string) {
 }
 
 const workerYAML = `
+dev: true # the simulators, over http
 database:
   url: postgres://postgres@127.0.0.1:5432/tsbulk?sslmode=disable
 thingspace:
@@ -87,6 +88,77 @@ func TestSecretsInTheFileAreRefused(t *testing.T) {
 	require.Contains(t, err.Error(), "thingspace.password must not be in the config file")
 	require.Contains(t, err.Error(), "TSBULK_THINGSPACE_PASSWORD")
 	require.NotContains(t, err.Error(), "hunter2")
+}
+
+// A database URL carrying a password is a secret like any other: refused in
+// the file (without quoting it), accepted from the environment; a URL
+// without password stays allowed in the file.
+func TestDatabasePasswordInTheFileIsRefused(t *testing.T) {
+	noPassword := "postgres://postgres@127.0.0.1:5432/tsbulk?sslmode=disable"
+	for _, url := range []string{
+		"postgres://tsbulk:hunter2@db.example:5432/tsbulk",
+		"postgresql://tsbulk:hunter2@db.example/tsbulk?sslmode=require",
+		"postgres://tsbulk@db.example/tsbulk?password=hunter2",
+		"host=db.example user=tsbulk password=hunter2 dbname=tsbulk",
+	} {
+		_, err := Load(writeYAML(t, strings.Replace(workerYAML, noPassword, "'"+url+"'", 1)))
+		require.ErrorContains(t, err, "database.url in the config file", url)
+		require.ErrorContains(t, err, "TSBULK_DATABASE_URL", url)
+		require.NotContains(t, err.Error(), "hunter2", url)
+	}
+	cfg := loadYAML(t, workerYAML)
+	require.Equal(t, noPassword, cfg.Database.URL.Reveal())
+
+	t.Setenv("TSBULK_DATABASE_URL", "postgres://tsbulk:hunter2@db.example:5432/tsbulk")
+	cfg = loadYAML(t, strings.Replace(workerYAML, "  url: "+noPassword+"\n", "", 1))
+	require.Equal(t, "postgres://tsbulk:hunter2@db.example:5432/tsbulk", cfg.Database.URL.Reveal(), "the environment may carry it")
+	cfg = loadYAML(t, workerYAML)
+	require.Equal(t, "postgres://tsbulk:hunter2@db.example:5432/tsbulk", cfg.Database.URL.Reveal(),
+		"and override a URL without password in the file")
+}
+
+// Outside dev mode ThingSpace, Rev.io and the callback URL registered with
+// ThingSpace must be https, each refusal naming its setting; dev mode (the
+// simulators) allows http.
+func TestHTTPOnlyInDevMode(t *testing.T) {
+	withSecrets(t)
+	t.Setenv("TSBULK_CALLBACKS_PASSWORD", "cb")
+	t.Setenv("TSBULK_REVIO_PASSWORD", "rp")
+	t.Setenv("TSBULK_REVIO_SUBSCRIPTION_KEY", "rk")
+	t.Setenv("TSBULK_REVIO_ENABLED", "true")
+	t.Setenv("TSBULK_REVIO_LOGIN", "api")
+	t.Setenv("TSBULK_REVIO_CLIENT_CODE", "C1")
+	t.Setenv("TSBULK_REVIO_BASE_URL", "http://127.0.0.1:8091")
+	t.Setenv("TSBULK_CALLBACKS_USERNAME", "ts")
+	t.Setenv("TSBULK_CALLBACKS_PUBLIC_URL", "http://callbacks.example:9001/thingspace/callbacks")
+	t.Setenv("TSBULK_WORKER_EMBED_CALLBACK_RECEIVER", "true")
+
+	t.Setenv("TSBULK_DEV", "false")
+	cfg := loadYAML(t, workerYAML)
+	require.False(t, cfg.Dev)
+	for name, validate := range map[string]func() error{"worker": cfg.ValidateWorker, "registration": cfg.ValidateRegistration} {
+		err := validate()
+		require.ErrorContains(t, err, "thingspace.base_url (TSBULK_THINGSPACE_BASE_URL): must be https", name)
+		require.ErrorContains(t, err, "callbacks.public_url (TSBULK_CALLBACKS_PUBLIC_URL): must be https", name)
+	}
+	require.ErrorContains(t, cfg.ValidateWorker(), "revio.base_url (TSBULK_REVIO_BASE_URL): must be https")
+	require.ErrorContains(t, cfg.ValidateReceiver(), "callbacks.public_url")
+
+	t.Setenv("TSBULK_DEV", "true")
+	cfg = loadYAML(t, workerYAML)
+	require.NoError(t, cfg.ValidateWorker())
+	require.NoError(t, cfg.ValidateRegistration())
+
+	t.Setenv("TSBULK_DEV", "false")
+	t.Setenv("TSBULK_THINGSPACE_BASE_URL", "https://thingspace.verizon.com")
+	t.Setenv("TSBULK_REVIO_BASE_URL", "https://api.revioapi.com")
+	t.Setenv("TSBULK_CALLBACKS_PUBLIC_URL", "https://callbacks.example/thingspace/callbacks")
+	cfg = loadYAML(t, workerYAML)
+	require.NoError(t, cfg.ValidateWorker())
+	require.NoError(t, cfg.ValidateRegistration())
+
+	t.Setenv("TSBULK_THINGSPACE_BASE_URL", "thingspace.verizon.com")
+	require.ErrorContains(t, loadYAML(t, workerYAML).ValidateWorker(), "thingspace.base_url (TSBULK_THINGSPACE_BASE_URL): must be an https URL with a host")
 }
 
 func TestValidationNamesEverySetting(t *testing.T) {
@@ -187,4 +259,20 @@ func TestDeleteAfterDeactivationDefaultsToTrue(t *testing.T) {
 	require.False(t, loadYAML(t, keep).ThingSpace.DeleteAfterDeactivation)
 	t.Setenv("TSBULK_THINGSPACE_DELETE_AFTER_DEACTIVATION", "true")
 	require.True(t, loadYAML(t, keep).ThingSpace.DeleteAfterDeactivation, "the environment overrides the file")
+}
+
+// The demo's configuration (make run) points at the simulators over http:
+// it sets dev mode, and every process accepts it.
+func TestDemoConfigIsValid(t *testing.T) {
+	for _, k := range []string{"TSBULK_THINGSPACE_CLIENT_SECRET", "TSBULK_THINGSPACE_PASSWORD", "TSBULK_CALLBACKS_PASSWORD",
+		"TSBULK_REVIO_PASSWORD", "TSBULK_REVIO_SUBSCRIPTION_KEY"} {
+		t.Setenv(k, "demo")
+	}
+	cfg, err := Load("../demo/config.yaml")
+	require.NoError(t, err)
+	require.True(t, cfg.Dev)
+	require.NoError(t, cfg.ValidateWorker())
+	require.NoError(t, cfg.ValidateReceiver())
+	require.NoError(t, cfg.ValidateRegistration())
+	require.NoError(t, cfg.ValidateStarter())
 }

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -32,12 +33,7 @@ func (c *Config) checkCommon(p *problems) {
 }
 
 func (c *Config) checkThingSpace(p *problems) {
-	p.need(
-		strings.HasPrefix(c.ThingSpace.BaseURL, "http"),
-		"thingspace.base_url",
-		"must be an http(s) URL, got %q",
-		c.ThingSpace.BaseURL,
-	)
+	c.needSecureURL(p, "thingspace.base_url", c.ThingSpace.BaseURL)
 	p.need(c.ThingSpace.ClientID != "", "thingspace.client_id", "is required")
 	p.need(
 		c.ThingSpace.ClientSecret != "",
@@ -65,6 +61,22 @@ func (c *Config) checkCallbacks(p *problems) {
 	)
 	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
 	p.need(c.Callbacks.MaxBodyBytes >= 1024, "callbacks.max_body_bytes", "must be at least 1024")
+	if c.Callbacks.PublicURL != "" {
+		c.needSecureURL(p, "callbacks.public_url", c.Callbacks.PublicURL)
+	}
+}
+
+// needSecureURL requires an https URL with a host, or http too in dev mode
+// (the simulators): secrets, tokens and PPU travel to and from these URLs.
+// Only the scheme is quoted back, in case the URL carries credentials.
+func (c *Config) needSecureURL(p *problems, key, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.need(false, key, "must be an https URL with a host")
+	case u.Scheme == "http" && !c.Dev:
+		p.need(false, key, "must be https: http is allowed only in dev mode (dev: true, TSBULK_DEV), for the simulators")
+	}
 }
 
 func (c *Config) checkRevio(p *problems) {
@@ -73,7 +85,7 @@ func (c *Config) checkRevio(p *problems) {
 	if !c.Revio.Enabled {
 		return
 	}
-	p.need(strings.HasPrefix(c.Revio.BaseURL, "http"), "revio.base_url", "must be an http(s) URL")
+	c.needSecureURL(p, "revio.base_url", c.Revio.BaseURL)
 	p.need(
 		c.Revio.Login != "" && !strings.Contains(c.Revio.Login, "@"),
 		"revio.login",
@@ -122,6 +134,8 @@ func (c *Config) checkBulk(p *problems) {
 		"is required while bulk.default_site_assignment is on (the default): "+
 			"name the site given to inventory and pending devices, or turn assignment off",
 	)
+	p.need(c.Submission.MaxFileBytes == 0 || c.Submission.MaxFileBytes >= 1024, "submission.max_file_bytes",
+		"must be at least 1024 (0 = 64 MiB)")
 	l := c.Limits
 	p.need(l.RequestsPerHour >= 0, "limits.requests_per_hour", "must not be negative (0 = no limit)")
 	p.need(l.RequestsWindow > 0, "limits.requests_window", "must be positive")
@@ -173,11 +187,10 @@ func (c *Config) ValidateStarter() error {
 func (c *Config) ValidateRegistration() error {
 	var p problems
 	c.checkThingSpace(&p)
-	p.need(
-		strings.HasPrefix(c.Callbacks.PublicURL, "http"),
-		"callbacks.public_url",
-		"must be the http(s) URL ThingSpace will call",
-	)
+	p.need(c.Callbacks.PublicURL != "", "callbacks.public_url", "is required: the https URL ThingSpace will call")
+	if c.Callbacks.PublicURL != "" {
+		c.needSecureURL(&p, "callbacks.public_url", c.Callbacks.PublicURL)
+	}
 	p.need(c.Callbacks.Username != "", "callbacks.username", "is required")
 	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
 	return p.err()

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/digits"
 	"github.com/iot-ops/tsbulk/localstack"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -109,4 +111,50 @@ func TestSubmitBulkChangeFromTheTemporalCLI(t *testing.T) {
 	bulks, err := s.Store.ListBulkChanges(ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, bulks, 1, "only the valid submission wrote a bulk change")
+}
+
+// A file of 200,000 rows, every ICCID bad, submitted through the submit
+// workflow on the dev server fails the workflow for good with a message far
+// under Temporal's 2 MB payload limit (the whole report is 8 MB): its first
+// problems, the counts by field, and where the whole report was written,
+// beside the file in the inbox. Nothing is written to the database.
+func TestSubmitBulkChangeLargeBadFileReportIsBounded(t *testing.T) {
+	inbox := t.TempDir()
+	s := newStackWithWorker(t, localstack.Options{
+		Config: func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
+	})
+	const rows = 200000
+	var b strings.Builder
+	b.WriteString("iccid,operation\n")
+	for i := range rows {
+		// 20 digits, check digit off by one: every row is a problem.
+		body := fmt.Sprintf("8914800%012d", i)
+		fmt.Fprintf(&b, "%s%c,suspend\n", body, '0'+(digits.LuhnDigit(body)-'0'+1)%10)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(inbox, "bad.csv"), []byte(b.String()), 0o600))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cli, err := localstack.TemporalCLI()
+	require.NoError(t, err)
+	out, err := exec.CommandContext(ctx, cli, "workflow", "execute", "--task-queue", api.TaskQueue,
+		"--type", api.SubmitBulkChangeWorkflowType, "--workflow-id", "submit-200k-bad", "--input", `{"file":"bad.csv"}`,
+		"--address", s.Config.Temporal.Address, "--namespace", s.Config.Temporal.Namespace).CombinedOutput()
+	require.Error(t, err, "the submission fails")
+	require.NoError(t, ctx.Err(), "the submission ended instead of retrying or timing out")
+	msg := string(out)
+	t.Logf("failure message: %d bytes", len(msg))
+	require.Less(t, len(msg), 64<<10, "the failure carries a bounded report")
+	require.Contains(t, msg, "bulk change file has 200000 problems (by field: iccid 200000)")
+	require.Contains(t, msg, "row 2, field iccid: check digit is wrong")
+	report := filepath.Join(inbox, "bad.csv.problems.txt")
+	require.Contains(t, msg, "the whole report is in "+report)
+	whole, err := os.ReadFile(report)
+	require.NoError(t, err)
+	require.Equal(t, rows, strings.Count(string(whole), "\nrow "), "every problem is in the report")
+	require.Contains(t, string(whole), fmt.Sprintf("row %d, field iccid", rows+1))
+
+	bulks, err := s.Store.ListBulkChanges(context.Background(), 10)
+	require.NoError(t, err)
+	require.Empty(t, bulks)
 }

@@ -13,6 +13,7 @@ import (
 func (s *Stack) Env() []string {
 	c := s.Config
 	kv := map[string]string{
+		"dev":                               fmt.Sprint(c.Dev),
 		"temporal.address":                  c.Temporal.Address,
 		"temporal.namespace":                c.Temporal.Namespace,
 		"database.url":                      c.Database.URL.Reveal(),

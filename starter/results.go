@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/iot-ops/tsbulk/change"
 )
@@ -42,11 +44,13 @@ func (c *cli) results(ctx context.Context, t *target) error {
 			},
 		)
 		for _, r := range rows {
-			_ = w.Write(
-				[]string{r.ICCID, string(r.Operation), string(r.Status), r.Outcome, r.FinalState, r.MSISDN, r.RequestID,
-					string(r.ErrorCode), r.ErrorMessage, string(r.BillingStatus), r.BillingError,
-					strconv.FormatBool(r.RemovedFromThingSpace)},
-			)
+			cells := []string{r.ICCID, string(r.Operation), string(r.Status), r.Outcome, r.FinalState, r.MSISDN,
+				r.RequestID, string(r.ErrorCode), r.ErrorMessage, string(r.BillingStatus), r.BillingError,
+				strconv.FormatBool(r.RemovedFromThingSpace)}
+			for i := range cells {
+				cells[i] = spreadsheetSafe(cells[i])
+			}
+			_ = w.Write(cells)
 		}
 		w.Flush()
 		return w.Error()
@@ -78,4 +82,28 @@ func (c *cli) results(ctx context.Context, t *target) error {
 		)
 	}
 	return tw.Flush()
+}
+
+// spreadsheetSafe makes a results cell inert in a spreadsheet. Error texts
+// come from ThingSpace, its callbacks and Rev.io, so whoever can shape them
+// could plant a formula (=HYPERLINK(...), +cmd|...) that runs when an
+// operator opens the CSV in Excel: a cell starting with = + - @, a tab or a
+// carriage return gets a leading ' (OWASP's advice for CSV injection), and
+// control characters, which could hide text or break lines in a viewer,
+// become spaces.
+func spreadsheetSafe(cell string) string {
+	if cell == "" {
+		return cell
+	}
+	formula := strings.ContainsRune("=+-@\t\r", rune(cell[0]))
+	cell = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, cell)
+	if formula {
+		return "'" + cell
+	}
+	return cell
 }

@@ -54,6 +54,7 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 		Options:              opts,
 		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
 		Approval:             c.approvalRule(),
+		MaxFileBytes:         c.cfg.Submission.MaxFileBytes,
 	}
 	sub := &submission.Submitter{Store: store}
 	if t.dryRun {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +45,13 @@ type Request struct {
 	// Approval, when set, is the four-eyes rule: a bulk change it applies
 	// to waits for a second operator's approval.
 	Approval *ApprovalRule
+	// Reader, when set, is the bulk change itself, a file the caller opened
+	// (an inbox file, opened safely); File then names it and gives its
+	// format by its extension.
+	Reader io.Reader
+	// MaxFileBytes bounds the file read (submission.max_file_bytes); 0 is
+	// changefile's default.
+	MaxFileBytes int64
 }
 
 // ApprovalRule says which bulk changes need a second operator's approval:
@@ -157,10 +165,14 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
 	}
 	var devs []changefile.DeviceRequest
 	var err error
-	if req.Data != nil {
-		devs, err = changefile.ParseData(req.Data, req.Format, changefile.Options{DefaultOperation: def})
-	} else {
-		devs, err = changefile.ParseFile(req.File, changefile.Options{DefaultOperation: def})
+	opt := changefile.Options{DefaultOperation: def, MaxFileBytes: req.MaxFileBytes}
+	switch {
+	case req.Reader != nil:
+		devs, err = changefile.ParseReader(req.Reader, req.File, opt)
+	case req.Data != nil:
+		devs, err = changefile.ParseData(req.Data, req.Format, opt)
+	default:
+		devs, err = changefile.ParseFile(req.File, opt)
 	}
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -16,7 +17,8 @@ import (
 // `temporal workflow start --type SubmitBulkChange` or the Web UI's start
 // form), as `starter submit` does: the same validation, the same records,
 // and the bulk change's own workflow started. A file with errors fails this
-// workflow with the whole row/field report and writes nothing.
+// workflow with its row/field report (the first problems when it is long,
+// the whole report beside the file) and writes nothing.
 func SubmitBulkChange(ctx workflow.Context, in api.SubmitInput) (*api.SubmitResult, error) {
 	if err := checkSubmitInput(in); err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidData, nil)
@@ -28,11 +30,31 @@ func SubmitBulkChange(ctx workflow.Context, in api.SubmitInput) (*api.SubmitResu
 		RunID:      info.WorkflowExecution.RunID,
 	}
 	var res api.SubmitResult
-	if err := workflow.ExecuteActivity(withDB(ctx), a.SubmitFile, req).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteActivity(withSubmitFile(ctx), a.SubmitFile, req).Get(ctx, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
 }
+
+// withSubmitFile sets the options of SubmitFile. Checking and writing a
+// file of 200,000 rows takes longer than a database call's 30 s, so the
+// bound is minutes, with a heartbeat (the activity beats as it reads) for a
+// worker that dies meanwhile; a refused file (outside the inbox, not a
+// regular file, with problems) is refused for good, and an attempt that
+// keeps failing otherwise ends after an hour instead of never. The options
+// are not part of the commands a replay compares.
+var withSubmitFile = withActivityOptions(workflow.ActivityOptions{
+	StartToCloseTimeout:    15 * time.Minute,
+	ScheduleToCloseTimeout: time.Hour,
+	HeartbeatTimeout:       deathNoticedAfter,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    time.Minute,
+		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidData, activities.ErrTypeInvalidFile,
+			activities.ErrTypeOutsideInbox},
+	},
+})
 
 // checkSubmitInput refuses what cannot be submitted, before anything runs.
 // PPU values given inline are already in this workflow's history; the
