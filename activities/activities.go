@@ -19,6 +19,7 @@ import (
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/ratelimit"
 	"github.com/iot-ops/tsbulk/revio"
+	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -49,6 +50,10 @@ type Activities struct {
 	// Submissions configures bulk changes submitted through Temporal
 	// (SubmitBulkChange).
 	Submissions SubmissionSettings
+	// Approval is the worker's four-eyes rule (nil: none), applied when a
+	// bulk change starts whatever its submitter's configuration said: the
+	// submitter may only ask for more approval.
+	Approval *submission.ApprovalRule
 	// ReconcileSettle is how long after a request whose answer was lost a
 	// device showing no trace of it is sent again (default 2 minutes):
 	// callbacks of devices ThingSpace refused need time to arrive.

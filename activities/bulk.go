@@ -13,6 +13,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -59,18 +60,46 @@ func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, e
 	if err := json.Unmarshal(b.Options, &opts); err != nil {
 		return nil, permanent(ErrTypeInvalidData, "bulk change %s: options: %v", b.ID, err)
 	}
-	if err := a.Store.SetBulkStatus(ctx, b.ID, startStatus(opts, time.Now())); err != nil {
+	approval, err := a.approvalOf(ctx, b, opts.Approval)
+	if err != nil {
+		return nil, err
+	}
+	opts.Approval = approval
+	if err := a.Store.SetBulkStatus(ctx, b.ID, startStatus(opts, b.ApprovedBy != "", time.Now())); err != nil {
 		return nil, err
 	}
 	return &api.Plan{BulkChangeID: b.ID, AccountName: b.AccountName, SubmittedBy: b.SubmittedBy, Total: b.Total,
 		Batches: b.Batches, Options: opts}, nil
 }
 
-// startStatus is the status a bulk change starts in: awaiting its approval,
-// waiting for its start time, or running.
-func startStatus(opts api.Options, now time.Time) change.BulkStatus {
+// approvalOf is the approval a bulk change needs: what its submission
+// asked for, made stricter by the worker's rule. The rule is decided here,
+// where the operator's configuration cannot reach: the submitting process
+// (`starter submit` with its own settings, or TSBULK_APPROVAL_OPERATIONS=none)
+// only writes a request. The result is also written back to the bulk
+// change's options, so that what it ran under is on record.
+func (a *Activities) approvalOf(ctx context.Context, b *db.BulkChange, requested *api.Approval) (*api.Approval, error) {
+	if a.Approval == nil {
+		return requested, nil
+	}
+	counts, err := a.Store.BulkOperationCounts(ctx, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := submission.StricterApproval(requested, a.Approval.ForCounts(counts))
+	if out != requested {
+		if err := a.Store.SetBulkApproval(ctx, b.ID, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// startStatus is the status a bulk change starts in: awaiting its approval
+// (unless given before a recovery), waiting for its start time, or running.
+func startStatus(opts api.Options, approved bool, now time.Time) change.BulkStatus {
 	switch {
-	case opts.Approval != nil:
+	case opts.Approval != nil && !approved:
 		return change.BulkAwaitingApproval
 	case now.Before(opts.NotBefore):
 		return change.BulkScheduled

@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 )
@@ -22,17 +26,65 @@ type OperatorActionInput struct {
 }
 
 // RecordOperatorAction writes who asked what of a bulk change, when and
-// why, to the audit log, and the bulk change's status.
+// why, to the audit log, and the bulk change's status. Beside the name the
+// operator typed (a claim), the entry records the Temporal client identity
+// the request came with.
 func (a *Activities) RecordOperatorAction(ctx context.Context, in OperatorActionInput) error {
+	var identity string
+	if in.Action != ApprovalExpired {
+		var err error
+		if identity, err = a.updateCallerIdentity(ctx, in.Key); err != nil {
+			return err
+		}
+	}
 	err := a.Store.RecordOperatorAction(
 		ctx,
 		db.OperatorAction{BulkChangeID: in.BulkChangeID, Action: in.Action, By: in.By,
-			Reason: in.Reason, Status: change.BulkStatus(in.Status), Key: in.Key},
+			Reason: in.Reason, Status: change.BulkStatus(in.Status), Key: in.Key, Identity: identity},
 	)
 	if err != nil {
 		return fmt.Errorf("record %s of %s: %w", in.Action, in.BulkChangeID, err)
 	}
 	return nil
+}
+
+// ApprovalExpired is the action of the approval timer: no operator, no
+// update.
+const ApprovalExpired = "approval-expired"
+
+// updateCallerIdentity is the Temporal client identity of the Update with
+// this ID to the calling workflow, as the server recorded it when it
+// accepted the update (the history, read from its end: the update is
+// recent). "" when the history holds no such update.
+func (a *Activities) updateCallerIdentity(ctx context.Context, updateID string) (string, error) {
+	if a.Temporal == nil || updateID == "" {
+		return "", nil
+	}
+	info := activity.GetInfo(ctx)
+	req := &workflowservice.GetWorkflowExecutionHistoryReverseRequest{
+		Namespace: info.Namespace,
+		Execution: &commonpb.WorkflowExecution{
+			WorkflowId: info.WorkflowExecution.ID,
+			RunId:      info.WorkflowExecution.RunID,
+		},
+		MaximumPageSize: 200,
+	}
+	for {
+		resp, err := a.Temporal.WorkflowService().GetWorkflowExecutionHistoryReverse(ctx, req)
+		if err != nil {
+			return "", fmt.Errorf("read the identity of update %s: %w", updateID, err)
+		}
+		for _, e := range resp.GetHistory().GetEvents() {
+			acc := e.GetWorkflowExecutionUpdateAcceptedEventAttributes()
+			if acc != nil && acc.GetAcceptedRequest().GetMeta().GetUpdateId() == updateID {
+				return acc.GetAcceptedRequest().GetMeta().GetIdentity(), nil
+			}
+		}
+		if len(resp.GetNextPageToken()) == 0 {
+			return "", nil
+		}
+		req.NextPageToken = resp.GetNextPageToken()
+	}
 }
 
 // SetBulkStatusInput moves a bulk change to a status.

@@ -60,16 +60,17 @@ const reportSuffix = ".problems.txt"
 
 // SubmitFile validates a bulk change named in a SubmitBulkChange workflow,
 // writes it and starts its workflow, as `starter submit` does. Without an
-// idempotency key of the operator's, the submitting workflow's run is the
-// key: a retried attempt finds the bulk change the first one wrote. What no
-// retry can change (a file outside the inbox or not a regular file, a file
-// with problems, an unknown default operation) fails it for good.
+// idempotency key of the operator's, the key is the submission's content,
+// as for `starter submit`: a retried attempt, or a second submission of the
+// same file, finds the bulk change the first one wrote. What no retry can
+// change (a file outside the inbox or not a regular file, a file with
+// problems, an unknown default operation) fails it for good.
 func (a *Activities) SubmitFile(ctx context.Context, in SubmitFileInput) (*api.SubmitResult, error) {
 	s := a.Submissions
 	req := submission.Request{
 		DefaultOperation:     in.Input.DefaultOperation,
 		Account:              firstOf(in.Input.Account, s.Account),
-		IdempotencyKey:       firstOf(in.Input.IdempotencyKey, "workflow:"+in.WorkflowID+"/"+in.RunID),
+		IdempotencyKey:       in.Input.IdempotencyKey,
 		SubmittedBy:          firstOf(in.Input.SubmittedBy, "temporal:"+in.WorkflowID),
 		BatchSize:            s.BatchSize,
 		Options:              s.Options,

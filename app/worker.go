@@ -32,8 +32,12 @@ func NewActivities(
 	m *metrics.Metrics,
 	logger *slog.Logger,
 ) (*activities.Activities, error) {
+	// The four-eyes rule is the worker's: applied when each bulk change
+	// starts, whoever submitted it and with whatever configuration.
+	approval := submission.NewApprovalRule(cfg.Approval.Operations, cfg.Approval.MinDevices, cfg.Approval.ExpiresAfter)
 	acts := &activities.Activities{
 		Store: store, Temporal: tc, Metrics: m, Logger: logger,
+		Approval:            approval,
 		Limits:              db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
 		PollBatchThreshold:  cfg.Worker.PollBatchThreshold,
 		PollMaxRequests:     cfg.Worker.PollMaxRequests,
@@ -48,11 +52,7 @@ func NewActivities(
 			Options:              cfg.BulkChangeOptions(),
 			ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay,
 			MaxFileBytes:         cfg.Submission.MaxFileBytes,
-			Approval: submission.NewApprovalRule(
-				cfg.Approval.Operations,
-				cfg.Approval.MinDevices,
-				cfg.Approval.ExpiresAfter,
-			),
+			Approval:             approval,
 		},
 	}
 	rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute)

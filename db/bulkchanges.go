@@ -32,6 +32,8 @@ type BulkChange struct {
 	ApprovedBy     string
 	// RedriveOf is the bulk change whose failed lines this one re-drives.
 	RedriveOf string
+	// ContentHash identifies what it was submitted with ("" for none).
+	ContentHash string
 }
 
 // NewDeviceChange is one device row of a new bulk change.
@@ -60,17 +62,20 @@ type NewBulkChange struct {
 	Devices        []NewDeviceChange
 	// RedriveOf names the bulk change whose failed lines this re-drives.
 	RedriveOf string
+	// ContentHash identifies the submission's content ("" for none).
+	ContentHash string
 }
 
 const bulkColumns = `id, account_name, coalesce(idempotency_key, ''), source_name, submitted_by, status,
 	total, batches, processed, errors, cancelled, coalesce(error_message, ''), options, workflow_id,
-	created_at, started_at, finished_at, coalesce(approved_by, ''), coalesce(redrive_of::text, '')`
+	created_at, started_at, finished_at, coalesce(approved_by, ''), coalesce(redrive_of::text, ''),
+	coalesce(content_hash, '')`
 
 func scanBulk(row pgx.Row) (*BulkChange, error) {
 	var b BulkChange
 	return scanned(&b, row.Scan(&b.ID, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
 		&b.Total, &b.Batches, &b.Processed, &b.Errors, &b.Cancelled, &b.ErrorMessage, &b.Options, &b.WorkflowID,
-		&b.CreatedAt, &b.StartedAt, &b.FinishedAt, &b.ApprovedBy, &b.RedriveOf))
+		&b.CreatedAt, &b.StartedAt, &b.FinishedAt, &b.ApprovedBy, &b.RedriveOf, &b.ContentHash))
 }
 
 // CreateBulkChange writes the bulk change and all its device changes in one
@@ -90,8 +95,8 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 			ctx,
 			`
 			INSERT INTO bulk_changes (id, account_name, idempotency_key, source_name, submitted_by, total, batches, options, workflow_id,
-				redrive_of)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, '')::uuid)
+				redrive_of, content_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, '')::uuid, nullif($11, ''))
 			ON CONFLICT (idempotency_key) DO NOTHING`,
 			n.ID,
 			n.AccountName,
@@ -103,6 +108,7 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 			options,
 			n.WorkflowID,
 			n.RedriveOf,
+			n.ContentHash,
 		)
 		if err != nil {
 			return fmt.Errorf("insert bulk change: %w", err)
@@ -227,6 +233,9 @@ func (s *Store) SetBulkStatus(ctx context.Context, id string, status change.Bulk
 // OperatorAction is an operator's request to a bulk change.
 type OperatorAction struct {
 	BulkChangeID, Action, By, Reason, Key string
+	// Identity is the Temporal client identity the request came with (""
+	// when unknown): beside By, which is only what the operator typed.
+	Identity string
 	// Status is the bulk change's new status ("" leaves it as it is).
 	Status change.BulkStatus
 }
@@ -235,7 +244,8 @@ type OperatorAction struct {
 // with the bulk change's new status, and for an approval, the approver.
 func (s *Store) RecordOperatorAction(ctx context.Context, a OperatorAction) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		body, err := json.Marshal(map[string]string{"by": a.By, "reason": a.Reason, "status": string(a.Status)})
+		body, err := json.Marshal(map[string]string{"by": a.By, "reason": a.Reason, "status": string(a.Status),
+			"identity": a.Identity})
 		if err != nil {
 			return err
 		}
@@ -325,17 +335,31 @@ type LineUse struct {
 	OpenBulkChanges []string
 }
 
+// UnstartedAfter is how long a bulk change may stay PENDING (written, its
+// workflow's first activity not yet run) before it is taken for one whose
+// workflow never started: its device changes then no longer count as
+// queued against a line's daily limit at submission. Excluding them there
+// is safe: the limit is checked again, on what ThingSpace accepted, when
+// each batch is sent; and submitting the same file again (or with the same
+// idempotency key) starts the bulk change instead of writing another.
+const UnstartedAfter = 15 * time.Minute
+
 // LineUsage reports, for the given ICCIDs, their recent and queued state
-// changes. ICCIDs with nothing going on are absent.
+// changes. ICCIDs with nothing going on are absent. Device changes of bulk
+// changes whose workflow never started (PENDING for UnstartedAfter) are
+// neither queued nor open.
 func (s *Store) LineUsage(ctx context.Context, iccids []string) (map[string]LineUse, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT dc.iccid,
 			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.submitted_at > now() - interval '24 hours'),
-			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.status = 'PENDING'),
-			coalesce(array_agg(DISTINCT dc.bulk_change_id::text) FILTER (WHERE dc.status IN ('PENDING', 'SUBMITTING', 'SUBMITTED')), '{}')
+			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.status = 'PENDING' AND NOT b.unstarted),
+			coalesce(array_agg(DISTINCT dc.bulk_change_id::text) FILTER (
+				WHERE dc.status IN ('PENDING', 'SUBMITTING', 'SUBMITTED') AND NOT b.unstarted), '{}')
 		FROM device_changes dc
+		JOIN LATERAL (SELECT bc.status = 'PENDING' AND bc.created_at < now() - $2::interval AS unstarted
+			FROM bulk_changes bc WHERE bc.id = dc.bulk_change_id) b ON true
 		WHERE dc.iccid = ANY($1)
-		GROUP BY dc.iccid`, iccids)
+		GROUP BY dc.iccid`, iccids, UnstartedAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +389,37 @@ func (s *Store) BulkOperations(ctx context.Context, id string) ([]string, error)
 		return nil, fmt.Errorf("operations of %s: %w", id, err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// BulkOperationCounts counts a bulk change's device changes per operation.
+func (s *Store) BulkOperationCounts(ctx context.Context, id string) (map[string]int, error) {
+	rows, err := s.Pool.Query(
+		ctx,
+		`SELECT operation, count(*) FROM device_changes WHERE bulk_change_id = $1 GROUP BY 1`,
+		id,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("operations of %s: %w", id, err)
+	}
+	counts, err := countsBy[string](rows)
+	if err != nil {
+		return nil, fmt.Errorf("operations of %s: %w", id, err)
+	}
+	return counts, nil
+}
+
+// SetBulkApproval records the approval a bulk change runs under (the
+// worker's rule applied to what its submission asked), in its options.
+func (s *Store) SetBulkApproval(ctx context.Context, id string, approval any) error {
+	body, err := json.Marshal(approval)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Pool.Exec(ctx, `UPDATE bulk_changes SET options = jsonb_set(options, '{approval}', $2::jsonb),
+		needs_approval = true WHERE id = $1`, id, string(body)); err != nil {
+		return fmt.Errorf("record the approval %s needs: %w", id, err)
+	}
+	return nil
 }
 
 // Redrives lists the bulk changes that re-drive a bulk change's failed

@@ -166,7 +166,8 @@ func submitFlags(fs *flag.FlagSet, o *options, cfg *config.Config) {
 		"operation for rows without one: activate|suspend|restore|deactivate|inventory")
 	fs.StringVar(&o.account, "account", cfg.ThingSpace.Account, "ThingSpace account name")
 	fs.StringVar(&o.idempotencyKey, "idempotency-key", "",
-		"submitting again with the same key returns the existing bulk change")
+		"submitting again with the same key returns the existing bulk change "+
+			"(default: a hash of the account and the file's rows; a key used with another file is refused)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "validate and show what would happen; write and start nothing")
 	fs.BoolVar(&o.wait, "wait", false,
 		"show live progress until the bulk change ends, then its results; exit 1 if any device failed")

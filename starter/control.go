@@ -17,10 +17,15 @@ import (
 // prints its answer. A request the bulk change refuses (pause a finished
 // one, approve one's own) comes back with the reason and changes nothing.
 func (c *cli) operatorRequest(ctx context.Context, t *target) error {
+	req := api.OperatorRequest{By: t.as, Reason: t.reason}
+	// The bulk change refuses it too; refused here, nothing is sent.
+	if err := req.Validate(); err != nil {
+		return &exitError{2, fmt.Errorf("%s: %v (--as, --reason)", t.name, err)}
+	}
 	h, err := t.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   t.b.WorkflowID,
 		UpdateName:   t.name,
-		Args:         []any{api.OperatorRequest{By: t.as, Reason: t.reason}},
+		Args:         []any{req},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {

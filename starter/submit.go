@@ -70,6 +70,10 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	}
 	sub.Temporal = tc
 	res, err := sub.Submit(ctx, req)
+	var reused *submission.KeyReusedError
+	if errors.As(err, &reused) {
+		return &exitError{2, err}
+	}
 	if err != nil {
 		return err
 	}
@@ -152,6 +156,10 @@ func (c *cli) printSubmitted(r *submission.Result) {
 		fmt.Fprintf(c.out, "bulk change %s already exists for this idempotency key (%s, %d devices); "+
 			"nothing new was created\n",
 			r.ID, r.BulkChange.Status, r.BulkChange.Total)
+		if strings.HasPrefix(r.BulkChange.IdempotencyKey, "content:") {
+			fmt.Fprintln(c.out, "(without --idempotency-key the key is the file's content: "+
+				"to run the same file again on purpose, give a new --idempotency-key)")
+		}
 	}
 	if r.Plan != nil {
 		for _, w := range r.Plan.Warnings {

@@ -35,6 +35,9 @@ type RedriveRequest struct {
 // changes are checked as a file would be: the daily per-line limit, and the
 // one-change-in-flight rule when their batches are sent.
 func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, error) {
+	if err := api.CheckOperatorText("submitted by (--as)", req.SubmittedBy, api.MaxByLength); err != nil {
+		return nil, err
+	}
 	orig, err := s.Store.GetBulkChange(ctx, req.Original)
 	if err != nil {
 		return nil, fmt.Errorf("bulk change %s: %w", req.Original, err)
@@ -82,8 +85,8 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 
 // newBulk is what a new bulk change is written with, besides its devices.
 type newBulk struct {
-	account, key, source, submittedBy, redriveOf string
-	options                                      api.Options
+	account, key, contentHash, source, submittedBy, redriveOf string
+	options                                                   api.Options
 }
 
 // create writes a planned bulk change in one transaction and starts it.
@@ -96,6 +99,7 @@ func (s *Submitter) create(ctx context.Context, n newBulk, plan *BatchPlan) (*Re
 	nb := db.NewBulkChange{
 		ID: id, AccountName: n.account, IdempotencyKey: n.key, SourceName: n.source, SubmittedBy: n.submittedBy,
 		Batches: len(plan.Batches), Options: opts, WorkflowID: api.BulkChangeWorkflowID(id), RedriveOf: n.redriveOf,
+		ContentHash: n.contentHash,
 	}
 	nb.Devices = make([]db.NewDeviceChange, len(plan.Devices))
 	for i, d := range plan.Devices {
@@ -108,6 +112,12 @@ func (s *Submitter) create(ctx context.Context, n newBulk, plan *BatchPlan) (*Re
 	b, created, err := s.Store.CreateBulkChange(ctx, nb)
 	if err != nil {
 		return nil, err
+	}
+	if !created {
+		// The same key, written by a concurrent submission.
+		if err := sameContent(b, n.key, n.contentHash); err != nil {
+			return nil, err
+		}
 	}
 	return s.start(ctx, b, created, plan)
 }

@@ -7,6 +7,9 @@ package submission
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,12 +77,18 @@ func NewApprovalRule(operations []string, minDevices int, expiresAfter time.Dura
 // For is the approval a planned bulk change needs under the rule (nil for
 // none).
 func (r *ApprovalRule) For(p *BatchPlan) *api.Approval {
+	return r.ForCounts(p.ByOperation)
+}
+
+// ForCounts is the approval a bulk change with these numbers of device
+// changes per operation needs under the rule (nil for none).
+func (r *ApprovalRule) ForCounts(byOperation map[string]int) *api.Approval {
 	if r == nil {
 		return nil
 	}
 	var reasons []string
 	for _, op := range r.Operations {
-		if n := p.ByOperation[op]; n > 0 && n >= r.MinDevices {
+		if n := byOperation[op]; n > 0 && n >= r.MinDevices {
 			reasons = append(reasons, fmt.Sprintf("%d %s", n, op))
 		}
 	}
@@ -87,6 +96,18 @@ func (r *ApprovalRule) For(p *BatchPlan) *api.Approval {
 		return nil
 	}
 	return &api.Approval{Reason: strings.Join(reasons, ", "), ExpiresAfter: r.ExpiresAfter}
+}
+
+// StricterApproval combines the approval a submission asked for with the
+// one the worker's rule requires: the submitter may ask for more approval,
+// never less. The worker's rule, when it applies, decides the reason and
+// the expiry.
+func StricterApproval(requested, required *api.Approval) *api.Approval {
+	if required == nil {
+		return requested
+	}
+	out := *required
+	return &out
 }
 
 // Batch summarises one planned ThingSpace request.
@@ -155,25 +176,7 @@ func MaxBatchSize(op changefile.Operation) int {
 // Plan reads and validates the file and plans its batches. Every problem is
 // reported at once, each with its row and field; nothing is written.
 func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
-	def := changefile.Operation("")
-	if req.DefaultOperation != "" {
-		op, err := changefile.ParseOperation(req.DefaultOperation)
-		if err != nil {
-			return nil, fmt.Errorf("--operation: %w", err)
-		}
-		def = op
-	}
-	var devs []changefile.DeviceRequest
-	var err error
-	opt := changefile.Options{DefaultOperation: def, MaxFileBytes: req.MaxFileBytes}
-	switch {
-	case req.Reader != nil:
-		devs, err = changefile.ParseReader(req.Reader, req.File, opt)
-	case req.Data != nil:
-		devs, err = changefile.ParseData(req.Data, req.Format, opt)
-	default:
-		devs, err = changefile.ParseFile(req.File, opt)
-	}
+	devs, err := s.parse(req)
 	if err != nil {
 		return nil, err
 	}
@@ -290,26 +293,114 @@ type Result struct {
 // Submit validates the file, writes the bulk change and its device changes
 // in one transaction, and starts its workflow. With an idempotency key used
 // before, it returns the existing bulk change (and makes sure its workflow
-// was started) instead of creating a second one.
+// was started) instead of creating a second one; the key used before with
+// a different file is refused (KeyReusedError). Without a key, the key is
+// the submission's content (ContentKey): the same file submitted again,
+// after a start that failed or an answer that was lost, is the same bulk
+// change.
 func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
-	if req.IdempotencyKey != "" {
-		if b, err := s.Store.BulkChangeByKey(ctx, req.IdempotencyKey); err == nil {
-			return s.start(ctx, b, false, nil)
-		} else if !errors.Is(err, db.ErrNotFound) {
-			return nil, err
-		}
-	}
-	plan, err := s.Plan(ctx, req)
-	if err != nil {
-		return nil, err
-	}
 	if req.Account == "" {
 		return nil, errors.New("the ThingSpace account is required (--account or thingspace.account)")
 	}
+	if err := api.CheckOperatorText("submitted by (--as)", req.SubmittedBy, api.MaxByLength); err != nil {
+		return nil, err
+	}
+	devs, err := s.parse(req)
+	if err != nil {
+		return nil, err
+	}
+	hash := ContentHash(req.Account, devs)
+	key := req.IdempotencyKey
+	if key == "" {
+		key = ContentKey(hash)
+	}
+	// The key first, before the database checks: a retry must find the
+	// bulk change it wrote, whose own device changes count as queued.
+	if b, err := s.Store.BulkChangeByKey(ctx, key); err == nil {
+		if err := sameContent(b, key, hash); err != nil {
+			return nil, err
+		}
+		return s.start(ctx, b, false, nil)
+	} else if !errors.Is(err, db.ErrNotFound) {
+		return nil, err
+	}
+	plan, err := s.planBatches(ctx, devs, req.ActionsPerLinePerDay, req.BatchSize)
+	if err != nil {
+		return nil, err
+	}
 	opts := req.Options
 	opts.Approval = req.Approval.For(plan)
-	return s.create(ctx, newBulk{account: req.Account, key: req.IdempotencyKey, source: req.File,
+	return s.create(ctx, newBulk{account: req.Account, key: key, contentHash: hash, source: req.File,
 		submittedBy: req.SubmittedBy, options: opts}, plan)
+}
+
+// parse reads and validates the file (or the data) of a request.
+func (s *Submitter) parse(req Request) ([]changefile.DeviceRequest, error) {
+	def := changefile.Operation("")
+	if req.DefaultOperation != "" {
+		op, err := changefile.ParseOperation(req.DefaultOperation)
+		if err != nil {
+			return nil, fmt.Errorf("--operation: %w", err)
+		}
+		def = op
+	}
+	opt := changefile.Options{DefaultOperation: def, MaxFileBytes: req.MaxFileBytes}
+	switch {
+	case req.Reader != nil:
+		return changefile.ParseReader(req.Reader, req.File, opt)
+	case req.Data != nil:
+		return changefile.ParseData(req.Data, req.Format, opt)
+	}
+	return changefile.ParseFile(req.File, opt)
+}
+
+// ContentHash identifies a submission by what it asks: the account and
+// every validated device change (the default operation already applied),
+// in file order. It is a hex SHA-256, so the personal data the rows hold
+// cannot be read back from it; the same rows give the same hash whatever
+// the file's layout (CSV or JSON, column order, BOM).
+func ContentHash(account string, devs []changefile.DeviceRequest) string {
+	h := sha256.New()
+	// Versioned, so that a change of the encoding never makes an old
+	// submission and a new one the same.
+	fmt.Fprintf(h, "tsbulk.submission.v1\x00%d:%s\x00", len(account), account)
+	enc := json.NewEncoder(h)
+	for _, d := range devs {
+		// DeviceRequest has no JSON tags and no custom encoding: every
+		// field, PPU and billing included, goes into the hash.
+		_ = enc.Encode(d) // writing to a hash cannot fail
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ContentKey is the idempotency key of a submission without one of the
+// operator's.
+func ContentKey(hash string) string { return "content:" + hash }
+
+// KeyReusedError refuses an idempotency key used before for a different
+// submission.
+type KeyReusedError struct {
+	Key      string
+	Existing *db.BulkChange
+}
+
+func (e *KeyReusedError) Error() string {
+	b := e.Existing
+	return fmt.Sprintf(
+		"idempotency key %q was already used for bulk change %s (%s, %d devices, submitted by %s at %s) "+
+			"with a different file or account; nothing was submitted: give a new --idempotency-key for this file",
+		e.Key, b.ID, b.Status, b.Total, b.SubmittedBy, b.CreatedAt.UTC().Format(time.RFC3339),
+	)
+}
+
+// sameContent refuses a key whose bulk change was submitted with other
+// content. Bulk changes without a recorded hash (written before it was, or
+// re-drives) are taken as they are.
+func sameContent(b *db.BulkChange, key, hash string) error {
+	if b.ContentHash != "" && b.ContentHash != hash {
+		return &KeyReusedError{Key: key, Existing: b}
+	}
+	return nil
 }
 
 func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, plan *BatchPlan) (*Result, error) {
@@ -342,7 +433,7 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 	default:
 		return res, fmt.Errorf(
 			"bulk change %s is recorded but its workflow did not start "+
-				"(submit again with the same --idempotency-key to retry): %w",
+				"(submit the same file again, with the same --idempotency-key if you gave one, to start it): %w",
 			b.ID,
 			err,
 		)

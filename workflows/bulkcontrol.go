@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -33,8 +34,13 @@ func (b *bulkRun) setupControl() error {
 		validate := h.validate
 		err := workflow.SetUpdateHandlerWithOptions(b.ctx, h.name, h.handle, workflow.UpdateHandlerOptions{
 			Validator: func(ctx workflow.Context, req api.OperatorRequest) error {
-				if req.By == "" {
+				if strings.TrimSpace(req.By) == "" {
 					return errors.New(`say who asks: "by" is required (recorded in the audit log)`)
+				}
+				// Refusing more in a validator changes no command of an
+				// accepted update, and validators do not run on replay.
+				if err := req.Validate(); err != nil {
+					return err
 				}
 				if !b.watch {
 					return errors.New(
@@ -99,8 +105,14 @@ func (b *bulkRun) validateApprove(_ workflow.Context, req api.OperatorRequest) e
 	if err := b.awaitingApproval(); err != nil {
 		return err
 	}
-	if req.By == b.state.Plan.SubmittedBy {
-		return fmt.Errorf("%s submitted this bulk change: another operator must approve it (four eyes)", req.By)
+	// Compared normalised: "Alice" must not approve "alice"'s change.
+	if api.SameOperator(req.By, b.state.Plan.SubmittedBy) {
+		msg := fmt.Sprintf("%s submitted this bulk change: another operator must approve it (four eyes)",
+			b.state.Plan.SubmittedBy)
+		if req.By != b.state.Plan.SubmittedBy {
+			msg += fmt.Sprintf("; %q names the same operator (names are compared ignoring case and spacing)", req.By)
+		}
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -275,7 +287,7 @@ func (b *bulkRun) awaitGo() (bool, error) {
 				By:     "approval timer",
 				Reason: fmt.Sprintf("not approved within %s", ap.ExpiresAfter),
 			}
-			if _, err := b.cancelUnsent(b.ctx, expiry, "approval-expired"); err != nil {
+			if _, err := b.cancelUnsent(b.ctx, expiry, activities.ApprovalExpired); err != nil {
 				return false, err
 			}
 		}

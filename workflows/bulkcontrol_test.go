@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,6 +161,49 @@ func TestBulkChangeAwaitsApproval(t *testing.T) {
 	require.Empty(t, sentBeforeApproval, "nothing sent before the approval")
 	require.Equal(t, []int{1}, f.submitted)
 	require.Equal(t, "approve", audit[0].Action)
+}
+
+// The submitter's name in another case, spacing or width is still the
+// submitter; text that could not be recorded as typed is refused before it
+// changes anything.
+func TestBulkChangeApprovalNamesNormalisedAndTextChecked(t *testing.T) {
+	f := newFakeBulk("c6", 2)
+	opts := bulkOptions(10, 100)
+	opts.Approval = &api.Approval{Reason: "2 deactivate", ExpiresAfter: 72 * time.Hour}
+	plan := f.plan(opts)
+	plan.SubmittedBy = "alice"
+	env := newActivityEnv()
+	env.OnActivity(a.StartBulkChange, mock.Anything, "c6").Return(plan, nil)
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(nil)
+	env = withBulkMocks(t, env, f, opts)
+	var audit []activities.OperatorActionInput
+	controlMocks(env, f, &audit)
+	var refused []*updateOutcome
+	for i, by := range []string{"Alice", " ALICE  ", "ａｌｉｃｅ"} {
+		refused = append(refused,
+			sendUpdate(env, time.Duration(i+1)*time.Minute, api.ApproveUpdate, api.OperatorRequest{By: by}))
+	}
+	bidi := sendUpdate(env, 10*time.Minute, api.ApproveUpdate,
+		api.OperatorRequest{By: "bob", Reason: "ok \u202edevorppa ton"})
+	long := sendUpdate(env, 11*time.Minute, api.RejectUpdate,
+		api.OperatorRequest{By: strings.Repeat("b", 201)})
+	blank := sendUpdate(env, 12*time.Minute, api.ApproveUpdate, api.OperatorRequest{By: "   "})
+	approve := sendUpdate(env, time.Hour, api.ApproveUpdate, api.OperatorRequest{By: "bob", Reason: "checked"})
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "c6"})
+
+	require.NoError(t, env.GetWorkflowError())
+	for _, r := range refused {
+		require.ErrorContains(t, r.rejected, "alice submitted this bulk change: another operator must approve it")
+		require.ErrorContains(t, r.rejected, "names the same operator")
+	}
+	require.ErrorContains(t, bidi.rejected, `"reason" has a character that is not printable (U+202E)`)
+	require.ErrorContains(t, long.rejected, `"by" is 201 characters long: at most 200`)
+	require.ErrorContains(t, blank.rejected, `"by" is required`)
+	require.NoError(t, approve.rejected)
+	require.Len(t, audit, 1, "only the accepted approval is recorded")
+	require.Equal(t, "bob", audit[0].By)
+	require.Equal(t, []int{1}, f.submitted)
 }
 
 // An approval that does not come in time cancels the bulk change; nothing

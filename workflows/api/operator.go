@@ -1,6 +1,15 @@
 package api
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
 
 // The operators' requests to a running bulk change, and what the bulk
 // change carries of them across its runs.
@@ -32,6 +41,69 @@ const (
 type OperatorRequest struct {
 	By     string `json:"by"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// Caps of an operator's text, in characters: a name, and a reason. They go
+// to the audit log, the Web UI and the starter's output, so they are kept
+// short enough to read and free of anything that hides or reorders text.
+const (
+	MaxByLength     = 200
+	MaxReasonLength = 1000
+)
+
+// Validate refuses a request whose text could not be recorded as typed: too
+// long, or holding characters that are not printable (control characters,
+// bidi overrides and other invisible format characters would let an audit
+// entry read differently from what was sent).
+func (r OperatorRequest) Validate() error {
+	if err := CheckOperatorText("by", r.By, MaxByLength); err != nil {
+		return err
+	}
+	return CheckOperatorText("reason", r.Reason, MaxReasonLength)
+}
+
+// CheckOperatorText refuses text longer than max characters, not UTF-8, or
+// with a character that is neither a letter, mark, number, punctuation,
+// symbol nor a space (Unicode graphic characters): no control characters
+// (newlines included), no format characters (bidi overrides and isolates,
+// zero-width spaces and joiners), nothing private or unassigned.
+func CheckOperatorText(field, s string, max int) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%q is not valid UTF-8 text", field)
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return fmt.Errorf("%q is %d characters long: at most %d", field, n, max)
+	}
+	for i, r := range []rune(s) {
+		if !unicode.IsGraphic(r) {
+			return fmt.Errorf(
+				"%q has a character that is not printable (%U) at character %d: only printable text is recorded",
+				field, r, i+1,
+			)
+		}
+	}
+	return nil
+}
+
+// SameOperator reports whether two names typed by operators name the same
+// person as far as anyone reading them can tell: compared after
+// NormalizeOperator.
+func SameOperator(a, b string) bool {
+	return NormalizeOperator(a) == NormalizeOperator(b)
+}
+
+// NormalizeOperator is the form operators' names are compared in: Unicode
+// compatibility normalisation (NFKC) and full case folding, repeated so that
+// folding cannot leave an unnormalised string, then trimmed with inner
+// spaces collapsed. NFKC rather than NFC because the comparison keeps one
+// person from passing for two: a fullwidth "ａｌｉｃｅ", a ligature or a
+// precomposed "é" against "e" and a combining accent look the same to the
+// reader of the audit log, so they must compare the same. Two different
+// people whose names fold together can only be refused an approval, the
+// safe direction. The names are recorded as typed; only comparisons use this.
+func NormalizeOperator(s string) string {
+	s = norm.NFKC.String(cases.Fold().String(norm.NFKC.String(s)))
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // OperatorResult is the bulk change's answer to an operator's request.
