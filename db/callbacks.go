@@ -51,11 +51,19 @@ func scanCallback(row pgx.Row) (*Callback, error) {
 		&c.MSISDN, &c.CallbackCount, &c.Copies, &c.Payload, &c.DeviceChangeID, &c.BulkChangeID, &c.SignalResult))
 }
 
-// StoreCallback stores a callback and matches it to its device change: the
-// change of that ICCID in flight (at most one exists), else the change that
-// sent this requestId. A copy of a callback already stored (ThingSpace
-// redelivers until it sees a 2xx) only bumps the copy counter; first
-// reports whether this was the first copy.
+// StoreCallback stores a callback and matches it to its device change. A
+// copy of a callback already stored (ThingSpace redelivers until it sees a
+// 2xx) only bumps the copy counter; first reports whether this was the
+// first copy.
+//
+// The requestId decides first: a callback of a request we know belongs to
+// the device change that request carried (its batch or sub-request, or its
+// PPU update), even when a later change of the same ICCID is in flight, so
+// that an old request's redelivered callback never decides a newer change.
+// Only a requestId no request of ours holds (ThingSpace's answer lost, or
+// the callback outrunning the answer) falls back to the ICCID's change in
+// flight whose own requestId is not known yet; a change whose requestId is
+// known never takes a callback of another request.
 func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback, first bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var id int64
@@ -66,11 +74,13 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 			INSERT INTO callbacks (request_id, iccid, status, fault_code, fault_string, msisdn, callback_count, payload, device_change_id)
 			VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8,
 				coalesce(
-					(SELECT id FROM device_changes WHERE iccid = $2 AND status IN ('SUBMITTING', 'SUBMITTED')),
-					(SELECT dc.id FROM device_changes dc JOIN thingspace_requests r ON r.id = dc.request_pk
-					 WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1),
-					(SELECT dc.id FROM device_changes dc JOIN thingspace_requests r ON r.bulk_change_id = dc.bulk_change_id
-					 AND r.request_key = 'ppu:' || dc.id WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1)))
+					(SELECT dc.id FROM device_changes dc WHERE dc.iccid = $2 AND (dc.request_id = $1 OR EXISTS (
+						SELECT 1 FROM thingspace_requests r WHERE r.request_id = $1
+						AND (r.id = dc.request_pk OR (r.bulk_change_id = dc.bulk_change_id AND r.request_key = 'ppu:' || dc.id))))
+					 ORDER BY dc.id DESC LIMIT 1),
+					(SELECT dc.id FROM device_changes dc WHERE dc.iccid = $2 AND dc.status IN ('SUBMITTING', 'SUBMITTED')
+					 AND dc.request_id IS NULL
+					 AND NOT EXISTS (SELECT 1 FROM thingspace_requests r WHERE r.request_id = $1))))
 			ON CONFLICT (request_id, iccid) DO UPDATE SET copies = callbacks.copies + 1, last_received_at = now()
 			RETURNING id, (xmax = 0)`,
 			n.RequestID,
