@@ -141,6 +141,15 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 	if msg.RequestID == "" || iccid == "" {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "callback needs a requestId and an ICCID"}
 	}
+	if !thingspace.IsRequestID(msg.RequestID) {
+		// ThingSpace's requestIds are UUIDs; anything else is not one of
+		// its callbacks, and would only carry an arbitrary string (up to
+		// the body limit) into signals and rows.
+		return nil, &refusal{http.StatusBadRequest, "invalid", "requestId is not a ThingSpace request id (a UUID)"}
+	}
+	if len(iccid) > maxICCIDLen {
+		return nil, &refusal{http.StatusBadRequest, "invalid", "ICCID is too long"}
+	}
 	if !storable(body, msg.CallbackCount) {
 		// PostgreSQL would refuse it: answering 503 would have ThingSpace
 		// send it again and again for nothing.
@@ -155,9 +164,23 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "body is not a JSON object"}
 	}
 	return &db.NewCallback{
-		RequestID: msg.RequestID, ICCID: iccid, Status: msg.Status, FaultCode: faultCode(msg),
-		FaultString: faultString(msg), MSISDN: msg.MSISDN(), CallbackCount: msg.CallbackCount, Payload: payload,
+		RequestID: msg.RequestID, ICCID: iccid, Status: thingspace.BoundStatus(msg.Status),
+		FaultCode: faultCode(msg), FaultString: faultString(msg), MSISDN: msisdn(msg),
+		CallbackCount: msg.CallbackCount, Payload: payload,
 	}, nil
+}
+
+// maxICCIDLen bounds a callback's ICCID (ICCIDs have 19 or 20 digits; some
+// kinds of device ids are longer, none by much).
+const maxICCIDLen = 64
+
+// msisdn is the callback's MSISDN when it looks like one: a longer value
+// is no telephone number and is not stored.
+func msisdn(m thingspace.CallbackMessage) string {
+	if v := m.MSISDN(); len(v) <= 32 {
+		return v
+	}
+	return ""
 }
 
 // storable says whether PostgreSQL can store the callback: jsonb and text
@@ -244,19 +267,25 @@ func redactedPayload(body []byte) (json.RawMessage, error) {
 			delete(m, k)
 		}
 	}
-	return json.Marshal(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	// And whatever else a body may carry that is not to be stored
+	// (credentials, place-of-use members) in any spelling.
+	return thingspace.RedactJSON(b), nil
 }
 
 func faultCode(m thingspace.CallbackMessage) string {
 	if m.FaultResponse == nil {
 		return ""
 	}
-	return m.FaultResponse.FaultCode
+	return thingspace.BoundCode(m.FaultResponse.FaultCode)
 }
 
 func faultString(m thingspace.CallbackMessage) string {
 	if m.FaultResponse == nil {
 		return ""
 	}
-	return thingspace.FaultText(m.FaultResponse.FaultString)
+	return thingspace.BoundText(thingspace.FaultText(m.FaultResponse.FaultString))
 }

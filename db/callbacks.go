@@ -1,11 +1,14 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
 	"github.com/jackc/pgx/v5"
 )
@@ -96,11 +99,83 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 			return fmt.Errorf("store callback: %w", err)
 		}
 		first = inserted
+		if inserted {
+			if err := scrubCallbackPPU(ctx, tx, id); err != nil {
+				return err
+			}
+		}
 		cb, err = scanCallback(tx.QueryRow(ctx, `SELECT `+callbackColumns+` FROM callbacks c
 			LEFT JOIN device_changes dc ON dc.id = c.device_change_id WHERE c.id = $1`, id))
 		return err
 	})
 	return cb, first, err
+}
+
+// scrubCallbackPPU replaces, in a callback's fault text and stored body,
+// the PPU values of the device change it was matched to: ThingSpace may
+// echo an address it refuses, and the text is signalled to the workflow
+// (its history) and recorded as the change's error message.
+func scrubCallbackPPU(ctx context.Context, tx pgx.Tx, callbackID int64) error {
+	var faultString string
+	var payload json.RawMessage
+	var ppu []byte
+	err := tx.QueryRow(ctx, `SELECT coalesce(c.fault_string, ''), c.payload, dc.ppu FROM callbacks c
+		JOIN device_changes dc ON dc.id = c.device_change_id WHERE c.id = $1 AND dc.ppu IS NOT NULL`, callbackID).
+		Scan(&faultString, &payload, &ppu)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the PPU of callback %d's device change: %w", callbackID, err)
+	}
+	values := ppuValues(ppu)
+	if len(values) == 0 {
+		return nil
+	}
+	scrubbed, err := scrubJSONStrings(payload, values)
+	if err != nil {
+		return fmt.Errorf("scrub callback %d: %w", callbackID, err)
+	}
+	_, err = tx.Exec(ctx, `UPDATE callbacks SET fault_string = nullif($2, ''), payload = $3 WHERE id = $1`,
+		callbackID, thingspace.ScrubPersonal(faultString, values), scrubbed)
+	return err
+}
+
+// ppuValues are the free-text values of a stored PPU (nil when unreadable:
+// nothing to scrub is better than failing to store a callback).
+func ppuValues(raw []byte) []string {
+	var p thingspace.PlaceOfUse
+	if len(raw) == 0 || json.Unmarshal(raw, &p) != nil {
+		return nil
+	}
+	return thingspace.PersonalValues(&p)
+}
+
+// scrubJSONStrings replaces the values in every string of a JSON document.
+func scrubJSONStrings(doc json.RawMessage, values []string) (json.RawMessage, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(scrubValue(v, values))
+}
+
+func scrubValue(v any, values []string) any {
+	switch t := v.(type) {
+	case string:
+		return thingspace.ScrubPersonal(t, values)
+	case []any:
+		for i := range t {
+			t[i] = scrubValue(t[i], values)
+		}
+	case map[string]any:
+		for k, e := range t {
+			t[k] = scrubValue(e, values)
+		}
+	}
+	return v
 }
 
 // SetCallbackSignalResult records what happened when the device's workflow
