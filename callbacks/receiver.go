@@ -97,19 +97,66 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	} else {
 		r.count("duplicate")
 	}
-	// Signal before answering: if this process dies now, ThingSpace has no
-	// 2xx and delivers again, and the copy is signalled then. A duplicate is
-	// signalled too (the first signal may have been lost); the workflow
-	// takes only the first confirmation.
+	// Stored is enough to answer 2xx, whatever Temporal's state: a callback
+	// whose signal fails (or is never attempted, this process dying now) is
+	// delivered by Redeliver once Temporal answers, and the device's
+	// workflow reads the stored callbacks when its timer fires anyway.
+	// Answering 503 instead would have ThingSpace give up after its few
+	// attempts while Temporal is down. A duplicate is signalled too (the
+	// first signal may have been lost); the workflow takes only the first
+	// confirmation.
 	if err := r.signal(ctx, cb); err != nil {
-		r.log().Error("callback stored but its workflow could not be signalled",
+		r.log().Warn("callback stored; its workflow could not be signalled yet, it will be redelivered",
 			"requestId", n.RequestID,
-			"iccid", n.ICCID,
+			"callback", cb.ID,
 			"error", err)
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// Redelivery settings (Redeliver).
+const (
+	redeliverSettle = 30 * time.Second
+	redeliverBatch  = 200
+)
+
+// Redeliver signals again, every interval until ctx ends, the stored
+// callbacks of changes still in flight whose signal failed or was never
+// attempted. It stops a round at the first failure (Temporal still
+// unreachable) and tries again at the next.
+func (r *Receiver) Redeliver(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RedeliverOnce(ctx, redeliverSettle); err != nil && ctx.Err() == nil {
+			r.log().Warn("callback redelivery: will try again", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RedeliverOnce signals the callbacks waiting for a signal, last received
+// more than settle ago, and returns how many were delivered.
+func (r *Receiver) RedeliverOnce(ctx context.Context, settle time.Duration) (int, error) {
+	cbs, err := r.Store.CallbacksToSignal(ctx, settle, redeliverBatch)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range cbs {
+		if err := r.signal(ctx, &cbs[i]); err != nil {
+			return n, fmt.Errorf("redeliver callback %d: %w", cbs[i].ID, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // refusal is why a callback is answered without being stored.

@@ -205,21 +205,43 @@ func TestCallbackForUnknownRequestIsKept(t *testing.T) {
 	require.Equal(t, "unmatched", result)
 }
 
-func TestSignalFailureAsksThingSpaceToRetry(t *testing.T) {
+// Temporal unreachable: a stored callback is answered 200 (ThingSpace
+// would give up after its few attempts), and delivered by the redelivery
+// loop once Temporal answers; then it is not delivered again.
+func TestSignalFailureIsAnsweredOnceStoredAndRedelivered(t *testing.T) {
 	r, sig, st := newReceiver(t)
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
 	bulkID := inFlight(t, st)
 	sig.err = errors.New("temporal unavailable")
+	ctx := context.Background()
 
-	require.Equal(
-		t,
-		http.StatusServiceUnavailable,
-		post(r, callback("listener", "s3cret-listener", req1, "Success", "")).Code,
-	)
+	require.Equal(t, http.StatusOK, postHTTP(t, srv.URL, callback("listener", "s3cret-listener", req1, "Success", "")))
 
-	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	cbs, err := st.StoredCallbacks(ctx, mustChange(t, st, bulkID))
 	require.NoError(t, err)
 	require.Len(t, cbs, 1, "stored even though the signal failed")
 	require.Equal(t, "signal_failed", cbs[0].SignalResult)
+
+	n, err := r.RedeliverOnce(ctx, 0)
+	require.Error(t, err, "Temporal still unreachable")
+	require.Zero(t, n)
+
+	sig.err = nil
+	sig.signals = nil
+	n, err = r.RedeliverOnce(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Len(t, sig.signals, 1)
+	require.Equal(t, api.DeviceChangeWorkflowID(bulkID, iccid), sig.signals[0].WorkflowID)
+	require.Equal(t, req1, sig.signals[0].Conf.RequestID)
+	cbs, err = st.StoredCallbacks(ctx, mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Equal(t, "signalled", cbs[0].SignalResult)
+
+	n, err = r.RedeliverOnce(ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n, "delivered once")
 }
 
 func mustChange(t *testing.T, st *db.Store, bulkID string) int64 {

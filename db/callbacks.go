@@ -204,3 +204,22 @@ func (s *Store) CallbackStats(ctx context.Context, bulkID string) (stored, copie
 		JOIN device_changes dc ON dc.id = c.device_change_id WHERE dc.bulk_change_id = $1`, bulkID).Scan(&stored, &copies)
 	return stored, copies, err
 }
+
+// CallbacksToSignal returns callbacks of device changes still in flight
+// whose signal failed (Temporal unreachable) or was never attempted (the
+// receiver stopped between storing and signalling), last received more than
+// settle ago (a request still being answered signals its own), oldest
+// first, at most limit. The receiver delivers them again; a change that
+// ended no longer needs its callback.
+func (s *Store) CallbacksToSignal(ctx context.Context, settle time.Duration, limit int) ([]Callback, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+callbackColumns+` FROM device_changes dc
+		JOIN callbacks c ON c.device_change_id = dc.id
+		WHERE dc.status IN ('SUBMITTING', 'SUBMITTED')
+		  AND (c.signal_result IS NULL OR c.signal_result = 'signal_failed')
+		  AND c.last_received_at < now() - make_interval(secs => $1)
+		ORDER BY c.received_at, c.id LIMIT $2`, settle.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("callbacks to signal: %w", err)
+	}
+	return scanRows(rows, value(scanCallback))
+}
