@@ -44,11 +44,11 @@ func (au *Auditor) ThingSpace(ctx context.Context, x thingspace.Exchange) {
 	}
 	au.Metrics.ThingSpaceRequests.WithLabelValues(x.Op, status).Inc()
 	if failed {
-		code := x.Code
+		code := thingspace.MetricCode(x.Code)
 		if code == "" {
 			code = status
 		}
-		au.Metrics.ThingSpaceErrors.WithLabelValues(x.Op, thingspace.ShortCode(code)).Inc()
+		au.Metrics.ThingSpaceErrors.WithLabelValues(x.Op, code).Inc()
 	}
 }
 

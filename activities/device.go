@@ -183,7 +183,9 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 	if changed && a.Metrics != nil {
 		reason := dc.Outcome
 		if dc.Status == change.Failed {
-			reason = string(dc.ErrorCode)
+			// Codes come from ThingSpace (or whoever posts a callback): an
+			// unknown one is labelled "other", so the label set stays bounded.
+			reason = thingspace.MetricCode(string(dc.ErrorCode))
 		}
 		a.Metrics.DeviceChanges.WithLabelValues(string(dc.Operation), string(dc.Status), reason).Inc()
 		if dc.SubmittedAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {

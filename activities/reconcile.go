@@ -45,7 +45,7 @@ func (a *Activities) reconcile(
 	for i, d := range devs {
 		ids[i] = d.ID
 	}
-	called, err := a.Store.DeviceChangesWithCallbacks(ctx, ids)
+	called, err := a.Store.DeviceChangesWithCallbacks(ctx, req.PK, ids)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}

@@ -72,11 +72,18 @@ func runReceiver(
 	admin bool,
 ) error {
 	mux := http.NewServeMux()
-	mux.Handle(cfg.Callbacks.Path, NewReceiver(cfg, store, tc, m, logger).Handler())
+	rcv := NewReceiver(cfg, store, tc, m, logger)
+	mux.Handle(cfg.Callbacks.Path, rcv.Handler())
 	srv := &http.Server{Addr: cfg.Callbacks.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serve(gctx, srv, logger, "callback receiver") })
+	// Callbacks stored while Temporal did not answer are signalled once it
+	// does.
+	g.Go(func() error {
+		rcv.Redeliver(gctx, 0)
+		return nil
+	})
 	if admin {
 		g.Go(func() error {
 			return serve(

@@ -97,19 +97,66 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	} else {
 		r.count("duplicate")
 	}
-	// Signal before answering: if this process dies now, ThingSpace has no
-	// 2xx and delivers again, and the copy is signalled then. A duplicate is
-	// signalled too (the first signal may have been lost); the workflow
-	// takes only the first confirmation.
+	// Stored is enough to answer 2xx, whatever Temporal's state: a callback
+	// whose signal fails (or is never attempted, this process dying now) is
+	// delivered by Redeliver once Temporal answers, and the device's
+	// workflow reads the stored callbacks when its timer fires anyway.
+	// Answering 503 instead would have ThingSpace give up after its few
+	// attempts while Temporal is down. A duplicate is signalled too (the
+	// first signal may have been lost); the workflow takes only the first
+	// confirmation.
 	if err := r.signal(ctx, cb); err != nil {
-		r.log().Error("callback stored but its workflow could not be signalled",
+		r.log().Warn("callback stored; its workflow could not be signalled yet, it will be redelivered",
 			"requestId", n.RequestID,
-			"iccid", n.ICCID,
+			"callback", cb.ID,
 			"error", err)
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// Redelivery settings (Redeliver).
+const (
+	redeliverSettle = 30 * time.Second
+	redeliverBatch  = 200
+)
+
+// Redeliver signals again, every interval until ctx ends, the stored
+// callbacks of changes still in flight whose signal failed or was never
+// attempted. It stops a round at the first failure (Temporal still
+// unreachable) and tries again at the next.
+func (r *Receiver) Redeliver(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RedeliverOnce(ctx, redeliverSettle); err != nil && ctx.Err() == nil {
+			r.log().Warn("callback redelivery: will try again", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RedeliverOnce signals the callbacks waiting for a signal, last received
+// more than settle ago, and returns how many were delivered.
+func (r *Receiver) RedeliverOnce(ctx context.Context, settle time.Duration) (int, error) {
+	cbs, err := r.Store.CallbacksToSignal(ctx, settle, redeliverBatch)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range cbs {
+		if err := r.signal(ctx, &cbs[i]); err != nil {
+			return n, fmt.Errorf("redeliver callback %d: %w", cbs[i].ID, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // refusal is why a callback is answered without being stored.
@@ -141,6 +188,15 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 	if msg.RequestID == "" || iccid == "" {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "callback needs a requestId and an ICCID"}
 	}
+	if !thingspace.IsRequestID(msg.RequestID) {
+		// ThingSpace's requestIds are UUIDs; anything else is not one of
+		// its callbacks, and would only carry an arbitrary string (up to
+		// the body limit) into signals and rows.
+		return nil, &refusal{http.StatusBadRequest, "invalid", "requestId is not a ThingSpace request id (a UUID)"}
+	}
+	if len(iccid) > maxICCIDLen {
+		return nil, &refusal{http.StatusBadRequest, "invalid", "ICCID is too long"}
+	}
 	if !storable(body, msg.CallbackCount) {
 		// PostgreSQL would refuse it: answering 503 would have ThingSpace
 		// send it again and again for nothing.
@@ -155,9 +211,23 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "body is not a JSON object"}
 	}
 	return &db.NewCallback{
-		RequestID: msg.RequestID, ICCID: iccid, Status: msg.Status, FaultCode: faultCode(msg),
-		FaultString: faultString(msg), MSISDN: msg.MSISDN(), CallbackCount: msg.CallbackCount, Payload: payload,
+		RequestID: msg.RequestID, ICCID: iccid, Status: thingspace.BoundStatus(msg.Status),
+		FaultCode: faultCode(msg), FaultString: faultString(msg), MSISDN: msisdn(msg),
+		CallbackCount: msg.CallbackCount, Payload: payload,
 	}, nil
+}
+
+// maxICCIDLen bounds a callback's ICCID (ICCIDs have 19 or 20 digits; some
+// kinds of device ids are longer, none by much).
+const maxICCIDLen = 64
+
+// msisdn is the callback's MSISDN when it looks like one: a longer value
+// is no telephone number and is not stored.
+func msisdn(m thingspace.CallbackMessage) string {
+	if v := m.MSISDN(); len(v) <= 32 {
+		return v
+	}
+	return ""
 }
 
 // storable says whether PostgreSQL can store the callback: jsonb and text
@@ -244,19 +314,25 @@ func redactedPayload(body []byte) (json.RawMessage, error) {
 			delete(m, k)
 		}
 	}
-	return json.Marshal(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	// And whatever else a body may carry that is not to be stored
+	// (credentials, place-of-use members) in any spelling.
+	return thingspace.RedactJSON(b), nil
 }
 
 func faultCode(m thingspace.CallbackMessage) string {
 	if m.FaultResponse == nil {
 		return ""
 	}
-	return m.FaultResponse.FaultCode
+	return thingspace.BoundCode(m.FaultResponse.FaultCode)
 }
 
 func faultString(m thingspace.CallbackMessage) string {
 	if m.FaultResponse == nil {
 		return ""
 	}
-	return thingspace.FaultText(m.FaultResponse.FaultString)
+	return thingspace.BoundText(thingspace.FaultText(m.FaultResponse.FaultString))
 }

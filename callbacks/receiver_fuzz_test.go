@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -63,15 +64,20 @@ func FuzzCallbackBody(f *testing.F) {
 			// and carries the right credentials, the receiver must take it.
 			if m, err := thingspace.ParseCallbackMessage(body); err == nil && m.Username == fuzzUser &&
 				m.Password == fuzzPass &&
-				m.RequestID != "" &&
-				m.ICCID() != "" && storable(body, m.CallbackCount) {
+				thingspace.IsRequestID(m.RequestID) &&
+				m.ICCID() != "" && len(m.ICCID()) <= maxICCIDLen && storable(body, m.CallbackCount) {
 				t.Fatalf("complete, authorized callback refused with %d %q", refused.status, refused.text)
 			}
 			return
 		}
 
-		if n.RequestID == "" || n.ICCID == "" {
-			t.Fatalf("accepted a callback without request id or ICCID: %+v", n)
+		if !thingspace.IsRequestID(n.RequestID) || n.ICCID == "" {
+			t.Fatalf("accepted a callback without a ThingSpace request id or an ICCID: %+v", n)
+		}
+		if len(n.FaultCode) > thingspace.MaxCodeLen || utf8.RuneCountInString(n.FaultString) > thingspace.MaxTextLen+3 ||
+			utf8.RuneCountInString(n.Status) > thingspace.MaxStatusLen+3 || len(n.ICCID) > maxICCIDLen {
+			t.Fatalf("accepted unbounded fields: code %d, text %d, status %d, ICCID %d bytes",
+				len(n.FaultCode), len(n.FaultString), len(n.Status), len(n.ICCID))
 		}
 		var creds struct {
 			Username string `json:"username"`
@@ -148,11 +154,11 @@ func parseWithin(t *testing.T, rcv *Receiver, body []byte) (*db.NewCallback, *re
 // fuzzCallbackSeeds are callbacks as documented and as the tests send them,
 // with the listener credentials of the fuzzed receiver.
 func fuzzCallbackSeeds() []string {
-	ok := callback(fuzzUser, fuzzPass, "req-1", "Success", "")
+	ok := callback(fuzzUser, fuzzPass, req1, "Success", "")
 	seeds := []string{
 		ok,
-		callback(fuzzUser, fuzzPass, "req-1", "Failed", "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"),
-		callback(fuzzUser, "wrong", "req-1", "Success", ""),
+		callback(fuzzUser, fuzzPass, req1, "Failed", "UnifiedWebService.REQUEST_FAILED.DeviceNotFound"),
+		callback(fuzzUser, "wrong", req1, "Success", ""),
 		callback(fuzzUser, fuzzPass, "", "Success", ""),
 		// The failure example of the ThingSpace documentation.
 		`{"username": "` + fuzzUser + `", "password": "` + fuzzPass + `", "requestId": "076f7ea9-8230-49b1-9386-8dafaddc7d9e",
@@ -161,26 +167,29 @@ func fuzzCallbackSeeds() []string {
                    "faultstring": "REQUEST_FAILED. Device is already active"},
  "status": "Failed", "callbackCount": 1, "maxCallbackThreshold": 4}`,
 		// An activation with its MSISDN; counts as strings.
-		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"r1",
+		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f71",
  "deviceIds":[{"id":"89148000000000000001","kind":"ICCID"}],
  "deviceResponse":{"activateResponse":{"deviceIds":[{"id":"5551230000","kind":"MDN"},{"id":"15551230000","kind":"Msisdn"},{"id":"89148000000000000001","kind":"iccid"}]}},
  "status":"success","callbackCount":"2","maxCallbackThreshold":"4"}`,
 		// Odd shapes: deviceResponse not an object, empty fault.
-		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"r","deviceIds":[{"id":"1","kind":"iccid"}],
+		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f72","deviceIds":[{"id":"1","kind":"iccid"}],
  "deviceResponse":"ok","faultResponse":{"faultcode":"","faultstring":""},"status":"Success","Comment":"x"}`,
 		// Credentials in other spellings, twice, or escaped.
-		`{"Username":"` + fuzzUser + `","PASSWORD":"` + fuzzPass + `","requestId":"r","deviceIds":[{"id":"1","kind":"iccid"}]}`,
-		`{"username":"x","password":"y","username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"r","deviceIds":[{"id":"1","kind":"iccid"}]}`,
-		`{"user\u006eame":"` + fuzzUser + `","pass\u0077ord":"` + fuzzPass + `","requestId":"r","deviceIds":[{"id":"1","kind":"iccid"}]}`,
+		`{"Username":"` + fuzzUser + `","PASSWORD":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f72","deviceIds":[{"id":"1","kind":"iccid"}]}`,
+		`{"username":"x","password":"y","username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f72","deviceIds":[{"id":"1","kind":"iccid"}]}`,
+		`{"user\u006eame":"` + fuzzUser + `","pass\u0077ord":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f72","deviceIds":[{"id":"1","kind":"iccid"}]}`,
 		// Numbers, arrays and nulls where strings are expected.
 		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":1,"deviceIds":[{"id":1,"kind":"iccid"}]}`,
-		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"r","deviceIds":[[{"id":"1","kind":"iccid"}]]}`,
+		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f72","deviceIds":[[{"id":"1","kind":"iccid"}]]}`,
 		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":null,"deviceIds":null,"status":null}`,
+		// Not a ThingSpace request id; a fault code and text over their caps.
+		callback(fuzzUser, fuzzPass, "req-1", "Success", ""),
+		callback(fuzzUser, fuzzPass, req1, "Failed", "UnifiedWebService.REQUEST_FAILED."+strings.Repeat("Q<", 600)),
 		"\uFEFF" + ok,
 		`[` + ok + `]`,
 		`null`,
 		``,
-		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"r","deviceIds":[{"id":"1","kind":"iccid"}],"comment":"` + strings.Repeat(
+		`{"username":"` + fuzzUser + `","password":"` + fuzzPass + `","requestId":"5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f72","deviceIds":[{"id":"1","kind":"iccid"}],"comment":"` + strings.Repeat(
 			"x",
 			3900,
 		) + `"}`,

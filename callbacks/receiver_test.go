@@ -46,8 +46,14 @@ func (r *recordingSignaler) SignalWorkflow(_ context.Context, workflowID, _, nam
 
 const iccid = "89148000001234567895"
 
+// ThingSpace's request ids are UUIDs.
+const (
+	req1       = "5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f70"
+	reqUnknown = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
+)
+
 // inFlight creates a bulk change with one device change sent to ThingSpace
-// as request req-1.
+// as request req1.
 func inFlight(t *testing.T, st *db.Store) (bulkID string) {
 	t.Helper()
 	ctx := context.Background()
@@ -58,7 +64,7 @@ func inFlight(t *testing.T, st *db.Store) (bulkID string) {
 	require.NoError(t, err)
 	req, _, _, err := st.ClaimBatch(ctx, bulkID, 1, db.ClaimLimits{})
 	require.NoError(t, err)
-	require.NoError(t, st.MarkRequestAccepted(ctx, req, "req-1", nil))
+	require.NoError(t, st.MarkRequestAccepted(ctx, req, req1, nil))
 	return bulkID
 }
 
@@ -99,14 +105,14 @@ func TestCallbackStoredThenSignalled(t *testing.T) {
 	r, sig, st := newReceiver(t)
 	bulkID := inFlight(t, st)
 
-	w := post(r, callback("listener", "s3cret-listener", "req-1", "Success", ""))
+	w := post(r, callback("listener", "s3cret-listener", req1, "Success", ""))
 
 	require.Equal(t, http.StatusOK, w.Code)
 	require.Len(t, sig.signals, 1)
 	require.Equal(t, api.DeviceChangeWorkflowID(bulkID, iccid), sig.signals[0].WorkflowID)
 	c := sig.signals[0].Conf
 	require.True(t, c.Success)
-	require.Equal(t, "req-1", c.RequestID)
+	require.Equal(t, req1, c.RequestID)
 	require.Equal(t, api.SourceCallback, c.Source)
 	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
 	require.NoError(t, err)
@@ -122,7 +128,7 @@ func TestDuplicateCallbackChangesNothing(t *testing.T) {
 	body := callback(
 		"listener",
 		"s3cret-listener",
-		"req-1",
+		req1,
 		"Failed",
 		"UnifiedWebService.REQUEST_FAILED.DeviceNotFound",
 	)
@@ -143,9 +149,9 @@ func TestCallbackWithWrongCredentialsIsRefused(t *testing.T) {
 	inFlight(t, st)
 
 	for _, body := range []string{
-		callback("listener", "wrong", "req-1", "Success", ""),
-		callback("someone", "s3cret-listener", "req-1", "Success", ""),
-		callback("", "", "req-1", "Success", ""),
+		callback("listener", "wrong", req1, "Success", ""),
+		callback("someone", "s3cret-listener", req1, "Success", ""),
+		callback("", "", req1, "Success", ""),
 	} {
 		require.Equal(t, http.StatusUnauthorized, post(r, body).Code)
 	}
@@ -176,7 +182,7 @@ func TestCallbackBeforeWorkflowExistsIsKept(t *testing.T) {
 	bulkID := inFlight(t, st)
 	sig.err = serviceerror.NewNotFound("workflow not found")
 
-	require.Equal(t, http.StatusOK, post(r, callback("listener", "s3cret-listener", "req-1", "Success", "")).Code)
+	require.Equal(t, http.StatusOK, post(r, callback("listener", "s3cret-listener", req1, "Success", "")).Code)
 
 	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
 	require.NoError(t, err)
@@ -187,33 +193,55 @@ func TestCallbackBeforeWorkflowExistsIsKept(t *testing.T) {
 func TestCallbackForUnknownRequestIsKept(t *testing.T) {
 	r, sig, st := newReceiver(t)
 
-	require.Equal(t, http.StatusOK, post(r, callback("listener", "s3cret-listener", "req-unknown", "Success", "")).Code)
+	require.Equal(t, http.StatusOK, post(r, callback("listener", "s3cret-listener", reqUnknown, "Success", "")).Code)
 
 	require.Empty(t, sig.signals, "no device change to signal")
 	var result string
 	require.NoError(
 		t,
-		st.Pool.QueryRow(context.Background(), `SELECT signal_result FROM callbacks WHERE request_id = 'req-unknown'`).
+		st.Pool.QueryRow(context.Background(), `SELECT signal_result FROM callbacks WHERE request_id = $1`, reqUnknown).
 			Scan(&result),
 	)
 	require.Equal(t, "unmatched", result)
 }
 
-func TestSignalFailureAsksThingSpaceToRetry(t *testing.T) {
+// Temporal unreachable: a stored callback is answered 200 (ThingSpace
+// would give up after its few attempts), and delivered by the redelivery
+// loop once Temporal answers; then it is not delivered again.
+func TestSignalFailureIsAnsweredOnceStoredAndRedelivered(t *testing.T) {
 	r, sig, st := newReceiver(t)
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
 	bulkID := inFlight(t, st)
 	sig.err = errors.New("temporal unavailable")
+	ctx := context.Background()
 
-	require.Equal(
-		t,
-		http.StatusServiceUnavailable,
-		post(r, callback("listener", "s3cret-listener", "req-1", "Success", "")).Code,
-	)
+	require.Equal(t, http.StatusOK, postHTTP(t, srv.URL, callback("listener", "s3cret-listener", req1, "Success", "")))
 
-	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
+	cbs, err := st.StoredCallbacks(ctx, mustChange(t, st, bulkID))
 	require.NoError(t, err)
 	require.Len(t, cbs, 1, "stored even though the signal failed")
 	require.Equal(t, "signal_failed", cbs[0].SignalResult)
+
+	n, err := r.RedeliverOnce(ctx, 0)
+	require.Error(t, err, "Temporal still unreachable")
+	require.Zero(t, n)
+
+	sig.err = nil
+	sig.signals = nil
+	n, err = r.RedeliverOnce(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Len(t, sig.signals, 1)
+	require.Equal(t, api.DeviceChangeWorkflowID(bulkID, iccid), sig.signals[0].WorkflowID)
+	require.Equal(t, req1, sig.signals[0].Conf.RequestID)
+	cbs, err = st.StoredCallbacks(ctx, mustChange(t, st, bulkID))
+	require.NoError(t, err)
+	require.Equal(t, "signalled", cbs[0].SignalResult)
+
+	n, err = r.RedeliverOnce(ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n, "delivered once")
 }
 
 func mustChange(t *testing.T, st *db.Store, bulkID string) int64 {
@@ -232,7 +260,7 @@ func mustChange(t *testing.T, st *db.Store, bulkID string) int64 {
 func TestUnstorableCallbackIsRefused(t *testing.T) {
 	r, sig, st := newReceiver(t)
 	bulkID := inFlight(t, st)
-	good := callback("listener", "s3cret-listener", "req-1", "Success", "")
+	good := callback("listener", "s3cret-listener", req1, "Success", "")
 	for _, body := range []string{
 		strings.Replace(good, `"Success"`, `"Succ\u0000ess"`, 1),
 		strings.Replace(good, `"Success"`, "\"Succ\xffess\"", 1),

@@ -1,11 +1,14 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
 	"github.com/jackc/pgx/v5"
 )
@@ -51,11 +54,19 @@ func scanCallback(row pgx.Row) (*Callback, error) {
 		&c.MSISDN, &c.CallbackCount, &c.Copies, &c.Payload, &c.DeviceChangeID, &c.BulkChangeID, &c.SignalResult))
 }
 
-// StoreCallback stores a callback and matches it to its device change: the
-// change of that ICCID in flight (at most one exists), else the change that
-// sent this requestId. A copy of a callback already stored (ThingSpace
-// redelivers until it sees a 2xx) only bumps the copy counter; first
-// reports whether this was the first copy.
+// StoreCallback stores a callback and matches it to its device change. A
+// copy of a callback already stored (ThingSpace redelivers until it sees a
+// 2xx) only bumps the copy counter; first reports whether this was the
+// first copy.
+//
+// The requestId decides first: a callback of a request we know belongs to
+// the device change that request carried (its batch or sub-request, or its
+// PPU update), even when a later change of the same ICCID is in flight, so
+// that an old request's redelivered callback never decides a newer change.
+// Only a requestId no request of ours holds (ThingSpace's answer lost, or
+// the callback outrunning the answer) falls back to the ICCID's change in
+// flight whose own requestId is not known yet; a change whose requestId is
+// known never takes a callback of another request.
 func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback, first bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var id int64
@@ -66,11 +77,13 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 			INSERT INTO callbacks (request_id, iccid, status, fault_code, fault_string, msisdn, callback_count, payload, device_change_id)
 			VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8,
 				coalesce(
-					(SELECT id FROM device_changes WHERE iccid = $2 AND status IN ('SUBMITTING', 'SUBMITTED')),
-					(SELECT dc.id FROM device_changes dc JOIN thingspace_requests r ON r.id = dc.request_pk
-					 WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1),
-					(SELECT dc.id FROM device_changes dc JOIN thingspace_requests r ON r.bulk_change_id = dc.bulk_change_id
-					 AND r.request_key = 'ppu:' || dc.id WHERE r.request_id = $1 AND dc.iccid = $2 LIMIT 1)))
+					(SELECT dc.id FROM device_changes dc WHERE dc.iccid = $2 AND (dc.request_id = $1 OR EXISTS (
+						SELECT 1 FROM thingspace_requests r WHERE r.request_id = $1
+						AND (r.id = dc.request_pk OR (r.bulk_change_id = dc.bulk_change_id AND r.request_key = 'ppu:' || dc.id))))
+					 ORDER BY dc.id DESC LIMIT 1),
+					(SELECT dc.id FROM device_changes dc WHERE dc.iccid = $2 AND dc.status IN ('SUBMITTING', 'SUBMITTED')
+					 AND dc.request_id IS NULL
+					 AND NOT EXISTS (SELECT 1 FROM thingspace_requests r WHERE r.request_id = $1))))
 			ON CONFLICT (request_id, iccid) DO UPDATE SET copies = callbacks.copies + 1, last_received_at = now()
 			RETURNING id, (xmax = 0)`,
 			n.RequestID,
@@ -86,11 +99,83 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 			return fmt.Errorf("store callback: %w", err)
 		}
 		first = inserted
+		if inserted {
+			if err := scrubCallbackPPU(ctx, tx, id); err != nil {
+				return err
+			}
+		}
 		cb, err = scanCallback(tx.QueryRow(ctx, `SELECT `+callbackColumns+` FROM callbacks c
 			LEFT JOIN device_changes dc ON dc.id = c.device_change_id WHERE c.id = $1`, id))
 		return err
 	})
 	return cb, first, err
+}
+
+// scrubCallbackPPU replaces, in a callback's fault text and stored body,
+// the PPU values of the device change it was matched to: ThingSpace may
+// echo an address it refuses, and the text is signalled to the workflow
+// (its history) and recorded as the change's error message.
+func scrubCallbackPPU(ctx context.Context, tx pgx.Tx, callbackID int64) error {
+	var faultString string
+	var payload json.RawMessage
+	var ppu []byte
+	err := tx.QueryRow(ctx, `SELECT coalesce(c.fault_string, ''), c.payload, dc.ppu FROM callbacks c
+		JOIN device_changes dc ON dc.id = c.device_change_id WHERE c.id = $1 AND dc.ppu IS NOT NULL`, callbackID).
+		Scan(&faultString, &payload, &ppu)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the PPU of callback %d's device change: %w", callbackID, err)
+	}
+	values := ppuValues(ppu)
+	if len(values) == 0 {
+		return nil
+	}
+	scrubbed, err := scrubJSONStrings(payload, values)
+	if err != nil {
+		return fmt.Errorf("scrub callback %d: %w", callbackID, err)
+	}
+	_, err = tx.Exec(ctx, `UPDATE callbacks SET fault_string = nullif($2, ''), payload = $3 WHERE id = $1`,
+		callbackID, thingspace.ScrubPersonal(faultString, values), scrubbed)
+	return err
+}
+
+// ppuValues are the free-text values of a stored PPU (nil when unreadable:
+// nothing to scrub is better than failing to store a callback).
+func ppuValues(raw []byte) []string {
+	var p thingspace.PlaceOfUse
+	if len(raw) == 0 || json.Unmarshal(raw, &p) != nil {
+		return nil
+	}
+	return thingspace.PersonalValues(&p)
+}
+
+// scrubJSONStrings replaces the values in every string of a JSON document.
+func scrubJSONStrings(doc json.RawMessage, values []string) (json.RawMessage, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(scrubValue(v, values))
+}
+
+func scrubValue(v any, values []string) any {
+	switch t := v.(type) {
+	case string:
+		return thingspace.ScrubPersonal(t, values)
+	case []any:
+		for i := range t {
+			t[i] = scrubValue(t[i], values)
+		}
+	case map[string]any:
+		for k, e := range t {
+			t[k] = scrubValue(e, values)
+		}
+	}
+	return v
 }
 
 // SetCallbackSignalResult records what happened when the device's workflow
@@ -118,4 +203,23 @@ func (s *Store) CallbackStats(ctx context.Context, bulkID string) (stored, copie
 	err = s.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(c.copies), 0) FROM callbacks c
 		JOIN device_changes dc ON dc.id = c.device_change_id WHERE dc.bulk_change_id = $1`, bulkID).Scan(&stored, &copies)
 	return stored, copies, err
+}
+
+// CallbacksToSignal returns callbacks of device changes still in flight
+// whose signal failed (Temporal unreachable) or was never attempted (the
+// receiver stopped between storing and signalling), last received more than
+// settle ago (a request still being answered signals its own), oldest
+// first, at most limit. The receiver delivers them again; a change that
+// ended no longer needs its callback.
+func (s *Store) CallbacksToSignal(ctx context.Context, settle time.Duration, limit int) ([]Callback, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+callbackColumns+` FROM device_changes dc
+		JOIN callbacks c ON c.device_change_id = dc.id
+		WHERE dc.status IN ('SUBMITTING', 'SUBMITTED')
+		  AND (c.signal_result IS NULL OR c.signal_result = 'signal_failed')
+		  AND c.last_received_at < now() - make_interval(secs => $1)
+		ORDER BY c.received_at, c.id LIMIT $2`, settle.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("callbacks to signal: %w", err)
+	}
+	return scanRows(rows, value(scanCallback))
 }

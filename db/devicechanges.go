@@ -3,10 +3,12 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -173,6 +175,16 @@ func (s *Store) Complete(ctx context.Context, c Completion) (dc *DeviceChange, c
 		// A deactivation confirmed with deleteAfterDeactivation sent left
 		// the device out of ThingSpace's inventory: ThingSpace removes it
 		// once deactivated.
+		// A fault text may echo the device's PPU (ThingSpace refusing an
+		// address): it is recorded without it.
+		if c.ErrorMessage != "" {
+			var ppu []byte
+			if err := tx.QueryRow(ctx, `SELECT ppu FROM device_changes WHERE id = $1`, c.DeviceChangeID).Scan(&ppu); err != nil &&
+				!errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("read the PPU of device change %d: %w", c.DeviceChangeID, err)
+			}
+			c.ErrorMessage = thingspace.ScrubPersonal(c.ErrorMessage, ppuValues(ppu))
+		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE device_changes SET status = $2, outcome = nullif($3, ''), final_state = nullif($4, ''),
 				msisdn = coalesce(nullif($5, ''), msisdn), error_code = nullif($6, ''), error_message = nullif($7, ''),

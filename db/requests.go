@@ -503,12 +503,22 @@ func (s *Store) FailUnsent(
 	return n, err
 }
 
-// DeviceChangesWithCallbacks reports which of the device changes have a
-// stored callback: proof that a request for them reached ThingSpace.
-func (s *Store) DeviceChangesWithCallbacks(ctx context.Context, ids []int64) (map[int64]bool, error) {
+// DeviceChangesWithCallbacks reports which of the device changes of a
+// request have a stored callback of that request: proof that it reached
+// ThingSpace. A callback counts when it carries the request's requestId,
+// or, the requestId being unknown (the answer was lost), when it was
+// received after the request row was created and its requestId belongs to
+// no other request of ours: a stale or redelivered callback of an earlier
+// request of the same device proves nothing about this one.
+func (s *Store) DeviceChangesWithCallbacks(ctx context.Context, requestPK int64, ids []int64) (map[int64]bool, error) {
 	rows, err := s.Pool.Query(
 		ctx,
-		`SELECT DISTINCT device_change_id FROM callbacks WHERE device_change_id = ANY($1)`,
+		`SELECT DISTINCT c.device_change_id FROM callbacks c JOIN thingspace_requests r ON r.id = $1
+		WHERE c.device_change_id = ANY($2)
+		  AND (c.request_id = r.request_id
+		       OR (c.received_at >= r.created_at
+		           AND NOT EXISTS (SELECT 1 FROM thingspace_requests o WHERE o.request_id = c.request_id AND o.id <> r.id)))`,
+		requestPK,
 		ids,
 	)
 	if err != nil {

@@ -23,7 +23,9 @@ const maxPlainMessage = 200
 // parseErrorBody reads the three documented error shapes: M2M
 // {errorCode, errorMessage}, gateway {"fault": {code, message, description}}
 // and OAuth {error, error_description}; an array of the first is accepted
-// too. Anything else is kept as a short plain-text message.
+// too. Anything else is kept as a short plain-text message. Codes and
+// messages are bounded (BoundCode, BoundText): they end up in errors,
+// workflow histories, rows and metric labels.
 func parseErrorBody(body []byte) errorBody {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -39,8 +41,7 @@ func parseErrorBody(body []byte) errorBody {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(trimmed, &m) == nil {
 			if eb, ok := parseErrorObject(m); ok {
-				eb.Message = FaultText(eb.Message)
-				return eb
+				return errorBody{Code: BoundCode(eb.Code), Message: BoundText(FaultText(eb.Message))}
 			}
 		}
 	}

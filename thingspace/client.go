@@ -134,8 +134,8 @@ func (c *Client) httpError(op string, res *response, eb errorBody) *Error {
 	e := &Error{
 		Op:         op,
 		HTTPStatus: res.status,
-		Code:       c.sec.scrubString(eb.Code, res.personal...),
-		Message:    c.sec.scrubString(eb.Message, res.personal...),
+		Code:       BoundCode(c.sec.scrubString(eb.Code, res.personal...)),
+		Message:    BoundText(c.sec.scrubString(eb.Message, res.personal...)),
 		Kind:       classify(res.status, eb.Code),
 		Sent:       true,
 	}
