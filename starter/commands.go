@@ -144,7 +144,7 @@ var commands = []command{
 	},
 	{
 		name:  "credentials-reset",
-		usage: "credentials-reset [--reason R]",
+		usage: "credentials-reset [--reason]",
 		about: "let the workers try ThingSpace credentials again after a refusal (once corrected)",
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
