@@ -69,12 +69,19 @@ func serve(ctx context.Context, srv *http.Server, logger *slog.Logger, what stri
 // readiness checks the process's dependencies. /readyz is read by load
 // balancers, probes and whoever reaches the admin port: it says which
 // dependency is down and nothing more, since a driver's error names hosts,
-// ports, users and databases; the detail goes to the process's log.
-func readiness(store *db.Store, tc client.Client) func(context.Context) error {
+// ports, users and databases; the detail goes to the process's log. extra
+// checks (the worker's ThingSpace credentials) run after PostgreSQL's, and
+// their errors are shown as they are.
+func readiness(store *db.Store, tc client.Client, extra ...func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := store.Pool.Ping(ctx); err != nil {
 			slog.Default().Warn("not ready: postgres", "error", err)
 			return errors.New("postgres is not reachable")
+		}
+		for _, check := range extra {
+			if err := check(ctx); err != nil {
+				return err
+			}
 		}
 		if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 			slog.Default().Warn("not ready: temporal", "error", err)

@@ -2,8 +2,10 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -66,6 +68,9 @@ func NewActivities(
 	tsCfg.MaxRetries = transportRetries(cfg.ThingSpace.MaxRetries)
 	tsCfg.Observer = auditor.ThingSpace
 	tsCfg.Logger = logger
+	// A refusal latches the credentials for every worker and restart, not
+	// just this client: each trying once would lock the Verizon account.
+	tsCfg.Latches = store.CredentialLatches()
 	if acts.Limiter != nil {
 		tsCfg.Limiter = acts.Limiter
 	}
@@ -168,11 +173,35 @@ func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) err
 
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
-			return serve(gctx, adminServer(cfg.Worker.Listen, m, readiness(store, tc)), logger, "worker admin endpoints")
+			ready := readiness(store, tc, credentialsAccepted(acts.ThingSpace))
+			return serve(gctx, adminServer(cfg.Worker.Listen, m, ready), logger, "worker admin endpoints")
 		})
 		if cfg.Worker.EmbedCallbackReceiver {
 			g.Go(func() error { return runReceiver(gctx, cfg, store, tc, m, logger, false) })
 		}
 		return g.Wait()
 	})
+}
+
+// credentialsAccepted is the worker's readiness check of its ThingSpace
+// credentials: not ready while a refusal is latched, since the worker sends
+// nothing to ThingSpace until an operator resets it. It says when and
+// with which code, never the account or the URL.
+func credentialsAccepted(ts *thingspace.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		r, err := ts.CredentialRefusal(ctx)
+		if err != nil {
+			slog.Default().Warn("not ready: credential latch", "error", err)
+			return errors.New("postgres is not reachable")
+		}
+		if r == nil {
+			return nil
+		}
+		code := r.Code
+		if code == "" {
+			code = fmt.Sprintf("HTTP %d", r.HTTPStatus)
+		}
+		return fmt.Errorf("thingspace credentials refused at %s (%s); reset with `starter credentials-reset`",
+			r.At.UTC().Format(time.RFC3339), code)
+	}
 }

@@ -142,6 +142,16 @@ var commands = []command{
 		},
 		run: (*cli).redrive,
 	},
+	{
+		name:  "credentials-reset",
+		usage: "credentials-reset [--reason]",
+		about: "let the workers try ThingSpace credentials again after a refusal (once corrected)",
+		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
+			fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
+			fs.StringVar(&o.as, "as", operator(), "who asks (default: the OS user)")
+		},
+		run: (*cli).credentialsReset,
+	},
 }
 
 // operatorCommand is an operator's request, sent to the bulk change's

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,7 +31,10 @@ type authState struct {
 	expiry    time.Time // when the OAuth token stops working
 	refreshAt time.Time // when to stop using it and fetch another
 	session   string
-	latched   *Error // credentials refused: every later call returns this
+	// latched: credentials refused, and no shared latch (Config.Latches)
+	// recorded it: every later call of this client returns this.
+	latched   *Error
+	latchedAt time.Time
 	flight    *authFlight
 }
 
@@ -126,7 +128,11 @@ func (c *Client) acquire(ctx context.Context, needSession bool) (tokens, error) 
 	}
 	a.mu.Unlock()
 
-	var err error
+	release, err := c.holdLatch(ctx)
+	if err != nil {
+		return tokens{}, err
+	}
+	defer release()
 	if t.access == "" {
 		if t.access, err = c.fetchOAuth(ctx); err != nil {
 			return tokens{}, err
@@ -219,10 +225,15 @@ func (c *Client) fetchOAuth(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if !res.ok() {
-		e := c.httpError(OpOAuth, res, parseErrorBody(res.body))
-		if (res.status == http.StatusBadRequest || res.status == http.StatusUnauthorized) && e.Kind != KindRateLimited {
-			e.Kind = KindInvalidCredentials
-			c.latch(e)
+		eb := parseErrorBody(res.body)
+		e := c.httpError(OpOAuth, res, eb)
+		switch {
+		case e.Kind == KindRateLimited:
+		case (res.status == http.StatusBadRequest || res.status == http.StatusUnauthorized) &&
+			eb.Code == CodeOAuthInvalidClient:
+			c.latch(ctx, e)
+		case res.status == http.StatusBadRequest || res.status == http.StatusUnauthorized:
+			unlatchedRefusal(e)
 		}
 		return "", e
 	}
@@ -281,18 +292,6 @@ func (c *Client) invalidateSession(old string) {
 	}
 }
 
-func (c *Client) latch(e *Error) {
-	a := &c.auth
-	a.mu.Lock()
-	if a.latched == nil {
-		a.latched = e
-		a.access, a.session = "", ""
-	}
-	a.mu.Unlock()
-	c.log.Error("thingspace credentials refused; this client will make no further requests",
-		slog.String("op", e.Op), slog.Int("status", e.HTTPStatus), slog.String("code", e.Code))
-}
-
 func (c *Client) login(ctx context.Context, access string) (string, error) {
 	body, err := json.Marshal(struct {
 		Username string `json:"username"`
@@ -311,12 +310,10 @@ func (c *Client) login(ctx context.Context, access string) (string, error) {
 		switch {
 		case isGatewayAuthCode(eb.Code), isSessionCode(eb.Code):
 		case e.Kind == KindRateLimited, e.Kind == KindTemporary:
+		case res.status >= 400 && res.status < 500 && isLoginRefusalCode(eb.Code):
+			c.latch(ctx, e)
 		case res.status >= 400 && res.status < 500:
-			// The live code for a wrong password is unconfirmed
-			// (InvalidCredentials, AccountLocked, ...): any other 4xx is a
-			// refusal, and repeating it counts towards the 5-failure lock.
-			e.Kind = KindInvalidCredentials
-			c.latch(e)
+			unlatchedRefusal(e)
 		}
 		return "", e
 	}

@@ -216,15 +216,6 @@ func TestInvalidCredentialsAtLoginAreLatched(t *testing.T) {
 			m2mError(w, http.StatusBadRequest, "UnifiedWebService.REQUEST_FAILED.AccountLocked", "locked")
 			return true
 		}},
-		{"unknown 401 code", func(w http.ResponseWriter, r *http.Request) bool {
-			m2mError(w, http.StatusUnauthorized, "SomethingElse", "no")
-			return true
-		}},
-		{"403 without JSON", func(w http.ResponseWriter, r *http.Request) bool {
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte("<html>Forbidden</html>"))
-			return true
-		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t)
@@ -248,6 +239,43 @@ func TestInvalidCredentialsAtLoginAreLatched(t *testing.T) {
 			assert.True(t, IsInvalidCredentials(err))
 			assert.Equal(t, OpLogin, err.(*Error).Op)
 			assert.EqualValues(t, 1, f.loginN.Load(), "exactly one login attempt ever")
+			assert.Equal(t, 0, f.hitCount(http.MethodPost, pathSuspend))
+		})
+	}
+}
+
+// Only a credential code latches: a refusal without one (a gateway page,
+// a code that says nothing of the password) fails the call, unretried, and
+// the next call tries again rather than stopping every worker for good.
+func TestLoginRefusalWithoutCredentialCodeIsNotLatched(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hook func(w http.ResponseWriter, r *http.Request) bool
+	}{
+		{"unknown 401 code", func(w http.ResponseWriter, r *http.Request) bool {
+			m2mError(w, http.StatusUnauthorized, "SomethingElse", "no")
+			return true
+		}},
+		{"403 without JSON", func(w http.ResponseWriter, r *http.Request) bool {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte("<html>Forbidden</html>"))
+			return true
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t)
+			f.loginHook = tc.hook
+			c := newTestClient(t, f, nil)
+			ctx := context.Background()
+			for i := range 2 {
+				_, err := c.Suspend(ctx, ActionRequest{Devices: oneDevice()})
+				assert.Equal(t, KindInvalidCredentials, KindOf(err), "%v", err)
+				assert.False(t, IsRetryable(err))
+				assert.EqualValues(t, i+1, f.loginN.Load(), "not latched: each call logs in once")
+			}
+			r, err := c.CredentialRefusal(ctx)
+			require.NoError(t, err)
+			assert.Nil(t, r)
 			assert.Equal(t, 0, f.hitCount(http.MethodPost, pathSuspend))
 		})
 	}

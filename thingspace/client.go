@@ -21,7 +21,8 @@ import (
 // Client talks to ThingSpace. Make one per set of credentials and keep it:
 // it caches tokens, and once credentials have been refused it refuses every
 // later call without contacting ThingSpace (five failed logins lock the
-// Verizon account), until a new Client is made.
+// Verizon account): until a new Client is made, or, with Config.Latches,
+// until the shared latch is reset (a new Client does not undo that one).
 type Client struct {
 	cfg       Config
 	log       *slog.Logger

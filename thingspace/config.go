@@ -74,6 +74,11 @@ type Config struct {
 	Limiter       Limiter      // optional pacing hook
 	HTTPClient    *http.Client // optional base client (tests); its Transport is used
 	Logger        *slog.Logger // optional; never receives secrets or bodies
+	// Latches, when set, shares refused credentials with every other
+	// client of the same credentials (other workers, later restarts) and
+	// is checked before any token request or login. Without it the client
+	// latches a refusal for itself only.
+	Latches Latches
 }
 
 // Exchange is one HTTP attempt, for the audit log. Bodies are redacted (no

@@ -51,12 +51,23 @@ func main() {
 }
 
 func manage(ctx context.Context, cfg *config.Config, cmd string) error {
-	ts, err := thingspace.New(app.ThingSpaceConfig(cfg))
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	tsCfg := app.ThingSpaceConfig(cfg)
+	if cfg.Database.URL != "" {
+		// The workers' credential latch: logging in here with credentials
+		// they found refused would count towards the account's lock.
+		store, err := connect.Store(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		tsCfg.Latches = store.CredentialLatches()
+	}
+	ts, err := thingspace.New(tsCfg)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	account := cfg.ThingSpace.Account
 	switch cmd {
 	case "register":
