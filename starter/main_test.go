@@ -368,7 +368,7 @@ func TestHelpNeedsNoConfiguration(t *testing.T) {
 // messages, callbacks) cannot plant a formula in the CSV an operator opens
 // in a spreadsheet, nor control characters.
 func TestResultsCSVIsInertInASpreadsheet(t *testing.T) {
-	ds := devices(t, "8914811009", "active", 3)
+	ds := devices(t, "8914811019", "active", 3)
 	f := file(t, "inert.csv", "iccid,operation\n"+ds[0].ICCID+",suspend\n"+ds[1].ICCID+",suspend\n"+ds[2].ICCID+",suspend\n")
 	code, out, errOut := starter(t, "submit", "--file", f, "--wait", "--callback-timeout", "5s")
 	require.Equal(t, 0, code, errOut)
