@@ -34,7 +34,13 @@ func adminServer(addr string, m *metrics.Metrics, ready func(context.Context) er
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		if err := ready(ctx); err != nil {
+		err := ready(ctx)
+		var down temporalDown
+		if errors.As(err, &down) {
+			_, _ = w.Write([]byte("ready; " + down.Error() + "\n"))
+			return
+		}
+		if err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -52,7 +58,13 @@ func serve(ctx context.Context, srv *http.Server, logger *slog.Logger, what stri
 	}
 	logger.Info(what+" listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {

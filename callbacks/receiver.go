@@ -14,7 +14,10 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -43,9 +46,45 @@ type Receiver struct {
 	Username     string
 	Password     string
 	MaxBodyBytes int64
-	Metrics      *metrics.Metrics
-	Logger       *slog.Logger
+	// AllowedSources are the networks callbacks may come from (empty: any);
+	// others are refused 403 before their body is read.
+	AllowedSources []netip.Prefix
+	// TrustedProxies are the proxies (load balancers) in front of the
+	// receiver: only when the direct peer is one of them is
+	// X-Forwarded-For read, and the right-most address in it that is not
+	// a trusted proxy is the source. Anyone else can write that header.
+	TrustedProxies []netip.Prefix
+	// MaxConcurrent bounds the callbacks handled at once (0:
+	// DefaultMaxConcurrent); more are answered 503 with Retry-After, which
+	// ThingSpace retries, instead of piling up connections to PostgreSQL
+	// and memory.
+	MaxConcurrent int
+	Metrics       *metrics.Metrics
+	Logger        *slog.Logger
+
+	slotsOnce sync.Once
+	slots     chan struct{}
+	// signalsPausedUntil (Unix nanoseconds): after a failed signal the
+	// answer to ThingSpace does not wait for Temporal again until then;
+	// Redeliver delivers what is stored meanwhile.
+	signalsPausedUntil atomic.Int64
 }
+
+// DefaultMaxConcurrent is the number of callbacks handled at once when
+// MaxConcurrent is 0.
+const DefaultMaxConcurrent = 64
+
+// Signals made while answering (Redeliver's have signalTimeout).
+const (
+	// answerSignalTimeout bounds the signal sent before answering: a
+	// healthy Temporal answers in milliseconds, and ThingSpace's wait for
+	// the answer should not depend on an unhealthy one.
+	answerSignalTimeout = 3 * time.Second
+	signalTimeout       = 10 * time.Second
+	// signalPause is how long after a failed signal the answers stop
+	// trying (Redeliver's interval).
+	signalPause = 15 * time.Second
+)
 
 // Handler returns the endpoint, to mount at the registered path.
 func (r *Receiver) Handler() http.Handler {
@@ -53,11 +92,24 @@ func (r *Receiver) Handler() http.Handler {
 }
 
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+	if src, ok := r.sourceAllowed(req); !ok {
+		r.count("forbidden")
+		r.log().Warn("callback refused: source not allowed", "source", src, "peer", req.RemoteAddr)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if !r.acquire() {
+		r.count("busy")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy, try again", http.StatusServiceUnavailable)
+		return
+	}
+	defer r.release()
 	limit := r.MaxBodyBytes
 	if limit <= 0 {
 		limit = 1 << 20
@@ -105,11 +157,16 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	// attempts while Temporal is down. A duplicate is signalled too (the
 	// first signal may have been lost); the workflow takes only the first
 	// confirmation.
-	if err := r.signal(ctx, cb); err != nil {
-		r.log().Warn("callback stored; its workflow could not be signalled yet, it will be redelivered",
-			"requestId", n.RequestID,
-			"callback", cb.ID,
-			"error", err)
+	// While signals fail, the answer does not wait for Temporal: the
+	// callback stays unsignalled for Redeliver.
+	if !r.signalsPaused() {
+		if err := r.signal(ctx, cb, answerSignalTimeout); err != nil {
+			r.pauseSignals()
+			r.log().Warn("callback stored; its workflow could not be signalled yet, it will be redelivered",
+				"requestId", n.RequestID,
+				"callback", cb.ID,
+				"error", err)
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -151,12 +208,104 @@ func (r *Receiver) RedeliverOnce(ctx context.Context, settle time.Duration) (int
 	}
 	n := 0
 	for i := range cbs {
-		if err := r.signal(ctx, &cbs[i]); err != nil {
+		if err := r.signal(ctx, &cbs[i], signalTimeout); err != nil {
+			r.pauseSignals()
 			return n, fmt.Errorf("redeliver callback %d: %w", cbs[i].ID, err)
 		}
 		n++
 	}
+	if n > 0 {
+		// Temporal answers again: so may the answers' signals.
+		r.signalsPausedUntil.Store(0)
+	}
 	return n, nil
+}
+
+func (r *Receiver) signalsPaused() bool {
+	return time.Now().UnixNano() < r.signalsPausedUntil.Load()
+}
+
+func (r *Receiver) pauseSignals() {
+	r.signalsPausedUntil.Store(time.Now().Add(signalPause).UnixNano())
+}
+
+// acquire takes one of the MaxConcurrent slots, if one is free.
+func (r *Receiver) acquire() bool {
+	r.slotsOnce.Do(func() {
+		n := r.MaxConcurrent
+		if n <= 0 {
+			n = DefaultMaxConcurrent
+		}
+		r.slots = make(chan struct{}, n)
+	})
+	select {
+	case r.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *Receiver) release() { <-r.slots }
+
+// sourceAllowed says whether the request comes from an allowed source, and
+// which address that is (for the log).
+func (r *Receiver) sourceAllowed(req *http.Request) (netip.Addr, bool) {
+	if len(r.AllowedSources) == 0 {
+		return netip.Addr{}, true
+	}
+	src, ok := r.source(req)
+	return src, ok && containsAddr(r.AllowedSources, src)
+}
+
+// source is the request's source address: its direct peer, or when that
+// is a trusted proxy, the right-most X-Forwarded-For address that is not
+// one (the left-most when all are). An unreadable address there means the
+// source cannot be told: not ok.
+func (r *Receiver) source(req *http.Request) (netip.Addr, bool) {
+	peer, err := netip.ParseAddrPort(req.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	src := peer.Addr().Unmap()
+	if !containsAddr(r.TrustedProxies, src) {
+		return src, true
+	}
+	var hops []string
+	for _, v := range req.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, ok := parseHop(strings.TrimSpace(hops[i]))
+		if !ok {
+			return netip.Addr{}, false
+		}
+		src = a
+		if !containsAddr(r.TrustedProxies, a) {
+			break
+		}
+	}
+	return src, true
+}
+
+// parseHop reads an X-Forwarded-For address, with or without a port.
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
+	for _, p := range nets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // refusal is why a callback is answered without being stored.
@@ -176,14 +325,31 @@ type refusal struct {
 // or faultResponse that is not an object): refusing such a callback would
 // make ThingSpace retry it in vain and leave the device to polling.
 func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
+	// The credentials first, and nothing else: the rest of a body is read
+	// only once it carries them. Decoding into a struct of the two members
+	// only checks the rest's syntax (bounded by MaxBodyBytes), and reads
+	// them as the full parse does (last of duplicate members, names
+	// matched without case).
+	var creds struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := json.Unmarshal(body, &creds); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return nil, &refusal{http.StatusBadRequest, "invalid", "body is not JSON"}
+		}
+		// Credentials that are not strings are not the registered ones.
+		return nil, &refusal{http.StatusUnauthorized, "unauthorized", "unauthorized"}
+	}
+	if !r.authorized(creds.Username, creds.Password) {
+		return nil, &refusal{http.StatusUnauthorized, "unauthorized", "unauthorized"}
+	}
 	parsed, err := thingspace.ParseCallbackMessage(body)
 	if err != nil {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "body is not a ThingSpace callback"}
 	}
 	msg := *parsed
-	if !r.authorized(msg) {
-		return nil, &refusal{http.StatusUnauthorized, "unauthorized", "unauthorized"}
-	}
 	iccid := msg.ICCID()
 	if msg.RequestID == "" || iccid == "" {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "callback needs a requestId and an ICCID"}
@@ -239,9 +405,9 @@ func storable(body []byte, count int) bool {
 
 // authorized compares the body's credentials with the registered ones in
 // constant time, both always compared.
-func (r *Receiver) authorized(msg thingspace.CallbackMessage) bool {
-	u := subtle.ConstantTimeCompare([]byte(msg.Username), []byte(r.Username))
-	p := subtle.ConstantTimeCompare([]byte(msg.Password), []byte(r.Password))
+func (r *Receiver) authorized(username, password string) bool {
+	u := subtle.ConstantTimeCompare([]byte(username), []byte(r.Username))
+	p := subtle.ConstantTimeCompare([]byte(password), []byte(r.Password))
 	return u&p == 1
 }
 
@@ -249,13 +415,13 @@ func (r *Receiver) authorized(msg thingspace.CallbackMessage) bool {
 // matches no device change, or whose workflow does not exist (not started
 // yet, or finished), stays stored: the workflow reads stored callbacks when
 // it starts waiting.
-func (r *Receiver) signal(ctx context.Context, cb *db.Callback) error {
+func (r *Receiver) signal(ctx context.Context, cb *db.Callback, timeout time.Duration) error {
 	if cb.DeviceChangeID == nil || cb.BulkChangeID == "" {
 		r.signalResult(ctx, cb, "unmatched")
 		return nil
 	}
 	conf := cb.Stored().Confirmation()
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := r.Temporal.SignalWorkflow(
 		sctx,

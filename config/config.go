@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -132,6 +133,40 @@ type Callbacks struct {
 	Username     string `mapstructure:"username"`
 	Password     Secret `mapstructure:"-"`
 	MaxBodyBytes int64  `mapstructure:"max_body_bytes"`
+	// TLSCertFile and TLSKeyFile (both or neither): the receiver serves
+	// HTTPS itself (TLS 1.2 at least) instead of behind a proxy that ends
+	// TLS. The files are read at start.
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
+	// AllowedSources are the networks (CIDRs, or single addresses)
+	// callbacks may come from; empty: any. Others are refused 403.
+	AllowedSources []string `mapstructure:"allowed_sources"`
+	// TrustedProxies are the networks of the proxies in front of the
+	// receiver whose X-Forwarded-For is believed (see callbacks.Receiver).
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// MaxConcurrent bounds the callbacks handled at once; more are
+	// answered 503 with Retry-After: 1.
+	MaxConcurrent int `mapstructure:"max_concurrent"`
+}
+
+// ParseNetworks reads a list of CIDRs or single addresses (a /32 or
+// /128), naming the setting and the entry of the first it cannot read.
+func ParseNetworks(key string, list []string) ([]netip.Prefix, error) {
+	var nets []netip.Prefix
+	for i, s := range list {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%s (%s) entry %d: %q is not a CIDR (such as 192.0.2.0/24) or an address",
+					key, EnvName(key), i+1, s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		nets = append(nets, p.Masked())
+	}
+	return nets, nil
 }
 
 // Revio holds the Rev.io billing API settings.
@@ -268,6 +303,11 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("callbacks.public_url", "")
 	v.SetDefault("callbacks.username", "")
 	v.SetDefault("callbacks.max_body_bytes", 1<<20)
+	v.SetDefault("callbacks.tls_cert_file", "")
+	v.SetDefault("callbacks.tls_key_file", "")
+	v.SetDefault("callbacks.allowed_sources", []string{})
+	v.SetDefault("callbacks.trusted_proxies", []string{})
+	v.SetDefault("callbacks.max_concurrent", 64)
 	v.SetDefault("revio.enabled", false)
 	v.SetDefault("revio.base_url", "https://api.revioapi.com")
 	v.SetDefault("revio.login", "")

@@ -276,3 +276,43 @@ func TestDemoConfigIsValid(t *testing.T) {
 	require.NoError(t, cfg.ValidateRegistration())
 	require.NoError(t, cfg.ValidateStarter())
 }
+
+// The receiver's trust settings are checked at start, each problem named:
+// networks entry by entry, the TLS files together and loadable, a
+// positive concurrency cap.
+func TestReceiverTrustSettings(t *testing.T) {
+	t.Setenv("TSBULK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tsbulk")
+	t.Setenv("TSBULK_CALLBACKS_USERNAME", "listener")
+	t.Setenv("TSBULK_CALLBACKS_PASSWORD", "s3cret")
+	cfg, err := Load("")
+	require.NoError(t, err)
+	require.NoError(t, cfg.ValidateReceiver())
+	require.Equal(t, 64, cfg.Callbacks.MaxConcurrent)
+	require.Empty(t, cfg.Callbacks.AllowedSources, "any source by default")
+
+	t.Setenv("TSBULK_CALLBACKS_ALLOWED_SOURCES", "192.0.2.0/24,2001:db8::1")
+	t.Setenv("TSBULK_CALLBACKS_TRUSTED_PROXIES", "10.0.0.0/8")
+	cfg, err = Load("")
+	require.NoError(t, err)
+	require.NoError(t, cfg.ValidateReceiver())
+	nets, err := ParseNetworks("callbacks.allowed_sources", cfg.Callbacks.AllowedSources)
+	require.NoError(t, err)
+	require.Equal(t, "[192.0.2.0/24 2001:db8::1/128]", fmt.Sprint(nets))
+
+	t.Setenv("TSBULK_CALLBACKS_ALLOWED_SOURCES", "192.0.2.0/24,192.0.2.300/32")
+	t.Setenv("TSBULK_CALLBACKS_TRUSTED_PROXIES", "lb.internal")
+	t.Setenv("TSBULK_CALLBACKS_MAX_CONCURRENT", "0")
+	t.Setenv("TSBULK_CALLBACKS_TLS_CERT_FILE", "/nonexistent/cert.pem")
+	cfg, err = Load("")
+	require.NoError(t, err)
+	err = cfg.ValidateReceiver()
+	require.ErrorContains(t, err, `callbacks.allowed_sources (TSBULK_CALLBACKS_ALLOWED_SOURCES) entry 2: "192.0.2.300/32"`)
+	require.ErrorContains(t, err, `callbacks.trusted_proxies (TSBULK_CALLBACKS_TRUSTED_PROXIES) entry 1: "lb.internal"`)
+	require.ErrorContains(t, err, "callbacks.max_concurrent (TSBULK_CALLBACKS_MAX_CONCURRENT): must be at least 1")
+	require.ErrorContains(t, err, "callbacks.tls_cert_file (TSBULK_CALLBACKS_TLS_CERT_FILE): goes with callbacks.tls_key_file: set both")
+
+	t.Setenv("TSBULK_CALLBACKS_TLS_KEY_FILE", "/nonexistent/key.pem")
+	cfg, err = Load("")
+	require.NoError(t, err)
+	require.ErrorContains(t, cfg.ValidateReceiver(), "callbacks.tls_cert_file (TSBULK_CALLBACKS_TLS_CERT_FILE): cannot be loaded")
+}

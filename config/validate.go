@@ -4,6 +4,7 @@ package config
 // is reported at once, naming its setting and environment variable.
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -63,6 +64,25 @@ func (c *Config) checkCallbacks(p *problems) {
 	p.need(c.Callbacks.MaxBodyBytes >= 1024, "callbacks.max_body_bytes", "must be at least 1024")
 	if c.Callbacks.PublicURL != "" {
 		c.needSecureURL(p, "callbacks.public_url", c.Callbacks.PublicURL)
+	}
+	p.need(c.Callbacks.MaxConcurrent >= 1, "callbacks.max_concurrent", "must be at least 1")
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{
+		{"callbacks.allowed_sources", c.Callbacks.AllowedSources},
+		{"callbacks.trusted_proxies", c.Callbacks.TrustedProxies},
+	} {
+		if _, err := ParseNetworks(l.key, l.list); err != nil {
+			*p = append(*p, err.Error())
+		}
+	}
+	cert, key := c.Callbacks.TLSCertFile != "", c.Callbacks.TLSKeyFile != ""
+	p.need(cert == key, "callbacks.tls_cert_file",
+		"goes with callbacks.tls_key_file: set both (the receiver serves HTTPS) or neither")
+	if cert && key {
+		_, err := tls.LoadX509KeyPair(c.Callbacks.TLSCertFile, c.Callbacks.TLSKeyFile)
+		p.need(err == nil, "callbacks.tls_cert_file", "cannot be loaded with callbacks.tls_key_file: %v", err)
 	}
 }
 

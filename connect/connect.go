@@ -23,17 +23,9 @@ import (
 // Temporal connects to the Temporal server named by the configuration. With
 // m, the SDK's metrics go to the process's Prometheus registry.
 func Temporal(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (client.Client, error) {
-	opts := client.Options{
-		HostPort:  cfg.Temporal.Address,
-		Namespace: cfg.Temporal.Namespace,
-		Logger:    tlog.NewStructuredLogger(logger),
-	}
-	if m != nil {
-		h, err := m.TemporalHandler(logger)
-		if err != nil {
-			return nil, fmt.Errorf("temporal metrics: %w", err)
-		}
-		opts.MetricsHandler = h
+	opts, err := temporalOptions(cfg, m, logger)
+	if err != nil {
+		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -42,6 +34,39 @@ func Temporal(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logge
 		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address): %w", cfg.Temporal.Address, err)
 	}
 	return c, nil
+}
+
+// TemporalLazy is a client of the Temporal server named by the
+// configuration that connects on its first call, not now: a process that
+// can do its job without Temporal (the callback receiver stores callbacks)
+// starts while the server is unreachable. A call made while it is
+// unreachable fails, and the next call tries again.
+func TemporalLazy(cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (client.Client, error) {
+	opts, err := temporalOptions(cfg, m, logger)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewLazyClient(opts)
+	if err != nil {
+		return nil, fmt.Errorf("temporal client for %s (temporal.address): %w", cfg.Temporal.Address, err)
+	}
+	return c, nil
+}
+
+func temporalOptions(cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (client.Options, error) {
+	opts := client.Options{
+		HostPort:  cfg.Temporal.Address,
+		Namespace: cfg.Temporal.Namespace,
+		Logger:    tlog.NewStructuredLogger(logger),
+	}
+	if m != nil {
+		h, err := m.TemporalHandler(logger)
+		if err != nil {
+			return opts, fmt.Errorf("temporal metrics: %w", err)
+		}
+		opts.MetricsHandler = h
+	}
+	return opts, nil
 }
 
 // Store connects to PostgreSQL and applies the migrations.

@@ -142,7 +142,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// The callback receiver runs apart from the workers, as in
 	// production, so killing a worker does not stop callbacks.
 	mux := http.NewServeMux()
-	mux.Handle(s.Config.Callbacks.Path, app.NewReceiver(s.Config, s.Store, s.Client, s.Metrics, s.Logger).Handler())
+	rcv, err := app.NewReceiver(s.Config, s.Store, s.Client, s.Metrics, s.Logger)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(s.Config.Callbacks.Path, rcv.Handler())
 	base, err := s.serve(mux)
 	if err != nil {
 		return nil, err

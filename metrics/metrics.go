@@ -33,7 +33,8 @@ type Metrics struct {
 	// RevioRequests counts HTTP attempts to Rev.io by operation and status.
 	RevioRequests *prometheus.CounterVec
 	// Callbacks counts callbacks received by the callback receiver, by
-	// result (stored, duplicate, unauthorized, invalid, store_failed).
+	// result (stored, duplicate, unauthorized, invalid, too_large, store_failed,
+	// forbidden: source not allowed, busy: over callbacks.max_concurrent).
 	Callbacks *prometheus.CounterVec
 	// CallbackSignals counts signals sent for callbacks, by result.
 	CallbackSignals *prometheus.CounterVec
