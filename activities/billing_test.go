@@ -1,6 +1,7 @@
 package activities_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -429,4 +430,49 @@ func TestCreateBillingServiceConcurrentStepsCreateOneService(t *testing.T) {
 	require.Equal(t, h.rsim.Services()[0].ServiceID, res.ServiceID)
 	require.Len(t, h.rsim.Services(), 1)
 	require.Len(t, h.rsim.ServiceProducts(), 3)
+}
+
+// More Rev.io steps of different device changes run at once than the store
+// has connections (the test store has 8): each holding a connection for
+// its lock would leave none for the steps' own queries, and every step
+// would wait for ever. The lease on the row holds no connection.
+func TestCreateBillingServiceStepsOutnumberingThePoolAllFinish(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const steps = 12
+	type step struct {
+		bulk string
+		id   int64
+	}
+	var all []step
+	for i := range steps {
+		bulk, id, _ := h.activated(fmt.Sprintf("31255502%02d", i))
+		all = append(all, step{bulk, id})
+	}
+	h.rsim.SetFaults(revsim.Faults{Latency: 200 * time.Millisecond})
+
+	errs := make([]error, steps)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, s := range all {
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(h.acts)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = env.ExecuteActivity(h.acts.CreateBillingService,
+				activities.BillingInput{BulkChangeID: s.bulk, DeviceChangeID: s.id})
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("%d Rev.io steps on a store of 8 connections did not finish: the pool is starved", steps)
+	}
+	for i, err := range errs {
+		require.NoError(t, err, "step %d", i)
+	}
+	require.Len(t, h.rsim.Services(), steps, "one Rev.io line per device change")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -106,38 +107,57 @@ func (s *Store) MarkRevioDisconnected(ctx context.Context, deviceChangeID int64)
 // same device change holds its lock.
 var ErrBillingBusy = errors.New("another Rev.io step of this device change is running")
 
-// LockBillingStep takes the lock of one device change's Rev.io step, for
+// LockBillingStep takes the lease of one device change's Rev.io step, for
 // the length of the step: POST /v1/Services is not idempotent, so two steps
 // of the same change (a billing retry started while another runs, an
 // activity attempt overlapping the one it replaces) must not both search,
-// find nothing and create. It does not wait: ErrBillingBusy when the lock
-// is held, and the caller backs off.
+// find nothing and create. It does not wait: ErrBillingBusy while another
+// step holds the lease, and the caller backs off.
 //
-// The lock is a transaction-scoped advisory lock on a transaction kept
-// open until release is called: it blocks no row (the step updates its
-// device change through other connections meanwhile), and PostgreSQL drops
-// it with the session if the worker dies. A worker that is paused keeps it,
-// which is what keeps a second step out.
+// The lease is a token and an expiry on the device change's row, on the
+// database clock, lasting until the step's deadline (ctx's) and a margin,
+// or billingLeaseDefault without one. A lock held by an open transaction
+// would keep a pool connection for the whole step, and steps running in
+// greater number than the pool's connections would then wait for
+// connections their own locks hold. A worker that dies leaves its lease
+// until it expires: the next step waits that long, then searches Rev.io
+// before any create, as every step does.
 func (s *Store) LockBillingStep(ctx context.Context, deviceChangeID int64) (release func(), err error) {
-	tx, err := s.Pool.Begin(ctx)
+	lease := billingLeaseDefault
+	if d, ok := ctx.Deadline(); ok {
+		lease = time.Until(d) + billingLeaseMargin
+	}
+	token := uuid.NewString()
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE device_changes
+		SET billing_lease_token = $2,
+		    billing_lease_until = clock_timestamp() + make_interval(secs => $3)
+		WHERE id = $1 AND (billing_lease_until IS NULL OR billing_lease_until < clock_timestamp())`,
+		deviceChangeID, token, lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("lock Rev.io step of device change %d: %w", deviceChangeID, err)
 	}
-	var ok bool
-	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended('tsbulk billing step ' || $1::bigint, 0))`,
-		deviceChangeID).Scan(&ok); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("lock Rev.io step of device change %d: %w", deviceChangeID, err)
-	}
-	if !ok {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
+	if tag.RowsAffected() == 0 {
+		if _, err := s.GetDeviceChange(ctx, deviceChangeID); err != nil {
+			return nil, fmt.Errorf("lock Rev.io step of device change %d: %w", deviceChangeID, err)
+		}
 		return nil, fmt.Errorf("device change %d: %w", deviceChangeID, ErrBillingBusy)
 	}
 	return func() {
 		// Released even when the step's context has ended (the usual case
-		// for a step that timed out); a dead connection ends it anyway.
+		// for a step that timed out); an unreleased lease expires.
 		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = tx.Rollback(c)
+		_, _ = s.Pool.Exec(c, `
+			UPDATE device_changes SET billing_lease_token = NULL, billing_lease_until = NULL
+			WHERE id = $1 AND billing_lease_token = $2`, deviceChangeID, token)
 	}, nil
 }
+
+// Lease lengths of a Rev.io step: past its deadline by a margin (a step
+// cut off at its deadline may still be finishing a call), or, for a caller
+// without a deadline, long enough for a step's few calls.
+const (
+	billingLeaseMargin  = 30 * time.Second
+	billingLeaseDefault = 15 * time.Minute
+)
