@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
@@ -56,15 +55,8 @@ const (
 // as request req1.
 func inFlight(t *testing.T, st *db.Store) (bulkID string) {
 	t.Helper()
-	ctx := context.Background()
-	bulkID = uuid.NewString()
-	_, _, err := st.CreateBulkChange(ctx, db.NewBulkChange{ID: bulkID, AccountName: "acct", Batches: 1,
-		WorkflowID: api.BulkChangeWorkflowID(bulkID),
-		Devices:    []db.NewDeviceChange{{Seq: 1, RowNumber: 2, ICCID: iccid, Operation: "suspend", BatchNo: 1}}})
-	require.NoError(t, err)
-	req, _, _, err := st.ClaimBatch(ctx, bulkID, 1, db.ClaimLimits{})
-	require.NoError(t, err)
-	require.NoError(t, st.MarkRequestAccepted(ctx, req, req1, nil))
+	bulkID, req, _ := claimed(t, st)
+	require.NoError(t, st.MarkRequestAccepted(context.Background(), req, req1, nil))
 	return bulkID
 }
 
