@@ -83,9 +83,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			return nil, err
 		}
 	}
-	alreadyActive := change.Outcome(dc.Outcome) == change.AlreadyActive ||
-		change.Outcome(dc.Outcome) == change.AlreadyActivePPU
-	if alreadyActive {
+	if change.Outcome(dc.Outcome).AlreadyActive() {
 		if svc, err := a.existingService(ctx, dc); err != nil || svc != nil {
 			if err != nil {
 				return nil, err

@@ -51,11 +51,23 @@ const (
 // Outcome is how a successful device change ended.
 type Outcome string
 
+// AlreadyActive reports whether the outcome is one of an activation that
+// found the device already active.
+func (o Outcome) AlreadyActive() bool {
+	return o == AlreadyActive || o == AlreadyActivePPU || o == AlreadyActivePPUUnconfirmed
+}
+
 // Outcomes of successful device changes.
 const (
 	Activated        Outcome = "activated"
 	AlreadyActive    Outcome = "already_active"
 	AlreadyActivePPU Outcome = "already_active_ppu_updated"
+	// AlreadyActivePPUUnconfirmed: the PPU update was accepted but its own
+	// callback never came. Polling cannot stand in: the device was active
+	// before the update and stays active after it, and ThingSpace's
+	// request-status call covers single-device state changes, not
+	// contactInfo. The address may or may not be the one sent.
+	AlreadyActivePPUUnconfirmed Outcome = "already_active_ppu_unconfirmed"
 	Suspended        Outcome = "suspended"
 	Restored         Outcome = "restored"
 	Deactivated      Outcome = "deactivated"

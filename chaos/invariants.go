@@ -90,6 +90,7 @@ type Snapshot struct {
 const (
 	outActivated     = "activated"
 	outAlreadyActive = "already_active_ppu_updated"
+	outPPUUnproven   = "already_active_ppu_unconfirmed"
 	outSuspended     = "suspended"
 	outRestored      = "restored"
 	outDeactivated   = "deactivated"
@@ -157,11 +158,18 @@ func Check(w Workload, s Snapshot) []Violation {
 			add(CheckFinal, dc, "status %s (%s %s), workflow %s", dc.Status, d.Operation, d.Category, dc.WorkflowID)
 		}
 		want := expected[d.Category]
+		// A PPU update is made only by its own callback; without it the
+		// update is recorded as sent but unproven, never as made.
+		ppuUnproven := want.outcome == outAlreadyActive && dc.Outcome == outPPUUnproven
 		switch {
 		case !final:
 		case want.outcome == "" && dc.Status != "ERROR":
 			add(CheckOutcome, dc, "%s must fail, ended %s %s", d.Category, dc.Status, dc.Outcome)
-		case want.outcome != "" && (dc.Status != "PROCESSED" || dc.Outcome != want.outcome):
+		case dc.Outcome == outAlreadyActive && dc.ConfirmedBy != "callback":
+			add(CheckOutcome, dc, "PPU update recorded as made, confirmed by %q instead of its callback", dc.ConfirmedBy)
+		case ppuUnproven && dc.ConfirmedBy == "callback":
+			add(CheckOutcome, dc, "PPU update recorded as unproven although its callback came")
+		case want.outcome != "" && !ppuUnproven && (dc.Status != "PROCESSED" || dc.Outcome != want.outcome):
 			add(CheckOutcome, dc, "%s must end PROCESSED %s, ended %s %s %s: %s", d.Category, want.outcome, dc.Status, dc.Outcome,
 				dc.ErrorCode, dc.ErrorMessage)
 		}
@@ -217,7 +225,7 @@ func Check(w Workload, s Snapshot) []Violation {
 		// product never learned (killed worker, lost answer) is sent again.
 		// Allowed: one per attempt the product recorded before sending, and
 		// none after an answer it recorded.
-		if ci := acc[tssim.ActionContactInfo]; ci > max(1, dc.PPUSends) || (ci == 0 && dc.Outcome == outAlreadyActive) {
+		if ci := acc[tssim.ActionContactInfo]; ci > max(1, dc.PPUSends) || (ci == 0 && (dc.Outcome == outAlreadyActive || dc.Outcome == outPPUUnproven)) {
 			add(CheckTSOnce, dc, "ThingSpace accepted %d PPU updates, the product recorded %d attempts (outcome %s)",
 				ci, dc.PPUSends, dc.Outcome)
 		}

@@ -39,6 +39,7 @@ func cleanSnapshot(w Workload) Snapshot {
 			if d.Category == CatActivateActive {
 				s.Accepted[d.ICCID][tssim.ActionContactInfo] = 1
 				s.Applied[d.ICCID] = map[string]int{tssim.ActionContactInfo: 1}
+				dc.ConfirmedBy = "callback"
 			}
 			if d.Billed {
 				dc.BillingStatus = "CREATED"
@@ -78,6 +79,18 @@ func TestCheckAllowsARecordedPPUResend(t *testing.T) {
 		if d.Category == CatActivateActive {
 			s.Accepted[d.ICCID][tssim.ActionContactInfo] = 2
 			s.Changes[i].PPUSends = 2
+		}
+	}
+	assert.Empty(t, Check(w, s))
+}
+
+// A PPU update whose callback was lost ends unproven, not failed.
+func TestCheckAllowsAnUnprovenPPUUpdate(t *testing.T) {
+	w := NewWorkload(200, 5)
+	s := cleanSnapshot(w)
+	for i, d := range w.Devices {
+		if d.Category == CatActivateActive {
+			s.Changes[i].Outcome, s.Changes[i].ConfirmedBy = outPPUUnproven, "poll"
 		}
 	}
 	assert.Empty(t, Check(w, s))
@@ -129,6 +142,11 @@ func TestCheckNamesEachViolation(t *testing.T) {
 				s.Accepted[s.Changes[i].ICCID][tssim.ActionContactInfo] = 3
 				s.Changes[i].PPUSends = 2
 			}},
+		{"PPU update called made without its callback", CheckOutcome, func() int { return find(CatActivateActive) },
+			func(s *Snapshot, i int) { s.Changes[i].ConfirmedBy = "poll" }},
+		{"PPU update called unproven although its callback came", CheckOutcome,
+			func() int { return find(CatActivateActive) },
+			func(s *Snapshot, i int) { s.Changes[i].Outcome = outPPUUnproven }},
 		{"never sent", CheckTSOnce, func() int { return find(CatInventory) }, func(s *Snapshot, i int) {
 			delete(s.Accepted, s.Changes[i].ICCID)
 		}},

@@ -130,7 +130,13 @@ func TestActivationEndToEnd(t *testing.T) {
 	for _, d := range active {
 		r := got[d.ICCID]
 		require.EqualValues(t, change.Processed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
-		require.EqualValues(t, change.AlreadyActivePPU, r.Outcome)
+		// Some callbacks are dropped: a PPU update is made only when its
+		// own callback says so.
+		if r.ConfirmedBy == string(change.ByCallback) {
+			require.EqualValues(t, change.AlreadyActivePPU, r.Outcome)
+		} else {
+			require.EqualValues(t, change.AlreadyActivePPUUnconfirmed, r.Outcome, "%s confirmed by %q", d.ICCID, r.ConfirmedBy)
+		}
 		require.Equal(t, beforeActive[d.ICCID], r.MSISDN, "the MSISDN it already had")
 		// Detection costs the device's place in one batched activation
 		// request (answered DeviceAlreadyActive) and nothing more.
@@ -258,4 +264,43 @@ func TestRevioServiceNeverCreatedTwice(t *testing.T) {
 	require.EqualValues(t, "CREATED", r.BillingStatus)
 	require.Len(t, s.Revio.ServiceProducts(), 2)
 
+}
+
+// TestPPUUpdateWithoutItsCallbackIsNotCalledMade: polling sees an
+// already-active device active whether or not its PPU update was applied,
+// and ThingSpace's request status does not cover contactInfo, so without
+// the update's own callback the outcome says the address is unproven.
+func TestPPUUpdateWithoutItsCallbackIsNotCalledMade(t *testing.T) {
+	s := newStackWithWorker(t, localstack.Options{
+		ThingSpace: tssim.Config{CompletionDelay: 200 * time.Millisecond, Seed: 5,
+			Faults: tssim.Faults{DropCallbackRate: 1}},
+		Config: func(c *config.Config) {
+			c.Bulk.CallbackTimeout = 2 * time.Second
+		},
+	})
+	fresh := tssim.GenerateDevices(3, "8914800015", "preactive")
+	active := tssim.GenerateDevices(3, "8914800016", "active")
+	require.NoError(t, s.TS.Seed(fresh...))
+	require.NoError(t, s.TS.Seed(active...))
+	var rows []row
+	for i, d := range append(append([]tssim.DeviceSeed{}, fresh...), active...) {
+		rows = append(rows, activationRow(d, i, false))
+	}
+	res := submit(t, s, writeCSV(t, activationColumns, rows))
+	waitBulk(t, s, res, 5*time.Minute)
+
+	got := results(t, s, res.ID)
+	st := s.TS.Stats(time.Hour)
+	for _, d := range fresh {
+		r := got[d.ICCID]
+		require.EqualValues(t, change.Processed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.Activated, r.Outcome, "an activation is proven by the state polling reads")
+		require.Equal(t, "poll", r.ConfirmedBy)
+	}
+	for _, d := range active {
+		r := got[d.ICCID]
+		require.EqualValues(t, change.Processed, r.Status, "%s: %s %s", d.ICCID, r.ErrorCode, r.ErrorMessage)
+		require.EqualValues(t, change.AlreadyActivePPUUnconfirmed, r.Outcome, "%s confirmed by %q", d.ICCID, r.ConfirmedBy)
+		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["contactInfo"], "one PPU update for %s, not re-sent", d.ICCID)
+	}
 }

@@ -300,6 +300,11 @@ func (d *deviceRun) alreadyActive(dev *activities.DeviceState, fault api.Confirm
 			return d.complete(in)
 		}
 		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = change.AlreadyActivePPU, c.Source, c.At, c.RequestID
+		if c.Source != api.SourceCallback {
+			// Polling saw the device active, as it was before: that proves
+			// the request was taken, not that the address was set.
+			in.Outcome = change.AlreadyActivePPUUnconfirmed
+		}
 	}
 	in.MSISDN = d.lookupMSISDN(dev)
 	in.BillingPending = d.owesBilling(dev)

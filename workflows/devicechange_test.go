@@ -296,6 +296,25 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 	require.Equal(t, "ppu-1", env.completed[0].RequestID)
 }
 
+// Polling sees an already-active device active whether or not the address
+// was set: without the update's own callback the outcome says so.
+func TestDeviceChangeAlreadyActivePPUConfirmedOnlyByPolling(t *testing.T) {
+	st := submitted("activate")
+	st.HasPPU = true
+	st.Sync = &api.Confirmation{Source: api.SourceSync, FaultCode: change.FaultAlreadyActive}
+	env := newDeviceEnv(t, st)
+	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
+		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
+	env.signalAt(31*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "ppu-1", Success: true})
+	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
+		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
+
+	res := env.run(t, deviceInput("activate"))
+	require.Equal(t, change.Processed, res.Status)
+	require.Equal(t, change.AlreadyActivePPUUnconfirmed, res.Outcome)
+	require.Equal(t, change.ByPoll, env.completed[0].ConfirmedBy)
+}
+
 func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
 	st := submitted("activate")
 	st.Stored = []api.Confirmation{
