@@ -68,10 +68,10 @@ const (
 	// request-status call covers single-device state changes, not
 	// contactInfo. The address may or may not be the one sent.
 	AlreadyActivePPUUnconfirmed Outcome = "already_active_ppu_unconfirmed"
-	Suspended        Outcome = "suspended"
-	Restored         Outcome = "restored"
-	Deactivated      Outcome = "deactivated"
-	AddedToInventory Outcome = "added_to_inventory"
+	Suspended                   Outcome = "suspended"
+	Restored                    Outcome = "restored"
+	Deactivated                 Outcome = "deactivated"
+	AddedToInventory            Outcome = "added_to_inventory"
 )
 
 // operationFacts is what each operation means at ThingSpace: the state a
