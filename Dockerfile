@@ -40,9 +40,9 @@ RUN GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags="-s -w" -o /out/ \
         ./worker \
         ./starter \
-        ./cmd/callback-receiver \
-        ./cmd/thingspace-simulator \
-        ./cmd/revio-simulator
+        ./callback-receiver \
+        ./harness/cmd/thingspace-simulator \
+        ./harness/cmd/revio-simulator
 
 # ---- runtime ----------------------------------------------------------------
 # debian-slim rather than distroless: curl lets Compose (and Kubernetes exec

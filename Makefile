@@ -13,7 +13,7 @@ export GOFLAGS := -buildvcs=false
 .PHONY: run test test-unit lint tools build bench compose-check clean
 
 build:
-	$(GO) build -o $(BIN)/ ./worker ./starter ./cmd/...
+	$(GO) build -o $(BIN)/ ./worker ./starter ./callback-receiver ./harness/cmd/...
 
 tools:
 	@scripts/ensure-temporal-cli.sh >/dev/null
@@ -74,7 +74,7 @@ bench: build
 # invariant. Its own PostgreSQL cluster and Temporal server (needs root).
 #   make chaos CHAOS_FLAGS='-seed 42'          replay a seed
 #   make chaos CHAOS_FLAGS='-temporal postgres' on the PostgreSQL-backed server
-# make test runs the short version (chaos/TestChaosShort).
+# make test runs the short version (harness/chaos/TestChaosShort).
 .PHONY: chaos
 chaos: build
 	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(BIN)/chaos -compare $(CHAOS_FLAGS)
@@ -103,7 +103,7 @@ test-temporal-postgres:
 	@scripts/temporal-postgres.sh setup
 	@was_up=; scripts/temporal-postgres.sh status >/dev/null && was_up=1; \
 	addr=$$(scripts/temporal-postgres.sh start) || exit 1; \
-	TSBULK_TEST_TEMPORAL_ADDRESS=$$addr $(GO) test -race -count=1 -timeout 60m -v -run '$(TEMPORAL_PG_TESTS)' ./integration/; rc=$$?; \
+	TSBULK_TEST_TEMPORAL_ADDRESS=$$addr $(GO) test -race -count=1 -timeout 60m -v -run '$(TEMPORAL_PG_TESTS)' ./harness/integration/; rc=$$?; \
 	[ -n "$$was_up" ] || scripts/temporal-postgres.sh stop; exit $$rc
 
 compose-check:

@@ -7,8 +7,8 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // Every HTTP attempt made for a bulk change, failed ones and transport
@@ -22,10 +22,10 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 
 	// ThingSpace is down: the token request is retried by the transport,
 	// every attempt answered 5xx.
-	h.sim.SetFaults(simulator.Faults{ErrorRate: 1})
+	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
 	_, err := h.submit(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 
@@ -86,7 +86,7 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	require.Equal(t, ids[devs[1].ICCID], last2[1].DeviceChangeID)
 	require.Equal(t, 400, last2[1].HTTPStatus)
 	require.Equal(t, "error", last2[1].Outcome)
-	require.Equal(t, simulator.CodeDeviceNotFound, last2[1].ErrorCode)
+	require.Equal(t, thingspacesim.CodeDeviceNotFound, last2[1].ErrorCode)
 }
 
 // auditRow is an m2m_log row.

@@ -12,9 +12,9 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	revsim "github.com/iot-ops/tsbulk/harness/reviosim"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/revio"
-	revsim "github.com/iot-ops/tsbulk/revio/simulator"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 var billingData = db.BillingData{CustomerID: 5001, ServiceTypeID: 17, ProviderID: 3,
@@ -23,7 +23,7 @@ var billingData = db.BillingData{CustomerID: 5001, ServiceTypeID: 17, ProviderID
 // activated creates an activation with billing data and completes it the
 // way the device's workflow does (PROCESSED, MSISDN, billing pending). It
 // returns the bulk change and device change ids and the device.
-func (h *harness) activated(msisdn string) (string, int64, simulator.DeviceSeed) {
+func (h *harness) activated(msisdn string) (string, int64, thingspacesim.DeviceSeed) {
 	h.t.Helper()
 	dev := devices(1, "89148002"+msisdn[len(msisdn)-4:], "active")[0]
 	c := changeSpec{seed: dev, op: "activate", batch: 1, billing: &billingData,

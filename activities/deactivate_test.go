@@ -19,8 +19,8 @@ import (
 	"github.com/iot-ops/tsbulk/callbacks"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -28,7 +28,7 @@ const epDeactivate = "POST /api/m2m/v1/devices/actions/deactivate"
 
 // deactivations are changes deactivating the devices, with the file's
 // delete_after_deactivation (nil: left to the worker's setting).
-func deactivations(batch int, del *bool, seeds ...simulator.DeviceSeed) []changeSpec {
+func deactivations(batch int, del *bool, seeds ...thingspacesim.DeviceSeed) []changeSpec {
 	out := changes("deactivate", batch, seeds...)
 	for i := range out {
 		out[i].params = db.ChangeParams{ReasonCode: "FF", DeleteAfterDeactivation: del}
@@ -81,7 +81,7 @@ func (h *harness) sentDelete(bulk string) []bool {
 	return out
 }
 
-func (h *harness) waitSim(iccid string, what string, cond func(simulator.DeviceSnapshot) bool) {
+func (h *harness) waitSim(iccid string, what string, cond func(thingspacesim.DeviceSnapshot) bool) {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -98,7 +98,7 @@ func (h *harness) waitSim(iccid string, what string, cond func(simulator.DeviceS
 
 func (h *harness) waitRemoved(iccid string) {
 	h.t.Helper()
-	h.waitSim(iccid, "removal", func(d simulator.DeviceSnapshot) bool { return d.Removed })
+	h.waitSim(iccid, "removal", func(d thingspacesim.DeviceSnapshot) bool { return d.Removed })
 }
 
 // The callback path. The worker's setting (default true) decides for a
@@ -138,13 +138,13 @@ func TestDeactivationRemovesDeviceConfirmedByCallback(t *testing.T) {
 	require.Equal(t, db.RequestAccepted, h.mustSubmit(bulk, 4).State)
 	require.Equal(t, []bool{true, false, true, false}, h.sentDelete(bulk), "the value resolved at send time")
 
-	removed := append(append([]simulator.DeviceSeed{}, bySetting...), removedByFile)
-	kept := []simulator.DeviceSeed{keptByFile, keptBySetting}
+	removed := append(append([]thingspacesim.DeviceSeed{}, bySetting...), removedByFile)
+	kept := []thingspacesim.DeviceSeed{keptByFile, keptBySetting}
 	for _, d := range removed {
 		h.waitRemoved(d.ICCID)
 	}
 	for _, d := range kept {
-		h.waitSim(d.ICCID, "deactivation", func(s simulator.DeviceSnapshot) bool { return s.State == simulator.StateDeactive })
+		h.waitSim(d.ICCID, "deactivation", func(s thingspacesim.DeviceSnapshot) bool { return s.State == thingspacesim.StateDeactive })
 		s, _ := h.sim.Device(d.ICCID)
 		require.False(t, s.Removed)
 	}
@@ -211,7 +211,7 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			bulk, ids := h.newBulk(account, cs...)
 			h.mustSubmit(bulk, 1)
 			h.mustSubmit(bulk, 2)
-			all := append(append([]simulator.DeviceSeed{}, removed...), kept, vanished)
+			all := append(append([]thingspacesim.DeviceSeed{}, removed...), kept, vanished)
 			for _, d := range all {
 				h.requestPoll(account, ids[d.ICCID], d.ICCID, "deactivate")
 			}
@@ -226,8 +226,8 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			for _, d := range removed {
 				h.waitRemoved(d.ICCID)
 			}
-			h.waitSim(kept.ICCID, "deactivation", func(s simulator.DeviceSnapshot) bool { return s.State == simulator.StateDeactive })
-			h.waitSim(vanished.ICCID, "deactivation", func(s simulator.DeviceSnapshot) bool { return s.State == simulator.StateDeactive })
+			h.waitSim(kept.ICCID, "deactivation", func(s thingspacesim.DeviceSnapshot) bool { return s.State == thingspacesim.StateDeactive })
+			h.waitSim(vanished.ICCID, "deactivation", func(s thingspacesim.DeviceSnapshot) bool { return s.State == thingspacesim.StateDeactive })
 			// Removed behind the product's back: not what its request asked.
 			h.removeBehindOurBack(vanished.ICCID)
 			h.exec(`UPDATE poll_requests SET next_poll_at = now()`)
@@ -269,7 +269,7 @@ func (h *harness) removeBehindOurBack(iccid string) {
 	_, err := c.Activate(ctx(h.t), thingspace.ActivateRequest{Devices: ref, ServicePlan: "m2m_4G", MdnZipCode: "98801",
 		SkuNumber: "OTHER-APP-SKU"})
 	require.NoError(h.t, err)
-	h.waitSim(iccid, "re-activation", func(s simulator.DeviceSnapshot) bool { return s.State == simulator.StateActive })
+	h.waitSim(iccid, "re-activation", func(s thingspacesim.DeviceSnapshot) bool { return s.State == thingspacesim.StateActive })
 	_, err = c.Deactivate(ctx(h.t), thingspace.DeactivateRequest{Devices: ref, DeleteAfterDeactivation: true})
 	require.NoError(h.t, err)
 	h.waitRemoved(iccid)
@@ -301,7 +301,7 @@ func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 		h.waitRemoved(d.ICCID)
 	}
 
-	h.sim.SetFaults(simulator.Faults{DropCallbackRate: 1})
+	h.sim.SetFaults(thingspacesim.Faults{DropCallbackRate: 1})
 	time.Sleep(settle) // an untouched device would be sent again now
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)

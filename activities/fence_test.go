@@ -12,8 +12,8 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // pauseBeforeWrite is a ThingSpace Limiter that holds the first wait of a
@@ -130,12 +130,12 @@ func TestReconcileSettleUsesTheDatabaseClock(t *testing.T) {
 	h.skewDatabaseClock(3 * time.Hour)
 	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
-	h.sim.SetFaults(simulator.Faults{ErrorRate: 1})
+	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
 	_, err := h.submit(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State, "the outcome is unknown")
 
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	_, err = h.submit(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())

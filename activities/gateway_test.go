@@ -9,8 +9,8 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // submitUntilDone runs SubmitBatch as Temporal would retry it, waiting
@@ -46,11 +46,11 @@ func TestSubmitBatchGatewayErrorAfterApplyIsReconciled(t *testing.T) {
 		state  string // the devices' state at ThingSpace before the change
 		n      int
 	}{
-		{"suspend of three", "suspend", simulator.ActionSuspend, "active", 3},
-		{"deactivate of one", "deactivate", simulator.ActionDeactivate, "active", 1},
-		{"activate of two", "activate", simulator.ActionActivate, "preactive", 2},
-		{"restore of one", "restore", simulator.ActionRestore, "suspend", 1},
-		{"inventory add of two", "inventory", simulator.ActionAdd, "", 2},
+		{"suspend of three", "suspend", thingspacesim.ActionSuspend, "active", 3},
+		{"deactivate of one", "deactivate", thingspacesim.ActionDeactivate, "active", 1},
+		{"activate of two", "activate", thingspacesim.ActionActivate, "preactive", 2},
+		{"restore of one", "restore", thingspacesim.ActionRestore, "suspend", 1},
+		{"inventory add of two", "inventory", thingspacesim.ActionAdd, "", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -77,11 +77,11 @@ func TestSubmitBatchGatewayErrorAfterApplyIsReconciled(t *testing.T) {
 			// Tokens first, so that the fault meets the state change.
 			require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
-			h.sim.SetFaults(simulator.Faults{GatewayAfterApplyRate: 1})
+			h.sim.SetFaults(thingspacesim.Faults{GatewayAfterApplyRate: 1})
 			_, err := h.submit(bulk, 1)
 			require.False(t, appError(t, err).NonRetryable(), "a gateway error is retried")
 			require.Equal(t, 1, h.stats().GatewayAfterApply, "ThingSpace applied the change and answered 502/504")
-			h.sim.SetFaults(simulator.Faults{})
+			h.sim.SetFaults(thingspacesim.Faults{})
 
 			res, _ := h.submitUntilDone(bulk, 1)
 			st := h.stats()
@@ -122,16 +122,16 @@ func TestUpdatePlaceOfUseAfterGatewayErrorIsNotRecordedUnchanged(t *testing.T) {
 	in := activities.PPUUpdateInput{BulkChangeID: bulk, DeviceChangeID: ids[dev.ICCID]}
 	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
-	h.sim.SetFaults(simulator.Faults{GatewayAfterApplyRate: 1})
+	h.sim.SetFaults(thingspacesim.Faults{GatewayAfterApplyRate: 1})
 	_, err := result[activities.PPUUpdateResult](h, h.acts.UpdatePlaceOfUse, in)
 	require.False(t, appError(t, err).NonRetryable())
-	require.Equal(t, 1, h.stats().AppliedChanges[dev.ICCID][simulator.ActionContactInfo])
+	require.Equal(t, 1, h.stats().AppliedChanges[dev.ICCID][thingspacesim.ActionContactInfo])
 	var state string
 	var attempts int
 	require.NoError(t, h.store.Pool.QueryRow(ctx(t), `SELECT state, attempts FROM thingspace_requests
 		WHERE bulk_change_id = $1 AND request_key = $2`, bulk, db.PPUKey(ids[dev.ICCID])).Scan(&state, &attempts))
 	require.Equal(t, db.RequestSending, state, "the outcome is unknown, not a failure that changed nothing")
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 
 	res := mustResult[activities.PPUUpdateResult](h, h.acts.UpdatePlaceOfUse, in)
 	require.Nil(t, res.Refusal)
@@ -140,5 +140,5 @@ func TestUpdatePlaceOfUseAfterGatewayErrorIsNotRecordedUnchanged(t *testing.T) {
 		WHERE bulk_change_id = $1 AND request_key = $2`, bulk, db.PPUKey(ids[dev.ICCID])).Scan(&state, &attempts))
 	require.Equal(t, db.RequestAccepted, state)
 	require.Equal(t, 2, attempts, "sent again, each send recorded before it went out")
-	require.Equal(t, attempts, h.accepted(dev.ICCID, simulator.ActionContactInfo))
+	require.Equal(t, attempts, h.accepted(dev.ICCID, thingspacesim.ActionContactInfo))
 }

@@ -25,10 +25,10 @@ import (
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
+	revsim "github.com/iot-ops/tsbulk/harness/reviosim"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/revio"
-	revsim "github.com/iot-ops/tsbulk/revio/simulator"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // Rev.io simulator credentials shared by the simulator and the client.
@@ -50,14 +50,14 @@ const (
 
 // setup tunes a harness before it is built.
 type setup struct {
-	sim simulator.Config
+	sim thingspacesim.Config
 	// clientTimeout is the ThingSpace client's HTTPTimeout (default 5s).
 	clientTimeout time.Duration
 	// clientSecret overrides the ThingSpace client secret (refused
 	// credentials).
 	clientSecret string
 	// clientAccount is the ThingSpace client's default account (default
-	// simulator.DefaultAccount).
+	// thingspacesim.DefaultAccount).
 	clientAccount string
 	revio         revsim.Config
 	// revioPassword overrides the Rev.io client's password.
@@ -70,7 +70,7 @@ type setup struct {
 type harness struct {
 	t        *testing.T
 	store    *db.Store
-	sim      *simulator.Simulator
+	sim      *thingspacesim.Simulator
 	rsim     *revsim.Simulator
 	acts     *activities.Activities
 	temporal *fakeTemporal
@@ -89,7 +89,7 @@ func pendingAnHour(s *setup) { s.sim.CompletionDelay = time.Hour }
 
 func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 	t.Helper()
-	s := setup{clientTimeout: 5 * time.Second, clientAccount: simulator.DefaultAccount,
+	s := setup{clientTimeout: 5 * time.Second, clientAccount: thingspacesim.DefaultAccount,
 		revio: revsim.Config{
 			Login:           revioLogin,
 			ClientCode:      revioCode,
@@ -105,7 +105,7 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 
 	store := dbtest.New(t)
 
-	sim := simulator.New(s.sim)
+	sim := thingspacesim.New(s.sim)
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sim.Close) // runs first: releases stalled answers
@@ -122,13 +122,13 @@ func newHarness(t *testing.T, opts ...func(*setup)) *harness {
 		Logger:   slog.New(slog.DiscardHandler),
 	}
 	auditor := &activities.Auditor{Store: store, Logger: acts.Logger}
-	secret := simulator.DefaultClientSecret
+	secret := thingspacesim.DefaultClientSecret
 	if s.clientSecret != "" {
 		secret = s.clientSecret
 	}
 	ts, err := thingspace.New(thingspace.Config{
-		BaseURL: srv.URL, ClientID: simulator.DefaultClientID, ClientSecret: secret,
-		Username: simulator.DefaultUsername, Password: simulator.DefaultPassword, AccountName: s.clientAccount,
+		BaseURL: srv.URL, ClientID: thingspacesim.DefaultClientID, ClientSecret: secret,
+		Username: thingspacesim.DefaultUsername, Password: thingspacesim.DefaultPassword, AccountName: s.clientAccount,
 		HTTPTimeout: s.clientTimeout, Observer: auditor.ThingSpace,
 	})
 	require.NoError(t, err)
@@ -222,19 +222,19 @@ func (h *harness) requireSyncFault(id int64, code string) *activities.DeviceStat
 }
 
 // seed adds devices to the ThingSpace simulator.
-func (h *harness) seed(devs ...simulator.DeviceSeed) {
+func (h *harness) seed(devs ...thingspacesim.DeviceSeed) {
 	h.t.Helper()
 	require.NoError(h.t, h.sim.Seed(devs...))
 }
 
 // devices makes n device seeds in a state, with ICCIDs unique to prefix.
-func devices(n int, prefix, state string) []simulator.DeviceSeed {
-	return simulator.GenerateDevices(n, prefix, state)
+func devices(n int, prefix, state string) []thingspacesim.DeviceSeed {
+	return thingspacesim.GenerateDevices(n, prefix, state)
 }
 
 // changeSpec is one device change of a bulk change made by newBulk.
 type changeSpec struct {
-	seed    simulator.DeviceSeed
+	seed    thingspacesim.DeviceSeed
 	op      change.Operation
 	batch   int
 	params  db.ChangeParams
@@ -242,7 +242,7 @@ type changeSpec struct {
 	billing *db.BillingData
 }
 
-func changes(op change.Operation, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
+func changes(op change.Operation, batch int, seeds ...thingspacesim.DeviceSeed) []changeSpec {
 	out := make([]changeSpec, len(seeds))
 	for i, s := range seeds {
 		out[i] = changeSpec{seed: s, op: op, batch: batch}
@@ -252,7 +252,7 @@ func changes(op change.Operation, batch int, seeds ...simulator.DeviceSeed) []ch
 
 // activations are changes activating the devices on the test service plan
 // in a ZIP code.
-func activations(zip string, batch int, seeds ...simulator.DeviceSeed) []changeSpec {
+func activations(zip string, batch int, seeds ...thingspacesim.DeviceSeed) []changeSpec {
 	out := changes("activate", batch, seeds...)
 	for i := range out {
 		out[i].params = db.ChangeParams{ServicePlan: "M2M_FLEX_5GB", MdnZipCode: zip}
@@ -304,7 +304,7 @@ func (h *harness) newBulk(account string, cs ...changeSpec) (string, map[string]
 func (h *harness) seededBulk(
 	account string,
 	op change.Operation,
-	devs ...simulator.DeviceSeed,
+	devs ...thingspacesim.DeviceSeed,
 ) (string, map[string]int64) {
 	h.t.Helper()
 	h.seed(devs...)
@@ -353,7 +353,7 @@ func (h *harness) exec(sql string, args ...any) {
 }
 
 // stats returns the ThingSpace simulator's counters.
-func (h *harness) stats() simulator.Stats { return h.sim.Stats(time.Hour) }
+func (h *harness) stats() thingspacesim.Stats { return h.sim.Stats(time.Hour) }
 
 // accepted counts the requests ThingSpace answered 2xx that carried the
 // device for the action.
@@ -448,8 +448,8 @@ func (f *fakeTemporal) signalled() []signal {
 func (h *harness) newThingSpaceClient(mod func(*thingspace.Config)) *thingspace.Client {
 	h.t.Helper()
 	cfg := thingspace.Config{
-		BaseURL: h.tsURL, ClientID: simulator.DefaultClientID, ClientSecret: simulator.DefaultClientSecret,
-		Username: simulator.DefaultUsername, Password: simulator.DefaultPassword, AccountName: simulator.DefaultAccount,
+		BaseURL: h.tsURL, ClientID: thingspacesim.DefaultClientID, ClientSecret: thingspacesim.DefaultClientSecret,
+		Username: thingspacesim.DefaultUsername, Password: thingspacesim.DefaultPassword, AccountName: thingspacesim.DefaultAccount,
 		HTTPTimeout: h.clientTimeout, Observer: (&activities.Auditor{Store: h.store, Logger: h.acts.Logger}).ThingSpace,
 	}
 	if mod != nil {

@@ -10,8 +10,8 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -132,7 +132,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 		require.Equal(t, "req-"+wf[len("device-change/"):], c.RequestID, wf)
 		require.False(t, c.At.IsZero())
 	}
-	simDev := func(iccid string) simulator.DeviceSnapshot {
+	simDev := func(iccid string) thingspacesim.DeviceSnapshot {
 		d, ok := h.sim.Device(iccid)
 		require.True(t, ok)
 		return d

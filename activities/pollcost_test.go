@@ -18,8 +18,8 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -56,18 +56,18 @@ func pagesOf(n int) int { return pageOf(n - 1) }
 // device (not at ThingSpace), ready to be registered for polling.
 type pollWorld struct {
 	*harness
-	all []simulator.DeviceSeed
+	all []thingspacesim.DeviceSeed
 	ids map[string]int64
 }
 
-func newPollWorld(t *testing.T, size int, positions []int, unknown ...simulator.DeviceSeed) *pollWorld {
+func newPollWorld(t *testing.T, size int, positions []int, unknown ...thingspacesim.DeviceSeed) *pollWorld {
 	t.Helper()
 	return newPollWorldOf(t, devices(size, "8914800701", "active"), positions, unknown...)
 }
 
 // newPollWorldOf is newPollWorld with the account's devices given.
-func newPollWorldOf(t *testing.T, all []simulator.DeviceSeed, positions []int,
-	unknown ...simulator.DeviceSeed) *pollWorld {
+func newPollWorldOf(t *testing.T, all []thingspacesim.DeviceSeed, positions []int,
+	unknown ...thingspacesim.DeviceSeed) *pollWorld {
 	t.Helper()
 	h := newHarness(t)
 	h.seed(all...)

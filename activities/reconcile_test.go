@@ -10,8 +10,8 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -20,7 +20,7 @@ import (
 func stalled(completion time.Duration) func(*setup) {
 	return func(s *setup) {
 		s.sim.CompletionDelay = completion
-		s.sim.Faults = simulator.Faults{TimeoutRate: 1, StallFor: 3 * time.Second}
+		s.sim.Faults = thingspacesim.Faults{TimeoutRate: 1, StallFor: 3 * time.Second}
 		s.clientTimeout = 500 * time.Millisecond
 	}
 }
@@ -43,7 +43,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	for _, d := range devs {
 		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
 		sd, _ := h.sim.Device(d.ICCID)
-		require.Equal(t, simulator.StatePendingSuspend, sd.State, "ThingSpace applied the change")
+		require.Equal(t, thingspacesim.StatePendingSuspend, sd.State, "ThingSpace applied the change")
 	}
 	// The timed-out exchange is audited without a status.
 	var lost *auditRow
@@ -58,7 +58,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	require.Equal(t, "error", lost.Outcome)
 	require.NotEmpty(t, lost.ErrorMessage)
 
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	listBefore := h.stats().Requests[epList]
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
@@ -108,12 +108,12 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	_, first, err := h.store.StoreCallback(
 		ctx(t),
 		db.NewCallback{RequestID: "lost-request", ICCID: called.ICCID, Status: "Failed",
-			FaultCode: simulator.CodeDeviceStateInvalid, FaultString: "device state does not allow suspend", Payload: json.RawMessage(`{}`)},
+			FaultCode: thingspacesim.CodeDeviceStateInvalid, FaultString: "device state does not allow suspend", Payload: json.RawMessage(`{}`)},
 	)
 	require.NoError(t, err)
 	require.True(t, first)
 
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	_, err = h.submit(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
@@ -126,7 +126,7 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	res := h.mustSubmit(bulk, 1)
 	st := h.stats()
 	require.Equal(t, 2, st.Requests[epSuspend], "the silent device alone was sent again")
-	for _, d := range []simulator.DeviceSeed{moved, called, silent} {
+	for _, d := range []thingspacesim.DeviceSeed{moved, called, silent} {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s accepted once", d.ICCID)
 	}
 	require.Equal(t, change.Submitted, h.change(ids[moved.ICCID]).Status)
@@ -191,11 +191,11 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	for _, d := range devs {
 		require.Eventually(t, func() bool {
 			sd, _ := h.sim.Device(d.ICCID)
-			return sd.State == simulator.StateActive
+			return sd.State == thingspacesim.StateActive
 		}, 5*time.Second, 10*time.Millisecond)
 	}
 
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	time.Sleep(settle + 50*time.Millisecond) // whatever looks untouched may be sent now
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
@@ -249,11 +249,11 @@ func TestPollAfterReconcileSeesOurActivation(t *testing.T) {
 	require.False(t, appError(t, err).NonRetryable())
 	require.Eventually(t, func() bool {
 		sd, _ := h.sim.Device(dev.ICCID)
-		return sd.State == simulator.StateActive
+		return sd.State == thingspacesim.StateActive
 	}, 5*time.Second, 10*time.Millisecond)
 	time.Sleep(20 * time.Millisecond) // the retry comes some time after the activation
 
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	res := h.mustSubmit(bulk, 1)
 	require.Equal(t, "RECONCILED", res.ErrorCode)
 	require.Equal(t, 1, h.accepted(dev.ICCID, "activate"))

@@ -15,8 +15,8 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
 // refusingWhole makes the simulator refuse a multi-device request as a
@@ -58,13 +58,13 @@ func (h *harness) batchRequests(bulkID string, batch int) []subRequestRow {
 // spread over the batch: one ThingSpace does not know, one of another
 // account, one already suspended. It returns the devices in file order and
 // the expected refusal code of each bad one.
-func badSuspends(h *harness, n int, prefix, other string) ([]simulator.DeviceSeed, map[string]string) {
+func badSuspends(h *harness, n int, prefix, other string) ([]thingspacesim.DeviceSeed, map[string]string) {
 	h.t.Helper()
 	devs := devices(n, prefix, "active")
 	unknown, foreign, suspended := n/10, n/2, n-3
 	devs[foreign].Account = other
 	devs[suspended].State = "suspend"
-	var seeded []simulator.DeviceSeed
+	var seeded []thingspacesim.DeviceSeed
 	for i, d := range devs {
 		if i != unknown {
 			seeded = append(seeded, d)
@@ -143,7 +143,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 		require.NotNil(t, dc.SubmittedAt)
 		require.Contains(t, accepted, dc.RequestID, "device %s holds the requestId of an accepted sub-request", d.ICCID)
 		sd, _ := h.sim.Device(d.ICCID)
-		require.Equal(t, simulator.StatePendingSuspend, sd.State)
+		require.Equal(t, thingspacesim.StatePendingSuspend, sd.State)
 		require.Equal(t, sd.PendingRequestID, dc.RequestID, "the requestId ThingSpace's callback will carry")
 		ds := h.load(ids[d.ICCID])
 		require.Equal(t, dc.RequestID, ds.RequestID)
@@ -187,7 +187,7 @@ func TestSubmitBatchSplitIsolatesDeviceOfAnotherAccount(t *testing.T) {
 			require.Empty(t, dc.RequestID)
 			h.requireSyncFault(ids[d.ICCID], thingspace.CodeDeviceAccountInvalid)
 			sd, _ := h.sim.Device(d.ICCID)
-			require.Equal(t, simulator.StateActive, sd.State, "the other account's device is untouched")
+			require.Equal(t, thingspacesim.StateActive, sd.State, "the other account's device is untouched")
 			continue
 		}
 		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"), "device %s sent once", d.ICCID)
@@ -238,7 +238,7 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 	// half (2nd request, devices 0-3) is refused for the request itself.
 	ft := &faultyTransport{
 		path:   "/devices/actions/suspend",
-		faults: map[int]string{2: "refuse:" + simulator.CodeUnexpectedError},
+		faults: map[int]string{2: "refuse:" + thingspacesim.CodeUnexpectedError},
 	}
 	h.acts.ThingSpace = h.newThingSpaceClient(ft.install)
 
@@ -249,7 +249,7 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 		switch {
 		case i < 4:
 			require.Equal(t, change.Failed, dc.Status, d.ICCID)
-			require.EqualValues(t, thingspace.ShortCode(simulator.CodeUnexpectedError), dc.ErrorCode)
+			require.EqualValues(t, thingspace.ShortCode(thingspacesim.CodeUnexpectedError), dc.ErrorCode)
 			require.Zero(t, h.accepted(d.ICCID, "suspend"))
 		case i == 6:
 			require.Equal(t, change.Submitted, dc.Status)

@@ -12,11 +12,11 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
 )
 
-const account = simulator.DefaultAccount
+const account = thingspacesim.DefaultAccount
 
 // A batch goes to ThingSpace as one request carrying every device, and a
 // second call for the same batch sends nothing and answers the same.
@@ -43,7 +43,7 @@ func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 		require.NotNil(t, dc.SubmittedAt)
 		sd, ok := h.sim.Device(d.ICCID)
 		require.True(t, ok)
-		require.Equal(t, simulator.StatePendingSuspend, sd.State)
+		require.Equal(t, thingspacesim.StatePendingSuspend, sd.State)
 		require.Equal(t, res.RequestID, sd.PendingRequestID)
 	}
 	req := h.request(bulk, 1)
@@ -96,7 +96,7 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 	for _, d := range devs {
 		require.Eventually(t, func() bool {
 			sd, _ := h.sim.Device(d.ICCID)
-			return sd.State == simulator.StateActive
+			return sd.State == thingspacesim.StateActive
 		}, 5*time.Second, 10*time.Millisecond)
 		got, err := h.acts.ThingSpace.GetDevice(ctx(t), thingspace.DeviceID{ID: d.ICCID, Kind: thingspace.KindICCID})
 		require.NoError(t, err)
@@ -132,7 +132,7 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 	all := h.audit("")
 	require.NotEmpty(t, all)
 	forbidden := []string{"Zebulonia", "Quackenbushley", "Wintergreen", "Marigold", "Esperanzaville", "zeb.quack",
-		simulator.DefaultClientSecret, simulator.DefaultPassword}
+		thingspacesim.DefaultClientSecret, thingspacesim.DefaultPassword}
 	sawOAuth, sawLogin := false, false
 	for _, r := range all {
 		text := strings.Join([]string{r.Path, r.RequestBody, r.ResponseBody, r.ErrorCode, r.ErrorMessage}, "\n")
@@ -172,7 +172,7 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 	require.Equal(t, &db.SyncResult{Success: true, State: string(change.StatePreActive)}, ok.SyncResult)
 	sd, found := h.sim.Device(fresh.ICCID)
 	require.True(t, found, "the device is now in the account")
-	require.Equal(t, simulator.StatePreActive, sd.State)
+	require.Equal(t, thingspacesim.StatePreActive, sd.State)
 
 	dup := h.change(ids[existing.ICCID])
 	require.Equal(t, change.Submitted, dup.Status)
@@ -210,7 +210,7 @@ func TestSubmitBatchOneDeviceRefusedSynchronously(t *testing.T) {
 	require.Nil(t, dc.SubmittedAt, "ThingSpace accepted nothing")
 
 	sd, _ := h.sim.Device(dev.ICCID)
-	require.Equal(t, simulator.StateActive, sd.State)
+	require.Equal(t, thingspacesim.StateActive, sd.State)
 
 	h.requireSyncFault(ids[dev.ICCID], thingspace.CodeDeviceStateInvalid)
 
@@ -319,7 +319,7 @@ func TestSubmitBatchRefusesDeviceOverDailyLimit(t *testing.T) {
 
 // history records an earlier, finished device change of the device,
 // submitted the given time ago.
-func (h *harness) history(dev simulator.DeviceSeed, op change.Operation, ago time.Duration) {
+func (h *harness) history(dev thingspacesim.DeviceSeed, op change.Operation, ago time.Duration) {
 	h.t.Helper()
 	_, ids := h.newBulk(account, changes(op, 1, dev)...)
 	h.exec(`UPDATE device_changes SET status = 'PROCESSED', submitted_at = now() - make_interval(secs => $2),
@@ -341,7 +341,7 @@ func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 	// Tokens first, so that the fault hits the state change itself.
 	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
-	h.sim.SetFaults(simulator.Faults{ErrorRate: 1})
+	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
 	_, err := h.submit(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
@@ -354,7 +354,7 @@ func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
 	}
 
-	h.sim.SetFaults(simulator.Faults{})
+	h.sim.SetFaults(thingspacesim.Faults{})
 	_, err = h.submit(bulk, 1)
 	ae = appError(t, err)
 	require.False(t, ae.NonRetryable())
@@ -445,7 +445,7 @@ func TestSubmitBatchInvalidCredentials(t *testing.T) {
 	require.Equal(t, db.RequestRejected, h.request(bulk, 1).State)
 }
 
-func sumRequests(st simulator.Stats) int {
+func sumRequests(st thingspacesim.Stats) int {
 	n := 0
 	for _, v := range st.Requests {
 		n += v
@@ -460,7 +460,7 @@ func (h *harness) requireSuspended(
 	res *activities.SubmitBatchResult,
 	sent int,
 	ids map[string]int64,
-	devs []simulator.DeviceSeed,
+	devs []thingspacesim.DeviceSeed,
 ) {
 	h.t.Helper()
 	require.Equal(h.t, db.RequestAccepted, res.State)
@@ -495,7 +495,7 @@ func TestSubmitBatchActivateByICCIDCarriesSKU(t *testing.T) {
 		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
 		require.Eventually(t, func() bool {
 			sd, _ := h.sim.Device(d.ICCID)
-			return sd.State == simulator.StateActive
+			return sd.State == thingspacesim.StateActive
 		}, 5*time.Second, 10*time.Millisecond)
 	}
 	for _, r := range h.audit(bulk) {

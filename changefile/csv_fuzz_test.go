@@ -13,7 +13,7 @@ import (
 // row/field or with parser jargon, or a plain error (a bytes reader cannot
 // fail, so every problem is the file's and belongs in the report).
 func FuzzParseCSV(f *testing.F) {
-	addSeedFiles(f, []uint8{0, 2}, "testdata/*.csv", "../demo/*.csv")
+	addSeedFiles(f, []uint8{0, 2}, "testdata/*.csv", "../harness/demo/*.csv")
 	const (
 		iccid1, iccid2 = "89148000001234567898", "89148000000000000019"
 		full           = "iccid,operation,imei,service_plan,mdn_zip_code,ppu_first_name,ppu_last_name,ppu_address_line1,ppu_address_line2,ppu_city,ppu_state,ppu_zip,ppu_country,rev_customer_id,rev_service_type_id,rev_provider_id,rev_product_ids,rev_rates\n"

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/iot-ops/tsbulk/digits"
+	"github.com/iot-ops/tsbulk/luhn"
 )
 
 // LuhnValid reports whether s is a string of ASCII digits (at least two)
@@ -13,7 +13,7 @@ import (
 // and IMEIs (3GPP TS 23.003) end in one, so a mistyped number is caught here
 // instead of failing device by device at ThingSpace.
 func LuhnValid(s string) bool {
-	return digits.LuhnValid(s)
+	return luhn.LuhnValid(s)
 }
 
 // scientific matches what spreadsheets make of a long digit string when the
@@ -38,11 +38,11 @@ func ValidateICCID(s string) error {
 // two digits are the software version). ThingSpace's DeviceId takes an IMEI
 // of "up to 16 digits".
 func ValidateIMEI(s string) error {
-	if len(s) == 16 && digits.All(s) {
+	if len(s) == 16 && luhn.All(s) {
 		return nil
 	}
 	err := validateLuhnNumber(s, 15, 15)
-	if err != nil && digits.All(s) && len(s) != 15 {
+	if err != nil && luhn.All(s) && len(s) != 15 {
 		return fmt.Errorf("must be 15 digits (IMEI) or 16 (IMEISV), has %d", len(s))
 	}
 	return err
@@ -55,7 +55,7 @@ func validateLuhnNumber(s string, minLen, maxLen int) error {
 	if scientific.MatchString(s) {
 		return errScientific
 	}
-	if !digits.All(s) {
+	if !luhn.All(s) {
 		return errors.New("must contain only digits 0-9")
 	}
 	if len(s) < minLen || len(s) > maxLen {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/iot-ops/tsbulk/digits"
+	"github.com/iot-ops/tsbulk/luhn"
 )
 
 // record is one submitted row in a format-neutral shape. CSV and JSON are
@@ -204,7 +204,7 @@ func checkActivate(e *rowErrors, req *DeviceRequest) {
 	req.MdnZipCode = rec.val[colMdnZipCode]
 	if req.MdnZipCode == "" {
 		e.fail(colMdnZipCode, "is required for activate (the ZIP code the phone number is taken from)")
-	} else if len(req.MdnZipCode) != 5 || !digits.All(req.MdnZipCode) {
+	} else if len(req.MdnZipCode) != 5 || !luhn.All(req.MdnZipCode) {
 		e.fail(colMdnZipCode, "must be a 5-digit ZIP code")
 	}
 	req.SkuNumber = rec.val[colSkuNumber]

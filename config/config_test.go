@@ -268,7 +268,7 @@ func TestDemoConfigIsValid(t *testing.T) {
 		"TSBULK_REVIO_PASSWORD", "TSBULK_REVIO_SUBSCRIPTION_KEY"} {
 		t.Setenv(k, "demo")
 	}
-	cfg, err := Load("../demo/config.yaml")
+	cfg, err := Load("../harness/demo/config.yaml")
 	require.NoError(t, err)
 	require.True(t, cfg.Dev)
 	require.NoError(t, cfg.ValidateWorker())

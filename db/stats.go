@@ -1,6 +1,6 @@
 package db
 
-// Queries the benchmark (cmd/bench) needs beside the product's own: every
+// Queries the benchmark (harness/cmd/bench) needs beside the product's own: every
 // SQL statement stays in this package.
 
 import (

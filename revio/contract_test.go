@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/harness/reviosim"
 	"github.com/iot-ops/tsbulk/revio"
-	"github.com/iot-ops/tsbulk/revio/simulator"
 )
 
 const (
@@ -28,13 +28,13 @@ const (
 )
 
 type contractEnv struct {
-	sim *simulator.Simulator
+	sim *reviosim.Simulator
 	srv *httptest.Server
 }
 
-func newContract(t *testing.T, mod ...func(*simulator.Config)) *contractEnv {
+func newContract(t *testing.T, mod ...func(*reviosim.Config)) *contractEnv {
 	t.Helper()
-	cfg := simulator.Config{
+	cfg := reviosim.Config{
 		Login:           cLogin,
 		ClientCode:      cClient,
 		Password:        cPassword,
@@ -45,7 +45,7 @@ func newContract(t *testing.T, mod ...func(*simulator.Config)) *contractEnv {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	sim := simulator.New(cfg)
+	sim := reviosim.New(cfg)
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(func() { sim.Close(); srv.Close() })
 	return &contractEnv{sim: sim, srv: srv}
@@ -214,7 +214,7 @@ func TestContractAuthFailures(t *testing.T) {
 }
 
 func TestContractRateLimit(t *testing.T) {
-	e := newContract(t, func(c *simulator.Config) { c.CallsPerMinute = 3 })
+	e := newContract(t, func(c *reviosim.Config) { c.CallsPerMinute = 3 })
 	c := e.client(t)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
@@ -233,7 +233,7 @@ func TestContractRateLimit(t *testing.T) {
 func TestContractClientPacingAvoids429(t *testing.T) {
 	// The client's bucket at the simulator's limit keeps a burst of calls
 	// under the window (120/min: burst 2, then ~2 calls/s).
-	e := newContract(t, func(c *simulator.Config) { c.CallsPerMinute = 120 })
+	e := newContract(t, func(c *reviosim.Config) { c.CallsPerMinute = 120 })
 	c := e.client(t, func(c *revio.Config) { c.CallsPerMinute = 120 })
 	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ {
@@ -309,7 +309,7 @@ func TestContractFaults(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("FailCreateService is not retried and creates nothing", func(t *testing.T) {
-		e := newContract(t, func(c *simulator.Config) { c.Faults.FailCreateServiceRate = 1 })
+		e := newContract(t, func(c *reviosim.Config) { c.Faults.FailCreateServiceRate = 1 })
 		_, err := e.client(t).CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, ProviderID: 5, Number: "1"})
 		var re *revio.Error
 		require.ErrorAs(t, err, &re)
@@ -321,7 +321,7 @@ func TestContractFaults(t *testing.T) {
 	})
 
 	t.Run("ErrorRate: GET retried, POST not", func(t *testing.T) {
-		e := newContract(t, func(c *simulator.Config) { c.Faults.ErrorRate = 1 })
+		e := newContract(t, func(c *reviosim.Config) { c.Faults.ErrorRate = 1 })
 		c := e.client(t)
 		err := c.CheckAuth(ctx)
 		require.Error(t, err)
@@ -336,7 +336,7 @@ func TestContractFaults(t *testing.T) {
 	})
 
 	t.Run("RateLimitRate", func(t *testing.T) {
-		e := newContract(t, func(c *simulator.Config) { c.Faults.RateLimitRate = 1 })
+		e := newContract(t, func(c *reviosim.Config) { c.Faults.RateLimitRate = 1 })
 		err := e.client(t).CheckAuth(ctx)
 		var re *revio.Error
 		require.ErrorAs(t, err, &re)
@@ -345,7 +345,7 @@ func TestContractFaults(t *testing.T) {
 	})
 
 	t.Run("StallCreateService: caller times out after Rev.io created", func(t *testing.T) {
-		e := newContract(t, func(c *simulator.Config) { c.Faults.StallCreateService = 10 * time.Second })
+		e := newContract(t, func(c *reviosim.Config) { c.Faults.StallCreateService = 10 * time.Second })
 		c := e.client(t, func(c *revio.Config) { c.HTTPTimeout = 150 * time.Millisecond })
 		_, err := c.CreateService(ctx, revio.CreateServiceRequest{CustomerID: 1, ProviderID: 5, Number: "15550009999"})
 		var re *revio.Error
@@ -356,7 +356,7 @@ func TestContractFaults(t *testing.T) {
 		assert.Equal(t, 1, e.sim.Stats().Calls["POST /v1/Services"], "never re-sent")
 
 		// The documented recovery: search by number before creating again.
-		e.sim.SetFaults(simulator.Faults{})
+		e.sim.SetFaults(reviosim.Faults{})
 		found, err := c.FindServices(ctx, revio.ServiceSearch{Number: "15550009999"})
 		require.NoError(t, err)
 		require.Len(t, found, 1)
@@ -364,7 +364,7 @@ func TestContractFaults(t *testing.T) {
 	})
 
 	t.Run("Latency beyond HTTPTimeout on GET is retried", func(t *testing.T) {
-		e := newContract(t, func(c *simulator.Config) { c.Faults.Latency = time.Second })
+		e := newContract(t, func(c *reviosim.Config) { c.Faults.Latency = time.Second })
 		c := e.client(t, func(c *revio.Config) { c.HTTPTimeout = 50 * time.Millisecond })
 		err := c.CheckAuth(ctx)
 		require.Error(t, err)

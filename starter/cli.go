@@ -11,8 +11,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/connect"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/setup"
 )
 
 type cli struct {
@@ -34,7 +34,7 @@ func (c *cli) close() {
 
 func (c *cli) db(ctx context.Context) (*db.Store, error) {
 	if c.store == nil {
-		s, err := connect.Store(ctx, c.cfg)
+		s, err := setup.Store(ctx, c.cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -46,7 +46,7 @@ func (c *cli) db(ctx context.Context) (*db.Store, error) {
 func (c *cli) temporal(ctx context.Context) (client.Client, error) {
 	if c.tc == nil {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		tc, err := connect.Temporal(ctx, c.cfg, nil, quiet)
+		tc, err := setup.Temporal(ctx, c.cfg, nil, quiet)
 		if err != nil {
 			return nil, err
 		}

@@ -25,8 +25,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/connect"
-	"github.com/iot-ops/tsbulk/shutdown"
+	"github.com/iot-ops/tsbulk/setup"
 )
 
 // exitError carries an exit status.
@@ -38,7 +37,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
-	ctx, stop := shutdown.OnSignal()
+	ctx, stop := setup.OnSignal()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -109,6 +108,6 @@ func exitCode(err error, stderr io.Writer) int {
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "starter:", connect.Explain(err))
+	fmt.Fprintln(stderr, "starter:", setup.Explain(err))
 	return 1
 }

@@ -15,13 +15,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/db/dbtest"
-	"github.com/iot-ops/tsbulk/localstack"
-	tssim "github.com/iot-ops/tsbulk/thingspace/simulator"
+	"github.com/iot-ops/tsbulk/harness/stack"
+	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 )
 
 // One product stack for the package: the starter is exercised as an
 // operator uses it, against the dev server, PostgreSQL and the simulator.
-var st *localstack.Stack
+var st *stack.Stack
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -40,7 +40,7 @@ func withStack(m *testing.M) int {
 	defer drop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err = localstack.Start(ctx, localstack.Options{DatabaseURL: url,
+	st, err = stack.Start(ctx, stack.Options{DatabaseURL: url,
 		ThingSpace: tssim.Config{
 			CompletionDelay:       200 * time.Millisecond,
 			CallbackRetryInterval: 200 * time.Millisecond,

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/iot-ops/tsbulk/thingspace/simulator"
+	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 )
 
 const (
@@ -29,7 +29,7 @@ const (
 	keyList     = "POST /api/m2m/v1/devices/actions/list"
 )
 
-func newSim(t *testing.T, cfg simulator.Config) (*simulator.Simulator, string) {
+func newSim(t *testing.T, cfg thingspacesim.Config) (*thingspacesim.Simulator, string) {
 	t.Helper()
 	if cfg.CompletionDelay == 0 {
 		cfg.CompletionDelay = 20 * time.Millisecond
@@ -40,7 +40,7 @@ func newSim(t *testing.T, cfg simulator.Config) (*simulator.Simulator, string) {
 	if cfg.Seed == 0 {
 		cfg.Seed = 42
 	}
-	sim := simulator.New(cfg)
+	sim := thingspacesim.New(cfg)
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(func() {
 		sim.Close()
@@ -53,11 +53,11 @@ func simClient(t *testing.T, baseURL string, rec *recorder, mods ...func(*Config
 	t.Helper()
 	cfg := Config{
 		BaseURL:      baseURL,
-		ClientID:     simulator.DefaultClientID,
-		ClientSecret: simulator.DefaultClientSecret,
-		Username:     simulator.DefaultUsername,
-		Password:     simulator.DefaultPassword,
-		AccountName:  simulator.DefaultAccount,
+		ClientID:     thingspacesim.DefaultClientID,
+		ClientSecret: thingspacesim.DefaultClientSecret,
+		Username:     thingspacesim.DefaultUsername,
+		Password:     thingspacesim.DefaultPassword,
+		AccountName:  thingspacesim.DefaultAccount,
 		HTTPTimeout:  5 * time.Second,
 	}
 	if rec != nil {
@@ -73,7 +73,7 @@ func simClient(t *testing.T, baseURL string, rec *recorder, mods ...func(*Config
 	return c
 }
 
-func refOf(d simulator.DeviceSeed) DeviceRef { return ICCIDRef(d.ICCID, d.IMEI) }
+func refOf(d thingspacesim.DeviceSeed) DeviceRef { return ICCIDRef(d.ICCID, d.IMEI) }
 
 func contractPPU() PlaceOfUse {
 	return PlaceOfUse{
@@ -84,8 +84,8 @@ func contractPPU() PlaceOfUse {
 }
 
 func TestContractDeviceLifecycle(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{Limits: simulator.Limits{ActionsPerLinePerDay: -1}})
-	devs := simulator.GenerateDevices(3, "891480000100", "preactive")
+	sim, url := newSim(t, thingspacesim.Config{Limits: thingspacesim.Limits{ActionsPerLinePerDay: -1}})
+	devs := thingspacesim.GenerateDevices(3, "891480000100", "preactive")
 	require.NoError(t, sim.Seed(devs...))
 	l := newListener(t)
 	rec := &recorder{}
@@ -98,7 +98,7 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	ls, err := c.ListCallbacks(ctx, "")
 	require.NoError(t, err)
 	require.Len(t, ls, 1)
-	assert.Equal(t, CallbackListener{AccountName: simulator.DefaultAccount, ServiceName: CarrierServiceCallback,
+	assert.Equal(t, CallbackListener{AccountName: thingspacesim.DefaultAccount, ServiceName: CarrierServiceCallback,
 		URL: l.url, Username: "cb-user"}, ls[0])
 
 	d0 := devs[0]
@@ -128,7 +128,7 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	assert.Equal(t, "cb-listener-secret", cb.Password, "listener credentials are echoed in the body")
 	require.NotEmpty(t, cb.MSISDN(), "activateResponse carries the new number")
 	assert.Contains(t, cb.DeviceResponse, "activateResponse")
-	st, err = c.RequestStatus(ctx, simulator.DefaultAccount, reqID)
+	st, err = c.RequestStatus(ctx, thingspacesim.DefaultAccount, reqID)
 	require.NoError(t, err)
 	assert.Equal(t, RequestSuccess, st.Status)
 	dev := waitState(StateActive)
@@ -211,7 +211,7 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	for _, x := range rec.all() {
 		fmt.Fprintf(&all, "%s %s %s %s\n", x.RequestBody, x.ResponseBody, x.Code, x.Err)
 	}
-	for _, s := range []string{simulator.DefaultClientSecret, simulator.DefaultPassword, "cb-listener-secret",
+	for _, s := range []string{thingspacesim.DefaultClientSecret, thingspacesim.DefaultPassword, "cb-listener-secret",
 		"Wilhelmina", "Contractson", "1600 Testing Parkway", "Mountainview"} {
 		assert.NotContains(t, all.String(), s)
 	}
@@ -220,13 +220,13 @@ func TestContractDeviceLifecycle(t *testing.T) {
 }
 
 func TestContractAddAndList(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{})
-	require.NoError(t, sim.Seed(simulator.GenerateDevices(25, "891480000200", "active")...))
+	sim, url := newSim(t, thingspacesim.Config{})
+	require.NoError(t, sim.Seed(thingspacesim.GenerateDevices(25, "891480000200", "active")...))
 	c := simClient(t, url, nil)
 	ctx := context.Background()
 
 	// Add to inventory.
-	fresh := simulator.GenerateDevices(3, "891480000300", "")
+	fresh := thingspacesim.GenerateDevices(3, "891480000300", "")
 	refs := []DeviceRef{refOf(fresh[0]), refOf(fresh[1]), refOf(fresh[2])}
 	res, err := c.AddDevices(ctx, AddRequest{DevicesToAdd: refs})
 	require.NoError(t, err)
@@ -243,7 +243,7 @@ func TestContractAddAndList(t *testing.T) {
 	assert.False(t, res[0].Succeeded(), "already in the account")
 
 	// More than 200 is refused before reaching ThingSpace.
-	many := simulator.GenerateDevices(MaxDevicesPerAdd+1, "891480000400", "")
+	many := thingspacesim.GenerateDevices(MaxDevicesPerAdd+1, "891480000400", "")
 	manyRefs := make([]DeviceRef, len(many))
 	for i, d := range many {
 		manyRefs[i] = refOf(d)
@@ -254,11 +254,11 @@ func TestContractAddAndList(t *testing.T) {
 	assert.Equal(t, before, sim.Stats(0).Requests[keyAdd])
 
 	// The simulator's own limit gives the documented code.
-	sim.SetLimits(simulator.Limits{MaxDevicesPerAdd: 2})
+	sim.SetLimits(thingspacesim.Limits{MaxDevicesPerAdd: 2})
 	_, err = c.AddDevices(ctx, AddRequest{DevicesToAdd: manyRefs[:3]})
 	assert.Equal(t, KindInvalidInput, KindOf(err))
 	assert.Equal(t, CodeNumberOfDevices, err.(*Error).ShortCode())
-	sim.SetLimits(simulator.Limits{})
+	sim.SetLimits(thingspacesim.Limits{})
 
 	// Listing: a single short page answers 202 with hasMoreData.
 	page, err := c.ListDevices(ctx, ListRequest{MaxNumberOfDevices: 10})
@@ -280,8 +280,8 @@ func TestContractAddAndList(t *testing.T) {
 // tiedSeeds makes n device seeds added in groups of 1 to maxTie devices at
 // the same instant (group sizes cycling), one second apart, so that page
 // boundaries fall inside groups.
-func tiedSeeds(n, maxTie int, prefix string) []simulator.DeviceSeed {
-	seeds := simulator.GenerateDevices(n, prefix, "active")
+func tiedSeeds(n, maxTie int, prefix string) []thingspacesim.DeviceSeed {
+	seeds := thingspacesim.GenerateDevices(n, prefix, "active")
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	group, left := 0, 0
 	for i := range seeds {
@@ -313,7 +313,7 @@ func TestContractListPaging(t *testing.T) {
 		{"by cursor", true, ptr(int64(0))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sim, url := newSim(t, simulator.Config{ListCursorPaging: tc.cursorMode})
+			sim, url := newSim(t, thingspacesim.Config{ListCursorPaging: tc.cursorMode})
 			seeds := tiedSeeds(n, maxTie, "891480000800")
 			require.NoError(t, sim.Seed(seeds...))
 			rec := &recorder{}
@@ -361,8 +361,8 @@ func TestContractListPaging(t *testing.T) {
 
 	// More devices added at one instant than a page holds cannot be paged
 	// past by earliest: an error, not an endless loop.
-	sim, url := newSim(t, simulator.Config{})
-	crowd := simulator.GenerateDevices(20, "891480000801", "active")
+	sim, url := newSim(t, thingspacesim.Config{})
+	crowd := thingspacesim.GenerateDevices(20, "891480000801", "active")
 	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	for i := range crowd {
 		switch {
@@ -387,15 +387,15 @@ func TestContractListPaging(t *testing.T) {
 }
 
 func TestContractErrors(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{})
-	pre := simulator.GenerateDevices(4, "891480000500", "preactive")
-	act := simulator.GenerateDevices(3, "891480000600", "active")
+	sim, url := newSim(t, thingspacesim.Config{})
+	pre := thingspacesim.GenerateDevices(4, "891480000500", "preactive")
+	act := thingspacesim.GenerateDevices(3, "891480000600", "active")
 	require.NoError(t, sim.Seed(append(pre, act...)...))
-	unknown := simulator.GenerateDevices(1, "891480000999", "")[0]
+	unknown := thingspacesim.GenerateDevices(1, "891480000999", "")[0]
 	rec := &recorder{}
 	c := simClient(t, url, rec)
 	ctx := context.Background()
-	activate := func(d ...simulator.DeviceSeed) (string, error) {
+	activate := func(d ...thingspacesim.DeviceSeed) (string, error) {
 		refs := make([]DeviceRef, len(d))
 		for i := range d {
 			refs[i] = refOf(d[i])
@@ -414,7 +414,7 @@ func TestContractErrors(t *testing.T) {
 
 	// 429 with Retry-After: reported to the Limiter, not retried. First,
 	// because the window counts every admitted activate request.
-	sim.SetLimits(simulator.Limits{ActivateRequestsPerMinute: 1})
+	sim.SetLimits(thingspacesim.Limits{ActivateRequestsPerMinute: 1})
 	_, err := activate(pre[1])
 	require.NoError(t, err)
 	before := sim.Stats(0).Requests[keyActivate]
@@ -426,7 +426,7 @@ func TestContractErrors(t *testing.T) {
 	rec.mu.Lock()
 	assert.Equal(t, []time.Duration{err.(*Error).RetryAfter}, rec.throttled)
 	rec.mu.Unlock()
-	sim.SetLimits(simulator.Limits{})
+	sim.SetLimits(thingspacesim.Limits{})
 
 	_, err = c.GetDevice(ctx, DeviceID{ID: unknown.ICCID, Kind: KindICCID})
 	expectKind(err, KindDeviceNotFound, CodeDeviceNotFound)
@@ -444,10 +444,10 @@ func TestContractErrors(t *testing.T) {
 	expectKind(err, KindNotFound, CodeAccountNotFound)
 
 	// Too many devices for the account's limit.
-	sim.SetLimits(simulator.Limits{MaxDevicesPerRequest: 2})
+	sim.SetLimits(thingspacesim.Limits{MaxDevicesPerRequest: 2})
 	_, err = c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[0]), refOf(act[1]), refOf(act[2])}})
 	expectKind(err, KindInvalidInput, CodeMaxRequestsExceeded)
-	sim.SetLimits(simulator.Limits{})
+	sim.SetLimits(thingspacesim.Limits{})
 
 	// Gateway 900901 (expired Bearer): one new token, call succeeds.
 	sim.ResetStats()
@@ -470,7 +470,7 @@ func TestContractErrors(t *testing.T) {
 
 	// Server errors: a list is retried, an activation is not.
 	sim.ResetStats()
-	sim.SetFaults(simulator.Faults{ErrorRate: 1})
+	sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
 	_, err = c.ListDevices(ctx, ListRequest{})
 	expectKind(err, KindTemporary, "")
 	assert.Equal(t, 3, sim.Stats(0).Requests[keyList])
@@ -478,20 +478,20 @@ func TestContractErrors(t *testing.T) {
 	expectKind(err, KindTemporary, "")
 	assert.True(t, err.(*Error).MayHaveApplied(), "a 5xx proves nothing: reconciled, not resent")
 	assert.Equal(t, 1, sim.Stats(0).Requests[keyActivate])
-	sim.SetFaults(simulator.Faults{})
+	sim.SetFaults(thingspacesim.Faults{})
 
 	// A stalled answer to a state change: applied once, reported as
 	// ambiguous, not resent.
 	sim.ResetStats()
-	sim.SetFaults(simulator.Faults{TimeoutRate: 1, StallFor: 3 * time.Second})
+	sim.SetFaults(thingspacesim.Faults{TimeoutRate: 1, StallFor: 3 * time.Second})
 	short := simClient(t, url, nil, func(cfg *Config) { cfg.HTTPTimeout = 300 * time.Millisecond })
 	_, err = short.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[1])}})
 	expectKind(err, KindTemporary, "")
 	assert.True(t, err.(*Error).MayHaveApplied())
-	sim.SetFaults(simulator.Faults{})
+	sim.SetFaults(thingspacesim.Faults{})
 	s = sim.Stats(0)
 	assert.Equal(t, 1, s.Requests[keySuspend])
-	assert.Equal(t, 1, s.AcceptedChanges[act[1].ICCID][simulator.ActionSuspend])
+	assert.Equal(t, 1, s.AcceptedChanges[act[1].ICCID][thingspacesim.ActionSuspend])
 	// Reconcile instead of resending: the device is (becoming) suspended.
 	dev, err := c.GetDevice(ctx, DeviceID{ID: act[1].ICCID, Kind: KindICCID})
 	require.NoError(t, err)
@@ -500,18 +500,18 @@ func TestContractErrors(t *testing.T) {
 	// The gateway answers 502/504 after the backend applied the change:
 	// a temporary error that may have applied, not resent, and applied.
 	sim.ResetStats()
-	sim.SetFaults(simulator.Faults{GatewayAfterApplyRate: 1})
+	sim.SetFaults(thingspacesim.Faults{GatewayAfterApplyRate: 1})
 	_, err = c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(act[2])}})
 	expectKind(err, KindTemporary, "")
 	e := err.(*Error)
 	assert.Contains(t, []int{http.StatusBadGateway, http.StatusGatewayTimeout}, e.HTTPStatus)
 	assert.Empty(t, e.Code, "the gateway's HTML page carries no code")
 	assert.True(t, e.MayHaveApplied())
-	sim.SetFaults(simulator.Faults{})
+	sim.SetFaults(thingspacesim.Faults{})
 	s = sim.Stats(0)
 	assert.Equal(t, 1, s.Requests[keySuspend], "not resent by the client")
 	assert.Equal(t, 1, s.GatewayAfterApply)
-	assert.Equal(t, 1, s.AppliedChanges[act[2].ICCID][simulator.ActionSuspend])
+	assert.Equal(t, 1, s.AppliedChanges[act[2].ICCID][thingspacesim.ActionSuspend])
 }
 
 // ThingSpace's refusal of a device of another account than the request's
@@ -519,8 +519,8 @@ func TestContractErrors(t *testing.T) {
 // nor DeviceNotFound (the device exists).
 func TestContractDeviceOfAnotherAccount(t *testing.T) {
 	const other = "0000777777-00001"
-	sim, url := newSim(t, simulator.Config{Accounts: []string{simulator.DefaultAccount, other}})
-	foreign := simulator.GenerateDevices(1, "891480000700", "active")[0]
+	sim, url := newSim(t, thingspacesim.Config{Accounts: []string{thingspacesim.DefaultAccount, other}})
+	foreign := thingspacesim.GenerateDevices(1, "891480000700", "active")[0]
 	foreign.Account = other
 	require.NoError(t, sim.Seed(foreign))
 	c := simClient(t, url, nil)
@@ -532,11 +532,11 @@ func TestContractDeviceOfAnotherAccount(t *testing.T) {
 	assert.Equal(t, CodeDeviceAccountInvalid, e.ShortCode())
 	assert.False(t, e.Retryable())
 	snap, _ := sim.Device(foreign.ICCID)
-	assert.Equal(t, simulator.StateActive, snap.State)
+	assert.Equal(t, thingspacesim.StateActive, snap.State)
 }
 
 func TestContractAuthExpiryMidRun(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{OAuthTokenTTL: 2 * time.Second, SessionIdleTimeout: 600 * time.Millisecond})
+	sim, url := newSim(t, thingspacesim.Config{OAuthTokenTTL: 2 * time.Second, SessionIdleTimeout: 600 * time.Millisecond})
 	c := simClient(t, url, nil)
 	ctx := context.Background()
 	call := func() {
@@ -566,12 +566,12 @@ func TestContractAuthExpiryMidRun(t *testing.T) {
 
 func TestContractBadCredentials(t *testing.T) {
 	t.Run("wrong password: one attempt, latched", func(t *testing.T) {
-		sim, url := newSim(t, simulator.Config{})
+		sim, url := newSim(t, thingspacesim.Config{})
 		bad := simClient(t, url, nil, func(cfg *Config) { cfg.Password = "not-the-password" })
 		ctx := context.Background()
 		err := bad.CheckAuth(ctx)
 		assert.True(t, IsInvalidCredentials(err))
-		assert.Equal(t, simulator.CodeInvalidCredentials, err.(*Error).Code)
+		assert.Equal(t, thingspacesim.CodeInvalidCredentials, err.(*Error).Code)
 		for range 6 {
 			_, err := bad.ListDevices(ctx, ListRequest{})
 			assert.True(t, IsInvalidCredentials(err))
@@ -585,19 +585,19 @@ func TestContractBadCredentials(t *testing.T) {
 		require.NoError(t, good.CheckAuth(ctx), "the account is not locked")
 	})
 	t.Run("account locked is a credential refusal too", func(t *testing.T) {
-		sim, url := newSim(t, simulator.Config{MaxFailedLogins: 1})
+		sim, url := newSim(t, thingspacesim.Config{MaxFailedLogins: 1})
 		ctx := context.Background()
 		bad := simClient(t, url, nil, func(cfg *Config) { cfg.Password = "not-the-password" })
 		require.True(t, IsInvalidCredentials(bad.CheckAuth(ctx)))
 		good := simClient(t, url, nil)
 		err := good.CheckAuth(ctx)
 		assert.True(t, IsInvalidCredentials(err))
-		assert.Equal(t, simulator.CodeAccountLocked, err.(*Error).Code)
+		assert.Equal(t, thingspacesim.CodeAccountLocked, err.(*Error).Code)
 		require.Error(t, good.CheckAuth(ctx))
 		assert.Equal(t, 2, sim.Stats(0).Requests[keyLogin])
 	})
 	t.Run("wrong client secret: one token request, latched", func(t *testing.T) {
-		sim, url := newSim(t, simulator.Config{})
+		sim, url := newSim(t, thingspacesim.Config{})
 		bad := simClient(t, url, nil, func(cfg *Config) { cfg.ClientSecret = "not-the-secret" })
 		ctx := context.Background()
 		for range 4 {
@@ -612,8 +612,8 @@ func TestContractBadCredentials(t *testing.T) {
 }
 
 func TestContractConcurrentFirstCallsShareOneLogin(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{Faults: simulator.Faults{Latency: 30 * time.Millisecond}})
-	require.NoError(t, sim.Seed(simulator.GenerateDevices(5, "891480000700", "active")...))
+	sim, url := newSim(t, thingspacesim.Config{Faults: thingspacesim.Faults{Latency: 30 * time.Millisecond}})
+	require.NoError(t, sim.Seed(thingspacesim.GenerateDevices(5, "891480000700", "active")...))
 	c := simClient(t, url, nil)
 	errs := concurrently(50, func(int) error {
 		_, err := c.ListDevices(context.Background(), ListRequest{MaxNumberOfDevices: 2})
@@ -635,9 +635,9 @@ func TestContractConcurrentFirstCallsShareOneLogin(t *testing.T) {
 // request's own fault (KindInvalidInput), not retryable, without the PPU
 // value, on activate and on the contactInfo update alike.
 func TestContractPPUInvalidCharacter(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{})
-	pre := simulator.GenerateDevices(2, "891480000700", "preactive")
-	act := simulator.GenerateDevices(1, "891480000800", "active")
+	sim, url := newSim(t, thingspacesim.Config{})
+	pre := thingspacesim.GenerateDevices(2, "891480000700", "preactive")
+	act := thingspacesim.GenerateDevices(1, "891480000800", "active")
 	require.NoError(t, sim.Seed(append(pre, act...)...))
 	c := simClient(t, url, nil)
 	ctx := context.Background()
@@ -659,7 +659,7 @@ func TestContractPPUInvalidCharacter(t *testing.T) {
 	}
 	for _, d := range pre {
 		got, _ := sim.Device(d.ICCID)
-		assert.Equal(t, simulator.StatePreActive, got.State)
+		assert.Equal(t, thingspacesim.StatePreActive, got.State)
 	}
 }
 
@@ -668,8 +668,8 @@ func TestContractPPUInvalidCharacter(t *testing.T) {
 // DeleteAfterDeactivation leaves the device out of the account's list
 // once done, and false (always sent) keeps it.
 func TestContractSKUAndDeleteAfterDeactivation(t *testing.T) {
-	sim, url := newSim(t, simulator.Config{Limits: simulator.Limits{ActionsPerLinePerDay: -1}})
-	devs := simulator.GenerateDevices(3, "891480000400", "preactive")
+	sim, url := newSim(t, thingspacesim.Config{Limits: thingspacesim.Limits{ActionsPerLinePerDay: -1}})
+	devs := thingspacesim.GenerateDevices(3, "891480000400", "preactive")
 	require.NoError(t, sim.Seed(devs...))
 	l := newListener(t)
 	c := simClient(t, url, nil)

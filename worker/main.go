@@ -17,15 +17,14 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/iot-ops/tsbulk/app"
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/connect"
-	"github.com/iot-ops/tsbulk/shutdown"
+	"github.com/iot-ops/tsbulk/process"
+	"github.com/iot-ops/tsbulk/setup"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
-		ctx, stop := shutdown.OnSignal()
+		ctx, stop := setup.OnSignal()
 		defer stop()
 		os.Exit(replay(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -39,10 +38,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
 	}
-	ctx, stop := shutdown.OnSignal()
+	ctx, stop := setup.OnSignal()
 	defer stop()
-	if err := app.RunWorker(ctx, cfg, cfg.Logger()); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", connect.Explain(err))
+	if err := process.RunWorker(ctx, cfg, cfg.Logger()); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", setup.Explain(err))
 		os.Exit(1)
 	}
 }

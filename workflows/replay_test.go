@@ -35,7 +35,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 func TestHistoriesCarryNoSecretsOrPPU(t *testing.T) {
 	files, err := filepath.Glob("testdata/histories/*.json")
 	require.NoError(t, err)
-	demo, err := os.ReadFile("../demo/bulk-change.csv")
+	demo, err := os.ReadFile("../harness/demo/bulk-change.csv")
 	require.NoError(t, err)
 	forbidden := []string{
 		"sim-password",

@@ -1,0 +1,271 @@
+// Command demo runs the whole product on this machine (what `make run`
+// does): the Temporal dev server with its Web UI, the ThingSpace and Rev.io
+// simulators seeded with demo devices, the worker with the callback receiver,
+// then submits a demo bulk change that uses every operation, shows its
+// progress and results, and leaves everything up to be inspected in the Web
+// UI until Ctrl-C.
+//
+// It expects the binaries in bin/ (make build) and PostgreSQL on
+// 127.0.0.1:5432.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/iot-ops/tsbulk/setup"
+	"github.com/iot-ops/tsbulk/workflows/api"
+	"github.com/jackc/pgx/v5"
+)
+
+// Demo-only secrets: the simulators accept them. Real credentials never
+// come from here.
+var demoEnv = map[string]string{
+	"TSBULK_CONFIG":                   "harness/demo/config.yaml",
+	"TSBULK_THINGSPACE_CLIENT_SECRET": "sim-client-secret",
+	"TSBULK_THINGSPACE_PASSWORD":      "sim-password",
+	"TSBULK_CALLBACKS_PASSWORD":       "demo-listener-password",
+	"TSBULK_REVIO_PASSWORD":           "demo-revio-password",
+	"TSBULK_REVIO_SUBSCRIPTION_KEY":   "demo-revio-key",
+	"TS_SIM_CLIENT_SECRET":            "sim-client-secret",
+	"TS_SIM_PASSWORD":                 "sim-password",
+	"REVIO_SIM_PASSWORD":              "demo-revio-password",
+	"REVIO_SIM_SUBSCRIPTION_KEY":      "demo-revio-key",
+}
+
+func main() {
+	bin := flag.String("bin", "bin", "directory of the product's binaries")
+	run := flag.String("run-dir", ".run", "directory for the demo's logs and Temporal database")
+	admin := flag.String(
+		"postgres",
+		"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"PostgreSQL server URL (the demo creates database tsbulk_demo)",
+	)
+	noWait := flag.Bool("exit", false, "stop everything after the demo bulk change instead of waiting for Ctrl-C")
+	flag.Parse()
+	ctx, stop := setup.OnSignal()
+	defer stop()
+	d := &demo{bin: *bin, dir: *run}
+	err := d.run(ctx, *admin, !*noWait)
+	d.stopAll()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "\ndemo:", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	bin, dir string
+	procs    []*exec.Cmd
+}
+
+func (d *demo) run(ctx context.Context, adminURL string, wait bool) error {
+	for k, v := range demoEnv {
+		if os.Getenv(k) == "" {
+			_ = os.Setenv(k, v)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(d.dir, "logs"), 0o755); err != nil {
+		return err
+	}
+	if err := ensureDatabase(ctx, adminURL, "tsbulk_demo"); err != nil {
+		return err
+	}
+	for _, port := range []string{"7233", "8233", "8090", "8091", "9001", "9090"} {
+		if inUse("127.0.0.1:" + port) {
+			return fmt.Errorf("port %s is already in use (another demo still running?); stop it first", port)
+		}
+	}
+	temporal := os.Getenv("TSBULK_TEMPORAL_CLI")
+	if temporal == "" {
+		temporal = "temporal"
+	}
+	step("starting the Temporal dev server (Web UI http://localhost:8233)")
+	devArgs := append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233",
+		"--db-filename", filepath.Join(d.dir, "temporal.db"), "--log-level", "error"}, api.DevServerSearchAttributeArgs()...)
+	if err := d.start("temporal", temporal, devArgs...); err != nil {
+		return err
+	}
+	step(
+		"starting the ThingSpace simulator with the demo devices (some callbacks dropped, to show the polling fallback)",
+	)
+	if err := d.start("thingspace-simulator", filepath.Join(d.bin, "thingspace-simulator"), "--listen", "127.0.0.1:8090",
+		"--seed-file", "harness/demo/devices.csv", "--completion-delay", "3s", "--completion-jitter", "6s",
+		"--callback-retry-interval", "2s", "--drop-callback-rate", "0.2"); err != nil {
+		return err
+	}
+	step("starting the Rev.io simulator")
+	if err := d.start("revio-simulator", filepath.Join(d.bin, "revio-simulator"), "--listen", "127.0.0.1:8091",
+		"--login", "INTEGRATIONS", "--client-code", "DEMO"); err != nil {
+		return err
+	}
+	for _, addr := range []string{"127.0.0.1:7233", "127.0.0.1:8233", "127.0.0.1:8090", "127.0.0.1:8091"} {
+		if err := waitListening(ctx, addr, time.Minute); err != nil {
+			return fmt.Errorf("%s did not come up (logs in %s): %w", addr, filepath.Join(d.dir, "logs"), err)
+		}
+	}
+	step("starting the worker, with the callback receiver on :9001")
+	if err := d.start("worker", filepath.Join(d.bin, "worker")); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, "http://127.0.0.1:9090/readyz", time.Minute); err != nil {
+		return fmt.Errorf("the worker is not ready (log: %s): %w", filepath.Join(d.dir, "logs", "worker.log"), err)
+	}
+	step("registering the callback receiver with ThingSpace")
+	if err := d.runForeground(ctx, filepath.Join(d.bin, "callback-receiver"), "register"); err != nil {
+		return err
+	}
+	step(
+		"submitting harness/demo/bulk-change.csv: activate (with PPU and Rev.io billing), suspend, restore, deactivate, inventory",
+	)
+	key := fmt.Sprintf("demo-%d", time.Now().Unix())
+	err := d.runForeground(ctx, filepath.Join(d.bin, "starter"), "submit", "--file", "harness/demo/bulk-change.csv",
+		"--idempotency-key", key, "--wait")
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return err
+	}
+	// The demo file has one device ThingSpace does not know: the starter
+	// exits 1 because that device failed, which is the expected outcome.
+	fmt.Print(`
+The demo bulk change has ended. Everything is still running:
+  Web UI          http://localhost:8233  (workflows "bulk-change/<id>" and one "bulk-change/<id>/device/<iccid>" per device)
+  status          bin/starter status <id>
+  results         bin/starter results <id> --csv
+  worker metrics  http://127.0.0.1:9090/metrics
+  logs            ` + filepath.Join(d.dir, "logs") + `
+To follow one device's activation, open its device workflow in the Web UI
+(filter: WorkflowId STARTS_WITH "bulk-change/"): its history shows the
+callback signal (or the timer that fell back to polling), the recorded
+outcome and the Rev.io step. See README.md, "Following one device".
+`)
+	if !wait {
+		return nil
+	}
+	fmt.Println("Press Ctrl-C to stop.")
+	<-ctx.Done()
+	fmt.Println("\nstopping...")
+	return nil
+}
+
+func step(msg string) { fmt.Printf("==> %s\n", msg) }
+
+// start runs a process in the background with its output in a log file.
+func (d *demo) start(name, path string, args ...string) error {
+	logf, err := os.Create(filepath.Join(d.dir, "logs", name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	d.procs = append(d.procs, cmd)
+	return nil
+}
+
+func (d *demo) runForeground(ctx context.Context, path string, args ...string) error {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// stopAll stops the background processes, last started first.
+func (d *demo) stopAll() {
+	for i := len(d.procs) - 1; i >= 0; i-- {
+		p := d.procs[i]
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// ensureDatabase creates the demo database when it does not exist, and
+// explains what to do when PostgreSQL cannot be reached.
+func ensureDatabase(ctx context.Context, adminURL, name string) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL is not reachable (%v).\n"+
+			"The demo keeps its data in PostgreSQL on 127.0.0.1:5432. Start it with:\n"+
+			"    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	err = conn.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil &&
+			!strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("create database %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func inUse(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+func waitListening(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if inUse(addr) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return errors.New("timed out")
+}
+
+func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("HTTP %d", resp.StatusCode)
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return last
+}

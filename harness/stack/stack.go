@@ -1,0 +1,288 @@
+// Package harness/stack runs the whole product on one machine for the integration
+// tests and the benchmark: the Temporal CLI's dev server, a fresh
+// PostgreSQL database, the ThingSpace and Rev.io simulators over real HTTP,
+// the callback receiver, and workers (in this process or as separate
+// processes that can be killed).
+package stack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/db"
+	revsim "github.com/iot-ops/tsbulk/harness/reviosim"
+	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
+	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/process"
+	"github.com/iot-ops/tsbulk/thingspace"
+	"github.com/iot-ops/tsbulk/workflows/api"
+)
+
+// Credentials the stack's simulators accept. They are test values.
+const (
+	CallbackUser     = "ts-callback"
+	CallbackPassword = "cb-secret-for-tests"
+	RevioLogin       = "INTEGRATIONS"
+	RevioClientCode  = "TESTCO"
+	RevioPassword    = "revio-secret-for-tests"
+	RevioKey         = "revio-key-for-tests"
+)
+
+// Options configure a stack.
+type Options struct {
+	DatabaseURL string
+	// DevServerArgs are extra arguments of `temporal server start-dev`,
+	// such as lowered limits (--dynamic-config-value ...).
+	DevServerArgs []string
+	ThingSpace    tssim.Config
+	Revio         revsim.Config
+	// Config adjusts the product configuration the stack builds.
+	Config func(*config.Config)
+	Logger *slog.Logger
+	// TemporalAddress, when set, is a running Temporal server to use
+	// (namespace default) instead of a dev server of the stack's own:
+	// Dev stays nil and DevServerArgs are not used.
+	TemporalAddress string
+}
+
+// Stack is a running product.
+type Stack struct {
+	Dev      *testsuite.DevServer
+	Client   client.Client
+	Store    *db.Store
+	TS       *tssim.Simulator
+	Revio    *revsim.Simulator
+	Config   *config.Config
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	servers  []*http.Server
+	closers  []func()
+	tsURL    string
+	revioURL string
+	cbURL    string
+}
+
+// Start starts everything but the workers.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	s := &Stack{Logger: opts.Logger, Metrics: metrics.New()}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if opts.TemporalAddress != "" {
+		s.Client, err = client.DialContext(ctx, client.Options{HostPort: opts.TemporalAddress, Namespace: "default",
+			Logger: quietTemporalLogger()})
+		if err != nil {
+			return nil, fmt.Errorf("connect to the Temporal server at %s: %w", opts.TemporalAddress, err)
+		}
+		s.closers = append(s.closers, s.Client.Close)
+	} else {
+		cli, err := TemporalCLI()
+		if err != nil {
+			return nil, err
+		}
+		args := append(
+			[]string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"},
+			api.DevServerSearchAttributeArgs()...,
+		)
+		args = append(args, opts.DevServerArgs...)
+		s.Dev, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+			ExistingPath: cli,
+			ClientOptions: &client.Options{
+				Namespace: "default",
+				Logger:    quietTemporalLogger(),
+			},
+			LogLevel:  "error",
+			ExtraArgs: args,
+			Stdout:    io.Discard,
+			Stderr:    io.Discard,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start the Temporal dev server: %w", err)
+		}
+		s.closers = append(s.closers, func() { _ = s.Dev.Stop() })
+		s.Client = s.Dev.Client()
+	}
+
+	if s.Store, err = db.Open(ctx, opts.DatabaseURL, 20); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.Store.Close)
+
+	s.TS = tssim.New(opts.ThingSpace)
+	s.closers = append(s.closers, s.TS.Close)
+	if s.tsURL, err = s.serve(s.TS.Handler()); err != nil {
+		return nil, err
+	}
+	rc := opts.Revio
+	rc.Login, rc.ClientCode, rc.Password, rc.SubscriptionKey = RevioLogin, RevioClientCode, RevioPassword, RevioKey
+	s.Revio = revsim.New(rc)
+	s.closers = append(s.closers, s.Revio.Close)
+	if s.revioURL, err = s.serve(s.Revio.Handler()); err != nil {
+		return nil, err
+	}
+	s.Config = s.buildConfig(opts)
+	if opts.Config != nil {
+		opts.Config(s.Config)
+	}
+	// The callback receiver runs apart from the workers, as in
+	// production, so killing a worker does not stop callbacks.
+	mux := http.NewServeMux()
+	rcv, err := process.NewReceiver(s.Config, s.Store, s.Client, s.Metrics, s.Logger)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(s.Config.Callbacks.Path, rcv.Handler())
+	base, err := s.serve(mux)
+	if err != nil {
+		return nil, err
+	}
+	s.cbURL = base + s.Config.Callbacks.Path
+	s.Config.Callbacks.PublicURL = s.cbURL
+	if err := s.registerCallbacks(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) buildConfig(opts Options) *config.Config {
+	ts := opts.ThingSpace
+	pick := func(v, def string) string {
+		if v != "" {
+			return v
+		}
+		return def
+	}
+	account := tssim.DefaultAccount
+	if len(ts.Accounts) > 0 {
+		account = ts.Accounts[0]
+	}
+	temporalAddress := opts.TemporalAddress
+	if s.Dev != nil {
+		temporalAddress = s.Dev.FrontendHostPort()
+	}
+	return &config.Config{
+		// The simulators answer plain http, allowed only in dev mode.
+		Dev:      true,
+		Temporal: config.Temporal{Address: temporalAddress, Namespace: "default"},
+		Database: config.Database{URL: config.Secret(opts.DatabaseURL), MaxConns: 20},
+		ThingSpace: config.ThingSpace{
+			BaseURL: s.tsURL, ClientID: pick(ts.ClientID, tssim.DefaultClientID),
+			ClientSecret: config.Secret(pick(ts.ClientSecret, tssim.DefaultClientSecret)),
+			Username: pick(
+				ts.Username,
+				tssim.DefaultUsername,
+			), Password: config.Secret(pick(ts.Password, tssim.DefaultPassword)),
+			Account: account, HTTPTimeout: 10 * time.Second, MaxRetries: 2,
+			DeleteAfterDeactivation: true, // the setting's default
+		},
+		Callbacks: config.Callbacks{Enabled: true, Listen: "127.0.0.1:0", Path: "/thingspace/callbacks",
+			Username: CallbackUser, Password: CallbackPassword, MaxBodyBytes: 1 << 20},
+		Revio: config.Revio{Enabled: true, BaseURL: s.revioURL, Login: RevioLogin, ClientCode: RevioClientCode,
+			Password: RevioPassword, SubscriptionKey: RevioKey, CallsPerMinute: 500},
+		Bulk: config.Bulk{BatchSize: 100, Window: 500, StartsPerRun: 500, CallbackTimeout: 10 * time.Second,
+			ConfirmDeadline: 5 * time.Minute, PollInterval: time.Second, PollMaxInterval: 4 * time.Second,
+			DefaultSite: "INTEGRATION-SITE", DefaultSiteAssignment: true, StallCheck: 10 * time.Second},
+		Limits: config.Limits{
+			RequestsPerHour:      0,
+			RequestsWindow:       time.Hour,
+			ActivatesPerMinute:   0,
+			ActionsPerLinePerDay: 5,
+		},
+		Worker: config.Worker{
+			Listen:                  "127.0.0.1:0",
+			MaxConcurrentActivities: 100,
+			PollBatchThreshold:      20,
+			ReconcileSettle:         3 * time.Second,
+			WorkflowTaskPollers:     8,
+			ActivityTaskPollers:     8,
+			// Tests run under the race detector, often beside other heavy
+			// tests: the SDK's 1 s deadlock detector would fail workflow
+			// tasks of a starved CPU (and the SDK then races with itself).
+			DeadlockDetectionTimeout: 30 * time.Second,
+		},
+		Log: config.Log{Level: "warn", Format: "text"},
+	}
+}
+
+// registerCallbacks registers the stack's receiver as the account's
+// CarrierService listener, as `callback-receiver register` does.
+func (s *Stack) registerCallbacks(ctx context.Context) error {
+	ts, err := s.ThingSpaceClient(nil)
+	if err != nil {
+		return err
+	}
+	return ts.RegisterCallback(ctx, s.Config.ThingSpace.Account, thingspace.CallbackRegistration{
+		Name: thingspace.CarrierServiceCallback, URL: s.cbURL, Username: CallbackUser, Password: CallbackPassword,
+	})
+}
+
+// ThingSpaceClient returns a client of the stack's simulator.
+func (s *Stack) ThingSpaceClient(obs thingspace.Observer) (*thingspace.Client, error) {
+	c := s.Config.ThingSpace
+	return thingspace.New(
+		thingspace.Config{BaseURL: c.BaseURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret.Reveal(),
+			Username: c.Username, Password: c.Password.Reveal(), AccountName: c.Account, Observer: obs},
+	)
+}
+
+func (s *Stack) serve(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	s.servers = append(s.servers, srv)
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Worker is a worker running in this process.
+type Worker struct {
+	w worker.Worker
+}
+
+// Stop stops the worker.
+func (w *Worker) Stop() { w.w.Stop() }
+
+// StartWorker starts a worker in this process; tune adjusts its options
+// (a test's interceptors).
+func (s *Stack) StartWorker(tune ...func(*worker.Options)) (*Worker, error) {
+	acts, err := process.NewActivities(s.Config, s.Store, s.Client, s.Metrics, s.Logger)
+	if err != nil {
+		return nil, err
+	}
+	w := process.NewWorker(s.Client, acts, s.Config, tune...)
+	if err := w.Start(); err != nil {
+		return nil, err
+	}
+	wk := &Worker{w: w}
+	s.closers = append(s.closers, wk.Stop)
+	return wk, nil
+}
+
+// Close stops everything, last started first.
+func (s *Stack) Close() {
+	for _, srv := range s.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
