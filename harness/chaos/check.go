@@ -52,7 +52,7 @@ func (h *harness) check(ctx context.Context, w Workload, res *Result) error {
 	res.Workflows = n
 	leaks = append(leaks, hv...)
 	// The product's logs are complete once its processes are stopped.
-	for _, p := range []*Proc{h.workers[0], h.workers[1], h.receiver} {
+	for _, p := range []*stack.Proc{h.workers[0], h.workers[1], h.receiver} {
 		p.Stop(10 * time.Second)
 	}
 	for _, name := range []string{"worker-1", "worker-2", "callback-receiver", "register", "starter"} {
@@ -215,7 +215,7 @@ func (h *harness) observe(ctx context.Context) (Observed, error) {
 		return o, err
 	}
 	o.UnexpectedExits = map[string]int{}
-	for _, p := range []*Proc{h.workers[0], h.workers[1], h.receiver, h.ts, h.rv} {
+	for _, p := range []*stack.Proc{h.workers[0], h.workers[1], h.receiver, h.ts, h.rv} {
 		if n := p.UnexpectedExits(); n > 0 {
 			o.UnexpectedExits[p.Name] = n
 		}

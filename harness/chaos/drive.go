@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/iot-ops/tsbulk/harness/stack"
 )
 
 // progress reads where the bulk change stands from PostgreSQL.
@@ -68,7 +70,7 @@ func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
 // supervise restarts a product process that ended on its own; the
 // simulators hold their state in memory and cannot be restarted.
 func (h *harness) supervise(ctx context.Context) error {
-	for _, p := range append([]*Proc{h.receiver}, h.workers[:]...) {
+	for _, p := range append([]*stack.Proc{h.receiver}, h.workers[:]...) {
 		if !p.Running() {
 			h.log("%s ended on its own (see %s); restarting it", p.Name, p.Log)
 			if err := p.Start(); err != nil {
@@ -76,7 +78,7 @@ func (h *harness) supervise(ctx context.Context) error {
 			}
 		}
 	}
-	for _, p := range []*Proc{h.ts, h.rv} {
+	for _, p := range []*stack.Proc{h.ts, h.rv} {
 		if !p.Running() {
 			return fmt.Errorf("%s ended on its own (see %s)", p.Name, p.Log)
 		}
@@ -116,7 +118,7 @@ func (h *harness) inject(ctx context.Context, e Event) error {
 		if err := h.receiver.Start(); err != nil {
 			return err
 		}
-		return waitTCP(h.cbAddr, time.Minute)
+		return stack.WaitTCP(h.cbAddr, time.Minute)
 	case RestartTemporal:
 		return h.temporal.Restart(ctx, e.Down)
 	case RestartPostgres:

@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 )
 
@@ -119,7 +120,6 @@ const (
 	cbUser      = "ts-callback"
 	revioLogin  = "INTEGRATIONS"
 	revioClient = "CHAOSCO"
-	cbPath      = "/thingspace/callbacks"
 	// productHTTPTimeout is the product's ThingSpace timeout; a lost answer
 	// is held longer than it.
 	productHTTPTimeout = 3 * time.Second
@@ -133,12 +133,13 @@ type harness struct {
 	sec      secrets
 	pg       *Postgres
 	temporal Temporal
-	ts, rv   *Proc
+	ts, rv   *stack.Proc
 	tsAdmin  admin
 	rvAdmin  admin
-	receiver *Proc
+	procs    *stack.Processes
+	receiver *stack.Proc
 	cbAddr   string
-	workers  [2]*Proc
+	workers  [2]*stack.Proc
 	faults   *faultControl
 	pool     *pgxpool.Pool
 	bulkID   string
@@ -169,11 +170,6 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	h := &harness{o: o, sec: newSecrets(), injected: map[Kind]int{}, start: time.Now()}
 	h.log = func(format string, args ...any) {
 		fmt.Fprintf(out, "[%6.1fs] %s\n", time.Since(h.start).Seconds(), fmt.Sprintf(format, args...))
-	}
-	for _, b := range []string{"worker", "starter", "callback-receiver", "thingspace-simulator", "revio-simulator"} {
-		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
-			return nil, fmt.Errorf("the product's binaries are needed in %s (make build): %w", o.BinDir, err)
-		}
 	}
 	if h.dir, err = os.MkdirTemp("", "tsbulk-chaos-"); err != nil {
 		return nil, err
@@ -242,10 +238,8 @@ func (h *harness) teardown() {
 	if h.pool != nil {
 		h.pool.Close()
 	}
-	for _, p := range []*Proc{h.workers[0], h.workers[1], h.receiver, h.ts, h.rv} {
-		if p != nil {
-			p.Stop(10 * time.Second)
-		}
+	if h.procs != nil {
+		h.procs.Stop()
 	}
 	if h.temporal != nil {
 		h.temporal.Stop()

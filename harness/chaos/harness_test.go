@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	revsim "github.com/iot-ops/tsbulk/harness/reviosim"
+	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 )
 
@@ -19,7 +20,7 @@ import (
 // so that the supervisor restarts it and the report counts it.
 func TestProcKillAndUnexpectedExit(t *testing.T) {
 	dir := t.TempDir()
-	p := &Proc{Name: "sleeper", Path: "/bin/sleep", Args: []string{"30"}, Log: filepath.Join(dir, "sleeper.log")}
+	p := &stack.Proc{Name: "sleeper", Path: "/bin/sleep", Args: []string{"30"}, Log: filepath.Join(dir, "sleeper.log")}
 	require.NoError(t, p.Start())
 	require.True(t, p.Running())
 	require.Error(t, p.Start(), "one process at a time")
@@ -27,7 +28,7 @@ func TestProcKillAndUnexpectedExit(t *testing.T) {
 	assert.False(t, p.Running())
 	assert.Zero(t, p.UnexpectedExits())
 
-	q := &Proc{Name: "quitter", Path: "/bin/sh", Args: []string{"-c", "exit 3"}, Log: filepath.Join(dir, "quitter.log")}
+	q := &stack.Proc{Name: "quitter", Path: "/bin/sh", Args: []string{"-c", "exit 3"}, Log: filepath.Join(dir, "quitter.log")}
 	require.NoError(t, q.Start())
 	require.Eventually(t, func() bool { return !q.Running() }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1, q.UnexpectedExits())

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/harness/stack"
 )
 
 // Postgres is a PostgreSQL cluster of the run's own: restarting it must
@@ -84,7 +86,7 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 		"-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	if p.Port, err = freePort(); err != nil {
+	if p.Port, err = stack.FreePort(); err != nil {
 		return nil, err
 	}
 	conf := fmt.Sprintf("\n# chaos run\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"+

@@ -4,19 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 )
@@ -50,42 +44,40 @@ func (h *harness) startAll(ctx context.Context, w Workload) error {
 	}
 	h.log("Temporal: %s", h.temporal.Describe())
 
-	tsPort, err := freePort()
-	if err != nil {
-		return err
+	creds := stack.Credentials{
+		TSClientID: tsClientID, TSClientSecret: h.sec.tsClientSecret, TSUsername: tsUser, TSPassword: h.sec.tsPassword,
+		Account: account, CallbackUsername: cbUser, CallbackPassword: h.sec.callbackPassword,
+		RevioLogin: revioLogin, RevioClientCode: revioClient, RevioPassword: h.sec.revioPassword, RevioKey: h.sec.revioKey,
 	}
-	rvPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	cbPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	h.cbAddr = fmt.Sprintf("127.0.0.1:%d", cbPort)
-	h.ts = &Proc{Name: "thingspace-simulator", Path: filepath.Join(h.o.BinDir, "thingspace-simulator"), Log: h.logPath("thingspace-simulator"),
-		Env: append(cleanEnv(), "TS_SIM_CLIENT_SECRET="+h.sec.tsClientSecret, "TS_SIM_PASSWORD="+h.sec.tsPassword),
-		Args: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", tsPort), "--client-id", tsClientID, "--username", tsUser,
-			"--account", account, "--completion-delay", "500ms", "--completion-jitter", "2s",
+	h.procs, err = stack.StartProcesses(ctx, stack.ProcessOptions{
+		BinDir: h.o.BinDir, LogDir: h.dir, Credentials: creds, Workers: len(h.workers),
+		ThingSpaceArgs: []string{"--completion-delay", "500ms", "--completion-jitter", "2s",
 			"--callback-retry-interval", "1s", "--callback-max-attempts", "5", "--callback-timeout", "5s",
-			"--callback-concurrency", "16", "--random-seed", strconv.FormatInt(h.o.Seed+1, 10), "--log-level", "warn"}}
-	h.rv = &Proc{Name: "revio-simulator", Path: filepath.Join(h.o.BinDir, "revio-simulator"), Log: h.logPath("revio-simulator"),
-		Env: append(cleanEnv(), "REVIO_SIM_PASSWORD="+h.sec.revioPassword, "REVIO_SIM_SUBSCRIPTION_KEY="+h.sec.revioKey),
-		Args: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", rvPort), "--login", revioLogin, "--client-code", revioClient,
-			"--seed", strconv.FormatInt(h.o.Seed+2, 10)}}
-	for _, p := range []*Proc{h.ts, h.rv} {
-		if err := p.Start(); err != nil {
-			return err
-		}
+			"--callback-concurrency", "16", "--random-seed", strconv.FormatInt(h.o.Seed+1, 10), "--log-level", "warn"},
+		RevioArgs:     []string{"--seed", strconv.FormatInt(h.o.Seed+2, 10)},
+		Settings:      h.productSettings(),
+		BeforeProduct: func(ctx context.Context, p *stack.Processes) error { return h.prepareSimulators(ctx, p, w) },
+	})
+	if err != nil {
+		return err
 	}
+	h.ts, h.rv, h.receiver, h.cbAddr = h.procs.ThingSpace, h.procs.Revio, h.procs.Receiver, h.procs.CallbackAddr
+	copy(h.workers[:], h.procs.Workers)
+	// The workers apply the migrations when they start; the run's own
+	// connection reads progress and the final state.
+	if h.pool, err = pgxpool.New(ctx, h.pg.URL("tsbulk")); err != nil {
+		return err
+	}
+	h.log("simulators, callback receiver and %d workers running", len(h.workers))
+	return nil
+}
+
+// prepareSimulators seeds the workload's devices and sets the faults that
+// last the whole run, before the product starts.
+func (h *harness) prepareSimulators(ctx context.Context, p *stack.Processes, w Workload) error {
 	hc := &http.Client{Timeout: 2 * time.Minute}
-	h.tsAdmin = admin{base: fmt.Sprintf("http://127.0.0.1:%d", tsPort), hc: hc}
-	h.rvAdmin = admin{base: fmt.Sprintf("http://127.0.0.1:%d", rvPort), hc: hc}
-	for _, addr := range []string{fmt.Sprintf("127.0.0.1:%d", tsPort), fmt.Sprintf("127.0.0.1:%d", rvPort)} {
-		if err := waitTCP(addr, time.Minute); err != nil {
-			return err
-		}
-	}
+	h.tsAdmin = admin{base: p.ThingSpaceURL, hc: hc}
+	h.rvAdmin = admin{base: p.RevioURL, hc: hc}
 	if err := h.tsAdmin.do(ctx, http.MethodPost, "/admin/devices", w.Seeds, nil); err != nil {
 		return fmt.Errorf("seed the ThingSpace simulator: %w", err)
 	}
@@ -101,65 +93,21 @@ func (h *harness) startAll(ctx context.Context, w Workload) error {
 			ReorderCallbacks:      true,
 		}
 	}
-	if err := h.faults.apply(ctx); err != nil {
-		return err
-	}
-
-	env := h.productEnv(tsPort, rvPort)
-	h.receiver = &Proc{Name: "callback-receiver", Path: filepath.Join(h.o.BinDir, "callback-receiver"), Log: h.logPath("callback-receiver"), Env: env}
-	if err := h.receiver.Start(); err != nil {
-		return err
-	}
-	if err := waitTCP(h.cbAddr, time.Minute); err != nil {
-		return err
-	}
-	if err := h.runOnce(ctx, "register", filepath.Join(h.o.BinDir, "callback-receiver"), env, nil, "register"); err != nil {
-		return err
-	}
-	for i := range h.workers {
-		h.workers[i] = &Proc{Name: fmt.Sprintf("worker-%d", i+1), Path: filepath.Join(h.o.BinDir, "worker"),
-			Log: h.logPath(fmt.Sprintf("worker-%d", i+1)), Env: env}
-		if err := h.workers[i].Start(); err != nil {
-			return err
-		}
-	}
-	// The workers apply the migrations when they start; the run's own
-	// connection reads progress and the final state.
-	if h.pool, err = pgxpool.New(ctx, h.pg.URL("tsbulk")); err != nil {
-		return err
-	}
-	h.log("simulators, callback receiver and 2 workers running")
-	return nil
+	return h.faults.apply(ctx)
 }
 
-func (h *harness) logPath(name string) string { return filepath.Join(h.dir, name+".log") }
+func (h *harness) logPath(name string) string { return h.procs.LogPath(name) }
 
-// cleanEnv is the environment without the product's settings, so that the
-// caller's TSBULK_* variables cannot change the run.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, config.EnvPrefix+"_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// productEnv is the configuration of the worker, the receiver and the
-// starter: the product's settings, with the timings shortened as the
-// integration tests do (callbacks awaited seconds, not 30 minutes).
-func (h *harness) productEnv(tsPort, rvPort int) []string {
-	kv := map[string]string{
+// productSettings are the worker's, the receiver's and the starter's
+// settings beyond the simulators' (which the stack sets): the product's,
+// with the timings shortened as the integration tests do (callbacks
+// awaited seconds, not 30 minutes).
+func (h *harness) productSettings() map[string]string {
+	return map[string]string{
 		"temporal.address": h.temporal.Address(), "temporal.namespace": "default",
 		"database.url": h.pg.URL("tsbulk"), "database.max_conns": "10",
-		"thingspace.base_url": fmt.Sprintf("http://127.0.0.1:%d", tsPort), "thingspace.client_id": tsClientID,
-		"thingspace.client_secret": h.sec.tsClientSecret, "thingspace.username": tsUser, "thingspace.password": h.sec.tsPassword,
-		"thingspace.account": account, "thingspace.http_timeout": productHTTPTimeout.String(), "thingspace.max_retries": "2",
-		"callbacks.enabled": "true", "callbacks.listen": h.cbAddr, "callbacks.path": cbPath, "callbacks.admin_listen": "127.0.0.1:0",
-		"callbacks.public_url": "http://" + h.cbAddr + cbPath, "callbacks.username": cbUser, "callbacks.password": h.sec.callbackPassword,
-		"revio.enabled": "true", "revio.base_url": fmt.Sprintf("http://127.0.0.1:%d", rvPort), "revio.login": revioLogin,
-		"revio.client_code": revioClient, "revio.password": h.sec.revioPassword, "revio.subscription_key": h.sec.revioKey,
+		"thingspace.http_timeout": productHTTPTimeout.String(), "thingspace.max_retries": "2",
+		"callbacks.admin_listen": "127.0.0.1:0",
 		// Rev.io's limit per account, as the product documents the setting;
 		// it paces each worker on its own, so the two workers offer twice
 		// that (finding 4 of docs/reliability.md). Kept so the run shows it.
@@ -175,48 +123,13 @@ func (h *harness) productEnv(tsPort, rvPort int) []string {
 		// The file has deactivations: without this the bulk change would wait
 		// for a second operator's approval (the default) and never start.
 		"approval.operations": "none",
-		// The simulators answer plain http, allowed only in dev mode.
-		"dev": "true",
 	}
-	env := cleanEnv()
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = append(env, config.EnvName(k)+"="+kv[k])
-	}
-	return env
-}
-
-// runOnce runs a one-shot command of the product, its output in the
-// run's logs (they are scanned for secrets too).
-func (h *harness) runOnce(ctx context.Context, name, path string, env []string, stdout io.Writer, args ...string) error {
-	f, err := os.OpenFile(h.logPath(name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = env
-	cmd.Stderr = f
-	cmd.Stdout = f
-	if stdout != nil {
-		cmd.Stdout = io.MultiWriter(f, stdout)
-	}
-	if err := cmd.Run(); err != nil {
-		data, _ := os.ReadFile(h.logPath(name))
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(path), strings.Join(args, " "), err, data)
-	}
-	return nil
 }
 
 // submit submits the file with the starter, as an operator would.
 func (h *harness) submit(ctx context.Context, file string) (string, error) {
 	var out strings.Builder
-	env := h.workers[0].Env
-	if err := h.runOnce(ctx, "starter", filepath.Join(h.o.BinDir, "starter"), env, &out,
+	if err := h.procs.Run(ctx, "starter", &out, "starter",
 		"submit", "--file", file, "--json", "--idempotency-key", "chaos-"+strconv.FormatInt(h.o.Seed, 10)); err != nil {
 		return "", err
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iot-ops/tsbulk/harness/stack"
 	"github.com/iot-ops/tsbulk/workflows/api"
 	"go.temporal.io/sdk/client"
 )
@@ -30,25 +31,25 @@ type Temporal interface {
 // devServer is `temporal server start-dev` with its state in a SQLite file,
 // so that it keeps every workflow across its restart, on fixed ports.
 type devServer struct {
-	proc *Proc
+	proc *stack.Proc
 	addr string
 }
 
 func startDevServer(ctx context.Context, cli, dir string) (*devServer, error) {
-	port, err := freePort()
+	port, err := stack.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := freePort()
+	httpPort, err := stack.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	metricsPort, err := freePort()
+	metricsPort, err := stack.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	d := &devServer{addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	d.proc = &Proc{Name: "temporal-dev-server", Path: cli, Log: filepath.Join(dir, "temporal.log"), Env: os.Environ(),
+	d.proc = &stack.Proc{Name: "temporal-dev-server", Path: cli, Log: filepath.Join(dir, "temporal.log"), Env: os.Environ(),
 		Args: []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", strconv.Itoa(port),
 			"--http-port", strconv.Itoa(httpPort), "--metrics-port", strconv.Itoa(metricsPort),
 			"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn",

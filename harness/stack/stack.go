@@ -1,8 +1,11 @@
-// Package harness/stack runs the whole product on one machine for the integration
-// tests and the benchmark: the Temporal CLI's dev server, a fresh
-// PostgreSQL database, the ThingSpace and Rev.io simulators over real HTTP,
-// the callback receiver, and workers (in this process or as separate
-// processes that can be killed).
+// Package stack runs the whole product on one machine, one way for every
+// harness. Start runs it in this process (the simulators over real HTTP,
+// the callback receiver, workers on demand, a fresh database and the
+// Temporal CLI's dev server), for the end-to-end tests and the benchmark,
+// which read and steer the simulators directly. StartProcesses runs the
+// built commands as separate processes that can be killed and started
+// again, for the demo and the chaos suite (which adds its own PostgreSQL
+// cluster, Temporal server, faults, kills and restarts).
 package stack
 
 import (

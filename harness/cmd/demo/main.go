@@ -20,27 +20,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/iot-ops/tsbulk/harness/stack"
 	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/workflows/api"
 	"github.com/jackc/pgx/v5"
 )
 
-// Demo-only secrets: the simulators accept them. Real credentials never
-// come from here.
-var demoEnv = map[string]string{
-	"TSBULK_CONFIG":                   "harness/demo/config.yaml",
-	"TSBULK_THINGSPACE_CLIENT_SECRET": "sim-client-secret",
-	"TSBULK_THINGSPACE_PASSWORD":      "sim-password",
-	"TSBULK_CALLBACKS_PASSWORD":       "demo-listener-password",
-	"TSBULK_REVIO_PASSWORD":           "demo-revio-password",
-	"TSBULK_REVIO_SUBSCRIPTION_KEY":   "demo-revio-key",
-	"TS_SIM_CLIENT_SECRET":            "sim-client-secret",
-	"TS_SIM_PASSWORD":                 "sim-password",
-	"REVIO_SIM_PASSWORD":              "demo-revio-password",
-	"REVIO_SIM_SUBSCRIPTION_KEY":      "demo-revio-key",
+// Demo-only credentials: the simulators accept them. Real credentials
+// never come from here.
+var demoCredentials = stack.Credentials{
+	TSClientID: "sim-client-id", TSClientSecret: "sim-client-secret", TSUsername: "sim-user", TSPassword: "sim-password",
+	Account: "0000123456-00001", CallbackUsername: "demo-listener", CallbackPassword: "demo-listener-password",
+	RevioLogin: "INTEGRATIONS", RevioClientCode: "DEMO", RevioPassword: "demo-revio-password", RevioKey: "demo-revio-key",
 }
 
 func main() {
@@ -66,16 +59,13 @@ func main() {
 
 type demo struct {
 	bin, dir string
-	procs    []*exec.Cmd
+	temporal *stack.Proc
+	procs    *stack.Processes
 }
 
 func (d *demo) run(ctx context.Context, adminURL string, wait bool) error {
-	for k, v := range demoEnv {
-		if os.Getenv(k) == "" {
-			_ = os.Setenv(k, v)
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(d.dir, "logs"), 0o755); err != nil {
+	logs := filepath.Join(d.dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return err
 	}
 	if err := ensureDatabase(ctx, adminURL, "tsbulk_demo"); err != nil {
@@ -93,43 +83,41 @@ func (d *demo) run(ctx context.Context, adminURL string, wait bool) error {
 	step("starting the Temporal dev server (Web UI http://localhost:8233)")
 	devArgs := append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233",
 		"--db-filename", filepath.Join(d.dir, "temporal.db"), "--log-level", "error"}, api.DevServerSearchAttributeArgs()...)
-	if err := d.start("temporal", temporal, devArgs...); err != nil {
+	d.temporal = &stack.Proc{Name: "temporal", Path: temporal, Args: devArgs, Env: os.Environ(),
+		Log: filepath.Join(logs, "temporal.log")}
+	if err := d.temporal.Start(); err != nil {
 		return err
 	}
-	step(
-		"starting the ThingSpace simulator with the demo devices (some callbacks dropped, to show the polling fallback)",
-	)
-	if err := d.start("thingspace-simulator", filepath.Join(d.bin, "thingspace-simulator"), "--listen", "127.0.0.1:8090",
-		"--seed-file", "harness/demo/devices.csv", "--completion-delay", "3s", "--completion-jitter", "6s",
-		"--callback-retry-interval", "2s", "--drop-callback-rate", "0.2"); err != nil {
-		return err
-	}
-	step("starting the Rev.io simulator")
-	if err := d.start("revio-simulator", filepath.Join(d.bin, "revio-simulator"), "--listen", "127.0.0.1:8091",
-		"--login", "INTEGRATIONS", "--client-code", "DEMO"); err != nil {
-		return err
-	}
-	for _, addr := range []string{"127.0.0.1:7233", "127.0.0.1:8233", "127.0.0.1:8090", "127.0.0.1:8091"} {
-		if err := waitListening(ctx, addr, time.Minute); err != nil {
-			return fmt.Errorf("%s did not come up (logs in %s): %w", addr, filepath.Join(d.dir, "logs"), err)
+	for _, addr := range []string{"127.0.0.1:7233", "127.0.0.1:8233"} {
+		if err := stack.WaitTCP(addr, time.Minute); err != nil {
+			return fmt.Errorf("the Temporal dev server did not come up (log: %s): %w", d.temporal.Log, err)
 		}
 	}
-	step("starting the worker, with the callback receiver on :9001")
-	if err := d.start("worker", filepath.Join(d.bin, "worker")); err != nil {
+	step("starting the simulators (ThingSpace with the demo devices, some callbacks dropped to show the " +
+		"polling fallback; Rev.io), the worker with the callback receiver on :9001, and registering the receiver")
+	var err error
+	d.procs, err = stack.StartProcesses(ctx, stack.ProcessOptions{
+		BinDir: d.bin, LogDir: logs, Credentials: demoCredentials,
+		ThingSpaceAddr: "127.0.0.1:8090", RevioAddr: "127.0.0.1:8091", CallbackAddr: "127.0.0.1:9001",
+		ThingSpaceArgs: []string{"--seed-file", "harness/demo/devices.csv", "--completion-delay", "3s",
+			"--completion-jitter", "6s", "--callback-retry-interval", "2s", "--drop-callback-rate", "0.2"},
+		// The rest of the settings are the demo's file, as an operator's
+		// deployment has its own.
+		Env:           append(os.Environ(), "TSBULK_CONFIG=harness/demo/config.yaml"),
+		Workers:       1,
+		EmbedReceiver: true,
+	})
+	if err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, "http://127.0.0.1:9090/readyz", time.Minute); err != nil {
-		return fmt.Errorf("the worker is not ready (log: %s): %w", filepath.Join(d.dir, "logs", "worker.log"), err)
-	}
-	step("registering the callback receiver with ThingSpace")
-	if err := d.runForeground(ctx, filepath.Join(d.bin, "callback-receiver"), "register"); err != nil {
-		return err
+		return fmt.Errorf("the worker is not ready (log: %s): %w", d.procs.LogPath("worker"), err)
 	}
 	step(
 		"submitting harness/demo/bulk-change.csv: activate (with PPU and Rev.io billing), suspend, restore, deactivate, inventory",
 	)
 	key := fmt.Sprintf("demo-%d", time.Now().Unix())
-	err := d.runForeground(ctx, filepath.Join(d.bin, "starter"), "submit", "--file", "harness/demo/bulk-change.csv",
+	err = d.procs.Run(ctx, "starter", os.Stdout, "starter", "submit", "--file", "harness/demo/bulk-change.csv",
 		"--idempotency-key", key, "--wait")
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
@@ -160,40 +148,13 @@ outcome and the Rev.io step. See README.md, "Following one device".
 
 func step(msg string) { fmt.Printf("==> %s\n", msg) }
 
-// start runs a process in the background with its output in a log file.
-func (d *demo) start(name, path string, args ...string) error {
-	logf, err := os.Create(filepath.Join(d.dir, "logs", name+".log"))
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	d.procs = append(d.procs, cmd)
-	return nil
-}
-
-func (d *demo) runForeground(ctx context.Context, path string, args ...string) error {
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
-}
-
-// stopAll stops the background processes, last started first.
+// stopAll stops what the demo started, Temporal last.
 func (d *demo) stopAll() {
-	for i := len(d.procs) - 1; i >= 0; i-- {
-		p := d.procs[i]
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-		}
+	if d.procs != nil {
+		d.procs.Stop()
+	}
+	if d.temporal != nil {
+		d.temporal.Stop(10 * time.Second)
 	}
 }
 

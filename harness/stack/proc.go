@@ -1,4 +1,4 @@
-package chaos
+package stack
 
 import (
 	"errors"
@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// Proc is one of the product's processes (or a simulator, or the Temporal
-// dev server) that the run starts, kills and starts again. Every start
+// Proc is one of the processes a harness runs (the product's, a simulator,
+// the Temporal server), which it can kill and start again. Every start
 // appends to the same log file, after a marker line.
 type Proc struct {
 	Name string
@@ -41,7 +41,7 @@ func (p *Proc) Start() error {
 		return err
 	}
 	p.starts++
-	fmt.Fprintf(f, "=== chaos: start %d of %s at %s\n", p.starts, p.Name, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(f, "=== harness: start %d of %s at %s\n", p.starts, p.Name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env = p.Env
 	cmd.Stdout, cmd.Stderr = f, f
@@ -121,9 +121,9 @@ func (p *Proc) UnexpectedExits() int {
 	return p.surprise
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1. The port is
+// FreePort asks the kernel for a free TCP port on 127.0.0.1. The port is
 // free when this returns; a process started soon after can bind it.
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -132,8 +132,8 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitTCP waits until something accepts connections on addr.
-func waitTCP(addr string, timeout time.Duration) error {
+// WaitTCP waits until something accepts connections on addr.
+func WaitTCP(addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
