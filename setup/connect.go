@@ -1,8 +1,10 @@
-// Package connect reaches the product's two dependencies from its
-// configuration: PostgreSQL (the store, migrations applied) and the
-// Temporal server. Every process uses it: the worker, the callback
-// receiver, the starter and the tools. It holds no workflow code, so the
-// operator's CLI links only what it needs.
+// Package setup is what every command of the product does first: take the
+// stop signals (Ctrl-C, and SIGTERM, which docker stop, systemd and
+// Kubernetes send before they kill), and reach the two dependencies from
+// the configuration: PostgreSQL (the store, migrations applied) and the
+// Temporal server. The worker, the callback receiver, the starter and the
+// tools use it. It holds no workflow code, so the operator's CLI links only
+// what it needs.
 package setup
 
 import (

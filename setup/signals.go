@@ -1,7 +1,6 @@
-// Package shutdown gives every command of the product the same stop
-// signals: Ctrl-C at a terminal, and SIGTERM, which docker stop, systemd
-// and Kubernetes send before they kill. A process that ignored SIGTERM
-// would be killed mid-task after the grace period instead of draining.
+// A process that ignored SIGTERM would be killed mid-task after the grace
+// period instead of draining: every command takes the same stop signals.
+
 package setup
 
 import (
