@@ -294,11 +294,12 @@ func TestBulkChangeStatus(t *testing.T) {
 		require.Empty(t, counts, "nothing is left to cancel")
 		require.Equal(t, "wrong customer", getChange(t, st, ids[1]).ErrorMessage)
 	})
+
+	t.Run("RecordOperatorAction", func(t *testing.T) { testRecordOperatorAction(t, st) })
+	t.Run("BulkChangeQueries", func(t *testing.T) { testBulkChangeQueries(t, st) })
 }
 
-func TestRecordOperatorAction(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testRecordOperatorAction(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 	operatorEntries := func(bulkID string) int {
 		return queryInt(t, st, `SELECT count(*) FROM m2m_log WHERE bulk_change_id = $1 AND service = 'operator'`, bulkID)
@@ -407,9 +408,7 @@ func sortedPair(a, b string) []string {
 	return []string{b, a}
 }
 
-func TestBulkChangeQueries(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testBulkChangeQueries(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 
 	t.Run("unknown ids and keys are ErrNotFound", func(t *testing.T) {

@@ -105,6 +105,8 @@ func TestClaimBatch(t *testing.T) {
 		_, claimed := claim(t, st, second.ID, 1)
 		require.Len(t, claimed, 1)
 	})
+
+	t.Run("ClaimSingle", func(t *testing.T) { testClaimSingle(t, st) })
 }
 
 // The daily limit counts the state changes ThingSpace accepted for the line
@@ -233,9 +235,7 @@ func TestClaimBatchConcurrent(t *testing.T) {
 	})
 }
 
-func TestClaimSingle(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testClaimSingle(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 
 	t.Run("the first call starts the request; later calls return it", func(t *testing.T) {

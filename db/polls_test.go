@@ -92,6 +92,8 @@ func TestPollRequests(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, total)
 	require.Empty(t, due)
+
+	t.Run("PollCursor", func(t *testing.T) { testPollCursor(t, st) })
 }
 
 func pollIDs(ps []db.PollRequest) []int64 {
@@ -104,9 +106,7 @@ func pollIDs(ps []db.PollRequest) []int64 {
 
 // A polling cycle's cursor and request count survive its retries; a new
 // cycle keeps the cursor and counts its requests from 0.
-func TestPollCursor(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testPollCursor(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 
 	c, err := st.BeginPollCycle(ctx, "acct-c", "cycle-1")

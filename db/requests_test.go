@@ -256,6 +256,10 @@ func TestRequestAnswers(t *testing.T) {
 		require.Zero(t, queryInt(t, st, `SELECT count(*) FROM device_changes WHERE id = $1
 			AND delete_after_deactivation IS NOT NULL`, ids[2]), "a change not being sent is left alone")
 	})
+
+	t.Run("FailUnsent", func(t *testing.T) { testFailUnsent(t, st) })
+	t.Run("DeviceChangesWithCallbacks", func(t *testing.T) { testDeviceChangesWithCallbacks(t, st) })
+	t.Run("BulkRequestStats", func(t *testing.T) { testBulkRequestStats(t, st) })
 }
 
 // A request whose answer was lost is reconciled: the devices ThingSpace
@@ -334,9 +338,7 @@ func TestApplyReconciliation(t *testing.T) {
 	})
 }
 
-func TestFailUnsent(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testFailUnsent(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 
 	d := append(devs(change.Suspend, 1, 1), devs(change.Suspend, 2, 2)...)
@@ -390,9 +392,7 @@ func requestState(t *testing.T, st *db.Store, pk int64) string {
 // ThingSpace only when it is that request's: by its requestId, or received
 // after the request was made with a requestId no other request of ours
 // holds.
-func TestDeviceChangesWithCallbacks(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testDeviceChangesWithCallbacks(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 
 	older := createBulk(t, st, devs(change.Suspend, 1, 1)...)
@@ -435,9 +435,7 @@ func TestDeviceChangesWithCallbacks(t *testing.T) {
 	require.Empty(t, got, "only the ids asked about")
 }
 
-func TestBulkRequestStats(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testBulkRequestStats(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 	b := createBulk(t, st, append(devs(change.Suspend, 1, 4), devs(change.Suspend, 2, 1)...)...)
 

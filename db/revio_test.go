@@ -90,11 +90,11 @@ func TestRevioRecords(t *testing.T) {
 		_, err = st.ActiveRevioServiceByICCID(ctx, iccid)
 		require.ErrorIs(t, err, db.ErrNotFound)
 	})
+
+	t.Run("LockBillingStep", func(t *testing.T) { testLockBillingStep(t, st) })
 }
 
-func TestLockBillingStep(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
+func testLockBillingStep(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 	newChange := func(t *testing.T) int64 {
 		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
