@@ -15,7 +15,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
-	"github.com/iot-ops/tsbulk/digits"
+	"github.com/iot-ops/tsbulk/luhn"
 	"github.com/iot-ops/tsbulk/submission"
 )
 
@@ -34,13 +34,13 @@ var iccidSeq atomic.Int64
 // the process uses.
 func newICCID() string {
 	body := fmt.Sprintf("8914800000%09d", iccidSeq.Add(1))
-	return body + string(digits.LuhnDigit(body))
+	return body + string(luhn.LuhnDigit(body))
 }
 
 // imei is a valid IMEI (15 digits, Luhn check digit).
 func imei(n int) string {
 	body := fmt.Sprintf("35693803%06d", n)
-	return body + string(digits.LuhnDigit(body))
+	return body + string(luhn.LuhnDigit(body))
 }
 
 // csvFile is a CSV bulk change: the header, then one line per row.

@@ -15,13 +15,13 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-ops/tsbulk/db/dbtest"
-	"github.com/iot-ops/tsbulk/localstack"
+	"github.com/iot-ops/tsbulk/harness/stack"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // temporalClient is a client of the Temporal CLI's dev server, started for
-// the test with the product's search attributes, as localstack starts it;
+// the test with the product's search attributes, as harness/stack starts it;
 // or of the server at TSBULK_TEST_TEMPORAL_ADDRESS.
 func temporalClient(t *testing.T) client.Client {
 	t.Helper()
@@ -34,7 +34,7 @@ func temporalClient(t *testing.T) client.Client {
 		t.Cleanup(c.Close)
 		return c
 	}
-	cli, err := localstack.TemporalCLI()
+	cli, err := stack.TemporalCLI()
 	require.NoError(t, err)
 	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  cli,
