@@ -58,6 +58,12 @@ lint:
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	@PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+	@# Temporal's determinism check of every workflow function (map order,
+	@# time, goroutines, I/O); a false positive is marked //workflowcheck:ignore
+	@# with the reason on the line above.
+	@command -v workflowcheck >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/workflowcheck" || \
+		$(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+	@PATH="$$PATH:$$($(GO) env GOPATH)/bin" workflowcheck ./...
 
 # The product, and in the same run against the same server the floor (the
 # design's shape without activities) and the predecessor's baseline: the
