@@ -12,8 +12,12 @@ export GOFLAGS := -buildvcs=false
 
 .PHONY: run test test-unit lint tools build bench compose-check clean
 
+# The commit goes into the binaries for --version (GOFLAGS turns Go's own
+# VCS stamping off, which fails in some checkouts).
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN)/ ./worker ./starter ./callback-receiver ./harness/cmd/...
+	$(GO) build -ldflags "-X github.com/iot-ops/tsbulk/setup.commit=$(COMMIT)" -o $(BIN)/ ./worker ./starter ./callback-receiver ./harness/cmd/...
 
 tools:
 	@scripts/ensure-temporal-cli.sh >/dev/null
