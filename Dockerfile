@@ -36,8 +36,11 @@ COPY . .
 # builder leaves them empty and Go builds for the build machine.
 ARG TARGETOS
 ARG TARGETARCH
+# .git is not in the context: the commit for --version comes as a build
+# argument (docker build --build-arg COMMIT=$(git rev-parse --short=12 HEAD)).
+ARG COMMIT=unknown
 RUN GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/ \
+    go build -trimpath -ldflags="-s -w -X github.com/iot-ops/tsbulk/setup.commit=${COMMIT}" -o /out/ \
         ./worker \
         ./starter \
         ./callback-receiver \

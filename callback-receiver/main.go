@@ -21,6 +21,10 @@ import (
 )
 
 func main() {
+	if setup.VersionRequested(os.Args[1:]) {
+		fmt.Println("callback-receiver", setup.Version())
+		return
+	}
 	path := config.FileFlag(flag.CommandLine)
 	flag.Parse()
 	cfg, err := config.Load(*path)

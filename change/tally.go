@@ -34,9 +34,11 @@ func (t *Tally) AddError(code Code, n int) {
 func (t *Tally) Add(o Tally) {
 	t.Processed += o.Processed
 	t.Errors += o.Errors
+	//workflowcheck:ignore sums do not depend on the order
 	for outcome, n := range o.ByOutcome {
 		t.outcomes()[outcome] += n
 	}
+	//workflowcheck:ignore sums do not depend on the order
 	for code, n := range o.ErrorsByCode {
 		t.codes()[code] += n
 	}

@@ -256,6 +256,12 @@ type Worker struct {
 	// without yielding is failed as a potential deadlock (the SDK's 1 s).
 	// A CPU-starved host (the tests, under the race detector) needs more.
 	DeadlockDetectionTimeout time.Duration `mapstructure:"deadlock_detection_timeout"`
+	// StopTimeout: on SIGTERM the worker stops taking tasks and lets the
+	// activities it runs finish for this long (a ThingSpace call, a Rev.io
+	// create) before cancelling them. Keep it below the container's grace
+	// period (compose stop_grace_period, Kubernetes
+	// terminationGracePeriodSeconds), or the kill comes first.
+	StopTimeout time.Duration `mapstructure:"stop_timeout"`
 	// StickyCacheSize is how many workflow executions the worker process
 	// keeps in memory between their workflow tasks (the SDK's sticky cache,
 	// one per process; 0 keeps the SDK's default of 10,000). An execution
@@ -339,6 +345,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("worker.poller_signals_per_run", 5000)
 	v.SetDefault("worker.reconcile_settle", 2*time.Minute)
 	v.SetDefault("worker.deadlock_detection_timeout", time.Second)
+	v.SetDefault("worker.stop_timeout", 20*time.Second)
 	v.SetDefault("worker.sticky_cache_size", 1000)
 	v.SetDefault("submission.inbox_dirs", []string{})
 	v.SetDefault("submission.max_file_bytes", 64<<20)

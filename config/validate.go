@@ -177,6 +177,7 @@ func (c *Config) ValidateWorker() error {
 	p.need(c.Worker.PollMaxRequests >= 1, "worker.poll_max_requests", "must be at least 1")
 	p.need(c.Worker.PollerSignalsPerRun >= 1, "worker.poller_signals_per_run", "must be at least 1")
 	p.need(c.Worker.ReconcileSettle > 0, "worker.reconcile_settle", "must be positive")
+	p.need(c.Worker.StopTimeout >= 0, "worker.stop_timeout", "must not be negative")
 	p.need(c.Worker.StickyCacheSize >= 0, "worker.sticky_cache_size", "must not be negative (0 = the SDK's default)")
 	if c.Worker.EmbedCallbackReceiver {
 		c.checkCallbacks(&p)

@@ -1,5 +1,6 @@
 // Package db is the product's PostgreSQL store: the schema (embedded
-// migrations applied at start) and every query, all parameterised.
+// migrations, applied by one explicit step: Migrate, `worker migrate`) and
+// every query, all parameterised.
 package db
 
 import (
@@ -38,9 +39,36 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// Open connects to PostgreSQL, checks the connection and applies the
-// migrations. maxConns 0 keeps pgx's default.
+// Open connects to PostgreSQL, checks the connection, and checks that the
+// schema is the one this build was made for (SchemaError otherwise): it
+// never migrates, so an operator's CLI or a restarted worker cannot change
+// the schema under running workers. maxConns 0 keeps pgx's default.
 func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
+	s, err := connect(ctx, url, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Migrate applies the embedded migrations the database does not have yet:
+// the one explicit step of a deploy (`worker migrate`, the compose job
+// "migrate"). tern holds an advisory lock while it migrates, so two
+// migrations started at once apply each step once.
+func Migrate(ctx context.Context, url string) error {
+	s, err := connect(ctx, url, 2)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.migrate(ctx)
+}
+
+func connect(ctx context.Context, url string, maxConns int32) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database.url is not a valid PostgreSQL URL: %w", err)
@@ -63,26 +91,26 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 		}
 		return nil, &UnreachableError{Addr: addr, Err: err}
 	}
-	s := &Store{Pool: pool}
-	if err := s.Migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return s, nil
+	return &Store{Pool: pool}, nil
 }
 
 // Close releases the pool.
 func (s *Store) Close() { s.Pool.Close() }
 
-// Migrate applies the embedded migrations. tern holds an advisory lock while
-// it migrates, so the worker, the callback receiver and the starter may all
-// start at once.
-func (s *Store) Migrate(ctx context.Context) error {
+// migrationLockTimeout bounds how long one migration step waits for a lock
+// that running workers hold: a step that would otherwise queue behind them
+// blocks every later query on the table, so it fails and is run again.
+const migrationLockTimeout = "5s"
+
+func (s *Store) migrate(ctx context.Context) error {
 	conn, err := s.Pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET lock_timeout = '"+migrationLockTimeout+"'"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
 	m, err := migrate.NewMigrator(ctx, conn.Conn(), "schema_version")
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -94,8 +122,56 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err := m.LoadMigrations(sub); err != nil {
 		return fmt.Errorf("migrate: load: %w", err)
 	}
+	if have, err := m.GetCurrentVersion(ctx); err == nil && int(have) > len(m.Migrations) {
+		return &SchemaError{Have: int(have), Want: len(m.Migrations)}
+	}
 	if err := m.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// SchemaError says the database's schema is not the one this build was
+// made for: older (migrate first) or newer (an older binary).
+type SchemaError struct {
+	Have, Want int
+}
+
+func (e *SchemaError) Error() string {
+	if e.Have < e.Want {
+		return fmt.Sprintf("the database schema is at version %d and this build needs %d: "+
+			"apply the migrations first (`worker migrate`)", e.Have, e.Want)
+	}
+	return fmt.Sprintf("the database schema is at version %d, newer than this build knows (%d): "+
+		"this binary is older than the schema; run the build that migrated it (`--version` tells builds apart)",
+		e.Have, e.Want)
+}
+
+// SchemaVersion is the number of migrations this build holds: the schema
+// version it needs.
+func SchemaVersion() int {
+	entries, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return len(entries)
+}
+
+// CheckSchema compares the database's schema version with this build's.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	var have int
+	err := s.Pool.QueryRow(ctx, "SELECT version FROM schema_version").Scan(&have)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table: never migrated
+		have = 0
+	case errors.Is(err, pgx.ErrNoRows):
+		have = 0
+	case err != nil:
+		return fmt.Errorf("read the schema version: %w", err)
+	}
+	if want := SchemaVersion(); have != want {
+		return &SchemaError{Have: have, Want: want}
 	}
 	return nil
 }

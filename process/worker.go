@@ -120,6 +120,7 @@ func NewWorker(
 		MaxConcurrentWorkflowTaskPollers:   cfg.Worker.WorkflowTaskPollers,
 		MaxConcurrentActivityTaskPollers:   cfg.Worker.ActivityTaskPollers,
 		DeadlockDetectionTimeout:           cfg.Worker.DeadlockDetectionTimeout,
+		WorkerStopTimeout:                  cfg.Worker.StopTimeout,
 	}
 	for _, t := range tune {
 		t(&opts)

@@ -19,6 +19,7 @@ import (
 // process opens its own pool on the database, as a separate worker would.
 func process(t *testing.T, url string) *pgxpool.Pool {
 	t.Helper()
+	require.NoError(t, db.Migrate(context.Background(), url))
 	st, err := db.Open(context.Background(), url, 5)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)

@@ -71,7 +71,8 @@ func temporalOptions(cfg *config.Config, m *metrics.Metrics, logger *slog.Logger
 	return opts, nil
 }
 
-// Store connects to PostgreSQL and applies the migrations.
+// Store connects to PostgreSQL and checks that the schema is this build's
+// (migrations are `worker migrate`'s job).
 func Store(ctx context.Context, cfg *config.Config) (*db.Store, error) {
 	return db.Open(ctx, cfg.Database.URL.Reveal(), cfg.Database.MaxConns)
 }

@@ -4,25 +4,40 @@
 // worker.embed_callback_receiver it also serves ThingSpace's callbacks.
 //
 //	worker [--config FILE]
+//	worker migrate [--config FILE]
 //	worker replay --workflow-id ID [--run-id RUN] [--config FILE]
 //	worker replay --file history.json
 //	worker replay --dir DIR (every *.json history in DIR)
 //
-// replay checks that a history replays against this build's workflow code
+// migrate applies the database migrations this build holds: the one
+// explicit step of a deploy, before the new build's processes start (they
+// only check the schema). replay checks that a history replays against this build's workflow code
 // (exit 3 on nondeterminism).
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/process"
 	"github.com/iot-ops/tsbulk/setup"
 )
 
 func main() {
+	if setup.VersionRequested(os.Args[1:]) {
+		fmt.Println("worker", setup.Version())
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		ctx, stop := setup.OnSignal()
+		defer stop()
+		os.Exit(migrate(ctx, os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
 		ctx, stop := setup.OnSignal()
 		defer stop()
@@ -44,4 +59,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", setup.Explain(err))
 		os.Exit(1)
 	}
+}
+
+// migrate is `worker migrate`: exit 0 when the schema is this build's.
+func migrate(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("worker migrate", flag.ContinueOnError)
+	path := config.FileFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err == nil && cfg.Database.URL == "" {
+		err = errors.New("database.url is required")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker migrate:", err)
+		return 2
+	}
+	if err := db.Migrate(ctx, cfg.Database.URL.Reveal()); err != nil {
+		fmt.Fprintln(os.Stderr, "worker migrate:", setup.Explain(err))
+		return 1
+	}
+	fmt.Printf("database schema at version %d\n", db.SchemaVersion())
+	return 0
 }

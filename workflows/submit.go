@@ -69,6 +69,7 @@ func checkSubmitInput(in api.SubmitInput) error {
 	var ppu []string
 	for i, row := range in.Devices {
 		var cols []string
+		//workflowcheck:ignore the columns are sorted below
 		for col := range row {
 			if strings.HasPrefix(strings.ToLower(col), "ppu_") {
 				cols = append(cols, col)

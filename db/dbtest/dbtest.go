@@ -63,7 +63,11 @@ func NewURL(t testing.TB) string {
 // New creates a fresh migrated database and returns a store on it.
 func New(t testing.TB) *db.Store {
 	t.Helper()
-	st, err := db.Open(context.Background(), NewURL(t), 8)
+	u := NewURL(t)
+	if err := db.Migrate(context.Background(), u); err != nil {
+		t.Fatalf("migrate test database: %v", err)
+	}
+	st, err := db.Open(context.Background(), u, 8)
 	if err != nil {
 		t.Fatalf("open test database: %v", err)
 	}

@@ -63,7 +63,7 @@ func (h *harness) startAll(ctx context.Context, w Workload) error {
 	}
 	h.ts, h.rv, h.receiver, h.cbAddr = h.procs.ThingSpace, h.procs.Revio, h.procs.Receiver, h.procs.CallbackAddr
 	copy(h.workers[:], h.procs.Workers)
-	// The workers apply the migrations when they start; the run's own
+	// The stack ran `worker migrate` before the workers started; the run's own
 	// connection reads progress and the final state.
 	if h.pool, err = pgxpool.New(ctx, h.pg.URL("tsbulk")); err != nil {
 		return err

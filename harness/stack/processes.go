@@ -125,6 +125,11 @@ func StartProcesses(ctx context.Context, o ProcessOptions) (_ *Processes, err er
 	}
 
 	p.Env = p.productEnv()
+	// The deploy's one explicit step; the product's processes only check
+	// the schema.
+	if err := p.Run(ctx, "migrate", nil, "worker", "migrate"); err != nil {
+		return nil, err
+	}
 	if !o.EmbedReceiver {
 		p.Receiver = &Proc{Name: "callback-receiver", Path: p.bin("callback-receiver"), Log: p.logPath("callback-receiver"),
 			Env: p.Env}

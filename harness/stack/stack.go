@@ -121,6 +121,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.Client = s.Dev.Client()
 	}
 
+	// The deploy's explicit step, as `worker migrate` runs it.
+	if err := db.Migrate(ctx, opts.DatabaseURL); err != nil {
+		return nil, err
+	}
 	if s.Store, err = db.Open(ctx, opts.DatabaseURL, 20); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/iot-ops/tsbulk/setup"
 )
 
 const (
@@ -68,6 +70,10 @@ type options struct {
 }
 
 func main() {
+	if setup.VersionRequested(os.Args[1:]) {
+		fmt.Println("bench", setup.Version())
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == floorWorkerArg {
 		os.Exit(runFloorWorker())
 	}

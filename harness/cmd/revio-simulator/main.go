@@ -26,6 +26,10 @@ import (
 )
 
 func main() {
+	if setup.VersionRequested(os.Args[1:]) {
+		fmt.Println("revio-simulator", setup.Version())
+		return
+	}
 	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)

@@ -175,6 +175,7 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 			drain()
 			next := st
 			next.InFlight = make([]int, 0, len(inFlight))
+			//workflowcheck:ignore sorted below
 			for i := range inFlight {
 				next.InFlight = append(next.InFlight, i)
 			}

@@ -1,0 +1,44 @@
+package setup
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// commit is the build's git commit, set by `make build` with -ldflags
+// (-X github.com/iot-ops/tsbulk/setup.commit=...) for builds made without
+// Go's VCS stamping (-buildvcs=false, or a source tree without .git).
+var commit string
+
+// Version says which build this is: the module version and the commit it
+// was built from, for `--version` and the start-up log, so that an operator
+// can tell the builds of a rolling deploy apart.
+func Version() string {
+	version, rev, modified := "(devel)", commit, false
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" {
+			version = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	}
+	if modified {
+		rev += "+modified"
+	}
+	return fmt.Sprintf("%s (commit %s)", version, rev)
+}
+
+// VersionRequested reports whether a command's arguments ask for its
+// version: --version or -version, as the first argument.
+func VersionRequested(args []string) bool {
+	return len(args) > 0 && (args[0] == "--version" || args[0] == "-version")
+}

@@ -1,0 +1,50 @@
+package setup
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestVersionRequested(t *testing.T) {
+	for args, want := range map[string]bool{"--version": true, "-version": true, "": false, "replay --version": false,
+		"version": false} {
+		if got := VersionRequested(strings.Fields(args)); got != want {
+			t.Errorf("VersionRequested(%q) = %v, want %v", args, got, want)
+		}
+	}
+}
+
+// Built as make build builds it, every command prints the commit it was
+// built from.
+func TestEveryCommandPrintsItsVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every command")
+	}
+	const commit = "0123456789ab"
+	dir := t.TempDir()
+	cmds := []string{"worker", "starter", "callback-receiver", "harness/cmd/thingspace-simulator",
+		"harness/cmd/revio-simulator", "harness/cmd/bench", "harness/cmd/chaos", "harness/cmd/demo"}
+	args := []string{"build", "-buildvcs=false", "-ldflags", "-X github.com/iot-ops/tsbulk/setup.commit=" + commit,
+		"-o", dir + "/"}
+	for _, c := range cmds {
+		args = append(args, "../"+c)
+	}
+	build := exec.Command("go", args...)
+	build.Env = append(os.Environ(), "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, c := range cmds {
+		out, err := exec.Command(filepath.Join(dir, filepath.Base(c)), "--version").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s --version: %v\n%s", c, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), "commit "+commit) || !strings.HasPrefix(string(out), filepath.Base(c)+" ") {
+			t.Errorf("%s --version printed %q", c, out)
+		}
+	}
+}
