@@ -42,10 +42,17 @@ func TestOpen(t *testing.T) {
 		require.False(t, errors.As(err, &unreachable))
 	})
 
-	// The worker, the callback receiver and the starter may all start at
-	// once on a new database: the migrations run once, under tern's lock.
-	t.Run("processes opening a new database at once all migrate it", func(t *testing.T) {
+	// Two deploy jobs may migrate a new database at once: the migrations
+	// run once, under tern's lock; then every process opens it.
+	t.Run("migrations started at once apply once, then processes open it", func(t *testing.T) {
 		dbURL := dbtest.NewURL(t)
+		race(4, func(int) error {
+			err := db.Migrate(ctx, dbURL)
+			if err != nil {
+				t.Errorf("migrate: %v", err)
+			}
+			return err
+		})
 		stores := race(4, func(int) *db.Store {
 			st, err := db.Open(ctx, dbURL, 2)
 			if err != nil {
@@ -61,9 +68,9 @@ func TestOpen(t *testing.T) {
 		}
 		require.False(t, t.Failed())
 		st := stores[0]
-		require.Equal(t, 9, queryInt(t, st, `SELECT version FROM schema_version`))
-		require.NoError(t, st.Migrate(ctx), "migrating an up-to-date database does nothing")
-		require.Equal(t, 9, queryInt(t, st, `SELECT version FROM schema_version`))
+		require.Equal(t, db.SchemaVersion(), queryInt(t, st, `SELECT version FROM schema_version`))
+		require.NoError(t, db.Migrate(ctx, dbURL), "migrating an up-to-date database does nothing")
+		require.Equal(t, db.SchemaVersion(), queryInt(t, st, `SELECT version FROM schema_version`))
 		require.Equal(t, int32(2), st.Pool.Config().MaxConns)
 	})
 }
@@ -153,6 +160,7 @@ func TestScratchDatabases(t *testing.T) {
 	u, err := url.Parse(dbtest.AdminURL())
 	require.NoError(t, err)
 	u.Path = "/" + name
+	require.NoError(t, db.Migrate(ctx, u.String()))
 	st, err := db.Open(ctx, u.String(), 1)
 	require.NoError(t, err)
 	st.Close()

@@ -40,19 +40,3 @@ func TestOpenChecksTheSchemaAndMigrateIsTheOnlyStep(t *testing.T) {
 	err = db.Migrate(ctx, url)
 	require.True(t, errors.As(err, &se), "migrate with an older build: %v", err)
 }
-
-// Two deploy jobs migrating at once apply each step once.
-func TestConcurrentMigrations(t *testing.T) {
-	ctx := context.Background()
-	url := dbtest.NewURL(t)
-	errs := make(chan error, 3)
-	for range 3 {
-		go func() { errs <- db.Migrate(ctx, url) }()
-	}
-	for range 3 {
-		require.NoError(t, <-errs)
-	}
-	st, err := db.Open(ctx, url, 2)
-	require.NoError(t, err)
-	st.Close()
-}
