@@ -4,9 +4,10 @@
 # starts on an empty data volume (`docker compose down -v` to start over):
 #
 #   role temporal  owns temporal and temporal_visibility (the Temporal
-#                  server; temporalio/auto-setup loads their schemas)
-#   role tsbulk    owns tsbulk (the product; the worker, the callback
-#                  receiver and the starter apply its migrations at start)
+#                  server; compose's one-shot temporal-schema loads their
+#                  schemas)
+#   role tsbulk    owns tsbulk (the product; compose's one-shot migrate
+#                  applies its migrations)
 #
 # Neither role is a superuser or may create databases, and each database
 # accepts connections from its owner only. The passwords come from the
