@@ -112,7 +112,8 @@ func isolate(t *testing.T) {
 			require.NoError(t, os.Unsetenv(k))
 		}
 	}
-	t.Setenv("TEMPORAL_CONFIG_FILE", filepath.Join(t.TempDir(), "none.toml"))
+	// As the harness runs the product's processes: an empty file.
+	t.Setenv("TEMPORAL_CONFIG_FILE", os.DevNull)
 	// What the starter's validation needs besides Temporal (not used).
 	t.Setenv("TSBULK_DATABASE_URL", "postgres://unused@127.0.0.1/unused")
 	t.Setenv("TSBULK_BULK_DEFAULT_SITE", "SITE")
