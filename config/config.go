@@ -83,13 +83,50 @@ type Submission struct {
 	MaxFileBytes int64 `mapstructure:"max_file_bytes"`
 }
 
-// Temporal says where the Temporal server is.
+// Temporal says where the Temporal server is and how to authenticate to
+// it. Each setting left empty takes its value from Temporal's own
+// environment configuration, as every Temporal tool does (TEMPORAL_ADDRESS,
+// TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, the TOML profile of
+// TEMPORAL_CONFIG_FILE and TEMPORAL_PROFILE); a setting given here wins over
+// it (setup.TemporalOptions, deploy/README.md).
 type Temporal struct {
+	// Address and Namespace: when neither is set here nor in Temporal's
+	// environment configuration, 127.0.0.1:7233 and default.
 	Address   string `mapstructure:"address"`
 	Namespace string `mapstructure:"namespace"`
 	// UIURL is the Temporal Web UI's address, for the links the starter
 	// prints ("" prints none: the UI's address is not known).
-	UIURL string `mapstructure:"ui_url"`
+	UIURL string      `mapstructure:"ui_url"`
+	TLS   TemporalTLS `mapstructure:"tls"`
+	// APIKey is sent as "authorization: Bearer <key>" on every call
+	// (Temporal Cloud's API keys); it turns TLS on unless tls.enabled is
+	// false. From TSBULK_TEMPORAL_API_KEY or temporal.api_key_file.
+	APIKey Secret `mapstructure:"-"`
+}
+
+// TemporalTLS is TLS to the Temporal frontend: files read when the process
+// connects.
+type TemporalTLS struct {
+	// Enabled: nil (not set) leaves it to the other settings: any file or
+	// server name here, an API key, or Temporal's environment configuration
+	// turns TLS on. true turns it on (the system's roots verify the server
+	// without CAFile); false turns it off, whatever the environment says.
+	Enabled *bool `mapstructure:"enabled"`
+	// CAFile is the PEM file of the CAs the server's certificate must chain
+	// to, instead of the system's roots (a self-hosted server's own CA).
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile (both or neither) are the client certificate
+	// and its key presented to a server that requires mutual TLS.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ServerName is the name the server's certificate is checked against
+	// (and sent as SNI) when it is not the host of the address.
+	ServerName string `mapstructure:"server_name"`
+}
+
+// Set reports whether any TLS setting is given here.
+func (t TemporalTLS) Set() bool {
+	return t.Enabled != nil || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
 // Database says where PostgreSQL is. The URL may hold a password, so it is
@@ -282,6 +319,7 @@ type Log struct {
 // TSBULK_<KEY> or from the file named by <key>_file.
 var secretSettings = []string{
 	"database.url",
+	"temporal.api_key",
 	"thingspace.client_secret",
 	"thingspace.password",
 	"callbacks.password",
@@ -291,9 +329,18 @@ var secretSettings = []string{
 
 func defaults(v *viper.Viper) {
 	v.SetDefault("dev", false)
-	v.SetDefault("temporal.address", "127.0.0.1:7233")
-	v.SetDefault("temporal.namespace", "default")
+	// "" takes Temporal's environment configuration, then 127.0.0.1:7233
+	// and default (setup.TemporalOptions).
+	v.SetDefault("temporal.address", "")
+	v.SetDefault("temporal.namespace", "")
 	v.SetDefault("temporal.ui_url", "")
+	// No default for temporal.tls.enabled: unset is not false (see
+	// TemporalTLS); bound so that TSBULK_TEMPORAL_TLS_ENABLED is read.
+	_ = v.BindEnv("temporal.tls.enabled")
+	v.SetDefault("temporal.tls.ca_file", "")
+	v.SetDefault("temporal.tls.cert_file", "")
+	v.SetDefault("temporal.tls.key_file", "")
+	v.SetDefault("temporal.tls.server_name", "")
 	v.SetDefault("database.max_conns", 20)
 	v.SetDefault("thingspace.base_url", "https://thingspace.verizon.com")
 	v.SetDefault("thingspace.client_id", "")
@@ -401,6 +448,7 @@ func Load(path string) (*Config, error) {
 	}
 	secrets := map[string]*Secret{
 		"database.url":             &cfg.Database.URL,
+		"temporal.api_key":         &cfg.Temporal.APIKey,
 		"thingspace.client_secret": &cfg.ThingSpace.ClientSecret,
 		"thingspace.password":      &cfg.ThingSpace.Password,
 		"callbacks.password":       &cfg.Callbacks.Password,

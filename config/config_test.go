@@ -316,3 +316,67 @@ func TestReceiverTrustSettings(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, cfg.ValidateReceiver(), "callbacks.tls_cert_file (TSBULK_CALLBACKS_TLS_CERT_FILE): cannot be loaded")
 }
+
+// Temporal's TLS settings and API key: empty by default (Temporal's
+// environment configuration then decides), tls.enabled unset rather than
+// false, the key only from the environment or a file.
+func TestTemporalTLSAndAPIKeySettings(t *testing.T) {
+	withSecrets(t)
+	cfg := loadYAML(t, workerYAML)
+	require.Equal(t, Temporal{}, cfg.Temporal, "nothing set: all from Temporal's environment configuration")
+
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "api-key")
+	require.NoError(t, os.WriteFile(keyFile, []byte("key-from-file\n"), 0o600))
+	withTLS := workerYAML + `
+temporal:
+  address: tsbulk.a1b2c.tmprl.cloud:7233
+  namespace: tsbulk.a1b2c
+  api_key_file: ` + keyFile + `
+  tls:
+    enabled: true
+    server_name: tsbulk.a1b2c.tmprl.cloud
+`
+	cfg = loadYAML(t, withTLS)
+	require.Equal(t, "key-from-file", cfg.Temporal.APIKey.Reveal())
+	require.NotNil(t, cfg.Temporal.TLS.Enabled)
+	require.True(t, *cfg.Temporal.TLS.Enabled)
+	require.Equal(t, "tsbulk.a1b2c.tmprl.cloud", cfg.Temporal.TLS.ServerName)
+	require.NoError(t, cfg.ValidateWorker())
+
+	t.Setenv("TSBULK_TEMPORAL_TLS_ENABLED", "false")
+	noServerName := strings.Replace(withTLS, "    server_name: tsbulk.a1b2c.tmprl.cloud\n", "", 1)
+	cfg = loadYAML(t, noServerName)
+	require.False(t, *cfg.Temporal.TLS.Enabled, "the environment overrides the file")
+	require.NoError(t, cfg.ValidateWorker(), "an API key in clear: allowed in dev mode (a local server)")
+	cfg = loadYAML(t, strings.Replace(noServerName, "dev: true", "dev: false", 1))
+	requireBothRefuse(t, cfg, "temporal.tls.enabled (TSBULK_TEMPORAL_TLS_ENABLED): is false with an API key")
+
+	_, err := Load(writeYAML(t, workerYAML+"temporal:\n  api_key: hunter2\n"))
+	require.ErrorContains(t, err, "temporal.api_key must not be in the config file")
+	require.ErrorContains(t, err, "TSBULK_TEMPORAL_API_KEY")
+	require.NotContains(t, err.Error(), "hunter2")
+}
+
+// The TLS files are checked at start: a certificate goes with its key, both
+// load, the CA file holds certificates, and no file is given while TLS is
+// turned off.
+func TestTemporalTLSFilesAreChecked(t *testing.T) {
+	withSecrets(t)
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
+	t.Setenv("TSBULK_TEMPORAL_TLS_CERT_FILE", notPEM)
+	requireBothRefuse(t, loadYAML(t, workerYAML), "temporal.tls.cert_file (TSBULK_TEMPORAL_TLS_CERT_FILE): goes with temporal.tls.key_file")
+	t.Setenv("TSBULK_TEMPORAL_TLS_KEY_FILE", notPEM)
+	requireBothRefuse(t, loadYAML(t, workerYAML), "temporal.tls.cert_file (TSBULK_TEMPORAL_TLS_CERT_FILE): cannot be loaded")
+	t.Setenv("TSBULK_TEMPORAL_TLS_CERT_FILE", "")
+	t.Setenv("TSBULK_TEMPORAL_TLS_KEY_FILE", "")
+
+	t.Setenv("TSBULK_TEMPORAL_TLS_CA_FILE", notPEM)
+	requireBothRefuse(t, loadYAML(t, workerYAML), "temporal.tls.ca_file (TSBULK_TEMPORAL_TLS_CA_FILE): holds no PEM certificate")
+	t.Setenv("TSBULK_TEMPORAL_TLS_CA_FILE", filepath.Join(dir, "missing.pem"))
+	requireBothRefuse(t, loadYAML(t, workerYAML), "temporal.tls.ca_file (TSBULK_TEMPORAL_TLS_CA_FILE): cannot be read")
+	t.Setenv("TSBULK_TEMPORAL_TLS_ENABLED", "false")
+	requireBothRefuse(t, loadYAML(t, workerYAML), "temporal.tls.enabled (TSBULK_TEMPORAL_TLS_ENABLED): is false while other temporal.tls settings are given")
+}

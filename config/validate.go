@@ -5,9 +5,11 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -29,8 +31,36 @@ func (p problems) err() error {
 
 func (c *Config) checkCommon(p *problems) {
 	p.need(c.Database.URL != "", "database.url", "is required")
-	p.need(c.Temporal.Address != "", "temporal.address", "is required")
-	p.need(c.Temporal.Namespace != "", "temporal.namespace", "is required")
+	c.checkTemporal(p)
+}
+
+// checkTemporal checks the Temporal settings given here; what Temporal's
+// environment configuration adds is checked when the process connects
+// (setup.TemporalOptions). Address and namespace may be empty: they then
+// come from there.
+func (c *Config) checkTemporal(p *problems) {
+	t := c.Temporal.TLS
+	off := t.Enabled != nil && !*t.Enabled
+	p.need(!off || (t.CAFile == "" && t.CertFile == "" && t.KeyFile == "" && t.ServerName == ""),
+		"temporal.tls.enabled", "is false while other temporal.tls settings are given: turn it on, or remove them")
+	p.need(!off || c.Temporal.APIKey == "" || c.Dev, "temporal.tls.enabled",
+		"is false with an API key (temporal.api_key): the key would cross the network in clear (allowed only in dev mode)")
+	cert, key := t.CertFile != "", t.KeyFile != ""
+	p.need(cert == key, "temporal.tls.cert_file",
+		"goes with temporal.tls.key_file: set both (mutual TLS: the client certificate and its key) or neither")
+	if cert && key {
+		_, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		p.need(err == nil, "temporal.tls.cert_file", "cannot be loaded with temporal.tls.key_file: %v", err)
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			p.need(false, "temporal.tls.ca_file", "cannot be read: %v", err)
+		} else {
+			p.need(x509.NewCertPool().AppendCertsFromPEM(pem), "temporal.tls.ca_file",
+				"holds no PEM certificate (%s)", t.CAFile)
+		}
+	}
 }
 
 func (c *Config) checkThingSpace(p *problems) {

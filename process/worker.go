@@ -170,7 +170,8 @@ func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) err
 			return fmt.Errorf("start worker: %w", err)
 		}
 		defer w.Stop()
-		logger.Info("worker started", "taskQueue", api.TaskQueue, "temporal", cfg.Temporal.Address)
+		// The server it polls is in the "temporal connection" line before.
+		logger.Info("worker started", "taskQueue", api.TaskQueue)
 
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {

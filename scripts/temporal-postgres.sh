@@ -30,6 +30,21 @@
 #                              the process holds ~40 connections idle and more under load
 #   TEMPORAL_PG_LOG_LEVEL      server log level [info]
 #   TEMPORAL_PG_START_TIMEOUT, TEMPORAL_PG_STOP_TIMEOUT  seconds [120, 30]
+#
+# Mutual TLS on the frontend (off unless TEMPORAL_PG_TLS_CERT is set; then all of these but
+# the last two are required; PEM files, read by the server at start):
+#   TEMPORAL_PG_TLS_CERT, TEMPORAL_PG_TLS_KEY  the frontend's certificate and key: it then serves
+#                              TLS only, and refuses every client without a certificate signed by
+#                              TEMPORAL_PG_TLS_CLIENT_CA (requireClientAuth)
+#   TEMPORAL_PG_TLS_CA         the CA the frontend's certificate chains to, which the server's own
+#                              clients below check it against
+#   TEMPORAL_PG_TLS_CLIENT_CA  the CA of the clients' certificates [TEMPORAL_PG_TLS_CA]
+#   TEMPORAL_PG_TLS_CLIENT_CERT, TEMPORAL_PG_TLS_CLIENT_KEY  a client certificate (of that CA) for the
+#                              server's system worker, which calls the frontend, and for this script's
+#                              temporal CLI calls (start, status)
+#   TEMPORAL_PG_TLS_SERVER_NAME  the name in the frontend's certificate those check [localhost]
+# The services behind the frontend (history, matching, worker) stay plaintext on 127.0.0.1.
+# The product then connects with temporal.tls.ca_file, cert_file and key_file (deploy/README.md).
 set -euo pipefail
 
 version=v1.29.1
@@ -58,6 +73,9 @@ db_main=$prefix
 db_vis=${prefix}_visibility
 namespace=default
 template=$repo/deploy/temporal/config/development-postgres.yaml
+# Loaded over the first by the server (--zone tls) when TLS is on.
+tls_template=$repo/deploy/temporal/config/development-postgres_tls.yaml
+tls_zone=tls
 dynamic_config=$repo/deploy/temporal/dynamicconfig/tsbulk.yaml
 config_env=development-postgres
 config_dir=$state/config
@@ -82,6 +100,34 @@ done
 for t in "$max_conns" "$vis_max_conns"; do
   [[ $t =~ ^[1-9][0-9]*$ ]] || die "TEMPORAL_PG_MAX_CONNS and TEMPORAL_PG_VISIBILITY_MAX_CONNS are positive numbers (got '$t')"
 done
+
+# TLS settings (TEMPORAL_PG_TLS_*), checked and made absolute (the server
+# runs with --root /) by load_tls, for the commands that start or call the
+# server.
+tls=
+[ -z "${TEMPORAL_PG_TLS_CERT:-}" ] || tls=1
+load_tls() {
+  [ -n "$tls" ] || return 0
+  tls_cert=$TEMPORAL_PG_TLS_CERT
+  tls_key=${TEMPORAL_PG_TLS_KEY:-}
+  tls_ca=${TEMPORAL_PG_TLS_CA:-}
+  tls_client_ca=${TEMPORAL_PG_TLS_CLIENT_CA:-$tls_ca}
+  tls_client_cert=${TEMPORAL_PG_TLS_CLIENT_CERT:-}
+  tls_client_key=${TEMPORAL_PG_TLS_CLIENT_KEY:-}
+  tls_server_name=${TEMPORAL_PG_TLS_SERVER_NAME:-localhost}
+  local v name
+  for v in tls_cert tls_key tls_ca tls_client_ca tls_client_cert tls_client_key; do
+    name=TEMPORAL_PG_${v^^}
+    [ -n "${!v}" ] || die "$name is required with TEMPORAL_PG_TLS_CERT (mutual TLS on the frontend; see the header of $0)"
+    [ -r "${!v}" ] || die "$name: cannot read ${!v}"
+    printf -v "$v" '%s' "$(realpath -e -- "${!v}")"
+  done
+  # The script's temporal CLI calls (start, status, search attributes)
+  # present the client certificate, through Temporal's environment
+  # configuration, as every Temporal tool reads it.
+  export TEMPORAL_TLS_CLIENT_CERT_PATH=$tls_client_cert TEMPORAL_TLS_CLIENT_KEY_PATH=$tls_client_key
+  export TEMPORAL_TLS_SERVER_CA_CERT_PATH=$tls_ca TEMPORAL_TLS_SERVER_NAME=$tls_server_name
+}
 
 # name:port of every port the server listens on.
 ports() {
@@ -236,11 +282,29 @@ running_pid() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-render_config() {
+# yaml_dq VALUE: VALUE for a YAML double-quoted string.
+yaml_dq() {
+  local v=${1//\\/\\\\}
+  printf '%s' "${v//\"/\\\"}"
+}
+
+# render TEMPLATE OUTPUT: TEMPLATE with the vars of render_config replaced.
+render() {
   local tpl name value
-  [ -f "$template" ] || die "missing $template"
+  [ -f "$1" ] || die "missing $1"
+  tpl="$(<"$1")"
+  for name in "${!vars[@]}"; do
+    value=${vars[$name]}
+    tpl=${tpl//"\${$name}"/"$value"}
+  done
+  if grep -qE '\$\{[A-Z_]+\}' <<<"$tpl"; then
+    die "$1 has placeholders the script does not know: $(grep -oE '\$\{[A-Z_]+\}' <<<"$tpl" | sort -u | tr '\n' ' ')"
+  fi
+  (umask 077 && printf '%s\n' "$tpl" >"$2")
+}
+
+render_config() {
   [ -f "$dynamic_config" ] || die "missing $dynamic_config"
-  tpl="$(<"$template")"
   local -A vars=(
     [LOG_LEVEL]=$log_level [DB_NAME]=$db_main [VISIBILITY_DB_NAME]=$db_vis [DB_HOST]=$db_host
     [DB_PORT]=$db_port [DB_USER]=$db_user [DYNAMIC_CONFIG_FILE]=$dynamic_config
@@ -250,18 +314,20 @@ render_config() {
     [FRONTEND_MEMBERSHIP_PORT]=$((port - 300)) [HISTORY_MEMBERSHIP_PORT]=$((port - 299))
     [MATCHING_MEMBERSHIP_PORT]=$((port - 298)) [WORKER_MEMBERSHIP_PORT]=$((port - 294))
   )
-  # YAML double-quoted string.
-  value=${db_password//\\/\\\\}
-  vars[DB_PASSWORD]=${value//\"/\\\"}
-  for name in "${!vars[@]}"; do
-    value=${vars[$name]}
-    tpl=${tpl//"\${$name}"/"$value"}
-  done
-  if grep -qE '\$\{[A-Z_]+\}' <<<"$tpl"; then
-    die "$template has placeholders the script does not know: $(grep -oE '\$\{[A-Z_]+\}' <<<"$tpl" | sort -u | tr '\n' ' ')"
-  fi
+  vars[DB_PASSWORD]=$(yaml_dq "$db_password")
   mkdir -p "$config_dir"
-  (umask 077 && printf '%s\n' "$tpl" >"$config_dir/$config_env.yaml")
+  render "$template" "$config_dir/$config_env.yaml"
+  local tls_file=$config_dir/${config_env}_$tls_zone.yaml
+  rm -f "$tls_file"
+  if [ -n "$tls" ]; then
+    vars=(
+      [TLS_SERVER_CERT]=$(yaml_dq "$tls_cert") [TLS_SERVER_KEY]=$(yaml_dq "$tls_key")
+      [TLS_CLIENT_CA]=$(yaml_dq "$tls_client_ca") [TLS_CA]=$(yaml_dq "$tls_ca")
+      [TLS_CLIENT_CERT]=$(yaml_dq "$tls_client_cert") [TLS_CLIENT_KEY]=$(yaml_dq "$tls_client_key")
+      [TLS_SERVER_NAME]=$(yaml_dq "$tls_server_name")
+    )
+    render "$tls_template" "$tls_file"
+  fi
 }
 
 # ready: the frontend serves and namespace default is usable through it.
@@ -298,6 +364,7 @@ search_attributes() {
 cmd_start() {
   need_binaries
   need_postgres
+  load_tls
   local cli pid
   cli="$(temporal_cli)"
   if pid="$(running_pid)"; then
@@ -310,11 +377,13 @@ cmd_start() {
       port_busy "${p#*:}" && die "port ${p#*:} (${p%%:*}) on 127.0.0.1 is in use: stop what listens there, or choose other ports with TEMPORAL_PG_PORT"
     done
     render_config
-    echo "=== $(date -u +%FT%TZ) start: $address, databases $db_main and $db_vis" >>"$log_file"
-    say "starting the Temporal server $version on $address (log: $log_file)"
+    echo "=== $(date -u +%FT%TZ) start: $address${tls:+ (mutual TLS)}, databases $db_main and $db_vis" >>"$log_file"
+    say "starting the Temporal server $version on $address${tls:+ with mutual TLS} (log: $log_file)"
     # Its own session, so that Ctrl-C in the shell that started it (or make)
     # does not stop it; `stop` does.
-    setsid "$(server_bin)" --root / --config "$config_dir" --env "$config_env" --allow-no-auth start \
+    local zone=()
+    [ -z "$tls" ] || zone=(--zone "$tls_zone")
+    setsid "$(server_bin)" --root / --config "$config_dir" --env "$config_env" "${zone[@]}" --allow-no-auth start \
       </dev/null >>"$log_file" 2>&1 &
     pid=$!
     echo "$pid" >"$pid_file"
@@ -369,6 +438,7 @@ cmd_stop() {
 
 cmd_status() {
   local pid cli health=unknown ns=missing
+  load_tls
   if ! pid="$(running_pid)"; then
     echo "stopped (state $state, frontend would be $address)"
     return 3
@@ -376,7 +446,7 @@ cmd_status() {
   cli="$(temporal_cli)"
   if "$cli" operator cluster health --address "$address" >/dev/null 2>&1; then health=serving; else health="not serving"; fi
   namespace_ready "$cli" && ns=ready
-  echo "running: pid $pid, frontend $address ($health), namespace $namespace $ns"
+  echo "running: pid $pid, frontend $address${tls:+ (mutual TLS)} ($health), namespace $namespace $ns"
   echo "databases $db_main, $db_vis on $db_host:$db_port (role $db_user); state $state; log $log_file"
 }
 

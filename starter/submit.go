@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/submission"
 )
 
@@ -182,7 +183,7 @@ func (c *cli) uiLink(workflowID string) string {
 	return fmt.Sprintf(
 		"%s/namespaces/%s/workflows/%s",
 		strings.TrimRight(base, "/"),
-		c.cfg.Temporal.Namespace,
+		setup.TemporalNamespace(c.cfg),
 		url.PathEscape(workflowID),
 	)
 }

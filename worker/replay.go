@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -18,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/workflows"
 )
 
@@ -31,7 +30,7 @@ import (
 func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(errOut)
-	path := fs.String("config", "", "YAML configuration file (for temporal.address and temporal.namespace)")
+	path := fs.String("config", "", "YAML configuration file (for the temporal.* settings)")
 	workflowID := fs.String("workflow-id", "", "replay this workflow's history, fetched from the Temporal server")
 	runID := fs.String("run-id", "", "the run to replay (default: the latest)")
 	file := fs.String("file", "", "replay a history exported with `temporal workflow show --output json`")
@@ -141,18 +140,11 @@ func fetchHistory(ctx context.Context, path, workflowID, runID string) (*history
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Temporal.Address == "" {
-		return nil, errors.New("temporal.address is required")
-	}
-	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	tc, err := client.DialContext(
-		dctx,
-		client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
-			Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))},
-	)
+	// The same connection as the worker's (TLS, API key, Temporal's
+	// environment configuration), quietly: only the history is wanted.
+	tc, err := setup.Temporal(ctx, cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address): %w", cfg.Temporal.Address, err)
+		return nil, err
 	}
 	defer tc.Close()
 	hist := &historypb.History{}

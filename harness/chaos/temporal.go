@@ -2,10 +2,7 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +109,7 @@ func startPGServer(ctx context.Context, repo, dir string, pg *Postgres) (*pgServ
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("-temporal postgres needs %s: %w", script, err)
 	}
-	base, err := freePortBase()
+	base, err := stack.FreePortBase()
 	if err != nil {
 		return nil, err
 	}
@@ -163,30 +160,6 @@ func (s *pgServer) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, _ = s.run(ctx, "stop")
-}
-
-// freePortBase finds a frontend port for temporal-postgres.sh whose derived
-// ports (+1, +2, +6, +10 and -300..-294) are all free. Below 32768: the
-// server stores its ports in a smallint column (cluster_membership) and
-// exits at start with a larger one; that also keeps clear of the kernel's
-// ephemeral range, where other processes' ports come and go.
-func freePortBase() (int, error) {
-	for range 200 {
-		p := 12000 + mrand.IntN(20000)
-		ok := true
-		for _, d := range []int{0, 1, 2, 6, 10, -300, -299, -298, -294} {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+d))
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = ln.Close()
-		}
-		if ok {
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free set of ports for the Temporal server")
 }
 
 // waitTemporal waits until the frontend serves namespace default. alive,

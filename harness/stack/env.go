@@ -72,6 +72,19 @@ func (s *Stack) Env() []string {
 		// Only when set: otherwise the worker process keeps its own default.
 		kv["worker.sticky_cache_size"] = fmt.Sprint(c.Worker.StickyCacheSize)
 	}
+	// The Temporal connection's settings, only when set: an empty one
+	// takes Temporal's environment configuration.
+	t := c.Temporal
+	for k, v := range map[string]string{"temporal.tls.ca_file": t.TLS.CAFile, "temporal.tls.cert_file": t.TLS.CertFile,
+		"temporal.tls.key_file": t.TLS.KeyFile, "temporal.tls.server_name": t.TLS.ServerName,
+		"temporal.api_key": t.APIKey.Reveal()} {
+		if v != "" {
+			kv[k] = v
+		}
+	}
+	if t.TLS.Enabled != nil {
+		kv["temporal.tls.enabled"] = fmt.Sprint(*t.TLS.Enabled)
+	}
 	env := os.Environ()
 	for k, v := range kv {
 		env = append(env, config.EnvName(k)+"="+v)

@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -130,6 +131,30 @@ func FreePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreePortBase finds a frontend port for scripts/temporal-postgres.sh whose derived
+// ports (+1, +2, +6, +10 and -300..-294) are all free. Below 32768: the
+// server stores its ports in a smallint column (cluster_membership) and
+// exits at start with a larger one; that also keeps clear of the kernel's
+// ephemeral range, where other processes' ports come and go.
+func FreePortBase() (int, error) {
+	for range 200 {
+		p := 12000 + mrand.IntN(20000)
+		ok := true
+		for _, d := range []int{0, 1, 2, 6, 10, -300, -299, -298, -294} {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+d))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = ln.Close()
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free set of ports for the Temporal server")
 }
 
 // WaitTCP waits until something accepts connections on addr.

@@ -39,7 +39,8 @@ type ProcessOptions struct {
 	// StartProcesses derives (simulator URLs, credentials, receiver).
 	Settings map[string]string
 	// Env is the environment of every process; nil is this process's
-	// without TSBULK_* variables, so the caller's cannot change the run.
+	// without TSBULK_* variables nor Temporal's environment configuration,
+	// so the caller's cannot change the run.
 	Env []string
 	// Workers is how many worker processes run (at least 1).
 	Workers int
@@ -251,13 +252,16 @@ func (p *Processes) productEnv() []string {
 	return env
 }
 
-// withoutProductSettings drops TSBULK_* variables from env.
+// withoutProductSettings drops TSBULK_* variables from env, and Temporal's
+// environment configuration (TEMPORAL_* variables, the TOML file): the
+// product's processes would take from it what the run does not set, such
+// as the TLS or the API key of the caller's own Temporal.
 func withoutProductSettings(env []string) []string {
 	var out []string
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, config.EnvPrefix+"_") {
+		if !strings.HasPrefix(kv, config.EnvPrefix+"_") && !strings.HasPrefix(kv, "TEMPORAL_") {
 			out = append(out, kv)
 		}
 	}
-	return out
+	return append(out, "TEMPORAL_CONFIG_FILE="+os.DevNull)
 }

@@ -27,6 +27,7 @@ import (
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/process"
+	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -54,7 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// TemporalAddress, when set, is a running Temporal server to use
 	// (namespace default) instead of a dev server of the stack's own:
-	// Dev stays nil and DevServerArgs are not used.
+	// Dev stays nil and DevServerArgs are not used. The stack connects to
+	// it as the product does, with the temporal.* settings Config sets
+	// (TLS, API key).
 	TemporalAddress string
 }
 
@@ -86,14 +89,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Close()
 		}
 	}()
-	if opts.TemporalAddress != "" {
-		s.Client, err = client.DialContext(ctx, client.Options{HostPort: opts.TemporalAddress, Namespace: "default",
-			Logger: quietTemporalLogger()})
-		if err != nil {
-			return nil, fmt.Errorf("connect to the Temporal server at %s: %w", opts.TemporalAddress, err)
-		}
-		s.closers = append(s.closers, s.Client.Close)
-	} else {
+	// A server of the caller's is connected to once the configuration is
+	// built, as the product's processes connect: setup.Temporal with the
+	// temporal.* settings (TLS, API key) opts.Config gives.
+	if opts.TemporalAddress == "" {
 		cli, err := TemporalCLI()
 		if err != nil {
 			return nil, err
@@ -145,6 +144,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.Config = s.buildConfig(opts)
 	if opts.Config != nil {
 		opts.Config(s.Config)
+	}
+	if s.Client == nil {
+		if s.Client, err = setup.Temporal(ctx, s.Config, nil, s.Logger); err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, s.Client.Close)
 	}
 	// The callback receiver runs apart from the workers, as in
 	// production, so killing a worker does not stop callbacks.
