@@ -10,7 +10,7 @@ import (
 // TestSearchAttributesRegisteredEverywhere compares the search attributes
 // the workflows set with the three places that register them on a server:
 // the dev server's flags, scripts/search-attributes.sh (the
-// PostgreSQL-backed server) and docker-compose.yml's search-attributes
+// PostgreSQL-backed server) and docker-compose.yml's temporal-setup
 // service. One missing anywhere makes that server refuse every bulk change.
 func TestSearchAttributesRegisteredEverywhere(t *testing.T) {
 	want := map[string]string{}
