@@ -28,6 +28,7 @@ func (p problems) err() error {
 }
 
 func (c *Config) checkCommon(p *problems) {
+	c.checkCodec(p)
 	p.need(c.Database.URL != "", "database.url", "is required")
 	p.need(c.Temporal.Address != "", "temporal.address", "is required")
 	p.need(c.Temporal.Namespace != "", "temporal.namespace", "is required")
