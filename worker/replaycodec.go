@@ -1,14 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 
 	commonpb "go.temporal.io/api/common/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/proxy"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/payloadcrypt"
@@ -64,43 +65,18 @@ func (r *replayer) ReplayWorkflowHistory(logger log.Logger, hist *historypb.Hist
 	return r.WorkflowReplayer.ReplayWorkflowHistory(logger, hist)
 }
 
+// hasEncryptedPayload reports whether any payload of hist is encrypted
+// (search attributes never are: the server indexes them).
 func hasEncryptedPayload(hist *historypb.History) bool {
 	found := false
-	eachPayload(hist.ProtoReflect(), func(p *commonpb.Payload) {
-		found = found || string(p.GetMetadata()[converter.MetadataEncoding]) == payloadcrypt.Encoding
+	_ = proxy.VisitPayloads(context.Background(), hist, proxy.VisitPayloadsOptions{
+		SkipSearchAttributes: true,
+		Visitor: func(_ *proxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+			for _, p := range ps {
+				found = found || string(p.GetMetadata()[converter.MetadataEncoding]) == payloadcrypt.Encoding
+			}
+			return ps, nil
+		},
 	})
 	return found
-}
-
-const (
-	payloadName          protoreflect.FullName = "temporal.api.common.v1.Payload"
-	searchAttributesName protoreflect.FullName = "temporal.api.common.v1.SearchAttributes"
-)
-
-// eachPayload calls f with every payload under m but those of search
-// attributes (never encrypted: the server indexes them).
-func eachPayload(m protoreflect.Message, f func(*commonpb.Payload)) {
-	switch m.Descriptor().FullName() {
-	case searchAttributesName:
-		return
-	case payloadName:
-		f(m.Interface().(*commonpb.Payload))
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			for i := 0; i < v.List().Len(); i++ {
-				eachPayload(v.List().Get(i).Message(), f)
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				eachPayload(mv.Message(), f)
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			eachPayload(v.Message(), f)
-		}
-		return true
-	})
 }

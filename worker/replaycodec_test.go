@@ -9,10 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/proxy"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/iot-ops/tsbulk/payloadcrypt"
 )
@@ -90,23 +90,23 @@ func encryptHistoryFile(t *testing.T, codec *payloadcrypt.Codec, src, dst string
 	defer f.Close()
 	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 	require.NoError(t, err)
-	n := encryptPayloads(t, codec, hist.ProtoReflect())
+	n := encryptPayloads(t, codec, hist)
 	require.Positive(t, n, "%s holds payloads", src)
 	b, err := protojson.Marshal(hist)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(dst, b, 0o600))
 }
 
-// encryptPayloads encrypts, in place, every payload under m but those of
-// search attributes, and counts them.
-func encryptPayloads(t *testing.T, codec *payloadcrypt.Codec, m protoreflect.Message) int {
+// encryptPayloads encrypts, in place, every payload of hist but those of
+// search attributes, as the SDK's codec interceptor would, and counts them.
+func encryptPayloads(t *testing.T, codec *payloadcrypt.Codec, hist *historypb.History) int {
 	n := 0
-	eachPayload(m, func(p *commonpb.Payload) {
-		enc, err := codec.Encode([]*commonpb.Payload{p})
-		require.NoError(t, err)
-		proto.Reset(p)
-		proto.Merge(p, enc[0])
-		n++
-	})
+	require.NoError(t, proxy.VisitPayloads(context.Background(), hist, proxy.VisitPayloadsOptions{
+		SkipSearchAttributes: true,
+		Visitor: func(_ *proxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+			n += len(ps)
+			return codec.Encode(ps)
+		},
+	}))
 	return n
 }
