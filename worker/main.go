@@ -10,10 +10,12 @@
 //	worker codec-server [--config FILE]
 //
 // replay checks that a history replays against this build's workflow code
-// (exit 3 on nondeterminism), reading encrypted payloads with the keys of
-// temporal.codec.* (--config or the environment). codec-server serves the
-// codec through which the Temporal Web UI and `temporal --codec-endpoint`
-// read encrypted payloads (temporal.codec.*, codec_server.*).
+// (exit 3 on nondeterminism).
+//
+// With payload encryption on (temporal.codec.*), replay reads encrypted
+// histories with its keys, and codec-server serves the codec through which
+// the Temporal Web UI and `temporal --codec-endpoint` read them
+// (codec_server.*).
 package main
 
 import (
@@ -51,28 +53,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", setup.Explain(err))
 		os.Exit(1)
 	}
-}
-
-// codecServer runs `worker codec-server`.
-func codecServer(args []string) int {
-	fs := flag.NewFlagSet("codec-server", flag.ContinueOnError)
-	path := config.FileFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := config.Load(*path)
-	if err == nil {
-		err = cfg.ValidateCodecServer()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker codec-server:", err)
-		return 2
-	}
-	ctx, stop := setup.OnSignal()
-	defer stop()
-	if err := process.RunCodecServer(ctx, cfg, cfg.Logger()); err != nil {
-		fmt.Fprintln(os.Stderr, "worker codec-server:", err)
-		return 1
-	}
-	return 0
 }

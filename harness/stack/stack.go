@@ -129,16 +129,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.Client = s.Dev.Client()
 	}
 
+	if s.Store, err = db.Open(ctx, opts.DatabaseURL, 20); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.Store.Close)
 	if opts.EncryptPayloads {
 		if err := s.encryptPayloads(); err != nil {
 			return nil, err
 		}
 	}
-
-	if s.Store, err = db.Open(ctx, opts.DatabaseURL, 20); err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, s.Store.Close)
 
 	s.TS = tssim.New(opts.ThingSpace)
 	s.closers = append(s.closers, s.TS.Close)
