@@ -58,6 +58,8 @@ type Config struct {
 	Submission Submission `mapstructure:"submission"`
 	Approval   Approval   `mapstructure:"approval"`
 	Log        Log        `mapstructure:"log"`
+	// CodecServer is `worker codec-server`'s (codec_server.*).
+	CodecServer CodecServer `mapstructure:"codec_server"`
 }
 
 // Approval is the four-eyes rule: a bulk change with at least MinDevices
@@ -94,6 +96,8 @@ type Temporal struct {
 	// environment configuration, 127.0.0.1:7233 and default.
 	Address   string `mapstructure:"address"`
 	Namespace string `mapstructure:"namespace"`
+	// Codec encrypts the payloads of histories (temporal.codec.*).
+	Codec TemporalCodec `mapstructure:"codec"`
 	// UIURL is the Temporal Web UI's address, for the links the starter
 	// prints ("" prints none: the UI's address is not known).
 	UIURL string      `mapstructure:"ui_url"`
@@ -323,6 +327,7 @@ var secretSettings = []string{
 	"thingspace.client_secret",
 	"thingspace.password",
 	"callbacks.password",
+	"codec_server.token",
 	"revio.password",
 	"revio.subscription_key",
 }
@@ -401,6 +406,12 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("approval.expires_after", 72*time.Hour)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
+	v.SetDefault("temporal.codec.keys_dir", "")
+	v.SetDefault("temporal.codec.current_key_id", "")
+	v.SetDefault("codec_server.listen", "127.0.0.1:9093")
+	v.SetDefault("codec_server.allowed_origin", "")
+	v.SetDefault("codec_server.tls_cert_file", "")
+	v.SetDefault("codec_server.tls_key_file", "")
 }
 
 // Load reads the YAML file at path ("" = none: defaults and environment
@@ -452,6 +463,7 @@ func Load(path string) (*Config, error) {
 		"thingspace.client_secret": &cfg.ThingSpace.ClientSecret,
 		"thingspace.password":      &cfg.ThingSpace.Password,
 		"callbacks.password":       &cfg.Callbacks.Password,
+		"codec_server.token":       &cfg.CodecServer.Token,
 		"revio.password":           &cfg.Revio.Password,
 		"revio.subscription_key":   &cfg.Revio.SubscriptionKey,
 	}

@@ -30,6 +30,7 @@ func (p problems) err() error {
 }
 
 func (c *Config) checkCommon(p *problems) {
+	c.checkCodec(p)
 	p.need(c.Database.URL != "", "database.url", "is required")
 	c.checkTemporal(p)
 }

@@ -34,6 +34,9 @@ func Temporal(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logge
 	if err != nil {
 		return nil, err
 	}
+	if err := useCodec(&opts, cfg, logger); err != nil {
+		return nil, err
+	}
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	c, err := client.DialContext(dctx, opts)
@@ -52,6 +55,9 @@ func Temporal(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logge
 func TemporalLazy(cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (client.Client, error) {
 	opts, err := temporalOptions(cfg, m, logger)
 	if err != nil {
+		return nil, err
+	}
+	if err := useCodec(&opts, cfg, logger); err != nil {
 		return nil, err
 	}
 	c, err := client.NewLazyClient(opts)

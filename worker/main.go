@@ -8,11 +8,17 @@
 //	worker replay --workflow-id ID [--run-id RUN] [--config FILE]
 //	worker replay --file history.json
 //	worker replay --dir DIR (every *.json history in DIR)
+//	worker codec-server [--config FILE]
 //
 // migrate applies the database migrations this build holds: the one
 // explicit step of a deploy, before the new build's processes start (they
 // only check the schema). replay checks that a history replays against this build's workflow code
 // (exit 3 on nondeterminism).
+//
+// With payload encryption on (temporal.codec.*), replay reads encrypted
+// histories with its keys, and codec-server serves the codec through which
+// the Temporal Web UI and `temporal --codec-endpoint` read them
+// (codec_server.*).
 package main
 
 import (
@@ -42,6 +48,9 @@ func main() {
 		ctx, stop := setup.OnSignal()
 		defer stop()
 		os.Exit(replay(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "codec-server" {
+		os.Exit(codecServer(os.Args[2:]))
 	}
 	path := config.FileFlag(flag.CommandLine)
 	flag.Parse()

@@ -48,7 +48,11 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 		fmt.Fprintln(errOut, "worker replay: give one of --workflow-id ID [--run-id RUN], --file history.json or --dir DIR")
 		return 2
 	}
-	r := worker.NewWorkflowReplayer()
+	r, rerr := newReplayer(*path)
+	if rerr != nil {
+		fmt.Fprintln(errOut, "worker replay:", rerr)
+		return 1
+	}
 	workflows.Register(r)
 	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if *dir != "" {
@@ -72,9 +76,15 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) int {
 }
 
 // replayOne replays one history and says how it went: 0 when it replays, 3
-// on nondeterminism.
+// on nondeterminism, 1 when its payloads are encrypted and no keys are
+// configured.
 func replayOne(r worker.WorkflowReplayer, logger tlog.Logger, what string, hist *historypb.History, out io.Writer) int {
-	if err := r.ReplayWorkflowHistory(logger, hist); err != nil {
+	err := r.ReplayWorkflowHistory(logger, hist)
+	if needsKeys(err) {
+		fmt.Fprintf(out, "CANNOT READ %s: %v\n", what, err)
+		return 1
+	}
+	if err != nil {
 		fmt.Fprintf(out, "NONDETERMINISM in %s against this build:\n  %v\n", what, err)
 		return 3
 	}

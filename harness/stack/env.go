@@ -16,6 +16,8 @@ func (s *Stack) Env() []string {
 		"dev":                               fmt.Sprint(c.Dev),
 		"temporal.address":                  c.Temporal.Address,
 		"temporal.namespace":                c.Temporal.Namespace,
+		"temporal.codec.keys_dir":           c.Temporal.Codec.KeysDir,
+		"temporal.codec.current_key_id":     c.Temporal.Codec.CurrentKeyID,
 		"database.url":                      c.Database.URL.Reveal(),
 		"database.max_conns":                "10",
 		"thingspace.base_url":               c.ThingSpace.BaseURL,

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -26,6 +27,7 @@ import (
 	revsim "github.com/iot-ops/tsbulk/harness/reviosim"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/payloadcrypt"
 	"github.com/iot-ops/tsbulk/process"
 	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -53,6 +55,11 @@ type Options struct {
 	// Config adjusts the product configuration the stack builds.
 	Config func(*config.Config)
 	Logger *slog.Logger
+	// EncryptPayloads turns payload encryption on (temporal.codec.*) with
+	// a new key in a folder of the stack's: its client, its workers, its
+	// receiver and the processes run with Env encrypt every payload, as a
+	// deployment with keys does. Config.Temporal.Codec names the folder.
+	EncryptPayloads bool
 	// TemporalAddress, when set, is a running Temporal server to use
 	// (namespace default) instead of a dev server of the stack's own:
 	// Dev stays nil and DevServerArgs are not used. The stack connects to
@@ -71,6 +78,7 @@ type Stack struct {
 	Config   *config.Config
 	Metrics  *metrics.Metrics
 	Logger   *slog.Logger
+	codec    config.TemporalCodec
 	servers  []*http.Server
 	closers  []func()
 	tsURL    string
@@ -128,6 +136,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.Store.Close)
+	if opts.EncryptPayloads {
+		if err := s.encryptPayloads(); err != nil {
+			return nil, err
+		}
+	}
 
 	s.TS = tssim.New(opts.ThingSpace)
 	s.closers = append(s.closers, s.TS.Close)
@@ -190,7 +203,7 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 	return &config.Config{
 		// The simulators answer plain http, allowed only in dev mode.
 		Dev:      true,
-		Temporal: config.Temporal{Address: temporalAddress, Namespace: "default"},
+		Temporal: config.Temporal{Address: temporalAddress, Namespace: "default", Codec: s.codec},
 		Database: config.Database{URL: config.Secret(opts.DatabaseURL), MaxConns: 20},
 		ThingSpace: config.ThingSpace{
 			BaseURL: s.tsURL, ClientID: pick(ts.ClientID, tssim.DefaultClientID),
@@ -229,6 +242,37 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 		},
 		Log: config.Log{Level: "warn", Format: "text"},
 	}
+}
+
+// encryptPayloads writes a new key in a folder removed at Close, for the
+// configuration, and puts the encrypting converters on the stack's
+// client when it has one already (a client made later from the
+// configuration gets them from setup).
+func (s *Stack) encryptPayloads() error {
+	dir, err := os.MkdirTemp("", "tsbulk-payload-keys-")
+	if err != nil {
+		return fmt.Errorf("payload keys folder: %w", err)
+	}
+	s.closers = append(s.closers, func() { _ = os.RemoveAll(dir) })
+	if _, err := payloadcrypt.WriteNewKey(dir, "stack-1"); err != nil {
+		return err
+	}
+	s.codec = config.TemporalCodec{KeysDir: dir, CurrentKeyID: "stack-1"}
+	if s.Client == nil {
+		return nil
+	}
+	codec, err := payloadcrypt.LoadDir(dir, "stack-1")
+	if err != nil {
+		return err
+	}
+	c, err := client.NewClientFromExisting(s.Client, client.Options{Namespace: "default",
+		Logger: quietTemporalLogger(), DataConverter: codec.DataConverter(), FailureConverter: codec.FailureConverter()})
+	if err != nil {
+		return fmt.Errorf("encrypting Temporal client: %w", err)
+	}
+	s.Client = c
+	s.closers = append(s.closers, c.Close)
+	return nil
 }
 
 // registerCallbacks registers the stack's receiver as the account's
