@@ -40,11 +40,21 @@ func (s *Store) ClaimBatch(
 	batchNo int,
 	lim ClaimLimits,
 ) (req *ThingSpaceRequest, devs []ClaimedDevice, fresh bool, err error) {
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		req, fresh, err = claimBatch(ctx, tx, bulkID, batchNo, lim)
-		return err
-	})
+	// Two claims that both found no request race to insert it (an attempt
+	// retried while the previous one still runs), or to claim an ICCID
+	// another bulk change claims at the same moment: the loser's unique
+	// violation means the winner has committed, and claiming again reads
+	// what it wrote.
+	for attempt := 1; ; attempt++ {
+		err = s.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			req, fresh, err = claimBatch(ctx, tx, bulkID, batchNo, lim)
+			return err
+		})
+		if err == nil || !isUniqueViolation(err) || attempt == 3 {
+			break
+		}
+	}
 	if err != nil {
 		if isUniqueViolation(err) {
 			return nil, nil, false, fmt.Errorf(
