@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -70,7 +71,7 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 			ICCID: devs[0].ICCID}),
 	)
 	require.True(t, look.Found)
-	require.Equal(t, string(thingspace.StatePendingSuspend), look.State)
+	require.Equal(t, change.StatePendingSuspend, look.State)
 	unknown := devices(1, "8914800502", "")[0]
 	require.NoError(
 		t,

@@ -157,7 +157,7 @@ func TestDeactivationRemovesDeviceConfirmedByCallback(t *testing.T) {
 			confs = *mustResult[[]api.Confirmation](h, h.acts.StoredConfirmations, id)
 			return len(confs) == 1
 		}, 10*time.Second, 20*time.Millisecond, "callback of %s", d.ICCID)
-		require.Equal(t, api.SourceCallback, confs[0].Source)
+		require.Equal(t, change.ByCallback, confs[0].Source)
 		h.deactivated(id, confs[0])
 	}
 	for _, d := range removed {
@@ -220,7 +220,7 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			res := h.pollAccount(account)
 			require.Equal(t, activities.PollAccountResult{Waiting: 4, Checked: 4}, res)
 			for _, d := range all {
-				require.Equal(t, string(thingspace.StatePendingDeactivation), h.pollRows()[ids[d.ICCID]].LastState)
+				require.Equal(t, string(change.StatePendingDeactivation), h.pollRows()[ids[d.ICCID]].LastState)
 			}
 
 			for _, d := range removed {
@@ -241,10 +241,10 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			for _, d := range removed {
 				c := got[workflowOf(ids[d.ICCID])]
 				require.True(t, c.Success, "%s: absent after a removal asked for: confirmed, got %+v", d.ICCID, c)
-				require.Equal(t, api.SourcePoll, c.Source)
+				require.Equal(t, change.ByPoll, c.Source)
 				dc := h.deactivated(ids[d.ICCID], c)
 				require.True(t, dc.RemovedFromThingSpace)
-				require.Equal(t, string(api.SourcePoll), dc.ConfirmedBy)
+				require.Equal(t, string(change.ByPoll), dc.ConfirmedBy)
 				require.NotNil(t, h.removedAt(d.ICCID))
 			}
 			c := got[workflowOf(ids[kept.ICCID])]

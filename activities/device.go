@@ -73,12 +73,12 @@ func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 	}
 	if dc.SyncResult != nil {
 		st.Sync = &api.Confirmation{
-			Source:       api.SourceSync,
+			Source:       change.BySync,
 			RequestID:    dc.RequestID,
 			Success:      dc.SyncResult.Success,
 			FaultCode:    dc.SyncResult.FaultCode,
 			FaultMessage: dc.SyncResult.FaultMessage,
-			State:        change.State(dc.SyncResult.State),
+			State:        dc.SyncResult.State,
 			MSISDN:       dc.SyncResult.MSISDN,
 		}
 	}
@@ -213,9 +213,9 @@ type LookupInput struct {
 
 // DeviceLookup is a device as ThingSpace lists it.
 type DeviceLookup struct {
-	Found  bool   `json:"found"`
-	State  string `json:"state"`
-	MSISDN string `json:"msisdn,omitempty"`
+	Found  bool         `json:"found"`
+	State  change.State `json:"state"`
+	MSISDN string       `json:"msisdn,omitempty"`
 }
 
 // LookupDevice reads one device's state and MSISDN from ThingSpace's device
@@ -241,7 +241,7 @@ func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceL
 	if err != nil {
 		return nil, thingSpaceError("look up "+in.ICCID, err)
 	}
-	return &DeviceLookup{Found: true, State: string(d.State()), MSISDN: d.MSISDN()}, nil
+	return &DeviceLookup{Found: true, State: d.State(), MSISDN: d.MSISDN()}, nil
 }
 
 // PPUUpdateInput names the device change whose PPU is to be sent.
@@ -262,7 +262,7 @@ type PPUUpdateResult struct {
 // PPU update sets an address, it does not change the line's state.
 func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*PPUUpdateResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
-	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), "contactInfo")
+	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), change.AwaitPPUUpdate)
 	if err != nil {
 		return nil, fmt.Errorf("record PPU update: %w", err)
 	}
@@ -271,7 +271,7 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 		return &PPUUpdateResult{RequestID: req.RequestID}, nil
 	case db.RequestRejected:
 		return &PPUUpdateResult{
-			Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(req.ErrorCode),
+			Refusal: &api.Confirmation{Source: change.BySync, FaultCode: change.Code(req.ErrorCode),
 				FaultMessage: req.ErrorMessage},
 		}, nil
 	}
@@ -328,6 +328,6 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	if err := a.Store.MarkSingleRejected(ctx, req, e.ShortCode(), e.Message); err != nil {
 		return nil, err
 	}
-	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(e.ShortCode()),
+	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: change.BySync, FaultCode: change.Code(e.ShortCode()),
 		FaultMessage: e.Message}}, nil
 }

@@ -48,13 +48,13 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 
 	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
 	first := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Processed,
-		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550301", ConfirmedBy: api.SourceCallback,
+		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550301", ConfirmedBy: change.ByCallback,
 		ConfirmedAt: at, RequestID: "req-301"})
 	require.Equal(t, &activities.CompleteResult{Status: change.Processed, Outcome: "ACTIVATED", MSISDN: "3125550301",
 		BillingStatus: change.BillingNone}, first)
 
 	second := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Failed,
-		ErrorCode: "NOT_CONFIRMED", ErrorMessage: "late", ConfirmedBy: api.SourcePoll, ConfirmedAt: time.Now()})
+		ErrorCode: "NOT_CONFIRMED", ErrorMessage: "late", ConfirmedBy: change.ByPoll, ConfirmedAt: time.Now()})
 	require.Equal(t, first, second, "the first outcome is kept")
 
 	dc := h.change(id)
@@ -62,7 +62,7 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	require.Equal(t, "ACTIVATED", dc.Outcome)
 	require.Equal(t, "3125550301", dc.MSISDN)
 	require.Empty(t, dc.ErrorCode)
-	require.Equal(t, string(api.SourceCallback), dc.ConfirmedBy)
+	require.Equal(t, string(change.ByCallback), dc.ConfirmedBy)
 	require.NotNil(t, dc.CompletedAt)
 
 	var results []auditRow

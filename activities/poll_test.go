@@ -29,7 +29,7 @@ func (h *harness) requestPoll(acct string, id int64, iccid, op string) {
 	require.NoError(
 		h.t,
 		h.run(nil, h.acts.RequestPoll, activities.RequestPollInput{DeviceChangeID: id, AccountName: acct,
-			ICCID: iccid, Operation: op, RequestID: "req-" + itoa(id), WorkflowID: workflowOf(id),
+			ICCID: iccid, Operation: change.Awaited(op), RequestID: "req-" + itoa(id), WorkflowID: workflowOf(id),
 			Interval: pollInterval, MaxInterval: pollMaxInterval}),
 	)
 }
@@ -128,7 +128,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	}
 	require.Len(t, got, 5)
 	for wf, c := range got {
-		require.Equal(t, api.SourcePoll, c.Source, wf)
+		require.Equal(t, change.ByPoll, c.Source, wf)
 		require.Equal(t, "req-"+wf[len("device-change/"):], c.RequestID, wf)
 		require.False(t, c.At.IsZero())
 	}
@@ -167,7 +167,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	require.Len(t, rows, 1)
 	p := rows[ids[pending.ICCID]]
 	require.Equal(t, 1, p.Attempts)
-	require.Equal(t, string(thingspace.StatePendingSuspend), p.LastState)
+	require.Equal(t, string(change.StatePendingSuspend), p.LastState)
 	require.InDelta(t, pollInterval.Seconds(), p.Due.Seconds(), 5)
 
 	// Not due yet: nothing checked, nothing asked of ThingSpace.

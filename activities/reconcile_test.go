@@ -212,7 +212,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	require.NoError(t, h.run(&got, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk,
 		DeviceChangeID: ids[devs[0].ICCID], ICCID: devs[0].ICCID}))
 	sd, _ := h.sim.Device(devs[0].ICCID)
-	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
+	require.Equal(t, activities.DeviceLookup{Found: true, State: change.StateActive, MSISDN: sd.MSISDN}, got)
 	// So does one naming the account itself.
 	got = activities.DeviceLookup{}
 	require.NoError(
@@ -224,7 +224,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 		),
 	)
 	sd, _ = h.sim.Device(devs[1].ICCID)
-	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
+	require.Equal(t, activities.DeviceLookup{Found: true, State: change.StateActive, MSISDN: sd.MSISDN}, got)
 }
 
 // An activation whose answer was lost completes at ThingSpace before the

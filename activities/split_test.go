@@ -249,7 +249,7 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 		switch {
 		case i < 4:
 			require.Equal(t, change.Failed, dc.Status, d.ICCID)
-			require.EqualValues(t, thingspace.ShortCode(thingspacesim.CodeUnexpectedError), dc.ErrorCode)
+			require.EqualValues(t, change.ShortCode(thingspacesim.CodeUnexpectedError), dc.ErrorCode)
 			require.Zero(t, h.accepted(d.ICCID, "suspend"))
 		case i == 6:
 			require.Equal(t, change.Submitted, dc.Status)

@@ -169,7 +169,7 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 
 	ok := h.change(ids[fresh.ICCID])
 	require.Equal(t, change.Submitted, ok.Status)
-	require.Equal(t, &db.SyncResult{Success: true, State: string(change.StatePreActive)}, ok.SyncResult)
+	require.Equal(t, &db.SyncResult{Success: true, State: change.StatePreActive}, ok.SyncResult)
 	sd, found := h.sim.Device(fresh.ICCID)
 	require.True(t, found, "the device is now in the account")
 	require.Equal(t, thingspacesim.StatePreActive, sd.State)

@@ -46,7 +46,21 @@ const (
 	StatePendingResume       State = "pending_resume"
 	StatePendingDeactivation State = "pending_deactivation"
 	StatePendingPreActive    State = "pending_preactive"
+	// StatePendingOther: ThingSpace shows a pending state for a change the
+	// product does not make (e.g. "pending mdn change").
+	StatePendingOther State = "pending"
 )
+
+// Pending reports whether the state is transitional: a change is under way
+// and any other change fails meanwhile.
+func (s State) Pending() bool {
+	switch s {
+	case StatePendingActivation, StatePendingSuspend, StatePendingResume,
+		StatePendingDeactivation, StatePendingPreActive, StatePendingOther:
+		return true
+	}
+	return false
+}
 
 // Outcome is how a successful device change ended.
 type Outcome string
@@ -115,13 +129,41 @@ func (o Operation) Pending() State {
 // Outcome is what a successful change of this operation records.
 func (o Operation) Outcome() Outcome { return operationFacts[o].outcome }
 
-// ParseOperation reads an operation as written in a file.
+// deactiveAlias is how the predecessor system spelled deactivate (after
+// ThingSpace's state name "deactive"); files exported from it still use it.
+const deactiveAlias = "deactive"
+
+// maxQuoted is the most characters of an unknown operation quoted back in
+// an error: the text may be a whole mistyped cell.
+const maxQuoted = 40
+
+// ParseOperation reads an operation as an operator typed it: a file's
+// operation column, a default operation. Case and surrounding spaces are
+// ignored because files are typed by hand and come out of spreadsheets.
 func ParseOperation(s string) (Operation, error) {
-	o := Operation(s)
-	if !o.Valid() {
-		return "", fmt.Errorf("unknown operation %q (activate, suspend, restore, deactivate or inventory)", s)
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == deactiveAlias {
+		return Deactivate, nil
 	}
-	return o, nil
+	if o := Operation(t); o.Valid() {
+		return o, nil
+	}
+	if t == "" {
+		return "", fmt.Errorf("operation is empty; valid values: %s", OperationNames())
+	}
+	if r := []rune(s); len(r) > maxQuoted {
+		s = string(r[:maxQuoted]) + "…"
+	}
+	return "", fmt.Errorf("unknown operation %q; valid values: %s", s, OperationNames())
+}
+
+// OperationNames lists the operations for a message, in Operations' order.
+func OperationNames() string {
+	names := make([]string, len(Operations))
+	for i, o := range Operations {
+		names[i] = string(o)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Awaited names what a device's workflow waits to have confirmed: the state
@@ -162,7 +204,9 @@ const (
 // Final reports whether the device change has its outcome.
 func (s Status) Final() bool { return s == Processed || s == Failed || s == Cancelled }
 
-// BulkStatus is where a bulk change stands.
+// BulkStatus is where a bulk change stands, as operators see it:
+// bulk_changes.status, the BulkChangeStatus search attribute, the status of
+// the progress query and of operators' requests.
 type BulkStatus string
 
 // Bulk change statuses.
@@ -282,7 +326,8 @@ const (
 
 // ShortCode is a ThingSpace error or fault code without the prefix the
 // gateway sometimes puts in front ("UnifiedWebService.REQUEST_FAILED.X" →
-// "REQUEST_FAILED.X"), the form device changes record.
+// "REQUEST_FAILED.X"), the form device changes record. Codes are stable
+// across releases; messages are not, so callers match on this.
 func ShortCode(code string) string {
 	for _, marker := range []string{"REQUEST_FAILED.", "INPUT_INVALID.", "SYSTEM_ERROR."} {
 		if i := strings.Index(code, marker); i >= 0 {

@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
-	"github.com/jackc/pgx/v5"
 )
 
 // Callback is a stored ThingSpace callback: the callback as received, and

@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // ClaimLimits are the checks made when device changes are claimed for a
@@ -198,7 +199,8 @@ func claimPendingDevices(ctx context.Context, tx pgx.Tx, req *ThingSpaceRequest,
 func (s *Store) ClaimSingle(
 	ctx context.Context,
 	deviceChangeID int64,
-	key, operation string,
+	key string,
+	operation change.Awaited,
 ) (req *ThingSpaceRequest, fresh bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		fresh = false

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/jackc/pgx/v5"
 )
 
 // DeviceChange is one row of device_changes (PPU excluded: it is read only

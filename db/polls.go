@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // NewPollRequest registers a device change whose confirmation is now sought
@@ -15,7 +17,7 @@ type NewPollRequest struct {
 	DeviceChangeID int64
 	AccountName    string
 	ICCID          string
-	Operation      string
+	Operation      change.Awaited
 	RequestID      string
 	WorkflowID     string
 	Interval       time.Duration
@@ -103,7 +105,7 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 }
 
 // DeferPoll schedules the next check of a device change still pending.
-func (s *Store) DeferPoll(ctx context.Context, deviceChangeID int64, after time.Duration, lastState string) error {
+func (s *Store) DeferPoll(ctx context.Context, deviceChangeID int64, after time.Duration, lastState change.State) error {
 	_, err := s.Pool.Exec(ctx, `UPDATE poll_requests SET attempts = attempts + 1, last_state = $3,
 		next_poll_at = now() + make_interval(secs => $2) WHERE device_change_id = $1`,
 		deviceChangeID, after.Seconds(), lastState)

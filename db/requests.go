@@ -8,9 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // Request states. SENDING means an attempt may have reached ThingSpace
@@ -41,7 +42,7 @@ type ThingSpaceRequest struct {
 	PK           int64
 	BulkChangeID string
 	Key          string
-	Operation    string
+	Operation    change.Awaited
 	AccountName  string
 	State        string
 	RequestID    string
@@ -214,11 +215,11 @@ func (s *Store) MarkRequestRetry(ctx context.Context, req *ThingSpaceRequest, co
 // answer of a synchronous call (/add), a device-level refusal, or the result
 // of reconciling an attempt whose answer was lost. Stored as JSON.
 type SyncResult struct {
-	Success      bool        `json:"success"`
-	FaultCode    change.Code `json:"faultCode,omitempty"`
-	FaultMessage string      `json:"faultMessage,omitempty"`
-	State        string      `json:"state,omitempty"`
-	MSISDN       string      `json:"msisdn,omitempty"`
+	Success      bool         `json:"success"`
+	FaultCode    change.Code  `json:"faultCode,omitempty"`
+	FaultMessage string       `json:"faultMessage,omitempty"`
+	State        change.State `json:"state,omitempty"`
+	MSISDN       string       `json:"msisdn,omitempty"`
 }
 
 // MarkRequestAccepted records ThingSpace's requestId: the devices are now

@@ -7,8 +7,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // ResultRow is one line of a bulk change's results.

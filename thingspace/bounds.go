@@ -122,7 +122,7 @@ func MetricCode(code string) string {
 	if code == "" {
 		return ""
 	}
-	if c := ShortCode(code); knownCodes[c] {
+	if c := change.ShortCode(code); knownCodes[c] {
 		return c
 	}
 	return OtherCode

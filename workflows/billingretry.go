@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -63,14 +64,14 @@ func runOwedStep(ctx workflow.Context, bulkID string, o activities.OwedBilling, 
 	}
 	in := activities.BillingInput{BulkChangeID: bulkID, DeviceChangeID: o.DeviceChangeID}
 	var step workflow.Future
-	if o.Operation == "deactivate" {
+	if o.Operation == change.Deactivate {
 		step = workflow.ExecuteActivity(withRevio(ctx, 0), a.DisconnectBilling, in)
 	} else {
 		step = workflow.ExecuteActivity(withRevio(ctx, 0), a.CreateBillingService, in)
 	}
 	err := step.Get(ctx, nil)
 	if err == nil {
-		if o.Operation == "deactivate" {
+		if o.Operation == change.Deactivate {
 			res.Disconnected++
 		} else {
 			res.Created++

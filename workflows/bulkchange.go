@@ -122,7 +122,7 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 		b.state.Progress.Runs = b.state.Runs
 	} else {
 		b.state = api.BulkState{NextBatch: 1, Runs: 1, Progress: api.Progress{
-			BulkChangeID: in.BulkChangeID, Phase: "starting", Runs: 1,
+			BulkChangeID: in.BulkChangeID, Phase: change.PhaseStarting, Runs: 1,
 			Tally: change.NewTally(),
 		}}
 	}

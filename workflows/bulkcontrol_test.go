@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -83,7 +84,7 @@ func TestBulkChangePauseAndResume(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	require.True(t, pause.done)
 	require.NoError(t, pause.rejected)
-	require.Equal(t, api.StatusPaused, pause.result.Status)
+	require.Equal(t, change.BulkPaused, pause.result.Status)
 	require.Equal(t, atPause, atResume, "nothing sent while paused")
 	require.ErrorContains(t, twice.rejected, "already paused (by alice")
 	require.NoError(t, resume.rejected)
@@ -95,7 +96,7 @@ func TestBulkChangePauseAndResume(t *testing.T) {
 	require.Equal(t, "wrong file?", audit[0].Reason)
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, api.StatusFinished, res.Status)
+	require.Equal(t, change.BulkFinished, res.Status)
 }
 
 // Cancelled mid-way: what was not sent ends CANCELLED, what was sent
@@ -124,7 +125,7 @@ func TestBulkChangeCancel(t *testing.T) {
 	require.True(t, f.finishedWith.Cancelled)
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, api.StatusCancelled, res.Status)
+	require.Equal(t, change.BulkCancelled, res.Status)
 	require.Equal(t, 4, res.Progress.Cancelled)
 	require.Equal(t, 6, res.Progress.Done())
 }
@@ -222,7 +223,7 @@ func TestBulkChangeApprovalExpires(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, api.StatusCancelled, res.Status)
+	require.Equal(t, change.BulkCancelled, res.Status)
 	require.Equal(t, 3, res.Progress.Cancelled)
 	require.Empty(t, f.submitted)
 	require.GreaterOrEqual(t, env.Now().Sub(start), 72*time.Hour)
@@ -255,11 +256,11 @@ func TestBulkChangeScheduled(t *testing.T) {
 		require.NoError(t, env.GetWorkflowResult(&res))
 		if cancel {
 			require.Empty(t, f.submitted)
-			require.Equal(t, api.StatusCancelled, res.Status)
+			require.Equal(t, change.BulkCancelled, res.Status)
 			require.Equal(t, 2, res.Progress.Cancelled)
 		} else {
 			require.Equal(t, []int{1}, f.submitted)
-			require.Equal(t, api.StatusFinished, res.Status)
+			require.Equal(t, change.BulkFinished, res.Status)
 		}
 	}
 }

@@ -26,11 +26,11 @@ func (b *bulkRun) start() error {
 		// approval expired): the main loop finds nothing to do and ends.
 		return err
 	}
-	b.state.Progress.Phase = "checking_thingspace"
+	b.state.Progress.Phase = change.PhaseCheckingThingSpace
 	b.touch()
 
 	err := workflow.ExecuteActivity(withAuthCheck(b.ctx), a.CheckThingSpaceAuth, b.in.BulkChangeID).Get(b.ctx, nil)
-	b.state.Progress.Phase = "running"
+	b.state.Progress.Phase = change.PhaseRunning
 	b.touch()
 	if err == nil {
 		return nil
@@ -41,8 +41,8 @@ func (b *bulkRun) start() error {
 	if ferr := workflow.ExecuteActivity(withDB(b.ctx), a.FailBulkChange, fail).Get(b.ctx, nil); ferr != nil {
 		return ferr
 	}
-	b.state.Progress.Phase = "failed"
-	b.setStatus(b.ctx, api.StatusFailed)
+	b.state.Progress.Phase = change.PhaseFailed
+	b.setStatus(b.ctx, change.BulkFailed)
 	b.state.Progress.Error = msg
 	// Nothing was sent yet: every device change ends with this code.
 	b.state.Progress.AddError(change.AuthFailed, plan.Total)
@@ -53,8 +53,8 @@ func (b *bulkRun) usePlan(plan api.Plan) {
 	b.state.Plan = withDefaults(plan)
 	b.state.Progress.Total = plan.Total
 	b.state.Progress.Batches = plan.Batches
-	b.state.Progress.Phase = "running"
-	b.setStatus(b.ctx, api.StatusRunning)
+	b.state.Progress.Phase = change.PhaseRunning
+	b.setStatus(b.ctx, change.BulkRunning)
 }
 
 // recover takes over a bulk change whose previous parent run ended without

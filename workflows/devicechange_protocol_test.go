@@ -37,8 +37,8 @@ func TestDeviceChangeOfProtocol1DecidesFromWhatTheParentKnew(t *testing.T) {
 		source  change.Source
 		outcome change.Outcome
 	}{
-		"stored callback":    {"suspend", api.SourceCallback, change.Suspended},
-		"synchronous answer": {"inventory", api.SourceSync, change.AddedToInventory},
+		"stored callback":    {"suspend", change.ByCallback, change.Suspended},
+		"synchronous answer": {"inventory", change.BySync, change.AddedToInventory},
 	} {
 		t.Run(name, func(t *testing.T) {
 			env := newDeviceEnv(t, submitted(tc.op))
@@ -75,7 +75,7 @@ func TestDeviceChangeReadsItsChangeWhenTheAnswerIsNotInItsInput(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			st := submitted("suspend")
-			st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", Success: true}}
+			st.Stored = []api.Confirmation{{Source: change.ByCallback, RequestID: "req-1", Success: true}}
 			env := newDeviceEnv(t, st)
 			countVersionMarkers(env)
 

@@ -39,19 +39,6 @@ const (
 	DeviceStatusQuery = "device-status"
 )
 
-// Bulk change statuses as operators see them (the BulkChangeStatus search
-// attribute and bulk_changes.status).
-const (
-	StatusPending          = "PENDING"
-	StatusScheduled        = "SCHEDULED"
-	StatusAwaitingApproval = "AWAITING_APPROVAL"
-	StatusRunning          = "RUNNING"
-	StatusPaused           = "PAUSED"
-	StatusFinished         = "FINISHED"
-	StatusFailed           = "FAILED"
-	StatusCancelled        = "CANCELLED"
-)
-
 // BulkChangeWorkflowID is the deterministic ID of a bulk change's parent
 // workflow: submitting twice can never start two.
 func BulkChangeWorkflowID(bulkChangeID string) string { return "bulk-change/" + bulkChangeID }
@@ -226,8 +213,8 @@ type Progress struct {
 	// Recovered counts the times an operator resumed the bulk change after
 	// its parent run failed.
 	Recovered int `json:"recovered,omitempty"`
-	// Status is the bulk change's status (StatusRunning, StatusPaused, ...).
-	Status string `json:"status,omitempty"`
+	// Status is the bulk change's status (RUNNING, PAUSED, ...).
+	Status change.BulkStatus `json:"status,omitempty"`
 	// Cancelled counts device changes ended CANCELLED (never sent).
 	Cancelled int `json:"cancelled,omitempty"`
 	// Waiting says what the bulk change waits for before it sends anything
@@ -254,15 +241,15 @@ type LimitStatus struct {
 
 // BulkChangeResult is the parent's result.
 type BulkChangeResult struct {
-	BulkChangeID string   `json:"bulkChangeId"`
-	Status       string   `json:"status"`
-	Total        int      `json:"total"`
-	Processed    int      `json:"processed"`
-	Errors       int      `json:"errors"`
-	Cancelled    int      `json:"cancelled,omitempty"`
-	SitesSet     int      `json:"sitesSet"`
-	Error        string   `json:"error,omitempty"`
-	Progress     Progress `json:"progress"`
+	BulkChangeID string            `json:"bulkChangeId"`
+	Status       change.BulkStatus `json:"status"`
+	Total        int               `json:"total"`
+	Processed    int               `json:"processed"`
+	Errors       int               `json:"errors"`
+	Cancelled    int               `json:"cancelled,omitempty"`
+	SitesSet     int               `json:"sitesSet"`
+	Error        string            `json:"error,omitempty"`
+	Progress     Progress          `json:"progress"`
 }
 
 // DeviceChangeInput starts one device's child workflow.
@@ -348,7 +335,7 @@ type StoredCallback struct {
 // success when it reported Success without a fault.
 func (c StoredCallback) Confirmation() Confirmation {
 	return Confirmation{
-		Source:       SourceCallback,
+		Source:       change.ByCallback,
 		RequestID:    c.RequestID,
 		Success:      c.FaultCode == "" && strings.EqualFold(c.Status, "Success"),
 		FaultCode:    change.Code(change.ShortCode(c.FaultCode)),
@@ -358,13 +345,6 @@ func (c StoredCallback) Confirmation() Confirmation {
 		At:           c.ReceivedAt,
 	}
 }
-
-// Confirmation sources.
-const (
-	SourceCallback = change.ByCallback
-	SourcePoll     = change.ByPoll
-	SourceSync     = change.BySync
-)
 
 // DeviceResult is a child's outcome, signalled to its parent.
 type DeviceResult struct {
