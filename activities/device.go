@@ -84,7 +84,7 @@ func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 	}
 	st.Stored = make([]api.Confirmation, len(cbs))
 	for i, c := range cbs {
-		st.Stored[i] = c.Stored().Confirmation()
+		st.Stored[i] = CallbackConfirmation(c)
 	}
 	return st
 }
@@ -120,7 +120,7 @@ func (a *Activities) StoredConfirmations(ctx context.Context, id int64) ([]api.C
 	}
 	out := make([]api.Confirmation, len(cbs))
 	for i, c := range cbs {
-		out[i] = c.Stored().Confirmation()
+		out[i] = CallbackConfirmation(c)
 	}
 	return out, nil
 }

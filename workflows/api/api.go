@@ -319,33 +319,6 @@ type Confirmation struct {
 	At           time.Time     `json:"at"`
 }
 
-// StoredCallback is a ThingSpace callback as the callback receiver stored
-// it: what a device's workflow needs of it.
-type StoredCallback struct {
-	ID          int64
-	RequestID   string
-	Status      string
-	FaultCode   string
-	FaultString string
-	MSISDN      string
-	ReceivedAt  time.Time
-}
-
-// Confirmation is the callback as ThingSpace's answer for the device: a
-// success when it reported Success without a fault.
-func (c StoredCallback) Confirmation() Confirmation {
-	return Confirmation{
-		Source:       change.ByCallback,
-		RequestID:    c.RequestID,
-		Success:      c.FaultCode == "" && strings.EqualFold(c.Status, "Success"),
-		FaultCode:    change.Code(change.ShortCode(c.FaultCode)),
-		FaultMessage: c.FaultString,
-		MSISDN:       c.MSISDN,
-		CallbackID:   c.ID,
-		At:           c.ReceivedAt,
-	}
-}
-
 // DeviceResult is a child's outcome, signalled to its parent.
 type DeviceResult struct {
 	DeviceChangeID int64            `json:"deviceChangeId"`
