@@ -29,7 +29,7 @@ func BillingRetry(ctx workflow.Context, in api.BillingRetryInput) (*api.BillingR
 	// (it asks Temporal whether each pending step's workflow still runs)
 	// and runs the step each change owes; before, only failed creations
 	// were listed, locally.
-	if workflow.GetVersion(ctx, "owed-billing-steps", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, versionOwedBillingSteps, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return legacyBillingRetry(ctx, in, res)
 	}
 	after := in.AfterID

@@ -130,13 +130,13 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 }
 
 func (b *bulkRun) setup() error {
-	b.coalesce = workflow.GetVersion(b.ctx, "coalesce-results", workflow.DefaultVersion, 1) >= 1
-	b.watch = workflow.GetVersion(b.ctx, "watch-children", workflow.DefaultVersion, 1) >= 1
-	b.searchable = workflow.GetVersion(b.ctx, "status-search-attribute", workflow.DefaultVersion, 1) >= 1
+	b.coalesce = workflow.GetVersion(b.ctx, versionCoalesceResults, workflow.DefaultVersion, 1) >= 1
+	b.watch = workflow.GetVersion(b.ctx, versionWatchChildren, workflow.DefaultVersion, 1) >= 1
+	b.searchable = workflow.GetVersion(b.ctx, versionStatusSearchAttribute, workflow.DefaultVersion, 1) >= 1
 	// Not waiting for starts needs the watched wait (awaitResult), which
 	// wakes when a start fails.
 	b.startWithoutWaiting = b.watch &&
-		workflow.GetVersion(b.ctx, "start-without-waiting", workflow.DefaultVersion, 1) >= 1
+		workflow.GetVersion(b.ctx, versionStartWithoutWaiting, workflow.DefaultVersion, 1) >= 1
 	b.lastResultAt = workflow.Now(b.ctx)
 	if err := b.setupControl(); err != nil {
 		return err

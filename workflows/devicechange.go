@@ -362,7 +362,7 @@ func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, err
 	// started by code that has the change: it records no version marker.
 	var f workflow.Future
 	if d.in.Protocol >= 1 ||
-		workflow.GetVersion(d.ctx, "complete-as-local-activity", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		workflow.GetVersion(d.ctx, versionCompleteAsLocalActivity, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
 		f = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CompleteDeviceChange, in)
 	} else {
 		f = workflow.ExecuteActivity(withDB(d.ctx), a.CompleteDeviceChange, in)
@@ -434,7 +434,7 @@ func (d *deviceRun) billingOwed(dev *activities.DeviceState) bool {
 		return owed
 	}
 	return d.in.Protocol >= 1 ||
-		workflow.GetVersion(d.ctx, "follow-up-of-recorded-outcome", workflow.DefaultVersion, 1) >= 1
+		workflow.GetVersion(d.ctx, versionFollowUpOfRecordedOutcome, workflow.DefaultVersion, 1) >= 1
 }
 
 // report signals the result to the parent. A parent that no longer runs
