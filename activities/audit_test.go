@@ -24,10 +24,10 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	// ThingSpace is down: the token request is retried by the transport,
 	// every attempt answered 5xx.
 	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	h.sim.SetFaults(thingspacesim.Faults{})
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 
 	rows := h.audit(bulk)

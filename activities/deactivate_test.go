@@ -131,11 +131,11 @@ func TestDeactivationRemovesDeviceConfirmedByCallback(t *testing.T) {
 
 	h.acts.DeleteAfterDeactivation = true
 	for batch := 1; batch <= 3; batch++ {
-		require.Equal(t, db.RequestAccepted, h.mustSubmit(bulk, batch).State)
+		require.Equal(t, db.RequestAccepted, h.mustSendBatch(bulk, batch).State)
 	}
 	// The operator changed the worker's setting before the last batch went.
 	h.acts.DeleteAfterDeactivation = false
-	require.Equal(t, db.RequestAccepted, h.mustSubmit(bulk, 4).State)
+	require.Equal(t, db.RequestAccepted, h.mustSendBatch(bulk, 4).State)
 	require.Equal(t, []bool{true, false, true, false}, h.sentDelete(bulk), "the value resolved at send time")
 
 	removed := append(append([]thingspacesim.DeviceSeed{}, bySetting...), removedByFile)
@@ -209,8 +209,8 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			cs = append(cs, deactivations(1, nil, removed...)...)
 			cs = append(cs, deactivations(2, ptr(false), kept, vanished)...)
 			bulk, ids := h.newBulk(account, cs...)
-			h.mustSubmit(bulk, 1)
-			h.mustSubmit(bulk, 2)
+			h.mustSendBatch(bulk, 1)
+			h.mustSendBatch(bulk, 2)
 			all := append(append([]thingspacesim.DeviceSeed{}, removed...), kept, vanished)
 			for _, d := range all {
 				h.requestPoll(account, ids[d.ICCID], d.ICCID, "deactivate")
@@ -278,7 +278,7 @@ func (h *harness) removeBehindOurBack(iccid string) {
 // The lost-answer path: ThingSpace applied the deactivation with removal
 // but the answer never came. The retry reconciles: the devices are gone
 // from the account, which means the request reached ThingSpace and was
-// applied (they are recorded as submitted, not sent again, not refused as
+// applied (they are recorded as sent, not sent again, not refused as
 // unknown), and polling then confirms them.
 func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 	t.Parallel()
@@ -289,7 +289,7 @@ func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 	devs := devices(3, "8914800921", "active")
 	bulk, ids := h.seededBulk(account, "deactivate", devs...)
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable(), "a lost answer is retried")
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State)
 	var recorded []bool
@@ -303,14 +303,14 @@ func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 
 	h.sim.SetFaults(thingspacesim.Faults{DropCallbackRate: 1})
 	time.Sleep(settle) // an untouched device would be sent again now
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, "RECONCILED", res.ErrorCode)
 	require.Equal(t, 1, h.stats().Requests[epDeactivate], "nothing sent again")
 	for _, d := range devs {
 		require.Equal(t, 1, h.accepted(d.ICCID, "deactivate"))
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status, "%s reached ThingSpace", d.ICCID)
+		require.Equal(t, change.Sent, dc.Status, "%s reached ThingSpace", d.ICCID)
 		require.Nil(t, dc.SyncResult, "no refusal recorded for %s", d.ICCID)
 		h.requestPoll(account, dc.ID, d.ICCID, "deactivate")
 	}

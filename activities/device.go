@@ -31,12 +31,13 @@ type DeviceState struct {
 	Outcome       change.Outcome       `json:"outcome,omitempty"`
 	ErrorCode     change.Code          `json:"errorCode,omitempty"`
 	BillingStatus change.BillingStatus `json:"billingStatus"`
-	SubmittedAt   *time.Time           `json:"submittedAt,omitempty"`
+	// SentAt: JSON "submittedAt", the older word, which histories carry.
+	SentAt *time.Time `json:"submittedAt,omitempty"`
 }
 
 // LoadDeviceChange reads a device change with any outcome already known: a
-// synchronous answer recorded at submission, or callbacks stored before the
-// workflow existed.
+// synchronous answer recorded when its request was sent, or callbacks
+// stored before the workflow existed.
 func (a *Activities) LoadDeviceChange(ctx context.Context, id int64) (*DeviceState, error) {
 	dc, err := a.Store.GetDeviceChange(ctx, id)
 	if errors.Is(err, db.ErrNotFound) {
@@ -69,7 +70,7 @@ func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 		Outcome:       change.Outcome(dc.Outcome),
 		ErrorCode:     dc.ErrorCode,
 		BillingStatus: dc.BillingStatus,
-		SubmittedAt:   dc.SubmittedAt,
+		SentAt:        dc.SentAt,
 	}
 	if dc.SyncResult != nil {
 		st.Sync = &api.Confirmation{
@@ -188,9 +189,9 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 			reason = thingspace.MetricCode(string(dc.ErrorCode))
 		}
 		a.Metrics.DeviceChanges.WithLabelValues(string(dc.Operation), string(dc.Status), reason).Inc()
-		if dc.SubmittedAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
+		if dc.SentAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
 			a.Metrics.ConfirmationSeconds.WithLabelValues(string(dc.Operation), c.ConfirmedBy).
-				Observe(c.ConfirmedAt.Sub(*dc.SubmittedAt).Seconds())
+				Observe(c.ConfirmedAt.Sub(*dc.SentAt).Seconds())
 		}
 	}
 	return &CompleteResult{

@@ -375,7 +375,7 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 		target = change.StateActive
 	}
 	switch {
-	case st == target && op == change.Activate && activatedBefore(d, p.SubmittedAt):
+	case st == target && op == change.Activate && activatedBefore(d, p.SentAt):
 		// Active since before our request: the DeviceAlreadyActive fault
 		// that would have said so was lost with its callback.
 		conf.FaultCode = thingspace.CodeDeviceAlreadyActive
@@ -405,10 +405,10 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 
 // activatedBefore reports whether the device's last activation predates the
 // request.
-func activatedBefore(d thingspace.Device, submitted *time.Time) bool {
-	if submitted == nil || d.LastActivationDate == "" {
+func activatedBefore(d thingspace.Device, sent *time.Time) bool {
+	if sent == nil || d.LastActivationDate == "" {
 		return false
 	}
 	at, err := time.Parse(time.RFC3339, d.LastActivationDate)
-	return err == nil && at.Before(*submitted)
+	return err == nil && at.Before(*sent)
 }

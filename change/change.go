@@ -189,14 +189,19 @@ func (w Awaited) Operation() Operation {
 // Status is where a device change stands.
 type Status string
 
-// Device change statuses. SUBMITTING and SUBMITTED are "in flight": a state
-// change may be under way at ThingSpace.
+// Device change statuses. Sending and Sent are "in flight": a state change
+// may be under way at ThingSpace. Their stored values still say SUBMITTING
+// and SUBMITTED, the words of an older spelling in which sending a batch to
+// ThingSpace was "submitting" it: PostgreSQL rows, recorded histories and
+// operators' queries hold them, so the values stay.
 const (
-	Pending    Status = "PENDING"
-	Submitting Status = "SUBMITTING"
-	Submitted  Status = "SUBMITTED"
-	Processed  Status = "PROCESSED"
-	Failed     Status = "ERROR"
+	Pending Status = "PENDING"
+	// Sending: taken into a ThingSpace request whose answer has not come.
+	Sending Status = "SUBMITTING"
+	// Sent: ThingSpace accepted the request; its confirmation is awaited.
+	Sent      Status = "SUBMITTED"
+	Processed Status = "PROCESSED"
+	Failed    Status = "ERROR"
 	// Cancelled: never sent; an operator cancelled its bulk change.
 	Cancelled Status = "CANCELLED"
 )
@@ -251,8 +256,10 @@ const (
 	DailyLimit Code = "DAILY_LIMIT"
 	// AuthFailed: ThingSpace refused the account's credentials.
 	AuthFailed Code = "AUTH_FAILED"
-	// SubmitFailed: the request carrying the device could not be sent.
-	SubmitFailed Code = "SUBMIT_FAILED"
+	// SendFailed: the request carrying the device could not be sent. The
+	// value keeps the older word (stored rows, metrics and histories carry
+	// it).
+	SendFailed Code = "SUBMIT_FAILED"
 	// NotConfirmed: neither a callback nor polling confirmed the change in
 	// time.
 	NotConfirmed Code = "NOT_CONFIRMED"

@@ -230,7 +230,7 @@ func (s *Store) ClaimSingle(
 }
 
 // RequestDevices lists the device changes attached to a request that are
-// still being submitted.
+// still being sent.
 func (s *Store) RequestDevices(ctx context.Context, requestPK int64) ([]ClaimedDevice, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT id, iccid, coalesce(imei, ''), operation, params, ppu, delete_after_deactivation FROM device_changes

@@ -30,8 +30,9 @@ type PollRequest struct {
 	NewPollRequest
 	Attempts     int
 	RegisteredAt time.Time
-	// SubmittedAt is when ThingSpace accepted the device change's request.
-	SubmittedAt *time.Time
+	// SentAt is when the device change was sent: ThingSpace accepted the
+	// request that carried it (column submitted_at).
+	SentAt *time.Time
 	// DeleteAfterDeactivation: the change's deactivation request asked
 	// ThingSpace to remove the device once deactivated, so its absence
 	// from the device list confirms the change.
@@ -92,7 +93,7 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 		var p PollRequest
 		var interval, maxInterval int64
 		err := r.Scan(&p.DeviceChangeID, &p.AccountName, &p.ICCID, &p.Operation, &p.RequestID, &p.WorkflowID,
-			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SubmittedAt, &p.NextPollAt,
+			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SentAt, &p.NextPollAt,
 			&p.DeleteAfterDeactivation)
 		p.Interval, p.MaxInterval = time.Duration(
 			interval,

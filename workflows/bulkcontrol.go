@@ -136,7 +136,7 @@ func (b *bulkRun) pause(ctx workflow.Context, req api.OperatorRequest) (api.Oper
 	b.state.Control.PausedBy = b.action(req)
 	b.setStatus(ctx, change.BulkPaused)
 	b.audit(ctx, api.PauseUpdate, req)
-	err := workflow.Await(ctx, func() bool { return !b.submitting })
+	err := workflow.Await(ctx, func() bool { return !b.sending })
 	return api.OperatorResult{Status: change.BulkPaused,
 		Message: "paused: nothing new is sent; changes already sent are still awaited and recorded"}, err
 }
@@ -154,7 +154,7 @@ func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 func (b *bulkRun) cancel(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
 	n, err := b.cancelUnsent(ctx, req, api.CancelUpdate)
 	msg := fmt.Sprintf("cancelled: %d device changes not yet sent end CANCELLED; %d already sent finish normally",
-		n, b.state.Progress.Submitted)
+		n, b.state.Progress.DevicesSent)
 	return api.OperatorResult{Status: change.BulkCancelled, Message: msg}, err
 }
 
@@ -185,7 +185,7 @@ func (b *bulkRun) cancelUnsent(ctx workflow.Context, req api.OperatorRequest, ac
 	b.state.Control.Cancelled = b.action(req)
 	b.state.Control.Paused = false
 	b.audit(ctx, action, req)
-	if err := workflow.Await(ctx, func() bool { return !b.submitting }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return !b.sending }); err != nil {
 		return 0, err
 	}
 	var n int

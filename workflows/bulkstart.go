@@ -61,7 +61,7 @@ func (b *bulkRun) usePlan(plan api.Plan) {
 // finishing it (failed, terminated, timed out): an operator started this run
 // with Recover (`starter resume-failed`). Where that run stood is read from
 // PostgreSQL, not from its history: batches whose devices all left PENDING
-// were sent (SubmitBatch is idempotent, so a batch sent half-way is taken up
+// were sent (SendBatch is idempotent, so a batch sent half-way is taken up
 // where it stood, never sent twice); device changes of those batches that
 // have their outcome are counted; the others get their child again, and a
 // child still running from the failed run is adopted (it reports to this
@@ -77,7 +77,7 @@ func (b *bulkRun) recover() error {
 	b.state.Queued = rec.Unfinished
 	p := &b.state.Progress
 	p.BatchesSent = rec.NextBatch - 1
-	p.Submitted = rec.Submitted
+	p.DevicesSent = rec.DevicesSent
 	p.Tally.Add(rec.Tally)
 	p.Recovered++
 	if rec.ApprovedBy != "" {

@@ -54,7 +54,7 @@ func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
 	var s testsuite.WorkflowTestSuite
 	env := &deviceEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment()}
 	env.start = env.Now()
-	env.RegisterActivity(&activities.Activities{})
+	activities.Register(env, &activities.Activities{})
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(
 		func(context.Context, int64) (*activities.DeviceState, error) {
 			env.loads++
@@ -140,27 +140,27 @@ func inputOfOne[T any](env *testsuite.TestWorkflowEnvironment, act any) *T {
 func syncedSuspend() (*testsuite.TestWorkflowEnvironment, activities.DeviceState) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
-	st := submitted("suspend")
+	activities.Register(env, &activities.Activities{})
+	st := sent("suspend")
 	st.Sync = &api.Confirmation{Source: change.BySync, Success: true}
 	return env, st
 }
 
-func submitted(op change.Operation) activities.DeviceState {
+func sent(op change.Operation) activities.DeviceState {
 	return activities.DeviceState{
 		ID:            7,
 		BulkChangeID:  "b1",
 		ICCID:         "89148000000000000011",
 		Operation:     op,
 		AccountName:   "acct",
-		Status:        change.Submitted,
+		Status:        change.Sent,
 		RequestID:     "req-1",
 		BillingStatus: change.BillingNone,
 	}
 }
 
 func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
 	env.signalAt(
@@ -184,7 +184,7 @@ func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 }
 
 func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
-	env := newDeviceEnv(t, submitted("activate"))
+	env := newDeviceEnv(t, sent("activate"))
 	// The poller answers 10 minutes after the callback timer fired; the
 	// MSISDN is not in its confirmation, so it is read from the device list.
 	env.signalAt(
@@ -203,7 +203,7 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 }
 
 func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
+	env := newDeviceEnv(t, sent("suspend"))
 	env.signalAt(
 		45*time.Minute,
 		api.Confirmation{Source: change.ByPoll, RequestID: "req-1", FaultCode: change.PollStateMismatch,
@@ -218,7 +218,7 @@ func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
 }
 
 func TestDeviceChangeCallbackDuringPollingWins(t *testing.T) {
-	env := newDeviceEnv(t, submitted("restore"))
+	env := newDeviceEnv(t, sent("restore"))
 	env.signalAt(50*time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true})
 	env.signalAt(55*time.Minute, api.Confirmation{Source: change.ByPoll, RequestID: "req-1", Success: true})
 
@@ -230,7 +230,7 @@ func TestDeviceChangeCallbackDuringPollingWins(t *testing.T) {
 }
 
 func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
-	st := submitted("deactivate")
+	st := sent("deactivate")
 	st.Stored = []api.Confirmation{{Source: change.ByCallback, RequestID: "req-1", Success: true, CallbackID: 3}}
 	env := newDeviceEnv(t, st)
 
@@ -241,7 +241,7 @@ func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
 }
 
 func TestDeviceChangeIgnoresConfirmationOfAnotherRequest(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
+	env := newDeviceEnv(t, sent("suspend"))
 	env.signalAt(time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "req-old", FaultCode: "X"})
 	env.signalAt(2*time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true})
 
@@ -250,7 +250,7 @@ func TestDeviceChangeIgnoresConfirmationOfAnotherRequest(t *testing.T) {
 }
 
 func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
+	env := newDeviceEnv(t, sent("suspend"))
 
 	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Failed, res.Status)
@@ -259,7 +259,7 @@ func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
 }
 
 func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
+	env := newDeviceEnv(t, sent("suspend"))
 	env.signalAt(6*time.Minute, api.Confirmation{Source: change.ByPoll, RequestID: "req-1", Success: true})
 	in := deviceInput("suspend")
 	in.Options.CallbacksEnabled = false
@@ -272,7 +272,7 @@ func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
 }
 
 func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasPPU, st.HasBilling = true, true
 	st.Sync = &api.Confirmation{
 		Source:       change.BySync,
@@ -299,7 +299,7 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 // Polling sees an already-active device active whether or not the address
 // was set: without the update's own callback the outcome says so.
 func TestDeviceChangeAlreadyActivePPUConfirmedOnlyByPolling(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasPPU = true
 	st.Sync = &api.Confirmation{Source: change.BySync, FaultCode: change.FaultAlreadyActive}
 	env := newDeviceEnv(t, st)
@@ -316,7 +316,7 @@ func TestDeviceChangeAlreadyActivePPUConfirmedOnlyByPolling(t *testing.T) {
 }
 
 func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.Stored = []api.Confirmation{
 		{Source: change.ByCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
 	}
@@ -331,7 +331,7 @@ func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
 }
 
 func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
 	env.signalAt(
@@ -353,7 +353,7 @@ func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
 }
 
 func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
-	st := submitted("suspend")
+	st := sent("suspend")
 	st.Status, st.Final, st.ErrorCode = change.Failed, true, change.DeviceBusy
 	env := newDeviceEnv(t, st)
 	env.stored = &activities.CompleteResult{Status: change.Failed, ErrorCode: change.DeviceBusy}
@@ -364,7 +364,7 @@ func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
 }
 
 func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
-	st := submitted("inventory")
+	st := sent("inventory")
 	st.RequestID = ""
 	st.Sync = &api.Confirmation{Source: change.BySync, Success: true, State: "preactive"}
 	env := newDeviceEnv(t, st)
@@ -391,7 +391,7 @@ func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 // earlier attempt of this very workflow task recorded it (the worker died
 // before the task completed): the record owes the Rev.io step, so it runs.
 func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasBilling = true
 	st.Status, st.Final = change.Processed, true
 	env := newDeviceEnv(t, st)
@@ -409,7 +409,7 @@ func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
 // A deactivation owes the disconnection of its Rev.io service when
 // configured; its failure is recorded with its code for a billing retry.
 func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
-	st := submitted("deactivate")
+	st := sent("deactivate")
 	st.Sync = &api.Confirmation{Source: change.BySync, Success: true}
 	env := newDeviceEnv(t, st)
 	in := deviceInput("deactivate")
@@ -429,7 +429,7 @@ func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
 // An already-active device whose fault came by callback is recorded as
 // confirmed by callback, not as a synchronous answer.
 func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	env := newDeviceEnv(t, st)
 	env.signalAt(
 		time.Minute,

@@ -144,7 +144,7 @@ func TestCancelMidBulkChange(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(
 		t,
-		counts.ByStatus[change.Submitting]+counts.ByStatus[change.Pending]+counts.ByStatus[change.Submitted],
+		counts.ByStatus[change.Sending]+counts.ByStatus[change.Pending]+counts.ByStatus[change.Sent],
 		"nothing left in flight",
 	)
 	require.Equal(t, out.Cancelled, counts.ByStatus[change.Cancelled])

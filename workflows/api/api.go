@@ -150,14 +150,17 @@ type BulkChangeInput struct {
 
 // BulkState is what a run of the parent carries into the next one.
 type BulkState struct {
-	Plan           Plan       `json:"plan"`
-	NextBatch      int        `json:"nextBatch"`
-	Queued         int        `json:"queued"`
-	Cursor         Cursor     `json:"cursor"`
-	InFlight       []InFlight `json:"inFlight"`
-	Progress       Progress   `json:"progress"`
-	Runs           int        `json:"runs"`
-	StopSubmitting string     `json:"stopSubmitting,omitempty"`
+	Plan      Plan       `json:"plan"`
+	NextBatch int        `json:"nextBatch"`
+	Queued    int        `json:"queued"`
+	Cursor    Cursor     `json:"cursor"`
+	InFlight  []InFlight `json:"inFlight"`
+	Progress  Progress   `json:"progress"`
+	Runs      int        `json:"runs"`
+	// StopSending: no more batches are sent, for this reason. The JSON
+	// name keeps the older word for sending ("submitting"): recorded
+	// continue-as-new inputs carry it.
+	StopSending string `json:"stopSubmitting,omitempty"`
 	// RecoveredBelow: batches before this one were sent before a recovery;
 	// only their device changes without an outcome get a child.
 	RecoveredBelow int `json:"recoveredBelow,omitempty"`
@@ -200,9 +203,12 @@ type Progress struct {
 	Total       int          `json:"total"`
 	Batches     int          `json:"batches"`
 	BatchesSent int          `json:"batchesSent"`
-	Submitted   int          `json:"submitted"` // device changes taken into a ThingSpace request
-	Started     int          `json:"started"`   // children started
-	InFlight    int          `json:"inFlight"`
+	// DevicesSent counts the device changes taken into a ThingSpace
+	// request (JSON "submitted", the older word: histories and query
+	// answers carry it).
+	DevicesSent int `json:"submitted"`
+	Started     int `json:"started"` // children started
+	InFlight    int `json:"inFlight"`
 	// Tally: processed and failed device changes, by outcome and code.
 	change.Tally
 	BillingErrors int `json:"billingErrors"`

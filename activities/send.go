@@ -18,14 +18,14 @@ import (
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
-// SubmitBatchInput names one batch of a bulk change.
-type SubmitBatchInput struct {
+// SendBatchInput names one batch of a bulk change.
+type SendBatchInput struct {
 	BulkChangeID string
 	BatchNo      int
 }
 
-// SubmitBatchResult is what became of a batch.
-type SubmitBatchResult struct {
+// SendBatchResult is what became of a batch.
+type SendBatchResult struct {
 	// Devices is the number of device changes in the batch; each one gets
 	// its child workflow, whatever happened to it here.
 	Devices int `json:"devices"`
@@ -48,8 +48,8 @@ type SubmitBatchResult struct {
 	Limit *api.LimitStatus `json:"limit,omitempty"`
 }
 
-// SubmitBatch sends one batch of compatible device changes to ThingSpace as
-// a single request.
+// SendBatch sends one batch of compatible device changes to ThingSpace as
+// a single request. It is registered and called as SendBatchActivity.
 //
 // It never sends the same state change twice. The request is recorded as
 // SENDING before it goes out; an attempt that finds it still SENDING knows
@@ -73,7 +73,7 @@ type SubmitBatchResult struct {
 // sub-request is sent within this one activity call, so the workflow sees
 // one result per batch; the split is kept in PostgreSQL, so a retry or a
 // restarted worker resumes it where it stood.
-func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*SubmitBatchResult, error) {
+func (a *Activities) SendBatch(ctx context.Context, in SendBatchInput) (*SendBatchResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, 0)
 	total, err := a.Store.CountBatchDevices(ctx, in.BulkChangeID, in.BatchNo)
 	if err != nil {
@@ -169,7 +169,7 @@ const (
 // until none is left to send: each is accepted, refused (for its devices,
 // or split again) or fails the activity, which sends it on its next
 // attempt.
-func (a *Activities) sendSubRequests(ctx context.Context, in SubmitBatchInput) error {
+func (a *Activities) sendSubRequests(ctx context.Context, in SendBatchInput) error {
 	sent := 0
 	for round := 0; round <= splitMaxDepth; round++ {
 		open, err := a.Store.OpenSubRequests(ctx, in.BulkChangeID, in.BatchNo)
@@ -214,12 +214,12 @@ func nearDeadline(ctx context.Context, margin time.Duration) bool {
 	return !d.IsZero() && time.Until(d) < margin
 }
 
-func (a *Activities) batchResult(ctx context.Context, in SubmitBatchInput, total int) (*SubmitBatchResult, error) {
+func (a *Activities) batchResult(ctx context.Context, in SendBatchInput, total int) (*SendBatchResult, error) {
 	o, err := a.Store.BatchRequests(ctx, in.BulkChangeID, in.BatchNo)
 	if err != nil {
 		return nil, fmt.Errorf("read batch %d: %w", in.BatchNo, err)
 	}
-	r := SubmitBatchResult{Devices: total, Sent: o.Root.Devices, RequestID: o.Root.RequestID, State: o.Root.State,
+	r := SendBatchResult{Devices: total, Sent: o.Root.Devices, RequestID: o.Root.RequestID, State: o.Root.State,
 		ErrorCode: o.Root.ErrorCode, SubRequests: o.SubRequests}
 	if o.SubRequests > 0 {
 		r.State = db.RequestRejected
