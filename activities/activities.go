@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -63,6 +64,27 @@ type Activities struct {
 	// unset. Read when the request is built, so this worker's configuration
 	// decides, not the process that submitted the file.
 	DeleteAfterDeactivation bool
+}
+
+// SendBatchActivity is the activity type SendBatch is registered and called
+// under: its name from when the method was SubmitBatch. Recorded histories
+// and the activity tasks of running bulk changes carry that name, and a
+// workflow calls an activity method by its name, so the workflows call this
+// one by the constant.
+const SendBatchActivity = "SubmitBatch"
+
+// Registry is what activities are registered on: a worker, or a workflow
+// test environment.
+type Registry interface {
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}
+
+// Register registers the activities on r: every method under its own name,
+// and SendBatch under SendBatchActivity as well (its own name, SendBatch,
+// is registered with the others and never called).
+func Register(r Registry, a *Activities) {
+	r.RegisterActivityWithOptions(a, activity.RegisterOptions{})
+	r.RegisterActivityWithOptions(a.SendBatch, activity.RegisterOptions{Name: SendBatchActivity})
 }
 
 // Error types of the application errors activities return. Workflows branch

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -23,10 +24,10 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 	// ThingSpace is down: the token request is retried by the transport,
 	// every attempt answered 5xx.
 	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	h.sim.SetFaults(thingspacesim.Faults{})
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 
 	rows := h.audit(bulk)
@@ -70,7 +71,7 @@ func TestAuditorRecordsEveryThingSpaceAttempt(t *testing.T) {
 			ICCID: devs[0].ICCID}),
 	)
 	require.True(t, look.Found)
-	require.Equal(t, string(thingspace.StatePendingSuspend), look.State)
+	require.Equal(t, change.StatePendingSuspend, look.State)
 	unknown := devices(1, "8914800502", "")[0]
 	require.NoError(
 		t,

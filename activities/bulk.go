@@ -110,10 +110,12 @@ func startStatus(opts api.Options, approved bool, now time.Time) change.BulkStat
 // RecoveredBulk is where a bulk change stands, for a parent run that takes
 // it over after the previous one ended without finishing it.
 type RecoveredBulk struct {
-	Plan       api.Plan `json:"plan"`
-	NextBatch  int      `json:"nextBatch"`
-	Submitted  int      `json:"submitted"`
-	Unfinished int      `json:"unfinished"`
+	Plan      api.Plan `json:"plan"`
+	NextBatch int      `json:"nextBatch"`
+	// DevicesSent: the device changes of the batches before NextBatch
+	// (JSON "submitted", the older word, which histories carry).
+	DevicesSent int `json:"submitted"`
+	Unfinished  int `json:"unfinished"`
 	// Tally: the device changes of those batches that have their outcome.
 	change.Tally
 	// ApprovedBy is the approval given before the failure, if any.
@@ -136,12 +138,12 @@ func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*Rec
 		return nil, err
 	}
 	return &RecoveredBulk{
-		Plan:       *plan,
-		NextBatch:  st.NextBatch,
-		Submitted:  st.Submitted,
-		Unfinished: st.Unfinished,
-		Tally:      st.Tally,
-		ApprovedBy: b.ApprovedBy,
+		Plan:        *plan,
+		NextBatch:   st.NextBatch,
+		DevicesSent: st.Sent,
+		Unfinished:  st.Unfinished,
+		Tally:       st.Tally,
+		ApprovedBy:  b.ApprovedBy,
 	}, nil
 }
 
@@ -215,7 +217,7 @@ type DeviceToStart struct {
 	Known *api.KnownDeviceChange `json:"known,omitempty"`
 }
 
-// ListDevicesToStart returns the next device changes of submitted batches.
+// ListDevicesToStart returns the next device changes of sent batches.
 // Pages are small: the device list never travels as one payload.
 func (a *Activities) ListDevicesToStart(ctx context.Context, in ListDevicesInput) ([]DeviceToStart, error) {
 	rows, err := a.Store.ListDevicesToStart(

@@ -20,7 +20,7 @@ type OperatorActionInput struct {
 	By           string `json:"by"`
 	Reason       string `json:"reason,omitempty"`
 	// Status is the bulk change's status after the request.
-	Status string `json:"status"`
+	Status change.BulkStatus `json:"status"`
 	// Key makes the entry idempotent (the update's ID).
 	Key string `json:"key"`
 }
@@ -40,7 +40,7 @@ func (a *Activities) RecordOperatorAction(ctx context.Context, in OperatorAction
 	err := a.Store.RecordOperatorAction(
 		ctx,
 		db.OperatorAction{BulkChangeID: in.BulkChangeID, Action: in.Action, By: in.By,
-			Reason: in.Reason, Status: change.BulkStatus(in.Status), Key: in.Key, Identity: identity},
+			Reason: in.Reason, Status: in.Status, Key: in.Key, Identity: identity},
 	)
 	if err != nil {
 		return fmt.Errorf("record %s of %s: %w", in.Action, in.BulkChangeID, err)
@@ -89,14 +89,14 @@ func (a *Activities) updateCallerIdentity(ctx context.Context, updateID string) 
 
 // SetBulkStatusInput moves a bulk change to a status.
 type SetBulkStatusInput struct {
-	BulkChangeID string `json:"bulkChangeId"`
-	Status       string `json:"status"`
+	BulkChangeID string            `json:"bulkChangeId"`
+	Status       change.BulkStatus `json:"status"`
 }
 
 // SetBulkStatus records a bulk change's status (RUNNING once its approval
 // and start time have come).
 func (a *Activities) SetBulkStatus(ctx context.Context, in SetBulkStatusInput) error {
-	return a.Store.SetBulkStatus(ctx, in.BulkChangeID, change.BulkStatus(in.Status))
+	return a.Store.SetBulkStatus(ctx, in.BulkChangeID, in.Status)
 }
 
 // CancelUnsentInput cancels the device changes of a bulk change not yet

@@ -131,11 +131,11 @@ func TestDeactivationRemovesDeviceConfirmedByCallback(t *testing.T) {
 
 	h.acts.DeleteAfterDeactivation = true
 	for batch := 1; batch <= 3; batch++ {
-		require.Equal(t, db.RequestAccepted, h.mustSubmit(bulk, batch).State)
+		require.Equal(t, db.RequestAccepted, h.mustSendBatch(bulk, batch).State)
 	}
 	// The operator changed the worker's setting before the last batch went.
 	h.acts.DeleteAfterDeactivation = false
-	require.Equal(t, db.RequestAccepted, h.mustSubmit(bulk, 4).State)
+	require.Equal(t, db.RequestAccepted, h.mustSendBatch(bulk, 4).State)
 	require.Equal(t, []bool{true, false, true, false}, h.sentDelete(bulk), "the value resolved at send time")
 
 	removed := append(append([]thingspacesim.DeviceSeed{}, bySetting...), removedByFile)
@@ -157,7 +157,7 @@ func TestDeactivationRemovesDeviceConfirmedByCallback(t *testing.T) {
 			confs = *mustResult[[]api.Confirmation](h, h.acts.StoredConfirmations, id)
 			return len(confs) == 1
 		}, 10*time.Second, 20*time.Millisecond, "callback of %s", d.ICCID)
-		require.Equal(t, api.SourceCallback, confs[0].Source)
+		require.Equal(t, change.ByCallback, confs[0].Source)
 		h.deactivated(id, confs[0])
 	}
 	for _, d := range removed {
@@ -209,8 +209,8 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			cs = append(cs, deactivations(1, nil, removed...)...)
 			cs = append(cs, deactivations(2, ptr(false), kept, vanished)...)
 			bulk, ids := h.newBulk(account, cs...)
-			h.mustSubmit(bulk, 1)
-			h.mustSubmit(bulk, 2)
+			h.mustSendBatch(bulk, 1)
+			h.mustSendBatch(bulk, 2)
 			all := append(append([]thingspacesim.DeviceSeed{}, removed...), kept, vanished)
 			for _, d := range all {
 				h.requestPoll(account, ids[d.ICCID], d.ICCID, "deactivate")
@@ -220,7 +220,7 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			res := h.pollAccount(account)
 			require.Equal(t, activities.PollAccountResult{Waiting: 4, Checked: 4}, res)
 			for _, d := range all {
-				require.Equal(t, string(thingspace.StatePendingDeactivation), h.pollRows()[ids[d.ICCID]].LastState)
+				require.Equal(t, string(change.StatePendingDeactivation), h.pollRows()[ids[d.ICCID]].LastState)
 			}
 
 			for _, d := range removed {
@@ -241,10 +241,10 @@ func TestDeactivationRemovalConfirmedByPolling(t *testing.T) {
 			for _, d := range removed {
 				c := got[workflowOf(ids[d.ICCID])]
 				require.True(t, c.Success, "%s: absent after a removal asked for: confirmed, got %+v", d.ICCID, c)
-				require.Equal(t, api.SourcePoll, c.Source)
+				require.Equal(t, change.ByPoll, c.Source)
 				dc := h.deactivated(ids[d.ICCID], c)
 				require.True(t, dc.RemovedFromThingSpace)
-				require.Equal(t, string(api.SourcePoll), dc.ConfirmedBy)
+				require.Equal(t, string(change.ByPoll), dc.ConfirmedBy)
 				require.NotNil(t, h.removedAt(d.ICCID))
 			}
 			c := got[workflowOf(ids[kept.ICCID])]
@@ -278,7 +278,7 @@ func (h *harness) removeBehindOurBack(iccid string) {
 // The lost-answer path: ThingSpace applied the deactivation with removal
 // but the answer never came. The retry reconciles: the devices are gone
 // from the account, which means the request reached ThingSpace and was
-// applied (they are recorded as submitted, not sent again, not refused as
+// applied (they are recorded as sent, not sent again, not refused as
 // unknown), and polling then confirms them.
 func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 	t.Parallel()
@@ -289,7 +289,7 @@ func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 	devs := devices(3, "8914800921", "active")
 	bulk, ids := h.seededBulk(account, "deactivate", devs...)
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable(), "a lost answer is retried")
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State)
 	var recorded []bool
@@ -303,14 +303,14 @@ func TestDeactivationRemovalReconciledAfterLostAnswer(t *testing.T) {
 
 	h.sim.SetFaults(thingspacesim.Faults{DropCallbackRate: 1})
 	time.Sleep(settle) // an untouched device would be sent again now
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, "RECONCILED", res.ErrorCode)
 	require.Equal(t, 1, h.stats().Requests[epDeactivate], "nothing sent again")
 	for _, d := range devs {
 		require.Equal(t, 1, h.accepted(d.ICCID, "deactivate"))
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status, "%s reached ThingSpace", d.ICCID)
+		require.Equal(t, change.Sent, dc.Status, "%s reached ThingSpace", d.ICCID)
 		require.Nil(t, dc.SyncResult, "no refusal recorded for %s", d.ICCID)
 		h.requestPoll(account, dc.ID, d.ICCID, "deactivate")
 	}

@@ -31,12 +31,13 @@ type DeviceState struct {
 	Outcome       change.Outcome       `json:"outcome,omitempty"`
 	ErrorCode     change.Code          `json:"errorCode,omitempty"`
 	BillingStatus change.BillingStatus `json:"billingStatus"`
-	SubmittedAt   *time.Time           `json:"submittedAt,omitempty"`
+	// SentAt: JSON "submittedAt", the older word, which histories carry.
+	SentAt *time.Time `json:"submittedAt,omitempty"`
 }
 
 // LoadDeviceChange reads a device change with any outcome already known: a
-// synchronous answer recorded at submission, or callbacks stored before the
-// workflow existed.
+// synchronous answer recorded when its request was sent, or callbacks
+// stored before the workflow existed.
 func (a *Activities) LoadDeviceChange(ctx context.Context, id int64) (*DeviceState, error) {
 	dc, err := a.Store.GetDeviceChange(ctx, id)
 	if errors.Is(err, db.ErrNotFound) {
@@ -69,22 +70,22 @@ func deviceState(dc *db.DeviceChange, cbs []db.Callback) *DeviceState {
 		Outcome:       change.Outcome(dc.Outcome),
 		ErrorCode:     dc.ErrorCode,
 		BillingStatus: dc.BillingStatus,
-		SubmittedAt:   dc.SubmittedAt,
+		SentAt:        dc.SentAt,
 	}
 	if dc.SyncResult != nil {
 		st.Sync = &api.Confirmation{
-			Source:       api.SourceSync,
+			Source:       change.BySync,
 			RequestID:    dc.RequestID,
 			Success:      dc.SyncResult.Success,
 			FaultCode:    dc.SyncResult.FaultCode,
 			FaultMessage: dc.SyncResult.FaultMessage,
-			State:        change.State(dc.SyncResult.State),
+			State:        dc.SyncResult.State,
 			MSISDN:       dc.SyncResult.MSISDN,
 		}
 	}
 	st.Stored = make([]api.Confirmation, len(cbs))
 	for i, c := range cbs {
-		st.Stored[i] = c.Stored().Confirmation()
+		st.Stored[i] = CallbackConfirmation(c)
 	}
 	return st
 }
@@ -120,7 +121,7 @@ func (a *Activities) StoredConfirmations(ctx context.Context, id int64) ([]api.C
 	}
 	out := make([]api.Confirmation, len(cbs))
 	for i, c := range cbs {
-		out[i] = c.Stored().Confirmation()
+		out[i] = CallbackConfirmation(c)
 	}
 	return out, nil
 }
@@ -188,9 +189,9 @@ func (a *Activities) CompleteDeviceChange(ctx context.Context, in CompleteInput)
 			reason = thingspace.MetricCode(string(dc.ErrorCode))
 		}
 		a.Metrics.DeviceChanges.WithLabelValues(string(dc.Operation), string(dc.Status), reason).Inc()
-		if dc.SubmittedAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
+		if dc.SentAt != nil && c.ConfirmedAt != nil && in.ConfirmedBy != "" {
 			a.Metrics.ConfirmationSeconds.WithLabelValues(string(dc.Operation), c.ConfirmedBy).
-				Observe(c.ConfirmedAt.Sub(*dc.SubmittedAt).Seconds())
+				Observe(c.ConfirmedAt.Sub(*dc.SentAt).Seconds())
 		}
 	}
 	return &CompleteResult{
@@ -213,9 +214,9 @@ type LookupInput struct {
 
 // DeviceLookup is a device as ThingSpace lists it.
 type DeviceLookup struct {
-	Found  bool   `json:"found"`
-	State  string `json:"state"`
-	MSISDN string `json:"msisdn,omitempty"`
+	Found  bool         `json:"found"`
+	State  change.State `json:"state"`
+	MSISDN string       `json:"msisdn,omitempty"`
 }
 
 // LookupDevice reads one device's state and MSISDN from ThingSpace's device
@@ -241,7 +242,7 @@ func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceL
 	if err != nil {
 		return nil, thingSpaceError("look up "+in.ICCID, err)
 	}
-	return &DeviceLookup{Found: true, State: string(d.State()), MSISDN: d.MSISDN()}, nil
+	return &DeviceLookup{Found: true, State: d.State(), MSISDN: d.MSISDN()}, nil
 }
 
 // PPUUpdateInput names the device change whose PPU is to be sent.
@@ -262,7 +263,7 @@ type PPUUpdateResult struct {
 // PPU update sets an address, it does not change the line's state.
 func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*PPUUpdateResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
-	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), "contactInfo")
+	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), change.AwaitPPUUpdate)
 	if err != nil {
 		return nil, fmt.Errorf("record PPU update: %w", err)
 	}
@@ -271,7 +272,7 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 		return &PPUUpdateResult{RequestID: req.RequestID}, nil
 	case db.RequestRejected:
 		return &PPUUpdateResult{
-			Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(req.ErrorCode),
+			Refusal: &api.Confirmation{Source: change.BySync, FaultCode: change.Code(req.ErrorCode),
 				FaultMessage: req.ErrorMessage},
 		}, nil
 	}
@@ -328,6 +329,6 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	if err := a.Store.MarkSingleRejected(ctx, req, e.ShortCode(), e.Message); err != nil {
 		return nil, err
 	}
-	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: api.SourceSync, FaultCode: change.Code(e.ShortCode()),
+	return &PPUUpdateResult{Refusal: &api.Confirmation{Source: change.BySync, FaultCode: change.Code(e.ShortCode()),
 		FaultMessage: e.Message}}, nil
 }

@@ -48,13 +48,13 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 
 	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
 	first := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Processed,
-		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550301", ConfirmedBy: api.SourceCallback,
+		Outcome: "ACTIVATED", FinalState: change.StateActive, MSISDN: "3125550301", ConfirmedBy: change.ByCallback,
 		ConfirmedAt: at, RequestID: "req-301"})
 	require.Equal(t, &activities.CompleteResult{Status: change.Processed, Outcome: "ACTIVATED", MSISDN: "3125550301",
 		BillingStatus: change.BillingNone}, first)
 
 	second := h.complete(activities.CompleteInput{DeviceChangeID: id, Operation: "activate", Status: change.Failed,
-		ErrorCode: "NOT_CONFIRMED", ErrorMessage: "late", ConfirmedBy: api.SourcePoll, ConfirmedAt: time.Now()})
+		ErrorCode: "NOT_CONFIRMED", ErrorMessage: "late", ConfirmedBy: change.ByPoll, ConfirmedAt: time.Now()})
 	require.Equal(t, first, second, "the first outcome is kept")
 
 	dc := h.change(id)
@@ -62,7 +62,7 @@ func TestCompleteDeviceChangeIsIdempotent(t *testing.T) {
 	require.Equal(t, "ACTIVATED", dc.Outcome)
 	require.Equal(t, "3125550301", dc.MSISDN)
 	require.Empty(t, dc.ErrorCode)
-	require.Equal(t, string(api.SourceCallback), dc.ConfirmedBy)
+	require.Equal(t, string(change.ByCallback), dc.ConfirmedBy)
 	require.NotNil(t, dc.CompletedAt)
 
 	var results []auditRow
@@ -141,7 +141,7 @@ func TestCompleteDeviceChangeUpdatesDevice(t *testing.T) {
 }
 
 // Children start in batch then file order, page by page, only for
-// submitted batches; the bulk change ends with counts taken from its
+// sent batches; the bulk change ends with counts taken from its
 // device changes, and its preactive or pending devices without a site get
 // the default site.
 func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
@@ -192,7 +192,7 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 	p2 := list(api.Cursor{BatchNo: p1[1].BatchNo, Seq: p1[1].Seq}, 2, 2)
 	require.Equal(t, []string{devs[2].ICCID, devs[3].ICCID}, []string{p2[0].ICCID, p2[1].ICCID})
 	p3 := list(api.Cursor{BatchNo: p2[1].BatchNo, Seq: p2[1].Seq}, 2, 2)
-	require.Len(t, p3, 1, "batch 3 is not submitted yet")
+	require.Len(t, p3, 1, "batch 3 is not sent yet")
 	require.Equal(t, devs[4].ICCID, p3[0].ICCID)
 	require.Empty(t, list(api.Cursor{BatchNo: p3[0].BatchNo, Seq: p3[0].Seq}, 2, 2))
 	require.Len(t, list(api.Cursor{BatchNo: p3[0].BatchNo, Seq: p3[0].Seq}, 3, 2), 1)

@@ -49,7 +49,7 @@ func (p *pauseBeforeWrite) Throttled(context.Context, string, time.Duration) {}
 // ("untouched"), claims it and sends it, finds on resuming that its
 // fencing token (the attempt number it claimed) is stale: it does not
 // send, and it does not overwrite the newer attempt's answer.
-func TestSubmitBatchStaleAttemptNeitherSendsNorOverwrites(t *testing.T) {
+func TestSendBatchStaleAttemptNeitherSendsNorOverwrites(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
 	const settle = 300 * time.Millisecond
@@ -67,7 +67,7 @@ func TestSubmitBatchStaleAttemptNeitherSendsNorOverwrites(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, staleErr = env.ExecuteActivity(paused.SubmitBatch, activities.SubmitBatchInput{BulkChangeID: bulk, BatchNo: 1})
+		_, staleErr = env.ExecuteActivity(paused.SendBatch, activities.SendBatchInput{BulkChangeID: bulk, BatchNo: 1})
 	}()
 	select {
 	case <-pause.reached:
@@ -78,7 +78,7 @@ func TestSubmitBatchStaleAttemptNeitherSendsNorOverwrites(t *testing.T) {
 	// The next attempt: the request is SENDING with no trace at ThingSpace;
 	// once the settle time has passed it is sent again, and accepted.
 	time.Sleep(settle + 100*time.Millisecond)
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	h.requireSuspended(res, 1, ids, devs)
 	newer := h.request(bulk, 1)
 	require.Equal(t, db.RequestAccepted, newer.State)
@@ -91,7 +91,7 @@ func TestSubmitBatchStaleAttemptNeitherSendsNorOverwrites(t *testing.T) {
 	require.Equal(t, 1, h.stats().Requests[epSuspend], "the stale attempt sent nothing")
 	for _, d := range devs {
 		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"))
-		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sent, h.change(ids[d.ICCID]).Status)
 		require.Equal(t, res.RequestID, h.change(ids[d.ICCID]).RequestID)
 	}
 	require.Equal(t, newer, h.request(bulk, 1), "the newer attempt's record stands")
@@ -131,12 +131,12 @@ func TestReconcileSettleUsesTheDatabaseClock(t *testing.T) {
 	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
 	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State, "the outcome is unknown")
 
 	h.sim.SetFaults(thingspacesim.Faults{})
-	_, err = h.submit(bulk, 1)
+	_, err = h.sendBatch(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Greater(t, ae.NextRetryDelay(), settle-10*time.Second, "the settle time has only just begun")
@@ -144,6 +144,6 @@ func TestReconcileSettleUsesTheDatabaseClock(t *testing.T) {
 	require.Equal(t, 1, h.stats().Requests[epSuspend], "nothing sent again before the settle time")
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State)
 	for _, d := range devs {
-		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sending, h.change(ids[d.ICCID]).Status)
 	}
 }

@@ -86,7 +86,7 @@ func TestRecoverBulkChangeReadsWhereItStood(t *testing.T) {
 	var rec activities.RecoveredBulk
 	require.NoError(t, h.run(&rec, h.acts.RecoverBulkChange, bulk))
 	require.Equal(t, 2, rec.NextBatch, "batch 1 was sent, batch 2 was not")
-	require.Equal(t, 3, rec.Submitted)
+	require.Equal(t, 3, rec.DevicesSent)
 	require.Equal(t, 1, rec.Unfinished)
 	require.Equal(t, 1, rec.Processed)
 	require.Equal(t, map[change.Code]int{"X": 1}, rec.ErrorsByCode)
@@ -136,7 +136,7 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	require.Contains(t, h.change(ids[devs[1].ICCID]).ErrorMessage, "terminated")
 	require.Equal(t, change.Processed, byICCID[devs[2].ICCID].Status, "an outcome already recorded is kept")
 	require.Equal(t, change.DeviceWorkflowEnded, byICCID[devs[3].ICCID].ErrorCode)
-	require.Equal(t, change.Submitted, h.change(ids[devs[0].ICCID]).Status)
+	require.Equal(t, change.Sent, h.change(ids[devs[0].ICCID]).Status)
 	// Each ended change has its audit result entry.
 	results := 0
 	for _, r := range h.audit(bulk) {

@@ -13,14 +13,14 @@ import (
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
-// submitUntilDone runs SubmitBatch as Temporal would retry it, waiting
+// sendUntilDone runs SendBatch as Temporal would retry it, waiting
 // each failure's retry delay, until it succeeds; it returns the result and
 // how many attempts failed.
-func (h *harness) submitUntilDone(bulk string, batch int) (*activities.SubmitBatchResult, int) {
+func (h *harness) sendUntilDone(bulk string, batch int) (*activities.SendBatchResult, int) {
 	h.t.Helper()
 	for failed := 0; ; failed++ {
 		require.Less(h.t, failed, 10, "the batch gets through")
-		res, err := h.submit(bulk, batch)
+		res, err := h.sendBatch(bulk, batch)
 		if err == nil {
 			return res, failed
 		}
@@ -37,7 +37,7 @@ func (h *harness) submitUntilDone(bulk string, batch int) (*activities.SubmitBat
 // refusal (re-sending found the device already changed and recorded a
 // refusal, ending the device change in ERROR, or had ThingSpace accept the
 // change a second time).
-func TestSubmitBatchGatewayErrorAfterApplyIsReconciled(t *testing.T) {
+func TestSendBatchGatewayErrorAfterApplyIsReconciled(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
@@ -78,18 +78,18 @@ func TestSubmitBatchGatewayErrorAfterApplyIsReconciled(t *testing.T) {
 			require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
 			h.sim.SetFaults(thingspacesim.Faults{GatewayAfterApplyRate: 1})
-			_, err := h.submit(bulk, 1)
+			_, err := h.sendBatch(bulk, 1)
 			require.False(t, appError(t, err).NonRetryable(), "a gateway error is retried")
 			require.Equal(t, 1, h.stats().GatewayAfterApply, "ThingSpace applied the change and answered 502/504")
 			h.sim.SetFaults(thingspacesim.Faults{})
 
-			res, _ := h.submitUntilDone(bulk, 1)
+			res, _ := h.sendUntilDone(bulk, 1)
 			st := h.stats()
 			for _, d := range devs {
 				require.Equal(t, 1, st.AcceptedChanges[d.ICCID][tc.action], "device %s: ThingSpace accepted its change once", d.ICCID)
 				require.Equal(t, 1, st.AppliedChanges[d.ICCID][tc.action], "device %s applied once", d.ICCID)
 				dc := h.change(ids[d.ICCID])
-				require.Equal(t, change.Submitted, dc.Status, "device %s", d.ICCID)
+				require.Equal(t, change.Sent, dc.Status, "device %s", d.ICCID)
 				if dc.SyncResult != nil {
 					require.True(t, dc.SyncResult.Success, "device %s: no refusal recorded for a change ThingSpace applied: %+v",
 						d.ICCID, *dc.SyncResult)

@@ -192,16 +192,16 @@ func mustResult[R any](h *harness, act, in any) *R {
 	return res
 }
 
-func (h *harness) submit(bulkID string, batch int) (*activities.SubmitBatchResult, error) {
+func (h *harness) sendBatch(bulkID string, batch int) (*activities.SendBatchResult, error) {
 	h.t.Helper()
-	in := activities.SubmitBatchInput{BulkChangeID: bulkID, BatchNo: batch}
-	return result[activities.SubmitBatchResult](h, h.acts.SubmitBatch, in)
+	in := activities.SendBatchInput{BulkChangeID: bulkID, BatchNo: batch}
+	return result[activities.SendBatchResult](h, h.acts.SendBatch, in)
 }
 
-func (h *harness) mustSubmit(bulkID string, batch int) *activities.SubmitBatchResult {
+func (h *harness) mustSendBatch(bulkID string, batch int) *activities.SendBatchResult {
 	h.t.Helper()
-	in := activities.SubmitBatchInput{BulkChangeID: bulkID, BatchNo: batch}
-	return mustResult[activities.SubmitBatchResult](h, h.acts.SubmitBatch, in)
+	in := activities.SendBatchInput{BulkChangeID: bulkID, BatchNo: batch}
+	return mustResult[activities.SendBatchResult](h, h.acts.SendBatch, in)
 }
 
 // load runs LoadDeviceChange: the device change as its workflow reads it

@@ -17,7 +17,7 @@ import (
 // refusal is the request's, not one device's: the batch is not split into
 // more requests, every device ends FAILED with the code, and neither the
 // change nor the audit log holds the name.
-func TestSubmitBatchPPUInvalidCharacterIsNotSplit(t *testing.T) {
+func TestSendBatchPPUInvalidCharacterIsNotSplit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	devs := devices(4, "8914800009", "preactive")
@@ -33,7 +33,7 @@ func TestSubmitBatchPPUInvalidCharacterIsNotSplit(t *testing.T) {
 	}
 	bulk, ids := h.newBulk(account, cs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)
 	require.Equal(t, thingspace.CodeInvalidCharacter, res.ErrorCode)
 	require.Equal(t, 1, h.stats().Requests[epActivate], "refused for the request: not split")

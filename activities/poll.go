@@ -331,7 +331,7 @@ func (c *pollCycle) settle(ctx context.Context, p db.PollRequest, d thingspace.D
 	c.res.Checked++
 	conf, done := pollVerdict(p, d, found, time.Now())
 	if !done {
-		return c.a.Store.DeferPoll(ctx, p.DeviceChangeID, p.NextWait(), string(d.State()))
+		return c.a.Store.DeferPoll(ctx, p.DeviceChangeID, p.NextWait(), d.State())
 	}
 	if err := c.a.Temporal.SignalWorkflow(ctx, p.WorkflowID, "", api.ConfirmationSignal, conf); err != nil {
 		var nf *serviceerror.NotFound
@@ -351,8 +351,9 @@ func (c *pollCycle) settle(ctx context.Context, p db.PollRequest, d thingspace.D
 // pollVerdict decides from a device's listed state whether its change is
 // confirmed, failed, or still pending.
 func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Time) (api.Confirmation, bool) {
-	conf := api.Confirmation{Source: api.SourcePoll, RequestID: p.RequestID, At: now}
-	if !found && p.Operation == string(change.Deactivate) && p.DeleteAfterDeactivation {
+	conf := api.Confirmation{Source: change.ByPoll, RequestID: p.RequestID, At: now}
+	op := p.Operation.Operation()
+	if !found && op == change.Deactivate && p.DeleteAfterDeactivation {
 		// Asked to remove the device once deactivated: ThingSpace does so
 		// only when the deactivation is done (while pending the device is
 		// listed), so its absence is the confirmation.
@@ -366,15 +367,15 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 	}
 	st := d.State()
 	conf.State = change.State(st)
-	target := targetState(p.Operation)
-	if p.Operation == "contactInfo" {
+	target := op.Target()
+	if p.Operation == change.AwaitPPUUpdate {
 		// A PPU update leaves the state alone and the device list does not
 		// show the PPU (extendedAttributes are unconfirmed): an active,
 		// settled device is the best evidence there is.
-		target = thingspace.StateActive
+		target = change.StateActive
 	}
 	switch {
-	case st == target && p.Operation == "activate" && activatedBefore(d, p.SubmittedAt):
+	case st == target && op == change.Activate && activatedBefore(d, p.SentAt):
 		// Active since before our request: the DeviceAlreadyActive fault
 		// that would have said so was lost with its callback.
 		conf.FaultCode = thingspace.CodeDeviceAlreadyActive
@@ -404,10 +405,10 @@ func pollVerdict(p db.PollRequest, d thingspace.Device, found bool, now time.Tim
 
 // activatedBefore reports whether the device's last activation predates the
 // request.
-func activatedBefore(d thingspace.Device, submitted *time.Time) bool {
-	if submitted == nil || d.LastActivationDate == "" {
+func activatedBefore(d thingspace.Device, sent *time.Time) bool {
+	if sent == nil || d.LastActivationDate == "" {
 		return false
 	}
 	at, err := time.Parse(time.RFC3339, d.LastActivationDate)
-	return err == nil && at.Before(*submitted)
+	return err == nil && at.Before(*sent)
 }

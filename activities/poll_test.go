@@ -29,7 +29,7 @@ func (h *harness) requestPoll(acct string, id int64, iccid, op string) {
 	require.NoError(
 		h.t,
 		h.run(nil, h.acts.RequestPoll, activities.RequestPollInput{DeviceChangeID: id, AccountName: acct,
-			ICCID: iccid, Operation: op, RequestID: "req-" + itoa(id), WorkflowID: workflowOf(id),
+			ICCID: iccid, Operation: change.Awaited(op), RequestID: "req-" + itoa(id), WorkflowID: workflowOf(id),
 			Interval: pollInterval, MaxInterval: pollMaxInterval}),
 	)
 }
@@ -60,9 +60,9 @@ func (h *harness) pollRows() map[int64]pollRow {
 	return out
 }
 
-// markSubmitted records a device change as accepted by ThingSpace at the
+// markSent records a device change as accepted by ThingSpace at the
 // given time.
-func (h *harness) markSubmitted(id int64, at string) {
+func (h *harness) markSent(id int64, at string) {
 	h.t.Helper()
 	h.exec(
 		`UPDATE device_changes SET status = 'SUBMITTED', request_id = 'req-' || id, submitted_at = `+at+` WHERE id = $1`,
@@ -90,12 +90,12 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 		{seed: finished, op: "suspend", batch: 5}, {seed: unknown, op: "suspend", batch: 6},
 	}
 	bulk, ids := h.newBulk(account, cs...)
-	h.markSubmitted(ids[activated.ICCID], "now() - interval '1 hour'")
-	h.markSubmitted(ids[already.ICCID], "now()")
-	h.markSubmitted(ids[stuck.ICCID], "now()")
-	h.markSubmitted(ids[finished.ICCID], "now()")
-	h.markSubmitted(ids[unknown.ICCID], "now()")
-	require.Equal(t, db.RequestAccepted, h.mustSubmit(bulk, 4).State) // a real suspension: pending at ThingSpace
+	h.markSent(ids[activated.ICCID], "now() - interval '1 hour'")
+	h.markSent(ids[already.ICCID], "now()")
+	h.markSent(ids[stuck.ICCID], "now()")
+	h.markSent(ids[finished.ICCID], "now()")
+	h.markSent(ids[unknown.ICCID], "now()")
+	require.Equal(t, db.RequestAccepted, h.mustSendBatch(bulk, 4).State) // a real suspension: pending at ThingSpace
 	h.temporal.finish(workflowOf(ids[finished.ICCID]))
 
 	for _, c := range cs {
@@ -128,7 +128,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	}
 	require.Len(t, got, 5)
 	for wf, c := range got {
-		require.Equal(t, api.SourcePoll, c.Source, wf)
+		require.Equal(t, change.ByPoll, c.Source, wf)
 		require.Equal(t, "req-"+wf[len("device-change/"):], c.RequestID, wf)
 		require.False(t, c.At.IsZero())
 	}
@@ -167,7 +167,7 @@ func TestPollAccountSignalsConfirmedAndDefersPending(t *testing.T) {
 	require.Len(t, rows, 1)
 	p := rows[ids[pending.ICCID]]
 	require.Equal(t, 1, p.Attempts)
-	require.Equal(t, string(thingspace.StatePendingSuspend), p.LastState)
+	require.Equal(t, string(change.StatePendingSuspend), p.LastState)
 	require.InDelta(t, pollInterval.Seconds(), p.Due.Seconds(), 5)
 
 	// Not due yet: nothing checked, nothing asked of ThingSpace.

@@ -52,7 +52,7 @@ func pageOf(pos int) int { return max(pos-1, 0)/(listPage-1) + 1 }
 func pagesOf(n int) int { return pageOf(n - 1) }
 
 // pollWorld is a harness whose simulated account holds size devices, with
-// one submitted activation per device at the positions and per unknown
+// one sent activation per device at the positions and per unknown
 // device (not at ThingSpace), ready to be registered for polling.
 type pollWorld struct {
 	*harness

@@ -51,8 +51,9 @@ func (a *Activities) reconcile(
 	}
 	states, err := a.deviceStates(ctx, req.AccountName, iccids(devs))
 	if err != nil {
-		return nil, thingSpaceError("reconcile "+req.Operation, err)
+		return nil, thingSpaceError("reconcile "+string(req.Operation), err)
 	}
+	op := req.Operation.Operation()
 	found := make([]db.Reconciled, 0, len(devs))
 	untouched := 0
 	for _, d := range devs {
@@ -62,11 +63,11 @@ func (a *Activities) reconcile(
 		case r.Applied:
 		case listed:
 			st := dev.State()
-			r.Applied = st == targetState(req.Operation) || st == pendingState(req.Operation)
-			if r.Applied && req.Operation == "inventory" {
-				r.Result = &db.SyncResult{Success: true, State: string(st)}
+			r.Applied = st == op.Target() || st == op.Pending()
+			if r.Applied && op == change.Inventory {
+				r.Result = &db.SyncResult{Success: true, State: st}
 			}
-		case removalAsked(req.Operation, d.DeleteAfterDeactivation):
+		case removalAsked(op, d.DeleteAfterDeactivation):
 			r.Applied = true
 		}
 		if !r.Applied {
@@ -107,8 +108,8 @@ func (a *Activities) reconcile(
 // removalAsked reports whether a change's request asked ThingSpace to
 // remove the device once changed: a deactivation sent with
 // deleteAfterDeactivation (sent, the stored value of its last request).
-func removalAsked(op string, sent *bool) bool {
-	return op == string(change.Deactivate) && sent != nil && *sent
+func removalAsked(op change.Operation, sent *bool) bool {
+	return op == change.Deactivate && sent != nil && *sent
 }
 
 func (a *Activities) reconcileSettle() time.Duration {
@@ -191,16 +192,4 @@ func iccids(devs []db.ClaimedDevice) []string {
 		out[i] = d.ICCID
 	}
 	return out
-}
-
-// targetState is the state a successful operation leaves the device in
-// (StateUnknown for an unknown operation), as ThingSpace spells it.
-func targetState(op string) thingspace.State {
-	return thingspace.State(change.Operation(op).Target())
-}
-
-// pendingState is the state a device shows while the operation is under
-// way (StateUnknown for an unknown operation).
-func pendingState(op string) thingspace.State {
-	return thingspace.State(change.Operation(op).Pending())
 }

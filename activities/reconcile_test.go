@@ -27,21 +27,21 @@ func stalled(completion time.Duration) func(*setup) {
 
 // The answer to a state change is lost (ThingSpace applied it, the client
 // timed out): the retry checks the devices at ThingSpace instead of
-// sending again, and records the devices it finds changed as submitted.
-func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
+// sending again, and records the devices it finds changed as sent.
+func TestSendBatchReconcilesLostAnswer(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, stalled(time.Hour))
 	h.acts.ReconcileSettle = 200 * time.Millisecond
 	devs := devices(3, "8914800101", "active")
 	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable(), "a lost answer is retried")
 	req := h.request(bulk, 1)
 	require.Equal(t, db.RequestSending, req.State, "the outcome is unknown: left SENDING")
 	for _, d := range devs {
-		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sending, h.change(ids[d.ICCID]).Status)
 		sd, _ := h.sim.Device(d.ICCID)
 		require.Equal(t, thingspacesim.StatePendingSuspend, sd.State, "ThingSpace applied the change")
 	}
@@ -60,7 +60,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 
 	h.sim.SetFaults(thingspacesim.Faults{})
 	listBefore := h.stats().Requests[epList]
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, "RECONCILED", res.ErrorCode)
 	require.Empty(t, res.RequestID, "the requestId was lost with the answer")
@@ -72,8 +72,8 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	for _, d := range devs {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"])
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status)
-		require.NotNil(t, dc.SubmittedAt)
+		require.Equal(t, change.Sent, dc.Status)
+		require.NotNil(t, dc.SentAt)
 	}
 	req = h.request(bulk, 1)
 	require.Equal(t, db.RequestAccepted, req.State)
@@ -81,7 +81,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 	require.Equal(t, 1, req.Attempts)
 
 	// And it stays that way.
-	require.Equal(t, res, h.mustSubmit(bulk, 1))
+	require.Equal(t, res, h.mustSendBatch(bulk, 1))
 	require.Equal(t, 1, h.stats().Requests[epSuspend])
 }
 
@@ -89,7 +89,7 @@ func TestSubmitBatchReconcilesLostAnswer(t *testing.T) {
 // device with a stored callback, count as reached; a device showing no
 // trace is sent again, but only once ReconcileSettle has passed since the
 // lost attempt (a refusal's callback may still be on its way).
-func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
+func TestSendBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, stalled(time.Hour))
 	const settle = 2 * time.Second
@@ -100,7 +100,7 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	h.seed(moved, called, silent)
 	bulk, ids := h.newBulk(account, changes("suspend", 1, moved, called, silent)...)
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State)
 
@@ -114,7 +114,7 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	require.True(t, first)
 
 	h.sim.SetFaults(thingspacesim.Faults{})
-	_, err = h.submit(bulk, 1)
+	_, err = h.sendBatch(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Positive(t, ae.NextRetryDelay())
@@ -123,18 +123,18 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 	require.Equal(t, db.RequestSending, h.request(bulk, 1).State)
 
 	time.Sleep(ae.NextRetryDelay() + 50*time.Millisecond)
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	st := h.stats()
 	require.Equal(t, 2, st.Requests[epSuspend], "the silent device alone was sent again")
 	for _, d := range []thingspacesim.DeviceSeed{moved, called, silent} {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s accepted once", d.ICCID)
 	}
-	require.Equal(t, change.Submitted, h.change(ids[moved.ICCID]).Status)
-	require.Equal(t, change.Submitted, h.change(ids[called.ICCID]).Status)
+	require.Equal(t, change.Sent, h.change(ids[moved.ICCID]).Status)
+	require.Equal(t, change.Sent, h.change(ids[called.ICCID]).Status)
 	require.Nil(t, h.change(ids[called.ICCID]).SyncResult, "its outcome comes from the stored callback")
 	// Sent alone, the silent device is refused synchronously this time.
 	dc := h.change(ids[silent.ICCID])
-	require.Equal(t, change.Submitted, dc.Status)
+	require.Equal(t, change.Sent, dc.Status)
 	require.NotNil(t, dc.SyncResult)
 	require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 	require.Equal(t, 2, h.request(bulk, 1).Attempts)
@@ -144,7 +144,7 @@ func TestSubmitBatchResendsUntouchedDeviceOnlyAfterSettle(t *testing.T) {
 // A worker dies after recording the request and before sending it: the
 // next attempt finds no trace of it at ThingSpace, waits for the settle
 // time, then sends the batch once.
-func TestSubmitBatchSendsNeverSentRequestAfterSettle(t *testing.T) {
+func TestSendBatchSendsNeverSentRequestAfterSettle(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
 	const settle = 1500 * time.Millisecond
@@ -157,7 +157,7 @@ func TestSubmitBatchSendsNeverSentRequestAfterSettle(t *testing.T) {
 	require.True(t, fresh)
 	require.Len(t, claimed, 2)
 
-	_, err = h.submit(bulk, 1)
+	_, err = h.sendBatch(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Positive(t, ae.NextRetryDelay())
@@ -165,14 +165,14 @@ func TestSubmitBatchSendsNeverSentRequestAfterSettle(t *testing.T) {
 	require.Zero(t, h.stats().Requests[epSuspend])
 
 	time.Sleep(ae.NextRetryDelay() + 50*time.Millisecond)
-	h.requireSuspended(h.mustSubmit(bulk, 1), 1, ids, devs)
+	h.requireSuspended(h.mustSendBatch(bulk, 1), 1, ids, devs)
 	require.Equal(t, 2, h.request(bulk, 1).Attempts)
 }
 
 // A bulk change of an account other than the client's default account:
 // checking its devices at ThingSpace must look in that account, or devices
 // the lost request activated look untouched and are activated again.
-func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
+func TestSendBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	t.Parallel()
 	const other = "0000654321-00001"
 	h := newHarness(t, stalled(-1), func(s *setup) { s.sim.Accounts = []string{account, other} })
@@ -186,7 +186,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	cs := activations("30301", 1, devs...)
 	bulk, ids := h.newBulk(other, cs...)
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	for _, d := range devs {
 		require.Eventually(t, func() bool {
@@ -197,14 +197,14 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 
 	h.sim.SetFaults(thingspacesim.Faults{})
 	time.Sleep(settle + 50*time.Millisecond) // whatever looks untouched may be sent now
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, "RECONCILED", res.ErrorCode)
 	st := h.stats()
 	require.Equal(t, 1, st.Requests[epActivate], "nothing activated twice")
 	for _, d := range devs {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["activate"])
-		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sent, h.change(ids[d.ICCID]).Status)
 	}
 
 	// The device lookup of a device change of that account finds it too.
@@ -212,7 +212,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 	require.NoError(t, h.run(&got, h.acts.LookupDevice, activities.LookupInput{BulkChangeID: bulk,
 		DeviceChangeID: ids[devs[0].ICCID], ICCID: devs[0].ICCID}))
 	sd, _ := h.sim.Device(devs[0].ICCID)
-	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
+	require.Equal(t, activities.DeviceLookup{Found: true, State: change.StateActive, MSISDN: sd.MSISDN}, got)
 	// So does one naming the account itself.
 	got = activities.DeviceLookup{}
 	require.NoError(
@@ -224,7 +224,7 @@ func TestSubmitBatchReconcilesInTheBulkChangesAccount(t *testing.T) {
 		),
 	)
 	sd, _ = h.sim.Device(devs[1].ICCID)
-	require.Equal(t, activities.DeviceLookup{Found: true, State: string(change.StateActive), MSISDN: sd.MSISDN}, got)
+	require.Equal(t, activities.DeviceLookup{Found: true, State: change.StateActive, MSISDN: sd.MSISDN}, got)
 }
 
 // An activation whose answer was lost completes at ThingSpace before the
@@ -245,7 +245,7 @@ func TestPollAfterReconcileSeesOurActivation(t *testing.T) {
 	bulk, ids := h.newBulk(account, c)
 	id := ids[dev.ICCID]
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	require.False(t, appError(t, err).NonRetryable())
 	require.Eventually(t, func() bool {
 		sd, _ := h.sim.Device(dev.ICCID)
@@ -254,7 +254,7 @@ func TestPollAfterReconcileSeesOurActivation(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // the retry comes some time after the activation
 
 	h.sim.SetFaults(thingspacesim.Faults{})
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, "RECONCILED", res.ErrorCode)
 	require.Equal(t, 1, h.accepted(dev.ICCID, "activate"))
 

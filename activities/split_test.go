@@ -83,7 +83,7 @@ func badSuspends(h *harness, n int, prefix, other string) ([]thingspacesim.Devic
 // refusal, every other device is sent exactly once and holds the requestId
 // of the sub-request that carried it, within the log2 bound of rounds and
 // requests. Asking again sends nothing.
-func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
+func TestSendBatchSplitIsolatesRefusedDevices(t *testing.T) {
 	t.Parallel()
 	const other = "0000654321-00001"
 	h := newHarness(t, refusingWhole, func(s *setup) { s.sim.Accounts = []string{account, other} })
@@ -91,7 +91,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 	devs, bad := badSuspends(h, n, "8914800601", other)
 	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State, "the good devices were accepted")
 	require.Equal(t, n, res.Devices)
 	require.Equal(t, n, res.Sent)
@@ -128,7 +128,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
+		require.Equal(t, change.Sent, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
 		if code, ok := bad[d.ICCID]; ok {
 			require.Zero(t, h.accepted(d.ICCID, "suspend"), "refused device %s", d.ICCID)
 			require.NotNil(t, dc.SyncResult, d.ICCID)
@@ -140,7 +140,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 		}
 		require.Equal(t, 1, h.accepted(d.ICCID, "suspend"), "device %s sent once", d.ICCID)
 		require.Nil(t, dc.SyncResult)
-		require.NotNil(t, dc.SubmittedAt)
+		require.NotNil(t, dc.SentAt)
 		require.Contains(t, accepted, dc.RequestID, "device %s holds the requestId of an accepted sub-request", d.ICCID)
 		sd, _ := h.sim.Device(d.ICCID)
 		require.Equal(t, thingspacesim.StatePendingSuspend, sd.State)
@@ -156,7 +156,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 	require.Equal(t, n-len(bad), sum, "the accepted sub-requests carried every good device once")
 
 	// A retried activity (or a restarted worker) sends nothing more.
-	again := h.mustSubmit(bulk, 1)
+	again := h.mustSendBatch(bulk, 1)
 	require.Equal(t, res, again)
 	require.Equal(t, requests, h.stats().Requests[epSuspend])
 }
@@ -165,7 +165,7 @@ func TestSubmitBatchSplitIsolatesRefusedDevices(t *testing.T) {
 // ThingSpace refuses the request with Device.Account.Invalid, a refusal of
 // that device alone, so the batch is split until the device is isolated
 // with the code for its workflow, and every other device is accepted once.
-func TestSubmitBatchSplitIsolatesDeviceOfAnotherAccount(t *testing.T) {
+func TestSendBatchSplitIsolatesDeviceOfAnotherAccount(t *testing.T) {
 	t.Parallel()
 	const other = "0000654321-00001"
 	h := newHarness(t, refusingWhole, func(s *setup) { s.sim.Accounts = []string{account, other} })
@@ -175,13 +175,13 @@ func TestSubmitBatchSplitIsolatesDeviceOfAnotherAccount(t *testing.T) {
 	h.seed(devs...)
 	bulk, ids := h.newBulk(account, changes("suspend", 1, devs...)...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State, "the other devices were accepted")
 	require.Equal(t, thingspace.CodeDeviceAccountInvalid, res.ErrorCode, "the refusal that made the batch split")
 	require.LessOrEqual(t, h.stats().Requests[epSuspend], splitBound(n, 1))
 	for i, d := range devs {
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
+		require.Equal(t, change.Sent, dc.Status, "device %s in flight until its workflow ends it", d.ICCID)
 		if i == foreign {
 			require.Zero(t, h.accepted(d.ICCID, "suspend"))
 			require.Empty(t, dc.RequestID)
@@ -199,7 +199,7 @@ func TestSubmitBatchSplitIsolatesDeviceOfAnotherAccount(t *testing.T) {
 // An activation batch refused because one device is already active: the
 // device is isolated with DeviceAlreadyActive, which its workflow turns
 // into a PPU update, and the others are activated with the batch's plan.
-func TestSubmitBatchSplitActivationAlreadyActive(t *testing.T) {
+func TestSendBatchSplitActivationAlreadyActive(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, refusingWhole)
 	devs := devices(9, "8914800602", "preactive")
@@ -208,7 +208,7 @@ func TestSubmitBatchSplitActivationAlreadyActive(t *testing.T) {
 	cs := activations("92101", 1, devs...)
 	bulk, ids := h.newBulk(account, cs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, thingspace.CodeDeviceAlreadyActive, res.ErrorCode)
 	require.LessOrEqual(t, h.stats().Requests[epActivate], splitBound(len(devs), 1))
@@ -228,7 +228,7 @@ func TestSubmitBatchSplitActivationAlreadyActive(t *testing.T) {
 // A half that ThingSpace refuses for a request-level reason that is not a
 // device's ends its devices as ERROR with the code, as an unsplit batch
 // would; the other half is unaffected.
-func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
+func TestSendBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, refusingWhole)
 	devs := devices(8, "8914800603", "active")
@@ -242,20 +242,20 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 	}
 	h.acts.ThingSpace = h.newThingSpaceClient(ft.install)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	for i, d := range devs {
 		dc := h.change(ids[d.ICCID])
 		switch {
 		case i < 4:
 			require.Equal(t, change.Failed, dc.Status, d.ICCID)
-			require.EqualValues(t, thingspace.ShortCode(thingspacesim.CodeUnexpectedError), dc.ErrorCode)
+			require.EqualValues(t, change.ShortCode(thingspacesim.CodeUnexpectedError), dc.ErrorCode)
 			require.Zero(t, h.accepted(d.ICCID, "suspend"))
 		case i == 6:
-			require.Equal(t, change.Submitted, dc.Status)
+			require.Equal(t, change.Sent, dc.Status)
 			require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 		default:
-			require.Equal(t, change.Submitted, dc.Status)
+			require.Equal(t, change.Sent, dc.Status)
 			require.Equal(t, 1, h.accepted(d.ICCID, "suspend"))
 			require.NotEmpty(t, dc.RequestID)
 		}
@@ -268,7 +268,7 @@ func TestSubmitBatchSplitHalfRefusedForTheRequest(t *testing.T) {
 // stays SENDING and the next attempt reconciles it instead of sending
 // blindly). Whatever the failures, no device is sent twice and the refused
 // ones end isolated.
-func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
+func TestSendBatchSplitSurvivesFailures(t *testing.T) {
 	t.Parallel()
 	const other = "0000654321-00001"
 	h := newHarness(t, refusingWhole, func(s *setup) { s.sim.Accounts = []string{account, other} })
@@ -281,11 +281,11 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	ft := &faultyTransport{path: "/devices/actions/suspend", faults: map[int]string{3: "429", 6: "lost", 9: "502"}}
 	h.acts.ThingSpace = h.newThingSpaceClient(ft.install)
 
-	var res *activities.SubmitBatchResult
+	var res *activities.SendBatchResult
 	failures := 0
 	for attempt := 1; res == nil; attempt++ {
 		require.LessOrEqual(t, attempt, 20, "the batch gets through")
-		r, err := h.submit(bulk, 1)
+		r, err := h.sendBatch(bulk, 1)
 		if err == nil {
 			res = r
 			break
@@ -303,7 +303,7 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 	st := h.stats()
 	for _, d := range devs {
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status, d.ICCID)
+		require.Equal(t, change.Sent, dc.Status, d.ICCID)
 		if code, ok := bad[d.ICCID]; ok {
 			require.Zero(t, st.AcceptedChanges[d.ICCID]["suspend"])
 			require.NotNil(t, dc.SyncResult, d.ICCID)
@@ -336,14 +336,14 @@ func TestSubmitBatchSplitSurvivesFailures(t *testing.T) {
 // active devices) is not isolated device by device: the splitting stops
 // after a round with more than a handful of refusals, far below two
 // requests per device, and nothing is accepted.
-func TestSubmitBatchSplitStopsWhenMostDevicesAreRefused(t *testing.T) {
+func TestSendBatchSplitStopsWhenMostDevicesAreRefused(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, refusingWhole)
 	const n = 1000
 	devs := devices(n, "8914800605", "active")
 	bulk, ids := h.seededBulk(account, "restore", devs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)
 	requests := h.stats().Requests[epRestore]
 	t.Logf("FIGURES split, every device refused: %d devices, %d restore requests", n, requests)
@@ -355,7 +355,7 @@ func TestSubmitBatchSplitStopsWhenMostDevicesAreRefused(t *testing.T) {
 		case change.Failed:
 			require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.ErrorCode)
 			require.Contains(t, dc.ErrorMessage, "too many")
-		case change.Submitted:
+		case change.Sent:
 			require.NotNil(t, dc.SyncResult, "isolated before the splitting stopped")
 			require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 		default:

@@ -16,7 +16,7 @@ import (
 // earlier change of the same device has its callback delivered late. That
 // callback is no proof that the new request reached ThingSpace: the
 // reconciliation finds the device untouched and sends the request, instead
-// of recording the device as submitted and waiting for a confirmation that
+// of recording the device as sent and waiting for a confirmation that
 // never comes (or taking the old callback's verdict for the new change).
 func TestStaleCallbackOfEarlierChangeIsNoProofOfLostRequest(t *testing.T) {
 	t.Parallel()
@@ -47,12 +47,12 @@ func TestStaleCallbackOfEarlierChangeIsNoProofOfLostRequest(t *testing.T) {
 	require.True(t, first)
 
 	time.Sleep(300 * time.Millisecond)
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.NotEmpty(t, res.RequestID, "sent, with ThingSpace's requestId")
 	require.Equal(t, 1, h.stats().Requests[epSuspend], "the new change was sent")
 	dc := h.change(ids[dev.ICCID])
-	require.Equal(t, change.Submitted, dc.Status)
+	require.Equal(t, change.Sent, dc.Status)
 	require.Equal(t, res.RequestID, dc.RequestID)
 	st := h.load(ids[dev.ICCID])
 	require.Empty(t, st.Stored, "the earlier request's callback is not the new change's")

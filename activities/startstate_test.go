@@ -41,8 +41,8 @@ func TestListDevicesToStartWithStateIsWhatTheChildWouldRead(t *testing.T) {
 		byICCID[d.ICCID] = d.Known
 	}
 	require.False(t, byICCID[devs[0].ICCID].Complete(), "still waiting: the child reads the change at start")
-	require.Equal(t, api.SourceCallback, byICCID[devs[1].ICCID].Confirmation.Source)
-	require.Equal(t, api.SourceSync, byICCID[devs[2].ICCID].Confirmation.Source)
+	require.Equal(t, change.ByCallback, byICCID[devs[1].ICCID].Confirmation.Source)
+	require.Equal(t, change.BySync, byICCID[devs[2].ICCID].Confirmation.Source)
 	require.Equal(t, change.Code("REQUEST_FAILED.DeviceNotFound"), byICCID[devs[2].ICCID].Confirmation.FaultCode)
 	require.True(t, byICCID[devs[3].ICCID].Final)
 

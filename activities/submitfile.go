@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -82,7 +83,7 @@ func (a *Activities) SubmitFile(ctx context.Context, in SubmitFileInput) (*api.S
 		req.BatchSize = in.Input.BatchSize
 	}
 	if req.DefaultOperation != "" {
-		if _, err := changefile.ParseOperation(req.DefaultOperation); err != nil {
+		if _, err := change.ParseOperation(req.DefaultOperation); err != nil {
 			return nil, permanent(ErrTypeInvalidData, "defaultOperation: %v", err)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -420,7 +421,7 @@ func (r *Receiver) signal(ctx context.Context, cb *db.Callback, timeout time.Dur
 		r.signalResult(ctx, cb, "unmatched")
 		return nil
 	}
-	conf := cb.Stored().Confirmation()
+	conf := activities.CallbackConfirmation(*cb)
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := r.Temporal.SignalWorkflow(

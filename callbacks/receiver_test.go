@@ -105,7 +105,7 @@ func TestCallbackStoredThenSignalled(t *testing.T) {
 	c := sig.signals[0].Conf
 	require.True(t, c.Success)
 	require.Equal(t, req1, c.RequestID)
-	require.Equal(t, api.SourceCallback, c.Source)
+	require.Equal(t, change.ByCallback, c.Source)
 	cbs, err := st.StoredCallbacks(context.Background(), mustChange(t, st, bulkID))
 	require.NoError(t, err)
 	require.Len(t, cbs, 1)

@@ -46,7 +46,21 @@ const (
 	StatePendingResume       State = "pending_resume"
 	StatePendingDeactivation State = "pending_deactivation"
 	StatePendingPreActive    State = "pending_preactive"
+	// StatePendingOther: ThingSpace shows a pending state for a change the
+	// product does not make (e.g. "pending mdn change").
+	StatePendingOther State = "pending"
 )
+
+// Pending reports whether the state is transitional: a change is under way
+// and any other change fails meanwhile.
+func (s State) Pending() bool {
+	switch s {
+	case StatePendingActivation, StatePendingSuspend, StatePendingResume,
+		StatePendingDeactivation, StatePendingPreActive, StatePendingOther:
+		return true
+	}
+	return false
+}
 
 // Outcome is how a successful device change ended.
 type Outcome string
@@ -115,13 +129,41 @@ func (o Operation) Pending() State {
 // Outcome is what a successful change of this operation records.
 func (o Operation) Outcome() Outcome { return operationFacts[o].outcome }
 
-// ParseOperation reads an operation as written in a file.
+// deactiveAlias is how the predecessor system spelled deactivate (after
+// ThingSpace's state name "deactive"); files exported from it still use it.
+const deactiveAlias = "deactive"
+
+// maxQuoted is the most characters of an unknown operation quoted back in
+// an error: the text may be a whole mistyped cell.
+const maxQuoted = 40
+
+// ParseOperation reads an operation as an operator typed it: a file's
+// operation column, a default operation. Case and surrounding spaces are
+// ignored because files are typed by hand and come out of spreadsheets.
 func ParseOperation(s string) (Operation, error) {
-	o := Operation(s)
-	if !o.Valid() {
-		return "", fmt.Errorf("unknown operation %q (activate, suspend, restore, deactivate or inventory)", s)
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == deactiveAlias {
+		return Deactivate, nil
 	}
-	return o, nil
+	if o := Operation(t); o.Valid() {
+		return o, nil
+	}
+	if t == "" {
+		return "", fmt.Errorf("operation is empty; valid values: %s", OperationNames())
+	}
+	if r := []rune(s); len(r) > maxQuoted {
+		s = string(r[:maxQuoted]) + "…"
+	}
+	return "", fmt.Errorf("unknown operation %q; valid values: %s", s, OperationNames())
+}
+
+// OperationNames lists the operations for a message, in Operations' order.
+func OperationNames() string {
+	names := make([]string, len(Operations))
+	for i, o := range Operations {
+		names[i] = string(o)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Awaited names what a device's workflow waits to have confirmed: the state
@@ -147,14 +189,19 @@ func (w Awaited) Operation() Operation {
 // Status is where a device change stands.
 type Status string
 
-// Device change statuses. SUBMITTING and SUBMITTED are "in flight": a state
-// change may be under way at ThingSpace.
+// Device change statuses. Sending and Sent are "in flight": a state change
+// may be under way at ThingSpace. Their stored values still say SUBMITTING
+// and SUBMITTED, the words of an older spelling in which sending a batch to
+// ThingSpace was "submitting" it: PostgreSQL rows, recorded histories and
+// operators' queries hold them, so the values stay.
 const (
-	Pending    Status = "PENDING"
-	Submitting Status = "SUBMITTING"
-	Submitted  Status = "SUBMITTED"
-	Processed  Status = "PROCESSED"
-	Failed     Status = "ERROR"
+	Pending Status = "PENDING"
+	// Sending: taken into a ThingSpace request whose answer has not come.
+	Sending Status = "SUBMITTING"
+	// Sent: ThingSpace accepted the request; its confirmation is awaited.
+	Sent      Status = "SUBMITTED"
+	Processed Status = "PROCESSED"
+	Failed    Status = "ERROR"
 	// Cancelled: never sent; an operator cancelled its bulk change.
 	Cancelled Status = "CANCELLED"
 )
@@ -162,7 +209,9 @@ const (
 // Final reports whether the device change has its outcome.
 func (s Status) Final() bool { return s == Processed || s == Failed || s == Cancelled }
 
-// BulkStatus is where a bulk change stands.
+// BulkStatus is where a bulk change stands, as operators see it:
+// bulk_changes.status, the BulkChangeStatus search attribute, the status of
+// the progress query and of operators' requests.
 type BulkStatus string
 
 // Bulk change statuses.
@@ -207,8 +256,10 @@ const (
 	DailyLimit Code = "DAILY_LIMIT"
 	// AuthFailed: ThingSpace refused the account's credentials.
 	AuthFailed Code = "AUTH_FAILED"
-	// SubmitFailed: the request carrying the device could not be sent.
-	SubmitFailed Code = "SUBMIT_FAILED"
+	// SendFailed: the request carrying the device could not be sent. The
+	// value keeps the older word (stored rows, metrics and histories carry
+	// it).
+	SendFailed Code = "SUBMIT_FAILED"
 	// NotConfirmed: neither a callback nor polling confirmed the change in
 	// time.
 	NotConfirmed Code = "NOT_CONFIRMED"
@@ -282,7 +333,8 @@ const (
 
 // ShortCode is a ThingSpace error or fault code without the prefix the
 // gateway sometimes puts in front ("UnifiedWebService.REQUEST_FAILED.X" →
-// "REQUEST_FAILED.X"), the form device changes record.
+// "REQUEST_FAILED.X"), the form device changes record. Codes are stable
+// across releases; messages are not, so callers match on this.
 func ShortCode(code string) string {
 	for _, marker := range []string{"REQUEST_FAILED.", "INPUT_INVALID.", "SYSTEM_ERROR."} {
 		if i := strings.Index(code, marker); i >= 0 {

@@ -74,7 +74,7 @@ func checkBilling(e *rowErrors) *Billing {
 // positiveInt parses a whole number > 0. Only plain digits are accepted:
 // strconv alone would also take "+5", and a sign is never meant in an ID.
 func positiveInt(s string) (int64, bool) {
-	if !luhn.All(s) {
+	if !luhn.AllDigits(s) {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(s, 10, 64)

@@ -1,6 +1,10 @@
 package changefile
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/iot-ops/tsbulk/change"
+)
 
 // column is one input field. CSV headers and JSON keys use the same names so
 // operators can switch formats without relearning them. The declaration order
@@ -77,12 +81,12 @@ func validColumns() string { return strings.Join(columnNames[:], ", ") }
 // onlyFor names the one operation that reads c, or "" when every operation
 // does. A value in a column its row's operation ignores is reported, so an
 // operator never believes a setting was applied when it was not.
-func (c column) onlyFor() Operation {
+func (c column) onlyFor() change.Operation {
 	switch {
 	case c == colServicePlan, c == colMdnZipCode, c == colSkuNumber, c >= colPPUFirstName && c <= colRevRates:
-		return OpActivate
+		return change.Activate
 	case c == colReasonCode, c == colEtfWaiver, c == colDeleteAfter:
-		return OpDeactivate
+		return change.Deactivate
 	}
 	return ""
 }

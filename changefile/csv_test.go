@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 func TestParseCSVValidSample(t *testing.T) {
@@ -19,7 +21,7 @@ func TestParseCSVValidSample(t *testing.T) {
 		DeviceRequest{
 			Row:         3,
 			ICCID:       iccidB,
-			Operation:   OpActivate,
+			Operation:   change.Activate,
 			ServicePlan: "m2m_4G",
 			MdnZipCode:  "98801",
 			SkuNumber:   "SM-T387VZKAVZW",
@@ -27,16 +29,16 @@ func TestParseCSVValidSample(t *testing.T) {
 		},
 		reqs[1],
 	)
-	assert.Equal(t, DeviceRequest{Row: 4, ICCID: iccidC, Operation: OpSuspend}, reqs[2])
+	assert.Equal(t, DeviceRequest{Row: 4, ICCID: iccidC, Operation: change.Suspend}, reqs[2])
 	// Line 5 is blank, so restore is on line 6.
-	assert.Equal(t, DeviceRequest{Row: 6, ICCID: iccidD, Operation: OpRestore}, reqs[3])
+	assert.Equal(t, DeviceRequest{Row: 6, ICCID: iccidD, Operation: change.Restore}, reqs[3])
 	assert.Equal(
 		t,
-		DeviceRequest{Row: 7, ICCID: iccidE, Operation: OpDeactivate, ReasonCode: "FF", EtfWaiver: true},
+		DeviceRequest{Row: 7, ICCID: iccidE, Operation: change.Deactivate, ReasonCode: "FF", EtfWaiver: true},
 		reqs[4],
 	)
-	assert.Equal(t, DeviceRequest{Row: 8, ICCID: iccid19A, Operation: OpDeactivate, ReasonCode: "FF"}, reqs[5])
-	assert.Equal(t, DeviceRequest{Row: 9, ICCID: iccid19B, IMEI: imeiB, Operation: OpInventory}, reqs[6])
+	assert.Equal(t, DeviceRequest{Row: 8, ICCID: iccid19A, Operation: change.Deactivate, ReasonCode: "FF"}, reqs[5])
+	assert.Equal(t, DeviceRequest{Row: 9, ICCID: iccid19B, IMEI: imeiB, Operation: change.Inventory}, reqs[6])
 
 	assert.NotEqual(t, reqs[0].BatchKey(), reqs[1].BatchKey(), "the SKU is request-level: it splits batches")
 	noSKU := reqs[1]
@@ -103,17 +105,17 @@ func TestParseCSVBOMUppercaseHeaderAndDefaultOperation(t *testing.T) {
 	text := "\uFEFF ICCID , Operation,IMEI\n" +
 		iccidA + ",,\n" +
 		iccidB + ",RESTORE," + imeiWiki + "\n"
-	reqs, err := parseCSV(t, text, Options{DefaultOperation: OpSuspend})
+	reqs, err := parseCSV(t, text, Options{DefaultOperation: change.Suspend})
 	require.NoError(t, err)
 	assert.Equal(t, []DeviceRequest{
-		{Row: 2, ICCID: iccidA, Operation: OpSuspend},
-		{Row: 3, ICCID: iccidB, IMEI: imeiWiki, Operation: OpRestore},
+		{Row: 2, ICCID: iccidA, Operation: change.Suspend},
+		{Row: 3, ICCID: iccidB, IMEI: imeiWiki, Operation: change.Restore},
 	}, reqs)
 
 	// Without an operation column every row takes the default.
-	reqs, err = parseCSV(t, "iccid\n"+iccidA+"\n", Options{DefaultOperation: OpDeactivate})
+	reqs, err = parseCSV(t, "iccid\n"+iccidA+"\n", Options{DefaultOperation: change.Deactivate})
 	require.NoError(t, err)
-	assert.Equal(t, []DeviceRequest{{Row: 2, ICCID: iccidA, Operation: OpDeactivate, ReasonCode: "FF"}}, reqs)
+	assert.Equal(t, []DeviceRequest{{Row: 2, ICCID: iccidA, Operation: change.Deactivate, ReasonCode: "FF"}}, reqs)
 
 	// And without a default, it is an error on each row.
 	_, err = parseCSV(t, "iccid\n"+iccidA+"\n"+iccidB+"\n", Options{})
@@ -498,7 +500,7 @@ func TestParseCSVOperationRules(t *testing.T) {
 			name: "deactivate with code and waiver",
 			kv:   []string{"iccid", iccidA, "operation", "DEACTIVE", "reason_code", "a1", "etf_waiver", "TRUE"},
 			check: func(t *testing.T, r DeviceRequest) {
-				assert.Equal(t, OpDeactivate, r.Operation)
+				assert.Equal(t, change.Deactivate, r.Operation)
 				assert.Equal(t, "A1", r.ReasonCode)
 				assert.True(t, r.EtfWaiver)
 			},

@@ -73,14 +73,11 @@ func canonicalRank(field string) int {
 	return int(numColumns)
 }
 
-// maxFieldRef is the most operator text (a header name, a JSON key, an
-// operation) quoted back in one message, so a value pasted into the wrong
-// place cannot flood the error list.
+// maxFieldRef is the most operator text (a header name, a JSON key) quoted
+// back in one message, so a value pasted into the wrong place cannot flood
+// the error list. An unknown operation is clipped alike by
+// change.ParseOperation.
 const maxFieldRef = 40
-
-// quoteClipped quotes operator text for an error message, cut short so a
-// value pasted into the wrong column cannot flood the message.
-func quoteClipped(s string) string { return fmt.Sprintf("%q", clip(s, maxFieldRef)) }
 
 // clip shortens text quoted back to the operator.
 func clip(s string, maxRunes int) string {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // maxFuzzInput bounds one input so that every iteration is quick; long
@@ -33,8 +35,8 @@ func addSeeds(f *testing.F, seeds []string) {
 // "too many rows" path is exercised too.
 func fuzzOptions(b uint8) Options {
 	var opt Options
-	if i := int(b & 7); i >= 1 && i <= len(Operations) {
-		opt.DefaultOperation = Operations[i-1]
+	if i := int(b & 7); i >= 1 && i <= len(change.Operations) {
+		opt.DefaultOperation = change.Operations[i-1]
 	}
 	if b&8 != 0 {
 		opt.MaxRows = 3

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // want is an expected problem: row, field and a fragment of the message.
@@ -75,7 +77,7 @@ func sampleActivation() DeviceRequest {
 		Row:         2,
 		ICCID:       iccidA,
 		IMEI:        imeiWiki,
-		Operation:   OpActivate,
+		Operation:   change.Activate,
 		ServicePlan: "m2m_4G",
 		MdnZipCode:  "98801",
 		PPU: &PPU{

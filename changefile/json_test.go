@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 func TestParseJSONValidSampleMatchesCSV(t *testing.T) {
@@ -139,7 +141,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 			name: "nulls are empty",
 			json: `[{"iccid":"` + iccidA + `","operation":null,"imei":null,"ppu_city":null,"rev_rates":null}]`,
 			check: func(t *testing.T, reqs []DeviceRequest) {
-				assert.Equal(t, []DeviceRequest{{Row: 1, ICCID: iccidA, Operation: OpRestore}}, reqs)
+				assert.Equal(t, []DeviceRequest{{Row: 1, ICCID: iccidA, Operation: change.Restore}}, reqs)
 			},
 		},
 		{
@@ -199,7 +201,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 			check: func(t *testing.T, reqs []DeviceRequest) {
 				assert.Equal(
 					t,
-					[]DeviceRequest{{Row: 1, ICCID: iccidA, Operation: OpDeactivate, ReasonCode: "FF"}},
+					[]DeviceRequest{{Row: 1, ICCID: iccidA, Operation: change.Deactivate, ReasonCode: "FF"}},
 					reqs,
 				)
 			},
@@ -213,7 +215,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reqs, err := parseJSON(t, tt.json, Options{DefaultOperation: OpRestore})
+			reqs, err := parseJSON(t, tt.json, Options{DefaultOperation: change.Restore})
 			if len(tt.wants) > 0 {
 				requireProblems(t, err, tt.wants...)
 				return
@@ -228,7 +230,7 @@ func TestParseJSONKeysAndTypes(t *testing.T) {
 
 func TestParseJSONRowLimit(t *testing.T) {
 	text := `[{"iccid":"` + iccidA + `"},{"iccid":"` + iccidB + `"},{"iccid":"bad"}]`
-	_, err := parseJSON(t, text, Options{DefaultOperation: OpSuspend, MaxRows: 2})
+	_, err := parseJSON(t, text, Options{DefaultOperation: change.Suspend, MaxRows: 2})
 	requireProblems(t, err, want{0, "", "file has 3 device rows; at most 2"})
 }
 
@@ -241,7 +243,7 @@ func TestParseJSONSyntaxErrorsArePlain(t *testing.T) {
 		"missing comma": `[{"iccid":"1"} {"iccid":"2"}]`,
 		"trailing data": `[{"iccid":"` + iccidA + `"}] []`,
 	} {
-		_, err := parseJSON(t, text, Options{DefaultOperation: OpSuspend})
+		_, err := parseJSON(t, text, Options{DefaultOperation: change.Suspend})
 		require.Error(t, err, name)
 		var ve *ValidationError
 		assert.False(t, errors.As(err, &ve), "%s: %v", name, err)

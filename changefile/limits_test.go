@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // A file larger than MaxFileBytes is refused as it is read, naming the line
@@ -50,7 +52,7 @@ func TestLineLengthBound(t *testing.T) {
 	requireProblems(t, err, want{2, "iccid", ""}, want{3, "", "line is longer than 100 bytes"})
 
 	// The default bound lets every real row through and stops a megabyte.
-	_, err = parseCSV(t, "iccid\n"+strings.Repeat("8", 1<<20)+"\n", Options{DefaultOperation: OpSuspend})
+	_, err = parseCSV(t, "iccid\n"+strings.Repeat("8", 1<<20)+"\n", Options{DefaultOperation: change.Suspend})
 	requireProblems(t, err, want{2, "", fmt.Sprintf("longer than %d bytes", DefaultMaxLineBytes)})
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // ---- accepted rows ----
@@ -172,12 +174,12 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 			bad("IMEI %q is neither 15 digits with a valid Luhn digit nor 16 digits (IMEISV)", r.IMEI)
 		}
 		switch r.Operation {
-		case OpActivate, OpSuspend, OpRestore, OpDeactivate, OpInventory:
+		case change.Activate, change.Suspend, change.Restore, change.Deactivate, change.Inventory:
 		default:
 			bad("operation %q", r.Operation)
 		}
 
-		if r.Operation == OpActivate {
+		if r.Operation == change.Activate {
 			if r.ServicePlan == "" {
 				bad("activation without service plan")
 			}
@@ -198,7 +200,7 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 			bad("activation fields on a %s row", r.Operation)
 		}
 
-		if r.Operation == OpDeactivate {
+		if r.Operation == change.Deactivate {
 			if len(r.ReasonCode) != 2 || strings.ToUpper(r.ReasonCode) != r.ReasonCode ||
 				!isWordByte(r.ReasonCode[0]) ||
 				!isWordByte(r.ReasonCode[1]) ||
@@ -274,21 +276,21 @@ func checkAccepted(t *testing.T, reqs []DeviceRequest) {
 
 // operationOf is what an operation cell asks for, per the README: one of the
 // five names in any case, "deactive" for deactivate, empty for the default.
-func operationOf(cell string, def Operation) (Operation, bool) {
+func operationOf(cell string, def change.Operation) (change.Operation, bool) {
 	switch s := strings.ToLower(strings.TrimSpace(cell)); s {
 	case "":
 		return def, def != ""
 	case "deactive":
-		return OpDeactivate, true
+		return change.Deactivate, true
 	case "activate", "suspend", "restore", "deactivate", "inventory":
-		return Operation(s), true
+		return change.Operation(s), true
 	}
 	return "", false
 }
 
 // checkRowMatches compares an accepted request with the values its row
 // holds, so that a row is never silently mixed up with another column or row.
-func checkRowMatches(t *testing.T, r DeviceRequest, cells map[string]string, def Operation) {
+func checkRowMatches(t *testing.T, r DeviceRequest, cells map[string]string, def change.Operation) {
 	t.Helper()
 	if r.ICCID != cells["iccid"] || r.IMEI != cells["imei"] {
 		t.Fatalf(
@@ -304,11 +306,11 @@ func checkRowMatches(t *testing.T, r DeviceRequest, cells map[string]string, def
 	if !ok || op != r.Operation {
 		t.Fatalf("row %d: accepted operation %q for cell %q (default %q)", r.Row, r.Operation, cells["operation"], def)
 	}
-	if r.Operation == OpDeactivate && (r.DeleteAfterDeactivation == nil) != (cells["delete_after_deactivation"] == "") {
+	if r.Operation == change.Deactivate && (r.DeleteAfterDeactivation == nil) != (cells["delete_after_deactivation"] == "") {
 		t.Fatalf("row %d: delete_after_deactivation %q accepted as %v", r.Row, cells["delete_after_deactivation"],
 			r.DeleteAfterDeactivation)
 	}
-	if r.Operation != OpActivate {
+	if r.Operation != change.Activate {
 		return
 	}
 	if r.ServicePlan != cells["service_plan"] || r.MdnZipCode != cells["mdn_zip_code"] ||

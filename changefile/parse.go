@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // defaultMaxRows bounds one file: large enough for any real fleet change,
@@ -20,7 +22,7 @@ const defaultMaxRows = 200000
 type Options struct {
 	// DefaultOperation applies to rows that leave operation empty, so a file
 	// that changes every device the same way needs no operation column.
-	DefaultOperation Operation
+	DefaultOperation change.Operation
 	// MaxRows is the most device rows one file may hold; 0 means 200000.
 	MaxRows int
 	// MaxFileBytes is the largest file read; 0 means DefaultMaxFileBytes.

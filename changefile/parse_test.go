@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 func TestParseFileChoosesFormatByExtension(t *testing.T) {
@@ -19,16 +21,16 @@ func TestParseFileChoosesFormatByExtension(t *testing.T) {
 		return p
 	}
 
-	reqs, err := ParseFile(write("UPPER.CSV", "iccid\n"+iccidA+"\n"), Options{DefaultOperation: OpSuspend})
+	reqs, err := ParseFile(write("UPPER.CSV", "iccid\n"+iccidA+"\n"), Options{DefaultOperation: change.Suspend})
 	require.NoError(t, err)
 	assert.Len(t, reqs, 1)
 
-	reqs, err = ParseFile(write("x.Json", `[{"iccid":"`+iccidA+`"}]`), Options{DefaultOperation: OpSuspend})
+	reqs, err = ParseFile(write("x.Json", `[{"iccid":"`+iccidA+`"}]`), Options{DefaultOperation: change.Suspend})
 	require.NoError(t, err)
 	assert.Len(t, reqs, 1)
 
 	for _, name := range []string{"devices.txt", "devices.xlsx", "devices"} {
-		_, err = ParseFile(write(name, "iccid\n"+iccidA+"\n"), Options{DefaultOperation: OpSuspend})
+		_, err = ParseFile(write(name, "iccid\n"+iccidA+"\n"), Options{DefaultOperation: change.Suspend})
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), "use .csv or .json", name)
 	}
@@ -38,7 +40,7 @@ func TestParseFileChoosesFormatByExtension(t *testing.T) {
 	assert.True(t, errors.Is(err, os.ErrNotExist))
 
 	// Validation problems come back unwrapped; read failures carry the path.
-	_, err = ParseFile(write("bad.csv", "iccid\nnope\n"), Options{DefaultOperation: OpSuspend})
+	_, err = ParseFile(write("bad.csv", "iccid\nnope\n"), Options{DefaultOperation: change.Suspend})
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)
 	_, err = ParseFile(write("broken.json", "[{"), Options{})

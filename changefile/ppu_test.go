@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 func goodPPU() PPU {
@@ -175,7 +177,7 @@ func TestNormalizePPU(t *testing.T) {
 
 func TestPPUIsRedactedWhenPrinted(t *testing.T) {
 	p := goodPPU()
-	req := DeviceRequest{ICCID: iccidA, Operation: OpActivate, PPU: &p}
+	req := DeviceRequest{ICCID: iccidA, Operation: change.Activate, PPU: &p}
 	var logged bytes.Buffer
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("request", "ppu", p, "req", req)
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("request", "ppu", p)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"hash"
 	"strconv"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // defaultReasonCode is ThingSpace's only documented deactivation reason
@@ -27,7 +29,7 @@ type DeviceRequest struct {
 	// operator: the CSV line number (header = 1) or the 1-based JSON index.
 	Row         int
 	ICCID, IMEI string
-	Operation   Operation
+	Operation   change.Operation
 
 	ServicePlan, MdnZipCode string // activate only
 	// SkuNumber (activate only, optional) is the 4G device type's SKU,
@@ -61,7 +63,7 @@ func (r DeviceRequest) BatchKey() string {
 	put("tsbulk.batch.v2") // bump if the encoding changes, so old and new keys never collide
 	put(string(r.Operation))
 	switch r.Operation {
-	case OpActivate:
+	case change.Activate:
 		put(r.ServicePlan)
 		put(r.MdnZipCode)
 		put(r.SkuNumber)
@@ -83,7 +85,7 @@ func (r DeviceRequest) BatchKey() string {
 				put(f)
 			}
 		}
-	case OpDeactivate:
+	case change.Deactivate:
 		code := r.ReasonCode
 		if code == "" {
 			code = defaultReasonCode // an unset code is sent as FF, so it batches with FF

@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 func TestBatchKey(t *testing.T) {
 	activate := sampleActivation()
-	deactivate := DeviceRequest{Row: 3, ICCID: iccidB, Operation: OpDeactivate, ReasonCode: "FF"}
+	deactivate := DeviceRequest{Row: 3, ICCID: iccidB, Operation: change.Deactivate, ReasonCode: "FF"}
 
 	key := activate.BatchKey()
 	assert.Len(t, key, 64)
@@ -46,12 +48,12 @@ func TestBatchKey(t *testing.T) {
 	same("deactivate default reason", deactivate, with(deactivate, func(r *DeviceRequest) { r.ReasonCode = "" }))
 	same(
 		"suspend ignores activate fields",
-		DeviceRequest{Operation: OpSuspend, ICCID: iccidA},
-		DeviceRequest{Operation: OpSuspend, ICCID: iccidB, ServicePlan: "x"},
+		DeviceRequest{Operation: change.Suspend, ICCID: iccidA},
+		DeviceRequest{Operation: change.Suspend, ICCID: iccidB, ServicePlan: "x"},
 	)
 
 	// Request-level fields do.
-	differ("operation", DeviceRequest{Operation: OpSuspend}, DeviceRequest{Operation: OpRestore})
+	differ("operation", DeviceRequest{Operation: change.Suspend}, DeviceRequest{Operation: change.Restore})
 	differ("service plan", activate, with(activate, func(r *DeviceRequest) { r.ServicePlan = "m2m_5G" }))
 	differ("mdn zip", activate, with(activate, func(r *DeviceRequest) { r.MdnZipCode = "98802" }))
 	differ("no PPU", activate, with(activate, func(r *DeviceRequest) { r.PPU = nil }))

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/luhn"
 )
 
@@ -53,7 +54,7 @@ func (e *rowErrors) fail(c column, format string, args ...any) {
 // validator checks rows one at a time and remembers what it needs across
 // rows (row count, ICCIDs seen), so a file is validated in a single pass.
 type validator struct {
-	defaultOp Operation
+	defaultOp change.Operation
 	maxRows   int
 	rows      int
 	seen      map[string]int // ICCID → first row it was on
@@ -66,7 +67,7 @@ func newValidator(opt Options) (*validator, error) {
 		return nil, fmt.Errorf(
 			"bulkchange: invalid default operation %q; valid values: %s",
 			opt.DefaultOperation,
-			validOperations(),
+			change.OperationNames(),
 		)
 	}
 	maxRows := opt.MaxRows
@@ -135,9 +136,9 @@ func (v *validator) add(rec *record) {
 			}
 		}
 		switch op {
-		case OpActivate:
+		case change.Activate:
 			checkActivate(e, &req)
-		case OpDeactivate:
+		case change.Deactivate:
 			checkDeactivate(e, &req)
 		}
 	}
@@ -171,19 +172,19 @@ func (v *validator) checkICCID(e *rowErrors) {
 // operation resolves the row's operation. ok is false when it is missing or
 // unknown; the operation-specific checks are then skipped, since which
 // fields are required depends on it.
-func (v *validator) operation(e *rowErrors) (Operation, bool) {
+func (v *validator) operation(e *rowErrors) (change.Operation, bool) {
 	if e.rec.bad[colOperation] {
 		return "", false
 	}
 	text := e.rec.val[colOperation]
 	if text == "" {
 		if v.defaultOp == "" {
-			e.fail(colOperation, "is required (no default operation was chosen); valid values: %s", validOperations())
+			e.fail(colOperation, "is required (no default operation was chosen); valid values: %s", change.OperationNames())
 			return "", false
 		}
 		return v.defaultOp, true
 	}
-	op, err := ParseOperation(text)
+	op, err := change.ParseOperation(text)
 	if err != nil {
 		e.fail(colOperation, "%s", err)
 		return "", false
@@ -204,7 +205,7 @@ func checkActivate(e *rowErrors, req *DeviceRequest) {
 	req.MdnZipCode = rec.val[colMdnZipCode]
 	if req.MdnZipCode == "" {
 		e.fail(colMdnZipCode, "is required for activate (the ZIP code the phone number is taken from)")
-	} else if len(req.MdnZipCode) != 5 || !luhn.All(req.MdnZipCode) {
+	} else if len(req.MdnZipCode) != 5 || !luhn.AllDigits(req.MdnZipCode) {
 		e.fail(colMdnZipCode, "must be a 5-digit ZIP code")
 	}
 	req.SkuNumber = rec.val[colSkuNumber]

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // problems collects validation errors, each naming its setting.
@@ -172,8 +174,8 @@ func (c *Config) checkBulk(p *problems) {
 	p.need(b.PollMaxInterval >= b.PollInterval, "bulk.poll_max_interval", "must be at least bulk.poll_interval")
 	p.need(b.StallCheck > 0, "bulk.stall_check", "must be positive")
 	for _, op := range c.Approval.Operations {
-		p.need(op == "activate" || op == "suspend" || op == "restore" || op == "deactivate" || op == "inventory",
-			"approval.operations", "%q is not an operation (activate, suspend, restore, deactivate, inventory; or none)", op)
+		p.need(change.Operation(op).Valid(),
+			"approval.operations", "%q is not an operation (%s; or none)", op, change.OperationNames())
 	}
 	if len(c.Approval.Operations) > 0 {
 		p.need(c.Approval.MinDevices >= 1, "approval.min_devices", "must be at least 1")

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // BulkChange is one row of bulk_changes.

@@ -259,7 +259,7 @@ func TestBulkChangeStatus(t *testing.T) {
 		require.Zero(t, got.Processed)
 		require.NotNil(t, got.FinishedAt)
 
-		require.Equal(t, change.Submitted, getChange(t, st, ids[0]).Status, "a sent change is left to finish")
+		require.Equal(t, change.Sent, getChange(t, st, ids[0]).Status, "a sent change is left to finish")
 		require.Zero(t, resultEntries(t, st, ids[0]))
 		for _, id := range ids[1:] {
 			dc := getChange(t, st, id)
@@ -281,7 +281,7 @@ func TestBulkChangeStatus(t *testing.T) {
 		counts, err := st.CancelUnsent(ctx, b.ID, "wrong customer")
 		require.NoError(t, err)
 		require.Equal(t, map[change.Operation]int{change.Suspend: 2, change.Deactivate: 1}, counts)
-		require.Equal(t, change.Submitted, getChange(t, st, ids[0]).Status)
+		require.Equal(t, change.Sent, getChange(t, st, ids[0]).Status)
 		for _, id := range ids[1:] {
 			dc := getChange(t, st, id)
 			require.Equal(t, change.Cancelled, dc.Status)

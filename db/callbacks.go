@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/iot-ops/tsbulk/workflows/api"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/thingspace"
 )
 
 // Callback is a stored ThingSpace callback: the callback as received, and
@@ -23,12 +23,6 @@ type Callback struct {
 	DeviceChangeID *int64
 	BulkChangeID   string // of the matched device change
 	SignalResult   string
-}
-
-// Stored is the callback as the workflows read it.
-func (c Callback) Stored() api.StoredCallback {
-	return api.StoredCallback{ID: c.ID, RequestID: c.RequestID, Status: c.Status, FaultCode: c.FaultCode,
-		FaultString: c.FaultString, MSISDN: c.MSISDN, ReceivedAt: c.ReceivedAt}
 }
 
 // NewCallback is a callback as received, listener credentials already

@@ -36,7 +36,7 @@ func TestStoreCallback(t *testing.T) {
 		require.Equal(t, id, *cb.DeviceChangeID)
 		require.Equal(t, b.ID, cb.BulkChangeID)
 		require.Equal(t, "5551112222", cb.MSISDN)
-		require.Equal(t, "req-copies", cb.Stored().RequestID)
+		require.Equal(t, "req-copies", cb.RequestID)
 
 		again, first, err := st.StoreCallback(ctx, newCallback("req-copies", iccid))
 		require.NoError(t, err)

@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // ClaimLimits are the checks made when device changes are claimed for a
@@ -208,7 +209,8 @@ func claimPendingDevices(ctx context.Context, tx pgx.Tx, req *ThingSpaceRequest,
 func (s *Store) ClaimSingle(
 	ctx context.Context,
 	deviceChangeID int64,
-	key, operation string,
+	key string,
+	operation change.Awaited,
 ) (req *ThingSpaceRequest, fresh bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		fresh = false
@@ -238,7 +240,7 @@ func (s *Store) ClaimSingle(
 }
 
 // RequestDevices lists the device changes attached to a request that are
-// still being submitted.
+// still being sent.
 func (s *Store) RequestDevices(ctx context.Context, requestPK int64) ([]ClaimedDevice, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT id, iccid, coalesce(imei, ''), operation, params, ppu, delete_after_deactivation FROM device_changes

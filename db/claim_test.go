@@ -154,7 +154,7 @@ func TestClaimBatchDailyLimit(t *testing.T) {
 			dc := getChange(t, st, ids[0])
 			if !tc.refused {
 				require.Equal(t, []int64{ids[0], ids[1]}, claimedIDs(claimed))
-				require.Equal(t, change.Submitting, dc.Status)
+				require.Equal(t, change.Sending, dc.Status)
 				return
 			}
 			require.Equal(t, []int64{ids[1]}, claimedIDs(claimed))
@@ -223,10 +223,10 @@ func TestClaimBatchConcurrent(t *testing.T) {
 				if dc.Status == change.Failed {
 					require.Equal(t, change.DeviceBusy, dc.ErrorCode)
 				}
-				require.Equal(t, change.Submitting, getChange(t, st, changeIDs(t, st, b.ID)[1]).Status,
+				require.Equal(t, change.Sending, getChange(t, st, changeIDs(t, st, b.ID)[1]).Status,
 					"round %d: the other device of each bulk change is sent", round)
 			}
-			require.Equal(t, map[change.Status]int{change.Submitting: 1, change.Failed: 1}, statuses, "round %d", round)
+			require.Equal(t, map[change.Status]int{change.Sending: 1, change.Failed: 1}, statuses, "round %d", round)
 		}
 	})
 }

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/thingspace"
-	"github.com/jackc/pgx/v5"
 )
 
 // DeviceChange is one row of device_changes (PPU excluded: it is read only
@@ -41,8 +42,10 @@ type DeviceChange struct {
 	// type (MSISDN_UNKNOWN, RevioError, ...).
 	BillingErrorCode string
 	AccountName      string
-	SubmittedAt      *time.Time
-	CompletedAt      *time.Time
+	// SentAt: ThingSpace accepted the request that carried the change
+	// (column submitted_at).
+	SentAt      *time.Time
+	CompletedAt *time.Time
 	// RemovedFromThingSpace: the deactivation succeeded with
 	// deleteAfterDeactivation; ThingSpace no longer has the device.
 	RemovedFromThingSpace bool
@@ -61,7 +64,7 @@ func scanChange(row pgx.Row) (*DeviceChange, error) {
 		&d.Params, &d.HasPPU, &d.Billing, &d.Status, &d.RequestID, &sync,
 		&d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
 		&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingError,
-		&d.BillingErrorCode, &d.AccountName, &d.SubmittedAt, &d.CompletedAt, &d.RemovedFromThingSpace)
+		&d.BillingErrorCode, &d.AccountName, &d.SentAt, &d.CompletedAt, &d.RemovedFromThingSpace)
 	if _, err := scanned(&d, err); err != nil {
 		return nil, err
 	}
@@ -109,7 +112,7 @@ type DeviceToStart struct {
 	Operation change.Operation
 }
 
-// ListDevicesToStart pages the device changes of submitted batches
+// ListDevicesToStart pages the device changes of sent batches
 // (batch_no <= maxBatch) after the cursor. Below unfinishedBelow (a batch
 // number; 0 for none) only device changes without an outcome are listed:
 // those batches were sent before a recovery, which counted the others.

@@ -383,7 +383,7 @@ func TestDeviceChangeReads(t *testing.T) {
 		changes, callbacks, err := st.DeviceChangeStates(ctx, []int64{ids[0], ids[1], ids[2], 1 << 40})
 		require.NoError(t, err)
 		require.Len(t, changes, 3, "unknown ids are absent")
-		require.Equal(t, change.Submitted, changes[ids[2]].Status)
+		require.Equal(t, change.Sent, changes[ids[2]].Status)
 		require.Len(t, callbacks[ids[0]], 2, "a copy of a callback is not another")
 		require.Equal(t, earlier, callbacks[ids[0]][0].ID, "oldest first")
 		require.Equal(t, 2, callbacks[ids[0]][1].Copies)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // NewPollRequest registers a device change whose confirmation is now sought
@@ -15,7 +17,7 @@ type NewPollRequest struct {
 	DeviceChangeID int64
 	AccountName    string
 	ICCID          string
-	Operation      string
+	Operation      change.Awaited
 	RequestID      string
 	WorkflowID     string
 	Interval       time.Duration
@@ -28,8 +30,9 @@ type PollRequest struct {
 	NewPollRequest
 	Attempts     int
 	RegisteredAt time.Time
-	// SubmittedAt is when ThingSpace accepted the device change's request.
-	SubmittedAt *time.Time
+	// SentAt is when the device change was sent: ThingSpace accepted the
+	// request that carried it (column submitted_at).
+	SentAt *time.Time
 	// DeleteAfterDeactivation: the change's deactivation request asked
 	// ThingSpace to remove the device once deactivated, so its absence
 	// from the device list confirms the change.
@@ -90,7 +93,7 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 		var p PollRequest
 		var interval, maxInterval int64
 		err := r.Scan(&p.DeviceChangeID, &p.AccountName, &p.ICCID, &p.Operation, &p.RequestID, &p.WorkflowID,
-			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SubmittedAt, &p.NextPollAt,
+			&interval, &maxInterval, &p.Attempts, &p.RegisteredAt, &p.SentAt, &p.NextPollAt,
 			&p.DeleteAfterDeactivation)
 		p.Interval, p.MaxInterval = time.Duration(
 			interval,
@@ -103,7 +106,7 @@ func (s *Store) DuePolls(ctx context.Context, account string, limit int) (due []
 }
 
 // DeferPoll schedules the next check of a device change still pending.
-func (s *Store) DeferPoll(ctx context.Context, deviceChangeID int64, after time.Duration, lastState string) error {
+func (s *Store) DeferPoll(ctx context.Context, deviceChangeID int64, after time.Duration, lastState change.State) error {
 	_, err := s.Pool.Exec(ctx, `UPDATE poll_requests SET attempts = attempts + 1, last_state = $3,
 		next_poll_at = now() + make_interval(secs => $2) WHERE device_change_id = $1`,
 		deviceChangeID, after.Seconds(), lastState)

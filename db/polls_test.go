@@ -64,7 +64,7 @@ func TestPollRequests(t *testing.T) {
 	require.Equal(t, time.Minute, first.MaxInterval)
 	require.Equal(t, "req-poll", first.RequestID)
 	require.Equal(t, "wf-acct-a", first.WorkflowID)
-	require.NotNil(t, first.SubmittedAt)
+	require.NotNil(t, first.SentAt)
 	require.True(t, first.DeleteAfterDeactivation)
 	require.False(t, due[2].DeleteAfterDeactivation)
 

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // Request states. SENDING means an attempt may have reached ThingSpace
@@ -41,7 +42,7 @@ type ThingSpaceRequest struct {
 	PK           int64
 	BulkChangeID string
 	Key          string
-	Operation    string
+	Operation    change.Awaited
 	AccountName  string
 	State        string
 	RequestID    string
@@ -210,15 +211,15 @@ func (s *Store) MarkRequestRetry(ctx context.Context, req *ThingSpaceRequest, co
 		code, message)
 }
 
-// SyncResult is an outcome known at submission time for one device: the
-// answer of a synchronous call (/add), a device-level refusal, or the result
-// of reconciling an attempt whose answer was lost. Stored as JSON.
+// SyncResult is an outcome known for one device when its request was sent:
+// the answer of a synchronous call (/add), a device-level refusal, or the
+// result of reconciling an attempt whose answer was lost. Stored as JSON.
 type SyncResult struct {
-	Success      bool        `json:"success"`
-	FaultCode    change.Code `json:"faultCode,omitempty"`
-	FaultMessage string      `json:"faultMessage,omitempty"`
-	State        string      `json:"state,omitempty"`
-	MSISDN       string      `json:"msisdn,omitempty"`
+	Success      bool         `json:"success"`
+	FaultCode    change.Code  `json:"faultCode,omitempty"`
+	FaultMessage string       `json:"faultMessage,omitempty"`
+	State        change.State `json:"state,omitempty"`
+	MSISDN       string       `json:"msisdn,omitempty"`
 }
 
 // MarkRequestAccepted records ThingSpace's requestId: the devices are now
@@ -238,14 +239,14 @@ func (s *Store) MarkRequestAccepted(
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		return updateSubmitting(ctx, tx, req.PK,
+		return updateSending(ctx, tx, req.PK,
 			`status = 'SUBMITTED', request_id = nullif($2, ''), submitted_at = now()`, requestID)
 	})
 }
 
-// updateSubmitting applies set (an SQL SET list whose arguments are $2 on)
+// updateSending applies set (an SQL SET list whose arguments are $2 on)
 // to the device changes a request still holds in flight.
-func updateSubmitting(ctx context.Context, tx pgx.Tx, requestPK int64, set string, args ...any) error {
+func updateSending(ctx context.Context, tx pgx.Tx, requestPK int64, set string, args ...any) error {
 	_, err := tx.Exec(
 		ctx,
 		`UPDATE device_changes SET `+set+` WHERE request_pk = $1 AND status = 'SUBMITTING'`,
@@ -266,7 +267,7 @@ func (s *Store) MarkRequestRejected(
 		if err := rejectRequest(ctx, tx, req, string(code), message); err != nil {
 			return err
 		}
-		return updateSubmitting(ctx, tx, req.PK,
+		return updateSending(ctx, tx, req.PK,
 			`status = 'ERROR', error_code = $2, error_message = $3, completed_at = now()`, code, message)
 	})
 }
@@ -288,7 +289,7 @@ func (s *Store) MarkDeviceRefusals(
 		if err := setSyncResults(ctx, tx, results); err != nil {
 			return err
 		}
-		return updateSubmitting(ctx, tx, req.PK, `status = 'SUBMITTED'`)
+		return updateSending(ctx, tx, req.PK, `status = 'SUBMITTED'`)
 	})
 }
 
@@ -326,7 +327,7 @@ type Reconciled struct {
 	Result  *SyncResult // set when the outcome is already known
 }
 
-// ApplyReconciliation records the devices found changed as submitted (their
+// ApplyReconciliation records the devices found changed as sent (their
 // confirmation will arrive by callback or polling, matched by ICCID since
 // the requestId was lost) and returns how many are left to send again; req
 // is then RETRY (or ACCEPTED when none is left), at the same attempt.
@@ -374,9 +375,8 @@ func (s *Store) ApplyReconciliation(
 				continue
 			}
 			// The change reached ThingSpace with the lost attempt, which may
-			// have completed long before now: its submission time is when
-			// that attempt was sent (polling compares it with the device's
-			// activation date).
+			// have completed long before now: it was sent when that attempt
+			// was (polling compares that with the device's activation date).
 			if _, err := tx.Exec(ctx, `UPDATE device_changes SET status = 'SUBMITTED',
 				submitted_at = (SELECT coalesce(sent_at, now()) FROM thingspace_requests WHERE id = $2)
 				WHERE id = $1 AND status = 'SUBMITTING'`, f.DeviceChangeID, req.PK); err != nil {

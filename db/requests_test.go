@@ -53,7 +53,7 @@ func TestRequestFencing(t *testing.T) {
 		require.ErrorIs(t, st.MarkRequestAccepted(ctx, &stale, "req-stale", nil), db.ErrStaleAttempt)
 		require.ErrorIs(t, st.MarkRequestRejected(ctx, &stale, "X", "x"), db.ErrStaleAttempt)
 		for _, id := range ids {
-			require.Equal(t, change.Submitting, getChange(t, st, id).Status, "a refused transition changes no device")
+			require.Equal(t, change.Sending, getChange(t, st, id).Status, "a refused transition changes no device")
 		}
 
 		retry := *req
@@ -76,7 +76,7 @@ func TestRequestFencing(t *testing.T) {
 		require.ErrorIs(t, st.MarkRequestAccepted(ctx, &retry, "req-fenced", nil), db.ErrStaleAttempt,
 			"an answer is recorded once")
 		for _, id := range ids {
-			require.Equal(t, change.Submitted, getChange(t, st, id).Status)
+			require.Equal(t, change.Sent, getChange(t, st, id).Status)
 		}
 	})
 
@@ -193,9 +193,9 @@ func TestRequestAnswers(t *testing.T) {
 		require.NoError(t, st.MarkRequestAccepted(ctx, req, "req-acc", map[int64]db.SyncResult{ids[0]: sync}))
 		for i, id := range ids {
 			dc := getChange(t, st, id)
-			require.Equal(t, change.Submitted, dc.Status)
+			require.Equal(t, change.Sent, dc.Status)
 			require.Equal(t, "req-acc", dc.RequestID)
-			require.NotNil(t, dc.SubmittedAt)
+			require.NotNil(t, dc.SentAt)
 			if i == 0 {
 				require.Equal(t, &sync, dc.SyncResult)
 			} else {
@@ -233,7 +233,7 @@ func TestRequestAnswers(t *testing.T) {
 		require.NoError(t, st.MarkDeviceRefusals(ctx, req, string(change.FaultAlreadyActive), "already active",
 			map[int64]db.SyncResult{id: res}))
 		dc := getChange(t, st, id)
-		require.Equal(t, change.Submitted, dc.Status)
+		require.Equal(t, change.Sent, dc.Status)
 		require.Equal(t, &res, dc.SyncResult)
 		require.Empty(t, dc.RequestID)
 		out, err := st.BatchRequests(ctx, b.ID, 1)
@@ -282,7 +282,7 @@ func TestApplyReconciliation(t *testing.T) {
 		require.LessOrEqual(t, wait, time.Hour)
 		require.Equal(t, db.RequestSending, req.State)
 		for _, id := range ids {
-			require.Equal(t, change.Submitting, getChange(t, st, id).Status)
+			require.Equal(t, change.Sending, getChange(t, st, id).Status)
 		}
 
 		remaining, wait, err = st.ApplyReconciliation(ctx, req, found, 0)
@@ -292,12 +292,12 @@ func TestApplyReconciliation(t *testing.T) {
 		require.Equal(t, db.RequestRetry, req.State)
 		require.Equal(t, 1, req.Attempts, "reconciling is not an attempt")
 		applied := getChange(t, st, ids[0])
-		require.Equal(t, change.Submitted, applied.Status)
-		require.Equal(t, change.Submitting, getChange(t, st, ids[1]).Status)
+		require.Equal(t, change.Sent, applied.Status)
+		require.Equal(t, change.Sending, getChange(t, st, ids[1]).Status)
 
 		var sentAt time.Time
 		require.NoError(t, st.Pool.QueryRow(ctx, `SELECT sent_at FROM thingspace_requests WHERE id = $1`, req.PK).Scan(&sentAt))
-		require.True(t, sentAt.Equal(*applied.SubmittedAt), "submitted when the lost attempt was sent")
+		require.True(t, sentAt.Equal(*applied.SentAt), "submitted when the lost attempt was sent")
 		batch, err := st.BatchRequests(ctx, b.ID, 1)
 		require.NoError(t, err)
 		require.Equal(t, "RECONCILED", batch.Root.ErrorCode)
@@ -323,7 +323,7 @@ func TestApplyReconciliation(t *testing.T) {
 		require.Zero(t, remaining)
 		require.Equal(t, db.RequestAccepted, req.State)
 		require.Equal(t, &res, getChange(t, st, ids[0]).SyncResult)
-		require.Equal(t, change.Submitted, getChange(t, st, ids[1]).Status)
+		require.Equal(t, change.Sent, getChange(t, st, ids[1]).Status)
 	})
 
 	t.Run("a request another attempt took is stale", func(t *testing.T) {
@@ -334,7 +334,7 @@ func TestApplyReconciliation(t *testing.T) {
 		require.NoError(t, st.MarkRequestRetry(ctx, req, "HTTP_503", "unavailable"))
 		_, _, err := st.ApplyReconciliation(ctx, &stale, []db.Reconciled{{DeviceChangeID: ids[0], Applied: true}}, 0)
 		require.ErrorIs(t, err, db.ErrStaleAttempt)
-		require.Equal(t, change.Submitting, getChange(t, st, ids[0]).Status)
+		require.Equal(t, change.Sending, getChange(t, st, ids[0]).Status)
 	})
 }
 
@@ -354,14 +354,14 @@ func testFailUnsent(t *testing.T, st *db.Store) {
 	require.NoError(t, err)
 	claim(t, st, b.ID, 3)
 
-	n, err := st.FailUnsent(ctx, b.ID, 2, change.SubmitFailed, "batch 2 could not be sent")
+	n, err := st.FailUnsent(ctx, b.ID, 2, change.SendFailed, "batch 2 could not be sent")
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
-	require.Equal(t, change.Submitted, getChange(t, st, ids[0]).Status, "an accepted batch is left alone")
+	require.Equal(t, change.Sent, getChange(t, st, ids[0]).Status, "an accepted batch is left alone")
 	for _, id := range ids[1:] {
 		dc := getChange(t, st, id)
 		require.Equal(t, change.Failed, dc.Status)
-		require.Equal(t, change.SubmitFailed, dc.ErrorCode)
+		require.Equal(t, change.SendFailed, dc.ErrorCode)
 		require.Equal(t, 1, resultEntries(t, st, id))
 	}
 	for _, sub := range subs {
@@ -373,9 +373,9 @@ func testFailUnsent(t *testing.T, st *db.Store) {
 	batch3, err := st.BatchRequests(ctx, b.ID, 3)
 	require.NoError(t, err)
 	require.Equal(t, db.RequestRejected, batch3.Root.State)
-	require.Equal(t, string(change.SubmitFailed), batch3.Root.ErrorCode)
+	require.Equal(t, string(change.SendFailed), batch3.Root.ErrorCode)
 
-	n, err = st.FailUnsent(ctx, b.ID, 2, change.SubmitFailed, "again")
+	n, err = st.FailUnsent(ctx, b.ID, 2, change.SendFailed, "again")
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing is left unsent")
 	require.Equal(t, 1, resultEntries(t, st, ids[1]))

@@ -7,8 +7,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/iot-ops/tsbulk/change"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // ResultRow is one line of a bulk change's results.
@@ -95,11 +96,11 @@ func (s *Store) CountStatuses(ctx context.Context, bulkID string) (StatusCounts,
 // changes, for a parent run that takes it over.
 type RecoveryCounts struct {
 	// NextBatch is the first batch with a device change not yet sent
-	// (PENDING or SUBMITTING); Batches+1 when every batch was sent.
+	// (pending, or sending); Batches+1 when every batch was sent.
 	NextBatch int
-	// Submitted, Unfinished: device changes of the batches before
-	// NextBatch, and those of them without an outcome.
-	Submitted  int
+	// Sent, Unfinished: device changes of the batches before NextBatch,
+	// and those of them without an outcome.
+	Sent       int
 	Unfinished int
 	change.Tally
 }
@@ -128,7 +129,7 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 	var code change.Code
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&status, &outcome, &code, &n}, func() error {
-		out.Submitted += n
+		out.Sent += n
 		switch status {
 		case change.Processed:
 			out.AddProcessed(outcome, n)

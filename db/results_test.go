@@ -52,8 +52,8 @@ func TestResultsAndCounts(t *testing.T) {
 		require.Equal(t, change.Code("REQUEST_FAILED.DeviceNotFound"), rows[1].ErrorCode)
 		require.Equal(t, "not found", rows[1].ErrorMessage)
 		require.Equal(t, "Rev.io said no", rows[2].BillingError)
-		require.Equal(t, change.Submitted, rows[3].Status)
-		require.Equal(t, change.Submitting, rows[4].Status)
+		require.Equal(t, change.Sent, rows[3].Status)
+		require.Equal(t, change.Sending, rows[4].Status)
 		require.Equal(t, change.Pending, rows[6].Status)
 	})
 
@@ -61,8 +61,8 @@ func TestResultsAndCounts(t *testing.T) {
 		counts, err := st.CountStatuses(ctx, b.ID)
 		require.NoError(t, err)
 		require.Equal(t, db.StatusCounts{
-			ByStatus: map[change.Status]int{change.Processed: 2, change.Failed: 1, change.Submitted: 1,
-				change.Submitting: 1, change.Pending: 2},
+			ByStatus: map[change.Status]int{change.Processed: 2, change.Failed: 1, change.Sent: 1,
+				change.Sending: 1, change.Pending: 2},
 			ErrorsByCode:   map[change.Code]int{"REQUEST_FAILED.DeviceNotFound": 1},
 			BillingErrors:  1,
 			BillingPending: 1,
@@ -73,22 +73,22 @@ func TestResultsAndCounts(t *testing.T) {
 		rc, err := st.RecoveryState(ctx, b.ID, 4)
 		require.NoError(t, err)
 		require.Equal(t, 3, rc.NextBatch, "batch 3 is still being sent")
-		require.Equal(t, 4, rc.Submitted)
+		require.Equal(t, 4, rc.Sent)
 		require.Equal(t, 1, rc.Unfinished)
 		require.Equal(t, 2, rc.Processed)
 		require.Equal(t, map[change.Outcome]int{change.Activated: 2}, rc.ByOutcome)
 		require.Equal(t, 1, rc.Errors)
 		require.Equal(t, map[change.Code]int{"REQUEST_FAILED.DeviceNotFound": 1}, rc.ErrorsByCode)
 
-		_, err = st.FailUnsent(ctx, b.ID, 3, change.SubmitFailed, "stop")
+		_, err = st.FailUnsent(ctx, b.ID, 3, change.SendFailed, "stop")
 		require.NoError(t, err)
 		rc, err = st.RecoveryState(ctx, b.ID, 4)
 		require.NoError(t, err)
 		require.Equal(t, 5, rc.NextBatch, "every batch was sent or ended: one past the last")
-		require.Equal(t, 7, rc.Submitted)
+		require.Equal(t, 7, rc.Sent)
 		require.Equal(t, 1, rc.Unfinished)
 		require.Equal(t, 4, rc.Errors)
-		require.Equal(t, 3, rc.ErrorsByCode[change.SubmitFailed])
+		require.Equal(t, 3, rc.ErrorsByCode[change.SendFailed])
 	})
 
 	t.Run("an unknown bulk change has no results", func(t *testing.T) {

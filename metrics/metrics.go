@@ -22,7 +22,7 @@ type Metrics struct {
 	// DeviceChanges counts finished device changes by operation and status
 	// (PROCESSED | ERROR) and outcome or error code.
 	DeviceChanges *prometheus.CounterVec
-	// ConfirmationSeconds is the time from submission to ThingSpace's
+	// ConfirmationSeconds is the time from sending to ThingSpace's
 	// confirmation, by operation and source (callback | poll | sync).
 	ConfirmationSeconds *prometheus.HistogramVec
 	// ThingSpaceRequests counts HTTP attempts to ThingSpace by operation and
@@ -56,7 +56,7 @@ func New() *Metrics {
 	}
 	confirmation := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tsbulk_confirmation_seconds",
-		Help:    "Time from submission to ThingSpace's confirmation of a device change.",
+		Help:    "Time from sending to ThingSpace's confirmation of a device change.",
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400},
 	}, []string{"operation", "source"})
 	reg.MustRegister(confirmation)

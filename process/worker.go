@@ -137,7 +137,7 @@ func Register(r interface {
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }, acts *activities.Activities) {
 	workflows.Register(r)
-	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
+	activities.Register(r, acts)
 }
 
 // ThingSpaceConfig is the ThingSpace client's configuration from the

@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/ratelimit"
@@ -57,8 +58,8 @@ func (c *cli) status(ctx context.Context, t *target) error {
 		return nil
 	}
 	fmt.Fprintln(c.out, progressLine(p))
-	fmt.Fprintf(c.out, "  submitted to ThingSpace %d, children started %d, in flight %d, continue-as-new runs %d\n",
-		p.Submitted, p.Started, p.InFlight, p.Runs)
+	fmt.Fprintf(c.out, "  sent to ThingSpace %d, children started %d, in flight %d, continue-as-new runs %d\n",
+		p.DevicesSent, p.Started, p.InFlight, p.Runs)
 	for _, k := range sortedKeys(p.ByOutcome) {
 		fmt.Fprintf(c.out, "  %-30s %d\n", k, p.ByOutcome[k])
 	}
@@ -145,7 +146,7 @@ func (c *cli) printWorkflow(b *db.BulkChange, wf runView) {
 	}
 	for _, w := range wf.Waiting {
 		what := "waiting for " + w.Activity
-		if w.Activity == "CheckThingSpaceAuth" || w.Activity == "SubmitBatch" {
+		if w.Activity == "CheckThingSpaceAuth" || w.Activity == activities.SendBatchActivity {
 			what = "waiting for ThingSpace (" + w.Activity + ")"
 		}
 		fmt.Fprintf(c.out, "%s: attempt %d, last error: %s\n", what, w.Attempt, w.LastError)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/submission"
 )
@@ -131,7 +132,7 @@ func (c *cli) requestMembers(b submission.Batch) []string {
 	if r.EtfWaiver != nil {
 		add("etfWaiver", strconv.FormatBool(*r.EtfWaiver))
 	}
-	if b.Operation == "deactivate" {
+	if b.Operation == change.Deactivate {
 		if r.DeleteAfterDeactivation != nil {
 			add("deleteAfterDeactivation", strconv.FormatBool(*r.DeleteAfterDeactivation)+" (from the file)")
 		} else {

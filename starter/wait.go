@@ -65,8 +65,8 @@ func queryProgress(ctx context.Context, tc client.Client, workflowID string) (ap
 
 func progressLine(p api.Progress) string {
 	phase := string(p.Phase)
-	if p.Status != "" && p.Status != "RUNNING" && p.Phase != "finished" {
-		phase = p.Status
+	if p.Status != "" && p.Status != change.BulkRunning && p.Phase != change.PhaseFinished {
+		phase = string(p.Status)
 	}
 	s := fmt.Sprintf("%-9s %d/%d done (processed %d, errors %d", phase, p.Done(), p.Total, p.Processed, p.Errors)
 	if p.Cancelled > 0 {
@@ -153,7 +153,7 @@ func printSummary(w io.Writer, b *db.BulkChange, rows []db.ResultRow) {
 	}
 	if len(confirmed) > 0 {
 		fmt.Fprintf(w, "confirmed by ThingSpace callback %d, by polling %d, by its synchronous answer %d\n",
-			confirmed["callback"], confirmed["poll"], confirmed["sync"])
+			confirmed[string(change.ByCallback)], confirmed[string(change.ByPoll)], confirmed[string(change.BySync)])
 	}
 	if len(codes) > 0 {
 		fmt.Fprintln(w, "failures by reason:")

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/iot-ops/tsbulk/changefile"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows/api"
@@ -74,9 +74,9 @@ func TestStricterApproval(t *testing.T) {
 
 func TestMaxBatchSize(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, thingspace.MaxDevicesPerAdd, submission.MaxBatchSize(changefile.OpInventory))
-	for _, op := range []changefile.Operation{changefile.OpActivate, changefile.OpSuspend, changefile.OpRestore,
-		changefile.OpDeactivate} {
+	require.Equal(t, thingspace.MaxDevicesPerAdd, submission.MaxBatchSize(change.Inventory))
+	for _, op := range []change.Operation{change.Activate, change.Suspend, change.Restore,
+		change.Deactivate} {
 		require.Equal(t, thingspace.MaxDevicesPerRequest, submission.MaxBatchSize(op), op)
 	}
 }

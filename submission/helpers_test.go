@@ -34,13 +34,13 @@ var iccidSeq atomic.Int64
 // the process uses.
 func newICCID() string {
 	body := fmt.Sprintf("8914800000%09d", iccidSeq.Add(1))
-	return body + string(luhn.LuhnDigit(body))
+	return body + string(luhn.CheckDigit(body))
 }
 
 // imei is a valid IMEI (15 digits, Luhn check digit).
 func imei(n int) string {
 	body := fmt.Sprintf("35693803%06d", n)
-	return body + string(luhn.LuhnDigit(body))
+	return body + string(luhn.CheckDigit(body))
 }
 
 // csvFile is a CSV bulk change: the header, then one line per row.

@@ -250,7 +250,7 @@ func TestContentHash(t *testing.T) {
 	}
 
 	defaulted, err := changefile.ParseData([]byte("iccid\n"+a+"\n"), "csv",
-		changefile.Options{DefaultOperation: changefile.OpSuspend})
+		changefile.Options{DefaultOperation: change.Suspend})
 	require.NoError(t, err)
 	require.Equal(t, submission.ContentHash(account, parse(t, "iccid,operation\n"+a+",suspend\n", "csv")),
 		submission.ContentHash(account, defaulted), "the default operation is applied before hashing")

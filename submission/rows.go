@@ -72,7 +72,7 @@ func requestOf(f db.FailedChange) (changefile.DeviceRequest, error) {
 		Row:       f.RowNumber,
 		ICCID:     f.ICCID,
 		IMEI:      f.IMEI,
-		Operation: changefile.Operation(f.Operation),
+		Operation: change.Operation(f.Operation),
 	}
 	var p db.ChangeParams
 	if err := json.Unmarshal(f.Params, &p); err != nil {
@@ -80,7 +80,7 @@ func requestOf(f db.FailedChange) (changefile.DeviceRequest, error) {
 	}
 	d.ServicePlan, d.MdnZipCode, d.ReasonCode, d.EtfWaiver = p.ServicePlan, p.MdnZipCode, p.ReasonCode, p.EtfWaiver
 	d.SkuNumber, d.DeleteAfterDeactivation = p.SkuNumber, p.DeleteAfterDeactivation
-	if d.Operation == changefile.OpActivate && d.IMEI == "" && d.SkuNumber == "" {
+	if d.Operation == change.Activate && d.IMEI == "" && d.SkuNumber == "" {
 		// Stored before activations needed one; ThingSpace would refuse it.
 		return d, errors.New("an activation needs the device's IMEI or its SKU (ThingSpace refuses it otherwise); " +
 			"submit it again in a file with the imei or sku_number column")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
 )
@@ -15,11 +16,11 @@ import (
 func TestStoredRowKeepsSKUAndDeleteAfterDeactivation(t *testing.T) {
 	keep := false
 	for _, d := range []changefile.DeviceRequest{
-		{Row: 2, ICCID: "89148000001234567898", Operation: changefile.OpActivate, ServicePlan: "m2m_4G",
+		{Row: 2, ICCID: "89148000001234567898", Operation: change.Activate, ServicePlan: "m2m_4G",
 			MdnZipCode: "98801", SkuNumber: "SM-T387VZKAVZW"},
-		{Row: 3, ICCID: "89148000000000000019", Operation: changefile.OpDeactivate, ReasonCode: "FF",
+		{Row: 3, ICCID: "89148000000000000019", Operation: change.Deactivate, ReasonCode: "FF",
 			DeleteAfterDeactivation: &keep},
-		{Row: 4, ICCID: "89148000000000000027", Operation: changefile.OpDeactivate, ReasonCode: "FF"},
+		{Row: 4, ICCID: "89148000000000000027", Operation: change.Deactivate, ReasonCode: "FF"},
 	} {
 		n, err := deviceRow(1, d, 1)
 		require.NoError(t, err)

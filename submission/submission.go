@@ -112,9 +112,9 @@ func StricterApproval(requested, required *api.Approval) *api.Approval {
 
 // Batch summarises one planned ThingSpace request.
 type Batch struct {
-	No        int    `json:"no"`
-	Operation string `json:"operation"`
-	Devices   int    `json:"devices"`
+	No        int              `json:"no"`
+	Operation change.Operation `json:"operation"`
+	Devices   int              `json:"devices"`
 	// Request is what the request carries besides its devices (the fields
 	// its devices share), for --dry-run to show.
 	Request BatchRequest `json:"request"`
@@ -139,10 +139,10 @@ type BatchRequest struct {
 // batchRequest is the request-level part of d's request.
 func batchRequest(d changefile.DeviceRequest) BatchRequest {
 	switch d.Operation {
-	case changefile.OpActivate:
+	case change.Activate:
 		return BatchRequest{ServicePlan: d.ServicePlan, MdnZipCode: d.MdnZipCode, SkuNumber: d.SkuNumber,
 			PrimaryPlaceOfUse: d.PPU != nil}
-	case changefile.OpDeactivate:
+	case change.Deactivate:
 		waiver := d.EtfWaiver
 		return BatchRequest{ReasonCode: d.ReasonCode, EtfWaiver: &waiver, DeleteAfterDeactivation: d.DeleteAfterDeactivation}
 	}
@@ -166,8 +166,8 @@ type Submitter struct {
 
 // MaxBatchSize is ThingSpace's maximum devices per request for an
 // operation.
-func MaxBatchSize(op changefile.Operation) int {
-	if op == changefile.OpInventory {
+func MaxBatchSize(op change.Operation) int {
+	if op == change.Inventory {
 		return thingspace.MaxDevicesPerAdd
 	}
 	return thingspace.MaxDevicesPerRequest
@@ -219,7 +219,7 @@ func assignBatches(devs []changefile.DeviceRequest, size int) ([]int, []Batch) {
 		key := d.BatchKey()
 		o := current[key]
 		if o == nil || o.count >= limit {
-			batches = append(batches, Batch{No: len(batches) + 1, Operation: string(d.Operation), Request: batchRequest(d)})
+			batches = append(batches, Batch{No: len(batches) + 1, Operation: d.Operation, Request: batchRequest(d)})
 			o = &open{no: len(batches)}
 			current[key] = o
 		}
@@ -253,7 +253,7 @@ func (s *Submitter) checkAgainstDatabase(
 		if !ok {
 			continue
 		}
-		if perDay > 0 && d.Operation != changefile.OpInventory && u.Last24h+u.Queued >= perDay {
+		if perDay > 0 && d.Operation != change.Inventory && u.Last24h+u.Queued >= perDay {
 			problems = append(problems, changefile.FieldError{Row: d.Row, Field: "iccid", Message: fmt.Sprintf(
 				"%s: the line already has %d state changes in the last 24 hours "+
 					"and %d waiting in other bulk changes; ThingSpace allows %d a day",
@@ -336,9 +336,9 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 
 // parse reads and validates the file (or the data) of a request.
 func (s *Submitter) parse(req Request) ([]changefile.DeviceRequest, error) {
-	def := changefile.Operation("")
+	def := change.Operation("")
 	if req.DefaultOperation != "" {
-		op, err := changefile.ParseOperation(req.DefaultOperation)
+		op, err := change.ParseOperation(req.DefaultOperation)
 		if err != nil {
 			return nil, fmt.Errorf("--operation: %w", err)
 		}

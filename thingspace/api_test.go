@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 func TestStateChangeEndpoints(t *testing.T) {
@@ -337,7 +339,7 @@ func TestGetDevice(t *testing.T) {
 	ctx := context.Background()
 	d, err := c.GetDevice(ctx, DeviceID{ID: "111", Kind: KindICCID})
 	require.NoError(t, err)
-	assert.Equal(t, StatePreActive, d.State())
+	assert.Equal(t, change.StatePreActive, d.State())
 	assert.Equal(t, "5551234567", d.MSISDN())
 	assert.Contains(t, f.lastBody(http.MethodPost, pathList), `"deviceId":{"id":"111","kind":"iccid"}`)
 
@@ -446,17 +448,17 @@ func TestParseCallbackMessage(t *testing.T) {
 }
 
 func TestParseStateAndShortCode(t *testing.T) {
-	for in, want := range map[string]State{
-		"active": StateActive, "Pre-active": StatePreActive, "Deactive": StateDeactive, "suspend": StateSuspended,
-		"pending activation": StatePendingActivation, "PENDING RESUME": StatePendingResume,
-		"pending mdn change": StatePendingOther, "": StateUnknown, "weird": StateUnknown,
+	for in, want := range map[string]change.State{
+		"active": change.StateActive, "Pre-active": change.StatePreActive, "Deactive": change.StateDeactive, "suspend": change.StateSuspended,
+		"pending activation": change.StatePendingActivation, "PENDING RESUME": change.StatePendingResume,
+		"pending mdn change": change.StatePendingOther, "": change.StateUnknown, "weird": change.StateUnknown,
 	} {
 		assert.Equal(t, want, ParseState(in), in)
 	}
 	assert.True(t, ParseState("pending preactive").Pending())
-	assert.Equal(t, "REQUEST_FAILED.DeviceNotFound", ShortCode("UnifiedWebService.REQUEST_FAILED.DeviceNotFound"))
-	assert.Equal(t, "900901", ShortCode("900901"))
-	assert.True(t, strings.HasPrefix(ShortCode("X.SYSTEM_ERROR.Y"), "SYSTEM_ERROR."))
+	assert.Equal(t, "REQUEST_FAILED.DeviceNotFound", change.ShortCode("UnifiedWebService.REQUEST_FAILED.DeviceNotFound"))
+	assert.Equal(t, "900901", change.ShortCode("900901"))
+	assert.True(t, strings.HasPrefix(change.ShortCode("X.SYSTEM_ERROR.Y"), "SYSTEM_ERROR."))
 }
 
 func TestListCursorReached(t *testing.T) {

@@ -106,7 +106,7 @@ var knownCodes = func() map[string]bool {
 		m[c] = true
 	}
 	for _, c := range []change.Code{
-		change.DeviceBusy, change.DailyLimit, change.AuthFailed, change.SubmitFailed, change.NotConfirmed,
+		change.DeviceBusy, change.DailyLimit, change.AuthFailed, change.SendFailed, change.NotConfirmed,
 		change.PollStateMismatch, change.WorkflowStartFailed, change.DeviceWorkflowEnded, change.PPUUpdateFailed,
 		change.Unexplained, change.AddFailed, change.AddNoAnswer, change.MSISDNUnknown, change.FaultAlreadyActive,
 	} {
@@ -122,7 +122,7 @@ func MetricCode(code string) string {
 	if code == "" {
 		return ""
 	}
-	if c := ShortCode(code); knownCodes[c] {
+	if c := change.ShortCode(code); knownCodes[c] {
 		return c
 	}
 	return OtherCode

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // errorBody is what could be read out of a non-2xx answer.
@@ -129,13 +131,13 @@ func isGatewayAuthCode(code string) bool {
 }
 
 func isSessionCode(code string) bool {
-	switch ShortCode(code) {
+	switch change.ShortCode(code) {
 	case CodeSessionExpired, CodeSessionFormat, CodeSessionInvalid:
 		return true
 	}
 	// The prefix (REQUEST_FAILED / INPUT_INVALID) of session codes is only
 	// known second-hand; the stable part is "SessionToken.<reason>".
-	s := ShortCode(code)
+	s := change.ShortCode(code)
 	return strings.Contains(s, "SessionToken.Expired") ||
 		strings.Contains(s, "SessionToken.Invalid") ||
 		strings.Contains(s, "SessionToken.Format")
@@ -144,7 +146,7 @@ func isSessionCode(code string) bool {
 // classify maps an answer to an ErrorKind, by code first (messages change
 // between releases, codes do not), then by HTTP status.
 func classify(status int, code string) ErrorKind {
-	short := ShortCode(code)
+	short := change.ShortCode(code)
 	switch {
 	case isGatewayAuthCode(code), isSessionCode(code):
 		return KindSessionExpired

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/harness/thingspacesim"
 )
 
@@ -102,14 +103,14 @@ func TestContractDeviceLifecycle(t *testing.T) {
 		URL: l.url, Username: "cb-user"}, ls[0])
 
 	d0 := devs[0]
-	waitState := func(want State) *Device {
+	waitState := func(want change.State) *Device {
 		t.Helper()
 		dev, err := c.GetDevice(ctx, DeviceID{ID: d0.ICCID, Kind: KindICCID})
 		require.NoError(t, err)
 		assert.Equal(t, want, dev.State(), "%+v", dev.CarrierInformations)
 		return dev
 	}
-	waitState(StatePreActive)
+	waitState(change.StatePreActive)
 
 	// Activate one device: requestId, status polling, callback with MSISDN.
 	reqID, err := c.Activate(
@@ -131,7 +132,7 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	st, err = c.RequestStatus(ctx, thingspacesim.DefaultAccount, reqID)
 	require.NoError(t, err)
 	assert.Equal(t, RequestSuccess, st.Status)
-	dev := waitState(StateActive)
+	dev := waitState(change.StateActive)
 	assert.Equal(t, cb.MSISDN(), dev.MSISDN())
 	snap, ok := sim.Device(d0.ICCID)
 	require.True(t, ok)
@@ -144,19 +145,19 @@ func TestContractDeviceLifecycle(t *testing.T) {
 	)
 	require.NoError(t, err)
 	assert.True(t, l.await(t, reqID, 1)[0].Succeeded())
-	dev = waitState(StateActive)
+	dev = waitState(change.StateActive)
 	assert.NotEmpty(t, dev.ExtendedAttributes, "single-device lookups carry the PPU")
 
 	// Suspend, restore, deactivate.
 	for _, step := range []struct {
 		do   func() (string, error)
-		want State
+		want change.State
 	}{
-		{func() (string, error) { return c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(d0)}}) }, StateSuspended},
-		{func() (string, error) { return c.Restore(ctx, ActionRequest{Devices: []DeviceRef{refOf(d0)}}) }, StateActive},
+		{func() (string, error) { return c.Suspend(ctx, ActionRequest{Devices: []DeviceRef{refOf(d0)}}) }, change.StateSuspended},
+		{func() (string, error) { return c.Restore(ctx, ActionRequest{Devices: []DeviceRef{refOf(d0)}}) }, change.StateActive},
 		{func() (string, error) {
 			return c.Deactivate(ctx, DeactivateRequest{Devices: []DeviceRef{refOf(d0)}, ReasonCode: DeactivateReasonGeneral})
-		}, StateDeactive},
+		}, change.StateDeactive},
 	} {
 		id, err := step.do()
 		require.NoError(t, err)
@@ -236,7 +237,7 @@ func TestContractAddAndList(t *testing.T) {
 	}
 	dev, err := c.GetDevice(ctx, DeviceID{ID: fresh[1].ICCID, Kind: KindICCID})
 	require.NoError(t, err)
-	assert.Equal(t, StatePreActive, dev.State())
+	assert.Equal(t, change.StatePreActive, dev.State())
 	res, err = c.AddDevices(ctx, AddRequest{DevicesToAdd: refs[:1]})
 	require.NoError(t, err)
 	require.Len(t, res, 1)
@@ -271,7 +272,7 @@ func TestContractAddAndList(t *testing.T) {
 	n := 0
 	require.NoError(t, c.ForEachDevice(ctx, ListRequest{CurrentState: "pre-active"}, func(d Device) error {
 		n++
-		assert.Equal(t, StatePreActive, d.State())
+		assert.Equal(t, change.StatePreActive, d.State())
 		return nil
 	}))
 	assert.Equal(t, 3, n)
@@ -495,7 +496,7 @@ func TestContractErrors(t *testing.T) {
 	// Reconcile instead of resending: the device is (becoming) suspended.
 	dev, err := c.GetDevice(ctx, DeviceID{ID: act[1].ICCID, Kind: KindICCID})
 	require.NoError(t, err)
-	assert.Contains(t, []State{StatePendingSuspend, StateSuspended}, dev.State())
+	assert.Contains(t, []change.State{change.StatePendingSuspend, change.StateSuspended}, dev.State())
 
 	// The gateway answers 502/504 after the backend applied the change:
 	// a temporary error that may have applied, not resent, and applied.
@@ -700,7 +701,7 @@ func TestContractSKUAndDeleteAfterDeactivation(t *testing.T) {
 	}
 	dev, err := c.GetDevice(ctx, DeviceID{ID: devs[2].ICCID, Kind: KindICCID})
 	require.NoError(t, err)
-	assert.Equal(t, StateDeactive, dev.State())
+	assert.Equal(t, change.StateDeactive, dev.State())
 	var listed []string
 	require.NoError(t, c.ForEachDevice(ctx, ListRequest{}, func(d Device) error {
 		listed = append(listed, d.ID(KindICCID))

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // Short error codes (ShortCode form) that callers branch on.
@@ -168,7 +170,7 @@ func (e *Error) MayHaveApplied() bool {
 }
 
 // ShortCode is Code without its service-name prefix.
-func (e *Error) ShortCode() string { return ShortCode(e.Code) }
+func (e *Error) ShortCode() string { return change.ShortCode(e.Code) }
 
 // Retryable reports whether the same call may succeed later.
 func (e *Error) Retryable() bool {

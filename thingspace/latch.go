@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // Codes that say ThingSpace refused the credentials themselves, the only
@@ -25,7 +27,7 @@ const (
 // username or password. The service-name prefix varies between
 // ThingSpace's services, so only the part after it counts.
 func isLoginRefusalCode(code string) bool {
-	switch ShortCode(code) {
+	switch change.ShortCode(code) {
 	case CodeLoginInvalidCredentials, CodeLoginAccountLocked:
 		return true
 	}

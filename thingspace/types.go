@@ -227,10 +227,10 @@ type Device struct {
 // "" when it has none.
 func (d Device) ID(kind string) string { return findID(d.DeviceIDs, kind) }
 
-// State is the device's carrier state, normalised.
-func (d Device) State() State {
+// State is the device's carrier state, in the product's spelling.
+func (d Device) State() change.State {
 	if len(d.CarrierInformations) == 0 {
-		return StateUnknown
+		return change.StateUnknown
 	}
 	return ParseState(d.CarrierInformations[0].State)
 }
@@ -253,67 +253,39 @@ func findID(ids []DeviceID, kind string) string {
 	return ""
 }
 
-// State is a normalised device state: the product's (package change),
-// plus the pending state ThingSpace shows for a change it does not name.
-type State string
-
-// The states, spelled as package change spells them.
-const (
-	StateUnknown   = State(change.StateUnknown)
-	StatePreActive = State(change.StatePreActive)
-	StateActive    = State(change.StateActive)
-	StateSuspended = State(change.StateSuspended)
-	StateDeactive  = State(change.StateDeactive)
-	// Pending states: a change is under way; any other change fails meanwhile.
-	StatePendingActivation         = State(change.StatePendingActivation)
-	StatePendingSuspend            = State(change.StatePendingSuspend)
-	StatePendingResume             = State(change.StatePendingResume)
-	StatePendingDeactivation       = State(change.StatePendingDeactivation)
-	StatePendingPreActive          = State(change.StatePendingPreActive)
-	StatePendingOther        State = "pending"
-)
-
-// Pending reports whether the state is transitional.
-func (s State) Pending() bool {
-	switch s {
-	case StatePendingActivation, StatePendingSuspend, StatePendingResume,
-		StatePendingDeactivation, StatePendingPreActive, StatePendingOther:
-		return true
-	}
-	return false
-}
-
-// ParseState normalises the state names ThingSpace uses ("Pre-active",
-// "active", "Deactive", "suspend", "pending activation", ...). Casing in the
-// live API is unconfirmed, so matching ignores case, spaces, '-' and '_'.
-func ParseState(s string) State {
+// ParseState maps a state name as ThingSpace spells it ("Pre-active",
+// "active", "Deactive", "suspend", "pending activation", ...) to the
+// product's (package change): the one place the wire's names are read.
+// Casing in the live API is unconfirmed, so matching ignores case, spaces,
+// '-' and '_'.
+func ParseState(s string) change.State {
 	k := strings.NewReplacer(" ", "", "-", "", "_", "").Replace(strings.ToLower(strings.TrimSpace(s)))
 	switch k {
 	case "preactive", "inventory":
-		return StatePreActive
+		return change.StatePreActive
 	case "active", "activate", "activated":
-		return StateActive
+		return change.StateActive
 	case "suspend", "suspended":
-		return StateSuspended
+		return change.StateSuspended
 	case "deactive", "deactivated", "deactivate", "inactive":
-		return StateDeactive
+		return change.StateDeactive
 	case "pendingactivation", "pendingactive", "pendingactivate":
-		return StatePendingActivation
+		return change.StatePendingActivation
 	case "pendingsuspend", "pendingsuspension":
-		return StatePendingSuspend
+		return change.StatePendingSuspend
 	case "pendingresume", "pendingrestore":
-		return StatePendingResume
+		return change.StatePendingResume
 	case "pendingdeactivation", "pendingdeactive", "pendingdeactivate":
-		return StatePendingDeactivation
+		return change.StatePendingDeactivation
 	case "pendingpreactive":
-		return StatePendingPreActive
+		return change.StatePendingPreActive
 	case "":
-		return StateUnknown
+		return change.StateUnknown
 	}
 	if strings.HasPrefix(k, "pending") {
-		return StatePendingOther
+		return change.StatePendingOther
 	}
-	return StateUnknown
+	return change.StateUnknown
 }
 
 // RequestStatus is the answer of GET /accounts/{account}/requests/{id}/status.
@@ -383,7 +355,7 @@ func (m CallbackMessage) ShortFaultCode() string {
 	if m.FaultResponse == nil {
 		return ""
 	}
-	return ShortCode(m.FaultResponse.FaultCode)
+	return change.ShortCode(m.FaultResponse.FaultCode)
 }
 
 // ResponseDeviceIDs collects the device identifiers found in deviceResponse.
@@ -413,12 +385,6 @@ func (m CallbackMessage) MSISDN() string {
 	}
 	return findID(ids, KindMDN)
 }
-
-// ShortCode strips the service-name prefix from a ThingSpace error or fault
-// code: "UnifiedWebService.REQUEST_FAILED.DeviceNotFound" becomes
-// "REQUEST_FAILED.DeviceNotFound". Codes are stable across releases; messages
-// are not, so callers match on this.
-func ShortCode(code string) string { return change.ShortCode(code) }
 
 // FaultText is a fault's message without the category ThingSpace repeats
 // at its start ("REQUEST_FAILED. Device not found" → "Device not found"),

@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -28,7 +29,7 @@ func BillingRetry(ctx workflow.Context, in api.BillingRetryInput) (*api.BillingR
 	// (it asks Temporal whether each pending step's workflow still runs)
 	// and runs the step each change owes; before, only failed creations
 	// were listed, locally.
-	if workflow.GetVersion(ctx, "owed-billing-steps", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, versionOwedBillingSteps, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return legacyBillingRetry(ctx, in, res)
 	}
 	after := in.AfterID
@@ -63,14 +64,14 @@ func runOwedStep(ctx workflow.Context, bulkID string, o activities.OwedBilling, 
 	}
 	in := activities.BillingInput{BulkChangeID: bulkID, DeviceChangeID: o.DeviceChangeID}
 	var step workflow.Future
-	if o.Operation == "deactivate" {
+	if o.Operation == change.Deactivate {
 		step = workflow.ExecuteActivity(withRevio(ctx, 0), a.DisconnectBilling, in)
 	} else {
 		step = workflow.ExecuteActivity(withRevio(ctx, 0), a.CreateBillingService, in)
 	}
 	err := step.Get(ctx, nil)
 	if err == nil {
-		if o.Operation == "deactivate" {
+		if o.Operation == change.Deactivate {
 			res.Disconnected++
 		} else {
 			res.Created++

@@ -56,8 +56,8 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 		switch {
 		case b.canStartChildren():
 			err = b.startChildren()
-		case b.canSubmit():
-			err = b.submitNextBatch()
+		case b.canSend():
+			err = b.sendNextBatch()
 		default:
 			b.awaitResult()
 		}
@@ -87,9 +87,9 @@ type bulkRun struct {
 	watch        bool
 	watchTimer   workflow.Future
 	lastResultAt time.Time
-	// submitting: a SubmitBatch is in flight (a pause or a cancellation
-	// waits for its answer).
-	submitting bool
+	// sending: a SendBatch is in flight (a pause or a cancellation waits
+	// for its answer).
+	sending bool
 	// epoch counts operators' requests, so that a wait ends on one.
 	epoch int
 	// searchable: the status search attribute is kept current (versioned).
@@ -122,7 +122,7 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 		b.state.Progress.Runs = b.state.Runs
 	} else {
 		b.state = api.BulkState{NextBatch: 1, Runs: 1, Progress: api.Progress{
-			BulkChangeID: in.BulkChangeID, Phase: "starting", Runs: 1,
+			BulkChangeID: in.BulkChangeID, Phase: change.PhaseStarting, Runs: 1,
 			Tally: change.NewTally(),
 		}}
 	}
@@ -130,13 +130,13 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 }
 
 func (b *bulkRun) setup() error {
-	b.coalesce = workflow.GetVersion(b.ctx, "coalesce-results", workflow.DefaultVersion, 1) >= 1
-	b.watch = workflow.GetVersion(b.ctx, "watch-children", workflow.DefaultVersion, 1) >= 1
-	b.searchable = workflow.GetVersion(b.ctx, "status-search-attribute", workflow.DefaultVersion, 1) >= 1
+	b.coalesce = workflow.GetVersion(b.ctx, versionCoalesceResults, workflow.DefaultVersion, 1) >= 1
+	b.watch = workflow.GetVersion(b.ctx, versionWatchChildren, workflow.DefaultVersion, 1) >= 1
+	b.searchable = workflow.GetVersion(b.ctx, versionStatusSearchAttribute, workflow.DefaultVersion, 1) >= 1
 	// Not waiting for starts needs the watched wait (awaitResult), which
 	// wakes when a start fails.
 	b.startWithoutWaiting = b.watch &&
-		workflow.GetVersion(b.ctx, "start-without-waiting", workflow.DefaultVersion, 1) >= 1
+		workflow.GetVersion(b.ctx, versionStartWithoutWaiting, workflow.DefaultVersion, 1) >= 1
 	b.lastResultAt = workflow.Now(b.ctx)
 	if err := b.setupControl(); err != nil {
 		return err
@@ -149,27 +149,27 @@ func (b *bulkRun) setup() error {
 }
 
 func (b *bulkRun) allDone() bool {
-	return b.submissionDone() && b.state.Queued == 0 && len(b.inFlight) == 0
+	return b.sendingDone() && b.state.Queued == 0 && len(b.inFlight) == 0
 }
 
-// submissionDone: every batch was sent, or nothing more will be (sending
+// sendingDone: every batch was sent, or nothing more will be (sending
 // stopped, or the unsent device changes were cancelled).
-func (b *bulkRun) submissionDone() bool {
-	return b.state.NextBatch > b.state.Plan.Batches || b.state.StopSubmitting != "" || b.state.UnsentCancelled
+func (b *bulkRun) sendingDone() bool {
+	return b.state.NextBatch > b.state.Plan.Batches || b.state.StopSending != "" || b.state.UnsentCancelled
 }
 
-// canStartChildren: submitted device changes wait for a child, the window
+// canStartChildren: sent device changes wait for a child, the window
 // has room, and no operator paused the bulk change.
 func (b *bulkRun) canStartChildren() bool {
 	return b.state.Queued > 0 && len(b.inFlight) < b.state.Plan.Options.Window && !b.state.Control.Paused
 }
 
-// canSubmit: batches remain and fewer than a window of submitted devices
-// wait for their child. Submission runs at most one window ahead of the
+// canSend: batches remain and fewer than a window of sent devices wait
+// for their child. Sending runs at most one window ahead of the
 // children: ThingSpace's callbacks for devices without a child yet are
 // stored and found when the child starts.
-func (b *bulkRun) canSubmit() bool {
-	return !b.submissionDone() && b.state.Queued < b.state.Plan.Options.Window &&
+func (b *bulkRun) canSend() bool {
+	return !b.sendingDone() && b.state.Queued < b.state.Plan.Options.Window &&
 		!b.state.Control.Paused && b.state.Control.Cancelled == nil
 }
 

@@ -26,9 +26,9 @@ type fakeBulk struct {
 	id           string
 	batches      [][]activities.DeviceToStart
 	outcome      map[string]api.DeviceResult // by ICCID; default PROCESSED
-	submitted    []int
+	sent         []int
 	started      []string
-	refuseBatch  int  // SubmitBatch of this batch fails with refused credentials
+	refuseBatch  int  // SendBatch of this batch fails with refused credentials
 	together     bool // every child finishes at the same moment
 	maxInFlight  int
 	inFlight     int
@@ -71,7 +71,7 @@ func (f *fakeBulk) plan(opts api.Options) *api.Plan {
 	return &api.Plan{BulkChangeID: f.id, AccountName: "acct", Total: f.total(), Batches: len(f.batches), Options: opts}
 }
 
-// listAfter mimics the database query: devices of submitted batches after
+// listAfter mimics the database query: devices of sent batches after
 // the cursor, in (batch, seq) order.
 func (f *fakeBulk) listAfter(in activities.ListDevicesInput) []activities.DeviceToStart {
 	var out []activities.DeviceToStart
@@ -105,7 +105,7 @@ func newBulkEnv(t *testing.T, f *fakeBulk, opts api.Options) *testsuite.TestWork
 func newActivityEnv() *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	activities.Register(env, &activities.Activities{})
 	return env
 }
 
@@ -118,8 +118,8 @@ func withBulkMocks(
 	opts api.Options,
 ) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(a.StartBulkChange, mock.Anything, f.id).Return(f.plan(opts), nil).Maybe()
-	env.OnActivity(a.SubmitBatch, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SubmitBatchInput) (*activities.SubmitBatchResult, error) {
+	env.OnActivity(activities.SendBatchActivity, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SendBatchInput) (*activities.SendBatchResult, error) {
 			if in.BatchNo == f.refuseBatch {
 				return nil, temporal.NewNonRetryableApplicationError(
 					"refused",
@@ -127,8 +127,8 @@ func withBulkMocks(
 					nil,
 				)
 			}
-			f.submitted = append(f.submitted, in.BatchNo)
-			return &activities.SubmitBatchResult{Devices: len(f.batches[in.BatchNo-1]), State: db.RequestAccepted}, nil
+			f.sent = append(f.sent, in.BatchNo)
+			return &activities.SendBatchResult{Devices: len(f.batches[in.BatchNo-1]), State: db.RequestAccepted}, nil
 		}).Maybe()
 	env.OnActivity(a.ListDevicesToStart, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ListDevicesInput) ([]activities.DeviceToStart, error) {
@@ -213,13 +213,13 @@ func TestBulkChangeHappyPath(t *testing.T) {
 	require.Equal(t, 8, res.Total)
 	require.Equal(t, 8, res.Processed)
 	require.Equal(t, 0, res.Errors)
-	require.Equal(t, []int{1, 2, 3}, f.submitted, "each batch is sent once, in order")
+	require.Equal(t, []int{1, 2, 3}, f.sent, "each batch is sent once, in order")
 	require.Len(t, f.started, 8, "one child per device")
 	require.LessOrEqual(t, f.maxInFlight, 4, "the window bounds the children in flight")
 	require.True(t, f.finished)
 	require.Equal(t, change.PhaseFinished, res.Progress.Phase)
 	require.Equal(t, 8, res.Progress.ByOutcome[change.Suspended])
-	require.Equal(t, 8, res.Progress.Submitted)
+	require.Equal(t, 8, res.Progress.DevicesSent)
 }
 
 func TestBulkChangePermanentFailureNextToSuccesses(t *testing.T) {
@@ -243,7 +243,7 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	f := newFakeBulk("b3", 4)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	activities.Register(env, &activities.Activities{})
 	env.OnActivity(a.StartBulkChange, mock.Anything, "b3").Return(f.plan(bulkOptions(10, 100)), nil)
 	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError(
 		"thingspace authentication: thingspace login: HTTP 400: UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
@@ -257,7 +257,7 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	require.Contains(t, err.Error(), "ThingSpace authentication failed")
 	require.Equal(t, change.AuthFailed, failed.Code)
 	require.Contains(t, failed.Message, "InvalidCredentials")
-	env.AssertNotCalled(t, "SubmitBatch", mock.Anything, mock.Anything)
+	env.AssertNotCalled(t, activities.SendBatchActivity, mock.Anything, mock.Anything)
 	env.AssertExpectations(t)
 	// The credentials are checked once: the refusal is not retried.
 	env.AssertNumberOfCalls(t, "CheckThingSpaceAuth", 1)
@@ -270,7 +270,7 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	require.Equal(t, map[change.Code]int{change.AuthFailed: 4}, p.ErrorsByCode)
 }
 
-func TestBulkChangeStopsSubmittingWhenCredentialsAreRefusedMidway(t *testing.T) {
+func TestBulkChangeStopsSendingWhenCredentialsAreRefusedMidway(t *testing.T) {
 	f := newFakeBulk("b4", 2, 2, 2)
 	f.refuseBatch = 2
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
@@ -345,11 +345,11 @@ func TestBulkChangeContinueAsNewKeepsCounters(t *testing.T) {
 		require.Equal(t, 10, res.Progress.Processed)
 		require.Equal(t, 1, res.Progress.Errors)
 		require.Equal(t, 1, res.Progress.ErrorsByCode["REQUEST_FAILED.DeviceNotFound"])
-		require.Equal(t, 11, res.Progress.Submitted)
+		require.Equal(t, 11, res.Progress.DevicesSent)
 		require.Equal(t, runs, res.Progress.Runs)
 		break
 	}
-	require.Equal(t, []int{1, 2, 3}, f.submitted, "no batch sent twice across runs")
+	require.Equal(t, []int{1, 2, 3}, f.sent, "no batch sent twice across runs")
 	require.Len(t, f.started, 11, "no child started twice across runs")
 }
 
@@ -471,7 +471,7 @@ func TestBulkChangeRecoverFromDatabase(t *testing.T) {
 	f.done[1], f.done[2] = true, true
 	env := newBulkEnv(t, f, bulkOptions(10, 100))
 	env.OnActivity(a.RecoverBulkChange, mock.Anything, "b10").Return(&activities.RecoveredBulk{
-		Plan: *f.plan(bulkOptions(10, 100)), NextBatch: 2, Submitted: 3, Unfinished: 1,
+		Plan: *f.plan(bulkOptions(10, 100)), NextBatch: 2, DevicesSent: 3, Unfinished: 1,
 		Tally: change.Tally{
 			Processed:    1,
 			Errors:       1,
@@ -485,7 +485,7 @@ func TestBulkChangeRecoverFromDatabase(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, []int{2, 3}, f.submitted, "batch 1 was sent before the failure and is not sent again")
+	require.Equal(t, []int{2, 3}, f.sent, "batch 1 was sent before the failure and is not sent again")
 	require.Len(
 		t,
 		f.started,

@@ -97,7 +97,7 @@ func (b *bulkRun) childNotStarted(ctx workflow.Context, d activities.DeviceToSta
 		Status:         change.Failed,
 		ErrorCode:      change.WorkflowStartFailed,
 	}
-	if workflow.GetVersion(ctx, "record-start-failure", workflow.DefaultVersion, 1) >= 1 {
+	if workflow.GetVersion(ctx, versionRecordStartFailure, workflow.DefaultVersion, 1) >= 1 {
 		in := activities.EndDeviceChangeInput{
 			DeviceChangeID: d.ID,
 			Code:           change.WorkflowStartFailed,

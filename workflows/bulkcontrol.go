@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -122,7 +123,7 @@ func (b *bulkRun) validateReject(_ workflow.Context, _ api.OperatorRequest) erro
 }
 
 func (b *bulkRun) awaitingApproval() error {
-	if b.state.Progress.Status != api.StatusAwaitingApproval || b.state.Control.Cancelled != nil {
+	if b.state.Progress.Status != change.BulkAwaitingApproval || b.state.Control.Cancelled != nil {
 		return fmt.Errorf("the bulk change is not awaiting approval (%s)", b.state.Progress.Status)
 	}
 	return nil
@@ -133,19 +134,19 @@ func (b *bulkRun) awaitingApproval() error {
 func (b *bulkRun) pause(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
 	b.state.Control.Paused = true
 	b.state.Control.PausedBy = b.action(req)
-	b.setStatus(ctx, api.StatusPaused)
+	b.setStatus(ctx, change.BulkPaused)
 	b.audit(ctx, api.PauseUpdate, req)
-	err := workflow.Await(ctx, func() bool { return !b.submitting })
-	return api.OperatorResult{Status: api.StatusPaused,
+	err := workflow.Await(ctx, func() bool { return !b.sending })
+	return api.OperatorResult{Status: change.BulkPaused,
 		Message: "paused: nothing new is sent; changes already sent are still awaited and recorded"}, err
 }
 
 func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
 	b.state.Control.Paused = false
 	b.state.Control.PausedBy = nil
-	b.setStatus(ctx, api.StatusRunning)
+	b.setStatus(ctx, change.BulkRunning)
 	b.audit(ctx, api.ResumeUpdate, req)
-	return api.OperatorResult{Status: api.StatusRunning, Message: "resumed"}, nil
+	return api.OperatorResult{Status: change.BulkRunning, Message: "resumed"}, nil
 }
 
 // cancel ends the device changes not yet sent as CANCELLED; the ones
@@ -153,14 +154,14 @@ func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 func (b *bulkRun) cancel(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
 	n, err := b.cancelUnsent(ctx, req, api.CancelUpdate)
 	msg := fmt.Sprintf("cancelled: %d device changes not yet sent end CANCELLED; %d already sent finish normally",
-		n, b.state.Progress.Submitted)
-	return api.OperatorResult{Status: api.StatusCancelled, Message: msg}, err
+		n, b.state.Progress.DevicesSent)
+	return api.OperatorResult{Status: change.BulkCancelled, Message: msg}, err
 }
 
 func (b *bulkRun) approve(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
 	b.state.Control.Approved = b.action(req)
 	b.audit(ctx, api.ApproveUpdate, req)
-	return api.OperatorResult{Status: api.StatusRunning, Message: "approved by " + req.By}, nil
+	return api.OperatorResult{Status: change.BulkRunning, Message: "approved by " + req.By}, nil
 }
 
 func (b *bulkRun) reject(ctx workflow.Context, req api.OperatorRequest) (api.OperatorResult, error) {
@@ -170,7 +171,7 @@ func (b *bulkRun) reject(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 		req.Reason = "rejected: " + req.Reason
 	}
 	n, err := b.cancelUnsent(ctx, req, api.RejectUpdate)
-	return api.OperatorResult{Status: api.StatusCancelled,
+	return api.OperatorResult{Status: change.BulkCancelled,
 		Message: fmt.Sprintf(
 			"rejected: the bulk change is cancelled; %d device changes end CANCELLED, none was sent",
 			n,
@@ -184,7 +185,7 @@ func (b *bulkRun) cancelUnsent(ctx workflow.Context, req api.OperatorRequest, ac
 	b.state.Control.Cancelled = b.action(req)
 	b.state.Control.Paused = false
 	b.audit(ctx, action, req)
-	if err := workflow.Await(ctx, func() bool { return !b.submitting }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return !b.sending }); err != nil {
 		return 0, err
 	}
 	var n int
@@ -233,14 +234,14 @@ func (b *bulkRun) inUpdate(ctx workflow.Context) bool {
 
 // setStatus is the bulk change's status as operators see it, kept current
 // in its BulkChangeStatus search attribute (an event per change of status).
-func (b *bulkRun) setStatus(ctx workflow.Context, status string) {
+func (b *bulkRun) setStatus(ctx workflow.Context, status change.BulkStatus) {
 	if b.state.Progress.Status == status {
 		return
 	}
 	b.state.Progress.Status = status
 	b.touch()
 	if b.searchable {
-		if err := workflow.UpsertTypedSearchAttributes(ctx, api.BulkChangeStatusAttr.ValueSet(status)); err != nil {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, api.BulkChangeStatusAttr.ValueSet(string(status))); err != nil {
 			b.logger.Warn("could not update the status search attribute", "error", err)
 		}
 	}
@@ -249,13 +250,13 @@ func (b *bulkRun) setStatus(ctx workflow.Context, status string) {
 // waitingToStart: scheduled, or awaiting approval.
 func (b *bulkRun) waitingToStart() bool {
 	s := b.state.Progress.Status
-	return s == api.StatusScheduled || s == api.StatusAwaitingApproval
+	return s == change.BulkScheduled || s == change.BulkAwaitingApproval
 }
 
 // ended: the bulk change is finishing or has finished.
 func (b *bulkRun) ended() bool {
 	switch b.state.Progress.Phase {
-	case "finishing", "settling_billing", "finished", "failed":
+	case change.PhaseFinishing, change.PhaseSettlingBilling, change.PhaseFinished, change.PhaseFailed:
 		return true
 	}
 	return false
@@ -270,7 +271,7 @@ func (b *bulkRun) awaitGo() (bool, error) {
 	waited := false
 	if ap := opts.Approval; ap != nil && b.state.Control.Approved == nil {
 		waited = true
-		b.setStatus(b.ctx, api.StatusAwaitingApproval)
+		b.setStatus(b.ctx, change.BulkAwaitingApproval)
 		b.state.Progress.Waiting = fmt.Sprintf(
 			"approval by an operator other than %s (%s)",
 			b.state.Plan.SubmittedBy,
@@ -294,7 +295,7 @@ func (b *bulkRun) awaitGo() (bool, error) {
 	}
 	if b.state.Control.Cancelled == nil && workflow.Now(b.ctx).Before(opts.NotBefore) {
 		waited = true
-		b.setStatus(b.ctx, api.StatusScheduled)
+		b.setStatus(b.ctx, change.BulkScheduled)
 		b.state.Progress.Waiting = "its start time, " + opts.NotBefore.Format(time.RFC3339)
 		if _, err := workflow.AwaitWithTimeout(b.ctx, opts.NotBefore.Sub(workflow.Now(b.ctx)), func() bool {
 			return b.state.Control.Cancelled != nil
@@ -308,8 +309,8 @@ func (b *bulkRun) awaitGo() (bool, error) {
 	}
 	if waited {
 		b.state.Progress.Waiting = ""
-		b.setStatus(b.ctx, api.StatusRunning)
-		in := activities.SetBulkStatusInput{BulkChangeID: b.in.BulkChangeID, Status: api.StatusRunning}
+		b.setStatus(b.ctx, change.BulkRunning)
+		in := activities.SetBulkStatusInput{BulkChangeID: b.in.BulkChangeID, Status: change.BulkRunning}
 		if err := workflow.ExecuteActivity(withDB(b.ctx), a.SetBulkStatus, in).Get(b.ctx, nil); err != nil {
 			return false, err
 		}

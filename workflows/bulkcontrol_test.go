@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -56,7 +57,7 @@ func controlMocks(env *testsuite.TestWorkflowEnvironment, f *fakeBulk, audit *[]
 	env.OnActivity(a.CancelUnsent, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.CancelUnsentInput) (int, error) {
 			n := 0
-			for _, b := range f.batches[len(f.submitted):] {
+			for _, b := range f.batches[len(f.sent):] {
 				n += len(b)
 			}
 			return n, nil
@@ -72,9 +73,9 @@ func TestBulkChangePauseAndResume(t *testing.T) {
 	controlMocks(env, f, &audit)
 	var atPause, atResume []int
 	pause := sendUpdate(env, 90*time.Second, api.PauseUpdate, api.OperatorRequest{By: "alice", Reason: "wrong file?"})
-	env.RegisterDelayedCallback(func() { atPause = append([]int(nil), f.submitted...) }, 91*time.Second)
+	env.RegisterDelayedCallback(func() { atPause = append([]int(nil), f.sent...) }, 91*time.Second)
 	twice := sendUpdate(env, 2*time.Hour, api.PauseUpdate, api.OperatorRequest{By: "bob"})
-	env.RegisterDelayedCallback(func() { atResume = append([]int(nil), f.submitted...) }, 3*time.Hour-time.Second)
+	env.RegisterDelayedCallback(func() { atResume = append([]int(nil), f.sent...) }, 3*time.Hour-time.Second)
 	resume := sendUpdate(env, 3*time.Hour, api.ResumeUpdate, api.OperatorRequest{By: "alice", Reason: "file checked"})
 	again := sendUpdate(env, 3*time.Hour+time.Second, api.ResumeUpdate, api.OperatorRequest{By: "alice"})
 
@@ -83,19 +84,19 @@ func TestBulkChangePauseAndResume(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	require.True(t, pause.done)
 	require.NoError(t, pause.rejected)
-	require.Equal(t, api.StatusPaused, pause.result.Status)
+	require.Equal(t, change.BulkPaused, pause.result.Status)
 	require.Equal(t, atPause, atResume, "nothing sent while paused")
 	require.ErrorContains(t, twice.rejected, "already paused (by alice")
 	require.NoError(t, resume.rejected)
 	require.ErrorContains(t, again.rejected, "not paused")
-	require.Equal(t, []int{1, 2, 3}, f.submitted, "every batch sent once in the end")
+	require.Equal(t, []int{1, 2, 3}, f.sent, "every batch sent once in the end")
 	require.Len(t, f.started, 6)
 	require.Len(t, audit, 2, "pause and resume, not the refused requests")
 	require.Equal(t, "alice", audit[0].By)
 	require.Equal(t, "wrong file?", audit[0].Reason)
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, api.StatusFinished, res.Status)
+	require.Equal(t, change.BulkFinished, res.Status)
 }
 
 // Cancelled mid-way: what was not sent ends CANCELLED, what was sent
@@ -119,12 +120,12 @@ func TestBulkChangeCancel(t *testing.T) {
 	require.NoError(t, cancel.rejected)
 	require.Contains(t, cancel.result.Message, "4 device changes not yet sent end CANCELLED")
 	require.ErrorContains(t, twice.rejected, "already cancelled (by alice")
-	require.Equal(t, []int{1}, f.submitted, "nothing sent after the cancellation")
+	require.Equal(t, []int{1}, f.sent, "nothing sent after the cancellation")
 	require.Len(t, f.started, 2, "the devices already sent finished")
 	require.True(t, f.finishedWith.Cancelled)
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, api.StatusCancelled, res.Status)
+	require.Equal(t, change.BulkCancelled, res.Status)
 	require.Equal(t, 4, res.Progress.Cancelled)
 	require.Equal(t, 6, res.Progress.Done())
 }
@@ -145,7 +146,7 @@ func TestBulkChangeAwaitsApproval(t *testing.T) {
 	controlMocks(env, f, &audit)
 	var sentBeforeApproval []int
 	env.RegisterDelayedCallback(
-		func() { sentBeforeApproval = append([]int{}, f.submitted...) },
+		func() { sentBeforeApproval = append([]int{}, f.sent...) },
 		10*time.Hour-time.Second,
 	)
 	self := sendUpdate(env, time.Hour, api.ApproveUpdate, api.OperatorRequest{By: "alice"})
@@ -159,7 +160,7 @@ func TestBulkChangeAwaitsApproval(t *testing.T) {
 	require.ErrorContains(t, pause.rejected, "has not started (AWAITING_APPROVAL)")
 	require.NoError(t, approve.rejected)
 	require.Empty(t, sentBeforeApproval, "nothing sent before the approval")
-	require.Equal(t, []int{1}, f.submitted)
+	require.Equal(t, []int{1}, f.sent)
 	require.Equal(t, "approve", audit[0].Action)
 }
 
@@ -203,7 +204,7 @@ func TestBulkChangeApprovalNamesNormalisedAndTextChecked(t *testing.T) {
 	require.NoError(t, approve.rejected)
 	require.Len(t, audit, 1, "only the accepted approval is recorded")
 	require.Equal(t, "bob", audit[0].By)
-	require.Equal(t, []int{1}, f.submitted)
+	require.Equal(t, []int{1}, f.sent)
 }
 
 // An approval that does not come in time cancels the bulk change; nothing
@@ -222,9 +223,9 @@ func TestBulkChangeApprovalExpires(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res api.BulkChangeResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, api.StatusCancelled, res.Status)
+	require.Equal(t, change.BulkCancelled, res.Status)
 	require.Equal(t, 3, res.Progress.Cancelled)
-	require.Empty(t, f.submitted)
+	require.Empty(t, f.sent)
 	require.GreaterOrEqual(t, env.Now().Sub(start), 72*time.Hour)
 	require.Equal(t, "approval-expired", audit[0].Action)
 }
@@ -242,7 +243,7 @@ func TestBulkChangeScheduled(t *testing.T) {
 		var audit []activities.OperatorActionInput
 		controlMocks(env, f, &audit)
 		var early []int
-		env.RegisterDelayedCallback(func() { early = append([]int{}, f.submitted...) }, 6*time.Hour-time.Minute)
+		env.RegisterDelayedCallback(func() { early = append([]int{}, f.sent...) }, 6*time.Hour-time.Minute)
 		if cancel {
 			sendUpdate(env, time.Hour, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "not tonight"})
 		}
@@ -254,12 +255,12 @@ func TestBulkChangeScheduled(t *testing.T) {
 		var res api.BulkChangeResult
 		require.NoError(t, env.GetWorkflowResult(&res))
 		if cancel {
-			require.Empty(t, f.submitted)
-			require.Equal(t, api.StatusCancelled, res.Status)
+			require.Empty(t, f.sent)
+			require.Equal(t, change.BulkCancelled, res.Status)
 			require.Equal(t, 2, res.Progress.Cancelled)
 		} else {
-			require.Equal(t, []int{1}, f.submitted)
-			require.Equal(t, api.StatusFinished, res.Status)
+			require.Equal(t, []int{1}, f.sent)
+			require.Equal(t, change.BulkFinished, res.Status)
 		}
 	}
 }

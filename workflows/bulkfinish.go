@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -20,7 +21,7 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 	if err := workflow.Await(b.ctx, func() bool { return workflow.AllHandlersFinished(b.ctx) }); err != nil {
 		return nil, err
 	}
-	b.state.Progress.Phase = "finishing"
+	b.state.Progress.Phase = change.PhaseFinishing
 	b.touch()
 	cancelled := b.state.Control.Cancelled != nil
 	var finished activities.FinishResult
@@ -40,11 +41,11 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 			return nil, err
 		}
 	}
-	status := api.StatusFinished
+	status := change.BulkFinished
 	if cancelled {
-		status = api.StatusCancelled
+		status = change.BulkCancelled
 	}
-	b.state.Progress.Phase = "finished"
+	b.state.Progress.Phase = change.PhaseFinished
 	b.setStatus(b.ctx, status)
 	return &api.BulkChangeResult{
 		BulkChangeID: b.in.BulkChangeID, Status: status, Total: b.state.Plan.Total,
@@ -57,7 +58,7 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 // child; a step whose device workflow still runs is left to it, and checked
 // again a minute later.
 func (b *bulkRun) settleStrandedBilling(attempt, owed int) error {
-	b.state.Progress.Phase = "settling_billing"
+	b.state.Progress.Phase = change.PhaseSettlingBilling
 	b.state.Progress.BillingPending = owed
 	b.touch()
 	b.logger.Warn("Rev.io steps owed at the end of the bulk change", "owed", owed, "attempt", attempt)

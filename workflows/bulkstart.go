@@ -26,11 +26,11 @@ func (b *bulkRun) start() error {
 		// approval expired): the main loop finds nothing to do and ends.
 		return err
 	}
-	b.state.Progress.Phase = "checking_thingspace"
+	b.state.Progress.Phase = change.PhaseCheckingThingSpace
 	b.touch()
 
 	err := workflow.ExecuteActivity(withAuthCheck(b.ctx), a.CheckThingSpaceAuth, b.in.BulkChangeID).Get(b.ctx, nil)
-	b.state.Progress.Phase = "running"
+	b.state.Progress.Phase = change.PhaseRunning
 	b.touch()
 	if err == nil {
 		return nil
@@ -41,8 +41,8 @@ func (b *bulkRun) start() error {
 	if ferr := workflow.ExecuteActivity(withDB(b.ctx), a.FailBulkChange, fail).Get(b.ctx, nil); ferr != nil {
 		return ferr
 	}
-	b.state.Progress.Phase = "failed"
-	b.setStatus(b.ctx, api.StatusFailed)
+	b.state.Progress.Phase = change.PhaseFailed
+	b.setStatus(b.ctx, change.BulkFailed)
 	b.state.Progress.Error = msg
 	// Nothing was sent yet: every device change ends with this code.
 	b.state.Progress.AddError(change.AuthFailed, plan.Total)
@@ -53,15 +53,15 @@ func (b *bulkRun) usePlan(plan api.Plan) {
 	b.state.Plan = withDefaults(plan)
 	b.state.Progress.Total = plan.Total
 	b.state.Progress.Batches = plan.Batches
-	b.state.Progress.Phase = "running"
-	b.setStatus(b.ctx, api.StatusRunning)
+	b.state.Progress.Phase = change.PhaseRunning
+	b.setStatus(b.ctx, change.BulkRunning)
 }
 
 // recover takes over a bulk change whose previous parent run ended without
 // finishing it (failed, terminated, timed out): an operator started this run
 // with Recover (`starter resume-failed`). Where that run stood is read from
 // PostgreSQL, not from its history: batches whose devices all left PENDING
-// were sent (SubmitBatch is idempotent, so a batch sent half-way is taken up
+// were sent (SendBatch is idempotent, so a batch sent half-way is taken up
 // where it stood, never sent twice); device changes of those batches that
 // have their outcome are counted; the others get their child again, and a
 // child still running from the failed run is adopted (it reports to this
@@ -77,7 +77,7 @@ func (b *bulkRun) recover() error {
 	b.state.Queued = rec.Unfinished
 	p := &b.state.Progress
 	p.BatchesSent = rec.NextBatch - 1
-	p.Submitted = rec.Submitted
+	p.DevicesSent = rec.DevicesSent
 	p.Tally.Add(rec.Tally)
 	p.Recovered++
 	if rec.ApprovedBy != "" {

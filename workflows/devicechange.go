@@ -116,7 +116,7 @@ func (d *deviceRun) known(k *api.KnownDeviceChange) *activities.DeviceState {
 		HasBilling:   k.HasBilling,
 	}
 	if c := k.Confirmation; c != nil {
-		if c.Source == api.SourceSync {
+		if c.Source == change.BySync {
 			dev.Sync = c
 		} else {
 			dev.Stored = []api.Confirmation{*c}
@@ -179,7 +179,7 @@ func (d *deviceRun) await(requestID string, awaited change.Awaited) api.Confirma
 	}
 	d.step(change.StepPolling)
 	poll := activities.RequestPollInput{
-		DeviceChangeID: d.in.DeviceChangeID, AccountName: d.in.AccountName, ICCID: d.in.ICCID, Operation: string(awaited),
+		DeviceChangeID: d.in.DeviceChangeID, AccountName: d.in.AccountName, ICCID: d.in.ICCID, Operation: awaited,
 		RequestID: requestID, WorkflowID: workflow.GetInfo(d.ctx).WorkflowExecution.ID,
 		Interval: t.PollInterval, MaxInterval: t.PollMaxInterval,
 	}
@@ -189,7 +189,7 @@ func (d *deviceRun) await(requestID string, awaited change.Awaited) api.Confirma
 	c, ok := d.receive(requestID, deadline)
 	_ = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CancelPoll, d.in.DeviceChangeID).Get(d.ctx, nil)
 	if !ok {
-		return api.Confirmation{Source: api.SourcePoll, RequestID: requestID, FaultCode: change.NotConfirmed,
+		return api.Confirmation{Source: change.ByPoll, RequestID: requestID, FaultCode: change.NotConfirmed,
 			FaultMessage: fmt.Sprintf(
 				"ThingSpace did not confirm the change within %s",
 				t.ConfirmDeadline,
@@ -300,7 +300,7 @@ func (d *deviceRun) alreadyActive(dev *activities.DeviceState, fault api.Confirm
 			return d.complete(in)
 		}
 		in.Outcome, in.ConfirmedBy, in.ConfirmedAt, in.RequestID = change.AlreadyActivePPU, c.Source, c.At, c.RequestID
-		if c.Source != api.SourceCallback {
+		if c.Source != change.ByCallback {
 			// Polling saw the device active, as it was before: that proves
 			// the request was taken, not that the address was set.
 			in.Outcome = change.AlreadyActivePPUUnconfirmed
@@ -362,7 +362,7 @@ func (d *deviceRun) complete(in activities.CompleteInput) (api.DeviceResult, err
 	// started by code that has the change: it records no version marker.
 	var f workflow.Future
 	if d.in.Protocol >= 1 ||
-		workflow.GetVersion(d.ctx, "complete-as-local-activity", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		workflow.GetVersion(d.ctx, versionCompleteAsLocalActivity, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
 		f = workflow.ExecuteLocalActivity(withLocalDB(d.ctx), a.CompleteDeviceChange, in)
 	} else {
 		f = workflow.ExecuteActivity(withDB(d.ctx), a.CompleteDeviceChange, in)
@@ -434,7 +434,7 @@ func (d *deviceRun) billingOwed(dev *activities.DeviceState) bool {
 		return owed
 	}
 	return d.in.Protocol >= 1 ||
-		workflow.GetVersion(d.ctx, "follow-up-of-recorded-outcome", workflow.DefaultVersion, 1) >= 1
+		workflow.GetVersion(d.ctx, versionFollowUpOfRecordedOutcome, workflow.DefaultVersion, 1) >= 1
 }
 
 // report signals the result to the parent. A parent that no longer runs

@@ -37,16 +37,16 @@ func TestDeviceChangeOfProtocol1DecidesFromWhatTheParentKnew(t *testing.T) {
 		source  change.Source
 		outcome change.Outcome
 	}{
-		"stored callback":    {"suspend", api.SourceCallback, change.Suspended},
-		"synchronous answer": {"inventory", api.SourceSync, change.AddedToInventory},
+		"stored callback":    {"suspend", change.ByCallback, change.Suspended},
+		"synchronous answer": {"inventory", change.BySync, change.AddedToInventory},
 	} {
 		t.Run(name, func(t *testing.T) {
-			env := newDeviceEnv(t, submitted(tc.op))
+			env := newDeviceEnv(t, sent(tc.op))
 			countVersionMarkers(env)
 			c := api.Confirmation{Source: tc.source, RequestID: "req-1", Success: true}
 
 			env.ExecuteWorkflow(DeviceChange, protocol1(tc.op, api.KnownDeviceChange{RequestID: "req-1",
-				Status: change.Submitted, Confirmation: &c}))
+				Status: change.Sent, Confirmation: &c}))
 
 			res := env.result(t)
 			require.Equal(t, tc.outcome, res.Outcome)
@@ -70,12 +70,12 @@ func TestDeviceChangeReadsItsChangeWhenTheAnswerIsNotInItsInput(t *testing.T) {
 		in             api.DeviceChangeInput
 		versionMarkers int
 	}{
-		"protocol 1":  {protocol1("suspend", api.KnownDeviceChange{RequestID: "req-1", Status: change.Submitted}), 0},
+		"protocol 1":  {protocol1("suspend", api.KnownDeviceChange{RequestID: "req-1", Status: change.Sent}), 0},
 		"no protocol": {deviceInput("suspend"), 1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			st := submitted("suspend")
-			st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", Success: true}}
+			st := sent("suspend")
+			st.Stored = []api.Confirmation{{Source: change.ByCallback, RequestID: "req-1", Success: true}}
 			env := newDeviceEnv(t, st)
 			countVersionMarkers(env)
 
@@ -93,7 +93,7 @@ func TestDeviceChangeReadsItsChangeWhenTheAnswerIsNotInItsInput(t *testing.T) {
 // lost task, say) and owes a Rev.io step runs it, without the version
 // marker that guards that path for older children.
 func TestDeviceChangeOfProtocol1EndedBeforeItsRunRunsTheOwedFollowUp(t *testing.T) {
-	env := newDeviceEnv(t, submitted("activate"))
+	env := newDeviceEnv(t, sent("activate"))
 	countVersionMarkers(env)
 	env.stored = &activities.CompleteResult{Status: change.Processed, Outcome: change.Activated, MSISDN: "5551230009",
 		BillingStatus: change.BillingPending}

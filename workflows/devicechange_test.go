@@ -54,7 +54,7 @@ func newDeviceEnv(t *testing.T, st activities.DeviceState) *deviceEnv {
 	var s testsuite.WorkflowTestSuite
 	env := &deviceEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment()}
 	env.start = env.Now()
-	env.RegisterActivity(&activities.Activities{})
+	activities.Register(env, &activities.Activities{})
 	env.OnActivity(a.LoadDeviceChange, mock.Anything, int64(7)).Return(
 		func(context.Context, int64) (*activities.DeviceState, error) {
 			env.loads++
@@ -140,32 +140,32 @@ func inputOfOne[T any](env *testsuite.TestWorkflowEnvironment, act any) *T {
 func syncedSuspend() (*testsuite.TestWorkflowEnvironment, activities.DeviceState) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
-	st := submitted("suspend")
-	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	activities.Register(env, &activities.Activities{})
+	st := sent("suspend")
+	st.Sync = &api.Confirmation{Source: change.BySync, Success: true}
 	return env, st
 }
 
-func submitted(op change.Operation) activities.DeviceState {
+func sent(op change.Operation) activities.DeviceState {
 	return activities.DeviceState{
 		ID:            7,
 		BulkChangeID:  "b1",
 		ICCID:         "89148000000000000011",
 		Operation:     op,
 		AccountName:   "acct",
-		Status:        change.Submitted,
+		Status:        change.Sent,
 		RequestID:     "req-1",
 		BillingStatus: change.BillingNone,
 	}
 }
 
 func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
 	env.signalAt(
 		3*time.Minute,
-		api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230001"},
+		api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true, MSISDN: "5551230001"},
 	)
 	env.OnActivity(a.CreateBillingService, mock.Anything, activities.BillingInput{BulkChangeID: "b1", DeviceChangeID: 7}).
 		Return(&activities.BillingResult{ServiceID: 100001, Created: true}, nil).
@@ -177,19 +177,19 @@ func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 	require.False(t, res.BillingError)
 	c := env.completed[0]
 	require.Equal(t, "5551230001", c.MSISDN, "the MSISDN comes from the callback")
-	require.Equal(t, api.SourceCallback, c.ConfirmedBy)
+	require.Equal(t, change.ByCallback, c.ConfirmedBy)
 	require.True(t, c.BillingPending)
 	require.Empty(t, env.polled, "no polling when the callback came in time")
 	require.Less(t, env.Now().Sub(env.start), 30*time.Minute)
 }
 
 func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
-	env := newDeviceEnv(t, submitted("activate"))
+	env := newDeviceEnv(t, sent("activate"))
 	// The poller answers 10 minutes after the callback timer fired; the
 	// MSISDN is not in its confirmation, so it is read from the device list.
 	env.signalAt(
 		40*time.Minute,
-		api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true, State: "active"},
+		api.Confirmation{Source: change.ByPoll, RequestID: "req-1", Success: true, State: "active"},
 	)
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230002"}, nil).Once()
@@ -198,15 +198,15 @@ func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
 	require.Equal(t, change.Processed, res.Status)
 	require.Len(t, env.polled, 1)
 	require.Equal(t, 30*time.Minute, env.polled[0].Sub(env.start), "polling starts when the 30-minute timer fires")
-	require.Equal(t, api.SourcePoll, env.completed[0].ConfirmedBy)
+	require.Equal(t, change.ByPoll, env.completed[0].ConfirmedBy)
 	require.Equal(t, "5551230002", env.completed[0].MSISDN)
 }
 
 func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
+	env := newDeviceEnv(t, sent("suspend"))
 	env.signalAt(
 		45*time.Minute,
-		api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", FaultCode: change.PollStateMismatch,
+		api.Confirmation{Source: change.ByPoll, RequestID: "req-1", FaultCode: change.PollStateMismatch,
 			FaultMessage: "device is active at ThingSpace after the suspend request (expected suspended)"},
 	)
 
@@ -218,20 +218,20 @@ func TestDeviceChangeTimerThenPollingToFailure(t *testing.T) {
 }
 
 func TestDeviceChangeCallbackDuringPollingWins(t *testing.T) {
-	env := newDeviceEnv(t, submitted("restore"))
-	env.signalAt(50*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true})
-	env.signalAt(55*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true})
+	env := newDeviceEnv(t, sent("restore"))
+	env.signalAt(50*time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true})
+	env.signalAt(55*time.Minute, api.Confirmation{Source: change.ByPoll, RequestID: "req-1", Success: true})
 
 	res := env.run(t, deviceInput("restore"))
 	require.Equal(t, change.Restored, res.Outcome)
 	require.Len(t, env.polled, 1, "the device was handed to the poller after the timer")
-	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy, "the late callback won")
+	require.Equal(t, change.ByCallback, env.completed[0].ConfirmedBy, "the late callback won")
 	require.Equal(t, change.StateActive, env.completed[0].FinalState)
 }
 
 func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
-	st := submitted("deactivate")
-	st.Stored = []api.Confirmation{{Source: api.SourceCallback, RequestID: "req-1", Success: true, CallbackID: 3}}
+	st := sent("deactivate")
+	st.Stored = []api.Confirmation{{Source: change.ByCallback, RequestID: "req-1", Success: true, CallbackID: 3}}
 	env := newDeviceEnv(t, st)
 
 	res := env.run(t, deviceInput("deactivate"))
@@ -241,16 +241,16 @@ func TestDeviceChangeStoredCallbackBeforeWorkflowWaits(t *testing.T) {
 }
 
 func TestDeviceChangeIgnoresConfirmationOfAnotherRequest(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
-	env.signalAt(time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-old", FaultCode: "X"})
-	env.signalAt(2*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true})
+	env := newDeviceEnv(t, sent("suspend"))
+	env.signalAt(time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "req-old", FaultCode: "X"})
+	env.signalAt(2*time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true})
 
 	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Processed, res.Status)
 }
 
 func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
+	env := newDeviceEnv(t, sent("suspend"))
 
 	res := env.run(t, deviceInput("suspend"))
 	require.Equal(t, change.Failed, res.Status)
@@ -259,8 +259,8 @@ func TestDeviceChangeNotConfirmedByDeadline(t *testing.T) {
 }
 
 func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
-	env := newDeviceEnv(t, submitted("suspend"))
-	env.signalAt(6*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "req-1", Success: true})
+	env := newDeviceEnv(t, sent("suspend"))
+	env.signalAt(6*time.Minute, api.Confirmation{Source: change.ByPoll, RequestID: "req-1", Success: true})
 	in := deviceInput("suspend")
 	in.Options.CallbacksEnabled = false
 
@@ -272,17 +272,17 @@ func TestDeviceChangePollingOnlyWhenCallbacksDisabled(t *testing.T) {
 }
 
 func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasPPU, st.HasBilling = true, true
 	st.Sync = &api.Confirmation{
-		Source:       api.SourceSync,
+		Source:       change.BySync,
 		FaultCode:    change.FaultAlreadyActive,
 		FaultMessage: "Device is already active",
 	}
 	env := newDeviceEnv(t, st)
 	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
 		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
-	env.signalAt(2*time.Minute, api.Confirmation{Source: api.SourceCallback, RequestID: "ppu-1", Success: true})
+	env.signalAt(2*time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "ppu-1", Success: true})
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
 	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).
@@ -299,13 +299,13 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 // Polling sees an already-active device active whether or not the address
 // was set: without the update's own callback the outcome says so.
 func TestDeviceChangeAlreadyActivePPUConfirmedOnlyByPolling(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasPPU = true
-	st.Sync = &api.Confirmation{Source: api.SourceSync, FaultCode: change.FaultAlreadyActive}
+	st.Sync = &api.Confirmation{Source: change.BySync, FaultCode: change.FaultAlreadyActive}
 	env := newDeviceEnv(t, st)
 	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
 		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
-	env.signalAt(31*time.Minute, api.Confirmation{Source: api.SourcePoll, RequestID: "ppu-1", Success: true})
+	env.signalAt(31*time.Minute, api.Confirmation{Source: change.ByPoll, RequestID: "ppu-1", Success: true})
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
 
@@ -316,9 +316,9 @@ func TestDeviceChangeAlreadyActivePPUConfirmedOnlyByPolling(t *testing.T) {
 }
 
 func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.Stored = []api.Confirmation{
-		{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
+		{Source: change.ByCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
 	}
 	env := newDeviceEnv(t, st)
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
@@ -331,12 +331,12 @@ func TestDeviceChangeAlreadyActiveWithoutPPU(t *testing.T) {
 }
 
 func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
 	env.signalAt(
 		time.Minute,
-		api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", Success: true, MSISDN: "5551230005"},
+		api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true, MSISDN: "5551230005"},
 	)
 	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).Return(nil,
 		temporal.NewNonRetryableApplicationError("create Rev.io service: HTTP 400: customer 9 does not exist", activities.ErrTypeRevio, nil),
@@ -353,7 +353,7 @@ func TestDeviceChangeRevioFailureKeepsActivation(t *testing.T) {
 }
 
 func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
-	st := submitted("suspend")
+	st := sent("suspend")
 	st.Status, st.Final, st.ErrorCode = change.Failed, true, change.DeviceBusy
 	env := newDeviceEnv(t, st)
 	env.stored = &activities.CompleteResult{Status: change.Failed, ErrorCode: change.DeviceBusy}
@@ -364,9 +364,9 @@ func TestDeviceChangeRefusedAtSubmissionOnlyRecords(t *testing.T) {
 }
 
 func TestDeviceChangeInventoryIsConfirmedSynchronously(t *testing.T) {
-	st := submitted("inventory")
+	st := sent("inventory")
 	st.RequestID = ""
-	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true, State: "preactive"}
+	st.Sync = &api.Confirmation{Source: change.BySync, Success: true, State: "preactive"}
 	env := newDeviceEnv(t, st)
 
 	res := env.run(t, deviceInput("inventory"))
@@ -391,7 +391,7 @@ func TestDeviceChangeParentGoneIsNotAnError(t *testing.T) {
 // earlier attempt of this very workflow task recorded it (the worker died
 // before the task completed): the record owes the Rev.io step, so it runs.
 func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	st.HasBilling = true
 	st.Status, st.Final = change.Processed, true
 	env := newDeviceEnv(t, st)
@@ -409,8 +409,8 @@ func TestDeviceChangeRecordedByALostTaskStillRunsItsFollowUp(t *testing.T) {
 // A deactivation owes the disconnection of its Rev.io service when
 // configured; its failure is recorded with its code for a billing retry.
 func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
-	st := submitted("deactivate")
-	st.Sync = &api.Confirmation{Source: api.SourceSync, Success: true}
+	st := sent("deactivate")
+	st.Sync = &api.Confirmation{Source: change.BySync, Success: true}
 	env := newDeviceEnv(t, st)
 	in := deviceInput("deactivate")
 	in.Options.DisconnectBillingOnDeactivate = true
@@ -429,11 +429,11 @@ func TestDeviceChangeDeactivationDisconnectsBilling(t *testing.T) {
 // An already-active device whose fault came by callback is recorded as
 // confirmed by callback, not as a synchronous answer.
 func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
-	st := submitted("activate")
+	st := sent("activate")
 	env := newDeviceEnv(t, st)
 	env.signalAt(
 		time.Minute,
-		api.Confirmation{Source: api.SourceCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
+		api.Confirmation{Source: change.ByCallback, RequestID: "req-1", FaultCode: change.FaultAlreadyActive},
 	)
 	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
 		Return(&activities.DeviceLookup{Found: true, MSISDN: "5551230010"}, nil).
@@ -441,7 +441,7 @@ func TestDeviceChangeAlreadyActiveKeepsItsConfirmationSource(t *testing.T) {
 
 	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.AlreadyActive, res.Outcome)
-	require.Equal(t, api.SourceCallback, env.completed[0].ConfirmedBy)
+	require.Equal(t, change.ByCallback, env.completed[0].ConfirmedBy)
 	require.Equal(t, "req-1", env.completed[0].RequestID)
 }
 

@@ -19,10 +19,6 @@ const pollerCyclesPerRun = 200
 // room for the signals that arrive while the run closes.
 const defaultPollerSignalsPerRun = 5000
 
-// pollerSignalLimitChange versions the poller's continue-as-new on the
-// number of signals received (runs recorded before it never do).
-const pollerSignalLimitChange = "poller-signal-limit"
-
 // AccountPoller confirms, for one ThingSpace account, the device changes
 // whose callback did not arrive in time. Every cycle it checks the devices
 // that are due in one batched pass (a few device-list pages, not one request
@@ -54,7 +50,7 @@ func AccountPoller(ctx workflow.Context, in api.AccountPollerInput) error {
 			return false
 		}
 		if version == -2 {
-			version = int(workflow.GetVersion(ctx, pollerSignalLimitChange, workflow.DefaultVersion, 1))
+			version = int(workflow.GetVersion(ctx, versionPollerSignalLimit, workflow.DefaultVersion, 1))
 		}
 		return version >= 1
 	}

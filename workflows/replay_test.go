@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/iot-ops/tsbulk/workflows"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/iot-ops/tsbulk/workflows"
 )
 
 // TestReplayRecordedHistories replays histories recorded from real runs

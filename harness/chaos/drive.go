@@ -20,7 +20,7 @@ func (h *harness) progress(ctx context.Context) (Progress, string, error) {
 			(SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id),
 			(SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status <> 'PENDING'),
 			(SELECT count(*) FROM device_changes WHERE bulk_change_id = b.id AND status IN ('PROCESSED', 'ERROR'))
-		FROM bulk_changes b WHERE b.id = $1`, h.bulkID).Scan(&status, &p.Total, &p.Submitted, &p.Final)
+		FROM bulk_changes b WHERE b.id = $1`, h.bulkID).Scan(&status, &p.Total, &p.Sent, &p.Final)
 	return p, status, err
 }
 
@@ -56,7 +56,7 @@ func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
 			return false, err
 		}
 		if time.Since(lastLog) > 15*time.Second {
-			h.log("progress %.0f%%: %d submitted, %d final of %d", last.Fraction()*100, last.Submitted, last.Final, last.Total)
+			h.log("progress %.0f%%: %d sent, %d final of %d", last.Fraction()*100, last.Sent, last.Final, last.Total)
 			lastLog = time.Now()
 		}
 		if time.Now().After(deadline) {

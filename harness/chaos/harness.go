@@ -71,11 +71,11 @@ type Result struct {
 	Dir        string
 	Counts     map[Category]int
 	Temporal   string
-	// Stall and SubmitStall are the longest gaps without progress, and
+	// Stall and SendStall are the longest gaps without progress, and
 	// without a batch sent (stalls.go); Submitted is when the starter
 	// returned, the origin of the report's times.
-	Stall, SubmitStall Stall
-	Submitted          time.Time
+	Stall, SendStall Stall
+	Submitted        time.Time
 }
 
 // Observed are the faults as the simulators and the database saw them.
@@ -222,7 +222,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err := h.check(ctx, w, res); err != nil {
 		return res, err
 	}
-	if res.Stall, res.SubmitStall, err = h.stalls(ctx, submitted); err != nil {
+	if res.Stall, res.SendStall, err = h.stalls(ctx, submitted); err != nil {
 		return res, err
 	}
 	if len(res.Violations) > 0 {

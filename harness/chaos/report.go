@@ -31,7 +31,7 @@ func Report(out io.Writer, r *Result, baseline *Result) {
 	row("wall time", wall+" (submission to the bulk change's end)")
 	if r.Stall.Length > 0 {
 		row("  longest stall", r.Stall.describe(r.Submitted)+" (no device change sent or final)")
-		row("  of submission", r.SubmitStall.describe(r.Submitted)+" (no batch sent)")
+		row("  of sending", r.SendStall.describe(r.Submitted)+" (no batch sent)")
 	}
 	if baseline != nil {
 		ratio := float64(r.Wall) / float64(baseline.Wall)

@@ -105,8 +105,8 @@ type Schedule struct {
 const (
 	firstFault = 0.02
 	lastFault  = 0.9
-	// Submission is about done when the progress passes 0.5 (every device
-	// submitted, few final), often well before.
+	// Sending is about done when the progress passes 0.5 (every device
+	// sent, few final), often well before.
 	lastLostAnswer = 0.35
 )
 
@@ -167,17 +167,17 @@ func (s Schedule) String() string {
 
 // Progress is where a bulk change stands, from its device changes.
 type Progress struct {
-	Total     int // device changes
-	Submitted int // past PENDING: their batch was claimed or sent
-	Final     int // PROCESSED or ERROR
+	Total int // device changes
+	Sent  int // past PENDING: their batch was claimed or sent
+	Final int // PROCESSED or ERROR
 }
 
-// Fraction counts submission and completion as halves of the work, so
+// Fraction counts sending and completion as halves of the work, so
 // that faults also land while batches are being sent, before any device
 // has its outcome.
 func (p Progress) Fraction() float64 {
 	if p.Total == 0 {
 		return 0
 	}
-	return float64(p.Submitted+p.Final) / float64(2*p.Total)
+	return float64(p.Sent+p.Final) / float64(2*p.Total)
 }

@@ -72,8 +72,8 @@ func TestNewKindKeepsEarlierDraws(t *testing.T) {
 
 func TestProgressFraction(t *testing.T) {
 	assert.Zero(t, Progress{}.Fraction())
-	assert.InDelta(t, 0.25, Progress{Total: 100, Submitted: 50}.Fraction(), 1e-9)
-	assert.InDelta(t, 1.0, Progress{Total: 100, Submitted: 100, Final: 100}.Fraction(), 1e-9)
+	assert.InDelta(t, 0.25, Progress{Total: 100, Sent: 50}.Fraction(), 1e-9)
+	assert.InDelta(t, 1.0, Progress{Total: 100, Sent: 100, Final: 100}.Fraction(), 1e-9)
 }
 
 // The workload must be a file the product accepts, with the mix the issue

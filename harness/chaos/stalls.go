@@ -63,26 +63,26 @@ func lastBefore(fired []Fired, t time.Time) *Fired {
 // stalls reads the bulk change's progress from the device changes' own
 // timestamps (submitted_at when ThingSpace took the batch, completed_at
 // when the outcome was recorded), not from the harness's polling, and
-// returns the longest gap in either (Progress) and in submission alone
-// (Submission: no batch sent while some device changes still waited).
-func (h *harness) stalls(ctx context.Context, start time.Time) (progress, submission Stall, err error) {
+// returns the longest gap in either (progress) and in sending alone
+// (sending: no batch sent while some device changes still waited).
+func (h *harness) stalls(ctx context.Context, start time.Time) (progress, sending Stall, err error) {
 	rows, err := h.pool.Query(ctx, `SELECT submitted_at, completed_at FROM device_changes WHERE bulk_change_id = $1`, h.bulkID)
 	if err != nil {
-		return progress, submission, err
+		return progress, sending, err
 	}
-	type stamps struct{ submitted, completed *time.Time }
+	type stamps struct{ sentAt, completed *time.Time }
 	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stamps, error) {
 		var s stamps
-		return s, r.Scan(&s.submitted, &s.completed)
+		return s, r.Scan(&s.sentAt, &s.completed)
 	})
 	if err != nil {
-		return progress, submission, fmt.Errorf("read the device changes' timestamps: %w", err)
+		return progress, sending, fmt.Errorf("read the device changes' timestamps: %w", err)
 	}
 	var sent, any []time.Time
 	for _, s := range all {
-		if s.submitted != nil {
-			sent = append(sent, *s.submitted)
-			any = append(any, *s.submitted)
+		if s.sentAt != nil {
+			sent = append(sent, *s.sentAt)
+			any = append(any, *s.sentAt)
 		}
 		if s.completed != nil {
 			any = append(any, *s.completed)
@@ -93,9 +93,9 @@ func (h *harness) stalls(ctx context.Context, start time.Time) (progress, submis
 	h.mu.Unlock()
 	progress.Length, progress.From = longestGap(start, any)
 	progress.Fault = lastBefore(fired, progress.From.Add(progress.Length))
-	submission.Length, submission.From = longestGap(start, sent)
-	submission.Fault = lastBefore(fired, submission.From.Add(submission.Length))
-	return progress, submission, nil
+	sending.Length, sending.From = longestGap(start, sent)
+	sending.Fault = lastBefore(fired, sending.From.Add(sending.Length))
+	return progress, sending, nil
 }
 
 // describe is a stall for the report, times relative to the submission.

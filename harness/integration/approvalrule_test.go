@@ -46,7 +46,7 @@ func TestApprovalRuleIsTheWorkers(t *testing.T) {
 	waitForStatus(t, s, res.ID, change.BulkAwaitingApproval)
 	p, ok := progress(s, res.WorkflowID)
 	require.True(t, ok)
-	require.Equal(t, api.StatusAwaitingApproval, p.Status)
+	require.Equal(t, change.BulkAwaitingApproval, p.Status)
 	require.Contains(t, p.Waiting, "3 deactivate", "the worker's rule, with its reason")
 	for _, by := range []string{"Alice", " ALICE ", "ａｌｉｃｅ"} {
 		_, err := operatorUpdate(t, s, res.WorkflowID, api.ApproveUpdate, api.OperatorRequest{By: by})

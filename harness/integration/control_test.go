@@ -79,7 +79,7 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 		3*time.Minute, 100*time.Millisecond)
 	paused := acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate,
 		api.OperatorRequest{By: "alice", Reason: "checking the file"})
-	require.Equal(t, api.StatusPaused, paused.Status)
+	require.Equal(t, change.BulkPaused, paused.Status)
 	sentAtPause := stateChangeRequests(s)
 	p, _ := progress(s, res.WorkflowID)
 	require.Less(t, p.BatchesSent, p.Batches, "paused mid-way")
@@ -132,11 +132,11 @@ func TestCancelMidBulkChange(t *testing.T) {
 		Result api.OperatorResult `json:"result"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(cliOut[strings.Index(cliOut, "{"):]), &cancelled), cliOut)
-	require.Equal(t, api.StatusCancelled, cancelled.Result.Status, cliOut)
+	require.Equal(t, change.BulkCancelled, cancelled.Result.Status, cliOut)
 	sentAtCancel := stateChangeRequests(s)
 
 	out := waitBulk(t, s, res, 5*time.Minute)
-	require.Equal(t, api.StatusCancelled, out.Status)
+	require.Equal(t, change.BulkCancelled, out.Status)
 	require.Equal(t, sentAtCancel, stateChangeRequests(s), "nothing sent after the cancel")
 	require.Greater(t, out.Cancelled, 0)
 	require.Equal(t, 600, out.Processed+out.Errors+out.Cancelled)
@@ -144,7 +144,7 @@ func TestCancelMidBulkChange(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(
 		t,
-		counts.ByStatus[change.Submitting]+counts.ByStatus[change.Pending]+counts.ByStatus[change.Submitted],
+		counts.ByStatus[change.Sending]+counts.ByStatus[change.Pending]+counts.ByStatus[change.Sent],
 		"nothing left in flight",
 	)
 	require.Equal(t, out.Cancelled, counts.ByStatus[change.Cancelled])
@@ -243,7 +243,7 @@ func TestScheduledBulkChange(t *testing.T) {
 	require.ErrorContains(t, err, "has not started (SCHEDULED)")
 	acceptedUpdate(t, s, never.WorkflowID, api.CancelUpdate, api.OperatorRequest{By: "alice", Reason: "not this week"})
 	outNever := waitBulk(t, s, never, time.Minute)
-	require.Equal(t, api.StatusCancelled, outNever.Status)
+	require.Equal(t, change.BulkCancelled, outNever.Status)
 	require.Equal(t, 5, outNever.Cancelled)
 	recordHistory(t, s, never.WorkflowID, "bulkchange-scheduled-cancelled")
 
@@ -294,7 +294,7 @@ func TestApprovalBeforeDeactivation(t *testing.T) {
 
 	expired := deactivations("8914800809", 3*time.Second)
 	outExpired := waitBulk(t, s, expired, time.Minute)
-	require.Equal(t, api.StatusCancelled, outExpired.Status)
+	require.Equal(t, change.BulkCancelled, outExpired.Status)
 	require.Equal(t, 4, outExpired.Cancelled)
 	require.Equal(t, 1, stateChangeRequests(s), "only the approved bulk change's request")
 }

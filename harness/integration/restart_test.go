@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
@@ -108,12 +109,12 @@ func TestWorkerKilledDuringACallIsNoticedByHeartbeat(t *testing.T) {
 			return false
 		}
 		for _, a := range d.RawResponse.GetPendingActivities() {
-			if a.GetActivityType().GetName() == "SubmitBatch" && a.GetLastHeartbeatTime() != nil {
+			if a.GetActivityType().GetName() == activities.SendBatchActivity && a.GetLastHeartbeatTime() != nil {
 				return true
 			}
 		}
 		return false
-	}, 3*time.Minute, 500*time.Millisecond, "SubmitBatch in flight with a heartbeat; worker log:\n%s", w1.log)
+	}, 3*time.Minute, 500*time.Millisecond, "SendBatch in flight with a heartbeat; worker log:\n%s", w1.log)
 	w1.kill()
 	s.TS.SetFaults(tssim.Faults{})
 	startWorkerProcess(t, s)

@@ -129,7 +129,7 @@ func TestSubmitBulkChangeLargeBadFileReportIsBounded(t *testing.T) {
 	for i := range rows {
 		// 20 digits, check digit off by one: every row is a problem.
 		body := fmt.Sprintf("8914800%012d", i)
-		fmt.Fprintf(&b, "%s%c,suspend\n", body, '0'+(luhn.LuhnDigit(body)-'0'+1)%10)
+		fmt.Fprintf(&b, "%s%c,suspend\n", body, '0'+(luhn.CheckDigit(body)-'0'+1)%10)
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(inbox, "bad.csv"), []byte(b.String()), 0o600))
 

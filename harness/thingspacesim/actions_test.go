@@ -211,7 +211,7 @@ func TestMSISDNAssignedAndReleased(t *testing.T) {
 	h.accepted(h.action(ActionActivate, nil, dev))
 	m := l.wait(t, 1)[0]
 	d := h.waitState(dev, StateActive)
-	if len(d.MSISDN) != 10 || !luhn.All(d.MSISDN) {
+	if len(d.MSISDN) != 10 || !luhn.AllDigits(d.MSISDN) {
 		t.Fatalf("MSISDN %q is not 10 digits", d.MSISDN)
 	}
 	resp := m.DeviceResponse["activateResponse"]

@@ -71,19 +71,19 @@ func validateDeviceID(id deviceID) (string, *reply) {
 	ok := false
 	switch kind {
 	case kindICCID:
-		ok = luhn.All(id.ID) && len(id.ID) >= 18 && len(id.ID) <= 20
+		ok = luhn.AllDigits(id.ID) && len(id.ID) >= 18 && len(id.ID) <= 20
 	case kindIMEI:
-		ok = luhn.All(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 16
+		ok = luhn.AllDigits(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 16
 	case kindMDN, kindMSISDN, kindMIN:
-		ok = luhn.All(id.ID) && len(id.ID) >= 10 && len(id.ID) <= 15
+		ok = luhn.AllDigits(id.ID) && len(id.ID) >= 10 && len(id.ID) <= 15
 	case kindESN:
-		ok = (luhn.All(id.ID) && len(id.ID) == 11) || (allHex(id.ID) && len(id.ID) == 8)
+		ok = (luhn.AllDigits(id.ID) && len(id.ID) == 11) || (allHex(id.ID) && len(id.ID) == 8)
 	case kindMEID:
 		ok = allHex(id.ID) && len(id.ID) == 14
 	case kindEID:
-		ok = luhn.All(id.ID) && len(id.ID) == 32
+		ok = luhn.AllDigits(id.ID) && len(id.ID) == 32
 	case kindIMSI:
-		ok = luhn.All(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 15
+		ok = luhn.AllDigits(id.ID) && len(id.ID) >= 14 && len(id.ID) <= 15
 	default:
 		r := uwsError(CodeDeviceKindInvalid, "INPUT_INVALID. Device kind %q is not valid", id.Kind)
 		return "", &r

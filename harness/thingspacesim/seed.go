@@ -68,7 +68,7 @@ func (s *Simulator) Seed(devs ...DeviceSeed) error {
 
 func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*device, error) {
 	iccid := strings.TrimSpace(sd.ICCID)
-	if !luhn.All(iccid) || len(iccid) > 22 {
+	if !luhn.AllDigits(iccid) || len(iccid) > 22 {
 		return nil, errors.New("iccid must be digits (at most 22)")
 	}
 	if s.store.byICCID[iccid] != nil || seen["iccid:"+iccid] {
@@ -77,7 +77,7 @@ func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*devi
 	seen["iccid:"+iccid] = true
 	imei := strings.TrimSpace(sd.IMEI)
 	if imei != "" {
-		if !luhn.All(imei) || len(imei) > 16 {
+		if !luhn.AllDigits(imei) || len(imei) > 16 {
 			return nil, errors.New("imei must be digits (at most 16)")
 		}
 		if s.store.byIMEI[imei] != nil || seen["imei:"+imei] {
@@ -104,7 +104,7 @@ func (s *Simulator) seedDeviceLocked(sd DeviceSeed, seen map[string]bool) (*devi
 		if state != StateActive && state != StateSuspend {
 			return nil, fmt.Errorf("msisdn given for a %s device; only active and suspended devices have one", state)
 		}
-		if !luhn.All(msisdn) || len(msisdn) != 10 {
+		if !luhn.AllDigits(msisdn) || len(msisdn) != 10 {
 			return nil, errors.New("msisdn must be 10 digits")
 		}
 		if s.store.byMSISDN[msisdn] != nil || seen["msisdn:"+msisdn] {
@@ -281,8 +281,8 @@ func GenerateDevices(n int, prefix string, state string) []DeviceSeed {
 		body := p + fmt.Sprintf("%0*d", width, i)
 		imeiBody := "35" + tag + fmt.Sprintf("%09d", i%1_000_000_000)
 		seeds = append(seeds, DeviceSeed{
-			ICCID: body + string(luhn.LuhnDigit(body)),
-			IMEI:  imeiBody + string(luhn.LuhnDigit(imeiBody)),
+			ICCID: body + string(luhn.CheckDigit(body)),
+			IMEI:  imeiBody + string(luhn.CheckDigit(imeiBody)),
 			State: state,
 		})
 	}

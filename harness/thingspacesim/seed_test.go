@@ -17,10 +17,10 @@ func TestGenerateDevices(t *testing.T) {
 	}
 	iccids, imeis := map[string]bool{}, map[string]bool{}
 	for _, sd := range seeds {
-		if len(sd.ICCID) != 20 || !strings.HasPrefix(sd.ICCID, "8914800000") || !luhn.LuhnValid(sd.ICCID) {
+		if len(sd.ICCID) != 20 || !strings.HasPrefix(sd.ICCID, "8914800000") || !luhn.Valid(sd.ICCID) {
 			t.Fatalf("bad ICCID %q", sd.ICCID)
 		}
-		if len(sd.IMEI) != 15 || !luhn.LuhnValid(sd.IMEI) {
+		if len(sd.IMEI) != 15 || !luhn.Valid(sd.IMEI) {
 			t.Fatalf("bad IMEI %q", sd.IMEI)
 		}
 		if iccids[sd.ICCID] || imeis[sd.IMEI] {

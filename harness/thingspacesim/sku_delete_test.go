@@ -55,7 +55,7 @@ func TestActivateByICCIDNeedsSKU(t *testing.T) {
 func TestIMEISVAccepted(t *testing.T) {
 	h := newHarness(t, fastConfig())
 	iccidBody := "891480999000000001"
-	iccid := iccidBody + string(luhn.LuhnDigit(iccidBody))
+	iccid := iccidBody + string(luhn.CheckDigit(iccidBody))
 	imeisv := "3569380356438091" // 16 digits, no check digit
 	if err := h.sim.Seed(DeviceSeed{ICCID: iccid, IMEI: imeisv, State: "preactive"}); err != nil {
 		t.Fatal(err)

@@ -39,19 +39,6 @@ const (
 	DeviceStatusQuery = "device-status"
 )
 
-// Bulk change statuses as operators see them (the BulkChangeStatus search
-// attribute and bulk_changes.status).
-const (
-	StatusPending          = "PENDING"
-	StatusScheduled        = "SCHEDULED"
-	StatusAwaitingApproval = "AWAITING_APPROVAL"
-	StatusRunning          = "RUNNING"
-	StatusPaused           = "PAUSED"
-	StatusFinished         = "FINISHED"
-	StatusFailed           = "FAILED"
-	StatusCancelled        = "CANCELLED"
-)
-
 // BulkChangeWorkflowID is the deterministic ID of a bulk change's parent
 // workflow: submitting twice can never start two.
 func BulkChangeWorkflowID(bulkChangeID string) string { return "bulk-change/" + bulkChangeID }
@@ -163,14 +150,17 @@ type BulkChangeInput struct {
 
 // BulkState is what a run of the parent carries into the next one.
 type BulkState struct {
-	Plan           Plan       `json:"plan"`
-	NextBatch      int        `json:"nextBatch"`
-	Queued         int        `json:"queued"`
-	Cursor         Cursor     `json:"cursor"`
-	InFlight       []InFlight `json:"inFlight"`
-	Progress       Progress   `json:"progress"`
-	Runs           int        `json:"runs"`
-	StopSubmitting string     `json:"stopSubmitting,omitempty"`
+	Plan      Plan       `json:"plan"`
+	NextBatch int        `json:"nextBatch"`
+	Queued    int        `json:"queued"`
+	Cursor    Cursor     `json:"cursor"`
+	InFlight  []InFlight `json:"inFlight"`
+	Progress  Progress   `json:"progress"`
+	Runs      int        `json:"runs"`
+	// StopSending: no more batches are sent, for this reason. The JSON
+	// name keeps the older word for sending ("submitting"): recorded
+	// continue-as-new inputs carry it.
+	StopSending string `json:"stopSubmitting,omitempty"`
 	// RecoveredBelow: batches before this one were sent before a recovery;
 	// only their device changes without an outcome get a child.
 	RecoveredBelow int `json:"recoveredBelow,omitempty"`
@@ -213,9 +203,12 @@ type Progress struct {
 	Total       int          `json:"total"`
 	Batches     int          `json:"batches"`
 	BatchesSent int          `json:"batchesSent"`
-	Submitted   int          `json:"submitted"` // device changes taken into a ThingSpace request
-	Started     int          `json:"started"`   // children started
-	InFlight    int          `json:"inFlight"`
+	// DevicesSent counts the device changes taken into a ThingSpace
+	// request (JSON "submitted", the older word: histories and query
+	// answers carry it).
+	DevicesSent int `json:"submitted"`
+	Started     int `json:"started"` // children started
+	InFlight    int `json:"inFlight"`
 	// Tally: processed and failed device changes, by outcome and code.
 	change.Tally
 	BillingErrors int `json:"billingErrors"`
@@ -226,8 +219,8 @@ type Progress struct {
 	// Recovered counts the times an operator resumed the bulk change after
 	// its parent run failed.
 	Recovered int `json:"recovered,omitempty"`
-	// Status is the bulk change's status (StatusRunning, StatusPaused, ...).
-	Status string `json:"status,omitempty"`
+	// Status is the bulk change's status (RUNNING, PAUSED, ...).
+	Status change.BulkStatus `json:"status,omitempty"`
 	// Cancelled counts device changes ended CANCELLED (never sent).
 	Cancelled int `json:"cancelled,omitempty"`
 	// Waiting says what the bulk change waits for before it sends anything
@@ -254,15 +247,15 @@ type LimitStatus struct {
 
 // BulkChangeResult is the parent's result.
 type BulkChangeResult struct {
-	BulkChangeID string   `json:"bulkChangeId"`
-	Status       string   `json:"status"`
-	Total        int      `json:"total"`
-	Processed    int      `json:"processed"`
-	Errors       int      `json:"errors"`
-	Cancelled    int      `json:"cancelled,omitempty"`
-	SitesSet     int      `json:"sitesSet"`
-	Error        string   `json:"error,omitempty"`
-	Progress     Progress `json:"progress"`
+	BulkChangeID string            `json:"bulkChangeId"`
+	Status       change.BulkStatus `json:"status"`
+	Total        int               `json:"total"`
+	Processed    int               `json:"processed"`
+	Errors       int               `json:"errors"`
+	Cancelled    int               `json:"cancelled,omitempty"`
+	SitesSet     int               `json:"sitesSet"`
+	Error        string            `json:"error,omitempty"`
+	Progress     Progress          `json:"progress"`
 }
 
 // DeviceChangeInput starts one device's child workflow.
@@ -331,40 +324,6 @@ type Confirmation struct {
 	CallbackID   int64         `json:"callbackId,omitempty"`
 	At           time.Time     `json:"at"`
 }
-
-// StoredCallback is a ThingSpace callback as the callback receiver stored
-// it: what a device's workflow needs of it.
-type StoredCallback struct {
-	ID          int64
-	RequestID   string
-	Status      string
-	FaultCode   string
-	FaultString string
-	MSISDN      string
-	ReceivedAt  time.Time
-}
-
-// Confirmation is the callback as ThingSpace's answer for the device: a
-// success when it reported Success without a fault.
-func (c StoredCallback) Confirmation() Confirmation {
-	return Confirmation{
-		Source:       SourceCallback,
-		RequestID:    c.RequestID,
-		Success:      c.FaultCode == "" && strings.EqualFold(c.Status, "Success"),
-		FaultCode:    change.Code(change.ShortCode(c.FaultCode)),
-		FaultMessage: c.FaultString,
-		MSISDN:       c.MSISDN,
-		CallbackID:   c.ID,
-		At:           c.ReceivedAt,
-	}
-}
-
-// Confirmation sources.
-const (
-	SourceCallback = change.ByCallback
-	SourcePoll     = change.ByPoll
-	SourceSync     = change.BySync
-)
 
 // DeviceResult is a child's outcome, signalled to its parent.
 type DeviceResult struct {

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/iot-ops/tsbulk/change"
 )
 
 // The operators' requests to a running bulk change, and what the bulk
@@ -108,8 +110,8 @@ func NormalizeOperator(s string) string {
 
 // OperatorResult is the bulk change's answer to an operator's request.
 type OperatorResult struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
+	Status  change.BulkStatus `json:"status"`
+	Message string            `json:"message"`
 }
 
 // Control is what operators asked of a bulk change, carried across runs.

@@ -20,13 +20,13 @@ const account = thingspacesim.DefaultAccount
 
 // A batch goes to ThingSpace as one request carrying every device, and a
 // second call for the same batch sends nothing and answers the same.
-func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
+func TestSendBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
 	devs := devices(3, "8914800001", "active")
 	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, 3, res.Devices)
 	require.Equal(t, 3, res.Sent)
@@ -38,9 +38,9 @@ func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 	for _, d := range devs {
 		require.Equal(t, 1, st.AcceptedChanges[d.ICCID]["suspend"], "device %s sent once", d.ICCID)
 		dc := h.change(ids[d.ICCID])
-		require.Equal(t, change.Submitted, dc.Status)
+		require.Equal(t, change.Sent, dc.Status)
 		require.Equal(t, res.RequestID, dc.RequestID)
-		require.NotNil(t, dc.SubmittedAt)
+		require.NotNil(t, dc.SentAt)
 		sd, ok := h.sim.Device(d.ICCID)
 		require.True(t, ok)
 		require.Equal(t, thingspacesim.StatePendingSuspend, sd.State)
@@ -52,7 +52,7 @@ func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 	// The activity is retried (or the worker restarted): nothing is sent
 	// again, not even a status check, and the answer is the same.
 	before := h.stats().Requests
-	again := h.mustSubmit(bulk, 1)
+	again := h.mustSendBatch(bulk, 1)
 	require.Equal(t, res, again)
 	require.Equal(t, before, h.stats().Requests)
 	require.Equal(t, 1, h.request(bulk, 1).Attempts)
@@ -60,7 +60,7 @@ func TestSubmitBatchSendsOneRequestAndIsIdempotent(t *testing.T) {
 
 // An activation carries the service plan, the MDN ZIP code and the Primary
 // Place of Use; the PPU never reaches the audit log, nor does any secret.
-func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
+func TestSendBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = 20 * time.Millisecond })
 	devs := devices(2, "8914800002", "preactive")
@@ -83,12 +83,12 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 	}
 	bulk, ids := h.newBulk(account, cs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, 1, h.stats().Requests[epActivate])
 	for _, d := range devs {
 		require.Equal(t, 1, h.accepted(d.ICCID, "activate"))
-		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sent, h.change(ids[d.ICCID]).Status)
 	}
 
 	// What ThingSpace received, seen from its side once the activations
@@ -153,7 +153,7 @@ func TestSubmitBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 }
 
 // /add answers per device: each device change keeps its own result.
-func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
+func TestSendBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	fresh := devices(1, "8914800003", "")[0]
@@ -161,21 +161,21 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 	h.seed(existing)
 	bulk, ids := h.newBulk(account, changes("inventory", 1, fresh, existing)...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Empty(t, res.RequestID, "/add is synchronous: no requestId")
 	require.Equal(t, 2, res.Sent)
 	require.Equal(t, 1, h.stats().Requests[epAdd])
 
 	ok := h.change(ids[fresh.ICCID])
-	require.Equal(t, change.Submitted, ok.Status)
-	require.Equal(t, &db.SyncResult{Success: true, State: string(change.StatePreActive)}, ok.SyncResult)
+	require.Equal(t, change.Sent, ok.Status)
+	require.Equal(t, &db.SyncResult{Success: true, State: change.StatePreActive}, ok.SyncResult)
 	sd, found := h.sim.Device(fresh.ICCID)
 	require.True(t, found, "the device is now in the account")
 	require.Equal(t, thingspacesim.StatePreActive, sd.State)
 
 	dup := h.change(ids[existing.ICCID])
-	require.Equal(t, change.Submitted, dup.Status)
+	require.Equal(t, change.Sent, dup.Status)
 	require.NotNil(t, dup.SyncResult)
 	require.False(t, dup.SyncResult.Success)
 	require.Equal(t, change.AddFailed, dup.SyncResult.FaultCode)
@@ -188,26 +188,26 @@ func TestSubmitBatchInventoryRecordsPerDeviceResults(t *testing.T) {
 // A one-device request is refused synchronously for a device-level reason:
 // the refusal is kept for the device's workflow and the device stays in
 // flight until the workflow has dealt with it.
-func TestSubmitBatchOneDeviceRefusedSynchronously(t *testing.T) {
+func TestSendBatchOneDeviceRefusedSynchronously(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	dev := devices(1, "8914800005", "active")[0]
 	h.seed(dev)
 	bulk, ids := h.newBulk(account, changes("restore", 1, dev)...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)
 	require.Equal(t, 1, res.Devices)
 	require.Equal(t, 1, h.stats().Requests[epRestore])
 	require.Zero(t, h.accepted(dev.ICCID, "restore"))
 
 	dc := h.change(ids[dev.ICCID])
-	require.Equal(t, change.Submitted, dc.Status, "in flight until its workflow completes it")
+	require.Equal(t, change.Sent, dc.Status, "in flight until its workflow completes it")
 	require.NotNil(t, dc.SyncResult)
 	require.False(t, dc.SyncResult.Success)
 	require.EqualValues(t, thingspace.CodeDeviceStateInvalid, dc.SyncResult.FaultCode)
 	require.NotEmpty(t, dc.SyncResult.FaultMessage)
-	require.Nil(t, dc.SubmittedAt, "ThingSpace accepted nothing")
+	require.Nil(t, dc.SentAt, "ThingSpace accepted nothing")
 
 	sd, _ := h.sim.Device(dev.ICCID)
 	require.Equal(t, thingspacesim.StateActive, sd.State)
@@ -215,20 +215,20 @@ func TestSubmitBatchOneDeviceRefusedSynchronously(t *testing.T) {
 	h.requireSyncFault(ids[dev.ICCID], thingspace.CodeDeviceStateInvalid)
 
 	// Asking again changes nothing.
-	again := h.mustSubmit(bulk, 1)
+	again := h.mustSendBatch(bulk, 1)
 	require.Equal(t, res, again)
 	require.Equal(t, 1, h.stats().Requests[epRestore])
 }
 
 // ThingSpace refuses the request as a whole: its devices end as ERROR with
 // ThingSpace's code and are no longer in flight.
-func TestSubmitBatchWholeRequestRefused(t *testing.T) {
+func TestSendBatchWholeRequestRefused(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	devs := devices(2, "8914800006", "active")
 	bulk, ids := h.seededBulk("0000999999-00001", "suspend", devs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)
 	require.Equal(t, thingspace.CodeAccountNotFound, res.ErrorCode)
 	require.Equal(t, 1, h.stats().Requests[epSuspend])
@@ -247,7 +247,7 @@ func TestSubmitBatchWholeRequestRefused(t *testing.T) {
 // A device whose ICCID is in flight in another bulk change is refused with
 // DEVICE_BUSY naming that bulk change, and is not sent; the rest of the
 // batch is.
-func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
+func TestSendBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
 	busy := devices(1, "8914800007", "active")[0]
@@ -255,10 +255,10 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 	h.seed(busy, free)
 
 	first, _ := h.newBulk(account, changes("suspend", 1, busy)...)
-	h.mustSubmit(first, 1)
+	h.mustSendBatch(first, 1)
 
 	second, ids := h.newBulk(account, changes("suspend", 1, busy, free)...)
-	res := h.mustSubmit(second, 1)
+	res := h.mustSendBatch(second, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, 2, res.Devices)
 	require.Equal(t, 1, res.Sent)
@@ -267,7 +267,7 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 	require.Equal(t, change.Failed, dc.Status)
 	require.Equal(t, change.DeviceBusy, dc.ErrorCode)
 	require.Contains(t, dc.ErrorMessage, first)
-	require.Equal(t, change.Submitted, h.change(ids[free.ICCID]).Status)
+	require.Equal(t, change.Sent, h.change(ids[free.ICCID]).Status)
 
 	st := h.stats()
 	require.Equal(t, 2, st.Requests[epSuspend])
@@ -276,7 +276,7 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 
 	// A batch whose every device is refused sends nothing at all.
 	third, ids3 := h.newBulk(account, changes("suspend", 1, busy)...)
-	res3 := h.mustSubmit(third, 1)
+	res3 := h.mustSendBatch(third, 1)
 	require.Equal(t, db.RequestRejected, res3.State)
 	require.Equal(t, "NOTHING_TO_SEND", res3.ErrorCode)
 	require.Zero(t, res3.Sent)
@@ -287,7 +287,7 @@ func TestSubmitBatchRefusesDeviceInFlightElsewhere(t *testing.T) {
 // A line that already had its daily share of state changes is refused with
 // DAILY_LIMIT and not sent. Changes older than 24 hours and inventory
 // additions do not count.
-func TestSubmitBatchRefusesDeviceOverDailyLimit(t *testing.T) {
+func TestSendBatchRefusesDeviceOverDailyLimit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
 	h.acts.Limits.ActionsPerLinePerDay = 2
@@ -303,7 +303,7 @@ func TestSubmitBatchRefusesDeviceOverDailyLimit(t *testing.T) {
 	h.history(under, "inventory", 30*time.Minute) // not a state change
 
 	bulk, ids := h.newBulk(account, changes("suspend", 1, over, under)...)
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
 	require.Equal(t, 1, res.Sent)
 
@@ -313,12 +313,12 @@ func TestSubmitBatchRefusesDeviceOverDailyLimit(t *testing.T) {
 	require.Contains(t, dc.ErrorMessage, "2 state changes")
 	require.Zero(t, h.accepted(over.ICCID, "suspend"))
 
-	require.Equal(t, change.Submitted, h.change(ids[under.ICCID]).Status)
+	require.Equal(t, change.Sent, h.change(ids[under.ICCID]).Status)
 	require.Equal(t, 1, h.accepted(under.ICCID, "suspend"))
 }
 
 // history records an earlier, finished device change of the device,
-// submitted the given time ago.
+// sent the given time ago.
 func (h *harness) history(dev thingspacesim.DeviceSeed, op change.Operation, ago time.Duration) {
 	h.t.Helper()
 	_, ids := h.newBulk(account, changes(op, 1, dev)...)
@@ -331,7 +331,7 @@ func (h *harness) history(dev thingspacesim.DeviceSeed, op change.Operation, ago
 // activity fails retryably, the request stays SENDING, and the next attempt
 // checks the devices at ThingSpace, finds them untouched, and once the
 // settle time has passed sends the request exactly once more.
-func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
+func TestSendBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour)
 	const settle = 500 * time.Millisecond
@@ -342,7 +342,7 @@ func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 	require.NoError(t, h.run(nil, h.acts.CheckThingSpaceAuth, ""))
 
 	h.sim.SetFaults(thingspacesim.Faults{ErrorRate: 1})
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Equal(t, activities.ErrTypeThingSpace, ae.Type())
@@ -351,11 +351,11 @@ func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 	require.Equal(t, db.RequestSending, req.State, "the outcome is unknown")
 	for _, d := range devs {
 		require.Zero(t, h.accepted(d.ICCID, "suspend"))
-		require.Equal(t, change.Submitting, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sending, h.change(ids[d.ICCID]).Status)
 	}
 
 	h.sim.SetFaults(thingspacesim.Faults{})
-	_, err = h.submit(bulk, 1)
+	_, err = h.sendBatch(bulk, 1)
 	ae = appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Positive(t, ae.NextRetryDelay(), "too early to tell untouched from refused")
@@ -363,7 +363,7 @@ func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 	require.Equal(t, 1, h.stats().Requests[epSuspend], "nothing sent before the settle time")
 
 	time.Sleep(ae.NextRetryDelay() + 50*time.Millisecond)
-	h.requireSuspended(h.mustSubmit(bulk, 1), 2, ids, devs)
+	h.requireSuspended(h.mustSendBatch(bulk, 1), 2, ids, devs)
 	req = h.request(bulk, 1)
 	require.Equal(t, 2, req.Attempts)
 	require.Empty(t, req.ErrorCode)
@@ -371,16 +371,16 @@ func TestSubmitBatchServerErrorIsReconciledThenSentOnce(t *testing.T) {
 
 // A 429 comes back as a retryable error that waits exactly the
 // Retry-After ThingSpace asked for.
-func TestSubmitBatchRateLimitedWaitsForRetryAfter(t *testing.T) {
+func TestSendBatchRateLimitedWaitsForRetryAfter(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, pendingAnHour, func(s *setup) { s.sim.Limits.ActivateRequestsPerMinute = 1 })
 	devs := devices(2, "8914800012", "preactive")
 	h.seed(devs...)
 	cs := append(activations("30301", 1, devs[0]), activations("30301", 2, devs[1])...)
 	bulk, ids := h.newBulk(account, cs...)
-	h.mustSubmit(bulk, 1)
+	h.mustSendBatch(bulk, 1)
 
-	_, err := h.submit(bulk, 2)
+	_, err := h.sendBatch(bulk, 2)
 	ae := appError(t, err)
 	require.False(t, ae.NonRetryable())
 	require.Equal(t, activities.ErrTypeThingSpace, ae.Type())
@@ -402,19 +402,19 @@ func TestSubmitBatchRateLimitedWaitsForRetryAfter(t *testing.T) {
 	require.Equal(t, time.Duration(secs)*time.Second, ae.NextRetryDelay())
 
 	require.Equal(t, db.RequestRetry, h.request(bulk, 2).State)
-	require.Equal(t, change.Submitting, h.change(ids[devs[1].ICCID]).Status)
+	require.Equal(t, change.Sending, h.change(ids[devs[1].ICCID]).Status)
 	require.Zero(t, h.accepted(devs[1].ICCID, "activate"))
 }
 
 // Refused ThingSpace credentials stop everything: a non-retryable error of
 // its own type, nothing sent, and the unsent devices can be failed.
-func TestSubmitBatchInvalidCredentials(t *testing.T) {
+func TestSendBatchInvalidCredentials(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(s *setup) { s.clientSecret = "not-the-secret" })
 	devs := devices(2, "8914800013", "active")
 	bulk, ids := h.seededBulk(account, "suspend", devs...)
 
-	_, err := h.submit(bulk, 1)
+	_, err := h.sendBatch(bulk, 1)
 	ae := appError(t, err)
 	require.True(t, ae.NonRetryable())
 	require.Equal(t, activities.ErrTypeInvalidCredentials, ae.Type())
@@ -457,7 +457,7 @@ func sumRequests(st thingspacesim.Stats) int {
 // sent requests in all: each device's suspension was accepted once and its
 // change is SUBMITTED under the request's id.
 func (h *harness) requireSuspended(
-	res *activities.SubmitBatchResult,
+	res *activities.SendBatchResult,
 	sent int,
 	ids map[string]int64,
 	devs []thingspacesim.DeviceSeed,
@@ -469,7 +469,7 @@ func (h *harness) requireSuspended(
 	for _, d := range devs {
 		require.Equal(h.t, 1, h.accepted(d.ICCID, "suspend"))
 		dc := h.change(ids[d.ICCID])
-		require.Equal(h.t, change.Submitted, dc.Status)
+		require.Equal(h.t, change.Sent, dc.Status)
 		require.Equal(h.t, res.RequestID, dc.RequestID)
 	}
 }
@@ -477,7 +477,7 @@ func (h *harness) requireSuspended(
 // An activation of devices known by their ICCID alone carries the SKU the
 // file gave, in lieu of their IMEI; ThingSpace accepts it and activates
 // them.
-func TestSubmitBatchActivateByICCIDCarriesSKU(t *testing.T) {
+func TestSendBatchActivateByICCIDCarriesSKU(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(s *setup) { s.sim.CompletionDelay = 20 * time.Millisecond })
 	devs := devices(2, "8914800005", "preactive")
@@ -489,10 +489,10 @@ func TestSubmitBatchActivateByICCIDCarriesSKU(t *testing.T) {
 	}
 	bulk, ids := h.newBulk(account, cs...)
 
-	res := h.mustSubmit(bulk, 1)
+	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State, "%+v", res)
 	for _, d := range devs {
-		require.Equal(t, change.Submitted, h.change(ids[d.ICCID]).Status)
+		require.Equal(t, change.Sent, h.change(ids[d.ICCID]).Status)
 		require.Eventually(t, func() bool {
 			sd, _ := h.sim.Device(d.ICCID)
 			return sd.State == thingspacesim.StateActive

@@ -1,4 +1,4 @@
-package changefile
+package change
 
 import (
 	"strings"
@@ -13,15 +13,15 @@ func TestParseOperation(t *testing.T) {
 		in   string
 		want Operation
 	}{
-		{"activate", OpActivate},
-		{"ACTIVATE", OpActivate},
-		{"  Suspend ", OpSuspend},
-		{"restore", OpRestore},
-		{"deactivate", OpDeactivate},
-		{"deactive", OpDeactivate}, // predecessor's spelling
-		{"DeActive", OpDeactivate},
-		{"inventory", OpInventory},
-		{"\tInventory\n", OpInventory},
+		{"activate", Activate},
+		{"ACTIVATE", Activate},
+		{"  Suspend ", Suspend},
+		{"restore", Restore},
+		{"deactivate", Deactivate},
+		{"deactive", Deactivate}, // predecessor's spelling
+		{"DeActive", Deactivate},
+		{"inventory", Inventory},
+		{"\tInventory\n", Inventory},
 	}
 	for _, tt := range tests {
 		got, err := ParseOperation(tt.in)
@@ -47,7 +47,7 @@ func TestParseOperation(t *testing.T) {
 }
 
 func TestOperationValid(t *testing.T) {
-	assert.Equal(t, []Operation{OpActivate, OpSuspend, OpRestore, OpDeactivate, OpInventory}, Operations)
+	assert.Equal(t, []Operation{Activate, Suspend, Restore, Deactivate, Inventory}, Operations)
 	for _, op := range Operations {
 		assert.True(t, op.Valid(), op)
 	}

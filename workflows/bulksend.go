@@ -9,47 +9,47 @@ import (
 	"github.com/iot-ops/tsbulk/change"
 )
 
-func (b *bulkRun) submitNextBatch() error {
+func (b *bulkRun) sendNextBatch() error {
 	n := b.state.NextBatch
-	var res activities.SubmitBatchResult
-	b.submitting = true
-	err := workflow.ExecuteActivity(withThingSpace(b.ctx), a.SubmitBatch,
-		activities.SubmitBatchInput{BulkChangeID: b.in.BulkChangeID, BatchNo: n}).Get(b.ctx, &res)
-	b.submitting = false
+	var res activities.SendBatchResult
+	b.sending = true
+	err := workflow.ExecuteActivity(withThingSpace(b.ctx), activities.SendBatchActivity,
+		activities.SendBatchInput{BulkChangeID: b.in.BulkChangeID, BatchNo: n}).Get(b.ctx, &res)
+	b.sending = false
 	if err != nil {
 		// Only a refusal of our credentials (or a bug) gets here: ThingSpace
 		// outages are retried without end. Nothing more can be sent.
-		return b.stopSubmitting(n, err)
+		return b.stopSending(n, err)
 	}
 	b.state.NextBatch++
 	b.state.Queued += res.Devices
 	b.state.Progress.BatchesSent++
-	b.state.Progress.Submitted += res.Devices
+	b.state.Progress.DevicesSent += res.Devices
 	if res.Limit != nil {
 		lim := *res.Limit
 		lim.BatchesWaiting = b.state.Plan.Batches - b.state.Progress.BatchesSent
-		lim.DevicesWaiting = b.state.Plan.Total - b.state.Progress.Submitted
+		lim.DevicesWaiting = b.state.Plan.Total - b.state.Progress.DevicesSent
 		b.state.Progress.Limit = &lim
 	}
 	b.touch()
 	return nil
 }
 
-// stopSubmitting ends the device changes no request will carry and lets the
+// stopSending ends the device changes no request will carry and lets the
 // children already running finish.
-func (b *bulkRun) stopSubmitting(fromBatch int, cause error) error {
-	code := change.SubmitFailed
+func (b *bulkRun) stopSending(fromBatch int, cause error) error {
+	code := change.SendFailed
 	if isType(cause, activities.ErrTypeInvalidCredentials) {
 		code = change.AuthFailed
 	}
 	msg := fmt.Sprintf("batch %d could not be sent: %s", fromBatch, rootMessage(cause))
-	b.logger.Error("stopping submission", "batch", fromBatch, "error", cause)
+	b.logger.Error("no more batches are sent", "batch", fromBatch, "error", cause)
 	var ended int
 	in := activities.FailUnsentInput{BulkChangeID: b.in.BulkChangeID, FromBatch: fromBatch, Code: code, Message: msg}
 	if err := workflow.ExecuteActivity(withDB(b.ctx), a.FailUnsent, in).Get(b.ctx, &ended); err != nil {
 		return err
 	}
-	b.state.StopSubmitting = msg
+	b.state.StopSending = msg
 	b.state.Progress.Error = msg
 	b.state.Progress.AddError(code, ended)
 	b.touch()

@@ -8,14 +8,6 @@ import (
 	"github.com/iot-ops/tsbulk/luhn"
 )
 
-// LuhnValid reports whether s is a string of ASCII digits (at least two)
-// whose last digit is the correct Luhn check digit. Both ICCIDs (ITU-T E.118)
-// and IMEIs (3GPP TS 23.003) end in one, so a mistyped number is caught here
-// instead of failing device by device at ThingSpace.
-func LuhnValid(s string) bool {
-	return luhn.LuhnValid(s)
-}
-
 // scientific matches what spreadsheets make of a long digit string when the
 // column is not formatted as text (8.91480E+19). The digits are lost, so the
 // only useful message is how to avoid it.
@@ -27,8 +19,9 @@ var errScientific = errors.New(
 )
 
 // ValidateICCID checks a SIM card number: 19 or 20 digits ending in a valid
-// Luhn check digit. The error text names no value, so callers can prefix it
-// with the row and field.
+// Luhn check digit (ITU-T E.118), so a mistyped number is caught here
+// instead of failing device by device at ThingSpace. The error text names
+// no value, so callers can prefix it with the row and field.
 func ValidateICCID(s string) error {
 	return validateLuhnNumber(s, 19, 20)
 }
@@ -38,11 +31,11 @@ func ValidateICCID(s string) error {
 // two digits are the software version). ThingSpace's DeviceId takes an IMEI
 // of "up to 16 digits".
 func ValidateIMEI(s string) error {
-	if len(s) == 16 && luhn.All(s) {
+	if len(s) == 16 && luhn.AllDigits(s) {
 		return nil
 	}
 	err := validateLuhnNumber(s, 15, 15)
-	if err != nil && luhn.All(s) && len(s) != 15 {
+	if err != nil && luhn.AllDigits(s) && len(s) != 15 {
 		return fmt.Errorf("must be 15 digits (IMEI) or 16 (IMEISV), has %d", len(s))
 	}
 	return err
@@ -55,7 +48,7 @@ func validateLuhnNumber(s string, minLen, maxLen int) error {
 	if scientific.MatchString(s) {
 		return errScientific
 	}
-	if !luhn.All(s) {
+	if !luhn.AllDigits(s) {
 		return errors.New("must contain only digits 0-9")
 	}
 	if len(s) < minLen || len(s) > maxLen {
@@ -64,7 +57,7 @@ func validateLuhnNumber(s string, minLen, maxLen int) error {
 		}
 		return fmt.Errorf("must be %d or %d digits, has %d", minLen, maxLen, len(s))
 	}
-	if !LuhnValid(s) {
+	if !luhn.Valid(s) {
 		return errors.New("check digit is wrong")
 	}
 	return nil

@@ -1,12 +1,12 @@
-// Package digits checks strings of ASCII digits and the Luhn check digit
+// Package luhn checks strings of ASCII digits and the Luhn check digit
 // that ends ICCIDs (ITU-T E.118) and IMEIs (3GPP TS 23.003). It depends on
 // nothing, so both the product's file validation and the ThingSpace
 // simulator use it.
 package luhn
 
-// All reports whether s is non-empty and all ASCII luhn. unicode.IsDigit
+// AllDigits reports whether s is non-empty and all ASCII digits. unicode.IsDigit
 // would also accept other scripts' digits, which no identifier here uses.
-func All(s string) bool {
+func AllDigits(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -18,18 +18,18 @@ func All(s string) bool {
 	return true
 }
 
-// LuhnValid reports whether s is a string of ASCII digits (at least two)
+// Valid reports whether s is a string of ASCII digits (at least two)
 // whose last digit is the correct Luhn check digit.
-func LuhnValid(s string) bool {
-	if len(s) < 2 || !All(s) {
+func Valid(s string) bool {
+	if len(s) < 2 || !AllDigits(s) {
 		return false
 	}
-	return LuhnDigit(s[:len(s)-1]) == s[len(s)-1]
+	return CheckDigit(s[:len(s)-1]) == s[len(s)-1]
 }
 
-// LuhnDigit returns the check digit that makes body+digit pass the Luhn
-// test. body must be ASCII luhn.
-func LuhnDigit(body string) byte {
+// CheckDigit returns the check digit that makes body+digit pass the Luhn
+// test. body must be ASCII digits.
+func CheckDigit(body string) byte {
 	sum := 0
 	double := true // the rightmost body digit is doubled once the check digit is appended
 	for i := len(body) - 1; i >= 0; i-- {

@@ -18,14 +18,14 @@ import (
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
-// SubmitBatchInput names one batch of a bulk change.
-type SubmitBatchInput struct {
+// SendBatchInput names one batch of a bulk change.
+type SendBatchInput struct {
 	BulkChangeID string
 	BatchNo      int
 }
 
-// SubmitBatchResult is what became of a batch.
-type SubmitBatchResult struct {
+// SendBatchResult is what became of a batch.
+type SendBatchResult struct {
 	// Devices is the number of device changes in the batch; each one gets
 	// its child workflow, whatever happened to it here.
 	Devices int `json:"devices"`
@@ -48,8 +48,8 @@ type SubmitBatchResult struct {
 	Limit *api.LimitStatus `json:"limit,omitempty"`
 }
 
-// SubmitBatch sends one batch of compatible device changes to ThingSpace as
-// a single request.
+// SendBatch sends one batch of compatible device changes to ThingSpace as
+// a single request. It is registered and called as SendBatchActivity.
 //
 // It never sends the same state change twice. The request is recorded as
 // SENDING before it goes out; an attempt that finds it still SENDING knows
@@ -73,7 +73,7 @@ type SubmitBatchResult struct {
 // sub-request is sent within this one activity call, so the workflow sees
 // one result per batch; the split is kept in PostgreSQL, so a retry or a
 // restarted worker resumes it where it stood.
-func (a *Activities) SubmitBatch(ctx context.Context, in SubmitBatchInput) (*SubmitBatchResult, error) {
+func (a *Activities) SendBatch(ctx context.Context, in SendBatchInput) (*SendBatchResult, error) {
 	ctx = withScope(ctx, in.BulkChangeID, 0)
 	total, err := a.Store.CountBatchDevices(ctx, in.BulkChangeID, in.BatchNo)
 	if err != nil {
@@ -169,7 +169,7 @@ const (
 // until none is left to send: each is accepted, refused (for its devices,
 // or split again) or fails the activity, which sends it on its next
 // attempt.
-func (a *Activities) sendSubRequests(ctx context.Context, in SubmitBatchInput) error {
+func (a *Activities) sendSubRequests(ctx context.Context, in SendBatchInput) error {
 	sent := 0
 	for round := 0; round <= splitMaxDepth; round++ {
 		open, err := a.Store.OpenSubRequests(ctx, in.BulkChangeID, in.BatchNo)
@@ -214,12 +214,12 @@ func nearDeadline(ctx context.Context, margin time.Duration) bool {
 	return !d.IsZero() && time.Until(d) < margin
 }
 
-func (a *Activities) batchResult(ctx context.Context, in SubmitBatchInput, total int) (*SubmitBatchResult, error) {
+func (a *Activities) batchResult(ctx context.Context, in SendBatchInput, total int) (*SendBatchResult, error) {
 	o, err := a.Store.BatchRequests(ctx, in.BulkChangeID, in.BatchNo)
 	if err != nil {
 		return nil, fmt.Errorf("read batch %d: %w", in.BatchNo, err)
 	}
-	r := SubmitBatchResult{Devices: total, Sent: o.Root.Devices, RequestID: o.Root.RequestID, State: o.Root.State,
+	r := SendBatchResult{Devices: total, Sent: o.Root.Devices, RequestID: o.Root.RequestID, State: o.Root.State,
 		ErrorCode: o.Root.ErrorCode, SubRequests: o.SubRequests}
 	if o.SubRequests > 0 {
 		r.State = db.RequestRejected
@@ -287,7 +287,7 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 }
 
 func (a *Activities) sendOnce(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
-	requestID, results, err := a.call(a.withFence(ctx, req), req.Operation, req.AccountName, devs)
+	requestID, results, err := a.call(a.withFence(ctx, req), req.Operation.Operation(), req.AccountName, devs)
 	if errors.Is(err, db.ErrStaleAttempt) {
 		return err
 	}
@@ -316,14 +316,14 @@ func (a *Activities) sendOnce(ctx context.Context, req *db.ThingSpaceRequest, de
 		// say, after the backend applied it): the outcome is unknown. Leave
 		// it SENDING so that the retry checks ThingSpace before sending
 		// anything.
-		return outcomeUnknown("send "+req.Operation, e)
+		return outcomeUnknown("send "+string(req.Operation), e)
 	case e.Retryable() || e.Kind == thingspace.KindInvalidCredentials:
 		// Refused before anything was applied (429, a refused token or
 		// session, never connected): safe to send again.
 		if err := a.Store.MarkRequestRetry(ctx, req, code, msg); err != nil {
 			return fmt.Errorf("record failed attempt: %w", err)
 		}
-		return thingSpaceError("send "+req.Operation, err)
+		return thingSpaceError("send "+string(req.Operation), err)
 	case len(devs) > 1 && splittable(e):
 		return a.refusedMany(ctx, req, e.ShortCode(), msg)
 	case len(devs) == 1 && deviceLevel(e.Kind):
@@ -337,7 +337,7 @@ func (a *Activities) sendOnce(ctx context.Context, req *db.ThingSpaceRequest, de
 		}
 		return nil
 	default:
-		if err := a.Store.MarkRequestRejected(ctx, req, change.Code(thingspace.ShortCode(code)), msg); err != nil {
+		if err := a.Store.MarkRequestRejected(ctx, req, change.Code(change.ShortCode(code)), msg); err != nil {
 			return fmt.Errorf("record rejected request: %w", err)
 		}
 		return nil
@@ -408,7 +408,8 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest,
 // batch), so they are read from the first device.
 func (a *Activities) call(
 	ctx context.Context,
-	op, account string,
+	op change.Operation,
+	account string,
 	devs []db.ClaimedDevice,
 ) (string, map[int64]db.SyncResult, error) {
 	var params db.ChangeParams
@@ -420,7 +421,7 @@ func (a *Activities) call(
 		refs[i] = thingspace.ICCIDRef(d.ICCID, d.IMEI)
 	}
 	switch op {
-	case "activate":
+	case change.Activate:
 		r := thingspace.ActivateRequest{
 			Devices:     refs,
 			AccountName: account,
@@ -437,13 +438,13 @@ func (a *Activities) call(
 		}
 		id, err := a.ThingSpace.Activate(ctx, r)
 		return id, nil, err
-	case "suspend":
+	case change.Suspend:
 		id, err := a.ThingSpace.Suspend(ctx, thingspace.ActionRequest{Devices: refs, AccountName: account})
 		return id, nil, err
-	case "restore":
+	case change.Restore:
 		id, err := a.ThingSpace.Restore(ctx, thingspace.ActionRequest{Devices: refs, AccountName: account})
 		return id, nil, err
-	case "deactivate":
+	case change.Deactivate:
 		reason := params.ReasonCode
 		if reason == "" {
 			reason = thingspace.DeactivateReasonGeneral
@@ -464,7 +465,7 @@ func (a *Activities) call(
 		id, err := a.ThingSpace.Deactivate(ctx, thingspace.DeactivateRequest{Devices: refs, AccountName: account,
 			ReasonCode: reason, EtfWaiver: params.EtfWaiver, DeleteAfterDeactivation: del})
 		return id, nil, err
-	case "inventory":
+	case change.Inventory:
 		answers, err := a.ThingSpace.AddDevices(ctx, thingspace.AddRequest{DevicesToAdd: refs, AccountName: account})
 		if err != nil {
 			return "", nil, err
@@ -494,7 +495,7 @@ func addResults(devs []db.ClaimedDevice, answers []thingspace.AddResult) map[int
 				FaultMessage: "ThingSpace's answer did not mention this device",
 			}
 		case r.Succeeded():
-			out[d.ID] = db.SyncResult{Success: true, State: string(thingspace.StatePreActive)}
+			out[d.ID] = db.SyncResult{Success: true, State: change.StatePreActive}
 		default:
 			out[d.ID] = db.SyncResult{FaultCode: "ADD_FAILED", FaultMessage: r.Response}
 		}

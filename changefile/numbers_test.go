@@ -7,7 +7,7 @@ import (
 )
 
 // Known-good numbers. The check digits were computed by hand (and checked
-// with an independent script), not with LuhnValid, so the tests do not
+// with an independent script), not with luhn.Valid, so the tests do not
 // merely agree with the code under test.
 const (
 	iccidA     = "89148000001234567898" // Verizon-style 20 digits
@@ -23,35 +23,6 @@ const (
 	imeiBadDoc = "990013907835573"  // the IMEI in the SDK's activate example: its check digit is wrong
 	imeiSV     = "4901542032375102" // an IMEISV: 14 digits of imeiWiki and a software version, no check digit
 )
-
-func TestLuhnValid(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"79927398713", true}, // the textbook example
-		{"79927398710", false},
-		{"79927398714", false},
-		{iccidA, true},
-		{iccidDoc, true},
-		{iccid19A, true},
-		{imeiWiki, true},
-		{imeiB, true},
-		{imeiBadDoc, false},
-		{"89148000001234567890", false},
-		{"00", true},
-		{"18", true},
-		{"0", false}, // too short to have a check digit
-		{"", false},  // empty
-		{"7992739871a", false},
-		{"7992 7398713", false},
-		{"-79927398713", false},
-		{"７９９２７３９８７１３", false}, // full-width digits are not ASCII digits
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, LuhnValid(tt.in), "LuhnValid(%q)", tt.in)
-	}
-}
 
 func TestValidateICCID(t *testing.T) {
 	tests := []numberCase{
