@@ -21,10 +21,7 @@ import (
 )
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("callback-receiver", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("callback-receiver")
 	path := config.FileFlag(flag.CommandLine)
 	flag.Parse()
 	cfg, err := config.Load(*path)

@@ -2,6 +2,8 @@ package setup
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"runtime/debug"
 )
 
@@ -41,4 +43,24 @@ func Version() string {
 // version: --version or -version, as the first argument.
 func VersionRequested(args []string) bool {
 	return len(args) > 0 && (args[0] == "--version" || args[0] == "-version")
+}
+
+// ExitIfVersionRequested is the first line of every command's main: asked
+// for its version, the command prints its name and Version and exits 0
+// before it reads a flag or a file, so that `--version` answers even where
+// the command's configuration would not load.
+func ExitIfVersionRequested(command string) {
+	if printVersion(command, os.Args[1:], os.Stdout) {
+		os.Exit(0)
+	}
+}
+
+// printVersion writes the version line to w when args ask for it, and says
+// whether they did.
+func printVersion(command string, args []string, w io.Writer) bool {
+	if !VersionRequested(args) {
+		return false
+	}
+	fmt.Fprintln(w, command, Version())
+	return true
 }

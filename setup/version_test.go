@@ -1,6 +1,7 @@
 package setup
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,21 @@ func TestVersionRequested(t *testing.T) {
 		if got := VersionRequested(strings.Fields(args)); got != want {
 			t.Errorf("VersionRequested(%q) = %v, want %v", args, got, want)
 		}
+	}
+}
+
+// Asked for its version, a command prints one line, its name first;
+// otherwise nothing, and it goes on.
+func TestPrintVersion(t *testing.T) {
+	var out bytes.Buffer
+	if printVersion("worker", []string{"migrate", "--version"}, &out) || out.Len() != 0 {
+		t.Fatalf("printVersion for migrate --version: printed %q", out.String())
+	}
+	if !printVersion("worker", []string{"--version"}, &out) {
+		t.Fatal("printVersion for --version: not asked")
+	}
+	if want := "worker " + Version() + "\n"; out.String() != want {
+		t.Errorf("printVersion printed %q, want %q", out.String(), want)
 	}
 }
 

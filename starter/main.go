@@ -37,10 +37,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("starter", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("starter")
 	ctx, stop := setup.OnSignal()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))

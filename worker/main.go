@@ -35,10 +35,7 @@ import (
 )
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("worker", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("worker")
 	if len(os.Args) > 1 && os.Args[1] == "migrate" {
 		ctx, stop := setup.OnSignal()
 		defer stop()

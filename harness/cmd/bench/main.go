@@ -70,10 +70,7 @@ type options struct {
 }
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("bench", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("bench")
 	if len(os.Args) > 1 && os.Args[1] == floorWorkerArg {
 		os.Exit(runFloorWorker())
 	}

@@ -23,10 +23,7 @@ import (
 )
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("chaos", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("chaos")
 	devices := flag.Int("devices", 2000, "devices in the mixed bulk change")
 	kills := flag.Int("kills", -1, "SIGKILLs of every worker at random points (default 20; 3 with -short)")
 	seed := flag.Int64("seed", 0, "seed of the fault schedule and the workload (0: from the clock; printed first)")

@@ -37,10 +37,7 @@ var demoCredentials = stack.Credentials{
 }
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("demo", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("demo")
 	bin := flag.String("bin", "bin", "directory of the product's binaries")
 	run := flag.String("run-dir", ".run", "directory for the demo's logs and Temporal database")
 	admin := flag.String(

@@ -26,10 +26,7 @@ import (
 )
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("revio-simulator", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("revio-simulator")
 	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)

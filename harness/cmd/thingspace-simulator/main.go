@@ -24,10 +24,7 @@ import (
 )
 
 func main() {
-	if setup.VersionRequested(os.Args[1:]) {
-		fmt.Println("thingspace-simulator", setup.Version())
-		return
-	}
+	setup.ExitIfVersionRequested("thingspace-simulator")
 	ctx, stop := setup.OnSignal()
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
