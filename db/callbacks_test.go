@@ -9,6 +9,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -55,27 +56,13 @@ func TestStoreCallback(t *testing.T) {
 		id := changeIDs(t, st, b.ID)[0]
 		accept(t, st, b.ID, 1, "req-copy-race")
 		iccid := getChange(t, st, id).ICCID
-		type out struct {
-			id    int64
-			first bool
-			err   error
-		}
-		results := race(8, func(int) out {
+		dbtest.RequireOneWinner(t, 8, func(int) (int64, bool, error) {
 			cb, first, err := st.StoreCallback(ctx, newCallback("req-copy-race", iccid))
 			if err != nil {
-				return out{err: err}
+				return 0, false, err
 			}
-			return out{id: cb.ID, first: first}
+			return cb.ID, first, nil
 		})
-		firsts := 0
-		for _, r := range results {
-			require.NoError(t, r.err)
-			require.Equal(t, results[0].id, r.id)
-			if r.first {
-				firsts++
-			}
-		}
-		require.Equal(t, 1, firsts)
 		stored, err := st.StoredCallbacks(ctx, id)
 		require.NoError(t, err)
 		require.Len(t, stored, 1)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 )
 
 func TestClaimBatch(t *testing.T) {
@@ -173,29 +174,18 @@ func TestClaimBatchConcurrent(t *testing.T) {
 
 	t.Run("overlapping claims of one batch: exactly one starts the request", func(t *testing.T) {
 		b := createBulk(t, st, devs(change.Suspend, 1, 20)...)
-		type out struct {
+		type claimed struct {
 			pk      int64
 			devices int
-			fresh   bool
-			err     error
 		}
-		results := race(6, func(int) out {
-			req, claimed, fresh, err := st.ClaimBatch(ctx, b.ID, 1, db.ClaimLimits{})
+		got := dbtest.RequireOneWinner(t, 6, func(int) (claimed, bool, error) {
+			req, devices, fresh, err := st.ClaimBatch(ctx, b.ID, 1, db.ClaimLimits{})
 			if err != nil {
-				return out{err: err}
+				return claimed{}, false, err
 			}
-			return out{pk: req.PK, devices: len(claimed), fresh: fresh}
+			return claimed{req.PK, len(devices)}, fresh, nil
 		})
-		fresh := 0
-		for _, r := range results {
-			require.NoError(t, r.err)
-			require.Equal(t, results[0].pk, r.pk)
-			require.Equal(t, 20, r.devices)
-			if r.fresh {
-				fresh++
-			}
-		}
-		require.Equal(t, 1, fresh)
+		require.Equal(t, 20, got.devices)
 		require.Equal(t, 1, queryInt(t, st, `SELECT count(*) FROM thingspace_requests WHERE bulk_change_id = $1`, b.ID))
 	})
 
@@ -209,7 +199,7 @@ func TestClaimBatchConcurrent(t *testing.T) {
 				createBulk(t, st, dev(iccid, change.Suspend, 1), dev(newICCID(), change.Suspend, 1)),
 				createBulk(t, st, dev(iccid, change.Suspend, 1), dev(newICCID(), change.Suspend, 1)),
 			}
-			errs := race(2, func(i int) error {
+			errs := dbtest.Race(2, func(i int) error {
 				_, _, _, err := st.ClaimBatch(ctx, bulks[i].ID, 1, db.ClaimLimits{})
 				return err
 			})
@@ -258,27 +248,13 @@ func testClaimSingle(t *testing.T, st *db.Store) {
 	t.Run("overlapping calls: exactly one starts the request", func(t *testing.T) {
 		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
 		id := changeIDs(t, st, b.ID)[0]
-		type out struct {
-			pk    int64
-			fresh bool
-			err   error
-		}
-		results := race(6, func(int) out {
+		dbtest.RequireOneWinner(t, 6, func(int) (int64, bool, error) {
 			req, fresh, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 			if err != nil {
-				return out{err: err}
+				return 0, false, err
 			}
-			return out{pk: req.PK, fresh: fresh}
+			return req.PK, fresh, nil
 		})
-		fresh := 0
-		for _, r := range results {
-			require.NoError(t, r.err)
-			require.Equal(t, results[0].pk, r.pk)
-			if r.fresh {
-				fresh++
-			}
-		}
-		require.Equal(t, 1, fresh)
 	})
 
 	t.Run("an unknown device change is an error", func(t *testing.T) {

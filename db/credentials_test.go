@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -130,7 +131,7 @@ func TestCredentialLatches(t *testing.T) {
 	t.Run("workers starting together: exactly one authenticates", func(t *testing.T) {
 		key := credentialKey("together")
 		var tried atomic.Int32
-		errs := race(6, func(int) error {
+		errs := dbtest.Race(6, func(int) error {
 			refused, release, err := latches.Hold(ctx, key)
 			if err != nil {
 				return err

@@ -46,14 +46,14 @@ func TestOpen(t *testing.T) {
 	// run once, under tern's lock; then every process opens it.
 	t.Run("migrations started at once apply once, then processes open it", func(t *testing.T) {
 		dbURL := dbtest.NewURL(t)
-		race(4, func(int) error {
+		dbtest.Race(4, func(int) error {
 			err := db.Migrate(ctx, dbURL)
 			if err != nil {
 				t.Errorf("migrate: %v", err)
 			}
 			return err
 		})
-		stores := race(4, func(int) *db.Store {
+		stores := dbtest.Race(4, func(int) *db.Store {
 			st, err := db.Open(ctx, dbURL, 2)
 			if err != nil {
 				t.Errorf("open: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,23 +161,6 @@ func queryInt(t *testing.T, st *db.Store, sql string, args ...any) int {
 func resultEntries(t *testing.T, st *db.Store, id int64) int {
 	t.Helper()
 	return queryInt(t, st, `SELECT count(*) FROM m2m_log WHERE device_change_id = $1 AND service = 'workflow'`, id)
-}
-
-// race runs fn n times at once, released together, and returns each run's
-// result in order.
-func race[T any](n int, fn func(i int) T) []T {
-	out := make([]T, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			out[i] = fn(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-	return out
 }
 
 // ppuJSON is a stored PPU whose free-text values tests look for.

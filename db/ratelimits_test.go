@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 )
 
 func TestRateLedger(t *testing.T) {
@@ -81,7 +82,7 @@ func TestRateLedger(t *testing.T) {
 	// window under the bucket's lock: the limit holds however many run.
 	t.Run("concurrent grants never exceed the limit", func(t *testing.T) {
 		const limit = 5
-		granted := race(12, func(int) bool {
+		granted := dbtest.Race(12, func(int) bool {
 			ok := false
 			err := st.InRateLedger(ctx, "acct-race", func(tx *db.RateLedgerTx) error {
 				if _, err := tx.LockBucket(ctx, "requests"); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 )
 
 func TestRequestKeys(t *testing.T) {
@@ -109,7 +110,7 @@ func TestRequestFencing(t *testing.T) {
 			attempts int
 			err      error
 		}
-		results := race(8, func(int) out {
+		results := dbtest.Race(8, func(int) out {
 			c := *req
 			won, err := st.ClaimAttempt(ctx, &c)
 			return out{won: won, attempts: c.Attempts, err: err}
@@ -134,7 +135,7 @@ func TestRequestFencing(t *testing.T) {
 		id := changeIDs(t, st, b.ID)[0]
 		req, _, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 		require.NoError(t, err)
-		results := race(8, func(int) error {
+		results := dbtest.Race(8, func(int) error {
 			c := *req
 			return st.StartAttempt(ctx, &c)
 		})

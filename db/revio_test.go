@@ -10,6 +10,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 )
 
 func TestRevioRecords(t *testing.T) {
@@ -130,7 +131,7 @@ func testLockBillingStep(t *testing.T, st *db.Store) {
 			release func()
 			err     error
 		}
-		results := race(8, func(int) out {
+		results := dbtest.Race(8, func(int) out {
 			release, err := st.LockBillingStep(ctx, id)
 			return out{release, err}
 		})

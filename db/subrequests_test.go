@@ -7,6 +7,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 )
 
 func TestSplitRequest(t *testing.T) {
@@ -99,7 +100,7 @@ func TestSplitRequest(t *testing.T) {
 	t.Run("a stale copy does not split; overlapping splits: exactly one wins", func(t *testing.T) {
 		b := createBulk(t, st, devs(change.Suspend, 1, 4)...)
 		req, _ := claim(t, st, b.ID, 1)
-		errs := race(4, func(int) error {
+		errs := dbtest.Race(4, func(int) error {
 			c := *req
 			_, err := st.SplitRequest(ctx, &c, "REQUEST_FAILED.Unknown", "split")
 			return err

@@ -131,20 +131,3 @@ func bulkCount(t *testing.T, st *db.Store) int {
 }
 
 var errTemporalDown = errors.New("connection refused")
-
-// race runs fn n times at once, released together, and returns each run's
-// result in order.
-func race[T any](n int, fn func(i int) T) []T {
-	out := make([]T, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			out[i] = fn(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-	return out
-}
