@@ -87,7 +87,7 @@ func TestCreateBulkChange(t *testing.T) {
 	})
 
 	t.Run("an ICCID twice in one bulk change writes nothing", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		id := uuid.NewString()
 		_, _, err := st.CreateBulkChange(ctx, db.NewBulkChange{ID: id, AccountName: account, WorkflowID: "bulk-change/" + id,
 			Batches: 1, Devices: []db.NewDeviceChange{
@@ -102,7 +102,9 @@ func TestCreateBulkChange(t *testing.T) {
 	t.Run("an operation outside the schema's list is refused", func(t *testing.T) {
 		id := uuid.NewString()
 		_, _, err := st.CreateBulkChange(ctx, db.NewBulkChange{ID: id, AccountName: account, WorkflowID: "bulk-change/" + id,
-			Batches: 1, Devices: []db.NewDeviceChange{{Seq: 1, RowNumber: 2, ICCID: newICCID(), Operation: "reboot", BatchNo: 1}}})
+			Batches: 1, Devices: []db.NewDeviceChange{
+				{Seq: 1, RowNumber: 2, ICCID: dbtest.NewICCID(), Operation: "reboot", BatchNo: 1},
+			}})
 		require.Error(t, err)
 		_, err = st.GetBulkChange(ctx, id)
 		require.ErrorIs(t, err, db.ErrNotFound)
@@ -356,8 +358,8 @@ func TestLineUsage(t *testing.T) {
 	st := newStore(t)
 	ctx := testCtx(t)
 
-	idle, queued, sent, old, inventory, unstarted, startedLate, twice := newICCID(), newICCID(), newICCID(),
-		newICCID(), newICCID(), newICCID(), newICCID(), newICCID()
+	idle, queued, sent, old := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
+	inventory, unstarted, startedLate, twice := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
 
 	bQueued := createBulk(t, st, dev(queued, change.Suspend, 1), dev(twice, change.Suspend, 1))
 	bSent := createBulk(t, st, dev(sent, change.Suspend, 1), dev(twice, change.Restore, 2))

@@ -70,7 +70,7 @@ func TestStoreCallback(t *testing.T) {
 	})
 
 	t.Run("a known request id decides, even when a newer change of the ICCID is in flight", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		old := createBulk(t, st, dev(iccid, change.Suspend, 1))
 		oldID := changeIDs(t, st, old.ID)[0]
 		accept(t, st, old.ID, 1, "req-old")
@@ -113,7 +113,7 @@ func TestStoreCallback(t *testing.T) {
 	})
 
 	t.Run("an unknown ICCID is stored unmatched", func(t *testing.T) {
-		cb, first, err := st.StoreCallback(ctx, newCallback("req-nobody", newICCID()))
+		cb, first, err := st.StoreCallback(ctx, newCallback("req-nobody", dbtest.NewICCID()))
 		require.NoError(t, err)
 		require.True(t, first)
 		require.Nil(t, cb.DeviceChangeID)

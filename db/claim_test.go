@@ -61,11 +61,11 @@ func TestClaimBatch(t *testing.T) {
 	})
 
 	t.Run("a device another bulk change has in flight is refused DEVICE_BUSY", func(t *testing.T) {
-		busy := newICCID()
+		busy := dbtest.NewICCID()
 		first := createBulk(t, st, dev(busy, change.Suspend, 1))
 		claim(t, st, first.ID, 1)
 
-		free := newICCID()
+		free := dbtest.NewICCID()
 		second := createBulk(t, st, dev(busy, change.Restore, 1), dev(free, change.Restore, 1))
 		ids := changeIDs(t, st, second.ID)
 		req, claimed, fresh, err := st.ClaimBatch(ctx, second.ID, 1, db.ClaimLimits{})
@@ -96,7 +96,7 @@ func TestClaimBatch(t *testing.T) {
 	})
 
 	t.Run("a device is claimed again once its earlier change ended", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		first := createBulk(t, st, dev(iccid, change.Suspend, 1))
 		accept(t, st, first.ID, 1, "req-ended")
 		_, _, err := st.Complete(ctx, db.Completion{DeviceChangeID: changeIDs(t, st, first.ID)[0],
@@ -135,7 +135,7 @@ func TestClaimBatchDailyLimit(t *testing.T) {
 		{name: "an inventory add is never refused", limit: 1, recent: 3, op: change.Inventory},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			iccid := newICCID()
+			iccid := dbtest.NewICCID()
 			past := func(n int, op change.Operation, ago string) {
 				for range n {
 					b := createBulk(t, st, dev(iccid, op, 1))
@@ -147,7 +147,7 @@ func TestClaimBatchDailyLimit(t *testing.T) {
 			past(tc.older, change.Suspend, "25 hours")
 			past(tc.recentAdds, change.Inventory, "1 hour")
 
-			other := newICCID()
+			other := dbtest.NewICCID()
 			b := createBulk(t, st, dev(iccid, tc.op, 1), dev(other, tc.op, 1))
 			ids := changeIDs(t, st, b.ID)
 			_, claimed, _, err := st.ClaimBatch(ctx, b.ID, 1, db.ClaimLimits{ActionsPerLinePerDay: tc.limit})
@@ -194,10 +194,10 @@ func TestClaimBatchConcurrent(t *testing.T) {
 	// race, claims again and then refuses the device.
 	t.Run("one ICCID claimed by two bulk changes at once: one has it in flight, the other DEVICE_BUSY", func(t *testing.T) {
 		for round := range 10 {
-			iccid := newICCID()
+			iccid := dbtest.NewICCID()
 			bulks := []*db.BulkChange{
-				createBulk(t, st, dev(iccid, change.Suspend, 1), dev(newICCID(), change.Suspend, 1)),
-				createBulk(t, st, dev(iccid, change.Suspend, 1), dev(newICCID(), change.Suspend, 1)),
+				createBulk(t, st, dev(iccid, change.Suspend, 1), dev(dbtest.NewICCID(), change.Suspend, 1)),
+				createBulk(t, st, dev(iccid, change.Suspend, 1), dev(dbtest.NewICCID(), change.Suspend, 1)),
 			}
 			errs := dbtest.Race(2, func(i int) error {
 				_, _, _, err := st.ClaimBatch(ctx, bulks[i].ID, 1, db.ClaimLimits{})

@@ -110,7 +110,7 @@ func TestComplete(t *testing.T) {
 	})
 
 	t.Run("a deactivation sent with deleteAfterDeactivation removes the device; an add brings it back", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		act := createBulk(t, st, dev(iccid, change.Activate, 1))
 		accept(t, st, act.ID, 1, "req-act")
 		_, _, err := st.Complete(ctx, db.Completion{DeviceChangeID: changeIDs(t, st, act.ID)[0], Status: change.Processed,
@@ -179,7 +179,7 @@ func TestComplete(t *testing.T) {
 			{"known device, state observed", "active", "deactive", "deactive"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				iccid := newICCID()
+				iccid := dbtest.NewICCID()
 				if tc.known != "" {
 					exec(t, st, `INSERT INTO devices (iccid, status) VALUES ($1, $2)`, iccid, tc.known)
 				}
@@ -221,7 +221,7 @@ func TestDeviceChangeUpdates(t *testing.T) {
 	})
 
 	t.Run("an MSISDN learned later reaches our view only from the device's last change", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		first := createBulk(t, st, dev(iccid, change.Activate, 1))
 		firstID := changeIDs(t, st, first.ID)[0]
 		accept(t, st, first.ID, 1, "req-m1")
@@ -243,7 +243,8 @@ func TestDeviceChangeUpdates(t *testing.T) {
 	})
 
 	t.Run("the default site goes to inventory adds and pending devices without one", func(t *testing.T) {
-		added, pending, active, sited, unseen := newICCID(), newICCID(), newICCID(), newICCID(), newICCID()
+		added, pending, active := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
+		sited, unseen := dbtest.NewICCID(), dbtest.NewICCID()
 		exec(t, st, `INSERT INTO devices (iccid, status) VALUES ($1, 'pending activation'), ($2, 'active')`, pending, active)
 		exec(t, st, `INSERT INTO devices (iccid, status, site) VALUES ($1, 'preactive', 'OTHER')`, sited)
 		b := createBulk(t, st, dev(added, change.Inventory, 1), dev(unseen, change.Inventory, 1),
@@ -281,7 +282,7 @@ func TestDeviceChangeReads(t *testing.T) {
 	t.Run("unknown ids are ErrNotFound; a device without a change in flight too", func(t *testing.T) {
 		_, err := st.GetDeviceChange(ctx, 1<<40)
 		require.ErrorIs(t, err, db.ErrNotFound)
-		_, err = st.InFlightChange(ctx, newICCID())
+		_, err = st.InFlightChange(ctx, dbtest.NewICCID())
 		require.ErrorIs(t, err, db.ErrNotFound)
 		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
 		_, err = st.InFlightChange(ctx, getChange(t, st, changeIDs(t, st, b.ID)[0]).ICCID)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,19 +32,11 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-var iccidSeq atomic.Int64
-
-// newICCID is an ICCID no other test of the process uses (the store does
-// not check the Luhn digit, so none is computed).
-func newICCID() string {
-	return fmt.Sprintf("8914800%013d", iccidSeq.Add(1))
-}
-
 // devs are n device changes of one operation and batch, on new ICCIDs.
 func devs(op change.Operation, batch, n int) []db.NewDeviceChange {
 	out := make([]db.NewDeviceChange, n)
 	for i := range out {
-		out[i] = db.NewDeviceChange{ICCID: newICCID(), Operation: op, BatchNo: batch}
+		out[i] = db.NewDeviceChange{ICCID: dbtest.NewICCID(), Operation: op, BatchNo: batch}
 	}
 	return out
 }

@@ -55,7 +55,7 @@ func TestRevioRecords(t *testing.T) {
 	})
 
 	t.Run("the active service of a device is its newest not disconnected", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		var ids []int64
 		for i := range 2 {
 			b := createBulk(t, st, dev(iccid, change.Activate, 1))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,15 +25,6 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-var iccidSeq atomic.Int64
-
-// newICCID is a valid ICCID (20 digits, Luhn check digit) no other test of
-// the process uses.
-func newICCID() string {
-	body := fmt.Sprintf("8914800000%09d", iccidSeq.Add(1))
-	return body + string(luhn.CheckDigit(body))
 }
 
 // imei is a valid IMEI (15 digits, Luhn check digit).

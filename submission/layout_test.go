@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/submission"
 )
 
@@ -21,7 +22,7 @@ func TestSameRowsInAnotherLayoutAreTheSameSubmission(t *testing.T) {
 	t.Skip("known defect, reported (issue 19 item 7): ContentHash includes DeviceRequest.Row, " +
 		"which differs between CSV and JSON and with blank lines; remove this Skip once decided")
 	t.Parallel()
-	a, b := newICCID(), newICCID()
+	a, b := dbtest.NewICCID(), dbtest.NewICCID()
 	csv := "iccid,operation\n" + a + ",suspend\n" + b + ",restore\n"
 	for name, other := range map[string]struct{ data, format string }{
 		"JSON":                {fmt.Sprintf(`[{"iccid":%q,"operation":"suspend"},{"iccid":%q,"operation":"restore"}]`, a, b), "json"},

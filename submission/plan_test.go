@@ -13,6 +13,7 @@ import (
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/changefile"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/db/dbtest"
 	"github.com/iot-ops/tsbulk/submission"
 )
 
@@ -25,10 +26,10 @@ func TestPlan(t *testing.T) {
 
 	t.Run("every problem of the file at once, with its row; nothing written", func(t *testing.T) {
 		req := csvRequest(csvFile(activateHeader,
-			newICCID()+",suspend,,,",
+			dbtest.NewICCID()+",suspend,,,",
 			"8914800000000000001,suspend,,,", // bad check digit
-			newICCID()+",activate,"+imei(1)+",,98801",
-			newICCID()+",frobnicate,,,",
+			dbtest.NewICCID()+",activate,"+imei(1)+",,98801",
+			dbtest.NewICCID()+",frobnicate,,,",
 		))
 		_, err := sub.Plan(ctx, req)
 		var ve *changefile.ValidationError
@@ -43,14 +44,15 @@ func TestPlan(t *testing.T) {
 	})
 
 	t.Run("an unknown default operation is refused", func(t *testing.T) {
-		req := csvRequest(csvFile("iccid", newICCID()))
+		req := csvRequest(csvFile("iccid", dbtest.NewICCID()))
 		req.DefaultOperation = "reboot"
 		_, err := sub.Plan(ctx, req)
 		require.ErrorContains(t, err, "--operation")
 	})
 
 	t.Run("compatible changes share a batch, in file order, up to the batch size", func(t *testing.T) {
-		a, b, c, d, e, f, g := newICCID(), newICCID(), newICCID(), newICCID(), newICCID(), newICCID(), newICCID()
+		a, b, c, d := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
+		e, f, g := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
 		req := csvRequest(csvFile(activateHeader,
 			a+",suspend,,,",
 			b+",restore,,,",
@@ -82,7 +84,7 @@ func TestPlan(t *testing.T) {
 	t.Run("inventory adds are capped at ThingSpace's maximum per request", func(t *testing.T) {
 		rows := make([]string, 201)
 		for i := range rows {
-			rows[i] = newICCID()
+			rows[i] = dbtest.NewICCID()
 		}
 		req := csvRequest(csvFile("iccid", rows...))
 		req.DefaultOperation = "inventory"
@@ -95,7 +97,7 @@ func TestPlan(t *testing.T) {
 	})
 
 	t.Run("a batch size below 1 sends one device per request", func(t *testing.T) {
-		req := csvRequest(csvFile("iccid,operation", newICCID()+",suspend", newICCID()+",suspend"))
+		req := csvRequest(csvFile("iccid,operation", dbtest.NewICCID()+",suspend", dbtest.NewICCID()+",suspend"))
 		req.BatchSize = 0
 		plan, err := sub.Plan(ctx, req)
 		require.NoError(t, err)
@@ -104,10 +106,10 @@ func TestPlan(t *testing.T) {
 
 	t.Run("deactivations batch by reason, ETF waiver and the file's delete choice", func(t *testing.T) {
 		req := csvRequest(csvFile("iccid,operation,reason_code,etf_waiver,delete_after_deactivation",
-			newICCID()+",deactivate,,,",
-			newICCID()+",deactivate,FF,false,",
-			newICCID()+",deactivate,FF,true,",
-			newICCID()+",deactivate,,,false",
+			dbtest.NewICCID()+",deactivate,,,",
+			dbtest.NewICCID()+",deactivate,FF,false,",
+			dbtest.NewICCID()+",deactivate,FF,true,",
+			dbtest.NewICCID()+",deactivate,,,false",
 		))
 		plan, err := sub.Plan(ctx, req)
 		require.NoError(t, err)
@@ -122,8 +124,9 @@ func TestPlan(t *testing.T) {
 	t.Run("the plan shows that a PPU is sent, never the PPU", func(t *testing.T) {
 		header := activateHeader + ",ppu_first_name,ppu_last_name,ppu_address_line1,ppu_city,ppu_state,ppu_zip,ppu_country"
 		req := csvRequest(csvFile(header,
-			newICCID()+",activate,"+imei(4)+",m2m_4G,98801,Zebulon,Quimby,742 Evergreen Terrace,Springfield,OR,97477,US",
-			newICCID()+",activate,"+imei(5)+",m2m_4G,98801,,,,,,,",
+			dbtest.NewICCID()+",activate,"+imei(4)+
+				",m2m_4G,98801,Zebulon,Quimby,742 Evergreen Terrace,Springfield,OR,97477,US",
+			dbtest.NewICCID()+",activate,"+imei(5)+",m2m_4G,98801,,,,,,,",
 		))
 		plan, err := sub.Plan(ctx, req)
 		require.NoError(t, err)
@@ -138,7 +141,7 @@ func TestPlan(t *testing.T) {
 	})
 
 	t.Run("the per-line daily limit, counting accepted and queued changes, refuses before anything is sent", func(t *testing.T) {
-		busy, queued, free := newICCID(), newICCID(), newICCID()
+		busy, queued, free := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
 		for range 2 {
 			id := pastChange(t, st, busy)
 			_, err := st.Pool.Exec(ctx, `UPDATE device_changes SET status = 'PROCESSED', submitted_at = now() - interval '1 hour'
@@ -193,7 +196,7 @@ func TestPlan(t *testing.T) {
 
 	t.Run("a plan writes nothing and starts nothing", func(t *testing.T) {
 		before := bulkCount(t, st)
-		_, err := sub.Plan(ctx, csvRequest(csvFile("iccid,operation", newICCID()+",suspend")))
+		_, err := sub.Plan(ctx, csvRequest(csvFile("iccid,operation", dbtest.NewICCID()+",suspend")))
 		require.NoError(t, err)
 		require.Equal(t, before, bulkCount(t, st))
 		require.Empty(t, fake.started())
@@ -234,7 +237,7 @@ func parse(t *testing.T, data, format string) []changefile.DeviceRequest {
 // another.
 func TestContentHash(t *testing.T) {
 	t.Parallel()
-	a, b := newICCID(), newICCID()
+	a, b := dbtest.NewICCID(), dbtest.NewICCID()
 	base := parse(t, "iccid,operation\n"+a+",suspend\n"+b+",restore\n", "csv")
 	hash := submission.ContentHash(account, base)
 	require.Regexp(t, `^[0-9a-f]{64}$`, hash)

@@ -52,7 +52,7 @@ func TestRedrive(t *testing.T) {
 	sub, st, fake := newSubmitter(t)
 	ctx := testCtx(t)
 
-	act, done, busy, deact := newICCID(), newICCID(), newICCID(), newICCID()
+	act, done, busy, deact := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
 	header := activateHeader + ",ppu_first_name,ppu_last_name,ppu_address_line1,ppu_city,ppu_state,ppu_zip,ppu_country," +
 		"rev_customer_id,rev_service_type_id,rev_provider_id,rev_product_ids,rev_rates,delete_after_deactivation"
 	orig, err := sub.Submit(ctx, csvRequest(csvFile(header,
@@ -147,7 +147,7 @@ func TestRedrive(t *testing.T) {
 		require.ErrorContains(t, err, "has no failed device changes with code NOR_THIS or NO_SUCH: nothing to re-drive")
 		require.Equal(t, before, bulkCount(t, st))
 
-		clean, err := sub.Submit(ctx, csvRequest(csvFile("iccid,operation", newICCID()+",suspend")))
+		clean, err := sub.Submit(ctx, csvRequest(csvFile("iccid,operation", dbtest.NewICCID()+",suspend")))
 		require.NoError(t, err)
 		_, err = sub.Redrive(ctx, submission.RedriveRequest{Original: clean.ID, SubmittedBy: "bob"})
 		require.ErrorContains(t, err, "has no failed device changes: nothing to re-drive")
@@ -179,7 +179,7 @@ func TestRedrive(t *testing.T) {
 	})
 
 	t.Run("a stored activation without IMEI or SKU is not re-driven", func(t *testing.T) {
-		iccid := newICCID()
+		iccid := dbtest.NewICCID()
 		id := uuid.NewString()
 		_, _, err := st.CreateBulkChange(ctx, db.NewBulkChange{ID: id, AccountName: account, WorkflowID: "bulk-change/" + id,
 			Batches: 1, Devices: []db.NewDeviceChange{{Seq: 1, RowNumber: 7, ICCID: iccid, Operation: change.Activate,

@@ -25,7 +25,7 @@ func TestSubmitWritesAndStarts(t *testing.T) {
 	sub, st, fake := newSubmitter(t)
 	ctx := testCtx(t)
 
-	act, susp, deact := newICCID(), newICCID(), newICCID()
+	act, susp, deact := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
 	header := activateHeader + ",ppu_first_name,ppu_last_name,ppu_address_line1,ppu_city,ppu_state,ppu_zip,ppu_country," +
 		"rev_customer_id,rev_service_type_id,rev_provider_id,rev_product_ids,rev_rates,reason_code,etf_waiver"
 	data := csvFile(header,
@@ -130,7 +130,7 @@ func TestSubmitIdempotency(t *testing.T) {
 	ctx := testCtx(t)
 
 	t.Run("the same file again is the same bulk change, started again", func(t *testing.T) {
-		data := csvFile("iccid,operation", newICCID()+",suspend", newICCID()+",suspend")
+		data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend", dbtest.NewICCID()+",suspend")
 		first, err := sub.Submit(ctx, csvRequest(data))
 		require.NoError(t, err)
 		before := bulkCount(t, st)
@@ -145,7 +145,7 @@ func TestSubmitIdempotency(t *testing.T) {
 	})
 
 	t.Run("the same rows in another CSV layout are the same bulk change", func(t *testing.T) {
-		a, b := newICCID(), newICCID()
+		a, b := dbtest.NewICCID(), dbtest.NewICCID()
 		first, err := sub.Submit(ctx, csvRequest(csvFile("iccid,operation", a+",suspend", b+",restore")))
 		require.NoError(t, err)
 		again, err := sub.Submit(ctx, csvRequest([]byte("\uFEFFoperation,iccid\r\nSUSPEND,"+a+"\r\nrestore,"+b+"\r\n")))
@@ -155,7 +155,7 @@ func TestSubmitIdempotency(t *testing.T) {
 	})
 
 	t.Run("a retry is not refused by the daily limit its own first attempt queued", func(t *testing.T) {
-		data := csvFile("iccid,operation", newICCID()+",suspend")
+		data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend")
 		req := csvRequest(data)
 		req.ActionsPerLinePerDay = 1
 		first, err := sub.Submit(ctx, req)
@@ -164,7 +164,7 @@ func TestSubmitIdempotency(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, first.ID, again.ID)
 
-		other := csvRequest(append(data, []byte(newICCID()+",suspend\n")...))
+		other := csvRequest(append(data, []byte(dbtest.NewICCID()+",suspend\n")...))
 		other.ActionsPerLinePerDay = 1
 		_, err = sub.Submit(ctx, other)
 		var ve *changefile.ValidationError
@@ -172,7 +172,7 @@ func TestSubmitIdempotency(t *testing.T) {
 	})
 
 	t.Run("a key used again with the same file returns its bulk change; with another file is refused", func(t *testing.T) {
-		data := csvFile("iccid,operation", newICCID()+",suspend")
+		data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend")
 		req := csvRequest(data)
 		req.IdempotencyKey = "TICKET-4711"
 		first, err := sub.Submit(ctx, req)
@@ -188,7 +188,7 @@ func TestSubmitIdempotency(t *testing.T) {
 
 		before := bulkCount(t, st)
 		for name, r := range map[string]submission.Request{
-			"another file":    csvRequest(csvFile("iccid,operation", newICCID()+",suspend")),
+			"another file":    csvRequest(csvFile("iccid,operation", dbtest.NewICCID()+",suspend")),
 			"another account": csvRequest(data),
 		} {
 			r.IdempotencyKey = "TICKET-4711"
@@ -206,7 +206,7 @@ func TestSubmitIdempotency(t *testing.T) {
 	})
 
 	t.Run("concurrent submissions of one file: one bulk change, every caller gets it", func(t *testing.T) {
-		data := csvFile("iccid,operation", newICCID()+",suspend", newICCID()+",restore")
+		data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend", dbtest.NewICCID()+",restore")
 		dbtest.RequireOneWinner(t, 6, func(int) (string, bool, error) {
 			res, err := sub.Submit(ctx, csvRequest(data))
 			if err != nil {
@@ -220,8 +220,8 @@ func TestSubmitIdempotency(t *testing.T) {
 	// the one that writes second must still refuse the other file.
 	t.Run("concurrent submissions of two files under one key: one is written, the other file refused", func(t *testing.T) {
 		files := [][]byte{
-			csvFile("iccid,operation", newICCID()+",suspend"),
-			csvFile("iccid,operation", newICCID()+",restore"),
+			csvFile("iccid,operation", dbtest.NewICCID()+",suspend"),
+			csvFile("iccid,operation", dbtest.NewICCID()+",restore"),
 		}
 		type out struct {
 			file    int
@@ -266,7 +266,7 @@ func TestSubmitStartFailures(t *testing.T) {
 	ctx := testCtx(t)
 
 	t.Run("a workflow that did not start: the bulk change is kept, and the same file starts it", func(t *testing.T) {
-		data := csvFile("iccid,operation", newICCID()+",suspend")
+		data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend")
 		fake.failWith(errTemporalDown)
 		res, err := sub.Submit(ctx, csvRequest(data))
 		require.ErrorIs(t, err, errTemporalDown)
@@ -286,7 +286,7 @@ func TestSubmitStartFailures(t *testing.T) {
 	})
 
 	t.Run("a workflow that already ran to its end is not an error", func(t *testing.T) {
-		data := csvFile("iccid,operation", newICCID()+",suspend")
+		data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend")
 		first, err := sub.Submit(ctx, csvRequest(data))
 		require.NoError(t, err)
 		fake.failWith(serviceerror.NewWorkflowExecutionAlreadyStarted("closed", "", "run-0"))
@@ -302,7 +302,7 @@ func TestSubmitRefusals(t *testing.T) {
 	t.Parallel()
 	sub, st, fake := newSubmitter(t)
 	ctx := testCtx(t)
-	valid := csvFile("iccid,operation", newICCID()+",suspend")
+	valid := csvFile("iccid,operation", dbtest.NewICCID()+",suspend")
 
 	for _, tc := range []struct {
 		name string
@@ -333,7 +333,7 @@ func TestSubmitRefusals(t *testing.T) {
 	require.Empty(t, fake.started())
 
 	t.Run("the file as JSON data, or read from a reader named by its extension", func(t *testing.T) {
-		a, b := newICCID(), newICCID()
+		a, b := dbtest.NewICCID(), dbtest.NewICCID()
 		r := csvRequest(nil)
 		r.Data, r.Format = []byte(fmt.Sprintf(`[{"iccid":%q,"operation":"suspend"}]`, a)), "json"
 		res, err := sub.Submit(ctx, r)

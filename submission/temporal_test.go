@@ -60,7 +60,7 @@ func TestSubmitStartsOneWorkflowOnTemporal(t *testing.T) {
 	sub := &submission.Submitter{Store: dbtest.New(t), Temporal: tc}
 	ctx := testCtx(t)
 
-	data := csvFile("iccid,operation", newICCID()+",suspend", newICCID()+",deactivate")
+	data := csvFile("iccid,operation", dbtest.NewICCID()+",suspend", dbtest.NewICCID()+",deactivate")
 	first, err := sub.Submit(ctx, csvRequest(data))
 	require.NoError(t, err)
 	require.True(t, first.Created)
