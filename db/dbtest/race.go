@@ -1,6 +1,7 @@
 package dbtest
 
 import (
+	"errors"
 	"sync"
 	"testing"
 )
@@ -55,4 +56,24 @@ func RequireOneWinner[V comparable](t testing.TB, n int, fn func(i int) (V, bool
 		t.Fatalf("%d of %d overlapping calls report that they wrote the value, want exactly 1", winners, n)
 	}
 	return results[0].v
+}
+
+// RequireOneSucceeds races n calls of fn (see Race) and requires what a
+// fence or a lock promises to callers that overlap: exactly one succeeds,
+// and every other fails with lost.
+func RequireOneSucceeds(t testing.TB, n int, lost error, fn func(i int) error) {
+	t.Helper()
+	succeeded := 0
+	for i, err := range Race(n, fn) {
+		if err == nil {
+			succeeded++
+			continue
+		}
+		if !errors.Is(err, lost) {
+			t.Fatalf("call %d of %d: %v, want nil or %v", i+1, n, err, lost)
+		}
+	}
+	if succeeded != 1 {
+		t.Fatalf("%d of %d overlapping calls succeed, want exactly 1", succeeded, n)
+	}
 }
