@@ -145,11 +145,7 @@ func TestCreateBulkChange(t *testing.T) {
 }
 
 func bulkIDs(bs []db.BulkChange) []string {
-	out := make([]string, len(bs))
-	for i, b := range bs {
-		out[i] = b.ID
-	}
-	return out
+	return each(bs, func(b db.BulkChange) string { return b.ID })
 }
 
 func TestBulkChangeStatus(t *testing.T) {
@@ -469,11 +465,7 @@ func testBulkChangeQueries(t *testing.T, st *db.Store) {
 }
 
 func failedICCIDs(fs []db.FailedChange) []string {
-	out := make([]string, len(fs))
-	for i, f := range fs {
-		out[i] = f.ICCID
-	}
-	return out
+	return each(fs, func(f db.FailedChange) string { return f.ICCID })
 }
 
 // ListBulkChanges reads every bulk change of the database: it has one of

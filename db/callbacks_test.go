@@ -191,9 +191,5 @@ func TestCallbacksToSignal(t *testing.T) {
 }
 
 func callbackIDs(cs []db.Callback) []int64 {
-	out := make([]int64, len(cs))
-	for i, c := range cs {
-		out[i] = c.ID
-	}
-	return out
+	return each(cs, func(c db.Callback) int64 { return c.ID })
 }

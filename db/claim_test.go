@@ -265,9 +265,5 @@ func testClaimSingle(t *testing.T, st *db.Store) {
 }
 
 func claimedIDs(ds []db.ClaimedDevice) []int64 {
-	out := make([]int64, len(ds))
-	for i, d := range ds {
-		out[i] = d.ID
-	}
-	return out
+	return each(ds, func(d db.ClaimedDevice) int64 { return d.ID })
 }

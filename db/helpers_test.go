@@ -154,6 +154,16 @@ func resultEntries(t *testing.T, st *db.Store, id int64) int {
 	return queryInt(t, st, `SELECT count(*) FROM m2m_log WHERE device_change_id = $1 AND service = 'workflow'`, id)
 }
 
+// each is f of every element of xs, in order: the ids or keys of what a
+// query returned, for a test to compare.
+func each[T, V any](xs []T, f func(T) V) []V {
+	out := make([]V, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}
+
 // ppuJSON is a stored PPU whose free-text values tests look for.
 func ppuJSON(first, line1 string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"customerName":{"firstName":%q,"lastName":"Quimby"},`+

@@ -97,11 +97,7 @@ func TestPollRequests(t *testing.T) {
 }
 
 func pollIDs(ps []db.PollRequest) []int64 {
-	out := make([]int64, len(ps))
-	for i, p := range ps {
-		out[i] = p.DeviceChangeID
-	}
-	return out
+	return each(ps, func(p db.PollRequest) int64 { return p.DeviceChangeID })
 }
 
 // A polling cycle's cursor and request count survive its retries; a new

@@ -128,9 +128,5 @@ func mustClaimAttempt(t *testing.T, st *db.Store, req *db.ThingSpaceRequest) boo
 }
 
 func requestKeys(rs []*db.ThingSpaceRequest) []string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = r.Key
-	}
-	return out
+	return each(rs, func(r *db.ThingSpaceRequest) string { return r.Key })
 }
