@@ -24,10 +24,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -177,12 +178,7 @@ func (c *Codec) CurrentKeyID() string { return c.current }
 
 // KeyIDs are the ids of every key loaded, sorted.
 func (c *Codec) KeyIDs() []string {
-	ids := make([]string, 0, len(c.aeads))
-	for id := range c.aeads {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return slices.Sorted(maps.Keys(c.aeads))
 }
 
 // additionalData binds a ciphertext to the key id its metadata names.

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -227,12 +228,7 @@ func collectMessages(v any, depth int, out *[]string) {
 		}
 		if !found {
 			// ModelState-like objects map a field name to a list of messages.
-			keys := make([]string, 0, len(t))
-			for k := range t {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys) // stable messages for logs and tests
-			for _, k := range keys {
+			for _, k := range slices.Sorted(maps.Keys(t)) { // stable messages for logs and tests
 				if arr, ok := t[k].([]any); ok {
 					before := len(*out)
 					collectMessages(arr, depth+1, out)

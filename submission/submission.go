@@ -13,7 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -443,10 +444,5 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 
 // SortedOperations lists the plan's operations in a stable order.
 func (p *BatchPlan) SortedOperations() []string {
-	ops := make([]string, 0, len(p.ByOperation))
-	for op := range p.ByOperation {
-		ops = append(ops, op)
-	}
-	sort.Strings(ops)
-	return ops
+	return slices.Sorted(maps.Keys(p.ByOperation))
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -240,13 +241,8 @@ func (p *Processes) productEnv() []string {
 	for k, v := range p.o.Settings {
 		kv[k] = v
 	}
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	env := p.o.Env[:len(p.o.Env):len(p.o.Env)]
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
 		env = append(env, config.EnvName(k)+"="+kv[k])
 	}
 	return env
