@@ -15,8 +15,7 @@ import (
 
 func TestCreateBulkChange(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("writes the bulk change and its devices in file order", func(t *testing.T) {
 		d := devs(change.Activate, 1, 3)
@@ -150,8 +149,7 @@ func bulkIDs(bs []db.BulkChange) []string {
 
 func TestBulkChangeStatus(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("RUNNING records the start once; an ended bulk change keeps its status", func(t *testing.T) {
 		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
@@ -351,8 +349,7 @@ func testRecordOperatorAction(t *testing.T, st *db.Store) {
 
 func TestLineUsage(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	idle, queued, sent, old := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
 	inventory, unstarted, startedLate, twice := dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID(), dbtest.NewICCID()
@@ -472,8 +469,7 @@ func failedICCIDs(fs []db.FailedChange) []string {
 // its own.
 func TestListBulkChanges(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 	var want []string
 	for i := range 4 {
 		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)

@@ -20,12 +20,10 @@ func newCallback(requestID, iccid string) db.NewCallback {
 
 func TestStoreCallback(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("a redelivered callback is stored once and counted", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Suspend)
 		accept(t, st, b.ID, 1, "req-copies")
 		iccid := getChange(t, st, id).ICCID
 
@@ -52,8 +50,7 @@ func TestStoreCallback(t *testing.T) {
 	})
 
 	t.Run("concurrent copies: exactly one is the first", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Suspend)
 		accept(t, st, b.ID, 1, "req-copy-race")
 		iccid := getChange(t, st, id).ICCID
 		dbtest.RequireOneWinner(t, 8, func(int) (int64, bool, error) {
@@ -92,8 +89,7 @@ func TestStoreCallback(t *testing.T) {
 	})
 
 	t.Run("a change whose request id is known never takes another request's callback", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Suspend)
 		accept(t, st, b.ID, 1, "req-known")
 		cb, first, err := st.StoreCallback(ctx, newCallback("req-stranger", getChange(t, st, id).ICCID))
 		require.NoError(t, err)
@@ -120,8 +116,7 @@ func TestStoreCallback(t *testing.T) {
 	})
 
 	t.Run("a PPU update's callback belongs to its device change", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Activate)
 		accept(t, st, b.ID, 1, "req-activate")
 		req, _, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 		require.NoError(t, err)
@@ -154,11 +149,9 @@ func TestStoreCallback(t *testing.T) {
 
 func TestCallbacksToSignal(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
-	b := createBulk(t, st, devs(change.Suspend, 1, 5)...)
-	ids := changeIDs(t, st, b.ID)
+	b, ids := newBatch(t, st, change.Suspend, 5)
 	accept(t, st, b.ID, 1, "req-signal")
 	cbs := make([]int64, len(ids))
 	for i, id := range ids {

@@ -14,8 +14,7 @@ import (
 
 func TestClaimBatch(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("the first call claims the batch's devices; later calls return the request as it stands", func(t *testing.T) {
 		d := devs(change.Suspend, 1, 3)
@@ -115,8 +114,7 @@ func TestClaimBatch(t *testing.T) {
 // would reach it; an inventory add is never refused.
 func TestClaimBatchDailyLimit(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 	for _, tc := range []struct {
 		name       string
 		limit      int
@@ -169,8 +167,7 @@ func TestClaimBatchDailyLimit(t *testing.T) {
 
 func TestClaimBatchConcurrent(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("overlapping claims of one batch: exactly one starts the request", func(t *testing.T) {
 		b := createBulk(t, st, devs(change.Suspend, 1, 20)...)
@@ -225,8 +222,7 @@ func testClaimSingle(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
 
 	t.Run("the first call starts the request; later calls return it", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		req, fresh, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 		require.NoError(t, err)
 		require.True(t, fresh)
@@ -246,8 +242,7 @@ func testClaimSingle(t *testing.T, st *db.Store) {
 	})
 
 	t.Run("overlapping calls: exactly one starts the request", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		dbtest.RequireOneWinner(t, 6, func(int) (int64, bool, error) {
 			req, fresh, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 			if err != nil {

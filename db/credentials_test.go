@@ -20,8 +20,7 @@ func credentialKey(user string) thingspace.CredentialKey {
 
 func TestCredentialLatches(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 	latches := st.CredentialLatches()
 
 	t.Run("the first refusal stays latched; other credentials are not", func(t *testing.T) {
@@ -155,8 +154,7 @@ func TestCredentialLatches(t *testing.T) {
 // its own.
 func TestResetCredentialLatches(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 	latches := st.CredentialLatches()
 
 	cleared, err := st.ResetCredentialLatches(ctx, "alice", "nothing latched")

@@ -77,12 +77,10 @@ func TestOpen(t *testing.T) {
 
 func TestAuditAndStats(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("audit entries: empty fields are NULL, counted per service", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Suspend)
 		at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
 		require.NoError(t, st.WriteAudit(ctx, db.AuditEntry{BulkChangeID: b.ID, DeviceChangeID: id, Service: "thingspace",
 			Operation: "suspend", Method: "POST", Path: "/devices/actions/suspend", RequestBody: `{"devices":[]}`,
@@ -111,8 +109,7 @@ func TestAuditAndStats(t *testing.T) {
 	t.Run("unfinished device changes of the whole database", func(t *testing.T) {
 		before, err := st.CountUnfinished(ctx)
 		require.NoError(t, err)
-		b := createBulk(t, st, devs(change.Suspend, 1, 3)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 3)
 		accept(t, st, b.ID, 1, "req-unfinished")
 		_, _, err = st.Complete(ctx, db.Completion{DeviceChangeID: ids[0], Status: change.Processed,
 			Outcome: string(change.Suspended), FinalState: "suspended"})

@@ -43,12 +43,10 @@ func device(t *testing.T, st *db.Store, iccid string) *deviceRow {
 
 func TestComplete(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("the first outcome stays; the audit log has one result entry", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Activate)
 		accept(t, st, b.ID, 1, "req-complete")
 		at := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
 		dc, changed, err := st.Complete(ctx, db.Completion{DeviceChangeID: id, Status: change.Processed,
@@ -89,8 +87,7 @@ func TestComplete(t *testing.T) {
 	})
 
 	t.Run("overlapping completions: exactly one outcome is recorded", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Suspend)
 		accept(t, st, b.ID, 1, "req-race")
 		// Every caller reads the one outcome, whichever it asked for.
 		dbtest.RequireOneWinner(t, 6, func(i int) (change.Status, bool, error) {
@@ -142,8 +139,7 @@ func TestComplete(t *testing.T) {
 	})
 
 	t.Run("a deactivation without deleteAfterDeactivation leaves the device in ThingSpace", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Deactivate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Deactivate)
 		req, _ := claim(t, st, b.ID, 1)
 		require.NoError(t, st.SetDeleteAfterDeactivation(ctx, []int64{id}, false))
 		require.NoError(t, st.MarkRequestAccepted(ctx, req, "req-keep", nil))
@@ -201,12 +197,10 @@ func TestComplete(t *testing.T) {
 
 func TestDeviceChangeUpdates(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("billing status and its failure", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		require.NoError(t, st.SetBillingStatus(ctx, id, change.BillingError, string(change.MSISDNUnknown), "no number"))
 		dc := getChange(t, st, id)
 		require.Equal(t, change.BillingError, dc.BillingStatus)
@@ -276,8 +270,7 @@ func TestDeviceChangeUpdates(t *testing.T) {
 
 func TestDeviceChangeReads(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("unknown ids are ErrNotFound; a device without a change in flight too", func(t *testing.T) {
 		_, err := st.GetDeviceChange(ctx, 1<<40)
@@ -333,8 +326,7 @@ func TestDeviceChangeReads(t *testing.T) {
 	})
 
 	t.Run("owed Rev.io steps are paged in id order", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 5)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Activate, 5)
 		for i, s := range []change.BillingStatus{change.BillingPending, change.BillingCreated, change.BillingError,
 			change.BillingNone, change.BillingPending} {
 			require.NoError(t, st.SetBillingStatus(ctx, ids[i], s, "", ""))
@@ -352,8 +344,7 @@ func TestDeviceChangeReads(t *testing.T) {
 	})
 
 	t.Run("device change states come with their callbacks in the order received", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 3)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 3)
 		accept(t, st, b.ID, 1, "req-states")
 		storeCB := func(requestID string, id int64) int64 {
 			cb, _, err := st.StoreCallback(ctx, db.NewCallback{RequestID: requestID, ICCID: getChange(t, st, id).ICCID,

@@ -17,12 +17,13 @@ import (
 
 const account = "0000123456-00001"
 
-// newStore is a store on a fresh database of the test's own. Creating one
-// takes about a second, so a test makes one and its subtests share it, each
-// with ICCIDs and bulk changes of its own.
-func newStore(t *testing.T) *db.Store {
+// newStore is a store on a fresh database of the test's own, and the
+// context of the test's calls to it (testCtx). Creating one takes about a
+// second, so a test makes one and its subtests share it, each with ICCIDs
+// and bulk changes of its own.
+func newStore(t *testing.T) (*db.Store, context.Context) {
 	t.Helper()
-	return dbtest.New(t)
+	return dbtest.New(t), testCtx(t)
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -88,6 +89,22 @@ func createBulkWith(t *testing.T, st *db.Store, n db.NewBulkChange, devices ...d
 	require.NoError(t, err)
 	require.True(t, created)
 	return b
+}
+
+// newBatch writes a bulk change of n new devices of one operation, all in
+// batch 1, and returns it with its device changes' ids in file order.
+func newBatch(t *testing.T, st *db.Store, op change.Operation, n int) (*db.BulkChange, []int64) {
+	t.Helper()
+	b := createBulk(t, st, devs(op, 1, n)...)
+	return b, changeIDs(t, st, b.ID)
+}
+
+// newChange writes a bulk change of one new device of op and returns it
+// with its device change's id.
+func newChange(t *testing.T, st *db.Store, op change.Operation) (*db.BulkChange, int64) {
+	t.Helper()
+	b, ids := newBatch(t, st, op, 1)
+	return b, ids[0]
 }
 
 // changeIDs are the ids of a bulk change's device changes, in file order.

@@ -35,11 +35,9 @@ func TestPollNextWait(t *testing.T) {
 // own.
 func TestPollRequests(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
-	b := createBulk(t, st, devs(change.Deactivate, 1, 4)...)
-	ids := changeIDs(t, st, b.ID)
+	b, ids := newBatch(t, st, change.Deactivate, 4)
 	req, _ := claim(t, st, b.ID, 1)
 	require.NoError(t, st.SetDeleteAfterDeactivation(ctx, ids[:1], true))
 	require.NoError(t, st.MarkRequestAccepted(ctx, req, "req-poll", nil))

@@ -13,8 +13,7 @@ import (
 
 func TestRateLedger(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("grants are counted in their window and forgotten after", func(t *testing.T) {
 		var now time.Time

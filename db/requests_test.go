@@ -38,12 +38,10 @@ func TestRequestKeys(t *testing.T) {
 // longer change it, nor its devices.
 func TestRequestFencing(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("retry, claim, send: a stale copy is refused at every step", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 2)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 2)
 		req, _ := claim(t, st, b.ID, 1)
 		stale := *req
 		require.NoError(t, st.FenceSend(ctx, req))
@@ -131,8 +129,7 @@ func TestRequestFencing(t *testing.T) {
 	})
 
 	t.Run("StartAttempt: a one-device request is sent again by exactly one attempt", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		req, _, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 		require.NoError(t, err)
 		dbtest.RequireOneSucceeds(t, 8, db.ErrStaleAttempt, func(int) error {
@@ -153,8 +150,7 @@ func TestRequestFencing(t *testing.T) {
 	})
 
 	t.Run("a refused one-device request keeps ThingSpace's code", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		req, _, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")
 		require.NoError(t, err)
 		require.NoError(t, st.MarkSingleRejected(ctx, req, "REQUEST_FAILED.InvalidAddress", "bad address"))
@@ -174,12 +170,10 @@ func TestRequestFencing(t *testing.T) {
 
 func TestRequestAnswers(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("accepted: devices submitted with the request id; known outcomes kept", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Inventory, 1, 2)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Inventory, 2)
 		req, _ := claim(t, st, b.ID, 1)
 		sync := db.SyncResult{Success: true, State: "preactive"}
 		require.NoError(t, st.MarkRequestAccepted(ctx, req, "req-acc", map[int64]db.SyncResult{ids[0]: sync}))
@@ -218,8 +212,7 @@ func TestRequestAnswers(t *testing.T) {
 	})
 
 	t.Run("refused per device: each keeps its outcome and stays in flight", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		b, id := newChange(t, st, change.Activate)
 		req, _ := claim(t, st, b.ID, 1)
 		res := db.SyncResult{FaultCode: change.FaultAlreadyActive, FaultMessage: "already active"}
 		require.NoError(t, st.MarkDeviceRefusals(ctx, req, string(change.FaultAlreadyActive), "already active",
@@ -259,12 +252,10 @@ func TestRequestAnswers(t *testing.T) {
 // settle time since the last send has passed on the database's clock.
 func TestApplyReconciliation(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("untouched devices wait for the settle time; nothing is recorded before", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 2)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 2)
 		req, _ := claim(t, st, b.ID, 1)
 		found := []db.Reconciled{{DeviceChangeID: ids[0], Applied: true}, {DeviceChangeID: ids[1]}}
 		remaining, wait, err := st.ApplyReconciliation(ctx, req, found, time.Hour)
@@ -303,8 +294,7 @@ func TestApplyReconciliation(t *testing.T) {
 	})
 
 	t.Run("every device applied: ACCEPTED at once, outcomes kept", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 2)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 2)
 		req, _ := claim(t, st, b.ID, 1)
 		res := db.SyncResult{Success: true, State: "suspended"}
 		remaining, wait, err := st.ApplyReconciliation(ctx, req, []db.Reconciled{
@@ -319,8 +309,7 @@ func TestApplyReconciliation(t *testing.T) {
 	})
 
 	t.Run("a request another attempt took is stale", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 1)
 		req, _ := claim(t, st, b.ID, 1)
 		stale := *req
 		require.NoError(t, st.MarkRequestRetry(ctx, req, "HTTP_503", "unavailable"))
@@ -390,8 +379,7 @@ func testDeviceChangesWithCallbacks(t *testing.T, st *db.Store) {
 	older := createBulk(t, st, devs(change.Suspend, 1, 1)...)
 	accept(t, st, older.ID, 1, "req-older")
 
-	b := createBulk(t, st, devs(change.Suspend, 1, 5)...)
-	ids := changeIDs(t, st, b.ID)
+	b, ids := newBatch(t, st, change.Suspend, 5)
 	req, _ := claim(t, st, b.ID, 1)
 	store := func(requestID string, id int64) int64 {
 		cb, _, err := st.StoreCallback(ctx, db.NewCallback{RequestID: requestID, ICCID: getChange(t, st, id).ICCID,

@@ -14,8 +14,7 @@ import (
 // waiting, batch 3 being sent, batch 4 pending.
 func TestResultsAndCounts(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	d := devs(change.Activate, 1, 3)
 	d = append(d, devs(change.Suspend, 2, 1)...)

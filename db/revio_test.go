@@ -15,12 +15,10 @@ import (
 
 func TestRevioRecords(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("the first service stored for a device change wins", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		_, err := st.RevioServiceOf(ctx, id)
 		require.ErrorIs(t, err, db.ErrNotFound)
 
@@ -37,8 +35,7 @@ func TestRevioRecords(t *testing.T) {
 	})
 
 	t.Run("the first product stored at an index wins; products in index order", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		id := changeIDs(t, st, b.ID)[0]
+		_, id := newChange(t, st, change.Activate)
 		for _, p := range []db.RevioProduct{
 			{DeviceChangeID: id, Idx: 1, ProductID: 11, Rate: "2.50", ServiceProductID: 501, FoundBy: "created"},
 			{DeviceChangeID: id, Idx: 0, ProductID: 10, Rate: "9.99", ServiceProductID: 500, FoundBy: "created"},
@@ -97,9 +94,9 @@ func TestRevioRecords(t *testing.T) {
 
 func testLockBillingStep(t *testing.T, st *db.Store) {
 	ctx := testCtx(t)
-	newChange := func(t *testing.T) int64 {
-		b := createBulk(t, st, devs(change.Activate, 1, 1)...)
-		return changeIDs(t, st, b.ID)[0]
+	activation := func(t *testing.T) int64 {
+		_, id := newChange(t, st, change.Activate)
+		return id
 	}
 	leaseLeft := func(t *testing.T, id int64) time.Duration {
 		var secs float64
@@ -109,13 +106,13 @@ func testLockBillingStep(t *testing.T, st *db.Store) {
 	}
 
 	t.Run("one step at a time; released, the next may run", func(t *testing.T) {
-		id := newChange(t)
+		id := activation(t)
 		release, err := st.LockBillingStep(ctx, id)
 		require.NoError(t, err)
 		_, err = st.LockBillingStep(ctx, id)
 		require.ErrorIs(t, err, db.ErrBillingBusy)
 
-		other, err := st.LockBillingStep(ctx, newChange(t))
+		other, err := st.LockBillingStep(ctx, activation(t))
 		require.NoError(t, err, "another device change's step is not held up")
 		other()
 
@@ -126,7 +123,7 @@ func testLockBillingStep(t *testing.T, st *db.Store) {
 	})
 
 	t.Run("overlapping steps: exactly one runs", func(t *testing.T) {
-		id := newChange(t)
+		id := activation(t)
 		// The winner holds the step until every call has tried, as a worker
 		// holds it while its step runs.
 		var release func()
@@ -141,7 +138,7 @@ func testLockBillingStep(t *testing.T, st *db.Store) {
 	})
 
 	t.Run("the lease lasts to the step's deadline and a margin, or a default", func(t *testing.T) {
-		id := newChange(t)
+		id := activation(t)
 		release, err := st.LockBillingStep(context.Background(), id)
 		require.NoError(t, err)
 		left := leaseLeft(t, id)
@@ -160,7 +157,7 @@ func testLockBillingStep(t *testing.T, st *db.Store) {
 	})
 
 	t.Run("an expired lease is taken over, and its holder's release leaves the new one", func(t *testing.T) {
-		id := newChange(t)
+		id := activation(t)
 		releaseDead, err := st.LockBillingStep(ctx, id)
 		require.NoError(t, err)
 		// The holder's worker died: its lease runs out.
@@ -175,7 +172,7 @@ func testLockBillingStep(t *testing.T, st *db.Store) {
 	})
 
 	t.Run("released even when the step's context has ended", func(t *testing.T) {
-		id := newChange(t)
+		id := activation(t)
 		stepCtx, cancel := context.WithCancel(ctx)
 		release, err := st.LockBillingStep(stepCtx, id)
 		require.NoError(t, err)

@@ -12,12 +12,10 @@ import (
 
 func TestSplitRequest(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
+	st, ctx := newStore(t)
 
 	t.Run("halves in file order, the first rounded up, down to single devices", func(t *testing.T) {
-		b := createBulk(t, st, devs(change.Suspend, 1, 5)...)
-		ids := changeIDs(t, st, b.ID)
+		b, ids := newBatch(t, st, change.Suspend, 5)
 		req, _ := claim(t, st, b.ID, 1)
 
 		subs, err := st.SplitRequest(ctx, req, "REQUEST_FAILED.Unknown", "one of them")
