@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/harness/nettest"
 	"github.com/iot-ops/tsbulk/payloadcrypt"
 )
 
@@ -25,10 +25,7 @@ func TestRunCodecServer(t *testing.T) {
 	require.NoError(t, err)
 	codec, err := payloadcrypt.LoadDir(dir, "k1")
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := nettest.FreeAddr(t)
 	const token = "codec-server-token-0123456789abcdef"
 	cfg := &config.Config{
 		Temporal:    config.Temporal{Codec: config.TemporalCodec{KeysDir: dir, CurrentKeyID: "k1"}},

@@ -2,7 +2,6 @@ package process
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +19,7 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/harness/nettest"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -76,12 +76,7 @@ func TestRefusedCredentialsLatchedForEveryWorkerAndRestart(t *testing.T) {
 	readyz := func(w *activities.Activities) (int, string) {
 		h := httptest.NewServer(adminServer("", metrics.New(), readiness(store, tc, credentialsAccepted(w.ThingSpace))).Handler)
 		defer h.Close()
-		resp, err := http.Get(h.URL + "/readyz")
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(b)
+		return nettest.Get(t, h.URL+"/readyz")
 	}
 	code, body := readyz(workers[0])
 	require.Equal(t, http.StatusServiceUnavailable, code)

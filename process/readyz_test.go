@@ -2,7 +2,6 @@ package process
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/harness/nettest"
 	"github.com/iot-ops/tsbulk/metrics"
 )
 
@@ -23,12 +23,7 @@ func TestReadyzNamesTheDependencyWithoutConnectionDetails(t *testing.T) {
 	get := func(ready func(context.Context) error) (int, string) {
 		srv := httptest.NewServer(adminServer("", metrics.New(), ready).Handler)
 		defer srv.Close()
-		resp, err := http.Get(srv.URL + "/readyz")
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(b)
+		return nettest.Get(t, srv.URL+"/readyz")
 	}
 	// Nothing listens on these ports.
 	const pgURL = "postgres://secret-user@127.0.0.1:9/secret_db?connect_timeout=2"

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/db/dbtest"
+	"github.com/iot-ops/tsbulk/harness/nettest"
 	"github.com/iot-ops/tsbulk/metrics"
 )
 
@@ -40,7 +40,7 @@ func TestReceiverReadyWithoutTemporal(t *testing.T) {
 	srv := httptest.NewServer(adminServer("", metrics.New(), receiverReadiness(dbtest.New(t), tc)).Handler)
 	defer srv.Close()
 
-	code, body := getBody(t, srv.URL+"/readyz")
+	code, body := nettest.Get(t, srv.URL+"/readyz")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ready; temporal is not reachable: callbacks are stored and signalled once it answers\n", body)
 
@@ -49,7 +49,7 @@ func TestReceiverReadyWithoutTemporal(t *testing.T) {
 	defer pool.Close()
 	down := httptest.NewServer(adminServer("", metrics.New(), receiverReadiness(&db.Store{Pool: pool}, tc)).Handler)
 	defer down.Close()
-	code, body = getBody(t, down.URL+"/readyz")
+	code, body = nettest.Get(t, down.URL+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "not ready: postgres is not reachable\n", body)
 }
@@ -59,7 +59,7 @@ func TestReceiverReadyWithoutTemporal(t *testing.T) {
 func TestReceiverServesHTTPS(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
 	cfg := &config.Config{Callbacks: config.Callbacks{
-		Listen: freeAddr(t), Path: "/thingspace/callbacks", Username: "listener", Password: "s3cret-listener",
+		Listen: nettest.FreeAddr(t), Path: "/thingspace/callbacks", Username: "listener", Password: "s3cret-listener",
 		MaxBodyBytes: 1 << 20, MaxConcurrent: 4, TLSCertFile: certFile, TLSKeyFile: keyFile,
 	}}
 	tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:7"})
@@ -127,23 +127,4 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
 	return certFile, keyFile, pool
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
-func getBody(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
 }

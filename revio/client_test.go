@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/iot-ops/tsbulk/harness/nettest"
 )
 
 const (
@@ -630,11 +631,7 @@ func TestGETRetriedOn5xxButPOSTNot(t *testing.T) {
 // closedURL returns a URL on which nothing listens, for dial errors.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return "http://" + addr
+	return "http://" + nettest.FreeAddr(t)
 }
 
 func TestPOSTRetriedOnlyWhenNotSent(t *testing.T) {

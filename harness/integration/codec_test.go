@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/harness/nettest"
 	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/payloadcrypt"
@@ -158,10 +158,7 @@ func TestPayloadsEncryptedEndToEnd(t *testing.T) {
 // returns its URL.
 func startCodecServer(t *testing.T, s *stack.Stack, token string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := nettest.FreeAddr(t)
 	cmd := exec.Command(filepath.Join(binDir, "worker"), "codec-server")
 	cmd.Env = append(s.Env(), config.EnvName("codec_server.listen")+"="+addr,
 		config.EnvName("codec_server.token")+"="+token)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/config"
+	"github.com/iot-ops/tsbulk/harness/nettest"
 	"github.com/iot-ops/tsbulk/harness/stack"
 	"github.com/iot-ops/tsbulk/process"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -35,9 +36,9 @@ func TestReceiverStartsAndStoresWhileTemporalIsDown(t *testing.T) {
 
 	// The receiver's Temporal is at an address nothing listens on yet.
 	cfg := *s.Config
-	cfg.Temporal.Address = freeAddr(t)
-	cfg.Callbacks.Listen = freeAddr(t)
-	cfg.Callbacks.AdminListen = freeAddr(t)
+	cfg.Temporal.Address = nettest.FreeAddr(t)
+	cfg.Callbacks.Listen = nettest.FreeAddr(t)
+	cfg.Callbacks.AdminListen = nettest.FreeAddr(t)
 	cfg.Callbacks.MaxConcurrent = 8
 	require.NoError(t, cfg.ValidateReceiver())
 	done := make(chan error, 1)
@@ -51,7 +52,7 @@ func TestReceiverStartsAndStoresWhileTemporalIsDown(t *testing.T) {
 	})
 	admin := "http://" + cfg.Callbacks.AdminListen
 	waitServing(t, done, admin+"/healthz")
-	code, body := get(t, admin+"/readyz")
+	code, body := nettest.Get(t, admin+"/readyz")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, "temporal is not reachable", "ready, and says what it waits for")
 
@@ -80,21 +81,11 @@ func TestReceiverStartsAndStoresWhileTemporalIsDown(t *testing.T) {
 			WHERE bulk_change_id = $1 AND confirmed_by = 'callback'`, res.ID) == 1
 	}, 2*time.Minute, time.Second, "the stored callback is delivered to the waiting workflow")
 	require.Equal(t, 1, countRows(t, s, inBulk+` AND c.signal_result = 'signalled'`, res.ID))
-	code, body = get(t, admin+"/readyz")
+	code, body = nettest.Get(t, admin+"/readyz")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ready\n", body)
 	final := waitBulk(t, s, res, time.Minute)
 	require.Equal(t, 1, final.Processed)
-}
-
-// freeAddr is a local address nothing listens on (for now).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 // waitServing waits until url answers, failing at once if the process
@@ -115,16 +106,6 @@ func waitServing(t *testing.T, done <-chan error, url string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s does not answer", url)
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
 }
 
 // proxyTCP forwards connections to from (which must be free) to to, until
