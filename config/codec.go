@@ -5,7 +5,6 @@ package config
 // payloads".
 
 import (
-	"crypto/tls"
 	"net/url"
 
 	"github.com/iot-ops/tsbulk/payloadcrypt"
@@ -86,12 +85,7 @@ func (c *Config) ValidateCodecServer() error {
 			"codec_server.allowed_origin",
 			"must be an origin as a browser sends it: scheme://host[:port], no path nor trailing slash (e.g. https://temporal-ui.example.com)")
 	}
-	cert, key := s.TLSCertFile != "", s.TLSKeyFile != ""
-	p.need(cert == key, "codec_server.tls_cert_file",
-		"goes with codec_server.tls_key_file: set both (the codec server serves HTTPS) or neither")
-	if cert && key {
-		_, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
-		p.need(err == nil, "codec_server.tls_cert_file", "cannot be loaded with codec_server.tls_key_file: %v", err)
-	}
+	p.needKeyPair("codec_server.tls_cert_file", s.TLSCertFile, "codec_server.tls_key_file", s.TLSKeyFile,
+		"the codec server serves HTTPS")
 	return p.err()
 }

@@ -24,6 +24,18 @@ func (p *problems) need(ok bool, key, format string, args ...any) {
 	}
 }
 
+// needKeyPair checks a certificate and its key, given as two settings:
+// both or neither, and then loadable together. pair says what the two are
+// for.
+func (p *problems) needKeyPair(certKey, certFile, keyKey, keyFile, pair string) {
+	cert, key := certFile != "", keyFile != ""
+	p.need(cert == key, certKey, "goes with %s: set both (%s) or neither", keyKey, pair)
+	if cert && key {
+		_, err := tls.LoadX509KeyPair(certFile, keyFile)
+		p.need(err == nil, certKey, "cannot be loaded with %s: %v", keyKey, err)
+	}
+}
+
 func (p problems) err() error {
 	if len(p) == 0 {
 		return nil
@@ -48,13 +60,8 @@ func (c *Config) checkTemporal(p *problems) {
 		"temporal.tls.enabled", "is false while other temporal.tls settings are given: turn it on, or remove them")
 	p.need(!off || c.Temporal.APIKey == "" || c.Dev, "temporal.tls.enabled",
 		"is false with an API key (temporal.api_key): the key would cross the network in clear (allowed only in dev mode)")
-	cert, key := t.CertFile != "", t.KeyFile != ""
-	p.need(cert == key, "temporal.tls.cert_file",
-		"goes with temporal.tls.key_file: set both (mutual TLS: the client certificate and its key) or neither")
-	if cert && key {
-		_, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		p.need(err == nil, "temporal.tls.cert_file", "cannot be loaded with temporal.tls.key_file: %v", err)
-	}
+	p.needKeyPair("temporal.tls.cert_file", t.CertFile, "temporal.tls.key_file", t.KeyFile,
+		"mutual TLS: the client certificate and its key")
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
@@ -110,13 +117,8 @@ func (c *Config) checkCallbacks(p *problems) {
 			*p = append(*p, err.Error())
 		}
 	}
-	cert, key := c.Callbacks.TLSCertFile != "", c.Callbacks.TLSKeyFile != ""
-	p.need(cert == key, "callbacks.tls_cert_file",
-		"goes with callbacks.tls_key_file: set both (the receiver serves HTTPS) or neither")
-	if cert && key {
-		_, err := tls.LoadX509KeyPair(c.Callbacks.TLSCertFile, c.Callbacks.TLSKeyFile)
-		p.need(err == nil, "callbacks.tls_cert_file", "cannot be loaded with callbacks.tls_key_file: %v", err)
-	}
+	p.needKeyPair("callbacks.tls_cert_file", c.Callbacks.TLSCertFile, "callbacks.tls_key_file", c.Callbacks.TLSKeyFile,
+		"the receiver serves HTTPS")
 }
 
 // needSecureURL requires an https URL with a host, or http too in dev mode
