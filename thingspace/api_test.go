@@ -59,9 +59,7 @@ func TestStateChangeEndpoints(t *testing.T) {
 
 func TestStateChangeWithoutRequestIDMayHaveApplied(t *testing.T) {
 	f := newFake(t)
-	f.route(http.MethodPost, pathSuspend, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{})
-	})
+	f.route(http.MethodPost, pathSuspend, answerJSON(http.StatusOK, map[string]string{}))
 	c := newTestClient(t, f, nil)
 	_, err := c.Suspend(context.Background(), ActionRequest{Devices: oneDevice()})
 	e, _ := AsError(err)
@@ -230,19 +228,16 @@ func TestForEachDeviceByCursor(t *testing.T) {
 // the answer is not followed: the page was in date-added order.
 func TestListCursorOnlyWhenAskedAndAnswered(t *testing.T) {
 	f := newFake(t)
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusAccepted, map[string]any{"hasMoreData": true,
-			"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:01Z")}})
-	})
+	f.route(http.MethodPost, pathList, answerJSON(http.StatusAccepted, map[string]any{"hasMoreData": true,
+		"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:01Z")}}))
 	c := newTestClient(t, f, nil)
 	_, err := c.ListDevicePage(context.Background(), ListRequest{}, ListCursor{LargestDeviceIDSeen: new(int64)})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "carries none")
 
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusAccepted, map[string]any{"hasMoreData": true, "largestDeviceIdSeen": 99,
-			"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:01Z")}})
-	})
+	f.route(http.MethodPost, pathList, answerJSON(http.StatusAccepted, map[string]any{"hasMoreData": true,
+		"largestDeviceIdSeen": 99,
+		"devices":             []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:01Z")}}))
 	page, err := c.ListDevicePage(context.Background(), ListRequest{}, ListCursor{})
 	require.NoError(t, err)
 	assert.Nil(t, page.Next.LargestDeviceIDSeen, "a cursor the caller did not ask for is not followed")
@@ -288,10 +283,8 @@ func TestForEachDeviceByEarliest(t *testing.T) {
 
 func TestForEachDeviceStopsWithoutProgress(t *testing.T) {
 	f := newFake(t)
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"hasMoreData": true,
-			"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:00Z")}})
-	})
+	f.route(http.MethodPost, pathList, answerJSON(http.StatusOK, map[string]any{"hasMoreData": true,
+		"devices": []Device{device("1", "2024-01-01T00:00:00Z"), device("2", "2024-01-01T00:00:00Z")}}))
 	c := newTestClient(t, f, nil)
 	n := 0
 	err := c.ForEachDevice(context.Background(), ListRequest{}, func(Device) error { n++; return nil })
@@ -300,9 +293,8 @@ func TestForEachDeviceStopsWithoutProgress(t *testing.T) {
 	assert.Equal(t, 2, n)
 	assert.Equal(t, 2, f.hitCount(http.MethodPost, pathList))
 
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusAccepted, map[string]any{"largestDeviceIdSeen": 5, "devices": []Device{}})
-	})
+	f.route(http.MethodPost, pathList,
+		answerJSON(http.StatusAccepted, map[string]any{"largestDeviceIdSeen": 5, "devices": []Device{}}))
 	five := int64(5)
 	err = c.ForEachDevice(context.Background(), ListRequest{LargestDeviceIDSeen: &five}, func(Device) error { return nil })
 	require.Error(t, err)
@@ -311,9 +303,8 @@ func TestForEachDeviceStopsWithoutProgress(t *testing.T) {
 
 func TestForEachDeviceCallbackError(t *testing.T) {
 	f := newFake(t)
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"devices": []Device{device("1", ""), device("2", "")}})
-	})
+	f.route(http.MethodPost, pathList,
+		answerJSON(http.StatusOK, map[string]any{"devices": []Device{device("1", ""), device("2", "")}}))
 	c := newTestClient(t, f, nil)
 	stop := fmt.Errorf("stop")
 	err := c.ForEachDevice(context.Background(), ListRequest{}, func(Device) error { return stop })
@@ -353,9 +344,8 @@ func TestGetDevice(t *testing.T) {
 func TestRequestStatus(t *testing.T) {
 	f := newFake(t)
 	path := "/api/m2m/v1/accounts/" + testAccount + "/requests/86c83330-1/status"
-	f.route(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"requestId": "86c83330-1", "status": "Success"})
-	})
+	f.route(http.MethodGet, path,
+		answerJSON(http.StatusOK, map[string]string{"requestId": "86c83330-1", "status": "Success"}))
 	c := newTestClient(t, f, nil)
 	st, err := c.RequestStatus(context.Background(), "", "86c83330-1")
 	require.NoError(t, err)
@@ -366,16 +356,12 @@ func TestRequestStatus(t *testing.T) {
 func TestCallbackEndpoints(t *testing.T) {
 	f := newFake(t)
 	base := "/api/m2m/v1/callbacks/" + testAccount
-	f.route(http.MethodPost, base, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"accountName": testAccount, "serviceName": "CarrierService"})
-	})
-	f.route(http.MethodGet, base, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, []map[string]string{{"accountName": testAccount, "serviceName": "CarrierService",
-			"url": "https://cb.example:9001/ts", "username": "cbuser", "password": "cb-password-123"}})
-	})
-	f.route(http.MethodDelete, base+"/name/CarrierService", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"accountName": testAccount, "serviceName": "CarrierService"})
-	})
+	listener := map[string]string{"accountName": testAccount, "serviceName": "CarrierService"}
+	f.route(http.MethodPost, base, answerJSON(http.StatusOK, listener))
+	f.route(http.MethodGet, base, answerJSON(http.StatusOK, []map[string]string{{"accountName": testAccount,
+		"serviceName": "CarrierService", "url": "https://cb.example:9001/ts", "username": "cbuser",
+		"password": "cb-password-123"}}))
+	f.route(http.MethodDelete, base+"/name/CarrierService", answerJSON(http.StatusOK, listener))
 	c := newTestClient(t, f, nil)
 	ctx := context.Background()
 	require.NoError(t, c.RegisterCallback(ctx, "", CallbackRegistration{Name: CarrierServiceCallback,

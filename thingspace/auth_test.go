@@ -309,9 +309,7 @@ func TestLoginGatewayExpiryRefreshesOAuthOnce(t *testing.T) {
 func TestConcurrentFirstCallsShareOneAuth(t *testing.T) {
 	f := newFake(t)
 	f.delay = 50 * time.Millisecond
-	f.route(http.MethodPost, pathList, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"hasMoreData": false, "devices": []any{}})
-	})
+	f.route(http.MethodPost, pathList, answerJSON(http.StatusOK, map[string]any{"hasMoreData": false, "devices": []any{}}))
 	f.route(http.MethodPost, pathActivate, okRequestID("r"))
 	rec := &recorder{}
 	c := newTestClient(t, f, rec)

@@ -347,9 +347,12 @@ func (f *fakeTS) failFirstLogins(n int, fail func(http.ResponseWriter)) {
 }
 
 func okRequestID(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"requestId": id})
-	}
+	return answerJSON(http.StatusOK, map[string]string{"requestId": id})
+}
+
+// answerJSON answers every request with status and v as JSON.
+func answerJSON(status int, v any) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, status, v) }
 }
 
 func oneDevice() []DeviceRef {

@@ -47,9 +47,8 @@ func TestNothingSecretLeaks(t *testing.T) {
 		)
 	})
 	base := "/api/m2m/v1/callbacks/" + testAccount
-	f.route(http.MethodPost, base, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"accountName": testAccount, "serviceName": "CarrierService"})
-	})
+	f.route(http.MethodPost, base,
+		answerJSON(http.StatusOK, map[string]string{"accountName": testAccount, "serviceName": "CarrierService"}))
 	f.route(http.MethodGet, base, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(
 			w,

@@ -323,9 +323,7 @@ func TestStateChangeRetriedOnlyWhenCertainlyNotSent(t *testing.T) {
 func TestLimiter(t *testing.T) {
 	t.Run("asked before auth calls too", func(t *testing.T) {
 		f := newFake(t)
-		f.route(http.MethodGet, "/api/m2m/v1/callbacks/"+testAccount, func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, []any{})
-		})
+		f.route(http.MethodGet, "/api/m2m/v1/callbacks/"+testAccount, answerJSON(http.StatusOK, []any{}))
 		rec := &recorder{}
 		c := newTestClient(t, f, rec)
 		_, err := c.ListCallbacks(context.Background(), "")
