@@ -130,18 +130,24 @@ func TestBulkChangeCancel(t *testing.T) {
 	require.Equal(t, 6, res.Progress.Done())
 }
 
+// newApprovalEnv is the environment of the bulk change f that alice
+// submitted and that awaits another operator's approval (reason).
+func newApprovalEnv(t *testing.T, f *fakeBulk, reason string) *testsuite.TestWorkflowEnvironment {
+	opts := bulkOptions(10, 100)
+	opts.Approval = &api.Approval{Reason: reason, ExpiresAfter: 72 * time.Hour}
+	plan := f.plan(opts)
+	plan.SubmittedBy = "alice"
+	env := newActivityEnv()
+	env.OnActivity(a.StartBulkChange, mock.Anything, f.id).Return(plan, nil)
+	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(nil)
+	return withBulkMocks(t, env, f, opts)
+}
+
 // Four eyes: nothing is sent before another operator approves; the
 // submitter's own approval is refused.
 func TestBulkChangeAwaitsApproval(t *testing.T) {
 	f := newFakeBulk("c3", 2)
-	opts := bulkOptions(10, 100)
-	opts.Approval = &api.Approval{Reason: "deactivates 2 lines", ExpiresAfter: 72 * time.Hour}
-	plan := f.plan(opts)
-	plan.SubmittedBy = "alice"
-	env := newActivityEnv()
-	env.OnActivity(a.StartBulkChange, mock.Anything, "c3").Return(plan, nil)
-	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(nil)
-	env = withBulkMocks(t, env, f, opts)
+	env := newApprovalEnv(t, f, "deactivates 2 lines")
 	var audit []activities.OperatorActionInput
 	controlMocks(env, f, &audit)
 	var sentBeforeApproval []int
@@ -169,14 +175,7 @@ func TestBulkChangeAwaitsApproval(t *testing.T) {
 // changes anything.
 func TestBulkChangeApprovalNamesNormalisedAndTextChecked(t *testing.T) {
 	f := newFakeBulk("c6", 2)
-	opts := bulkOptions(10, 100)
-	opts.Approval = &api.Approval{Reason: "2 deactivate", ExpiresAfter: 72 * time.Hour}
-	plan := f.plan(opts)
-	plan.SubmittedBy = "alice"
-	env := newActivityEnv()
-	env.OnActivity(a.StartBulkChange, mock.Anything, "c6").Return(plan, nil)
-	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(nil)
-	env = withBulkMocks(t, env, f, opts)
+	env := newApprovalEnv(t, f, "2 deactivate")
 	var audit []activities.OperatorActionInput
 	controlMocks(env, f, &audit)
 	var refused []*updateOutcome
