@@ -97,6 +97,17 @@ func (e *deviceEnv) signalAt(d time.Duration, c api.Confirmation) {
 	}, d)
 }
 
+// ppuUpdated is the PPU update of an already-active device: sent as
+// request ppu-1, confirmed after d by source, and the device then looked up
+// active.
+func (e *deviceEnv) ppuUpdated(d time.Duration, source change.Source) {
+	e.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
+		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
+	e.signalAt(d, api.Confirmation{Source: source, RequestID: "ppu-1", Success: true})
+	e.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
+		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
+}
+
 func (e *deviceEnv) result(t *testing.T) api.DeviceResult {
 	t.Helper()
 	require.True(t, e.IsWorkflowCompleted())
@@ -280,11 +291,7 @@ func TestDeviceChangeAlreadyActiveUpdatesPPUOnly(t *testing.T) {
 		FaultMessage: "Device is already active",
 	}
 	env := newDeviceEnv(t, st)
-	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
-		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
-	env.signalAt(2*time.Minute, api.Confirmation{Source: change.ByCallback, RequestID: "ppu-1", Success: true})
-	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
-		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
+	env.ppuUpdated(2*time.Minute, change.ByCallback)
 	env.OnActivity(a.CreateBillingService, mock.Anything, mock.Anything).
 		Return(&activities.BillingResult{ServiceID: 1}, nil).
 		Once()
@@ -303,11 +310,7 @@ func TestDeviceChangeAlreadyActivePPUConfirmedOnlyByPolling(t *testing.T) {
 	st.HasPPU = true
 	st.Sync = &api.Confirmation{Source: change.BySync, FaultCode: change.FaultAlreadyActive}
 	env := newDeviceEnv(t, st)
-	env.OnActivity(a.UpdatePlaceOfUse, mock.Anything, activities.PPUUpdateInput{BulkChangeID: "b1", DeviceChangeID: 7}).
-		Return(&activities.PPUUpdateResult{RequestID: "ppu-1"}, nil).Once()
-	env.signalAt(31*time.Minute, api.Confirmation{Source: change.ByPoll, RequestID: "ppu-1", Success: true})
-	env.OnActivity(a.LookupDevice, mock.Anything, mock.Anything).
-		Return(&activities.DeviceLookup{Found: true, State: "active", MSISDN: "5551230003"}, nil).Once()
+	env.ppuUpdated(31*time.Minute, change.ByPoll)
 
 	res := env.run(t, deviceInput("activate"))
 	require.Equal(t, change.Processed, res.Status)
