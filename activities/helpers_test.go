@@ -260,6 +260,14 @@ func activations(zip string, batch int, seeds ...thingspacesim.DeviceSeed) []cha
 	return out
 }
 
+// withPPU gives every change of cs the same Primary Place of Use.
+func withPPU(ppu *thingspace.PlaceOfUse, cs []changeSpec) []changeSpec {
+	for i := range cs {
+		cs[i].ppu = ppu
+	}
+	return cs
+}
+
 // newBulk writes a bulk change of the account with the device changes,
 // and returns its id and the device change ids by ICCID.
 func (h *harness) newBulk(account string, cs ...changeSpec) (string, map[string]int64) {

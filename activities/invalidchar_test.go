@@ -27,11 +27,7 @@ func TestSendBatchPPUInvalidCharacterIsNotSplit(t *testing.T) {
 		Address: thingspace.Address{AddressLine1: "77 Thistledown Way", City: "Wenatchee", State: "WA",
 			Zip: "98801", Country: "USA"},
 	}
-	cs := activations("98801", 1, devs...)
-	for i := range cs {
-		cs[i].ppu = ppu
-	}
-	bulk, ids := h.newBulk(account, cs...)
+	bulk, ids := h.newBulk(account, withPPU(ppu, activations("98801", 1, devs...))...)
 
 	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestRejected, res.State)

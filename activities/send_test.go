@@ -77,11 +77,7 @@ func TestSendBatchActivateCarriesPlanZipAndPPU(t *testing.T) {
 			EmailAddress: "zeb.quack@example.org",
 		},
 	}
-	cs := activations("92101", 1, devs...)
-	for i := range cs {
-		cs[i].ppu = ppu
-	}
-	bulk, ids := h.newBulk(account, cs...)
+	bulk, ids := h.newBulk(account, withPPU(ppu, activations("92101", 1, devs...))...)
 
 	res := h.mustSendBatch(bulk, 1)
 	require.Equal(t, db.RequestAccepted, res.State)
