@@ -97,6 +97,11 @@ func writeJSONBody(w http.ResponseWriter, status int, body string) {
 	_, _ = io.WriteString(w, body)
 }
 
+// answerJSON answers every request with status and body.
+func answerJSON(status int, body string) func(http.ResponseWriter, *http.Request, int) {
+	return func(w http.ResponseWriter, _ *http.Request, _ int) { writeJSONBody(w, status, body) }
+}
+
 func asError(t *testing.T, err error) *Error {
 	t.Helper()
 	var e *Error
@@ -152,7 +157,7 @@ func TestLimiterNeverExceedsWindow(t *testing.T) {
 }
 
 func TestPacingSharedAcrossGoroutines(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 200, `{"ok":true}`) })
+	f := newFake(t, answerJSON(200, `{"ok":true}`))
 	// 1200/min: burst 20, refill 1180/min (~19.7/s): 26 calls need ~0.3s.
 	c := newTestClient(t, f.URL, func(c *Config) { c.CallsPerMinute = 1200 })
 	start := time.Now()
@@ -205,9 +210,7 @@ func TestCreateServiceIDFromLocation(t *testing.T) {
 }
 
 func TestCreateServiceWithoutIDIsOutcomeUnknown(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		writeJSONBody(w, http.StatusCreated, `{"ok":true}`)
-	})
+	f := newFake(t, answerJSON(http.StatusCreated, `{"ok":true}`))
 	_, err := newTestClient(t, f.URL).CreateService(context.Background(), CreateServiceRequest{CustomerID: 1, ProviderID: 5})
 	e := asError(t, err)
 	assert.ErrorIs(t, err, ErrUnexpectedResponse)
@@ -217,7 +220,7 @@ func TestCreateServiceWithoutIDIsOutcomeUnknown(t *testing.T) {
 }
 
 func TestValidationErrorsAreNotSent(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":1}`) })
+	f := newFake(t, answerJSON(201, `{"ok":true,"id":1}`))
 	c := newTestClient(t, f.URL)
 	ctx := context.Background()
 	checks := []error{
@@ -251,7 +254,7 @@ func TestValidationErrorsAreNotSent(t *testing.T) {
 // service without one is refused here, before anything is sent, as an
 // invalid request that no retry can cure.
 func TestCreateServiceRequiresProvider(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":1}`) })
+	f := newFake(t, answerJSON(201, `{"ok":true,"id":1}`))
 	c := newTestClient(t, f.URL)
 	for _, req := range []CreateServiceRequest{
 		{CustomerID: 1, Number: "15551234567"},
@@ -273,7 +276,7 @@ func TestCreateServiceRequiresProvider(t *testing.T) {
 // are characters: a value at the limit in accented letters is sent, one
 // character more is refused before sending.
 func TestCreateServiceLengthsInCharacters(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":1}`) })
+	f := newFake(t, answerJSON(201, `{"ok":true,"id":1}`))
 	c := newTestClient(t, f.URL)
 	ctx := context.Background()
 	_, err := c.CreateService(ctx, CreateServiceRequest{CustomerID: 1, ProviderID: 5,
@@ -364,12 +367,10 @@ func TestListStopsOnRepeatedPage(t *testing.T) {
 }
 
 func TestServiceProductDecoding(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		writeJSONBody(w, 200, `{"ok":true,"has_more":false,"record_count":3,"records":[
+	f := newFake(t, answerJSON(200, `{"ok":true,"has_more":false,"record_count":3,"records":[
 			{"service_product_id":5,"service_id":1,"product_id":2,"customer_id":3,"rate":12.50,"quantity":1,"status":"ACTIVE","activated_date":"2024-05-01T00:00:00","canceled_date":null},
 			{"service_product_id":6,"service_id":1,"rate":"7.25","quantity":2.0,"status":"DISCONNECTED","canceled_date":"2024-06-01T00:00:00"},
-			{"service_product_id":7,"service_id":2,"rate":1,"status":"ACTIVE"}]}`)
-	})
+			{"service_product_id":7,"service_id":2,"rate":1,"status":"ACTIVE"}]}`))
 	got, err := newTestClient(t, f.URL).ListServiceProducts(context.Background(), 1, "")
 	require.NoError(t, err)
 	require.Len(t, got, 2, "the record of another service is dropped")
@@ -395,7 +396,7 @@ func TestServiceProductDecoding(t *testing.T) {
 func TestCreateServiceProductWire(t *testing.T) {
 	f := newFake(
 		t,
-		func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 201, `{"ok":true,"id":"55"}`) },
+		answerJSON(201, `{"ok":true,"id":"55"}`),
 	)
 	c := newTestClient(t, f.URL)
 	id, err := c.CreateServiceProduct(context.Background(), CreateServiceProductRequest{
@@ -415,7 +416,7 @@ func TestCreateServiceProductWire(t *testing.T) {
 }
 
 func TestUpdateServicePatch(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 200, `{"ok":true}`) })
+	f := newFake(t, answerJSON(200, `{"ok":true}`))
 	c := newTestClient(t, f.URL)
 	err := c.UpdateService(context.Background(), 12, []PatchOp{
 		{Op: "replace", Path: "/description", Value: "x"},
@@ -432,9 +433,7 @@ func TestUpdateServicePatch(t *testing.T) {
 }
 
 func TestOKFalseIsAnError(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		writeJSONBody(w, 200, `{"ok":false,"message":"nope"}`)
-	})
+	f := newFake(t, answerJSON(200, `{"ok":false,"message":"nope"}`))
 	err := newTestClient(
 		t,
 		f.URL,
@@ -443,7 +442,7 @@ func TestOKFalseIsAnError(t *testing.T) {
 }
 
 func TestDisconnectServiceProductWire(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 200, `{"ok":true,"id":5}`) })
+	f := newFake(t, answerJSON(200, `{"ok":true,"id":5}`))
 	require.NoError(t, newTestClient(t, f.URL).DisconnectServiceProduct(context.Background(), 5, "2024-06-01", true))
 	r := f.requests()[0]
 	assert.Equal(t, http.MethodDelete, r.Method)
@@ -744,9 +743,7 @@ func TestRedactionInObserverAndErrors(t *testing.T) {
 }
 
 func TestObserverSeesQuery(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		writeJSONBody(w, 200, `{"ok":true,"has_more":false,"record_count":0,"records":[]}`)
-	})
+	f := newFake(t, answerJSON(200, `{"ok":true,"has_more":false,"record_count":0,"records":[]}`))
 	var paths []string
 	c := newTestClient(t, f.URL, func(c *Config) {
 		c.Observer = func(_ context.Context, x Exchange) { paths = append(paths, x.Path) }
@@ -758,7 +755,7 @@ func TestObserverSeesQuery(t *testing.T) {
 }
 
 func TestRedirectNotFollowed(t *testing.T) {
-	other := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSONBody(w, 200, `{}`) })
+	other := newFake(t, answerJSON(200, `{}`))
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		http.Redirect(w, r, other.URL+"/v1/SystemStatus", http.StatusFound)
 	})
