@@ -28,7 +28,7 @@ func TestClaimBatch(t *testing.T) {
 		require.Equal(t, db.RequestSending, req.State)
 		require.Equal(t, 1, req.Attempts)
 		require.Equal(t, 3, req.Devices)
-		require.Equal(t, "suspend", req.Operation)
+		require.EqualValues(t, "suspend", req.Operation)
 		require.Equal(t, account, req.AccountName)
 		require.Equal(t, b.ID, req.BulkChangeID)
 		require.Equal(t, []int64{ids[0], ids[1], ids[2]}, claimedIDs(claimed), "in file order")
@@ -230,7 +230,7 @@ func testClaimSingle(t *testing.T, st *db.Store) {
 		require.Equal(t, db.RequestSending, req.State)
 		require.Equal(t, 1, req.Devices)
 		require.Equal(t, 1, req.Attempts)
-		require.Equal(t, "ppu", req.Operation)
+		require.EqualValues(t, "ppu", req.Operation)
 		require.Equal(t, account, req.AccountName)
 
 		again, fresh, err := st.ClaimSingle(ctx, id, db.PPUKey(id), "ppu")

@@ -27,7 +27,7 @@ func TestSplitRequest(t *testing.T) {
 			require.Equal(t, db.RequestRetry, sub.State, "never sent, so safe to send")
 			require.Zero(t, sub.Attempts)
 			require.Equal(t, len(want), sub.Devices)
-			require.Equal(t, "suspend", sub.Operation)
+			require.EqualValues(t, "suspend", sub.Operation)
 			require.Equal(t, account, sub.AccountName)
 			got, err := st.RequestDevices(ctx, sub.PK)
 			require.NoError(t, err)
