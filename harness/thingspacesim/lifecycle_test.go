@@ -33,7 +33,12 @@ func TestCloseStopsEverything(t *testing.T) {
 			status, _ := h.action(ActionSuspend, nil, devs[2]) // answer held for an hour
 			answered <- status
 		}()
-		h.waitState(devs[2], StatePendingSuspend)
+		// Applied: pending for CompletionDelay (5 ms), then suspended; a
+		// poll of a loaded machine can miss the pending moment.
+		waitFor(t, 3*time.Second, devs[2]+" to be applied", func() bool {
+			d, _ := h.sim.Device(devs[2])
+			return d.State == StatePendingSuspend || d.State == StateSuspend
+		})
 
 		h.sim.Close()
 		h.sim.Close() // safe twice
