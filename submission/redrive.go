@@ -115,7 +115,7 @@ func (s *Submitter) create(ctx context.Context, n newBulk, plan *BatchPlan) (*Re
 	}
 	if !created {
 		// The same key, written by a concurrent submission.
-		if err := sameContent(b, n.key, n.contentHash); err != nil {
+		if err := sameContent(b, n.key, n.contentHash, n.contentHash); err != nil {
 			return nil, err
 		}
 	}

@@ -310,15 +310,20 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	hash := ContentHash(req.Account, devs)
+	hash, legacy := ContentHash(req.Account, devs), legacyContentHash(req.Account, devs)
 	key := req.IdempotencyKey
 	if key == "" {
 		key = ContentKey(hash)
 	}
 	// The key first, before the database checks: a retry must find the
 	// bulk change it wrote, whose own device changes count as queued.
-	if b, err := s.Store.BulkChangeByKey(ctx, key); err == nil {
-		if err := sameContent(b, key, hash); err != nil {
+	b, err := s.Store.BulkChangeByKey(ctx, key)
+	if errors.Is(err, db.ErrNotFound) && req.IdempotencyKey == "" {
+		// Written before v2 under the content key of its time.
+		b, err = s.Store.BulkChangeByKey(ctx, ContentKey(legacy))
+	}
+	if err == nil {
+		if err := sameContent(b, key, hash, legacy); err != nil {
 			return nil, err
 		}
 		return s.start(ctx, b, false, nil)
@@ -359,14 +364,29 @@ func (s *Submitter) parse(req Request) ([]changefile.DeviceRequest, error) {
 // every validated device change (the default operation already applied),
 // in file order. It is a hex SHA-256, so the personal data the rows hold
 // cannot be read back from it; the same rows give the same hash whatever
-// the file's layout (CSV or JSON, column order, BOM).
+// the file's layout (CSV or JSON, column order, BOM, blank lines): a row's
+// place in its file is not part of what it asks.
 func ContentHash(account string, devs []changefile.DeviceRequest) string {
+	return contentHash("v2", account, devs, false)
+}
+
+// legacyContentHash is the hash submissions recorded before v2, row numbers
+// included: a file submitted again after the upgrade still finds the bulk
+// change it wrote.
+func legacyContentHash(account string, devs []changefile.DeviceRequest) string {
+	return contentHash("v1", account, devs, true)
+}
+
+func contentHash(version, account string, devs []changefile.DeviceRequest, withRows bool) string {
 	h := sha256.New()
 	// Versioned, so that a change of the encoding never makes an old
 	// submission and a new one the same.
-	fmt.Fprintf(h, "tsbulk.submission.v1\x00%d:%s\x00", len(account), account)
+	fmt.Fprintf(h, "tsbulk.submission.%s\x00%d:%s\x00", version, len(account), account)
 	enc := json.NewEncoder(h)
 	for _, d := range devs {
+		if !withRows {
+			d.Row = 0
+		}
 		// DeviceRequest has no JSON tags and no custom encoding: every
 		// field, PPU and billing included, goes into the hash.
 		_ = enc.Encode(d) // writing to a hash cannot fail
@@ -397,8 +417,8 @@ func (e *KeyReusedError) Error() string {
 // sameContent refuses a key whose bulk change was submitted with other
 // content. Bulk changes without a recorded hash (written before it was, or
 // re-drives) are taken as they are.
-func sameContent(b *db.BulkChange, key, hash string) error {
-	if b.ContentHash != "" && b.ContentHash != hash {
+func sameContent(b *db.BulkChange, key, hash, legacy string) error {
+	if b.ContentHash != "" && b.ContentHash != hash && b.ContentHash != legacy {
 		return &KeyReusedError{Key: key, Existing: b}
 	}
 	return nil
