@@ -37,7 +37,7 @@ func TestPrintVersion(t *testing.T) {
 // built from.
 func TestEveryCommandPrintsItsVersion(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds every command")
+		t.Skip("-short: this test builds all eight commands (most of a minute); make test runs it")
 	}
 	const commit = "0123456789ab"
 	dir := t.TempDir()
