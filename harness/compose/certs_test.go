@@ -42,7 +42,7 @@ func generate(t *testing.T, dir string, args ...string) {
 // healthcheck).
 func TestGeneratedCertificatesServeMutualTLS(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed; generate.sh needs it")
+		t.Skip("openssl is not installed (apt-get install openssl): deploy/temporal/certs/generate.sh, which this test runs, needs it")
 	}
 	dir := t.TempDir()
 	generate(t, dir)
