@@ -66,7 +66,7 @@ func TestSubmitFileRefusesWhatIsNotABulkChangeFile(t *testing.T) {
 		require.True(t, ae.NonRetryable(), "%s: refused for good, not retried: %v", file, err)
 		require.ErrorContains(t, err, reason, file)
 	}
-	bulks, err := h.store.ListBulkChanges(ctx(t), 10)
+	bulks, err := h.store.ListBulkChanges(ctx(t), "", 10)
 	require.NoError(t, err)
 	require.Empty(t, bulks)
 }

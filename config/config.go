@@ -60,6 +60,9 @@ type Config struct {
 	Log        Log        `mapstructure:"log"`
 	// CodecServer is `worker codec-server`'s (codec_server.*).
 	CodecServer CodecServer `mapstructure:"codec_server"`
+	// Tenants are the tenants named under tenants.<id> (config/tenants.go);
+	// AllTenants adds the default tenant of the top-level settings.
+	Tenants []Tenant `mapstructure:"-"`
 }
 
 // Approval is the four-eyes rule: a bulk change with at least MinDevices
@@ -142,14 +145,18 @@ type Database struct {
 
 // ThingSpace holds the ThingSpace M2M API settings.
 type ThingSpace struct {
-	BaseURL      string        `mapstructure:"base_url"`
-	ClientID     string        `mapstructure:"client_id"`
-	ClientSecret Secret        `mapstructure:"-"`
-	Username     string        `mapstructure:"username"`
-	Password     Secret        `mapstructure:"-"`
-	Account      string        `mapstructure:"account"`
-	HTTPTimeout  time.Duration `mapstructure:"http_timeout"`
-	MaxRetries   int           `mapstructure:"max_retries"`
+	BaseURL      string `mapstructure:"base_url"`
+	ClientID     string `mapstructure:"client_id"`
+	ClientSecret Secret `mapstructure:"-"`
+	Username     string `mapstructure:"username"`
+	Password     Secret `mapstructure:"-"`
+	Account      string `mapstructure:"account"`
+	// Accounts are the default tenant's other accounts (Account first):
+	// set, the default tenant takes only these; empty, any account no
+	// named tenant lists.
+	Accounts    []string      `mapstructure:"accounts"`
+	HTTPTimeout time.Duration `mapstructure:"http_timeout"`
+	MaxRetries  int           `mapstructure:"max_retries"`
 	// DeleteAfterDeactivation sends deactivations with
 	// deleteAfterDeactivation: ThingSpace removes each device from the
 	// account's inventory once deactivated, as the predecessor did. A
@@ -224,6 +231,9 @@ type Revio struct {
 	// transient errors (5xx, 429, timeouts) before its billing is recorded
 	// ERROR (then `starter billing-retry`).
 	RetryFor time.Duration `mapstructure:"retry_for"`
+	// Customers and Plans: the default tenant's mappings (TenantRevio).
+	Customers []CustomerMapping `mapstructure:"customers"`
+	Plans     []PlanMapping     `mapstructure:"plans"`
 }
 
 // Bulk holds the defaults a bulk change is submitted with.
@@ -456,6 +466,9 @@ func Load(path string) (*Config, error) {
 	// applies): "none" is how the environment turns approval off.
 	if len(cfg.Approval.Operations) == 1 && strings.EqualFold(strings.TrimSpace(cfg.Approval.Operations[0]), "none") {
 		cfg.Approval.Operations = nil
+	}
+	if err := cfg.loadTenants(v, path); err != nil {
+		return nil, err
 	}
 	secrets := map[string]*Secret{
 		"database.url":             &cfg.Database.URL,

@@ -74,6 +74,11 @@ func (c *Config) checkTemporal(p *problems) {
 }
 
 func (c *Config) checkThingSpace(p *problems) {
+	c.checkTenants(p, true, false)
+	if !c.HasDefaultTenant() {
+		// Only named tenants: their own settings were checked.
+		return
+	}
 	c.needSecureURL(p, "thingspace.base_url", c.ThingSpace.BaseURL)
 	p.need(c.ThingSpace.ClientID != "", "thingspace.client_id", "is required")
 	p.need(
@@ -95,12 +100,15 @@ func (c *Config) checkThingSpace(p *problems) {
 func (c *Config) checkCallbacks(p *problems) {
 	p.need(c.Callbacks.Listen != "", "callbacks.listen", "is required")
 	p.need(strings.HasPrefix(c.Callbacks.Path, "/"), "callbacks.path", "must start with /")
-	p.need(
-		c.Callbacks.Username != "",
-		"callbacks.username",
-		"is required: ThingSpace echoes it in every callback, and callbacks without it are refused",
-	)
-	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
+	if c.HasDefaultTenant() {
+		p.need(
+			c.Callbacks.Username != "",
+			"callbacks.username",
+			"is required: ThingSpace echoes it in every callback, and callbacks without it are refused",
+		)
+		p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
+	}
+	c.checkTenants(p, false, true)
 	p.need(c.Callbacks.MaxBodyBytes >= 1024, "callbacks.max_body_bytes", "must be at least 1024")
 	if c.Callbacks.PublicURL != "" {
 		c.needSecureURL(p, "callbacks.public_url", c.Callbacks.PublicURL)
@@ -184,7 +192,7 @@ func (c *Config) checkBulk(p *problems) {
 		p.need(c.Approval.ExpiresAfter > 0, "approval.expires_after", "must be positive")
 	}
 	p.need(
-		!b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "",
+		!c.HasDefaultTenant() || !b.DefaultSiteAssignment || strings.TrimSpace(b.DefaultSite) != "",
 		"bulk.default_site",
 		"is required while bulk.default_site_assignment is on (the default): "+
 			"name the site given to inventory and pending devices, or turn assignment off",
@@ -236,6 +244,7 @@ func (c *Config) ValidateStarter() error {
 	c.checkBulk(&p)
 	p.need(c.Revio.Enabled || !c.Revio.DisconnectOnDeactivate, "revio.disconnect_on_deactivate",
 		"needs revio.enabled: with Rev.io off every deactivation's disconnection would fail")
+	c.checkTenants(&p, false, false)
 	return p.err()
 }
 

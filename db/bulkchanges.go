@@ -13,7 +13,10 @@ import (
 
 // BulkChange is one row of bulk_changes.
 type BulkChange struct {
-	ID             string
+	ID string
+	// Tenant is the customer the bulk change belongs to (config.DefaultTenant
+	// for those written before tenants).
+	Tenant         string
 	AccountName    string
 	IdempotencyKey string
 	SourceName     string
@@ -52,7 +55,9 @@ type NewDeviceChange struct {
 
 // NewBulkChange is everything written when a file is submitted.
 type NewBulkChange struct {
-	ID             string
+	ID string
+	// Tenant ("" = the default tenant).
+	Tenant         string
 	AccountName    string
 	IdempotencyKey string // "" for none
 	SourceName     string
@@ -67,14 +72,14 @@ type NewBulkChange struct {
 	ContentHash string
 }
 
-const bulkColumns = `id, account_name, coalesce(idempotency_key, ''), source_name, submitted_by, status,
+const bulkColumns = `id, tenant, account_name, coalesce(idempotency_key, ''), source_name, submitted_by, status,
 	total, batches, processed, errors, cancelled, coalesce(error_message, ''), options, workflow_id,
 	created_at, started_at, finished_at, coalesce(approved_by, ''), coalesce(redrive_of::text, ''),
 	coalesce(content_hash, '')`
 
 func scanBulk(row pgx.Row) (*BulkChange, error) {
 	var b BulkChange
-	return scanned(&b, row.Scan(&b.ID, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
+	return scanned(&b, row.Scan(&b.ID, &b.Tenant, &b.AccountName, &b.IdempotencyKey, &b.SourceName, &b.SubmittedBy, &b.Status,
 		&b.Total, &b.Batches, &b.Processed, &b.Errors, &b.Cancelled, &b.ErrorMessage, &b.Options, &b.WorkflowID,
 		&b.CreatedAt, &b.StartedAt, &b.FinishedAt, &b.ApprovedBy, &b.RedriveOf, &b.ContentHash))
 }
@@ -83,6 +88,9 @@ func scanBulk(row pgx.Row) (*BulkChange, error) {
 // transaction. When the idempotency key was used before, nothing is written
 // and the existing bulk change is returned with created=false.
 func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkChange, created bool, err error) {
+	if n.Tenant == "" {
+		n.Tenant = change.DefaultTenant
+	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var key any
 		if n.IdempotencyKey != "" {
@@ -96,9 +104,9 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 			ctx,
 			`
 			INSERT INTO bulk_changes (id, account_name, idempotency_key, source_name, submitted_by, total, batches, options, workflow_id,
-				redrive_of, content_hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, '')::uuid, nullif($11, ''))
-			ON CONFLICT (idempotency_key) DO NOTHING`,
+				redrive_of, content_hash, tenant)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, '')::uuid, nullif($11, ''), $12)
+			ON CONFLICT (tenant, idempotency_key) DO NOTHING`,
 			n.ID,
 			n.AccountName,
 			key,
@@ -110,6 +118,7 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 			n.WorkflowID,
 			n.RedriveOf,
 			n.ContentHash,
+			n.Tenant,
 		)
 		if err != nil {
 			return fmt.Errorf("insert bulk change: %w", err)
@@ -118,8 +127,8 @@ func (s *Store) CreateBulkChange(ctx context.Context, n NewBulkChange) (b *BulkC
 			b, err = scanBulk(
 				tx.QueryRow(
 					ctx,
-					`SELECT `+bulkColumns+` FROM bulk_changes WHERE idempotency_key = $1`,
-					n.IdempotencyKey,
+					`SELECT `+bulkColumns+` FROM bulk_changes WHERE tenant = $1 AND idempotency_key = $2`,
+					n.Tenant, n.IdempotencyKey,
 				),
 			)
 			return err
@@ -298,9 +307,11 @@ func (s *Store) CancelUnsent(ctx context.Context, bulkID, message string) (map[c
 	return out, err
 }
 
-// ListBulkChanges returns the newest bulk changes first.
-func (s *Store) ListBulkChanges(ctx context.Context, limit int) ([]BulkChange, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+bulkColumns+` FROM bulk_changes ORDER BY created_at DESC LIMIT $1`, limit)
+// ListBulkChanges returns the newest bulk changes first, of one tenant
+// ("" = every tenant).
+func (s *Store) ListBulkChanges(ctx context.Context, tenant string, limit int) ([]BulkChange, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+bulkColumns+` FROM bulk_changes
+		WHERE $1 = '' OR tenant = $1 ORDER BY created_at DESC LIMIT $2`, tenant, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -321,9 +332,20 @@ func nullJSON(b json.RawMessage) any {
 	return b
 }
 
-// BulkChangeByKey finds a bulk change by its idempotency key.
-func (s *Store) BulkChangeByKey(ctx context.Context, key string) (*BulkChange, error) {
-	return scanBulk(s.Pool.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE idempotency_key = $1`, key))
+// BulkChangeByKey finds a tenant's bulk change by its idempotency key.
+func (s *Store) BulkChangeByKey(ctx context.Context, tenant, key string) (*BulkChange, error) {
+	return scanBulk(s.Pool.QueryRow(ctx, `SELECT `+bulkColumns+` FROM bulk_changes WHERE tenant = $1 AND idempotency_key = $2`,
+		tenant, key))
+}
+
+// BulkChangeTenant is the tenant a bulk change belongs to. It never
+// changes, so callers may keep it.
+func (s *Store) BulkChangeTenant(ctx context.Context, id string) (string, error) {
+	var tenant string
+	if _, err := scanned(&tenant, s.Pool.QueryRow(ctx, `SELECT tenant FROM bulk_changes WHERE id = $1`, id).Scan(&tenant)); err != nil {
+		return "", fmt.Errorf("tenant of bulk change %s: %w", id, err)
+	}
+	return tenant, nil
 }
 
 // LineUse is what a line (ICCID) already has going on.

@@ -71,7 +71,7 @@ func TestCreateBulkChange(t *testing.T) {
 		_, err = st.GetBulkChange(ctx, againID)
 		require.ErrorIs(t, err, db.ErrNotFound)
 		require.Zero(t, queryInt(t, st, `SELECT count(*) FROM device_changes WHERE bulk_change_id = $1`, againID))
-		byKey, err := st.BulkChangeByKey(ctx, "key-again")
+		byKey, err := st.BulkChangeByKey(ctx, "default", "key-again")
 		require.NoError(t, err)
 		require.Equal(t, first.ID, byKey.ID)
 	})
@@ -395,7 +395,7 @@ func testBulkChangeQueries(t *testing.T, st *db.Store) {
 	t.Run("unknown ids and keys are ErrNotFound", func(t *testing.T) {
 		_, err := st.GetBulkChange(ctx, uuid.NewString())
 		require.ErrorIs(t, err, db.ErrNotFound)
-		_, err = st.BulkChangeByKey(ctx, "no-such-key")
+		_, err = st.BulkChangeByKey(ctx, "default", "no-such-key")
 		require.ErrorIs(t, err, db.ErrNotFound)
 	})
 
@@ -476,10 +476,10 @@ func TestListBulkChanges(t *testing.T) {
 		exec(t, st, `UPDATE bulk_changes SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, b.ID, 10-i)
 		want = append([]string{b.ID}, want...)
 	}
-	list, err := st.ListBulkChanges(ctx, 3)
+	list, err := st.ListBulkChanges(ctx, "", 3)
 	require.NoError(t, err)
 	require.Equal(t, want[:3], bulkIDs(list), "newest first, at most the limit")
-	list, err = st.ListBulkChanges(ctx, 10)
+	list, err = st.ListBulkChanges(ctx, "", 10)
 	require.NoError(t, err)
 	require.Equal(t, want, bulkIDs(list))
 }

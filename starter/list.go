@@ -12,7 +12,7 @@ func (c *cli) list(ctx context.Context, _ *target) error {
 	if err != nil {
 		return err
 	}
-	bs, err := store.ListBulkChanges(ctx, 50)
+	bs, err := store.ListBulkChanges(ctx, "", 50)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 	codes := append([]string(nil), req.Codes...)
 	sort.Strings(codes)
 	key := "redrive:" + orig.ID + ":" + strings.Join(codes, ",")
-	if b, err := s.Store.BulkChangeByKey(ctx, key); err == nil {
+	if b, err := s.Store.BulkChangeByKey(ctx, orig.Tenant, key); err == nil {
 		return s.start(ctx, b, false, nil)
 	} else if !errors.Is(err, db.ErrNotFound) {
 		return nil, err
@@ -74,6 +74,7 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 	opts := req.Options
 	opts.Approval = req.Approval.For(plan)
 	return s.create(ctx, newBulk{
+		tenant:      orig.Tenant,
 		account:     orig.AccountName,
 		key:         key,
 		source:      "re-drive of " + orig.ID,
@@ -85,8 +86,8 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 
 // newBulk is what a new bulk change is written with, besides its devices.
 type newBulk struct {
-	account, key, contentHash, source, submittedBy, redriveOf string
-	options                                                   api.Options
+	tenant, account, key, contentHash, source, submittedBy, redriveOf string
+	options                                                           api.Options
 }
 
 // create writes a planned bulk change in one transaction and starts it.
@@ -97,7 +98,7 @@ func (s *Submitter) create(ctx context.Context, n newBulk, plan *BatchPlan) (*Re
 		return nil, err
 	}
 	nb := db.NewBulkChange{
-		ID: id, AccountName: n.account, IdempotencyKey: n.key, SourceName: n.source, SubmittedBy: n.submittedBy,
+		ID: id, Tenant: n.tenant, AccountName: n.account, IdempotencyKey: n.key, SourceName: n.source, SubmittedBy: n.submittedBy,
 		Batches: len(plan.Batches), Options: opts, WorkflowID: api.BulkChangeWorkflowID(id), RedriveOf: n.redriveOf,
 		ContentHash: n.contentHash,
 	}

@@ -6,6 +6,7 @@
 package submission
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -38,11 +39,14 @@ type Request struct {
 	Data             []byte
 	Format           string
 	DefaultOperation string
-	Account          string
-	IdempotencyKey   string
-	SubmittedBy      string
-	BatchSize        int
-	Options          api.Options
+	// Tenant is the customer the bulk change belongs to ("" = the default
+	// tenant); Account must be one of its accounts.
+	Tenant         string
+	Account        string
+	IdempotencyKey string
+	SubmittedBy    string
+	BatchSize      int
+	Options        api.Options
 	// ActionsPerLinePerDay is ThingSpace's per-line daily limit of state
 	// changes; 0 disables the check.
 	ActionsPerLinePerDay int
@@ -317,10 +321,11 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 	}
 	// The key first, before the database checks: a retry must find the
 	// bulk change it wrote, whose own device changes count as queued.
-	b, err := s.Store.BulkChangeByKey(ctx, key)
+	tenant := cmp.Or(req.Tenant, change.DefaultTenant)
+	b, err := s.Store.BulkChangeByKey(ctx, tenant, key)
 	if errors.Is(err, db.ErrNotFound) && req.IdempotencyKey == "" {
 		// Written before v2 under the content key of its time.
-		b, err = s.Store.BulkChangeByKey(ctx, ContentKey(legacy))
+		b, err = s.Store.BulkChangeByKey(ctx, tenant, ContentKey(legacy))
 	}
 	if err == nil {
 		if err := sameContent(b, key, hash, legacy); err != nil {
@@ -336,7 +341,7 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 	}
 	opts := req.Options
 	opts.Approval = req.Approval.For(plan)
-	return s.create(ctx, newBulk{account: req.Account, key: key, contentHash: hash, source: req.File,
+	return s.create(ctx, newBulk{tenant: tenant, account: req.Account, key: key, contentHash: hash, source: req.File,
 		submittedBy: req.SubmittedBy, options: opts}, plan)
 }
 

@@ -246,7 +246,7 @@ func TestSubmitIdempotency(t *testing.T) {
 			}
 		}
 		require.NotEqual(t, -1, winner)
-		b, err := st.BulkChangeByKey(ctx, "TICKET-RACE")
+		b, err := st.BulkChangeByKey(ctx, "default", "TICKET-RACE")
 		require.NoError(t, err)
 		for _, r := range results {
 			if r.file == winner {

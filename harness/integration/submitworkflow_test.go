@@ -108,7 +108,7 @@ func TestSubmitBulkChangeFromTheTemporalCLI(t *testing.T) {
 		require.Nil(t, res, c.input)
 		require.Contains(t, out, c.reason, c.input)
 	}
-	bulks, err := s.Store.ListBulkChanges(ctx, 10)
+	bulks, err := s.Store.ListBulkChanges(ctx, "", 10)
 	require.NoError(t, err)
 	require.Len(t, bulks, 1, "only the valid submission wrote a bulk change")
 }
@@ -154,7 +154,7 @@ func TestSubmitBulkChangeLargeBadFileReportIsBounded(t *testing.T) {
 	require.Equal(t, rows, strings.Count(string(whole), "\nrow "), "every problem is in the report")
 	require.Contains(t, string(whole), fmt.Sprintf("row %d, field iccid", rows+1))
 
-	bulks, err := s.Store.ListBulkChanges(context.Background(), 10)
+	bulks, err := s.Store.ListBulkChanges(context.Background(), "", 10)
 	require.NoError(t, err)
 	require.Empty(t, bulks)
 }
