@@ -63,6 +63,9 @@ type Config struct {
 	// Tenants are the tenants named under tenants.<id> (config/tenants.go);
 	// AllTenants adds the default tenant of the top-level settings.
 	Tenants []Tenant `mapstructure:"-"`
+	// Notifications are where events a person acts on are sent
+	// (notifications.*, config/notify.go).
+	Notifications Notifications `mapstructure:"notifications"`
 }
 
 // Approval is the four-eyes rule: a bulk change with at least MinDevices
@@ -422,6 +425,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("codec_server.allowed_origin", "")
 	v.SetDefault("codec_server.tls_cert_file", "")
 	v.SetDefault("codec_server.tls_key_file", "")
+	notificationDefaults(v)
 }
 
 // Load reads the YAML file at path ("" = none: defaults and environment
@@ -468,6 +472,9 @@ func Load(path string) (*Config, error) {
 		cfg.Approval.Operations = nil
 	}
 	if err := cfg.loadTenants(v, path); err != nil {
+		return nil, err
+	}
+	if err := cfg.loadNotifications(v, path); err != nil {
 		return nil, err
 	}
 	secrets := map[string]*Secret{
