@@ -32,9 +32,10 @@ func (c *cli) status(ctx context.Context, t *target) error {
 	}
 	fmt.Fprintf(
 		c.out,
-		"bulk change %s (%s), account %s, %d devices, submitted %s by %s\n",
+		"bulk change %s (%s), tenant %s, account %s, %d devices, submitted %s by %s\n",
 		b.ID,
 		b.Status,
+		b.Tenant,
 		b.AccountName,
 		b.Total,
 		b.CreatedAt.Format(time.RFC3339),

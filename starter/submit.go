@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/submission"
 )
@@ -22,14 +23,22 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	if t.batchSize < 1 || t.batchSize > 10000 {
 		return &exitError{2, errors.New("submit: --batch-size must be 1..10000")}
 	}
+	// The tenant first: an unknown one, or an account of another, is a
+	// mistake of the operator's, said before the database is opened.
+	req, err := submission.ForTenant(c.cfg, t.tenant, t.account)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("submit: %w", err)}
+	}
 	store, err := c.db(ctx)
 	if err != nil {
 		return err
 	}
-	opts := c.cfg.BulkChangeOptions()
+	opts := req.Options
 	opts.Timing.CallbackTimeout = t.callbackWait
 	opts.CallbacksEnabled = !t.noCallbacks
-	opts.DefaultSite = t.defaultSite
+	if t.defaultSite.set {
+		opts.DefaultSite = t.defaultSite.value
+	}
 	if t.notBefore != "" {
 		at, err := time.Parse(time.RFC3339, t.notBefore)
 		if err != nil {
@@ -46,18 +55,12 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	if opts.Timing.ConfirmDeadline <= opts.Timing.CallbackTimeout {
 		opts.Timing.ConfirmDeadline = opts.Timing.CallbackTimeout + c.cfg.Bulk.PollMaxInterval
 	}
-	req := submission.Request{
-		File:                 t.file,
-		DefaultOperation:     t.operation,
-		Account:              t.account,
-		IdempotencyKey:       t.idempotencyKey,
-		SubmittedBy:          t.as,
-		BatchSize:            t.batchSize,
-		Options:              opts,
-		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
-		Approval:             c.approvalRule(),
-		MaxFileBytes:         c.cfg.Submission.MaxFileBytes,
-	}
+	req.Options = opts
+	req.File = t.file
+	req.DefaultOperation = t.operation
+	req.IdempotencyKey = t.idempotencyKey
+	req.SubmittedBy = t.as
+	req.BatchSize = t.batchSize
 	sub := &submission.Submitter{Store: store}
 	if t.dryRun {
 		plan, err := sub.Plan(ctx, req)
@@ -167,6 +170,9 @@ func (c *cli) printSubmitted(r *submission.Result) {
 		for _, w := range r.Plan.Warnings {
 			fmt.Fprintln(c.out, "warning:", w)
 		}
+	}
+	if b := r.BulkChange; b.Tenant != config.DefaultTenant {
+		fmt.Fprintf(c.out, "tenant %s, account %s\n", b.Tenant, b.AccountName)
 	}
 	fmt.Fprintf(c.out, "workflow %s\n", r.WorkflowID)
 	if link := c.uiLink(r.WorkflowID); link != "" {
