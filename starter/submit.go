@@ -67,7 +67,7 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 		if err != nil {
 			return err
 		}
-		return c.printPlan(plan, t.asJSON)
+		return c.printPlan(plan, req.Tenant, t.asJSON)
 	}
 	tc, err := c.temporal(ctx)
 	if err != nil {
@@ -92,7 +92,7 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	return c.wait(ctx, res.ID, res.WorkflowID, t.asJSON)
 }
 
-func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
+func (c *cli) printPlan(p *submission.BatchPlan, tenant string, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(c.out).Encode(p)
 	}
@@ -103,7 +103,7 @@ func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
 	fmt.Fprintf(c.out, "\nwould send %d ThingSpace requests:\n", len(p.Batches))
 	for _, b := range p.Batches {
 		fmt.Fprintf(c.out, "  batch %d: %s of %d devices", b.No, b.Operation, b.Devices)
-		if members := c.requestMembers(b); len(members) > 0 {
+		if members := c.requestMembers(b, tenant); len(members) > 0 {
 			fmt.Fprintf(c.out, "; %s", strings.Join(members, ", "))
 		}
 		fmt.Fprintln(c.out)
@@ -117,7 +117,7 @@ func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
 
 // requestMembers are the request-level members a batch's request would
 // carry, as ThingSpace names them ("skuNumber SM-T387VZKAVZW").
-func (c *cli) requestMembers(b submission.Batch) []string {
+func (c *cli) requestMembers(b submission.Batch, tenant string) []string {
 	r := b.Request
 	var out []string
 	add := func(name, value string) {
@@ -139,10 +139,13 @@ func (c *cli) requestMembers(b submission.Batch) []string {
 		if r.DeleteAfterDeactivation != nil {
 			add("deleteAfterDeactivation", strconv.FormatBool(*r.DeleteAfterDeactivation)+" (from the file)")
 		} else {
-			// The worker decides when it sends; this configuration is the
-			// best guess of what it will say.
-			add("deleteAfterDeactivation", strconv.FormatBool(c.cfg.ThingSpace.DeleteAfterDeactivation)+
-				" (the worker's thingspace.delete_after_deactivation)")
+			// The worker decides when it sends; this configuration (the
+			// tenant's) is the best guess of what it will say.
+			deleteAfter, setting := c.cfg.ThingSpace.DeleteAfterDeactivation, "thingspace.delete_after_deactivation"
+			if tn, err := c.cfg.Tenant(tenant); err == nil && tn.ID != config.DefaultTenant {
+				deleteAfter, setting = tn.ThingSpace.DeleteAfterDeactivation, "tenants."+tn.ID+"."+setting
+			}
+			add("deleteAfterDeactivation", strconv.FormatBool(deleteAfter)+" (the worker's "+setting+")")
 		}
 	}
 	return out

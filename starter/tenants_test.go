@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -64,6 +65,7 @@ tenants:
       client_id: globex-app
       username: globex-user
       accounts: ["`+globexAccount+`"]
+      delete_after_deactivation: false
 `)
 }
 
@@ -156,8 +158,17 @@ func TestSubmitForATenant(t *testing.T) {
 	require.Contains(t, errOut, "row 3, field rev_customer_id")
 	require.Equal(t, before, countBulkChanges(t), "nothing written")
 
+	// A dry run says what the tenant's settings will send.
+	deact := file(t, "deact.csv", "iccid,operation\n"+ds[2].ICCID+",deactivate\n")
+	code, out, errOut := starter(t, "--config", cfg, "submit", "--file", deact, "--tenant", "globex", "--dry-run")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "deleteAfterDeactivation false (the worker's tenants.globex.thingspace.delete_after_deactivation)")
+	code, out, errOut = starter(t, "--config", cfg, "submit", "--file", deact, "--dry-run")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "deleteAfterDeactivation true (the worker's thingspace.delete_after_deactivation)")
+
 	// acme's approval rule holds its activations: nothing is sent.
-	code, out, errOut := starter(t, "--config", cfg, "submit", "--file", f, "--tenant", "acme")
+	code, out, errOut = starter(t, "--config", cfg, "submit", "--file", f, "--tenant", "acme")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "tenant acme, account "+acmeAccount+"\n")
 	id := strings.Fields(strings.SplitN(out, "bulk change ", 2)[1])[0]
@@ -188,6 +199,10 @@ func TestSubmitForATenant(t *testing.T) {
 	code, out, errOut = starter(t, "--config", cfg, "status", id, "--tenant", "acme")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "tenant acme, account "+acmeAccount)
+	require.Eventually(t, func() bool {
+		b, err := st.Store.GetBulkChange(ctx, id)
+		return err == nil && b.Status == change.BulkAwaitingApproval
+	}, time.Minute, 200*time.Millisecond, "acme's rule: activations wait for a second operator")
 	code, _, errOut = starter(t, "--config", cfg, "reject", id, "--tenant", "acme", "--as", "bob", "--reason", "test over")
 	require.Equal(t, 0, code, errOut)
 }
