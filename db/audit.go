@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // AuditEntry is one row of the M2M audit log: one HTTP exchange with
@@ -61,4 +63,49 @@ func (s *Store) AuditCount(ctx context.Context, bulkID string) (map[string]int, 
 		return nil, err
 	}
 	return countsBy[string](rows)
+}
+
+// AuditRow is one audit log entry of a bulk change as operators read it:
+// what was exchanged with whom and how it ended, without the bodies (which
+// may hold a Primary Place of Use, personal data).
+type AuditRow struct {
+	At             time.Time `json:"at"`
+	DeviceChangeID int64     `json:"deviceChangeId,omitempty"`
+	Service        string    `json:"service"`
+	Operation      string    `json:"operation"`
+	Method         string    `json:"method,omitempty"`
+	Path           string    `json:"path,omitempty"`
+	HTTPStatus     int       `json:"httpStatus,omitempty"`
+	Outcome        string    `json:"outcome"`
+	ErrorCode      string    `json:"errorCode,omitempty"`
+	ErrorMessage   string    `json:"errorMessage,omitempty"`
+	RequestID      string    `json:"requestId,omitempty"`
+	Attempt        int       `json:"attempt,omitempty"`
+	DurationMS     int       `json:"durationMs,omitempty"`
+}
+
+// AuditLog is the first limit audit entries of a bulk change, oldest
+// first, and how many it has in all. Scoping by tenant goes through the
+// bulk change (bulk_changes.tenant): every entry naming it is its
+// tenant's.
+func (s *Store) AuditLog(ctx context.Context, bulkID string, limit int) ([]AuditRow, int, error) {
+	var total int
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM m2m_log WHERE bulk_change_id = $1`, bulkID).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count audit entries of %s: %w", bulkID, err)
+	}
+	rows, err := s.Pool.Query(ctx, `
+		SELECT logged_at, coalesce(device_change_id, 0), service, operation, coalesce(method, ''), coalesce(path, ''),
+			coalesce(http_status, 0), outcome, coalesce(error_code, ''), coalesce(error_message, ''),
+			coalesce(request_id, ''), coalesce(attempt, 0), coalesce(duration_ms, 0)
+		FROM m2m_log WHERE bulk_change_id = $1 ORDER BY logged_at, id LIMIT $2`, bulkID, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read audit entries of %s: %w", bulkID, err)
+	}
+	out, err := scanRows(rows, func(r pgx.Row) (AuditRow, error) {
+		var a AuditRow
+		err := r.Scan(&a.At, &a.DeviceChangeID, &a.Service, &a.Operation, &a.Method, &a.Path, &a.HTTPStatus, &a.Outcome,
+			&a.ErrorCode, &a.ErrorMessage, &a.RequestID, &a.Attempt, &a.DurationMS)
+		return a, err
+	})
+	return out, total, err
 }

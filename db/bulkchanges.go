@@ -354,8 +354,12 @@ type LineUse struct {
 	Last24h int
 	// Queued counts state changes waiting in unfinished bulk changes.
 	Queued int
-	// OpenBulkChanges lists unfinished bulk changes that will change the line.
+	// OpenBulkChanges lists unfinished bulk changes of the tenant asking
+	// that will change the line.
 	OpenBulkChanges []string
+	// OtherTenants counts unfinished bulk changes of other tenants that
+	// will change the line: named to no tenant but their own.
+	OtherTenants int
 }
 
 // UnstartedAfter is how long a bulk change may stay PENDING (written, its
@@ -370,19 +374,25 @@ const UnstartedAfter = 15 * time.Minute
 // LineUsage reports, for the given ICCIDs, their recent and queued state
 // changes. ICCIDs with nothing going on are absent. Device changes of bulk
 // changes whose workflow never started (PENDING for UnstartedAfter) are
-// neither queued nor open.
-func (s *Store) LineUsage(ctx context.Context, iccids []string) (map[string]LineUse, error) {
+// neither queued nor open. The counts are every tenant's (ThingSpace's
+// limit is the line's), the open bulk changes listed only tenant's ("" =
+// every tenant's).
+func (s *Store) LineUsage(ctx context.Context, tenant string, iccids []string) (map[string]LineUse, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT dc.iccid,
 			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.submitted_at > now() - interval '24 hours'),
 			count(*) FILTER (WHERE dc.operation <> 'inventory' AND dc.status = 'PENDING' AND NOT b.unstarted),
 			coalesce(array_agg(DISTINCT dc.bulk_change_id::text) FILTER (
-				WHERE dc.status IN ('PENDING', 'SUBMITTING', 'SUBMITTED') AND NOT b.unstarted), '{}')
+				WHERE dc.status IN ('PENDING', 'SUBMITTING', 'SUBMITTED') AND NOT b.unstarted
+					AND ($3 = '' OR b.tenant = $3)), '{}'),
+			count(DISTINCT dc.bulk_change_id) FILTER (
+				WHERE dc.status IN ('PENDING', 'SUBMITTING', 'SUBMITTED') AND NOT b.unstarted
+					AND $3 <> '' AND b.tenant <> $3)
 		FROM device_changes dc
-		JOIN LATERAL (SELECT bc.status = 'PENDING' AND bc.created_at < now() - $2::interval AS unstarted
+		JOIN LATERAL (SELECT bc.status = 'PENDING' AND bc.created_at < now() - $2::interval AS unstarted, bc.tenant
 			FROM bulk_changes bc WHERE bc.id = dc.bulk_change_id) b ON true
 		WHERE dc.iccid = ANY($1)
-		GROUP BY dc.iccid`, iccids, UnstartedAfter)
+		GROUP BY dc.iccid`, iccids, UnstartedAfter, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -391,10 +401,10 @@ func (s *Store) LineUsage(ctx context.Context, iccids []string) (map[string]Line
 	for rows.Next() {
 		var iccid string
 		var u LineUse
-		if err := rows.Scan(&iccid, &u.Last24h, &u.Queued, &u.OpenBulkChanges); err != nil {
+		if err := rows.Scan(&iccid, &u.Last24h, &u.Queued, &u.OpenBulkChanges, &u.OtherTenants); err != nil {
 			return nil, err
 		}
-		if u.Last24h > 0 || u.Queued > 0 || len(u.OpenBulkChanges) > 0 {
+		if u.Last24h > 0 || u.Queued > 0 || len(u.OpenBulkChanges) > 0 || u.OtherTenants > 0 {
 			out[iccid] = u
 		}
 	}

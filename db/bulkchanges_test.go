@@ -371,7 +371,7 @@ func TestLineUsage(t *testing.T) {
 	exec(t, st, `UPDATE bulk_changes SET created_at = now() - $2::interval, status = 'RUNNING' WHERE id = $1`,
 		bStartedLate.ID, db.UnstartedAfter+time.Minute)
 
-	usage, err := st.LineUsage(ctx, []string{idle, queued, sent, old, inventory, unstarted, startedLate, twice})
+	usage, err := st.LineUsage(ctx, "", []string{idle, queued, sent, old, inventory, unstarted, startedLate, twice})
 	require.NoError(t, err)
 	require.Equal(t, map[string]db.LineUse{
 		queued:      {Queued: 1, OpenBulkChanges: []string{bQueued.ID}},
@@ -380,6 +380,32 @@ func TestLineUsage(t *testing.T) {
 		startedLate: {Queued: 1, OpenBulkChanges: []string{bStartedLate.ID}},
 		twice:       {Queued: 2, OpenBulkChanges: sortedPair(bQueued.ID, bSent.ID)},
 	}, usage, "idle, a change older than a day and a never-started bulk change count for nothing")
+}
+
+// For a tenant, the counts are every tenant's (the limit is the line's)
+// but only its own unfinished bulk changes are named; the others are
+// counted.
+func TestLineUsageOfATenant(t *testing.T) {
+	t.Parallel()
+	st, ctx := newStore(t)
+	shared, own := dbtest.NewICCID(), dbtest.NewICCID()
+	bA := createBulkWith(t, st, db.NewBulkChange{Tenant: "acme"}, dev(shared, change.Suspend, 1), dev(own, change.Suspend, 1))
+	bB := createBulkWith(t, st, db.NewBulkChange{Tenant: "globex", AccountName: "0000333333-00001"},
+		dev(shared, change.Restore, 1))
+	bC := createBulkWith(t, st, db.NewBulkChange{Tenant: "initech", AccountName: "0000444444-00001"},
+		dev(shared, change.Suspend, 1))
+
+	usage, err := st.LineUsage(ctx, "globex", []string{shared, own})
+	require.NoError(t, err)
+	require.Equal(t, map[string]db.LineUse{
+		shared: {Queued: 3, OpenBulkChanges: []string{bB.ID}, OtherTenants: 2},
+		own:    {Queued: 1, OpenBulkChanges: []string{}, OtherTenants: 1},
+	}, usage)
+
+	usage, err = st.LineUsage(ctx, "", []string{shared})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{bA.ID, bB.ID, bC.ID}, usage[shared].OpenBulkChanges)
+	require.Zero(t, usage[shared].OtherTenants)
 }
 
 func sortedPair(a, b string) []string {

@@ -81,6 +81,7 @@ func bulkView(b *db.BulkChange) map[string]any {
 	return map[string]any{
 		"id":         b.ID,
 		"status":     b.Status,
+		"tenant":     b.Tenant,
 		"account":    b.AccountName,
 		"total":      b.Total,
 		"processed":  b.Processed,

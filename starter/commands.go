@@ -11,6 +11,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/submission"
 )
 
 // command describes a subcommand. The dispatcher parses its flags, reads
@@ -43,6 +44,10 @@ type options struct {
 	reason string // --reason of an operator request
 	asCSV  bool   // --csv of results
 	codes  string // --codes of redrive
+	// tenant (--tenant): the tenant a submission is for, a list is of, or
+	// the bulk change must belong to ("" = the default tenant for submit,
+	// any tenant otherwise).
+	tenant string
 
 	// submit
 	file           string
@@ -53,8 +58,22 @@ type options struct {
 	batchSize      int
 	callbackWait   time.Duration
 	noCallbacks    bool
-	defaultSite    string
+	defaultSite    optionalString
 	notBefore      string
+}
+
+// optionalString is a flag whose default depends on another flag (the
+// tenant's): set tells whether it was given.
+type optionalString struct {
+	value string
+	set   bool
+}
+
+func (o *optionalString) String() string { return o.value }
+
+func (o *optionalString) Set(s string) error {
+	o.value, o.set = s, true
+	return nil
 }
 
 // target is what a subcommand runs with: its flags, and what its command
@@ -84,6 +103,7 @@ var commands = []command{
 		needs: needBulkChange | needTemporal,
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.BoolVar(&o.asJSON, "json", false, "print JSON")
+			tenantFlag(fs, o)
 		},
 		run: (*cli).status,
 	},
@@ -95,14 +115,38 @@ var commands = []command{
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.BoolVar(&o.asCSV, "csv", false, "print CSV")
 			fs.BoolVar(&o.asJSON, "json", false, "print JSON")
+			tenantFlag(fs, o)
 		},
 		run: (*cli).results,
 	},
 	{
 		name:  "list",
-		usage: "list",
-		about: "recent bulk changes",
-		run:   (*cli).list,
+		usage: "list [--tenant T]",
+		about: "recent bulk changes (of one tenant)",
+		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
+			fs.StringVar(&o.tenant, "tenant", "", "only this tenant's bulk changes (default: every tenant's)")
+		},
+		run: (*cli).list,
+	},
+	{
+		name:  "audit",
+		usage: "audit ID [--json]",
+		about: "the audit log of a bulk change: operators' requests, ThingSpace and Rev.io exchanges",
+		needs: needBulkChange,
+		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
+			fs.BoolVar(&o.asJSON, "json", false, "print JSON")
+			tenantFlag(fs, o)
+		},
+		run: (*cli).audit,
+	},
+	{
+		name:  "tenants",
+		usage: "tenants [--json]",
+		about: "the configured tenants, without their secrets",
+		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
+			fs.BoolVar(&o.asJSON, "json", false, "print JSON")
+		},
+		run: (*cli).tenants,
 	},
 	{
 		name:  "billing-retry",
@@ -111,6 +155,7 @@ var commands = []command{
 		needs: needID | needTemporal,
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.BoolVar(&o.wait, "wait", false, "wait for the retry to end")
+			tenantFlag(fs, o)
 		},
 		run: (*cli).billingRetry,
 	},
@@ -122,6 +167,7 @@ var commands = []command{
 		needs: needBulkChange,
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.BoolVar(&o.wait, "wait", false, "show live progress until the bulk change ends")
+			tenantFlag(fs, o)
 		},
 		run: (*cli).resumeFailed,
 	},
@@ -139,6 +185,7 @@ var commands = []command{
 			fs.StringVar(&o.codes, "codes", "", "only device changes that failed with these codes (comma-separated)")
 			fs.StringVar(&o.as, "as", operator(), "who submits the re-drive (default: the OS user)")
 			fs.BoolVar(&o.asJSON, "json", false, "print JSON")
+			tenantFlag(fs, o)
 		},
 		run: (*cli).redrive,
 	},
@@ -165,16 +212,28 @@ func operatorCommand(name, usage, about string) command {
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
 			fs.StringVar(&o.as, "as", operator(), "who asks (default: the OS user)")
+			tenantFlag(fs, o)
 		},
 		run: (*cli).operatorRequest,
 	}
+}
+
+// tenantFlag declares --tenant of a command acting on one bulk change:
+// given, a bulk change of another tenant is refused and nothing is done.
+func tenantFlag(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.tenant, "tenant", "",
+		"act only if the bulk change belongs to this tenant (default: any tenant)")
 }
 
 func submitFlags(fs *flag.FlagSet, o *options, cfg *config.Config) {
 	fs.StringVar(&o.file, "file", "", "CSV or JSON file of device changes (required)")
 	fs.StringVar(&o.operation, "operation", "",
 		"operation for rows without one: activate|suspend|restore|deactivate|inventory")
-	fs.StringVar(&o.account, "account", cfg.ThingSpace.Account, "ThingSpace account name")
+	fs.StringVar(&o.tenant, "tenant", "",
+		"the tenant the bulk change is for (default: the default tenant, the top-level settings; "+
+			"starter tenants lists them)")
+	fs.StringVar(&o.account, "account", "",
+		"ThingSpace account name, one of the tenant's (default: the tenant's first; thingspace.account for the default tenant)")
 	fs.StringVar(&o.idempotencyKey, "idempotency-key", "",
 		"submitting again with the same key returns the existing bulk change "+
 			"(default: a hash of the account and the file's rows; a key used with another file is refused)")
@@ -187,8 +246,9 @@ func submitFlags(fs *flag.FlagSet, o *options, cfg *config.Config) {
 	fs.DurationVar(&o.callbackWait, "callback-timeout", cfg.Bulk.CallbackTimeout,
 		"wait for a callback this long before polling")
 	fs.BoolVar(&o.noCallbacks, "no-callbacks", !cfg.Callbacks.Enabled, "confirm by polling only")
-	fs.StringVar(&o.defaultSite, "default-site", cfg.SiteForBulkChanges(),
-		"site given at the end to devices left in inventory or pending (\"\" for none)")
+	fs.Var(&o.defaultSite, "default-site",
+		"site given at the end to devices left in inventory or pending (\"\" for none; "+
+			"default: the tenant's default_site while its default_site_assignment is on)")
 	fs.StringVar(&o.notBefore, "not-before", "",
 		"send nothing before this time (RFC 3339 with its zone, e.g. 2026-12-01T22:00:00-05:00)")
 	fs.StringVar(&o.as, "as", operator(),
@@ -231,6 +291,9 @@ func (c *cli) runCommand(ctx context.Context, cmd *command, args []string) error
 			return err
 		}
 		t.store = c.store // opened by bulkChange
+	}
+	if err := c.checkTenant(ctx, cmd, t); err != nil {
+		return err
 	}
 	if cmd.needs&needTemporal != 0 {
 		if t.tc, err = c.temporal(ctx); err != nil {
@@ -280,4 +343,39 @@ func wantsHelp(args []string) bool {
 		}
 	}
 	return false
+}
+
+// checkTenant refuses, before anything is done, a bulk change of another
+// tenant than --tenant's, and a --tenant that is not configured (a typo
+// would otherwise list nothing, or refuse everything, without saying why).
+func (c *cli) checkTenant(ctx context.Context, cmd *command, t *target) error {
+	if t.tenant == "" {
+		return nil
+	}
+	if _, err := c.cfg.Tenant(t.tenant); err != nil {
+		return &exitError{2, fmt.Errorf("%s: --tenant: %w", cmd.name, err)}
+	}
+	if cmd.needs&(needID|needBulkChange) == 0 {
+		return nil
+	}
+	has := ""
+	if t.b != nil {
+		has = t.b.Tenant
+	} else {
+		store, err := c.db(ctx)
+		if err != nil {
+			return err
+		}
+		has, err = store.BulkChangeTenant(ctx, t.id)
+		if errors.Is(err, db.ErrNotFound) {
+			return &exitError{1, fmt.Errorf("no bulk change %s", t.id)}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := submission.CheckTenant(t.id, has, t.tenant); err != nil {
+		return &exitError{2, fmt.Errorf("%s: %w", cmd.name, err)}
+	}
+	return nil
 }

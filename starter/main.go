@@ -1,14 +1,19 @@
 // Command starter submits bulk changes and reports on them.
 //
-//	starter [--config FILE] submit --file FILE [--operation OP] [--account NAME] [--idempotency-key KEY]
+//	starter [--config FILE] submit --file FILE [--tenant T] [--operation OP] [--account NAME] [--idempotency-key KEY]
 //	        [--dry-run] [--wait] [--json] [--callback-timeout D] [--no-callbacks] [--batch-size N]
-//	starter [--config FILE] status ID [--json]
-//	starter [--config FILE] results ID [--csv|--json]
-//	starter [--config FILE] list
-//	starter [--config FILE] billing-retry ID [--wait]
-//	starter [--config FILE] resume-failed ID [--wait]
-//	starter [--config FILE] pause|resume|cancel|approve|reject ID [--reason TEXT] [--as NAME]
-//	starter [--config FILE] redrive ID [--codes CODE,...]
+//	starter [--config FILE] status ID [--json] [--tenant T]
+//	starter [--config FILE] results ID [--csv|--json] [--tenant T]
+//	starter [--config FILE] list [--tenant T]
+//	starter [--config FILE] audit ID [--json] [--tenant T]
+//	starter [--config FILE] tenants [--json]
+//	starter [--config FILE] billing-retry ID [--wait] [--tenant T]
+//	starter [--config FILE] resume-failed ID [--wait] [--tenant T]
+//	starter [--config FILE] pause|resume|cancel|approve|reject ID [--reason TEXT] [--as NAME] [--tenant T]
+//	starter [--config FILE] redrive ID [--codes CODE,...] [--tenant T]
+//
+// --tenant on a command naming a bulk change refuses, doing nothing, a bulk
+// change of another tenant.
 //
 // Exit status: 0 success; 1 a device or the bulk change failed, or an
 // operational error; 2 invalid input (every problem is listed with its row

@@ -19,15 +19,21 @@ func (c *cli) redrive(ctx context.Context, t *target) error {
 			list = append(list, code)
 		}
 	}
+	// The re-drive is the original's tenant's, submitted with its settings.
+	like, err := submission.ForTenant(c.cfg, t.b.Tenant, t.b.AccountName)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("redrive: bulk change %s: %w", t.id, err)}
+	}
 	sub := &submission.Submitter{Store: t.store, Temporal: t.tc}
 	res, err := sub.Redrive(ctx, submission.RedriveRequest{
 		Original:             t.id,
+		Tenant:               t.tenant,
 		Codes:                list,
 		SubmittedBy:          t.as,
-		BatchSize:            c.cfg.Bulk.BatchSize,
-		Options:              c.cfg.BulkChangeOptions(),
-		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
-		Approval:             c.approvalRule(),
+		BatchSize:            like.BatchSize,
+		Options:              like.Options,
+		ActionsPerLinePerDay: like.ActionsPerLinePerDay,
+		Approval:             like.Approval,
 	})
 	if err != nil {
 		return err
@@ -49,10 +55,4 @@ func (c *cli) redrive(ctx context.Context, t *target) error {
 	}
 	c.printSubmitted(res)
 	return nil
-}
-
-// approvalRule is the configured four-eyes rule (nil: none).
-func (c *cli) approvalRule() *submission.ApprovalRule {
-	a := c.cfg.Approval
-	return submission.NewApprovalRule(a.Operations, a.MinDevices, a.ExpiresAfter)
 }

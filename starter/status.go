@@ -32,9 +32,10 @@ func (c *cli) status(ctx context.Context, t *target) error {
 	}
 	fmt.Fprintf(
 		c.out,
-		"bulk change %s (%s), account %s, %d devices, submitted %s by %s\n",
+		"bulk change %s (%s), tenant %s, account %s, %d devices, submitted %s by %s\n",
 		b.ID,
 		b.Status,
+		b.Tenant,
 		b.AccountName,
 		b.Total,
 		b.CreatedAt.Format(time.RFC3339),
@@ -80,7 +81,7 @@ func (c *cli) status(ctx context.Context, t *target) error {
 			p.Limit.DevicesWaiting,
 		)
 	}
-	c.printBudget(ctx, store, b.AccountName)
+	c.printBudget(ctx, store, b.Tenant, b.AccountName)
 	if p.Error != "" {
 		fmt.Fprintln(c.out, "error:", p.Error)
 	}
@@ -155,8 +156,11 @@ func (c *cli) printWorkflow(b *db.BulkChange, wf runView) {
 
 // printBudget shows the account's ThingSpace request budget as it stands
 // now, shared by every worker.
-func (c *cli) printBudget(ctx context.Context, store *db.Store, account string) {
+func (c *cli) printBudget(ctx context.Context, store *db.Store, tenant, account string) {
 	l := c.cfg.Limits
+	if tn, err := c.cfg.Tenant(tenant); err == nil {
+		l = tn.Limits // the tenant's, the account's
+	}
 	rules := ratelimit.Rules(l.RequestsPerHour, l.RequestsWindow, l.ActivatesPerMinute)
 	if len(rules) == 0 {
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/submission"
 )
@@ -22,14 +23,22 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	if t.batchSize < 1 || t.batchSize > 10000 {
 		return &exitError{2, errors.New("submit: --batch-size must be 1..10000")}
 	}
+	// The tenant first: an unknown one, or an account of another, is a
+	// mistake of the operator's, said before the database is opened.
+	req, err := submission.ForTenant(c.cfg, t.tenant, t.account)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("submit: %w", err)}
+	}
 	store, err := c.db(ctx)
 	if err != nil {
 		return err
 	}
-	opts := c.cfg.BulkChangeOptions()
+	opts := req.Options
 	opts.Timing.CallbackTimeout = t.callbackWait
 	opts.CallbacksEnabled = !t.noCallbacks
-	opts.DefaultSite = t.defaultSite
+	if t.defaultSite.set {
+		opts.DefaultSite = t.defaultSite.value
+	}
 	if t.notBefore != "" {
 		at, err := time.Parse(time.RFC3339, t.notBefore)
 		if err != nil {
@@ -46,25 +55,19 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	if opts.Timing.ConfirmDeadline <= opts.Timing.CallbackTimeout {
 		opts.Timing.ConfirmDeadline = opts.Timing.CallbackTimeout + c.cfg.Bulk.PollMaxInterval
 	}
-	req := submission.Request{
-		File:                 t.file,
-		DefaultOperation:     t.operation,
-		Account:              t.account,
-		IdempotencyKey:       t.idempotencyKey,
-		SubmittedBy:          t.as,
-		BatchSize:            t.batchSize,
-		Options:              opts,
-		ActionsPerLinePerDay: c.cfg.Limits.ActionsPerLinePerDay,
-		Approval:             c.approvalRule(),
-		MaxFileBytes:         c.cfg.Submission.MaxFileBytes,
-	}
+	req.Options = opts
+	req.File = t.file
+	req.DefaultOperation = t.operation
+	req.IdempotencyKey = t.idempotencyKey
+	req.SubmittedBy = t.as
+	req.BatchSize = t.batchSize
 	sub := &submission.Submitter{Store: store}
 	if t.dryRun {
 		plan, err := sub.Plan(ctx, req)
 		if err != nil {
 			return err
 		}
-		return c.printPlan(plan, t.asJSON)
+		return c.printPlan(plan, req.Tenant, t.asJSON)
 	}
 	tc, err := c.temporal(ctx)
 	if err != nil {
@@ -89,7 +92,7 @@ func (c *cli) submit(ctx context.Context, t *target) error {
 	return c.wait(ctx, res.ID, res.WorkflowID, t.asJSON)
 }
 
-func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
+func (c *cli) printPlan(p *submission.BatchPlan, tenant string, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(c.out).Encode(p)
 	}
@@ -100,7 +103,7 @@ func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
 	fmt.Fprintf(c.out, "\nwould send %d ThingSpace requests:\n", len(p.Batches))
 	for _, b := range p.Batches {
 		fmt.Fprintf(c.out, "  batch %d: %s of %d devices", b.No, b.Operation, b.Devices)
-		if members := c.requestMembers(b); len(members) > 0 {
+		if members := c.requestMembers(b, tenant); len(members) > 0 {
 			fmt.Fprintf(c.out, "; %s", strings.Join(members, ", "))
 		}
 		fmt.Fprintln(c.out)
@@ -114,7 +117,7 @@ func (c *cli) printPlan(p *submission.BatchPlan, asJSON bool) error {
 
 // requestMembers are the request-level members a batch's request would
 // carry, as ThingSpace names them ("skuNumber SM-T387VZKAVZW").
-func (c *cli) requestMembers(b submission.Batch) []string {
+func (c *cli) requestMembers(b submission.Batch, tenant string) []string {
 	r := b.Request
 	var out []string
 	add := func(name, value string) {
@@ -136,10 +139,13 @@ func (c *cli) requestMembers(b submission.Batch) []string {
 		if r.DeleteAfterDeactivation != nil {
 			add("deleteAfterDeactivation", strconv.FormatBool(*r.DeleteAfterDeactivation)+" (from the file)")
 		} else {
-			// The worker decides when it sends; this configuration is the
-			// best guess of what it will say.
-			add("deleteAfterDeactivation", strconv.FormatBool(c.cfg.ThingSpace.DeleteAfterDeactivation)+
-				" (the worker's thingspace.delete_after_deactivation)")
+			// The worker decides when it sends; this configuration (the
+			// tenant's) is the best guess of what it will say.
+			deleteAfter, setting := c.cfg.ThingSpace.DeleteAfterDeactivation, "thingspace.delete_after_deactivation"
+			if tn, err := c.cfg.Tenant(tenant); err == nil && tn.ID != config.DefaultTenant {
+				deleteAfter, setting = tn.ThingSpace.DeleteAfterDeactivation, "tenants."+tn.ID+"."+setting
+			}
+			add("deleteAfterDeactivation", strconv.FormatBool(deleteAfter)+" (the worker's "+setting+")")
 		}
 	}
 	return out
@@ -167,6 +173,9 @@ func (c *cli) printSubmitted(r *submission.Result) {
 		for _, w := range r.Plan.Warnings {
 			fmt.Fprintln(c.out, "warning:", w)
 		}
+	}
+	if b := r.BulkChange; b.Tenant != config.DefaultTenant {
+		fmt.Fprintf(c.out, "tenant %s, account %s\n", b.Tenant, b.AccountName)
 	}
 	fmt.Fprintf(c.out, "workflow %s\n", r.WorkflowID)
 	if link := c.uiLink(r.WorkflowID); link != "" {

@@ -19,6 +19,10 @@ import (
 // another.
 type RedriveRequest struct {
 	Original string
+	// Tenant, when set, is the tenant asking: an original of another
+	// tenant is refused (OtherTenantError). The re-drive is the original's
+	// tenant's in any case.
+	Tenant string
 	// Codes keeps only the device changes that failed with one of these
 	// codes (all failed ones when empty).
 	Codes                []string
@@ -41,6 +45,9 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 	orig, err := s.Store.GetBulkChange(ctx, req.Original)
 	if err != nil {
 		return nil, fmt.Errorf("bulk change %s: %w", req.Original, err)
+	}
+	if err := CheckTenant(orig.ID, orig.Tenant, req.Tenant); err != nil {
+		return nil, err
 	}
 	codes := append([]string(nil), req.Codes...)
 	sort.Strings(codes)
@@ -67,7 +74,7 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 			return nil, fmt.Errorf("row %d (%s): %w", f.RowNumber, f.ICCID, err)
 		}
 	}
-	plan, err := s.planBatches(ctx, devs, req.ActionsPerLinePerDay, req.BatchSize)
+	plan, err := s.planBatches(ctx, orig.Tenant, devs, req.ActionsPerLinePerDay, req.BatchSize)
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,10 @@ type Request struct {
 	// MaxFileBytes bounds the file read (submission.max_file_bytes); 0 is
 	// changefile's default.
 	MaxFileBytes int64
+	// Mappings, when set, are the tenant's Rev.io mappings: every
+	// activation must then be billable, by its rev_* columns or by them
+	// (ForTenant sets them).
+	Mappings *BillingMappings
 }
 
 // ApprovalRule says which bulk changes need a second operator's approval:
@@ -185,18 +189,22 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.planBatches(ctx, devs, req.ActionsPerLinePerDay, req.BatchSize)
+	if err := resolveBilling(req.Mappings, req.Account, devs); err != nil {
+		return nil, err
+	}
+	return s.planBatches(ctx, cmp.Or(req.Tenant, change.DefaultTenant), devs, req.ActionsPerLinePerDay, req.BatchSize)
 }
 
-// planBatches checks valid device requests against the database (the
-// per-line daily limit, changes in flight elsewhere) and groups them into
-// batches of at most batchSize.
+// planBatches checks valid device requests of a tenant's bulk change
+// against the database (the per-line daily limit, changes in flight
+// elsewhere) and groups them into batches of at most batchSize.
 func (s *Submitter) planBatches(
 	ctx context.Context,
+	tenant string,
 	devs []changefile.DeviceRequest,
 	perDay, batchSize int,
 ) (*BatchPlan, error) {
-	problems, warnings, err := s.checkAgainstDatabase(ctx, devs, perDay)
+	problems, warnings, err := s.checkAgainstDatabase(ctx, tenant, devs, perDay)
 	if err != nil {
 		return nil, err
 	}
@@ -237,9 +245,12 @@ func assignBatches(devs []changefile.DeviceRequest, size int) ([]int, []Batch) {
 
 // checkAgainstDatabase refuses changes that would exceed a line's daily
 // limit (so they are not discovered as ThingSpace failures later) and warns
-// about ICCIDs another unfinished bulk change will also change.
+// about ICCIDs another unfinished bulk change will also change. The limit
+// counts every tenant's changes (it is the line's); the warning names only
+// the tenant's own bulk changes.
 func (s *Submitter) checkAgainstDatabase(
 	ctx context.Context,
+	tenant string,
 	devs []changefile.DeviceRequest,
 	perDay int,
 ) ([]changefile.FieldError, []string, error) {
@@ -247,7 +258,7 @@ func (s *Submitter) checkAgainstDatabase(
 	for i, d := range devs {
 		ids[i] = d.ICCID
 	}
-	usage, err := s.Store.LineUsage(ctx, ids)
+	usage, err := s.Store.LineUsage(ctx, tenant, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("check daily limits: %w", err)
 	}
@@ -280,6 +291,11 @@ func (s *Submitter) checkAgainstDatabase(
 					change.DeviceBusy,
 				),
 			)
+		}
+		if u.OtherTenants > 0 {
+			warnings = append(warnings, fmt.Sprintf(
+				"row %d: %s is also in %d unfinished bulk change(s) of another tenant; whichever reaches ThingSpace second ends as %s",
+				d.Row, d.ICCID, u.OtherTenants, change.DeviceBusy))
 		}
 	}
 	return problems, warnings, nil
@@ -335,7 +351,13 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 	} else if !errors.Is(err, db.ErrNotFound) {
 		return nil, err
 	}
-	plan, err := s.planBatches(ctx, devs, req.ActionsPerLinePerDay, req.BatchSize)
+	// After the hash: the content is the rows as given, so the same file
+	// is the same submission even if the mappings changed in between (its
+	// bulk change keeps the billing it was resolved with).
+	if err := resolveBilling(req.Mappings, req.Account, devs); err != nil {
+		return nil, err
+	}
+	plan, err := s.planBatches(ctx, tenant, devs, req.ActionsPerLinePerDay, req.BatchSize)
 	if err != nil {
 		return nil, err
 	}

@@ -404,7 +404,11 @@ type SubmitInput struct {
 	// IdempotencyKey: the same key returns the existing bulk change
 	// (default: this workflow's ID and run).
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`
-	// Account is the ThingSpace account (default thingspace.account).
+	// Tenant is the customer the bulk change belongs to (default: the
+	// default tenant, the top-level settings).
+	Tenant string `json:"tenant,omitempty"`
+	// Account is the ThingSpace account, one of the tenant's (default: the
+	// tenant's first; thingspace.account for the default tenant).
 	Account string `json:"account,omitempty"`
 	// SubmittedBy names the operator.
 	SubmittedBy string `json:"submittedBy,omitempty"`
