@@ -205,8 +205,9 @@ func (c *Config) defaultTenant() Tenant {
 	ts := c.ThingSpace
 	t.ThingSpace.ClientID, t.ThingSpace.ClientSecret = ts.ClientID, ts.ClientSecret
 	t.ThingSpace.Username, t.ThingSpace.Password = ts.Username, ts.Password
-	t.ThingSpace.Accounts = slices.Clone(ts.Accounts)
-	if ts.Account != "" && !slices.Contains(t.ThingSpace.Accounts, ts.Account) {
+	// thingspace.account first: it is the default tenant's default account.
+	t.ThingSpace.Accounts = slices.DeleteFunc(slices.Clone(ts.Accounts), func(a string) bool { return a == ts.Account })
+	if ts.Account != "" {
 		t.ThingSpace.Accounts = append([]string{ts.Account}, t.ThingSpace.Accounts...)
 	}
 	t.Callbacks = TenantCallbacks{Username: c.Callbacks.Username, Password: c.Callbacks.Password}

@@ -216,3 +216,19 @@ tenants:
 	_, err = cfg.AccountTenant("0000123456-00001")
 	require.ErrorContains(t, err, "belongs to no tenant")
 }
+
+// thingspace.account is the default tenant's default account wherever it
+// stands in thingspace.accounts.
+func TestDefaultTenantsDefaultAccountIsThingSpaceAccount(t *testing.T) {
+	withSecrets(t)
+	cfg := loadYAML(t, `
+thingspace:
+  client_id: app-key
+  account: "0000123456-00002"
+  accounts: ["0000123456-00001", "0000123456-00002"]
+`)
+	def, err := cfg.Tenant("")
+	require.NoError(t, err)
+	require.Equal(t, "0000123456-00002", def.DefaultAccount())
+	require.Equal(t, []string{"0000123456-00002", "0000123456-00001"}, def.ThingSpace.Accounts)
+}

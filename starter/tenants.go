@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/iot-ops/tsbulk/config"
-	"github.com/iot-ops/tsbulk/submission"
 )
 
 // tenantView is what `starter tenants` shows of a tenant: everything an
@@ -55,7 +54,7 @@ type tenantView struct {
 func viewTenant(cfg *config.Config, t config.Tenant) tenantView {
 	var v tenantView
 	v.ID, v.Name, v.Accounts = t.ID, t.DisplayName(), t.ThingSpace.Accounts
-	v.DefaultAccount = submission.DefaultAccount(cfg, t)
+	v.DefaultAccount = t.DefaultAccount()
 	v.ThingSpace.BaseURL, v.ThingSpace.ClientID, v.ThingSpace.Username =
 		t.ThingSpace.BaseURL, t.ThingSpace.ClientID, t.ThingSpace.Username
 	v.CallbackPath, v.CallbackUsername = t.CallbackPath(cfg.Callbacks.Path), t.Callbacks.Username

@@ -26,7 +26,7 @@ func ForTenant(cfg *config.Config, tenantID, account string) (Request, error) {
 		return Request{}, err
 	}
 	if account == "" {
-		account = DefaultAccount(cfg, t)
+		account = t.DefaultAccount()
 	}
 	if account != "" {
 		if err := cfg.CheckAccount(t, account); err != nil {
@@ -46,16 +46,6 @@ func ForTenant(cfg *config.Config, tenantID, account string) (Request, error) {
 		req.Mappings = &BillingMappings{Tenant: t.ID, Customers: t.Revio.Customers, Plans: t.Revio.Plans}
 	}
 	return req, nil
-}
-
-// DefaultAccount is the account of a bulk change of t submitted without
-// one: the tenant's first; for the default tenant thingspace.account,
-// wherever it stands in thingspace.accounts, as before tenants.
-func DefaultAccount(cfg *config.Config, t config.Tenant) string {
-	if t.ID == config.DefaultTenant && cfg.ThingSpace.Account != "" {
-		return cfg.ThingSpace.Account
-	}
-	return t.DefaultAccount()
 }
 
 // BillingMappings bill a tenant's activations without rev_* columns on
