@@ -1,6 +1,8 @@
 // Package callbacks is the HTTP endpoint ThingSpace calls with the outcome
 // of each device's state change (CarrierService callbacks). It stores every
-// callback before acknowledging it and signals the device's workflow.
+// callback before acknowledging it and signals the device's workflow. Each
+// tenant has its own endpoint (path and listener credentials); a callback
+// is the tenant's whose endpoint received it.
 package callbacks
 
 import (
@@ -15,6 +17,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +28,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-ops/tsbulk/activities"
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
 	"github.com/iot-ops/tsbulk/thingspace"
@@ -42,10 +46,12 @@ var _ Signaler = client.Client(nil)
 type Receiver struct {
 	Store    *db.Store
 	Temporal Signaler
-	// Username and Password are the credentials registered with the
-	// listener; ThingSpace echoes them in every callback body.
-	Username     string
-	Password     string
+	// Username and Password are the default tenant's listener credentials
+	// (Handler); ThingSpace echoes them in every callback body.
+	Username string
+	Password string
+	// Listeners are the endpoints Mount serves, one per tenant.
+	Listeners    []Listener
 	MaxBodyBytes int64
 	// AllowedSources are the networks callbacks may come from (empty: any);
 	// others are refused 403 before their body is read.
@@ -87,12 +93,68 @@ const (
 	signalPause = 15 * time.Second
 )
 
-// Handler returns the endpoint, to mount at the registered path.
-func (r *Receiver) Handler() http.Handler {
-	return http.HandlerFunc(r.serve)
+// Listener is one tenant's endpoint: where its callbacks arrive and the
+// listener credentials registered for them. The source allow list, the
+// concurrency cap and the body limit are the receiver's, shared by all.
+type Listener struct {
+	// Tenant is the tenant whose callbacks arrive here ("" = the default
+	// tenant).
+	Tenant string
+	// Path is where Mount serves it (config.Tenant.CallbackPath).
+	Path     string
+	Username string
+	Password string
 }
 
-func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+// CallbackURL is the URL a tenant registers with ThingSpace: publicURL
+// (callbacks.public_url, the default tenant's) for the default tenant,
+// publicURL + "/" + id for a named one, as config.Tenant.CallbackPath
+// extends callbacks.path. A query or fragment of publicURL stays at the
+// end.
+func CallbackURL(publicURL, tenant string) (string, error) {
+	if tenant == "" || tenant == change.DefaultTenant {
+		return publicURL, nil
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("callbacks.public_url is not a URL with a host")
+	}
+	u = u.JoinPath(tenant)
+	return u.String(), nil
+}
+
+// Handler returns the default tenant's endpoint (Username and Password),
+// to mount at the registered path: the receiver of a single tenant.
+func (r *Receiver) Handler() http.Handler {
+	return r.TenantHandler(Listener{Tenant: change.DefaultTenant, Username: r.Username, Password: r.Password})
+}
+
+// TenantHandler returns a tenant's endpoint, its listener credentials l's.
+func (r *Receiver) TenantHandler(l Listener) http.Handler {
+	if l.Tenant == "" {
+		l.Tenant = change.DefaultTenant
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.serve(l, w, req) })
+}
+
+// Mount serves every listener at its path on mux. Each path checks its own
+// tenant's credentials: another tenant's are refused 401 there.
+func (r *Receiver) Mount(mux *http.ServeMux) error {
+	seen := map[string]string{}
+	for _, l := range r.Listeners {
+		if !strings.HasPrefix(l.Path, "/") {
+			return fmt.Errorf("callback path %q of tenant %s does not start with /", l.Path, l.Tenant)
+		}
+		if other, ok := seen[l.Path]; ok {
+			return fmt.Errorf("tenants %s and %s would receive callbacks at the same path %s", other, l.Tenant, l.Path)
+		}
+		seen[l.Path] = l.Tenant
+		mux.Handle(l.Path, r.TenantHandler(l))
+	}
+	return nil
+}
+
+func (r *Receiver) serve(l Listener, w http.ResponseWriter, req *http.Request) {
 	if src, ok := r.sourceAllowed(req); !ok {
 		r.count("forbidden")
 		r.log().Warn("callback refused: source not allowed", "source", src, "peer", req.RemoteAddr)
@@ -127,21 +189,32 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
-	n, refused := r.parseCallback(body)
+	n, refused := r.parseCallback(l, body)
 	if refused != nil {
 		r.count(refused.result)
 		if refused.status == http.StatusUnauthorized {
-			r.log().Warn("callback refused: wrong listener credentials", "remote", req.RemoteAddr)
+			r.log().Warn("callback refused: wrong listener credentials", "tenant", l.Tenant, "remote", req.RemoteAddr)
 		}
 		http.Error(w, refused.text, refused.status)
 		return
 	}
 	ctx := req.Context()
 	cb, first, err := r.Store.StoreCallback(ctx, *n)
+	if errors.Is(err, db.ErrOtherTenant) {
+		// Not stored, not signalled: this tenant's credentials decide
+		// nothing of another tenant's changes. 403, not 503: trying again
+		// changes nothing. The answer says no more than "forbidden": whose
+		// request it is is no business of the sender's.
+		r.count("wrong_tenant")
+		r.log().Warn("callback refused: request of another tenant", "tenant", l.Tenant, "requestId", n.RequestID,
+			"remote", req.RemoteAddr, "error", err)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
 	if err != nil {
 		// Not stored: ThingSpace must try again.
 		r.count("store_failed")
-		r.log().Error("callback not stored", "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
+		r.log().Error("callback not stored", "tenant", l.Tenant, "requestId", n.RequestID, "iccid", n.ICCID, "error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -316,16 +389,16 @@ type refusal struct {
 	text   string // body of the answer
 }
 
-// parseCallback checks a callback body: a ThingSpace callback carrying the
-// registered listener credentials, a request id and an ICCID. It returns
-// the callback to store, listener credentials removed, or why it is
-// refused. It needs neither the database nor Temporal.
+// parseCallback checks a callback body received at l: a ThingSpace callback
+// carrying l's listener credentials, a request id and an ICCID. It returns
+// the callback to store (l's tenant's), listener credentials removed, or
+// why it is refused. It needs neither the database nor Temporal.
 //
 // The body is read by thingspace.ParseCallbackMessage, which tolerates the
 // shapes ThingSpace has not confirmed (counts as strings, a deviceResponse
 // or faultResponse that is not an object): refusing such a callback would
 // make ThingSpace retry it in vain and leave the device to polling.
-func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
+func (r *Receiver) parseCallback(l Listener, body []byte) (*db.NewCallback, *refusal) {
 	// The credentials first, and nothing else: the rest of a body is read
 	// only once it carries them. Decoding into a struct of the two members
 	// only checks the rest's syntax (bounded by MaxBodyBytes), and reads
@@ -343,7 +416,7 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 		// Credentials that are not strings are not the registered ones.
 		return nil, &refusal{http.StatusUnauthorized, "unauthorized", "unauthorized"}
 	}
-	if !r.authorized(creds.Username, creds.Password) {
+	if !l.authorized(creds.Username, creds.Password) {
 		return nil, &refusal{http.StatusUnauthorized, "unauthorized", "unauthorized"}
 	}
 	parsed, err := thingspace.ParseCallbackMessage(body)
@@ -378,6 +451,7 @@ func (r *Receiver) parseCallback(body []byte) (*db.NewCallback, *refusal) {
 		return nil, &refusal{http.StatusBadRequest, "invalid", "body is not a JSON object"}
 	}
 	return &db.NewCallback{
+		Tenant:    l.Tenant,
 		RequestID: msg.RequestID, ICCID: iccid, Status: thingspace.BoundStatus(msg.Status),
 		FaultCode: faultCode(msg), FaultString: faultString(msg), MSISDN: msisdn(msg),
 		CallbackCount: msg.CallbackCount, Payload: payload,
@@ -404,12 +478,14 @@ func storable(body []byte, count int) bool {
 		count >= 0 && count <= math.MaxInt32
 }
 
-// authorized compares the body's credentials with the registered ones in
-// constant time, both always compared.
-func (r *Receiver) authorized(username, password string) bool {
-	u := subtle.ConstantTimeCompare([]byte(username), []byte(r.Username))
-	p := subtle.ConstantTimeCompare([]byte(password), []byte(r.Password))
-	return u&p == 1
+// authorized compares the body's credentials with the listener's in
+// constant time, both always compared. A listener without credentials
+// (a receiver with no default tenant, Handler) takes nothing: an empty
+// username and password would otherwise match a body without them.
+func (l Listener) authorized(username, password string) bool {
+	u := subtle.ConstantTimeCompare([]byte(username), []byte(l.Username))
+	p := subtle.ConstantTimeCompare([]byte(password), []byte(l.Password))
+	return u&p == 1 && l.Username != "" && l.Password != ""
 }
 
 // signal delivers the callback to its device's workflow. A callback that

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
@@ -71,6 +72,9 @@ func FuzzCallbackBody(f *testing.F) {
 			return
 		}
 
+		if n.Tenant != change.DefaultTenant {
+			t.Fatalf("accepted at the default tenant's endpoint as tenant %q's", n.Tenant)
+		}
 		if !thingspace.IsRequestID(n.RequestID) || n.ICCID == "" {
 			t.Fatalf("accepted a callback without a ThingSpace request id or an ICCID: %+v", n)
 		}
@@ -139,7 +143,7 @@ func parseWithin(t *testing.T, rcv *Receiver, body []byte) (*db.NewCallback, *re
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, ref := rcv.parseCallback(body)
+		n, ref := rcv.parseCallback(Listener{Tenant: change.DefaultTenant, Username: rcv.Username, Password: rcv.Password}, body)
 		done <- result{n, ref}
 	}()
 	select {

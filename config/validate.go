@@ -248,7 +248,9 @@ func (c *Config) ValidateStarter() error {
 	return p.err()
 }
 
-// ValidateRegistration checks what registering the callback listener needs.
+// ValidateRegistration checks what registering the tenants' callback
+// listeners needs: each tenant's ThingSpace and listener credentials, and
+// callbacks.public_url (a named tenant's URL extends it with "/" + id).
 func (c *Config) ValidateRegistration() error {
 	var p problems
 	c.checkThingSpace(&p)
@@ -256,7 +258,14 @@ func (c *Config) ValidateRegistration() error {
 	if c.Callbacks.PublicURL != "" {
 		c.needSecureURL(&p, "callbacks.public_url", c.Callbacks.PublicURL)
 	}
-	p.need(c.Callbacks.Username != "", "callbacks.username", "is required")
-	p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
+	if c.HasDefaultTenant() {
+		p.need(c.Callbacks.Username != "", "callbacks.username", "is required")
+		p.need(c.Callbacks.Password != "", "callbacks.password", "is required (environment or callbacks.password_file)")
+	}
+	for _, t := range c.Tenants {
+		key := "tenants." + t.ID + ".callbacks."
+		p.need(t.Callbacks.Username != "", key+"username", "is required")
+		p.need(t.Callbacks.Password != "", key+"password", "is required (environment or %spassword_file)", key)
+	}
 	return p.err()
 }

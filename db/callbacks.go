@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/thingspace"
 )
 
@@ -28,6 +29,10 @@ type Callback struct {
 // NewCallback is a callback as received, listener credentials already
 // removed from Payload.
 type NewCallback struct {
+	// Tenant is the tenant whose endpoint received the callback, its
+	// listener credentials checked ("" = the default tenant). Callbacks
+	// stored before tenants have none: they are the default tenant's.
+	Tenant        string
 	RequestID     string
 	ICCID         string
 	Status        string
@@ -38,15 +43,23 @@ type NewCallback struct {
 	Payload       json.RawMessage
 }
 
-const callbackColumns = `c.id, c.received_at, c.request_id, c.iccid, c.status, coalesce(c.fault_code, ''), coalesce(c.fault_string, ''),
+const callbackColumns = `c.id, c.received_at, coalesce(c.tenant, '` + change.DefaultTenant + `'), c.request_id, c.iccid, c.status, coalesce(c.fault_code, ''), coalesce(c.fault_string, ''),
 	coalesce(c.msisdn, ''), coalesce(c.callback_count, 0), c.copies, c.payload, c.device_change_id,
 	coalesce(dc.bulk_change_id::text, ''), coalesce(c.signal_result, '')`
 
 func scanCallback(row pgx.Row) (*Callback, error) {
 	var c Callback
-	return scanned(&c, row.Scan(&c.ID, &c.ReceivedAt, &c.RequestID, &c.ICCID, &c.Status, &c.FaultCode, &c.FaultString,
+	return scanned(&c, row.Scan(&c.ID, &c.ReceivedAt, &c.Tenant, &c.RequestID, &c.ICCID, &c.Status, &c.FaultCode, &c.FaultString,
 		&c.MSISDN, &c.CallbackCount, &c.Copies, &c.Payload, &c.DeviceChangeID, &c.BulkChangeID, &c.SignalResult))
 }
+
+// ErrOtherTenant refuses a callback received at one tenant's endpoint for
+// another tenant's request: its requestId is one of another tenant's
+// requests, or the same callback (requestId and ICCID) is stored as another
+// tenant's. Listener credentials are the tenant's, so such a callback comes
+// from a misconfigured registration or from someone holding one tenant's
+// credentials and trying to decide another tenant's changes.
+var ErrOtherTenant = errors.New("callback of another tenant's request")
 
 // StoreCallback stores a callback and matches it to its device change. A
 // copy of a callback already stored (ThingSpace redelivers until it sees a
@@ -61,24 +74,55 @@ func scanCallback(row pgx.Row) (*Callback, error) {
 // the callback outrunning the answer) falls back to the ICCID's change in
 // flight whose own requestId is not known yet; a change whose requestId is
 // known never takes a callback of another request.
+//
+// Tenants: a callback whose requestId is another tenant's request, or that
+// is stored already as another tenant's, is refused with ErrOtherTenant,
+// nothing stored; the fallback by ICCID considers the receiving tenant's
+// bulk changes only.
 func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback, first bool, err error) {
+	if n.Tenant == "" {
+		n.Tenant = change.DefaultTenant
+	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		// The requests and the device change (of this ICCID) that carry
+		// the requestId: the ones the match below would take. A requestId
+		// is ThingSpace's answer to one request of one account, which is
+		// one tenant's; no other tenant's request gets it afterwards.
+		var owner string
+		err := tx.QueryRow(ctx, `
+			SELECT b.tenant FROM thingspace_requests r JOIN bulk_changes b ON b.id = r.bulk_change_id
+			WHERE r.request_id = $1 AND b.tenant <> $3
+			UNION ALL
+			SELECT b.tenant FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id
+			WHERE dc.iccid = $2 AND dc.request_id = $1 AND b.tenant <> $3
+			LIMIT 1`, n.RequestID, n.ICCID, n.Tenant).Scan(&owner)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w: request %s is tenant %s's, received at tenant %s's endpoint",
+				ErrOtherTenant, n.RequestID, owner, n.Tenant)
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("store callback: tenant of request %s: %w", n.RequestID, err)
+		}
 		var id int64
 		var inserted bool
-		err := tx.QueryRow(
+		err = tx.QueryRow(
 			ctx,
 			`
-			INSERT INTO callbacks (request_id, iccid, status, fault_code, fault_string, msisdn, callback_count, payload, device_change_id)
-			VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8,
+			INSERT INTO callbacks (request_id, iccid, status, fault_code, fault_string, msisdn, callback_count, payload,
+				tenant, device_change_id)
+			VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8, $9,
 				coalesce(
-					(SELECT dc.id FROM device_changes dc WHERE dc.iccid = $2 AND (dc.request_id = $1 OR EXISTS (
+					(SELECT dc.id FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id AND b.tenant = $9
+					 WHERE dc.iccid = $2 AND (dc.request_id = $1 OR EXISTS (
 						SELECT 1 FROM thingspace_requests r WHERE r.request_id = $1
 						AND (r.id = dc.request_pk OR (r.bulk_change_id = dc.bulk_change_id AND r.request_key = 'ppu:' || dc.id))))
 					 ORDER BY dc.id DESC LIMIT 1),
-					(SELECT dc.id FROM device_changes dc WHERE dc.iccid = $2 AND dc.status IN ('SUBMITTING', 'SUBMITTED')
+					(SELECT dc.id FROM device_changes dc JOIN bulk_changes b ON b.id = dc.bulk_change_id AND b.tenant = $9
+					 WHERE dc.iccid = $2 AND dc.status IN ('SUBMITTING', 'SUBMITTED')
 					 AND dc.request_id IS NULL
 					 AND NOT EXISTS (SELECT 1 FROM thingspace_requests r WHERE r.request_id = $1))))
 			ON CONFLICT (request_id, iccid) DO UPDATE SET copies = callbacks.copies + 1, last_received_at = now()
+				WHERE coalesce(callbacks.tenant, '`+change.DefaultTenant+`') = $9
 			RETURNING id, (xmax = 0)`,
 			n.RequestID,
 			n.ICCID,
@@ -88,7 +132,14 @@ func (s *Store) StoreCallback(ctx context.Context, n NewCallback) (cb *Callback,
 			n.MSISDN,
 			n.CallbackCount,
 			n.Payload,
+			n.Tenant,
 		).Scan(&id, &inserted)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// The conflict's row is another tenant's: not updated, not
+			// returned (and its matched change must not be signalled).
+			return fmt.Errorf("%w: callback of request %s is stored as another tenant's, received at tenant %s's endpoint",
+				ErrOtherTenant, n.RequestID, n.Tenant)
+		}
 		if err != nil {
 			return fmt.Errorf("store callback: %w", err)
 		}

@@ -186,3 +186,120 @@ func TestCallbacksToSignal(t *testing.T) {
 func callbackIDs(cs []db.Callback) []int64 {
 	return each(cs, func(c db.Callback) int64 { return c.ID })
 }
+
+// A callback is the tenant's whose endpoint received it: a callback of
+// another tenant's request is refused, nothing stored; the fallback by
+// ICCID considers the receiving tenant's bulk changes only; a copy of a
+// callback stored as another tenant's is refused, not counted.
+func TestStoreCallbackTenants(t *testing.T) {
+	t.Parallel()
+	st, ctx := newStore(t)
+	tenantCallback := func(tenant, requestID, iccid string) db.NewCallback {
+		n := newCallback(requestID, iccid)
+		n.Tenant = tenant
+		return n
+	}
+	stored := func(requestID string) int {
+		return queryInt(t, st, `SELECT count(*) FROM callbacks WHERE request_id = $1`, requestID)
+	}
+
+	t.Run("stored with its tenant; before tenants, the default one", func(t *testing.T) {
+		iccid := dbtest.NewICCID()
+		b := createBulkWith(t, st, db.NewBulkChange{Tenant: "acme"}, dev(iccid, change.Suspend, 1))
+		accept(t, st, b.ID, 1, "req-acme")
+		cb, first, err := st.StoreCallback(ctx, tenantCallback("acme", "req-acme", iccid))
+		require.NoError(t, err)
+		require.True(t, first)
+		require.Equal(t, "acme", cb.Tenant)
+		require.Equal(t, b.ID, cb.BulkChangeID)
+		var column string
+		require.NoError(t, st.Pool.QueryRow(ctx, `SELECT tenant FROM callbacks WHERE id = $1`, cb.ID).Scan(&column))
+		require.Equal(t, "acme", column)
+
+		def, _, err := st.StoreCallback(ctx, newCallback("req-default-tenant", dbtest.NewICCID()))
+		require.NoError(t, err)
+		require.Equal(t, change.DefaultTenant, def.Tenant, `"" is the default tenant`)
+
+		// A row stored before tenants (tenant NULL) is the default tenant's:
+		// its copy at the default endpoint is counted.
+		exec(t, st, `UPDATE callbacks SET tenant = NULL WHERE id = $1`, def.ID)
+		again, first, err := st.StoreCallback(ctx, newCallback("req-default-tenant", def.ICCID))
+		require.NoError(t, err)
+		require.False(t, first)
+		require.Equal(t, 2, again.Copies)
+		require.Equal(t, change.DefaultTenant, again.Tenant)
+		_, _, err = st.StoreCallback(ctx, tenantCallback("acme", "req-default-tenant", def.ICCID))
+		require.ErrorIs(t, err, db.ErrOtherTenant, "and not acme's")
+	})
+
+	t.Run("a callback of another tenant's request is refused, nothing stored", func(t *testing.T) {
+		iccid := dbtest.NewICCID()
+		b := createBulkWith(t, st, db.NewBulkChange{Tenant: "acme"}, dev(iccid, change.Suspend, 1))
+		accept(t, st, b.ID, 1, "req-of-acme")
+		id := changeIDs(t, st, b.ID)[0]
+
+		for _, tenant := range []string{"globex", ""} {
+			_, _, err := st.StoreCallback(ctx, tenantCallback(tenant, "req-of-acme", iccid))
+			require.ErrorIs(t, err, db.ErrOtherTenant, "received as tenant %q's", tenant)
+			require.ErrorContains(t, err, "request req-of-acme is tenant acme's")
+			// Another ICCID of the same request: the request decides.
+			_, _, err = st.StoreCallback(ctx, tenantCallback(tenant, "req-of-acme", dbtest.NewICCID()))
+			require.ErrorIs(t, err, db.ErrOtherTenant)
+		}
+		require.Zero(t, stored("req-of-acme"), "nothing stored")
+		cbs, err := st.StoredCallbacks(ctx, id)
+		require.NoError(t, err)
+		require.Empty(t, cbs)
+
+		// The owner's own callback is taken.
+		cb, _, err := st.StoreCallback(ctx, tenantCallback("acme", "req-of-acme", iccid))
+		require.NoError(t, err)
+		require.Equal(t, id, *cb.DeviceChangeID)
+	})
+
+	t.Run("a default-tenant request is refused at a named tenant's endpoint", func(t *testing.T) {
+		b, id := newChange(t, st, change.Suspend)
+		require.Equal(t, change.DefaultTenant, b.Tenant)
+		accept(t, st, b.ID, 1, "req-of-default")
+		_, _, err := st.StoreCallback(ctx, tenantCallback("acme", "req-of-default", getChange(t, st, id).ICCID))
+		require.ErrorIs(t, err, db.ErrOtherTenant)
+		require.Zero(t, stored("req-of-default"))
+	})
+
+	t.Run("the fallback by ICCID considers the receiving tenant's changes only", func(t *testing.T) {
+		iccid := dbtest.NewICCID()
+		b := createBulkWith(t, st, db.NewBulkChange{Tenant: "acme"}, dev(iccid, change.Suspend, 1))
+		claim(t, st, b.ID, 1) // in flight, its request id not known yet
+		id := changeIDs(t, st, b.ID)[0]
+
+		cb, first, err := st.StoreCallback(ctx, tenantCallback("globex", "req-unknown-globex", iccid))
+		require.NoError(t, err)
+		require.True(t, first)
+		require.Nil(t, cb.DeviceChangeID, "another tenant's change in flight is not this callback's")
+		require.Equal(t, "globex", cb.Tenant)
+
+		// The same callback at the owner's endpoint is the one stored
+		// already, as globex's: refused, not taken over.
+		_, _, err = st.StoreCallback(ctx, tenantCallback("acme", "req-unknown-globex", iccid))
+		require.ErrorIs(t, err, db.ErrOtherTenant)
+		require.Equal(t, 1, queryInt(t, st, `SELECT copies FROM callbacks WHERE id = $1`, cb.ID), "not counted")
+
+		cb, _, err = st.StoreCallback(ctx, tenantCallback("acme", "req-unknown-acme", iccid))
+		require.NoError(t, err)
+		require.NotNil(t, cb.DeviceChangeID)
+		require.Equal(t, id, *cb.DeviceChangeID, "the tenant's own change in flight takes it")
+	})
+
+	t.Run("a copy stored as another tenant's is refused and not counted", func(t *testing.T) {
+		iccid := dbtest.NewICCID()
+		first, _, err := st.StoreCallback(ctx, tenantCallback("acme", "req-copy-tenant", iccid))
+		require.NoError(t, err)
+		_, _, err = st.StoreCallback(ctx, tenantCallback("globex", "req-copy-tenant", iccid))
+		require.ErrorIs(t, err, db.ErrOtherTenant)
+		require.Equal(t, 1, queryInt(t, st, `SELECT copies FROM callbacks WHERE id = $1`, first.ID))
+		again, isFirst, err := st.StoreCallback(ctx, tenantCallback("acme", "req-copy-tenant", iccid))
+		require.NoError(t, err)
+		require.False(t, isFirst)
+		require.Equal(t, 2, again.Copies)
+	})
+}

@@ -19,7 +19,9 @@ import (
 	"github.com/iot-ops/tsbulk/setup"
 )
 
-// NewReceiver builds the callback receiver.
+// NewReceiver builds the callback receiver: an endpoint per tenant of
+// cfg.AllTenants(), at the tenant's callback path with its listener
+// credentials (Receiver.Mount).
 func NewReceiver(
 	cfg *config.Config,
 	store *db.Store,
@@ -35,11 +37,22 @@ func NewReceiver(
 	if err != nil {
 		return nil, err
 	}
-	return &callbacks.Receiver{
-		Store: store, Temporal: tc, Username: cfg.Callbacks.Username, Password: cfg.Callbacks.Password.Reveal(),
+	rcv := &callbacks.Receiver{
+		Store: store, Temporal: tc,
 		MaxBodyBytes: cfg.Callbacks.MaxBodyBytes, AllowedSources: allowed, TrustedProxies: proxies,
 		MaxConcurrent: cfg.Callbacks.MaxConcurrent, Metrics: m, Logger: logger,
-	}, nil
+	}
+	for _, t := range cfg.AllTenants() {
+		l := callbacks.Listener{Tenant: t.ID, Path: t.CallbackPath(cfg.Callbacks.Path),
+			Username: t.Callbacks.Username, Password: t.Callbacks.Password.Reveal()}
+		rcv.Listeners = append(rcv.Listeners, l)
+		if t.ID == config.DefaultTenant {
+			// For Handler, which serves the default tenant's endpoint
+			// alone (as the harness's stack mounts it).
+			rcv.Username, rcv.Password = l.Username, l.Password
+		}
+	}
+	return rcv, nil
 }
 
 // receiverTLS is the receiver's TLS configuration when it serves HTTPS
@@ -125,8 +138,9 @@ func connected(
 	return fn(store, tc)
 }
 
-// runReceiver serves the callback endpoint, and its own admin endpoints when
-// it runs as its own process (embedded in the worker, the worker's serve).
+// runReceiver serves the tenants' callback endpoints, and its own admin
+// endpoints when it runs as its own process (embedded in the worker, the
+// worker's serve).
 func runReceiver(
 	ctx context.Context,
 	cfg *config.Config,
@@ -145,7 +159,9 @@ func runReceiver(
 	if err != nil {
 		return err
 	}
-	mux.Handle(cfg.Callbacks.Path, rcv.Handler())
+	if err := rcv.Mount(mux); err != nil {
+		return err
+	}
 	srv := &http.Server{Addr: cfg.Callbacks.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, TLSConfig: tlsCfg}
 	g, gctx := errgroup.WithContext(ctx)

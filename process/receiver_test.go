@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
@@ -127,4 +128,69 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
 	return certFile, keyFile, pool
+}
+
+// The receiver serves each tenant of the configuration at its callback
+// path, with its listener credentials; the callbacks are stored as the
+// tenant's. With named tenants only, callbacks.path itself is no tenant's.
+func TestReceiverServesEveryTenantAtItsPath(t *testing.T) {
+	for _, withDefault := range []bool{true, false} {
+		t.Run(map[bool]string{true: "default and acme", false: "acme only"}[withDefault], func(t *testing.T) {
+			cfg := &config.Config{Callbacks: config.Callbacks{
+				Listen: nettest.FreeAddr(t), Path: "/thingspace/callbacks", Username: "listener",
+				Password: "s3cret-listener", MaxBodyBytes: 1 << 20, MaxConcurrent: 4,
+			}, Tenants: []config.Tenant{{ID: "acme", ThingSpace: config.TenantThingSpace{Accounts: []string{"acct-acme"}},
+				Callbacks: config.TenantCallbacks{Username: "acme-listener", Password: "acme-s3cret"}}}}
+			if withDefault {
+				cfg.ThingSpace.Account = "acct-default"
+			}
+			store := dbtest.New(t)
+			tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:7"})
+			require.NoError(t, err)
+			defer tc.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- runReceiver(ctx, cfg, store, tc, metrics.New(), slog.New(slog.DiscardHandler), false)
+			}()
+			defer func() {
+				cancel()
+				require.NoError(t, <-done)
+			}()
+
+			base := "http://" + cfg.Callbacks.Listen + cfg.Callbacks.Path
+			post := func(url, user, pass, requestID string) int {
+				body := `{"username":"` + user + `","password":"` + pass + `","requestId":"` + requestID +
+					`","deviceIds":[{"id":"89148000001234567895","kind":"iccid"}],"status":"Success"}`
+				resp, err := http.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					return 0
+				}
+				_ = resp.Body.Close()
+				return resp.StatusCode
+			}
+			const defaultReq, acmeReq = "5a0f3c2e-8b1d-4e7a-9c6f-2d3b4a5e6f70", "7c1e2d3f-4a5b-4c6d-8e7f-901a2b3c4d5e"
+			require.Eventually(t, func() bool {
+				return post(base+"/acme", "acme-listener", "acme-s3cret", acmeReq) == http.StatusOK
+			}, 10*time.Second, 50*time.Millisecond, "acme's callback at acme's path")
+			require.Equal(t, http.StatusUnauthorized, post(base+"/acme", "listener", "s3cret-listener", defaultReq))
+			if withDefault {
+				require.Equal(t, http.StatusOK, post(base, "listener", "s3cret-listener", defaultReq))
+				require.Equal(t, http.StatusUnauthorized, post(base, "acme-listener", "acme-s3cret", acmeReq))
+			} else {
+				require.Equal(t, http.StatusNotFound, post(base, "listener", "s3cret-listener", defaultReq),
+					"no default tenant: callbacks.path is not served")
+			}
+
+			rows, err := store.Pool.Query(ctx, `SELECT request_id || ' ' || tenant FROM callbacks ORDER BY id`)
+			require.NoError(t, err)
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			want := []string{acmeReq + " acme"}
+			if withDefault {
+				want = append(want, defaultReq+" default")
+			}
+			require.Equal(t, want, got)
+		})
+	}
 }
