@@ -399,12 +399,21 @@ func (c *Config) CheckAccount(t Tenant, account string) error {
 // receiving callbacks needs (the receiver).
 func (c *Config) checkTenants(p *problems, credentials, listener bool) {
 	owner := map[string]string{}
+	listeners := map[string]string{}
 	for _, t := range c.AllTenants() {
 		key := func(s string) string {
 			if t.ID == DefaultTenant {
 				return s
 			}
 			return "tenants." + t.ID + "." + s
+		}
+		if u := t.Callbacks.Username; listener && u != "" {
+			// Each tenant its own listener user: the credentials, checked
+			// before a callback is parsed, then tell the tenants apart.
+			if prev, ok := listeners[u]; ok {
+				p.need(false, key("callbacks.username"), "is already tenant %s's listener user: give each tenant its own", prev)
+			}
+			listeners[u] = t.ID
 		}
 		for i, a := range t.ThingSpace.Accounts {
 			p.need(strings.TrimSpace(a) != "", key("thingspace.accounts"), "entry %d is empty", i+1)

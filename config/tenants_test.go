@@ -232,3 +232,14 @@ thingspace:
 	require.Equal(t, "0000123456-00002", def.DefaultAccount())
 	require.Equal(t, []string{"0000123456-00002", "0000123456-00001"}, def.ThingSpace.Accounts)
 }
+
+// Two tenants with one listener user could not be told apart by their
+// callbacks' credentials: refused where callbacks are received.
+func TestTenantsNeedTheirOwnListenerUser(t *testing.T) {
+	withTenantSecrets(t)
+	cfg := loadYAML(t, tenantsYAML)
+	require.NoError(t, cfg.ValidateReceiver())
+	cfg.Tenants[0].Callbacks.Username = "listener"
+	require.ErrorContains(t, cfg.ValidateReceiver(),
+		"tenants.acme.callbacks.username (TSBULK_TENANTS_ACME_CALLBACKS_USERNAME): is already tenant default's listener user")
+}

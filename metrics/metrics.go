@@ -34,7 +34,8 @@ type Metrics struct {
 	RevioRequests *prometheus.CounterVec
 	// Callbacks counts callbacks received by the callback receiver, by
 	// result (stored, duplicate, unauthorized, invalid, too_large, store_failed,
-	// forbidden: source not allowed, busy: over callbacks.max_concurrent).
+	// forbidden: source not allowed, busy: over callbacks.max_concurrent,
+	// wrong_tenant: a request of another tenant than the path's).
 	Callbacks *prometheus.CounterVec
 	// CallbackSignals counts signals sent for callbacks, by result.
 	CallbackSignals *prometheus.CounterVec
