@@ -453,10 +453,11 @@ func sameContent(b *db.BulkChange, key, hash, legacy string) error {
 
 func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, plan *BatchPlan) (*Result, error) {
 	res := &Result{BulkChange: b, ID: b.ID, Created: created, WorkflowID: b.WorkflowID, Plan: plan}
-	ops, err := s.Store.BulkOperations(ctx, b.ID)
+	counts, err := s.Store.BulkOperationCounts(ctx, b.ID)
 	if err != nil {
 		return res, err
 	}
+	ops := slices.Sorted(maps.Keys(counts))
 	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        b.WorkflowID,
 		TaskQueue: api.TaskQueue,
@@ -464,6 +465,9 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 		// the running one, and a finished one is never run again.
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		// What the Web UI's list and page show for it, instead of an id.
+		StaticSummary: Summary(b, counts),
+		StaticDetails: Details(b),
 		// Found in the Web UI by id, account, operation and status.
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			api.BulkChangeIDAttr.ValueSet(b.ID),

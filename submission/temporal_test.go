@@ -80,6 +80,13 @@ func TestSubmitStartsOneWorkflowOnTemporal(t *testing.T) {
 	require.Equal(t, account, acct)
 	ops, _ := desc.TypedSearchAttributes.GetKeywordList(api.OperationAttr)
 	require.Equal(t, []string{"deactivate", "suspend"}, ops)
+	// The Web UI shows what it is, not only bulk-change/<uuid>.
+	summary, err := desc.GetStaticSummary()
+	require.NoError(t, err)
+	require.Equal(t, "deactivate 1, suspend 1 devices · account "+account+" · submitted by "+first.BulkChange.SubmittedBy, summary)
+	details, err := desc.GetStaticDetails()
+	require.NoError(t, err)
+	require.Contains(t, details, "Bulk change "+first.ID+"\nTenant: default\n")
 
 	again, err := sub.Submit(ctx, csvRequest(data))
 	require.NoError(t, err)
