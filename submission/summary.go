@@ -37,18 +37,23 @@ func Summary(b *db.BulkChange, byOperation map[string]int) string {
 }
 
 // Details is the Web UI's longer description of a bulk change, below its
-// summary: where it came from and how it is sent.
+// summary: where it came from and how it is sent (markdown, as the UI
+// renders it).
 func Details(b *db.BulkChange) string {
+	requests := "requests"
+	if b.Batches == 1 {
+		requests = "request"
+	}
 	lines := []string{
-		"Bulk change " + b.ID,
-		"Tenant: " + b.Tenant,
-		"Source: " + b.SourceName,
-		fmt.Sprintf("%s device changes in %s ThingSpace requests", Thousands(b.Total), Thousands(b.Batches)),
+		"- bulk change `" + b.ID + "`",
+		"- tenant " + b.Tenant,
+		"- source " + b.SourceName,
+		fmt.Sprintf("- %s device changes in %s ThingSpace %s", Thousands(b.Total), Thousands(b.Batches), requests),
 	}
 	if b.RedriveOf != "" {
-		lines = append(lines, "Re-drive of bulk change "+b.RedriveOf)
+		lines = append(lines, "- re-drive of bulk change `"+b.RedriveOf+"`")
 	}
-	lines = append(lines, "Results: starter results "+b.ID)
+	lines = append(lines, "- results: `starter results "+b.ID+"`")
 	return strings.Join(lines, "\n")
 }
 

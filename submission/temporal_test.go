@@ -86,7 +86,7 @@ func TestSubmitStartsOneWorkflowOnTemporal(t *testing.T) {
 	require.Equal(t, "deactivate 1, suspend 1 devices · account "+account+" · submitted by "+first.BulkChange.SubmittedBy, summary)
 	details, err := desc.GetStaticDetails()
 	require.NoError(t, err)
-	require.Contains(t, details, "Bulk change "+first.ID+"\nTenant: default\n")
+	require.Contains(t, details, "- bulk change `"+first.ID+"`\n- tenant default\n")
 
 	again, err := sub.Submit(ctx, csvRequest(data))
 	require.NoError(t, err)
