@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -26,6 +27,11 @@ import (
 
 // Activities carries the dependencies of every activity; its methods are the
 // activities.
+//
+// ThingSpace, Revio, Limiter, Limits, Approval and DeleteAfterDeactivation
+// are the default tenant's. With Tenants set, each activity takes them from
+// its bulk change's tenant (the poller: its account's) instead, and these
+// fields are not used; without, every bulk change runs with them.
 type Activities struct {
 	Store      *db.Store
 	ThingSpace *thingspace.Client
@@ -64,6 +70,14 @@ type Activities struct {
 	// unset. Read when the request is built, so this worker's configuration
 	// decides, not the process that submitted the file.
 	DeleteAfterDeactivation bool
+	// Tenants, when set, gives each bulk change and each account its
+	// tenant's clients and settings (nil: the fields above, for all).
+	Tenants Tenants
+
+	// tenantOfBulk: bulk change id → tenant id, which never changes
+	// (created on first use: Activities are built as literals, and tests
+	// copy them).
+	tenantOfBulk *sync.Map
 }
 
 // SendBatchActivity is the activity type SendBatch is registered and called

@@ -57,9 +57,13 @@ const (
 // for it the search comes first, whatever the attempt, and a service found
 // is recorded as EXISTING instead of creating a second line.
 func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) (*BillingResult, error) {
+	t, err := a.deviceTenant(ctx, in.BulkChangeID, in.DeviceChangeID)
+	if err != nil {
+		return nil, err
+	}
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
-	if a.Revio == nil {
-		return nil, permanent(ErrTypeRevio, "Rev.io is not configured")
+	if t.Revio == nil {
+		return nil, permanent(ErrTypeRevio, "Rev.io is not configured for tenant %s", t.ID)
 	}
 	release, err := a.Store.LockBillingStep(ctx, in.DeviceChangeID)
 	if errors.Is(err, db.ErrBillingBusy) {
@@ -79,12 +83,12 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 		return nil, permanent(ErrTypeInvalidData, "device change %d has no usable Rev.io data", in.DeviceChangeID)
 	}
 	if dc.MSISDN == "" {
-		if err := a.readMSISDN(ctx, dc); err != nil {
+		if err := readMSISDN(ctx, a.Store, t, dc); err != nil {
 			return nil, err
 		}
 	}
 	if change.Outcome(dc.Outcome).AlreadyActive() {
-		if svc, err := a.existingService(ctx, dc); err != nil || svc != nil {
+		if svc, err := a.existingService(ctx, t.Revio, dc); err != nil || svc != nil {
 			if err != nil {
 				return nil, err
 			}
@@ -94,14 +98,14 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			return &BillingResult{ServiceID: svc.ServiceID}, nil
 		}
 	}
-	svc, createdNow, err := a.ensureService(ctx, dc, bill)
+	svc, createdNow, err := a.ensureService(ctx, t.Revio, dc, bill)
 	if err != nil {
 		return nil, err
 	}
 	res := &BillingResult{ServiceID: svc.ServiceID, Created: svc.FoundBy == "created"}
 	if len(bill.ProductIDs) > 0 {
 		// Products of a service created by this very call cannot exist.
-		ids, err := a.ensureProducts(ctx, dc, bill, svc, createdNow)
+		ids, err := a.ensureProducts(ctx, t.Revio, dc, bill, svc, createdNow)
 		if err != nil {
 			return nil, err
 		}
@@ -124,12 +128,13 @@ func createdByMarker(deviceChangeID int64) string {
 // billed the device (an already-active device's).
 const foundExisting = "existing"
 
-// readMSISDN reads the MSISDN of an activated device from ThingSpace when
-// the change recorded none (callback without it, lookup failed), and
-// records it. Without one the service cannot be created: that is a
-// non-retryable MSISDN_UNKNOWN, which a later billing retry reads again.
-func (a *Activities) readMSISDN(ctx context.Context, dc *db.DeviceChange) error {
-	d, err := a.getDevice(forAccount(ctx, dc.AccountName), dc.AccountName, dc.ICCID)
+// readMSISDN reads the MSISDN of an activated device from ThingSpace (the
+// client of its tenant) when the change recorded none (callback without it,
+// lookup failed), and records it. Without one the service cannot be
+// created: that is a non-retryable MSISDN_UNKNOWN, which a later billing
+// retry reads again.
+func readMSISDN(ctx context.Context, store *db.Store, t *Tenant, dc *db.DeviceChange) error {
+	d, err := getDevice(forAccount(ctx, dc.AccountName), t.ThingSpace, dc.AccountName, dc.ICCID)
 	if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
 		return permanent(
 			ErrTypeMSISDNUnknown,
@@ -148,14 +153,14 @@ func (a *Activities) readMSISDN(ctx context.Context, dc *db.DeviceChange) error 
 		)
 	}
 	dc.MSISDN = d.MSISDN()
-	return a.Store.SetMSISDN(ctx, dc.ID, dc.MSISDN)
+	return store.SetMSISDN(ctx, dc.ID, dc.MSISDN)
 }
 
 // existingService looks Rev.io up for an active service of the device's
 // number or ICCID, under any customer, and records the one found. A service
 // this device change itself created (an earlier attempt that stopped before
 // its products) is not an existing one: nil, and the step carries on.
-func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (*db.RevioService, error) {
+func (a *Activities) existingService(ctx context.Context, rv *revio.Client, dc *db.DeviceChange) (*db.RevioService, error) {
 	if svc, err := a.Store.RevioServiceOf(ctx, dc.ID); err == nil {
 		if svc.FoundBy == foundExisting {
 			return svc, nil
@@ -165,7 +170,7 @@ func (a *Activities) existingService(ctx context.Context, dc *db.DeviceChange) (
 		return nil, err
 	}
 	for _, q := range []revio.ServiceSearch{{Number: dc.MSISDN}, {Number2: dc.ICCID}} {
-		found, err := a.Revio.FindServices(ctx, q)
+		found, err := rv.FindServices(ctx, q)
 		if err != nil {
 			return nil, revioError("find Rev.io service of "+dc.ICCID, err)
 		}
@@ -195,6 +200,7 @@ const billingBusyRetry = 5 * time.Second
 // it has no products yet).
 func (a *Activities) ensureService(
 	ctx context.Context,
+	rv *revio.Client,
 	dc *db.DeviceChange,
 	bill db.BillingData,
 ) (svc *db.RevioService, createdNow bool, err error) {
@@ -208,7 +214,7 @@ func (a *Activities) ensureService(
 	// Searched before every create: nothing in PostgreSQL says whether an
 	// earlier step (this workflow's, or a billing retry's, both of which
 	// can be attempt 1) reached Rev.io before it died.
-	found, err := a.Revio.FindServices(
+	found, err := rv.FindServices(
 		ctx,
 		revio.ServiceSearch{Number: dc.MSISDN, Number2: dc.ICCID, CustomerID: bill.CustomerID},
 	)
@@ -223,7 +229,7 @@ func (a *Activities) ensureService(
 		)
 		return svc, false, err
 	}
-	id, err := a.Revio.CreateService(ctx, revio.CreateServiceRequest{
+	id, err := rv.CreateService(ctx, revio.CreateServiceRequest{
 		CustomerID: bill.CustomerID, ProviderID: bill.ProviderID, ServiceTypeID: bill.ServiceTypeID,
 		Number: dc.MSISDN, Number2: dc.ICCID, ActivatedDate: activatedDate(dc),
 		Description: createdByMarker(dc.ID),
@@ -258,6 +264,7 @@ func pickService(found []revio.Service, dc *db.DeviceChange) *revio.Service {
 
 func (a *Activities) ensureProducts(
 	ctx context.Context,
+	rv *revio.Client,
 	dc *db.DeviceChange,
 	bill db.BillingData,
 	svc *db.RevioService,
@@ -280,7 +287,7 @@ func (a *Activities) ensureProducts(
 			continue
 		}
 		if !listed {
-			if existing, err = a.Revio.ListServiceProducts(ctx, svc.ServiceID, ""); err != nil {
+			if existing, err = rv.ListServiceProducts(ctx, svc.ServiceID, ""); err != nil {
 				return nil, revioError("list Rev.io service products", err)
 			}
 			listed = true
@@ -300,7 +307,7 @@ func (a *Activities) ensureProducts(
 			}
 			continue
 		}
-		id, err := a.Revio.CreateServiceProduct(ctx, revio.CreateServiceProductRequest{
+		id, err := rv.CreateServiceProduct(ctx, revio.CreateServiceProductRequest{
 			ServiceID: svc.ServiceID, ProductID: productID, CustomerID: bill.CustomerID, Rate: rate, Quantity: 1,
 			ActivatedDate: activatedDate(dc), EffectiveDate: activatedDate(dc),
 		})
@@ -472,9 +479,13 @@ func (a *Activities) ListBillingFailures(ctx context.Context, in ListBillingFail
 // requires the products' dates to match the service's). A device never
 // billed through this product has nothing to disconnect (billing NONE).
 func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) error {
+	t, err := a.deviceTenant(ctx, in.BulkChangeID, in.DeviceChangeID)
+	if err != nil {
+		return err
+	}
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
-	if a.Revio == nil {
-		return permanent(ErrTypeRevio, "Rev.io is not configured")
+	if t.Revio == nil {
+		return permanent(ErrTypeRevio, "Rev.io is not configured for tenant %s", t.ID)
 	}
 	dc, err := a.Store.GetDeviceChange(ctx, in.DeviceChangeID)
 	if err != nil {
@@ -488,12 +499,12 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 		return err
 	}
 	date := activatedDate(dc)
-	products, err := a.Revio.ListServiceProducts(ctx, svc.ServiceID, "ACTIVE")
+	products, err := t.Revio.ListServiceProducts(ctx, svc.ServiceID, "ACTIVE")
 	if err != nil {
 		return revioError("list Rev.io service products", err)
 	}
 	for _, p := range products {
-		if err := a.Revio.DisconnectServiceProduct(ctx, p.ServiceProductID, date, false); err != nil {
+		if err := t.Revio.DisconnectServiceProduct(ctx, p.ServiceProductID, date, false); err != nil {
 			return revioError("disconnect Rev.io service product", err)
 		}
 	}
@@ -502,7 +513,7 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 		Path:  "/disconnected_date",
 		Value: date,
 	}
-	if err := a.Revio.UpdateService(ctx, svc.ServiceID, []revio.PatchOp{disconnect}); err != nil {
+	if err := t.Revio.UpdateService(ctx, svc.ServiceID, []revio.PatchOp{disconnect}); err != nil {
 		return revioError("disconnect Rev.io service", err)
 	}
 	if err := a.Store.MarkRevioDisconnected(ctx, svc.DeviceChangeID); err != nil {

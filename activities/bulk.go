@@ -60,7 +60,12 @@ func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, e
 	if err := json.Unmarshal(b.Options, &opts); err != nil {
 		return nil, permanent(ErrTypeInvalidData, "bulk change %s: options: %v", b.ID, err)
 	}
-	approval, err := a.approvalOf(ctx, b, opts.Approval)
+	t, err := a.tenant(ctx, b.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	a.bulkTenants().Store(b.ID, b.Tenant)
+	approval, err := a.approvalOf(ctx, t, b, opts.Approval)
 	if err != nil {
 		return nil, err
 	}
@@ -68,25 +73,31 @@ func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, e
 	if err := a.Store.SetBulkStatus(ctx, b.ID, startStatus(opts, b.ApprovedBy != "", time.Now())); err != nil {
 		return nil, err
 	}
-	return &api.Plan{BulkChangeID: b.ID, AccountName: b.AccountName, SubmittedBy: b.SubmittedBy, Total: b.Total,
-		Batches: b.Batches, Options: opts}, nil
+	return &api.Plan{BulkChangeID: b.ID, Tenant: b.Tenant, AccountName: b.AccountName, SubmittedBy: b.SubmittedBy,
+		Total: b.Total, Batches: b.Batches, Options: opts}, nil
 }
 
 // approvalOf is the approval a bulk change needs: what its submission
-// asked for, made stricter by the worker's rule. The rule is decided here,
+// asked for, made stricter by the worker's rule for the bulk change's
+// tenant. The rule is decided here,
 // where the operator's configuration cannot reach: the submitting process
 // (`starter submit` with its own settings, or TSBULK_APPROVAL_OPERATIONS=none)
 // only writes a request. The result is also written back to the bulk
 // change's options, so that what it ran under is on record.
-func (a *Activities) approvalOf(ctx context.Context, b *db.BulkChange, requested *api.Approval) (*api.Approval, error) {
-	if a.Approval == nil {
+func (a *Activities) approvalOf(
+	ctx context.Context,
+	t *Tenant,
+	b *db.BulkChange,
+	requested *api.Approval,
+) (*api.Approval, error) {
+	if t.Approval == nil {
 		return requested, nil
 	}
 	counts, err := a.Store.BulkOperationCounts(ctx, b.ID)
 	if err != nil {
 		return nil, err
 	}
-	out := submission.StricterApproval(requested, a.Approval.ForCounts(counts))
+	out := submission.StricterApproval(requested, t.Approval.ForCounts(counts))
 	if out != requested {
 		if err := a.Store.SetBulkApproval(ctx, b.ID, out); err != nil {
 			return nil, err
@@ -147,13 +158,17 @@ func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*Rec
 	}, nil
 }
 
-// CheckThingSpaceAuth makes sure both ThingSpace tokens can be obtained.
-// Refused credentials come back as a non-retryable error: retrying them
-// would lock the Verizon account. The exchanges are logged under the bulk
-// change that caused them.
+// CheckThingSpaceAuth makes sure both ThingSpace tokens of the bulk
+// change's tenant can be obtained. Refused credentials come back as a
+// non-retryable error: retrying them would lock the Verizon account. The
+// exchanges are logged under the bulk change that caused them.
 func (a *Activities) CheckThingSpaceAuth(ctx context.Context, bulkID string) error {
+	t, err := a.bulkTenant(ctx, bulkID)
+	if err != nil {
+		return err
+	}
 	ctx = withScope(ctx, bulkID, 0)
-	return thingSpaceError("thingspace authentication", a.ThingSpace.CheckAuth(ctx))
+	return thingSpaceError("thingspace authentication", t.ThingSpace.CheckAuth(ctx))
 }
 
 // FailBulkInput ends a bulk change that cannot run.

@@ -220,8 +220,19 @@ type DeviceLookup struct {
 }
 
 // LookupDevice reads one device's state and MSISDN from ThingSpace's device
-// list.
+// list, with the client of the bulk change's tenant (without a bulk
+// change or device change: the account's).
 func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceLookup, error) {
+	var t *Tenant
+	var err error
+	if in.BulkChangeID != "" || in.DeviceChangeID != 0 {
+		t, err = a.deviceTenant(ctx, in.BulkChangeID, in.DeviceChangeID)
+	} else {
+		t, err = a.accountTenant(ctx, in.AccountName)
+	}
+	if err != nil {
+		return nil, err
+	}
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
 	// Look in the bulk change's account, which need not be the client's
 	// default one.
@@ -235,7 +246,7 @@ func (a *Activities) LookupDevice(ctx context.Context, in LookupInput) (*DeviceL
 			account = dc.AccountName
 		}
 	}
-	d, err := a.getDevice(ctx, account, in.ICCID)
+	d, err := getDevice(ctx, t.ThingSpace, account, in.ICCID)
 	if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
 		return &DeviceLookup{}, nil
 	}
@@ -262,6 +273,10 @@ type PPUUpdateResult struct {
 // retry after a lost answer or a 5xx sends it again, which is harmless: a
 // PPU update sets an address, it does not change the line's state.
 func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*PPUUpdateResult, error) {
+	t, err := a.deviceTenant(ctx, in.BulkChangeID, in.DeviceChangeID)
+	if err != nil {
+		return nil, err
+	}
 	ctx = withScope(ctx, in.BulkChangeID, in.DeviceChangeID)
 	req, fresh, err := a.Store.ClaimSingle(ctx, in.DeviceChangeID, db.PPUKey(in.DeviceChangeID), change.AwaitPPUUpdate)
 	if err != nil {
@@ -299,7 +314,7 @@ func (a *Activities) UpdatePlaceOfUse(ctx context.Context, in PPUUpdateInput) (*
 	if err := json.Unmarshal(raw, &ppu); err != nil {
 		return nil, permanent(ErrTypeInvalidData, "device change %d: stored PPU is unreadable", in.DeviceChangeID)
 	}
-	requestID, err := a.ThingSpace.UpdateContactInfo(a.withFence(ctx, req), thingspace.ContactInfoRequest{
+	requestID, err := t.ThingSpace.UpdateContactInfo(a.withFence(ctx, req), thingspace.ContactInfoRequest{
 		Devices: []thingspace.DeviceRef{
 			thingspace.ICCIDRef(dc.ICCID, dc.IMEI),
 		}, AccountName: dc.AccountName, PrimaryPlaceOfUse: ppu,

@@ -158,7 +158,8 @@ func TestListDevicesToStartAndFinishBulkChange(t *testing.T) {
 	require.NoError(t, h.run(&plan, h.acts.StartBulkChange, bulk))
 	require.Equal(
 		t,
-		api.Plan{BulkChangeID: bulk, AccountName: account, SubmittedBy: "test", Total: 6, Batches: 3},
+		api.Plan{BulkChangeID: bulk, Tenant: change.DefaultTenant, AccountName: account, SubmittedBy: "test", Total: 6,
+			Batches: 3},
 		plan,
 	)
 	b, err := h.store.GetBulkChange(ctx(t), bulk)

@@ -103,11 +103,20 @@ func (a *Activities) PollAccount(ctx context.Context, in PollAccountInput) (*Pol
 	if len(due) == 0 {
 		return res, nil
 	}
+	// The account's tenant: a poller works for an account, whichever bulk
+	// changes its devices belong to (all of the same tenant). Only when
+	// there is something to check: a poller with nothing left ends, even
+	// for an account no tenant lists any more.
+	t, err := a.accountTenant(ctx, in.AccountName)
+	if err != nil {
+		return nil, err
+	}
 	pc, err := a.Store.BeginPollCycle(ctx, in.AccountName, pollCycleKey(ctx))
 	if err != nil {
 		return nil, err
 	}
-	c := &pollCycle{a: a, account: in.AccountName, res: res, used: pc.CycleRequests, max: a.PollMaxRequests}
+	c := &pollCycle{a: a, ts: t.ThingSpace, account: in.AccountName, res: res, used: pc.CycleRequests,
+		max: a.PollMaxRequests}
 	if c.max <= 0 {
 		c.max = defaultPollMaxRequests
 	}
@@ -139,7 +148,9 @@ func pollCycleKey(ctx context.Context) string {
 
 // pollCycle is one polling cycle of an account.
 type pollCycle struct {
-	a       *Activities
+	a *Activities
+	// ts is the client of the account's tenant.
+	ts      *thingspace.Client
 	account string
 	res     *PollAccountResult
 	// used counts the cycle's ThingSpace requests, max caps them.
@@ -170,7 +181,7 @@ func (c *pollCycle) lookUp(ctx context.Context, due []db.PollRequest) error {
 		if !c.spend() {
 			return nil
 		}
-		d, err := c.a.getDevice(ctx, c.account, p.ICCID)
+		d, err := getDevice(ctx, c.ts, c.account, p.ICCID)
 		found := err == nil
 		if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
 			err = nil
@@ -233,7 +244,7 @@ func (c *pollCycle) list(ctx context.Context, due []db.PollRequest, pc *db.PollC
 			return c.a.Store.SavePollRequests(ctx, c.account, c.used)
 		}
 		first := cur.IsStart()
-		page, err := c.a.ThingSpace.ListDevicePage(ctx, thingspace.ListRequest{AccountName: c.account}, cur)
+		page, err := c.ts.ListDevicePage(ctx, thingspace.ListRequest{AccountName: c.account}, cur)
 		if err != nil {
 			c.refund(err)
 			if serr := c.a.Store.SavePollRequests(ctx, c.account, c.used); serr != nil {

@@ -36,6 +36,7 @@ import (
 // the same, and ends the same way: not in ThingSpace's inventory.
 func (a *Activities) reconcile(
 	ctx context.Context,
+	t *Tenant,
 	req *db.ThingSpaceRequest,
 	devs []db.ClaimedDevice,
 ) ([]db.ClaimedDevice, error) {
@@ -49,7 +50,7 @@ func (a *Activities) reconcile(
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
-	states, err := a.deviceStates(ctx, req.AccountName, iccids(devs))
+	states, err := a.deviceStates(ctx, t.ThingSpace, req.AccountName, iccids(devs))
 	if err != nil {
 		return nil, thingSpaceError("reconcile "+string(req.Operation), err)
 	}
@@ -124,6 +125,7 @@ func (a *Activities) reconcileSettle() time.Duration {
 // (2,000 devices a request).
 func (a *Activities) deviceStates(
 	ctx context.Context,
+	ts *thingspace.Client,
 	account string,
 	ids []string,
 ) (map[string]thingspace.Device, error) {
@@ -134,7 +136,7 @@ func (a *Activities) deviceStates(
 	}
 	if len(ids) <= threshold {
 		for _, id := range ids {
-			d, err := a.getDevice(ctx, account, id)
+			d, err := getDevice(ctx, ts, account, id)
 			if thingspace.KindOf(err) == thingspace.KindDeviceNotFound {
 				continue
 			}
@@ -149,7 +151,7 @@ func (a *Activities) deviceStates(
 	for _, id := range ids {
 		want[id] = true
 	}
-	err := a.ThingSpace.ForEachDevice(
+	err := ts.ForEachDevice(
 		ctx,
 		thingspace.ListRequest{AccountName: account},
 		func(d thingspace.Device) error {
@@ -167,13 +169,14 @@ func (a *Activities) deviceStates(
 	return out, err
 }
 
-// getDevice looks one device up in the given account. The client's
-// GetDevice searches the client's default account only, where a device of
-// another account is not found: a device that a lost request did change
-// would look untouched and be sent again.
-func (a *Activities) getDevice(ctx context.Context, account, iccid string) (*thingspace.Device, error) {
+// getDevice looks one device up in the given account with ts, the client
+// of the account's tenant. The client's GetDevice searches the client's
+// default account only, where a device of another account is not found: a
+// device that a lost request did change would look untouched and be sent
+// again.
+func getDevice(ctx context.Context, ts *thingspace.Client, account, iccid string) (*thingspace.Device, error) {
 	id := thingspace.DeviceID{ID: iccid, Kind: thingspace.KindICCID}
-	resp, err := a.ThingSpace.ListDevices(ctx, thingspace.ListRequest{AccountName: account, DeviceID: &id})
+	resp, err := ts.ListDevices(ctx, thingspace.ListRequest{AccountName: account, DeviceID: &id})
 	if err != nil {
 		return nil, err
 	}

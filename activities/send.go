@@ -74,23 +74,29 @@ type SendBatchResult struct {
 // one result per batch; the split is kept in PostgreSQL, so a retry or a
 // restarted worker resumes it where it stood.
 func (a *Activities) SendBatch(ctx context.Context, in SendBatchInput) (*SendBatchResult, error) {
+	// Before anything is claimed: a bulk change of a tenant this worker
+	// does not know waits, untouched, for its tenant to be configured.
+	t, err := a.bulkTenant(ctx, in.BulkChangeID)
+	if err != nil {
+		return nil, err
+	}
 	ctx = withScope(ctx, in.BulkChangeID, 0)
 	total, err := a.Store.CountBatchDevices(ctx, in.BulkChangeID, in.BatchNo)
 	if err != nil {
 		return nil, fmt.Errorf("count batch %d: %w", in.BatchNo, err)
 	}
-	req, devs, fresh, err := a.Store.ClaimBatch(ctx, in.BulkChangeID, in.BatchNo, a.Limits)
+	req, devs, fresh, err := a.Store.ClaimBatch(ctx, in.BulkChangeID, in.BatchNo, t.Limits)
 	if err != nil {
 		return nil, err
 	}
 	ctx = forAccount(ctx, req.AccountName)
-	if err := a.attempt(ctx, req, devs, fresh); err != nil {
+	if err := a.attempt(ctx, t, req, devs, fresh); err != nil {
 		return nil, err
 	}
-	if err := a.sendSubRequests(ctx, in); err != nil {
+	if err := a.sendSubRequests(ctx, t, in); err != nil {
 		return nil, err
 	}
-	return a.batchResult(ctx, in, total)
+	return a.batchResult(ctx, t, in, total)
 }
 
 // attempt takes one request of a batch (its first request or a
@@ -98,6 +104,7 @@ func (a *Activities) SendBatch(ctx context.Context, in SendBatchInput) (*SendBat
 // a reconciliation for one whose answer may have been lost, else one send.
 func (a *Activities) attempt(
 	ctx context.Context,
+	t *Tenant,
 	req *db.ThingSpaceRequest,
 	devs []db.ClaimedDevice,
 	fresh bool,
@@ -108,7 +115,7 @@ func (a *Activities) attempt(
 			return nil
 		case db.RequestSending:
 			var err error
-			if devs, err = a.reconcile(ctx, req, devs); err != nil {
+			if devs, err = a.reconcile(ctx, t, req, devs); err != nil {
 				return err
 			}
 			if len(devs) == 0 {
@@ -144,7 +151,7 @@ func (a *Activities) attempt(
 	if len(devs) == 0 {
 		return nil
 	}
-	return a.send(ctx, req, devs)
+	return a.send(ctx, t, req, devs)
 }
 
 // Splitting limits.
@@ -169,7 +176,7 @@ const (
 // until none is left to send: each is accepted, refused (for its devices,
 // or split again) or fails the activity, which sends it on its next
 // attempt.
-func (a *Activities) sendSubRequests(ctx context.Context, in SendBatchInput) error {
+func (a *Activities) sendSubRequests(ctx context.Context, t *Tenant, in SendBatchInput) error {
 	sent := 0
 	for round := 0; round <= splitMaxDepth; round++ {
 		open, err := a.Store.OpenSubRequests(ctx, in.BulkChangeID, in.BatchNo)
@@ -195,7 +202,7 @@ func (a *Activities) sendSubRequests(ctx context.Context, in SendBatchInput) err
 			if err != nil {
 				return err
 			}
-			if err := a.attempt(ctx, r, devs, false); err != nil {
+			if err := a.attempt(ctx, t, r, devs, false); err != nil {
 				return err
 			}
 			sent++
@@ -214,7 +221,7 @@ func nearDeadline(ctx context.Context, margin time.Duration) bool {
 	return !d.IsZero() && time.Until(d) < margin
 }
 
-func (a *Activities) batchResult(ctx context.Context, in SendBatchInput, total int) (*SendBatchResult, error) {
+func (a *Activities) batchResult(ctx context.Context, t *Tenant, in SendBatchInput, total int) (*SendBatchResult, error) {
 	o, err := a.Store.BatchRequests(ctx, in.BulkChangeID, in.BatchNo)
 	if err != nil {
 		return nil, fmt.Errorf("read batch %d: %w", in.BatchNo, err)
@@ -227,18 +234,18 @@ func (a *Activities) batchResult(ctx context.Context, in SendBatchInput, total i
 			r.State = db.RequestAccepted
 		}
 	}
-	r.Limit = a.limitStatus(ctx)
+	r.Limit = limitStatus(ctx, t)
 	return &r, nil
 }
 
-// limitStatus reports the budget of the account the context charges, for
-// the bulk change's progress; nil when no limit is configured or it cannot
-// be read.
-func (a *Activities) limitStatus(ctx context.Context) *api.LimitStatus {
-	if a.Limiter == nil {
+// limitStatus reports the budget of the account the context charges, under
+// the tenant's limits, for the bulk change's progress; nil when no limit
+// is configured or it cannot be read.
+func limitStatus(ctx context.Context, t *Tenant) *api.LimitStatus {
+	if t.Limiter == nil {
 		return nil
 	}
-	sts, err := a.Limiter.Status(ctx, ratelimit.AccountOf(ctx))
+	sts, err := t.Limiter.Status(ctx, ratelimit.AccountOf(ctx))
 	if err != nil {
 		return nil
 	}
@@ -276,8 +283,8 @@ func (a *Activities) withFence(ctx context.Context, req *db.ThingSpaceRequest) c
 // if the attempt still holds the request (its state and attempt number as
 // this attempt claimed them): an attempt that another one superseded while
 // it was paused overwrites nothing.
-func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
-	err := a.sendOnce(ctx, req, devs)
+func (a *Activities) send(ctx context.Context, t *Tenant, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
+	err := a.sendOnce(ctx, t, req, devs)
 	if errors.Is(err, db.ErrStaleAttempt) {
 		activity.GetLogger(ctx).Warn("another attempt took over the request; this one sends and records nothing more",
 			"request", req.Key, "attempt", req.Attempts, "error", err)
@@ -286,8 +293,8 @@ func (a *Activities) send(ctx context.Context, req *db.ThingSpaceRequest, devs [
 	return err
 }
 
-func (a *Activities) sendOnce(ctx context.Context, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
-	requestID, results, err := a.call(a.withFence(ctx, req), req.Operation.Operation(), req.AccountName, devs)
+func (a *Activities) sendOnce(ctx context.Context, t *Tenant, req *db.ThingSpaceRequest, devs []db.ClaimedDevice) error {
+	requestID, results, err := a.call(a.withFence(ctx, req), t, req.Operation.Operation(), req.AccountName, devs)
 	if errors.Is(err, db.ErrStaleAttempt) {
 		return err
 	}
@@ -403,11 +410,13 @@ func (a *Activities) refusedMany(ctx context.Context, req *db.ThingSpaceRequest,
 	return nil
 }
 
-// call builds and sends the ThingSpace request for the devices. Compatible
-// devices share their request-level fields (that is what put them in one
-// batch), so they are read from the first device.
+// call builds and sends the ThingSpace request for the devices with the
+// tenant's client. Compatible devices share their request-level fields
+// (that is what put them in one batch), so they are read from the first
+// device.
 func (a *Activities) call(
 	ctx context.Context,
+	t *Tenant,
 	op change.Operation,
 	account string,
 	devs []db.ClaimedDevice,
@@ -436,25 +445,25 @@ func (a *Activities) call(
 			}
 			r.PrimaryPlaceOfUse = &ppu
 		}
-		id, err := a.ThingSpace.Activate(ctx, r)
+		id, err := t.ThingSpace.Activate(ctx, r)
 		return id, nil, err
 	case change.Suspend:
-		id, err := a.ThingSpace.Suspend(ctx, thingspace.ActionRequest{Devices: refs, AccountName: account})
+		id, err := t.ThingSpace.Suspend(ctx, thingspace.ActionRequest{Devices: refs, AccountName: account})
 		return id, nil, err
 	case change.Restore:
-		id, err := a.ThingSpace.Restore(ctx, thingspace.ActionRequest{Devices: refs, AccountName: account})
+		id, err := t.ThingSpace.Restore(ctx, thingspace.ActionRequest{Devices: refs, AccountName: account})
 		return id, nil, err
 	case change.Deactivate:
 		reason := params.ReasonCode
 		if reason == "" {
 			reason = thingspace.DeactivateReasonGeneral
 		}
-		// The file's choice, else this worker's setting, now. Recorded
-		// before the request leaves: a device missing from ThingSpace's
-		// list afterwards (a lost answer, polling) was removed on purpose
-		// only if it was asked. The batch's devices share the file's value
-		// (BatchKey), so one value is right for all of them.
-		del := params.DeleteAfter(a.DeleteAfterDeactivation)
+		// The file's choice, else this worker's setting for the tenant,
+		// now. Recorded before the request leaves: a device missing from
+		// ThingSpace's list afterwards (a lost answer, polling) was removed
+		// on purpose only if it was asked. The batch's devices share the
+		// file's value (BatchKey), so one value is right for all of them.
+		del := params.DeleteAfter(t.DeleteAfterDeactivation)
 		ids := make([]int64, len(devs))
 		for i, d := range devs {
 			ids[i] = d.ID
@@ -462,11 +471,11 @@ func (a *Activities) call(
 		if err := a.Store.SetDeleteAfterDeactivation(ctx, ids, del); err != nil {
 			return "", nil, err
 		}
-		id, err := a.ThingSpace.Deactivate(ctx, thingspace.DeactivateRequest{Devices: refs, AccountName: account,
+		id, err := t.ThingSpace.Deactivate(ctx, thingspace.DeactivateRequest{Devices: refs, AccountName: account,
 			ReasonCode: reason, EtfWaiver: params.EtfWaiver, DeleteAfterDeactivation: del})
 		return id, nil, err
 	case change.Inventory:
-		answers, err := a.ThingSpace.AddDevices(ctx, thingspace.AddRequest{DevicesToAdd: refs, AccountName: account})
+		answers, err := t.ThingSpace.AddDevices(ctx, thingspace.AddRequest{DevicesToAdd: refs, AccountName: account})
 		if err != nil {
 			return "", nil, err
 		}

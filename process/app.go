@@ -36,8 +36,9 @@ func adminServer(addr string, m *metrics.Metrics, ready func(context.Context) er
 		defer cancel()
 		err := ready(ctx)
 		var down temporalDown
-		if errors.As(err, &down) {
-			_, _ = w.Write([]byte("ready; " + down.Error() + "\n"))
+		var degraded readyButDegraded
+		if errors.As(err, &down) || errors.As(err, &degraded) {
+			_, _ = w.Write([]byte("ready; " + err.Error() + "\n"))
 			return
 		}
 		if err != nil {
@@ -78,20 +79,34 @@ func serve(ctx context.Context, srv *http.Server, logger *slog.Logger, what stri
 	}
 }
 
+// readyButDegraded is a readiness result that is not "not ready": the
+// process does its job, and says which part of it waits (one tenant's
+// refused credentials).
+type readyButDegraded struct{ msg string }
+
+func (d readyButDegraded) Error() string { return d.msg }
+
 // readiness checks the process's dependencies. /readyz is read by load
 // balancers, probes and whoever reaches the admin port: it says which
 // dependency is down and nothing more, since a driver's error names hosts,
 // ports, users and databases; the detail goes to the process's log. extra
 // checks (the worker's ThingSpace credentials) run after PostgreSQL's, and
-// their errors are shown as they are.
+// their errors are shown as they are; a readyButDegraded one is reported
+// once every other check has passed.
 func readiness(store *db.Store, tc client.Client, extra ...func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := store.Pool.Ping(ctx); err != nil {
 			slog.Default().Warn("not ready: postgres", "error", err)
 			return errors.New("postgres is not reachable")
 		}
+		var note error
 		for _, check := range extra {
-			if err := check(ctx); err != nil {
+			err := check(ctx)
+			var degraded readyButDegraded
+			switch {
+			case errors.As(err, &degraded):
+				note = err
+			case err != nil:
 				return err
 			}
 		}
@@ -99,7 +114,7 @@ func readiness(store *db.Store, tc client.Client, extra ...func(context.Context)
 			slog.Default().Warn("not ready: temporal", "error", err)
 			return errors.New("temporal is not reachable")
 		}
-		return nil
+		return note
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -17,16 +16,17 @@ import (
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
-	"github.com/iot-ops/tsbulk/ratelimit"
-	"github.com/iot-ops/tsbulk/revio"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
-// NewActivities builds the activities with their ThingSpace and Rev.io
-// clients. Every HTTP exchange of both clients goes to the audit log.
+// NewActivities builds the activities with the clients of every tenant
+// (WorkerTenants): each activity uses its bulk change's tenant's, the
+// poller its account's. The default tenant's, when the configuration has
+// one, are also the Activities' own fields. Every HTTP exchange of the
+// clients goes to the audit log.
 func NewActivities(
 	cfg *config.Config,
 	store *db.Store,
@@ -34,19 +34,23 @@ func NewActivities(
 	m *metrics.Metrics,
 	logger *slog.Logger,
 ) (*activities.Activities, error) {
-	// The four-eyes rule is the worker's: applied when each bulk change
-	// starts, whoever submitted it and with whatever configuration.
-	approval := submission.NewApprovalRule(cfg.Approval.Operations, cfg.Approval.MinDevices, cfg.Approval.ExpiresAfter)
+	acts, _, err := newWorkerActivities(cfg, store, tc, m, logger)
+	return acts, err
+}
+
+func newWorkerActivities(
+	cfg *config.Config,
+	store *db.Store,
+	tc client.Client,
+	m *metrics.Metrics,
+	logger *slog.Logger,
+) (*activities.Activities, *WorkerTenants, error) {
 	acts := &activities.Activities{
 		Store: store, Temporal: tc, Metrics: m, Logger: logger,
-		Approval:            approval,
-		Limits:              db.ClaimLimits{ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay},
 		PollBatchThreshold:  cfg.Worker.PollBatchThreshold,
 		PollMaxRequests:     cfg.Worker.PollMaxRequests,
 		PollerSignalsPerRun: cfg.Worker.PollerSignalsPerRun,
 		ReconcileSettle:     cfg.Worker.ReconcileSettle,
-		// The setting counts at send time, in the worker.
-		DeleteAfterDeactivation: cfg.ThingSpace.DeleteAfterDeactivation,
 		Submissions: activities.SubmissionSettings{
 			InboxDirs:            cfg.Submission.InboxDirs,
 			Account:              cfg.ThingSpace.Account,
@@ -54,47 +58,23 @@ func NewActivities(
 			Options:              cfg.BulkChangeOptions(),
 			ActionsPerLinePerDay: cfg.Limits.ActionsPerLinePerDay,
 			MaxFileBytes:         cfg.Submission.MaxFileBytes,
-			Approval:             approval,
+			Approval:             submission.NewApprovalRule(cfg.Approval.Operations, cfg.Approval.MinDevices, cfg.Approval.ExpiresAfter),
 		},
 	}
-	rules := ratelimit.Rules(cfg.Limits.RequestsPerHour, cfg.Limits.RequestsWindow, cfg.Limits.ActivatesPerMinute)
-	if len(rules) > 0 {
-		acts.Limiter = &ratelimit.Limiter{Pool: store.Pool, Rules: rules, DefaultAccount: cfg.ThingSpace.Account}
-	}
-	// Every HTTP exchange of both clients goes to the audit log.
 	auditor := &activities.Auditor{Store: store, Metrics: m, Logger: logger}
-	tsCfg := ThingSpaceConfig(cfg)
-	tsCfg.HTTPTimeout = cfg.ThingSpace.HTTPTimeout
-	tsCfg.MaxRetries = transportRetries(cfg.ThingSpace.MaxRetries)
-	tsCfg.Observer = auditor.ThingSpace
-	tsCfg.Logger = logger
-	// A refusal latches the credentials for every worker and restart, not
-	// just this client: each trying once would lock the Verizon account.
-	tsCfg.Latches = store.CredentialLatches()
-	if acts.Limiter != nil {
-		tsCfg.Limiter = acts.Limiter
-	}
-	ts, err := thingspace.New(tsCfg)
-	if err != nil {
-		return nil, fmt.Errorf("thingspace client: %w", err)
-	}
-	acts.ThingSpace = ts
-	if cfg.Revio.Enabled {
-		rv, err := revio.New(revio.Config{
-			BaseURL:         cfg.Revio.BaseURL,
-			Login:           cfg.Revio.Login,
-			ClientCode:      cfg.Revio.ClientCode,
-			Password:        cfg.Revio.Password.Reveal(),
-			SubscriptionKey: cfg.Revio.SubscriptionKey.Reveal(),
-			CallsPerMinute:  cfg.Revio.CallsPerMinute,
-			Observer:        auditor.Revio,
-		})
+	tenants := NewWorkerTenants(cfg, store, auditor, logger)
+	acts.Tenants = tenants
+	if cfg.HasDefaultTenant() {
+		// Built now: a default tenant whose clients cannot be built stops
+		// the worker at start, as before tenants.
+		def, err := tenants.Tenant(context.Background(), config.DefaultTenant)
 		if err != nil {
-			return nil, fmt.Errorf("rev.io client: %w", err)
+			return nil, nil, err
 		}
-		acts.Revio = rv
+		acts.ThingSpace, acts.Revio, acts.Limiter = def.ThingSpace, def.Revio, def.Limiter
+		acts.Approval, acts.Limits, acts.DeleteAfterDeactivation = def.Approval, def.Limits, def.DeleteAfterDeactivation
 	}
-	return acts, nil
+	return acts, tenants, nil
 }
 
 // transportRetries maps thingspace.max_retries to the client's setting: the
@@ -155,14 +135,20 @@ func ThingSpaceConfig(cfg *config.Config) thingspace.Config {
 
 // RunWorker runs the worker process until ctx ends: the Temporal worker,
 // its admin endpoints, and the callback receiver when configured to embed
-// it.
-func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+// it. configFile is the file cfg was read from ("" = none): on SIGHUP the
+// worker reads it (and the environment) again and takes its tenants (new
+// tenants, changed credentials or settings, removed ones) without a
+// restart; a configuration that does not validate is logged and the
+// tenants stay as they were. Only the tenants are reloaded: any other
+// setting needs a restart.
+func RunWorker(ctx context.Context, cfg *config.Config, configFile string, logger *slog.Logger) error {
 	m := metrics.New()
 	return connected(ctx, cfg, m, logger, func(store *db.Store, tc client.Client) error {
-		acts, err := NewActivities(cfg, store, tc, m, logger)
+		acts, tenants, err := newWorkerActivities(cfg, store, tc, m, logger)
 		if err != nil {
 			return err
 		}
+		defer reloadOnHangup(ctx, func() { _ = tenants.Reload(workerConfig(configFile)) })()
 		ApplyWorkerProcessSettings(cfg)
 		defer StartCPUProfile(logger)()
 		w := NewWorker(tc, acts, cfg)
@@ -171,11 +157,11 @@ func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) err
 		}
 		defer w.Stop()
 		// The server it polls is in the "temporal connection" line before.
-		logger.Info("worker started", "taskQueue", api.TaskQueue)
+		logger.Info("worker started", "taskQueue", api.TaskQueue, "tenants", tenants.IDs())
 
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
-			ready := readiness(store, tc, credentialsAccepted(acts.ThingSpace))
+			ready := readiness(store, tc, tenantCredentials(tenants))
 			return serve(gctx, adminServer(cfg.Worker.Listen, m, ready), logger, "worker admin endpoints")
 		})
 		if cfg.Worker.EmbedCallbackReceiver {
@@ -185,10 +171,11 @@ func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) err
 	})
 }
 
-// credentialsAccepted is the worker's readiness check of its ThingSpace
-// credentials: not ready while a refusal is latched, since the worker sends
+// credentialsAccepted is the readiness check of one ThingSpace client's
+// credentials: not ready while a refusal is latched, since it sends
 // nothing to ThingSpace until an operator resets it. It says when and
-// with which code, never the account or the URL.
+// with which code, never the account or the URL. (The worker checks
+// every tenant's: tenantCredentials.)
 func credentialsAccepted(ts *thingspace.Client) func(context.Context) error {
 	return func(ctx context.Context) error {
 		r, err := ts.CredentialRefusal(ctx)
@@ -199,11 +186,6 @@ func credentialsAccepted(ts *thingspace.Client) func(context.Context) error {
 		if r == nil {
 			return nil
 		}
-		code := r.Code
-		if code == "" {
-			code = fmt.Sprintf("HTTP %d", r.HTTPStatus)
-		}
-		return fmt.Errorf("thingspace credentials refused at %s (%s); reset with `starter credentials-reset`",
-			r.At.UTC().Format(time.RFC3339), code)
+		return refusalError(r)
 	}
 }

@@ -17,7 +17,8 @@ attributes="BulkChangeId Keyword
 Operation KeywordList
 ThingSpaceAccount Keyword
 BulkChangeStatus Keyword
-ICCID Keyword"
+ICCID Keyword
+Tenant Keyword"
 
 existing="$("$cli" operator search-attribute list --address "$address" --namespace "$namespace" 2>/dev/null || true)"
 while read -r name type; do

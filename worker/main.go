@@ -61,7 +61,8 @@ func main() {
 	}
 	ctx, stop := setup.OnSignal()
 	defer stop()
-	if err := process.RunWorker(ctx, cfg, cfg.Logger()); err != nil {
+	// The file again on SIGHUP: the tenants are reloaded from it.
+	if err := process.RunWorker(ctx, cfg, *path, cfg.Logger()); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", setup.Explain(err))
 		os.Exit(1)
 	}

@@ -36,7 +36,8 @@ func BillingRetry(ctx workflow.Context, in api.BillingRetryInput) (*api.BillingR
 	for done := 0; ; {
 		if done >= billingRetryPerRun {
 			return nil, workflow.NewContinueAsNewError(ctx, BillingRetry, api.BillingRetryInput{
-				BulkChangeID: in.BulkChangeID, StrandedOnly: in.StrandedOnly, AfterID: after, SoFar: res})
+				BulkChangeID: in.BulkChangeID, Tenant: in.Tenant, StrandedOnly: in.StrandedOnly, AfterID: after,
+				SoFar: res})
 		}
 		var page activities.OwedBillingPage
 		list := activities.ListOwedBillingInput{BulkChangeID: in.BulkChangeID, AfterID: after, Limit: billingRetryPage,

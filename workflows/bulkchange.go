@@ -202,8 +202,18 @@ func (b *bulkRun) continueAsNew() error {
 	return workflow.NewContinueAsNewError(
 		b.ctx,
 		BulkChange,
-		api.BulkChangeInput{BulkChangeID: b.in.BulkChangeID, Resume: &next},
+		api.BulkChangeInput{BulkChangeID: b.in.BulkChangeID, Tenant: b.in.Tenant, Resume: &next},
 	)
 }
 
 func (b *bulkRun) touch() { b.state.Progress.UpdatedAt = workflow.Now(b.ctx) }
+
+// tenant is the bulk change's tenant: its input's, else its plan's (a
+// parent started without one: `starter resume-failed`, or a submission
+// older than tenants); "" for a parent recorded before tenants.
+func (b *bulkRun) tenant() string {
+	if b.in.Tenant != "" {
+		return b.in.Tenant
+	}
+	return b.state.Plan.Tenant
+}

@@ -113,21 +113,33 @@ func (b *bulkRun) childNotStarted(ctx workflow.Context, d activities.DeviceToSta
 }
 
 func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowFuture {
+	// Every change of a device, across bulk changes, is found by its ICCID
+	// in the Web UI; they cost no event.
+	attrs := []temporal.SearchAttributeUpdate{
+		api.BulkChangeIDAttr.ValueSet(b.in.BulkChangeID),
+		api.ICCIDAttr.ValueSet(d.ICCID),
+		api.OperationAttr.ValueSet([]string{string(d.Operation)}),
+	}
+	// The tenant only when known: a parent recorded before tenants (no
+	// tenant in its input nor its plan) starts its children exactly as it
+	// did. Replay would not notice anyway: the SDK matches a recorded child
+	// start by its workflow type alone (isCommandMatchEvent in
+	// go.temporal.io/sdk/internal/internal_task_handlers.go), neither its
+	// search attributes nor its input are compared.
+	tenant := b.tenant()
+	if tenant != "" {
+		attrs = append(attrs, api.TenantAttr.ValueSet(tenant))
+	}
 	ctx := workflow.WithChildOptions(b.ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: api.DeviceChangeWorkflowID(b.in.BulkChangeID, d.ICCID),
 		// Children outlive the parent's continue-as-new and report their
 		// result by signal.
-		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
-		// Every change of a device, across bulk changes, is found by its
-		// ICCID in the Web UI; they cost no event.
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			api.BulkChangeIDAttr.ValueSet(b.in.BulkChangeID),
-			api.ICCIDAttr.ValueSet(d.ICCID),
-			api.OperationAttr.ValueSet([]string{string(d.Operation)}),
-		),
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
 	})
 	return workflow.ExecuteChildWorkflow(ctx, DeviceChange, api.DeviceChangeInput{
 		BulkChangeID:     b.in.BulkChangeID,
+		Tenant:           tenant,
 		DeviceChangeID:   d.ID,
 		ICCID:            d.ICCID,
 		Operation:        d.Operation,

@@ -66,7 +66,7 @@ func (b *bulkRun) settleStrandedBilling(attempt, owed int) error {
 		WorkflowID: api.BillingSettleWorkflowID(b.in.BulkChangeID, b.state.Runs, attempt),
 	})
 	var res api.BillingRetryResult
-	in := api.BillingRetryInput{BulkChangeID: b.in.BulkChangeID, StrandedOnly: true}
+	in := api.BillingRetryInput{BulkChangeID: b.in.BulkChangeID, Tenant: b.tenant(), StrandedOnly: true}
 	if err := workflow.ExecuteChildWorkflow(ctx, BillingRetry, in).Get(b.ctx, &res); err != nil {
 		return fmt.Errorf("settle stranded Rev.io steps: %w", err)
 	}

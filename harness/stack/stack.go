@@ -60,6 +60,9 @@ type Options struct {
 	// receiver and the processes run with Env encrypt every payload, as a
 	// deployment with keys does. Config.Temporal.Codec names the folder.
 	EncryptPayloads bool
+	// Tenants are named tenants beside the default one (the top-level
+	// settings), each with a ThingSpace simulator of its own.
+	Tenants []TenantOptions
 	// TemporalAddress, when set, is a running Temporal server to use
 	// (namespace default) instead of a dev server of the stack's own:
 	// Dev stays nil and DevServerArgs are not used. The stack connects to
@@ -68,12 +71,46 @@ type Options struct {
 	TemporalAddress string
 }
 
+// TenantOptions describe a named tenant of the stack (tenants.<ID>): its
+// own ThingSpace simulator, which accepts only the tenant's credentials
+// and knows only its accounts. Credentials left empty are derived from
+// the ID (TenantCredentials), accounts too (one account). The tenant bills
+// nothing (revio.enabled off) and inherits the rest of the stack's
+// settings. Its simulator has no callback listener registered (the
+// callback receiver serves the default tenant's path only): its devices
+// are confirmed by polling, at once when its bulk changes are submitted
+// with callbacks off.
+type TenantOptions struct {
+	ID         string
+	ThingSpace tssim.Config
+}
+
+// TenantCredentials fills the ThingSpace credentials and account of tenant
+// id's simulator that c leaves empty; n numbers the tenant (its account).
+func TenantCredentials(id string, n int, c tssim.Config) tssim.Config {
+	pick := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	pick(&c.ClientID, id+"-client-id")
+	pick(&c.ClientSecret, id+"-client-secret-for-tests")
+	pick(&c.Username, id+"-user")
+	pick(&c.Password, id+"-password-for-tests")
+	if len(c.Accounts) == 0 {
+		c.Accounts = []string{fmt.Sprintf("00009%05d-00001", n)}
+	}
+	return c
+}
+
 // Stack is a running product.
 type Stack struct {
-	Dev      *testsuite.DevServer
-	Client   client.Client
-	Store    *db.Store
-	TS       *tssim.Simulator
+	Dev    *testsuite.DevServer
+	Client client.Client
+	Store  *db.Store
+	TS     *tssim.Simulator
+	// TenantTS are the named tenants' ThingSpace simulators, by id.
+	TenantTS map[string]*tssim.Simulator
 	Revio    *revsim.Simulator
 	Config   *config.Config
 	Metrics  *metrics.Metrics
@@ -84,6 +121,14 @@ type Stack struct {
 	tsURL    string
 	revioURL string
 	cbURL    string
+	// tenantTS: the named tenants' simulator configurations and URLs.
+	tenantTS []tenantSim
+}
+
+type tenantSim struct {
+	id  string
+	cfg tssim.Config
+	url string
 }
 
 // Start starts everything but the workers.
@@ -154,6 +199,18 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.revioURL, err = s.serve(s.Revio.Handler()); err != nil {
 		return nil, err
 	}
+	s.TenantTS = map[string]*tssim.Simulator{}
+	for i, to := range opts.Tenants {
+		c := TenantCredentials(to.ID, i+1, to.ThingSpace)
+		sim := tssim.New(c)
+		s.closers = append(s.closers, sim.Close)
+		url, err := s.serve(sim.Handler())
+		if err != nil {
+			return nil, err
+		}
+		s.TenantTS[to.ID] = sim
+		s.tenantTS = append(s.tenantTS, tenantSim{id: to.ID, cfg: c, url: url})
+	}
 	s.Config = s.buildConfig(opts)
 	if opts.Config != nil {
 		opts.Config(s.Config)
@@ -200,7 +257,7 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 	if s.Dev != nil {
 		temporalAddress = s.Dev.FrontendHostPort()
 	}
-	return &config.Config{
+	cfg := &config.Config{
 		// The simulators answer plain http, allowed only in dev mode.
 		Dev:      true,
 		Temporal: config.Temporal{Address: temporalAddress, Namespace: "default", Codec: s.codec},
@@ -242,6 +299,22 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 		},
 		Log: config.Log{Level: "warn", Format: "text"},
 	}
+	for _, ts := range s.tenantTS {
+		c := ts.cfg
+		cfg.Tenants = append(cfg.Tenants, config.Tenant{
+			ID: ts.id,
+			ThingSpace: config.TenantThingSpace{BaseURL: ts.url, ClientID: c.ClientID,
+				ClientSecret: config.Secret(c.ClientSecret), Username: c.Username, Password: config.Secret(c.Password),
+				Accounts: c.Accounts, HTTPTimeout: cfg.ThingSpace.HTTPTimeout, MaxRetries: cfg.ThingSpace.MaxRetries,
+				DeleteAfterDeactivation: cfg.ThingSpace.DeleteAfterDeactivation},
+			Callbacks:             config.TenantCallbacks{Username: CallbackUser + "-" + ts.id, Password: CallbackPassword + "-" + config.Secret(ts.id)},
+			DefaultSite:           cfg.Bulk.DefaultSite,
+			DefaultSiteAssignment: cfg.Bulk.DefaultSiteAssignment,
+			Approval:              cfg.Approval,
+			Limits:                cfg.Limits,
+		})
+	}
+	return cfg
 }
 
 // encryptPayloads writes a new key in a folder removed at Close, for the
@@ -309,11 +382,19 @@ func (s *Stack) serve(h http.Handler) (string, error) {
 
 // Worker is a worker running in this process.
 type Worker struct {
-	w worker.Worker
+	w       worker.Worker
+	tenants *process.WorkerTenants
 }
 
 // Stop stops the worker.
 func (w *Worker) Stop() { w.w.Stop() }
+
+// ReloadTenants gives the worker the tenants of cfg, as a worker process
+// takes those of its configuration file on SIGHUP (cfg is taken as
+// validated).
+func (w *Worker) ReloadTenants(cfg *config.Config) error {
+	return w.tenants.Reload(func() (*config.Config, error) { return cfg, nil })
+}
 
 // StartWorker starts a worker in this process; tune adjusts its options
 // (a test's interceptors).
@@ -326,7 +407,8 @@ func (s *Stack) StartWorker(tune ...func(*worker.Options)) (*Worker, error) {
 	if err := w.Start(); err != nil {
 		return nil, err
 	}
-	wk := &Worker{w: w}
+	tenants, _ := acts.Tenants.(*process.WorkerTenants)
+	wk := &Worker{w: w, tenants: tenants}
 	s.closers = append(s.closers, wk.Stop)
 	return wk, nil
 }

@@ -140,6 +140,10 @@ type Approval struct {
 // counters: the device list stays in PostgreSQL.
 type BulkChangeInput struct {
 	BulkChangeID string `json:"bulkChangeId"`
+	// Tenant is the bulk change's tenant, passed on to its device
+	// workflows (their Tenant search attribute). Absent from inputs
+	// recorded before tenants: the parent then takes it from its plan.
+	Tenant string `json:"tenant,omitempty"`
 	// Resume is set when the workflow continues as new.
 	Resume *BulkState `json:"resume,omitempty"`
 	// Recover takes over a bulk change whose previous parent run ended
@@ -174,7 +178,10 @@ type BulkState struct {
 // Plan is what the parent learns about its bulk change when it starts.
 type Plan struct {
 	BulkChangeID string `json:"bulkChangeId"`
-	AccountName  string `json:"accountName"`
+	// Tenant is the bulk change's tenant (absent from plans recorded
+	// before tenants).
+	Tenant      string `json:"tenant,omitempty"`
+	AccountName string `json:"accountName"`
 	// SubmittedBy is the operator who submitted it (approval by another).
 	SubmittedBy string  `json:"submittedBy,omitempty"`
 	Total       int     `json:"total"`
@@ -260,7 +267,11 @@ type BulkChangeResult struct {
 
 // DeviceChangeInput starts one device's child workflow.
 type DeviceChangeInput struct {
-	BulkChangeID     string           `json:"bulkChangeId"`
+	BulkChangeID string `json:"bulkChangeId"`
+	// Tenant is the bulk change's tenant ("" in children started before
+	// tenants). The activities find it from the bulk change, not from
+	// here: it is for operators reading the input.
+	Tenant           string           `json:"tenant,omitempty"`
 	DeviceChangeID   int64            `json:"deviceChangeId"`
 	ICCID            string           `json:"iccid"`
 	Operation        change.Operation `json:"operation"`
@@ -360,6 +371,9 @@ type AccountPollerInput struct {
 // changes whose billing failed.
 type BillingRetryInput struct {
 	BulkChangeID string `json:"bulkChangeId"`
+	// Tenant is the bulk change's tenant, for operators reading the input
+	// (the activities find it from the bulk change).
+	Tenant string `json:"tenant,omitempty"`
 	// StrandedOnly takes only steps stranded in PENDING, not failed ones
 	// (the bulk change's own settling at its end).
 	StrandedOnly bool `json:"strandedOnly,omitempty"`

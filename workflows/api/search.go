@@ -23,6 +23,9 @@ var (
 	// ICCIDAttr is on each device workflow: every change of a device, across
 	// bulk changes.
 	ICCIDAttr = temporal.NewSearchAttributeKeyKeyword("ICCID")
+	// TenantAttr is the tenant of a bulk change and of its device
+	// workflows (absent from those started before tenants).
+	TenantAttr = temporal.NewSearchAttributeKeyKeyword("Tenant")
 )
 
 // SearchAttributes lists the custom search attributes with their types as
@@ -33,13 +36,14 @@ var SearchAttributes = map[string]string{
 	ThingSpaceAccountAttr.GetName(): "Keyword",
 	BulkChangeStatusAttr.GetName():  "Keyword",
 	ICCIDAttr.GetName():             "Keyword",
+	TenantAttr.GetName():            "Keyword",
 }
 
 // DevServerSearchAttributeArgs are the `temporal server start-dev` flags
 // that register the search attributes.
 func DevServerSearchAttributeArgs() []string {
 	var args []string
-	for _, name := range []string{"BulkChangeId", "Operation", "ThingSpaceAccount", "BulkChangeStatus", "ICCID"} {
+	for _, name := range []string{"BulkChangeId", "Operation", "ThingSpaceAccount", "BulkChangeStatus", "ICCID", "Tenant"} {
 		args = append(args, "--search-attribute", name+"="+SearchAttributes[name])
 	}
 	return args

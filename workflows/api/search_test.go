@@ -15,7 +15,7 @@ import (
 func TestSearchAttributesRegisteredEverywhere(t *testing.T) {
 	want := map[string]string{}
 	for _, key := range []interface{ GetName() string }{
-		BulkChangeIDAttr, OperationAttr, ThingSpaceAccountAttr, BulkChangeStatusAttr, ICCIDAttr,
+		BulkChangeIDAttr, OperationAttr, ThingSpaceAccountAttr, BulkChangeStatusAttr, ICCIDAttr, TenantAttr,
 	} {
 		typ, ok := SearchAttributes[key.GetName()]
 		if !ok {
