@@ -41,6 +41,12 @@ type SubmissionSettings struct {
 	Approval             *submission.ApprovalRule
 	// MaxFileBytes bounds a file read (submission.max_file_bytes).
 	MaxFileBytes int64
+	// ForTenant, when set, is the request of a bulk change of a tenant in
+	// an account ("" = its default) from the worker's current
+	// configuration (submission.ForTenant): the tenant's options, limits,
+	// approval rule and Rev.io mappings. Unset, only the default tenant is
+	// served, from the fields above.
+	ForTenant func(tenant, account string) (submission.Request, error)
 }
 
 // SubmitFileInput is one SubmitBulkChange.
@@ -78,6 +84,17 @@ func (a *Activities) SubmitFile(ctx context.Context, in SubmitFileInput) (*api.S
 		ActionsPerLinePerDay: s.ActionsPerLinePerDay,
 		Approval:             s.Approval,
 		MaxFileBytes:         s.MaxFileBytes,
+	}
+	switch {
+	case s.ForTenant != nil:
+		base, err := s.ForTenant(in.Input.Tenant, in.Input.Account)
+		if err != nil {
+			return nil, permanent(ErrTypeInvalidData, "tenant and account: %v", err)
+		}
+		base.DefaultOperation, base.IdempotencyKey, base.SubmittedBy = req.DefaultOperation, req.IdempotencyKey, req.SubmittedBy
+		req = base
+	case in.Input.Tenant != "" && in.Input.Tenant != change.DefaultTenant:
+		return nil, permanent(ErrTypeInvalidData, "tenant: %q is not served by this worker (only the default tenant)", in.Input.Tenant)
 	}
 	if in.Input.BatchSize > 0 {
 		req.BatchSize = in.Input.BatchSize

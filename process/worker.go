@@ -64,6 +64,11 @@ func newWorkerActivities(
 	auditor := &activities.Auditor{Store: store, Metrics: m, Logger: logger}
 	tenants := NewWorkerTenants(cfg, store, auditor, logger)
 	acts.Tenants = tenants
+	// A bulk change submitted through Temporal takes its tenant's settings
+	// as the worker has them now (reloaded on SIGHUP).
+	acts.Submissions.ForTenant = func(tenant, account string) (submission.Request, error) {
+		return submission.ForTenant(tenants.Config(), tenant, account)
+	}
 	if cfg.HasDefaultTenant() {
 		// Built now: a default tenant whose clients cannot be built stops
 		// the worker at start, as before tenants.

@@ -86,7 +86,15 @@ func (w *WorkerTenants) AccountTenant(_ context.Context, account string) (*activ
 	return w.use(t)
 }
 
-// IDs are the configured tenants' ids, the default one first.
+// Config is the configuration the tenants are served from now: the
+// worker's, or the last one reloaded.
+func (w *WorkerTenants) Config() *config.Config {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cfg
+}
+
+// IDs are the tenants served, the default one first when it is defined.
 func (w *WorkerTenants) IDs() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -474,8 +474,9 @@ func (s *Submitter) start(ctx context.Context, b *db.BulkChange, created bool, p
 			api.ThingSpaceAccountAttr.ValueSet(b.AccountName),
 			api.OperationAttr.ValueSet(ops),
 			api.BulkChangeStatusAttr.ValueSet(string(b.Status)),
+			api.TenantAttr.ValueSet(b.Tenant),
 		),
-	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: b.ID})
+	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: b.ID, Tenant: b.Tenant})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case err == nil:

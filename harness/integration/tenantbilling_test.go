@@ -19,25 +19,54 @@ import (
 // rev_* column for a tenant with Rev.io mappings: each line's Rev.io
 // service is created with the customer mapped to the account and the
 // service type, provider, products and rates mapped to its service plan;
-// a row with rev_* columns is billed with its own. The tenant here is the
-// default one (top-level revio.customers and revio.plans), which the worker
-// serves with its one Rev.io client; a named tenant's run through the
+// a row with rev_* columns is billed with its own. Once for the default
+// tenant (top-level revio.customers and revio.plans), once for a named
+// tenant with its own ThingSpace and its own Rev.io client, through the
 // worker's per-tenant clients.
 func TestBillingFromTenantMappings(t *testing.T) {
-	s := newStackWithWorker(t, stack.Options{
-		ThingSpace: simConfig(200*time.Millisecond, 300*time.Millisecond, 21),
-		Config: func(c *config.Config) {
-			c.Bulk.CallbackTimeout = 10 * time.Second
-			c.Revio.Customers = []config.CustomerMapping{{Account: c.ThingSpace.Account, CustomerID: 777}}
-			c.Revio.Plans = []config.PlanMapping{
-				{ServicePlan: "m2m_4G", ServiceTypeID: 21, ProviderID: 5, ProductIDs: []int64{601, 602}, Rates: []string{"3.00", "0.25"}},
-				{ServicePlan: "m2m_5G", ServiceTypeID: 22, ProviderID: 6},
-			}
-		},
+	mappings := func(account string) ([]config.CustomerMapping, []config.PlanMapping) {
+		return []config.CustomerMapping{{Account: account, CustomerID: 777}}, []config.PlanMapping{
+			{ServicePlan: "m2m_4G", ServiceTypeID: 21, ProviderID: 5, ProductIDs: []int64{601, 602}, Rates: []string{"3.00", "0.25"}},
+			{ServicePlan: "m2m_5G", ServiceTypeID: 22, ProviderID: 6},
+		}
+	}
+	t.Run("default tenant", func(t *testing.T) {
+		s := newStackWithWorker(t, stack.Options{
+			ThingSpace: simConfig(200*time.Millisecond, 300*time.Millisecond, 21),
+			Config: func(c *config.Config) {
+				c.Bulk.CallbackTimeout = 10 * time.Second
+				c.Revio.Customers, c.Revio.Plans = mappings(c.ThingSpace.Account)
+			},
+		})
+		billFromMappings(t, s, "", s.TS)
 	})
+	t.Run("named tenant", func(t *testing.T) {
+		s := newStackWithWorker(t, stack.Options{
+			ThingSpace: simConfig(200*time.Millisecond, 300*time.Millisecond, 22),
+			Tenants:    []stack.TenantOptions{{ID: "gamma", ThingSpace: simConfig(200*time.Millisecond, 300*time.Millisecond, 23)}},
+			Config: func(c *config.Config) {
+				c.Bulk.CallbackTimeout = 10 * time.Second
+				g := &c.Tenants[0]
+				g.Revio = config.TenantRevio{Enabled: true, BaseURL: c.Revio.BaseURL, Login: c.Revio.Login,
+					ClientCode: c.Revio.ClientCode, Password: c.Revio.Password, SubscriptionKey: c.Revio.SubscriptionKey,
+					CallsPerMinute: c.Revio.CallsPerMinute, RetryFor: c.Revio.RetryFor}
+				g.Revio.Customers, g.Revio.Plans = mappings(g.DefaultAccount())
+				// The default tenant bills nothing: only gamma's client may.
+				c.Revio.Enabled = false
+			},
+		})
+		billFromMappings(t, s, "gamma", s.TenantTS["gamma"])
+	})
+}
+
+// billFromMappings activates five devices of tenant's ThingSpace (sim) from
+// a file whose rows carry no rev_* column but the last, and checks what
+// Rev.io was asked to create.
+func billFromMappings(t *testing.T, s *stack.Stack, tenant string, sim *tssim.Simulator) {
+	t.Helper()
 	require.NoError(t, s.Config.ValidateStarter())
 	devs := tssim.GenerateDevices(5, "8914800210", "preactive")
-	require.NoError(t, s.TS.Seed(devs...))
+	require.NoError(t, sim.Seed(devs...))
 	var rows []row
 	for i, d := range devs {
 		r := row{"iccid": d.ICCID, "imei": d.IMEI, "operation": "activate", "service_plan": "m2m_4G", "mdn_zip_code": "98801"}
@@ -55,7 +84,7 @@ func TestBillingFromTenantMappings(t *testing.T) {
 	file := writeCSV(t, []string{"iccid", "imei", "operation", "service_plan", "mdn_zip_code", "rev_customer_id",
 		"rev_service_type_id", "rev_provider_id", "rev_product_ids", "rev_rates"}, rows)
 
-	req, err := submission.ForTenant(s.Config, "", "")
+	req, err := submission.ForTenant(s.Config, tenant, "")
 	require.NoError(t, err)
 	require.NotNil(t, req.Mappings)
 	require.True(t, req.Options.BillingEnabled)

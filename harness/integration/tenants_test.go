@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,18 +16,14 @@ import (
 	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
 	"github.com/iot-ops/tsbulk/submission"
+	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // submitFor submits a file of the tenant's account as the tenant's, through
-// the same code path as `starter submit`. The named tenant's bulk changes
-// run with callbacks off: the callback receiver serves the default
-// tenant's path only, so its devices are confirmed by polling.
+// the same code path as `starter submit`.
 func submitFor(t *testing.T, s *stack.Stack, tenant, account, file string) *submission.Result {
 	t.Helper()
 	opts := options(s)
-	if tenant != "" {
-		opts.CallbacksEnabled = false
-	}
 	sub := &submission.Submitter{Store: s.Store, Temporal: s.Client}
 	res, err := sub.Submit(context.Background(), submission.Request{
 		Tenant: tenant, File: file, Account: account, BatchSize: s.Config.Bulk.BatchSize, Options: opts,
@@ -66,17 +64,16 @@ func onlyItsOwn(t *testing.T, name string, st tssim.Stats, accounts []string, de
 
 // Two tenants through one worker at once, each with its own ThingSpace
 // (simulators that accept only their tenant's credentials): each bulk
-// change is sent, confirmed and recorded with its tenant's clients (the
-// default tenant's confirmed by callbacks, beta's by polling its account
-// with beta's client), and both finish. Then beta's password is wrong (a
+// change is sent, confirmed and recorded with its tenant's clients, each
+// tenant's callbacks received at its own path with its own listener
+// credentials, and both finish. Then beta's password is wrong (a
 // reload of the worker's tenants): beta's next bulk change ends with every
 // device AUTH_FAILED after exactly one failed login at beta's ThingSpace,
 // while the default tenant's bulk change beside it finishes normally.
-//
-// Callbacks: the default tenant's only (the receiver serves no tenant's
-// path yet); beta's bulk changes run with callbacks off.
 func TestTwoTenantsThroughOneWorker(t *testing.T) {
+	inbox := t.TempDir()
 	s := newStack(t, stack.Options{
+		Config:     func(c *config.Config) { c.Submission.InboxDirs = []string{inbox} },
 		ThingSpace: simConfig(500*time.Millisecond, 500*time.Millisecond, 71),
 		Tenants:    []stack.TenantOptions{{ID: "beta", ThingSpace: simConfig(500*time.Millisecond, 500*time.Millisecond, 72)}},
 	})
@@ -98,7 +95,12 @@ func TestTwoTenantsThroughOneWorker(t *testing.T) {
 		require.Equal(t, change.BulkFinished, out.Status, res.ID)
 		require.Equal(t, 20, out.Processed, res.ID)
 	}
-	require.Equal(t, 20, confirmedByPoll(t, s, resB.ID), "beta's devices, by polling its account with its client")
+	for _, res := range []*submission.Result{resA, resB} {
+		require.Equal(t, 20, countRows(t, s, `SELECT count(*) FROM device_changes WHERE bulk_change_id = $1
+			AND confirmed_by = 'callback'`, res.ID), "each tenant's devices confirmed by its callbacks")
+	}
+	require.Equal(t, 20, countRows(t, s, `SELECT count(*) FROM callbacks c JOIN device_changes d ON d.id = c.device_change_id
+		WHERE d.bulk_change_id = $1 AND c.tenant = 'beta'`, resB.ID), "beta's callbacks, received at beta's path")
 	for _, d := range devsA {
 		require.Equal(t, tssim.StateSuspend, simState(t, s, d.ICCID).State)
 	}
@@ -125,6 +127,27 @@ func TestTwoTenantsThroughOneWorker(t *testing.T) {
 		return count("WorkflowType = 'DeviceChange' AND Tenant = 'beta'") == 20 &&
 			count("WorkflowType = 'DeviceChange' AND Tenant = 'default'") == 20
 	}, time.Minute, time.Second, "device workflows by tenant")
+
+	// Submitted through Temporal (SubmitBulkChange, as from the CLI or the
+	// Web UI) for beta: beta's account by default, beta's bulk change; an
+	// account of another tenant is refused for good, writing nothing.
+	devsB3 := tssim.GenerateDevices(3, "8914800853", "active")
+	require.NoError(t, simB.Seed(devsB3...))
+	body, err := os.ReadFile(changeFile(t, "suspend", devsB3))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(s.Config.Submission.InboxDirs[0], "beta.csv"), body, 0o600))
+	sub, out := executeSubmit(t, s, "submit-beta", `{"file":"beta.csv","tenant":"beta","submittedBy":"bob"}`)
+	require.NotNil(t, sub, out)
+	betaBulk := bulkChange(t, s, sub.BulkChangeID)
+	require.Equal(t, "beta", betaBulk.Tenant)
+	require.Equal(t, betaAccount, betaBulk.AccountName)
+	var outB3 api.BulkChangeResult
+	require.NoError(t, s.Client.GetWorkflow(context.Background(), sub.WorkflowID, "").Get(context.Background(), &outB3))
+	require.Equal(t, 3, outB3.Processed)
+	refused, out := executeSubmit(t, s, "submit-beta-foreign",
+		`{"file":"beta.csv","tenant":"beta","account":"`+s.Config.ThingSpace.Account+`"}`)
+	require.Nil(t, refused)
+	require.Contains(t, out, "is not one of tenant beta's accounts")
 
 	// Beta's password is now wrong; the default tenant's are unchanged.
 	wrong := *s.Config

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/iot-ops/tsbulk/callbacks"
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	revsim "github.com/iot-ops/tsbulk/harness/reviosim"
@@ -228,7 +229,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	mux.Handle(s.Config.Callbacks.Path, rcv.Handler())
+	// Every tenant at its own path, as the receiver process serves them.
+	if err := rcv.Mount(mux); err != nil {
+		return nil, err
+	}
 	base, err := s.serve(mux)
 	if err != nil {
 		return nil, err
@@ -355,9 +359,34 @@ func (s *Stack) registerCallbacks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return ts.RegisterCallback(ctx, s.Config.ThingSpace.Account, thingspace.CallbackRegistration{
+	if err := ts.RegisterCallback(ctx, s.Config.ThingSpace.Account, thingspace.CallbackRegistration{
 		Name: thingspace.CarrierServiceCallback, URL: s.cbURL, Username: CallbackUser, Password: CallbackPassword,
-	})
+	}); err != nil {
+		return err
+	}
+	// Each named tenant's accounts at its own simulator, with its URL and
+	// listener credentials, as `callback-receiver register` does.
+	for _, t := range s.Config.Tenants {
+		url, err := callbacks.CallbackURL(s.cbURL, t.ID)
+		if err != nil {
+			return err
+		}
+		tc, err := thingspace.New(thingspace.Config{BaseURL: t.ThingSpace.BaseURL, ClientID: t.ThingSpace.ClientID,
+			ClientSecret: t.ThingSpace.ClientSecret.Reveal(), Username: t.ThingSpace.Username,
+			Password: t.ThingSpace.Password.Reveal(), AccountName: t.DefaultAccount()})
+		if err != nil {
+			return err
+		}
+		for _, account := range t.ThingSpace.Accounts {
+			if err := tc.RegisterCallback(ctx, account, thingspace.CallbackRegistration{
+				Name: thingspace.CarrierServiceCallback, URL: url,
+				Username: t.Callbacks.Username, Password: t.Callbacks.Password.Reveal(),
+			}); err != nil {
+				return fmt.Errorf("tenant %s: %w", t.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ThingSpaceClient returns a client of the stack's simulator.
