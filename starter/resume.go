@@ -46,7 +46,7 @@ func (c *cli) resumeFailed(ctx context.Context, t *target) error {
 		ID:                    b.WorkflowID,
 		TaskQueue:             api.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: id, Recover: true})
+	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: id, Tenant: b.Tenant, Recover: true})
 	if err != nil {
 		return fmt.Errorf("resume %s: %w", b.WorkflowID, err)
 	}
