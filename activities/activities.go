@@ -73,6 +73,9 @@ type Activities struct {
 	// Tenants, when set, gives each bulk change and each account its
 	// tenant's clients and settings (nil: the fields above, for all).
 	Tenants Tenants
+	// Notifier sends the events the workflows tell (nil: registered
+	// without channels, events dropped).
+	Notifier *Notifier
 
 	// tenantOfBulk: bulk change id → tenant id, which never changes
 	// (created on first use: Activities are built as literals, and tests
@@ -99,6 +102,11 @@ type Registry interface {
 func Register(r Registry, a *Activities) {
 	r.RegisterActivityWithOptions(a, activity.RegisterOptions{})
 	r.RegisterActivityWithOptions(a.SendBatch, activity.RegisterOptions{Name: SendBatchActivity})
+	n := a.Notifier
+	if n == nil {
+		n = &Notifier{Store: a.Store, Logger: a.Logger}
+	}
+	RegisterNotifier(r, n)
 }
 
 // Error types of the application errors activities return. Workflows branch

@@ -100,6 +100,9 @@ func ChildOptions(e Event) workflow.ChildWorkflowOptions {
 	return workflow.ChildWorkflowOptions{
 		WorkflowID:        WorkflowID(e),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		// One workflow per event, ever: a recovered or resumed parent
+		// telling the same event again is refused, not sent twice.
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		// The activity's own timeouts bound the run; this is a backstop.
 		WorkflowExecutionTimeout: RetryFor + time.Hour,
 	}

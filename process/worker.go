@@ -16,6 +16,8 @@ import (
 	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/metrics"
+	"github.com/iot-ops/tsbulk/notify"
+	"github.com/iot-ops/tsbulk/setup"
 	"github.com/iot-ops/tsbulk/submission"
 	"github.com/iot-ops/tsbulk/thingspace"
 	"github.com/iot-ops/tsbulk/workflows"
@@ -69,6 +71,13 @@ func newWorkerActivities(
 	acts.Submissions.ForTenant = func(tenant, account string) (submission.Request, error) {
 		return submission.ForTenant(tenants.Config(), tenant, account)
 	}
+	// The channels of notifications.*: a setting that cannot work stops
+	// the worker at start rather than losing every event.
+	sender, err := notify.NewSender(cfg, setup.TemporalNamespace(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	acts.Notifier = &activities.Notifier{Sender: sender, Store: store, Logger: logger}
 	if cfg.HasDefaultTenant() {
 		// Built now: a default tenant whose clients cannot be built stops
 		// the worker at start, as before tenants.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/log"
@@ -100,6 +101,8 @@ type bulkRun struct {
 	startWithoutWaiting bool
 	starting            map[int64]bool
 	unstarted           int
+	// notifies: events are told to people (versioned).
+	notifies bool
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
@@ -137,6 +140,7 @@ func (b *bulkRun) setup() error {
 	// wakes when a start fails.
 	b.startWithoutWaiting = b.watch &&
 		workflow.GetVersion(b.ctx, versionStartWithoutWaiting, workflow.DefaultVersion, 1) >= 1
+	b.notifies = workflow.GetVersion(b.ctx, versionNotify, workflow.DefaultVersion, 1) >= 1
 	b.lastResultAt = workflow.Now(b.ctx)
 	if err := b.setupControl(); err != nil {
 		return err
@@ -206,7 +210,22 @@ func (b *bulkRun) continueAsNew() error {
 	)
 }
 
-func (b *bulkRun) touch() { b.state.Progress.UpdatedAt = workflow.Now(b.ctx) }
+// touch marks the progress updated, and says where the bulk change stands
+// in the Web UI's current details.
+func (b *bulkRun) touch() {
+	p := &b.state.Progress
+	p.UpdatedAt = workflow.Now(b.ctx)
+	details := fmt.Sprintf("%s · %d of %d device changes done (%d processed, %d errors) · %d of %d ThingSpace requests sent · %d device workflows in flight",
+		p.Phase, p.Processed+p.Errors, b.state.Plan.Total, p.Processed, p.Errors, p.BatchesSent, b.state.Plan.Batches,
+		len(b.inFlight))
+	if p.Waiting != "" {
+		details += " · waiting for " + p.Waiting
+	}
+	if b.state.Control.Paused {
+		details += " · paused"
+	}
+	workflow.SetCurrentDetails(b.ctx, details)
+}
 
 // tenant is the bulk change's tenant: its input's, else its plan's (a
 // parent started without one: `starter resume-failed`, or a submission

@@ -17,12 +17,15 @@ import (
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
 	"github.com/iot-ops/tsbulk/db"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // fakeBulk is an in-memory bulk change behind the parent's mocked
 // activities: batches of devices, and the outcome each child reports.
 type fakeBulk struct {
+	// told are the events the bulk change told people (notifications).
+	told []notify.Event
 	id           string
 	batches      [][]activities.DeviceToStart
 	outcome      map[string]api.DeviceResult // by ICCID; default PROCESSED
@@ -109,6 +112,15 @@ func newActivityEnv() *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
+// recordTold registers a stand-in notification workflow that keeps what
+// the bulk change tells.
+func recordTold(env *testsuite.TestWorkflowEnvironment, f *fakeBulk) {
+	env.RegisterWorkflowWithOptions(func(_ workflow.Context, in notify.Input) (notify.Result, error) {
+		f.told = append(f.told, in.Event)
+		return notify.Result{}, nil
+	}, workflow.RegisterOptions{Name: notify.WorkflowName})
+}
+
 // withBulkMocks mocks the parent's activities (but the authentication
 // check) on the fake bulk change, and registers a stand-in child.
 func withBulkMocks(
@@ -153,6 +165,7 @@ func withBulkMocks(
 			}
 			return res, nil
 		}).Maybe()
+	recordTold(env, f)
 	// A stand-in for the device workflow, registered under its name: it
 	// reports its result to the parent by signal after a while, as the real
 	// one does once ThingSpace has confirmed.
@@ -237,6 +250,13 @@ func TestBulkChangePermanentFailureNextToSuccesses(t *testing.T) {
 	require.Equal(t, 1, res.Errors)
 	require.Equal(t, 1, res.Progress.ErrorsByCode["INPUT_INVALID.DeviceState.Invalid"])
 	require.Equal(t, 4, res.Progress.Processed)
+	// Finished, with its error told by code.
+	require.Len(t, f.told, 1)
+	ev := f.told[0]
+	require.Equal(t, notify.Finished, ev.Kind)
+	require.Equal(t, notify.EventID("b2", notify.Finished, ""), ev.ID)
+	require.Equal(t, []int{5, 4, 1}, []int{ev.Total, ev.Processed, ev.Errors})
+	require.Equal(t, []notify.ErrorCount{{Code: "INPUT_INVALID.DeviceState.Invalid", Count: 1}}, ev.ErrorsByCode)
 }
 
 func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
@@ -244,6 +264,7 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	activities.Register(env, &activities.Activities{})
+	recordTold(env, f)
 	env.OnActivity(a.StartBulkChange, mock.Anything, "b3").Return(f.plan(bulkOptions(10, 100)), nil)
 	env.OnActivity(a.CheckThingSpaceAuth, mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError(
 		"thingspace authentication: thingspace login: HTTP 400: UnifiedWebService.REQUEST_FAILED.InvalidCredentials",
@@ -268,6 +289,14 @@ func TestBulkChangeBadCredentialsTouchesNoDevice(t *testing.T) {
 	require.NoError(t, v.Get(&p))
 	require.Equal(t, 4, p.Errors)
 	require.Equal(t, map[change.Code]int{change.AuthFailed: 4}, p.ErrorsByCode)
+	// People are told it failed, and why.
+	require.Len(t, f.told, 1)
+	ev := f.told[0]
+	require.Equal(t, notify.Failed, ev.Kind)
+	require.Equal(t, notify.EventID("b3", notify.Failed, ""), ev.ID)
+	require.Equal(t, 4, ev.Errors)
+	require.Equal(t, []notify.ErrorCount{{Code: string(change.AuthFailed), Count: 4}}, ev.ErrorsByCode)
+	require.Contains(t, ev.Reason, "ThingSpace authentication failed")
 }
 
 func TestBulkChangeStopsSendingWhenCredentialsAreRefusedMidway(t *testing.T) {

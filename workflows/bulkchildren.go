@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -136,6 +138,9 @@ func (b *bulkRun) startChild(d activities.DeviceToStart) workflow.ChildWorkflowF
 		// result by signal.
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
+		// What the Web UI shows for it (user metadata: not compared on
+		// replay, so no version).
+		StaticSummary: string(d.Operation) + " " + d.ICCID + " · bulk change " + b.in.BulkChangeID,
 	})
 	return workflow.ExecuteChildWorkflow(ctx, DeviceChange, api.DeviceChangeInput{
 		BulkChangeID:     b.in.BulkChangeID,
@@ -186,6 +191,8 @@ func (b *bulkRun) awaitResult() {
 	if b.watchTimer.IsReady() {
 		b.watchTimer = nil
 		if workflow.Now(b.ctx).Sub(b.lastResultAt) >= b.stallCheck() {
+			b.tell(notify.Stalled, fmt.Sprintf("no device result for %s; %d device workflows awaited",
+				workflow.Now(b.ctx).Sub(b.lastResultAt).Round(time.Second), len(b.inFlight)), b.stallOccurrence())
 			b.checkChildren()
 		}
 	}

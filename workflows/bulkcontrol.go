@@ -10,6 +10,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -277,6 +278,7 @@ func (b *bulkRun) awaitGo() (bool, error) {
 			b.state.Plan.SubmittedBy,
 			ap.Reason,
 		)
+		b.tell(notify.ApprovalNeeded, b.state.Progress.Waiting, "")
 		decided, err := workflow.AwaitWithTimeout(b.ctx, ap.ExpiresAfter, func() bool {
 			return b.state.Control.Approved != nil || b.state.Control.Cancelled != nil
 		})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -168,6 +169,11 @@ func TestBulkChangeAwaitsApproval(t *testing.T) {
 	require.Empty(t, sentBeforeApproval, "nothing sent before the approval")
 	require.Equal(t, []int{1}, f.sent)
 	require.Equal(t, "approve", audit[0].Action)
+	// People were told it waited for them, then that it finished.
+	require.Len(t, f.told, 2)
+	require.Equal(t, notify.ApprovalNeeded, f.told[0].Kind)
+	require.Contains(t, f.told[0].Reason, "approval by an operator other than alice (deactivates 2 lines)")
+	require.Equal(t, notify.Finished, f.told[1].Kind)
 }
 
 // The submitter's name in another case, spacing or width is still the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -47,6 +48,14 @@ func (b *bulkRun) finish() (*api.BulkChangeResult, error) {
 	}
 	b.state.Progress.Phase = change.PhaseFinished
 	b.setStatus(b.ctx, status)
+	reason := ""
+	if cancelled {
+		reason = "cancelled by " + b.state.Control.Cancelled.By
+	}
+	b.tell(notify.Finished, reason, "")
+	if b.state.Progress.BillingErrors > 0 {
+		b.tell(notify.BillingOwed, "Rev.io steps failed: starter billing-retry "+b.in.BulkChangeID, "")
+	}
 	return &api.BulkChangeResult{
 		BulkChangeID: b.in.BulkChangeID, Status: status, Total: b.state.Plan.Total,
 		Processed: finished.Processed, Errors: finished.Errors, Cancelled: finished.Cancelled, SitesSet: finished.SitesSet,

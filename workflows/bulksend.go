@@ -13,7 +13,10 @@ func (b *bulkRun) sendNextBatch() error {
 	n := b.state.NextBatch
 	var res activities.SendBatchResult
 	b.sending = true
-	err := workflow.ExecuteActivity(withThingSpace(b.ctx), activities.SendBatchActivity,
+	// The Web UI shows which request it is (user metadata, not compared
+	// on replay).
+	ctx := withSummary(withThingSpace(b.ctx), fmt.Sprintf("ThingSpace request %d of %d", n, b.state.Plan.Batches))
+	err := workflow.ExecuteActivity(ctx, activities.SendBatchActivity,
 		activities.SendBatchInput{BulkChangeID: b.in.BulkChangeID, BatchNo: n}).Get(b.ctx, &res)
 	b.sending = false
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -46,6 +47,7 @@ func (b *bulkRun) start() error {
 	b.state.Progress.Error = msg
 	// Nothing was sent yet: every device change ends with this code.
 	b.state.Progress.AddError(change.AuthFailed, plan.Total)
+	b.tell(notify.Failed, msg, "")
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBulkChangeFailed, err)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/activities"
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -63,6 +64,10 @@ func (o *slowStartsOutbound) ExecuteChildWorkflow(
 	args ...interface{},
 ) workflow.ChildWorkflowFuture {
 	s := o.root
+	if childType == notify.WorkflowName {
+		// Not a device's: what the bulk change tells at its end.
+		return o.Next.ExecuteChildWorkflow(ctx, childType, args...)
+	}
 	s.requested = append(s.requested, workflow.Now(ctx))
 	started, setStarted := workflow.NewFuture(ctx)
 	if s.refuse[workflow.GetChildWorkflowOptions(ctx).WorkflowID] {

@@ -136,3 +136,12 @@ func withRevio(ctx workflow.Context, patience time.Duration) workflow.Context {
 		RetryPolicy:            revioRetry,
 	})
 }
+
+// withSummary gives the activities called with ctx a summary the Web UI
+// shows beside them ("ThingSpace request 3 of 20"). User metadata: not
+// compared on replay, so adding one needs no version.
+func withSummary(ctx workflow.Context, summary string) workflow.Context {
+	opts := workflow.GetActivityOptions(ctx)
+	opts.Summary = summary
+	return workflow.WithActivityOptions(ctx, opts)
+}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iot-ops/tsbulk/notify"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
@@ -19,4 +20,5 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(AccountPoller, workflow.RegisterOptions{Name: api.AccountPollerWorkflowType})
 	r.RegisterWorkflowWithOptions(BillingRetry, workflow.RegisterOptions{Name: api.BillingRetryWorkflowType})
 	r.RegisterWorkflowWithOptions(SubmitBulkChange, workflow.RegisterOptions{Name: api.SubmitBulkChangeWorkflowType})
+	notify.RegisterWorkflow(r)
 }

@@ -27,6 +27,10 @@ const (
 	// children without waiting for the server to confirm the last one's
 	// starts (history bulkchange-start-without-waiting).
 	versionStartWithoutWaiting = "start-without-waiting"
+	// versionNotify: the bulk change tells people (notifications.*) when it
+	// awaits approval, finishes, fails, stalls or owes Rev.io steps, each
+	// event a SendNotification child.
+	versionNotify = "notify"
 
 	// DeviceChange, asked only by children started without
 	// api.DeviceChangeInput.Protocol (protocol 1 takes both at version 1).

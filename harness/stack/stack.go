@@ -366,14 +366,20 @@ func (s *Stack) registerCallbacks(ctx context.Context) error {
 	}
 	// Each named tenant's accounts at its own simulator, with its URL and
 	// listener credentials, as `callback-receiver register` does.
-	for _, t := range s.Config.Tenants {
+	// The simulator's own credentials: a test may give the product wrong
+	// ones, and the registration is the stack's set-up, not the product's.
+	for _, sim := range s.tenantTS {
+		t, err := s.Config.Tenant(sim.id)
+		if err != nil {
+			return err
+		}
 		url, err := callbacks.CallbackURL(s.cbURL, t.ID)
 		if err != nil {
 			return err
 		}
-		tc, err := thingspace.New(thingspace.Config{BaseURL: t.ThingSpace.BaseURL, ClientID: t.ThingSpace.ClientID,
-			ClientSecret: t.ThingSpace.ClientSecret.Reveal(), Username: t.ThingSpace.Username,
-			Password: t.ThingSpace.Password.Reveal(), AccountName: t.DefaultAccount()})
+		tc, err := thingspace.New(thingspace.Config{BaseURL: sim.url, ClientID: sim.cfg.ClientID,
+			ClientSecret: sim.cfg.ClientSecret, Username: sim.cfg.Username,
+			Password: sim.cfg.Password, AccountName: t.DefaultAccount()})
 		if err != nil {
 			return err
 		}
