@@ -25,7 +25,7 @@ import (
 // activities: batches of devices, and the outcome each child reports.
 type fakeBulk struct {
 	// told are the events the bulk change told people (notifications).
-	told []notify.Event
+	told         []notify.Event
 	id           string
 	batches      [][]activities.DeviceToStart
 	outcome      map[string]api.DeviceResult // by ICCID; default PROCESSED

@@ -48,7 +48,7 @@ func TestNotificationsEndToEnd(t *testing.T) {
 				},
 				Email: config.Email{Host: mail.Host, Port: mail.Port, TLS: "starttls", Username: "tsbulk",
 					Password: "smtp-secret", From: "tsbulk@example.com", To: []string{"noc@example.com"},
-					Kinds: []string{string(notify.ApprovalNeeded), string(notify.Failed), string(notify.Finished)},
+					Kinds:  []string{string(notify.ApprovalNeeded), string(notify.Failed), string(notify.Finished)},
 					CAFile: certs.CA},
 			}
 		},
