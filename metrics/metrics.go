@@ -38,6 +38,10 @@ type Metrics struct {
 	Callbacks *prometheus.CounterVec
 	// CallbackSignals counts signals sent for callbacks, by result.
 	CallbackSignals *prometheus.CounterVec
+	// BillingSteps counts the Rev.io steps recorded, by the billing status
+	// they left (CREATED, EXISTING, DISCONNECTED, ERROR) and, for ERROR, the
+	// failure's code.
+	BillingSteps *prometheus.CounterVec
 }
 
 // New creates the metrics in a fresh registry, with Go and process
@@ -75,6 +79,8 @@ func New() *Metrics {
 		Callbacks: counter("tsbulk_callbacks_received_total", "ThingSpace callbacks received, by result.", "result"),
 		CallbackSignals: counter("tsbulk_callback_signals_total",
 			"Signals sent to device workflows for callbacks, by result.", "result"),
+		BillingSteps: counter("tsbulk_billing_steps_total",
+			"Rev.io billing steps recorded, by the billing status they left and the failure's code.", "status", "code"),
 	}
 }
 
@@ -82,6 +88,12 @@ func New() *Metrics {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
 }
+
+// TemporalTimerBuckets are the buckets (seconds) of the Temporal SDK's
+// latency histograms: from a millisecond (a workflow task, a poll answered
+// at once) to the minutes of a long poll or a slow activity.
+var TemporalTimerBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+	60, 120, 300, 600}
 
 // TemporalHandler returns a Temporal SDK metrics handler that exports into
 // the same registry. Errors from the meter are logged: the SDK's default is
@@ -91,7 +103,14 @@ func (m *Metrics) TemporalHandler(logger *slog.Logger) (client.MetricsHandler, e
 	if err != nil {
 		return nil, err
 	}
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	// The SDK's timers are histograms in seconds; OpenTelemetry's default
+	// buckets (0, 5, 10, ... 10000) put every workflow task of a healthy
+	// worker in the first one.
+	timers := sdkmetric.NewView(
+		sdkmetric.Instrument{Kind: sdkmetric.InstrumentKindHistogram, Unit: "s"},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: TemporalTimerBuckets}},
+	)
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithView(timers))
 	return temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{
 		Meter:                provider.Meter("temporal-sdk-go"),
 		UseMonotonicCounters: true,
