@@ -163,6 +163,7 @@ func RunWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) err
 		if err != nil {
 			return err
 		}
+		m.WatchStore(store, StoreGauges(cfg, logger))
 		ApplyWorkerProcessSettings(cfg)
 		defer StartCPUProfile(logger)()
 		w := NewWorker(tc, acts, cfg)
