@@ -2,8 +2,10 @@ package activities
 
 import (
 	"context"
+	"slices"
 
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/metrics"
 )
 
 // setBillingStatus records the billing status a Rev.io step left, and
@@ -29,11 +31,11 @@ func billingMetricCode(status change.BillingStatus, code string) string {
 	if status != change.BillingError {
 		return ""
 	}
-	switch code {
-	case ErrTypeMSISDNUnknown, ErrTypeRevio, ErrTypeInvalidData:
-		return code
-	case "":
+	if code == "" {
 		return "unknown"
+	}
+	if slices.Contains(metrics.BillingErrorCodes, code) {
+		return code
 	}
 	return "other"
 }

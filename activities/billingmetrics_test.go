@@ -24,6 +24,9 @@ func TestBillingStepsAreCounted(t *testing.T) {
 		return testutil.ToFloat64(m.BillingSteps.WithLabelValues(string(status), code))
 	}
 
+	for _, code := range []string{activities.ErrTypeMSISDNUnknown, activities.ErrTypeRevio, activities.ErrTypeInvalidData} {
+		require.Contains(t, metrics.BillingErrorCodes, code, "a code of the Rev.io step is a label value of its own")
+	}
 	bulk, id, dev := h.activated("3125550181")
 	h.mustCreateBilling(bulk, id)
 	require.Equal(t, 1.0, steps(change.BillingCreated, ""))

@@ -64,7 +64,7 @@ func New() *Metrics {
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400},
 	}, []string{"operation", "source"})
 	reg.MustRegister(confirmation)
-	return &Metrics{
+	m := &Metrics{
 		Registry: reg,
 		DeviceChanges: counter("tsbulk_device_changes_total",
 			"Device changes finished, by operation, status and outcome or error code.",
@@ -82,7 +82,23 @@ func New() *Metrics {
 		BillingSteps: counter("tsbulk_billing_steps_total",
 			"Rev.io billing steps recorded, by the billing status they left and the failure's code.", "status", "code"),
 	}
+	// The series alerts watch start at 0: a counter that first appears at
+	// 1 has no increase() in Prometheus, and the first failure would go
+	// unnoticed.
+	for _, r := range []string{"signalled", "workflow_not_running", "signal_failed", "unmatched"} {
+		m.CallbackSignals.WithLabelValues(r)
+	}
+	for _, c := range BillingErrorCodes {
+		m.BillingSteps.WithLabelValues("ERROR", c)
+	}
+	return m
 }
+
+// BillingErrorCodes are the code label values of a failed Rev.io step
+// (tsbulk_billing_steps_total{status="ERROR"}): the product's error types
+// of the step, "unknown" when the failure had none and "other" for any
+// other, so that the label set stays bounded.
+var BillingErrorCodes = []string{"MSISDN_UNKNOWN", "RevioError", "InvalidData", "unknown", "other"}
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

@@ -39,3 +39,18 @@ func TestTemporalTimersHaveSubSecondBuckets(t *testing.T) {
 	}
 	t.Fatal("no temporal_workflow_task_execution_latency_seconds in the registry")
 }
+
+// Alert rules take increase() of these counters: a series that first
+// appears at 1 has none, so they exist at 0 from the start.
+func TestAlertedCountersStartAtZero(t *testing.T) {
+	got := series(t, New())
+	want := []string{"tsbulk_callback_signals_total{result=signal_failed}"}
+	for _, c := range BillingErrorCodes {
+		want = append(want, "tsbulk_billing_steps_total{code="+c+",status=ERROR}")
+	}
+	for _, k := range want {
+		if v, ok := got[k]; !ok || v != 0 {
+			t.Errorf("%s = %v (reported: %v), want 0 from the start", k, v, ok)
+		}
+	}
+}
