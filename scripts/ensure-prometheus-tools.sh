@@ -18,6 +18,16 @@ gobin="$(go env GOBIN)"
 installed() {
   [ -x "$gobin/$1" ] && "$gobin/$1" --version 2>&1 | grep -q "version $2 "
 }
+# --check: say whether both are there, install nothing (exit 3 if not).
+if [ "${1:-}" = "--check" ]; then
+  if installed promtool "$prometheus_release" && installed amtool "$alertmanager_release"; then
+    echo "$gobin/promtool"
+    echo "$gobin/amtool"
+    exit 0
+  fi
+  echo "promtool $prometheus_release and amtool $alertmanager_release are not installed (make prometheus-tools)" >&2
+  exit 3
+fi
 if ! installed promtool "$prometheus_release"; then
   echo "installing promtool $prometheus_release (go install; several minutes the first time)..." >&2
   GOFLAGS=-buildvcs=false go install \

@@ -22,13 +22,19 @@ var (
 // docker-compose.yml runs, installed by scripts/ensure-prometheus-tools.sh
 // (go install, pinned) when missing. The test is skipped, saying why, only
 // when they cannot be installed (no module proxy reachable, no Go
-// toolchain).
+// toolchain), or with -short when they are not installed yet.
 func prometheusTools(t *testing.T) (promtool, amtool string) {
 	t.Helper()
 	toolsOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "scripts", "ensure-prometheus-tools.sh"))
+		var args []string
+		if testing.Short() {
+			// The unit tests alone (make test-unit) use the tools when
+			// they are there, and do not spend minutes building them.
+			args = append(args, "--check")
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "scripts", "ensure-prometheus-tools.sh"), args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		toolsErr = cmd.Run()
@@ -40,6 +46,9 @@ func prometheusTools(t *testing.T) (promtool, amtool string) {
 			toolsErr = errUnexpected(stdout.String())
 		}
 	})
+	if toolsErr != nil && testing.Short() {
+		t.Skipf("with -short promtool and amtool are used only when installed: %s", toolsOutput)
+	}
 	if toolsErr != nil {
 		t.Skipf("promtool and amtool cannot be installed here, so the Prometheus and Alertmanager files are not "+
 			"checked: scripts/ensure-prometheus-tools.sh failed (%v):\n%s", toolsErr, toolsOutput)
