@@ -4,6 +4,7 @@
 #   make test   every test (unit, contract, integration, replay)
 #   make bench  the throughput benchmark (10,000 devices; BENCH_DEVICES=100000)
 #   make chaos  the chaos suite: kills, restarts and faults on 2,000 devices (docs/reliability.md)
+#   make compose-up  the stack in Docker Compose, with Prometheus, Grafana and Alertmanager
 
 GO        ?= go
 BIN       := bin
@@ -25,6 +26,7 @@ tools:
 
 run: build
 	@scripts/ensure-postgres.sh
+	@echo "Dashboards and alerts come with Docker Compose (make compose-up): $(MONITORING_URLS)"
 	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(BIN)/demo
 
 test: lint fuzz-short
@@ -115,6 +117,28 @@ test-temporal-postgres:
 	addr=$$(scripts/temporal-postgres.sh start) || exit 1; \
 	TSBULK_TEST_TEMPORAL_ADDRESS=$$addr $(GO) test -race -count=1 -timeout 60m -v -run '$(TEMPORAL_PG_TESTS)' ./harness/integration/; rc=$$?; \
 	[ -n "$$was_up" ] || scripts/temporal-postgres.sh stop; exit $$rc
+
+# The stack in containers with its monitoring (deploy/README.md; README.md,
+# "Monitoring").
+MONITORING_URLS := Grafana http://localhost:3000 (folder tsbulk), Prometheus http://localhost:9091, Alertmanager http://localhost:9093
+.PHONY: compose-up prometheus-tools
+compose-up:
+	docker compose up -d
+	@echo "Web UI http://localhost:8233; $(MONITORING_URLS)"
+
+# The monitoring's checks alone (part of make test): promtool and amtool on
+# deploy/, the rules' unit tests, and every dashboard and rule query against
+# what a real end-to-end run exports (harness/monitoring).
+.PHONY: monitoring-check
+monitoring-check:
+	@scripts/ensure-postgres.sh --start
+	@TSBULK_TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 ./harness/monitoring/ ./harness/compose/
+
+# promtool and amtool at the releases compose runs (go install, pinned in
+# the script); harness/monitoring's tests install them the same way when
+# they are missing.
+prometheus-tools:
+	@scripts/ensure-prometheus-tools.sh
 
 # docker-compose.yml, alone and with docker-compose.mtls.yml, loaded as
 # Docker Compose loads them (compose-go: the specification's schema, every

@@ -92,7 +92,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 			if err != nil {
 				return nil, err
 			}
-			if err := a.Store.SetBillingStatus(ctx, dc.ID, change.BillingExisting, "", ""); err != nil {
+			if err := a.setBillingStatus(ctx, dc.ID, change.BillingExisting, "", ""); err != nil {
 				return nil, err
 			}
 			return &BillingResult{ServiceID: svc.ServiceID}, nil
@@ -111,7 +111,7 @@ func (a *Activities) CreateBillingService(ctx context.Context, in BillingInput) 
 		}
 		res.ServiceProductIDs = ids
 	}
-	if err := a.Store.SetBillingStatus(ctx, dc.ID, change.BillingCreated, "", ""); err != nil {
+	if err := a.setBillingStatus(ctx, dc.ID, change.BillingCreated, "", ""); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -358,7 +358,7 @@ type RecordBillingFailureInput struct {
 // RecordBillingFailure marks the Rev.io step failed; the change stays
 // recorded, and `starter billing-retry` can run the step again later.
 func (a *Activities) RecordBillingFailure(ctx context.Context, in RecordBillingFailureInput) error {
-	return a.Store.SetBillingStatus(ctx, in.DeviceChangeID, change.BillingError, in.Code, in.Message)
+	return a.setBillingStatus(ctx, in.DeviceChangeID, change.BillingError, in.Code, in.Message)
 }
 
 // ListOwedBillingInput pages the device changes whose Rev.io step is owed.
@@ -493,7 +493,7 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	}
 	svc, err := a.Store.ActiveRevioServiceByICCID(ctx, dc.ICCID)
 	if errors.Is(err, db.ErrNotFound) {
-		return a.Store.SetBillingStatus(ctx, dc.ID, change.BillingNone, "", "")
+		return a.setBillingStatus(ctx, dc.ID, change.BillingNone, "", "")
 	}
 	if err != nil {
 		return err
@@ -519,5 +519,5 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	if err := a.Store.MarkRevioDisconnected(ctx, svc.DeviceChangeID); err != nil {
 		return err
 	}
-	return a.Store.SetBillingStatus(ctx, dc.ID, change.BillingDisconnected, "", "")
+	return a.setBillingStatus(ctx, dc.ID, change.BillingDisconnected, "", "")
 }

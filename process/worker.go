@@ -163,6 +163,7 @@ func RunWorker(ctx context.Context, cfg *config.Config, configFile string, logge
 			return err
 		}
 		defer reloadOnHangup(ctx, func() { _ = tenants.Reload(workerConfig(configFile)) })()
+		m.WatchStore(store, StoreGauges(cfg, logger))
 		ApplyWorkerProcessSettings(cfg)
 		defer StartCPUProfile(logger)()
 		w := NewWorker(tc, acts, cfg)
