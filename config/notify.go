@@ -226,7 +226,10 @@ func secretOf(key, file, inFile string) (string, error) {
 func (c *Config) ValidateNotifications() error {
 	var p problems
 	n := c.Notifications
-	p.need(n.Timeout > 0, "notifications.timeout", "must be positive")
+	// Checked where it is used: without a channel nothing is sent (a
+	// configuration built in code, as the tests' stack builds it, has
+	// neither).
+	p.need(n.Timeout > 0 || (len(n.Webhooks) == 0 && !n.Email.Enabled()), "notifications.timeout", "must be positive")
 	seen := map[string]bool{}
 	for _, w := range n.Webhooks {
 		key := "notifications.webhooks." + w.Name

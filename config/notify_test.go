@@ -147,3 +147,13 @@ func TestNotificationsNoneConfiguredIsValid(t *testing.T) {
 	require.NoError(t, cfg.ValidateNotifications())
 	require.Equal(t, 10*time.Second, cfg.Notifications.Timeout)
 }
+
+// A configuration without any channel (one built in code, with its zero
+// timeout) is valid: nothing is ever sent. With a channel, the timeout
+// must be positive.
+func TestNotificationsWithoutChannelsNeedNoTimeout(t *testing.T) {
+	c := &Config{}
+	require.NoError(t, c.ValidateNotifications())
+	c.Notifications.Email = Email{Host: "smtp.example.com", From: "a@example.com", To: []string{"b@example.com"}}
+	require.ErrorContains(t, c.ValidateNotifications(), "notifications.timeout (TSBULK_NOTIFICATIONS_TIMEOUT): must be positive")
+}

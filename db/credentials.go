@@ -117,13 +117,20 @@ type CredentialLatch struct {
 // latches again), and writes the operator's request to the audit log
 // (m2m_log, service operator) with who asked, why and what was cleared.
 // It returns what it removed.
-func (s *Store) ResetCredentialLatches(ctx context.Context, by, reason string) ([]CredentialLatch, error) {
+func (s *Store) ResetCredentialLatches(ctx context.Context, by, reason string, only ...thingspace.CredentialKey) ([]CredentialLatch, error) {
 	var cleared []CredentialLatch
+	// only: those credentials (one tenant's); none: every latch.
+	baseURLs, clientIDs, usernames := make([]string, len(only)), make([]string, len(only)), make([]string, len(only))
+	for i, k := range only {
+		baseURLs[i], clientIDs[i], usernames[i] = k.BaseURL, k.ClientID, k.Username
+	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			DELETE FROM thingspace_credential_latches
+			WHERE cardinality($1::text[]) = 0
+				OR (base_url, client_id, username) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
 			RETURNING base_url, client_id, username, operation, coalesce(http_status, 0), error_code,
-				coalesce(error_message, ''), latched_at`)
+				coalesce(error_message, ''), latched_at`, baseURLs, clientIDs, usernames)
 		if err != nil {
 			return err
 		}

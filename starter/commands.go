@@ -191,11 +191,12 @@ var commands = []command{
 	},
 	{
 		name:  "credentials-reset",
-		usage: "credentials-reset [--reason]",
+		usage: "credentials-reset [--tenant ID] [--reason]",
 		about: "let the workers try ThingSpace credentials again after a refusal (once corrected)",
 		flags: func(fs *flag.FlagSet, o *options, _ *config.Config) {
 			fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
 			fs.StringVar(&o.as, "as", operator(), "who asks (default: the OS user)")
+			fs.StringVar(&o.tenant, "tenant", "", "only this tenant's credentials (default: every tenant's)")
 		},
 		run: (*cli).credentialsReset,
 	},

@@ -19,11 +19,26 @@ func (c *cli) credentialsReset(ctx context.Context, t *target) error {
 	if err != nil {
 		return err
 	}
-	cleared, err := store.ResetCredentialLatches(ctx, t.as, t.reason)
+	var only []thingspace.CredentialKey
+	if t.tenant != "" {
+		// Only that tenant's credentials: another tenant's refusal stays
+		// until it is corrected too.
+		tn, err := c.cfg.Tenant(t.tenant)
+		if err != nil {
+			return &exitError{2, err}
+		}
+		only = append(only, thingspace.CredentialKey{BaseURL: tn.ThingSpace.BaseURL, ClientID: tn.ThingSpace.ClientID,
+			Username: tn.ThingSpace.Username})
+	}
+	cleared, err := store.ResetCredentialLatches(ctx, t.as, t.reason, only...)
 	if err != nil {
 		return err
 	}
 	if len(cleared) == 0 {
+		if t.tenant != "" {
+			fmt.Fprintf(c.out, "tenant %s's ThingSpace credentials were not latched as refused; nothing to reset\n", t.tenant)
+			return nil
+		}
 		fmt.Fprintln(c.out, "no ThingSpace credentials were latched as refused; nothing to reset")
 		return nil
 	}

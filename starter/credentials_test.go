@@ -39,3 +39,35 @@ func TestCredentialsResetClearsTheLatchAndIsAudited(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "nothing to reset")
 }
+
+// --tenant resets that tenant's credentials only: another tenant's
+// refusal stays latched until it is corrected too.
+func TestCredentialsResetOfOneTenant(t *testing.T) {
+	ctx := context.Background()
+	latches := st.Store.CredentialLatches()
+	ts := st.Config.ThingSpace
+	mine := thingspace.CredentialKey{BaseURL: ts.BaseURL, ClientID: ts.ClientID, Username: ts.Username}
+	other := thingspace.CredentialKey{BaseURL: "https://ts.example", ClientID: "other-client", Username: "other-user"}
+	for _, k := range []thingspace.CredentialKey{mine, other} {
+		require.NoError(t, latches.Latch(ctx, k, thingspace.Refusal{Op: thingspace.OpLogin, HTTPStatus: 400,
+			Code: "UnifiedWebService.REQUEST_FAILED.InvalidCredentials", At: time.Now()}))
+	}
+	t.Cleanup(func() { _, _ = st.Store.ResetCredentialLatches(ctx, "test", "cleanup") })
+
+	code, out, errOut := starter(t, "credentials-reset", "--tenant", "default", "--as", "bob")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "reset: the M2M login (username or password) refused at")
+	r, err := latches.Latched(ctx, mine)
+	require.NoError(t, err)
+	require.Nil(t, r, "the default tenant's latch is gone")
+	r, err = latches.Latched(ctx, other)
+	require.NoError(t, err)
+	require.NotNil(t, r, "another tenant's stays")
+
+	code, out, _ = starter(t, "credentials-reset", "--tenant", "default", "--as", "bob")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "tenant default's ThingSpace credentials were not latched as refused")
+	code, _, errOut = starter(t, "credentials-reset", "--tenant", "nope", "--as", "bob")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `tenant "nope" is not configured`)
+}
