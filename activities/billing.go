@@ -491,7 +491,7 @@ func (a *Activities) DisconnectBilling(ctx context.Context, in BillingInput) err
 	if err != nil {
 		return err
 	}
-	svc, err := a.Store.ActiveRevioServiceByICCID(ctx, dc.ICCID)
+	svc, err := a.Store.ActiveRevioServiceByICCID(ctx, t.ID, dc.ICCID)
 	if errors.Is(err, db.ErrNotFound) {
 		return a.setBillingStatus(ctx, dc.ID, change.BillingNone, "", "")
 	}

@@ -64,6 +64,23 @@ func (a *Activities) planOf(ctx context.Context, b *db.BulkChange) (*api.Plan, e
 	if err != nil {
 		return nil, err
 	}
+	// The submitting process checked the account against its own
+	// configuration, which may lack a tenant or be older than the worker's:
+	// the worker's decides whose credentials, rules and budget a bulk
+	// change runs with. One on another tenant's account never starts.
+	if a.Tenants != nil {
+		if err := a.Tenants.CheckAccount(ctx, b.Tenant, b.AccountName); err != nil {
+			var nc *TenantNotConfiguredError
+			if errors.As(err, &nc) {
+				return nil, tenantError(err)
+			}
+			msg := fmt.Sprintf("bulk change %s of tenant %s: %v", b.ID, b.Tenant, err)
+			if ferr := a.Store.FailBulkChange(ctx, b.ID, change.AccountNotTenants, msg); ferr != nil {
+				return nil, ferr
+			}
+			return nil, permanent(ErrTypeNotRunnable, "%s", msg)
+		}
+	}
 	a.bulkTenants().Store(b.ID, b.Tenant)
 	approval, err := a.approvalOf(ctx, t, b, opts.Approval)
 	if err != nil {

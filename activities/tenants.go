@@ -50,6 +50,9 @@ type Tenants interface {
 	// AccountTenant is the tenant a ThingSpace account belongs to, or a
 	// *TenantNotConfiguredError.
 	AccountTenant(ctx context.Context, account string) (*Tenant, error)
+	// CheckAccount is nil when a bulk change of tenant id may use account:
+	// an account is one tenant's, as the worker's configuration says.
+	CheckAccount(ctx context.Context, id, account string) error
 }
 
 // TenantNotConfiguredError: the worker's configuration has no such tenant

@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -39,6 +40,13 @@ func (s tenantSet) AccountTenant(ctx context.Context, account string) (*activiti
 		return s.Tenant(ctx, id)
 	}
 	return nil, &activities.TenantNotConfiguredError{Account: account}
+}
+
+func (s tenantSet) CheckAccount(_ context.Context, id, account string) error {
+	if owner, ok := s.byAccount[account]; ok && owner != id {
+		return fmt.Errorf("account %s is tenant %s's, not %s's", account, owner, id)
+	}
+	return nil
 }
 
 // Tenant beta's ThingSpace: its own simulator, credentials and account.

@@ -256,6 +256,9 @@ const (
 	DailyLimit Code = "DAILY_LIMIT"
 	// AuthFailed: ThingSpace refused the account's credentials.
 	AuthFailed Code = "AUTH_FAILED"
+	// AccountNotTenants: the bulk change's account is not one of its
+	// tenant's (as the worker's configuration says): nothing is sent.
+	AccountNotTenants Code = "ACCOUNT_NOT_TENANTS"
 	// SendFailed: the request carrying the device could not be sent. The
 	// value keeps the older word (stored rows, metrics and histories carry
 	// it).

@@ -12,6 +12,7 @@ func (c *Config) BulkChangeOptionsFor(t Tenant) api.Options {
 	o.Timing.BillingPatience = t.Revio.RetryFor
 	o.DefaultSite = t.SiteForBulkChanges()
 	o.BillingEnabled = t.Revio.Enabled
-	o.DisconnectBillingOnDeactivate = t.Revio.DisconnectOnDeactivate
+	// A tenant without Rev.io owes no disconnection, whatever it inherits.
+	o.DisconnectBillingOnDeactivate = t.Revio.Enabled && t.Revio.DisconnectOnDeactivate
 	return o
 }

@@ -31,8 +31,8 @@ var tenantIDPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // Tenant is one customer's settings. A tenant defined under tenants.<id>
 // inherits the top-level settings that are not credentials (ThingSpace's
-// base URL and timeouts, Rev.io's base URL and rate, approval, limits,
-// default site) and never the credentials: a tenant without its own
+// base URL and timeouts, Rev.io's base URL and rate, approval, limits)
+// and never the credentials nor the default site: a tenant without its own
 // ThingSpace credentials is refused, not run as the default tenant.
 type Tenant struct {
 	ID string `mapstructure:"-"`
@@ -202,6 +202,7 @@ func (t *Tenant) secret(key string) *Secret {
 // defaultTenant is the tenant of the top-level settings.
 func (c *Config) defaultTenant() Tenant {
 	t := c.inherited(DefaultTenant)
+	t.DefaultSite = c.Bulk.DefaultSite
 	ts := c.ThingSpace
 	t.ThingSpace.ClientID, t.ThingSpace.ClientSecret = ts.ClientID, ts.ClientSecret
 	t.ThingSpace.Username, t.ThingSpace.Password = ts.Username, ts.Password
@@ -219,7 +220,9 @@ func (c *Config) defaultTenant() Tenant {
 }
 
 // inherited is a tenant with the top-level settings that are not
-// credentials.
+// credentials, nor the default site: another customer's site is never
+// stamped on a tenant's devices, so a named tenant names its own (or turns
+// assignment off).
 func (c *Config) inherited(id string) Tenant {
 	return Tenant{
 		ID: id,
@@ -231,7 +234,6 @@ func (c *Config) inherited(id string) Tenant {
 			BaseURL: c.Revio.BaseURL, CallsPerMinute: c.Revio.CallsPerMinute,
 			DisconnectOnDeactivate: c.Revio.DisconnectOnDeactivate, RetryFor: c.Revio.RetryFor,
 		},
-		DefaultSite:           c.Bulk.DefaultSite,
 		DefaultSiteAssignment: c.Bulk.DefaultSiteAssignment,
 		Approval:              Approval{Operations: slices.Clone(c.Approval.Operations), MinDevices: c.Approval.MinDevices, ExpiresAfter: c.Approval.ExpiresAfter},
 		Limits:                c.Limits,

@@ -243,3 +243,30 @@ func TestTenantsNeedTheirOwnListenerUser(t *testing.T) {
 	require.ErrorContains(t, cfg.ValidateReceiver(),
 		"tenants.acme.callbacks.username (TSBULK_TENANTS_ACME_CALLBACKS_USERNAME): is already tenant default's listener user")
 }
+
+// A named tenant never takes another customer's default site, nor owes
+// Rev.io disconnections without Rev.io of its own.
+func TestNamedTenantsDoNotInheritTheDefaultSiteOrDisconnections(t *testing.T) {
+	withTenantSecrets(t)
+	cfg := loadYAML(t, tenantsYAML+`
+  beta:
+    thingspace: {client_id: b, username: b, accounts: ["0000333333-00001"]}
+    callbacks: {username: beta-listener}
+`)
+	t.Setenv("TSBULK_TENANTS_BETA_THINGSPACE_CLIENT_SECRET", "s")
+	t.Setenv("TSBULK_TENANTS_BETA_THINGSPACE_PASSWORD", "p")
+	require.ErrorContains(t, cfg.ValidateStarter(),
+		"tenants.beta.default_site (TSBULK_TENANTS_BETA_DEFAULT_SITE): is required while default_site_assignment is on")
+	beta, err := cfg.Tenant("beta")
+	require.NoError(t, err)
+	require.Empty(t, beta.DefaultSite, "not WAREHOUSE-1, the default tenant's")
+
+	cfg.Revio.Enabled, cfg.Revio.DisconnectOnDeactivate = true, true
+	cfg.Tenants[1].Revio.DisconnectOnDeactivate = true // inherited, Rev.io off
+	beta, err = cfg.Tenant("beta")
+	require.NoError(t, err)
+	require.False(t, cfg.BulkChangeOptionsFor(beta).DisconnectBillingOnDeactivate)
+	def, err := cfg.Tenant("")
+	require.NoError(t, err)
+	require.True(t, cfg.BulkChangeOptionsFor(def).DisconnectBillingOnDeactivate)
+}

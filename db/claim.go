@@ -128,14 +128,18 @@ func batchOperation(
 }
 
 // refuseBusyDevices ends as ERROR the batch's pending devices already being
-// changed by another bulk change.
+// changed by another bulk change, named only when it is the same tenant's
+// (another tenant's bulk changes are none of this one's business).
 func refuseBusyDevices(ctx context.Context, tx pgx.Tx, bulkID string, batchNo int) error {
 	if _, err := tx.Exec(ctx, `
 		UPDATE device_changes dc SET status = 'ERROR', error_code = $3,
-			error_message = 'another change of this device is in flight (bulk change ' || other.bulk_change_id || ', ' || other.operation || '); submit this change again once it has finished',
+			error_message = 'another change of this device is in flight (' ||
+				CASE WHEN ob.tenant = mine.tenant THEN 'bulk change ' || other.bulk_change_id || ', ' || other.operation
+				     ELSE 'another tenant''s' END ||
+				'); submit this change again once it has finished',
 			completed_at = now()
-		FROM device_changes other
-		WHERE dc.bulk_change_id = $1 AND dc.batch_no = $2 AND dc.status = 'PENDING'
+		FROM device_changes other JOIN bulk_changes ob ON ob.id = other.bulk_change_id, bulk_changes mine
+		WHERE dc.bulk_change_id = $1 AND dc.batch_no = $2 AND dc.status = 'PENDING' AND mine.id = $1
 		  AND other.iccid = dc.iccid AND other.id <> dc.id AND other.status IN ('SUBMITTING', 'SUBMITTED')`,
 		bulkID, batchNo, change.DeviceBusy); err != nil {
 		return fmt.Errorf("refuse busy devices: %w", err)

@@ -59,6 +59,21 @@ func TestClaimBatch(t *testing.T) {
 		require.ErrorContains(t, err, "has no batch 2")
 	})
 
+	t.Run("a device another tenant's bulk change has in flight is refused without naming it", func(t *testing.T) {
+		busy := dbtest.NewICCID()
+		first := createBulkWith(t, st, db.NewBulkChange{Tenant: "acme"}, dev(busy, change.Suspend, 1))
+		claim(t, st, first.ID, 1)
+		second := createBulkWith(t, st, db.NewBulkChange{Tenant: "beta"}, dev(busy, change.Restore, 1))
+		id := changeIDs(t, st, second.ID)[0]
+		_, _, _, err := st.ClaimBatch(ctx, second.ID, 1, db.ClaimLimits{})
+		require.NoError(t, err)
+		refused := getChange(t, st, id)
+		require.Equal(t, change.DeviceBusy, refused.ErrorCode)
+		require.Contains(t, refused.ErrorMessage, "another change of this device is in flight (another tenant's)")
+		require.NotContains(t, refused.ErrorMessage, first.ID)
+		require.NotContains(t, refused.ErrorMessage, "suspend")
+	})
+
 	t.Run("a device another bulk change has in flight is refused DEVICE_BUSY", func(t *testing.T) {
 		busy := dbtest.NewICCID()
 		first := createBulk(t, st, dev(busy, change.Suspend, 1))

@@ -83,10 +83,16 @@ func (s *Store) SaveRevioProduct(ctx context.Context, p RevioProduct) error {
 }
 
 // ActiveRevioServiceByICCID finds the newest Rev.io service of a device not
-// yet disconnected (used when the device is deactivated).
-func (s *Store) ActiveRevioServiceByICCID(ctx context.Context, iccid string) (*RevioService, error) {
-	return scanRevioService(s.Pool.QueryRow(ctx, `SELECT `+revioServiceColumns+`
-		FROM revio_services WHERE iccid = $1 AND disconnected_at IS NULL ORDER BY created_at DESC LIMIT 1`, iccid))
+// yet disconnected that a bulk change of tenant created (used when the
+// device is deactivated): another tenant's service of the same line is
+// that tenant's customer's, in its Rev.io, and is never disconnected by
+// this one's deactivation.
+func (s *Store) ActiveRevioServiceByICCID(ctx context.Context, tenant, iccid string) (*RevioService, error) {
+	return scanRevioService(s.Pool.QueryRow(ctx, `SELECT r.device_change_id, r.iccid, r.number, r.customer_id, r.service_id, r.found_by
+		FROM revio_services r JOIN device_changes dc ON dc.id = r.device_change_id
+			JOIN bulk_changes b ON b.id = dc.bulk_change_id
+		WHERE r.iccid = $1 AND r.disconnected_at IS NULL AND b.tenant = $2
+		ORDER BY r.created_at DESC LIMIT 1`, iccid, tenant))
 }
 
 // MarkRevioDisconnected records the disconnection of a service and its

@@ -66,12 +66,12 @@ func TestRevioRecords(t *testing.T) {
 		}
 		exec(t, st, `UPDATE revio_services SET created_at = now() - interval '1 day' WHERE device_change_id = $1`, ids[0])
 
-		active, err := st.ActiveRevioServiceByICCID(ctx, iccid)
+		active, err := st.ActiveRevioServiceByICCID(ctx, "default", iccid)
 		require.NoError(t, err)
 		require.Equal(t, int64(101), active.ServiceID)
 
 		require.NoError(t, st.MarkRevioDisconnected(ctx, ids[1]))
-		active, err = st.ActiveRevioServiceByICCID(ctx, iccid)
+		active, err = st.ActiveRevioServiceByICCID(ctx, "default", iccid)
 		require.NoError(t, err)
 		require.Equal(t, int64(100), active.ServiceID)
 
@@ -85,8 +85,22 @@ func TestRevioRecords(t *testing.T) {
 		require.True(t, at.Equal(again), "disconnecting again keeps the first time")
 
 		require.NoError(t, st.MarkRevioDisconnected(ctx, ids[0]))
-		_, err = st.ActiveRevioServiceByICCID(ctx, iccid)
+		_, err = st.ActiveRevioServiceByICCID(ctx, "default", iccid)
 		require.ErrorIs(t, err, db.ErrNotFound)
+	})
+
+	t.Run("another tenant's service of the line is not this tenant's to disconnect", func(t *testing.T) {
+		iccid := dbtest.NewICCID()
+		b := createBulkWith(t, st, db.NewBulkChange{Tenant: "acme"}, dev(iccid, change.Activate, 1))
+		id := changeIDs(t, st, b.ID)[0]
+		_, err := st.SaveRevioService(ctx, db.RevioService{DeviceChangeID: id, ICCID: iccid, Number: "555",
+			CustomerID: 1, ServiceID: 700, FoundBy: "created"})
+		require.NoError(t, err)
+		_, err = st.ActiveRevioServiceByICCID(ctx, "beta", iccid)
+		require.ErrorIs(t, err, db.ErrNotFound, "beta's deactivation finds nothing of acme's")
+		active, err := st.ActiveRevioServiceByICCID(ctx, "acme", iccid)
+		require.NoError(t, err)
+		require.Equal(t, int64(700), active.ServiceID)
 	})
 
 	t.Run("LockBillingStep", func(t *testing.T) { testLockBillingStep(t, st) })

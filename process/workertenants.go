@@ -86,6 +86,18 @@ func (w *WorkerTenants) AccountTenant(_ context.Context, account string) (*activ
 	return w.use(t)
 }
 
+// CheckAccount says whether a bulk change of tenant id may use account in
+// the worker's configuration (the submitting process's may differ).
+func (w *WorkerTenants) CheckAccount(_ context.Context, id, account string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, err := w.cfg.Tenant(id)
+	if err != nil {
+		return &activities.TenantNotConfiguredError{ID: id}
+	}
+	return w.cfg.CheckAccount(t, account)
+}
+
 // Config is the configuration the tenants are served from now: the
 // worker's, or the last one reloaded.
 func (w *WorkerTenants) Config() *config.Config {
@@ -348,7 +360,7 @@ func tenantCredentials(w *WorkerTenants) func(context.Context) error {
 			}
 		}
 		msg := "thingspace credentials refused for " + strings.Join(each, ", ") +
-			"; reset with `starter credentials-reset`"
+			"; reset with `starter credentials-reset --tenant ID` once corrected"
 		if len(refused) == len(ids) {
 			return errors.New(msg)
 		}

@@ -89,6 +89,7 @@ tenants:
       username: %s
       password_file: %s
       accounts: [%q]
+    default_site: SITE-%[1]s
 `, id, s.url, s.clientID, secret(id+"-secret", s.secret), s.user, secret(id+"-password", s.pass), s.account)
 	}
 	yaml += extra
@@ -241,7 +242,7 @@ func TestOneTenantsRefusedCredentialsLeaveTheWorkerReady(t *testing.T) {
 	require.True(t, thingspace.IsInvalidCredentials(beta.ThingSpace.CheckAuth(ctx)))
 	const when = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`
 	const code401 = ` \(UnifiedWebService.REQUEST_FAILED.InvalidCredentials\)`
-	const reset = "; reset with `starter credentials-reset`"
+	const reset = "; reset with `starter credentials-reset --tenant ID` once corrected"
 	code, body = readyz(tenants)
 	require.Equal(t, http.StatusOK, code, body)
 	require.Regexp(t, "^"+regexp.QuoteMeta("ready; thingspace credentials refused for tenant beta at ")+when+code401+
@@ -268,7 +269,7 @@ func TestOneTenantsRefusedCredentialsLeaveTheWorkerReady(t *testing.T) {
 	bodies = append(bodies, body)
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.Regexp(t, "^"+regexp.QuoteMeta("not ready: thingspace credentials refused at ")+when+code401+
-		regexp.QuoteMeta(reset)+"\n$", body)
+		regexp.QuoteMeta("; reset with `starter credentials-reset`")+"\n$", body)
 
 	for _, s := range []*tenantSim{simA, simB} {
 		require.Equal(t, 1, s.Stats(time.Hour).FailedLogins, "each refused password tried once")

@@ -23,6 +23,10 @@ import (
 // operator uses it, against the dev server, PostgreSQL and the simulator.
 var st *stack.Stack
 
+// stWorker is the stack's worker: a test that submits for tenants gives it
+// those tenants (the worker decides whose a bulk change's account is).
+var stWorker *stack.Worker
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
@@ -50,7 +54,7 @@ func withStack(m *testing.M) int {
 		return 1
 	}
 	defer st.Close()
-	if _, err := st.StartWorker(); err != nil {
+	if stWorker, err = st.StartWorker(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

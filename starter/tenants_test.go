@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iot-ops/tsbulk/change"
+	"github.com/iot-ops/tsbulk/config"
 	"github.com/iot-ops/tsbulk/db"
 	"github.com/iot-ops/tsbulk/workflows/api"
 )
@@ -66,6 +67,7 @@ tenants:
       username: globex-user
       accounts: ["`+globexAccount+`"]
       delete_after_deactivation: false
+    default_site: GLOBEX-YARD
 `)
 }
 
@@ -129,6 +131,18 @@ func TestTenantsListsTenantsWithoutSecrets(t *testing.T) {
 func TestSubmitForATenant(t *testing.T) {
 	cfg := tenantsConfig(t)
 	ctx := context.Background()
+	// The worker serves the same tenants (a SIGHUP's reload), with their
+	// secrets from its environment.
+	for _, id := range []string{"ACME", "GLOBEX"} {
+		t.Setenv("TSBULK_TENANTS_"+id+"_THINGSPACE_CLIENT_SECRET", "s")
+		t.Setenv("TSBULK_TENANTS_"+id+"_THINGSPACE_PASSWORD", "p")
+	}
+	t.Setenv("TSBULK_TENANTS_ACME_REVIO_PASSWORD", "r")
+	t.Setenv("TSBULK_TENANTS_ACME_REVIO_SUBSCRIPTION_KEY", "k")
+	served, err := config.Load(cfg)
+	require.NoError(t, err)
+	require.NoError(t, stWorker.ReloadTenants(served))
+	t.Cleanup(func() { _ = stWorker.ReloadTenants(st.Config) })
 	ds := devices(t, "8914811300", "preactive", 3)
 	rows := "iccid,operation,imei,service_plan,mdn_zip_code\n" +
 		ds[0].ICCID + ",activate," + ds[0].IMEI + ",M2M5GB,98801\n" +

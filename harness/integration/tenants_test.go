@@ -185,3 +185,35 @@ func TestTwoTenantsThroughOneWorker(t *testing.T) {
 	}
 	require.Zero(t, simA.Stats(time.Hour).FailedLogins, "the default tenant's credentials were never refused")
 }
+
+// The worker decides whose account a bulk change may use: one written by a
+// submitting process whose configuration lacks the tenant (an old starter,
+// or one not yet given the new tenant) as the default tenant's on another
+// tenant's account never starts. Nothing reaches either ThingSpace; every
+// device change ends ACCOUNT_NOT_TENANTS.
+func TestBulkChangeOnAnotherTenantsAccountNeverStarts(t *testing.T) {
+	s := newStackWithWorker(t, stack.Options{
+		ThingSpace: simConfig(200*time.Millisecond, 0, 73),
+		Tenants:    []stack.TenantOptions{{ID: "beta", ThingSpace: simConfig(200*time.Millisecond, 0, 74)}},
+	})
+	betaAccount := s.Config.Tenants[0].ThingSpace.Accounts[0]
+	devs := tssim.GenerateDevices(3, "8914800854", "active")
+	require.NoError(t, s.TenantTS["beta"].Seed(devs...))
+	sentBefore := stateChangeRequests(s)
+
+	res := submitFor(t, s, "", betaAccount, changeFile(t, "suspend", devs))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := s.Client.GetWorkflow(ctx, res.WorkflowID, "").Get(ctx, nil)
+	require.ErrorContains(t, err, `is not one of tenant default's accounts`)
+	require.Equal(t, change.BulkFailed, bulkChange(t, s, res.ID).Status)
+	for iccid, r := range results(t, s, res.ID) {
+		require.Equal(t, change.AccountNotTenants, r.ErrorCode, iccid)
+	}
+	require.Equal(t, sentBefore, stateChangeRequests(s), "nothing sent with the default tenant's credentials")
+	require.Empty(t, s.TenantTS["beta"].Stats(time.Hour).AcceptedChanges, "nor to beta's ThingSpace")
+	for _, d := range devs {
+		got, _ := s.TenantTS["beta"].Device(d.ICCID)
+		require.Equal(t, tssim.StateActive, got.State)
+	}
+}
