@@ -85,6 +85,11 @@ func RunReceiver(ctx context.Context, cfg *config.Config, logger *slog.Logger) e
 		return err
 	}
 	defer tc.Close()
+	// A SIGHUP sent to every process to reload the workers' tenants must
+	// not kill the receiver (Go's default): it says what it does instead.
+	defer reloadOnHangup(ctx, func() {
+		logger.Warn("SIGHUP: the callback receiver reads its tenants at start: restart it to serve a tenant added or changed")
+	})()
 	return runReceiver(ctx, cfg, store, tc, m, logger, true)
 }
 
