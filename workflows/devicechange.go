@@ -80,6 +80,21 @@ func (d *deviceRun) setup() error {
 func (d *deviceRun) step(name change.Step) {
 	d.status.Step = name
 	d.status.WaitingSince = workflow.Now(d.ctx)
+	// Where it stands, for the Web UI (no PPU, no MSISDN).
+	workflow.SetCurrentDetails(d.ctx, fmt.Sprintf("%s %s · %s since %s", d.in.Operation, d.in.ICCID,
+		stepWords[name], d.status.WaitingSince.UTC().Format(time.RFC3339)))
+}
+
+// stepWords say each step to a person.
+var stepWords = map[change.Step]string{
+	change.StepLoading:              "loading its device change",
+	change.StepWaitingForCallback:   "waiting for ThingSpace's callback",
+	change.StepPolling:              "no callback in time: polling ThingSpace",
+	change.StepUpdatingPPU:          "updating the primary place of use",
+	change.StepRecording:            "recording the outcome",
+	change.StepCreatingBilling:      "creating the Rev.io service line",
+	change.StepDisconnectingBilling: "disconnecting the Rev.io service line",
+	change.StepDone:                 "done",
 }
 
 func (d *deviceRun) load() (*activities.DeviceState, error) {

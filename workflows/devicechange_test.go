@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"testing"
 	"time"
 
@@ -174,6 +175,16 @@ func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 	st := sent("activate")
 	st.HasBilling = true
 	env := newDeviceEnv(t, st)
+	// The Web UI's current details say where the device stands, without
+	// the MSISDN.
+	var waiting string
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow("__temporal_workflow_metadata")
+		require.NoError(t, err)
+		var md sdkpb.WorkflowMetadata
+		require.NoError(t, v.Get(&md))
+		waiting = md.GetCurrentDetails()
+	}, time.Minute)
 	env.signalAt(
 		3*time.Minute,
 		api.Confirmation{Source: change.ByCallback, RequestID: "req-1", Success: true, MSISDN: "5551230001"},
@@ -192,6 +203,8 @@ func TestDeviceChangeCallbackBeforeTimer(t *testing.T) {
 	require.True(t, c.BillingPending)
 	require.Empty(t, env.polled, "no polling when the callback came in time")
 	require.Less(t, env.Now().Sub(env.start), 30*time.Minute)
+	require.Regexp(t, `^activate \d+ · waiting for ThingSpace's callback since \d{4}-`, waiting)
+	require.NotContains(t, waiting, "5551230001")
 }
 
 func TestDeviceChangeTimerThenPollingToSuccess(t *testing.T) {
