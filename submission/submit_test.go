@@ -99,7 +99,7 @@ func TestSubmitWritesAndStarts(t *testing.T) {
 	t.Run("the workflow: one per bulk change, ever, findable by its attributes", func(t *testing.T) {
 		s := fake.last()
 		require.Equal(t, api.BulkChangeWorkflowType, s.Workflow)
-		require.Equal(t, []any{api.BulkChangeInput{BulkChangeID: res.ID}}, s.Args)
+		require.Equal(t, []any{api.BulkChangeInput{BulkChangeID: res.ID, Tenant: "default"}}, s.Args)
 		require.Equal(t, res.WorkflowID, s.Options.ID)
 		require.Equal(t, api.TaskQueue, s.Options.TaskQueue)
 		require.Equal(t, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, s.Options.WorkflowIDReusePolicy)
@@ -107,6 +107,8 @@ func TestSubmitWritesAndStarts(t *testing.T) {
 		sa := s.Options.TypedSearchAttributes
 		id, _ := sa.GetKeyword(api.BulkChangeIDAttr)
 		require.Equal(t, res.ID, id)
+		tenant, _ := sa.GetKeyword(api.TenantAttr)
+		require.Equal(t, "default", tenant)
 		acct, _ := sa.GetKeyword(api.ThingSpaceAccountAttr)
 		require.Equal(t, account, acct)
 		status, _ := sa.GetKeyword(api.BulkChangeStatusAttr)
