@@ -12,6 +12,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/iot-ops/tsbulk/harness/monitoring"
 )
 
 // hostPath is where the file a service sees at containerPath comes from
@@ -207,25 +209,8 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 		}
 	}
 
-	var cfg struct {
-		Alerting struct {
-			Alertmanagers []struct {
-				StaticConfigs []struct {
-					Targets []string `yaml:"targets"`
-				} `yaml:"static_configs"`
-			} `yaml:"alertmanagers"`
-		} `yaml:"alerting"`
-		ScrapeConfigs []struct {
-			JobName       string `yaml:"job_name"`
-			StaticConfigs []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-			DNSSDConfigs []struct {
-				Names []string `yaml:"names"`
-				Port  int      `yaml:"port"`
-			} `yaml:"dns_sd_configs"`
-		} `yaml:"scrape_configs"`
-	}
+	// Read as harness/monitoring reads it.
+	var cfg monitoring.PrometheusConfig
 	readYAML(t, filepath.Join(root, "deploy/prometheus/prometheus.yml"), &cfg)
 	scraped := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
