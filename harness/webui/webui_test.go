@@ -36,7 +36,7 @@ const ScreenshotEnv = "TSBULK_WEBUI_SCREENSHOT"
 // … · submitted by …"), not only bulk-change/<uuid>.
 func TestWebUIShowsTheBulkChangeSummary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a Temporal dev server with its Web UI and a browser")
+		t.Skip("-short: this test starts a Temporal dev server with its Web UI, a worker and a browser")
 	}
 	browser := chromium(t)
 	cli, err := stack.TemporalCLI()
