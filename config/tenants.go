@@ -429,24 +429,10 @@ func (c *Config) checkTenants(p *problems, credentials, listener bool) {
 		if t.ID != DefaultTenant {
 			p.need(len(t.ThingSpace.Accounts) > 0, key("thingspace.accounts"), "is required: the tenant's ThingSpace accounts, its default first")
 			if credentials {
-				c.needSecureURL(p, key("thingspace.base_url"), t.ThingSpace.BaseURL)
-				p.need(t.ThingSpace.ClientID != "", key("thingspace.client_id"), "is required")
-				p.need(t.ThingSpace.ClientSecret != "", key("thingspace.client_secret"),
-					"is required (environment or %s_file)", key("thingspace.client_secret"))
-				p.need(t.ThingSpace.Username != "", key("thingspace.username"), "is required")
-				p.need(t.ThingSpace.Password != "", key("thingspace.password"),
-					"is required (environment or %s_file)", key("thingspace.password"))
+				c.checkThingSpaceLogin(p, key, t.ThingSpace)
 			}
 			if t.Revio.Enabled && credentials {
-				c.needSecureURL(p, key("revio.base_url"), t.Revio.BaseURL)
-				p.need(t.Revio.Login != "" && !strings.Contains(t.Revio.Login, "@"), key("revio.login"),
-					"is required and must not be an e-mail address")
-				p.need(t.Revio.ClientCode != "", key("revio.client_code"), "is required")
-				p.need(t.Revio.Password != "", key("revio.password"), "is required (environment or %s_file)", key("revio.password"))
-				p.need(t.Revio.SubscriptionKey != "", key("revio.subscription_key"),
-					"is required (environment or %s_file)", key("revio.subscription_key"))
-				p.need(t.Revio.CallsPerMinute > 0 && t.Revio.CallsPerMinute <= 500, key("revio.calls_per_minute"),
-					"must be 1..500 (Rev.io's limit)")
+				c.checkRevioConnection(p, key, t.Revio)
 			}
 			if listener {
 				p.need(t.Callbacks.Username != "", key("callbacks.username"),
@@ -483,3 +469,31 @@ func (c *Config) checkTenants(p *problems, credentials, listener bool) {
 		}
 	}
 }
+
+// checkThingSpaceLogin checks what logging in to a tenant's ThingSpace
+// needs; key names each setting (the default tenant's are top-level).
+func (c *Config) checkThingSpaceLogin(p *problems, key func(string) string, ts TenantThingSpace) {
+	c.needSecureURL(p, key("thingspace.base_url"), ts.BaseURL)
+	p.need(ts.ClientID != "", key("thingspace.client_id"), "is required")
+	p.need(ts.ClientSecret != "", key("thingspace.client_secret"),
+		"is required (environment or %s_file)", key("thingspace.client_secret"))
+	p.need(ts.Username != "", key("thingspace.username"), "is required")
+	p.need(ts.Password != "", key("thingspace.password"),
+		"is required (environment or %s_file)", key("thingspace.password"))
+}
+
+// checkRevioConnection checks what calling a tenant's Rev.io needs.
+func (c *Config) checkRevioConnection(p *problems, key func(string) string, r TenantRevio) {
+	c.needSecureURL(p, key("revio.base_url"), r.BaseURL)
+	p.need(r.Login != "" && !strings.Contains(r.Login, "@"), key("revio.login"),
+		"is required and must not be an e-mail address")
+	p.need(r.ClientCode != "", key("revio.client_code"), "is required")
+	p.need(r.Password != "", key("revio.password"), "is required (environment or %s_file)", key("revio.password"))
+	p.need(r.SubscriptionKey != "", key("revio.subscription_key"),
+		"is required (environment or %s_file)", key("revio.subscription_key"))
+	p.need(r.CallsPerMinute > 0 && r.CallsPerMinute <= 500, key("revio.calls_per_minute"),
+		"must be 1..500 (Rev.io's limit)")
+}
+
+// topLevel names the default tenant's settings: the top-level ones.
+func topLevel(key string) string { return key }

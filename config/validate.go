@@ -79,15 +79,7 @@ func (c *Config) checkThingSpace(p *problems) {
 		// Only named tenants: their own settings were checked.
 		return
 	}
-	c.needSecureURL(p, "thingspace.base_url", c.ThingSpace.BaseURL)
-	p.need(c.ThingSpace.ClientID != "", "thingspace.client_id", "is required")
-	p.need(
-		c.ThingSpace.ClientSecret != "",
-		"thingspace.client_secret",
-		"is required (environment or thingspace.client_secret_file)",
-	)
-	p.need(c.ThingSpace.Username != "", "thingspace.username", "is required")
-	p.need(c.ThingSpace.Password != "", "thingspace.password", "is required (environment or thingspace.password_file)")
+	c.checkThingSpaceLogin(p, topLevel, c.defaultTenant().ThingSpace)
 	p.need(c.ThingSpace.Account != "", "thingspace.account", "is required")
 	p.need(c.ThingSpace.HTTPTimeout > 0, "thingspace.http_timeout", "must be positive")
 	p.need(
@@ -148,24 +140,7 @@ func (c *Config) checkRevio(p *problems) {
 	if !c.Revio.Enabled {
 		return
 	}
-	c.needSecureURL(p, "revio.base_url", c.Revio.BaseURL)
-	p.need(
-		c.Revio.Login != "" && !strings.Contains(c.Revio.Login, "@"),
-		"revio.login",
-		"is required and must not be an e-mail address",
-	)
-	p.need(c.Revio.ClientCode != "", "revio.client_code", "is required")
-	p.need(c.Revio.Password != "", "revio.password", "is required (environment or revio.password_file)")
-	p.need(
-		c.Revio.SubscriptionKey != "",
-		"revio.subscription_key",
-		"is required (environment or revio.subscription_key_file)",
-	)
-	p.need(
-		c.Revio.CallsPerMinute > 0 && c.Revio.CallsPerMinute <= 500,
-		"revio.calls_per_minute",
-		"must be 1..500 (Rev.io's limit)",
-	)
+	c.checkRevioConnection(p, topLevel, c.defaultTenant().Revio)
 	p.need(c.Revio.RetryFor > 0, "revio.retry_for", "must be positive")
 }
 
