@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 )
 
@@ -123,8 +122,6 @@ func notificationDefaults(v *viper.Viper) {
 	v.SetDefault("notifications.email.ca_file", "")
 }
 
-// webhookNamePattern: the name is part of environment variable names.
-var webhookNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // webhookFile is a webhook as the file has it: the *_file settings of its
 // secrets beside the others.
@@ -164,21 +161,14 @@ func (c *Config) loadNotifications(v *viper.Viper, path string) error {
 			return fmt.Errorf("notifications.webhooks entry %d: is not a section of settings", i+1)
 		}
 		var w webhookFile
-		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-			Result: &w, WeaklyTypedInput: true, ErrorUnused: true,
-			DecodeHook: mapstructure.StringToSliceHookFunc(","),
-		})
-		if err != nil {
-			return fmt.Errorf("notifications.webhooks entry %d: %w", i+1, err)
-		}
 		if _, inFile := section["secret"]; inFile {
 			return fmt.Errorf("notifications.webhooks entry %d: secret must not be in the config file: "+
 				"set TSBULK_NOTIFICATIONS_WEBHOOKS_<NAME>_SECRET or secret_file instead", i+1)
 		}
-		if err := dec.Decode(section); err != nil {
+		if err := decodeSection(section, &w); err != nil {
 			return fmt.Errorf("notifications.webhooks entry %d: %w", i+1, err)
 		}
-		if !webhookNamePattern.MatchString(w.Name) {
+		if !namePattern.MatchString(w.Name) {
 			return fmt.Errorf("notifications.webhooks entry %d: name %q: a lower-case letter then up to 31 lower-case letters, digits or _ "+
 				"(it names the webhook's environment variables)", i+1, w.Name)
 		}

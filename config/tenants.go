@@ -24,10 +24,12 @@ import (
 // and of every bulk change submitted before tenants existed.
 const DefaultTenant = change.DefaultTenant
 
-// tenantIDPattern: lower case because YAML keys are read case-insensitively,
-// no hyphen because the id is part of environment variable names
-// (TSBULK_TENANTS_<ID>_THINGSPACE_PASSWORD) and of URL paths.
-var tenantIDPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+// namePattern is a name that is part of settings' environment variable
+// names (TSBULK_TENANTS_<ID>_THINGSPACE_PASSWORD,
+// TSBULK_NOTIFICATIONS_WEBHOOKS_<NAME>_SECRET): lower case because YAML
+// keys are read case-insensitively, no hyphen; a tenant id is also part of
+// URL paths.
+var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // Tenant is one customer's settings. A tenant defined under tenants.<id>
 // inherits the top-level settings that are not credentials (ThingSpace's
@@ -253,7 +255,7 @@ func (c *Config) loadTenants(v *viper.Viper, path string) error {
 	c.Tenants = nil
 	for _, id := range ids {
 		key := "tenants." + id
-		if !tenantIDPattern.MatchString(id) {
+		if !namePattern.MatchString(id) {
 			return fmt.Errorf("%s: a tenant id is a lower-case letter then up to 31 lower-case letters, digits or _", key)
 		}
 		if id == DefaultTenant {
@@ -274,15 +276,7 @@ func (c *Config) loadTenants(v *viper.Viper, path string) error {
 		// Decoded from the file's own section, not through viper.Sub: a
 		// sub-viper reads the top-level environment variables
 		// (TSBULK_THINGSPACE_CLIENT_ID) for the tenant's keys.
-		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-			Result: &t, WeaklyTypedInput: true, ErrorUnused: true,
-			DecodeHook: mapstructure.ComposeDecodeHookFunc(
-				mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(",")),
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-		if err := dec.Decode(withoutFileKeys(section)); err != nil {
+		if err := decodeSection(withoutFileKeys(section), &t); err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
 		t.ID = id
@@ -300,6 +294,22 @@ func (c *Config) loadTenants(v *viper.Viper, path string) error {
 		c.Tenants = append(c.Tenants, t)
 	}
 	return nil
+}
+
+// decodeSection decodes a section of the file (a tenant, a webhook: read as
+// is, not through viper, whose sub-viper would read top-level environment
+// variables for its keys) over what into already holds: a key it does not
+// know is an error (a misspelt setting is not silently ignored).
+func decodeSection(section map[string]any, into any) error {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result: into, WeaklyTypedInput: true, ErrorUnused: true,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(",")),
+	})
+	if err != nil {
+		return err
+	}
+	return dec.Decode(section)
 }
 
 // hasKey reports whether a dotted key is set in a section read from YAML.
