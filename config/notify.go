@@ -122,7 +122,6 @@ func notificationDefaults(v *viper.Viper) {
 	v.SetDefault("notifications.email.ca_file", "")
 }
 
-
 // webhookFile is a webhook as the file has it: the *_file settings of its
 // secrets beside the others.
 type webhookFile struct {
