@@ -241,9 +241,15 @@ type Revio struct {
 
 // Bulk holds the defaults a bulk change is submitted with.
 type Bulk struct {
-	BatchSize       int           `mapstructure:"batch_size"`
-	Window          int           `mapstructure:"window"`
-	StartsPerRun    int           `mapstructure:"starts_per_run"`
+	BatchSize    int `mapstructure:"batch_size"`
+	Window       int `mapstructure:"window"`
+	StartsPerRun int `mapstructure:"starts_per_run"`
+	// ShardSize: a bulk change of more devices than this runs as a tree of
+	// shard workflows of at most this many devices each, ShardsAtOnce of
+	// them at a time (one parent execution caps throughput: every child
+	// start and result goes through it). 0: never sharded.
+	ShardSize       int           `mapstructure:"shard_size"`
+	ShardsAtOnce    int           `mapstructure:"shards_at_once"`
 	CallbackTimeout time.Duration `mapstructure:"callback_timeout"`
 	ConfirmDeadline time.Duration `mapstructure:"confirm_deadline"`
 	PollInterval    time.Duration `mapstructure:"poll_interval"`
@@ -389,6 +395,8 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("bulk.batch_size", 10000)
 	v.SetDefault("bulk.window", 500)
 	v.SetDefault("bulk.starts_per_run", 500)
+	v.SetDefault("bulk.shard_size", 2000)
+	v.SetDefault("bulk.shards_at_once", 5)
 	v.SetDefault("bulk.callback_timeout", 30*time.Minute)
 	v.SetDefault("bulk.confirm_deadline", 24*time.Hour)
 	v.SetDefault("bulk.poll_interval", 5*time.Minute)
@@ -587,6 +595,8 @@ func (c *Config) BulkChangeOptions() api.Options {
 		CallbacksEnabled:              c.Callbacks.Enabled,
 		Window:                        b.Window,
 		StartsPerRun:                  b.StartsPerRun,
+		ShardSize:                     b.ShardSize,
+		ShardsAtOnce:                  b.ShardsAtOnce,
 		DefaultSite:                   c.SiteForBulkChanges(),
 		BillingEnabled:                c.Revio.Enabled,
 		DisconnectBillingOnDeactivate: c.Revio.DisconnectOnDeactivate,

@@ -153,6 +153,9 @@ func (c *Config) checkBulk(p *problems) {
 	)
 	p.need(b.Window >= 1 && b.Window <= 1500, "bulk.window", "must be 1..1500 (Temporal allows 2000 pending children)")
 	p.need(b.StartsPerRun >= 1 && b.StartsPerRun <= 2000, "bulk.starts_per_run", "must be 1..2000")
+	p.need(b.ShardSize == 0 || b.ShardSize >= 100 && b.ShardSize <= 100000, "bulk.shard_size",
+		"must be 0 (never shard) or 100..100000")
+	p.need(b.ShardsAtOnce >= 1 && b.ShardsAtOnce <= 100, "bulk.shards_at_once", "must be 1..100")
 	p.need(b.CallbackTimeout > 0, "bulk.callback_timeout", "must be positive")
 	p.need(b.ConfirmDeadline > b.CallbackTimeout, "bulk.confirm_deadline", "must be longer than bulk.callback_timeout")
 	p.need(b.PollInterval > 0, "bulk.poll_interval", "must be positive")

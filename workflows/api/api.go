@@ -111,6 +111,12 @@ type Options struct {
 	// StartsPerRun is how many children one run of the parent starts before
 	// it continues as new, keeping its history small.
 	StartsPerRun int `json:"startsPerRun"`
+	// ShardSize: a bulk change of more devices runs as shard workflows of
+	// at most this many devices, ShardsAtOnce at a time (BulkChangeShard).
+	// 0, absent from bulk changes submitted before shards: one parent, as
+	// they were started, so a running one keeps its shape.
+	ShardSize    int `json:"shardSize,omitempty"`
+	ShardsAtOnce int `json:"shardsAtOnce,omitempty"`
 	// DefaultSite is given at the end to devices left in inventory or
 	// pending state ("" = none).
 	DefaultSite string `json:"defaultSite"`
