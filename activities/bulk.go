@@ -207,17 +207,20 @@ func (a *Activities) FailBulkChange(ctx context.Context, in FailBulkInput) error
 // FailUnsentInput ends the device changes of batches from FromBatch on that
 // were never sent.
 type FailUnsentInput struct {
-	BulkChangeID string      `json:"bulkChangeId"`
-	FromBatch    int         `json:"fromBatch"`
-	Code         change.Code `json:"code,omitempty"`
-	Message      string      `json:"message"`
+	BulkChangeID string `json:"bulkChangeId"`
+	FromBatch    int    `json:"fromBatch"`
+	// ToBatch: the last batch to end (a shard's last); 0 for the bulk
+	// change's last.
+	ToBatch int         `json:"toBatch,omitempty"`
+	Code    change.Code `json:"code,omitempty"`
+	Message string      `json:"message"`
 }
 
 // FailUnsent marks as ERROR every device change of the bulk change, from the
 // given batch on, that is pending or whose request never reached ThingSpace.
 // It returns how many it ended.
 func (a *Activities) FailUnsent(ctx context.Context, in FailUnsentInput) (int, error) {
-	n, err := a.Store.FailUnsent(ctx, in.BulkChangeID, in.FromBatch, in.Code, in.Message)
+	n, err := a.Store.FailUnsent(ctx, in.BulkChangeID, in.FromBatch, in.ToBatch, in.Code, in.Message)
 	if err != nil {
 		return 0, fmt.Errorf("fail unsent device changes of %s: %w", in.BulkChangeID, err)
 	}

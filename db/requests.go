@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -465,24 +466,28 @@ func (s *Store) BulkRequestStats(ctx context.Context, bulkID string) (RequestSta
 }
 
 // FailUnsent ends, as ERROR with the given reason, every device change of
-// the bulk change from batch fromBatch on that ThingSpace never accepted:
+// the bulk change from batch fromBatch to toBatch (0: to its last; a shard
+// ends only its own) that ThingSpace never accepted:
 // pending ones, and those of requests (sub-requests of a split batch
 // included) still being sent. It returns how many it ended.
 func (s *Store) FailUnsent(
 	ctx context.Context,
 	bulkID string,
-	fromBatch int,
+	fromBatch, toBatch int,
 	code change.Code,
 	message string,
 ) (int, error) {
+	if toBatch <= 0 {
+		toBatch = math.MaxInt32
+	}
 	var n int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE device_changes dc SET status = 'ERROR', error_code = $3, error_message = $4, completed_at = now()
-			WHERE dc.bulk_change_id = $1 AND dc.batch_no >= $2
+			WHERE dc.bulk_change_id = $1 AND dc.batch_no BETWEEN $2 AND $5
 			  AND (dc.status = 'PENDING' OR (dc.status = 'SUBMITTING' AND EXISTS (
 			      SELECT 1 FROM thingspace_requests r WHERE r.id = dc.request_pk AND r.state IN ('SENDING', 'RETRY'))))`,
-			bulkID, fromBatch, code, message)
+			bulkID, fromBatch, code, message, toBatch)
 		if err != nil {
 			return err
 		}

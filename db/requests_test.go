@@ -335,7 +335,7 @@ func testFailUnsent(t *testing.T, st *db.Store) {
 	require.NoError(t, err)
 	claim(t, st, b.ID, 3)
 
-	n, err := st.FailUnsent(ctx, b.ID, 2, change.SendFailed, "batch 2 could not be sent")
+	n, err := st.FailUnsent(ctx, b.ID, 2, 0, change.SendFailed, "batch 2 could not be sent")
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
 	require.Equal(t, change.Sent, getChange(t, st, ids[0]).Status, "an accepted batch is left alone")
@@ -356,7 +356,7 @@ func testFailUnsent(t *testing.T, st *db.Store) {
 	require.Equal(t, db.RequestRejected, batch3.Root.State)
 	require.Equal(t, string(change.SendFailed), batch3.Root.ErrorCode)
 
-	n, err = st.FailUnsent(ctx, b.ID, 2, change.SendFailed, "again")
+	n, err = st.FailUnsent(ctx, b.ID, 2, 0, change.SendFailed, "again")
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing is left unsent")
 	require.Equal(t, 1, resultEntries(t, st, ids[1]))

@@ -108,17 +108,26 @@ type RecoveryCounts struct {
 // RecoveryState reads where a bulk change of the given number of batches
 // stands.
 func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (*RecoveryCounts, error) {
+	return s.RecoveryStateOf(ctx, bulkID, 1, batches)
+}
+
+// RecoveryStateOf is RecoveryState of the batches first to last (a shard's):
+// NextBatch is the first of them with a device change not yet sent (last+1
+// when all were), the counts those of the batches before it in the range.
+func (s *Store) RecoveryStateOf(ctx context.Context, bulkID string, first, last int) (*RecoveryCounts, error) {
 	out := &RecoveryCounts{Tally: change.NewTally()}
-	err := s.Pool.QueryRow(ctx, `SELECT coalesce(min(batch_no), $2 + 1) FROM device_changes
-		WHERE bulk_change_id = $1 AND status IN ('PENDING', 'SUBMITTING')`, bulkID, batches).Scan(&out.NextBatch)
+	err := s.Pool.QueryRow(ctx, `SELECT coalesce(min(batch_no), $3 + 1) FROM device_changes
+		WHERE bulk_change_id = $1 AND batch_no BETWEEN $2 AND $3 AND status IN ('PENDING', 'SUBMITTING')`,
+		bulkID, first, last).Scan(&out.NextBatch)
 	if err != nil {
 		return nil, fmt.Errorf("recovery state of %s: %w", bulkID, err)
 	}
 	rows, err := s.Pool.Query(
 		ctx,
 		`SELECT status, coalesce(outcome, ''), coalesce(error_code, ''), count(*) FROM device_changes
-		WHERE bulk_change_id = $1 AND batch_no < $2 GROUP BY 1, 2, 3`,
+		WHERE bulk_change_id = $1 AND batch_no >= $2 AND batch_no < $3 GROUP BY 1, 2, 3`,
 		bulkID,
+		first,
 		out.NextBatch,
 	)
 	if err != nil {
@@ -142,6 +151,31 @@ func (s *Store) RecoveryState(ctx context.Context, bulkID string, batches int) (
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recovery counts of %s: %w", bulkID, err)
+	}
+	return out, nil
+}
+
+// BatchSize is the number of device changes of one batch.
+type BatchSize struct {
+	BatchNo int
+	Devices int
+}
+
+// BatchSizes lists a bulk change's batches in order with their device
+// changes: what its shards are cut from.
+func (s *Store) BatchSizes(ctx context.Context, bulkID string) ([]BatchSize, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT batch_no, count(*) FROM device_changes
+		WHERE bulk_change_id = $1 GROUP BY batch_no ORDER BY batch_no`, bulkID)
+	if err != nil {
+		return nil, fmt.Errorf("batch sizes of %s: %w", bulkID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BatchSize, error) {
+		var b BatchSize
+		err := r.Scan(&b.BatchNo, &b.Devices)
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("batch sizes of %s: %w", bulkID, err)
 	}
 	return out, nil
 }

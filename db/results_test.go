@@ -79,7 +79,7 @@ func TestResultsAndCounts(t *testing.T) {
 		require.Equal(t, 1, rc.Errors)
 		require.Equal(t, map[change.Code]int{"REQUEST_FAILED.DeviceNotFound": 1}, rc.ErrorsByCode)
 
-		_, err = st.FailUnsent(ctx, b.ID, 3, change.SendFailed, "stop")
+		_, err = st.FailUnsent(ctx, b.ID, 3, 0, change.SendFailed, "stop")
 		require.NoError(t, err)
 		rc, err = st.RecoveryState(ctx, b.ID, 4)
 		require.NoError(t, err)

@@ -74,7 +74,7 @@ func (s *Submitter) Redrive(ctx context.Context, req RedriveRequest) (*Result, e
 			return nil, fmt.Errorf("row %d (%s): %w", f.RowNumber, f.ICCID, err)
 		}
 	}
-	plan, err := s.planBatches(ctx, orig.Tenant, devs, req.ActionsPerLinePerDay, req.BatchSize)
+	plan, err := s.planBatches(ctx, orig.Tenant, devs, req.ActionsPerLinePerDay, shardBatchSize(req.BatchSize, req.Options, len(devs)))
 	if err != nil {
 		return nil, err
 	}

@@ -192,7 +192,17 @@ func (s *Submitter) Plan(ctx context.Context, req Request) (*BatchPlan, error) {
 	if err := resolveBilling(req.Mappings, req.Account, devs); err != nil {
 		return nil, err
 	}
-	return s.planBatches(ctx, cmp.Or(req.Tenant, change.DefaultTenant), devs, req.ActionsPerLinePerDay, req.BatchSize)
+	return s.planBatches(ctx, cmp.Or(req.Tenant, change.DefaultTenant), devs, req.ActionsPerLinePerDay, shardBatchSize(req.BatchSize, req.Options, len(devs)))
+}
+
+// shardBatchSize caps the batch size of a bulk change that will run as
+// shards at the shard size: a batch is one ThingSpace request and belongs
+// to one shard, so a larger one would make its shard larger.
+func shardBatchSize(size int, opts api.Options, devices int) int {
+	if opts.ShardSize > 0 && devices > opts.ShardSize && (size <= 0 || size > opts.ShardSize) {
+		return opts.ShardSize
+	}
+	return size
 }
 
 // planBatches checks valid device requests of a tenant's bulk change
@@ -357,7 +367,7 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (*Result, error) {
 	if err := resolveBilling(req.Mappings, req.Account, devs); err != nil {
 		return nil, err
 	}
-	plan, err := s.planBatches(ctx, tenant, devs, req.ActionsPerLinePerDay, req.BatchSize)
+	plan, err := s.planBatches(ctx, tenant, devs, req.ActionsPerLinePerDay, shardBatchSize(req.BatchSize, req.Options, len(devs)))
 	if err != nil {
 		return nil, err
 	}

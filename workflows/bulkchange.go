@@ -44,14 +44,31 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 			return nil, err
 		}
 	}
+	var err error
+	if b.state.Tree != nil || b.shouldShard() {
+		err = b.runTree()
+	} else {
+		err = b.runWindow()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.finish()
+}
+
+// runWindow is the sliding window: send the batches, start a child per
+// device (at most Window at a time), gather their results. A bulk change
+// runs it itself, or each of its shards does over its own batches.
+func (b *bulkRun) runWindow() error {
 	for {
-		// Results first: the last one may be what completes the bulk change.
+		// Results first: the last one may be what completes the window.
 		b.drainResults()
+		b.reportIfDue()
 		if b.allDone() {
-			break
+			return nil
 		}
 		if b.shouldContinueAsNew() {
-			return nil, b.continueAsNew()
+			return b.continueAsNew()
 		}
 		var err error
 		switch {
@@ -63,10 +80,9 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 			b.awaitResult()
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return b.finish()
 }
 
 type bulkRun struct {
@@ -103,26 +119,31 @@ type bulkRun struct {
 	unstarted           int
 	// notifies: events are told to people (versioned).
 	notifies bool
+	// The root of a sharded bulk change (bulktree.go): the shards whose
+	// start is not yet confirmed, the reports received by this run, and
+	// what stops the tree (a shard that could not start).
+	reports       workflow.ReceiveChannel
+	shardStarting map[int]bool
+	received      int
+	treeErr       error
+	recovered     bool
+	shardsEnded   []int
+	// A shard (bulkshard.go): results and changes not yet reported to the
+	// root, when it last reported, the timer that makes it report a
+	// change that came alone, its reports in flight, and whether its
+	// control coroutine is applying a request.
+	dirty          bool
+	unreported     int
+	lastReportAt   time.Time
+	reportTimer    workflow.Future
+	reportsPending int
+	controlBusy    bool
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
-	b := &bulkRun{
-		ctx:      ctx,
-		logger:   log.With(workflow.GetLogger(ctx), "bulkChangeId", in.BulkChangeID),
-		in:       in,
-		inFlight: map[int64]string{},
-		starting: map[int64]bool{},
-		results:  workflow.GetSignalChannel(ctx, api.DeviceResultSignal),
-	}
+	b := newRun(ctx, in.BulkChangeID, in)
 	if in.Resume != nil {
-		b.state = *in.Resume
-		for _, f := range b.state.InFlight {
-			b.inFlight[f.DeviceChangeID] = f.ICCID
-			b.order = append(b.order, f.DeviceChangeID)
-		}
-		b.state.InFlight = nil
-		b.state.Runs++
-		b.state.Progress.Runs = b.state.Runs
+		b.resumeFrom(*in.Resume)
 	} else {
 		b.state = api.BulkState{NextBatch: 1, Runs: 1, Progress: api.Progress{
 			BulkChangeID: in.BulkChangeID, Phase: change.PhaseStarting, Runs: 1,
@@ -130,6 +151,32 @@ func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 		}}
 	}
 	return b
+}
+
+// newRun is the part of a run common to a bulk change and a shard.
+func newRun(ctx workflow.Context, bulkChangeID string, in api.BulkChangeInput) *bulkRun {
+	return &bulkRun{
+		ctx:           ctx,
+		logger:        log.With(workflow.GetLogger(ctx), "bulkChangeId", bulkChangeID),
+		in:            in,
+		inFlight:      map[int64]string{},
+		starting:      map[int64]bool{},
+		shardStarting: map[int]bool{},
+		results:       workflow.GetSignalChannel(ctx, api.DeviceResultSignal),
+		reports:       workflow.GetSignalChannel(ctx, api.ShardReportSignal),
+	}
+}
+
+// resumeFrom takes the state the previous run continued as new with.
+func (b *bulkRun) resumeFrom(st api.BulkState) {
+	b.state = st
+	for _, f := range b.state.InFlight {
+		b.inFlight[f.DeviceChangeID] = f.ICCID
+		b.order = append(b.order, f.DeviceChangeID)
+	}
+	b.state.InFlight = nil
+	b.state.Runs++
+	b.state.Progress.Runs = b.state.Runs
 }
 
 func (b *bulkRun) setup() error {
@@ -145,9 +192,16 @@ func (b *bulkRun) setup() error {
 	if err := b.setupControl(); err != nil {
 		return err
 	}
+	return b.setProgressQuery()
+}
+
+func (b *bulkRun) setProgressQuery() error {
 	return workflow.SetQueryHandler(b.ctx, api.ProgressQuery, func() (api.Progress, error) {
 		p := b.state.Progress
-		p.InFlight = len(b.inFlight)
+		if b.state.Tree == nil {
+			// A tree's root has its shards' sum.
+			p.InFlight = len(b.inFlight)
+		}
 		return p, nil
 	})
 }
@@ -159,7 +213,16 @@ func (b *bulkRun) allDone() bool {
 // sendingDone: every batch was sent, or nothing more will be (sending
 // stopped, or the unsent device changes were cancelled).
 func (b *bulkRun) sendingDone() bool {
-	return b.state.NextBatch > b.state.Plan.Batches || b.state.StopSending != "" || b.state.UnsentCancelled
+	return b.state.NextBatch > b.lastBatch() || b.state.StopSending != "" || b.state.UnsentCancelled
+}
+
+// lastBatch is the last batch this run sends: the bulk change's, or its
+// shard's.
+func (b *bulkRun) lastBatch() int {
+	if b.state.Shard != nil {
+		return b.state.Shard.Shard.LastBatch
+	}
+	return b.state.Plan.Batches
 }
 
 // canStartChildren: sent device changes wait for a child, the window
@@ -186,7 +249,7 @@ func (b *bulkRun) shouldContinueAsNew() bool {
 // be half-done across runs: its answer would reach a run that is gone) and
 // every result received is counted.
 func (b *bulkRun) continueAsNew() error {
-	if err := workflow.Await(b.ctx, func() bool { return len(b.starting) == 0 }); err != nil {
+	if err := workflow.Await(b.ctx, func() bool { return len(b.starting) == 0 && len(b.shardStarting) == 0 }); err != nil {
 		return err
 	}
 	b.drainResults()
@@ -194,7 +257,13 @@ func (b *bulkRun) continueAsNew() error {
 	if err := workflow.Await(b.ctx, func() bool { return workflow.AllHandlersFinished(b.ctx) }); err != nil {
 		return err
 	}
+	if b.state.Shard != nil {
+		if err := b.awaitShardQuiet(); err != nil {
+			return err
+		}
+	}
 	b.drainResults()
+	b.drainReports()
 	next := b.state
 	next.InFlight = make([]api.InFlight, 0, len(b.inFlight))
 	for _, id := range b.order {
@@ -203,6 +272,9 @@ func (b *bulkRun) continueAsNew() error {
 		}
 	}
 	b.logger.Info("continuing as new", "run", next.Runs, "started", next.Progress.Started, "inFlight", len(next.InFlight))
+	if next.Shard != nil {
+		return b.shardContinueAsNew(next)
+	}
 	return workflow.NewContinueAsNewError(
 		b.ctx,
 		BulkChange,
@@ -215,9 +287,19 @@ func (b *bulkRun) continueAsNew() error {
 func (b *bulkRun) touch() {
 	p := &b.state.Progress
 	p.UpdatedAt = workflow.Now(b.ctx)
+	b.dirty = true
+	inFlight := len(b.inFlight)
+	if b.state.Tree != nil {
+		inFlight = p.InFlight
+	}
 	details := fmt.Sprintf("%s · %d of %d device changes done (%d processed, %d errors) · %d of %d ThingSpace requests sent · %d device workflows in flight",
-		p.Phase, p.Processed+p.Errors, b.state.Plan.Total, p.Processed, p.Errors, p.BatchesSent, b.state.Plan.Batches,
-		len(b.inFlight))
+		p.Phase, p.Processed+p.Errors, p.Total, p.Processed, p.Errors, p.BatchesSent, p.Batches, inFlight)
+	switch {
+	case b.state.Tree != nil:
+		details += fmt.Sprintf(" · shards: %d of %d done, %d running", p.ShardsDone, p.Shards, p.ShardsRunning)
+	case b.state.Shard != nil:
+		details = fmt.Sprintf("shard %d of bulk change %s · ", b.state.Shard.Shard.No, b.in.BulkChangeID) + details
+	}
 	if p.Waiting != "" {
 		details += " · waiting for " + p.Waiting
 	}

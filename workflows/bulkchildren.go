@@ -180,8 +180,10 @@ func (b *bulkRun) awaitResult() {
 		b.watchTimer = workflow.NewTimer(b.ctx, b.stallCheck())
 	}
 	epoch, unstarted := b.epoch, b.unstarted
+	b.armReportTimer()
 	_ = workflow.Await(b.ctx, func() bool {
-		return b.results.Len() > 0 || b.watchTimer.IsReady() || b.epoch != epoch || b.unstarted != unstarted
+		return b.results.Len() > 0 || b.watchTimer.IsReady() || b.epoch != epoch || b.unstarted != unstarted ||
+			b.reportTimerFired()
 	})
 	got := b.results.Len() > 0
 	b.drainResults()
@@ -267,5 +269,6 @@ func (b *bulkRun) record(r api.DeviceResult) {
 	if r.BillingError {
 		p.BillingErrors++
 	}
+	b.unreported++
 	b.touch()
 }

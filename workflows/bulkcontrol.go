@@ -138,6 +138,9 @@ func (b *bulkRun) pause(ctx workflow.Context, req api.OperatorRequest) (api.Oper
 	b.setStatus(ctx, change.BulkPaused)
 	b.audit(ctx, api.PauseUpdate, req)
 	err := workflow.Await(ctx, func() bool { return !b.sending })
+	if err == nil && b.state.Tree != nil {
+		err = b.controlShards(ctx)
+	}
 	return api.OperatorResult{Status: change.BulkPaused,
 		Message: "paused: nothing new is sent; changes already sent are still awaited and recorded"}, err
 }
@@ -147,6 +150,11 @@ func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 	b.state.Control.PausedBy = nil
 	b.setStatus(ctx, change.BulkRunning)
 	b.audit(ctx, api.ResumeUpdate, req)
+	if b.state.Tree != nil {
+		if err := b.controlShards(ctx); err != nil {
+			return api.OperatorResult{}, err
+		}
+	}
 	return api.OperatorResult{Status: change.BulkRunning, Message: "resumed"}, nil
 }
 
@@ -188,6 +196,12 @@ func (b *bulkRun) cancelUnsent(ctx workflow.Context, req api.OperatorRequest, ac
 	b.audit(ctx, action, req)
 	if err := workflow.Await(ctx, func() bool { return !b.sending }); err != nil {
 		return 0, err
+	}
+	if b.state.Tree != nil {
+		// No shard sends anything from here on: what is unsent stays so.
+		if err := b.controlShards(ctx); err != nil {
+			return 0, err
+		}
 	}
 	var n int
 	in := activities.CancelUnsentInput{BulkChangeID: b.in.BulkChangeID, By: req.By, Reason: req.Reason}

@@ -30,8 +30,9 @@ func (b *bulkRun) sendNextBatch() error {
 	b.state.Progress.DevicesSent += res.Devices
 	if res.Limit != nil {
 		lim := *res.Limit
-		lim.BatchesWaiting = b.state.Plan.Batches - b.state.Progress.BatchesSent
-		lim.DevicesWaiting = b.state.Plan.Total - b.state.Progress.DevicesSent
+		// The bulk change's, or the shard's.
+		lim.BatchesWaiting = b.state.Progress.Batches - b.state.Progress.BatchesSent
+		lim.DevicesWaiting = b.state.Progress.Total - b.state.Progress.DevicesSent
 		b.state.Progress.Limit = &lim
 	}
 	b.touch()
@@ -49,6 +50,10 @@ func (b *bulkRun) stopSending(fromBatch int, cause error) error {
 	b.logger.Error("no more batches are sent", "batch", fromBatch, "error", cause)
 	var ended int
 	in := activities.FailUnsentInput{BulkChangeID: b.in.BulkChangeID, FromBatch: fromBatch, Code: code, Message: msg}
+	if b.state.Shard != nil {
+		// Another shard's batches are its own to send.
+		in.ToBatch = b.lastBatch()
+	}
 	if err := workflow.ExecuteActivity(withDB(b.ctx), a.FailUnsent, in).Get(b.ctx, &ended); err != nil {
 		return err
 	}

@@ -74,6 +74,9 @@ func (b *bulkRun) recover() error {
 		return fmt.Errorf("recover bulk change %s: %w", b.in.BulkChangeID, err)
 	}
 	b.usePlan(rec.Plan)
+	// A tree's shards each read where their part stands (the counts
+	// below are then their sum).
+	b.recovered = true
 	b.state.NextBatch = rec.NextBatch
 	b.state.RecoveredBelow = rec.NextBatch
 	b.state.Queued = rec.Unfinished

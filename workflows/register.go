@@ -16,6 +16,7 @@ type Registry interface {
 // on a worker or on a replayer checking recorded histories.
 func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(BulkChange, workflow.RegisterOptions{Name: api.BulkChangeWorkflowType})
+	r.RegisterWorkflowWithOptions(BulkChangeShard, workflow.RegisterOptions{Name: api.BulkChangeShardWorkflowType})
 	r.RegisterWorkflowWithOptions(DeviceChange, workflow.RegisterOptions{Name: api.DeviceChangeWorkflowType})
 	r.RegisterWorkflowWithOptions(AccountPoller, workflow.RegisterOptions{Name: api.AccountPollerWorkflowType})
 	r.RegisterWorkflowWithOptions(BillingRetry, workflow.RegisterOptions{Name: api.BillingRetryWorkflowType})

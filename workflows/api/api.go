@@ -179,6 +179,11 @@ type BulkState struct {
 	// UnsentCancelled: after a cancellation, the device changes not yet
 	// sent were ended CANCELLED.
 	UnsentCancelled bool `json:"unsentCancelled,omitempty"`
+	// Tree: the root of a sharded bulk change; its shards do the window's
+	// work, and the fields above that count it are theirs.
+	Tree *TreeState `json:"tree,omitempty"`
+	// Shard: this is a shard's state, the window over its own batches.
+	Shard *ShardState `json:"shard,omitempty"`
 }
 
 // Plan is what the parent learns about its bulk change when it starts.
@@ -236,6 +241,10 @@ type Progress struct {
 	Status change.BulkStatus `json:"status,omitempty"`
 	// Cancelled counts device changes ended CANCELLED (never sent).
 	Cancelled int `json:"cancelled,omitempty"`
+	// Shards of a sharded bulk change: how many, running, and done.
+	Shards        int `json:"shards,omitempty"`
+	ShardsRunning int `json:"shardsRunning,omitempty"`
+	ShardsDone    int `json:"shardsDone,omitempty"`
 	// Waiting says what the bulk change waits for before it sends anything
 	// (approval, its start time).
 	Waiting   string       `json:"waiting,omitempty"`
