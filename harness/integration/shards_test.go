@@ -120,6 +120,8 @@ func TestShardedBulkChangeCancel(t *testing.T) {
 	require.Zero(t, counts.ByStatus[change.Sending]+counts.ByStatus[change.Pending]+counts.ByStatus[change.Sent],
 		"nothing left in flight")
 	require.Equal(t, out.Cancelled, counts.ByStatus[change.Cancelled])
+	recordHistory(t, s, res.WorkflowID, "bulkchange-shards-cancelled")
+	recordHistory(t, s, api.ShardWorkflowID(res.ID, 1), "bulkchange-shard")
 }
 
 // The root is terminated while its shards run, and a shard too; the
