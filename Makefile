@@ -71,8 +71,10 @@ lint:
 		$(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 	@PATH="$$PATH:$$($(GO) env GOPATH)/bin" workflowcheck ./...
 
-# The product, and in the same run against the same server the floor (the
-# design's shape without activities) and the predecessor's baseline: the
+# The product, and in the same run against the same server the floors (the
+# design's shape without activities: one parent, and the tree of shards of
+# -shard-size devices, -shards-at-once at a time) and the predecessor's
+# baseline: the
 # table's ratios carry between hosts, its absolute figures do not
 # (docs/benchmarks.md). BENCH_FLAGS="-temporal-address 127.0.0.1:7243" runs
 # it on the PostgreSQL-backed server (make temporal-postgres-up).

@@ -13,6 +13,10 @@
 //     continue-as-new cadence, each child receiving one signal and reporting
 //     by signal, no activities (package floor), on worker processes set up
 //     like the product's;
+//   - the tree floor (-floor-shards K, on by default): the same split into
+//     shards of -shard-size devices, K running at a time under a root, each
+//     shard a floor parent over its devices reporting to the root by signal:
+//     the least a sharded bulk change's shape costs;
 //   - the baseline: what the predecessor did, one request per device, one
 //     device after another, on a second account of the same simulator with
 //     the same limit.
@@ -51,7 +55,10 @@ type options struct {
 	adminDB          string
 	batch            int
 	window           int
+	shardSize        int
+	shardsAtOnce     int
 	floor            bool
+	floorShards      int
 	floorOrder       string
 	floorPageWait    bool
 	floorSearchAttrs bool
@@ -89,8 +96,11 @@ func main() {
 	flag.StringVar(&o.adminDB, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server; the benchmark creates and drops its own database")
 	flag.IntVar(&o.batch, "batch-size", 10000, "devices per ThingSpace request (capped at ThingSpace's maximum per operation)")
 	flag.IntVar(&o.window, "window", 500, "device workflows in flight per bulk change (the floor's too)")
-	flag.BoolVar(&o.floor, "floor", true, "also run the floor in the same run, against the same server: the design's shape without activities (-floor=false: not)")
-	flag.StringVar(&o.floorOrder, "floor-order", "before", "run the floor before the product, after it, or around it (before and after: a drift of the host's load shows, and the ratio uses both)")
+	flag.IntVar(&o.shardSize, "shard-size", 2000, "devices per shard: the product's bulk.shard_size (0: never sharded) and the tree floor's")
+	flag.IntVar(&o.shardsAtOnce, "shards-at-once", 5, "shards running at once: the product's bulk.shards_at_once and, unless -floor-shards is given, the tree floor's")
+	flag.BoolVar(&o.floor, "floor", true, "also run the floor in the same run, against the same server: the design's shape without activities, one parent (-floor=false: not)")
+	flag.IntVar(&o.floorShards, "floor-shards", 5, "also run the tree floor: the floor split into shards of -shard-size devices, this many at a time under a root (default: -shards-at-once; 0: not)")
+	flag.StringVar(&o.floorOrder, "floor-order", "before", "run the floors (one parent, tree) before the product, after it, or around it (before and after: a drift of the host's load shows, and the ratios use both)")
 	flag.BoolVar(&o.floorPageWait, "floor-page-wait", false, "the floor starts children as BulkChange did before start-without-waiting: 200 at a time, waiting for every start of a page (measures what that cost)")
 	flag.BoolVar(&o.floorSearchAttrs, "floor-search-attributes", false, "the floor's children carry the product's device-workflow search attributes (bulk change, ICCID, operation): measures what they cost the server")
 	flag.BoolVar(&o.floorCompare, "floor-compare", false, "also run, right after the floor, the floor starting children as BulkChange did before start-without-waiting (-floor-page-wait): what waiting for each page's starts cost, in the same run")
@@ -106,6 +116,9 @@ func main() {
 	flag.BoolVar(&o.verifyEvents, "verify-events", false, "check the history events visibility reports against each run's own record (slow: one call per workflow)")
 	flag.StringVar(&o.source, "source", "", "the source measured, for the table (default: the working directory's git commit and its changed files)")
 	flag.Parse()
+	if !flagSet("floor-shards") {
+		o.floorShards = o.shardsAtOnce
+	}
 	var err error
 	if o.mix, err = parseMix(mix); err != nil {
 		fail(err)
@@ -119,10 +132,20 @@ func main() {
 	if o.floorOrder != "before" && o.floorOrder != "after" && o.floorOrder != "around" {
 		fail(fmt.Errorf("-floor-order: before, after or around, not %q", o.floorOrder))
 	}
-	if o.workers < 1 || (!o.product && !o.floor) {
-		fail(fmt.Errorf("nothing to run: -workers must be at least 1, and -product or -floor on"))
+	if o.floorShards < 0 || (o.floorShards > 0 && o.shardSize < 1) {
+		fail(fmt.Errorf("-floor-shards %d: the tree floor needs a positive -shard-size, not %d", o.floorShards, o.shardSize))
+	}
+	if o.workers < 1 || (!o.product && !o.floor && o.floorShards == 0) {
+		fail(fmt.Errorf("nothing to run: -workers must be at least 1, and -product, -floor or -floor-shards on"))
 	}
 	if err := run(o); err != nil {
 		fail(err)
 	}
+}
+
+// flagSet tells whether the command line gave the flag.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -20,6 +20,9 @@ type runResult struct {
 	// (-floor-order around), which floors lists apart.
 	floor  *phaseResult
 	floors []*phaseResult
+	// tree and trees are the tree floor's, alike (-floor-shards).
+	tree  *phaseResult
+	trees []*phaseResult
 	// pageWait is the floor starting children as BulkChange did before
 	// start-without-waiting (-floor-compare).
 	pageWait *phaseResult
@@ -30,6 +33,7 @@ type runResult struct {
 type phaseResult struct {
 	name     string
 	label    string // which run of that side, when there are several
+	shape    string // the tree floor's shards, for the table
 	devices  int
 	wall     time.Duration
 	cost     cost
@@ -78,7 +82,7 @@ func combine(ps []*phaseResult) *phaseResult {
 	if len(ps) == 1 {
 		return ps[0]
 	}
-	c := &phaseResult{name: ps[0].name, label: "all its runs"}
+	c := &phaseResult{name: ps[0].name, label: "all its runs", shape: ps[0].shape}
 	for _, p := range ps {
 		c.inFlight += p.inFlight * p.wall.Seconds()
 		c.devices += p.devices

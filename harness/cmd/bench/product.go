@@ -74,7 +74,7 @@ func runProduct(ctx context.Context, s *stack.Stack, o options, m *meter, rows [
 	if !o.breakdown {
 		return nil
 	}
-	if err := parentBreakdown(ctx, s, prefix, p); err != nil {
+	if err := parentBreakdown(ctx, s, p, "", []string{prefix}); err != nil {
 		return err
 	}
 	byOp := map[string][]string{}
@@ -109,26 +109,48 @@ func runProduct(ctx context.Context, s *stack.Stack, o options, m *meter, rows [
 	return nil
 }
 
-// parentBreakdown reads every run of a parent: its events per device by
-// type, and its workflow tasks and child starts.
-func parentBreakdown(ctx context.Context, s *stack.Stack, workflowID string, p *phaseResult) error {
-	ids, err := runIDs(ctx, s.Client, workflowID)
+// parentBreakdown reads every run of the parents (the workflows that start
+// the device children) and of the root above them ("" if none): their
+// events per device by type, and the parents' workflow tasks and child
+// starts.
+func parentBreakdown(ctx context.Context, s *stack.Stack, p *phaseResult, root string, parents []string) error {
+	hs, err := allRuns(ctx, s, parents)
 	if err != nil {
 		return err
 	}
-	var hs [][]*historypb.HistoryEvent
-	for _, id := range ids {
-		h, err := history(ctx, s.Client, workflowID, id)
+	pt := analyseParent(hs)
+	p.parent = &pt
+	what := "parent, per device"
+	if root != "" {
+		what = "root and shards, per device"
+		rh, err := allRuns(ctx, s, []string{root})
 		if err != nil {
 			return err
 		}
-		hs = append(hs, h)
+		hs = append(rh, hs...)
 	}
-	bd := newBreakdown("parent, per device", hs, float64(p.devices))
+	bd := newBreakdown(what, hs, float64(p.devices))
 	p.parentBD = &bd
-	pt := analyseParent(hs)
-	p.parent = &pt
 	return nil
+}
+
+// allRuns reads the histories of every run of the workflows.
+func allRuns(ctx context.Context, s *stack.Stack, workflowIDs []string) ([][]*historypb.HistoryEvent, error) {
+	var hs [][]*historypb.HistoryEvent
+	for _, workflowID := range workflowIDs {
+		ids, err := runIDs(ctx, s.Client, workflowID)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			h, err := history(ctx, s.Client, workflowID, id)
+			if err != nil {
+				return nil, err
+			}
+			hs = append(hs, h)
+		}
+	}
+	return hs, nil
 }
 
 // spread picks n elements evenly spaced.

@@ -13,10 +13,10 @@ import (
 func printTable(r runResult) {
 	o := r.o
 	n := float64(o.devices)
-	row := func(k, v string) { fmt.Printf("| %-46s | %-60s |\n", k, v) }
+	row := func(k, v string) { fmt.Printf("| %-52s | %-60s |\n", k, v) }
 	fmt.Println()
-	fmt.Printf("| %-46s | %-60s |\n", "measure", "value")
-	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 48), strings.Repeat("-", 62))
+	fmt.Printf("| %-52s | %-60s |\n", "measure", "value")
+	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 54), strings.Repeat("-", 62))
 	row("devices", fmt.Sprintf("%d (%s)", o.devices, mixText(o.mix)))
 	row("Temporal server", r.server)
 	cache := "worker default"
@@ -35,31 +35,17 @@ func printTable(r runResult) {
 			r.ts.MaxRequestsInWindow[productAccount], o.limit))
 		phaseRows(row, p)
 	}
-	if f != nil {
-		row("floor wall time", fmt.Sprintf("%s (run %s the product)", f.wall.Round(time.Second), o.floorOrder))
-		if len(r.floors) > 1 {
-			var each []string
-			for _, x := range r.floors {
-				each = append(each, fmt.Sprintf("%s %.1f", x.label, x.perSecond()))
-			}
-			row("floor devices per second", fmt.Sprintf("%.1f (%s)", f.perSecond(), strings.Join(each, ", ")))
-		} else {
-			row("floor devices per second", fmt.Sprintf("%.1f", f.perSecond()))
-		}
-		phaseRows(row, f)
-	}
+	floorRows(row, f, r.floors, o.floorOrder)
+	floorRows(row, r.tree, r.trees, o.floorOrder)
 	if w := r.pageWait; w != nil && f != nil {
 		row("floor with BulkChange's page waits: devices/s", fmt.Sprintf("%.1f (in flight %.0f; %.1f events per device)", w.perSecond(), w.inFlight, w.eventsPerDevice()))
 		row("page-wait floor / floor throughput", fmt.Sprintf("%.2f", w.perSecond()/r.floors[0].perSecond()))
 	}
-	if p != nil && f != nil {
-		row("**product / floor throughput**", fmt.Sprintf("**%.2f**", p.perSecond()/f.perSecond()))
-		row("product / floor events per device", fmt.Sprintf("%.2f (%.1f / %.1f)", p.eventsPerDevice()/f.eventsPerDevice(), p.eventsPerDevice(), f.eventsPerDevice()))
-		row("product / floor worker CPU per device", ratio(p.workerCPUPerDevice(), f.workerCPUPerDevice()))
-		if p.cost.server > 0 {
-			row("product / floor server CPU per device", ratio(p.serverCPUPerDevice(), f.serverCPUPerDevice()))
-		}
+	if t := r.tree; t != nil && f != nil {
+		row("tree floor / floor throughput", fmt.Sprintf("%.2f", t.perSecond()/f.perSecond()))
 	}
+	ratioRows(row, p, f)
+	ratioRows(row, p, r.tree)
 	b := r.base
 	if b.devices > 0 && p != nil {
 		label := "baseline wall time (one request per device)"
@@ -71,20 +57,21 @@ func printTable(r runResult) {
 		row("**baseline / product wall time**", fmt.Sprintf("**%.1fx** (at %d requests/h)", b.estimate.Seconds()/p.wall.Seconds(), o.limit))
 	}
 	fmt.Println()
-	if p != nil && f != nil {
-		fmt.Printf("ratios that carry: product/floor throughput %.2f; events per device %.1f (floor %.1f, x%.2f); worker CPU per device x%.2f of the floor's",
-			p.perSecond()/f.perSecond(), p.eventsPerDevice(), f.eventsPerDevice(), p.eventsPerDevice()/f.eventsPerDevice(),
-			float64(p.workerCPUPerDevice())/float64(max(f.workerCPUPerDevice(), 1)))
-		if p.cost.server > 0 {
-			fmt.Printf("; server CPU per device x%.2f of the floor's", float64(p.serverCPUPerDevice())/float64(max(f.serverCPUPerDevice(), 1)))
+	if p != nil && (f != nil || r.tree != nil) {
+		var parts []string
+		for _, fl := range []*phaseResult{f, r.tree} {
+			if fl != nil {
+				parts = append(parts, carried(p, fl))
+			}
 		}
 		if b.devices > 0 {
-			fmt.Printf("; baseline/product %.1fx", b.estimate.Seconds()/p.wall.Seconds())
+			parts = append(parts, fmt.Sprintf("baseline/product %.1fx", b.estimate.Seconds()/p.wall.Seconds()))
 		}
-		fmt.Printf("; ThingSpace requests per device %.4f\n", float64(r.ts.RequestsPerAccount[productAccount])/n)
+		parts = append(parts, fmt.Sprintf("ThingSpace requests per device %.4f", float64(r.ts.RequestsPerAccount[productAccount])/n))
+		fmt.Printf("ratios that carry: %s\n", strings.Join(parts, "; "))
 	}
 	details := append([]*phaseResult{p}, r.floors...)
-	details = append(details, r.pageWait)
+	details = append(append(details, r.trees...), r.pageWait)
 	for _, ph := range details {
 		if ph == nil {
 			continue
@@ -101,7 +88,11 @@ func printTable(r runResult) {
 			fmt.Printf("  %s\n", bd)
 		}
 		if ph.parent != nil {
-			fmt.Printf("  parent: %s\n", ph.parent)
+			who := "parent"
+			if ph.name == treeFloorName {
+				who = "shards"
+			}
+			fmt.Printf("  %s: %s\n", who, ph.parent)
 		}
 		if ph.children != nil {
 			fmt.Printf("  children: %s\n", ph.children)
@@ -120,7 +111,50 @@ func printTable(r runResult) {
 	}
 }
 
-// phaseRows are the rows both sides have.
+// floorRows are one floor's rows (f: all its runs together, each: its runs).
+func floorRows(row func(k, v string), f *phaseResult, each []*phaseResult, order string) {
+	if f == nil {
+		return
+	}
+	row(f.name+" wall time", fmt.Sprintf("%s (run %s the product)", f.wall.Round(time.Second), order))
+	row(f.name+" shape", f.shape)
+	if len(each) > 1 {
+		var runs []string
+		for _, x := range each {
+			runs = append(runs, fmt.Sprintf("%s %.1f", x.label, x.perSecond()))
+		}
+		row(f.name+" devices per second", fmt.Sprintf("%.1f (%s)", f.perSecond(), strings.Join(runs, ", ")))
+	} else {
+		row(f.name+" devices per second", fmt.Sprintf("%.1f", f.perSecond()))
+	}
+	phaseRows(row, f)
+}
+
+// ratioRows compare the product with one floor, measured in the same run.
+func ratioRows(row func(k, v string), p, f *phaseResult) {
+	if p == nil || f == nil {
+		return
+	}
+	row("**product / "+f.name+" throughput**", fmt.Sprintf("**%.2f**", p.perSecond()/f.perSecond()))
+	row("product / "+f.name+" events per device", fmt.Sprintf("%.2f (%.1f / %.1f)", p.eventsPerDevice()/f.eventsPerDevice(), p.eventsPerDevice(), f.eventsPerDevice()))
+	row("product / "+f.name+" worker CPU per device", ratio(p.workerCPUPerDevice(), f.workerCPUPerDevice()))
+	if p.cost.server > 0 {
+		row("product / "+f.name+" server CPU per device", ratio(p.serverCPUPerDevice(), f.serverCPUPerDevice()))
+	}
+}
+
+// carried is the summary line's part for one floor.
+func carried(p, f *phaseResult) string {
+	s := fmt.Sprintf("product/%s throughput %.2f; events per device %.1f (%s %.1f, x%.2f); worker CPU per device x%.2f of the %s's",
+		f.name, p.perSecond()/f.perSecond(), p.eventsPerDevice(), f.name, f.eventsPerDevice(), p.eventsPerDevice()/f.eventsPerDevice(),
+		float64(p.workerCPUPerDevice())/float64(max(f.workerCPUPerDevice(), 1)), f.name)
+	if p.cost.server > 0 {
+		s += fmt.Sprintf("; server CPU per device x%.2f of the %s's", float64(p.serverCPUPerDevice())/float64(max(f.serverCPUPerDevice(), 1)), f.name)
+	}
+	return s
+}
+
+// phaseRows are the rows every side has.
 func phaseRows(row func(k, v string), p *phaseResult) {
 	n := time.Duration(p.devices)
 	row(p.name+" devices in flight (mean of 2 s samples)", fmt.Sprintf("%.0f", p.inFlight))

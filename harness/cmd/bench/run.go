@@ -52,6 +52,8 @@ func run(o options) error {
 			c.Limits.ActionsPerLinePerDay = 0
 			c.Bulk.BatchSize = o.batch
 			c.Bulk.Window = o.window
+			c.Bulk.ShardSize = o.shardSize
+			c.Bulk.ShardsAtOnce = o.shardsAtOnce
 			c.Bulk.CallbackTimeout = 2 * time.Minute
 			c.Bulk.ConfirmDeadline = time.Hour
 			c.Bulk.PollInterval = 30 * time.Second
@@ -98,27 +100,37 @@ func run(o options) error {
 		go func() { baseDone <- runBaseline(ctx, s, sampleRows(bRows, n), o) }()
 	}
 
+	// runFloorPhase runs the floors once, before or after the product.
+	floorPhases := 0
 	runFloorPhase := func() error {
-		if !o.floor {
-			return nil
-		}
 		label := o.floorOrder
 		if o.floorOrder == "around" {
-			label = "before"
-			if len(r.floors) > 0 {
-				label = "after"
-			}
+			label = []string{"before", "after"}[min(floorPhases, 1)]
 		}
-		p, err := runFloor(ctx, s, o, m, o.floorPageWait, label+" the product")
-		if err != nil {
+		label += " the product"
+		floorPhases++
+		if o.floor {
+			p, err := runFloor(ctx, s, o, m, singleFloor(s, o, o.floorPageWait), label)
+			if err != nil {
+				return err
+			}
+			r.floors = append(r.floors, p)
+			r.floor = combine(r.floors)
+		}
+		if o.floorShards > 0 {
+			p, err := runFloor(ctx, s, o, m, treeFloor(s, o), label)
+			if err != nil {
+				return err
+			}
+			r.trees = append(r.trees, p)
+			r.tree = combine(r.trees)
+		}
+		if o.floor && o.floorCompare && r.pageWait == nil {
+			var err error
+			r.pageWait, err = runFloor(ctx, s, o, m, singleFloor(s, o, true), "pages of 200 waited for, as BulkChange started children before")
 			return err
 		}
-		r.floors = append(r.floors, p)
-		r.floor = combine(r.floors)
-		if o.floorCompare && r.pageWait == nil {
-			r.pageWait, err = runFloor(ctx, s, o, m, true, "pages of 200 waited for, as BulkChange started children before")
-		}
-		return err
+		return nil
 	}
 	if o.floorOrder != "after" {
 		if err := runFloorPhase(); err != nil {

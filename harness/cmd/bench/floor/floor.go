@@ -11,6 +11,10 @@
 // database, no ThingSpace. It runs on its own task queue and its own worker
 // processes, and shares no code with the product's workflows, so it never
 // touches them.
+//
+// The tree floor (Root, tree.go) has the shape of a bulk change split into
+// shards: a root runs shard workflows, a few at a time, each of them the
+// parent above over its range of devices, reporting to the root by signal.
 package floor
 
 import (
@@ -30,6 +34,11 @@ const (
 	CallbackSignal = "floor-callback"
 	ResultSignal   = "floor-result"
 	ProgressQuery  = "floor-progress"
+	// The tree floor's: its root, and the parent under another name when it
+	// runs as a shard (its histories are then told apart by type).
+	RootType          = "BenchFloorRoot"
+	ShardType         = "BenchFloorShard"
+	ShardReportSignal = "floor-shard-report"
 )
 
 // ChildID is the workflow ID of device i's child of the parent parentID.
@@ -55,7 +64,23 @@ type ParentInput struct {
 	// same names: it measures what they cost the server
 	// (-floor-search-attributes).
 	SearchAttributes bool
-	Resume           *State
+	// Shard is set when the parent is one shard of the tree floor: it then
+	// reports its progress to the root.
+	Shard  *ShardInput `json:",omitempty"`
+	Resume *State
+}
+
+// ShardInput is what a parent needs to run as a shard of the tree floor.
+type ShardInput struct {
+	RootID string
+	Index  int
+	// First is the index of the shard's first device among the root's (the
+	// shard numbers its children from 0; First only makes their search
+	// attributes unique across shards).
+	First int
+	// ReportEvery: the shard reports to the root every ReportEvery results,
+	// and when it is done.
+	ReportEvery int
 }
 
 // State is what a run hands to the next.
@@ -65,6 +90,8 @@ type State struct {
 	// Done counts the results received.
 	Done int
 	Runs int
+	// Reported is the Done of the last report to the root (a shard).
+	Reported int
 	// InFlight lists the children started (and confirmed started) whose
 	// result has not arrived, in index order.
 	InFlight []int
@@ -82,10 +109,14 @@ type Progress struct {
 	Runs     int
 }
 
-// Result is the parent's result.
+// Result is the parent's result, or the root's.
 type Result struct {
 	Devices int
-	Runs    int
+	// Runs counts the workflow runs above the children: the parent's, or
+	// the root's and every shard's.
+	Runs int
+	// Shards is the tree floor's number of shards (0: one parent).
+	Shards int `json:",omitempty"`
 }
 
 // ChildInput is a child's input.
@@ -114,8 +145,10 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 	}
 	var pending []pendingStart // started by this run, start not yet confirmed, in index order
 	startedThisRun := 0
-	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
+	info := workflow.GetInfo(ctx)
+	parentID := info.WorkflowExecution.ID
 	results := workflow.GetSignalChannel(ctx, ResultSignal)
+	rep := reporter{ctx: ctx, shard: in.Shard}
 
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) {
 		p := Progress{Started: st.Next, Done: st.Done, InFlight: len(inFlight), Runs: st.Runs}
@@ -164,12 +197,19 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 
 	for {
 		drain()
+		rep.report(&st, len(inFlight), in.Devices)
 		if st.Done >= in.Devices {
+			if err := rep.wait(); err != nil {
+				return Result{}, err
+			}
 			return Result{Devices: st.Done, Runs: st.Runs}, nil
 		}
 		if startedThisRun >= in.StartsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			// No start may be half-done at a continue-as-new.
+			// No start may be half-done at a continue-as-new, nor a report.
 			if err := settle(true); err != nil {
+				return Result{}, err
+			}
+			if err := rep.wait(); err != nil {
 				return Result{}, err
 			}
 			drain()
@@ -180,9 +220,10 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 				next.InFlight = append(next.InFlight, i)
 			}
 			sort.Ints(next.InFlight) // map order must not reach the history
-			return Result{}, workflow.NewContinueAsNewError(ctx, ParentType, ParentInput{Devices: in.Devices, Window: in.Window,
+			// As itself: a shard goes on as a shard.
+			return Result{}, workflow.NewContinueAsNewError(ctx, info.WorkflowType.Name, ParentInput{Devices: in.Devices, Window: in.Window,
 				StartsPerRun: in.StartsPerRun, PageWait: in.PageWait, Page: in.Page,
-				SearchAttributes: in.SearchAttributes, Resume: &next})
+				SearchAttributes: in.SearchAttributes, Shard: in.Shard, Resume: &next})
 		}
 		if st.Next < in.Devices && len(inFlight) < in.Window {
 			n := min(in.Window-len(inFlight), in.Devices-st.Next, in.StartsPerRun-startedThisRun)
@@ -193,7 +234,7 @@ func Parent(ctx workflow.Context, in ParentInput) (Result, error) {
 				i := st.Next
 				c := workflow.WithWorkflowID(childCtx, ChildID(parentID, i))
 				if in.SearchAttributes {
-					c = withSearchAttributes(c, parentID, i)
+					c = withSearchAttributes(c, in.Shard.bulkChangeID(parentID), in.Shard.first()+i)
 				}
 				f := workflow.ExecuteChildWorkflow(c, ChildType, ChildInput{ParentID: parentID, Index: i})
 				pending = append(pending, pendingStart{index: i, future: f})
@@ -225,10 +266,10 @@ var (
 	operationAttr    = temporal.NewSearchAttributeKeyKeywordList("Operation")
 )
 
-func withSearchAttributes(ctx workflow.Context, parentID string, i int) workflow.Context {
+func withSearchAttributes(ctx workflow.Context, bulkChangeID string, i int) workflow.Context {
 	opts := workflow.GetChildWorkflowOptions(ctx)
 	opts.TypedSearchAttributes = temporal.NewSearchAttributes(
-		bulkChangeIDAttr.ValueSet(parentID),
+		bulkChangeIDAttr.ValueSet(bulkChangeID),
 		iccidAttr.ValueSet(fmt.Sprintf("89148000%011d", i)),
 		operationAttr.ValueSet([]string{"suspend"}),
 	)
@@ -249,5 +290,7 @@ func Register(r interface {
 	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
 }) {
 	r.RegisterWorkflowWithOptions(Parent, workflow.RegisterOptions{Name: ParentType})
+	r.RegisterWorkflowWithOptions(Parent, workflow.RegisterOptions{Name: ShardType})
+	r.RegisterWorkflowWithOptions(Root, workflow.RegisterOptions{Name: RootType})
 	r.RegisterWorkflowWithOptions(Child, workflow.RegisterOptions{Name: ChildType})
 }
