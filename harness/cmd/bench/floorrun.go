@@ -51,8 +51,9 @@ func singleFloor(s *stack.Stack, o options, pageWait bool) floorShape {
 const treeFloorName = "tree floor"
 
 // treeReportEvery is how many results a tree floor's shard collects
-// before reporting to the root (and when it is done).
-const treeReportEvery = 100
+// before reporting to the root (and when it is done): the product's shards
+// report every 200 results too (workflows/bulkshard.go, reportEvery).
+const treeReportEvery = 200
 
 // treeFloor is the tree floor: a root running o.floorShards shards of
 // o.shardSize devices at a time.
