@@ -74,7 +74,16 @@ func runProduct(ctx context.Context, s *stack.Stack, o options, m *meter, rows [
 	if !o.breakdown {
 		return nil
 	}
-	if err := parentBreakdown(ctx, s, p, "", []string{prefix}); err != nil {
+	// A sharded bulk change: its shards start the device workflows, its
+	// root starts the shards.
+	root, parents := "", []string{prefix}
+	if n := r.out.Progress.Shards; n > 0 {
+		root, parents = prefix, nil
+		for no := 1; no <= n; no++ {
+			parents = append(parents, api.ShardWorkflowID(res.ID, no))
+		}
+	}
+	if err := parentBreakdown(ctx, s, p, root, parents); err != nil {
 		return err
 	}
 	byOp := map[string][]string{}
