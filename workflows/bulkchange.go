@@ -249,7 +249,7 @@ func (b *bulkRun) shouldContinueAsNew() bool {
 // be half-done across runs: its answer would reach a run that is gone) and
 // every result received is counted.
 func (b *bulkRun) continueAsNew() error {
-	if err := workflow.Await(b.ctx, func() bool { return len(b.starting) == 0 && len(b.shardStarting) == 0 }); err != nil {
+	if err := b.awaitStarts(); err != nil {
 		return err
 	}
 	b.drainResults()
@@ -280,6 +280,25 @@ func (b *bulkRun) continueAsNew() error {
 		BulkChange,
 		api.BulkChangeInput{BulkChangeID: b.in.BulkChangeID, Tenant: b.in.Tenant, Resume: &next},
 	)
+}
+
+// awaitStarts waits until no child start is pending. A shard keeps
+// reporting meanwhile (the starts of a window take tens of seconds on a
+// busy server, and the root's progress would stand still).
+func (b *bulkRun) awaitStarts() error {
+	for {
+		b.armReportTimer()
+		if err := workflow.Await(b.ctx, func() bool {
+			return len(b.starting) == 0 && len(b.shardStarting) == 0 || b.reportTimerFired()
+		}); err != nil {
+			return err
+		}
+		if len(b.starting) == 0 && len(b.shardStarting) == 0 {
+			return nil
+		}
+		b.drainResults()
+		b.reportIfDue()
+	}
 }
 
 // touch marks the progress updated, and says where the bulk change stands
