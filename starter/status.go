@@ -61,6 +61,10 @@ func (c *cli) status(ctx context.Context, t *target) error {
 	fmt.Fprintln(c.out, progressLine(p))
 	fmt.Fprintf(c.out, "  sent to ThingSpace %d, children started %d, in flight %d, continue-as-new runs %d\n",
 		p.DevicesSent, p.Started, p.InFlight, p.Runs)
+	if p.Shards > 0 {
+		fmt.Fprintf(c.out, "  shards %d: %d done, %d running (workflows %s/shard/N)\n",
+			p.Shards, p.ShardsDone, p.ShardsRunning, b.WorkflowID)
+	}
 	for _, k := range sortedKeys(p.ByOutcome) {
 		fmt.Fprintf(c.out, "  %-30s %d\n", k, p.ByOutcome[k])
 	}
