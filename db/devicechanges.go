@@ -125,7 +125,7 @@ func (s *Store) ListDevicesToStart(
 	rows, err := s.Pool.Query(ctx, `
 		SELECT id, seq, batch_no, iccid, operation FROM device_changes
 		WHERE bulk_change_id = $1 AND batch_no <= $4 AND (batch_no, seq) > ($2, $3)
-		  AND (batch_no >= $6 OR status NOT IN ('PROCESSED', 'ERROR'))
+		  AND (batch_no >= $6 OR status NOT IN ('PROCESSED', 'ERROR', 'CANCELLED'))
 		ORDER BY batch_no, seq LIMIT $5`, bulkID, after.BatchNo, after.Seq, maxBatch, limit, unfinishedBelow)
 	if err != nil {
 		return nil, fmt.Errorf("list devices to start: %w", err)

@@ -325,6 +325,29 @@ func TestDeviceChangeReads(t *testing.T) {
 		}
 	})
 
+	// A shard started again after a cancellation reads its part: the
+	// device changes cancelled before they were sent are neither unfinished
+	// nor to start (their device workflow would find nothing to do and be
+	// counted an error).
+	t.Run("cancelled changes are final for a recovering shard", func(t *testing.T) {
+		d := append(devs(change.Suspend, 1, 2), devs(change.Suspend, 2, 2)...)
+		b := createBulk(t, st, d...)
+		ids := changeIDs(t, st, b.ID)
+		accept(t, st, b.ID, 1, "req-cancelled-shard")
+		_, err := st.CancelUnsent(ctx, b.ID, "cancelled by alice")
+		require.NoError(t, err)
+
+		rc, err := st.RecoveryStateOf(ctx, b.ID, 1, 2)
+		require.NoError(t, err)
+		require.Equal(t, 3, rc.NextBatch, "batch 2 was cancelled: nothing left to send")
+		require.Equal(t, 2, rc.Unfinished, "batch 1's two sent changes")
+		require.Equal(t, 2, rc.Sent)
+		got, err := st.ListDevicesToStart(ctx, b.ID, db.StartCursor{BatchNo: 1, Seq: -1}, 2, 100, 3)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		require.Equal(t, []int64{ids[0], ids[1]}, []int64{got[0].ID, got[1].ID})
+	})
+
 	t.Run("owed Rev.io steps are paged in id order", func(t *testing.T) {
 		b, ids := newBatch(t, st, change.Activate, 5)
 		for i, s := range []change.BillingStatus{change.BillingPending, change.BillingCreated, change.BillingError,

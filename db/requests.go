@@ -497,11 +497,17 @@ func (s *Store) FailUnsent(
 		}
 		_, err = tx.Exec(
 			ctx,
+			// Only the batches ended here: another shard's request in
+			// flight is its own ("batch:7", "batch:7/0": the number before
+			// any "/").
 			`UPDATE thingspace_requests SET state = 'REJECTED', error_code = $2, error_message = $3, answered_at = now()
-			WHERE bulk_change_id = $1 AND state IN ('SENDING', 'RETRY') AND request_key LIKE 'batch:%'`,
+			WHERE bulk_change_id = $1 AND state IN ('SENDING', 'RETRY') AND request_key LIKE 'batch:%'
+			  AND split_part(substr(request_key, 7), '/', 1)::int BETWEEN $4 AND $5`,
 			bulkID,
 			code,
 			message,
+			fromBatch,
+			toBatch,
 		)
 		return err
 	})

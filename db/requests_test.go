@@ -243,6 +243,7 @@ func TestRequestAnswers(t *testing.T) {
 	})
 
 	t.Run("FailUnsent", func(t *testing.T) { testFailUnsent(t, st) })
+	t.Run("FailUnsent of a shard's batches", func(t *testing.T) { testFailUnsentOfAShard(t, st) })
 	t.Run("DeviceChangesWithCallbacks", func(t *testing.T) { testDeviceChangesWithCallbacks(t, st) })
 	t.Run("BulkRequestStats", func(t *testing.T) { testBulkRequestStats(t, st) })
 }
@@ -360,6 +361,28 @@ func testFailUnsent(t *testing.T, st *db.Store) {
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing is left unsent")
 	require.Equal(t, 1, resultEntries(t, st, ids[1]))
+}
+
+// A shard that stops sending ends its own batches only: another shard's
+// request being sent stays its own (its devices are not failed, nor is the
+// request called rejected under it).
+func testFailUnsentOfAShard(t *testing.T, st *db.Store) {
+	ctx := testCtx(t)
+	d := append(devs(change.Suspend, 1, 2), devs(change.Suspend, 2, 2)...)
+	d = append(d, devs(change.Suspend, 12, 1)...)
+	b := createBulk(t, st, d...)
+	ids := changeIDs(t, st, b.ID)
+	claim(t, st, b.ID, 1)
+	req2, _ := claim(t, st, b.ID, 2)
+	req12, _ := claim(t, st, b.ID, 12)
+
+	n, err := st.FailUnsent(ctx, b.ID, 1, 1, change.AuthFailed, "refused")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "the shard's batch 1")
+	require.Equal(t, change.Failed, getChange(t, st, ids[0]).Status)
+	require.Equal(t, change.Sending, getChange(t, st, ids[2]).Status, "batch 2 is another shard's")
+	require.Equal(t, db.RequestSending, requestState(t, st, req2.PK), "another shard's request is its own")
+	require.Equal(t, db.RequestSending, requestState(t, st, req12.PK), "batch 12 is not batch 1")
 }
 
 func requestState(t *testing.T, st *db.Store, pk int64) string {

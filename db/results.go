@@ -125,7 +125,7 @@ func (s *Store) RecoveryStateOf(ctx context.Context, bulkID string, first, last 
 	rows, err := s.Pool.Query(
 		ctx,
 		`SELECT status, coalesce(outcome, ''), coalesce(error_code, ''), count(*) FROM device_changes
-		WHERE bulk_change_id = $1 AND batch_no >= $2 AND batch_no < $3 GROUP BY 1, 2, 3`,
+		WHERE bulk_change_id = $1 AND batch_no >= $2 AND batch_no < $3 AND status <> 'CANCELLED' GROUP BY 1, 2, 3`,
 		bulkID,
 		first,
 		out.NextBatch,
