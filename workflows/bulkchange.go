@@ -45,7 +45,7 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 		}
 	}
 	var err error
-	if b.state.Tree != nil || b.shouldShard() {
+	if b.state.Tree != nil || in.Resume == nil && b.startsTree() {
 		err = b.runTree()
 	} else {
 		err = b.runWindow()

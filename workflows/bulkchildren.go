@@ -38,6 +38,12 @@ func (b *bulkRun) startChildren() error {
 	if err := workflow.ExecuteLocalActivity(withLocalDB(b.ctx), a.ListDevicesToStart, in).Get(b.ctx, &page); err != nil {
 		return err
 	}
+	if b.state.Shard != nil && b.state.Control.Paused {
+		// Paused while the page was read: the pause has returned to the
+		// operator, so no device workflow starts (the page is read again
+		// on resume).
+		return nil
+	}
 	if len(page) == 0 {
 		// The counters and the database disagree; trust the database.
 		b.logger.Warn("no device changes left to start", "queued", b.state.Queued)

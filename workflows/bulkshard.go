@@ -59,7 +59,7 @@ func newShardRun(ctx workflow.Context, in api.ShardInput) *bulkRun {
 	b.state = api.BulkState{
 		Plan:      in.Plan,
 		NextBatch: sh.FirstBatch,
-		// Before the first device of its first batch (seq counts from 0).
+		// Before the first device of its first batch (seq counts from 1).
 		Cursor: api.Cursor{BatchNo: sh.FirstBatch, Seq: -1},
 		Runs:   1,
 		Progress: api.Progress{

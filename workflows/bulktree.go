@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -31,6 +32,13 @@ func (b *bulkRun) shouldShard() bool {
 	return o.ShardSize > 0 && b.state.Plan.Total > o.ShardSize
 }
 
+// startsTree decides, in the bulk change's first run (or a recovery's),
+// whether it runs as a tree; later runs follow the state they carry, so a
+// run never changes shape half-way.
+func (b *bulkRun) startsTree() bool {
+	return b.shouldShard() && workflow.GetVersion(b.ctx, versionShards, workflow.DefaultVersion, 1) >= 1
+}
+
 // runTree is the root of a sharded bulk change: it cuts the batches into
 // shards, runs ShardsAtOnce of them at a time, sums their reports, and
 // returns when every shard has ended (or, cancelled, every started one).
@@ -49,6 +57,10 @@ func (b *bulkRun) runTree() error {
 		switch {
 		case b.treeErr != nil:
 			return b.treeErr
+		case len(b.shardsEnded) > 0:
+			ended := b.shardsEnded
+			b.shardsEnded = nil
+			b.restartShards(ended)
 		case b.treeDone():
 			return nil
 		case b.received >= reportsPerRun || workflow.GetInfo(b.ctx).GetContinueAsNewSuggested():
@@ -67,29 +79,86 @@ func (b *bulkRun) planTree() error {
 	if err := workflow.ExecuteActivity(withDB(b.ctx), a.PlanShards, in).Get(b.ctx, &shards); err != nil {
 		return fmt.Errorf("cut bulk change %s into shards: %w", b.in.BulkChangeID, err)
 	}
-	b.state.Tree = &api.TreeState{Shards: shards, Ended: api.Progress{Tally: change.NewTally()}, Recover: b.recovered}
+	t := &api.TreeState{Shards: shards, Ended: api.Progress{Tally: change.NewTally()}, Recover: b.recovered}
+	b.state.Tree = t
 	b.logger.Info("bulk change runs as shards", "shards", len(shards), "shardSize", b.state.Plan.Options.ShardSize)
+	if b.recovered {
+		// Above every epoch of the root run that failed, whose shards may
+		// still run and have applied its requests.
+		t.Epoch = recoveredEpochs * b.state.Progress.Recovered
+		if err := b.adoptRunningShards(); err != nil {
+			return err
+		}
+	}
 	b.sumShards()
+	return nil
+}
+
+// recoveredEpochs: a recovered root numbers its requests to the shards from
+// Progress.Recovered times this.
+const recoveredEpochs = 1 << 20
+
+// adoptRunningShards takes over, first, the shards of the root run that
+// failed that still run: they report to this workflow ID, and must hear
+// this run's pause or cancel (ShardsAtOnce does not hold them back).
+func (b *bulkRun) adoptRunningShards() error {
+	t := b.state.Tree
+	in := activities.CheckShardsInput{BulkChangeID: b.in.BulkChangeID}
+	for _, sh := range t.Shards {
+		in.Shards = append(in.Shards, sh.No)
+	}
+	var notRunning []int
+	if err := workflow.ExecuteActivity(withDB(b.ctx), a.CheckShardWorkflows, in).Get(b.ctx, &notRunning); err != nil {
+		return fmt.Errorf("find the running shards of bulk change %s: %w", b.in.BulkChangeID, err)
+	}
+	idle := map[int]bool{}
+	for _, no := range notRunning {
+		idle[no] = true
+	}
+	for _, sh := range t.Shards {
+		if !idle[sh.No] {
+			t.Adopted = append(t.Adopted, sh.No)
+			b.runShard(sh)
+		}
+	}
+	if len(t.Adopted) > 0 {
+		b.logger.Info("adopted the shards still running", "shards", t.Adopted)
+	}
 	return nil
 }
 
 func (b *bulkRun) treeDone() bool {
 	t := b.state.Tree
-	return len(t.Running) == 0 && (t.Next >= len(t.Shards) || b.state.Control.Cancelled != nil)
+	return len(t.Running) == 0 && (b.nextShard() >= len(t.Shards) || b.state.Control.Cancelled != nil)
+}
+
+// nextShard is the index of the next shard to start, past those adopted.
+func (b *bulkRun) nextShard() int {
+	t := b.state.Tree
+	for t.Next < len(t.Shards) && slices.Contains(t.Adopted, t.Shards[t.Next].No) {
+		t.Next++
+	}
+	return t.Next
 }
 
 // canStartShard: a shard waits, there is room for it, and no operator
 // paused or cancelled the bulk change (a shard's first act is to send).
 func (b *bulkRun) canStartShard() bool {
 	t := b.state.Tree
-	return t.Next < len(t.Shards) && len(t.Running) < max(b.state.Plan.Options.ShardsAtOnce, 1) &&
+	return b.nextShard() < len(t.Shards) && len(t.Running) < max(b.state.Plan.Options.ShardsAtOnce, 1) &&
 		!b.state.Control.Paused && b.state.Control.Cancelled == nil
 }
 
 func (b *bulkRun) startShard() {
 	t := b.state.Tree
-	sh := t.Shards[t.Next]
+	sh := t.Shards[b.nextShard()]
 	t.Next++
+	b.runShard(sh)
+}
+
+// runShard counts the shard running and starts its workflow.
+func (b *bulkRun) runShard(sh api.Shard) {
+	t := b.state.Tree
 	t.Running = append(t.Running, api.RunningShard{
 		No:      sh.No,
 		Report:  api.ShardReport{Shard: sh.No, Epoch: t.Epoch, Progress: api.Progress{Tally: change.NewTally()}},
@@ -131,6 +200,16 @@ func (b *bulkRun) launchShard(sh api.Shard, recover bool) {
 			b.treeErr = fmt.Errorf("shard %d of bulk change %s could not start: %w", sh.No, b.in.BulkChangeID, err)
 		}
 		delete(b.shardStarting, sh.No)
+		if errors.As(err, &already) {
+			// Started by the root run that failed: it has that run's
+			// requests applied, and must take this one's.
+			ctl := b.shardControl()
+			serr := workflow.SignalExternalWorkflow(ctx, api.ShardWorkflowID(b.in.BulkChangeID, sh.No), "",
+				api.ShardControlSignal, ctl).Get(ctx, nil)
+			if serr != nil {
+				b.logger.Warn("could not reach an adopted shard", "shard", sh.No, "error", serr)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -176,7 +255,9 @@ func (b *bulkRun) takeReport(r api.ShardReport) {
 	b.received++
 	t := b.state.Tree
 	i := b.runningShard(r.Shard)
-	if i < 0 || r.Seq < t.Running[i].Report.Seq {
+	// A later report (an acknowledgement) may overtake the last one: the
+	// last is taken whatever its number.
+	if i < 0 || r.Seq < t.Running[i].Report.Seq && !r.Done {
 		return
 	}
 	b.lastResultAt = workflow.Now(b.ctx)
@@ -185,6 +266,7 @@ func (b *bulkRun) takeReport(r api.ShardReport) {
 	if r.Done {
 		addCounts(&t.Ended, r.Progress)
 		t.Running = append(t.Running[:i], t.Running[i+1:]...)
+		t.Done++
 	}
 	b.sumShards()
 }
@@ -220,7 +302,7 @@ func (b *bulkRun) sumShards() {
 		p.Limit.BatchesWaiting = p.Batches - p.BatchesSent
 		p.Limit.DevicesWaiting = p.Total - p.DevicesSent
 	}
-	p.Shards, p.ShardsRunning, p.ShardsDone = len(t.Shards), len(t.Running), t.Next-len(t.Running)
+	p.Shards, p.ShardsRunning, p.ShardsDone = len(t.Shards), len(t.Running), t.Done
 	b.touch()
 }
 
@@ -250,11 +332,6 @@ func (b *bulkRun) awaitReports() {
 			len(b.shardsEnded) > 0
 	})
 	b.drainReports()
-	if len(b.shardsEnded) > 0 {
-		ended := b.shardsEnded
-		b.shardsEnded = nil
-		b.restartShards(ended)
-	}
 	if !b.watchTimer.IsReady() {
 		return
 	}
@@ -291,9 +368,14 @@ func (b *bulkRun) checkShards(silentSince time.Time) {
 	b.restartShards(ended)
 }
 
-// restartShards starts again the running shards among those given.
+// restartShards starts again the running shards among those given. Not in
+// the workflow task that learnt of a shard's end: the SDK still holds the
+// ended child's start there and would refuse a new one of the same ID as
+// already started (temporalio/sdk-go#947).
 func (b *bulkRun) restartShards(nos []int) {
 	t := b.state.Tree
+	_ = workflow.Sleep(b.ctx, time.Second)
+	b.drainReports()
 	for _, no := range nos {
 		i := b.runningShard(no)
 		if i < 0 || b.shardStarting[no] {
@@ -346,12 +428,21 @@ func (b *bulkRun) controlShards(ctx workflow.Context) error {
 			}
 		}
 	}
-	return workflow.Await(ctx, func() bool {
+	acked := func() bool {
 		for _, r := range t.Running {
 			if r.Report.Epoch < ctl.Epoch {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	// The acknowledgements are reports: read them here, as the main loop
+	// may be waiting for this request to finish before it continues as new.
+	for !acked() {
+		if err := workflow.Await(ctx, func() bool { return acked() || b.reports.Len() > 0 }); err != nil {
+			return err
+		}
+		b.drainReports()
+	}
+	return nil
 }

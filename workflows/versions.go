@@ -31,6 +31,9 @@ const (
 	// awaits approval, finishes, fails, stalls or owes Rev.io steps, each
 	// event a SendNotification child.
 	versionNotify = "notify"
+	// versionShards: a bulk change larger than its shard size runs as a
+	// tree of BulkChangeShard workflows (decided once, in its first run).
+	versionShards = "shards"
 
 	// DeviceChange, asked only by children started without
 	// api.DeviceChangeInput.Protocol (protocol 1 takes both at version 1).

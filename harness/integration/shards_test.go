@@ -138,6 +138,10 @@ func TestShardedBulkChangeResumeFailed(t *testing.T) {
 
 	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.Done() >= 150 },
 		3*time.Minute, 100*time.Millisecond)
+	// Paused and resumed first: the shards have applied that root run's
+	// requests, which the recovered root's must still outrank.
+	acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice", Reason: "a look"})
+	acceptedUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "alice"})
 	ctx := context.Background()
 	p, _ := progress(s, res.WorkflowID)
 	require.NoError(t, s.Client.TerminateWorkflow(ctx, res.WorkflowID, "", "test: the root dies"))
@@ -151,6 +155,15 @@ func TestShardedBulkChangeResumeFailed(t *testing.T) {
 	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: res.ID, Recover: true})
 	require.NoError(t, err)
 
+	// The recovered root's pause holds every shard, the adopted ones too.
+	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.Recovered == 1 },
+		time.Minute, 100*time.Millisecond)
+	acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob", Reason: "after recovery"})
+	sentAtPause := stateChangeRequests(s)
+	time.Sleep(5 * time.Second)
+	require.Equal(t, sentAtPause, stateChangeRequests(s), "no shard sends while the recovered root is paused")
+	acceptedUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "bob"})
+
 	out := waitBulk(t, s, res, 6*time.Minute)
 	require.Equal(t, 600, out.Processed, "%+v", out.Progress)
 	require.Equal(t, 1, out.Progress.Recovered)
@@ -159,4 +172,36 @@ func TestShardedBulkChangeResumeFailed(t *testing.T) {
 		require.Equal(t, 1, changesSent(st, d.ICCID), "sent once: %s", d.ICCID)
 	}
 	require.Equal(t, fmt.Sprint(change.BulkFinished), fmt.Sprint(bulkChange(t, s, res.ID).Status))
+}
+
+// A shard terminated from the Web UI while its root runs is started again
+// at once to recover its part (not after the stall check, here an hour):
+// every device ends, none is sent twice.
+func TestShardTerminatedIsStartedAgain(t *testing.T) {
+	s := newStackWithWorker(t, stack.Options{
+		ThingSpace: simConfig(300*time.Millisecond, 2*time.Second, 64),
+		Config: func(c *config.Config) {
+			sharding(40, 40, 120, 2, 500)(c)
+			c.Bulk.StallCheck = time.Hour
+		},
+	})
+	devs, file := suspendFile(t, s, "8914800864", 480)
+	res := submit(t, s, file)
+
+	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.Done() >= 60 },
+		3*time.Minute, 100*time.Millisecond)
+	p, _ := progress(s, res.WorkflowID)
+	shard := p.ShardsDone + 1
+	require.NoError(t, s.Client.TerminateWorkflow(context.Background(), api.ShardWorkflowID(res.ID, shard), "",
+		"test: an operator terminates a shard"))
+	t.Logf("shard %d terminated with %d/%d done", shard, p.Done(), p.Total)
+
+	out := waitBulk(t, s, res, 4*time.Minute)
+	require.Equal(t, 480, out.Processed, "%+v", out.Progress)
+	st := s.TS.Stats(time.Hour)
+	for _, d := range devs {
+		require.Equal(t, 1, changesSent(st, d.ICCID), "sent once: %s", d.ICCID)
+	}
+	r := shardResult(t, s, res.ID, shard)
+	require.Equal(t, 1, r.Report.Progress.Recovered, "the shard's second run recovered its part")
 }

@@ -111,6 +111,11 @@ type TreeState struct {
 	// Recover: the root was recovered; every shard starts by reading where
 	// its part stands.
 	Recover bool `json:"recover,omitempty"`
+	// Adopted: shards a recovered root found running (started by the root
+	// run that failed) and took over before starting any other.
+	Adopted []int `json:"adopted,omitempty"`
+	// Done counts the shards done.
+	Done int `json:"done"`
 }
 
 // RunningShard is a shard started and not yet done.
