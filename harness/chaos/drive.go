@@ -61,7 +61,7 @@ func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
 			e := sched.Events[next]
 			next++
 			if e.Kind.atShardCAN() {
-				h.log("armed %s: fires at the next shard continue-as-new", e)
+				h.log("armed  %s", e)
 				armed = append(armed, armedKill{Event: e, since: time.Now()})
 				continue
 			}
