@@ -15,6 +15,7 @@ import (
 
 	"github.com/iot-ops/tsbulk/harness/stack"
 	tssim "github.com/iot-ops/tsbulk/harness/thingspacesim"
+	"github.com/iot-ops/tsbulk/workflows/api"
 )
 
 // check takes the snapshot, runs the invariants and the leak scans, and
@@ -22,11 +23,25 @@ import (
 func (h *harness) check(ctx context.Context, w Workload, res *Result) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	tc, err := h.temporalClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
 	snap, err := h.snapshot(ctx)
 	if err != nil {
 		return err
 	}
+	tree, err := readShardTree(ctx, tc, snap.Bulk.WorkflowID, h.shards, h.o.Devices)
+	if err != nil {
+		return err
+	}
+	snap.Tree = &tree
 	res.Violations = Check(w, snap)
+	h.mu.Lock()
+	res.Shards = tree.stats(h.fired)
+	h.mu.Unlock()
+	res.Shards.Armed = h.armed
 	if res.Observed, err = h.observe(ctx); err != nil {
 		return err
 	}
@@ -40,11 +55,6 @@ func (h *harness) check(ctx context.Context, w Workload, res *Result) error {
 	if err != nil {
 		return err
 	}
-	tc, err := h.temporalClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
 	n, hv, err := scanHistories(ctx, tc, needles)
 	if err != nil {
 		return err
@@ -113,7 +123,8 @@ func (h *harness) snapshot(ctx context.Context) (Snapshot, error) {
 			dc.billing_status, coalesce(dc.billing_error_code, ''), coalesce(dc.billing_error, ''),
 			(SELECT count(*) FROM m2m_log l WHERE l.device_change_id = dc.id AND l.service = 'workflow' AND l.dedupe_key LIKE 'result:%'),
 			(SELECT coalesce(max(r.attempts), 0) FROM thingspace_requests r
-				WHERE r.bulk_change_id = dc.bulk_change_id AND r.request_key = 'ppu:' || dc.id)
+				WHERE r.bulk_change_id = dc.bulk_change_id AND r.request_key = 'ppu:' || dc.id),
+			dc.batch_no
 		FROM device_changes dc WHERE dc.bulk_change_id = $1 ORDER BY dc.id`, h.bulkID)
 	if err != nil {
 		return s, err
@@ -122,7 +133,7 @@ func (h *harness) snapshot(ctx context.Context) (Snapshot, error) {
 		var d DeviceChange
 		err := r.Scan(&d.ID, &d.ICCID, &d.Operation, &d.Status, &d.Outcome, &d.FinalState, &d.MSISDN, &d.ErrorCode,
 			&d.ErrorMessage, &d.ConfirmedBy, &d.BillingStatus, &d.BillingErrorCode, &d.BillingError, &d.ResultEntries,
-			&d.PPUSends)
+			&d.PPUSends, &d.BatchNo)
 		d.WorkflowID = "bulk-change/" + h.bulkID + "/device/" + d.ICCID
 		return d, err
 	})
@@ -313,6 +324,11 @@ func (h *harness) evidence(ctx context.Context, res *Result) {
 		}
 	}
 	show("bulk-change/"+h.bulkID, "bulk-change.history.json")
+	// The shards' latest runs: a shard's own violation, or the device
+	// changes of its batches, are read there.
+	for no := 1; no <= res.Shards.Shards; no++ {
+		show(api.ShardWorkflowID(h.bulkID, no), fmt.Sprintf("shard-%d.history.json", no))
+	}
 	rows, err := h.pool.Query(ctx, `SELECT id, iccid FROM device_changes WHERE id = ANY($1) ORDER BY id LIMIT 30`, list)
 	if err != nil {
 		return

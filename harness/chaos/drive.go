@@ -33,6 +33,15 @@ func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
 	next := 0
 	var last Progress
 	lastLog := time.Now()
+	watch, err := h.watchShards(ctx)
+	if err != nil {
+		return false, err
+	}
+	var armed []armedKill
+	defer func() {
+		h.armed.Unfired = len(armed)
+		h.log("shards handed over to their next run %d times (seen as they happened)", watch.stop())
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -42,15 +51,26 @@ func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
 			last = p
 			if status == "FINISHED" || status == "FAILED" {
 				h.log("bulk change %s: %d/%d final", status, p.Final, p.Total)
+				for _, a := range armed {
+					h.log("%s armed at %.1f%% never fired: no shard handed over to its next run after it", a.Kind, a.At*100)
+				}
 				return true, nil
 			}
 		}
 		for next < len(sched.Events) && sched.Events[next].At <= last.Fraction() {
 			e := sched.Events[next]
 			next++
+			if e.Kind.atShardCAN() {
+				h.log("armed  %s", e)
+				armed = append(armed, armedKill{Event: e, since: time.Now()})
+				continue
+			}
 			if err := h.inject(ctx, e); err != nil {
 				return false, fmt.Errorf("inject %s: %w", e.Kind, err)
 			}
+		}
+		if armed, err = h.fireArmed(ctx, watch, armed); err != nil {
+			return false, err
 		}
 		if err := h.supervise(ctx); err != nil {
 			return false, err
@@ -63,7 +83,15 @@ func (h *harness) drive(ctx context.Context, sched Schedule) (bool, error) {
 			h.log("gave up waiting after %s: %d/%d final", h.o.Timeout, last.Final, last.Total)
 			return false, nil
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
+		// A shard's continue-as-new wakes the loop: an armed kill must
+		// meet it.
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-watch.wake:
+		}
+		t.Stop()
 	}
 }
 
@@ -97,7 +125,7 @@ func (h *harness) inject(ctx context.Context, e Event) error {
 	h.fired = append(h.fired, Fired{At: time.Now(), Event: e})
 	h.mu.Unlock()
 	switch e.Kind {
-	case KillWorkers:
+	case KillWorkers, KillWorkersAtShardCAN:
 		for _, w := range h.workers {
 			w.Kill()
 		}
@@ -107,7 +135,7 @@ func (h *harness) inject(ctx context.Context, e Event) error {
 				return err
 			}
 		}
-	case KillOneWorker:
+	case KillOneWorker, KillOneWorkerAtShardCAN:
 		w := h.workers[e.Worker%len(h.workers)]
 		w.Kill()
 		sleepCtx(ctx, e.Down)

@@ -76,6 +76,9 @@ type Result struct {
 	// returned, the origin of the report's times.
 	Stall, SendStall Stall
 	Submitted        time.Time
+	// Shards is the bulk change's tree: shards, their runs, and the worker
+	// kills that met a shard continuing as new.
+	Shards ShardStats
 }
 
 // Observed are the faults as the simulators and the database saw them.
@@ -146,6 +149,10 @@ type harness struct {
 	injected map[Kind]int
 	fired    []Fired
 	mu       sync.Mutex
+	// shards are the product's shard settings; armed counts the fates of
+	// the kills armed for a shard's continue-as-new (drive's goroutine).
+	shards ShardSettings
+	armed  armedCounts
 }
 
 // Run runs the product on a mixed bulk change of o.Devices devices with the
@@ -167,7 +174,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if out == nil {
 		out = io.Discard
 	}
-	h := &harness{o: o, sec: newSecrets(), injected: map[Kind]int{}, start: time.Now()}
+	h := &harness{o: o, sec: newSecrets(), injected: map[Kind]int{}, start: time.Now(), shards: shardSettingsFor(o.Devices)}
 	h.log = func(format string, args ...any) {
 		fmt.Fprintf(out, "[%6.1fs] %s\n", time.Since(h.start).Seconds(), fmt.Sprintf(format, args...))
 	}

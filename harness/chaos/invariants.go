@@ -26,11 +26,12 @@ const (
 	CheckAuditResult   = "one audit result entry per device change"
 	CheckCallbacks     = "every callback the receiver acknowledged is stored"
 	CheckNoSecretOrPPU = "no secret or PPU value in audit log, logs, histories"
+	CheckShards        = "every shard completed; shards' and root's results equal device_changes"
 )
 
 // Checks lists the checks in report order.
 var Checks = []string{CheckFinal, CheckOutcome, CheckTSState, CheckTSOnce, CheckNoErrorIfDone, CheckRevioOnce,
-	CheckBillingDone, CheckBulkCounts, CheckAuditResult, CheckCallbacks, CheckNoSecretOrPPU}
+	CheckBillingDone, CheckBulkCounts, CheckAuditResult, CheckCallbacks, CheckNoSecretOrPPU, CheckShards}
 
 // Violation is one broken invariant, naming the device change when there
 // is one.
@@ -59,6 +60,9 @@ type DeviceChange struct {
 	// attempt of the change's PPU update (thingspace_requests.attempts).
 	PPUSends   int
 	WorkflowID string
+	// BatchNo is the batch the change was sent in, which places it in a
+	// shard.
+	BatchNo int
 }
 
 // BulkRow is the bulk_changes row.
@@ -83,6 +87,9 @@ type Snapshot struct {
 	// answered 2xx; Stored the callbacks table's (request id, ICCID) pairs.
 	Acknowledged []tssim.DeliveryLogEntry
 	Stored       map[[2]string]bool
+	// Tree is the shards' runs and the root's result in Temporal (nil:
+	// not checked).
+	Tree *ShardTree
 }
 
 // Outcomes the product records (workflows/devicechange.go); a copy, so a
@@ -293,6 +300,9 @@ func Check(w Workload, s Snapshot) []Violation {
 		out = append(out, Violation{Check: CheckBulkCounts, Detail: fmt.Sprintf(
 			"bulk change %s says total %d, processed %d, errors %d; device_changes have %d, %d PROCESSED, %d ERROR",
 			b.ID, b.Total, b.Processed, b.Errors, len(s.Changes), counts["PROCESSED"], counts["ERROR"])})
+	}
+	if s.Tree != nil {
+		out = append(out, checkTree(s.Tree, s.Changes)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return checkOrder(out[i].Check) < checkOrder(out[j].Check) })
 	return out

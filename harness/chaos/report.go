@@ -71,6 +71,7 @@ func Report(out io.Writer, r *Result, baseline *Result) {
 		row("unexpected exits", strings.Join(parts, ", ")+" (restarted)")
 	}
 	row("histories scanned", fmt.Sprint(r.Workflows))
+	shardRows(row, r)
 	by := map[string][]Violation{}
 	for _, v := range r.Violations {
 		by[v.Check] = append(by[v.Check], v)
@@ -106,4 +107,29 @@ func categories(m map[Category]int) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// shardRows are the tree's rows: its shards and their runs, and where the
+// worker kills fell among the shards' continue-as-new windows, measured
+// from the shards' histories (shards.go).
+func shardRows(row func(k, v string), r *Result) {
+	s := r.Shards
+	set := s.Settings
+	row("shards", fmt.Sprintf("%d (bulk.shard_size %d, %d at once, continue-as-new every %d starts): %d runs, %d continued as new, %d restarted by the root, %d completed; the root ran %d times",
+		s.Shards, set.Size, set.AtOnce, set.StartsPerRun, s.Runs, s.ContinuedAsNew, s.Restarts, s.Completed, s.RootRuns))
+	if s.ContinuedAsNew > 0 {
+		row("  continue-as-new", fmt.Sprintf("median %s from the %d-th start to the next run's first workflow task (waiting for starts to be confirmed), %s of it the hand-over (from the last confirmation)",
+			s.Wait.Round(100*time.Millisecond), set.StartsPerRun, s.HandOver.Round(time.Millisecond)))
+	}
+	if r.Options.NoFaults {
+		return
+	}
+	k := s.Kills
+	row("  worker kills", fmt.Sprintf("%d: %d during a shard's hand-over, %d within %s of one; %d while a shard was continuing as new (hand-over or waiting for its starts)",
+		k.Kills, k.HandOver, k.NearHandOver, nearCAN, k.Waiting))
+	armed := r.Schedule.Count()[KillWorkersAtShardCAN] + r.Schedule.Count()[KillOneWorkerAtShardCAN]
+	if armed > 0 {
+		row("  armed for one", fmt.Sprintf("%d: %d fired as a hand-over began (%d measured inside one), %d after waiting %s for one, %d never fired",
+			armed, s.Armed.AtCAN, k.ArmedHandOver, s.Armed.GaveUp, canWait, s.Armed.Unfired))
+	}
 }

@@ -32,6 +32,14 @@ const (
 	// TSGatewayAfterApply is a window in which a share of ThingSpace's
 	// state changes are applied and answered 502 or 504 by its gateway.
 	TSGatewayAfterApply Kind = "ts-gateway-after-apply"
+	// KillWorkersAtShardCAN and KillOneWorkerAtShardCAN kill every worker,
+	// or one, while a shard continues as new: armed when the progress
+	// reaches them, they fire as soon as a shard's run, past its
+	// bulk.starts_per_run-th device workflow start, has the last of its
+	// starts confirmed, the moment it hands its state to its next run
+	// (shardwatch.go).
+	KillWorkersAtShardCAN   Kind = "kill-workers-shard-can"
+	KillOneWorkerAtShardCAN Kind = "kill-one-worker-shard-can"
 )
 
 // Kinds lists every kind in the order of the report and of the schedule's
@@ -39,25 +47,29 @@ const (
 // with them the faults a seed replays, stay what they were.
 var Kinds = []Kind{KillWorkers, KillOneWorker, KillReceiver, RestartTemporal, RestartPostgres,
 	TS5xx, TSLostAnswers, TSSessionExpiry, TSTokenExpiry, TS429Burst, Revio5xx, Revio429, RevioLateCreates,
-	TSGatewayAfterApply}
+	TSGatewayAfterApply, KillWorkersAtShardCAN, KillOneWorkerAtShardCAN}
 
 // Mix is how many faults of each kind a run injects.
 type Mix map[Kind]int
 
-// FullMix is the full run's faults: more than 20 worker kills, and every
-// other kind at least once.
+// FullMix is the full run's faults: more than 20 worker kills at points
+// of progress, 6 more while shards continue as new, and every other kind
+// at least once.
 func FullMix() Mix {
 	return Mix{KillWorkers: 20, KillOneWorker: 4, KillReceiver: 3, RestartTemporal: 1, RestartPostgres: 1,
 		TS5xx: 2, TSLostAnswers: 2, TSSessionExpiry: 2, TSTokenExpiry: 2, TS429Burst: 2,
-		Revio5xx: 2, Revio429: 2, RevioLateCreates: 2, TSGatewayAfterApply: 2}
+		Revio5xx: 2, Revio429: 2, RevioLateCreates: 2, TSGatewayAfterApply: 2,
+		KillWorkersAtShardCAN: 4, KillOneWorkerAtShardCAN: 2}
 }
 
-// ShortMix is the short run's (make test): 5 kills, one Temporal restart,
-// and one of each cheap simulator fault.
+// ShortMix is the short run's (make test): 5 kills at points of progress
+// and 2 while shards continue as new, one Temporal restart, and one of
+// each cheap simulator fault.
 func ShortMix() Mix {
 	return Mix{KillWorkers: 3, KillOneWorker: 1, KillReceiver: 1, RestartTemporal: 1,
 		TS5xx: 1, TSLostAnswers: 1, TSSessionExpiry: 1, TSTokenExpiry: 1, TS429Burst: 1,
-		Revio5xx: 1, Revio429: 1, RevioLateCreates: 1, TSGatewayAfterApply: 1}
+		Revio5xx: 1, Revio429: 1, RevioLateCreates: 1, TSGatewayAfterApply: 1,
+		KillWorkersAtShardCAN: 1, KillOneWorkerAtShardCAN: 1}
 }
 
 // Total is the number of faults.
@@ -71,7 +83,8 @@ func (m Mix) Total() int {
 
 // Event is one fault of the schedule.
 type Event struct {
-	// At is the progress (0..1, see Progress.Fraction) at which it fires.
+	// At is the progress (0..1, see Progress.Fraction) at which it fires,
+	// or, for a kill at a shard's continue-as-new, is armed.
 	At   float64
 	Kind Kind
 	// Down is how long a killed process or stopped server stays down, or
@@ -83,12 +96,15 @@ type Event struct {
 }
 
 func (e Event) String() string {
-	s := fmt.Sprintf("%5.1f%% %-18s %s", e.At*100, e.Kind, e.Down.Round(10*time.Millisecond))
+	s := fmt.Sprintf("%5.1f%% %-25s %s", e.At*100, e.Kind, e.Down.Round(10*time.Millisecond))
 	switch e.Kind {
-	case KillOneWorker:
+	case KillOneWorker, KillOneWorkerAtShardCAN:
 		s += fmt.Sprintf(" worker-%d", e.Worker+1)
 	case TS429Burst:
 		s += fmt.Sprintf(" %d requests", e.N)
+	}
+	if e.Kind.atShardCAN() {
+		s += " (armed here; fires at the next shard continue-as-new)"
 	}
 	return s
 }
@@ -108,6 +124,10 @@ const (
 	// Sending is about done when the progress passes 0.5 (every device
 	// sent, few final), often well before.
 	lastLostAnswer = 0.35
+	// A kill armed for a shard's continue-as-new is armed by then, while
+	// shards still have device workflows to start (the last shards start
+	// once the first are done, past the middle).
+	lastShardCANArm = 0.5
 )
 
 // NewSchedule draws the faults of mix from seed: the same seed and mix
@@ -121,14 +141,17 @@ func NewSchedule(seed int64, mix Mix) Schedule {
 	for _, k := range Kinds { // fixed order: map iteration would make the draws differ
 		for range mix[k] {
 			last := lastFault
-			if k == TSLostAnswers || k == TSGatewayAfterApply {
+			switch k {
+			case TSLostAnswers, TSGatewayAfterApply:
 				// Only state changes lose their answer: land while
 				// batches are still being sent.
 				last = lastLostAnswer
+			case KillWorkersAtShardCAN, KillOneWorkerAtShardCAN:
+				last = lastShardCANArm
 			}
 			e := Event{Kind: k, At: firstFault + rng.Float64()*(last-firstFault)}
 			switch k {
-			case KillWorkers, KillOneWorker, KillReceiver:
+			case KillWorkers, KillOneWorker, KillReceiver, KillWorkersAtShardCAN, KillOneWorkerAtShardCAN:
 				e.Down = between(300*time.Millisecond, 3*time.Second)
 				e.Worker = rng.IntN(2)
 			case RestartTemporal, RestartPostgres:
@@ -146,6 +169,10 @@ func NewSchedule(seed int64, mix Mix) Schedule {
 	sort.SliceStable(events, func(i, j int) bool { return events[i].At < events[j].At })
 	return Schedule{Seed: seed, Events: events}
 }
+
+// atShardCAN: the kind fires at a shard's continue-as-new, not at its
+// point of progress.
+func (k Kind) atShardCAN() bool { return k == KillWorkersAtShardCAN || k == KillOneWorkerAtShardCAN }
 
 // Count is the number of events per kind.
 func (s Schedule) Count() map[Kind]int {

@@ -44,6 +44,9 @@ func TestScheduleHasTheMix(t *testing.T) {
 			if e.Kind == TSLostAnswers || e.Kind == TSGatewayAfterApply {
 				assert.LessOrEqual(t, e.At, lastLostAnswer, "%s lands while batches are sent", e.Kind)
 			}
+			if e.Kind.atShardCAN() {
+				assert.LessOrEqual(t, e.At, lastShardCANArm, "%s is armed while shards still start device workflows", e.Kind)
+			}
 		}
 	}
 	full := FullMix()
@@ -53,21 +56,31 @@ func TestScheduleHasTheMix(t *testing.T) {
 	assert.Equal(t, 1, short[RestartTemporal])
 	assert.Equal(t, 2, full[TSGatewayAfterApply])
 	assert.Equal(t, 1, short[TSGatewayAfterApply])
+	for _, m := range []Mix{full, short} {
+		assert.Positive(t, m[KillWorkersAtShardCAN], "kills of every worker while a shard continues as new")
+		assert.Positive(t, m[KillOneWorkerAtShardCAN], "kills of one worker while a shard continues as new")
+	}
 }
 
 // A new kind is drawn after the others: a seed replays the faults it drew
 // before the kind existed, at the same points, plus the new ones.
 func TestNewKindKeepsEarlierDraws(t *testing.T) {
-	with := NewSchedule(1129, FullMix())
+	with := NewSchedule(1129, FullMix()).Events
 	before := FullMix()
-	delete(before, TSGatewayAfterApply)
-	var rest []Event
-	for _, e := range with.Events {
-		if e.Kind != TSGatewayAfterApply {
-			rest = append(rest, e)
+	// Newest first: each step leaves the schedule of the mix before them.
+	for _, newer := range [][]Kind{{KillWorkersAtShardCAN, KillOneWorkerAtShardCAN}, {TSGatewayAfterApply}} {
+		for _, k := range newer {
+			delete(before, k)
 		}
+		var rest []Event
+		for _, e := range with {
+			if _, kept := before[e.Kind]; kept {
+				rest = append(rest, e)
+			}
+		}
+		assert.Equal(t, NewSchedule(1129, before).Events, rest, "without %v", newer)
+		with = rest
 	}
-	assert.Equal(t, NewSchedule(1129, before).Events, rest)
 }
 
 func TestProgressFraction(t *testing.T) {

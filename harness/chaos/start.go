@@ -103,6 +103,7 @@ func (h *harness) logPath(name string) string { return h.procs.LogPath(name) }
 // with the timings shortened as the integration tests do (callbacks
 // awaited seconds, not 30 minutes).
 func (h *harness) productSettings() map[string]string {
+	sh := h.shards
 	return map[string]string{
 		"temporal.address": h.temporal.Address(), "temporal.namespace": "default",
 		"database.url": h.pg.URL("tsbulk"), "database.max_conns": "10",
@@ -112,7 +113,10 @@ func (h *harness) productSettings() map[string]string {
 		// it paces each worker on its own, so the two workers offer twice
 		// that (finding 4 of docs/reliability.md). Kept so the run shows it.
 		"revio.calls_per_minute": "500",
-		"bulk.batch_size":        "50", "bulk.window": "500", "bulk.starts_per_run": "250",
+		// Shards on, small (shardSettingsFor): the bulk change runs as a
+		// tree of several shards, each continuing as new several times.
+		"bulk.shard_size": strconv.Itoa(sh.Size), "bulk.shards_at_once": strconv.Itoa(sh.AtOnce),
+		"bulk.batch_size": "50", "bulk.window": "500", "bulk.starts_per_run": strconv.Itoa(sh.StartsPerRun),
 		"bulk.callback_timeout": "8s", "bulk.confirm_deadline": "20m", "bulk.poll_interval": "1s", "bulk.poll_max_interval": "4s",
 		"bulk.default_site": "CHAOS-SITE", "bulk.default_site_assignment": "true", "bulk.stall_check": "15s",
 		"limits.requests_per_hour": "0", "limits.requests_window": "1h", "limits.activates_per_minute": "100",
