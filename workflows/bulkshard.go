@@ -48,6 +48,16 @@ func BulkChangeShard(ctx workflow.Context, in api.ShardInput) (*api.ShardResult,
 	return &api.ShardResult{Report: last}, nil
 }
 
+// shardWindow is a shard's part of the bulk change's window: bulk.window
+// device workflows in flight per bulk change, whatever its shape. A window
+// per shard multiplied the starts a server has in flight with the shards
+// and made each start that much slower, and the server's work per device
+// dearer (docs/benchmarks.md).
+func shardWindow(o api.Options) int {
+	at := max(o.ShardsAtOnce, 1)
+	return max((o.Window+at-1)/at, 1)
+}
+
 func newShardRun(ctx workflow.Context, in api.ShardInput) *bulkRun {
 	b := newRun(ctx, in.BulkChangeID, api.BulkChangeInput{BulkChangeID: in.BulkChangeID, Tenant: in.Tenant})
 	b.logger = log.With(b.logger, "shard", in.Shard.No)

@@ -181,12 +181,15 @@ func (b *bulkRun) launchShard(sh api.Shard, recover bool) {
 		StaticSummary: fmt.Sprintf("shard %d of %d · %d device changes · bulk change %s",
 			sh.No, len(b.state.Tree.Shards), sh.Devices, b.in.BulkChangeID),
 	})
+	// Its part of the window travels in its plan, so that its runs keep it.
+	plan := b.state.Plan
+	plan.Options.Window = shardWindow(plan.Options)
 	f := workflow.ExecuteChildWorkflow(ctx, BulkChangeShard, api.ShardInput{
 		BulkChangeID:   b.in.BulkChangeID,
 		Tenant:         b.tenant(),
 		RootWorkflowID: workflow.GetInfo(b.ctx).WorkflowExecution.ID,
 		Shard:          sh,
-		Plan:           b.state.Plan,
+		Plan:           plan,
 		Control:        b.shardControl(),
 		Recover:        recover,
 	})

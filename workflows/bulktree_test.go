@@ -46,7 +46,7 @@ func TestBulkChangeRunsAsShards(t *testing.T) {
 	require.Equal(t, 12, res.Processed)
 	require.ElementsMatch(t, []int{1, 2, 3, 4}, f.sent, "each batch sent once, by its shard")
 	require.Len(t, f.started, 12, "one child per device")
-	require.LessOrEqual(t, f.maxInFlight, 4, "two shards at once, each with a window of 2")
+	require.LessOrEqual(t, f.maxInFlight, 2, "the window of 2 is the bulk change's, shared by its two running shards")
 	p := res.Progress
 	require.Equal(t, 3, p.Shards, "3 | 3+2 | 4 in shards of at most 5")
 	require.Equal(t, 3, p.ShardsDone)

@@ -86,7 +86,10 @@ func Root(ctx workflow.Context, in RootInput) (Result, error) {
 	start := func(k int) {
 		first := k * in.ShardSize
 		c := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ShardID(rootID, k)})
-		f := workflow.ExecuteChildWorkflow(c, ShardType, ParentInput{Devices: sizes[k], Window: in.Window,
+		// The window is the bulk change's, shared by its running shards,
+		// as the product's (workflows/bulkshard.go, shardWindow).
+		window := (in.Window + in.ShardsAtOnce - 1) / max(in.ShardsAtOnce, 1)
+		f := workflow.ExecuteChildWorkflow(c, ShardType, ParentInput{Devices: sizes[k], Window: window,
 			StartsPerRun: in.StartsPerRun, SearchAttributes: in.SearchAttributes,
 			Shard: &ShardInput{RootID: rootID, Index: k, First: first, ReportEvery: in.ReportEvery}})
 		sel.AddFuture(f, func(f workflow.Future) {
