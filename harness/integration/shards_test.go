@@ -86,9 +86,9 @@ func TestShardedBulkChangePauseKillResume(t *testing.T) {
 		require.Greater(t, r.Report.Progress.Runs, 2, "shard %d continued as new every 100 starts", no)
 	}
 	ctx := context.Background()
-	d, err := s.Client.DescribeWorkflowExecution(ctx, api.DeviceChangeWorkflowID(res.ID, devs[700].ICCID), "")
+	d, err := s.Client.DescribeWorkflow(ctx, api.DeviceChangeWorkflowID(res.ID, devs[700].ICCID), "")
 	require.NoError(t, err, "a device's workflow keeps its ID under a shard")
-	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus())
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.RawResponse.GetWorkflowExecutionInfo().GetStatus())
 	_ = w
 }
 
