@@ -75,7 +75,7 @@ func treeFloor(s *stack.Stack, o options) floorShape {
 		parents[k] = floor.ShardID(id, k)
 	}
 	return floorShape{name: treeFloorName, id: id, typ: floor.RootType, input: in, parents: parents, sizes: sizes,
-		shape: fmt.Sprintf("%d shards of up to %d devices, %d at once, each with window %d, continue-as-new every %d starts, "+
+		shape: fmt.Sprintf("%d shards of up to %d devices, %d at once sharing the window of %d, continue-as-new every %d starts, "+
 			"reporting every %d results; search attributes %v",
 			len(sizes), in.ShardSize, in.ShardsAtOnce, in.Window, in.StartsPerRun, in.ReportEvery, in.SearchAttributes)}
 }
