@@ -248,13 +248,16 @@ func (b *bulkRun) checkChildren() {
 	b.lastResultAt = workflow.Now(b.ctx)
 }
 
-func (b *bulkRun) drainResults() {
+func (b *bulkRun) drainResults() { takeAll(b.results, b.record) }
+
+// takeAll hands every signal waiting on ch to take, without blocking.
+func takeAll[T any](ch workflow.ReceiveChannel, take func(T)) {
 	for {
-		var r api.DeviceResult
-		if !b.results.ReceiveAsync(&r) {
+		var v T
+		if !ch.ReceiveAsync(&v) {
 			return
 		}
-		b.record(r)
+		take(v)
 	}
 }
 

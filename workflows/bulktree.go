@@ -238,15 +238,7 @@ func (b *bulkRun) shardControl() api.ShardControl {
 	}
 }
 
-func (b *bulkRun) drainReports() {
-	for {
-		var r api.ShardReport
-		if !b.reports.ReceiveAsync(&r) {
-			return
-		}
-		b.takeReport(r)
-	}
-}
+func (b *bulkRun) drainReports() { takeAll(b.reports, b.takeReport) }
 
 // takeReport keeps a running shard's latest report; a shard's last one
 // moves its counts to the ended shards'. Reports of shards not running,
