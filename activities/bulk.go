@@ -398,6 +398,18 @@ func (a *Activities) CheckDeviceWorkflows(
 		if err != nil {
 			return nil, err
 		}
+		// Only a device change of this bulk change: a workflow of another
+		// (a bulk change whose database is not this worker's, on the same
+		// task queue) must not end one that has its id.
+		dc, err := a.Store.GetDeviceChange(ctx, f.DeviceChangeID)
+		if err != nil && !errors.Is(err, db.ErrNotFound) {
+			return nil, fmt.Errorf("read device change %d: %w", f.DeviceChangeID, err)
+		}
+		if err != nil || dc.BulkChangeID != in.BulkChangeID || dc.ICCID != f.ICCID {
+			activity.GetLogger(ctx).Warn("a device change to check is not this bulk change's; left alone",
+				"bulkChangeId", in.BulkChangeID, "deviceChangeId", f.DeviceChangeID)
+			continue
+		}
 		r, err := a.EndDeviceChange(
 			ctx,
 			EndDeviceChangeInput{DeviceChangeID: f.DeviceChangeID, Code: change.DeviceWorkflowEnded,

@@ -123,6 +123,12 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	for _, d := range devs {
 		in.InFlight = append(in.InFlight, api.InFlight{DeviceChangeID: ids[d.ICCID], ICCID: d.ICCID})
 	}
+	// A device change of another bulk change, named by a workflow that is
+	// not this database's (its ids collide): left alone.
+	others := devices(1, "8914800404", "active")
+	other, otherIDs := h.newBulk(account, changes("suspend", 1, others...)...)
+	h.exec(`UPDATE device_changes SET status = 'SUBMITTED' WHERE bulk_change_id = $1`, other)
+	in.InFlight = append(in.InFlight, api.InFlight{DeviceChangeID: otherIDs[others[0].ICCID], ICCID: "89148004049999999990"})
 
 	var ended []api.DeviceResult
 	require.NoError(t, h.run(&ended, h.acts.CheckDeviceWorkflows, in))
@@ -137,6 +143,7 @@ func TestCheckDeviceWorkflows(t *testing.T) {
 	require.Equal(t, change.Processed, byICCID[devs[2].ICCID].Status, "an outcome already recorded is kept")
 	require.Equal(t, change.DeviceWorkflowEnded, byICCID[devs[3].ICCID].ErrorCode)
 	require.Equal(t, change.Sent, h.change(ids[devs[0].ICCID]).Status)
+	require.Equal(t, change.Sent, h.change(otherIDs[others[0].ICCID]).Status, "another bulk change's is left alone")
 	// Each ended change has its audit result entry.
 	results := 0
 	for _, r := range h.audit(bulk) {
