@@ -75,8 +75,7 @@ func TestPauseResumeMidBulkChange(t *testing.T) {
 	devs, file := suspendFile(t, s, "8914800801", 2000)
 	res := submit(t, s, file)
 
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 3 },
-		3*time.Minute, 100*time.Millisecond)
+	awaitProgress(t, s, res.WorkflowID, func(p api.Progress) bool { return p.BatchesSent >= 3 })
 	paused := acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate,
 		api.OperatorRequest{By: "alice", Reason: "checking the file"})
 	require.Equal(t, change.BulkPaused, paused.Status)
@@ -122,8 +121,7 @@ func TestCancelMidBulkChange(t *testing.T) {
 	_, file := suspendFile(t, s, "8914800802", 600)
 	res := submit(t, s, file)
 
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 2 },
-		3*time.Minute, 100*time.Millisecond)
+	awaitProgress(t, s, res.WorkflowID, func(p api.Progress) bool { return p.BatchesSent >= 2 })
 	// Through the raw temporal CLI, as an operator without the starter.
 	cliOut, err := temporalCLI(t, s, "workflow", "update", "execute", "--workflow-id", res.WorkflowID,
 		"--name", api.CancelUpdate, "--input", `{"by":"alice","reason":"wrong customer"}`, "--output", "json")

@@ -169,6 +169,14 @@ func progress(s *stack.Stack, workflowID string) (api.Progress, bool) {
 	return p, err == nil
 }
 
+// awaitProgress waits, three minutes at most, until the bulk change's
+// progress satisfies cond.
+func awaitProgress(t *testing.T, s *stack.Stack, workflowID string, cond func(api.Progress) bool) {
+	t.Helper()
+	require.Eventually(t, func() bool { p, ok := progress(s, workflowID); return ok && cond(p) },
+		3*time.Minute, 100*time.Millisecond)
+}
+
 // progressOf is the progress for a failure message, or why there is none.
 func progressOf(s *stack.Stack, workflowID string) string {
 	p, err := queryProgress(s, workflowID)

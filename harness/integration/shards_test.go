@@ -50,8 +50,7 @@ func TestShardedBulkChangePauseKillResume(t *testing.T) {
 	devs, file := suspendFile(t, s, "8914800861", 1200)
 	res := submit(t, s, file)
 
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 3 },
-		3*time.Minute, 100*time.Millisecond)
+	awaitProgress(t, s, res.WorkflowID, func(p api.Progress) bool { return p.BatchesSent >= 3 })
 	paused := acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate,
 		api.OperatorRequest{By: "alice", Reason: "checking the file"})
 	require.Equal(t, change.BulkPaused, paused.Status)
@@ -103,8 +102,7 @@ func TestShardedBulkChangeCancel(t *testing.T) {
 	_, file := suspendFile(t, s, "8914800862", 900)
 	res := submit(t, s, file)
 
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.BatchesSent >= 2 },
-		3*time.Minute, 100*time.Millisecond)
+	awaitProgress(t, s, res.WorkflowID, func(p api.Progress) bool { return p.BatchesSent >= 2 })
 	cancelled := acceptedUpdate(t, s, res.WorkflowID, api.CancelUpdate,
 		api.OperatorRequest{By: "alice", Reason: "wrong customer"})
 	require.Equal(t, change.BulkCancelled, cancelled.Status)
@@ -136,8 +134,7 @@ func TestShardedBulkChangeResumeFailed(t *testing.T) {
 	devs, file := suspendFile(t, s, "8914800863", 600)
 	res := submit(t, s, file)
 
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.Done() >= 150 },
-		3*time.Minute, 100*time.Millisecond)
+	awaitProgress(t, s, res.WorkflowID, func(p api.Progress) bool { return p.Done() >= 150 })
 	// Paused and resumed first: the shards have applied that root run's
 	// requests, which the recovered root's must still outrank.
 	acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "alice", Reason: "a look"})
@@ -188,8 +185,7 @@ func TestShardTerminatedIsStartedAgain(t *testing.T) {
 	devs, file := suspendFile(t, s, "8914800864", 480)
 	res := submit(t, s, file)
 
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.Done() >= 60 },
-		3*time.Minute, 100*time.Millisecond)
+	awaitProgress(t, s, res.WorkflowID, func(p api.Progress) bool { return p.Done() >= 60 })
 	p, _ := progress(s, res.WorkflowID)
 	shard := p.ShardsDone + 1
 	require.NoError(t, s.Client.TerminateWorkflow(context.Background(), api.ShardWorkflowID(res.ID, shard), "",
