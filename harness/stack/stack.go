@@ -280,7 +280,8 @@ func (s *Stack) buildConfig(opts Options) *config.Config {
 			Username: CallbackUser, Password: CallbackPassword, MaxBodyBytes: 1 << 20},
 		Revio: config.Revio{Enabled: true, BaseURL: s.revioURL, Login: RevioLogin, ClientCode: RevioClientCode,
 			Password: RevioPassword, SubscriptionKey: RevioKey, CallsPerMinute: 500},
-		Bulk: config.Bulk{BatchSize: 100, Window: 500, StartsPerRun: 500, CallbackTimeout: 10 * time.Second,
+		Bulk: config.Bulk{BatchSize: 100, Window: 500, StartsPerRun: 500, ShardSize: 2000, ShardsAtOnce: 5,
+			CallbackTimeout: 10 * time.Second,
 			ConfirmDeadline: 5 * time.Minute, PollInterval: time.Second, PollMaxInterval: 4 * time.Second,
 			DefaultSite: "INTEGRATION-SITE", DefaultSiteAssignment: true, StallCheck: 10 * time.Second},
 		Limits: config.Limits{
