@@ -162,7 +162,6 @@ func (b *bulkRun) runShard(sh api.Shard) {
 	t.Running = append(t.Running, api.RunningShard{
 		No:      sh.No,
 		Report:  api.ShardReport{Shard: sh.No, Epoch: t.Epoch, Progress: api.Progress{Tally: change.NewTally()}},
-		Recover: t.Recover,
 		HeardAt: workflow.Now(b.ctx),
 	})
 	b.launchShard(sh, t.Recover)
@@ -386,7 +385,6 @@ func (b *bulkRun) restartShards(nos []int) {
 		b.logger.Warn("shard ended without reporting its end; starting it again to recover its part", "shard", no)
 		t.Running[i].Restarts++
 		t.Running[i].Report.Seq = 0
-		t.Running[i].Recover = true
 		t.Running[i].HeardAt = workflow.Now(b.ctx)
 		b.launchShard(t.Shards[no-1], true)
 	}

@@ -122,8 +122,6 @@ type TreeState struct {
 type RunningShard struct {
 	No     int         `json:"no"`
 	Report ShardReport `json:"report"`
-	// Recover: started to recover its part (its root was recovered).
-	Recover bool `json:"recover,omitempty"`
 	// Restarts counts the times the root started it again.
 	Restarts int `json:"restarts,omitempty"`
 	// HeardAt is when the root last heard from it (or started it).
