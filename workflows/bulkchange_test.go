@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,10 @@ import (
 // fakeBulk is an in-memory bulk change behind the parent's mocked
 // activities: batches of devices, and the outcome each child reports.
 type fakeBulk struct {
+	// mu guards what the mocked activities write: the test environment
+	// runs activities on goroutines of their own, and a tree's shards run
+	// theirs at the same time.
+	mu sync.Mutex
 	// told are the events the bulk change told people (notifications).
 	told         []notify.Event
 	id           string
@@ -139,15 +144,21 @@ func withBulkMocks(
 					nil,
 				)
 			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
 			f.sent = append(f.sent, in.BatchNo)
 			return &activities.SendBatchResult{Devices: len(f.batches[in.BatchNo-1]), State: db.RequestAccepted}, nil
 		}).Maybe()
 	env.OnActivity(a.ListDevicesToStart, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ListDevicesInput) ([]activities.DeviceToStart, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
 			return f.listAfter(in), nil
 		}).Maybe()
 	env.OnActivity(a.FinishBulkChange, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.FinishInput) (*activities.FinishResult, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
 			if f.billingOwed > 0 {
 				return &activities.FinishResult{BillingOwed: f.billingOwed}, nil
 			}
