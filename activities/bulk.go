@@ -148,6 +148,9 @@ type RecoveredBulk struct {
 	change.Tally
 	// ApprovedBy is the approval given before the failure, if any.
 	ApprovedBy string `json:"approvedBy,omitempty"`
+	// Recoveries counts the runs that recovered the bulk change, this one
+	// included (absent from histories recorded before it was kept).
+	Recoveries int `json:"recoveries,omitempty"`
 }
 
 // RecoverBulkChange reads where a bulk change stands from its device
@@ -165,7 +168,12 @@ func (a *Activities) RecoverBulkChange(ctx context.Context, bulkID string) (*Rec
 	if err != nil {
 		return nil, err
 	}
+	n, err := a.Store.CountRecovery(ctx, bulkID, activity.GetInfo(ctx).WorkflowExecution.RunID)
+	if err != nil {
+		return nil, err
+	}
 	return &RecoveredBulk{
+		Recoveries:  n,
 		Plan:        *plan,
 		NextBatch:   st.NextBatch,
 		DevicesSent: st.Sent,

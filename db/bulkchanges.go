@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -501,4 +502,24 @@ func (s *Store) FailedChanges(ctx context.Context, id string, codes []string) ([
 		err := r.Scan(&f.RowNumber, &f.ICCID, &f.IMEI, &f.Operation, &f.ErrorCode, &f.Params, &f.PPU, &f.Billing)
 		return f, err
 	})
+}
+
+// CountRecovery counts a recovery of the bulk change by the workflow run
+// runID and returns how many runs have recovered it. A retry of the same
+// run counts once: the count only grows, and by one per recovered run.
+func (s *Store) CountRecovery(ctx context.Context, bulkID, runID string) (int, error) {
+	var n int
+	err := s.Pool.QueryRow(ctx, `
+		UPDATE bulk_changes
+		SET recoveries = recoveries + CASE WHEN recovery_run IS DISTINCT FROM $2 THEN 1 ELSE 0 END,
+			recovery_run = $2
+		WHERE id = $1
+		RETURNING recoveries`, bulkID, runID).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("count a recovery of %s: %w", bulkID, err)
+	}
+	return n, nil
 }

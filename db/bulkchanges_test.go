@@ -347,6 +347,25 @@ func testRecordOperatorAction(t *testing.T, st *db.Store) {
 	})
 }
 
+func TestCountRecovery(t *testing.T) {
+	t.Parallel()
+	st, ctx := newStore(t)
+	b := createBulk(t, st, devs(change.Suspend, 1, 1)...)
+
+	n, err := st.CountRecovery(ctx, b.ID, "run-1")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the first recovered run")
+	n, err = st.CountRecovery(ctx, b.ID, "run-1")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a retry of the same run counts once")
+	n, err = st.CountRecovery(ctx, b.ID, "run-2")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "a second recovery counts above the first")
+
+	_, err = st.CountRecovery(ctx, uuid.NewString(), "run-1")
+	require.ErrorIs(t, err, db.ErrNotFound)
+}
+
 func TestLineUsage(t *testing.T) {
 	t.Parallel()
 	st, ctx := newStore(t)

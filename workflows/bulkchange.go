@@ -264,6 +264,10 @@ func (b *bulkRun) continueAsNew() error {
 	}
 	b.drainResults()
 	b.drainReports()
+	if t := b.state.Tree; t != nil && len(b.shardsEnded) > 0 {
+		// Their end reached this run only: the next starts them again.
+		t.Restart = append(t.Restart, b.shardsEnded...)
+	}
 	next := b.state
 	next.InFlight = make([]api.InFlight, 0, len(b.inFlight))
 	for _, id := range b.order {

@@ -52,6 +52,10 @@ func (b *bulkRun) runTree() error {
 			return err
 		}
 	}
+	if t := b.state.Tree; len(t.Restart) > 0 {
+		// Ended while the last run was ending: started again first.
+		b.shardsEnded, t.Restart = append(b.shardsEnded, t.Restart...), nil
+	}
 	for {
 		b.drainReports()
 		switch {
@@ -421,21 +425,33 @@ func (b *bulkRun) controlShards(ctx workflow.Context) error {
 			}
 		}
 	}
-	acked := func() bool {
-		for _, r := range t.Running {
-			if r.Report.Epoch < ctl.Epoch {
-				return false
-			}
-		}
-		return true
+	// A shard that ended without acknowledging (terminated, failed) sends
+	// nothing more, and its restart carries this request. Counting it as
+	// acknowledged is asked (versionEndedShardAcks) only when one does: the
+	// main loop may be waiting for this request before it continues as new,
+	// and would never restart it.
+	endedAcks := -2
+	unacked := func(r api.RunningShard) bool {
+		return r.Report.Epoch < ctl.Epoch && !(endedAcks >= 1 && slices.Contains(b.shardsEnded, r.No))
+	}
+	acked := func() bool { return !slices.ContainsFunc(t.Running, unacked) }
+	endedUnacked := func() bool {
+		return slices.ContainsFunc(t.Running, func(r api.RunningShard) bool {
+			return r.Report.Epoch < ctl.Epoch && slices.Contains(b.shardsEnded, r.No)
+		})
 	}
 	// The acknowledgements are reports: read them here, as the main loop
 	// may be waiting for this request to finish before it continues as new.
 	for !acked() {
-		if err := workflow.Await(ctx, func() bool { return acked() || b.reports.Len() > 0 }); err != nil {
+		if err := workflow.Await(ctx, func() bool {
+			return acked() || b.reports.Len() > 0 || endedAcks == -2 && endedUnacked()
+		}); err != nil {
 			return err
 		}
 		b.drainReports()
+		if endedAcks == -2 && endedUnacked() {
+			endedAcks = int(workflow.GetVersion(ctx, versionEndedShardAcks, workflow.DefaultVersion, 1))
+		}
 	}
 	return nil
 }

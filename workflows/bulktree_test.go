@@ -2,10 +2,13 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -68,4 +71,56 @@ func TestSmallBulkChangeHasNoShards(t *testing.T) {
 	require.Equal(t, 5, res.Processed)
 	require.Zero(t, res.Progress.Shards)
 	env.AssertNotCalled(t, "PlanShards", mock.Anything, mock.Anything)
+}
+
+// A pause waits for every running shard's acknowledgement, and the root,
+// due to continue as new, waits for the pause. A shard that ends without
+// acknowledging (terminated in the Web UI) must not hold both forever: the
+// pause returns, and the next run starts that shard again, paused.
+func TestPauseDoesNotWaitForAShardThatEnded(t *testing.T) {
+	f := newFakeBulk("t3", 5, 5, 5)
+	opts := treeOptions(4, 5, 2)
+	// The stall check wakes the root's main loop while the pause waits (the
+	// pause reads the reports itself), and it finds itself due to continue
+	// as new.
+	opts.Timing.StallCheck = 30 * time.Second
+	env := newTreeEnv(t, f, opts)
+	env.OnActivity(a.CheckShardWorkflows, mock.Anything, mock.Anything).Return(nil, nil).Maybe()
+	var audit []activities.OperatorActionInput
+	controlMocks(env, f, &audit)
+	// Stand-in shards: shard 1 ends without acknowledging the pause, once
+	// shard 2 has acknowledged it and reported until the root is due to
+	// continue as new (and a while after, so that the root waits there).
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in api.ShardInput) (*api.ShardResult, error) {
+		var ctl api.ShardControl
+		workflow.GetSignalChannel(ctx, api.ShardControlSignal).Receive(ctx, &ctl)
+		if in.Shard.No == 1 {
+			workflow.GetSignalChannel(ctx, "terminate").Receive(ctx, nil)
+			return nil, errors.New("terminated")
+		}
+		for seq := 1; seq <= reportsPerRun; seq++ {
+			r := api.ShardReport{Shard: in.Shard.No, Seq: seq, Epoch: ctl.Epoch, Progress: api.Progress{Tally: change.NewTally()}}
+			if err := workflow.SignalExternalWorkflow(ctx, in.RootWorkflowID, "", api.ShardReportSignal, r).Get(ctx, nil); err != nil {
+				return nil, err
+			}
+		}
+		if err := workflow.Sleep(ctx, time.Minute); err != nil {
+			return nil, err
+		}
+		return nil, workflow.SignalExternalWorkflow(ctx, api.ShardWorkflowID("t3", 1), "", "terminate", nil).Get(ctx, nil)
+	}, workflow.RegisterOptions{Name: api.BulkChangeShardWorkflowType})
+	pause := sendUpdate(env, 10*time.Second, api.PauseUpdate, api.OperatorRequest{By: "alice", Reason: "a look"})
+
+	env.ExecuteWorkflow(BulkChange, api.BulkChangeInput{BulkChangeID: "t3"})
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.True(t, pause.done, "the pause returned")
+	require.NoError(t, pause.rejected)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can, "the root continued as new")
+	var next api.BulkChangeInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Resume)
+	require.True(t, next.Resume.Control.Paused)
+	require.Equal(t, []int{1}, next.Resume.Tree.Restart, "the next run starts the ended shard again")
 }

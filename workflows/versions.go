@@ -34,6 +34,10 @@ const (
 	// versionShards: a bulk change larger than its shard size runs as a
 	// tree of BulkChangeShard workflows (decided once, in its first run).
 	versionShards = "shards"
+	// versionEndedShardAcks: a pause, resume or cancel of a tree counts a
+	// shard that ended without acknowledging it as acknowledged (it sends
+	// nothing more); asked only when one does.
+	versionEndedShardAcks = "ended-shard-acks"
 
 	// DeviceChange, asked only by children started without
 	// api.DeviceChangeInput.Protocol (protocol 1 takes both at version 1).

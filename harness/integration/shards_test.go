@@ -122,10 +122,25 @@ func TestShardedBulkChangeCancel(t *testing.T) {
 	recordHistory(t, s, api.ShardWorkflowID(res.ID, 1), "bulkchange-shard")
 }
 
+// resumeFailed starts a bulk change's root again in recover mode (what
+// `starter resume-failed` does) and waits until it is the recoveries-th.
+func resumeFailed(t *testing.T, s *stack.Stack, bulkID, workflowID string, recoveries int) {
+	t.Helper()
+	_, err := s.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflowID, TaskQueue: api.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: bulkID, Recover: true})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { p, ok := progress(s, workflowID); return ok && p.Recovered == recoveries },
+		time.Minute, 100*time.Millisecond, "recovery %d", recoveries)
+}
+
 // The root is terminated while its shards run, and a shard too; the
 // operator resumes the bulk change (what `starter resume-failed` does).
 // The new root adopts the shards still running and starts again the others,
 // each reading where its part stands: every device ends, none is sent twice.
+// The recovered root then dies as well and is recovered again: a pause of
+// each recovered root holds every shard.
 func TestShardedBulkChangeResumeFailed(t *testing.T) {
 	s := newStackWithWorker(t, stack.Options{
 		ThingSpace: simConfig(300*time.Millisecond, 2*time.Second, 63),
@@ -146,24 +161,31 @@ func TestShardedBulkChangeResumeFailed(t *testing.T) {
 	require.NoError(t, s.Client.TerminateWorkflow(ctx, api.ShardWorkflowID(res.ID, running), "", "test: a shard dies"))
 	t.Logf("root and shard %d terminated with %d/%d done", running, p.Done(), p.Total)
 
-	_, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: res.WorkflowID, TaskQueue: api.TaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-	}, api.BulkChangeWorkflowType, api.BulkChangeInput{BulkChangeID: res.ID, Recover: true})
-	require.NoError(t, err)
+	resumeFailed(t, s, res.ID, res.WorkflowID, 1)
 
 	// The recovered root's pause holds every shard, the adopted ones too.
-	require.Eventually(t, func() bool { p, ok := progress(s, res.WorkflowID); return ok && p.Recovered == 1 },
-		time.Minute, 100*time.Millisecond)
 	acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "bob", Reason: "after recovery"})
 	sentAtPause := stateChangeRequests(s)
 	time.Sleep(5 * time.Second)
 	require.Equal(t, sentAtPause, stateChangeRequests(s), "no shard sends while the recovered root is paused")
 	acceptedUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "bob"})
 
+	// The recovered root dies too, and is recovered again: its requests
+	// must outrank those of both runs before it, which the adopted shards
+	// have applied (a count kept in the workflow starts again at one).
+	require.NoError(t, s.Client.TerminateWorkflow(ctx, res.WorkflowID, "", "test: the recovered root dies"))
+	resumeFailed(t, s, res.ID, res.WorkflowID, 2)
+	acceptedUpdate(t, s, res.WorkflowID, api.PauseUpdate, api.OperatorRequest{By: "carol", Reason: "second recovery"})
+	sentAtPause = stateChangeRequests(s)
+	p, _ = progress(s, res.WorkflowID)
+	require.Less(t, p.BatchesSent, p.Batches, "batches are left to send: the pause below holds something")
+	time.Sleep(5 * time.Second)
+	require.Equal(t, sentAtPause, stateChangeRequests(s), "no shard sends while the twice-recovered root is paused")
+	acceptedUpdate(t, s, res.WorkflowID, api.ResumeUpdate, api.OperatorRequest{By: "carol"})
+
 	out := waitBulk(t, s, res, 6*time.Minute)
 	require.Equal(t, 600, out.Processed, "%+v", out.Progress)
-	require.Equal(t, 1, out.Progress.Recovered)
+	require.Equal(t, 2, out.Progress.Recovered)
 	st := s.TS.Stats(time.Hour)
 	for _, d := range devs {
 		require.Equal(t, 1, changesSent(st, d.ICCID), "sent once: %s", d.ICCID)

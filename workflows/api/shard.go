@@ -116,6 +116,10 @@ type TreeState struct {
 	Adopted []int `json:"adopted,omitempty"`
 	// Done counts the shards done.
 	Done int `json:"done"`
+	// Restart: running shards that ended without finishing while the run
+	// that learnt of it was continuing as new; the next run starts them
+	// again first.
+	Restart []int `json:"restart,omitempty"`
 }
 
 // RunningShard is a shard started and not yet done.
