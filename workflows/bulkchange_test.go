@@ -44,6 +44,8 @@ type fakeBulk struct {
 	finishedWith activities.FinishInput
 	// silent children never report (terminated by an operator, say).
 	silent map[string]bool
+	// delay, when set, is how long a child runs before it reports.
+	delay func(api.DeviceChangeInput) time.Duration
 	// billingOwed counts Rev.io steps owed: FinishBulkChange refuses to
 	// finish while it is above zero.
 	billingOwed int
@@ -188,6 +190,9 @@ func withBulkMocks(
 			delay := time.Duration(1+int(in.DeviceChangeID)%5) * time.Minute
 			if f.together {
 				delay = time.Minute
+			}
+			if f.delay != nil {
+				delay = f.delay(in)
 			}
 			if err := workflow.Sleep(ctx, delay); err != nil {
 				return nil, err
@@ -462,6 +467,32 @@ func TestBulkChangeNoticesAChildThatEndedWithoutReporting(t *testing.T) {
 	require.Equal(t, []api.InFlight{{DeviceChangeID: lost.ID, ICCID: lost.ICCID}}, checked,
 		"only the child still awaited was checked, once")
 	require.Less(t, env.Now().Sub(start), time.Hour, "noticed after the stall check, not never")
+}
+
+// Results that arrive while the parent waits to coalesce them are not a
+// stall, however long that wait ran (a loaded server fires timers late):
+// here the stall check is shorter than the wait, and results come every
+// 100 ms, so there is never a stall to tell of or check.
+func TestResultsWaitingAreNotAStall(t *testing.T) {
+	f := newFakeBulk("b10", 60)
+	f.delay = func(in api.DeviceChangeInput) time.Duration {
+		return time.Duration(in.DeviceChangeID) * 100 * time.Millisecond
+	}
+	opts := bulkOptions(60, 100)
+	opts.Timing.StallCheck = 200 * time.Millisecond
+	require.Less(t, opts.Timing.StallCheck, coalesceFor)
+	env := newBulkEnv(t, f, opts)
+	checks := 0
+	env.OnActivity(a.CheckDeviceWorkflows, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.CheckDeviceWorkflowsInput) ([]api.DeviceResult, error) {
+			checks++
+			return nil, nil
+		}).Maybe()
+
+	res := runBulk(t, env, api.BulkChangeInput{BulkChangeID: "b10"})
+	require.Equal(t, 60, res.Progress.Processed)
+	require.Zero(t, checks, "no device workflow checked")
+	require.NotContains(t, f.told, notify.Stalled, "no stall told")
 }
 
 // A bulk change is not FINISHED while a Rev.io step is owed: the stranded

@@ -198,7 +198,14 @@ func (b *bulkRun) awaitResult() {
 	}
 	if b.watchTimer.IsReady() {
 		b.watchTimer = nil
-		if workflow.Now(b.ctx).Sub(b.lastResultAt) >= b.stallCheck() {
+		stalled := func() bool { return workflow.Now(b.ctx).Sub(b.lastResultAt) >= b.stallCheck() }
+		if stalled() && b.results.Len() > 0 &&
+			workflow.GetVersion(b.ctx, versionDrainBeforeStallCheck, workflow.DefaultVersion, 1) >= 1 {
+			// Results came while the wait to coalesce them ran long (a
+			// server's timers late under load): they are not a stall.
+			b.drainResults()
+		}
+		if stalled() {
 			b.tell(notify.Stalled, fmt.Sprintf("no device result for %s; %d device workflows awaited",
 				workflow.Now(b.ctx).Sub(b.lastResultAt).Round(time.Second), len(b.inFlight)), b.stallOccurrence())
 			b.checkChildren()

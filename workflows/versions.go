@@ -34,6 +34,9 @@ const (
 	// versionShards: a bulk change larger than its shard size runs as a
 	// tree of BulkChangeShard workflows (decided once, in its first run).
 	versionShards = "shards"
+	// versionDrainBeforeStallCheck: results waiting when the stall check
+	// fires are taken before it decides there is a stall; asked only then.
+	versionDrainBeforeStallCheck = "drain-before-stall-check"
 	// versionEndedShardAcks: a pause, resume or cancel of a tree counts a
 	// shard that ended without acknowledging it as acknowledged (it sends
 	// nothing more); asked only when one does.
