@@ -49,7 +49,13 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // procRSS is a process's resident memory now, in KiB.
-func procRSS(pid int) (int64, error) {
+func procRSS(pid int) (int64, error) { return procStatusKB(pid, "VmRSS:") }
+
+// procPeakRSS is the most resident memory the process has had so far, in
+// KiB: a peak between two samples shows in the next one.
+func procPeakRSS(pid int) (int64, error) { return procStatusKB(pid, "VmHWM:") }
+
+func procStatusKB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -57,11 +63,11 @@ func procRSS(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
 // hostCPU reads the machine's busy and total CPU time (all cores) from

@@ -52,9 +52,13 @@ func startSampling(name string, total int, start time.Time, query func(context.C
 				continue
 			}
 			ps.at = time.Since(start)
+			var peakKB int64
 			for _, p := range procs {
 				if kb, err := procRSS(p.cmd.Process.Pid); err == nil {
 					ps.rssKB += kb
+				}
+				if kb, err := procPeakRSS(p.cmd.Process.Pid); err == nil {
+					peakKB = max(peakKB, kb)
 				}
 			}
 			sp.mu.Lock()
@@ -62,8 +66,9 @@ func startSampling(name string, total int, start time.Time, query func(context.C
 			sp.mu.Unlock()
 			if time.Since(lastPrint) >= 15*time.Second {
 				lastPrint = time.Now()
-				fmt.Printf("  %-7s %6s  %d/%d done, %d in flight, run %d (%.1f devices/s), worker RSS %d MiB, load %s\n", name,
-					ps.at.Round(time.Second), ps.done, total, ps.inFlight, ps.runs, float64(ps.done)/ps.at.Seconds(), ps.rssKB/1024, loadAvg())
+				fmt.Printf("  %-7s %6s  %d/%d done, %d in flight, run %d (%.1f devices/s), worker RSS %d MiB (peak so far %d), load %s\n", name,
+					ps.at.Round(time.Second), ps.done, total, ps.inFlight, ps.runs, float64(ps.done)/ps.at.Seconds(), ps.rssKB/1024,
+					peakKB/1024, loadAvg())
 			}
 		}
 	}()
