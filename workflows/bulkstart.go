@@ -84,12 +84,10 @@ func (b *bulkRun) recover() error {
 	p.BatchesSent = rec.NextBatch - 1
 	p.DevicesSent = rec.DevicesSent
 	p.Tally.Add(rec.Tally)
-	// The count kept in PostgreSQL: this run starts afresh, and a recovered
-	// tree numbers its requests to the shards from it.
-	p.Recovered++
-	if rec.Recoveries > 0 {
-		p.Recovered = rec.Recoveries
-	}
+	// The count kept in PostgreSQL (a recovered run starts afresh, and a
+	// recovered tree numbers its requests to the shards from it); histories
+	// recorded before it was kept carry none.
+	p.Recovered = max(rec.Recoveries, p.Recovered+1)
 	if rec.ApprovedBy != "" {
 		b.state.Control.Approved = &api.OperatorAction{By: rec.ApprovedBy, At: workflow.Now(b.ctx)}
 	}
