@@ -48,6 +48,7 @@ func BulkChange(ctx workflow.Context, in api.BulkChangeInput) (*api.BulkChangeRe
 	if b.state.Tree != nil || in.Resume == nil && b.startsTree() {
 		err = b.runTree()
 	} else {
+		b.adopting = false
 		err = b.runWindow()
 	}
 	if err != nil {
@@ -138,10 +139,15 @@ type bulkRun struct {
 	reportTimer    workflow.Future
 	reportsPending int
 	controlBusy    bool
+	// adopting: a recovered root has not yet decided its shape, or not yet
+	// adopted the shards the failed run left running; an operator's request
+	// waits for it (awaitAdoption).
+	adopting bool
 }
 
 func newBulkRun(ctx workflow.Context, in api.BulkChangeInput) *bulkRun {
 	b := newRun(ctx, in.BulkChangeID, in)
+	b.adopting = in.Recover
 	if in.Resume != nil {
 		b.resumeFrom(*in.Resume)
 	} else {

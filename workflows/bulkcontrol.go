@@ -138,6 +138,9 @@ func (b *bulkRun) pause(ctx workflow.Context, req api.OperatorRequest) (api.Oper
 	b.setStatus(ctx, change.BulkPaused)
 	b.audit(ctx, api.PauseUpdate, req)
 	err := workflow.Await(ctx, func() bool { return !b.sending })
+	if err == nil {
+		err = b.awaitAdoption(ctx)
+	}
 	if err == nil && b.state.Tree != nil {
 		err = b.controlShards(ctx)
 	}
@@ -150,6 +153,9 @@ func (b *bulkRun) resume(ctx workflow.Context, req api.OperatorRequest) (api.Ope
 	b.state.Control.PausedBy = nil
 	b.setStatus(ctx, change.BulkRunning)
 	b.audit(ctx, api.ResumeUpdate, req)
+	if err := b.awaitAdoption(ctx); err != nil {
+		return api.OperatorResult{}, err
+	}
 	if b.state.Tree != nil {
 		if err := b.controlShards(ctx); err != nil {
 			return api.OperatorResult{}, err
@@ -195,6 +201,9 @@ func (b *bulkRun) cancelUnsent(ctx workflow.Context, req api.OperatorRequest, ac
 	b.state.Control.Paused = false
 	b.audit(ctx, action, req)
 	if err := workflow.Await(ctx, func() bool { return !b.sending }); err != nil {
+		return 0, err
+	}
+	if err := b.awaitAdoption(ctx); err != nil {
 		return 0, err
 	}
 	if b.state.Tree != nil {

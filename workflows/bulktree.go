@@ -46,12 +46,14 @@ func (b *bulkRun) runTree() error {
 	if b.state.Tree == nil {
 		if b.state.Control.Cancelled != nil {
 			// Cancelled before it sent anything: no shard to run.
+			b.adopting = false
 			return nil
 		}
 		if err := b.planTree(); err != nil {
 			return err
 		}
 	}
+	b.adopting = false
 	if t := b.state.Tree; len(t.Restart) > 0 {
 		// Ended while the last run was ending: started again first.
 		b.shardsEnded, t.Restart = append(b.shardsEnded, t.Restart...), nil
@@ -392,6 +394,17 @@ func (b *bulkRun) restartShards(nos []int) {
 		t.Running[i].HeardAt = workflow.Now(b.ctx)
 		b.launchShard(t.Shards[no-1], true)
 	}
+}
+
+// awaitAdoption makes an operator's request to a recovered root wait until
+// the root has adopted the shards the failed run left running: until then
+// they would not hear it, and a pause would return while they still send
+// (version await-adoption, asked only then).
+func (b *bulkRun) awaitAdoption(ctx workflow.Context) error {
+	if !b.adopting || workflow.GetVersion(ctx, versionAwaitAdoption, workflow.DefaultVersion, 1) < 1 {
+		return nil
+	}
+	return workflow.Await(ctx, func() bool { return !b.adopting })
 }
 
 // controlShards passes an operator's request on to the running shards and

@@ -34,6 +34,10 @@ const (
 	// versionShards: a bulk change larger than its shard size runs as a
 	// tree of BulkChangeShard workflows (decided once, in its first run).
 	versionShards = "shards"
+	// versionAwaitAdoption: a pause, resume or cancel of a recovered root
+	// waits until it has adopted the shards still running; asked only when
+	// one comes before that.
+	versionAwaitAdoption = "await-adoption"
 	// versionDrainBeforeStallCheck: results waiting when the stall check
 	// fires are taken before it decides there is a stall; asked only then.
 	versionDrainBeforeStallCheck = "drain-before-stall-check"
